@@ -1,0 +1,73 @@
+"""Input validation shared by the stack, the fusion and the interop modules.
+
+Every check raises a ``ValueError`` or ``TypeError`` that names the argument, what was
+expected and what was received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["check_sequence_input", "check_lengths"]
+
+
+def check_sequence_input(x: Any, input_size: int, batch_first: bool) -> Tensor:
+    """Validate ``x`` and return it batch-first ``(B, T, F)``."""
+    layout = "(B, T, F)" if batch_first else "(T, B, F)"
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x: expected a Tensor of shape {layout}, got {type(x).__name__}")
+    if x.dim() != 3:
+        raise ValueError(
+            f"x: expected a 3-D tensor of shape {layout}, got rank {x.dim()} with shape {list(x.shape)}"
+        )
+    if not x.dtype.is_floating_point:
+        raise TypeError(f"x: expected a floating-point tensor, got dtype {x.dtype}")
+    if x.shape[-1] != input_size:
+        raise ValueError(f"x: x.size(-1) must be equal to input_size. Expected {input_size}, got {x.shape[-1]}")
+    return x if batch_first else x.transpose(0, 1)
+
+
+def check_lengths(lengths: Any, batch: int, steps: int, device: torch.device) -> Tensor | None:
+    """Validate ``lengths`` (None, a sequence of ints, a NumPy array or a Tensor).
+
+    Returns ``None`` when every sequence is full length (the fast, unmasked case), else an
+    int64 tensor on ``device``.
+    """
+    if lengths is None:
+        return None
+    lens = _as_int_tensor(lengths)
+    if lens.dim() != 1 or lens.shape[0] != batch:
+        raise ValueError(
+            f"lengths: expected one length per sequence, shape ({batch},), got shape {list(lens.shape)}"
+        )
+    if batch and int(lens.min()) < 0:
+        raise ValueError(f"lengths: expected values in [0, {steps}], got a negative length {int(lens.min())}")
+    if batch and int(lens.max()) > steps:
+        raise ValueError(
+            f"lengths: expected values in [0, {steps}] (the number of time steps), got {int(lens.max())}"
+        )
+    if batch and int(lens.min()) == steps:
+        return None
+    return lens.to(device=device, dtype=torch.int64)
+
+
+def _as_int_tensor(lengths: Any) -> Tensor:
+    if isinstance(lengths, Tensor):
+        tensor = lengths
+    elif isinstance(lengths, np.ndarray):
+        tensor = torch.from_numpy(lengths)
+    elif isinstance(lengths, Sequence) and not isinstance(lengths, (str, bytes)):
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in lengths):
+            bad = next(v for v in lengths if not isinstance(v, (int, np.integer)) or isinstance(v, bool))
+            raise TypeError(f"lengths: expected integers, got {bad!r} ({type(bad).__name__})")
+        tensor = torch.tensor(list(lengths), dtype=torch.int64)
+    else:
+        raise TypeError(f"lengths: expected a Tensor or a sequence of ints, got {type(lengths).__name__}")
+    if tensor.dtype == torch.bool or tensor.dtype.is_floating_point or tensor.dtype.is_complex:
+        raise TypeError(f"lengths: expected an integer dtype, got {tensor.dtype}")
+    return tensor.detach().cpu()

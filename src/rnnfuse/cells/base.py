@@ -1,0 +1,107 @@
+"""The contract every recurrent cell follows.
+
+A cell owns the parameters of one layer in one direction.  It computes one step,
+``cell(x_t, state) -> (output_t, new_state)``, and splits that step in two so that a
+sequence can be run fast: :meth:`RecurrentCell.project_input` applies the input weights to
+all steps at once (one matrix multiply), :meth:`RecurrentCell.step_projected` does the
+recurrent part of one step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..state import LayerState
+
+__all__ = ["RecurrentCell"]
+
+
+class RecurrentCell(nn.Module):
+    """Base class of :class:`LSTMCell`, :class:`GRUCell` and :class:`RNNCell`."""
+
+    kind: str = ""  # "lstm" | "gru" | "rnn"
+    num_gates: int = 1
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size = _positive_int("input_size", input_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+
+    # -- sizes ------------------------------------------------------------------
+    @property
+    def output_size(self) -> int:
+        """Size of the output (``h``) of one step."""
+        return self.hidden_size
+
+    # -- state ------------------------------------------------------------------
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> LayerState:
+        """The zero state for ``batch_size`` sequences."""
+        raise NotImplementedError
+
+    # -- computation ------------------------------------------------------------
+    def project_input(self, x: Tensor) -> Tensor:
+        """``x @ W_ih^T`` plus the biases that add to it, for any leading shape."""
+        raise NotImplementedError
+
+    def step_projected(self, xw: Tensor, state: LayerState) -> tuple[Tensor, LayerState]:
+        """One step from a projected input ``xw`` (see :meth:`project_input`)."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, state: LayerState | None = None) -> tuple[Tensor, LayerState]:
+        """One step: ``x`` is ``(B, input_size)``; returns ``(output, new_state)``."""
+        if x.dim() != 2 or x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x: expected shape (B, {self.input_size}), got {list(x.shape)}"
+            )
+        if state is None:
+            state = self.initial_state(x.shape[0], x.device, x.dtype)
+        return self.step_projected(self.project_input(x), state)
+
+    # -- description ------------------------------------------------------------
+    def options(self) -> dict[str, Any]:
+        """The keyword options that rebuild this cell (besides the two sizes)."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this cell: ``kind``, sizes and options."""
+        return {
+            "kind": self.kind,
+            "input_size": self.input_size,
+            "hidden_size": self.hidden_size,
+            **self.options(),
+        }
+
+    def extra_repr(self) -> str:
+        opts = "".join(f", {k}={v!r}" for k, v in self.options().items())
+        return f"{self.input_size}, {self.hidden_size}{opts}"
+
+    def reset_parameters(self) -> None:
+        """Uniform in ``[-1/sqrt(H), 1/sqrt(H)]``, as PyTorch initialises its RNNs."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for p in self.parameters():
+            nn.init.uniform_(p, -bound, bound)
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected a positive int, got {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name}: expected a positive int, got {value}")
+    return value
+
+
+def optional_positive_float(name: str, value: Any) -> float | None:
+    """Validate an optional clip value."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a positive float or None, got {value!r}")
+    if not value > 0:
+        raise ValueError(f"{name}: expected a positive float or None, got {value}")
+    return float(value)

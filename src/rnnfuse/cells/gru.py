@@ -1,0 +1,102 @@
+"""GRU cell, in both variants: reset after the hidden matmul (PyTorch, cuDNN, Keras'
+default) and reset before it (TensorFlow 1's ``GRUCell``, Keras ``reset_after=False``).
+
+Gate order of the stacked weights is **r, z, n** (PyTorch's; TF1 stores r, u in
+``gates/kernel`` and the candidate in ``candidate/kernel``; Keras uses z, r, h).  With
+``xw = x W_ih^T + b``::
+
+    r, z = sigmoid(xw_r + h W_hr^T (+ b_hr)), sigmoid(xw_z + h W_hz^T (+ b_hz))
+    reset_after=True:   n = tanh(xw_n + r * (h W_hn^T + b_hn))
+    reset_after=False:  n = tanh(xw_n + (r * h) W_hn^T)
+    h' = (1 - z) * n + z * h
+
+With ``reset_after=True`` the parameters are ``bias_ih`` and ``bias_hh`` (3H each; the
+hidden bias of ``n`` sits inside the reset); with ``reset_after=False`` all biases add,
+so there is one ``bias`` (3H).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .base import RecurrentCell
+
+__all__ = ["GRUCell", "gru_step_reset_after", "gru_step_reset_before"]
+
+
+def gru_step_reset_after(xw: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor) -> Tensor:
+    """One GRU step, reset applied after the hidden matmul (PyTorch semantics)."""
+    gh = torch.addmm(bias_hh, h, weight_hh.t())
+    x_r, x_z, x_n = xw.chunk(3, dim=1)
+    h_r, h_z, h_n = gh.chunk(3, dim=1)
+    r = torch.sigmoid(x_r + h_r)
+    z = torch.sigmoid(x_z + h_z)
+    n = torch.tanh(x_n + r * h_n)
+    return n + z * (h - n)
+
+
+def gru_step_reset_before(xw: Tensor, h: Tensor, weight_hh: Tensor) -> Tensor:
+    """One GRU step, reset applied to ``h`` before the matmul (TensorFlow 1 semantics)."""
+    hidden = h.shape[1]
+    x_r, x_z, x_n = xw.chunk(3, dim=1)
+    gh = h @ weight_hh[: 2 * hidden].t()
+    r = torch.sigmoid(x_r + gh[:, :hidden])
+    z = torch.sigmoid(x_z + gh[:, hidden:])
+    n = torch.tanh(x_n + (r * h) @ weight_hh[2 * hidden :].t())
+    return n + z * (h - n)
+
+
+class GRUCell(RecurrentCell):
+    """A GRU layer's cell.
+
+    >>> import torch
+    >>> cell = GRUCell(6, 20, reset_after=False)   # TensorFlow 1's GRUCell
+    >>> out, h = cell(torch.randn(3, 6))
+    >>> out.shape
+    torch.Size([3, 20])
+    """
+
+    kind = "gru"
+    num_gates = 3
+
+    def __init__(self, input_size: int, hidden_size: int, *, reset_after: bool = True) -> None:
+        super().__init__(input_size, hidden_size)
+        if not isinstance(reset_after, bool):
+            raise TypeError(f"reset_after: expected a bool, got {reset_after!r}")
+        self.reset_after = reset_after
+        h = hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(3 * h, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(3 * h, h))
+        if reset_after:
+            self.bias_ih = nn.Parameter(torch.empty(3 * h))
+            self.bias_hh = nn.Parameter(torch.empty(3 * h))
+        else:
+            self.bias = nn.Parameter(torch.empty(3 * h))
+        self.reset_parameters()
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> Tensor:
+        return torch.zeros(
+            batch_size,
+            self.hidden_size,
+            device=device or self.weight_ih.device,
+            dtype=dtype or self.weight_ih.dtype,
+        )
+
+    def project_input(self, x: Tensor) -> Tensor:
+        bias = self.bias_ih if self.reset_after else self.bias
+        return nn.functional.linear(x, self.weight_ih, bias)
+
+    def step_projected(self, xw: Tensor, state: Any) -> tuple[Tensor, Tensor]:
+        if self.reset_after:
+            h = gru_step_reset_after(xw, state, self.weight_hh, self.bias_hh)
+        else:
+            h = gru_step_reset_before(xw, state, self.weight_hh)
+        return h, h
+
+    def options(self) -> dict[str, Any]:
+        return {} if self.reset_after else {"reset_after": False}

@@ -1,0 +1,178 @@
+"""LSTM cell with TensorFlow 1's options: run-time forget bias, peepholes, projection, clips.
+
+Gate order of the stacked weights is **i, f, g, o** (PyTorch's order; TF1 uses i, j, f, o
+and Keras i, f, c, o: the interop modules reorder).  With ``xw = x W_ih^T + bias``::
+
+    i, f, g, o = split(xw + h W_hh^T)
+    i = sigmoid(i + p_i * c)                     # p_* are peepholes, when enabled
+    f = sigmoid(f + forget_bias + p_f * c)
+    c' = clip(f * c + i * tanh(g), cell_clip)
+    o = sigmoid(o + p_o * c')
+    h' = clip((o * tanh(c')) W_hr^T, proj_clip)  # without projection: o * tanh(c')
+
+``forget_bias`` is added at run time and never stored in a parameter, as in TF1's
+``BasicLSTMCell``/``LSTMCell`` (default 0.0 here, like PyTorch and Keras).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ..state import LSTMState
+from .base import RecurrentCell, _positive_int, optional_positive_float
+
+__all__ = ["LSTMCell", "LSTMOptions", "lstm_step"]
+
+
+class LSTMOptions(NamedTuple):
+    """The non-weight parts of an LSTM step."""
+
+    forget_bias: float = 0.0
+    cell_clip: float | None = None
+    proj_clip: float | None = None
+
+
+def lstm_step(
+    xw: Tensor,
+    state: LSTMState,
+    weight_hh: Tensor,
+    options: LSTMOptions = LSTMOptions(),
+    peepholes: tuple[Tensor, Tensor, Tensor] | None = None,
+    weight_hr: Tensor | None = None,
+) -> LSTMState:
+    """One LSTM step from the projected input ``xw`` ``(B, 4H)``; returns the new state."""
+    c, h = state
+    gates = torch.addmm(xw, h, weight_hh.t())
+    i, f, g, o = gates.chunk(4, dim=1)
+    if peepholes is not None:
+        p_i, p_f, p_o = peepholes
+        i = i + p_i * c
+        f = f + p_f * c
+    if options.forget_bias:
+        f = f + options.forget_bias
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    if options.cell_clip is not None:
+        c = c.clamp(-options.cell_clip, options.cell_clip)
+    if peepholes is not None:
+        o = o + peepholes[2] * c
+    h = torch.sigmoid(o) * torch.tanh(c)
+    if weight_hr is not None:
+        h = h @ weight_hr.t()
+        if options.proj_clip is not None:
+            h = h.clamp(-options.proj_clip, options.proj_clip)
+    return LSTMState(c, h)
+
+
+class LSTMCell(RecurrentCell):
+    """An LSTM layer's cell.
+
+    Parameters: ``weight_ih`` (4H, input_size), ``weight_hh`` (4H, P or H), ``bias`` (4H),
+    with ``peepholes`` also ``w_i_diag``, ``w_f_diag``, ``w_o_diag`` (H), and with
+    ``proj_size=P`` also ``weight_hr`` (P, H).
+
+    >>> import torch
+    >>> cell = LSTMCell(6, 20, forget_bias=1.0)
+    >>> out, state = cell(torch.randn(3, 6))
+    >>> out.shape, state.c.shape
+    (torch.Size([3, 20]), torch.Size([3, 20]))
+    """
+
+    kind = "lstm"
+    num_gates = 4
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        forget_bias: float = 0.0,
+        peepholes: bool = False,
+        proj_size: int | None = None,
+        cell_clip: float | None = None,
+        proj_clip: float | None = None,
+    ) -> None:
+        super().__init__(input_size, hidden_size)
+        if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)):
+            raise TypeError(f"forget_bias: expected a float, got {forget_bias!r}")
+        self.proj_size = None if proj_size is None else _positive_int("proj_size", proj_size)
+        if proj_clip is not None and self.proj_size is None:
+            raise ValueError("proj_clip: clips the projection, so it needs proj_size; got proj_size=None")
+        self.lstm_options = LSTMOptions(
+            float(forget_bias),
+            optional_positive_float("cell_clip", cell_clip),
+            optional_positive_float("proj_clip", proj_clip),
+        )
+        self.peepholes = bool(peepholes)
+        h, out = hidden_size, self.output_size
+        self.weight_ih = nn.Parameter(torch.empty(4 * h, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(4 * h, out))
+        self.bias = nn.Parameter(torch.empty(4 * h))
+        if self.peepholes:
+            self.w_i_diag = nn.Parameter(torch.empty(h))
+            self.w_f_diag = nn.Parameter(torch.empty(h))
+            self.w_o_diag = nn.Parameter(torch.empty(h))
+        if self.proj_size is not None:
+            self.weight_hr = nn.Parameter(torch.empty(self.proj_size, h))
+        self.reset_parameters()
+
+    @property
+    def forget_bias(self) -> float:
+        return self.lstm_options.forget_bias
+
+    @property
+    def cell_clip(self) -> float | None:
+        return self.lstm_options.cell_clip
+
+    @property
+    def proj_clip(self) -> float | None:
+        return self.lstm_options.proj_clip
+
+    @property
+    def output_size(self) -> int:
+        return self.proj_size if self.proj_size is not None else self.hidden_size
+
+    def peephole_weights(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        if not self.peepholes:
+            return None
+        return self.w_i_diag, self.w_f_diag, self.w_o_diag
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> LSTMState:
+        dtype = dtype or self.weight_ih.dtype
+        device = device or self.weight_ih.device
+        return LSTMState(
+            torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype),
+            torch.zeros(batch_size, self.output_size, device=device, dtype=dtype),
+        )
+
+    def project_input(self, x: Tensor) -> Tensor:
+        return nn.functional.linear(x, self.weight_ih, self.bias)
+
+    def step_projected(self, xw: Tensor, state: Any) -> tuple[Tensor, LSTMState]:
+        new = lstm_step(
+            xw,
+            state,
+            self.weight_hh,
+            self.lstm_options,
+            self.peephole_weights(),
+            getattr(self, "weight_hr", None),
+        )
+        return new.h, new
+
+    def options(self) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        if self.forget_bias:
+            opts["forget_bias"] = self.forget_bias
+        if self.peepholes:
+            opts["peepholes"] = True
+        if self.proj_size is not None:
+            opts["proj_size"] = self.proj_size
+        if self.cell_clip is not None:
+            opts["cell_clip"] = self.cell_clip
+        if self.proj_clip is not None:
+            opts["proj_clip"] = self.proj_clip
+        return opts

@@ -1,0 +1,68 @@
+"""Plain (Elman) RNN cell: ``h' = act(x W_ih^T + h W_hh^T + bias)``, act tanh or relu.
+
+TF1's ``BasicRNNCell`` and Keras' ``SimpleRNN`` have one bias; PyTorch's two biases
+(``b_ih + b_hh``) are stored here as their sum, ``bias`` (H).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .base import RecurrentCell
+
+__all__ = ["RNNCell", "rnn_step"]
+
+_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+
+
+def rnn_step(xw: Tensor, h: Tensor, weight_hh: Tensor, nonlinearity: str = "tanh") -> Tensor:
+    """One step from the projected input ``xw`` ``(B, H)``."""
+    return _ACTIVATIONS[nonlinearity](torch.addmm(xw, h, weight_hh.t()))
+
+
+class RNNCell(RecurrentCell):
+    """A plain RNN layer's cell.
+
+    >>> import torch
+    >>> out, h = RNNCell(6, 4, nonlinearity="relu")(torch.randn(3, 6))
+    >>> bool((out >= 0).all())
+    True
+    """
+
+    kind = "rnn"
+    num_gates = 1
+
+    def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh") -> None:
+        super().__init__(input_size, hidden_size)
+        if nonlinearity not in _ACTIVATIONS:
+            raise ValueError(
+                f"nonlinearity: expected one of {sorted(_ACTIVATIONS)}, got {nonlinearity!r}"
+            )
+        self.nonlinearity = nonlinearity
+        self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size))
+        self.bias = nn.Parameter(torch.empty(hidden_size))
+        self.reset_parameters()
+
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> Tensor:
+        return torch.zeros(
+            batch_size,
+            self.hidden_size,
+            device=device or self.weight_ih.device,
+            dtype=dtype or self.weight_ih.dtype,
+        )
+
+    def project_input(self, x: Tensor) -> Tensor:
+        return nn.functional.linear(x, self.weight_ih, self.bias)
+
+    def step_projected(self, xw: Tensor, state: Any) -> tuple[Tensor, Tensor]:
+        h = rnn_step(xw, state, self.weight_hh, self.nonlinearity)
+        return h, h
+
+    def options(self) -> dict[str, Any]:
+        return {} if self.nonlinearity == "tanh" else {"nonlinearity": self.nonlinearity}

@@ -1,0 +1,106 @@
+"""MultiEncoder: several named encoders whose states (and outputs) are fused.
+
+>>> import torch
+>>> from rnnfuse import MultiEncoder, StackedRNN
+>>> enc = MultiEncoder({"local": StackedRNN(6, [20, 20], "gru"),
+...                     "global": StackedRNN(6, [20, 20], "gru")}, fusion="concat")
+>>> result = enc(torch.randn(3, 5, 6))          # one input shared by both encoders
+>>> result.outputs.shape, [tuple(s.shape) for s in result.state]
+(torch.Size([3, 5, 40]), [(3, 40), (3, 40)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .fusion import FUSION_FUNCTIONS, concat_states
+from .stack import StackedRNN
+
+__all__ = ["MultiEncoder", "MultiEncoderOutput", "merge_directions"]
+
+
+class MultiEncoderOutput(NamedTuple):
+    """What :class:`MultiEncoder` returns.
+
+    ``outputs``: the encoders' outputs joined on the feature axis when they share the
+    time axis, else ``None`` (use ``encoder_outputs``); ``state``: the fused stack state;
+    ``encoder_outputs`` / ``encoder_states``: each encoder's own, by name.
+    """
+
+    outputs: Tensor | None
+    state: Any
+    encoder_outputs: dict[str, Tensor]
+    encoder_states: dict[str, Any]
+
+
+def merge_directions(state: Any, bidirectional: bool) -> Any:
+    """A bidirectional ``(fw, bw)`` state joined per layer (fw|bw); others unchanged."""
+    return concat_states(list(state)) if bidirectional else state
+
+
+class MultiEncoder(nn.Module):
+    """Named encoders, each with its own input and lengths or one shared input.
+
+    Args:
+        encoders: name → :class:`StackedRNN` (any module with the same call contract).
+        fusion: ``"concat"``, ``"sum"``, ``"mean"``, ``"max"``, or a module taking a list
+            of stack states (e.g. :class:`~rnnfuse.ZophKnightFusion`) in the order of
+            ``encoders``.  A bidirectional encoder's ``(fw, bw)`` state is joined per layer
+            first, so every encoder contributes one stack state.
+    """
+
+    def __init__(self, encoders: Mapping[str, nn.Module], fusion: str | nn.Module = "concat") -> None:
+        super().__init__()
+        if not isinstance(encoders, Mapping) or len(encoders) < 1:
+            raise TypeError(f"encoders: expected a non-empty mapping name -> encoder, got {type(encoders).__name__}")
+        if isinstance(fusion, str) and fusion not in FUSION_FUNCTIONS:
+            raise ValueError(f"fusion: expected one of {sorted(FUSION_FUNCTIONS)} or a module, got {fusion!r}")
+        if not isinstance(fusion, (str, nn.Module)):
+            raise TypeError(f"fusion: expected a name or an nn.Module, got {type(fusion).__name__}")
+        self.encoders = nn.ModuleDict(dict(encoders))
+        self.fusion = fusion
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.encoders.keys())
+
+    def forward(self, inputs: Tensor | Mapping[str, Tensor], lengths: Any = None) -> MultiEncoderOutput:
+        """``inputs`` and ``lengths``: one shared value, or a mapping by encoder name."""
+        outputs: dict[str, Tensor] = {}
+        states: dict[str, Any] = {}
+        for name, encoder in self.encoders.items():
+            x = self._pick(inputs, name, "inputs", required=True)
+            lens = self._pick(lengths, name, "lengths", required=False)
+            out, state = encoder(x, lens)
+            outputs[name] = out
+            states[name] = merge_directions(state, getattr(encoder, "bidirectional", False))
+        fused = self._fuse(list(states.values()))
+        joined = self._join_outputs(outputs)
+        return MultiEncoderOutput(joined, fused, outputs, states)
+
+    def _pick(self, value: Any, name: str, what: str, required: bool) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        if name not in value:
+            if required or value:
+                raise ValueError(f"{what}: no entry for encoder {name!r}; expected keys {self.names}, got {sorted(value)}")
+            return None
+        return value[name]
+
+    def _fuse(self, states: list[Any]) -> Any:
+        if len(states) == 1:
+            return states[0]
+        if isinstance(self.fusion, str):
+            return FUSION_FUNCTIONS[self.fusion](states)
+        return self.fusion(states)
+
+    @staticmethod
+    def _join_outputs(outputs: dict[str, Tensor]) -> Tensor | None:
+        values = list(outputs.values())
+        if len({v.shape[:2] for v in values}) != 1:
+            return None
+        return values[0] if len(values) == 1 else torch.cat(values, dim=-1)  # zero past lengths already

@@ -1,0 +1,332 @@
+"""Fusing the states and outputs of several encoders, keeping the state's structure.
+
+Functions (no parameters): :func:`concat_states`, :func:`sum_states`, :func:`mean_states`,
+:func:`max_states`, :func:`concat_outputs`.  Modules (learned): :class:`StateBridge`,
+:class:`ZophKnightFusion`, :class:`ChildSumFusion`, :class:`GatedFusion`.  All take a
+sequence of stack states (one per source) and return one stack state; an LSTM layer stays
+an :class:`~rnnfuse.LSTMState` with ``c`` and ``h`` each fused.
+
+>>> import torch
+>>> from rnnfuse import LSTMState, concat_states
+>>> local = (LSTMState(torch.zeros(3, 20), torch.zeros(3, 20)), torch.zeros(3, 20))
+>>> glob = (LSTMState(torch.ones(3, 20), torch.ones(3, 20)), torch.ones(3, 20))
+>>> fused = concat_states([local, glob])
+>>> fused[0].c.shape, fused[1].shape
+(torch.Size([3, 40]), torch.Size([3, 40]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .state import LSTMState, _map, assert_same_structure, state_sizes
+
+__all__ = [
+    "concat_states",
+    "sum_states",
+    "mean_states",
+    "max_states",
+    "concat_outputs",
+    "StateBridge",
+    "ZophKnightFusion",
+    "ChildSumFusion",
+    "GatedFusion",
+    "FUSION_FUNCTIONS",
+]
+
+
+def _check_sources(states: Any, same_sizes: bool, minimum: int = 2) -> list[Any]:
+    if isinstance(states, (Tensor, LSTMState)) or not isinstance(states, Sequence):
+        raise TypeError(
+            f"states: expected a list of {minimum} or more states (one per source), got {type(states).__name__}"
+        )
+    states = list(states)
+    if len(states) < minimum:
+        raise ValueError(f"states: expected {minimum} or more states (one per source), got {len(states)}")
+    for i in range(1, len(states)):
+        assert_same_structure(
+            states[0], states[i], names=("states[0]", f"states[{i}]"), check_feature_sizes=same_sizes
+        )
+    return states
+
+
+def concat_states(states: Sequence[Any]) -> Any:
+    """Join each part on the feature axis; sources may have different sizes."""
+    return _map(lambda *ts: torch.cat(ts, dim=-1), _check_sources(states, False))
+
+
+def sum_states(states: Sequence[Any]) -> Any:
+    """Element-wise sum of each part; every source must have the same sizes."""
+    return _map(lambda *ts: torch.stack(ts).sum(0), _check_sources(states, True))
+
+
+def mean_states(states: Sequence[Any]) -> Any:
+    """Element-wise mean of each part; every source must have the same sizes."""
+    return _map(lambda *ts: torch.stack(ts).mean(0), _check_sources(states, True))
+
+
+def max_states(states: Sequence[Any]) -> Any:
+    """Element-wise maximum of each part; every source must have the same sizes."""
+    return _map(lambda *ts: torch.stack(ts).amax(0), _check_sources(states, True))
+
+
+FUSION_FUNCTIONS: dict[str, Callable[[Sequence[Any]], Any]] = {
+    "concat": concat_states,
+    "sum": sum_states,
+    "mean": mean_states,
+    "max": max_states,
+}
+
+
+def concat_outputs(outputs: Sequence[Tensor], lengths: Any = None) -> Tensor:
+    """Join encoder outputs ``(B, T, H_k)`` on the feature axis.
+
+    ``lengths`` is ``None``, one ``(B,)`` tensor for all sources, or one per source; each
+    source's steps past its length are zeroed so padding never leaks into the result.
+    """
+    if isinstance(outputs, Tensor) or not isinstance(outputs, Sequence) or len(outputs) < 2:
+        raise ValueError("outputs: expected a list of 2 or more tensors (B, T, H_k)")
+    first = outputs[0]
+    for i, out in enumerate(outputs):
+        if not isinstance(out, Tensor) or out.dim() != 3:
+            raise ValueError(f"outputs[{i}]: expected a tensor (B, T, H), got {_describe(out)}")
+        if out.shape[:2] != first.shape[:2]:
+            raise ValueError(
+                f"outputs[{i}]: expected batch and time {list(first.shape[:2])} like outputs[0], got {list(out.shape[:2])}"
+            )
+        if out.dtype != first.dtype or out.device != first.device:
+            raise ValueError(f"outputs[{i}]: dtype/device {out.dtype}/{out.device} differ from outputs[0]")
+    if lengths is None:
+        return torch.cat(list(outputs), dim=-1)
+    per_source = list(lengths) if isinstance(lengths, (list, tuple)) and _is_nested(lengths) else [lengths] * len(outputs)
+    if len(per_source) != len(outputs):
+        raise ValueError(f"lengths: expected one entry per output ({len(outputs)}), got {len(per_source)}")
+    from ._checks import check_lengths
+
+    masked = []
+    for out, lens in zip(outputs, per_source):
+        lens = check_lengths(lens, out.shape[0], out.shape[1], out.device)
+        if lens is not None:
+            steps = torch.arange(out.shape[1], device=out.device)
+            out = out * (steps.unsqueeze(0) < lens.unsqueeze(1)).unsqueeze(-1).to(out.dtype)
+        masked.append(out)
+    return torch.cat(masked, dim=-1)
+
+
+def _is_nested(lengths: Sequence[Any]) -> bool:
+    return len(lengths) > 0 and all(isinstance(v, (Tensor, list, tuple)) or v is None for v in lengths)
+
+
+def _describe(x: Any) -> str:
+    return f"shape {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+
+
+# ------------------------------------------------------------------------ learned fusion
+
+
+def _layer_sizes(sizes: Any, name: str) -> list[Any]:
+    """Validate a per-layer size structure: each entry an int or an LSTMState of ints."""
+    if isinstance(sizes, (int, LSTMState)) or not isinstance(sizes, Sequence) or not sizes:
+        raise TypeError(
+            f"{name}: expected one entry per layer, each an int (GRU/RNN) or LSTMState(c, h) of ints, got {sizes!r}"
+        )
+    for k, entry in enumerate(sizes):
+        parts = entry if isinstance(entry, LSTMState) else (entry,)
+        if not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in parts):
+            raise ValueError(f"{name}[{k}]: expected a positive int or LSTMState of positive ints, got {entry!r}")
+    return list(sizes)
+
+
+def _parts(entry: Any) -> list[tuple[str, int]]:
+    return [("c", entry.c), ("h", entry.h)] if isinstance(entry, LSTMState) else [("h", entry)]
+
+
+def _check_num_sources(num_sources: int) -> int:
+    if isinstance(num_sources, bool) or not isinstance(num_sources, int) or num_sources < 2:
+        raise ValueError(f"num_sources: expected an int >= 2, got {num_sources!r}")
+    return num_sources
+
+
+def _check_against(module: str, states: list[Any], sizes: list[Any], per_source: bool) -> None:
+    """Raise ValueError if ``states`` do not have the sizes the module was built for."""
+    for i, state in enumerate(states):
+        got = state_sizes(state) if isinstance(state, (tuple, list)) else None
+        if got is None or len(got) != len(sizes) or (per_source and list(got) != sizes):
+            raise ValueError(
+                f"{module}: states[{i}] has sizes {got}, expected {tuple(sizes)} (as built)"
+            )
+
+
+class StateBridge(nn.Module):
+    """A linear map per layer and state part to the sizes a decoder needs (OpenNMT's bridge).
+
+    Given several sources, their states are first concatenated per part.  ``input_sizes``
+    describes that (concatenated) state, ``output_sizes`` the decoder's; both per layer, an
+    ``LSTMState(c, h)`` of ints for an LSTM layer, an int otherwise (see
+    :func:`rnnfuse.state.state_sizes`).  ``activation`` is ``None``, ``"tanh"`` or ``"relu"``.
+
+    >>> import torch
+    >>> from rnnfuse import LSTMState
+    >>> bridge = StateBridge([LSTMState(40, 40)], [LSTMState(16, 16)])
+    >>> s = (LSTMState(torch.zeros(2, 20), torch.zeros(2, 20)),)
+    >>> bridge([s, s])[0].h.shape
+    torch.Size([2, 16])
+    """
+
+    def __init__(self, input_sizes: Sequence[Any], output_sizes: Sequence[Any], *, activation: str | None = None) -> None:
+        super().__init__()
+        self.input_sizes = _layer_sizes(input_sizes, "input_sizes")
+        self.output_sizes = _layer_sizes(output_sizes, "output_sizes")
+        if len(self.input_sizes) != len(self.output_sizes):
+            raise ValueError(
+                f"output_sizes: expected {len(self.input_sizes)} layers like input_sizes, got {len(self.output_sizes)}"
+            )
+        if activation not in (None, "tanh", "relu"):
+            raise ValueError(f"activation: expected None, 'tanh' or 'relu', got {activation!r}")
+        self.activation = activation
+        self.maps = nn.ModuleList()
+        for k, (src, dst) in enumerate(zip(self.input_sizes, self.output_sizes)):
+            if isinstance(src, LSTMState) != isinstance(dst, LSTMState):
+                raise ValueError(
+                    f"output_sizes[{k}]: layer {k} is {'an LSTM' if isinstance(src, LSTMState) else 'a GRU/RNN'} "
+                    f"state in input_sizes but {dst!r} in output_sizes; the kinds must match"
+                )
+            self.maps.append(nn.ModuleDict({part: nn.Linear(n, dict(_parts(dst))[part]) for part, n in _parts(src)}))
+
+    def forward(self, states: Sequence[Any]) -> Any:
+        """``states``: one stack state, or a list of them (concatenated first)."""
+        state = concat_states(states) if _is_state_list(states) else states
+        _check_against("StateBridge", [state], self.input_sizes, per_source=True)
+        act = {None: lambda t: t, "tanh": torch.tanh, "relu": torch.relu}[self.activation]
+        fused = []
+        for layer, maps in zip(state, self.maps):
+            if isinstance(layer, LSTMState):
+                fused.append(LSTMState(act(maps["c"](layer.c)), act(maps["h"](layer.h))))
+            else:
+                fused.append(act(maps["h"](layer)))
+        return tuple(fused)
+
+
+def _is_state_list(states: Any) -> bool:
+    return isinstance(states, list) or (
+        isinstance(states, tuple) and len(states) > 0 and isinstance(states[0], tuple) and not isinstance(states[0], LSTMState)
+    )
+
+
+class ZophKnightFusion(nn.Module):
+    """Zoph & Knight (2016) *basic* multi-source combination, per layer.
+
+    ``h = tanh(W [h_1; ...; h_n] + b)`` and, for LSTM layers, ``c = c_1 + ... + c_n``.
+    Every source has the per-layer sizes ``sizes`` (see :class:`StateBridge`), and so has
+    the result.
+    """
+
+    def __init__(self, num_sources: int, sizes: Sequence[Any]) -> None:
+        super().__init__()
+        self.num_sources = _check_num_sources(num_sources)
+        self.sizes = _layer_sizes(sizes, "sizes")
+        n = num_sources
+        self.combine = nn.ModuleList(
+            nn.Linear(n * _h_size(entry), _h_size(entry)) for entry in self.sizes
+        )
+
+    def forward(self, states: Sequence[Any]) -> Any:
+        states = _check_sources(states, True, self.num_sources)
+        _check_against("ZophKnightFusion", states, self.sizes, per_source=True)
+        fused = []
+        for k, linear in enumerate(self.combine):
+            layers = [s[k] for s in states]
+            h = torch.tanh(linear(torch.cat([_h(layer) for layer in layers], dim=-1)))
+            if isinstance(layers[0], LSTMState):
+                fused.append(LSTMState(torch.stack([layer.c for layer in layers]).sum(0), h))
+            else:
+                fused.append(h)
+        return tuple(fused)
+
+
+def _h(layer: Any) -> Tensor:
+    return layer.h if isinstance(layer, LSTMState) else layer
+
+
+def _h_size(entry: Any) -> int:
+    return entry.h if isinstance(entry, LSTMState) else entry
+
+
+class ChildSumFusion(nn.Module):
+    """Zoph & Knight (2016) *child-sum* combination of LSTM states, per layer.
+
+    ``i, o, u`` from ``W_1 h_1 + ... + W_n h_n + b``; one forget gate per source
+    ``f_k = sigmoid(U_k h_k + b_k)``; ``c = i*u + sum_k f_k*c_k``; ``h = o*tanh(c)``.
+    Every layer must be an LSTM layer with ``c`` and ``h`` of one size.
+    """
+
+    def __init__(self, num_sources: int, sizes: Sequence[Any]) -> None:
+        super().__init__()
+        self.num_sources = _check_num_sources(num_sources)
+        self.sizes = _layer_sizes(sizes, "sizes")
+        for k, entry in enumerate(self.sizes):
+            if not isinstance(entry, LSTMState) or entry.c != entry.h:
+                raise ValueError(
+                    f"sizes[{k}]: ChildSumFusion gates LSTM cell states and needs LSTMState(c=H, h=H), got {entry!r}; "
+                    f"use ZophKnightFusion or GatedFusion for GRU/RNN or projected layers"
+                )
+        self.iou = nn.ModuleList(
+            nn.ModuleList(nn.Linear(e.h, 3 * e.h, bias=(j == 0)) for j in range(num_sources)) for e in self.sizes
+        )
+        self.forget = nn.ModuleList(
+            nn.ModuleList(nn.Linear(e.h, e.h) for _ in range(num_sources)) for e in self.sizes
+        )
+
+    def forward(self, states: Sequence[Any]) -> Any:
+        states = _check_sources(states, True, self.num_sources)
+        _check_against("ChildSumFusion", states, self.sizes, per_source=True)
+        fused = []
+        for k in range(len(self.sizes)):
+            layers = [s[k] for s in states]
+            iou = sum(w(layer.h) for w, layer in zip(self.iou[k], layers))
+            i, o, u = iou.chunk(3, dim=-1)
+            c = torch.sigmoid(i) * torch.tanh(u)
+            for f, layer in zip(self.forget[k], layers):
+                c = c + torch.sigmoid(f(layer.h)) * layer.c
+            fused.append(LSTMState(c, torch.sigmoid(o) * torch.tanh(c)))
+        return tuple(fused)
+
+
+class GatedFusion(nn.Module):
+    """A learned, per-feature softmax gate between sources, per layer and state part.
+
+    ``g = softmax_k(W [h_1; ...; h_n] + b)`` (over the n sources, per feature), then
+    ``part = sum_k g_k * part_k`` for ``h`` and, with its own gate, for ``c``.
+    """
+
+    def __init__(self, num_sources: int, sizes: Sequence[Any]) -> None:
+        super().__init__()
+        self.num_sources = _check_num_sources(num_sources)
+        self.sizes = _layer_sizes(sizes, "sizes")
+        n = num_sources
+        self.gates = nn.ModuleList(
+            nn.ModuleDict({part: nn.Linear(n * _h_size(e), n * size) for part, size in _parts(e)})
+            for e in self.sizes
+        )
+
+    def forward(self, states: Sequence[Any]) -> Any:
+        states = _check_sources(states, True, self.num_sources)
+        _check_against("GatedFusion", states, self.sizes, per_source=True)
+        fused = []
+        for k, gates in enumerate(self.gates):
+            layers = [s[k] for s in states]
+            context = torch.cat([_h(layer) for layer in layers], dim=-1)
+
+            def mix(part: str, values: list[Tensor]) -> Tensor:
+                logits = gates[part](context).view(context.shape[0], self.num_sources, -1)
+                return (torch.softmax(logits, dim=1) * torch.stack(values, dim=1)).sum(1)
+
+            if isinstance(layers[0], LSTMState):
+                fused.append(LSTMState(mix("c", [l.c for l in layers]), mix("h", [l.h for l in layers])))
+            else:
+                fused.append(mix("h", layers))
+        return tuple(fused)

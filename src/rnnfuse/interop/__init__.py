@@ -1,0 +1,1 @@
+"""Reading and writing other frameworks' models: PyTorch, TensorFlow 1, Keras."""

@@ -1,0 +1,320 @@
+"""StackedRNN: layers of possibly different sizes and cell kinds, each owning its weights.
+
+>>> import torch
+>>> from rnnfuse import StackedRNN
+>>> enc = StackedRNN(6, [20, 10], cell="lstm")
+>>> y, state = enc(torch.randn(3, 5, 6), lengths=[5, 2, 0])
+>>> y.shape, [tuple(s.h.shape) for s in state]
+(torch.Size([3, 5, 10]), [(3, 20), (3, 10)])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import check_lengths, check_sequence_input
+from .cells import RecurrentCell, make_cell
+from .kernels import run_layer
+from .state import LSTMState, assert_same_structure, structure_str
+
+__all__ = ["StackedRNN"]
+
+
+class StackedRNN(nn.Module):
+    """A multi-layer recurrent network with one cell (its own weights) per layer.
+
+    Args:
+        input_size: features of the input.
+        hidden_sizes: one size per layer (an int means one layer).
+        cell: ``"lstm"``, ``"gru"`` or ``"rnn"``; ``cell_options`` go to every layer's cell
+            (e.g. ``forget_bias=1.0``, ``peepholes=True``, ``reset_after=False``).
+        batch_first: ``x`` is ``(B, T, F)`` if true, else ``(T, B, F)`` (TF's time_major).
+        bidirectional: add a backward stack; layer k+1 reads fw|bw of layer k (PyTorch
+            style), outputs are fw|bw on the feature axis, the state is ``(fw, bw)``.
+        dropout: dropout probability on the outputs of every layer but the last.
+        variational_dropout: use one dropout mask for all time steps of a sequence.
+        residual: add each layer's input to its output, for every layer after the first
+            (the first changes the feature space); their input and output sizes must match.
+
+    ``forward(x, lengths=None, initial_state=None) -> (outputs, state)``: ``lengths`` (B,)
+    in any order; outputs past a length are zero and the state is the one at the true last
+    step, as TF1's ``dynamic_rnn``.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_sizes: int | Sequence[int],
+        cell: str = "lstm",
+        *,
+        batch_first: bool = True,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        variational_dropout: bool = False,
+        residual: bool = False,
+        **cell_options: Any,
+    ) -> None:
+        sizes = _as_sizes(hidden_sizes)
+        dirs = 2 if bidirectional else 1
+
+        def build() -> list[RecurrentCell]:
+            cells, in_size = [], input_size
+            for size in sizes:
+                cells.append(make_cell(cell, in_size, size, **cell_options))
+                in_size = cells[-1].output_size * dirs
+            return cells
+
+        fw = build()
+        self._init_from_cells(
+            fw,
+            build() if bidirectional else None,
+            batch_first=batch_first,
+            dropout=dropout,
+            variational_dropout=variational_dropout,
+            residual=residual,
+        )
+
+    @classmethod
+    def from_cells(
+        cls,
+        cells: Sequence[RecurrentCell],
+        *,
+        backward_cells: Sequence[RecurrentCell] | None = None,
+        batch_first: bool = True,
+        dropout: float = 0.0,
+        variational_dropout: bool = False,
+        residual: bool = False,
+    ) -> StackedRNN:
+        """A stack from ready cells, e.g. an LSTM → GRU → RNN stack.
+
+        Every layer needs its own cell object; ``backward_cells`` makes it bidirectional.
+
+        >>> from rnnfuse import LSTMCell, GRUCell, RNNCell
+        >>> s = StackedRNN.from_cells([LSTMCell(6, 8), GRUCell(8, 4), RNNCell(4, 4)])
+        >>> [c.kind for c in s.layers]
+        ['lstm', 'gru', 'rnn']
+        """
+        stack = cls.__new__(cls)
+        stack._init_from_cells(
+            list(cells),
+            None if backward_cells is None else list(backward_cells),
+            batch_first=batch_first,
+            dropout=dropout,
+            variational_dropout=variational_dropout,
+            residual=residual,
+        )
+        return stack
+
+    @classmethod
+    def from_torch(cls, module: nn.Module) -> StackedRNN:
+        """A stack giving the same numbers as ``torch.nn.LSTM``, ``GRU`` or ``RNN``.
+
+        >>> import torch
+        >>> ref = torch.nn.LSTM(6, 8, num_layers=2, batch_first=True)
+        >>> stack = StackedRNN.from_torch(ref)
+        >>> x = torch.randn(3, 5, 6)
+        >>> torch.allclose(stack(x)[0], ref(x)[0], atol=1e-6)
+        True
+        """
+        from .interop.torch import stack_from_torch
+
+        return stack_from_torch(module)
+
+    def to_torch(self) -> nn.Module:
+        """The equivalent ``torch.nn.LSTM``/``GRU``/``RNN``; ``ValueError`` if none exists."""
+        from .interop.torch import stack_to_torch
+
+        return stack_to_torch(self)
+
+    def _init_from_cells(
+        self,
+        cells: list[RecurrentCell],
+        backward_cells: list[RecurrentCell] | None,
+        *,
+        batch_first: bool,
+        dropout: float,
+        variational_dropout: bool,
+        residual: bool,
+    ) -> None:
+        nn.Module.__init__(self)
+        _check_cells(cells, backward_cells)
+        _check_dropout(dropout)
+        self.batch_first = bool(batch_first)
+        self.bidirectional = backward_cells is not None
+        self.dropout = float(dropout)
+        self.variational_dropout = bool(variational_dropout)
+        self.residual = bool(residual)
+        self.layers = nn.ModuleList(cells)
+        self.backward_layers = nn.ModuleList(backward_cells or [])
+        if residual:
+            _check_residual(self.layers, self.bidirectional)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def input_size(self) -> int:
+        return self.layers[0].input_size
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    @property
+    def hidden_sizes(self) -> tuple[int, ...]:
+        return tuple(c.hidden_size for c in self.layers)
+
+    @property
+    def output_size(self) -> int:
+        """Features of the outputs: the top layer's output size, doubled if bidirectional."""
+        return self.layers[-1].output_size * self.num_directions
+
+    @property
+    def state_sizes(self) -> Any:
+        """Sizes of the state's parts, in its structure: per layer an ``LSTMState`` of ints
+        (LSTM) or an int (GRU/RNN); ``(fw, bw)`` when bidirectional."""
+        fw = tuple(_layer_state_size(c) for c in self.layers)
+        return (fw, tuple(_layer_state_size(c) for c in self.backward_layers)) if self.bidirectional else fw
+
+    def extra_repr(self) -> str:
+        parts = [f"batch_first={self.batch_first}"]
+        if self.bidirectional:
+            parts.append("bidirectional=True")
+        if self.dropout:
+            parts.append(f"dropout={self.dropout}, variational={self.variational_dropout}")
+        if self.residual:
+            parts.append("residual=True")
+        return ", ".join(parts)
+
+    # ------------------------------------------------------------------ state
+    def initial_state(
+        self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> Any:
+        """The zero state: one entry per layer, or ``(fw, bw)`` when bidirectional."""
+        fw = tuple(c.initial_state(batch_size, device, dtype) for c in self.layers)
+        if not self.bidirectional:
+            return fw
+        return fw, tuple(c.initial_state(batch_size, device, dtype) for c in self.backward_layers)
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self, x: Tensor, lengths: Any = None, initial_state: Any = None
+    ) -> tuple[Tensor, Any]:
+        """Run the stack; see the class docstring for shapes and semantics."""
+        x = check_sequence_input(x, self.input_size, self.batch_first)
+        batch, steps = x.shape[0], x.shape[1]
+        lens = check_lengths(lengths, batch, steps, x.device)
+        start = self._check_initial_state(initial_state, x)
+        fw_start, bw_start = start if self.bidirectional else (start, None)
+        fw_final, bw_final = [], []
+        layer_in = x
+        for k, cell in enumerate(self.layers):
+            out, final = run_layer(cell, layer_in, lens, fw_start[k])
+            fw_final.append(final)
+            if self.bidirectional:
+                out_bw, final_bw = run_layer(self.backward_layers[k], layer_in, lens, bw_start[k], True)
+                bw_final.append(final_bw)
+                out = torch.cat([out, out_bw], dim=-1)
+            if self.residual and k > 0:
+                out = out + layer_in
+            if k < self.num_layers - 1:
+                out = self._dropout(out)
+            layer_in = out
+        outputs = layer_in if self.batch_first else layer_in.transpose(0, 1)
+        state = (tuple(fw_final), tuple(bw_final)) if self.bidirectional else tuple(fw_final)
+        return outputs, state
+
+    def _dropout(self, out: Tensor) -> Tensor:
+        if not self.training or self.dropout == 0.0:
+            return out
+        if not self.variational_dropout:
+            return nn.functional.dropout(out, self.dropout, training=True)
+        keep = 1.0 - self.dropout
+        mask = out.new_empty(out.shape[0], 1, out.shape[2]).bernoulli_(keep) / keep
+        return out * mask
+
+    def _check_initial_state(self, initial_state: Any, x: Tensor) -> Any:
+        expected = self.initial_state(x.shape[0], x.device, x.dtype)
+        if initial_state is None:
+            return expected
+        if not isinstance(initial_state, (tuple, list)):
+            raise TypeError(
+                f"initial_state: expected {structure_str(expected)}, got {type(initial_state).__name__}"
+            )
+        assert_same_structure(expected, initial_state, names=("expected initial_state", "initial_state"))
+        return initial_state
+
+
+def _layer_state_size(cell: RecurrentCell) -> Any:
+    if cell.kind == "lstm":
+        return LSTMState(cell.hidden_size, cell.output_size)
+    return cell.hidden_size
+
+
+def _as_sizes(hidden_sizes: int | Sequence[int]) -> list[int]:
+    if isinstance(hidden_sizes, int) and not isinstance(hidden_sizes, bool):
+        return [hidden_sizes]
+    if not isinstance(hidden_sizes, Sequence) or isinstance(hidden_sizes, str) or not hidden_sizes:
+        raise TypeError(f"hidden_sizes: expected an int or a non-empty list of ints, got {hidden_sizes!r}")
+    return list(hidden_sizes)
+
+
+def _check_dropout(dropout: float) -> None:
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+
+
+def _check_cells(cells: list[RecurrentCell], backward: list[RecurrentCell] | None) -> None:
+    if not cells:
+        raise ValueError("cells: expected at least one cell, got an empty list")
+    named = [(f"cells[{i}]", c) for i, c in enumerate(cells)]
+    if backward is not None:
+        if len(backward) != len(cells):
+            raise ValueError(
+                f"backward_cells: expected one cell per layer ({len(cells)}), got {len(backward)}"
+            )
+        named += [(f"backward_cells[{i}]", c) for i, c in enumerate(backward)]
+    seen: dict[int, str] = {}
+    for name, cell in named:
+        if not isinstance(cell, RecurrentCell):
+            raise TypeError(f"{name}: expected an rnnfuse cell (LSTMCell, GRUCell, RNNCell), got {type(cell).__name__}")
+        if id(cell) in seen:
+            raise ValueError(
+                f"{seen[id(cell)]} and {name} are the same {type(cell).__name__} object: every layer "
+                f"needs its own cell and weights (the TF1 `MultiRNNCell([cell] * n)` trap). "
+                f"Build a fresh cell per layer, e.g. [{type(cell).__name__}(...) for _ in range(n)]."
+            )
+        seen[id(cell)] = name
+    dirs = 1 if backward is None else 2
+    for stack_cells, label in [(cells, "cells"), (backward or [], "backward_cells")]:
+        for k in range(1, len(stack_cells)):
+            expected = cells[k - 1].output_size * dirs
+            if stack_cells[k].input_size != expected:
+                raise ValueError(
+                    f"{label}[{k}].input_size: expected {expected} (the output size of layer {k - 1}"
+                    f"{' times 2 directions' if dirs == 2 else ''}), got {stack_cells[k].input_size}"
+                )
+    if backward is not None:
+        for k, (f, b) in enumerate(zip(cells, backward)):
+            if f.output_size != b.output_size or (k == 0 and f.input_size != b.input_size):
+                raise ValueError(
+                    f"backward_cells[{k}]: expected input {f.input_size} and output {f.output_size} "
+                    f"like cells[{k}], got input {b.input_size} and output {b.output_size}"
+                )
+
+
+def _check_residual(layers: nn.ModuleList, bidirectional: bool) -> None:
+    dirs = 2 if bidirectional else 1
+    for k in range(1, len(layers)):
+        out = layers[k].output_size * dirs
+        if layers[k].input_size != out:
+            raise ValueError(
+                f"residual: layer {k} reads {layers[k].input_size} features and writes {out}; a "
+                f"residual connection needs them equal (use equal sizes from layer 1 on, or residual=False)"
+            )

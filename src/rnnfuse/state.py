@@ -1,0 +1,276 @@
+"""Typed recurrent states and helpers over their structure.
+
+A *layer state* is either an :class:`LSTMState` (``c``, ``h``), for LSTM layers, or one
+``Tensor`` ``(B, H)``, for GRU and plain RNN layers.  A *stack state* is a tuple with one
+layer state per layer, bottom layer first.  A bidirectional stack's state is the pair
+``(fw_state, bw_state)`` of two stack states.
+
+Example:
+    >>> import torch
+    >>> from rnnfuse.state import LSTMState, structure_str
+    >>> s = (LSTMState(torch.zeros(3, 20), torch.zeros(3, 20)), torch.zeros(3, 10))
+    >>> structure_str(s)
+    '(LSTMState(c=[3, 20], h=[3, 20]), Tensor[3, 10])'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Union
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "LSTMState",
+    "LayerState",
+    "StackState",
+    "State",
+    "map_state",
+    "flatten_state",
+    "structure_str",
+    "assert_same_structure",
+    "zeros_like_state",
+    "state_sizes",
+    "state_kinds",
+    "to_torch_layout",
+    "from_torch_layout",
+    "to_keras_layout",
+    "from_keras_layout",
+]
+
+
+class LSTMState(NamedTuple):
+    """State of one LSTM layer, in TensorFlow's field order (``LSTMStateTuple(c, h)``).
+
+    ``c`` is the cell state ``(B, H)``; ``h`` is the output ``(B, H)``, or ``(B, P)`` for a
+    layer with a projection of size ``P``.
+    """
+
+    c: Tensor
+    h: Tensor
+
+
+LayerState = Union[LSTMState, Tensor]
+StackState = tuple  # tuple[LayerState, ...]
+State = Any  # a layer state, a stack state, or a (fw, bw) pair of stack states
+
+
+def map_state(fn: Callable[..., Tensor], *states: Any) -> Any:
+    """Apply ``fn`` leaf-wise over one or more states of the same structure.
+
+    The structure (tuples, :class:`LSTMState`) is kept; ``fn`` receives one tensor of each
+    state.  Structures are checked first, so a mismatch raises a ``ValueError`` that names
+    the part that differs.
+
+    >>> import torch
+    >>> s = (LSTMState(torch.ones(2, 3), torch.ones(2, 3)),)
+    >>> map_state(lambda t: 2 * t, s)[0].c.sum().item()
+    12.0
+    """
+    if not states:
+        raise TypeError("map_state() needs at least one state")
+    for i, other in enumerate(states[1:], start=1):
+        assert_same_structure(states[0], other, names=("states[0]", f"states[{i}]"))
+    return _map(fn, states)
+
+
+def _map(fn: Callable[..., Tensor], states: Sequence[Any]) -> Any:
+    first = states[0]
+    if isinstance(first, Tensor):
+        return fn(*states)
+    if isinstance(first, LSTMState):
+        return LSTMState(fn(*(s.c for s in states)), fn(*(s.h for s in states)))
+    return tuple(_map(fn, [s[i] for s in states]) for i in range(len(first)))
+
+
+def flatten_state(state: Any) -> list[Tensor]:
+    """All tensors of a state, depth first (``c`` before ``h`` in an LSTM layer)."""
+    if isinstance(state, Tensor):
+        return [state]
+    if isinstance(state, (tuple, list)):
+        return [t for part in state for t in flatten_state(part)]
+    raise TypeError(f"a state holds Tensors, LSTMStates and tuples; got {type(state).__name__}")
+
+
+def structure_str(state: Any) -> str:
+    """A short description of a state's structure and shapes, for error messages."""
+    if isinstance(state, Tensor):
+        return f"Tensor{list(state.shape)}"
+    if isinstance(state, LSTMState):
+        return f"LSTMState(c={_shape_str(state.c)}, h={_shape_str(state.h)})"
+    if isinstance(state, (tuple, list)):
+        inner = ", ".join(structure_str(s) for s in state)
+        return f"({inner},)" if len(state) == 1 else f"({inner})"
+    return type(state).__name__
+
+
+def _shape_str(t: Any) -> str:
+    return str(list(t.shape)) if isinstance(t, Tensor) else type(t).__name__
+
+
+def assert_same_structure(
+    a: Any,
+    b: Any,
+    *,
+    names: tuple[str, str] = ("first", "second"),
+    check_feature_sizes: bool = True,
+) -> None:
+    """Raise ``ValueError`` unless ``a`` and ``b`` have the same structure.
+
+    Compared: nesting, LSTM layer vs. tensor layer, batch size, dtype, device and (unless
+    ``check_feature_sizes=False``) the feature size of every part.  The message names the
+    layer and part that differ and shows both structures.
+    """
+    problem = _first_difference(a, b, "state", check_feature_sizes)
+    if problem is not None:
+        raise ValueError(
+            f"{names[0]} and {names[1]} differ at {problem}.\n"
+            f"  {names[0]}: {structure_str(a)}\n  {names[1]}: {structure_str(b)}"
+        )
+
+
+def _first_difference(a: Any, b: Any, where: str, sizes: bool) -> str | None:
+    if isinstance(a, LSTMState) or isinstance(b, LSTMState):
+        if not (isinstance(a, LSTMState) and isinstance(b, LSTMState)):
+            return f"{where}: an LSTMState against {_kind(a if not isinstance(a, LSTMState) else b)}"
+        return _first_difference(a.c, b.c, f"{where}.c", sizes) or _first_difference(
+            a.h, b.h, f"{where}.h", sizes
+        )
+    if isinstance(a, Tensor) or isinstance(b, Tensor):
+        if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
+            return f"{where}: a Tensor against {_kind(b if isinstance(a, Tensor) else a)}"
+        return _tensor_difference(a, b, where, sizes)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        if len(a) != len(b):
+            return f"{where}: {len(a)} entries against {len(b)} (layer counts differ)"
+        for i, (x, y) in enumerate(zip(a, b)):
+            found = _first_difference(x, y, f"{where}[{i}]", sizes)
+            if found:
+                return found
+        return None
+    return f"{where}: {type(a).__name__} against {type(b).__name__}"
+
+
+def _kind(x: Any) -> str:
+    if isinstance(x, Tensor):
+        return "a Tensor"
+    if isinstance(x, (tuple, list)):
+        return f"a tuple of {len(x)}"
+    return f"a {type(x).__name__}"
+
+
+def _tensor_difference(a: Tensor, b: Tensor, where: str, sizes: bool) -> str | None:
+    if a.dim() != b.dim():
+        return f"{where}: rank {a.dim()} against {b.dim()}"
+    if a.dim() >= 1 and a.shape[0] != b.shape[0]:
+        return f"{where}: batch size {a.shape[0]} against {b.shape[0]}"
+    if sizes and a.shape[1:] != b.shape[1:]:
+        return f"{where}: feature size {list(a.shape[1:])} against {list(b.shape[1:])}"
+    if a.dtype != b.dtype:
+        return f"{where}: dtype {a.dtype} against {b.dtype}"
+    if a.device != b.device:
+        return f"{where}: device {a.device} against {b.device}"
+    return None
+
+
+def zeros_like_state(state: Any) -> Any:
+    """A state of the same structure, shapes, dtype and device, filled with zeros."""
+    return _map(torch.zeros_like, [state])
+
+
+def state_sizes(state: Any) -> Any:
+    """The feature size of each part, in the state's structure (``LSTMState`` of ints)."""
+    if isinstance(state, Tensor):
+        return state.shape[-1]
+    if isinstance(state, LSTMState):
+        return LSTMState(state.c.shape[-1], state.h.shape[-1])
+    return tuple(state_sizes(s) for s in state)
+
+
+def state_kinds(state: Any) -> tuple[str, ...]:
+    """``"lstm"`` or ``"tensor"`` for each layer of a stack state."""
+    return tuple("lstm" if isinstance(s, LSTMState) else "tensor" for s in state)
+
+
+# ---------------------------------------------------------------- layout conversions
+
+
+def to_torch_layout(state: Any, *, bidirectional: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    """Pack a stack state as PyTorch's ``h_n`` (GRU/RNN) or ``(h_n, c_n)`` (LSTM).
+
+    Shapes are ``(layers * directions, B, H)`` with directions interleaved per layer, as
+    ``torch.nn.LSTM`` returns them.  Every layer must be of one kind and one size.
+
+    >>> import torch
+    >>> s = (torch.zeros(2, 4), torch.ones(2, 4))
+    >>> to_torch_layout(s).shape
+    torch.Size([2, 2, 4])
+    """
+    if bidirectional:
+        fw, bw = _split_bidirectional(state, "state")
+        layers = [layer for pair in zip(fw, bw) for layer in pair]
+    else:
+        layers = list(state)
+    if not layers:
+        raise ValueError("state: expected at least one layer, got an empty tuple")
+    kinds = {isinstance(s, LSTMState) for s in layers}
+    if len(kinds) != 1:
+        raise ValueError(
+            f"state: PyTorch's layout needs every layer of one kind; got {structure_str(state)}"
+        )
+    if isinstance(layers[0], LSTMState):
+        return torch.stack([s.h for s in layers]), torch.stack([s.c for s in layers])
+    return torch.stack(layers)
+
+
+def _split_bidirectional(state: Any, name: str) -> tuple[tuple, tuple]:
+    if not (isinstance(state, tuple) and len(state) == 2 and not isinstance(state, LSTMState)):
+        raise ValueError(f"{name}: expected a (fw_state, bw_state) pair, got {structure_str(state)}")
+    return state[0], state[1]
+
+
+def from_torch_layout(
+    h_n: Tensor, c_n: Tensor | None = None, *, bidirectional: bool = False
+) -> Any:
+    """Unpack PyTorch's ``h_n`` / ``(h_n, c_n)`` into a stack state (or an fw/bw pair).
+
+    >>> import torch
+    >>> h, c = torch.zeros(4, 3, 5), torch.zeros(4, 3, 5)
+    >>> fw, bw = from_torch_layout(h, c, bidirectional=True)
+    >>> len(fw), type(fw[0]).__name__
+    (2, 'LSTMState')
+    """
+    if h_n.dim() != 3:
+        raise ValueError(f"h_n: expected shape (layers*directions, B, H), got {list(h_n.shape)}")
+    if c_n is not None and c_n.shape[:2] != h_n.shape[:2]:
+        raise ValueError(f"c_n: expected shape {list(h_n.shape[:2])} + [H], got {list(c_n.shape)}")
+    layers: list[Any] = (
+        [LSTMState(c_n[i], h_n[i]) for i in range(h_n.shape[0])]
+        if c_n is not None
+        else [h_n[i] for i in range(h_n.shape[0])]
+    )
+    if not bidirectional:
+        return tuple(layers)
+    if len(layers) % 2:
+        raise ValueError(f"h_n: a bidirectional state needs an even first dimension, got {len(layers)}")
+    return tuple(layers[0::2]), tuple(layers[1::2])
+
+
+def to_keras_layout(layer_state: LayerState) -> list[Tensor]:
+    """Keras 3 order for one layer: ``[h, c]`` for an LSTM layer, ``[h]`` otherwise."""
+    if isinstance(layer_state, LSTMState):
+        return [layer_state.h, layer_state.c]
+    if isinstance(layer_state, Tensor):
+        return [layer_state]
+    raise TypeError(f"layer_state: expected an LSTMState or a Tensor, got {type(layer_state).__name__}")
+
+
+def from_keras_layout(states: Sequence[Tensor]) -> LayerState:
+    """Inverse of :func:`to_keras_layout`: ``[h, c]`` → ``LSTMState(c, h)``, ``[h]`` → ``h``."""
+    states = list(states)
+    if len(states) == 2:
+        return LSTMState(c=states[1], h=states[0])
+    if len(states) == 1:
+        return states[0]
+    raise ValueError(f"states: expected [h, c] or [h], got a list of {len(states)}")

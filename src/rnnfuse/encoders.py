@@ -70,6 +70,8 @@ class MultiEncoder(nn.Module):
 
     def forward(self, inputs: Tensor | Mapping[str, Tensor], lengths: Any = None) -> MultiEncoderOutput:
         """``inputs`` and ``lengths``: one shared value, or a mapping by encoder name."""
+        self._check_keys(inputs, "inputs")
+        self._check_keys(lengths, "lengths")
         outputs: dict[str, Tensor] = {}
         states: dict[str, Any] = {}
         for name, encoder in self.encoders.items():
@@ -81,6 +83,13 @@ class MultiEncoder(nn.Module):
         fused = self._fuse(list(states.values()))
         joined = self._join_outputs(outputs)
         return MultiEncoderOutput(joined, fused, outputs, states)
+
+    def _check_keys(self, value: Any, what: str) -> None:
+        """A mapping may not name encoders that do not exist (a typo would be ignored)."""
+        if isinstance(value, Mapping):
+            unknown = sorted(str(k) for k in value if k not in self.encoders)
+            if unknown:
+                raise ValueError(f"{what}: unknown encoder names {unknown}; expected keys {self.names}")
 
     def _pick(self, value: Any, name: str, what: str, required: bool) -> Any:
         if not isinstance(value, Mapping):

@@ -151,6 +151,14 @@ def _check_num_sources(num_sources: int) -> int:
     return num_sources
 
 
+def _check_count(module: str, states: list[Any], num_sources: int) -> None:
+    """Raise ValueError unless there is one state per source the module was built for."""
+    if len(states) != num_sources:
+        raise ValueError(
+            f"{module}: expected {num_sources} states (num_sources={num_sources}, as built), got {len(states)}"
+        )
+
+
 def _check_against(module: str, states: list[Any], sizes: list[Any], per_source: bool) -> None:
     """Raise ValueError if ``states`` do not have the sizes the module was built for."""
     for i, state in enumerate(states):
@@ -199,7 +207,10 @@ class StateBridge(nn.Module):
 
     def forward(self, states: Sequence[Any]) -> Any:
         """``states``: one stack state, or a list of them (concatenated first)."""
-        state = concat_states(states) if _is_state_list(states) else states
+        if _is_state_list(states):
+            state = states[0] if len(states) == 1 else concat_states(states)
+        else:
+            state = states
         _check_against("StateBridge", [state], self.input_sizes, per_source=True)
         act = {None: lambda t: t, "tanh": torch.tanh, "relu": torch.relu}[self.activation]
         fused = []
@@ -236,6 +247,7 @@ class ZophKnightFusion(nn.Module):
 
     def forward(self, states: Sequence[Any]) -> Any:
         states = _check_sources(states, True, self.num_sources)
+        _check_count("ZophKnightFusion", states, self.num_sources)
         _check_against("ZophKnightFusion", states, self.sizes, per_source=True)
         fused = []
         for k, linear in enumerate(self.combine):
@@ -283,6 +295,7 @@ class ChildSumFusion(nn.Module):
 
     def forward(self, states: Sequence[Any]) -> Any:
         states = _check_sources(states, True, self.num_sources)
+        _check_count("ChildSumFusion", states, self.num_sources)
         _check_against("ChildSumFusion", states, self.sizes, per_source=True)
         fused = []
         for k in range(len(self.sizes)):
@@ -315,6 +328,7 @@ class GatedFusion(nn.Module):
 
     def forward(self, states: Sequence[Any]) -> Any:
         states = _check_sources(states, True, self.num_sources)
+        _check_count("GatedFusion", states, self.num_sources)
         _check_against("GatedFusion", states, self.sizes, per_source=True)
         fused = []
         for k, gates in enumerate(self.gates):

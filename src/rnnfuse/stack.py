@@ -208,6 +208,7 @@ class StackedRNN(nn.Module):
     ) -> tuple[Tensor, Any]:
         """Run the stack; see the class docstring for shapes and semantics."""
         x = check_sequence_input(x, self.input_size, self.batch_first)
+        _check_dtype(x, self.layers[0].weight_ih.dtype)
         batch, steps = x.shape[0], x.shape[1]
         lens = check_lengths(lengths, batch, steps, x.device)
         start = self._check_initial_state(initial_state, x)
@@ -249,6 +250,15 @@ class StackedRNN(nn.Module):
             )
         assert_same_structure(expected, initial_state, names=("expected initial_state", "initial_state"))
         return initial_state
+
+
+def _check_dtype(x: Tensor, dtype: torch.dtype) -> None:
+    """``x`` must have the parameters' dtype (under autocast, torch casts for us)."""
+    if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(
+            f"x: expected dtype {dtype} (the stack's parameters), got {x.dtype}; "
+            f"convert one of them, e.g. x.to({dtype}) or stack.to({x.dtype})"
+        )
 
 
 def _layer_state_size(cell: RecurrentCell) -> Any:

@@ -219,6 +219,10 @@ def to_torch_layout(state: Any, *, bidirectional: bool = False) -> Tensor | tupl
         raise ValueError(
             f"state: PyTorch's layout needs every layer of one kind; got {structure_str(state)}"
         )
+    if len({structure_str(s) for s in layers}) != 1:
+        raise ValueError(
+            f"state: PyTorch's layout needs every layer of one size; got {structure_str(state)}"
+        )
     if isinstance(layers[0], LSTMState):
         return torch.stack([s.h for s in layers]), torch.stack([s.c for s in layers])
     return torch.stack(layers)
@@ -243,7 +247,7 @@ def from_torch_layout(
     """
     if h_n.dim() != 3:
         raise ValueError(f"h_n: expected shape (layers*directions, B, H), got {list(h_n.shape)}")
-    if c_n is not None and c_n.shape[:2] != h_n.shape[:2]:
+    if c_n is not None and (c_n.dim() != 3 or c_n.shape[:2] != h_n.shape[:2]):
         raise ValueError(f"c_n: expected shape {list(h_n.shape[:2])} + [H], got {list(c_n.shape)}")
     layers: list[Any] = (
         [LSTMState(c_n[i], h_n[i]) for i in range(h_n.shape[0])]

@@ -1,0 +1,45 @@
+"""Shared test set-up: seeds, a Hypothesis profile, and a NumPy random generator fixture."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, str(Path(__file__).parent))  # `import numpy_reference` from any rootdir
+
+# Test tensors are tiny: a second intra-op thread only adds synchronisation, which costs
+# 10x on a busy 2-core machine (an OpenMP barrier waiting on a descheduled thread).
+torch.set_num_threads(1)
+
+# No deadline: the CPU is shared, and a test must never fail because it was slow.
+settings.register_profile(
+    "rnnfuse", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("rnnfuse")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """torch warns on every projected LSTM run on CPU; the warning says nothing about us."""
+    config.addinivalue_line(
+        "filterwarnings", "ignore:LSTM with projections is not supported with oneDNN:UserWarning"
+    )
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> None:
+    """Every test starts from the same seeds, whatever ran before it."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded NumPy generator for reference weights and inputs."""
+    return np.random.default_rng(1234)

@@ -173,17 +173,7 @@ def test_padding_values_never_reach_outputs_states_or_gradients():
     assert noisy.grad[1, :7].abs().sum() > 0
 
 
-_LOOP_NAN = pytest.mark.xfail(
-    strict=False,
-    reason="kernels/loop.py (the path of own cell classes) masks outputs by multiplying "
-    "(out * mask), NaN * 0 = NaN, and runs the cell on the padding, so its NaN reaches the "
-    "gradients; TF1 dynamic_rnn selects zeros. Reported to the kernels owner.",
-)
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=_LOOP_NAN) if n.endswith("own_cells") else n for n in STACK_NAMES]
-)
+@pytest.mark.parametrize("name", STACK_NAMES)
 def test_non_finite_padding_gives_zero_outputs_like_tf1(name):
     """TF1 ``dynamic_rnn`` selects zeros past a length, whatever the padding holds."""
     stack = _stack(name)

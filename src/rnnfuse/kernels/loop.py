@@ -50,13 +50,15 @@ def run_loop(
     """Run ``cell`` over ``x`` (B, T, F) from ``state``; returns ``(outputs, final_state)``."""
     if reverse:
         x = reverse_within_lengths(x, lengths)
-    xw = cell.project_input(x).transpose(0, 1)  # (T, B, G*H), one matmul for all steps
     masks = None if lengths is None else step_mask(lengths.to(x.device), x.shape[1], x.dtype)
+    if masks is not None:  # padding may hold anything (NaN too): it must reach neither outputs nor grads
+        x = torch.where(masks.transpose(0, 1).bool(), x, x.new_zeros(()))
+    xw = cell.project_input(x).transpose(0, 1)  # (T, B, G*H), one matmul for all steps
     outputs = []
     for t in range(xw.shape[0]):
         out, new_state = cell.step_projected(xw[t], state)
         if masks is not None:
-            out = out * masks[t]
+            out = torch.where(masks[t].bool(), out, out.new_zeros(()))
             new_state = _where(masks[t], new_state, state)
         state = new_state
         outputs.append(out)

@@ -13,6 +13,9 @@ from .fusion import (
     mean_states,
     sum_states,
 )
+from .interop.keras import stack_from_keras
+from .interop.tf1 import BidirectionalRNN
+from .io import load, save
 from .stack import StackedRNN
 from .state import (
     LSTMState,
@@ -36,6 +39,10 @@ __all__ = [
     "RNNCell",
     "RecurrentCell",
     "StackedRNN",
+    "BidirectionalRNN",
+    "save",
+    "load",
+    "stack_from_keras",
     "LSTMState",
     "map_state",
     "flatten_state",

@@ -1,0 +1,342 @@
+"""Keras 3 recurrent layers → :class:`~rnnfuse.StackedRNN`.
+
+Sources: a live Keras model (or a list of layers, or one layer), a ``.keras`` file or a
+``.weights.h5`` file.  Files are read with ``h5py`` (and ``zipfile`` for ``.keras``); Keras
+itself is not needed for them.  Layers: ``LSTM`` (gates i, f, c, o = rnnfuse's i, f, g, o),
+``GRU`` (z, r, h → r, z, n; ``reset_after=True`` keeps its two biases, ``False`` is TF1's
+GRU), ``SimpleRNN`` (tanh or relu), each optionally in ``Bidirectional(merge_mode="concat")``
+(every layer then is; layer k+1 reads fw|bw of layer k, as in StackedRNN).  Kernels are
+``(in, G*u)`` and act as ``x @ kernel``, so ``weight_ih = kernel.T``.
+
+Strict: a layer with weights that is not recurrent (a ``Dense`` head), or a layer that
+changes the numbers (``Activation``, ``Lambda``, ...), raises unless ``layer_names`` picks the
+recurrent layers; weightless layers that change nothing at inference (``InputLayer``,
+``Dropout``, ``Masking``) are passed over.  A ``Masking`` layer means padded inputs: pass
+``lengths`` to the stack (outputs past a length are zero here; Keras repeats the last one).
+``dropout``/``recurrent_dropout`` only act in training and are not imported; ``stateful`` and
+``unroll`` do not change the weights.
+
+A ``.weights.h5`` file holds no configuration: activations are taken to be Keras' defaults
+(tanh, sigmoid), a GRU without bias to have Keras' default ``reset_after=True``, and the
+layer order is rebuilt from the group names (Keras numbers each class in model order:
+``lstm``, ``lstm_1``, ...) and the shapes; an ambiguous order raises and asks for
+``layer_names`` (the group names, in model order).
+
+>>> import os; os.environ.setdefault("KERAS_BACKEND", "torch")  # doctest: +SKIP
+>>> import keras  # doctest: +SKIP
+>>> layer = keras.layers.GRU(8, return_sequences=True)  # doctest: +SKIP
+>>> model = keras.Sequential([keras.Input((5, 4)), layer])  # doctest: +SKIP
+>>> stack_from_keras(model).hidden_sizes  # doctest: +SKIP
+(8,)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import zipfile
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from ..cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
+from ..stack import StackedRNN
+
+__all__ = ["stack_from_keras"]
+
+_GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
+_GRU_ORDER = [1, 0, 2]  # Keras z, r, h -> rnnfuse r, z, n
+_NEUTRAL = {"InputLayer", "Masking", "Dropout", "SpatialDropout1D", "GaussianNoise",
+            "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+            "NotEqual", "Any"}  # the last two: the mask a functional model computes for Masking
+
+
+class _Layer(NamedTuple):
+    name: str
+    class_name: str  # LSTM, GRU, SimpleRNN, or any other Keras class
+    config: dict[str, Any]
+    weights: list[np.ndarray]
+    backward: _Layer | None = None  # set for Bidirectional
+
+
+def stack_from_keras(source: Any, *, batch_first: bool = True,
+                     layer_names: Sequence[str] | None = None) -> StackedRNN:
+    """A :class:`~rnnfuse.StackedRNN` with the recurrent layers of ``source``.
+
+    ``source``: a Keras model, a list of layers, one layer, or the path of a ``.keras`` or
+    ``.weights.h5`` file.  ``layer_names`` picks layers (in stack order); by default every
+    layer is taken and a non-recurrent layer that matters raises ``ValueError``.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if path.endswith(".keras"):
+            layers = _from_keras_file(path)
+        elif path.endswith(".h5"):
+            layers = _from_weights_file(path, layer_names)
+        else:
+            raise ValueError(f"source: expected a .keras or .weights.h5 path, got {path!r}")
+    else:
+        layers = _from_live(source)
+    return _build(_select(layers, layer_names), batch_first)
+
+
+# --------------------------------------------------------------------------- sources
+def _from_live(source: Any) -> list[_Layer]:
+    items = list(source) if isinstance(source, (list, tuple)) else getattr(source, "layers", [source])
+    out = []
+    for layer in items:
+        cls = type(layer).__name__
+        if cls == "Bidirectional":
+            fw, bw = _live(layer.forward_layer), _live(layer.backward_layer)
+            out.append(fw._replace(name=layer.name, config={**fw.config, "merge_mode": layer.merge_mode},
+                                   backward=bw))
+        elif hasattr(layer, "get_config") and hasattr(layer, "get_weights"):
+            out.append(_live(layer))
+        else:
+            raise TypeError(f"source: expected a Keras model or layers, got {type(layer).__name__}")
+    return out
+
+
+def _live(layer: Any) -> _Layer:
+    if hasattr(layer, "layers") and type(layer).__name__ in ("Functional", "Sequential", "Model"):
+        raise ValueError(f"layer {layer.name!r}: a nested model; pass the inner model itself")
+    weights = [np.asarray(w) for w in layer.get_weights()]
+    return _Layer(layer.name, type(layer).__name__, layer.get_config(), weights)
+
+
+def _h5py() -> Any:
+    try:
+        import h5py
+    except ImportError:
+        raise ImportError("reading .keras and .weights.h5 files needs h5py: pip install h5py") from None
+    return h5py
+
+
+def _from_keras_file(path: str) -> list[_Layer]:
+    h5py = _h5py()
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+            weights = z.read("model.weights.h5")
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
+        raise ValueError(f"source: {path!r} is not a Keras 3 .keras file ({exc})") from None
+    entries = config.get("config", {}).get("layers") if isinstance(config, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError(f"source: {path!r}: config.json has no list of layers (a subclassed model?)")
+    used: dict[str, int] = {}
+    with h5py.File(io.BytesIO(weights), "r") as f:
+        try:
+            return [_file_layer(f, entry["class_name"], entry["config"], used) for entry in entries]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"source: {path!r}: a layer entry of config.json lacks {exc}") from None
+
+
+def _file_layer(f: Any, cls: str, cfg: dict[str, Any], used: dict[str, int]) -> _Layer:
+    """One layer of a .keras file; Keras names its weight groups by class, numbered in order."""
+    group = f"layers/{_unique(_snake(cls), used)}"
+    if cls in ("Functional", "Sequential"):
+        raise ValueError(f"layer {cfg.get('name')!r}: a nested model is not supported")
+    if cls != "Bidirectional":
+        return _Layer(cfg["name"], cls, cfg, _vars(f, f"{group}/cell" if cls in _GATES else group))
+    inner_cls, inner = cfg["layer"]["class_name"], cfg["layer"]["config"]
+    default_bw = {"class_name": inner_cls,
+                  "config": {**inner, "go_backwards": not inner.get("go_backwards", False)}}
+    bw_entry = cfg.get("backward_layer") or default_bw
+    bw = _Layer(cfg["name"], bw_entry["class_name"], bw_entry["config"],
+                _vars(f, f"{group}/backward_layer/cell"))
+    return _Layer(cfg["name"], inner_cls, {**inner, "merge_mode": cfg.get("merge_mode")},
+                  _vars(f, f"{group}/forward_layer/cell"), bw)
+
+
+def _from_weights_file(path: str, layer_names: Sequence[str] | None) -> list[_Layer]:
+    h5py = _h5py()
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"source: {path!r} is not an HDF5 file ({exc})") from None
+    with f:
+        if "layers" not in f:
+            raise ValueError(f"source: {path!r} has no 'layers' group (not a Keras 3 .weights.h5 file)")
+        out = [_inferred(name, f[f"layers/{name}"]) for name in f["layers"]]
+    if layer_names is not None:
+        return out
+    return _order(out)
+
+
+def _inferred(name: str, group: Any) -> _Layer:
+    if "forward_layer" in group:
+        fw = _inferred_rnn(name, _vars(group, "forward_layer/cell"), False)
+        bw = _inferred_rnn(name, _vars(group, "backward_layer/cell"), True)
+        return fw._replace(config={**fw.config, "merge_mode": "concat"}, backward=bw)
+    if "cell" in group:
+        return _inferred_rnn(name, _vars(group, "cell"), False)
+    weights: list[np.ndarray] = []
+    group.visititems(lambda _, obj: weights.append(np.asarray(obj)) if hasattr(obj, "shape") else None)
+    base = re.sub(r"_\d+$", "", name)
+    neutral = next((c for c in _NEUTRAL if _snake(c) == base), None)
+    return _Layer(name, neutral or f"<{base}>", {}, weights)
+
+
+def _inferred_rnn(name: str, weights: list[np.ndarray], backwards: bool) -> _Layer:
+    if len(weights) not in (2, 3) or weights[1].ndim != 2 or weights[1].shape[1] % weights[1].shape[0]:
+        raise ValueError(f"layer {name!r}: expected kernel, recurrent_kernel[, bias], got shapes "
+                         f"{[list(w.shape) for w in weights]}")
+    units, gates = weights[1].shape[0], weights[1].shape[1] // weights[1].shape[0]
+    cls = {4: "LSTM", 3: "GRU", 1: "SimpleRNN"}.get(gates)
+    if cls is None:
+        raise ValueError(f"layer {name!r}: a recurrent kernel {list(weights[1].shape)} fits no "
+                         f"LSTM, GRU or SimpleRNN")
+    config = {"units": units, "use_bias": len(weights) == 3, "go_backwards": backwards,
+              "reset_after": len(weights) == 2 or weights[2].ndim == 2}  # no bias: Keras' default
+    return _Layer(name, cls, config, weights)
+
+
+def _vars(f: Any, where: str) -> list[np.ndarray]:
+    group = f.get(f"{where}/vars")
+    if group is None:
+        return []
+    return [np.asarray(group[k]) for k in sorted(group, key=int)]
+
+
+def _snake(name: str) -> str:
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def _unique(name: str, used: dict[str, int]) -> str:
+    used[name] = used.get(name, -1) + 1
+    return f"{name}_{used[name]}" if used[name] else name
+
+
+def _order(layers: list[_Layer]) -> list[_Layer]:
+    """Model order for a weights-only file: each class in numbered order, merged so that
+    every layer reads what the one below writes; raise unless exactly one merge fits."""
+    rnn = [lay for lay in layers if lay.class_name in _GATES]
+    by_class: dict[str, list[_Layer]] = {}
+    for lay in rnn:
+        by_class.setdefault(re.sub(r"_\d+$", "", lay.name), []).append(lay)
+    queues = [sorted(group, key=_number) for group in by_class.values()]
+    found: list[list[_Layer]] = []
+
+    def search(done: list[_Layer], heads: list[int]) -> None:
+        if len(found) > 1:
+            return
+        if len(done) == len(rnn):
+            found.append(list(done))
+        for q, i in enumerate(heads):
+            if i < len(queues[q]) and (not done or _in_size(queues[q][i]) == _out_size(done[-1])):
+                search(done + [queues[q][i]], heads[:q] + [i + 1] + heads[q + 1:])
+
+    search([], [0] * len(queues))
+    if len(found) != 1:
+        shapes = {lay.name: [list(w.shape) for w in lay.weights] for lay in rnn}
+        why = "no order of them chains" if not found else "more than one order fits their shapes"
+        raise ValueError(f"layer order: a .weights.h5 file does not store it and {why}; pass "
+                         f"layer_names=[...] in model order (layers: {shapes}) or use the .keras file")
+    return found[0] + [lay for lay in layers if lay.class_name not in _GATES]
+
+
+def _number(layer: _Layer) -> int:
+    found = re.search(r"_(\d+)$", layer.name)
+    return int(found.group(1)) if found else 0
+
+
+def _in_size(layer: _Layer) -> int:
+    return layer.weights[0].shape[0]
+
+
+def _out_size(layer: _Layer) -> int:
+    return layer.weights[1].shape[0] * (2 if layer.backward is not None else 1)
+
+
+def _select(layers: list[_Layer], names: Sequence[str] | None) -> list[_Layer]:
+    if names is not None:
+        if isinstance(names, str):
+            raise TypeError(f"layer_names: expected a list of layer names, got the string {names!r}")
+        by_name = {lay.name: lay for lay in layers}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ValueError(f"layer_names: no layers named {unknown}; the layers are {list(by_name)}")
+        picked = [by_name[n] for n in names]
+    else:
+        picked = [lay for lay in layers if lay.class_name not in _NEUTRAL]
+    others = [f"{lay.name} ({lay.class_name}{', with weights' if lay.weights else ''})"
+              for lay in picked if lay.class_name not in _GATES]
+    if others:
+        rnn = [lay.name for lay in picked if lay.class_name in _GATES]
+        raise ValueError(f"layers {others} are not LSTM, GRU or SimpleRNN and would be left out of "
+                         f"the stack; pass layer_names={rnn} to import only the recurrent layers")
+    if not picked:
+        raise ValueError("source: no LSTM, GRU or SimpleRNN layer found")
+    return picked
+
+
+# --------------------------------------------------------------------------- conversion
+def _build(layers: list[_Layer], batch_first: bool) -> StackedRNN:
+    if len({lay.backward is None for lay in layers}) > 1:
+        kinds = [(lay.name, "Bidirectional" if lay.backward else lay.class_name) for lay in layers]
+        raise ValueError(f"layers: a StackedRNN is bidirectional in every layer or in none; got {kinds}")
+    fw, bw = [], []
+    in_size = None
+    for layer in layers:
+        fw.append(_cell(layer, in_size, backwards=False))
+        if layer.backward is not None:
+            if layer.config.get("merge_mode") != "concat":
+                raise ValueError(f"layer {layer.name!r}: merge_mode={layer.config.get('merge_mode')!r}; "
+                                 f"only 'concat' is supported")
+            backward = layer.backward._replace(name=f"{layer.name}/backward")
+            bw.append(_cell(backward, in_size, backwards=True))
+        in_size = fw[-1].output_size * (2 if bw else 1)
+    return StackedRNN.from_cells(fw, backward_cells=bw or None, batch_first=batch_first)
+
+
+def _check_config(layer: _Layer, backwards: bool) -> None:
+    cfg, cls = layer.config, layer.class_name
+    activation, recurrent = cfg.get("activation", "tanh"), cfg.get("recurrent_activation", "sigmoid")
+    if cls == "SimpleRNN":
+        supported = activation in ("tanh", "relu")
+    else:
+        supported = (activation, recurrent) == ("tanh", "sigmoid")
+    if not supported:
+        raise ValueError(f"layer {layer.name!r}: activation={activation!r}, recurrent_activation="
+                         f"{recurrent!r}; rnnfuse supports tanh/sigmoid (and relu for SimpleRNN)")
+    if bool(cfg.get("go_backwards", False)) != backwards:
+        raise ValueError(f"layer {layer.name!r}: go_backwards={cfg.get('go_backwards')} is supported "
+                         f"only as the backward half of a Bidirectional layer")
+
+
+def _cell(layer: _Layer, in_size: int | None, backwards: bool) -> RecurrentCell:
+    _check_config(layer, backwards)
+    cfg, cls, w = layer.config, layer.class_name, layer.weights
+    units, gates = cfg["units"], _GATES[cls]
+    reset_after = bool(cls == "GRU" and cfg.get("reset_after", True))
+    n_in = in_size or (w[0].shape[0] if w and w[0].ndim == 2 else -1)
+    bias_shape = (2, gates * units) if reset_after else (gates * units,)
+    shapes = [(n_in, gates * units), (units, gates * units)]
+    shapes += [bias_shape] if cfg.get("use_bias", True) else []
+    if [tuple(a.shape) for a in w] != shapes:
+        raise ValueError(f"layer {layer.name!r}: expected weights of shapes {[list(s) for s in shapes]}"
+                         f" (kernel, recurrent_kernel, bias), got {[list(a.shape) for a in w]}")
+    order = _GRU_ORDER if cls == "GRU" else list(range(gates))
+
+    def reorder(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.concatenate([np.split(a, gates, -1)[i] for i in order], -1))
+
+    bias = reorder(w[2]) if len(w) == 3 else np.zeros(bias_shape, w[0].dtype)
+    params = {"weight_ih": reorder(w[0]).T, "weight_hh": reorder(w[1]).T}
+    params.update({"bias_ih": bias[0], "bias_hh": bias[1]} if reset_after else {"bias": bias})
+    if cls == "LSTM":
+        cell: RecurrentCell = LSTMCell(n_in, units)
+    elif cls == "SimpleRNN":
+        cell = RNNCell(n_in, units, nonlinearity=cfg.get("activation", "tanh"))
+    else:
+        cell = GRUCell(n_in, units, reset_after=reset_after)
+    cell = cell.to(torch.from_numpy(w[0]).dtype)
+    with torch.no_grad():
+        for name, value in params.items():
+            getattr(cell, name).copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    return cell

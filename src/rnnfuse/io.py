@@ -1,0 +1,157 @@
+"""Saving and loading stacks: one safetensors file, the configuration in its metadata.
+
+The file holds every parameter under its ``state_dict`` name and, in the metadata,
+``{"format": "rnnfuse", "version": "1", "config": JSON}``.  The configuration describes a
+:class:`~rnnfuse.StackedRNN` (each layer's ``cell.config()``, ``batch_first``,
+``bidirectional`` with the backward layers, ``dropout``, ``variational_dropout``,
+``residual``) or a TF-style :class:`~rnnfuse.interop.tf1.BidirectionalRNN` (two such
+stacks, ``fw`` and ``bw``).  No pickle is involved; loading is strict: a file that is not
+safetensors, lacks rnnfuse metadata, or whose tensors are missing, unexpected or of the
+wrong shape raises ``ValueError`` saying so.
+
+>>> import tempfile, torch
+>>> from rnnfuse import StackedRNN
+>>> stack = StackedRNN(6, [8, 4], cell="gru")
+>>> path = tempfile.mkdtemp() + "/encoder.safetensors"
+>>> save(stack, path)
+>>> again = load(path)
+>>> x = torch.randn(2, 5, 6)
+>>> torch.equal(stack(x)[0], again(x)[0])
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from .cells import cell_from_config
+from .interop.tf1 import BidirectionalRNN
+from .stack import StackedRNN
+
+__all__ = ["save", "load", "read_config", "module_from_config", "FORMAT", "VERSION"]
+
+FORMAT = "rnnfuse"
+VERSION = 1
+_STACK_KEYS = {"kind", "layers", "backward_layers", "batch_first", "dropout",
+               "variational_dropout", "residual", "bidirectional"}
+
+
+def save(module: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Write a :class:`StackedRNN` or :class:`BidirectionalRNN` to ``path`` (safetensors)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    config = _module_config(module)
+    tensors = {name: t.detach().cpu().contiguous() for name, t in module.state_dict().items()}
+    metadata = {"format": FORMAT, "version": str(VERSION), "config": json.dumps(config)}
+    try:
+        save_file(tensors, os.fspath(path), metadata=metadata)
+    except SafetensorError as exc:
+        raise OSError(f"path: cannot write {os.fspath(path)!r} ({exc})") from None
+
+
+def load(path: str | os.PathLike[str]) -> nn.Module:
+    """Read what :func:`save` wrote: a :class:`StackedRNN` or a :class:`BidirectionalRNN`."""
+    from safetensors import safe_open
+
+    config = read_config(path)
+    module = module_from_config(config)
+    with safe_open(os.fspath(path), framework="pt") as f:
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+    _load_strict(module, tensors, path)
+    return module
+
+
+def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The configuration stored in an rnnfuse safetensors file (``ValueError`` if none)."""
+    from safetensors import SafetensorError, safe_open
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path: no such file {os.fspath(path)!r}")
+    try:
+        with safe_open(os.fspath(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"path: {os.fspath(path)!r} is not a readable safetensors file ({exc})") from None
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"path: {os.fspath(path)!r} is a safetensors file without rnnfuse metadata "
+                         f"(format={metadata.get('format')!r}); it was not written by rnnfuse.io.save")
+    if metadata.get("version") != str(VERSION):
+        raise ValueError(f"path: {os.fspath(path)!r} has rnnfuse format version "
+                         f"{metadata.get('version')!r}; this rnnfuse reads version {VERSION}")
+    try:
+        config = json.loads(metadata.get("config", ""))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"path: {os.fspath(path)!r} has a corrupt configuration ({exc})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"path: {os.fspath(path)!r}: expected a JSON object as configuration, "
+                         f"got {type(config).__name__}")
+    return config
+
+
+def _module_config(module: nn.Module) -> dict[str, Any]:
+    if isinstance(module, BidirectionalRNN):
+        return {"kind": "BidirectionalRNN", "fw": _module_config(module.fw), "bw": _module_config(module.bw)}
+    if not isinstance(module, StackedRNN):
+        raise TypeError(f"module: expected a StackedRNN or a BidirectionalRNN, got {type(module).__name__}")
+    return {
+        "kind": "StackedRNN",
+        "layers": [cell.config() for cell in module.layers],
+        "backward_layers": [cell.config() for cell in module.backward_layers],
+        "bidirectional": module.bidirectional,
+        "batch_first": module.batch_first,
+        "dropout": module.dropout,
+        "variational_dropout": module.variational_dropout,
+        "residual": module.residual,
+    }
+
+
+def module_from_config(config: dict[str, Any]) -> nn.Module:
+    """An untrained module built from a configuration that :func:`save` wrote."""
+    kind = config.get("kind") if isinstance(config, dict) else None
+    if kind == "BidirectionalRNN":
+        for side in ("fw", "bw"):
+            if not isinstance(config.get(side), dict):
+                raise ValueError(f"config: a BidirectionalRNN needs a {side!r} stack configuration")
+        return BidirectionalRNN(module_from_config(config["fw"]), module_from_config(config["bw"]))
+    if kind != "StackedRNN":
+        raise ValueError(f"config: expected kind 'StackedRNN' or 'BidirectionalRNN', got {kind!r}")
+    missing = sorted(_STACK_KEYS - config.keys())
+    if missing:
+        raise ValueError(f"config: a StackedRNN configuration needs {missing}")
+    try:
+        cells = [cell_from_config(c) for c in config["layers"]]
+        backward = [cell_from_config(c) for c in config["backward_layers"]]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"config: a corrupt cell configuration ({exc!r})") from None
+    if config["bidirectional"] != bool(backward):
+        raise ValueError(f"config: bidirectional={config['bidirectional']} but "
+                         f"{len(backward)} backward layers")
+    return StackedRNN.from_cells(
+        cells, backward_cells=backward or None, batch_first=config["batch_first"],
+        dropout=config["dropout"], variational_dropout=config["variational_dropout"],
+        residual=config["residual"])
+
+
+def _load_strict(module: nn.Module, tensors: dict[str, torch.Tensor], path: Any) -> None:
+    expected = module.state_dict()
+    missing = sorted(expected.keys() - tensors.keys())
+    unexpected = sorted(tensors.keys() - expected.keys())
+    wrong = [f"{name}: expected {list(expected[name].shape)}, got {list(t.shape)}"
+             for name, t in sorted(tensors.items())
+             if name in expected and t.shape != expected[name].shape]
+    dtypes = {t.dtype for t in tensors.values()}
+    if missing or unexpected or wrong or len(dtypes) > 1 or not all(d.is_floating_point for d in dtypes):
+        parts = [f"{title}: {items}" for title, items in (
+            ("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong),
+            ("dtypes (expected one floating dtype)", sorted(map(str, dtypes)) if len(dtypes) > 1
+             or not all(d.is_floating_point for d in dtypes) else [])) if items]
+        raise ValueError(f"path: {os.fspath(path)!r} does not match its configuration; " + "; ".join(parts))
+    if dtypes:
+        module.to(dtypes.pop())
+    module.load_state_dict(tensors, strict=True)

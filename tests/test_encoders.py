@@ -108,7 +108,6 @@ def test_a_single_encoder_passes_its_state_through():
     [
         (lambda m, x: m({"a": x}), ValueError, r"inputs: no entry for encoder 'b'; expected keys \['a', 'b'\]"),
         (lambda m, x: m({"a": x, "b": x, "c": x}), ValueError, r"inputs: unknown encoder names \['c'\]"),
-        (lambda m, x: m(x, {"a": [2, 2]}), ValueError, r"lengths: no entry for encoder 'b'"),
         (lambda m, x: m(x, {"a": [2, 2], "b": [2, 2], "bb": [1, 1]}), ValueError, r"lengths: unknown encoder names \['bb'\]"),
     ],
 )
@@ -116,6 +115,15 @@ def test_mappings_must_name_exactly_the_encoders(call, error, message):
     multi = MultiEncoder({"a": StackedRNN(F, [2], "gru"), "b": StackedRNN(F, [2], "gru")})
     with pytest.raises(error, match=message):
         call(multi, torch.randn(2, 2, F))
+
+
+def test_an_encoder_missing_from_the_lengths_mapping_runs_full_length():
+    encoders = {"a": StackedRNN(F, [2], "gru"), "b": StackedRNN(F, [2], "gru")}
+    multi = MultiEncoder(encoders)
+    x = torch.randn(2, 3, F)
+    result = multi(x, {"a": [2, 1]})
+    assert torch.equal(result.encoder_states["a"][0], encoders["a"](x, [2, 1])[1][0])
+    assert torch.equal(result.encoder_states["b"][0], encoders["b"](x)[1][0])
 
 
 def test_empty_lengths_mapping_means_full_lengths():

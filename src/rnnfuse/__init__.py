@@ -16,6 +16,7 @@ from .fusion import (
 from .interop.keras import stack_from_keras
 from .interop.tf1 import BidirectionalRNN
 from .io import load, save
+from .seq2seq import Seq2Seq
 from .stack import StackedRNN
 from .state import (
     LSTMState,
@@ -65,5 +66,6 @@ __all__ = [
     "GatedFusion",
     "MultiEncoder",
     "MultiEncoderOutput",
+    "Seq2Seq",
     "merge_directions",
 ]

@@ -95,7 +95,7 @@ class MultiEncoder(nn.Module):
         if not isinstance(value, Mapping):
             return value
         if name not in value:
-            if required or value:
+            if required:
                 raise ValueError(f"{what}: no entry for encoder {name!r}; expected keys {self.names}, got {sorted(value)}")
             return None
         return value[name]

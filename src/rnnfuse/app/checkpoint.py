@@ -1,0 +1,226 @@
+"""Checkpoints that survive a kill at any moment.
+
+Layout of a run directory::
+
+    config.json                      the run's configuration
+    best.safetensors                 the model with the best validation MAE (+ metadata)
+    latest.json                      points at the newest complete checkpoint, with SHA-256s
+    checkpoints/step-00000042/
+        model.safetensors            model weights
+        training.safetensors         optimizer tensors and the torch RNG state of every rank
+        state.json                   epoch, batch, optimizer/scheduler state, RNG, config, history
+
+Every file is written to a temporary name, flushed, ``fsync``-ed and renamed over its target
+(``os.replace``).  A checkpoint directory is complete before ``latest.json`` names it, so a
+crash leaves either the old or the new checkpoint in force, never a half-written one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+from torch import Tensor
+
+__all__ = [
+    "Checkpoint", "CheckpointError", "atomic_write", "save_model_file", "load_model_file",
+    "save_checkpoint", "load_latest", "capture_rng", "restore_rng", "optimizer_parts", "optimizer_from_parts",
+]
+
+FORMAT = "rnnfuse-train/1"
+_FILES = ("model.safetensors", "training.safetensors", "state.json")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, incomplete or does not match its recorded hash."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: its directory, model tensors, training tensors and state."""
+
+    directory: Path
+    model: dict[str, Tensor]
+    tensors: dict[str, Tensor]
+    state: dict[str, Any]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file, flush, fsync, ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=1) + "\n").encode()
+
+
+def save_model_file(path: Path, tensors: dict[str, Tensor], metadata: dict[str, Any]) -> None:
+    """A safetensors file of ``tensors``; ``metadata`` values are stored as JSON strings."""
+    meta = {key: json.dumps(value) for key, value in metadata.items()}
+    atomic_write(path, st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta))
+
+
+def load_model_file(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read a file written by :func:`save_model_file`: ``(tensors, metadata)``."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: model file not found") from None
+    try:
+        tensors = st_load(data)
+        with_meta = _metadata(data)
+    except (SafetensorError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from None
+    return tensors, {k: json.loads(v) for k, v in with_meta.items()}
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    return header.get("__metadata__", {}) or {}
+
+
+def save_checkpoint(out: Path, name: str, model: dict[str, Tensor], tensors: dict[str, Tensor], state: dict[str, Any], keep: int = 2) -> Path:
+    """Write a checkpoint directory ``out/checkpoints/name`` and point ``latest.json`` at it."""
+    out = Path(out)
+    base, suffix = name, 0
+    while (out / "checkpoints" / name).exists():  # never rewrite a directory latest.json may name
+        suffix += 1
+        name = f"{base}-{suffix}"
+    directory = out / "checkpoints" / name
+    directory.mkdir(parents=True)
+    contents = {
+        "model.safetensors": st_save({k: v.detach().cpu().contiguous() for k, v in model.items()}),
+        "training.safetensors": st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}),
+        "state.json": _json_bytes({"format": FORMAT, **state}),
+    }
+    for file_name, data in contents.items():
+        atomic_write(directory / file_name, data)
+    pointer = {
+        "format": FORMAT,
+        "checkpoint": f"checkpoints/{name}",
+        "epoch": state.get("epoch"),
+        "batch": state.get("batch"),
+        "sha256": {k: hashlib.sha256(v).hexdigest() for k, v in contents.items()},
+    }
+    atomic_write(out / "latest.json", _json_bytes(pointer))
+    _prune(out / "checkpoints", keep_names={name}, keep=keep)
+    return directory
+
+
+def _prune(root: Path, keep_names: set[str], keep: int) -> None:
+    dirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    for old in dirs[:-keep]:
+        if old.name not in keep_names:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_latest(out: Path) -> Checkpoint:
+    """The checkpoint ``latest.json`` names, with every file checked against its SHA-256."""
+    out = Path(out)
+    pointer_path = out / "latest.json"
+    if not pointer_path.exists():
+        raise CheckpointError(f"{out}: no checkpoint to resume from ({pointer_path.name} not found)")
+    try:
+        pointer = json.loads(pointer_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{pointer_path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    if pointer.get("format") != FORMAT:
+        raise CheckpointError(f"{pointer_path}: expected format {FORMAT!r}, got {pointer.get('format')!r}")
+    directory = out / pointer["checkpoint"]
+    raw: dict[str, bytes] = {}
+    for file_name in _FILES:
+        path = directory / file_name
+        if not path.exists():
+            raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
+        raw[file_name] = path.read_bytes()
+        digest = hashlib.sha256(raw[file_name]).hexdigest()
+        if digest != pointer["sha256"].get(file_name):
+            raise CheckpointError(f"{path}: SHA-256 {digest[:12]}... differs from latest.json's; the file is corrupt")
+    return Checkpoint(
+        directory, st_load(raw["model.safetensors"]), st_load(raw["training.safetensors"]),
+        json.loads(raw["state.json"]),
+    )
+
+
+# ------------------------------------------------------------------ optimizer and RNG
+
+
+def optimizer_parts(state_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """Split an optimizer ``state_dict`` into a JSON part and a tensor part."""
+    tensors: dict[str, Tensor] = {}
+    plain: dict[str, dict[str, Any]] = {}
+    for index, values in state_dict["state"].items():
+        for key, value in values.items():
+            if isinstance(value, Tensor):
+                tensors[f"optimizer.{index}.{key}"] = value
+            else:
+                plain.setdefault(str(index), {})[key] = value
+    groups = json.loads(json.dumps(state_dict["param_groups"]))
+    return {"param_groups": groups, "state": plain}, tensors
+
+
+def optimizer_from_parts(plain: dict[str, Any], tensors: dict[str, Tensor]) -> dict[str, Any]:
+    """Inverse of :func:`optimizer_parts`."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, index, key = name.split(".", 2)
+            state.setdefault(int(index), {})[key] = value
+    for index, values in plain["state"].items():
+        state.setdefault(int(index), {}).update(values)
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in plain["param_groups"]]
+    return {"state": state, "param_groups": groups}
+
+
+def capture_rng() -> tuple[dict[str, Any], Tensor]:
+    """Python's and NumPy's global RNG states (JSON) and torch's (a uint8 tensor)."""
+    version, words, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    plain = {
+        "python": [version, list(words), gauss],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
+    return plain, torch.get_rng_state()
+
+
+def restore_rng(plain: dict[str, Any], torch_state: Tensor) -> None:
+    """Inverse of :func:`capture_rng`."""
+    version, words, gauss = plain["python"]
+    random.setstate((version, tuple(words), gauss))
+    kind, keys, pos, has_gauss, cached = plain["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch_state)

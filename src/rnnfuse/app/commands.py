@@ -1,0 +1,242 @@
+"""The ``demo``, ``train`` and ``predict`` subcommands of ``rnnfuse``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .config import CELLS, FUSIONS, SCHEDULERS, ConfigError, RunConfig
+
+__all__ = ["add_commands"]
+
+# flag dest -> (config section, key); sections: data, model, optim, run
+_FLAGS: dict[str, tuple[str, str]] = {
+    "csv": ("data", "csv"), "column": ("data", "column"), "time_column": ("data", "time_column"),
+    "local_steps": ("data", "local_steps"), "global_blocks": ("data", "global_blocks"), "block": ("data", "block"),
+    "min_global_blocks": ("data", "min_global_blocks"), "horizon": ("data", "horizon"), "period": ("data", "period"),
+    "val_steps": ("data", "val_steps"), "test_steps": ("data", "test_steps"),
+    "fusion": ("model", "fusion"), "local_cell": ("model", "local_cell"), "local_sizes": ("model", "local_sizes"),
+    "global_cell": ("model", "global_cell"), "global_sizes": ("model", "global_sizes"),
+    "decoder_cell": ("model", "decoder_cell"), "decoder_sizes": ("model", "decoder_sizes"),
+    "attention": ("model", "attention"), "attention_size": ("model", "attention_size"),
+    "epochs": ("optim", "epochs"), "lr": ("optim", "lr"), "batch_size": ("optim", "batch_size"),
+    "weight_decay": ("optim", "weight_decay"), "grad_clip": ("optim", "grad_clip"), "scheduler": ("optim", "scheduler"),
+    "step_size": ("optim", "step_size"), "gamma": ("optim", "gamma"), "seed": ("run", "seed"), "threads": ("run", "threads"),
+}
+_RESUME_MAY_CHANGE = {"epochs", "threads"}
+
+
+def add_commands(subparsers: Any) -> None:
+    """Register ``demo``, ``train`` and ``predict`` on the ``rnnfuse`` parser."""
+    _add_demo(subparsers)
+    _add_train(subparsers)
+    _add_predict(subparsers)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes like 32,32, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive layer sizes, got {text!r}")
+    return sizes
+
+
+def _clip(text: str) -> float | None:
+    if text.lower() in ("none", "0"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}") from None
+
+
+def _add_demo(sub: Any) -> None:
+    from .demo import DEMO_EPOCHS, DEMO_FUSIONS, DEMO_SEEDS
+
+    p = sub.add_parser("demo", help="train one forecaster per fusion on the embedded CO2 data; table + plots")
+    p.add_argument("--out", default="rnnfuse-demo", help="output directory (default ./rnnfuse-demo)")
+    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"epochs per model (default {DEMO_EPOCHS})")
+    p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--seeds", type=int, default=DEMO_SEEDS, help=f"seeds per fusion (default {DEMO_SEEDS})")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="models trained side by side (default: up to 2)")
+    p.add_argument("--fusions", default=",".join(DEMO_FUSIONS), help=f"comma-separated, from {','.join(FUSIONS)}")
+    p.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    fusions = [f.strip() for f in args.fusions.split(",") if f.strip()]
+    bad = [f for f in fusions if f not in FUSIONS]
+    if bad or not fusions:
+        return _fail(f"--fusions: expected names from {list(FUSIONS)}, got {bad or args.fusions!r}")
+    for flag in ("epochs", "seeds", "jobs"):
+        if getattr(args, flag) < 1:
+            return _fail(f"--{flag}: expected a positive int, got {getattr(args, flag)}")
+    if args.seed < 0:
+        return _fail(f"--seed: expected an int >= 0, got {args.seed}")
+    run_demo(Path(args.out), epochs=args.epochs, seed=args.seed, seeds=args.seeds, jobs=args.jobs, fusions=fusions)
+    return 0
+
+
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser("train", help="train one forecaster (checkpoints, --resume, torchrun for several processes)")
+    p.add_argument("--out", required=True, help="run directory (checkpoints, config.json, best.safetensors)")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--config", help="JSON file with data/model/optim sections; flags override it")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (per-epoch lines only)")
+    S = argparse.SUPPRESS
+    d = p.add_argument_group("data (default: the embedded weekly CO2 series)")
+    d.add_argument("--csv", default=S, help="CSV file with a header line")
+    d.add_argument("--column", default=S, help="column to forecast (with --csv)")
+    d.add_argument("--time-column", default=S, help="optional time column (dates or numbers, increasing)")
+    for flag, text in (("local-steps", "steps the local encoder reads (26)"), ("global-blocks", "coarse steps of the global encoder (52)"),
+                       ("block", "steps averaged per coarse step (4)"), ("min-global-blocks", "fewest coarse steps (13)"),
+                       ("horizon", "steps to forecast (13)"), ("period", "seasonal period in steps (52)"),
+                       ("val-steps", "validation stretch (208)"), ("test-steps", "held-out test stretch (208)")):
+        d.add_argument(f"--{flag}", type=int, default=S, help=text)
+    m = p.add_argument_group("model")
+    m.add_argument("--fusion", choices=FUSIONS, default=S, help="how the two encoders' states are joined (concat)")
+    for who in ("local", "global", "decoder"):
+        m.add_argument(f"--{who}-cell", choices=CELLS, default=S)
+        m.add_argument(f"--{who}-sizes", type=_sizes, default=S, help="per-layer sizes, e.g. 32,32")
+    m.add_argument("--attention", action=argparse.BooleanOptionalAction, default=S, help="Luong attention over both encoders")
+    m.add_argument("--attention-size", type=int, default=S)
+    o = p.add_argument_group("optimisation")
+    o.add_argument("--epochs", type=int, default=S)
+    o.add_argument("--lr", type=float, default=S)
+    o.add_argument("--batch-size", type=int, default=S, help="per process")
+    o.add_argument("--weight-decay", type=float, default=S)
+    o.add_argument("--grad-clip", type=_clip, default=S, help="max gradient norm, or none")
+    o.add_argument("--scheduler", choices=SCHEDULERS, default=S)
+    o.add_argument("--step-size", type=int, default=S)
+    o.add_argument("--gamma", type=float, default=S)
+    o.add_argument("--seed", type=int, default=S)
+    o.add_argument("--threads", type=int, default=S, help="torch threads per process (1)")
+    p.set_defaults(handler=_train)
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(args, k) for k in _FLAGS if hasattr(args, k)}
+
+
+def _train_config(args: argparse.Namespace) -> RunConfig:
+    given = _given(args)
+    out = Path(args.out)
+    if args.resume:
+        changed = sorted(set(given) - _RESUME_MAY_CHANGE)
+        if changed or args.config:
+            flag = "--config" if args.config else "--" + changed[0].replace("_", "-")
+            raise ConfigError(f"{flag}: --resume continues the run saved in {out} with its config ({out / 'config.json'}); only --epochs and --threads may be given")
+        base = RunConfig.from_file(out / "config.json")
+    else:
+        base = RunConfig.from_file(args.config) if args.config else RunConfig()
+        if "csv" in given:
+            given["csv"] = str(Path(given["csv"]).resolve())  # predict may run from elsewhere
+            given.setdefault("time_column", None)
+            if "column" not in given:
+                raise ConfigError("--csv: needs --column NAME (the column to forecast)")
+        elif ("column" in given or "time_column" in given) and base.data.csv is None:
+            raise ConfigError("--column/--time-column: only with --csv (the embedded data set has its own)")
+    overrides: dict[str, dict[str, Any]] = {}
+    for key, value in given.items():
+        section, name = _FLAGS[key]
+        overrides.setdefault(section, {})[name] = value
+    return base.updated(overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .distributed import setup, teardown
+    from .training import StopSignal, Trainer
+
+    try:
+        config = _train_config(args)
+        env = setup()
+    except (ConfigError, DataError, ValueError) as exc:
+        return _fail(str(exc))
+    try:
+        trainer = Trainer(config, Path(args.out), env=env, show_progress=False if args.no_progress else None)
+        trainer.start(resume=args.resume)
+        if env.is_main:
+            print(_run_summary(trainer), flush=True)
+        with StopSignal() as stop:
+            result = trainer.run(stop)
+        if result.status == "finished" and env.is_main:
+            _final_report(trainer, Path(args.out))
+        return result.exit_code
+    except (ConfigError, DataError, CheckpointError) as exc:
+        return _fail(str(exc))
+    finally:
+        teardown(env)
+
+
+def _run_summary(trainer: Any) -> str:
+    from .model import count_parameters
+
+    data, cfg = trainer.data, trainer.config
+    where = f", {trainer.env.world_size} processes (rank 0 writes)" if trainer.env.active else ""
+    return (
+        f"data: {data.series.describe()}\n"
+        f"windows: {len(data.train)} train, {len(data.val)} validation, {len(data.test)} test; "
+        f"model: fusion {cfg.model.fusion}, {count_parameters(trainer.model):,} parameters{where}"
+    )
+
+
+def _final_report(trainer: Any, out: Path) -> None:
+    from .metrics import errors, seasonal_naive, seasonal_naive_drift, truth
+
+    data, period = trainer.data, trainer.config.data.period
+    report: dict[str, Any] = {"model": {s: trainer.evaluate(s) for s in ("val", "test")}}
+    for name, fn in (("seasonal_naive", seasonal_naive), ("seasonal_naive_drift", seasonal_naive_drift)):
+        report[name] = {s: errors(fn(data.series, getattr(data, s), period), truth(data.series, getattr(data, s))) for s in ("val", "test")}
+    report["best_val_mae"], report["best_epoch"] = trainer.progress.best_metric, trainer.progress.best_epoch
+    (out / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
+    for name in ("model", "seasonal_naive", "seasonal_naive_drift"):
+        r = report[name]
+        print(f"{name:<22} val MAE {r['val']['mae']:.3f}  test MAE {r['test']['mae']:.3f}  test RMSE {r['test']['rmse']:.3f}")
+    print(f"best validation MAE {report['best_val_mae']:.3f} at epoch {report['best_epoch']} -> {out / 'best.safetensors'}")
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser("predict", help="forecast past the end of a series with a trained model")
+    p.add_argument("--model", required=True, help="run directory (uses best.safetensors) or a .safetensors file")
+    p.add_argument("--csv", help="series to forecast from (default: the data the model was trained on)")
+    p.add_argument("--column")
+    p.add_argument("--time-column")
+    p.add_argument("--output", help="also write the forecast to this CSV file")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(handler=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .predict import format_forecast, load_for_prediction, load_model, predict_next, write_forecast_csv
+
+    torch.set_num_threads(max(args.threads, 1))
+    try:
+        model, config, scale = load_model(args.model)
+        series = load_for_prediction(config, args.csv, args.column, args.time_column)
+        result = predict_next(model, config, scale, series)
+    except (ConfigError, DataError, CheckpointError) as exc:
+        return _fail(str(exc))
+    print(format_forecast(result))
+    if args.output:
+        write_forecast_csv(result, args.output)
+        print(f"written to {args.output}")
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"rnnfuse: error: {message}", file=sys.stderr)
+    return 2

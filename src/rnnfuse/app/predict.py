@@ -1,0 +1,109 @@
+"""Forecasting past the end of a series with a saved model (``rnnfuse predict``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..seq2seq import Seq2Seq
+from .checkpoint import CheckpointError, load_model_file
+from .config import RunConfig
+from .data import DataError, Series, load_series
+from .metrics import forecast
+from .model import build_model
+from .training import MODEL_FORMAT
+from .windows import make_windows
+
+__all__ = ["Forecast", "load_model", "predict_next", "format_forecast", "write_forecast_csv"]
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """The next ``horizon`` values after the last row of ``series``."""
+
+    labels: list[str]
+    values: np.ndarray
+    series: Series
+
+
+def model_file(path: str | Path) -> Path:
+    """``path`` itself if it is a file, else ``path/best.safetensors``."""
+    path = Path(path)
+    return path / "best.safetensors" if path.is_dir() else path
+
+
+def load_model(path: str | Path) -> tuple[Seq2Seq, RunConfig, float]:
+    """A trained model with its configuration and scale, from a run directory or a file."""
+    file = model_file(path)
+    tensors, meta = load_model_file(file)
+    if meta.get("format") != MODEL_FORMAT:
+        raise CheckpointError(f"{file}: expected a model saved by `rnnfuse train` ({MODEL_FORMAT}), got format {meta.get('format')!r}")
+    config = RunConfig.from_dict(meta["config"], f"{file} metadata")
+    model = build_model(config.model)
+    missing, unexpected = _compare_keys(model.state_dict().keys(), tensors.keys())
+    if missing or unexpected:
+        raise CheckpointError(f"{file}: weights do not match the saved configuration; missing {missing}, unexpected {unexpected}")
+    model.load_state_dict(tensors)
+    model.eval()
+    return model, config, float(meta["scale"])
+
+
+def _compare_keys(expected: object, got: object) -> tuple[list[str], list[str]]:
+    expected, got = set(expected), set(got)  # type: ignore[arg-type]
+    return sorted(expected - got), sorted(got - expected)
+
+
+def predict_next(model: Seq2Seq, config: RunConfig, scale: float, series: Series) -> Forecast:
+    """Forecast ``config.data.horizon`` steps after the last row of ``series``."""
+    d = config.data
+    need = max(d.local_steps, d.block * d.min_global_blocks)
+    if len(series) < need:
+        raise DataError(
+            f"{series.source}, column {series.column!r}: too short to forecast from: {len(series)} rows, the model "
+            f"reads at least {need} (local_steps {d.local_steps}, block*min_global_blocks {d.block * d.min_global_blocks})"
+        )
+    windows = make_windows(series, np.array([len(series) - 1]), d, scale, targets=False)
+    with torch.no_grad():
+        values = forecast(model, windows)[0]
+    return Forecast(_future_labels(series, d.horizon), values, series)
+
+
+def _future_labels(series: Series, steps: int) -> list[str]:
+    n = len(series)
+    if series.times is None:
+        return [f"row +{k}" for k in range(1, steps + 1)]
+    step = float(np.median(np.diff(series.times))) if n > 1 else 1.0
+    future = series.times[-1] + step * np.arange(1, steps + 1)
+    if series.time_kind == "date":
+        epoch = dt.datetime(1970, 1, 1)
+        return [(epoch + dt.timedelta(days=float(d))).strftime("%Y-%m-%d") for d in future]
+    return [f"{t:g}" for t in future]
+
+
+def format_forecast(result: Forecast) -> str:
+    """A plain-text table of the forecast."""
+    s = result.series
+    lines = [f"forecast of {s.column!r} ({s.source}) after its last row ({s.labels[-1]}):", "step  time          value"]
+    lines += [f"{k:>4}  {label:<12}  {value:.3f}" for k, (label, value) in enumerate(zip(result.labels, result.values), 1)]
+    return "\n".join(lines)
+
+
+def write_forecast_csv(result: Forecast, path: str | Path) -> None:
+    """Write ``step,time,<column>`` rows."""
+    rows = [f"step,time,{result.series.column}"]
+    rows += [f"{k},{label},{value:.6f}" for k, (label, value) in enumerate(zip(result.labels, result.values), 1)]
+    Path(path).write_text("\n".join(rows) + "\n")
+
+
+def load_for_prediction(config: RunConfig, csv: str | None, column: str | None, time_column: str | None) -> Series:
+    """The series to forecast from: ``--csv`` if given, else the data the model was trained on."""
+    if csv is None:
+        d = config.data
+        return load_series(d.csv, d.column, d.time_column)
+    if column is None:
+        raise DataError("--csv needs --column NAME (the column to forecast)")
+    return load_series(csv, column, time_column)

@@ -1,0 +1,333 @@
+"""The training loop: teacher forcing, per-epoch validation, checkpoints, resume, signals.
+
+Reproducibility: the model is initialised from ``torch.manual_seed(seed)``; each epoch's
+order of the training windows is drawn by a ``torch.Generator`` seeded with ``seed + epoch``
+(and sharded per rank), so a run resumed from any checkpoint, taken after any optimizer
+step, repeats the uninterrupted run's computation exactly.  The global RNG states (Python,
+NumPy, torch's CPU and, on GPUs, CUDA generator: per rank) are saved and restored as well
+(dropout draws from torch's).
+
+SIGINT and SIGTERM set a flag; the loop stops after the current optimizer step, writes a
+checkpoint and returns ``128 + signal number``.  A second SIGINT (Ctrl-C twice) stops at
+once with ``KeyboardInterrupt``; the checkpoint files are atomic, so an interrupted save
+leaves the previous checkpoint in force.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..seq2seq import Seq2Seq
+from . import checkpoint as ckpt
+from .config import RunConfig
+from .data import Series, load_series
+from .distributed import DistEnv, any_flag, barrier, gather_objects, shard, wrap
+from .metrics import errors, forecast, model_inputs, truth
+from .model import build_model
+from .progress import ProgressBar
+from .windows import Prepared, prepare
+
+__all__ = ["Trainer", "TrainResult", "Progress", "StopSignal", "MODEL_FORMAT"]
+
+MODEL_FORMAT = "rnnfuse-forecaster/1"
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint's ``state.json``."""
+
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # completed batches of the current epoch
+    step: int = 0  # optimizer steps in total
+    loss_sum: float = 0.0  # this rank's sum of batch losses times batch sizes, this epoch
+    loss_count: int = 0
+    best_metric: float | None = None  # best validation MAE
+    best_epoch: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    """What a call to :meth:`Trainer.run` ends with."""
+
+    status: str  # "finished" or "interrupted"
+    exit_code: int
+    progress: Progress
+    seconds: float
+
+
+class StopSignal:
+    """Records SIGINT/SIGTERM while installed (a context manager; main thread only)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.signum: int | None = None
+        self._interrupts = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignal:
+        if self.enabled:
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self._interrupts:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once; the last checkpoint stays valid
+        self._interrupts += int(signum == signal.SIGINT)
+        if self.signum is None:  # torchrun follows a Ctrl-C with SIGTERM: let the save finish
+            self.signum = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+class Trainer:
+    """Trains one forecaster for a :class:`RunConfig`, writing checkpoints under ``out``.
+
+    ``out=None`` trains without writing anything.  ``log`` receives the per-epoch lines
+    (on rank 0 only).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        out: Path | None,
+        *,
+        env: DistEnv | None = None,
+        series: Series | None = None,
+        log: Callable[[str], None] = print,
+        show_progress: bool | None = None,
+    ) -> None:
+        self.config, self.out, self.env = config, None if out is None else Path(out), env or DistEnv()
+        self.log = log if self.env.is_main else (lambda _msg: None)
+        self.show_progress = False if not self.env.is_main else show_progress
+        torch.set_num_threads(config.threads)
+        d = config.data
+        if series is None:
+            series = load_series(d.csv, d.column, d.time_column)
+        self.data: Prepared = prepare(series, d)
+        torch.manual_seed(config.seed)
+        self.model: Seq2Seq = build_model(config.model).to(self.env.device)
+        o = config.optim
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        self.scheduler = _scheduler(self.optimizer, config)
+        self.progress = Progress()
+        self.ddp: nn.Module = self.model
+        self._saved_step: int | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def start(self, resume: bool = False) -> None:
+        """Begin a new run, or load the newest checkpoint under ``out`` (``resume=True``)."""
+        if resume:
+            self._resume()
+        elif self.out is not None and self.env.is_main:
+            if (self.out / "latest.json").exists():
+                raise ckpt.CheckpointError(
+                    f"{self.out}: already holds a run (latest.json); pass --resume to continue it or choose another --out"
+                )
+            self.out.mkdir(parents=True, exist_ok=True)
+            ckpt.atomic_write(self.out / "config.json", (_dumps(self.config.to_dict()) + "\n").encode())
+        barrier(self.env)
+        self.ddp = wrap(self.model, self.env)
+
+    def _resume(self) -> None:
+        if self.out is None:
+            raise ValueError("resume: needs an output directory")
+        point = ckpt.load_latest(self.out)
+        saved = RunConfig.from_dict(point.state["config"], f"{point.directory}/state.json")
+        if _without_epochs(saved) != _without_epochs(self.config):
+            raise ckpt.CheckpointError(
+                f"{point.directory}: was written with a different configuration; resume with the saved one "
+                f"(only optim.epochs may change)"
+            )
+        self.model.load_state_dict(point.model)
+        self.optimizer.load_state_dict(ckpt.optimizer_from_parts(point.state["optimizer"], point.tensors))
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(point.state["scheduler"])
+        self.progress = Progress(**point.state["progress"])
+        self._saved_step = self.progress.step
+        self._restore_rng(point)
+        self.log(
+            f"resumed from {point.directory} at epoch {self.progress.epoch + 1} "
+            f"(batch {self.progress.batch}, {self.progress.epoch} epochs done)"
+        )
+
+    def _restore_rng(self, point: ckpt.Checkpoint) -> None:
+        saved_world = point.state.get("world_size", 1)
+        rank = self.env.rank
+        if saved_world != self.env.world_size:
+            self.log(
+                f"warning: the checkpoint was written by {saved_world} process(es), this run has "
+                f"{self.env.world_size}; the data shards differ, so the run will not repeat the original exactly"
+            )
+            rank = 0
+        ckpt.restore_rng(point.state["rng"], point.tensors[f"rng.torch.{rank}"])
+        cuda_state = point.tensors.get(f"rng.cuda.{rank}")
+        if cuda_state is not None and self.env.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda_state, self.env.device)
+
+    # ------------------------------------------------------------------ loop
+    def run(self, stop: StopSignal | None = None) -> TrainResult:
+        """Train until ``optim.epochs`` epochs are done or a stop signal arrives."""
+        stop = stop or StopSignal(enabled=False)
+        began = time.perf_counter()
+        while self.progress.epoch < self.config.optim.epochs:
+            if self._epoch(stop):
+                return self._interrupted(stop, began)
+            if any_flag(stop.requested, self.env):
+                return self._interrupted(stop, began)
+        return TrainResult("finished", 0, self.progress, time.perf_counter() - began)
+
+    def _epoch(self, stop: StopSignal) -> bool:
+        """Run the rest of the current epoch; True if stopped by a signal."""
+        p, o = self.progress, self.config.optim
+        started = time.perf_counter()
+        generator = torch.Generator().manual_seed(self.config.seed + p.epoch)
+        order = shard(torch.randperm(len(self.data.train), generator=generator), self.env)
+        batches = order.split(o.batch_size)
+        bar = ProgressBar(len(batches), f"epoch {p.epoch + 1}/{o.epochs}", enabled=self.show_progress)
+        for index in range(p.batch, len(batches)):
+            loss, size = self._step(batches[index])
+            p.loss_sum, p.loss_count = p.loss_sum + loss * size, p.loss_count + size
+            p.batch, p.step = index + 1, p.step + 1
+            bar.update(p.batch, f"loss {p.loss_sum / p.loss_count:.4f}")
+            if any_flag(stop.requested, self.env):
+                bar.close()
+                return True
+        bar.close()
+        self._end_epoch(time.perf_counter() - started)
+        return False
+
+    def _step(self, index: Tensor) -> tuple[float, int]:
+        batch = self.data.train.subset(index).to(self.env.device)
+        kwargs = model_inputs(self.model, batch)
+        prediction = self.ddp(kwargs.pop("inputs"), batch.targets, **kwargs)
+        loss = nn.functional.mse_loss(prediction, batch.targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.optim.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+        self.optimizer.step()
+        return float(loss.item()), len(index)
+
+    def _end_epoch(self, seconds: float) -> None:
+        p = self.progress
+        total, count = _sum_over_ranks(p.loss_sum, p.loss_count, self.env)
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.scheduler is not None:
+            self.scheduler.step()
+        record = {"epoch": p.epoch + 1, "train_loss": total / max(count, 1), "lr": lr, "seconds": seconds}
+        if self.env.is_main:
+            record.update({f"val_{k}": v for k, v in self.evaluate("val").items() if k != "mae_by_step"})
+        p.history.append(record)
+        p.epoch, p.batch, p.loss_sum, p.loss_count = p.epoch + 1, 0, 0.0, 0
+        improved = self.env.is_main and (p.best_metric is None or record["val_mae"] < p.best_metric)
+        if improved:
+            p.best_metric, p.best_epoch = record["val_mae"], p.epoch
+        self.save(best=improved)
+        self.log(_epoch_line(record, self.config.optim.epochs, improved))
+
+    def _interrupted(self, stop: StopSignal, began: float) -> TrainResult:
+        p = self.progress
+        if self._saved_step != p.step:  # else the end-of-epoch checkpoint holds this state
+            self.save(best=False)
+        name = signal.Signals(stop.signum).name if stop.signum else "a signal on another rank"
+        where = self.out if self.out is not None else "(no --out: nothing saved)"
+        point = f"after epoch {p.epoch}" if p.batch == 0 else f"at epoch {p.epoch + 1}, after batch {p.batch}"
+        self.log(
+            f"interrupted by {name} {point}: checkpoint saved in {where}; "
+            f"continue with: rnnfuse train --out {where} --resume"
+        )
+        code = 128 + int(stop.signum or signal.SIGTERM)
+        return TrainResult("interrupted", code, self.progress, time.perf_counter() - began)
+
+    # ------------------------------------------------------------------ evaluation and saving
+    def evaluate(self, split: str) -> dict[str, Any]:
+        """MAE/RMSE (series units) of the autoregressive forecasts on ``val`` or ``test``."""
+        windows = getattr(self.data, split)
+        return errors(forecast(self.model, windows.to(self.env.device)), truth(self.data.series, windows))
+
+    def model_metadata(self) -> dict[str, Any]:
+        """What ``rnnfuse predict`` needs besides the weights."""
+        return {
+            "format": MODEL_FORMAT, "config": self.config.to_dict(), "scale": self.data.scale,
+            "epoch": self.progress.epoch, "best_val_mae": self.progress.best_metric,
+        }
+
+    def save(self, best: bool) -> None:
+        """Write a checkpoint (rank 0; every rank contributes its RNG state)."""
+        plain_rng, torch_rng = ckpt.capture_rng()
+        cuda_rng = torch.cuda.get_rng_state(self.env.device) if self.env.device.type == "cuda" else None
+        rng_states = gather_objects((torch_rng, cuda_rng), self.env)
+        if self.out is not None and self.env.is_main:
+            self._write(best, plain_rng, rng_states)
+        self._saved_step = self.progress.step
+        barrier(self.env)
+
+    def _write(self, best: bool, plain_rng: dict[str, Any], rng_states: list[tuple[Tensor, Tensor | None]]) -> None:
+        weights = self.model.state_dict()
+        if best:
+            ckpt.save_model_file(self.out / "best.safetensors", weights, self.model_metadata())
+        opt_plain, tensors = ckpt.optimizer_parts(self.optimizer.state_dict())
+        for rank, (cpu_state, cuda_state) in enumerate(rng_states):
+            tensors[f"rng.torch.{rank}"] = cpu_state
+            if cuda_state is not None:
+                tensors[f"rng.cuda.{rank}"] = cuda_state.cpu()
+        state = {
+            "config": self.config.to_dict(), "progress": asdict(self.progress), "optimizer": opt_plain,
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(), "rng": plain_rng,
+            "world_size": self.env.world_size, "scale": self.data.scale,
+            "epoch": self.progress.epoch, "batch": self.progress.batch,
+            "data_order": "torch.Generator seeded with seed + epoch, sharded by rank",
+        }
+        ckpt.save_checkpoint(self.out, f"step-{self.progress.step:08d}", weights, tensors, state)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: RunConfig) -> Any:
+    o = config.optim
+    if o.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=o.epochs, eta_min=o.lr * 0.01)
+    if o.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
+    return None
+
+
+def _sum_over_ranks(total: float, count: int, env: DistEnv) -> tuple[float, int]:
+    parts = gather_objects((total, count), env)
+    return sum(t for t, _ in parts), sum(c for _, c in parts)
+
+
+def _without_epochs(config: RunConfig) -> dict[str, Any]:
+    raw = config.to_dict()
+    raw["optim"].pop("epochs")
+    return raw
+
+
+def _epoch_line(record: dict[str, Any], epochs: int, best: bool) -> str:
+    val = f"  val MAE {record['val_mae']:.3f} RMSE {record['val_rmse']:.3f}" if "val_mae" in record else ""
+    return (
+        f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}{val}  "
+        f"lr {record['lr']:.2e}  {record['seconds']:.1f} s{'  (best)' if best else ''}"
+    )
+
+
+def _dumps(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, indent=1)

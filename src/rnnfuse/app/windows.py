@@ -1,0 +1,199 @@
+"""Cutting a series into forecasting windows: local (fine) and global (coarse) inputs, targets.
+
+At an origin ``t`` (index of the last known value) with anchor ``a = y[t]`` and a scale
+``s`` fitted on the training windows only (the standard deviation of ``y[t+h] - y[t]``):
+
+* local input, ``local_steps`` rows: ``(y[i] - a) / s``, ``sin``/``cos`` of the phase of step ``i``;
+* global input, up to ``global_blocks`` rows: the mean of each ``block`` consecutive values
+  ending at ``t``, normalised the same way, with the phase of the block's last step; left
+  aligned, ``global_len`` of them valid (fewer near the start of the series);
+* targets: ``(y[t+h] - a) / s`` for ``h = 1..horizon``; decoder covariates: their phases.
+
+Working relative to the last value keeps the inputs in range when the level leaves the
+training range (the CO2 series rises every year).  The phase is the fraction of the year
+when the series has dates, else ``(i mod period) / period``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .config import DataConfig
+from .data import DataError, Series
+
+__all__ = ["Windows", "Splits", "Prepared", "prepare", "check_length", "phases", "split_origins", "fit_scale", "make_windows", "min_length"]
+
+
+@dataclass(frozen=True)
+class Windows:
+    """A batch-ready set of windows (float32 tensors; ``origins`` int64)."""
+
+    origins: Tensor
+    local: Tensor
+    global_: Tensor
+    global_len: Tensor
+    targets: Tensor
+    covariates: Tensor
+    anchor: Tensor
+    scale: float
+
+    def __len__(self) -> int:
+        return int(self.origins.shape[0])
+
+    def subset(self, index: Tensor) -> Windows:
+        """The windows at ``index`` (a 1-D index tensor)."""
+        return Windows(
+            self.origins[index], self.local[index], self.global_[index], self.global_len[index],
+            self.targets[index], self.covariates[index], self.anchor[index], self.scale,
+        )
+
+    def to(self, device: torch.device) -> Windows:
+        """The same windows on ``device``."""
+        move = lambda t: t.to(device)  # noqa: E731
+        return Windows(
+            move(self.origins), move(self.local), move(self.global_), move(self.global_len),
+            move(self.targets), move(self.covariates), move(self.anchor), self.scale,
+        )
+
+    def to_ppm(self, normalised: Tensor) -> Tensor:
+        """Undo the normalisation of predictions ``(N, H, 1)`` → ``(N, H)`` in series units."""
+        anchor = self.anchor.double().cpu().unsqueeze(1)
+        return normalised[..., 0].double().cpu() * self.scale + anchor
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A series cut into training, validation and test windows, scaled on training only."""
+
+    series: Series
+    splits: Splits
+    scale: float
+    train: Windows
+    val: Windows
+    test: Windows
+
+
+def prepare(series: Series, config: DataConfig) -> Prepared:
+    """Split ``series``, fit the scale on the training windows, build every window set."""
+    splits = split_origins(series, config)
+    for name in ("train", "val", "test"):
+        if len(getattr(splits, name)) == 0:
+            raise DataError(
+                f"{series.source}, column {series.column!r}: no {name} window whose {config.horizon} targets "
+                f"are all observed values; use a longer series or other window settings"
+            )
+    scale = fit_scale(series, splits.train, config.horizon)
+    build = lambda origins: make_windows(series, origins, config, scale)  # noqa: E731
+    return Prepared(series, splits, scale, build(splits.train), build(splits.val), build(splits.test))
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Origins (int64 arrays) of the training, validation and test windows."""
+
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    val_start: int
+    test_start: int
+
+
+def min_length(config: DataConfig) -> int:
+    """Rows the windows need: history for one origin plus a horizon in each split."""
+    history = max(config.local_steps, config.block * config.min_global_blocks, 2 * config.period)
+    return history + config.horizon + config.val_steps + config.test_steps
+
+
+def check_length(series: Series, config: DataConfig) -> None:
+    """Raise :class:`DataError` (naming the file and column) if the series is too short."""
+    need = min_length(config)
+    if len(series) < need or config.val_steps < config.horizon or config.test_steps < config.horizon:
+        raise DataError(
+            f"{series.source}, column {series.column!r}: too short for the windows: {len(series)} rows, "
+            f"need at least {need} (history max(local_steps {config.local_steps}, block*min_global_blocks "
+            f"{config.block * config.min_global_blocks}, 2*period {2 * config.period}) + horizon {config.horizon} "
+            f"+ val_steps {config.val_steps} + test_steps {config.test_steps}, with val_steps and test_steps "
+            f">= horizon); use a longer series or smaller window settings"
+        )
+
+
+def phases(series: Series, index: np.ndarray, period: int) -> np.ndarray:
+    """The seasonal phase in [0, 1) at integer ``index`` (may run past the end of the series)."""
+    index = np.asarray(index, dtype=np.int64)
+    if series.time_kind != "date" or series.times is None:
+        return (index % period) / period
+    step = float(np.median(np.diff(series.times))) if len(series) > 1 else 1.0
+    inside = np.clip(index, 0, len(series) - 1)
+    days = series.times[inside] + (index - inside) * step
+    return (days / 365.2425) % 1.0
+
+
+def split_origins(series: Series, config: DataConfig) -> Splits:
+    """Origins whose targets lie in training, validation or test, and are all observed."""
+    check_length(series, config)
+    n, h = len(series), config.horizon
+    test_start = n - config.test_steps
+    val_start = test_start - config.val_steps
+    first = max(config.local_steps, config.block * config.min_global_blocks, 2 * config.period) - 1
+    origins = np.arange(first, n - h)
+    observed = series.observed
+    ok = np.array([observed[t + 1 : t + h + 1].all() for t in origins], dtype=bool)
+    last = origins + h
+    train = origins[ok & (last < val_start)]
+    val = origins[ok & (origins + 1 >= val_start) & (last < test_start)]
+    test = origins[ok & (origins + 1 >= test_start)]
+    return Splits(train, val, test, val_start, test_start)
+
+
+def fit_scale(series: Series, train_origins: np.ndarray, horizon: int) -> float:
+    """Standard deviation of ``y[t+h] - y[t]`` over the training windows (training data only)."""
+    y = series.values
+    deltas = np.stack([y[train_origins + h] - y[train_origins] for h in range(1, horizon + 1)])
+    scale = float(deltas.std())
+    if not np.isfinite(scale) or scale <= 0:
+        raise DataError(f"{series.source}, column {series.column!r}: the training windows do not vary; cannot scale")
+    return scale
+
+
+def make_windows(series: Series, origins: np.ndarray, config: DataConfig, scale: float, targets: bool = True) -> Windows:
+    """Build the windows at ``origins``; ``targets=False`` for forecasting past the end."""
+    origins = np.asarray(origins, dtype=np.int64)
+    y = series.values
+    anchor = y[origins]
+    local_idx = origins[:, None] + np.arange(1 - config.local_steps, 1)[None, :]
+    local = _features((y[local_idx] - anchor[:, None]) / scale, phases(series, local_idx, config.period))
+    glob, glob_len = _global(series, origins, config, anchor, scale)
+    future = origins[:, None] + np.arange(1, config.horizon + 1)[None, :]
+    cov = _phase_features(phases(series, future, config.period))
+    tgt = (y[future] - anchor[:, None]) / scale if targets else np.zeros(future.shape)
+    as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    return Windows(
+        torch.from_numpy(origins), as_t(local), as_t(glob), torch.from_numpy(glob_len),
+        as_t(tgt[..., None]), as_t(cov), as_t(anchor), float(scale),
+    )
+
+
+def _global(series: Series, origins: np.ndarray, config: DataConfig, anchor: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    blocks, size = config.global_blocks, config.block
+    counts = np.minimum(blocks, (origins + 1) // size)
+    out = np.zeros((len(origins), blocks, 3))
+    y = series.values
+    for row, (t, count) in enumerate(zip(origins, counts)):
+        ends = t - size * np.arange(count - 1, -1, -1)  # chronological block ends
+        idx = ends[:, None] - np.arange(size - 1, -1, -1)[None, :]
+        means = (y[idx].mean(axis=1) - anchor[row]) / scale
+        out[row, :count] = _features(means, phases(series, ends, config.period))
+    return out, counts.astype(np.int64)
+
+
+def _features(values: np.ndarray, phase: np.ndarray) -> np.ndarray:
+    return np.concatenate([values[..., None], _phase_features(phase)], axis=-1)
+
+
+def _phase_features(phase: np.ndarray) -> np.ndarray:
+    angle = 2 * np.pi * phase
+    return np.stack([np.sin(angle), np.cos(angle)], axis=-1)

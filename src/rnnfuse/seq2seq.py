@@ -1,0 +1,273 @@
+"""Sequence to sequence: a decoder stack that starts from the fused state of several encoders.
+
+The encoders (a :class:`~rnnfuse.MultiEncoder`) read their inputs; their states are fused
+(concat, sum, a learned fusion module, ...) and, when the decoder's layer sizes differ from
+the fused sizes, mapped by a :class:`~rnnfuse.StateBridge`.  That state is the decoder's
+initial state.  The decoder reads ``[y_{t-1}, covariates_t]`` at step ``t``:
+
+* :meth:`Seq2Seq.forward` uses the true previous values (teacher forcing, for training);
+* :meth:`Seq2Seq.generate` feeds back its own predictions (autoregressive rollout).
+
+Optionally the decoder attends (Luong et al. 2015, "general" score) over the outputs of all
+encoders, joined along the time axis with a mask built from their lengths, so a local and a
+global encoder with different numbers of steps share one memory.
+
+>>> import torch
+>>> from rnnfuse import MultiEncoder, StackedRNN
+>>> enc = MultiEncoder({"local": StackedRNN(3, [20, 20]), "global": StackedRNN(3, [20, 20])})
+>>> model = Seq2Seq(enc, StackedRNN(1, [40, 40]), output_size=1)   # 20 + 20 = 40, as in TF1
+>>> x = {"local": torch.randn(4, 6, 3), "global": torch.randn(4, 9, 3)}
+>>> model.generate(x, start=torch.zeros(4, 1), steps=5).shape
+torch.Size([4, 5, 1])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import check_lengths
+from .encoders import MultiEncoder
+from .stack import StackedRNN
+from .state import state_sizes, structure_str
+
+__all__ = ["Seq2Seq", "LuongAttention", "EncodedSources", "concat_over_time"]
+
+
+def concat_over_time(outputs: Sequence[Tensor], lengths: Sequence[Any] | None = None) -> tuple[Tensor, Tensor]:
+    """Join encoder outputs ``(B, T_k, H)`` along time; return ``(memory, mask)``.
+
+    ``mask`` is ``(B, sum T_k)``, true at the steps inside each source's length (``lengths``:
+    one entry per source, each ``None`` for full length or a ``(B,)`` tensor/sequence).
+    Padded steps are zeroed in ``memory`` as well.
+    """
+    if isinstance(outputs, Tensor) or not isinstance(outputs, Sequence) or not outputs:
+        raise ValueError("outputs: expected a non-empty list of tensors (B, T_k, H)")
+    lengths = [None] * len(outputs) if lengths is None else list(lengths)
+    if len(lengths) != len(outputs):
+        raise ValueError(f"lengths: expected one entry per output ({len(outputs)}), got {len(lengths)}")
+    first = outputs[0]
+    parts, masks = [], []
+    for k, (out, lens) in enumerate(zip(outputs, lengths)):
+        if not isinstance(out, Tensor) or out.dim() != 3:
+            raise ValueError(f"outputs[{k}]: expected a tensor (B, T, H), got {_describe(out)}")
+        if out.shape[0] != first.shape[0] or out.shape[2] != first.shape[2]:
+            raise ValueError(
+                f"outputs[{k}]: expected batch {first.shape[0]} and features {first.shape[2]} like "
+                f"outputs[0], got shape {list(out.shape)}"
+            )
+        lens = check_lengths(lens, out.shape[0], out.shape[1], out.device)
+        steps = torch.arange(out.shape[1], device=out.device).unsqueeze(0)
+        mask = steps < (lens.unsqueeze(1) if lens is not None else out.shape[1])
+        mask = mask.expand(out.shape[0], out.shape[1])
+        parts.append(out * mask.unsqueeze(-1).to(out.dtype))
+        masks.append(mask)
+    return torch.cat(parts, dim=1), torch.cat(masks, dim=1)
+
+
+def _describe(x: Any) -> str:
+    return f"shape {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+
+
+class LuongAttention(nn.Module):
+    """Luong "general" attention over a masked memory, with the attentional output layer.
+
+    ``scores = q W_a m^T`` (``W_a``: ``query_size`` x ``memory_size``); masked steps get no
+    weight; ``context = softmax(scores) m``; the result is ``tanh(W_c [q; context])`` of
+    size ``output_size`` (``query_size`` by default).
+    """
+
+    def __init__(self, query_size: int, memory_size: int, output_size: int | None = None) -> None:
+        super().__init__()
+        self.query_size = int(query_size)
+        self.memory_size = int(memory_size)
+        self.output_size = int(output_size or query_size)
+        self.score = nn.Linear(self.query_size, self.memory_size, bias=False)
+        self.combine = nn.Linear(self.query_size + self.memory_size, self.output_size)
+
+    def forward(self, query: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """``query`` (B, T_q, Q), ``memory`` (B, T_m, M), ``mask`` (B, T_m) bool.
+
+        Returns ``(attentional outputs (B, T_q, output_size), weights (B, T_q, T_m))``.
+        A row whose mask is all false gets zero weights and a zero context.
+        """
+        scores = torch.bmm(self.score(query), memory.transpose(1, 2))
+        scores = scores.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1).nan_to_num(0.0)
+        context = torch.bmm(weights, memory)
+        return torch.tanh(self.combine(torch.cat([query, context], dim=-1))), weights
+
+
+class EncodedSources(NamedTuple):
+    """What the decoder needs from the encoders: its initial state and the attention memory.
+
+    ``state``: the fused state (after the bridge, if any); ``memory``/``mask``: the encoder
+    outputs joined along time and their validity mask, or ``None`` without attention.
+    """
+
+    state: Any
+    memory: Tensor | None
+    mask: Tensor | None
+
+
+class Seq2Seq(nn.Module):
+    """Encoders → fused state (→ bridge) → decoder stack → output layer.
+
+    Args:
+        encoders: a :class:`~rnnfuse.MultiEncoder` (its ``fusion`` joins the states).
+        decoder: a :class:`~rnnfuse.StackedRNN` (unidirectional, batch first) whose input is
+            ``output_size + covariate_size`` features.  Its state structure must equal the
+            fused state's, or the bridge's output.
+        output_size: features predicted per step.
+        bridge: ``None`` (the fused state is the decoder's initial state as it is) or a
+            module mapping the fused state to the decoder's sizes (a
+            :class:`~rnnfuse.StateBridge` built for the fused sizes).
+        attention: add :class:`LuongAttention` over all encoder outputs.
+        attention_size: the memory size; each encoder's outputs are projected to it.
+    """
+
+    def __init__(
+        self,
+        encoders: MultiEncoder,
+        decoder: StackedRNN,
+        output_size: int,
+        *,
+        bridge: nn.Module | None = None,
+        attention: bool = False,
+        attention_size: int = 32,
+    ) -> None:
+        super().__init__()
+        if not isinstance(encoders, MultiEncoder):
+            raise TypeError(f"encoders: expected a MultiEncoder, got {type(encoders).__name__}")
+        if not isinstance(decoder, StackedRNN):
+            raise TypeError(f"decoder: expected a StackedRNN, got {type(decoder).__name__}")
+        if decoder.bidirectional or not decoder.batch_first:
+            raise ValueError("decoder: expected a unidirectional, batch_first StackedRNN")
+        if output_size < 1 or decoder.input_size < output_size:
+            raise ValueError(
+                f"decoder: its input is [y_(t-1) ({output_size}), covariates]; expected input_size >= "
+                f"{output_size}, got {decoder.input_size}"
+            )
+        self.encoders = encoders
+        self.decoder = decoder
+        self.bridge = bridge
+        self.output_size = int(output_size)
+        self.covariate_size = decoder.input_size - self.output_size
+        top = decoder.output_size
+        self.attention: LuongAttention | None = None
+        if attention:
+            self.memory_maps = nn.ModuleDict(
+                {name: nn.Linear(_output_size(enc, name), attention_size) for name, enc in encoders.encoders.items()}
+            )
+            self.attention = LuongAttention(top, attention_size)
+        self.head = nn.Linear(top, self.output_size)
+
+    # ------------------------------------------------------------------ encoding
+    def encode(self, inputs: Tensor | Mapping[str, Tensor], lengths: Any = None) -> EncodedSources:
+        """Run the encoders; return the decoder's initial state and the attention memory."""
+        result = self.encoders(inputs, lengths)
+        state = result.state if self.bridge is None else self.bridge(result.state)
+        self._check_decoder_state(state)
+        if self.attention is None:
+            return EncodedSources(state, None, None)
+        names = self.encoders.names
+        outs = [self.memory_maps[n](result.encoder_outputs[n]) for n in names]
+        lens = [lengths.get(n) if isinstance(lengths, Mapping) else lengths for n in names]
+        memory, mask = concat_over_time(outs, lens)
+        return EncodedSources(state, memory, mask)
+
+    def _check_decoder_state(self, state: Any) -> None:
+        expected = self.decoder.state_sizes
+        got = state_sizes(state) if isinstance(state, (tuple, list)) else None
+        if got != expected:
+            raise ValueError(
+                f"decoder: its initial state must have sizes {expected}, but the fused state "
+                f"{'after the bridge ' if self.bridge is not None else ''}is {structure_str(state)}; "
+                f"make the decoder's layer sizes and cell kinds equal the fused ones or pass "
+                f"bridge=StateBridge(fused_sizes, decoder_sizes)"
+            )
+
+    # ------------------------------------------------------------------ decoding
+    def decode(self, sources: EncodedSources, decoder_inputs: Tensor) -> tuple[Tensor, Any]:
+        """Run the decoder from ``sources.state`` over ``decoder_inputs`` (B, T, I).
+
+        Returns ``(predictions (B, T, output_size), final decoder state)``.
+        """
+        outputs, state = self.decoder(decoder_inputs, initial_state=sources.state)
+        return self._readout(outputs, sources), state
+
+    def _readout(self, outputs: Tensor, sources: EncodedSources) -> Tensor:
+        if self.attention is not None:
+            outputs, _ = self.attention(outputs, sources.memory, sources.mask)
+        return self.head(outputs)
+
+    def forward(
+        self,
+        inputs: Tensor | Mapping[str, Tensor],
+        targets: Tensor,
+        *,
+        start: Tensor,
+        covariates: Tensor | None = None,
+        lengths: Any = None,
+    ) -> Tensor:
+        """Teacher forcing: step ``t`` reads the true ``targets[:, t-1]`` (``start`` at t=0).
+
+        ``targets`` (B, T, output_size); ``start`` (B, output_size); ``covariates``
+        (B, T, covariate_size) known for the decoded steps.  Returns predictions like
+        ``targets``.
+        """
+        if not isinstance(targets, Tensor) or targets.dim() != 3:
+            raise ValueError(f"targets: expected a tensor (B, T, {self.output_size}), got {_describe(targets)}")
+        self._check_decoder_args(targets, start, covariates, targets.shape[1])
+        previous = torch.cat([start.unsqueeze(1), targets[:, :-1]], dim=1)
+        dec_in = previous if covariates is None else torch.cat([previous, covariates], dim=-1)
+        return self.decode(self.encode(inputs, lengths), dec_in)[0]
+
+    def generate(
+        self,
+        inputs: Tensor | Mapping[str, Tensor],
+        *,
+        start: Tensor,
+        steps: int,
+        covariates: Tensor | None = None,
+        lengths: Any = None,
+    ) -> Tensor:
+        """Autoregressive rollout of ``steps`` steps: each prediction is the next input."""
+        self._check_decoder_args(None, start, covariates, steps)
+        sources = self.encode(inputs, lengths)
+        state, previous, predictions = sources.state, start, []
+        for t in range(steps):
+            x = previous if covariates is None else torch.cat([previous, covariates[:, t]], dim=-1)
+            out, state = self.decoder(x.unsqueeze(1), initial_state=state)
+            previous = self._readout(out, sources)[:, 0]
+            predictions.append(previous)
+        return torch.stack(predictions, dim=1)
+
+    def _check_decoder_args(self, targets: Tensor | None, start: Tensor, covariates: Tensor | None, steps: int) -> None:
+        if not isinstance(start, Tensor) or start.dim() != 2 or start.shape[1] != self.output_size:
+            raise ValueError(f"start: expected a tensor (B, {self.output_size}), got {_describe(start)}")
+        batch = start.shape[0]
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps: expected a positive int, got {steps!r}")
+        if targets is not None and (not isinstance(targets, Tensor) or list(targets.shape) != [batch, steps, self.output_size]):
+            raise ValueError(f"targets: expected shape [{batch}, T, {self.output_size}], got {_describe(targets)}")
+        if self.covariate_size == 0 and covariates is not None:
+            raise ValueError(f"covariates: the decoder reads only y_(t-1) ({self.output_size} features); got covariates")
+        if self.covariate_size and (
+            not isinstance(covariates, Tensor) or covariates.dim() != 3
+            or covariates.shape[0] != batch or covariates.shape[1] < steps or covariates.shape[2] != self.covariate_size
+        ):
+            raise ValueError(
+                f"covariates: expected shape [{batch}, {steps}, {self.covariate_size}] (decoder input_size "
+                f"{self.decoder.input_size} minus output_size {self.output_size}), got {_describe(covariates)}"
+            )
+
+
+def _output_size(encoder: nn.Module, name: str) -> int:
+    size = getattr(encoder, "output_size", None)
+    if not isinstance(size, int):
+        raise TypeError(f"encoders[{name!r}]: attention needs an encoder with an int output_size, got {size!r}")
+    return size

@@ -1,0 +1,109 @@
+"""The `rnnfuse demo`, `train` and `predict` commands, end to end on small real runs."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from importlib import resources
+
+import pytest
+
+from rnnfuse.cli import main
+
+TINY = ["--local-sizes", "6", "--global-sizes", "6", "--no-progress"]
+
+
+def _error(capsys, argv):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    return err
+
+
+def test_bad_csv_errors_name_file_line_and_column(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,level\n2000-01-01,1\n2000-01-08,x1\n")
+    out = str(tmp_path / "run")
+    err = _error(capsys, ["train", "--out", out, "--csv", str(bad), "--column", "level", "--time-column", "when"])
+    assert f"{bad}, line 3, column 'level': expected a number" in err and "got 'x1'" in err
+    err = _error(capsys, ["train", "--out", out, "--csv", str(bad), "--column", "co2"])
+    assert f"{bad}, line 1: no column 'co2' (--column)" in err
+    short = tmp_path / "short.csv"
+    short.write_text("level\n" + "\n".join("1.0" for _ in range(300)) + "\n")
+    err = _error(capsys, ["train", "--out", out, "--csv", str(short), "--column", "level"])
+    assert f"{short}, column 'level': too short for the windows: 300 rows" in err
+    assert not (tmp_path / "run" / "latest.json").exists()
+
+
+def test_flag_errors(tmp_path, capsys):
+    err = _error(capsys, ["train", "--out", str(tmp_path), "--column", "x"])
+    assert "--column/--time-column: only with --csv" in err
+    err = _error(capsys, ["train", "--out", str(tmp_path), "--csv", "f.csv"])
+    assert "--csv: needs --column" in err
+    err = _error(capsys, ["train", "--out", str(tmp_path), "--resume", "--lr", "0.1"])
+    assert "--lr: --resume continues the run saved in" in err
+    err = _error(capsys, ["demo", "--out", str(tmp_path), "--fusions", "concat,fancy"])
+    assert "--fusions: expected names from" in err and "fancy" in err
+
+
+def _user_csv(tmp_path):
+    """The embedded series rewritten as a user file: other names, ISO dates, 'NA' gaps."""
+    raw = resources.files("rnnfuse") / "data" / "co2.csv"
+    rows = list(csv.DictReader(raw.read_text().splitlines()))
+    path = tmp_path / "mine.csv"
+    lines = ["week,ppm"]
+    for r in rows:
+        day = dt.datetime.strptime(r["date"], "%Y%m%d").strftime("%Y-%m-%d")
+        lines.append(f"{day},{r['co2'] or 'NA'}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_train_on_a_user_csv_then_predict(tmp_path, capsys):
+    data = _user_csv(tmp_path)
+    run = tmp_path / "run"
+    code = main(["train", "--out", str(run), "--csv", str(data), "--column", "ppm", "--time-column", "week", "--epochs", "2", "--horizon", "8", *TINY])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "59 missing values filled by linear interpolation" in printed and "epoch 2/2" in printed
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["model"]["test"]["mae"] > 0 and len(metrics["model"]["test"]["mae_by_step"]) == 8
+    target = tmp_path / "forecast.csv"
+    assert main(["predict", "--model", str(run), "--output", str(target)]) == 0
+    printed = capsys.readouterr().out
+    assert "after its last row (2001-12-29)" in printed
+    rows = list(csv.DictReader(target.read_text().splitlines()))
+    assert [r["time"] for r in rows[:2]] == ["2002-01-05", "2002-01-12"] and len(rows) == 8
+    values = [float(r["ppm"]) for r in rows]
+    assert all(360 < v < 385 for v in values)  # near the last observed level (371.5 ppm)
+    short = tmp_path / "short.csv"
+    short.write_text("ppm\n" + "\n".join(["370"] * 20) + "\n")
+    err = _error(capsys, ["predict", "--model", str(run), "--csv", str(short), "--column", "ppm"])
+    assert f"{short}, column 'ppm': too short to forecast from: 20 rows" in err
+
+
+def test_demo_writes_table_and_figures_and_does_not_depend_on_jobs(tmp_path, capsys):
+    argv = ["demo", "--fusions", "local,sum", "--epochs", "1", "--seeds", "1"]
+    assert main([*argv, "--out", str(tmp_path / "a"), "--jobs", "1"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("forecasts.png", "training_curves.png", "error_by_step.png", "results.md", "results.json"):
+        assert (tmp_path / "a" / name).stat().st_size > 1000 or name.endswith(("md", "json"))
+    assert "| seasonal naive | - |" in printed and "| seasonal naive + drift | - |" in printed
+    assert "| local | LSTM 32,32 (direct)" in printed and "| sum | LSTM 32,32 (direct)" in printed
+    assert "Winner on the held-out test stretch: **" in printed
+    assert main([*argv, "--out", str(tmp_path / "b"), "--jobs", "2"]) == 0
+    capsys.readouterr()
+    first = json.loads((tmp_path / "a" / "results.json").read_text())
+    second = json.loads((tmp_path / "b" / "results.json").read_text())
+    for m1, m2 in zip(first["models"], second["models"]):
+        assert m1["test"] == m2["test"] and m1["val"] == m2["val"]
+    assert (tmp_path / "a" / "runs" / "sum-seed0" / "best.safetensors").exists()
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["predict", "--help"], ["demo", "--help"]])
+def test_help_lists_the_commands(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 0
+    assert "usage: rnnfuse" in capsys.readouterr().out

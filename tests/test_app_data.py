@@ -1,0 +1,133 @@
+"""rnnfuse.app.data and windows: the embedded series, CSV errors, windows and splits."""
+
+from __future__ import annotations
+
+import csv
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from rnnfuse.app.config import DataConfig
+from rnnfuse.app.data import DataError, load_csv, load_embedded
+from rnnfuse.app.windows import fit_scale, make_windows, min_length, prepare, split_origins
+
+SMALL = DataConfig(local_steps=4, global_blocks=3, block=2, min_global_blocks=2, horizon=3, period=4, val_steps=6, test_steps=6)
+
+
+def _write(tmp_path, text, name="data.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_embedded_series_matches_the_raw_file():
+    raw = resources.files("rnnfuse") / "data" / "co2.csv"
+    rows = list(csv.DictReader(raw.read_text().splitlines()))
+    series = load_embedded()
+    assert len(series) == len(rows) == 2284
+    assert series.missing == sum(1 for r in rows if r["co2"] == "") == 59
+    assert series.labels[0] == "19580329" and series.labels[-1] == "20011229"
+    observed = [float(r["co2"]) for r in rows if r["co2"]]
+    np.testing.assert_array_equal(series.values[series.observed], observed)
+    assert series.longest_gap == 18  # 1964-01-25 .. 1964-05-23
+
+
+def test_gaps_are_filled_linearly_and_marked(tmp_path):
+    path = _write(tmp_path, "t,v\n1,1.0\n2,\n3,NA\n4,4.0\n5,5\n")
+    series = load_csv(path, "v", "t")
+    np.testing.assert_allclose(series.values, [1, 2, 3, 4, 5])
+    assert series.observed.tolist() == [True, False, False, True, True]
+    assert series.time_kind == "number"
+
+
+def test_missing_values_at_the_ends_are_dropped(tmp_path):
+    series = load_csv(_write(tmp_path, "v\n\n2\n3\nNA\n"), "v")
+    assert series.values.tolist() == [2.0, 3.0] and series.dropped_edges == 2  # the empty line and NA
+
+
+def test_missing_column_names_file_line_and_column(tmp_path):
+    path = _write(tmp_path, "date,ppm\n20000101,1\n")
+    with pytest.raises(DataError, match=rf"{path}, line 1: no column 'co2' \(--column\); the header has \['date', 'ppm'\]"):
+        load_csv(path, "co2", "date")
+
+
+def test_non_numeric_value_names_file_line_and_column(tmp_path):
+    path = _write(tmp_path, "date,co2\n20000101,1.5\n20000108,abc\n")
+    with pytest.raises(DataError, match=rf"{path}, line 3, column 'co2': expected a number .* got 'abc'"):
+        load_csv(path, "co2", "date")
+
+
+def test_bad_or_decreasing_times_name_the_line(tmp_path):
+    path = _write(tmp_path, "date,co2\n2000-01-01,1\n2000-01-08,2\nlater,3\n")
+    with pytest.raises(DataError, match=rf"{path}, line 4, column 'date': expected a date .* got 'later'"):
+        load_csv(path, "co2", "date")
+    path = _write(tmp_path, "date,co2\n2000-01-08,1\n2000-01-01,2\n", "dec.csv")
+    with pytest.raises(DataError, match=r"line 3, column 'date': times must increase"):
+        load_csv(path, "co2", "date")
+
+
+def test_short_row_and_missing_file(tmp_path):
+    path = _write(tmp_path, "a,b,c\n1,2,3\n4,5\n")
+    with pytest.raises(DataError, match=rf"{path}, line 3: expected at least 3 fields"):
+        load_csv(path, "c")
+    with pytest.raises(DataError, match="nope.csv: file not found"):
+        load_csv(tmp_path / "nope.csv", "c")
+
+
+def test_too_short_for_the_windows_names_file_and_column(tmp_path):
+    path = _write(tmp_path, "v\n" + "\n".join(str(i) for i in range(100)) + "\n")
+    series = load_csv(path, "v")
+    with pytest.raises(DataError, match=rf"{path}, column 'v': too short for the windows: 100 rows, need at least {min_length(DataConfig())}"):
+        prepare(series, DataConfig())
+
+
+def _seasonal_csv(tmp_path, n=60, gap=None):
+    t = np.arange(n)
+    values = 10 + 0.1 * t + np.sin(2 * np.pi * t / 4) + 0.01 * (t % 3)
+    cells = [f"{v:.6f}" for v in values]
+    if gap is not None:
+        cells[gap] = ""
+    return load_csv(_write(tmp_path, "v\n" + "\n".join(cells) + "\n"), "v"), values
+
+
+def test_windows_hold_the_normalised_history(tmp_path):
+    series, y = _seasonal_csv(tmp_path)
+    t, scale = 20, 2.0
+    w = make_windows(series, np.array([t]), SMALL, scale)
+    np.testing.assert_allclose(w.local[0, :, 0], (y[t - 3 : t + 1] - y[t]) / scale, rtol=1e-5, atol=1e-6)
+    blocks = [(y[t - 5 : t - 3].mean()), y[t - 3 : t - 1].mean(), y[t - 1 : t + 1].mean()]
+    np.testing.assert_allclose(w.global_[0, :, 0], (np.array(blocks) - y[t]) / scale, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(w.targets[0, :, 0], (y[t + 1 : t + 4] - y[t]) / scale, rtol=1e-5, atol=1e-6)
+    phase = (np.arange(t + 1, t + 4) % 4) / 4
+    np.testing.assert_allclose(w.covariates[0, :, 0], np.sin(2 * np.pi * phase), atol=1e-6)
+    np.testing.assert_allclose(w.to_ppm(w.targets)[0].numpy(), y[t + 1 : t + 4], rtol=1e-6)
+
+
+def test_global_history_is_ragged_near_the_start(tmp_path):
+    series, _ = _seasonal_csv(tmp_path)
+    w = make_windows(series, np.array([4, 5, 30]), SMALL, 1.0)
+    assert w.global_len.tolist() == [2, 3, 3]
+    assert w.global_[0, 2].abs().sum() == 0  # padding after the valid blocks
+
+
+def test_splits_do_not_leak_and_skip_filled_targets(tmp_path):
+    series, _ = _seasonal_csv(tmp_path, gap=30)
+    sp = split_origins(series, SMALL)
+    h = SMALL.horizon
+    assert (sp.train + h < sp.val_start).all()
+    assert (sp.val + 1 >= sp.val_start).all() and (sp.val + h < sp.test_start).all()
+    assert (sp.test + 1 >= sp.test_start).all() and (sp.test + h < len(series)).all()
+    for origins in (sp.train, sp.val, sp.test):
+        assert not any(t < 30 <= t + h for t in origins)  # no window forecasts the filled value
+    assert len(sp.test) == SMALL.test_steps - h + 1
+
+
+def test_scale_uses_training_windows_only(tmp_path):
+    series, y = _seasonal_csv(tmp_path)
+    sp = split_origins(series, SMALL)
+    scale = fit_scale(series, sp.train, SMALL.horizon)
+    changed = series.values.copy()
+    changed[sp.val_start :] *= 3.0
+    other = type(series)(**{**series.__dict__, "values": changed})
+    assert fit_scale(other, split_origins(other, SMALL).train, SMALL.horizon) == scale

@@ -1,0 +1,115 @@
+"""Writing benchmarks/RESULTS.md from the measurements of ``run.py``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_report", "bar_table"]
+
+
+def _verdict(value: float, bar: float | None, goal: float | None) -> str:
+    if bar is None:
+        return ""
+    if goal is not None and value <= goal:
+        return "meets the goal"
+    return "meets the bar" if value <= bar else "**misses the bar**"
+
+
+def bar_table(rows: list[dict], memory: list[dict]) -> list[str]:
+    """The issue's bars: measured against bar (and goal)."""
+    lines = ["| case | mode | measured ratio [quartiles] | bar | goal | |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        if r["bar"] is None:
+            continue
+        goal = "" if r["goal"] is None else f"≤ {r['goal']:.2f}"
+        lines.append(f"| {r['title']} (vs {r['baseline']}) | {r['mode']} | {r['ratio']:.3f} "
+                     f"[{r['low']:.3f}, {r['high']:.3f}] | ≤ {r['bar']:.2f} | {goal} | "
+                     f"{_verdict(r['ratio'], r['bar'], r['goal'])} |")
+    for m in memory:
+        if m["bar"] is not None:
+            lines.append(f"| peak memory, {m['case']} (vs baseline) | fwd+bwd | {m['ratio']:.3f} | ≤ {m['bar']:.2f} | "
+                         f"| {_verdict(m['ratio'], m['bar'], None)} |")
+    return lines
+
+
+def _all_rows(rows: list[dict], peak: float) -> list[str]:
+    lines = ["| case | candidate | baseline | mode | candidate ms | baseline ms | ratio [quartiles] "
+             "| candidate GFLOP/s (% of sgemm peak) |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['candidate']} | {r['baseline']} | {r['mode']} | {r['a_ms']:.2f} "
+                     f"| {r['b_ms']:.2f} | {r['ratio']:.3f} [{r['low']:.3f}, {r['high']:.3f}] "
+                     f"| {r['gflops']:.1f} ({100 * r['gflops'] / peak:.0f} %) |")
+    return lines
+
+
+def _memory_rows(memory: list[dict]) -> list[str]:
+    lines = ["| case | candidate MiB | baseline MiB | ratio |", "|---|---|---|---|"]
+    for m in memory:
+        lines.append(f"| {m['case']} | {m['candidate_mb']:.1f} | {m['baseline_mb']:.1f} | {m['ratio']:.3f} |")
+    return lines
+
+
+def _external_rows(rows: list[dict], ext: list[dict]) -> list[str]:
+    """Absolute times: this session's PyTorch ones beside the other frameworks'."""
+    ours = {(r["case"], r["mode"]): r for r in rows}
+    names = [e["framework"] + " " + e["version"] for e in ext]
+    lines = ["| case | mode | rnnfuse ms | PyTorch baseline ms | " + " | ".join(f"{n} ms" for n in names) + " |",
+             "|---|---|---|---|" + "---|" * len(names)]
+    keys = sorted({(t["case"], t["mode"]) for e in ext for t in e["results"]}, key=lambda k: (k[0], k[1]))
+    for case, mode in keys:
+        mine = ours.get((case, mode))
+        theirs = [next((f"{t['ms']:.2f}" for t in e["results"] if (t["case"], t["mode"]) == (case, mode)), "")
+                  for e in ext]
+        a = f"{mine['a_ms']:.2f}" if mine else ""
+        b = f"{mine['b_ms']:.2f} ({mine['baseline']})" if mine else ""
+        lines.append(f"| {case} | {mode} | {a} | {b} | " + " | ".join(theirs) + " |")
+    return lines
+
+
+METHOD = """\
+## Method
+
+* **Ratios** (candidate / baseline): both run in this process, alternately (a b, b a, ...),
+  after warm-up runs; each pair gives one ratio, the table shows the median ratio and its
+  quartiles, beside the median times.  A pair sees nearly the same machine load, so ratios
+  stay meaningful on a shared CPU where absolute times do not.
+* **fwd** is inference (`eval()`, `torch.no_grad()`); **fwd+bwd** is a training step:
+  the sum of the top layer's outputs, backpropagated to every parameter and to the input.
+* **GFLOP/s** counts the matrix products only (per token and layer `2·G·H·(in + H)`
+  forward, ×3 for forward+backward), over the tokens actually in the batch (for a
+  ragged batch, the sum of the lengths), and compares with the measured sgemm rate of a
+  large `torch.mm` with the same threads.
+* **Peak memory** (`memory.py`): a fresh process per measurement; after a warm-up run,
+  `malloc_trim` and a reset of the resident-set high-water mark
+  (`/proc/self/clear_refs`), the increase of `VmHWM` over the resident set during one
+  forward+backward.  It counts what the kernels allocate outside PyTorch's allocator too.
+* **TensorFlow / Keras** run in their own processes (`external.py`) with the same number
+  of threads; their absolute times stand beside the PyTorch times of the same session (no
+  cross-process ratios).  TF1: `MultiRNNCell` of `BasicLSTMCell` / `GRUCell` /
+  `LSTMCell(use_peepholes=True)` under `dynamic_rnn` in graph mode; Keras 3: stacked
+  `LSTM` / `GRU(reset_after=False)` layers (no peepholes, no ragged case).
+"""
+
+
+def write_report(path: Path, info: dict[str, Any], rows: list[dict], memory: list[dict], ext: list[dict]) -> None:
+    size = info["size"]
+    mach = info["machine"]
+    lines = ["# rnnfuse benchmark results", "",
+             f"Written by `{info['command']}` on {info['started']}.", "",
+             f"* CPU: {mach['cpu']}, {mach['cores']} cores; torch {mach['torch']} with {mach['threads']} threads "
+             f"(oneDNN available: {mach['onednn']}); Python {mach['python']}; {mach['platform']}",
+             f"* sgemm peak (large `torch.mm`): {info['sgemm_gflops']:.1f} GFLOP/s",
+             f"* load average (1, 5, 15 min) before: {info['load_before']}; after: {info['load_after']} "
+             "(the machine is shared; see Method)",
+             f"* batch {size.batch}, {size.steps} steps, {size.features} input features"
+             + (f", hidden sizes divided by {size.shrink}" if size.shrink > 1 else "")
+             + f"; {info['repeats']} timed pairs per comparison", "",
+             "## The bars of issue #4 (ratios: lower is better)", "", *bar_table(rows, memory), "",
+             "## All comparisons", "", *_all_rows(rows, info["sgemm_gflops"]), ""]
+    if memory:
+        lines += ["## Peak memory, forward+backward", "", *_memory_rows(memory), ""]
+    if ext:
+        lines += ["## Other frameworks (absolute times, same session)", "", *_external_rows(rows, ext), ""]
+    lines.append(METHOD)
+    path.write_text("\n".join(lines))

@@ -1,0 +1,349 @@
+"""The fast paths of rnnfuse.kernels against the reference loop (run_loop).
+
+Every path must give the loop's outputs, final states and gradients (of the input, the
+initial state and every parameter), for every cell kind and option, full or ragged
+(unsorted lengths including 0 and the full length), forwards and reversed, in float32 and
+float64.  The hand-written backward passes are also checked by finite differences
+(gradcheck, float64).
+"""
+
+from __future__ import annotations
+
+import py_compile
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnfuse import StackedRNN
+from rnnfuse.cells import GRUCell, LSTMCell, RNNCell
+from rnnfuse.kernels import run_layer, run_loop, select_path
+from rnnfuse.kernels.bptt import run_bptt_gru, run_bptt_lstm
+from rnnfuse.kernels.bptt_gru import GRUFunction
+from rnnfuse.kernels.bptt_lstm import LSTMFunction
+from rnnfuse.kernels.constants import forget_bias_vector
+from rnnfuse.kernels.fused import fused_weights, run_fused_full
+from rnnfuse.kernels.layout import make_layout, segment_bounds
+from rnnfuse.kernels.ragged import run_fused_packed, run_fused_segments
+from rnnfuse.kernels.steps import step_rows
+from rnnfuse.state import LSTMState
+
+ROOT = Path(__file__).resolve().parents[1]
+B, T, F, H = 6, 7, 3, 5
+LENGTHS = [7, 0, 3, 7, 1, 5]  # unsorted, with an empty and two full sequences
+
+CELLS = {
+    "lstm": lambda: LSTMCell(F, H),
+    "lstm-forget-bias": lambda: LSTMCell(F, H, forget_bias=1.0),
+    "lstm-proj": lambda: LSTMCell(F, H, proj_size=2, forget_bias=0.5),
+    "lstm-peepholes": lambda: LSTMCell(F, H, peepholes=True),
+    "lstm-cell-clip": lambda: LSTMCell(F, H, cell_clip=0.4),
+    "lstm-all": lambda: LSTMCell(F, H, peepholes=True, proj_size=3, cell_clip=0.5, proj_clip=0.2, forget_bias=1.0),
+    "gru": lambda: GRUCell(F, H),
+    "gru-reset-before": lambda: GRUCell(F, H, reset_after=False),
+    "rnn-tanh": lambda: RNNCell(F, H),
+    "rnn-relu": lambda: RNNCell(F, H, nonlinearity="relu"),
+}
+FUSED = ["lstm", "lstm-forget-bias", "lstm-proj", "gru", "rnn-tanh", "rnn-relu"]
+BPTT_LSTM = ["lstm", "lstm-forget-bias", "lstm-proj", "lstm-peepholes", "lstm-cell-clip", "lstm-all"]
+TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
+
+
+def _leaves(state):
+    return list(state) if isinstance(state, LSTMState) else [state]
+
+
+def _random_state(cell, dtype, gen):
+    state = cell.initial_state(B, dtype=dtype)
+    parts = [(0.5 * torch.randn(t.shape, generator=gen, dtype=dtype)).requires_grad_() for t in _leaves(state)]
+    return LSTMState(*parts) if isinstance(state, LSTMState) else parts[0]
+
+
+def _run(fn, cell, x, lengths, state, reverse):
+    """Outputs, final state and the gradients of a loss touching all of them."""
+    y, final = fn(cell, x, lengths, state, reverse)
+    weights = torch.linspace(-1, 1, y.numel(), dtype=y.dtype).view_as(y)
+    loss = (y * weights).sum() + sum((0.7 * t * t).sum() for t in _leaves(final))
+    inputs = [x, *_leaves(state), *cell.parameters()]
+    return y, _leaves(final), torch.autograd.grad(loss, inputs)
+
+
+def assert_matches_loop(fn, name, lengths, reverse, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    cell = CELLS[name]().to(dtype)
+    x = torch.randn(B, T, F, generator=gen, dtype=dtype).requires_grad_()
+    lens = None if lengths is None else torch.tensor(lengths)
+    state = _random_state(cell, dtype, gen)
+    y_ref, s_ref, g_ref = _run(run_loop, cell, x, lens, state, reverse)
+    y, s, g = _run(fn, cell, x, lens, state, reverse)
+    tol = TOL[dtype]
+    torch.testing.assert_close(y, y_ref, atol=tol, rtol=tol)
+    if lens is not None:
+        past = torch.arange(T).unsqueeze(0) >= lens.unsqueeze(1)
+        assert (y[past] == 0).all(), "outputs past a length must be exactly zero"
+    for a, b in zip(s, s_ref):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+    names = ["x", *[f"state{i}" for i in range(len(s))], *[n for n, _ in cell.named_parameters()]]
+    for n, a, b in zip(names, g, g_ref):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol, msg=lambda m, n=n: f"gradient of {n}: {m}")
+
+
+DTYPES = [torch.float32, torch.float64]
+LENS = [None, LENGTHS]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fw", "bw"])
+@pytest.mark.parametrize("lengths", LENS, ids=["full", "ragged"])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_run_layer_equals_loop(name, lengths, reverse, dtype):
+    assert_matches_loop(run_layer, name, lengths, reverse, dtype)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fw", "bw"])
+@pytest.mark.parametrize("name", FUSED)
+def test_fused_full_equals_loop(name, reverse):
+    assert_matches_loop(lambda c, x, lens, s, r: run_fused_full(c, x, s, r), name, None, reverse, torch.float64)
+
+
+@pytest.mark.parametrize("max_segments", [1, 2, 3, 16])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fw", "bw"])
+@pytest.mark.parametrize("name", FUSED)
+def test_fused_segments_equal_loop(name, reverse, max_segments):
+    # 4 distinct positive lengths: 1-3 segments leave sequences ending inside a segment
+    # (an LSTM's final c is then recomputed), 16 puts a boundary at every length
+    def fn(c, x, lens, s, r):
+        return run_fused_segments(c, x, lens, s, r, max_segments=max_segments)
+
+    assert_matches_loop(fn, name, LENGTHS, reverse, torch.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("name", FUSED)
+def test_fused_packed_equals_loop(name, dtype):
+    assert_matches_loop(run_fused_packed, name, LENGTHS, True, dtype)
+
+
+@pytest.mark.parametrize("lengths", LENS, ids=["full", "ragged"])
+@pytest.mark.parametrize("name", BPTT_LSTM)
+def test_bptt_lstm_equals_loop(name, lengths):
+    assert_matches_loop(run_bptt_lstm, name, lengths, False, torch.float64)
+
+
+@pytest.mark.parametrize("lengths", LENS, ids=["full", "ragged"])
+def test_bptt_gru_equals_loop(lengths):
+    assert_matches_loop(run_bptt_gru, "gru-reset-before", lengths, True, torch.float64)
+
+
+def test_many_sequences_many_lengths():
+    """More distinct lengths than segments, every length 0..T present, float32."""
+    gen = torch.Generator().manual_seed(3)
+    lengths = torch.randperm(2 * (T + 1), generator=gen) % (T + 1)
+    for name in ["lstm", "gru", "lstm-peepholes"]:
+        cell = CELLS[name]()
+        x = torch.randn(len(lengths), T, F, generator=gen)
+        state = cell.initial_state(len(lengths))
+        y_ref, s_ref = run_loop(cell, x, lengths, state)
+        y, s = run_layer(cell, x, lengths, state)
+        torch.testing.assert_close(y, y_ref, atol=2e-5, rtol=2e-5)
+        for a, b in zip(_leaves(s), _leaves(s_ref)):
+            torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-5)
+
+
+PATH_FUNCTIONS = {
+    "fused-segments": (run_fused_segments, "lstm"),
+    "fused-packed": (run_fused_packed, "gru"),
+    "bptt-lstm": (run_bptt_lstm, "lstm-all"),
+    "bptt-gru": (run_bptt_gru, "gru-reset-before"),
+}
+
+
+@pytest.mark.parametrize("lengths", [[0] * B, [], [3, 1, 0, 2, 3, 1]], ids=["all-empty", "no-batch", "short"])
+@pytest.mark.parametrize("path", list(PATH_FUNCTIONS))
+def test_edge_batches(path, lengths):
+    """Every sequence empty, an empty batch, and all sequences shorter than T."""
+    fn, name = PATH_FUNCTIONS[path]
+    cell = CELLS[name]()
+    batch = len(lengths)
+    x = torch.randn(batch, T, F, requires_grad=True)
+    lens = torch.tensor(lengths, dtype=torch.int64)
+    state = cell.initial_state(batch)
+    y, s = fn(cell, x, lens, state, True)
+    y_ref, s_ref = run_loop(cell, x, lens, state, True)
+    torch.testing.assert_close(y, y_ref)
+    for a, b in zip(_leaves(s), _leaves(s_ref)):
+        torch.testing.assert_close(a, b)
+
+
+# ------------------------------------------------------------ finite differences
+
+
+def _packed_args(lengths, reverse=False):
+    layout = make_layout(torch.tensor(lengths), T, reverse, None)
+    return layout, step_rows(layout)
+
+
+def test_gradcheck_lstm_function():
+    gen = torch.Generator().manual_seed(1)
+    layout, steps = _packed_args([4, 0, 2, 3])
+    n, hidden, proj = layout.rows_total, 3, 2
+
+    def leaf(*shape, scale=0.6):
+        return (scale * torch.randn(*shape, generator=gen, dtype=torch.float64)).requires_grad_()
+
+    for peep, weight_hr, clips in [(None, None, (None, None)), (leaf(3, hidden), leaf(proj, hidden), (2.0, 1.5))]:
+        p = hidden if weight_hr is None else proj
+        args = (leaf(n, F), leaf(4 * hidden, F), leaf(4 * hidden), leaf(4, hidden), leaf(4, p),
+                leaf(4 * hidden, p), peep, weight_hr)
+        assert torch.autograd.gradcheck(
+            lambda *a: LSTMFunction.apply(steps, layout.last_index, *clips, *a), args, eps=1e-6, atol=1e-6
+        )
+
+
+def test_gradcheck_gru_function():
+    gen = torch.Generator().manual_seed(2)
+    layout, steps = _packed_args([3, 4, 0, 1])
+    n, hidden = layout.rows_total, 3
+    args = [(0.6 * torch.randn(*s, generator=gen, dtype=torch.float64)).requires_grad_()
+            for s in [(n, F), (3 * hidden, F), (3 * hidden,), (4, hidden), (3 * hidden, hidden)]]
+    assert torch.autograd.gradcheck(lambda *a: GRUFunction.apply(steps, layout.last_index, *a), args)
+
+
+def test_gradcheck_fused_segments_with_recomputed_cells():
+    cell = LSTMCell(F, 3, forget_bias=0.5).double()
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(4, 5, F, generator=gen, dtype=torch.float64).requires_grad_()
+    lens = torch.tensor([5, 2, 4, 3])
+    state = LSTMState(*[torch.randn(4, 3, generator=gen, dtype=torch.float64).requires_grad_() for _ in range(2)])
+
+    def fn(x, c, h, *params):
+        out, final = run_fused_segments(cell, x, lens, LSTMState(c, h), False, max_segments=2)
+        return out, final.c, final.h
+
+    assert torch.autograd.gradcheck(fn, (x, *state))
+
+
+def test_double_backward_raises_a_clear_error():
+    cell = GRUCell(F, H, reset_after=False)
+    x = torch.randn(B, T, F, requires_grad=True)
+    y, _ = run_layer(cell, x, None, cell.initial_state(B))
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad((y * y).sum(), x, create_graph=True)
+    (g,) = torch.autograd.grad((y * y).sum(), x)  # first order is fine
+    assert g.shape == x.shape
+
+
+# ------------------------------------------------------------ dispatch and constants
+
+
+class MyLSTM(LSTMCell):
+    """A user's subclass: its step may differ, so it gets the reference loop."""
+
+
+@pytest.mark.parametrize(
+    "cell, lengths, expected",
+    [
+        (LSTMCell(F, H), None, "fused"),
+        (LSTMCell(F, H, forget_bias=1.0), None, "fused"),
+        (LSTMCell(F, H, proj_size=2), None, "bptt"),
+        (LSTMCell(F, H), LENGTHS, "fused-segments"),
+        (LSTMCell(F, H, peepholes=True), None, "bptt"),
+        (LSTMCell(F, H, cell_clip=1.0), LENGTHS, "bptt"),
+        (LSTMCell(F, H, proj_size=2, proj_clip=1.0), None, "bptt"),
+        (GRUCell(F, H), None, "fused"),
+        (GRUCell(F, H), LENGTHS, "fused-segments"),
+        (GRUCell(F, H, reset_after=False), LENGTHS, "bptt"),
+        (RNNCell(F, H, nonlinearity="relu"), None, "fused"),
+        (MyLSTM(F, H), None, "loop"),
+        (LSTMCell(F, H), [0] * B, "loop"),
+    ],
+)
+def test_select_path(cell, lengths, expected):
+    lens = None if lengths is None else torch.tensor(lengths)
+    assert select_path(cell, torch.zeros(B, T, F), lens) == expected
+
+
+def test_select_path_empty_batch_is_the_loop():
+    assert select_path(LSTMCell(F, H), torch.zeros(0, T, F)) == "loop"
+    assert select_path(LSTMCell(F, H), torch.zeros(B, 0, F)) == "loop"
+
+
+def test_fused_weights_are_the_cells_own_parameters_and_constants_are_cached():
+    cell = LSTMCell(F, H, forget_bias=1.0, proj_size=2)
+    weights = fused_weights(cell, torch.float32, torch.device("cpu"))
+    assert [w is p for w, p in zip(weights, [cell.weight_ih, cell.weight_hh, cell.bias])] == [True] * 3
+    assert weights[4] is cell.weight_hr
+    assert weights[3] is fused_weights(cell, torch.float32, torch.device("cpu"))[3]
+    assert not weights[3].requires_grad
+    assert weights[3].tolist() == [0.0] * H + [1.0] * H + [0.0] * (2 * H)
+    assert forget_bias_vector(cell, torch.float64, torch.device("cpu")).dtype == torch.float64
+
+
+def test_forget_bias_change_is_seen():
+    cell = LSTMCell(F, H, forget_bias=1.0)
+    x = torch.randn(B, T, F)
+    run_layer(cell, x, None, cell.initial_state(B))
+    cell.lstm_options = cell.lstm_options._replace(forget_bias=2.0)
+    y, _ = run_layer(cell, x, None, cell.initial_state(B))
+    torch.testing.assert_close(y, run_loop(cell, x, None, cell.initial_state(B))[0])
+
+
+# ------------------------------------------------------------ layout
+
+
+def test_segment_bounds_are_actual_lengths():
+    assert segment_bounds([5, 3, 3, 0], 8) == [0, 3, 5]
+    bounds = segment_bounds(list(range(1, 101)), 8)
+    assert len(bounds) <= 9 and bounds[0] == 0 and bounds[-1] == 100
+    assert set(bounds[1:]) <= set(range(1, 101))
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("max_segments", [None, 1, 2])
+def test_layout_round_trip(reverse, max_segments):
+    lens = torch.tensor(LENGTHS)
+    layout = make_layout(lens, T, reverse, max_segments)
+    x = torch.arange(1.0, B * T + 1).view(B, T, 1)
+    flat = layout.gather_input(x)
+    back = layout.scatter_output(torch.cat([flat, flat.new_zeros(1, 1)]))
+    inside = (torch.arange(T).unsqueeze(0) < lens.unsqueeze(1)).unsqueeze(-1)
+    assert torch.equal(back, x * inside)
+    assert layout.batch_sizes == tuple(int((lens > t).sum()) for t in range(max(LENGTHS)))
+
+
+# ------------------------------------------------------------ through the stack
+
+
+def test_bidirectional_stack_with_fast_paths_equals_the_loop(monkeypatch):
+    torch.manual_seed(5)
+    stack = StackedRNN(F, [H, 4], cell="lstm", bidirectional=True, forget_bias=1.0)
+    x = torch.randn(B, T, F)
+    lens = torch.tensor(LENGTHS)
+    y, state = stack(x, lens)
+    monkeypatch.setattr("rnnfuse.stack.run_layer", run_loop)
+    y_ref, state_ref = stack(x, lens)
+    torch.testing.assert_close(y, y_ref, atol=2e-5, rtol=2e-5)
+    for a, b in zip(torch.utils._pytree.tree_leaves(state), torch.utils._pytree.tree_leaves(state_ref)):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-5)
+
+
+# ------------------------------------------------------------ benchmark scripts
+
+
+def test_benchmark_scripts_compile():
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        py_compile.compile(str(path), doraise=True)
+
+
+def test_gpu_script_falls_back_cleanly():
+    script = str(ROOT / "benchmarks" / "gpu.py")
+    if not torch.cuda.is_available():
+        done = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "no CUDA device" in done.stdout
+    done = subprocess.run([sys.executable, script, "--device", "cpu", "--quick", "--repeats", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "| LSTM [256, 256] | nn.LSTM(num_layers=2) | fwd+bwd |" in done.stdout

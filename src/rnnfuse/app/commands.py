@@ -154,7 +154,7 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
 def _train(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .distributed import setup, teardown
+    from .distributed import barrier, setup, teardown
     from .training import StopSignal, Trainer
 
     try:
@@ -171,6 +171,7 @@ def _train(args: argparse.Namespace) -> int:
             result = trainer.run(stop)
         if result.status == "finished" and env.is_main:
             _final_report(trainer, Path(args.out))
+        barrier(env)  # leave together: a gloo rank torn down while its peer still works can abort
         return result.exit_code
     except (ConfigError, DataError, CheckpointError) as exc:
         return _fail(str(exc))

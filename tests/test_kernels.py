@@ -291,6 +291,67 @@ def test_forget_bias_change_is_seen():
     torch.testing.assert_close(y, run_loop(cell, x, None, cell.initial_state(B))[0])
 
 
+@pytest.mark.parametrize("lengths", [None, [9, 0, 4]], ids=["full", "ragged"])
+@pytest.mark.parametrize("name", ["lstm", "lstm-forget-bias", "lstm-peepholes", "gru", "gru-reset-before", "rnn-tanh"])
+def test_inference_mode_then_training(name, lengths):
+    """A first run under inference_mode (lengths made there too: no version counter) works
+    and leaves no cached constant or layout that a later training run cannot use."""
+    torch.manual_seed(6)
+    cell = CELLS[name]()
+    x = torch.randn(3, 9, F)  # a shape no other test caches a full-batch layout for
+    with torch.inference_mode():
+        lens = None if lengths is None else torch.tensor(lengths)
+        y, _ = run_layer(cell, x, lens, cell.initial_state(3))
+        y_ref, _ = run_loop(cell, x, lens, cell.initial_state(3))
+    torch.testing.assert_close(y, y_ref, atol=2e-5, rtol=2e-5)
+    lens = None if lengths is None else torch.tensor(lengths)
+    grads = []
+    for fn in (run_layer, run_loop):
+        y, _ = fn(cell, x, lens, cell.initial_state(3))
+        grads.append(torch.autograd.grad(y.sum(), list(cell.parameters())))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("lengths", LENS, ids=["full", "ragged"])
+@pytest.mark.parametrize("name", ["lstm-peepholes", "lstm-proj", "gru-reset-before"])
+def test_autocast_on_cells_the_bptt_kernels_serve(name, lengths):
+    """The BPTT kernels' in-place steps take no part in autocast; under it those cells
+    run as the loop does (no dtype mismatch)."""
+    torch.manual_seed(7)
+    cell = CELLS[name]()
+    x = torch.randn(B, T, F, requires_grad=True)
+    lens = None if lengths is None else torch.tensor(lengths)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, s = run_layer(cell, x, lens, cell.initial_state(B))
+        y_ref, s_ref = run_loop(cell, x, lens, cell.initial_state(B))
+    torch.testing.assert_close(y, y_ref)
+    for a, b in zip(_leaves(s), _leaves(s_ref)):
+        torch.testing.assert_close(a, b)
+    y.float().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+def test_full_batch_bptt_layout_is_on_the_inputs_device():
+    """With lengths=None the packed layout's index tensors must live on x's device (a CUDA
+    index_select refuses CPU indices); the meta device stands in for a GPU here."""
+    from rnnfuse.kernels.bptt import _packed
+
+    for device in ["meta", "cpu"]:
+        layout = _packed(torch.zeros(2, 3, F, device=device), None, False)
+        assert {t.device.type for t in (layout.in_index, layout.out_index, layout.last_index)} == {device}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", ["lstm-peepholes", "gru-reset-before"])
+def test_full_batch_bptt_on_cuda(name):
+    cell = CELLS[name]().cuda()
+    x = torch.randn(B, T, F, device="cuda")
+    y, _ = run_layer(cell, x, None, cell.initial_state(B, device="cuda"))
+    y_ref, _ = run_loop(cell, x, None, cell.initial_state(B, device="cuda"))
+    torch.testing.assert_close(y, y_ref, atol=2e-5, rtol=2e-5)
+
+
 # ------------------------------------------------------------ layout
 
 

@@ -304,6 +304,19 @@ def test_dropout_is_off_in_eval_and_on_in_train(variational):
     assert not torch.allclose(first, plain(x)[0])
 
 
+@pytest.mark.parametrize("name", ["lstm", "lstm_peep_proj_clip", "gru_reset_before", "bi_gru"])
+def test_inference_mode_with_lengths_then_training(name):
+    """Evaluation under torch.inference_mode with a ragged batch, then training again."""
+    stack = _stack(name)
+    x = torch.randn(4, T, F, dtype=torch.float64)
+    with torch.inference_mode():
+        y_inf, _ = stack(x, lengths=LENGTHS)
+    y, _ = stack(x, lengths=LENGTHS)
+    torch.testing.assert_close(y_inf, y.detach(), atol=1e-12, rtol=1e-12)
+    y.sum().backward()
+    assert all(p.grad is not None for p in stack.parameters())
+
+
 def test_dropout_never_touches_the_last_layer():
     stack = StackedRNN(F, [6], "lstm", dropout=0.9).double().train()
     x = torch.randn(4, T, F, dtype=torch.float64)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..cells import GRUCell, LSTMCell
@@ -48,7 +49,8 @@ def select_path(cell: RecurrentCell, x: Tensor, lengths: Tensor | None = None) -
             return "fused"
         return "fused-packed" if x.is_cuda else "fused-segments"
     if type(cell) is LSTMCell or type(cell) is GRUCell:
-        return "bptt"
+        # the BPTT kernels' in-place steps take no part in autocast; the loop's ops do
+        return "loop" if torch.is_autocast_enabled(x.device.type) else "bptt"
     return "loop"
 
 

@@ -24,7 +24,7 @@ __all__ = ["run_bptt_lstm", "run_bptt_gru"]
 
 
 def _packed(x: Tensor, lengths: Tensor | None, reverse: bool) -> Layout:
-    return layout_for(lengths, x.shape[1], reverse, None, x.shape[0])
+    return layout_for(lengths, x.shape[1], reverse, None, x.shape[0], x.device)
 
 
 def run_bptt_lstm(

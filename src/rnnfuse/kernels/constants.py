@@ -25,7 +25,8 @@ def _cached(cell: nn.Module, key: tuple, make: Callable[[], Tensor]) -> Tensor:
     per_cell = _CACHE.setdefault(cell, {})
     found = per_cell.get(key)
     if found is None:
-        found = per_cell[key] = make()
+        with torch.inference_mode(False):  # kept for later calls, which autograd may record
+            found = per_cell[key] = make()
     return found
 
 

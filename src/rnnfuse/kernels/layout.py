@@ -118,15 +118,17 @@ def make_layout(
     reverse: bool,
     max_segments: int | None,
     batch: int | None = None,
+    device: torch.device | None = None,
 ) -> Layout:
     """The layout of a batch with ``lengths`` (B,) (``None``: every sequence full).
 
     ``max_segments=None`` gives one segment per step (the packed layout, no padding at all).
+    The index tensors go to ``lengths``' device, or to ``device`` when ``lengths`` is ``None``.
     """
     if lengths is None:
         if batch is None:
             raise ValueError("make_layout: pass batch when lengths is None")
-        lens_cpu, device = torch.full((batch,), steps, dtype=torch.int64), None
+        lens_cpu = torch.full((batch,), steps, dtype=torch.int64)
     else:
         lens_cpu, device = lengths.detach().to("cpu", torch.int64), lengths.device
     sorted_lens, order = torch.sort(lens_cpu, descending=True, stable=True)
@@ -159,23 +161,32 @@ _RECENT_SIZE = 16
 
 
 def layout_for(
-    lengths: Tensor | None, steps: int, reverse: bool, max_segments: int | None, batch: int
+    lengths: Tensor | None,
+    steps: int,
+    reverse: bool,
+    max_segments: int | None,
+    batch: int,
+    device: torch.device | None = None,
 ) -> Layout:
     """:func:`make_layout`, remembering the last few layouts: a stack passes the same
     ``lengths`` tensor to every layer, so only its first layer (per direction) builds one.
 
     A layout is reused only for the very same tensor object, unmodified since (its
-    version counter is part of the key).
+    version counter is part of the key).  An inference tensor has no version counter, so
+    its layout is not kept.  ``device`` places the layout when ``lengths`` is ``None``.
     """
     if lengths is None:
-        key: tuple = (None, batch, steps, reverse, max_segments)
+        key: tuple = (None, batch, steps, reverse, max_segments, device)
+    elif lengths.is_inference():
+        return make_layout(lengths, steps, reverse, max_segments, batch)
     else:
         key = (id(lengths), lengths._version, lengths.device, steps, reverse, max_segments)
     found = _RECENT.get(key)
     if found is not None and (found[0] is None or found[0]() is lengths):
         _RECENT.move_to_end(key)
         return found[1]
-    layout = make_layout(lengths, steps, reverse, max_segments, batch)
+    with torch.inference_mode(False):  # a kept layout may serve a later call that autograd records
+        layout = make_layout(lengths, steps, reverse, max_segments, batch, device)
     _RECENT[key] = (None if lengths is None else weakref.ref(lengths), layout)
     while len(_RECENT) > _RECENT_SIZE:
         _RECENT.popitem(last=False)

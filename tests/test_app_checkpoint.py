@@ -78,3 +78,13 @@ def test_rng_states_round_trip():
     ckpt.restore_rng(plain, torch_state)
     again = (random.random(), np.random.rand(), torch.rand(3))
     assert expected[:2] == again[:2] and torch.equal(expected[2], again[2])
+
+
+def test_new_checkpoint_directory_is_fsynced_before_latest_names_it(tmp_path, monkeypatch):
+    events = []
+    real_fsync_dir, real_atomic_write = ckpt._fsync_dir, ckpt.atomic_write
+    monkeypatch.setattr(ckpt, "_fsync_dir", lambda d: (events.append(("fsync", d.name)), real_fsync_dir(d)))
+    monkeypatch.setattr(ckpt, "atomic_write", lambda p, data: (events.append(("write", p.name)), real_atomic_write(p, data)))
+    ckpt.save_checkpoint(tmp_path, "step-00000001", {"w": torch.ones(1)}, {}, {"epoch": 1, "batch": 0})
+    assert ("fsync", "checkpoints") in events
+    assert events.index(("fsync", "checkpoints")) < events.index(("write", "latest.json"))

@@ -107,3 +107,29 @@ def test_help_lists_the_commands(argv, capsys):
         main(argv)
     assert exc.value.code == 0
     assert "usage: rnnfuse" in capsys.readouterr().out
+
+
+def test_paths_of_the_wrong_kind_give_one_line_errors(tmp_path, capsys):
+    from rnnfuse import StackedRNN, save
+
+    a_file = tmp_path / "a.csv"
+    a_file.write_text("x\n1\n")
+    for extra in ([], ["--resume"]):
+        err = _error(capsys, ["train", "--out", str(a_file), *extra])
+        assert f"--out: {a_file} is a file; expected a run directory" in err and "Traceback" not in err
+    err = _error(capsys, ["train", "--out", str(tmp_path / "run"), "--config", str(tmp_path)])
+    assert f"{tmp_path}: cannot read the config file" in err
+    stack_file = tmp_path / "stack.safetensors"
+    save(StackedRNN(3, [4]), stack_file)  # an rnnfuse.save file, not a trained forecaster
+    err = _error(capsys, ["predict", "--model", str(stack_file)])
+    assert f"{stack_file}: not a model file written by `rnnfuse train`" in err
+
+
+def test_predict_output_that_cannot_be_written_is_a_one_line_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--epochs", "1", *TINY]) == 0
+    capsys.readouterr()
+    err = _error(capsys, ["predict", "--model", str(run), "--output", str(tmp_path)])
+    assert f"--output: cannot write {tmp_path}" in err
+    err = _error(capsys, ["predict", "--model", str(run), "--output", str(tmp_path / "no" / "f.csv")])
+    assert "--output: cannot write" in err

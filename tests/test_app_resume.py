@@ -142,3 +142,18 @@ def test_corrupt_checkpoint_is_detected(tmp_path):
     with pytest.raises(CheckpointError, match=rf"{weights}: SHA-256 .* the file is corrupt"):
         load_latest(tmp_path)
     assert not [p for p in os.listdir(point.directory) if p.endswith(".tmp")]
+
+
+def test_resume_accepts_threads_as_documented(tmp_path, capsys):
+    from rnnfuse.cli import main
+
+    config = RunConfig(model=ModelConfig(local_sizes=(4,), global_sizes=(4,)), optim=OptimConfig(epochs=1))
+    first = Trainer(config, tmp_path, log=lambda _: None, show_progress=False)
+    first.start()
+    first.run()
+    threads = torch.get_num_threads()
+    try:
+        code = main(["train", "--out", str(tmp_path), "--resume", "--threads", "2", "--epochs", "1", "--no-progress"])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0, capsys.readouterr().err

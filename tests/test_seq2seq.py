@@ -151,3 +151,20 @@ def test_luong_attention_weights_are_a_distribution_over_valid_steps():
     assert out.shape == (2, 3, 5)
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 3))
     assert weights[1][:, ~mask[1]].abs().sum() == 0
+
+
+def test_attention_over_time_major_encoders_equals_batch_major():
+    torch.manual_seed(0)
+
+    def model(batch_first):
+        enc = MultiEncoder({"local": StackedRNN(3, [5], batch_first=batch_first),
+                            "global": StackedRNN(3, [5], batch_first=batch_first)})
+        return Seq2Seq(enc, StackedRNN(1, [10]), output_size=1, attention=True, attention_size=4)
+
+    time_major, batch_major = model(False), model(True)
+    batch_major.load_state_dict(time_major.state_dict())
+    x = {"local": torch.randn(3, 6, 3), "global": torch.randn(3, 9, 3)}
+    lengths = {"global": torch.tensor([9, 0, 4])}
+    expected = batch_major.generate(x, start=torch.zeros(3, 1), steps=2, lengths=lengths)
+    got = time_major.generate({k: v.transpose(0, 1) for k, v in x.items()}, start=torch.zeros(3, 1), steps=2, lengths=lengths)
+    torch.testing.assert_close(got, expected)

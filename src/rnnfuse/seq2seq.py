@@ -174,7 +174,7 @@ class Seq2Seq(nn.Module):
         if self.attention is None:
             return EncodedSources(state, None, None)
         names = self.encoders.names
-        outs = [self.memory_maps[n](result.encoder_outputs[n]) for n in names]
+        outs = [self.memory_maps[n](_batch_major(result.encoder_outputs[n], self.encoders.encoders[n])) for n in names]
         lens = [lengths.get(n) if isinstance(lengths, Mapping) else lengths for n in names]
         memory, mask = concat_over_time(outs, lens)
         return EncodedSources(state, memory, mask)
@@ -264,6 +264,11 @@ class Seq2Seq(nn.Module):
                 f"covariates: expected shape [{batch}, {steps}, {self.covariate_size}] (decoder input_size "
                 f"{self.decoder.input_size} minus output_size {self.output_size}), got {_describe(covariates)}"
             )
+
+
+def _batch_major(outputs: Tensor, encoder: nn.Module) -> Tensor:
+    """An encoder's outputs as (B, T, H); a time-major encoder (``batch_first=False``) gives (T, B, H)."""
+    return outputs if getattr(encoder, "batch_first", True) else outputs.transpose(0, 1)
 
 
 def _output_size(encoder: nn.Module, name: str) -> int:

@@ -35,7 +35,7 @@ from safetensors.torch import save as st_save
 from torch import Tensor
 
 __all__ = [
-    "Checkpoint", "CheckpointError", "atomic_write", "save_model_file", "load_model_file",
+    "Checkpoint", "CheckpointError", "atomic_write", "json_bytes", "save_model_file", "load_model_file",
     "save_checkpoint", "load_latest", "capture_rng", "restore_rng", "optimizer_parts", "optimizer_from_parts",
 ]
 
@@ -82,7 +82,8 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _json_bytes(obj: Any) -> bytes:
+def json_bytes(obj: Any) -> bytes:
+    """``obj`` as indented JSON with a final newline, UTF-8 encoded."""
     return (json.dumps(obj, indent=1) + "\n").encode()
 
 
@@ -104,7 +105,11 @@ def load_model_file(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
         with_meta = _metadata(data)
     except (SafetensorError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from None
-    return tensors, {k: json.loads(v) for k, v in with_meta.items()}
+    try:
+        return tensors, {k: json.loads(v) for k, v in with_meta.items()}
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: not a model file written by `rnnfuse train` (its metadata is not JSON; "
+                              f"format {with_meta.get('format')!r})") from None
 
 
 def _metadata(data: bytes) -> dict[str, str]:
@@ -125,10 +130,11 @@ def save_checkpoint(out: Path, name: str, model: dict[str, Tensor], tensors: dic
     contents = {
         "model.safetensors": st_save({k: v.detach().cpu().contiguous() for k, v in model.items()}),
         "training.safetensors": st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}),
-        "state.json": _json_bytes({"format": FORMAT, **state}),
+        "state.json": json_bytes({"format": FORMAT, **state}),
     }
     for file_name, data in contents.items():
         atomic_write(directory / file_name, data)
+    _fsync_dir(directory.parent)  # the new directory's entry is durable before latest.json names it
     pointer = {
         "format": FORMAT,
         "checkpoint": f"checkpoints/{name}",
@@ -136,7 +142,7 @@ def save_checkpoint(out: Path, name: str, model: dict[str, Tensor], tensors: dic
         "batch": state.get("batch"),
         "sha256": {k: hashlib.sha256(v).hexdigest() for k, v in contents.items()},
     }
-    atomic_write(out / "latest.json", _json_bytes(pointer))
+    atomic_write(out / "latest.json", json_bytes(pointer))
     _prune(out / "checkpoints", keep_names={name}, keep=keep)
     return directory
 

@@ -129,6 +129,8 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 def _train_config(args: argparse.Namespace) -> RunConfig:
     given = _given(args)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out: {out} is a file; expected a run directory (new or holding a run)")
     if args.resume:
         changed = sorted(set(given) - _RESUME_MAY_CHANGE)
         if changed or args.config:
@@ -173,7 +175,7 @@ def _train(args: argparse.Namespace) -> int:
             _final_report(trainer, Path(args.out))
         barrier(env)  # leave together: a gloo rank torn down while its peer still works can abort
         return result.exit_code
-    except (ConfigError, DataError, CheckpointError) as exc:
+    except (ConfigError, DataError, CheckpointError, OSError) as exc:
         return _fail(str(exc))
     finally:
         teardown(env)
@@ -233,7 +235,10 @@ def _predict(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     print(format_forecast(result))
     if args.output:
-        write_forecast_csv(result, args.output)
+        try:
+            write_forecast_csv(result, args.output)
+        except OSError as exc:
+            return _fail(f"--output: cannot write {args.output} ({exc.strerror or exc})")
         print(f"written to {args.output}")
     return 0
 

@@ -114,6 +114,8 @@ class RunConfig:
             raw = json.loads(Path(path).read_text())
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{path}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
         return cls.from_dict(raw, str(path))

@@ -142,7 +142,7 @@ class Trainer:
                     f"{self.out}: already holds a run (latest.json); pass --resume to continue it or choose another --out"
                 )
             self.out.mkdir(parents=True, exist_ok=True)
-            ckpt.atomic_write(self.out / "config.json", (_dumps(self.config.to_dict()) + "\n").encode())
+            ckpt.atomic_write(self.out / "config.json", ckpt.json_bytes(self.config.to_dict()))
         barrier(self.env)
         self.ddp = wrap(self.model, self.env)
 
@@ -154,7 +154,7 @@ class Trainer:
         if _without_epochs(saved) != _without_epochs(self.config):
             raise ckpt.CheckpointError(
                 f"{point.directory}: was written with a different configuration; resume with the saved one "
-                f"(only optim.epochs may change)"
+                f"(only optim.epochs and threads may change)"
             )
         self.model.load_state_dict(point.model)
         self.optimizer.load_state_dict(ckpt.optimizer_from_parts(point.state["optimizer"], point.tensors))
@@ -316,6 +316,7 @@ def _sum_over_ranks(total: float, count: int, env: DistEnv) -> tuple[float, int]
 def _without_epochs(config: RunConfig) -> dict[str, Any]:
     raw = config.to_dict()
     raw["optim"].pop("epochs")
+    raw.pop("threads")  # `--resume --threads N` is allowed (README, _RESUME_MAY_CHANGE)
     return raw
 
 
@@ -325,9 +326,3 @@ def _epoch_line(record: dict[str, Any], epochs: int, best: bool) -> str:
         f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}{val}  "
         f"lr {record['lr']:.2e}  {record['seconds']:.1f} s{'  (best)' if best else ''}"
     )
-
-
-def _dumps(obj: Any) -> str:
-    import json
-
-    return json.dumps(obj, indent=1)

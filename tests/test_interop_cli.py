@@ -82,13 +82,13 @@ def test_convert_options_and_default_scope(tmp_path):
 
 def test_convert_errors_go_to_stderr(tmp_path, capsys):
     prefix = str(FIXTURES / "seed_two_gru_encoders" / "model")
-    assert main(["convert", prefix, "--out", str(tmp_path / "x.safetensors")]) == 1
+    assert main(["convert", prefix, "--out", str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err
     assert "rnnfuse convert: error: --scope: the checkpoint holds 2 RNN scopes" in err
     assert "['encoder1/rnn', 'encoder2/rnn']" in err
-    assert main(["convert", prefix, "--scope", "encoder3/rnn", "--out", str(tmp_path / "x.safetensors")]) == 1
+    assert main(["convert", prefix, "--scope", "encoder3/rnn", "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "no variables under 'encoder3/rnn'" in capsys.readouterr().err
-    assert main(["convert", str(tmp_path / "missing"), "--out", str(tmp_path / "x.safetensors")]) == 1
+    assert main(["convert", str(tmp_path / "missing"), "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "rnnfuse convert: error:" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
     with pytest.raises(SystemExit) as info:
@@ -113,9 +113,9 @@ def test_inspect_rnnfuse_file(tmp_path, capsys):
 
 
 def test_inspect_errors(tmp_path, capsys):
-    assert main(["inspect", str(tmp_path / "nothing")]) == 1
+    assert main(["inspect", str(tmp_path / "nothing")]) == 2
     assert "is neither a TF1 checkpoint prefix" in capsys.readouterr().err
     foreign = tmp_path / "foreign.safetensors"
     foreign.write_bytes(b"\x00" * 20)
-    assert main(["inspect", str(foreign)]) == 1
+    assert main(["inspect", str(foreign)]) == 2
     assert "rnnfuse inspect: error:" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["check_sequence_input", "check_lengths"]
+__all__ = ["check_sequence_input", "check_lengths", "describe"]
 
 
 def check_sequence_input(x: Any, input_size: int, batch_first: bool) -> Tensor:
@@ -71,3 +71,8 @@ def _as_int_tensor(lengths: Any) -> Tensor:
     if tensor.dtype == torch.bool or tensor.dtype.is_floating_point or tensor.dtype.is_complex:
         raise TypeError(f"lengths: expected an integer dtype, got {tensor.dtype}")
     return tensor.detach().cpu()
+
+
+def describe(x: Any) -> str:
+    """What an argument is, for error messages: its shape if a tensor, else its type."""
+    return f"shape {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__

@@ -9,7 +9,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "fail"]
 
 _COMMAND_MODULES = ("rnnfuse.app.commands", "rnnfuse.interop.commands")
 
@@ -28,6 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.add_commands(sub)
     return parser
+
+
+def fail(command: str, message: object) -> int:
+    """Report a user error of ``rnnfuse COMMAND`` on one line; return the exit status (2,
+    as argparse uses for bad arguments)."""
+    print(f"rnnfuse {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

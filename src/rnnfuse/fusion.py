@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_lengths, describe
 from .state import LSTMState, _map, assert_same_structure, state_sizes
 
 __all__ = [
@@ -93,7 +94,7 @@ def concat_outputs(outputs: Sequence[Tensor], lengths: Any = None) -> Tensor:
     first = outputs[0]
     for i, out in enumerate(outputs):
         if not isinstance(out, Tensor) or out.dim() != 3:
-            raise ValueError(f"outputs[{i}]: expected a tensor (B, T, H), got {_describe(out)}")
+            raise ValueError(f"outputs[{i}]: expected a tensor (B, T, H), got {describe(out)}")
         if out.shape[:2] != first.shape[:2]:
             raise ValueError(
                 f"outputs[{i}]: expected batch and time {list(first.shape[:2])} like outputs[0], got {list(out.shape[:2])}"
@@ -105,8 +106,6 @@ def concat_outputs(outputs: Sequence[Tensor], lengths: Any = None) -> Tensor:
     per_source = list(lengths) if isinstance(lengths, (list, tuple)) and _is_nested(lengths) else [lengths] * len(outputs)
     if len(per_source) != len(outputs):
         raise ValueError(f"lengths: expected one entry per output ({len(outputs)}), got {len(per_source)}")
-    from ._checks import check_lengths
-
     masked = []
     for out, lens in zip(outputs, per_source):
         lens = check_lengths(lens, out.shape[0], out.shape[1], out.device)
@@ -120,9 +119,6 @@ def concat_outputs(outputs: Sequence[Tensor], lengths: Any = None) -> Tensor:
 def _is_nested(lengths: Sequence[Any]) -> bool:
     return len(lengths) > 0 and all(isinstance(v, (Tensor, list, tuple)) or v is None for v in lengths)
 
-
-def _describe(x: Any) -> str:
-    return f"shape {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
 
 
 # ------------------------------------------------------------------------ learned fusion

@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_lengths
+from ._checks import check_lengths, describe
 from .encoders import MultiEncoder
 from .stack import StackedRNN
 from .state import state_sizes, structure_str
@@ -53,7 +53,7 @@ def concat_over_time(outputs: Sequence[Tensor], lengths: Sequence[Any] | None = 
     parts, masks = [], []
     for k, (out, lens) in enumerate(zip(outputs, lengths)):
         if not isinstance(out, Tensor) or out.dim() != 3:
-            raise ValueError(f"outputs[{k}]: expected a tensor (B, T, H), got {_describe(out)}")
+            raise ValueError(f"outputs[{k}]: expected a tensor (B, T, H), got {describe(out)}")
         if out.shape[0] != first.shape[0] or out.shape[2] != first.shape[2]:
             raise ValueError(
                 f"outputs[{k}]: expected batch {first.shape[0]} and features {first.shape[2]} like "
@@ -67,9 +67,6 @@ def concat_over_time(outputs: Sequence[Tensor], lengths: Sequence[Any] | None = 
         masks.append(mask)
     return torch.cat(parts, dim=1), torch.cat(masks, dim=1)
 
-
-def _describe(x: Any) -> str:
-    return f"shape {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
 
 
 class LuongAttention(nn.Module):
@@ -220,7 +217,7 @@ class Seq2Seq(nn.Module):
         ``targets``.
         """
         if not isinstance(targets, Tensor) or targets.dim() != 3:
-            raise ValueError(f"targets: expected a tensor (B, T, {self.output_size}), got {_describe(targets)}")
+            raise ValueError(f"targets: expected a tensor (B, T, {self.output_size}), got {describe(targets)}")
         self._check_decoder_args(targets, start, covariates, targets.shape[1])
         previous = torch.cat([start.unsqueeze(1), targets[:, :-1]], dim=1)
         dec_in = previous if covariates is None else torch.cat([previous, covariates], dim=-1)
@@ -248,12 +245,12 @@ class Seq2Seq(nn.Module):
 
     def _check_decoder_args(self, targets: Tensor | None, start: Tensor, covariates: Tensor | None, steps: int) -> None:
         if not isinstance(start, Tensor) or start.dim() != 2 or start.shape[1] != self.output_size:
-            raise ValueError(f"start: expected a tensor (B, {self.output_size}), got {_describe(start)}")
+            raise ValueError(f"start: expected a tensor (B, {self.output_size}), got {describe(start)}")
         batch = start.shape[0]
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps: expected a positive int, got {steps!r}")
         if targets is not None and (not isinstance(targets, Tensor) or list(targets.shape) != [batch, steps, self.output_size]):
-            raise ValueError(f"targets: expected shape [{batch}, T, {self.output_size}], got {_describe(targets)}")
+            raise ValueError(f"targets: expected shape [{batch}, T, {self.output_size}], got {describe(targets)}")
         if self.covariate_size == 0 and covariates is not None:
             raise ValueError(f"covariates: the decoder reads only y_(t-1) ({self.output_size} features); got covariates")
         if self.covariate_size and (
@@ -262,7 +259,7 @@ class Seq2Seq(nn.Module):
         ):
             raise ValueError(
                 f"covariates: expected shape [{batch}, {steps}, {self.covariate_size}] (decoder input_size "
-                f"{self.decoder.input_size} minus output_size {self.output_size}), got {_describe(covariates)}"
+                f"{self.decoder.input_size} minus output_size {self.output_size}), got {describe(covariates)}"
             )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli import fail
 from .config import CELLS, FUSIONS, SCHEDULERS, ConfigError, RunConfig
 
 __all__ = ["add_commands"]
@@ -75,12 +75,12 @@ def _demo(args: argparse.Namespace) -> int:
     fusions = [f.strip() for f in args.fusions.split(",") if f.strip()]
     bad = [f for f in fusions if f not in FUSIONS]
     if bad or not fusions:
-        return _fail(f"--fusions: expected names from {list(FUSIONS)}, got {bad or args.fusions!r}")
+        return fail("demo", f"--fusions: expected names from {list(FUSIONS)}, got {bad or args.fusions!r}")
     for flag in ("epochs", "seeds", "jobs"):
         if getattr(args, flag) < 1:
-            return _fail(f"--{flag}: expected a positive int, got {getattr(args, flag)}")
+            return fail("demo", f"--{flag}: expected a positive int, got {getattr(args, flag)}")
     if args.seed < 0:
-        return _fail(f"--seed: expected an int >= 0, got {args.seed}")
+        return fail("demo", f"--seed: expected an int >= 0, got {args.seed}")
     run_demo(Path(args.out), epochs=args.epochs, seed=args.seed, seeds=args.seeds, jobs=args.jobs, fusions=fusions)
     return 0
 
@@ -163,7 +163,7 @@ def _train(args: argparse.Namespace) -> int:
         config = _train_config(args)
         env = setup()
     except (ConfigError, DataError, ValueError) as exc:
-        return _fail(str(exc))
+        return fail("train", str(exc))
     try:
         trainer = Trainer(config, Path(args.out), env=env, show_progress=False if args.no_progress else None)
         trainer.start(resume=args.resume)
@@ -176,7 +176,7 @@ def _train(args: argparse.Namespace) -> int:
         barrier(env)  # leave together: a gloo rank torn down while its peer still works can abort
         return result.exit_code
     except (ConfigError, DataError, CheckpointError, OSError) as exc:
-        return _fail(str(exc))
+        return fail("train", str(exc))
     finally:
         teardown(env)
 
@@ -232,17 +232,14 @@ def _predict(args: argparse.Namespace) -> int:
         series = load_for_prediction(config, args.csv, args.column, args.time_column)
         result = predict_next(model, config, scale, series)
     except (ConfigError, DataError, CheckpointError) as exc:
-        return _fail(str(exc))
+        return fail("predict", str(exc))
     print(format_forecast(result))
     if args.output:
         try:
             write_forecast_csv(result, args.output)
         except OSError as exc:
-            return _fail(f"--output: cannot write {args.output} ({exc.strerror or exc})")
+            return fail("predict", f"--output: cannot write {args.output} ({exc.strerror or exc})")
         print(f"written to {args.output}")
     return 0
 
 
-def _fail(message: str) -> int:
-    print(f"rnnfuse: error: {message}", file=sys.stderr)
-    return 2

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any
 
+from ..cli import fail
 from ..state import LSTMState
 from .tf1_checkpoint import CheckpointError, list_variables
 from .tf1_names import TFBidirectional, TFStack, find_rnn_scopes, parse_scope
@@ -48,11 +48,6 @@ def add_commands(subparsers: Any) -> None:
     inspect.set_defaults(handler=run_inspect)
 
 
-def _fail(command: str, message: Any) -> int:
-    print(f"rnnfuse {command}: error: {message}", file=sys.stderr)
-    return 1
-
-
 def run_convert(args: argparse.Namespace) -> int:
     from ..io import save
     from .tf1 import load_stack
@@ -65,7 +60,7 @@ def run_convert(args: argparse.Namespace) -> int:
                             proj_clip=args.proj_clip, activation=args.activation, ignore=args.ignore)
         save(module, args.out)
     except (CheckpointError, ValueError, TypeError, OSError) as exc:
-        return _fail("convert", exc)
+        return fail("convert", exc)
     count = sum(p.numel() for p in module.parameters())
     print(f"wrote {args.out}: {type(module).__name__} from scope {scope!r}, {count} parameters")
     return 0
@@ -87,8 +82,8 @@ def run_inspect(args: argparse.Namespace) -> int:
         if os.path.isfile(path):
             return _inspect_file(path)
     except (CheckpointError, ValueError, OSError) as exc:
-        return _fail("inspect", exc)
-    return _fail("inspect", f"{path!r} is neither a TF1 checkpoint prefix ({path}.index not found) "
+        return fail("inspect", exc)
+    return fail("inspect", f"{path!r} is neither a TF1 checkpoint prefix ({path}.index not found) "
                             f"nor a file")
 
 

@@ -20,6 +20,7 @@ length (a padded position reads an appended zero row), so each costs one copy:
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -158,6 +159,7 @@ def make_layout(
 
 _RECENT: OrderedDict[tuple, tuple[Any, Layout]] = OrderedDict()
 _RECENT_SIZE = 16
+_RECENT_LOCK = threading.Lock()
 
 
 def layout_for(
@@ -181,15 +183,17 @@ def layout_for(
         return make_layout(lengths, steps, reverse, max_segments, batch)
     else:
         key = (id(lengths), lengths._version, lengths.device, steps, reverse, max_segments)
-    found = _RECENT.get(key)
-    if found is not None and (found[0] is None or found[0]() is lengths):
-        _RECENT.move_to_end(key)
-        return found[1]
+    with _RECENT_LOCK:  # replicas of nn.DataParallel call from several threads
+        found = _RECENT.get(key)
+        if found is not None and (found[0] is None or found[0]() is lengths):
+            _RECENT.move_to_end(key)
+            return found[1]
     with torch.inference_mode(False):  # a kept layout may serve a later call that autograd records
         layout = make_layout(lengths, steps, reverse, max_segments, batch, device)
-    _RECENT[key] = (None if lengths is None else weakref.ref(lengths), layout)
-    while len(_RECENT) > _RECENT_SIZE:
-        _RECENT.popitem(last=False)
+    with _RECENT_LOCK:
+        _RECENT[key] = (None if lengths is None else weakref.ref(lengths), layout)
+        while len(_RECENT) > _RECENT_SIZE:
+            _RECENT.popitem(last=False)
     return layout
 
 

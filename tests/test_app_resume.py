@@ -157,3 +157,22 @@ def test_resume_accepts_threads_as_documented(tmp_path, capsys):
     finally:
         torch.set_num_threads(threads)
     assert code == 0, capsys.readouterr().err
+
+
+def test_resume_with_more_epochs_stretches_the_cosine_schedule(tmp_path):
+    """Extending --epochs on --resume re-plans the cosine over the new total: each epoch's
+    learning rate is the closed-form cosine of the new length, not a restarted cycle."""
+    import math
+
+    tiny = ModelConfig(local_sizes=(4,), global_sizes=(4,))
+    first = Trainer(RunConfig(model=tiny, optim=OptimConfig(epochs=1)), tmp_path, log=lambda _: None, show_progress=False)
+    first.start()
+    first.run()
+    longer = RunConfig(model=tiny, optim=OptimConfig(epochs=4))
+    resumed = Trainer(longer, tmp_path, log=lambda _: None, show_progress=False)
+    resumed.start(resume=True)
+    resumed.run()
+    base, low = longer.optim.lr, longer.optim.lr * 0.01
+    expected = [low + (base - low) * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(1, 4)]
+    used = [record["lr"] for record in resumed.progress.history[1:]]
+    assert used == pytest.approx(expected, rel=1e-12)

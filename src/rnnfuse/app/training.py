@@ -15,6 +15,7 @@ leaves the previous checkpoint in force.
 
 from __future__ import annotations
 
+import math
 import signal
 import time
 from collections.abc import Callable
@@ -160,6 +161,7 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.optimizer_from_parts(point.state["optimizer"], point.tensors))
         if self.scheduler is not None:
             self.scheduler.load_state_dict(point.state["scheduler"])
+            _replan_cosine(self.scheduler, self.config.optim.epochs)
         self.progress = Progress(**point.state["progress"])
         self._saved_step = self.progress.step
         self._restore_rng(point)
@@ -306,6 +308,22 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: RunConfig) -> Any:
     if o.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
     return None
+
+
+def _replan_cosine(scheduler: Any, epochs: int) -> None:
+    """Stretch a resumed cosine schedule over a changed number of epochs.
+
+    The saved state holds the old ``T_max``; the learning rate is set to where the new
+    cosine stands after the epochs already done, and the recursive updates go on from there.
+    """
+    if not isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) or scheduler.T_max == epochs:
+        return
+    scheduler.T_max = epochs
+    done = min(scheduler.last_epoch, epochs)
+    factor = (1 + math.cos(math.pi * done / epochs)) / 2
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = scheduler.eta_min + (base - scheduler.eta_min) * factor
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 
 
 def _sum_over_ranks(total: float, count: int, env: DistEnv) -> tuple[float, int]:

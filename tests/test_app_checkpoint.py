@@ -88,3 +88,19 @@ def test_new_checkpoint_directory_is_fsynced_before_latest_names_it(tmp_path, mo
     ckpt.save_checkpoint(tmp_path, "step-00000001", {"w": torch.ones(1)}, {}, {"epoch": 1, "batch": 0})
     assert ("fsync", "checkpoints") in events
     assert events.index(("fsync", "checkpoints")) < events.index(("write", "latest.json"))
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("[1, 2]", "expected a JSON object, got list"),
+    ('{"format": "rnnfuse-train/1"}', 'expected "checkpoint" to name a checkpoint directory'),
+    ('{"format": "rnnfuse-train/1", "checkpoint": "checkpoints/step-00000001"}', 'expected "sha256" to be an object'),
+    ('{"format": "rnnfuse-train/1", "checkpoint": "checkpoints/step-00000001", "sha256": {"state.json": "0"}}',
+     "\"sha256\" lacks a hash for \\['model.safetensors', 'training.safetensors'\\]"),
+    ('{"format": "rnnfuse-tr', "not valid JSON"),
+    ("\"just a string\"", "expected a JSON object, got str"),
+])
+def test_hand_edited_or_truncated_latest_json_is_a_checkpoint_error(tmp_path, text, problem):
+    ckpt.save_checkpoint(tmp_path, "step-00000001", {"w": torch.ones(1)}, {}, {"epoch": 1})
+    (tmp_path / "latest.json").write_text(text)
+    with pytest.raises(ckpt.CheckpointError, match=f"latest.json: {problem}"):
+        ckpt.load_latest(tmp_path)

@@ -133,3 +133,40 @@ def test_predict_output_that_cannot_be_written_is_a_one_line_error(tmp_path, cap
     assert f"--output: cannot write {tmp_path}" in err
     err = _error(capsys, ["predict", "--model", str(run), "--output", str(tmp_path / "no" / "f.csv")])
     assert "--output: cannot write" in err
+
+
+def test_damaged_run_files_give_one_line_errors(tmp_path, capsys):
+    import torch
+
+    from rnnfuse.app.checkpoint import load_model_file, save_model_file
+
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--epochs", "1", *TINY]) == 0
+    capsys.readouterr()
+    latest = run / "latest.json"
+    good = latest.read_text()
+    for text, problem in (("[1]", "expected a JSON object, got list"),
+                          ('{"format": "rnnfuse-train/1"}', 'expected "checkpoint" to name a checkpoint directory')):
+        latest.write_text(text)
+        err = _error(capsys, ["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress"])
+        assert f"rnnfuse train: error: {latest}: {problem}" in err and "Traceback" not in err
+        assert len(err.strip().splitlines()) == 1
+    latest.write_text(good)
+
+    tensors, meta = load_model_file(run / "best.safetensors")
+    edited = tmp_path / "edited.safetensors"
+    for key in ("config", "scale"):
+        save_model_file(edited, tensors, {k: v for k, v in meta.items() if k != key})
+        err = _error(capsys, ["predict", "--model", str(edited)])
+        assert f"{edited}: the metadata lacks ['{key}']" in err and len(err.strip().splitlines()) == 1
+    save_model_file(edited, tensors, {**meta, "scale": "big"})
+    assert "expected a positive number as the metadata's scale, got 'big'" in _error(capsys, ["predict", "--model", str(edited)])
+    wrong = dict(tensors)
+    wrong["head.weight"] = torch.zeros(2, *tensors["head.weight"].shape[1:])
+    wrong.pop("head.bias")
+    wrong["extra"] = torch.zeros(1)
+    save_model_file(edited, wrong, meta)
+    err = _error(capsys, ["predict", "--model", str(edited)])
+    assert f"{str(edited)!r} does not match its configuration" in err and len(err.strip().splitlines()) == 1
+    assert "missing: ['head.bias']" in err and "unexpected: ['extra']" in err
+    assert f"head.weight: expected {list(tensors['head.weight'].shape)}, got [2, " in err

@@ -119,3 +119,27 @@ def test_inspect_errors(tmp_path, capsys):
     foreign.write_bytes(b"\x00" * 20)
     assert main(["inspect", str(foreign)]) == 2
     assert "rnnfuse inspect: error:" in capsys.readouterr().err
+
+
+def test_inspect_a_trained_forecaster(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--out", str(run), "--epochs", "1", "--local-sizes", "6", "--global-sizes", "6",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    path = run / "best.safetensors"
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"rnnfuse forecaster {path} (format 'rnnfuse-forecaster/1', written by `rnnfuse train`)")
+    assert ["encoders.encoders.local.layers.0.weight_hh", "[24,", "6]", "float32"] in [line.split() for line in out]
+    assert "configuration:" in out
+    assert any(line.startswith("  model: fusion=\"concat\"") and "local_sizes=[6]" in line for line in out)
+    assert out[-1] == f"forecast with: rnnfuse predict --model {path}"
+    # a forecaster whose tensors do not fit its configuration is a one-line error
+    from rnnfuse.app.checkpoint import load_model_file, save_model_file
+
+    tensors, meta = load_model_file(path)
+    tensors.pop("head.bias")
+    save_model_file(tmp_path / "bad.safetensors", tensors, meta)
+    assert main(["inspect", str(tmp_path / "bad.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "rnnfuse inspect: error:" in err and "missing: ['head.bias']" in err and len(err.strip().splitlines()) == 1

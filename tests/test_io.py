@@ -176,3 +176,43 @@ def _saved(stack, tmp_path):
     save(stack, path)
     return path
 
+
+
+def test_load_names_a_directory_and_a_file_with_a_bad_configuration(tmp_path):
+    with pytest.raises(IsADirectoryError, match=f"path: {str(tmp_path)!r} is a directory"):
+        load(tmp_path)
+    path = tmp_path / "m.safetensors"
+    _write(path, {"w": torch.zeros(2)}, {"kind": "Transformer"})
+    with pytest.raises(ValueError, match=f"path: {str(path)!r} has an invalid configuration"):
+        load(path)
+    config = read_config(_saved(StackedRNN(4, [3], "gru"), tmp_path))
+    config["layers"] = [{"input_size": 4}]  # a cell configuration without its kind
+    _write(path, {"w": torch.zeros(2)}, config)
+    with pytest.raises(ValueError, match=f"path: {str(path)!r} has an invalid configuration"):
+        load(path)
+
+
+def test_a_trained_forecaster_file_is_named_as_such(tmp_path):
+    from rnnfuse.app.training import MODEL_FORMAT
+    from rnnfuse.io import FORECASTER_PREFIX
+
+    assert MODEL_FORMAT.startswith(FORECASTER_PREFIX)
+    path = tmp_path / "best.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": json.dumps(MODEL_FORMAT)})
+    with pytest.raises(ValueError) as info:
+        load(path)
+    message = str(info.value)
+    assert f"is a forecaster saved by `rnnfuse train` (format {MODEL_FORMAT!r})" in message
+    assert "rnnfuse predict --model" in message and '\'"' not in message
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": json.dumps("other/1")})
+    with pytest.raises(ValueError, match=r"without rnnfuse metadata \(format='other/1'\)"):
+        load(path)
+
+
+def test_check_state_dict_is_shared_and_strict(tmp_path):
+    from rnnfuse.io import check_state_dict
+
+    stack = StackedRNN(4, [3], "gru")
+    check_state_dict(stack, dict(stack.state_dict()), tmp_path / "x")  # a match passes
+    with pytest.raises(ValueError, match=r"'x' does not match its configuration; missing: \['layers.0.bias_hh'\]"):
+        check_state_dict(stack, {k: v for k, v in stack.state_dict().items() if k != "layers.0.bias_hh"}, "x")

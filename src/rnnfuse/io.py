@@ -33,10 +33,11 @@ from .cells import cell_from_config
 from .interop.tf1 import BidirectionalRNN
 from .stack import StackedRNN
 
-__all__ = ["save", "load", "read_config", "module_from_config", "FORMAT", "VERSION"]
+__all__ = ["save", "load", "read_config", "module_from_config", "check_state_dict", "FORMAT", "VERSION"]
 
 FORMAT = "rnnfuse"
 VERSION = 1
+FORECASTER_PREFIX = "rnnfuse-forecaster/"  # the format of `rnnfuse train` model files (rnnfuse.app)
 _STACK_KEYS = {"kind", "layers", "backward_layers", "batch_first", "dropout",
                "variational_dropout", "residual", "bidirectional"}
 
@@ -60,7 +61,10 @@ def load(path: str | os.PathLike[str]) -> nn.Module:
     from safetensors import safe_open
 
     config = read_config(path)
-    module = module_from_config(config)
+    try:
+        module = module_from_config(config)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"path: {os.fspath(path)!r} has an invalid configuration ({exc})") from None
     with safe_open(os.fspath(path), framework="pt") as f:
         tensors = {name: f.get_tensor(name) for name in f.keys()}
     _load_strict(module, tensors, path)
@@ -71,6 +75,8 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The configuration stored in an rnnfuse safetensors file (``ValueError`` if none)."""
     from safetensors import SafetensorError, safe_open
 
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"path: {os.fspath(path)!r} is a directory; expected an rnnfuse .safetensors file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"path: no such file {os.fspath(path)!r}")
     try:
@@ -79,8 +85,13 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"path: {os.fspath(path)!r} is not a readable safetensors file ({exc})") from None
     if metadata.get("format") != FORMAT:
+        shown = stored_format(metadata)
+        if isinstance(shown, str) and shown.startswith(FORECASTER_PREFIX):
+            raise ValueError(f"path: {os.fspath(path)!r} is a forecaster saved by `rnnfuse train` (format "
+                             f"{shown!r}), not a stack saved by rnnfuse.io.save; use `rnnfuse predict --model "
+                             f"{os.fspath(path)}` or rnnfuse.app.predict.load_model")
         raise ValueError(f"path: {os.fspath(path)!r} is a safetensors file without rnnfuse metadata "
-                         f"(format={metadata.get('format')!r}); it was not written by rnnfuse.io.save")
+                         f"(format={shown!r}); it was not written by rnnfuse.io.save")
     if metadata.get("version") != str(VERSION):
         raise ValueError(f"path: {os.fspath(path)!r} has rnnfuse format version "
                          f"{metadata.get('version')!r}; this rnnfuse reads version {VERSION}")
@@ -92,6 +103,19 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"path: {os.fspath(path)!r}: expected a JSON object as configuration, "
                          f"got {type(config).__name__}")
     return config
+
+
+def stored_format(metadata: dict[str, str]) -> str | None:
+    """The ``format`` entry of safetensors metadata, JSON-decoded where it is a JSON string
+    (``rnnfuse train`` stores every metadata value as JSON, :func:`save` stores plain text)."""
+    value = metadata.get("format")
+    if value is None:
+        return None
+    try:
+        decoded = json.loads(value)
+    except json.JSONDecodeError:
+        return value
+    return decoded if isinstance(decoded, str) else value
 
 
 def _module_config(module: nn.Module) -> dict[str, Any]:
@@ -138,7 +162,10 @@ def module_from_config(config: dict[str, Any]) -> nn.Module:
         residual=config["residual"])
 
 
-def _load_strict(module: nn.Module, tensors: dict[str, torch.Tensor], path: Any) -> None:
+def check_state_dict(module: nn.Module, tensors: dict[str, torch.Tensor], path: Any) -> None:
+    """Raise ``ValueError`` unless ``tensors`` fit ``module.state_dict()`` exactly: the message
+    names the file and lists the missing, unexpected and wrong-shape tensors, and mixed or
+    non-floating dtypes."""
     expected = module.state_dict()
     missing = sorted(expected.keys() - tensors.keys())
     unexpected = sorted(tensors.keys() - expected.keys())
@@ -152,6 +179,11 @@ def _load_strict(module: nn.Module, tensors: dict[str, torch.Tensor], path: Any)
             ("dtypes (expected one floating dtype)", sorted(map(str, dtypes)) if len(dtypes) > 1
              or not all(d.is_floating_point for d in dtypes) else [])) if items]
         raise ValueError(f"path: {os.fspath(path)!r} does not match its configuration; " + "; ".join(parts))
+
+
+def _load_strict(module: nn.Module, tensors: dict[str, torch.Tensor], path: Any) -> None:
+    check_state_dict(module, tensors, path)
+    dtypes = {t.dtype for t in tensors.values()}
     if dtypes:
         module.to(dtypes.pop())
     module.load_state_dict(tensors, strict=True)

@@ -160,12 +160,7 @@ def load_latest(out: Path) -> Checkpoint:
     pointer_path = out / "latest.json"
     if not pointer_path.exists():
         raise CheckpointError(f"{out}: no checkpoint to resume from ({pointer_path.name} not found)")
-    try:
-        pointer = json.loads(pointer_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{pointer_path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    if pointer.get("format") != FORMAT:
-        raise CheckpointError(f"{pointer_path}: expected format {FORMAT!r}, got {pointer.get('format')!r}")
+    pointer = _read_pointer(pointer_path)
     directory = out / pointer["checkpoint"]
     raw: dict[str, bytes] = {}
     for file_name in _FILES:
@@ -174,12 +169,40 @@ def load_latest(out: Path) -> Checkpoint:
             raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
         raw[file_name] = path.read_bytes()
         digest = hashlib.sha256(raw[file_name]).hexdigest()
-        if digest != pointer["sha256"].get(file_name):
+        if digest != pointer["sha256"][file_name]:
             raise CheckpointError(f"{path}: SHA-256 {digest[:12]}... differs from latest.json's; the file is corrupt")
     return Checkpoint(
         directory, st_load(raw["model.safetensors"]), st_load(raw["training.safetensors"]),
         json.loads(raw["state.json"]),
     )
+
+
+def _read_pointer(path: Path) -> dict[str, Any]:
+    """``latest.json``, checked: a JSON object with the format, a checkpoint directory and a
+    SHA-256 for each of its files (a hand-edited or truncated file raises ``CheckpointError``)."""
+    try:
+        pointer = json.loads(path.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except ValueError as exc:  # bytes that are not UTF-8 text
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not isinstance(pointer, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(pointer).__name__}")
+    if pointer.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: expected format {FORMAT!r}, got {pointer.get('format')!r}")
+    where = pointer.get("checkpoint")
+    if not isinstance(where, str) or not where.strip():
+        raise CheckpointError(f"{path}: expected \"checkpoint\" to name a checkpoint directory "
+                              f"(e.g. \"checkpoints/step-00000042\"), got {where!r}")
+    hashes = pointer.get("sha256")
+    if not isinstance(hashes, dict):
+        raise CheckpointError(f"{path}: expected \"sha256\" to be an object with a hash per file, got {hashes!r}")
+    lacking = [name for name in _FILES if not isinstance(hashes.get(name), str)]
+    if lacking:
+        raise CheckpointError(f"{path}: \"sha256\" lacks a hash for {lacking}")
+    return pointer
 
 
 # ------------------------------------------------------------------ optimizer and RNG

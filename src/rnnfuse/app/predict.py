@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..io import check_state_dict
 from ..seq2seq import Seq2Seq
 from .checkpoint import CheckpointError, load_model_file
 from .config import RunConfig
@@ -42,19 +44,21 @@ def load_model(path: str | Path) -> tuple[Seq2Seq, RunConfig, float]:
     tensors, meta = load_model_file(file)
     if meta.get("format") != MODEL_FORMAT:
         raise CheckpointError(f"{file}: expected a model saved by `rnnfuse train` ({MODEL_FORMAT}), got format {meta.get('format')!r}")
+    lacking = [key for key in ("config", "scale") if key not in meta]
+    if lacking:
+        raise CheckpointError(f"{file}: the metadata lacks {lacking}; the file is incomplete or was edited")
+    scale = meta["scale"]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
+        raise CheckpointError(f"{file}: expected a positive number as the metadata's scale, got {scale!r}")
     config = RunConfig.from_dict(meta["config"], f"{file} metadata")
     model = build_model(config.model)
-    missing, unexpected = _compare_keys(model.state_dict().keys(), tensors.keys())
-    if missing or unexpected:
-        raise CheckpointError(f"{file}: weights do not match the saved configuration; missing {missing}, unexpected {unexpected}")
+    try:
+        check_state_dict(model, tensors, file)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
     model.load_state_dict(tensors)
     model.eval()
-    return model, config, float(meta["scale"])
-
-
-def _compare_keys(expected: object, got: object) -> tuple[list[str], list[str]]:
-    expected, got = set(expected), set(got)  # type: ignore[arg-type]
-    return sorted(expected - got), sorted(got - expected)
+    return model, config, float(scale)
 
 
 def predict_next(model: Seq2Seq, config: RunConfig, scale: float, series: Series) -> Forecast:

@@ -3,12 +3,15 @@
 ``rnnfuse convert PREFIX [--scope SCOPE] --out FILE.safetensors`` turns the RNN under a
 TF1 checkpoint's scope into an rnnfuse file (:func:`rnnfuse.io.save`).
 ``rnnfuse inspect PREFIX_OR_FILE`` prints each variable's name and shape, the cells and the
-state structure with its sizes, for a TF1 checkpoint or an rnnfuse ``.safetensors`` file.
+state structure with its sizes, for a TF1 checkpoint or an rnnfuse ``.safetensors`` file; for a
+forecaster written by ``rnnfuse train`` (``best.safetensors``) it prints the tensors, the run's
+configuration and the scale.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from typing import Any
 
@@ -43,7 +46,8 @@ def add_commands(subparsers: Any) -> None:
     inspect = subparsers.add_parser(
         "inspect", help="show the variables, cells and state of a checkpoint or file",
         description="Print variables, cells and state structure of a TF1 checkpoint or an "
-                    "rnnfuse .safetensors file.")
+                    "rnnfuse .safetensors file (or the tensors and configuration of a "
+                    "best.safetensors written by `rnnfuse train`).")
     inspect.add_argument("path", help="TF1 checkpoint prefix or .safetensors file")
     inspect.set_defaults(handler=run_inspect)
 
@@ -156,10 +160,17 @@ def _state_str(sizes: Any, lstm: str = "LSTMStateTuple") -> str:
 
 # --------------------------------------------------------------------------- rnnfuse file
 def _inspect_file(path: str) -> int:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    from ..io import load, read_config
+    from ..io import FORECASTER_PREFIX, load, read_config, stored_format
 
+    try:
+        with safe_open(path, framework="pt") as f:
+            shown = stored_format(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        shown = None  # read_config below says what is wrong with the file
+    if isinstance(shown, str) and shown.startswith(FORECASTER_PREFIX):
+        return _inspect_forecaster(path)
     read_config(path)  # a clear error for a foreign file, before anything else
     module = load(path)
     with safe_open(path, framework="pt") as f:
@@ -181,4 +192,34 @@ def _inspect_file(path: str) -> int:
             print(f"{indent}layer {k}: {cell!r}{back}")
     print(f"  outputs: [batch, time, {module.output_size}]")
     print(f"  state: {_state_str(module.state_sizes, 'LSTMState')}")
+    return 0
+
+
+def _inspect_forecaster(path: str) -> int:
+    """Describe a model file written by ``rnnfuse train``: tensors, configuration, scale."""
+    from ..app.checkpoint import CheckpointError as ModelFileError
+    from ..app.checkpoint import load_model_file
+    from ..app.config import ConfigError
+    from ..app.predict import load_model
+
+    try:
+        model, config, scale = load_model(path)
+        meta = load_model_file(path)[1]
+    except (ModelFileError, ConfigError) as exc:
+        raise ValueError(str(exc)) from None
+    tensors = model.state_dict()
+    count = sum(p.numel() for p in model.parameters())
+    print(f"rnnfuse forecaster {path} (format {meta['format']!r}, written by `rnnfuse train`): "
+          f"{len(tensors)} tensors, {count:,} parameters")
+    width = max((len(n) for n in tensors), default=0)
+    for name, t in tensors.items():
+        print(f"  {name:<{width}}  {list(t.shape)}  {str(t.dtype).replace('torch.', '')}")
+    print("configuration:")
+    for key, value in config.to_dict().items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        print(f"  {key}: " + ", ".join(f"{k}={json.dumps(v)}" if k else json.dumps(v) for k, v in items))
+    best = meta.get("best_val_mae")
+    print(f"scale {scale:.6g}, epoch {meta.get('epoch')}, best validation MAE "
+          + (f"{best:.4g}" if isinstance(best, (int, float)) else str(best)))
+    print(f"forecast with: rnnfuse predict --model {path}")
     return 0

@@ -18,7 +18,6 @@ import torch
 from torch import Tensor, nn
 
 from .fusion import FUSION_FUNCTIONS, concat_states
-from .stack import StackedRNN
 
 __all__ = ["MultiEncoder", "MultiEncoderOutput", "merge_directions"]
 

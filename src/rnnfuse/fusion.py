@@ -330,13 +330,15 @@ class GatedFusion(nn.Module):
         for k, gates in enumerate(self.gates):
             layers = [s[k] for s in states]
             context = torch.cat([_h(layer) for layer in layers], dim=-1)
-
-            def mix(part: str, values: list[Tensor]) -> Tensor:
-                logits = gates[part](context).view(context.shape[0], self.num_sources, -1)
-                return (torch.softmax(logits, dim=1) * torch.stack(values, dim=1)).sum(1)
-
             if isinstance(layers[0], LSTMState):
-                fused.append(LSTMState(mix("c", [l.c for l in layers]), mix("h", [l.h for l in layers])))
+                c = _gated_mix(gates["c"], context, [layer.c for layer in layers])
+                fused.append(LSTMState(c, _gated_mix(gates["h"], context, [layer.h for layer in layers])))
             else:
-                fused.append(mix("h", layers))
+                fused.append(_gated_mix(gates["h"], context, layers))
         return tuple(fused)
+
+
+def _gated_mix(gate: nn.Linear, context: Tensor, values: list[Tensor]) -> Tensor:
+    """``sum_k softmax_k(gate(context))_k * values_k``, the softmax taken over the sources."""
+    logits = gate(context).view(context.shape[0], len(values), -1)
+    return (torch.softmax(logits, dim=1) * torch.stack(values, dim=1)).sum(1)

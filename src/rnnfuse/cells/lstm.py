@@ -35,11 +35,14 @@ class LSTMOptions(NamedTuple):
     proj_clip: float | None = None
 
 
+_PLAIN = LSTMOptions()
+
+
 def lstm_step(
     xw: Tensor,
     state: LSTMState,
     weight_hh: Tensor,
-    options: LSTMOptions = LSTMOptions(),
+    options: LSTMOptions = _PLAIN,
     peepholes: tuple[Tensor, Tensor, Tensor] | None = None,
     weight_hr: Tensor | None = None,
 ) -> LSTMState:

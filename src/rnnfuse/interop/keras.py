@@ -22,11 +22,11 @@ layer order is rebuilt from the group names (Keras numbers each class in model o
 ``lstm``, ``lstm_1``, ...) and the shapes; an ambiguous order raises and asks for
 ``layer_names`` (the group names, in model order).
 
->>> import os; os.environ.setdefault("KERAS_BACKEND", "torch")  # doctest: +SKIP
->>> import keras  # doctest: +SKIP
->>> layer = keras.layers.GRU(8, return_sequences=True)  # doctest: +SKIP
->>> model = keras.Sequential([keras.Input((5, 4)), layer])  # doctest: +SKIP
->>> stack_from_keras(model).hidden_sizes  # doctest: +SKIP
+>>> import os; _ = os.environ.setdefault("KERAS_BACKEND", "torch")
+>>> import keras
+>>> layer = keras.layers.GRU(8, return_sequences=True)
+>>> model = keras.Sequential([keras.Input((5, 4)), layer])
+>>> stack_from_keras(model).hidden_sizes
 (8,)
 """
 

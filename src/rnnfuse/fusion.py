@@ -147,22 +147,26 @@ def _check_num_sources(num_sources: int) -> int:
     return num_sources
 
 
-def _check_count(module: str, states: list[Any], num_sources: int) -> None:
-    """Raise ValueError unless there is one state per source the module was built for."""
+def _check_against(module: str, states: list[Any], sizes: list[Any]) -> None:
+    """Raise ValueError if ``states`` do not have the sizes the module was built for."""
+    for i, state in enumerate(states):
+        got = state_sizes(state) if isinstance(state, (tuple, list)) else None
+        if got is None or list(got) != sizes:
+            raise ValueError(
+                f"{module}: states[{i}] has sizes {got}, expected {tuple(sizes)} (as built)"
+            )
+
+
+def _check_built(module: str, states: Any, num_sources: int, sizes: list[Any]) -> list[Any]:
+    """The checks of a learned fusion: one state per source it was built for, each of one
+    structure with the sizes it was built for."""
+    states = _check_sources(states, True, num_sources)
     if len(states) != num_sources:
         raise ValueError(
             f"{module}: expected {num_sources} states (num_sources={num_sources}, as built), got {len(states)}"
         )
-
-
-def _check_against(module: str, states: list[Any], sizes: list[Any], per_source: bool) -> None:
-    """Raise ValueError if ``states`` do not have the sizes the module was built for."""
-    for i, state in enumerate(states):
-        got = state_sizes(state) if isinstance(state, (tuple, list)) else None
-        if got is None or len(got) != len(sizes) or (per_source and list(got) != sizes):
-            raise ValueError(
-                f"{module}: states[{i}] has sizes {got}, expected {tuple(sizes)} (as built)"
-            )
+    _check_against(module, states, sizes)
+    return states
 
 
 class StateBridge(nn.Module):
@@ -207,7 +211,7 @@ class StateBridge(nn.Module):
             state = states[0] if len(states) == 1 else concat_states(states)
         else:
             state = states
-        _check_against("StateBridge", [state], self.input_sizes, per_source=True)
+        _check_against("StateBridge", [state], self.input_sizes)
         act = {None: lambda t: t, "tanh": torch.tanh, "relu": torch.relu}[self.activation]
         fused = []
         for layer, maps in zip(state, self.maps):
@@ -242,9 +246,7 @@ class ZophKnightFusion(nn.Module):
         )
 
     def forward(self, states: Sequence[Any]) -> Any:
-        states = _check_sources(states, True, self.num_sources)
-        _check_count("ZophKnightFusion", states, self.num_sources)
-        _check_against("ZophKnightFusion", states, self.sizes, per_source=True)
+        states = _check_built("ZophKnightFusion", states, self.num_sources, self.sizes)
         fused = []
         for k, linear in enumerate(self.combine):
             layers = [s[k] for s in states]
@@ -290,9 +292,7 @@ class ChildSumFusion(nn.Module):
         )
 
     def forward(self, states: Sequence[Any]) -> Any:
-        states = _check_sources(states, True, self.num_sources)
-        _check_count("ChildSumFusion", states, self.num_sources)
-        _check_against("ChildSumFusion", states, self.sizes, per_source=True)
+        states = _check_built("ChildSumFusion", states, self.num_sources, self.sizes)
         fused = []
         for k in range(len(self.sizes)):
             layers = [s[k] for s in states]
@@ -323,9 +323,7 @@ class GatedFusion(nn.Module):
         )
 
     def forward(self, states: Sequence[Any]) -> Any:
-        states = _check_sources(states, True, self.num_sources)
-        _check_count("GatedFusion", states, self.num_sources)
-        _check_against("GatedFusion", states, self.sizes, per_source=True)
+        states = _check_built("GatedFusion", states, self.num_sources, self.sizes)
         fused = []
         for k, gates in enumerate(self.gates):
             layers = [s[k] for s in states]

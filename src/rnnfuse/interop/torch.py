@@ -34,14 +34,12 @@ def stack_from_torch(module: nn.Module) -> Any:
             suffix = f"_l{k}" + ("_reverse" if d else "")
             stacks[d].append(_cell_from_torch(module, in_size, suffix))
         in_size = stacks[0][-1].output_size * dirs
-    ref = next(module.parameters())
-    stack = StackedRNN.from_cells(
+    return StackedRNN.from_cells(  # each cell is already on the module's device and dtype
         stacks[0],
         backward_cells=stacks[1] if dirs == 2 else None,
         batch_first=module.batch_first,
         dropout=module.dropout,
     )
-    return stack.to(device=ref.device, dtype=ref.dtype)
 
 
 def _cell_from_torch(module: nn.Module, in_size: int, suffix: str) -> RecurrentCell:

@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..cli import fail
+from .._command import fail
 from .config import CELLS, FUSIONS, SCHEDULERS, ConfigError, RunConfig
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "inspect_path"]
 
 # flag dest -> (config section, key); sections: data, model, optim, run
 _FLAGS: dict[str, tuple[str, str]] = {
@@ -243,3 +243,56 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- inspect
+def inspect_path(path: str) -> int | None:
+    """``rnnfuse inspect`` of a model file written by ``rnnfuse train``; ``None`` for any
+    other path (the other command groups then look at it)."""
+    if not os.path.isfile(path) or not _is_forecaster_file(path):
+        return None
+    try:
+        return _inspect_forecaster(path)
+    except (ValueError, OSError) as exc:
+        return fail("inspect", exc)
+
+
+def _is_forecaster_file(path: str) -> bool:
+    from safetensors import SafetensorError, safe_open
+
+    from ..io import stored_format
+    from .training import MODEL_FORMAT
+
+    try:
+        with safe_open(path, framework="pt") as f:
+            shown = stored_format(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError):
+        return False
+    return isinstance(shown, str) and shown.split("/")[0] == MODEL_FORMAT.split("/")[0]
+
+
+def _inspect_forecaster(path: str) -> int:
+    """Describe a model file written by ``rnnfuse train``: tensors, configuration, scale."""
+    from .checkpoint import CheckpointError as ModelFileError
+    from .checkpoint import load_model_file
+    from .predict import load_model
+
+    try:
+        model, config, scale = load_model(path)
+        meta = load_model_file(path)[1]
+    except (ModelFileError, ConfigError) as exc:
+        raise ValueError(str(exc)) from None
+    tensors = model.state_dict()
+    count = sum(p.numel() for p in model.parameters())
+    print(f"rnnfuse forecaster {path} (format {meta['format']!r}, written by `rnnfuse train`): "
+          f"{len(tensors)} tensors, {count:,} parameters")
+    width = max((len(n) for n in tensors), default=0)
+    for name, t in tensors.items():
+        print(f"  {name:<{width}}  {list(t.shape)}  {str(t.dtype).replace('torch.', '')}")
+    print("configuration:")
+    for key, value in config.to_dict().items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        print(f"  {key}: " + ", ".join(f"{k}={json.dumps(v)}" if k else json.dumps(v) for k, v in items))
+    best = meta.get("best_val_mae")
+    print(f"scale {scale:.6g}, epoch {meta.get('epoch')}, best validation MAE "
+          + (f"{best:.4g}" if isinstance(best, (int, float)) else str(best)))
+    print(f"forecast with: rnnfuse predict --model {path}")
+    return 0

@@ -1,0 +1,69 @@
+"""``rnnfuse inspect`` of files written by :func:`rnnfuse.io.save`: tensors, cells, state.
+
+:func:`inspect_path` is called by :mod:`rnnfuse.cli` after the other command groups
+declined the path, so any existing file that is not an rnnfuse stack file gets the loader's
+clear error.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ._command import fail
+from .state import LSTMState
+
+__all__ = ["inspect_path", "state_str"]
+
+
+def state_str(sizes: Any, lstm: str = "LSTMStateTuple") -> str:
+    """A state structure of sizes (``StackedRNN.state_sizes``) as shapes, ``batch`` first.
+
+    >>> state_str((LSTMState(20, 20), 10), "LSTMState")
+    '(LSTMState(c=[batch, 20], h=[batch, 20]), Tensor[batch, 10])'
+    """
+    if isinstance(sizes, LSTMState):
+        return f"{lstm}(c=[batch, {sizes.c}], h=[batch, {sizes.h}])"
+    if isinstance(sizes, tuple):
+        inner = ", ".join(state_str(s, lstm) for s in sizes)
+        return f"({inner},)" if len(sizes) == 1 else f"({inner})"
+    return f"Tensor[batch, {sizes}]"
+
+
+def inspect_path(path: str) -> int | None:
+    """Describe an rnnfuse stack file; ``None`` if ``path`` is not a file."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        return _inspect_file(path)
+    except (ValueError, OSError) as exc:
+        return fail("inspect", exc)
+
+
+def _inspect_file(path: str) -> int:
+    from safetensors import safe_open
+
+    from .io import load, read_config
+
+    read_config(path)  # a clear error for a foreign file, before anything else
+    module = load(path)
+    with safe_open(path, framework="pt") as f:
+        names = list(f.keys())
+    tensors = dict(module.state_dict())
+    print(f"rnnfuse file {path}: {len(names)} tensors")
+    width = max((len(n) for n in names), default=0)
+    for name in sorted(names):
+        t = tensors[name]
+        print(f"  {name:<{width}}  {list(t.shape)}  {str(t.dtype).replace('torch.', '')}")
+    stacks = [("fw", module.fw), ("bw", module.bw)] if hasattr(module, "fw") else [("", module)]
+    print(f"{type(module).__name__} (batch_first={module.batch_first})")
+    for side, stack in stacks:
+        indent = "  " + ("  " if side else "")
+        if side:
+            print(f"  {side}: StackedRNN of {stack.num_layers} layers")
+        for k, cell in enumerate(stack.layers):
+            back = f" | backward {stack.backward_layers[k]!r}" if stack.bidirectional else ""
+            print(f"{indent}layer {k}: {cell!r}{back}")
+    print(f"  outputs: [batch, time, {module.output_size}]")
+    print(f"  state: {state_str(module.state_sizes, 'LSTMState')}")
+    return 0

@@ -4,7 +4,7 @@ Not collected by pytest (the name does not start with ``test_``);
 ``tests/test_tf1_checkpoint.py`` imports the helpers below and runs small,
 Hypothesis-driven versions of the same attacks.  The large run::
 
-    cd /work/main && PYTHONPATH=src .venv/bin/python tests/fuzz_tf1_checkpoint.py 100000
+    PYTHONPATH=src python tests/fuzz_tf1_checkpoint.py 100000    # from the repository root
 
 Each case takes a real checkpoint from ``tests/fixtures/tf1`` and damages it
 with one mutator.  The oracle:
@@ -31,17 +31,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rnnfuse.interop._table import (
+from rnnfuse.tf1.checkpoint import CheckpointError, read_checkpoint
+from rnnfuse.tf1.checkpoint.crc import masked_crc32c
+from rnnfuse.tf1.checkpoint.table import (
     FOOTER_SIZE,
     TABLE_MAGIC,
     decode_handle,
     iter_block,
-    masked_crc32c,
     read_block,
     read_footer,
     read_table,
 )
-from rnnfuse.interop.tf1_checkpoint import CheckpointError, read_checkpoint
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tf1"
 SEED_CASES = ("basic_lstm", "seed_two_gru_encoders", "bidirectional_multi_lstm",

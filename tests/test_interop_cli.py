@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rnnfuse.cli import main
-from rnnfuse.interop.tf1 import BidirectionalRNN
+from rnnfuse.bidirectional import BidirectionalRNN
 from rnnfuse.io import load, save
 from rnnfuse.stack import StackedRNN
 from test_tf1_load import FIXTURES, compare, flatten, load_case

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from rnnfuse.interop.keras import stack_from_keras  # noqa: E402
+from rnnfuse.convert.keras import stack_from_keras  # noqa: E402
 from rnnfuse.state import to_keras_layout  # noqa: E402
 
 L = keras.layers

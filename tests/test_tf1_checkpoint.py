@@ -31,16 +31,8 @@ from fuzz_tf1_checkpoint import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnfuse.interop._table import (
-    TABLE_MAGIC,
-    TableError,
-    _loop_update,
-    crc32c,
-    masked_crc32c,
-    read_table,
-    read_varint,
-)
-from rnnfuse.interop.tf1_checkpoint import (
+from rnnfuse.tf1.checkpoint.crc import _loop_update, crc32c, masked_crc32c
+from rnnfuse.tf1.checkpoint.reader import (
     CheckpointError,
     VariableInfo,
     _ordered_signed,
@@ -48,6 +40,7 @@ from rnnfuse.interop.tf1_checkpoint import (
     list_variables,
     read_checkpoint,
 )
+from rnnfuse.tf1.checkpoint.table import TABLE_MAGIC, TableError, read_table, read_varint
 
 RNN_CASES = sorted(p.parent.name for p in FIXTURES.glob("*/case.json"))
 BASIC = FIXTURES / "basic_lstm"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rnnfuse import tf1
-from rnnfuse.interop.tf1_checkpoint import read_checkpoint
+from rnnfuse.tf1.checkpoint import read_checkpoint
 from test_tf1_load import CASES, Case, compare, flatten, initial_state, load_case
 
 
@@ -241,9 +241,9 @@ def test_bad_arguments():
 
 def test_facade_reexports():
     assert tf1.LSTMStateTuple is __import__("rnnfuse").LSTMState
-    from rnnfuse.interop import tf1 as interop_tf1
-    from rnnfuse.interop import tf1_checkpoint
+    from rnnfuse.tf1 import checkpoint as tf1_checkpoint
+    from rnnfuse.tf1 import convert as tf1_convert
 
     assert tf1.read_checkpoint is tf1_checkpoint.read_checkpoint
     assert tf1.CheckpointError is tf1_checkpoint.CheckpointError
-    assert tf1.load_stack is interop_tf1.load_stack
+    assert tf1.load_stack is tf1_convert.load_stack

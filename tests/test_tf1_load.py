@@ -1,4 +1,4 @@
-"""rnnfuse.interop.tf1.load_stack against checkpoints and outputs written by TensorFlow.
+"""rnnfuse.tf1.load_stack against checkpoints and outputs written by TensorFlow.
 
 The fixtures under tests/fixtures/tf1/<case>/ were written by TensorFlow 2.21's tf.compat.v1
 (see tests/fixtures/tf1/make_fixtures.py for how to regenerate them): a Saver checkpoint,
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from rnnfuse.interop.tf1 import (BidirectionalRNN, TF1VariableError, load_stack,
-                                 stack_from_variables, stack_to_tf)
-from rnnfuse.interop.tf1_checkpoint import CheckpointError, read_checkpoint
+from rnnfuse.bidirectional import BidirectionalRNN
 from rnnfuse.state import LSTMState
+from rnnfuse.tf1.checkpoint import CheckpointError, read_checkpoint
+from rnnfuse.tf1.convert import TF1VariableError, load_stack, stack_from_variables, stack_to_tf
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tf1"
 CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "case.json").is_file())

@@ -1,4 +1,13 @@
-"""rnnfuse: multi-layer recurrent encoders with per-layer sizes, typed states and fusion."""
+"""rnnfuse: multi-layer recurrent encoders with per-layer sizes, typed states and fusion.
+
+The core is imported here; the interop layers load when first used: ``rnnfuse.tf1`` (the
+TF1 facade and checkpoint reader) and ``rnnfuse.stack_from_keras`` (Keras 3 import).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from .cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
 from .encoders import MultiEncoder, MultiEncoderOutput, merge_directions
@@ -13,8 +22,7 @@ from .fusion import (
     mean_states,
     sum_states,
 )
-from .interop.keras import stack_from_keras
-from .interop.tf1 import BidirectionalRNN
+from .bidirectional import BidirectionalRNN
 from .io import load, save
 from .seq2seq import Seq2Seq
 from .stack import StackedRNN
@@ -33,6 +41,8 @@ from .state import (
 )
 
 __version__ = "0.1.0"
+
+_LAZY = {"tf1": ("rnnfuse.tf1", None), "stack_from_keras": ("rnnfuse.convert.keras", "stack_from_keras")}
 
 __all__ = [
     "LSTMCell",
@@ -69,3 +79,18 @@ __all__ = [
     "Seq2Seq",
     "merge_directions",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Load ``tf1`` and ``stack_from_keras`` on first use (PEP 562), keeping the import light."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'rnnfuse' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

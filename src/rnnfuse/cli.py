@@ -22,7 +22,7 @@ from ._command import fail
 
 __all__ = ["main", "build_parser"]
 
-_COMMAND_MODULES = ("rnnfuse.app.commands", "rnnfuse.interop.commands", "rnnfuse.describe")
+_COMMAND_MODULES = ("rnnfuse.app.commands", "rnnfuse.tf1.commands", "rnnfuse.describe")
 
 
 def _command_modules() -> list[ModuleType]:

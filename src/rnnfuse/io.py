@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .cells import cell_from_config
-from .interop.tf1 import BidirectionalRNN
+from .bidirectional import BidirectionalRNN
 from .stack import StackedRNN
 
 __all__ = ["save", "load", "read_config", "module_from_config", "check_state_dict", "FORMAT", "VERSION"]

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from ._checks import check_lengths, check_sequence_input
 from .cells import RecurrentCell, make_cell
+from .convert.torch import cells_from_torch, torch_from_cells
 from .kernels import run_layer
 from .state import LSTMState, assert_same_structure, structure_str
 
@@ -120,15 +121,15 @@ class StackedRNN(nn.Module):
         >>> torch.allclose(stack(x)[0], ref(x)[0], atol=1e-6)
         True
         """
-        from .interop.torch import stack_from_torch
-
-        return stack_from_torch(module)
+        found = cells_from_torch(module)  # each cell is already on the module's device and dtype
+        return cls.from_cells(found.cells, backward_cells=found.backward_cells,
+                              batch_first=found.batch_first, dropout=found.dropout)
 
     def to_torch(self) -> nn.Module:
         """The equivalent ``torch.nn.LSTM``/``GRU``/``RNN``; ``ValueError`` if none exists."""
-        from .interop.torch import stack_to_torch
-
-        return stack_to_torch(self)
+        return torch_from_cells(self.layers, self.backward_layers if self.bidirectional else None,
+                                batch_first=self.batch_first, dropout=self.dropout,
+                                residual=self.residual, variational_dropout=self.variational_dropout)
 
     def _init_from_cells(
         self,

@@ -45,11 +45,12 @@ import torch
 
 from ..cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
 from ..stack import StackedRNN
+from ._params import copy_params, to_rnnfuse_gates
 
 __all__ = ["stack_from_keras"]
 
 _GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
-_GRU_ORDER = [1, 0, 2]  # Keras z, r, h -> rnnfuse r, z, n
+_KINDS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn"}
 _NEUTRAL = {"InputLayer", "Masking", "Dropout", "SpatialDropout1D", "GaussianNoise",
             "GaussianDropout", "AlphaDropout", "ActivityRegularization",
             "NotEqual", "Any"}  # the last two: the mask a functional model computes for Masking
@@ -321,13 +322,11 @@ def _cell(layer: _Layer, in_size: int | None, backwards: bool) -> RecurrentCell:
     if [tuple(a.shape) for a in w] != shapes:
         raise ValueError(f"layer {layer.name!r}: expected weights of shapes {[list(s) for s in shapes]}"
                          f" (kernel, recurrent_kernel, bias), got {[list(a.shape) for a in w]}")
-    order = _GRU_ORDER if cls == "GRU" else list(range(gates))
-
-    def reorder(a: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.concatenate([np.split(a, gates, -1)[i] for i in order], -1))
-
-    bias = reorder(w[2]) if len(w) == 3 else np.zeros(bias_shape, w[0].dtype)
-    params = {"weight_ih": reorder(w[0]).T, "weight_hh": reorder(w[1]).T}
+    kind = _KINDS[cls]
+    bias = w[2] if len(w) == 3 else np.zeros(bias_shape, w[0].dtype)
+    params = {"weight_ih": to_rnnfuse_gates(w[0], "keras", kind, -1).T,
+              "weight_hh": to_rnnfuse_gates(w[1], "keras", kind, -1).T}
+    bias = to_rnnfuse_gates(bias, "keras", kind, -1)
     params.update({"bias_ih": bias[0], "bias_hh": bias[1]} if reset_after else {"bias": bias})
     if cls == "LSTM":
         cell: RecurrentCell = LSTMCell(n_in, units)
@@ -336,7 +335,5 @@ def _cell(layer: _Layer, in_size: int | None, backwards: bool) -> RecurrentCell:
     else:
         cell = GRUCell(n_in, units, reset_after=reset_after)
     cell = cell.to(torch.from_numpy(w[0]).dtype)
-    with torch.no_grad():
-        for name, value in params.items():
-            getattr(cell, name).copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    copy_params(cell, params, f"layer {layer.name!r}")
     return cell

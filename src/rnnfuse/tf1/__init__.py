@@ -21,8 +21,9 @@ scopes is refused (TF would create a second set); ``parallel_iterations`` and
 ``swap_memory`` are accepted and have no effect (they do not change TF's numbers either);
 activations other than tanh (and relu for ``BasicRNNCell``) are not supported.
 """
-from ..interop.tf1 import BidirectionalRNN, TF1VariableError, load_stack
-from ..interop.tf1_checkpoint import CheckpointError, read_checkpoint
+from ..bidirectional import BidirectionalRNN
+from .checkpoint import CheckpointError, read_checkpoint
+from .convert import TF1VariableError, load_stack
 from ..state import LSTMState as LSTMStateTuple
 from .cells import BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, MultiRNNCell, variable_scope
 from .run import as_stack, bidirectional_dynamic_rnn, dynamic_rnn, get_variables, restore

@@ -12,9 +12,12 @@ import torch
 from torch import Tensor, nn
 
 from ..cells import RecurrentCell
-from ..interop.tf1 import copy_arrays, initial_values, layer_arrays, make_cell
-from ..interop.tf1_names import TFLayer, variable_shapes
+from ._layers import initial_values, layer_arrays, load_layer, make_cell
+from .names import TFLayer, variable_shapes
 from ..state import LSTMState as LSTMStateTuple
+
+__all__ = ["BasicLSTMCell", "LSTMCell", "GRUCell", "BasicRNNCell", "MultiRNNCell", "variable_scope",
+           "VariableScope"]
 
 _SCOPE: ContextVar[tuple[str, ...]] = ContextVar("rnnfuse_tf1_scope", default=())
 
@@ -87,7 +90,7 @@ class _Cell(nn.Module):
         layer = self._layer(input_size)
         layer = layer._replace(variables={role: role for role in variable_shapes(layer)})
         cell = make_cell(layer, **self._options()).to(device=device, dtype=dtype)
-        copy_arrays(cell, layer_arrays(layer, initial_values(layer, dtype)))
+        load_layer(cell, layer, layer_arrays(layer, initial_values(layer, dtype)))
         self.cell = cell
 
     def zero_state(self, batch_size: int, dtype: torch.dtype | None = None) -> Any:

@@ -15,8 +15,8 @@ from typing import Any
 from .._command import fail
 from ..describe import state_str as _state_str
 from ..state import LSTMState
-from .tf1_checkpoint import CheckpointError, list_variables
-from .tf1_names import TFBidirectional, TFStack, find_rnn_scopes, parse_scope
+from .checkpoint import CheckpointError, list_variables
+from .names import TFBidirectional, TFStack, find_rnn_scopes, parse_scope
 
 __all__ = ["add_commands", "inspect_path"]
 
@@ -45,7 +45,7 @@ def add_commands(subparsers: Any) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     from ..io import save
-    from .tf1 import load_stack
+    from .convert import load_stack
 
     try:
         names = [v.name for v in list_variables(args.prefix)]

@@ -11,12 +11,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..interop.tf1 import BidirectionalRNN, check_layers, copy_arrays, layer_arrays, stack_to_tf
-from ..interop.tf1_checkpoint import read_checkpoint
-from ..interop.tf1_names import TFBidirectional, TFStack, parse_scope
+from ..bidirectional import BidirectionalRNN
 from ..stack import StackedRNN
 from ..state import LSTMState as LSTMStateTuple
+from ._layers import check_layers, layer_arrays, load_layer
 from .cells import MultiRNNCell, _as_dtype, _Cell, _full_scope, _layer_state
+from .checkpoint import read_checkpoint
+from .convert import stack_to_tf
+from .names import TFBidirectional, TFStack, parse_scope
+
+__all__ = ["dynamic_rnn", "bidirectional_dynamic_rnn", "as_stack", "restore", "get_variables"]
 
 
 def dynamic_rnn(cell: nn.Module, inputs: Any, sequence_length: Any = None, initial_state: Any = None,
@@ -104,7 +108,7 @@ def _restore_stack(cell: nn.Module, tf_stack: TFStack, variables: Mapping[str, n
     for mine, theirs in zip(layers, tf_stack.layers):
         arrays = layer_arrays(theirs, variables)
         mine.build(theirs.input_size, torch.from_numpy(arrays["weight_ih"]).dtype)
-        copy_arrays(mine.cell, arrays)
+        load_layer(mine.cell, theirs, arrays)
 
 
 def _pair_scope(pair: Sequence[Any], scope: str | None) -> str:

@@ -1,0 +1,10 @@
+"""TF1 checkpoints (``tf.train.Saver``, V2 bundle format), read without TensorFlow.
+
+:func:`read_checkpoint` and :func:`list_variables` live in :mod:`.reader`; the LevelDB
+table of the ``.index`` file is read by :mod:`.table`, its protobuf messages by
+:mod:`.proto`, checksums by :mod:`.crc`.
+"""
+
+from .reader import CheckpointError, VariableInfo, list_variables, read_checkpoint
+
+__all__ = ["CheckpointError", "VariableInfo", "list_variables", "read_checkpoint"]

@@ -31,7 +31,7 @@ from fuzz_tf1_checkpoint import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rnnfuse.tf1.checkpoint.crc import _loop_update, crc32c, masked_crc32c
+from rnnfuse.tf1.checkpoint.crc import _loop_update, _python_crc32c, crc32c, masked_crc32c
 from rnnfuse.tf1.checkpoint.reader import (
     CheckpointError,
     VariableInfo,
@@ -352,6 +352,13 @@ def test_crc32c_known_values() -> None:
     assert crc32c(b"56789", crc32c(b"1234")) == 0xE3069283
     crc = crc32c(b"abc")
     assert masked_crc32c(b"abc") == (((crc >> 15) | (crc << 17)) + 0xA282EAD8) % 2**32
+
+
+def test_the_pure_python_fallback_crc() -> None:
+    """What runs where google-crc32c has no compiled extension."""
+    assert _python_crc32c(b"123456789") == 0xE3069283
+    assert _python_crc32c(b"56789", _python_crc32c(b"1234")) == 0xE3069283
+    assert _python_crc32c(bytearray(b"abc")) == crc32c(memoryview(b"abc"))
 
 
 @given(size=st.integers(0, 300_000), seed=st.integers(0, 2**32 - 1), start=st.integers(0, 2**32 - 1))

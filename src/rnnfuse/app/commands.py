@@ -256,15 +256,13 @@ def inspect_path(path: str) -> int | None:
 
 
 def _is_forecaster_file(path: str) -> bool:
-    from safetensors import SafetensorError, safe_open
-
-    from ..io import stored_format
-    from .training import MODEL_FORMAT
+    """Whether ``path`` is a safetensors file of a forecaster format (any version)."""
+    from ..io import read_safetensors_metadata
+    from .checkpoint import MODEL_FORMAT
 
     try:
-        with safe_open(path, framework="pt") as f:
-            shown = stored_format(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError):
+        shown = read_safetensors_metadata(path).get("format")
+    except (ValueError, OSError):
         return False
     return isinstance(shown, str) and shown.split("/")[0] == MODEL_FORMAT.split("/")[0]
 

@@ -38,7 +38,7 @@ from .windows import Prepared, prepare
 
 __all__ = ["Trainer", "TrainResult", "Progress", "StopSignal", "MODEL_FORMAT"]
 
-MODEL_FORMAT = "rnnfuse-forecaster/1"
+MODEL_FORMAT = ckpt.MODEL_FORMAT
 
 
 @dataclass

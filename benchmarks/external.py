@@ -7,7 +7,7 @@ standard output: ``{"framework": ..., "version": ..., "results": [{"case", "mode
 
 This file imports neither torch nor rnnfuse, so it runs in a TensorFlow-only venv::
 
-    TF_USE_LEGACY_KERAS=1 /work/tfvenv/bin/python benchmarks/external.py tf1 --threads 2
+    TF_USE_LEGACY_KERAS=1 PATH_TO_A_TF_VENV/bin/python benchmarks/external.py tf1 --threads 2
     KERAS_BACKEND=torch python benchmarks/external.py keras --threads 2
 """
 

@@ -17,7 +17,7 @@ def _verdict(value: float, bar: float | None, goal: float | None) -> str:
 
 
 def bar_table(rows: list[dict], memory: list[dict]) -> list[str]:
-    """The issue's bars: measured against bar (and goal)."""
+    """The speed goals: each measured ratio against its bar (and goal)."""
     lines = ["| case | mode | measured ratio [quartiles] | bar | goal | |", "|---|---|---|---|---|---|"]
     for r in rows:
         if r["bar"] is None:
@@ -105,7 +105,7 @@ def write_report(path: Path, info: dict[str, Any], rows: list[dict], memory: lis
              f"* batch {size.batch}, {size.steps} steps, {size.features} input features"
              + (f", hidden sizes divided by {size.shrink}" if size.shrink > 1 else "")
              + f"; {info['repeats']} timed pairs per comparison", "",
-             "## The bars of issue #4 (ratios: lower is better)", "", *bar_table(rows, memory), "",
+             "## The speed goals (ratios: lower is better)", "", *bar_table(rows, memory), "",
              "## All comparisons", "", *_all_rows(rows, info["sgemm_gflops"]), ""]
     if memory:
         lines += ["## Peak memory, forward+backward", "", *_memory_rows(memory), ""]

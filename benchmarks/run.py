@@ -2,7 +2,7 @@
 
     python benchmarks/run.py                  # the full suite, 2 threads (about 10 minutes)
     python benchmarks/run.py --quick          # tiny sizes, a smoke test (seconds)
-    python benchmarks/run.py --tf-python /work/tfvenv/bin/python   # add TF1 and Keras (TF)
+    python benchmarks/run.py --tf-python PATH_TO_A_TF_VENV/bin/python   # add TF1 and Keras (TF)
     python benchmarks/run.py --cases lstm-2x256 ragged-lstm-2x256 --no-memory
 
 Ratios are measured side by side in this process (``harness.compare``); peak memory in a
@@ -117,6 +117,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def shown_command(argv: list[str]) -> str:
+    """The command line for the report, with paths of this machine replaced by placeholders
+    (``--tf-python PATH_TO_A_TF_VENV/bin/python``, ``--out FILE``)."""
+    shown, placeholders = [], {"--tf-python": "PATH_TO_A_TF_VENV/bin/python", "--out": "FILE"}
+    for index, arg in enumerate(argv):
+        flag, eq, _ = arg.partition("=")
+        if eq and flag in placeholders:
+            arg = f"{flag}={placeholders[flag]}"
+        elif index and argv[index - 1] in placeholders:
+            arg = placeholders[argv[index - 1]]
+        shown.append(arg)
+    return " ".join(["python", "benchmarks/run.py", *shown])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     torch.set_num_threads(args.threads)
@@ -124,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (3 if args.quick else 9)
     names = set(args.cases) if args.cases else None
     info = {"machine": machine(), "load_before": load_average(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": " ".join(["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]),
+            "command": shown_command(argv if argv is not None else sys.argv[1:]),
             "size": size, "repeats": repeats}
     info["sgemm_gflops"] = sgemm_peak_gflops(512 if args.quick else 2048)
     print(f"sgemm peak {info['sgemm_gflops']:.1f} GFLOP/s, load {info['load_before']}", flush=True)

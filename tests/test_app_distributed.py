@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rnnfuse.app.checkpoint import load_latest
-from rnnfuse.app.distributed import DistEnv, shard
+from rnnfuse.app.distributed import DistEnv, epoch_batches, epoch_sampler
 
 TINY = ["--local-sizes", "6", "--global-sizes", "6", "--no-progress"]
 
@@ -50,8 +50,23 @@ def test_two_process_run_writes_one_valid_checkpoint_and_resumes(tmp_path):
 
 
 def test_shards_cover_the_permutation_with_equal_sizes():
-    order = torch.randperm(11, generator=torch.Generator().manual_seed(0))
-    parts = [shard(order, DistEnv(rank=r, world_size=3)) for r in range(3)]
+    data = list(range(11))
+    parts = [list(epoch_sampler(data, DistEnv(rank=r, world_size=3), seed=0)) for r in range(3)]
     assert [len(p) for p in parts] == [4, 4, 4]
-    assert set(torch.cat(parts).tolist()) == set(range(11))
-    assert torch.equal(shard(order, DistEnv()), order)
+    assert set(sum(parts, [])) == set(range(11))
+    order = torch.randperm(11, generator=torch.Generator().manual_seed(0)).tolist()
+    assert list(epoch_sampler(data, DistEnv(), seed=0)) == order
+
+
+def test_each_epochs_order_is_a_function_of_seed_and_epoch_only():
+    """What exact resume rests on: seed + epoch draws the permutation (as before the sampler),
+    padded by wrapping and strided by rank; a fresh sampler redraws any epoch's batches."""
+    data, seed, epoch = list(range(11)), 5, 3
+    order = torch.randperm(11, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    padded = order + order[:1]
+    for rank in range(2):
+        sampler = epoch_sampler(data, DistEnv(rank=rank, world_size=2), seed)
+        torch.manual_seed(123)  # the global RNG plays no part
+        assert epoch_batches(sampler, epoch, 4) == [padded[rank::2][:4], padded[rank::2][4:]]
+        fresh = epoch_sampler(data, DistEnv(rank=rank, world_size=2), seed)
+        assert epoch_batches(fresh, epoch, 4) == epoch_batches(sampler, epoch, 4)

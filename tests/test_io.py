@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from rnnfuse.cells import GRUCell, LSTMCell, RNNCell
 from rnnfuse.interop.tf1 import BidirectionalRNN, load_stack
-from rnnfuse.io import load, read_config, save
+from rnnfuse.io import load, read_config, read_safetensors_metadata, save, write_safetensors
 from rnnfuse.stack import StackedRNN
 from rnnfuse.state import flatten_state
 from test_tf1_load import CASES, compare, load_case, run_loaded
@@ -86,7 +86,7 @@ def test_file_is_plain_safetensors_with_json_config(tmp_path):
     raw = path.read_bytes()
     header_len = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8:8 + header_len])
-    assert header["__metadata__"]["format"] == "rnnfuse"
+    assert json.loads(header["__metadata__"]["format"]) == "rnnfuse"  # every value is JSON text
     config = json.loads(header["__metadata__"]["config"])
     assert config == read_config(path)
     assert config["layers"] == [{"kind": "gru", "input_size": 4, "hidden_size": 3}]
@@ -192,21 +192,34 @@ def test_load_names_a_directory_and_a_file_with_a_bad_configuration(tmp_path):
         load(path)
 
 
-def test_a_trained_forecaster_file_is_named_as_such(tmp_path):
-    from rnnfuse.app.training import MODEL_FORMAT
-    from rnnfuse.io import FORECASTER_PREFIX
-
-    assert MODEL_FORMAT.startswith(FORECASTER_PREFIX)
+def test_another_format_is_shown_not_interpreted(tmp_path):
+    """io knows nothing of the forecaster: its format is shown (decoded), like any other."""
     path = tmp_path / "best.safetensors"
-    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": json.dumps(MODEL_FORMAT)})
-    with pytest.raises(ValueError) as info:
-        load(path)
-    message = str(info.value)
-    assert f"is a forecaster saved by `rnnfuse train` (format {MODEL_FORMAT!r})" in message
-    assert "rnnfuse predict --model" in message and '\'"' not in message
-    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": json.dumps("other/1")})
-    with pytest.raises(ValueError, match=r"without rnnfuse metadata \(format='other/1'\)"):
-        load(path)
+    for shown in ("rnnfuse-forecaster/1", "other/1"):
+        save_file({"w": torch.zeros(2)}, str(path), metadata={"format": json.dumps(shown)})
+        with pytest.raises(ValueError) as info:
+            load(path)
+        message = str(info.value)
+        assert f"is not an rnnfuse stack file: a safetensors file without rnnfuse metadata (format={shown!r})" in message
+        assert '\'"' not in message
+
+
+def test_a_file_written_before_the_metadata_convention_still_loads(tmp_path):
+    """Older rnnfuse wrote format and version as plain text: {"format": "rnnfuse", "version": "1"}."""
+    stack = StackedRNN(4, [3, 2], "lstm")
+    new = _saved(stack, tmp_path)
+    old = tmp_path / "old.safetensors"
+    _write(old, dict(stack.state_dict()), read_config(new))
+    assert read_safetensors_metadata(old)["format"] == "rnnfuse"
+    x = torch.randn(2, 5, 4)
+    assert torch.equal(load(old)(x)[0], stack(x)[0])
+
+
+def test_metadata_values_round_trip_as_json(tmp_path):
+    path = tmp_path / "m.safetensors"
+    meta = {"format": "x/1", "scale": 2.5, "none": None, "config": {"a": [1, 2]}}
+    write_safetensors(path, {"w": torch.ones(2)}, meta)
+    assert read_safetensors_metadata(path) == meta
 
 
 def test_check_state_dict_is_shared_and_strict(tmp_path):

@@ -1,13 +1,19 @@
 """Saving and loading stacks: one safetensors file, the configuration in its metadata.
 
 The file holds every parameter under its ``state_dict`` name and, in the metadata,
-``{"format": "rnnfuse", "version": "1", "config": JSON}``.  The configuration describes a
+``{"format": "rnnfuse", "version": 1, "config": {...}}``.  The configuration describes a
 :class:`~rnnfuse.StackedRNN` (each layer's ``cell.config()``, ``batch_first``,
 ``bidirectional`` with the backward layers, ``dropout``, ``variational_dropout``,
 ``residual``) or a TF-style :class:`~rnnfuse.interop.tf1.BidirectionalRNN` (two such
 stacks, ``fw`` and ``bw``).  No pickle is involved; loading is strict: a file that is not
 safetensors, lacks rnnfuse metadata, or whose tensors are missing, unexpected or of the
 wrong shape raises ``ValueError`` saying so.
+
+One metadata convention for every safetensors file rnnfuse writes (stacks here, the
+forecaster's files in :mod:`rnnfuse.app`): each metadata value is JSON text, written by
+:func:`write_safetensors` and decoded by :func:`read_safetensors_metadata`.  A value that
+is not JSON is read as the text itself: files saved before the convention stored
+``format`` as plain text, and other programs' files do (``{"format": "pt"}``).
 
 >>> import tempfile, torch
 >>> from rnnfuse import StackedRNN
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -33,27 +40,64 @@ from .cells import cell_from_config
 from .bidirectional import BidirectionalRNN
 from .stack import StackedRNN
 
-__all__ = ["save", "load", "read_config", "module_from_config", "check_state_dict", "FORMAT", "VERSION"]
+__all__ = ["save", "load", "read_config", "module_from_config", "check_state_dict", "write_safetensors",
+           "read_safetensors_metadata", "safetensors_bytes", "FORMAT", "VERSION"]
 
 FORMAT = "rnnfuse"
 VERSION = 1
-FORECASTER_PREFIX = "rnnfuse-forecaster/"  # the format of `rnnfuse train` model files (rnnfuse.app)
 _STACK_KEYS = {"kind", "layers", "backward_layers", "batch_first", "dropout",
                "variational_dropout", "residual", "bidirectional"}
 
 
 def save(module: nn.Module, path: str | os.PathLike[str]) -> None:
     """Write a :class:`StackedRNN` or :class:`BidirectionalRNN` to ``path`` (safetensors)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
-
     config = _module_config(module)
-    tensors = {name: t.detach().cpu().contiguous() for name, t in module.state_dict().items()}
-    metadata = {"format": FORMAT, "version": str(VERSION), "config": json.dumps(config)}
+    write_safetensors(path, module.state_dict(), {"format": FORMAT, "version": VERSION, "config": config})
+
+
+def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None) -> bytes:
+    """A safetensors file's bytes: ``tensors`` (copied to the CPU, contiguous) and ``metadata``
+    with every value stored as JSON text (the convention of every file rnnfuse writes)."""
+    from safetensors.torch import save
+
+    plain = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    return save(plain, {key: json.dumps(value) for key, value in (metadata or {}).items()})
+
+
+def write_safetensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor],
+                      metadata: Mapping[str, Any] | None = None) -> None:
+    """Write :func:`safetensors_bytes` to ``path`` (``OSError`` naming the path if it cannot)."""
+    data = safetensors_bytes(tensors, metadata)
     try:
-        save_file(tensors, os.fspath(path), metadata=metadata)
-    except SafetensorError as exc:
-        raise OSError(f"path: cannot write {os.fspath(path)!r} ({exc})") from None
+        with open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        raise OSError(f"path: cannot write {os.fspath(path)!r} ({exc.strerror or exc})") from None
+
+
+def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The metadata of a safetensors file, each value JSON-decoded (a value that is not JSON,
+    as in files of other programs or of rnnfuse before the convention, is kept as text).
+    ``ValueError`` names a file that is not safetensors; ``FileNotFoundError`` a missing one."""
+    from safetensors import SafetensorError, safe_open
+
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"path: {os.fspath(path)!r} is a directory; expected a .safetensors file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"path: no such file {os.fspath(path)!r}")
+    try:
+        with safe_open(os.fspath(path), framework="pt") as f:
+            raw = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"path: {os.fspath(path)!r} is not a readable safetensors file ({exc})") from None
+    return {key: _decoded(value) for key, value in raw.items()}
+
+
+def _decoded(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
 
 
 def load(path: str | os.PathLike[str]) -> nn.Module:
@@ -72,50 +116,25 @@ def load(path: str | os.PathLike[str]) -> nn.Module:
 
 
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The configuration stored in an rnnfuse safetensors file (``ValueError`` if none)."""
-    from safetensors import SafetensorError, safe_open
-
+    """The configuration stored in an rnnfuse stack file (``ValueError`` if none)."""
     if os.path.isdir(path):
         raise IsADirectoryError(f"path: {os.fspath(path)!r} is a directory; expected an rnnfuse .safetensors file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"path: no such file {os.fspath(path)!r}")
-    try:
-        with safe_open(os.fspath(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"path: {os.fspath(path)!r} is not a readable safetensors file ({exc})") from None
+    metadata = read_safetensors_metadata(path)
     if metadata.get("format") != FORMAT:
-        shown = stored_format(metadata)
-        if isinstance(shown, str) and shown.startswith(FORECASTER_PREFIX):
-            raise ValueError(f"path: {os.fspath(path)!r} is a forecaster saved by `rnnfuse train` (format "
-                             f"{shown!r}), not a stack saved by rnnfuse.io.save; use `rnnfuse predict --model "
-                             f"{os.fspath(path)}` or rnnfuse.app.predict.load_model")
-        raise ValueError(f"path: {os.fspath(path)!r} is a safetensors file without rnnfuse metadata "
-                         f"(format={shown!r}); it was not written by rnnfuse.io.save")
-    if metadata.get("version") != str(VERSION):
-        raise ValueError(f"path: {os.fspath(path)!r} has rnnfuse format version "
-                         f"{metadata.get('version')!r}; this rnnfuse reads version {VERSION}")
-    try:
-        config = json.loads(metadata.get("config", ""))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"path: {os.fspath(path)!r} has a corrupt configuration ({exc})") from None
+        raise ValueError(f"path: {os.fspath(path)!r} is not an rnnfuse stack file: a safetensors file without "
+                         f"rnnfuse metadata (format={metadata.get('format')!r}); it was not written by rnnfuse.io.save")
+    version = metadata.get("version")
+    if version != VERSION:
+        raise ValueError(f"path: {os.fspath(path)!r} has rnnfuse format version {str(version)!r}; "
+                         f"this rnnfuse reads version {VERSION}")
+    config = metadata.get("config")
+    if isinstance(config, str) or config is None:
+        raise ValueError(f"path: {os.fspath(path)!r} has a corrupt configuration (expected a JSON object, "
+                         f"got {'nothing' if config is None else repr(config[:40])})")
     if not isinstance(config, dict):
         raise ValueError(f"path: {os.fspath(path)!r}: expected a JSON object as configuration, "
                          f"got {type(config).__name__}")
     return config
-
-
-def stored_format(metadata: dict[str, str]) -> str | None:
-    """The ``format`` entry of safetensors metadata, JSON-decoded where it is a JSON string
-    (``rnnfuse train`` stores every metadata value as JSON, :func:`save` stores plain text)."""
-    value = metadata.get("format")
-    if value is None:
-        return None
-    try:
-        decoded = json.loads(value)
-    except json.JSONDecodeError:
-        return value
-    return decoded if isinstance(decoded, str) else value
 
 
 def _module_config(module: nn.Module) -> dict[str, Any]:

@@ -31,15 +31,18 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
+from safetensors.torch import load_file
 from torch import Tensor
 
+from ..io import read_safetensors_metadata, safetensors_bytes
+
 __all__ = [
-    "Checkpoint", "CheckpointError", "atomic_write", "json_bytes", "save_model_file", "load_model_file",
+    "MODEL_FORMAT", "Checkpoint", "CheckpointError", "atomic_write", "json_bytes", "save_model_file", "load_model_file",
     "save_checkpoint", "load_latest", "capture_rng", "restore_rng", "optimizer_parts", "optimizer_from_parts",
 ]
 
-FORMAT = "rnnfuse-train/1"
+FORMAT = "rnnfuse-train/1"  # latest.json and state.json
+MODEL_FORMAT = "rnnfuse-forecaster/1"  # best.safetensors: a model `rnnfuse predict` reads
 _FILES = ("model.safetensors", "training.safetensors", "state.json")
 
 
@@ -88,34 +91,24 @@ def json_bytes(obj: Any) -> bytes:
 
 
 def save_model_file(path: Path, tensors: dict[str, Tensor], metadata: dict[str, Any]) -> None:
-    """A safetensors file of ``tensors``; ``metadata`` values are stored as JSON strings."""
-    meta = {key: json.dumps(value) for key, value in metadata.items()}
-    atomic_write(path, st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, meta))
+    """A safetensors file of ``tensors`` and ``metadata`` (rnnfuse's convention: every value
+    stored as JSON, see :mod:`rnnfuse.io`), written atomically."""
+    atomic_write(path, safetensors_bytes(tensors, metadata))
 
 
 def load_model_file(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read a file written by :func:`save_model_file`: ``(tensors, metadata)``."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        metadata = read_safetensors_metadata(path)
+        tensors = load_file(path)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: model file not found") from None
-    try:
-        tensors = st_load(data)
-        with_meta = _metadata(data)
-    except (SafetensorError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from None
-    try:
-        return tensors, {k: json.loads(v) for k, v in with_meta.items()}
-    except json.JSONDecodeError:
-        raise CheckpointError(f"{path}: not a model file written by `rnnfuse train` (its metadata is not JSON; "
-                              f"format {with_meta.get('format')!r})") from None
-
-
-def _metadata(data: bytes) -> dict[str, str]:
-    size = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8 : 8 + size])
-    return header.get("__metadata__", {}) or {}
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a directory; expected a model file (.safetensors)") from None
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    return tensors, metadata
 
 
 def save_checkpoint(out: Path, name: str, model: dict[str, Tensor], tensors: dict[str, Tensor], state: dict[str, Any], keep: int = 2) -> Path:
@@ -128,8 +121,8 @@ def save_checkpoint(out: Path, name: str, model: dict[str, Tensor], tensors: dic
     directory = out / "checkpoints" / name
     directory.mkdir(parents=True)
     contents = {
-        "model.safetensors": st_save({k: v.detach().cpu().contiguous() for k, v in model.items()}),
-        "training.safetensors": st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}),
+        "model.safetensors": safetensors_bytes(model),
+        "training.safetensors": safetensors_bytes(tensors),
         "state.json": json_bytes({"format": FORMAT, **state}),
     }
     for file_name, data in contents.items():

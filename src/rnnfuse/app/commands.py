@@ -3,31 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from .._command import fail
-from .config import CELLS, FUSIONS, SCHEDULERS, ConfigError, RunConfig
+from .config import FUSIONS, ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig, flag_fields
 
 __all__ = ["add_commands", "inspect_path"]
 
-# flag dest -> (config section, key); sections: data, model, optim, run
+# the flags of `rnnfuse train`, from the configuration classes: (help group, [(section, class)])
+_FLAG_GROUPS: tuple[tuple[str, tuple[tuple[str, type], ...]], ...] = (
+    ("data (default: the embedded weekly CO2 series)", (("data", DataConfig),)),
+    ("model", (("model", ModelConfig),)),
+    ("optimisation", (("optim", OptimConfig), ("run", RunConfig))),
+)
+# flag dest -> (config section, key); sections: data, model, optim, run (seed, threads)
 _FLAGS: dict[str, tuple[str, str]] = {
-    "csv": ("data", "csv"), "column": ("data", "column"), "time_column": ("data", "time_column"),
-    "local_steps": ("data", "local_steps"), "global_blocks": ("data", "global_blocks"), "block": ("data", "block"),
-    "min_global_blocks": ("data", "min_global_blocks"), "horizon": ("data", "horizon"), "period": ("data", "period"),
-    "val_steps": ("data", "val_steps"), "test_steps": ("data", "test_steps"),
-    "fusion": ("model", "fusion"), "local_cell": ("model", "local_cell"), "local_sizes": ("model", "local_sizes"),
-    "global_cell": ("model", "global_cell"), "global_sizes": ("model", "global_sizes"),
-    "decoder_cell": ("model", "decoder_cell"), "decoder_sizes": ("model", "decoder_sizes"),
-    "attention": ("model", "attention"), "attention_size": ("model", "attention_size"),
-    "epochs": ("optim", "epochs"), "lr": ("optim", "lr"), "batch_size": ("optim", "batch_size"),
-    "weight_decay": ("optim", "weight_decay"), "grad_clip": ("optim", "grad_clip"), "scheduler": ("optim", "scheduler"),
-    "step_size": ("optim", "step_size"), "gamma": ("optim", "gamma"), "seed": ("run", "seed"), "threads": ("run", "threads"),
+    name: (section, name) for _, sections in _FLAG_GROUPS for section, kind in sections for name, _ in flag_fields(kind)
 }
 _RESUME_MAY_CHANGE = {"epochs", "threads"}
+EXTRA = "forecast"  # pip install 'rnnfuse[forecast]'
+EXTRA_MODULES = ("matplotlib", "tqdm")  # what the extra adds to the core dependencies
+
+
+def missing_extra() -> list[str]:
+    """The modules of the ``forecast`` extra that are not installed (none: ``[]``)."""
+    return [name for name in EXTRA_MODULES if _absent(name)]
+
+
+def _absent(name: str) -> bool:
+    if name in sys.modules:
+        return sys.modules[name] is None  # None: blocked, as ``import`` treats it
+    return importlib.util.find_spec(name) is None
+
+
+def _need_extra(command: str) -> int | None:
+    """A one-line error with the install command when the forecaster's extra is missing."""
+    missing = missing_extra()
+    if not missing:
+        return None
+    return fail(command, f"the forecaster is an optional part and needs {', '.join(missing)}; "
+                         f"install it with: pip install 'rnnfuse[{EXTRA}]'")
 
 
 def add_commands(subparsers: Any) -> None:
@@ -35,25 +55,6 @@ def add_commands(subparsers: Any) -> None:
     _add_demo(subparsers)
     _add_train(subparsers)
     _add_predict(subparsers)
-
-
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes like 32,32, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive layer sizes, got {text!r}")
-    return sizes
-
-
-def _clip(text: str) -> float | None:
-    if text.lower() in ("none", "0"):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}") from None
 
 
 def _add_demo(sub: Any) -> None:
@@ -70,6 +71,8 @@ def _add_demo(sub: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if (status := _need_extra("demo")) is not None:
+        return status
     from .demo import run_demo
 
     fusions = [f.strip() for f in args.fusions.split(",") if f.strip()]
@@ -91,34 +94,11 @@ def _add_train(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument("--config", help="JSON file with data/model/optim sections; flags override it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (per-epoch lines only)")
-    S = argparse.SUPPRESS
-    d = p.add_argument_group("data (default: the embedded weekly CO2 series)")
-    d.add_argument("--csv", default=S, help="CSV file with a header line")
-    d.add_argument("--column", default=S, help="column to forecast (with --csv)")
-    d.add_argument("--time-column", default=S, help="optional time column (dates or numbers, increasing)")
-    for flag, text in (("local-steps", "steps the local encoder reads (26)"), ("global-blocks", "coarse steps of the global encoder (52)"),
-                       ("block", "steps averaged per coarse step (4)"), ("min-global-blocks", "fewest coarse steps (13)"),
-                       ("horizon", "steps to forecast (13)"), ("period", "seasonal period in steps (52)"),
-                       ("val-steps", "validation stretch (208)"), ("test-steps", "held-out test stretch (208)")):
-        d.add_argument(f"--{flag}", type=int, default=S, help=text)
-    m = p.add_argument_group("model")
-    m.add_argument("--fusion", choices=FUSIONS, default=S, help="how the two encoders' states are joined (concat)")
-    for who in ("local", "global", "decoder"):
-        m.add_argument(f"--{who}-cell", choices=CELLS, default=S)
-        m.add_argument(f"--{who}-sizes", type=_sizes, default=S, help="per-layer sizes, e.g. 32,32")
-    m.add_argument("--attention", action=argparse.BooleanOptionalAction, default=S, help="Luong attention over both encoders")
-    m.add_argument("--attention-size", type=int, default=S)
-    o = p.add_argument_group("optimisation")
-    o.add_argument("--epochs", type=int, default=S)
-    o.add_argument("--lr", type=float, default=S)
-    o.add_argument("--batch-size", type=int, default=S, help="per process")
-    o.add_argument("--weight-decay", type=float, default=S)
-    o.add_argument("--grad-clip", type=_clip, default=S, help="max gradient norm, or none")
-    o.add_argument("--scheduler", choices=SCHEDULERS, default=S)
-    o.add_argument("--step-size", type=int, default=S)
-    o.add_argument("--gamma", type=float, default=S)
-    o.add_argument("--seed", type=int, default=S)
-    o.add_argument("--threads", type=int, default=S, help="torch threads per process (1)")
+    for title, sections in _FLAG_GROUPS:
+        group = p.add_argument_group(title)
+        for section, kind in sections:
+            for name, kwargs in flag_fields(kind):
+                group.add_argument("--" + name.replace("_", "-"), default=argparse.SUPPRESS, **kwargs)
     p.set_defaults(handler=_train)
 
 
@@ -154,6 +134,8 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if (status := _need_extra("train")) is not None:
+        return status
     from .checkpoint import CheckpointError
     from .data import DataError
     from .distributed import barrier, setup, teardown
@@ -220,6 +202,8 @@ def _add_predict(sub: Any) -> None:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    if (status := _need_extra("predict")) is not None:
+        return status
     import torch
 
     from .checkpoint import CheckpointError
@@ -256,15 +240,13 @@ def inspect_path(path: str) -> int | None:
 
 
 def _is_forecaster_file(path: str) -> bool:
-    from safetensors import SafetensorError, safe_open
-
-    from ..io import stored_format
-    from .training import MODEL_FORMAT
+    """Whether ``path`` is a safetensors file of a forecaster format (any version)."""
+    from ..io import read_safetensors_metadata
+    from .checkpoint import MODEL_FORMAT
 
     try:
-        with safe_open(path, framework="pt") as f:
-            shown = stored_format(f.metadata() or {})
-    except (SafetensorError, OSError, ValueError):
+        shown = read_safetensors_metadata(path).get("format")
+    except (ValueError, OSError):
         return False
     return isinstance(shown, str) and shown.split("/")[0] == MODEL_FORMAT.split("/")[0]
 

@@ -3,16 +3,22 @@
 Defaults < a JSON file (``--config``) < command-line flags.  A JSON file has the sections
 ``data``, ``model``, ``optim`` and the top-level keys ``seed`` and ``threads``; an unknown
 key is an error that names the file and the key.
+
+Every setting is declared once, with :func:`option`: its default, and the help and parser of
+its ``rnnfuse train`` flag (``--local-steps`` for ``data.local_steps``), which
+:func:`flag_fields` hands to the command line.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "FUSIONS", "ConfigError"]
+__all__ = ["DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "FUSIONS", "ConfigError", "option", "flag_fields"]
 
 FUSIONS = ("local", "global", "concat", "sum", "mean", "max", "bridge", "zoph-knight", "child-sum", "gated")
 CELLS = ("lstm", "gru", "rnn")
@@ -21,6 +27,60 @@ SCHEDULERS = ("none", "cosine", "step")
 
 class ConfigError(ValueError):
     """A bad configuration value; the message names the key or flag."""
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """``"32,32"`` -> ``(32, 32)`` (the parser of the ``--*-sizes`` flags)."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes like 32,32, got {text!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive layer sizes, got {text!r}")
+    return sizes
+
+
+def parse_clip(text: str) -> float | None:
+    """A positive number, or ``none``/``0`` for no clipping (the parser of ``--grad-clip``)."""
+    if text.lower() in ("none", "0"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}") from None
+
+
+def option(default: Any, help: str = "", *, parse: Callable[[str], Any] | None = None,
+           choices: tuple[str, ...] | None = None, show_default: bool = True) -> Any:
+    """A configuration field and its command-line flag: ``help`` (the default is appended in
+    parentheses when ``show_default``), ``parse`` (default: the type of ``default``) and
+    ``choices``.  A bool becomes ``--name/--no-name``; a ``None`` or bool default is not shown."""
+    meta = {"help": help, "parse": parse, "choices": choices, "show_default": show_default}
+    return field(default=default, metadata=meta)
+
+
+def flag_fields(section: type) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(field name, argparse keyword arguments)`` for each flag of a configuration class."""
+    for f in fields(section):
+        if "help" not in f.metadata:
+            continue  # a nested section, not a setting
+        meta = f.metadata
+        kwargs: dict[str, Any] = {"help": _help(meta, f.default) or None}
+        if meta["choices"]:
+            kwargs["choices"] = meta["choices"]
+        elif isinstance(f.default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = meta["parse"] or (str if f.default is None else type(f.default))
+        yield f.name, kwargs
+
+
+def _help(meta: Any, default: Any) -> str:
+    """The flag's help with its default: ``"steps to forecast (13)"``, or ``"default 0.003"``."""
+    if not meta["show_default"] or default is None or isinstance(default, bool):
+        return meta["help"]
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else str(default)
+    return f"{meta['help']} ({shown})" if meta["help"] else f"default {shown}"
 
 
 @dataclass(frozen=True)
@@ -35,17 +95,17 @@ class DataConfig:
     for validation.  ``period`` is the seasonal period in steps (52 for weekly data).
     """
 
-    csv: str | None = None
-    column: str = "co2"
-    time_column: str | None = "date"
-    local_steps: int = 26
-    global_blocks: int = 52
-    block: int = 4
-    min_global_blocks: int = 13
-    horizon: int = 13
-    period: int = 52
-    val_steps: int = 208
-    test_steps: int = 208
+    csv: str | None = option(None, "CSV file with a header line")
+    column: str = option("co2", "column to forecast (with --csv)", show_default=False)
+    time_column: str | None = option("date", "optional time column (dates or numbers, increasing)", show_default=False)
+    local_steps: int = option(26, "steps the local encoder reads")
+    global_blocks: int = option(52, "coarse steps of the global encoder")
+    block: int = option(4, "steps averaged per coarse step")
+    min_global_blocks: int = option(13, "fewest coarse steps")
+    horizon: int = option(13, "steps to forecast")
+    period: int = option(52, "seasonal period in steps")
+    val_steps: int = option(208, "validation stretch")
+    test_steps: int = option(208, "held-out test stretch")
 
 
 @dataclass(frozen=True)
@@ -54,29 +114,30 @@ class ModelConfig:
     ``decoder_sizes`` ``None``: the fused sizes (for ``bridge``: the local encoder's sizes,
     reached through a StateBridge)."""
 
-    fusion: str = "concat"
-    local_cell: str = "lstm"
-    local_sizes: tuple[int, ...] = (32, 32)
-    global_cell: str = "lstm"
-    global_sizes: tuple[int, ...] = (32, 32)
-    decoder_cell: str | None = None
-    decoder_sizes: tuple[int, ...] | None = None
-    attention: bool = False
-    attention_size: int = 32
+    fusion: str = option("concat", "how the two encoders' states are joined", choices=FUSIONS)
+    local_cell: str = option("lstm", choices=CELLS)
+    local_sizes: tuple[int, ...] = option((32, 32), "per-layer sizes", parse=parse_sizes)
+    global_cell: str = option("lstm", choices=CELLS)
+    global_sizes: tuple[int, ...] = option((32, 32), "per-layer sizes", parse=parse_sizes)
+    decoder_cell: str | None = option(None, "default: the encoders' kind", choices=CELLS)
+    decoder_sizes: tuple[int, ...] | None = option(None, "per-layer sizes, e.g. 32,32 (default: the fused sizes)",
+                                                   parse=parse_sizes)
+    attention: bool = option(False, "Luong attention over both encoders")
+    attention_size: int = option(32)
 
 
 @dataclass(frozen=True)
 class OptimConfig:
     """Adam(W) with gradient clipping and an optional per-epoch learning-rate schedule."""
 
-    epochs: int = 20
-    lr: float = 3e-3
-    batch_size: int = 64
-    weight_decay: float = 0.0
-    grad_clip: float | None = 1.0
-    scheduler: str = "cosine"
-    step_size: int = 10
-    gamma: float = 0.5
+    epochs: int = option(20)
+    lr: float = option(3e-3)
+    batch_size: int = option(64, "per process")
+    weight_decay: float = option(0.0)
+    grad_clip: float | None = option(1.0, "max gradient norm, or none", parse=parse_clip)
+    scheduler: str = option("cosine", choices=SCHEDULERS)
+    step_size: int = option(10)
+    gamma: float = option(0.5)
 
 
 @dataclass(frozen=True)
@@ -86,8 +147,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    seed: int = 0
-    threads: int = 1
+    seed: int = option(0)
+    threads: int = option(1, "torch threads per process")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary (tuples become lists)."""
@@ -103,7 +164,8 @@ class RunConfig:
         if unknown:
             raise ConfigError(f"{where}: unknown key {unknown[0]!r}; expected {sorted(sections) + ['seed', 'threads']}")
         parts = {name: _section(kind, raw.get(name, {}), f"{where}: {name}") for name, kind in sections.items()}
-        config = cls(**parts, seed=raw.get("seed", 0), threads=raw.get("threads", 1))
+        defaults = cls()
+        config = cls(**parts, seed=raw.get("seed", defaults.seed), threads=raw.get("threads", defaults.threads))
         validate(config, where)
         return config
 

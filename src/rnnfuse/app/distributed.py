@@ -3,8 +3,9 @@
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
 ``MASTER_PORT``; with ``WORLD_SIZE`` > 1 :func:`setup` joins the process group (``gloo`` on
 CPU, ``nccl`` when CUDA is available).  Every process builds the same windows, takes its
-own shard of each epoch's permutation (:func:`shard`, like ``DistributedSampler``), and
-DistributedDataParallel averages the gradients.  Rank 0 alone writes checkpoints.
+own shard of each epoch's permutation (:func:`epoch_sampler`, PyTorch's
+``DistributedSampler``), and DistributedDataParallel averages the gradients.  Rank 0
+alone writes checkpoints.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
+from torch.utils.data import BatchSampler, DistributedSampler
 
-__all__ = ["DistEnv", "setup", "shard", "wrap", "any_flag", "gather_objects", "barrier", "teardown"]
+__all__ = ["DistEnv", "setup", "epoch_sampler", "epoch_batches", "wrap", "any_flag", "gather_objects", "barrier", "teardown"]
 
 
 @dataclass(frozen=True)
@@ -65,14 +67,23 @@ def setup() -> DistEnv:
     return DistEnv(rank, world, local, device)
 
 
-def shard(order: Tensor, env: DistEnv) -> Tensor:
-    """This rank's part of a permutation: padded by wrapping to a multiple of the world
-    size, then every ``world_size``-th entry from ``rank`` (so every rank has as many)."""
-    if not env.active:
-        return order
-    total = -(-len(order) // env.world_size) * env.world_size
-    padded = torch.cat([order, order[: total - len(order)]]) if total > len(order) else order
-    return padded[env.rank :: env.world_size]
+def epoch_sampler(dataset: Any, env: DistEnv, seed: int) -> DistributedSampler:
+    """This rank's part of each epoch's order of ``dataset`` (anything with ``len``).
+
+    After ``set_epoch(e)`` the order is ``torch.randperm`` drawn by a generator seeded with
+    ``seed + e``, padded by wrapping to a multiple of the world size, then every
+    ``world_size``-th entry from ``rank``: a function of (seed, epoch, rank, world size) only,
+    so a resumed run redraws the order of any epoch exactly.  One process: the whole
+    permutation.
+    """
+    return DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                              seed=seed, drop_last=False)
+
+
+def epoch_batches(sampler: DistributedSampler, epoch: int, batch_size: int) -> list[list[int]]:
+    """The batches of ``epoch`` in order (the last one may be smaller)."""
+    sampler.set_epoch(epoch)
+    return list(BatchSampler(sampler, batch_size, drop_last=False))
 
 
 def wrap(model: nn.Module, env: DistEnv) -> nn.Module:

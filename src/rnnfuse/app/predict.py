@@ -12,12 +12,11 @@ import torch
 
 from ..io import check_state_dict
 from ..seq2seq import Seq2Seq
-from .checkpoint import CheckpointError, load_model_file
+from .checkpoint import MODEL_FORMAT, CheckpointError, load_model_file
 from .config import RunConfig
 from .data import DataError, Series, load_series
 from .metrics import forecast
 from .model import build_model
-from .training import MODEL_FORMAT
 from .windows import make_windows
 
 __all__ = ["Forecast", "load_model", "predict_next", "format_forecast", "write_forecast_csv"]
@@ -43,7 +42,8 @@ def load_model(path: str | Path) -> tuple[Seq2Seq, RunConfig, float]:
     file = model_file(path)
     tensors, meta = load_model_file(file)
     if meta.get("format") != MODEL_FORMAT:
-        raise CheckpointError(f"{file}: expected a model saved by `rnnfuse train` ({MODEL_FORMAT}), got format {meta.get('format')!r}")
+        raise CheckpointError(f"{file}: not a model file written by `rnnfuse train`: expected format "
+                              f"{MODEL_FORMAT!r}, got {meta.get('format')!r}")
     lacking = [key for key in ("config", "scale") if key not in meta]
     if lacking:
         raise CheckpointError(f"{file}: the metadata lacks {lacking}; the file is incomplete or was edited")

@@ -1,9 +1,11 @@
 """The training loop: teacher forcing, per-epoch validation, checkpoints, resume, signals.
 
 Reproducibility: the model is initialised from ``torch.manual_seed(seed)``; each epoch's
-order of the training windows is drawn by a ``torch.Generator`` seeded with ``seed + epoch``
-(and sharded per rank), so a run resumed from any checkpoint, taken after any optimizer
-step, repeats the uninterrupted run's computation exactly.  The global RNG states (Python,
+order of the training windows comes from PyTorch's ``DistributedSampler`` (seeded with
+``seed``, ``set_epoch(epoch)``: a permutation drawn by a generator seeded with ``seed +
+epoch``, sharded per rank).  That order depends on nothing else, so a run resumed from any
+checkpoint, taken after any optimizer step, redraws the epoch's batches, skips the
+``progress.batch`` already done, and repeats the uninterrupted run's computation exactly.  The global RNG states (Python,
 NumPy, torch's CPU and, on GPUs, CUDA generator: per rank) are saved and restored as well
 (dropout draws from torch's).
 
@@ -25,20 +27,20 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from ..seq2seq import Seq2Seq
 from . import checkpoint as ckpt
 from .config import RunConfig
 from .data import Series, load_series
-from .distributed import DistEnv, any_flag, barrier, gather_objects, shard, wrap
+from .distributed import DistEnv, any_flag, barrier, epoch_batches, epoch_sampler, gather_objects, wrap
 from .metrics import errors, forecast, model_inputs, truth
 from .model import build_model
-from .progress import ProgressBar
 from .windows import Prepared, prepare
 
 __all__ = ["Trainer", "TrainResult", "Progress", "StopSignal", "MODEL_FORMAT"]
 
-MODEL_FORMAT = "rnnfuse-forecaster/1"
+MODEL_FORMAT = ckpt.MODEL_FORMAT
 
 
 @dataclass
@@ -129,6 +131,7 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
         self.scheduler = _scheduler(self.optimizer, config)
         self.progress = Progress()
+        self.sampler = epoch_sampler(self.data.train, self.env, config.seed)
         self.ddp: nn.Module = self.model
         self._saved_step: int | None = None
 
@@ -200,21 +203,26 @@ class Trainer:
         """Run the rest of the current epoch; True if stopped by a signal."""
         p, o = self.progress, self.config.optim
         started = time.perf_counter()
-        generator = torch.Generator().manual_seed(self.config.seed + p.epoch)
-        order = shard(torch.randperm(len(self.data.train), generator=generator), self.env)
-        batches = order.split(o.batch_size)
-        bar = ProgressBar(len(batches), f"epoch {p.epoch + 1}/{o.epochs}", enabled=self.show_progress)
-        for index in range(p.batch, len(batches)):
-            loss, size = self._step(batches[index])
-            p.loss_sum, p.loss_count = p.loss_sum + loss * size, p.loss_count + size
-            p.batch, p.step = index + 1, p.step + 1
-            bar.update(p.batch, f"loss {p.loss_sum / p.loss_count:.4f}")
-            if any_flag(stop.requested, self.env):
-                bar.close()
-                return True
-        bar.close()
+        batches = epoch_batches(self.sampler, p.epoch, o.batch_size)
+        with self._bar(len(batches)) as bar:
+            for index in range(p.batch, len(batches)):
+                loss, size = self._step(torch.tensor(batches[index]))
+                p.loss_sum, p.loss_count = p.loss_sum + loss * size, p.loss_count + size
+                p.batch, p.step = index + 1, p.step + 1
+                bar.set_postfix_str(f"loss {p.loss_sum / p.loss_count:.4f}", refresh=False)
+                bar.update()
+                if any_flag(stop.requested, self.env):
+                    return True
         self._end_epoch(time.perf_counter() - started)
         return False
+
+    def _bar(self, batches: int) -> tqdm:
+        """This epoch's progress bar on stderr, ``epoch E/N |####| done/total loss L``: off
+        unless stderr is a terminal (``show_progress=None``), and off on ranks other than 0;
+        erased at the end (the per-epoch line follows)."""
+        return tqdm(total=batches, initial=self.progress.batch, desc=f"epoch {self.progress.epoch + 1}/{self.config.optim.epochs}",
+                    disable=None if self.show_progress is None else not self.show_progress,
+                    leave=False, dynamic_ncols=True, mininterval=0.1)
 
     def _step(self, index: Tensor) -> tuple[float, int]:
         batch = self.data.train.subset(index).to(self.env.device)
@@ -296,7 +304,7 @@ class Trainer:
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(), "rng": plain_rng,
             "world_size": self.env.world_size, "scale": self.data.scale,
             "epoch": self.progress.epoch, "batch": self.progress.batch,
-            "data_order": "torch.Generator seeded with seed + epoch, sharded by rank",
+            "data_order": "torch DistributedSampler(seed=seed, drop_last=False), set_epoch(epoch)",
         }
         ckpt.save_checkpoint(self.out, f"step-{self.progress.step:08d}", weights, tensors, state)
 

@@ -9,7 +9,8 @@ import torch
 from safetensors.torch import save_file
 
 from rnnfuse.cells import GRUCell, LSTMCell, RNNCell
-from rnnfuse.interop.tf1 import BidirectionalRNN, load_stack
+from rnnfuse.bidirectional import BidirectionalRNN
+from rnnfuse.tf1 import load_stack
 from rnnfuse.io import load, read_config, read_safetensors_metadata, save, write_safetensors
 from rnnfuse.stack import StackedRNN
 from rnnfuse.state import flatten_state

@@ -1,6 +1,6 @@
 """What every ``rnnfuse`` subcommand shares: the one-line error.
 
-Command modules (``rnnfuse.app.commands``, ``rnnfuse.interop.commands``, ...) import from
+Command modules (``rnnfuse.app.commands``, ``rnnfuse.tf1.commands``, ...) import from
 here, never from :mod:`rnnfuse.cli`, which only assembles them.
 """
 

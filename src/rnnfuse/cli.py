@@ -1,5 +1,5 @@
 """The ``rnnfuse`` command.  Each group of subcommands lives beside what it drives:
-``rnnfuse.app.commands`` (demo, train, predict), ``rnnfuse.interop.commands`` (convert) and
+``rnnfuse.app.commands`` (demo, train, predict), ``rnnfuse.tf1.commands`` (convert) and
 ``rnnfuse.describe`` (rnnfuse files); this module only assembles them.  Nothing imports
 back from it.
 

@@ -4,7 +4,7 @@ The file holds every parameter under its ``state_dict`` name and, in the metadat
 ``{"format": "rnnfuse", "version": 1, "config": {...}}``.  The configuration describes a
 :class:`~rnnfuse.StackedRNN` (each layer's ``cell.config()``, ``batch_first``,
 ``bidirectional`` with the backward layers, ``dropout``, ``variational_dropout``,
-``residual``) or a TF-style :class:`~rnnfuse.interop.tf1.BidirectionalRNN` (two such
+``residual``) or a TF-style :class:`~rnnfuse.bidirectional.BidirectionalRNN` (two such
 stacks, ``fw`` and ``bw``).  No pickle is involved; loading is strict: a file that is not
 safetensors, lacks rnnfuse metadata, or whose tensors are missing, unexpected or of the
 wrong shape raises ``ValueError`` saying so.

@@ -29,6 +29,8 @@ __all__ = [
     "state_rows",
     "concat_layer_states",
     "where_state",
+    "layer_parts",
+    "layer_from_parts",
     "flatten_state",
     "structure_str",
     "assert_same_structure",
@@ -93,14 +95,32 @@ def _map(fn: Callable[..., Tensor], states: Sequence[Any]) -> Any:
 # places that tell an LSTMState from a Tensor for them.  They do not check structures.
 
 
-def state_output(layer_state: LayerState) -> Tensor:
+def state_output(layer_state: Any) -> Any:
     """The output part of a layer state: ``h`` of an :class:`LSTMState`, else the tensor.
+    Works on a layer's sizes as well (``LSTMState(c=H, h=P)`` → ``P``).
 
     >>> import torch
     >>> state_output(LSTMState(torch.zeros(2, 4), torch.ones(2, 3))).shape
     torch.Size([2, 3])
     """
     return layer_state.h if isinstance(layer_state, LSTMState) else layer_state
+
+
+def layer_parts(layer_state: Any) -> dict[str, Any]:
+    """The parts of a layer state (or of a layer's sizes) by name: ``{"c": c, "h": h}`` for
+    an :class:`LSTMState`, ``{"h": x}`` otherwise.  Inverse: :func:`layer_from_parts`.
+
+    >>> layer_parts(LSTMState(4, 3)), layer_parts(5)
+    ({'c': 4, 'h': 3}, {'h': 5})
+    """
+    if isinstance(layer_state, LSTMState):
+        return {"c": layer_state.c, "h": layer_state.h}
+    return {"h": layer_state}
+
+
+def layer_from_parts(parts: dict[str, Any]) -> Any:
+    """Inverse of :func:`layer_parts`: an :class:`LSTMState` if there is a ``"c"`` part."""
+    return LSTMState(parts["c"], parts["h"]) if "c" in parts else parts["h"]
 
 
 def state_rows(state: Any, index: slice | Tensor) -> Any:

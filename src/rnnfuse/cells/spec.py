@@ -23,7 +23,7 @@ from typing import NamedTuple, Union
 
 from torch import Tensor
 
-__all__ = ["KernelSpec", "LSTMKernelArgs", "GRUKernelArgs"]
+__all__ = ["KernelSpec", "LSTMKernelArgs", "GRUKernelArgs", "BPTTArgs"]
 
 
 class LSTMKernelArgs(NamedTuple):

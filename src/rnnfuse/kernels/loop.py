@@ -15,7 +15,7 @@ from torch import Tensor
 from ..cells.base import RecurrentCell
 from ..state import where_state
 
-__all__ = ["run_loop", "reverse_within_lengths", "step_mask"]
+__all__ = ["run_loop", "reverse_within_lengths"]
 
 
 def reverse_within_lengths(x: Tensor, lengths: Tensor | None) -> Tensor:

@@ -33,10 +33,10 @@ def reverse_within_lengths(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(1, index)
 
 
-def step_mask(lengths: Tensor, steps: int, dtype: torch.dtype) -> Tensor:
-    """``(T, B, 1)`` mask: 1 where step t is inside sequence b."""
+def _step_mask(lengths: Tensor, steps: int) -> Tensor:
+    """``(T, B, 1)`` bool mask: true where step t is inside sequence b."""
     t = torch.arange(steps, device=lengths.device).unsqueeze(1)
-    return (t < lengths.unsqueeze(0)).to(dtype).unsqueeze(-1)
+    return (t < lengths.unsqueeze(0)).unsqueeze(-1)
 
 
 def run_loop(
@@ -49,7 +49,7 @@ def run_loop(
     """Run ``cell`` over ``x`` (B, T, F) from ``state``; returns ``(outputs, final_state)``."""
     if reverse:
         x = reverse_within_lengths(x, lengths)
-    masks = None if lengths is None else step_mask(lengths.to(x.device), x.shape[1], x.dtype).bool()
+    masks = None if lengths is None else _step_mask(lengths.to(x.device), x.shape[1])
     if masks is not None:  # padding may hold anything (NaN too): it must reach neither outputs nor grads
         x = torch.where(masks.transpose(0, 1), x, x.new_zeros(()))
     xw = cell.project_input(x).transpose(0, 1)  # (T, B, G*H), one matmul for all steps

@@ -23,8 +23,8 @@ from rnnfuse.kernels import run_layer, run_loop, select_path
 from rnnfuse.kernels.bptt import run_bptt_gru, run_bptt_lstm
 from rnnfuse.kernels.bptt_gru import GRUFunction
 from rnnfuse.kernels.bptt_lstm import LSTMFunction
-from rnnfuse.kernels.constants import forget_bias_vector
-from rnnfuse.kernels.fused import fused_weights, run_fused_full
+from rnnfuse.cells.base import RecurrentCell
+from rnnfuse.kernels.fused import run_fused_full
 from rnnfuse.kernels.layout import make_layout, segment_bounds
 from rnnfuse.kernels.ragged import run_fused_packed, run_fused_segments
 from rnnfuse.kernels.steps import step_rows
@@ -189,7 +189,7 @@ def _packed_args(lengths, reverse=False):
 def test_gradcheck_lstm_function():
     gen = torch.Generator().manual_seed(1)
     layout, steps = _packed_args([4, 0, 2, 3])
-    n, hidden, proj = layout.rows_total, 3, 2
+    n, hidden, proj = layout.in_index.numel(), 3, 2
 
     def leaf(*shape, scale=0.6):
         return (scale * torch.randn(*shape, generator=gen, dtype=torch.float64)).requires_grad_()
@@ -203,10 +203,30 @@ def test_gradcheck_lstm_function():
         )
 
 
+@pytest.mark.parametrize("peepholes, clip", [(False, None), (True, 0.3)], ids=["plain", "peepholes-clip"])
+def test_bptt_lstm_step_equals_the_pure_step(peepholes, clip):
+    """The kernel's in-place step (its own buffers, for speed) against the cell's pure
+    step functions (lstm_step, built from lstm_cell_update and lstm_output)."""
+    from rnnfuse.cells.lstm import LSTMOptions, lstm_step
+    from rnnfuse.kernels.bptt_lstm import _cell_forward
+
+    gen = torch.Generator().manual_seed(9)
+    hidden = 4
+    gates, c_prev, h_prev = (torch.randn(3, n, generator=gen, dtype=torch.float64) for n in (4 * hidden, hidden, hidden))
+    peep = torch.randn(3, hidden, generator=gen, dtype=torch.float64) if peepholes else None
+    expected = lstm_step(gates, LSTMState(c_prev, 0 * h_prev), torch.zeros(4 * hidden, hidden, dtype=torch.float64),
+                         LSTMOptions(cell_clip=clip), None if peep is None else tuple(peep))
+    c, tanh_c, m = (torch.empty(3, hidden, dtype=torch.float64) for _ in range(3))
+    _cell_forward(gates.clone(), c_prev, c, tanh_c, m, peep, clip)
+    torch.testing.assert_close(c, expected.c)
+    torch.testing.assert_close(m, expected.h)
+    torch.testing.assert_close(tanh_c, torch.tanh(expected.c))
+
+
 def test_gradcheck_gru_function():
     gen = torch.Generator().manual_seed(2)
     layout, steps = _packed_args([3, 4, 0, 1])
-    n, hidden = layout.rows_total, 3
+    n, hidden = layout.in_index.numel(), 3
     args = [(0.6 * torch.randn(*s, generator=gen, dtype=torch.float64)).requires_grad_()
             for s in [(n, F), (3 * hidden, F), (3 * hidden,), (4, hidden), (3 * hidden, hidden)]]
     assert torch.autograd.gradcheck(lambda *a: GRUFunction.apply(steps, layout.last_index, *a), args)
@@ -271,15 +291,106 @@ def test_select_path_empty_batch_is_the_loop():
     assert select_path(LSTMCell(F, H), torch.zeros(B, 0, F)) == "loop"
 
 
+def _fused_weights(cell, dtype=torch.float32):
+    return cell.kernel_spec(dtype, torch.device("cpu")).fused_weights
+
+
 def test_fused_weights_are_the_cells_own_parameters_and_constants_are_cached():
     cell = LSTMCell(F, H, forget_bias=1.0, proj_size=2)
-    weights = fused_weights(cell, torch.float32, torch.device("cpu"))
+    weights = _fused_weights(cell)
     assert [w is p for w, p in zip(weights, [cell.weight_ih, cell.weight_hh, cell.bias])] == [True] * 3
     assert weights[4] is cell.weight_hr
-    assert weights[3] is fused_weights(cell, torch.float32, torch.device("cpu"))[3]
+    assert weights[3] is _fused_weights(cell)[3]
     assert not weights[3].requires_grad
     assert weights[3].tolist() == [0.0] * H + [1.0] * H + [0.0] * (2 * H)
-    assert forget_bias_vector(cell, torch.float64, torch.device("cpu")).dtype == torch.float64
+    assert _fused_weights(cell, torch.float64)[3].dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    "cell, mode, bptt",
+    [
+        (LSTMCell(F, H), "lstm", "LSTMKernelArgs"),
+        (LSTMCell(F, H, peepholes=True), None, "LSTMKernelArgs"),
+        (GRUCell(F, H), "gru", None),
+        (GRUCell(F, H, reset_after=False), None, "GRUKernelArgs"),
+        (RNNCell(F, H), "rnn_tanh", None),
+        (RNNCell(F, H, nonlinearity="relu"), "rnn_relu", None),
+    ],
+)
+def test_kernel_spec_describes_the_cell(cell, mode, bptt):
+    spec = cell.kernel_spec(torch.float32, torch.device("cpu"))
+    assert spec.mode == mode and (spec.fused_weights is not None) == (mode is not None)
+    assert (None if spec.bptt is None else type(spec.bptt()).__name__) == bptt
+
+
+def test_the_effective_bias_holds_the_forget_bias():
+    cell = LSTMCell(F, H, forget_bias=1.5, peepholes=True)
+    args = cell.kernel_spec(torch.float32, torch.device("cpu")).bptt()
+    torch.testing.assert_close(args.bias, cell.bias + torch.tensor([0.0, 1.5, 0.0, 0.0]).repeat_interleave(H))
+    assert args.bias.requires_grad and args.peepholes.shape == (3, H)
+    assert LSTMCell(F, H).kernel_spec(torch.float32, torch.device("cpu")).bptt().bias is not None
+
+
+class MyCell(RecurrentCell):
+    """A user's own cell with no kernel spec: h' = tanh(x W + h)."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__(input_size, hidden_size)
+        self.weight_ih = torch.nn.Parameter(torch.randn(hidden_size, input_size))
+
+    def initial_state(self, batch_size, device=None, dtype=None):
+        return torch.zeros(batch_size, self.hidden_size, device=device, dtype=dtype)
+
+    def project_input(self, x):
+        return x @ self.weight_ih.t()
+
+    def step_projected(self, xw, state):
+        h = torch.tanh(xw + state)
+        return h, h
+
+
+@pytest.mark.parametrize("lengths", LENS, ids=["full", "ragged"])
+def test_a_users_cell_without_a_spec_takes_the_loop(lengths):
+    cell = MyCell(F, H)
+    assert cell.kernel_spec(torch.float32, torch.device("cpu")) is None
+    lens = None if lengths is None else torch.tensor(lengths)
+    x = torch.randn(B, T, F)
+    assert select_path(cell, x, lens) == "loop"
+    y, s = run_layer(cell, x, lens, cell.initial_state(B))
+    y_ref, s_ref = run_loop(cell, x, lens, cell.initial_state(B))
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(s, s_ref)
+    with pytest.raises(ValueError, match="fused kernel"):
+        run_fused_full(cell, x, cell.initial_state(B), False)
+    with pytest.raises(ValueError, match="expected an LSTMCell"):
+        run_bptt_lstm(cell, x, lens, cell.initial_state(B))
+
+
+@pytest.mark.parametrize("kind, options", [("lstm", {"forget_bias": 1.0}), ("gru", {}), ("rnn", {})])
+def test_export_first_leaves_no_fake_constant_behind(kind, options):
+    """A first call under torch.export (fake tensors) must cache nothing a later eager call
+    would receive."""
+    torch.manual_seed(8)
+    stack = StackedRNN(4, [8, 8], cell=kind, **options)
+    x = torch.randn(2, 3, 4)
+    torch.export.export(stack, (x,))
+    y, state = stack(x)
+    assert type(y) is torch.Tensor
+    assert all(type(t) is torch.Tensor for t in torch.utils._pytree.tree_leaves(state))
+    y_ref = x
+    for cell in stack.layers:
+        y_ref, _ = run_loop(cell, y_ref, None, cell.initial_state(2))
+    torch.testing.assert_close(y, y_ref, atol=2e-5, rtol=2e-5)
+
+
+def test_a_constant_made_under_a_fake_mode_is_not_kept():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    cell = RNNCell(F, H)
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        cell.kernel_spec(torch.float32, torch.device("cpu"))
+    zeros = cell.kernel_spec(torch.float32, torch.device("cpu")).fused_weights[3]
+    assert type(zeros) is torch.Tensor and zeros.tolist() == [0.0] * H
 
 
 def test_forget_bias_change_is_seen():

@@ -148,3 +148,41 @@ def test_keras_layout_is_h_then_c():
     back = from_keras_layout(keras_list)
     assert isinstance(back, LSTMState) and back.c is c and back.h is h
     assert to_keras_layout(h)[0] is h and from_keras_layout([h]) is h
+
+
+def test_row_helpers_treat_lstm_and_tensor_layers_alike():
+    from rnnfuse.state import concat_layer_states, state_output, state_rows, where_state
+
+    lstm, plain = _mixed(4)
+    order = torch.tensor([2, 0, 3, 1])
+    for layer in (lstm, plain):
+        sorted_ = state_rows(layer, order)
+        assert type(sorted_) is type(layer)
+        assert torch.equal(flatten_state(sorted_)[0], flatten_state(layer)[0][order])
+        back = concat_layer_states([state_rows(layer, slice(1)), state_rows(layer, slice(1, None))])
+        assert all(torch.equal(a, b) for a, b in zip(flatten_state(back), flatten_state(layer)))
+    assert state_output(lstm) is lstm.h and state_output(plain) is plain
+    mask = torch.tensor([[1.0], [0.0], [1.0], [0.0]])
+    new = zeros_like_state(lstm)
+    mixed = where_state(mask, new, lstm)
+    assert torch.equal(mixed.c[1], lstm.c[1]) and torch.equal(mixed.h[0], new.h[0])
+    joined = concat_layer_states([lstm, lstm], dim=-1)
+    assert joined.c.shape == (4, 8) and joined.h.shape == (4, 6)
+
+
+def test_layer_parts_round_trip():
+    from rnnfuse.state import layer_from_parts, layer_parts
+
+    lstm, plain = _mixed()
+    assert list(layer_parts(lstm)) == ["c", "h"] and list(layer_parts(plain)) == ["h"]
+    assert layer_from_parts(layer_parts(lstm)) == lstm
+    assert layer_from_parts(layer_parts(plain)) is plain
+
+
+def test_map_state_without_check_trusts_the_caller():
+    a = _mixed()
+    b = (LSTMState(torch.randn(2, 1), torch.randn(2, 3)), torch.randn(2, 2))
+    with pytest.raises(ValueError, match="feature size"):
+        map_state(lambda *ts: torch.cat(ts, -1), a, b)
+    joined = map_state(lambda *ts: torch.cat(ts, -1), a, b, check=False)
+    assert state_sizes(joined) == (LSTMState(5, 6), 7)

@@ -24,7 +24,15 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_lengths, describe
-from .state import LSTMState, _map, assert_same_structure, state_sizes
+from .state import (
+    LSTMState,
+    assert_same_structure,
+    layer_from_parts,
+    layer_parts,
+    map_state,
+    state_output,
+    state_sizes,
+)
 
 __all__ = [
     "concat_states",
@@ -57,22 +65,22 @@ def _check_sources(states: Any, same_sizes: bool, minimum: int = 2) -> list[Any]
 
 def concat_states(states: Sequence[Any]) -> Any:
     """Join each part on the feature axis; sources may have different sizes."""
-    return _map(lambda *ts: torch.cat(ts, dim=-1), _check_sources(states, False))
+    return map_state(lambda *ts: torch.cat(ts, dim=-1), *_check_sources(states, False), check=False)
 
 
 def sum_states(states: Sequence[Any]) -> Any:
     """Element-wise sum of each part; every source must have the same sizes."""
-    return _map(lambda *ts: torch.stack(ts).sum(0), _check_sources(states, True))
+    return map_state(lambda *ts: torch.stack(ts).sum(0), *_check_sources(states, True), check=False)
 
 
 def mean_states(states: Sequence[Any]) -> Any:
     """Element-wise mean of each part; every source must have the same sizes."""
-    return _map(lambda *ts: torch.stack(ts).mean(0), _check_sources(states, True))
+    return map_state(lambda *ts: torch.stack(ts).mean(0), *_check_sources(states, True), check=False)
 
 
 def max_states(states: Sequence[Any]) -> Any:
     """Element-wise maximum of each part; every source must have the same sizes."""
-    return _map(lambda *ts: torch.stack(ts).amax(0), _check_sources(states, True))
+    return map_state(lambda *ts: torch.stack(ts).amax(0), *_check_sources(states, True), check=False)
 
 
 FUSION_FUNCTIONS: dict[str, Callable[[Sequence[Any]], Any]] = {
@@ -131,14 +139,9 @@ def _layer_sizes(sizes: Any, name: str) -> list[Any]:
             f"{name}: expected one entry per layer, each an int (GRU/RNN) or LSTMState(c, h) of ints, got {sizes!r}"
         )
     for k, entry in enumerate(sizes):
-        parts = entry if isinstance(entry, LSTMState) else (entry,)
-        if not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in parts):
+        if not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in layer_parts(entry).values()):
             raise ValueError(f"{name}[{k}]: expected a positive int or LSTMState of positive ints, got {entry!r}")
     return list(sizes)
-
-
-def _parts(entry: Any) -> list[tuple[str, int]]:
-    return [("c", entry.c), ("h", entry.h)] if isinstance(entry, LSTMState) else [("h", entry)]
 
 
 def _check_num_sources(num_sources: int) -> int:
@@ -203,7 +206,8 @@ class StateBridge(nn.Module):
                     f"output_sizes[{k}]: layer {k} is {'an LSTM' if isinstance(src, LSTMState) else 'a GRU/RNN'} "
                     f"state in input_sizes but {dst!r} in output_sizes; the kinds must match"
                 )
-            self.maps.append(nn.ModuleDict({part: nn.Linear(n, dict(_parts(dst))[part]) for part, n in _parts(src)}))
+            out = layer_parts(dst)
+            self.maps.append(nn.ModuleDict({part: nn.Linear(n, out[part]) for part, n in layer_parts(src).items()}))
 
     def forward(self, states: Sequence[Any]) -> Any:
         """``states``: one stack state, or a list of them (concatenated first)."""
@@ -213,13 +217,10 @@ class StateBridge(nn.Module):
             state = states
         _check_against("StateBridge", [state], self.input_sizes)
         act = {None: lambda t: t, "tanh": torch.tanh, "relu": torch.relu}[self.activation]
-        fused = []
-        for layer, maps in zip(state, self.maps):
-            if isinstance(layer, LSTMState):
-                fused.append(LSTMState(act(maps["c"](layer.c)), act(maps["h"](layer.h))))
-            else:
-                fused.append(act(maps["h"](layer)))
-        return tuple(fused)
+        return tuple(
+            layer_from_parts({part: act(maps[part](t)) for part, t in layer_parts(layer).items()})
+            for layer, maps in zip(state, self.maps)
+        )
 
 
 def _is_state_list(states: Any) -> bool:
@@ -242,7 +243,7 @@ class ZophKnightFusion(nn.Module):
         self.sizes = _layer_sizes(sizes, "sizes")
         n = num_sources
         self.combine = nn.ModuleList(
-            nn.Linear(n * _h_size(entry), _h_size(entry)) for entry in self.sizes
+            nn.Linear(n * state_output(entry), state_output(entry)) for entry in self.sizes
         )
 
     def forward(self, states: Sequence[Any]) -> Any:
@@ -250,20 +251,12 @@ class ZophKnightFusion(nn.Module):
         fused = []
         for k, linear in enumerate(self.combine):
             layers = [s[k] for s in states]
-            h = torch.tanh(linear(torch.cat([_h(layer) for layer in layers], dim=-1)))
+            h = torch.tanh(linear(torch.cat([state_output(layer) for layer in layers], dim=-1)))
             if isinstance(layers[0], LSTMState):
                 fused.append(LSTMState(torch.stack([layer.c for layer in layers]).sum(0), h))
             else:
                 fused.append(h)
         return tuple(fused)
-
-
-def _h(layer: Any) -> Tensor:
-    return layer.h if isinstance(layer, LSTMState) else layer
-
-
-def _h_size(entry: Any) -> int:
-    return entry.h if isinstance(entry, LSTMState) else entry
 
 
 class ChildSumFusion(nn.Module):
@@ -318,7 +311,7 @@ class GatedFusion(nn.Module):
         self.sizes = _layer_sizes(sizes, "sizes")
         n = num_sources
         self.gates = nn.ModuleList(
-            nn.ModuleDict({part: nn.Linear(n * _h_size(e), n * size) for part, size in _parts(e)})
+            nn.ModuleDict({part: nn.Linear(n * state_output(e), n * size) for part, size in layer_parts(e).items()})
             for e in self.sizes
         )
 
@@ -326,13 +319,10 @@ class GatedFusion(nn.Module):
         states = _check_built("GatedFusion", states, self.num_sources, self.sizes)
         fused = []
         for k, gates in enumerate(self.gates):
-            layers = [s[k] for s in states]
-            context = torch.cat([_h(layer) for layer in layers], dim=-1)
-            if isinstance(layers[0], LSTMState):
-                c = _gated_mix(gates["c"], context, [layer.c for layer in layers])
-                fused.append(LSTMState(c, _gated_mix(gates["h"], context, [layer.h for layer in layers])))
-            else:
-                fused.append(_gated_mix(gates["h"], context, layers))
+            layers = [layer_parts(s[k]) for s in states]
+            context = torch.cat([layer["h"] for layer in layers], dim=-1)
+            mixed = {part: _gated_mix(gate, context, [layer[part] for layer in layers]) for part, gate in gates.items()}
+            fused.append(layer_from_parts(mixed))
         return tuple(fused)
 
 

@@ -20,7 +20,7 @@ from ._checks import check_lengths, check_sequence_input
 from .cells import RecurrentCell, make_cell
 from .convert.torch import cells_from_torch, torch_from_cells
 from .kernels import run_layer
-from .state import LSTMState, assert_same_structure, structure_str
+from .state import assert_same_structure, structure_str
 
 __all__ = ["StackedRNN"]
 
@@ -180,8 +180,8 @@ class StackedRNN(nn.Module):
     def state_sizes(self) -> Any:
         """Sizes of the state's parts, in its structure: per layer an ``LSTMState`` of ints
         (LSTM) or an int (GRU/RNN); ``(fw, bw)`` when bidirectional."""
-        fw = tuple(_layer_state_size(c) for c in self.layers)
-        return (fw, tuple(_layer_state_size(c) for c in self.backward_layers)) if self.bidirectional else fw
+        fw = tuple(c.state_size for c in self.layers)
+        return (fw, tuple(c.state_size for c in self.backward_layers)) if self.bidirectional else fw
 
     def extra_repr(self) -> str:
         parts = [f"batch_first={self.batch_first}"]
@@ -260,12 +260,6 @@ def _check_dtype(x: Tensor, dtype: torch.dtype) -> None:
             f"x: expected dtype {dtype} (the stack's parameters), got {x.dtype}; "
             f"convert one of them, e.g. x.to({dtype}) or stack.to({x.dtype})"
         )
-
-
-def _layer_state_size(cell: RecurrentCell) -> Any:
-    if cell.kind == "lstm":
-        return LSTMState(cell.hidden_size, cell.output_size)
-    return cell.hidden_size
 
 
 def _as_sizes(hidden_sizes: int | Sequence[int]) -> list[int]:

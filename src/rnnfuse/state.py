@@ -24,9 +24,13 @@ from torch import Tensor
 __all__ = [
     "LSTMState",
     "LayerState",
-    "StackState",
-    "State",
     "map_state",
+    "state_output",
+    "state_rows",
+    "concat_layer_states",
+    "where_state",
+    "layer_parts",
+    "layer_from_parts",
     "flatten_state",
     "structure_str",
     "assert_same_structure",
@@ -52,16 +56,17 @@ class LSTMState(NamedTuple):
 
 
 LayerState = Union[LSTMState, Tensor]
-StackState = tuple  # tuple[LayerState, ...]
-State = Any  # a layer state, a stack state, or a (fw, bw) pair of stack states
+"""The state of one layer in one direction: an :class:`LSTMState` or one ``Tensor`` (B, H)."""
 
 
-def map_state(fn: Callable[..., Tensor], *states: Any) -> Any:
+def map_state(fn: Callable[..., Tensor], *states: Any, check: bool = True) -> Any:
     """Apply ``fn`` leaf-wise over one or more states of the same structure.
 
     The structure (tuples, :class:`LSTMState`) is kept; ``fn`` receives one tensor of each
-    state.  Structures are checked first, so a mismatch raises a ``ValueError`` that names
-    the part that differs.
+    state.  Structures are checked first (nesting, kinds, batch, dtype, device and feature
+    sizes), so a mismatch raises a ``ValueError`` that names the part that differs;
+    ``check=False`` skips that, for a caller that has checked already (e.g. with
+    :func:`assert_same_structure` and other rules).
 
     >>> import torch
     >>> s = (LSTMState(torch.ones(2, 3), torch.ones(2, 3)),)
@@ -70,8 +75,9 @@ def map_state(fn: Callable[..., Tensor], *states: Any) -> Any:
     """
     if not states:
         raise TypeError("map_state() needs at least one state")
-    for i, other in enumerate(states[1:], start=1):
-        assert_same_structure(states[0], other, names=("states[0]", f"states[{i}]"))
+    if check:
+        for i, other in enumerate(states[1:], start=1):
+            assert_same_structure(states[0], other, names=("states[0]", f"states[{i}]"))
     return _map(fn, states)
 
 
@@ -82,6 +88,68 @@ def _map(fn: Callable[..., Tensor], states: Sequence[Any]) -> Any:
     if isinstance(first, LSTMState):
         return LSTMState(fn(*(s.c for s in states)), fn(*(s.h for s in states)))
     return tuple(_map(fn, [s[i] for s in states]) for i in range(len(first)))
+
+
+# ---------------------------------------------------------------- per-row helpers
+# The kernels and the fusion modules work on layer states; these helpers are the only
+# places that tell an LSTMState from a Tensor for them.  They do not check structures.
+
+
+def state_output(layer_state: Any) -> Any:
+    """The output part of a layer state: ``h`` of an :class:`LSTMState`, else the tensor.
+    Works on a layer's sizes as well (``LSTMState(c=H, h=P)`` → ``P``).
+
+    >>> import torch
+    >>> state_output(LSTMState(torch.zeros(2, 4), torch.ones(2, 3))).shape
+    torch.Size([2, 3])
+    """
+    return layer_state.h if isinstance(layer_state, LSTMState) else layer_state
+
+
+def layer_parts(layer_state: Any) -> dict[str, Any]:
+    """The parts of a layer state (or of a layer's sizes) by name: ``{"c": c, "h": h}`` for
+    an :class:`LSTMState`, ``{"h": x}`` otherwise.  Inverse: :func:`layer_from_parts`.
+
+    >>> layer_parts(LSTMState(4, 3)), layer_parts(5)
+    ({'c': 4, 'h': 3}, {'h': 5})
+    """
+    if isinstance(layer_state, LSTMState):
+        return {"c": layer_state.c, "h": layer_state.h}
+    return {"h": layer_state}
+
+
+def layer_from_parts(parts: dict[str, Any]) -> Any:
+    """Inverse of :func:`layer_parts`: an :class:`LSTMState` if there is a ``"c"`` part."""
+    return LSTMState(parts["c"], parts["h"]) if "c" in parts else parts["h"]
+
+
+def state_rows(state: Any, index: slice | Tensor) -> Any:
+    """Rows (the batch axis, dim 0) of every part of a state: a ``slice``, or an int64
+    index ``Tensor`` (``index_select``: e.g. a sort order or its inverse).
+
+    >>> import torch
+    >>> s = LSTMState(torch.arange(4.0).view(4, 1), torch.zeros(4, 2))
+    >>> state_rows(s, torch.tensor([3, 0])).c.flatten().tolist()
+    [3.0, 0.0]
+    >>> state_rows(s, slice(1)).h.shape
+    torch.Size([1, 2])
+    """
+    if isinstance(index, Tensor):
+        return _map(lambda t: t.index_select(0, index), [state])
+    return _map(lambda t: t[index], [state])
+
+
+def concat_layer_states(states: Sequence[Any], dim: int = 0) -> Any:
+    """Concatenate each part of several states of one structure along ``dim`` (0: the
+    batch rows; -1: the features)."""
+    return _map(lambda *ts: torch.cat(ts, dim=dim), list(states))
+
+
+def where_state(mask: Tensor, new: Any, old: Any) -> Any:
+    """Each part of ``new`` where ``mask`` is true (non-zero), of ``old`` elsewhere;
+    ``mask`` broadcasts against every part (e.g. ``(B, 1)``)."""
+    keep = mask if mask.dtype == torch.bool else mask.bool()
+    return _map(lambda a, b: torch.where(keep, a, b), [new, old])
 
 
 def flatten_state(state: Any) -> list[Tensor]:
@@ -181,11 +249,7 @@ def zeros_like_state(state: Any) -> Any:
 
 def state_sizes(state: Any) -> Any:
     """The feature size of each part, in the state's structure (``LSTMState`` of ints)."""
-    if isinstance(state, Tensor):
-        return state.shape[-1]
-    if isinstance(state, LSTMState):
-        return LSTMState(state.c.shape[-1], state.h.shape[-1])
-    return tuple(state_sizes(s) for s in state)
+    return _map(lambda t: t.shape[-1], [state])
 
 
 def state_kinds(state: Any) -> tuple[str, ...]:

@@ -8,8 +8,20 @@ from .base import RecurrentCell
 from .gru import GRUCell
 from .lstm import LSTMCell
 from .rnn import RNNCell
+from .spec import GRUKernelArgs, KernelSpec, LSTMKernelArgs
 
-__all__ = ["RecurrentCell", "LSTMCell", "GRUCell", "RNNCell", "CELL_TYPES", "make_cell"]
+__all__ = [
+    "RecurrentCell",
+    "LSTMCell",
+    "GRUCell",
+    "RNNCell",
+    "KernelSpec",
+    "LSTMKernelArgs",
+    "GRUKernelArgs",
+    "CELL_TYPES",
+    "make_cell",
+    "cell_from_config",
+]
 
 CELL_TYPES: dict[str, type[RecurrentCell]] = {"lstm": LSTMCell, "gru": GRUCell, "rnn": RNNCell}
 

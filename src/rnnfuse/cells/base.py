@@ -4,7 +4,9 @@ A cell owns the parameters of one layer in one direction.  It computes one step,
 ``cell(x_t, state) -> (output_t, new_state)``, and splits that step in two so that a
 sequence can be run fast: :meth:`RecurrentCell.project_input` applies the input weights to
 all steps at once (one matrix multiply), :meth:`RecurrentCell.step_projected` does the
-recurrent part of one step.
+recurrent part of one step.  It states its sizes (:attr:`RecurrentCell.state_size`,
+:attr:`RecurrentCell.output_size`) and tells the kernels how it may be run fast
+(:meth:`RecurrentCell.kernel_spec`, see :mod:`rnnfuse.cells.spec`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..state import LayerState
+from .spec import KernelSpec
 
 __all__ = ["RecurrentCell"]
 
@@ -24,7 +27,6 @@ class RecurrentCell(nn.Module):
     """Base class of :class:`LSTMCell`, :class:`GRUCell` and :class:`RNNCell`."""
 
     kind: str = ""  # "lstm" | "gru" | "rnn"
-    num_gates: int = 1
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -35,6 +37,12 @@ class RecurrentCell(nn.Module):
     @property
     def output_size(self) -> int:
         """Size of the output (``h``) of one step."""
+        return self.hidden_size
+
+    @property
+    def state_size(self) -> Any:
+        """Feature sizes of the state, in its structure: an int here (one tensor ``(B, H)``);
+        an LSTM cell's is ``LSTMState(H, P)``."""
         return self.hidden_size
 
     # -- state ------------------------------------------------------------------
@@ -62,6 +70,15 @@ class RecurrentCell(nn.Module):
         if state is None:
             state = self.initial_state(x.shape[0], x.device, x.dtype)
         return self.step_projected(self.project_input(x), state)
+
+    def kernel_spec(self, dtype: torch.dtype, device: torch.device) -> KernelSpec | None:
+        """How the kernels may run this cell on inputs of ``dtype`` on ``device``, or
+        ``None``: the reference loop (the default, for a user's own cell).
+
+        A spec promises the exact equations of :meth:`step_projected`; a subclass that
+        changes the step must not inherit its parent's spec.
+        """
+        return None
 
     # -- description ------------------------------------------------------------
     def options(self) -> dict[str, Any]:
@@ -96,7 +113,7 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
-def optional_positive_float(name: str, value: Any) -> float | None:
+def _optional_positive_float(name: str, value: Any) -> float | None:
     """Validate an optional clip value."""
     if value is None:
         return None

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import RecurrentCell
+from .spec import GRUKernelArgs, KernelSpec
 
 __all__ = ["GRUCell", "gru_step_reset_after", "gru_step_reset_before"]
 
@@ -60,7 +61,6 @@ class GRUCell(RecurrentCell):
     """
 
     kind = "gru"
-    num_gates = 3
 
     def __init__(self, input_size: int, hidden_size: int, *, reset_after: bool = True) -> None:
         super().__init__(input_size, hidden_size)
@@ -97,6 +97,15 @@ class GRUCell(RecurrentCell):
         else:
             h = gru_step_reset_before(xw, state, self.weight_hh)
         return h, h
+
+    def kernel_spec(self, dtype: torch.dtype, device: torch.device) -> KernelSpec | None:
+        """Reset after: PyTorch's fused GRU, with this cell's own four parameters.  Reset
+        before: the BPTT kernel (PyTorch has no fused kernel for it)."""
+        if type(self) is not GRUCell:  # a subclass may change the step: the reference loop
+            return None
+        if self.reset_after:
+            return KernelSpec("gru", (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh))
+        return KernelSpec(bptt=lambda: GRUKernelArgs(self.weight_ih, self.bias, self.weight_hh))
 
     def options(self) -> dict[str, Any]:
         return {} if self.reset_after else {"reset_after": False}

@@ -22,9 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from ..state import LSTMState
-from .base import RecurrentCell, _positive_int, optional_positive_float
+from .base import RecurrentCell, _optional_positive_float, _positive_int
+from .constants import cached_constant
+from .spec import KernelSpec, LSTMKernelArgs
 
-__all__ = ["LSTMCell", "LSTMOptions", "lstm_step"]
+__all__ = ["LSTMCell", "LSTMOptions", "lstm_step", "lstm_cell_terms", "lstm_cell_update", "lstm_output"]
 
 
 class LSTMOptions(NamedTuple):
@@ -36,6 +38,26 @@ class LSTMOptions(NamedTuple):
 
 
 _PLAIN = LSTMOptions()
+
+
+def lstm_cell_terms(i: Tensor, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    """The two terms of the cell update from the gate pre-activations (forget bias and
+    peepholes already added): ``(σ(f), σ(i) tanh(g))``, so ``c' = σ(f) c + σ(i) tanh(g)``.
+
+    Split so that a caller can compute the terms of many steps in one batch and then run
+    only the cheap recurrence ``c' = keep * c + write`` step by step."""
+    return torch.sigmoid(f), torch.sigmoid(i) * torch.tanh(g)
+
+
+def lstm_cell_update(i: Tensor, f: Tensor, g: Tensor, c: Tensor) -> Tensor:
+    """The new cell state ``σ(f) c + σ(i) tanh(g)`` (no clip) from the pre-activations."""
+    keep, write = lstm_cell_terms(i, f, g)
+    return keep * c + write
+
+
+def lstm_output(o: Tensor, c: Tensor) -> Tensor:
+    """The output before any projection, ``σ(o) tanh(c)``, from the pre-activation ``o``."""
+    return torch.sigmoid(o) * torch.tanh(c)
 
 
 def lstm_step(
@@ -56,12 +78,12 @@ def lstm_step(
         f = f + p_f * c
     if options.forget_bias:
         f = f + options.forget_bias
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    c = lstm_cell_update(i, f, g, c)
     if options.cell_clip is not None:
         c = c.clamp(-options.cell_clip, options.cell_clip)
     if peepholes is not None:
         o = o + peepholes[2] * c
-    h = torch.sigmoid(o) * torch.tanh(c)
+    h = lstm_output(o, c)
     if weight_hr is not None:
         h = h @ weight_hr.t()
         if options.proj_clip is not None:
@@ -84,7 +106,6 @@ class LSTMCell(RecurrentCell):
     """
 
     kind = "lstm"
-    num_gates = 4
 
     def __init__(
         self,
@@ -105,8 +126,8 @@ class LSTMCell(RecurrentCell):
             raise ValueError("proj_clip: clips the projection, so it needs proj_size; got proj_size=None")
         self.lstm_options = LSTMOptions(
             float(forget_bias),
-            optional_positive_float("cell_clip", cell_clip),
-            optional_positive_float("proj_clip", proj_clip),
+            _optional_positive_float("cell_clip", cell_clip),
+            _optional_positive_float("proj_clip", proj_clip),
         )
         self.peepholes = bool(peepholes)
         h, out = hidden_size, self.output_size
@@ -137,10 +158,60 @@ class LSTMCell(RecurrentCell):
     def output_size(self) -> int:
         return self.proj_size if self.proj_size is not None else self.hidden_size
 
+    @property
+    def state_size(self) -> LSTMState:
+        """``LSTMState(c=H, h=P)`` (``P = H`` without a projection)."""
+        return LSTMState(self.hidden_size, self.output_size)
+
     def peephole_weights(self) -> tuple[Tensor, Tensor, Tensor] | None:
+        """``(w_i_diag, w_f_diag, w_o_diag)``, or ``None`` without peepholes."""
         if not self.peepholes:
             return None
         return self.w_i_diag, self.w_f_diag, self.w_o_diag
+
+    # -- kernels ----------------------------------------------------------------
+    def kernel_spec(self, dtype: torch.dtype, device: torch.device) -> KernelSpec | None:
+        """PyTorch's fused LSTM when there are no peepholes and clips (the forget bias
+        goes into its constant second bias), and the BPTT kernel for any options."""
+        if type(self) is not LSTMCell:  # a subclass may change the step: the reference loop
+            return None
+        fused = None
+        if not self.peepholes and self.cell_clip is None and self.proj_clip is None:
+            fused = (self.weight_ih, self.weight_hh, self.bias, self.second_bias(dtype, device))
+            if self.proj_size is not None:
+                fused += (self.weight_hr,)
+        return KernelSpec("lstm" if fused else None, fused, lambda: self._bptt_args(dtype, device))
+
+    def second_bias(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """``(4H,)`` constant: zeros with ``forget_bias`` in the f slot (gate order i, f,
+        g, o), the ``b_hh`` of PyTorch's LSTM kernel; cached while the cell lives."""
+        hidden, value = self.hidden_size, self.forget_bias
+
+        def make() -> Tensor:
+            vec = torch.zeros(4 * hidden, dtype=dtype, device=device)
+            vec[hidden : 2 * hidden] = value
+            return vec
+
+        return cached_constant(self, ("second_bias", value, dtype, device), make)
+
+    def effective_bias(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """``bias`` plus the run-time ``forget_bias`` in the f slot: the one bias that
+        acts like this cell's two (the only place they are added)."""
+        if not self.forget_bias:
+            return self.bias
+        return self.bias + self.second_bias(dtype, device)
+
+    def _bptt_args(self, dtype: torch.dtype, device: torch.device) -> LSTMKernelArgs:
+        peepholes = self.peephole_weights()
+        return LSTMKernelArgs(
+            self.weight_ih,
+            self.effective_bias(dtype, device),
+            self.weight_hh,
+            None if peepholes is None else torch.stack(peepholes),
+            getattr(self, "weight_hr", None),
+            self.cell_clip,
+            self.proj_clip,
+        )
 
     def initial_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None

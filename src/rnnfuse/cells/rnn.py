@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from .base import RecurrentCell
+from .constants import cached_constant
+from .spec import KernelSpec
 
 __all__ = ["RNNCell", "rnn_step"]
 
@@ -33,7 +35,6 @@ class RNNCell(RecurrentCell):
     """
 
     kind = "rnn"
-    num_gates = 1
 
     def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh") -> None:
         super().__init__(input_size, hidden_size)
@@ -63,6 +64,14 @@ class RNNCell(RecurrentCell):
     def step_projected(self, xw: Tensor, state: Any) -> tuple[Tensor, Tensor]:
         h = rnn_step(xw, state, self.weight_hh, self.nonlinearity)
         return h, h
+
+    def kernel_spec(self, dtype: torch.dtype, device: torch.device) -> KernelSpec | None:
+        """PyTorch's fused ``rnn_tanh``/``rnn_relu``; its second bias is a cached zero vector."""
+        if type(self) is not RNNCell:  # a subclass may change the step: the reference loop
+            return None
+        size = self.hidden_size
+        zeros = cached_constant(self, ("zeros", size, dtype, device), lambda: torch.zeros(size, dtype=dtype, device=device))
+        return KernelSpec(f"rnn_{self.nonlinearity}", (self.weight_ih, self.weight_hh, self.bias, zeros))
 
     def options(self) -> dict[str, Any]:
         return {} if self.nonlinearity == "tanh" else {"nonlinearity": self.nonlinearity}

@@ -7,7 +7,10 @@ Equations of :func:`rnnfuse.cells.gru.gru_step_reset_before` (gate order r, z, n
     r, z = sigmoid(xw_rz + h W_rz^T);  n = tanh(xw_n + (r * h) W_n^T);  h' = n + z (h - n)
 
 :class:`GRUFunction` stores σr, σz, n and r·h per step; the weight gradients are two
-matrix products after the backward loop.  A double backward raises an error.
+matrix products after the backward loop.  The step is written as in-place operations on
+preallocated buffers (the pure function would allocate per step); the tests check the
+layer against the reference loop, which runs the pure function.  A double backward raises
+an error.
 """
 
 from __future__ import annotations

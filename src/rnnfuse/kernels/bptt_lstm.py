@@ -6,7 +6,11 @@ every step is one matrix product, the recurrence runs over the packed layout sto
 step the gate activations, the cell state and its tanh, and the backward walks the steps
 once in reverse computing the gate gradients; the weight gradients are then one matrix
 product each.  No autograd graph is built per step.  The equations are those of
-:func:`rnnfuse.cells.lstm.lstm_step` (gate order i, f, g, o).
+:func:`rnnfuse.cells.lstm.lstm_step` (gate order i, f, g, o), written here once more as
+in-place operations on preallocated buffers: the pure functions would allocate every
+intermediate per step, which is what this kernel exists to avoid.  The tests check the
+step against the pure one (``test_bptt_lstm_step_equals_the_pure_step``) and the whole
+layer against the reference loop.
 
 The backward is not itself differentiable: a double backward raises an error.
 """

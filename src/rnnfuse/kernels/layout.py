@@ -29,6 +29,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from ..state import state_rows
+
 __all__ = ["Segment", "Layout", "make_layout", "layout_for", "segment_bounds"]
 
 
@@ -62,11 +64,6 @@ class Layout:
     last_index: Tensor  # (alive,) flat row of the last step of each sorted sequence of length > 0
 
     @property
-    def rows_total(self) -> int:
-        """Number of rows of the flat layout (without the trailing zero row)."""
-        return sum(s.size for s in self.segments)
-
-    @property
     def alive(self) -> int:
         """Number of sequences of length > 0 (the first rows of the sorted batch)."""
         return self.batch_sizes[0] if self.batch_sizes else 0
@@ -84,13 +81,13 @@ class Layout:
         """The rows of ``seg`` in ``flat`` as ``(stop - start, rows, features)``."""
         return flat[seg.offset : seg.offset + seg.size].view(seg.stop - seg.start, seg.rows, -1)
 
-    def sort(self, t: Tensor) -> Tensor:
-        """Rows of a per-sequence tensor (B, ...) in sorted order."""
-        return t.index_select(0, self.order)
+    def sort(self, state: Any) -> Any:
+        """Rows of a per-sequence tensor (B, ...) or layer state in sorted order."""
+        return state_rows(state, self.order)
 
-    def unsort(self, t: Tensor) -> Tensor:
+    def unsort(self, state: Any) -> Any:
         """Inverse of :meth:`sort`."""
-        return t.index_select(0, self.inverse)
+        return state_rows(state, self.inverse)
 
 
 def segment_bounds(lengths: list[int], max_segments: int) -> list[int]:

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 
 from ..cells.base import RecurrentCell
-from ..state import LSTMState
+from ..state import where_state
 
-__all__ = ["run_loop", "reverse_within_lengths", "step_mask"]
+__all__ = ["run_loop", "reverse_within_lengths"]
 
 
 def reverse_within_lengths(x: Tensor, lengths: Tensor | None) -> Tensor:
@@ -33,11 +33,10 @@ def reverse_within_lengths(x: Tensor, lengths: Tensor | None) -> Tensor:
     return x.gather(1, index)
 
 
-def step_mask(lengths: Tensor, steps: int, dtype: torch.dtype) -> Tensor:
-    """``(T, B, 1)`` mask: 1 where step t is inside sequence b."""
+def _step_mask(lengths: Tensor, steps: int) -> Tensor:
+    """``(T, B, 1)`` bool mask: true where step t is inside sequence b."""
     t = torch.arange(steps, device=lengths.device).unsqueeze(1)
-    return (t < lengths.unsqueeze(0)).to(dtype).unsqueeze(-1)
-
+    return (t < lengths.unsqueeze(0)).unsqueeze(-1)
 
 
 def run_loop(
@@ -50,16 +49,16 @@ def run_loop(
     """Run ``cell`` over ``x`` (B, T, F) from ``state``; returns ``(outputs, final_state)``."""
     if reverse:
         x = reverse_within_lengths(x, lengths)
-    masks = None if lengths is None else step_mask(lengths.to(x.device), x.shape[1], x.dtype)
+    masks = None if lengths is None else _step_mask(lengths.to(x.device), x.shape[1])
     if masks is not None:  # padding may hold anything (NaN too): it must reach neither outputs nor grads
-        x = torch.where(masks.transpose(0, 1).bool(), x, x.new_zeros(()))
+        x = torch.where(masks.transpose(0, 1), x, x.new_zeros(()))
     xw = cell.project_input(x).transpose(0, 1)  # (T, B, G*H), one matmul for all steps
     outputs = []
     for t in range(xw.shape[0]):
         out, new_state = cell.step_projected(xw[t], state)
         if masks is not None:
-            out = torch.where(masks[t].bool(), out, out.new_zeros(()))
-            new_state = _where(masks[t], new_state, state)
+            out = torch.where(masks[t], out, out.new_zeros(()))
+            new_state = where_state(masks[t], new_state, state)
         state = new_state
         outputs.append(out)
     if outputs:
@@ -69,9 +68,3 @@ def run_loop(
     if reverse:
         y = reverse_within_lengths(y, lengths)
     return y, state
-
-
-def _where(mask: Tensor, new: Any, old: Any) -> Any:
-    if isinstance(new, LSTMState):
-        return LSTMState(_where(mask, new.c, old.c), _where(mask, new.h, old.h))
-    return torch.where(mask.bool(), new, old)

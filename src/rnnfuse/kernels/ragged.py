@@ -28,11 +28,11 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..cells import LSTMCell
 from ..cells.base import RecurrentCell
-from ..state import LSTMState
-from .constants import forget_bias_vector
-from .fused import fused_call
+from ..cells.lstm import lstm_cell_terms
+from ..cells.spec import KernelSpec
+from ..state import LSTMState, concat_layer_states, state_output, state_rows
+from .fused import fused_call, fused_spec
 from .layout import Layout, Segment, layout_for
 from .loop import run_loop
 from .steps import last_rows
@@ -48,45 +48,54 @@ def _with_zero_row(parts: list[Tensor]) -> Tensor:
 
 
 def run_fused_packed(
-    cell: RecurrentCell, x: Tensor, lengths: Tensor, state: Any, reverse: bool
+    cell: RecurrentCell, x: Tensor, lengths: Tensor, state: Any, reverse: bool, *, spec: KernelSpec | None = None
 ) -> tuple[Tensor, Any]:
     """One fused call on the packed layout (``batch_sizes``), exact final states included."""
+    spec = fused_spec(cell, x, spec)
     layout = layout_for(lengths, x.shape[1], reverse, None, x.shape[0])
     if layout.alive == 0:  # nothing to run (the kernels refuse empty batches)
         return run_loop(cell, x, lengths, state, reverse)
     sizes = torch.tensor(layout.batch_sizes, dtype=torch.int64)
-    start = _sort_state(layout, state)
+    start = layout.sort(state)
     alive = layout.alive
-    out, final = fused_call(cell, layout.gather_input(x), _rows(start, alive), sizes)
-    final = _cat_states([final, _rows(start, slice(alive, None))])
-    return layout.scatter_output(_with_zero_row([out])), _unsort_state(layout, final)
+    out, final = fused_call(spec, layout.gather_input(x), state_rows(start, slice(alive)), sizes)
+    final = concat_layer_states([final, state_rows(start, slice(alive, None))])
+    return layout.scatter_output(_with_zero_row([out])), layout.unsort(final)
 
 
 def run_fused_segments(
-    cell: RecurrentCell, x: Tensor, lengths: Tensor, state: Any, reverse: bool, max_segments: int = MAX_SEGMENTS
+    cell: RecurrentCell,
+    x: Tensor,
+    lengths: Tensor,
+    state: Any,
+    reverse: bool,
+    max_segments: int = MAX_SEGMENTS,
+    *,
+    spec: KernelSpec | None = None,
 ) -> tuple[Tensor, Any]:
     """A fused call per segment of the sorted batch; see the module docstring."""
+    spec = fused_spec(cell, x, spec)
     layout = layout_for(lengths, x.shape[1], reverse, max_segments, x.shape[0])
     if layout.alive == 0:  # nothing to run (the kernels refuse empty batches)
         return run_loop(cell, x, lengths, state, reverse)
     flat_x = layout.gather_input(x)
-    start = _sort_state(layout, state)
+    start = layout.sort(state)
     carry, outs, starts, finals = start, [], [], []
     for seg in layout.segments:
-        starts.append(_rows(carry, seg.rows))
-        out, carry = fused_call(cell, layout.segment_view(flat_x, seg), starts[-1])
+        starts.append(state_rows(carry, slice(seg.rows)))
+        out, carry = fused_call(spec, layout.segment_view(flat_x, seg), starts[-1])
         outs.append(out.reshape(seg.size, -1))
         finals.append(carry)
     flat_out = _with_zero_row(outs)
-    h = last_rows(flat_out, _h(start), layout.last_index)
-    if not isinstance(cell, LSTMCell):
-        return layout.scatter_output(flat_out), layout.unsort(h)
-    c = _final_cells(cell, layout, flat_x, flat_out, starts, finals, start.c)
-    return layout.scatter_output(flat_out), LSTMState(c, layout.unsort(h))
+    h = layout.unsort(last_rows(flat_out, state_output(start), layout.last_index))
+    if spec.mode != "lstm":  # the output is the state
+        return layout.scatter_output(flat_out), h
+    c = _final_cells(spec.fused_weights, layout, flat_x, flat_out, starts, finals, start.c)
+    return layout.scatter_output(flat_out), LSTMState(c, h)
 
 
 def _final_cells(
-    cell: LSTMCell,
+    weights: tuple[Tensor, ...],
     layout: Layout,
     flat_x: Tensor,
     flat_out: Tensor,
@@ -112,7 +121,7 @@ def _final_cells(
             tails.append((seg, exact, starts[k]))
     parts, rows = exact_parts, exact_rows
     if tails:
-        parts.append(_recover_cells(cell, layout, flat_x, flat_out, tails))
+        parts.append(_recover_cells(weights, layout, flat_x, flat_out, tails))
         rows += [j for seg, first, _ in tails for j in range(first, seg.rows)]
     parts.append(c0[layout.alive :])
     rows += range(layout.alive, layout.batch)
@@ -122,13 +131,19 @@ def _final_cells(
 
 
 def _recover_cells(
-    cell: LSTMCell, layout: Layout, flat_x: Tensor, flat_out: Tensor, tails: list[tuple[Segment, int, LSTMState]]
+    weights: tuple[Tensor, ...],
+    layout: Layout,
+    flat_x: Tensor,
+    flat_out: Tensor,
+    tails: list[tuple[Segment, int, LSTMState]],
 ) -> Tensor:
     """``c`` at the last step of the tail rows ``[first, seg.rows)`` of each segment, which
     end inside it.  The gates of every step they ran follow from the segment's inputs and
-    outputs (one batched product for all tails); then ``c_t = σ(f_t) c_{t-1} + σ(i_t)
-    tanh(g_t)``, over the tails still running (ordered by decreasing number of steps, so
-    those are a prefix).  Returned in the order of ``tails``, rows ascending."""
+    outputs and the fused kernel's ``weights`` (``W_ih x + b_ih + W_hh h + b_hh``, one
+    batched product for all tails); then the cell update of
+    :func:`rnnfuse.cells.lstm.lstm_cell_terms`, ``c_t = keep_t c_{t-1} + write_t``, runs
+    over the tails still running (ordered by decreasing number of steps, so those are a
+    prefix).  Returned in the order of ``tails``, rows ascending."""
     device = flat_x.device
     need = [n - seg.start for seg, first, _ in tails for n in layout.lengths[first : seg.rows]]
     offset = [seg.offset + j for seg, first, _ in tails for j in range(first, seg.rows)]
@@ -140,48 +155,16 @@ def _recover_cells(
     x_rows = (offset_t + k * stride_t)[running]
     h_rows = (offset_t + (k[:-1]) * stride_t)[running[1:]]
     index = torch.tensor(order, device=device)
-    h_start = torch.cat([start.h[first:] for _, first, start in tails]).index_select(0, index)
-    h_prev = torch.cat([h_start, flat_out.index_select(0, h_rows.to(device))])
-    bias = cell.bias
-    if cell.forget_bias:
-        bias = bias + forget_bias_vector(cell, bias.dtype, bias.device)
-    gates = F.linear(flat_x.index_select(0, x_rows.to(device)), cell.weight_ih, bias) + F.linear(h_prev, cell.weight_hh)
+    start = state_rows(concat_layer_states([state_rows(s, slice(first, None)) for _, first, s in tails]), index)
+    h_prev = torch.cat([start.h, flat_out.index_select(0, h_rows.to(device))])
+    w_ih, w_hh, b_ih, b_hh = weights[:4]
+    gates = F.linear(flat_x.index_select(0, x_rows.to(device)), w_ih, b_ih) + F.linear(h_prev, w_hh, b_hh)
     i, f, g, _ = gates.chunk(4, dim=-1)
-    keep, add = torch.sigmoid(f), torch.sigmoid(i) * torch.tanh(g)
-    c = torch.cat([start.c[first:] for _, first, start in tails]).index_select(0, index)
-    row = 0
+    keep, write = lstm_cell_terms(i, f, g)
+    c, row = start.c, 0
     for n in running.sum(1).tolist():
-        c = torch.cat([torch.addcmul(add[row : row + n], keep[row : row + n], c[:n]), c[n:]])
+        c = torch.cat([torch.addcmul(write[row : row + n], keep[row : row + n], c[:n]), c[n:]])
         row += n
     back = torch.empty_like(index)
     back[index] = torch.arange(len(order), device=device)
     return c.index_select(0, back)
-
-
-def _h(state: Any) -> Tensor:
-    return state.h if isinstance(state, LSTMState) else state
-
-
-def _rows(state: Any, rows: int | slice) -> Any:
-    index = slice(None, rows) if isinstance(rows, int) else rows
-    if isinstance(state, LSTMState):
-        return LSTMState(state.c[index], state.h[index])
-    return state[index]
-
-
-def _cat_states(states: list[Any]) -> Any:
-    if isinstance(states[0], LSTMState):
-        return LSTMState(torch.cat([s.c for s in states]), torch.cat([s.h for s in states]))
-    return torch.cat(states)
-
-
-def _sort_state(layout: Layout, state: Any) -> Any:
-    if isinstance(state, LSTMState):
-        return LSTMState(layout.sort(state.c), layout.sort(state.h))
-    return layout.sort(state)
-
-
-def _unsort_state(layout: Layout, state: Any) -> Any:
-    if isinstance(state, LSTMState):
-        return LSTMState(layout.unsort(state.c), layout.unsort(state.h))
-    return layout.unsort(state)

@@ -159,19 +159,22 @@ def _run_one(name: str, y: np.ndarray, splits: dict, horizon: int, period: float
     if name == "DHR":
         (val_end, val_origins, val_truth), (test_end, test_origins, _) = splits["val"], splits["test"]
         orders = [k for k in DHR_ORDERS if k < period / 2] or [1]
-        val_maes = {}
-        val_forecasts = {}
+        val_maes, val_models = {}, {}
         for k in orders:
-            model, _ = fit_dhr(y, val_end, period, k, horizon)
-            val_forecasts[k] = state_forecasts(model, val_origins, horizon)
-            val_maes[k] = _score(val_forecasts[k], val_truth)
+            val_models[k], _ = fit_dhr(y, val_end, period, k, horizon)
+            val_maes[k] = _score(state_forecasts(val_models[k], val_origins, horizon), val_truth)
         best = min(orders, key=lambda k: val_maes[k])
         model, details = fit_dhr(y, test_end, period, best, horizon)
         details["val_mae_by_K"] = val_maes
-        return {"val": val_forecasts[best], "test": state_forecasts(model, test_origins, horizon)}, details
+        out = {"val": state_forecasts(val_models[best], val_origins, horizon), "test": state_forecasts(model, test_origins, horizon)}
+        if "train" in splits:  # for the hybrids: training origins, with the parameters fitted before validation
+            out["train"] = state_forecasts(val_models[best], splits["train"][1], horizon)
+        return out, details
     fit = {"ETS (A,A,A)": fit_ets, "SARIMA airline": fit_sarima}[name]
     forecasts, details = {}, {}
     for split, (fit_end, origins, _) in splits.items():
+        if split == "train":
+            continue
         model, details[split], start = fit(y, fit_end, season)
         forecasts[split] = state_forecasts(model, origins - start, horizon)
     return forecasts, details

@@ -66,6 +66,7 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--seeds", type=int, default=DEMO_SEEDS, help=f"seeds per fusion (default {DEMO_SEEDS})")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="models trained side by side (default: up to 2)")
     p.add_argument("--fusions", default=",".join(DEMO_FUSIONS), help=f"comma-separated, from {','.join(FUSIONS)}")
+    p.add_argument("--hybrids", default="zoph-knight", help="fusions also trained as hybrids on the DHR baseline's errors (comma-separated, or none)")
     p.add_argument("--baselines", default="dhr,ets,sarima", help="classical baselines (statsmodels): comma-separated from dhr,ets,sarima, or none")
     S = argparse.SUPPRESS
     d = p.add_argument_group("data (default: the embedded weekly CO2 series; window sizes not given scale with the period)")
@@ -95,6 +96,9 @@ def _demo(args: argparse.Namespace) -> int:
     from .data import DataError
     from .demo import demo_data, parse_period
 
+    hybrids = [] if args.hybrids.strip() == "none" else [f.strip() for f in args.hybrids.split(",") if f.strip()]
+    if any(f not in FUSIONS for f in hybrids):
+        return fail("demo", f"--hybrids: expected names from {list(FUSIONS)} or none, got {args.hybrids!r}")
     keys = [] if args.baselines.strip() == "none" else [k.strip() for k in args.baselines.split(",") if k.strip()]
     if any(k not in BASELINE_KEYS for k in keys):
         return fail("demo", f"--baselines: expected names from {list(BASELINE_KEYS)} or none, got {args.baselines!r}")
@@ -114,7 +118,7 @@ def _demo(args: argparse.Namespace) -> int:
         data, period = demo_data(given, period)
         validate(RunConfig(data=data), "command line")
         run_demo(Path(args.out), epochs=args.epochs, seed=args.seed, seeds=args.seeds, jobs=args.jobs, fusions=fusions,
-                 data=data, period=period, baselines=[BASELINE_KEYS[k] for k in keys])
+                 data=data, period=period, baselines=[BASELINE_KEYS[k] for k in keys], hybrids=hybrids)
     except (ConfigError, DataError) as exc:
         return fail("demo", str(exc))
     return 0

@@ -33,6 +33,8 @@ __all__ = ["DEMO_FUSIONS", "DEMO_EPOCHS", "DEMO_SEEDS", "run_demo", "train_one",
 DEMO_FUSIONS = ("local", "global", "concat", "sum", "mean", "bridge", "zoph-knight", "child-sum", "gated")
 DEMO_EPOCHS = 8
 DEMO_SEEDS = 3
+HYBRID_BASE = "DHR"
+DEMO_HYBRIDS = ("zoph-knight",)
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _COST = {"concat": 5, "bridge": 4, "child-sum": 4, "gated": 4, "zoph-knight": 4, "sum": 3, "mean": 3, "max": 3, "global": 2, "local": 1}
 
@@ -42,22 +44,42 @@ def demo_config(fusion: str, epochs: int, seed: int, data: DataConfig | None = N
     return RunConfig(data or DataConfig(), ModelConfig(fusion=fusion), OptimConfig(epochs=epochs), seed=seed, threads=1)
 
 
-def train_one(fusion: str, epochs: int, seed: int, out: str | None, data: DataConfig | None = None) -> dict[str, Any]:
-    """Train one demo model; return its history, errors and test forecasts (picklable)."""
+def train_one(
+    fusion: str, epochs: int, seed: int, out: str | None, data: DataConfig | None = None,
+    base: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one demo model; return its history, errors and test forecasts (picklable).
+
+    ``base``: a hybrid; ``{"train": ..., "val": ..., "test": ...}`` forecasts ``(N, H)`` of a
+    classical model at every origin (without look-ahead); the network learns their errors.
+    """
     from .training import Trainer  # imported here: runs in a fresh worker process
 
-    run_dir = None if out is None else Path(out) / "runs" / f"{fusion}-seed{seed}"
+    data = data or DataConfig()
+    name = fusion if base is None else f"{fusion} + {HYBRID_BASE}"
+    run_dir = None if out is None else Path(out) / "runs" / (f"{fusion}-seed{seed}" if base is None else f"{fusion}-{HYBRID_BASE.lower()}-seed{seed}")
     if run_dir is not None and run_dir.exists():
         shutil.rmtree(run_dir)
     lines: list[str] = []
-    trainer = Trainer(demo_config(fusion, epochs, seed, data), run_dir, log=lines.append, show_progress=False)
+    prepared = None
+    if base is not None:
+        from dataclasses import replace as _replace
+
+        from .windows import with_base
+
+        plain = prepare(load_series(data.csv, data.column, data.time_column), data)
+        prepared = _replace(plain, **{split: with_base(getattr(plain, split), base[split]) for split in ("train", "val", "test")})
+    trainer = Trainer(
+        demo_config(fusion, epochs, seed, data), run_dir, log=lines.append, show_progress=False,
+        prepared=prepared, extra_covariates=0 if base is None else 1,
+    )
     trainer.start()
     began = time.perf_counter()
     trainer.run()
     seconds = time.perf_counter() - began
     test_forecast = forecast(trainer.model, trainer.data.test)
     return {
-        "name": fusion, "seed": seed,
+        "name": name, "seed": seed,
         "decoder": _describe_decoder(trainer.model),
         "params": count_parameters(trainer.model),
         "seconds": seconds,
@@ -87,7 +109,10 @@ def _classical_one(name: str, data: DataConfig, period: float) -> dict[str, Any]
     from .baselines import classical_baselines
 
     prepared = prepare(load_series(data.csv, data.column, data.time_column), data)
-    result = classical_baselines(_observed(prepared.series), _baseline_splits(prepared), data.horizon, period, names=[name])[name]
+    splits = _baseline_splits(prepared)
+    if name == HYBRID_BASE:
+        splits["train"] = (prepared.splits.val_start, prepared.train.origins.numpy(), None)
+    result = classical_baselines(_observed(prepared.series), splits, data.horizon, period, names=[name])[name]
     result["forecasts"] = {k: v.tolist() for k, v in result["forecasts"].items()}
     return {"baseline": name, **result}
 
@@ -166,6 +191,7 @@ def run_demo(
     out: Path, *, epochs: int = DEMO_EPOCHS, seed: int = 0, seeds: int = DEMO_SEEDS, jobs: int = 2,
     fusions: Sequence[str] = DEMO_FUSIONS, log: Callable[[str], None] = print,
     data: DataConfig | None = None, period: float | None = None, baselines: Sequence[str] | None = None,
+    hybrids: Sequence[str] = DEMO_HYBRIDS,
 ) -> dict[str, Any]:
     """Train every fusion with ``seeds`` seeds from ``seed`` and fit the classical baselines
     (side by side in ``jobs`` processes); write the table and figures.  ``data``: the series
@@ -181,13 +207,19 @@ def run_demo(
     period = true_period(prepared.series, data, period)
     log(_data_summary(prepared) + f"; seasonal period {period:.4g} steps")
     names = BASELINE_NAMES if baselines is None else tuple(baselines)
+    if HYBRID_BASE not in names:
+        hybrids = ()
     tasks: list[tuple] = [("baseline", name, data, period) for name in names]
     nets = [(f, epochs, s, str(out), data) for s in range(seed, seed + seeds) for f in fusions]
     nets.sort(key=lambda t: -_COST.get(t[0], 3))  # longest first packs the workers best
-    done = _run_all(tasks + nets, jobs, log)
+    later = [(f, epochs, s, str(out), data) for s in range(seed, seed + seeds) for f in hybrids]
+    done = _run_all(tasks + nets, jobs, log, later)
     runs = [r for r in done if "baseline" not in r]
     classical = {r["baseline"]: r for r in done if "baseline" in r}
-    models = [_aggregate([r for r in runs if r["name"] == f]) for f in fusions]
+    for c in classical.values():
+        c["forecasts"].pop("train", None)
+    labels = [*fusions, *(f"{f} + {HYBRID_BASE}" for f in hybrids)]
+    models = [_aggregate([r for r in runs if r["name"] == f]) for f in labels if any(r["name"] == f for r in runs)]
     results = _assemble(prepared, models, epochs, list(range(seed, seed + seeds)), jobs, data, period, [classical[n] for n in names])
     table = format_table(results)
     _write_outputs(out, prepared, results, table)
@@ -198,22 +230,48 @@ def run_demo(
     return results
 
 
-def _run_all(tasks: list[tuple[str, int, int, str | None]], jobs: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def _run_all(tasks: list[tuple], jobs: int, log: Callable[[str], None], hybrids: list[tuple] = ()) -> list[dict[str, Any]]:
+    """Run ``tasks``; the ``hybrids`` (network tasks) start once the classical base forecasts
+    they learn from have arrived (with that base added to their arguments; skipped if it failed)."""
+    total = len(tasks) + len(hybrids)
     runs: list[dict[str, Any]] = []
+
+    def record(run: dict[str, Any]) -> list[tuple]:
+        runs.append(run)
+        log(_done_line(run, len(runs), total))
+        if run.get("baseline") != HYBRID_BASE or not hybrids:
+            return []
+        if run["error"]:
+            log(f"the {HYBRID_BASE} fit failed: its hybrids are not trained")
+            return []
+        return [(*h, run["forecasts"]) for h in hybrids]
+
     if jobs <= 1:
-        for run in map(_star, tasks):
-            runs.append(run)
-            log(_done_line(run, len(runs), len(tasks)))
+        queue = list(tasks)
+        while queue:
+            queue += record(_star(queue.pop(0)))
         return runs
     # one BLAS/OpenMP thread per worker (statsmodels' filters otherwise oversubscribe the cores);
     # read by the spawned processes when they load NumPy
     saved = {k: os.environ.get(k) for k in _THREAD_VARS}
     os.environ.update({k: "1" for k in _THREAD_VARS})
     try:
+        import queue as queues
+
+        finished: queues.Queue = queues.Queue()
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-            for run in pool.imap_unordered(_star, tasks):
-                runs.append(run)
-                log(_done_line(run, len(runs), len(tasks)))
+            submit = lambda t: pool.apply_async(_star, (t,), callback=finished.put, error_callback=finished.put)  # noqa: E731
+            pending = len(tasks)
+            for task in tasks:
+                submit(task)
+            while pending:
+                item = finished.get()
+                pending -= 1
+                if isinstance(item, BaseException):
+                    raise item
+                for task in record(item):
+                    submit(task)
+                    pending += 1
     finally:
         for k, v in saved.items():
             if v is None:
@@ -333,6 +391,12 @@ def _caption(results: dict[str, Any]) -> str:
         f"validation origin (val column) or the first test origin (test column), then one Kalman filter pass with "
         f"those parameters fixed; DHR's K chosen on validation; seasonal period {results['period']:.4g} steps. "
         f"Networks: trained on the training windows, validation for the epoch report only; means over seeds."
+        + (
+            f" 'fusion + {HYBRID_BASE}': a hybrid, the network forecasts the error of {HYBRID_BASE}'s forecast at each "
+            f"origin and gets that forecast as a decoder input ({HYBRID_BASE} parameters fitted before the validation "
+            f"stretch for the training and validation windows, before the test stretch for the test windows)."
+            if any(m["name"].endswith(f" + {HYBRID_BASE}") for m in results["models"]) else ""
+        )
     )
 
 

@@ -316,7 +316,7 @@ def _data_summary(prepared: Prepared) -> str:
         f"data: {s.describe()}\n"
         f"windows: {len(sp.train)} train, {len(sp.val)} validation ({s.labels[sp.val_start]} to "
         f"{s.labels[sp.test_start - 1]}), {len(sp.test)} test ({s.labels[sp.test_start]} to {s.labels[-1]}); "
-        f"scale {prepared.scale:.3f} ppm from the training windows"
+        f"scale {prepared.scale:.3f} (series units) from the training windows"
     )
 
 
@@ -456,5 +456,6 @@ def _write_outputs(out: Path, prepared: Prepared, results: dict[str, Any], table
     shown = {k: v for k, v in results["baselines"].items() if not v.get("error")}
     val_baselines = {k: v["val"]["mae"] for k, v in shown.items()}
     plot_training_curves(out / "training_curves.png", results["models"], val_baselines)
-    step_baselines = {k: v["test"]["mae_by_step"] for k, v in shown.items()}
+    order = sorted(shown, key=lambda k: k != best)  # the best classical one first: drawn boldest
+    step_baselines = {(f"{k} (best classical)" if k == best else k): shown[k]["test"]["mae_by_step"] for k in order}
     plot_error_by_step(out / "error_by_step.png", results["models"], step_baselines)

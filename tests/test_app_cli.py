@@ -84,7 +84,7 @@ def test_train_on_a_user_csv_then_predict(tmp_path, capsys):
 
 
 def test_demo_writes_table_and_figures_and_does_not_depend_on_jobs(tmp_path, capsys):
-    argv = ["demo", "--fusions", "local,sum", "--epochs", "1", "--seeds", "1"]
+    argv = ["demo", "--fusions", "local,sum", "--epochs", "1", "--seeds", "1", "--baselines", "none"]  # classical: test_app_baselines
     assert main([*argv, "--out", str(tmp_path / "a"), "--jobs", "1"]) == 0
     printed = capsys.readouterr().out
     for name in ("forecasts.png", "training_curves.png", "error_by_step.png", "results.md", "results.json"):

@@ -7,5 +7,6 @@ splits, scaling), ``model`` (building the :class:`~rnnfuse.seq2seq.Seq2Seq` for 
 ``commands`` (the ``demo``, ``train`` and ``predict`` subcommands of ``rnnfuse``).
 
 An optional part: ``pip install 'rnnfuse[forecast]'`` adds what it needs beyond the core
-(matplotlib for ``plots``, tqdm for the progress bar of ``training``).
+(matplotlib for ``plots``, tqdm for the progress bar of ``training``, statsmodels for the
+classical baselines of ``demo``).
 """

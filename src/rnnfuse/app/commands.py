@@ -27,7 +27,7 @@ _FLAGS: dict[str, tuple[str, str]] = {
 }
 _RESUME_MAY_CHANGE = {"epochs", "threads"}
 EXTRA = "forecast"  # pip install 'rnnfuse[forecast]'
-EXTRA_MODULES = ("matplotlib", "tqdm")  # what the extra adds to the core dependencies
+EXTRA_MODULES = ("matplotlib", "tqdm", "statsmodels")  # what the extra adds to the core dependencies
 
 
 def missing_extra() -> list[str]:
@@ -67,6 +67,16 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--seeds", type=int, default=DEMO_SEEDS, help=f"seeds per fusion (default {DEMO_SEEDS})")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="models trained side by side (default: up to 2)")
     p.add_argument("--fusions", default=",".join(DEMO_FUSIONS), help=f"comma-separated, from {','.join(FUSIONS)}")
+    p.add_argument("--hybrids", default="zoph-knight", help="fusions also trained as hybrids on the DHR baseline's errors (comma-separated, or none)")
+    p.add_argument("--baselines", default="dhr,ets,sarima", help="classical baselines (statsmodels): comma-separated from dhr,ets,sarima, or none")
+    S = argparse.SUPPRESS
+    d = p.add_argument_group("data (default: the embedded weekly CO2 series; window sizes not given scale with the period)")
+    d.add_argument("--csv", default=S, help="CSV file with a header line")
+    d.add_argument("--column", default=S, help="column to forecast (with --csv)")
+    d.add_argument("--time-column", default=S, help="optional time column (dates or numbers, increasing)")
+    d.add_argument("--period", default=S, help="seasonal period in steps, may be fractional (52.18 for weekly data; default: from the dates)")
+    for flag in ("local-steps", "global-blocks", "block", "min-global-blocks", "horizon", "val-steps", "test-steps"):
+        d.add_argument(f"--{flag}", type=int, default=S)
     p.set_defaults(handler=_demo)
 
 
@@ -84,7 +94,36 @@ def _demo(args: argparse.Namespace) -> int:
             return fail("demo", f"--{flag}: expected a positive int, got {getattr(args, flag)}")
     if args.seed < 0:
         return fail("demo", f"--seed: expected an int >= 0, got {args.seed}")
-    run_demo(Path(args.out), epochs=args.epochs, seed=args.seed, seeds=args.seeds, jobs=args.jobs, fusions=fusions)
+    from .baselines import BASELINE_KEYS
+    from .config import validate
+    from .data import DataError
+    from .demo import demo_data, parse_period
+
+    hybrids = [] if args.hybrids.strip() == "none" else [f.strip() for f in args.hybrids.split(",") if f.strip()]
+    if any(f not in FUSIONS for f in hybrids):
+        return fail("demo", f"--hybrids: expected names from {list(FUSIONS)} or none, got {args.hybrids!r}")
+    keys = [] if args.baselines.strip() == "none" else [k.strip() for k in args.baselines.split(",") if k.strip()]
+    if any(k not in BASELINE_KEYS for k in keys):
+        return fail("demo", f"--baselines: expected names from {list(BASELINE_KEYS)} or none, got {args.baselines!r}")
+
+    try:
+        period = parse_period(getattr(args, "period", None))
+    except ValueError as exc:
+        return fail("demo", f"--period: {exc}")
+    given = {k: getattr(args, k) for k in _FLAGS if _FLAGS[k][0] == "data" and k != "period" and hasattr(args, k)}
+    try:
+        if "csv" in given:
+            given["csv"] = str(Path(given["csv"]).resolve())
+            if "column" not in given:
+                raise ConfigError("--csv: needs --column NAME (the column to forecast)")
+        elif "column" in given or "time_column" in given:
+            raise ConfigError("--column/--time-column: only with --csv (the embedded data set has its own)")
+        data, period = demo_data(given, period)
+        validate(RunConfig(data=data), "command line")
+        run_demo(Path(args.out), epochs=args.epochs, seed=args.seed, seeds=args.seeds, jobs=args.jobs, fusions=fusions,
+                 data=data, period=period, baselines=[BASELINE_KEYS[k] for k in keys], hybrids=hybrids)
+    except (ConfigError, DataError) as exc:
+        return fail("demo", str(exc))
     return 0
 
 

@@ -19,10 +19,11 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
-from .data import load_embedded
+from .data import Series, load_series
 from .metrics import errors, forecast, seasonal_naive, seasonal_naive_drift, truth
 from .model import count_parameters
 from .windows import Prepared, prepare
@@ -32,30 +33,53 @@ __all__ = ["DEMO_FUSIONS", "DEMO_EPOCHS", "DEMO_SEEDS", "run_demo", "train_one",
 DEMO_FUSIONS = ("local", "global", "concat", "sum", "mean", "bridge", "zoph-knight", "child-sum", "gated")
 DEMO_EPOCHS = 8
 DEMO_SEEDS = 3
+HYBRID_BASE = "DHR"
+DEMO_HYBRIDS = ("zoph-knight",)
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _COST = {"concat": 5, "bridge": 4, "child-sum": 4, "gated": 4, "zoph-knight": 4, "sum": 3, "mean": 3, "max": 3, "global": 2, "local": 1}
 
 
-def demo_config(fusion: str, epochs: int, seed: int) -> RunConfig:
+def demo_config(fusion: str, epochs: int, seed: int, data: DataConfig | None = None) -> RunConfig:
     """The configuration of one demo model (defaults of ``rnnfuse train`` otherwise)."""
-    return RunConfig(DataConfig(), ModelConfig(fusion=fusion), OptimConfig(epochs=epochs), seed=seed, threads=1)
+    return RunConfig(data or DataConfig(), ModelConfig(fusion=fusion), OptimConfig(epochs=epochs), seed=seed, threads=1)
 
 
-def train_one(fusion: str, epochs: int, seed: int, out: str | None) -> dict[str, Any]:
-    """Train one demo model; return its history, errors and test forecasts (picklable)."""
+def train_one(
+    fusion: str, epochs: int, seed: int, out: str | None, data: DataConfig | None = None,
+    base: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one demo model; return its history, errors and test forecasts (picklable).
+
+    ``base``: a hybrid; ``{"train": ..., "val": ..., "test": ...}`` forecasts ``(N, H)`` of a
+    classical model at every origin (without look-ahead); the network learns their errors.
+    """
     from .training import Trainer  # imported here: runs in a fresh worker process
 
-    run_dir = None if out is None else Path(out) / "runs" / f"{fusion}-seed{seed}"
+    data = data or DataConfig()
+    name = fusion if base is None else f"{fusion} + {HYBRID_BASE}"
+    run_dir = None if out is None else Path(out) / "runs" / (f"{fusion}-seed{seed}" if base is None else f"{fusion}-{HYBRID_BASE.lower()}-seed{seed}")
     if run_dir is not None and run_dir.exists():
         shutil.rmtree(run_dir)
     lines: list[str] = []
-    trainer = Trainer(demo_config(fusion, epochs, seed), run_dir, log=lines.append, show_progress=False)
+    prepared = None
+    if base is not None:
+        from dataclasses import replace as _replace
+
+        from .windows import with_base
+
+        plain = prepare(load_series(data.csv, data.column, data.time_column), data)
+        prepared = _replace(plain, **{split: with_base(getattr(plain, split), base[split]) for split in ("train", "val", "test")})
+    trainer = Trainer(
+        demo_config(fusion, epochs, seed, data), run_dir, log=lines.append, show_progress=False,
+        prepared=prepared, extra_covariates=0 if base is None else 1,
+    )
     trainer.start()
     began = time.perf_counter()
     trainer.run()
     seconds = time.perf_counter() - began
     test_forecast = forecast(trainer.model, trainer.data.test)
     return {
-        "name": fusion, "seed": seed,
+        "name": name, "seed": seed,
         "decoder": _describe_decoder(trainer.model),
         "params": count_parameters(trainer.model),
         "seconds": seconds,
@@ -74,25 +98,129 @@ def _describe_decoder(model: Any) -> str:
     return f"{dec.layers[0].kind.upper()} {sizes} ({how})"
 
 
-def _star(args: tuple[str, int, int, str | None]) -> dict[str, Any]:
+def _star(args: tuple) -> dict[str, Any]:
+    if args[0] == "baseline":
+        return _classical_one(*args[1:])
     return train_one(*args)
+
+
+def _classical_one(name: str, data: DataConfig, period: float) -> dict[str, Any]:
+    """One classical baseline on the demo's validation and test windows (in a worker)."""
+    from .baselines import classical_baselines
+
+    prepared = prepare(load_series(data.csv, data.column, data.time_column), data)
+    splits = _baseline_splits(prepared)
+    if name == HYBRID_BASE:
+        splits["train"] = (prepared.splits.val_start, prepared.train.origins.numpy(), None)
+    result = classical_baselines(_observed(prepared.series), splits, data.horizon, period, names=[name])[name]
+    result["forecasts"] = {k: v.tolist() for k, v in result["forecasts"].items()}
+    return {"baseline": name, **result}
+
+
+def _observed(series: Series) -> Any:
+    import numpy as np
+
+    return np.where(series.observed, series.values, np.nan)
+
+
+def _baseline_splits(prepared: Prepared) -> dict[str, tuple[int, Any, Any]]:
+    sp = prepared.splits
+    return {
+        split: (start, getattr(prepared, split).origins.numpy(), truth(prepared.series, getattr(prepared, split)))
+        for split, start in (("val", sp.val_start), ("test", sp.test_start))
+    }
+
+
+def true_period(series: Series, data: DataConfig, given: float | None = None) -> float:
+    """The seasonal period in steps: ``given`` (``--period``, may be fractional), else a year
+    over the dated rows' median step (daily 365.2425, weekly 52.18, monthly 12, quarterly 4),
+    else ``data.period``."""
+    import numpy as np
+
+    if given is not None:
+        return float(given)
+    if series.time_kind == "date" and series.times is not None and len(series) > 1:
+        step = float(np.median(np.diff(series.times)))
+        for low, high, period in ((0.9, 1.1, 365.2425), (6.9, 7.1, 365.2425 / 7), (27.5, 31.5, 12.0), (89, 93, 4.0)):
+            if low <= step <= high:
+                return period
+    return float(data.period)
+
+
+def parse_period(text: str | None) -> float | None:
+    """``--period``: a finite number > 1 (``None`` when not given); ValueError otherwise."""
+    import math
+
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number of steps > 1 such as 52 or 52.18, got {text!r}") from None
+    if not math.isfinite(value) or value <= 1:
+        raise ValueError(f"expected a finite number of steps > 1 such as 52 or 52.18, got {text!r}")
+    return value
+
+
+def demo_data(given: dict[str, Any], period: float | None) -> tuple[DataConfig, float | None]:
+    """The demo's data configuration: the flags in ``given`` (``DataConfig`` field names);
+    window sizes not given scale with the period (the CO2 defaults at 52 steps: local 26 =
+    P/2, blocks of 4 = P/13, 4 years of global history, horizon 13 = P/4, 4 years each of
+    validation and test).  ``period`` ``None``: found from the dates (:func:`true_period`)."""
+    base = DataConfig()
+    if "csv" in given:
+        given = {"time_column": None, **given}
+    probe = replace(base, **{k: v for k, v in given.items() if k in ("csv", "column", "time_column")})
+    if period is None and "csv" in given:
+        series = load_series(probe.csv, probe.column, probe.time_column)
+        period = true_period(series, replace(probe, period=base.period)) if series.time_kind == "date" else None
+    if period is None:
+        return replace(base, **given), None
+    p = max(1, round(period))
+    block = max(1, round(p / 13))
+    blocks = max(4, round(4 * p / block))
+    scaled = {
+        "period": p, "local_steps": max(4, round(p / 2)), "block": block, "global_blocks": blocks,
+        "min_global_blocks": max(1, blocks // 4), "horizon": max(1, round(p / 4)),
+        "val_steps": max(8, round(4 * p)), "test_steps": max(8, round(4 * p)),
+    }
+    return replace(base, **{**scaled, **given}), float(period)
 
 
 def run_demo(
     out: Path, *, epochs: int = DEMO_EPOCHS, seed: int = 0, seeds: int = DEMO_SEEDS, jobs: int = 2,
     fusions: Sequence[str] = DEMO_FUSIONS, log: Callable[[str], None] = print,
+    data: DataConfig | None = None, period: float | None = None, baselines: Sequence[str] | None = None,
+    hybrids: Sequence[str] = DEMO_HYBRIDS,
 ) -> dict[str, Any]:
-    """Train every fusion with ``seeds`` seeds from ``seed``; write the table and figures."""
+    """Train every fusion with ``seeds`` seeds from ``seed`` and fit the classical baselines
+    (side by side in ``jobs`` processes); write the table and figures.  ``data``: the series
+    and windows (default: the embedded CO2 series); ``period``: the true seasonal period in
+    steps, may be fractional (default: from the dates, see :func:`true_period`)."""
+    from .baselines import BASELINE_NAMES
+
     began = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    prepared = prepare(load_embedded(), DataConfig())
-    log(_data_summary(prepared))
-    tasks = [(f, epochs, s, str(out)) for s in range(seed, seed + seeds) for f in fusions]
-    tasks.sort(key=lambda t: -_COST.get(t[0], 3))  # longest first packs the workers best
-    runs = _run_all(tasks, jobs, log)
-    models = [_aggregate([r for r in runs if r["name"] == f]) for f in fusions]
-    results = _assemble(prepared, models, epochs, list(range(seed, seed + seeds)), jobs)
+    data = data or DataConfig()
+    prepared = prepare(load_series(data.csv, data.column, data.time_column), data)
+    period = true_period(prepared.series, data, period)
+    log(_data_summary(prepared) + f"; seasonal period {period:.4g} steps")
+    names = BASELINE_NAMES if baselines is None else tuple(baselines)
+    if HYBRID_BASE not in names:
+        hybrids = ()
+    tasks: list[tuple] = [("baseline", name, data, period) for name in names]
+    nets = [(f, epochs, s, str(out), data) for s in range(seed, seed + seeds) for f in fusions]
+    nets.sort(key=lambda t: -_COST.get(t[0], 3))  # longest first packs the workers best
+    later = [(f, epochs, s, str(out), data) for s in range(seed, seed + seeds) for f in hybrids]
+    done = _run_all(tasks + nets, jobs, log, later)
+    runs = [r for r in done if "baseline" not in r]
+    classical = {r["baseline"]: r for r in done if "baseline" in r}
+    for c in classical.values():
+        c["forecasts"].pop("train", None)
+    labels = [*fusions, *(f"{f} + {HYBRID_BASE}" for f in hybrids)]
+    models = [_aggregate([r for r in runs if r["name"] == f]) for f in labels if any(r["name"] == f for r in runs)]
+    results = _assemble(prepared, models, epochs, list(range(seed, seed + seeds)), jobs, data, period, [classical[n] for n in names])
     table = format_table(results)
     _write_outputs(out, prepared, results, table)
     results["wall_seconds"] = time.perf_counter() - began
@@ -102,21 +230,61 @@ def run_demo(
     return results
 
 
-def _run_all(tasks: list[tuple[str, int, int, str | None]], jobs: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def _run_all(tasks: list[tuple], jobs: int, log: Callable[[str], None], hybrids: list[tuple] = ()) -> list[dict[str, Any]]:
+    """Run ``tasks``; the ``hybrids`` (network tasks) start once the classical base forecasts
+    they learn from have arrived (with that base added to their arguments; skipped if it failed)."""
+    total = len(tasks) + len(hybrids)
     runs: list[dict[str, Any]] = []
+
+    def record(run: dict[str, Any]) -> list[tuple]:
+        runs.append(run)
+        log(_done_line(run, len(runs), total))
+        if run.get("baseline") != HYBRID_BASE or not hybrids:
+            return []
+        if run["error"]:
+            log(f"the {HYBRID_BASE} fit failed: its hybrids are not trained")
+            return []
+        return [(*h, run["forecasts"]) for h in hybrids]
+
     if jobs <= 1:
-        for run in map(_star, tasks):
-            runs.append(run)
-            log(_done_line(run, len(runs), len(tasks)))
+        queue = list(tasks)
+        while queue:
+            queue += record(_star(queue.pop(0)))
         return runs
-    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-        for run in pool.imap_unordered(_star, tasks):
-            runs.append(run)
-            log(_done_line(run, len(runs), len(tasks)))
+    # one BLAS/OpenMP thread per worker (statsmodels' filters otherwise oversubscribe the cores);
+    # read by the spawned processes when they load NumPy
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    os.environ.update({k: "1" for k in _THREAD_VARS})
+    try:
+        import queue as queues
+
+        finished: queues.Queue = queues.Queue()
+        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+            submit = lambda t: pool.apply_async(_star, (t,), callback=finished.put, error_callback=finished.put)  # noqa: E731
+            pending = len(tasks)
+            for task in tasks:
+                submit(task)
+            while pending:
+                item = finished.get()
+                pending -= 1
+                if isinstance(item, BaseException):
+                    raise item
+                for task in record(item):
+                    submit(task)
+                    pending += 1
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return runs
 
 
 def _done_line(run: dict[str, Any], done: int, total: int) -> str:
+    if "baseline" in run:
+        what = f"failed: {run['error']}" if run["error"] else "fitted"
+        return f"[{done}/{total}] {run['baseline']:<12} (classical) {what}  ({run['seconds']:.1f} s)"
     return (
         f"[{done}/{total}] {run['name']:<12} seed {run['seed']}  val MAE {run['val']['mae']:.3f}  "
         f"test MAE {run['test']['mae']:.3f}  ({run['seconds']:.1f} s, {len(run['history'])} epochs)"
@@ -148,73 +316,146 @@ def _data_summary(prepared: Prepared) -> str:
         f"data: {s.describe()}\n"
         f"windows: {len(sp.train)} train, {len(sp.val)} validation ({s.labels[sp.val_start]} to "
         f"{s.labels[sp.test_start - 1]}), {len(sp.test)} test ({s.labels[sp.test_start]} to {s.labels[-1]}); "
-        f"scale {prepared.scale:.3f} ppm from the training windows"
+        f"scale {prepared.scale:.3f} (series units) from the training windows"
     )
 
 
-def _assemble(prepared: Prepared, models: list[dict[str, Any]], epochs: int, seeds: list[int], jobs: int) -> dict[str, Any]:
-    period = DataConfig().period
-    baselines = {}
+def _assemble(
+    prepared: Prepared, models: list[dict[str, Any]], epochs: int, seeds: list[int], jobs: int,
+    data: DataConfig, period: float, classical: list[dict[str, Any]],
+) -> dict[str, Any]:
+    baselines: dict[str, Any] = {}
     for name, fn in (("seasonal naive", seasonal_naive), ("seasonal naive + drift", seasonal_naive_drift)):
         baselines[name] = {
-            split: errors(fn(prepared.series, getattr(prepared, split), period), truth(prepared.series, getattr(prepared, split)))
+            split: errors(fn(prepared.series, getattr(prepared, split), data.period), truth(prepared.series, getattr(prepared, split)))
             for split in ("val", "test")
         }
+        baselines[name].update({"kind": "naive", "seconds": 0.0, "error": None})
+    for c in classical:
+        entry: dict[str, Any] = {"kind": "classical", "seconds": c["seconds"], "error": c["error"], "details": c["details"]}
+        if c["error"] is None:
+            for split in ("val", "test"):
+                entry[split] = errors(c["forecasts"][split], truth(prepared.series, getattr(prepared, split)))
+            entry["test_forecast"] = c["forecasts"]["test"]
+        baselines[_label(c)] = entry
     ranked = sorted(models, key=lambda m: m["test"]["mae"])
+    fitted = [n for n, b in baselines.items() if b["kind"] == "classical" and b["error"] is None]
+    best_classical = min(fitted, key=lambda n: baselines[n]["test"]["mae"]) if fitted else None
     return {
         "data": _data_summary(prepared), "epochs": epochs, "seeds": seeds, "jobs": jobs, "threads_per_job": 1,
         "models": models, "baselines": baselines, "winner": ranked[0]["name"],
         "runner_up": ranked[1]["name"] if len(ranked) > 1 else None, "cpu_count": os.cpu_count(),
+        "period": period, "best_classical": best_classical,
     }
 
 
+def _label(result: dict[str, Any]) -> str:
+    name, d = result["baseline"], result["details"]
+    if name == "DHR" and "K" in d:
+        return f"DHR (trend + K={d['K']} Fourier of P={d['period']:.2f}, ARIMA(1,1,1) errors)"
+    if name == "ETS (A,A,A)" and "test" in d:
+        return f"ETS (A,A,A) Holt-Winters, m={d['test']['season']}"
+    if name == "SARIMA airline" and "test" in d:
+        m = d["test"]["season"]
+        return f"SARIMA(0,1,1)(0,1,1){m}"
+    return name
+
+
 def format_table(results: dict[str, Any]) -> str:
-    """The demo's results as a Markdown table, with the winner named below it."""
+    """The demo's results as a Markdown table, with its protocol above and the verdict below."""
     n = len(results["seeds"])
-    head = f"| model | decoder (init) | params | train s | val MAE | test MAE (± sd over {n} seeds) | test RMSE |"
-    lines = [head, "|---|---|---:|---:|---:|---:|---:|"]
+    over = f"± sd over {n} seeds" if n > 1 else "1 seed: no spread"
+    head = f"| model | decoder (init) | params | fit/train s | val MAE | test MAE ({over}) | test RMSE |"
+    lines = [_caption(results), "", head, "|---|---|---:|---:|---:|---:|---:|"]
     for name, b in results["baselines"].items():
-        lines.append(f"| {name} | - | - | - | {b['val']['mae']:.3f} | {b['test']['mae']:.3f} | {b['test']['rmse']:.3f} |")
+        if b.get("error"):
+            lines.append(f"| {name} | - | - | {b['seconds']:.1f} | failed | failed: {b['error'][:80]} | - |")
+            continue
+        seconds = f"{b['seconds']:.1f}" if b["kind"] == "classical" else "-"
+        lines.append(f"| {name} | - | - | {seconds} | {b['val']['mae']:.3f} | {b['test']['mae']:.3f} | {b['test']['rmse']:.3f} |")
     for m in results["models"]:
         t = m["test"]
+        spread = f" ± {t['mae_std']:.3f}" if n > 1 else ""
         lines.append(
             f"| {m['name']} | {m['decoder']} | {m['params']:,} | {m['seconds']:.1f} | {m['val']['mae']:.3f} | "
-            f"{t['mae']:.3f} ± {t['mae_std']:.3f} | {t['rmse']:.3f} |"
+            f"{t['mae']:.3f}{spread} | {t['rmse']:.3f} |"
         )
     lines += ["", _verdict(results)]
     return "\n".join(lines)
 
 
+def _caption(results: dict[str, Any]) -> str:
+    return (
+        f"Test MAE and RMSE over all test windows and all steps (series units). Every forecast uses data up to its "
+        f"origin only. Classical baselines (statsmodels): parameters estimated once on the data before the first "
+        f"validation origin (val column) or the first test origin (test column), then one Kalman filter pass with "
+        f"those parameters fixed; DHR's K chosen on validation; seasonal period {results['period']:.4g} steps. "
+        f"Networks: trained on the training windows, validation for the epoch report only; means over seeds."
+        + (
+            f" 'fusion + {HYBRID_BASE}': a hybrid, the network forecasts the error of {HYBRID_BASE}'s forecast at each "
+            f"origin and gets that forecast as a decoder input ({HYBRID_BASE} parameters fitted before the validation "
+            f"stretch for the training and validation windows, before the test stretch for the test windows)."
+            if any(m["name"].endswith(f" + {HYBRID_BASE}") for m in results["models"]) else ""
+        )
+    )
+
+
 def _verdict(results: dict[str, Any]) -> str:
+    """The winner over networks and classical baselines, and whether leads exceed the seed spread."""
     by_name = {m["name"]: m for m in results["models"]}
     best = by_name[results["winner"]]
-    drift = results["baselines"]["seasonal naive + drift"]["test"]["mae"]
-    text = (
-        f"Winner on the held-out test stretch: **{best['name']}** (mean test MAE {best['test']['mae']:.3f} ppm "
-        f"against {drift:.3f} for seasonal naive + drift)."
-    )
+    n = len(results["seeds"])
+    name = results.get("best_classical")
+    classical = results["baselines"][name]["test"]["mae"] if name else None
+    overall = best["name"] if classical is None or best["test"]["mae"] < classical else name
+    text = f"Winner on the held-out test stretch: **{overall}**."
+    if name is None:
+        text += " No classical baseline was fitted (or none could be)."
+    else:
+        gap = classical - best["test"]["mae"]
+        text += (
+            f" Best network: {best['name']} (mean test MAE {best['test']['mae']:.3f}); best classical baseline: "
+            f"{name} ({classical:.3f}); the network is {'ahead' if gap > 0 else 'behind'} by {abs(gap):.3f}"
+        )
+        if n > 1:
+            spread = best["test"]["mae_std"]
+            text += f", {'more' if abs(gap) > spread else 'less'} than its spread between seeds ({spread:.3f})."
+        else:
+            text += "; with 1 seed there is no spread between seeds to compare it with."
     if results["runner_up"]:
         second = by_name[results["runner_up"]]
         gap = second["test"]["mae"] - best["test"]["mae"]
-        spread = max(best["test"]["mae_std"], second["test"]["mae_std"])
-        margin = "larger" if gap > spread else "smaller"
-        text += f" Its lead over {second['name']} ({gap:.3f}) is {margin} than the spread between seeds ({spread:.3f})."
+        if n > 1:
+            spread = max(best["test"]["mae_std"], second["test"]["mae_std"])
+            margin = "larger" if gap > spread else "smaller"
+            text += f" Among the networks, {best['name']}'s lead over {second['name']} ({gap:.3f}) is {margin} than the spread between seeds ({spread:.3f})."
+        else:
+            text += f" Among the networks, {best['name']} leads {second['name']} by {gap:.3f} (1 seed: no spread to compare with)."
     seeds = results["seeds"]
-    return text + f" Errors in ppm; {results['epochs']} epochs per run; seeds {seeds[0]}..{seeds[-1]}."
+    return text + f" {results['epochs']} epochs per run; seeds {seeds[0]}..{seeds[-1]}."
 
 
 def _slim(results: dict[str, Any]) -> dict[str, Any]:
-    return {**results, "models": [{k: v for k, v in m.items() if k != "test_forecast"} for m in results["models"]]}
+    baselines = {k: {f: v for f, v in b.items() if f != "test_forecast"} for k, b in results["baselines"].items()}
+    return {**results, "baselines": baselines, "models": [{k: v for k, v in m.items() if k != "test_forecast"} for m in results["models"]]}
 
 
 def _write_outputs(out: Path, prepared: Prepared, results: dict[str, Any], table: str) -> None:
+    import numpy as np
+
     from .plots import plot_error_by_step, plot_forecasts, plot_training_curves
 
     (out / "results.md").write_text(results["data"] + "\n\n" + table + "\n")
-    period = DataConfig().period
-    drift = seasonal_naive_drift(prepared.series, prepared.test, period)
-    plot_forecasts(out / "forecasts.png", prepared, results["models"], drift)
-    val_baselines = {k: v["val"]["mae"] for k, v in results["baselines"].items()}
+    best = results.get("best_classical")
+    if best is not None:
+        reference, label = np.asarray(results["baselines"][best]["test_forecast"]), best
+    else:
+        period = int(round(results["period"]))
+        reference, label = seasonal_naive_drift(prepared.series, prepared.test, period), "seasonal naive + drift"
+    plot_forecasts(out / "forecasts.png", prepared, results["models"], reference, label)
+    shown = {k: v for k, v in results["baselines"].items() if not v.get("error")}
+    val_baselines = {k: v["val"]["mae"] for k, v in shown.items()}
     plot_training_curves(out / "training_curves.png", results["models"], val_baselines)
-    step_baselines = {k: v["test"]["mae_by_step"] for k, v in results["baselines"].items()}
+    order = sorted(shown, key=lambda k: k != best)  # the best classical one first: drawn boldest
+    step_baselines = {(f"{k} (best classical)" if k == best else k): shown[k]["test"]["mae_by_step"] for k in order}
     plot_error_by_step(out / "error_by_step.png", results["models"], step_baselines)

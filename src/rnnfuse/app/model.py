@@ -26,8 +26,9 @@ DECODER_COVARIATES = 2  # sin and cos of the phase of the forecast step
 _MODULES = {"zoph-knight": ZophKnightFusion, "child-sum": ChildSumFusion, "gated": GatedFusion}
 
 
-def build_model(config: ModelConfig) -> Seq2Seq:
-    """The forecaster for ``config`` (weights drawn from torch's global generator)."""
+def build_model(config: ModelConfig, extra_covariates: int = 0) -> Seq2Seq:
+    """The forecaster for ``config`` (weights drawn from torch's global generator);
+    ``extra_covariates`` more decoder inputs per step (the demo's hybrids: a classical forecast)."""
     encoders = {}
     if config.fusion != "global":
         encoders["local"] = StackedRNN(ENCODER_FEATURES, list(config.local_sizes), config.local_cell)
@@ -38,7 +39,7 @@ def build_model(config: ModelConfig) -> Seq2Seq:
     default = sizes[0] if config.fusion == "bridge" else fused
     decoder_sizes = list(config.decoder_sizes) if config.decoder_sizes else [_h(s) for s in default]
     cell = config.decoder_cell or (config.global_cell if config.fusion == "global" else config.local_cell)
-    decoder = StackedRNN(1 + DECODER_COVARIATES, decoder_sizes, cell)
+    decoder = StackedRNN(1 + DECODER_COVARIATES + extra_covariates, decoder_sizes, cell)
     bridge = None
     if decoder.state_sizes != tuple(fused):
         bridge = _bridge(fused, decoder.state_sizes)

@@ -24,9 +24,14 @@ def _years(prepared: Prepared, index: np.ndarray) -> np.ndarray:
     return 1970.0 + series.times[np.asarray(index)] / 365.2425
 
 
-def plot_forecasts(path: Path, prepared: Prepared, runs: list[dict[str, Any]], baseline: np.ndarray) -> None:
+_STYLES = ("--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1)))
+
+
+def plot_forecasts(
+    path: Path, prepared: Prepared, runs: list[dict[str, Any]], baseline: np.ndarray, label: str = "seasonal naive + drift",
+) -> None:
     """One panel per model: the truth over the test stretch and forecasts from origins one
-    horizon apart (so the segments tile the stretch), with the seasonal naive + drift one."""
+    horizon apart (so the segments tile the stretch), with a baseline's (the best classical one)."""
     origins = prepared.test.origins.numpy()
     horizon = prepared.test.targets.shape[1]
     chosen = np.arange(0, len(origins), horizon)
@@ -40,7 +45,7 @@ def plot_forecasts(path: Path, prepared: Prepared, runs: list[dict[str, Any]], b
         for k, i in enumerate(chosen):
             steps = int(origins[i]) + np.arange(1, horizon + 1)
             x = _years(prepared, steps)
-            ax.plot(x, baseline[i], color="tab:gray", lw=0.8, ls="--", label="seasonal naive + drift" if k == 0 else None)
+            ax.plot(x, baseline[i], color="tab:gray", lw=0.8, ls="--", label=label if k == 0 else None)
             ax.plot(x, pred[i], color="tab:red", lw=1.2, label="model" if k == 0 else None)
         seed = run.get("seeds", [None])[0]
         shown = f", seed {seed} shown" if seed is not None else ""
@@ -64,7 +69,7 @@ def plot_training_curves(path: Path, runs: list[dict[str, Any]], baselines: dict
         epochs = [h["epoch"] for h in run["history"]]
         left.plot(epochs, [h["train_loss"] for h in run["history"]], marker=".", label=run["name"])
         right.plot(epochs, [h["val_mae"] for h in run["history"]], marker=".", label=run["name"])
-    for (name, value), style in zip(baselines.items(), ("--", ":")):
+    for (name, value), style in zip(baselines.items(), _STYLES):
         right.axhline(value, color="black", ls=style, lw=1, label=name)
     left.set(yscale="log", xlabel="epoch", ylabel="training MSE (normalised, teacher forcing)", title="training loss")
     right.set(yscale="log", xlabel="epoch", ylabel="validation MAE (ppm for CO2, autoregressive)", title="validation error")
@@ -82,8 +87,8 @@ def plot_error_by_step(path: Path, runs: list[dict[str, Any]], baselines: dict[s
     for run in runs:
         steps = np.arange(1, len(run["test"]["mae_by_step"]) + 1)
         ax.plot(steps, run["test"]["mae_by_step"], marker=".", label=run["name"])
-    for (name, values), style in zip(baselines.items(), ("--", ":")):
-        ax.plot(np.arange(1, len(values) + 1), values, color="black", ls=style, label=name)
+    for (name, values), style in zip(baselines.items(), _STYLES):
+        ax.plot(np.arange(1, len(values) + 1), values, color="black", ls=style, lw=1.6 if style == "--" else 1.0, label=name)
     ax.set(xlabel="forecast step", ylabel="test MAE (series units: ppm for CO2)", title="error by forecast step (held-out test stretch)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)

@@ -116,6 +116,8 @@ class Trainer:
         series: Series | None = None,
         log: Callable[[str], None] = print,
         show_progress: bool | None = None,
+        prepared: Prepared | None = None,
+        extra_covariates: int = 0,
     ) -> None:
         self.config, self.out, self.env = config, None if out is None else Path(out), env or DistEnv()
         self.log = log if self.env.is_main else (lambda _msg: None)
@@ -124,9 +126,9 @@ class Trainer:
         d = config.data
         if series is None:
             series = load_series(d.csv, d.column, d.time_column)
-        self.data: Prepared = prepare(series, d)
+        self.data: Prepared = prepared if prepared is not None else prepare(series, d)  # demo hybrids pass theirs
         torch.manual_seed(config.seed)
-        self.model: Seq2Seq = build_model(config.model).to(self.env.device)
+        self.model: Seq2Seq = build_model(config.model, extra_covariates).to(self.env.device)
         o = config.optim
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
         self.scheduler = _scheduler(self.optimizer, config)

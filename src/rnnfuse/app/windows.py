@@ -25,7 +25,7 @@ from torch import Tensor
 from .config import DataConfig
 from .data import DataError, Series
 
-__all__ = ["Windows", "Splits", "Prepared", "prepare", "check_length", "phases", "split_origins", "fit_scale", "make_windows", "min_length"]
+__all__ = ["with_base", "Windows", "Splits", "Prepared", "prepare", "check_length", "phases", "split_origins", "fit_scale", "make_windows", "min_length"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,7 @@ class Windows:
     covariates: Tensor
     anchor: Tensor
     scale: float
+    base: Tensor | None = None  # (N, H) a classical forecast in series units: targets are residuals from it
 
     def __len__(self) -> int:
         return int(self.origins.shape[0])
@@ -49,6 +50,7 @@ class Windows:
         return Windows(
             self.origins[index], self.local[index], self.global_[index], self.global_len[index],
             self.targets[index], self.covariates[index], self.anchor[index], self.scale,
+            None if self.base is None else self.base[index],
         )
 
     def to(self, device: torch.device) -> Windows:
@@ -57,11 +59,14 @@ class Windows:
         return Windows(
             move(self.origins), move(self.local), move(self.global_), move(self.global_len),
             move(self.targets), move(self.covariates), move(self.anchor), self.scale,
+            None if self.base is None else move(self.base),
         )
 
     def to_ppm(self, normalised: Tensor) -> Tensor:
         """Undo the normalisation of predictions ``(N, H, 1)`` → ``(N, H)`` in series units."""
         anchor = self.anchor.double().cpu().unsqueeze(1)
+        if self.base is not None:  # a hybrid: the network forecasts the classical forecast's error
+            anchor = self.base.double().cpu()
         return normalised[..., 0].double().cpu() * self.scale + anchor
 
 
@@ -197,3 +202,17 @@ def _features(values: np.ndarray, phase: np.ndarray) -> np.ndarray:
 def _phase_features(phase: np.ndarray) -> np.ndarray:
     angle = 2 * np.pi * phase
     return np.stack([np.sin(angle), np.cos(angle)], axis=-1)
+
+
+def with_base(windows: Windows, base: np.ndarray) -> Windows:
+    """Hybrid windows: ``base`` ``(N, H)`` is a classical forecast (series units) made at each
+    origin without look-ahead; the targets become its errors ``(y - base) / s`` and the decoder
+    gets ``(base - anchor) / s`` as one more covariate per step.  ``to_ppm`` adds ``base`` back."""
+    b = torch.as_tensor(np.asarray(base, dtype=np.float64))
+    if tuple(b.shape) != tuple(windows.targets.shape[:2]):
+        raise ValueError(f"with_base: expected a base forecast of shape {tuple(windows.targets.shape[:2])}, got {tuple(b.shape)}")
+    relative = ((b - windows.anchor.double()[:, None]) / windows.scale).float()[..., None]
+    return Windows(
+        windows.origins, windows.local, windows.global_, windows.global_len, windows.targets - relative,
+        torch.cat([windows.covariates, relative], dim=-1), windows.anchor, windows.scale, b,
+    )

@@ -1,0 +1,180 @@
+"""Classical forecasting baselines (statsmodels state-space models), scored like the networks.
+
+Protocol, the same for every baseline here: the parameters are estimated **once**, on the data
+before the split's first origin (``fit_end``: the validation or the test stretch's first target),
+then the model is run as **one Kalman filter pass with those fixed parameters** over the whole
+series.  The forecast at origin ``t`` propagates the filtered state at ``t`` (which has seen
+``y[..t]`` only) ``h`` steps through the transition: no forecast sees a value after its origin
+(``tests/test_app_baselines.py`` truncates the series after an origin and checks that the
+forecast does not change).  Unobserved points enter as missing values (the Kalman filter skips
+them), not as the interpolated values.
+
+* ``DHR``, dynamic harmonic regression: ``y_t = b t + sum_k a_k sin(2 pi k t / P) + c_k cos(...) + u_t``,
+  ``u_t`` ARIMA(1,1,1), ``P`` the **true** period (52.18 weeks for weekly data, not 52).  ``K``
+  is chosen on validation (parameters fitted before the validation stretch), then refitted
+  before the test stretch.  The regression coefficients are estimated inside the state
+  (``mle_regression=False``: the optimiser sees 3 parameters instead of 3 + 2K + 1) and then
+  fixed at their GLS values; the likelihood is the same.
+* ``ETS (A,A,A)``: Holt-Winters additive trend and season (statsmodels' state-space
+  ``ExponentialSmoothing``), season ``round(P)``, fitted on the last 5 periods before the cut with
+  a concentrated initial state which is then **fixed** (``initialization_method="known"``); a
+  concentrated initial state recomputed over the whole series would look ahead.
+* ``SARIMA(0,1,1)(0,1,1)m`` (the airline model), ``m = round(P)``, fitted on the last 6 periods
+  before the cut.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["fourier", "state_forecasts", "fit_dhr", "fit_ets", "fit_sarima", "classical_baselines", "BASELINE_NAMES", "BASELINE_KEYS"]
+
+BASELINE_NAMES = ("DHR", "ETS (A,A,A)", "SARIMA airline")
+BASELINE_KEYS = {"dhr": "DHR", "ets": "ETS (A,A,A)", "sarima": "SARIMA airline"}
+DHR_ORDERS = (2, 4, 6)
+
+
+def fourier(n: int, period: float, harmonics: int) -> np.ndarray:
+    """Regressors ``(n, 1 + 2K)``: a linear trend (in periods) and ``K`` sine/cosine pairs."""
+    t = np.arange(n, dtype=np.float64)
+    cols = [t / period]
+    for k in range(1, harmonics + 1):
+        angle = 2 * np.pi * k * t / period
+        cols += [np.sin(angle), np.cos(angle)]
+    return np.column_stack(cols)
+
+
+def state_forecasts(results: Any, origins: np.ndarray, horizon: int) -> np.ndarray:
+    """Forecasts ``(N, H)`` from a statsmodels state-space results object filtered over a series.
+
+    At origin ``t``: ``a = a_{t|t}`` (the filtered state), then ``h`` times ``a <- T a + c``
+    and ``y_{t+h} = Z a + d_{t+h}``: what ``get_prediction(start=t+1, end=t+h, dynamic=True)``
+    computes, for every origin at once.  ``T``, ``Z``, ``c`` must be time-invariant; the
+    observation intercept ``d`` (regression effects) may vary in time.
+    """
+    fr = results.filter_results
+    origins = np.asarray(origins, dtype=np.int64)
+    for name in ("transition", "design", "state_intercept"):
+        if getattr(fr, name).shape[-1] != 1:
+            raise ValueError(f"state_forecasts: {name} varies in time; expected a time-invariant model")
+    transition, design, intercept = fr.transition[:, :, 0], fr.design[0, :, 0], fr.state_intercept[:, 0]
+    obs = fr.obs_intercept
+    if obs.shape[1] > 1 and len(origins) and origins.max() + horizon >= obs.shape[1]:
+        raise ValueError(f"state_forecasts: origin {origins.max()} + {horizon} steps runs past the regressors ({obs.shape[1]} rows)")
+    state = fr.filtered_state[:, origins]
+    out = np.empty((len(origins), horizon))
+    for h in range(1, horizon + 1):
+        state = transition @ state + intercept[:, None]
+        d = obs[0, 0] if obs.shape[1] == 1 else obs[0, origins + h]
+        out[:, h - 1] = design @ state + d
+    return out
+
+
+def _quiet(fn: Callable[[], Any]) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # statsmodels' convergence and frequency chatter
+        return fn()
+
+
+def fit_dhr(y: np.ndarray, fit_end: int, period: float, harmonics: int, horizon: int = 0) -> tuple[Any, dict[str, Any]]:
+    """Fit DHR on ``y[:fit_end]``; return the model filtered over all of ``y`` with fixed
+    parameters, and ``horizon`` missing values after it (so that the regressors reach the
+    forecasts from the last origin; missing values do not change the filtered states before them)."""
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    y = np.r_[y, np.full(horizon, np.nan)]
+    x = fourier(len(y), period, harmonics)
+    fitted = _quiet(lambda: SARIMAX(y[:fit_end], exog=x[:fit_end], order=(1, 1, 1), mle_regression=False).fit(disp=False))
+    beta = fitted.smoothed_state[-x.shape[1]:, -1]  # the GLS coefficients given all of y[:fit_end]
+    params = np.r_[beta, fitted.params]
+    full = _quiet(lambda: SARIMAX(y, exog=x, order=(1, 1, 1)).filter(params))
+    return full, {"K": harmonics, "period": period, "params": params.tolist()}
+
+
+def fit_ets(y: np.ndarray, fit_end: int, season: int, periods: int = 5) -> tuple[Any, dict[str, Any], int]:
+    """Holt-Winters (A,A,A) fitted on the last ``periods`` seasons before ``fit_end``; returns the
+    model filtered from that window's start to the end of ``y`` and the window's start."""
+    from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
+
+    start = max(0, fit_end - periods * season)
+    options = {"trend": True, "seasonal": season}
+    fitted = _quiet(lambda: ExponentialSmoothing(y[start:fit_end], initialization_method="concentrated", **options).fit(disp=False))
+    init = np.asarray(fitted.initial_state)
+    known = ExponentialSmoothing(
+        y[start:], initialization_method="known", initial_level=init[0], initial_trend=init[1],
+        initial_seasonal=init[2 : 2 + season], **options,
+    )
+    full = _quiet(lambda: known.filter(fitted.params))
+    return full, {"season": season, "window": len(y[start:fit_end]), "params": np.asarray(fitted.params).tolist()}, start
+
+
+def fit_sarima(y: np.ndarray, fit_end: int, season: int, periods: int = 6) -> tuple[Any, dict[str, Any], int]:
+    """SARIMA(0,1,1)(0,1,1)m on the last ``periods`` seasons before ``fit_end`` (estimated on the
+    differenced series, a smaller state), filtered from that window's start on."""
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    start = max(0, fit_end - periods * season)
+    options = {"order": (0, 1, 1), "seasonal_order": (0, 1, 1, season)}
+    fitted = _quiet(lambda: SARIMAX(y[start:fit_end], simple_differencing=True, **options).fit(disp=False))
+    full = _quiet(lambda: SARIMAX(y[start:], **options).filter(fitted.params))
+    return full, {"season": season, "window": len(y[start:fit_end]), "params": np.asarray(fitted.params).tolist()}, start
+
+
+def _score(forecast: np.ndarray, target: np.ndarray) -> float:
+    return float(np.abs(forecast - target).mean())
+
+
+def classical_baselines(
+    y: np.ndarray, splits: dict[str, tuple[int, np.ndarray, np.ndarray]], horizon: int, period: float,
+    names: Sequence[str] = BASELINE_NAMES, log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, dict[str, Any]]:
+    """Every classical baseline on ``splits`` = ``{"val": (fit_end, origins, truth), "test": ...}``.
+
+    ``y``: the series with NaN at unobserved points.  Returns, per baseline, ``forecasts``
+    (per split, ``(N, H)``), ``seconds``, ``details`` and ``error`` (``None``, or why the fit
+    failed: a failed baseline is reported, not dropped).
+    """
+    season = int(round(period))
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        began = time.perf_counter()
+        try:
+            forecasts, details = _run_one(name, y, splits, horizon, period, season)
+            error = None
+            if any(not np.all(np.isfinite(f)) for f in forecasts.values()):
+                forecasts, error = {}, "non-finite forecasts"
+        except Exception as exc:  # noqa: BLE001 - any failure of a fit is reported in the table
+            forecasts, details, error = {}, {}, f"{type(exc).__name__}: {exc}"
+        out[name] = {"forecasts": forecasts, "details": details, "error": error, "seconds": time.perf_counter() - began}
+        log(f"baseline {name}: " + (f"failed ({error})" if error else f"{out[name]['seconds']:.1f} s"))
+    return out
+
+
+def _run_one(name: str, y: np.ndarray, splits: dict, horizon: int, period: float, season: int) -> tuple[dict, dict]:
+    if name == "DHR":
+        (val_end, val_origins, val_truth), (test_end, test_origins, _) = splits["val"], splits["test"]
+        orders = [k for k in DHR_ORDERS if k < period / 2] or [1]
+        val_maes, val_models = {}, {}
+        for k in orders:
+            val_models[k], _ = fit_dhr(y, val_end, period, k, horizon)
+            val_maes[k] = _score(state_forecasts(val_models[k], val_origins, horizon), val_truth)
+        best = min(orders, key=lambda k: val_maes[k])
+        model, details = fit_dhr(y, test_end, period, best, horizon)
+        details["val_mae_by_K"] = val_maes
+        out = {"val": state_forecasts(val_models[best], val_origins, horizon), "test": state_forecasts(model, test_origins, horizon)}
+        if "train" in splits:  # for the hybrids: training origins, with the parameters fitted before validation
+            out["train"] = state_forecasts(val_models[best], splits["train"][1], horizon)
+        return out, details
+    fit = {"ETS (A,A,A)": fit_ets, "SARIMA airline": fit_sarima}[name]
+    forecasts, details = {}, {}
+    for split, (fit_end, origins, _) in splits.items():
+        if split == "train":
+            continue
+        model, details[split], start = fit(y, fit_end, season)
+        forecasts[split] = state_forecasts(model, origins - start, horizon)
+    return forecasts, details

@@ -1,0 +1,163 @@
+"""Classical baselines (statsmodels) and the demo on any series: known answers, no look-ahead,
+the CLI end to end."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("statsmodels")
+
+from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing  # noqa: E402
+from statsmodels.tsa.statespace.sarimax import SARIMAX  # noqa: E402
+
+from rnnfuse.app import baselines as B  # noqa: E402
+from rnnfuse.app.config import DataConfig  # noqa: E402
+from rnnfuse.app.data import load_csv  # noqa: E402
+from rnnfuse.app.metrics import forecast  # noqa: E402
+from rnnfuse.app.model import build_model  # noqa: E402
+from rnnfuse.app.config import ModelConfig  # noqa: E402
+from rnnfuse.app.windows import make_windows, prepare  # noqa: E402
+from rnnfuse.cli import main  # noqa: E402
+
+PERIOD = 12.5  # a non-integer period, as a year of weeks (52.18)
+H = 4
+
+
+def _seasonal(n, noise=0.05, seed=0):
+    t = np.arange(n)
+    rng = np.random.default_rng(seed)
+    clean = 10 + 0.05 * t + 2 * np.sin(2 * np.pi * t / PERIOD) + 0.5 * np.cos(4 * np.pi * t / PERIOD)
+    return clean + noise * rng.standard_normal(n), clean
+
+
+def test_dhr_recovers_a_known_trend_and_fractional_season():
+    y, clean = _seasonal(240, noise=0.01)
+    model, details = B.fit_dhr(y, 200, PERIOD, 2, H)
+    origins = np.arange(200, 236)
+    pred = B.state_forecasts(model, origins, H)
+    truth = clean[origins[:, None] + np.arange(1, H + 1)]
+    assert details["K"] == 2 and np.abs(pred - truth).max() < 0.05  # noise 0.01: the answer is known
+
+
+@pytest.mark.parametrize("t", [200, 217, 235])
+def test_state_forecasts_equal_statsmodels_forecasts_from_the_truncated_series(t):
+    """An independent computation: statsmodels' own forecast from a model that never saw y[t+1:]."""
+    y, _ = _seasonal(240)
+    model, details = B.fit_dhr(y, 200, PERIOD, 2, H)
+    ours = B.state_forecasts(model, np.array([t]), H)[0]
+    x = B.fourier(t + 1 + H, PERIOD, 2)
+    params = np.asarray(details["params"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        short = SARIMAX(y[: t + 1], exog=x[: t + 1], order=(1, 1, 1)).filter(params)
+        theirs = short.forecast(H, exog=x[t + 1 :])
+        dynamic = model.get_prediction(start=t + 1, end=t + H, dynamic=True).predicted_mean
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(ours, dynamic, rtol=0, atol=1e-8)
+
+
+def test_ets_and_sarima_match_statsmodels_on_the_fitting_window():
+    """At the last fitted point our filter with the fitted parameters forecasts what the fitted
+    statsmodels model forecasts."""
+    y, _ = _seasonal(240)
+    season, end = 12, 200
+    model, details, start = B.fit_ets(y, end, season)
+    ours = B.state_forecasts(model, np.array([end - 1 - start]), H)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = ExponentialSmoothing(y[start:end], trend=True, seasonal=season, initialization_method="concentrated").fit(disp=False)
+    np.testing.assert_allclose(ours, ref.forecast(H), atol=1e-6)
+    model, details, start = B.fit_sarima(y, end, season)
+    ours = B.state_forecasts(model, np.array([end - 1 - start]), H)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = SARIMAX(y[start:end], order=(0, 1, 1), seasonal_order=(0, 1, 1, season)).filter(details["params"])
+    np.testing.assert_allclose(ours, ref.forecast(H), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", B.BASELINE_NAMES)
+def test_no_baseline_looks_ahead(name):
+    """Truncating the series right after an origin leaves that origin's forecast unchanged."""
+    y, _ = _seasonal(240)
+    fit = {
+        "DHR": lambda z: (B.fit_dhr(z, 150, PERIOD, 2, H)[0], 0),
+        "ETS (A,A,A)": lambda z: B.fit_ets(z, 150, 12)[::2],
+        "SARIMA airline": lambda z: B.fit_sarima(z, 150, 12)[::2],
+    }[name]
+    model, start = fit(y)
+    for t in (149, 180, 230):
+        full = B.state_forecasts(model, np.array([t - start]), H)[0]
+        short_model, short_start = fit(y[: t + 1])
+        if name == "DHR":
+            short = B.state_forecasts(short_model, np.array([t]), H)[0]
+        else:  # ETS/SARIMA: nothing past the end to read; statsmodels' forecast from the end
+            short = short_model.forecast(H)
+            assert short_start == start
+        np.testing.assert_allclose(full, short, atol=1e-8)
+
+
+def test_the_network_does_not_look_ahead(tmp_path):
+    y, _ = _seasonal(300)
+    path = tmp_path / "s.csv"
+    path.write_text("v\n" + "\n".join(f"{v:.6f}" for v in y) + "\n")
+    config = DataConfig(csv=str(path), column="v", time_column=None, local_steps=8, global_blocks=12, block=2,
+                        min_global_blocks=3, horizon=H, period=12, val_steps=40, test_steps=40)
+    series = load_csv(path, "v")
+    prepared = prepare(series, config)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(fusion="zoph-knight", local_sizes=(8,), global_sizes=(8,)))
+    full = forecast(model, prepared.test)
+    for row in (0, 17, len(prepared.test) - 1):
+        t = int(prepared.test.origins[row])
+        short_path = tmp_path / f"short{t}.csv"
+        short_path.write_text("v\n" + "\n".join(f"{v:.6f}" for v in y[: t + 1]) + "\n")
+        short = load_csv(short_path, "v")
+        windows = make_windows(short, np.array([t]), config, prepared.scale, targets=False)
+        np.testing.assert_allclose(forecast(model, windows)[0], full[row], atol=1e-5)
+
+
+def test_a_failing_baseline_is_reported_not_dropped(monkeypatch):
+    y, _ = _seasonal(240)
+
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("singular matrix")
+
+    monkeypatch.setattr(B, "fit_ets", broken)
+    splits = {"val": (150, np.arange(150, 190), None), "test": (200, np.arange(200, 236), None)}
+    out = B.classical_baselines(y, splits, H, PERIOD, names=["ETS (A,A,A)"])
+    assert out["ETS (A,A,A)"]["error"] == "LinAlgError: singular matrix" and out["ETS (A,A,A)"]["forecasts"] == {}
+
+
+def test_demo_on_a_user_csv_end_to_end(tmp_path, capsys):
+    y, _ = _seasonal(200)
+    path = tmp_path / "seasonal.csv"
+    path.write_text("step,level\n" + "\n".join(f"{i},{v:.5f}" for i, v in enumerate(y)) + "\n")
+    out = tmp_path / "demo"
+    argv = ["demo", "--csv", str(path), "--column", "level", "--time-column", "step", "--period", "12.5",
+            "--epochs", "1", "--seeds", "1", "--fusions", "local,sum", "--jobs", "1", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "seasonal period 12.5 steps" in printed
+    assert "| DHR (trend + K=" in printed and "Fourier of P=12.50" in printed
+    assert "| ETS (A,A,A) Holt-Winters, m=12 |" in printed and "| SARIMA(0,1,1)(0,1,1)12 |" in printed
+    assert "with 1 seed there is no spread" in printed and "Winner on the held-out test stretch: **" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert {"models", "baselines", "winner", "runner_up", "seeds", "epochs", "data", "wall_seconds"} <= set(results)
+    assert results["period"] == 12.5 and results["best_classical"] in results["baselines"]
+    for name, b in results["baselines"].items():
+        assert b["error"] is None, name
+        assert len(b["test"]["mae_by_step"]) == 3  # horizon round(12.5 / 4) = 3 (scaled with the period)
+    # a seasonal series with little noise: the classical models beat seasonal naive
+    assert results["baselines"][results["best_classical"]]["test"]["mae"] < results["baselines"]["seasonal naive"]["test"]["mae"]
+    for name in ("forecasts.png", "training_curves.png", "error_by_step.png"):
+        assert (out / name).stat().st_size > 1000
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "x"])
+def test_bad_period_is_a_one_line_error(value, tmp_path, capsys):
+    assert main(["demo", f"--period={value}", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rnnfuse demo: error: --period: ") and "\n" not in err and repr(value) in err

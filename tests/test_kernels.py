@@ -366,7 +366,18 @@ def test_a_users_cell_without_a_spec_takes_the_loop(lengths):
         run_bptt_lstm(cell, x, lens, cell.initial_state(B))
 
 
-@pytest.mark.parametrize("kind, options", [("lstm", {"forget_bias": 1.0}), ("gru", {}), ("rnn", {})])
+@pytest.mark.parametrize(
+    "kind, options",
+    [
+        ("lstm", {"forget_bias": 1.0}),
+        ("lstm", {"forget_bias": 1.0, "peepholes": True, "cell_clip": 0.5}),
+        ("lstm", {"proj_size": 5, "proj_clip": 0.4}),
+        ("gru", {}),
+        ("gru", {"reset_after": False}),
+        ("rnn", {}),
+        ("rnn", {"nonlinearity": "relu"}),
+    ],
+)
 def test_export_first_leaves_no_fake_constant_behind(kind, options):
     """A first call under torch.export (fake tensors) must cache nothing a later eager call
     would receive."""
@@ -374,6 +385,7 @@ def test_export_first_leaves_no_fake_constant_behind(kind, options):
     stack = StackedRNN(4, [8, 8], cell=kind, **options)
     x = torch.randn(2, 3, 4)
     torch.export.export(stack, (x,))
+    torch.export.export(stack, (x, torch.tensor([3, 1])))
     y, state = stack(x)
     assert type(y) is torch.Tensor
     assert all(type(t) is torch.Tensor for t in torch.utils._pytree.tree_leaves(state))

@@ -36,15 +36,25 @@ def check_lengths(lengths: Any, batch: int, steps: int, device: torch.device) ->
     """Validate ``lengths`` (None, a sequence of ints, a NumPy array or a Tensor).
 
     Returns ``None`` when every sequence is full length (the fast, unmasked case), else an
-    int64 tensor on ``device``.
+    int64 tensor on ``device``.  While a compiler or exporter traces, the values are not
+    read (no graph break, no guard on them): the tensor is returned as it is and the
+    ``rnnfuse::layer`` operator checks the values when it runs.
     """
     if lengths is None:
         return None
+    if torch.jit.is_tracing():
+        raise RuntimeError(
+            "lengths: torch.jit.trace cannot record ragged lengths (the trace would hold one "
+            "length pattern and be silently wrong for others); use torch.export.export(model, "
+            "(x, lengths)) or torch.compile instead, or trace without lengths"
+        )
     lens = _as_int_tensor(lengths)
     if lens.dim() != 1 or lens.shape[0] != batch:
         raise ValueError(
             f"lengths: expected one length per sequence, shape ({batch},), got shape {list(lens.shape)}"
         )
+    if _tracing(lens):
+        return lens.to(device=device, dtype=torch.int64)
     if batch and int(lens.min()) < 0:
         raise ValueError(f"lengths: expected values in [0, {steps}], got a negative length {int(lens.min())}")
     if batch and int(lens.max()) > steps:
@@ -54,6 +64,10 @@ def check_lengths(lengths: Any, batch: int, steps: int, device: torch.device) ->
     if batch and int(lens.min()) == steps:
         return None
     return lens.to(device=device, dtype=torch.int64)
+
+
+def _tracing(t: Tensor) -> bool:
+    return torch.compiler.is_compiling() or torch._guards.detect_fake_mode(t) is not None
 
 
 def _as_int_tensor(lengths: Any) -> Tensor:

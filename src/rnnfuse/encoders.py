@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ._named import NameSafeModuleDict
 from .fusion import FUSION_FUNCTIONS, concat_states
 
 __all__ = ["MultiEncoder", "MultiEncoderOutput", "merge_directions"]
@@ -60,7 +61,7 @@ class MultiEncoder(nn.Module):
             raise ValueError(f"fusion: expected one of {sorted(FUSION_FUNCTIONS)} or a module, got {fusion!r}")
         if not isinstance(fusion, (str, nn.Module)):
             raise TypeError(f"fusion: expected a name or an nn.Module, got {type(fusion).__name__}")
-        self.encoders = nn.ModuleDict(dict(encoders))
+        self.encoders = NameSafeModuleDict(dict(encoders))
         self.fusion = fusion
 
     @property

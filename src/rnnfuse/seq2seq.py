@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_lengths, describe
+from ._named import NameSafeModuleDict
 from .encoders import MultiEncoder
 from .stack import StackedRNN
 from .state import state_sizes, structure_str
@@ -156,7 +157,7 @@ class Seq2Seq(nn.Module):
         top = decoder.output_size
         self.attention: LuongAttention | None = None
         if attention:
-            self.memory_maps = nn.ModuleDict(
+            self.memory_maps = NameSafeModuleDict(
                 {name: nn.Linear(_output_size(enc, name), attention_size) for name, enc in encoders.encoders.items()}
             )
             self.attention = LuongAttention(top, attention_size)

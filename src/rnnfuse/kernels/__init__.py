@@ -19,6 +19,11 @@ semantics equal the cell's; it never tests the cell's class:
 ========================  ===================================================================
 
 Every path equals the reference loop to floating-point rounding, values and gradients.
+
+While a compiler or exporter traces (:func:`tracing`: ``torch.compile``, ``torch.export``,
+a fake-tensor mode), the fused and BPTT paths run inside the registered operator
+``torch.ops.rnnfuse.layer`` (:mod:`.ops`), so that the lengths' values never enter a
+traced Python decision; eager calls take the paths above directly.
 """
 
 from __future__ import annotations
@@ -31,11 +36,31 @@ from torch import Tensor
 from ..cells.base import RecurrentCell
 from ..cells.spec import KernelSpec
 from .bptt import run_bptt
+from .ops import layer_op, spec_to_op_args, state_from_list, state_to_list
 from .fused import run_fused_full
 from .loop import reverse_within_lengths, run_loop
 from .ragged import run_fused_packed, run_fused_segments
 
-__all__ = ["run_layer", "select_path", "run_loop", "reverse_within_lengths"]
+__all__ = ["run_layer", "select_path", "run_loop", "reverse_within_lengths", "tracing"]
+
+
+def tracing(x: Tensor) -> bool:
+    """Whether ``x`` is being traced by ``torch.compile``/``torch.export`` (or is a fake
+    tensor): then no Python decision may read tensor values."""
+    if torch.compiler.is_compiling():
+        return True
+    return torch._guards.detect_fake_mode(x) is not None
+
+
+def _traced_path(spec: KernelSpec | None, x: Tensor) -> str:
+    """The path while tracing: decided from the spec, the device and autocast only."""
+    if spec is None:
+        return "loop"
+    if spec.mode is not None and not (spec.has_projection and not x.is_cuda):
+        return "fused"
+    if spec.bptt is not None and not torch.is_autocast_enabled(x.device.type):
+        return "bptt"
+    return "loop"
 
 
 def select_path(cell: RecurrentCell, x: Tensor, lengths: Tensor | None = None) -> str:
@@ -76,6 +101,8 @@ def run_layer(
     at each sequence's last step.
     """
     spec = cell.kernel_spec(x.dtype, x.device)
+    if tracing(x):
+        return _run_traced(cell, spec, x, lengths, state, reverse)
     path = _path(spec, x, lengths)
     if path == "fused":
         return run_fused_full(cell, x, state, reverse, spec=spec)
@@ -86,3 +113,17 @@ def run_layer(
     if path == "bptt":
         return run_bptt(cell, x, lengths, state, reverse, spec=spec)
     return run_loop(cell, x, lengths, state, reverse)
+
+
+def _run_traced(
+    cell: RecurrentCell, spec: KernelSpec | None, x: Tensor, lengths: Tensor | None, state: Any, reverse: bool
+) -> tuple[Tensor, Any]:
+    """:func:`run_layer` while tracing: one ``rnnfuse::layer`` operator call (or the
+    reference loop, whose steps are plain tensor operations)."""
+    path = _traced_path(spec, x)
+    if path == "loop":
+        return run_loop(cell, x, lengths, state, reverse)
+    kind, weights, peepholes, cell_clip, proj_clip = spec_to_op_args(spec, path)
+    lens = x.new_empty(0, dtype=torch.int64) if lengths is None else lengths
+    out = layer_op(x, lens, state_to_list(state), weights, kind, reverse, peepholes, cell_clip, proj_clip)
+    return out[0], state_from_list(out[1:])

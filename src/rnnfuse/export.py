@@ -1,0 +1,161 @@
+"""ONNX export: the ``rnnfuse::layer`` operator as ONNX ``LSTM``/``GRU``/``RNN`` nodes.
+
+While exporting, every layer and direction of a stack is one ``torch.ops.rnnfuse.layer``
+call (:mod:`rnnfuse.kernels.ops`).  :func:`onnx_translation_table` maps it onto the ONNX
+recurrent operators with ``sequence_lens``, where their semantics equal the cell's exactly:
+
+* LSTM: gates reordered from PyTorch's i, f, g, o to ONNX's i, o, f, c; the forget bias is
+  folded into the bias; peepholes ``P = [p_i, p_o, p_f]`` (ONNX's output gate reads the new
+  ``c``, as TF1's).  Not expressible: ``cell_clip`` (ONNX's ``clip`` clips the gates'
+  pre-activations, TF1's clips ``c``), a projection and ``proj_clip`` (ONNX's LSTM has no
+  projection): :func:`export_onnx` refuses them, naming the option.
+* GRU: gates reordered from r, z, n to z, r, h; ``linear_before_reset=1`` is PyTorch's
+  (reset-after) GRU, ``0`` TF1's reset-before GRU (recurrent bias zero).
+* RNN: ``Tanh`` or ``Relu``.
+
+A backward direction is ``direction="reverse"``, which reverses each sequence within its
+length, as TF1's ``reverse_sequence``; outputs past a length are zero and ``Y_h`` is the state
+at the last valid step (a zero length keeps the initial state).
+
+>>> import torch, rnnfuse
+>>> from rnnfuse.export import export_onnx
+>>> stack = rnnfuse.StackedRNN(4, [8, 6], bidirectional=True)
+>>> program = export_onnx(stack, (torch.randn(2, 5, 4), torch.tensor([5, 3])))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["onnx_translation_table", "export_onnx", "UnsupportedForONNX", "OPSET"]
+
+OPSET = 18
+
+
+class UnsupportedForONNX(ValueError):
+    """A cell option that the ONNX recurrent operators cannot express exactly."""
+
+
+def _refuse(option: str, reason: str) -> None:
+    raise UnsupportedForONNX(
+        f"{option}: cannot be exported to ONNX exactly ({reason}); torch.export.export "
+        f"and torch.compile support it"
+    )
+
+
+def _layer_onnx(x, lengths, state, weights, kind, reverse, peepholes, cell_clip, proj_clip):  # noqa: ANN001
+    """The ONNX translation of ``rnnfuse::layer`` (onnxscript, traced: ``kind`` and the
+    options are Python values)."""
+    from onnxscript import opset18 as op
+
+    if cell_clip is not None:
+        _refuse("cell_clip", "ONNX LSTM's clip bounds the gate pre-activations, TF1's cell_clip the cell state")
+    if proj_clip is not None or (kind == "lstm" and len(weights) == 5) or (
+        kind == "bptt_lstm" and len(weights) == 3 + int(peepholes) + 1
+    ):
+        _refuse("proj_size", "ONNX LSTM has no output projection")
+
+    def gates(w, order, count):  # rows of `count` gate blocks, reordered
+        parts = op.Split(w, axis=0, num_outputs=count)
+        return op.Concat(*[parts[i] for i in order], axis=0)
+
+    def one(t):
+        return op.Unsqueeze(t, op.Constant(value_ints=[0]))
+
+    x_tm = op.Transpose(x, perm=[1, 0, 2])
+    shape = op.Shape(x)
+    batch, steps = op.Slice(shape, [0], [1]), op.Slice(shape, [1], [2])
+    full = op.Expand(steps, batch)
+    lens64 = op.Slice(op.Concat(lengths, full, axis=0), op.Constant(value_ints=[0]), batch)
+    lens = op.Cast(lens64, to=6)  # int32
+    direction = "reverse" if reverse else "forward"
+    h0 = one(state[-1])
+    if kind in ("lstm", "bptt_lstm"):
+        if kind == "lstm":
+            w_ih, w_hh, b_ih, b_hh = weights[:4]
+        else:
+            w_ih, b_ih, w_hh = weights[:3]
+            b_hh = op.Mul(b_ih, op.Constant(value_float=0.0))
+        order = [0, 3, 1, 2]  # i, f, g, o -> i, o, f, c
+        w, r = one(gates(w_ih, order, 4)), one(gates(w_hh, order, 4))
+        b = one(op.Concat(gates(b_ih, order, 4), gates(b_hh, order, 4), axis=0))
+        args = [x_tm, w, r, b, lens, h0, one(state[0])]
+        if peepholes:  # (3, H) in the order i, f, o -> ONNX's P = [i, o, f] (3H,)
+            p = op.Gather(weights[3], op.Constant(value_ints=[0, 2, 1]), axis=0)
+            args.append(one(op.Reshape(p, op.Constant(value_ints=[-1]))))
+        y, y_h, y_c = op.LSTM(*args, direction=direction, hidden_size=_size(state[0]))
+        finals = [y_c, y_h]
+    elif kind in ("gru", "bptt_gru"):
+        if kind == "gru":
+            w_ih, w_hh, b_ih, b_hh = weights
+            before_reset = 1
+        else:
+            w_ih, b_ih, w_hh = weights
+            b_hh = op.Mul(b_ih, op.Constant(value_float=0.0))
+            before_reset = 0
+        order = [1, 0, 2]  # r, z, n -> z, r, h
+        w, r = one(gates(w_ih, order, 3)), one(gates(w_hh, order, 3))
+        b = one(op.Concat(gates(b_ih, order, 3), gates(b_hh, order, 3), axis=0))
+        y, y_h = op.GRU(x_tm, w, r, b, lens, h0, direction=direction, linear_before_reset=before_reset,
+                        hidden_size=_size(state[-1]))
+        finals = [y_h]
+    else:
+        w_ih, w_hh, b_ih, b_hh = weights
+        b = one(op.Concat(b_ih, b_hh, axis=0))
+        act = "Relu" if kind == "rnn_relu" else "Tanh"
+        y, y_h = op.RNN(x_tm, one(w_ih), one(w_hh), b, lens, h0, direction=direction, activations=[act],
+                        hidden_size=_size(state[-1]))
+        finals = [y_h]
+    y = op.Transpose(op.Squeeze(y, op.Constant(value_ints=[1])), perm=[1, 0, 2])
+    # a zero length keeps the initial state (ONNX leaves it unspecified)
+    empty = op.Unsqueeze(op.Equal(lens64, op.Constant(value_int=0)), op.Constant(value_ints=[1]))
+    finals = [op.Where(empty, s, op.Squeeze(f, op.Constant(value_ints=[0]))) for s, f in zip(state, finals)]
+    return [y, *finals]
+
+
+def _size(t: Any) -> int | None:
+    shape = getattr(t, "shape", None)
+    if shape is None:
+        return None
+    dim = shape[-1]
+    return int(dim) if isinstance(dim, int) else None
+
+
+def onnx_translation_table() -> dict[Any, Any]:
+    """``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)``."""
+    import rnnfuse.kernels.ops  # noqa: F401  (registers the operator)
+
+    return {torch.ops.rnnfuse.layer.default: _layer_onnx}
+
+
+def export_onnx(
+    model: nn.Module,
+    args: Sequence[Any],
+    path: Any = None,
+    *,
+    kwargs: dict[str, Any] | None = None,
+    dynamic_shapes: Any = None,
+    opset_version: int = OPSET,
+) -> Any:
+    """``torch.onnx.export(model, args, path, dynamo=True)`` with the rnnfuse translation.
+
+    Returns the ``ONNXProgram``; ``path`` (optional) is written.  ``UnsupportedForONNX`` names
+    an option ONNX cannot express (``cell_clip``, ``proj_size``/``proj_clip``)."""
+    program = torch.onnx.export(
+        model,
+        tuple(args),
+        kwargs=kwargs,
+        dynamo=True,
+        dynamic_shapes=dynamic_shapes,
+        custom_translation_table=onnx_translation_table(),
+        opset_version=opset_version,
+        optimize=True,
+        verbose=False,
+    )
+    if path is not None:
+        program.save(path)
+    return program

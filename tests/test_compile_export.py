@@ -1,0 +1,176 @@
+"""torch.compile, torch.export and torch.jit on the stacks: numbers equal eager's.
+
+While tracing, each layer runs as the ``rnnfuse::layer`` operator (rnnfuse.kernels.ops), so
+ragged lengths never enter a traced Python decision.  Sizes are tiny: compiling is slow.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._pytree import tree_leaves
+
+from rnnfuse import GRUCell, LSTMCell, MultiEncoder, RNNCell, Seq2Seq, StackedRNN
+from rnnfuse.kernels import select_path
+
+pytestmark = pytest.mark.slow
+
+
+class _LoopLSTM(LSTMCell):
+    """A user's subclass: no kernel spec, so the reference loop."""
+
+
+def _loss(y, state):
+    weights = torch.linspace(-1, 1, y.numel()).view_as(y)
+    return (y * weights).sum() + sum((s * s).sum() for s in tree_leaves(state))
+
+
+def _grads(model, x, lengths):
+    x = x.detach().requires_grad_()
+    y, state = model(x, lengths)
+    params = [p for p in model.parameters()]
+    grads = torch.autograd.grad(_loss(y, state), [x, *params])
+    return y.detach(), [s.detach() for s in tree_leaves(state)], grads
+
+
+def _assert_same(got, expected, atol=1e-5):
+    for a, b in zip(tree_leaves(got), tree_leaves(expected)):
+        torch.testing.assert_close(a, b, atol=atol, rtol=1e-5)
+
+
+def _all_paths_stack():
+    """Layers on every path: BPTT (peephole LSTM with clips), BPTT (reset-before GRU),
+    fused RNN (segments when ragged), the loop (a subclass), fused LSTM."""
+    torch.manual_seed(0)
+    fw = [LSTMCell(4, 6, peepholes=True, cell_clip=0.7, forget_bias=1.0), GRUCell(12, 5, reset_after=False),
+          RNNCell(10, 4, nonlinearity="relu"), _LoopLSTM(8, 4), LSTMCell(8, 3, proj_size=2)]
+    bw = [LSTMCell(4, 6, peepholes=True, cell_clip=0.7, forget_bias=1.0), GRUCell(12, 5, reset_after=False),
+          RNNCell(10, 4), _LoopLSTM(8, 4), LSTMCell(8, 3, proj_size=2)]
+    for cell in fw + bw:
+        for p in cell.parameters():
+            torch.nn.init.uniform_(p, -0.5, 0.5)
+    return StackedRNN.from_cells(fw, backward_cells=bw)
+
+
+def test_compile_every_path_forward_backward_equals_eager():
+    torch.set_num_threads(1)
+    stack = _all_paths_stack()
+    x = torch.randn(3, 5, 4)
+    paths = {select_path(c, torch.randn(3, 5, c.input_size), torch.tensor([5, 2, 0])) for c in stack.layers}
+    assert paths == {"bptt", "fused-segments", "loop"}
+    compiled = torch.compile(stack, backend="aot_eager", fullgraph=True)
+    for lengths in (None, torch.tensor([5, 2, 0]), torch.tensor([1, 4, 3])):
+        _assert_same(_grads(compiled, x, lengths), _grads(stack, x, lengths))
+    with pytest.raises(ValueError, match="lengths"):  # checked inside the operator, at run time
+        compiled(x, torch.tensor([5, -1, 2]))
+
+
+def test_compiled_ragged_lstm_training_no_recompiles_and_exact_gradients():
+    """The default LSTM stack, bidirectional, inductor, x.requires_grad: values and
+    gradients equal eager's for every length pattern, without a compile per pattern."""
+    torch.set_num_threads(1)
+    torch._dynamo.reset()
+    torch.manual_seed(1)
+    stack = StackedRNN(4, [6, 6], cell="lstm", bidirectional=True)
+    compiled = torch.compile(stack)
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(3, 5, 4)
+    _assert_same(_grads(compiled, x, torch.tensor([5, 3, 2])), _grads(stack, x, torch.tensor([5, 3, 2])))
+    first = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    for _ in range(5):
+        lengths = torch.randint(0, 6, (3,), generator=gen)
+        _assert_same(_grads(compiled, x, lengths), _grads(stack, x, lengths))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - first <= 2
+
+
+@pytest.mark.parametrize("options", [{"cell": "lstm", "peepholes": True}, {"cell": "gru", "reset_after": False},
+                                     {"cell": "lstm"}, {"cell": "rnn"}])
+def test_export_with_lengths_serves_other_lengths_batches_and_steps(options):
+    torch.manual_seed(3)
+    stack = StackedRNN(4, [6, 5], bidirectional=True, **options)
+    batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
+    example = (torch.randn(3, 5, 4), torch.tensor([5, 3, 2]))
+    program = torch.export.export(stack, example, dynamic_shapes=({0: batch, 1: time}, {0: batch}))
+    for b, t, lengths in [(6, 9, [9, 1, 0, 4, 7, 9]), (2, 3, [3, 3]), (4, 2, [1, 2, 0, 2])]:
+        x = torch.randn(b, t, 4)
+        _assert_same(program.module()(x, torch.tensor(lengths)), stack(x, torch.tensor(lengths)))
+
+
+def test_jit_trace_with_lengths_refuses_and_points_to_export():
+    stack = StackedRNN(4, [6])
+    with pytest.raises(RuntimeError, match="torch.export"):
+        torch.jit.trace(stack, (torch.randn(2, 3, 4), torch.tensor([3, 1])))
+
+
+@pytest.mark.parametrize("names", [("local", "global"), ("lambda", "class")])
+def test_seq2seq_with_keyword_encoder_names_exports(names):
+    torch.manual_seed(4)
+    enc = MultiEncoder({names[0]: StackedRNN(3, [4]), names[1]: StackedRNN(3, [4])})
+    model = Seq2Seq(enc, StackedRNN(1, [8]), output_size=1, attention=True, attention_size=4)
+    x = {names[0]: torch.randn(2, 4, 3), names[1]: torch.randn(2, 5, 3)}
+    lengths = {names[0]: torch.tensor([4, 2]), names[1]: torch.tensor([5, 3])}
+    targets, start = torch.randn(2, 3, 1), torch.zeros(2, 1)
+    program = torch.export.export(model, (x, targets), {"start": start, "lengths": lengths})
+    expected = model(x, targets, start=start, lengths=lengths)
+    torch.testing.assert_close(program.module()(x, targets, start=start, lengths=lengths), expected)
+    state = model.state_dict()
+    assert any(k.startswith(f"encoders.encoders.{names[1]}.") for k in state)
+    model.load_state_dict(state, strict=True)
+    assert list(model.encoders.encoders.keys()) == list(names)
+
+
+def _onnx_run(model, example, inputs, dynamic_shapes, tmp_path, kwargs=None):
+    ort = pytest.importorskip("onnxruntime")
+    from rnnfuse.export import export_onnx
+
+    path = tmp_path / "model.onnx"
+    export_onnx(model, example, path, kwargs=kwargs, dynamic_shapes=dynamic_shapes)
+    session = ort.InferenceSession(str(path))
+    names = [i.name for i in session.get_inputs()]
+    return session.run(None, dict(zip(names, [t.numpy() for t in inputs])))
+
+
+def test_onnx_mixed_ragged_bidirectional_stack_runs_in_onnxruntime(tmp_path):
+    """LSTM (peepholes, forget bias) → reset-before GRU → relu RNN, mixed sizes, both
+    directions, ragged; run at a batch, T and lengths unlike the example's (zero length too)."""
+    torch.manual_seed(5)
+    fw = [LSTMCell(4, 6, peepholes=True, forget_bias=1.0), GRUCell(12, 5, reset_after=False), RNNCell(10, 3, nonlinearity="relu")]
+    bw = [LSTMCell(4, 6, peepholes=True, forget_bias=1.0), GRUCell(12, 5), RNNCell(10, 3)]
+    stack = StackedRNN.from_cells(fw, backward_cells=bw)
+    batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
+    example = (torch.randn(3, 5, 4), torch.tensor([5, 3, 2]))
+    x, lengths = torch.randn(6, 9, 4), torch.tensor([9, 1, 0, 4, 7, 9])
+    got = _onnx_run(stack, example, (x, lengths), ({0: batch, 1: time}, {0: batch}), tmp_path)
+    expected = [t.detach().numpy() for t in tree_leaves(stack(x, lengths))]
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert abs(a - b).max() <= 1e-5
+
+
+def test_onnx_seq2seq_with_keyword_encoder_name(tmp_path):
+    torch.manual_seed(6)
+    enc = MultiEncoder({"local": StackedRNN(3, [4]), "global": StackedRNN(3, [4])})
+    model = Seq2Seq(enc, StackedRNN(1, [8]), output_size=1)
+    x = {"local": torch.randn(2, 4, 3), "global": torch.randn(2, 5, 3)}
+    lengths = {"local": torch.tensor([4, 2]), "global": torch.tensor([5, 3])}
+    targets, start = torch.randn(2, 3, 1), torch.zeros(2, 1)
+    # shapes stay as exported (Seq2Seq's dims are specialized by the exporter: a known limit); lengths vary
+    shapes = None
+    x2 = {"local": torch.randn(2, 4, 3), "global": torch.randn(2, 5, 3)}
+    lengths2 = {"local": torch.tensor([1, 4]), "global": torch.tensor([2, 5])}
+    targets2, start2 = torch.randn(2, 3, 1), torch.randn(2, 1)
+    flat = [x2["local"], x2["global"], targets2, start2, lengths2["local"], lengths2["global"]]
+    got = _onnx_run(model, (x, targets), flat, shapes, tmp_path, kwargs={"start": start, "lengths": lengths})
+    expected = model(x2, targets2, start=start2, lengths=lengths2).detach().numpy()
+    assert abs(got[0] - expected).max() <= 1e-5
+
+
+@pytest.mark.parametrize("options, option", [({"cell_clip": 1.0}, "cell_clip"), ({"proj_size": 3}, "proj_size")])
+def test_onnx_refuses_what_onnx_cannot_express(tmp_path, options, option):
+    pytest.importorskip("onnxscript")
+    from rnnfuse.export import UnsupportedForONNX, export_onnx
+
+    stack = StackedRNN(4, [6], **options)
+    with pytest.raises(Exception, match=option) as info:
+        export_onnx(stack, (torch.randn(2, 3, 4), torch.tensor([3, 1])))
+    assert isinstance(info.value, UnsupportedForONNX) or "UnsupportedForONNX" in str(info.value)

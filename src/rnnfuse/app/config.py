@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "FUSIONS", "ConfigError", "option", "flag_fields"]
+__all__ = ["DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "FUSIONS", "ConfigError", "option", "flag_fields",
+           "available_cpus", "capped_threads"]
 
 FUSIONS = ("local", "global", "concat", "sum", "mean", "max", "bridge", "zoph-knight", "child-sum", "gated")
 CELLS = ("lstm", "gru", "rnn")
@@ -279,6 +281,24 @@ def _number(name: str, value: Any, low: float, high: float, *, low_open: bool = 
         kind = "a positive number" if low_open and low == 0 else f"a number >= {low:g}"
         extra = f" {what}" if what else ""
         raise ConfigError(f"{name}: expected {kind}{extra}, got {value!r} (it must be finite and at most {high:g})")
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
+def capped_threads(threads: int, log: Callable[[str], None] | None = None) -> int:
+    """``threads``, at most :func:`available_cpus`; ``log`` says so when it caps (more threads
+    than CPUs only slow torch down, and thousands of them crash it)."""
+    cpus = available_cpus()
+    if threads <= cpus:
+        return threads
+    if log is not None:
+        log(f"--threads {threads}: more than the {cpus} CPUs this process may use; using {cpus}")
+    return cpus
 
 
 def _positive_int(name: str, value: Any, high: int | None = None) -> None:

@@ -253,7 +253,13 @@ class StackedRNN(nn.Module):
             raise TypeError(
                 f"initial_state: expected {structure_str(expected)}, got {type(initial_state).__name__}"
             )
-        assert_same_structure(expected, initial_state, names=(f"the state for x (batch {x.shape[0]})", "initial_state"))
+        try:
+            assert_same_structure(expected, initial_state, names=("expected initial_state", "initial_state"))
+        except ValueError as exc:  # one name in the first line, then both structures
+            first, _, rest = str(exc).partition("\n")
+            where = first.split(" differ ", 1)[-1]
+            raise ValueError(f"initial_state: does not match the state for x (batch {x.shape[0]}); the states differ {where}"
+                             f"\n{rest}") from None
         return initial_state
 
 

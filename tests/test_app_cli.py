@@ -70,7 +70,7 @@ def test_train_on_a_user_csv_then_predict(tmp_path, capsys):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["model"]["test"]["mae"] > 0 and len(metrics["model"]["test"]["mae_by_step"]) == 8
     target = tmp_path / "forecast.csv"
-    assert main(["predict", "--model", str(run), "--output", str(target)]) == 0
+    assert main(["predict", "--model", str(run), "--csv", str(data), "--output", str(target)]) == 0  # --column from the model
     printed = capsys.readouterr().out
     assert "after its last row (2001-12-29)" in printed
     rows = list(csv.DictReader(target.read_text().splitlines()))

@@ -32,6 +32,7 @@ from .state import (
     map_state,
     state_output,
     state_sizes,
+    structure_str,
 )
 
 __all__ = [
@@ -54,6 +55,11 @@ def _check_sources(states: Any, same_sizes: bool, minimum: int = 2) -> list[Any]
             f"states: expected a list of {minimum} or more states (one per source), got {type(states).__name__}"
         )
     states = list(states)
+    if any(isinstance(s, (Tensor, LSTMState)) for s in states):  # layer states: ONE stack's state
+        raise TypeError(
+            f"states: expected a list of states, one per encoder, e.g. [state_a, state_b]; got one stack state "
+            f"{structure_str(tuple(states))} (a tuple of layer states, which would fuse its own layers)"
+        )
     if len(states) < minimum:
         raise ValueError(f"states: expected {minimum} or more states (one per source), got {len(states)}")
     for i in range(1, len(states)):

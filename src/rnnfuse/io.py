@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._files import GIB, check_regular_file
 from .cells import cell_from_config
 from .bidirectional import BidirectionalRNN
 from .stack import StackedRNN
@@ -45,6 +46,7 @@ __all__ = ["save", "load", "read_config", "module_from_config", "check_state_dic
 
 FORMAT = "rnnfuse"
 VERSION = 1
+MAX_FILE_BYTES = 16 * GIB  # the largest safetensors file rnnfuse reads
 _STACK_KEYS = {"kind", "layers", "backward_layers", "batch_first", "dropout",
                "variational_dropout", "residual", "bidirectional"}
 
@@ -83,8 +85,12 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     if os.path.isdir(path):
         raise IsADirectoryError(f"path: {os.fspath(path)!r} is a directory; expected a .safetensors file")
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(f"path: no such file {os.fspath(path)!r}")
+    try:
+        check_regular_file(path, "a .safetensors file", MAX_FILE_BYTES)
+    except ValueError as exc:
+        raise ValueError(f"path: {exc}") from None
     try:
         with safe_open(os.fspath(path), framework="pt") as f:
             raw = f.metadata() or {}
@@ -105,14 +111,25 @@ def load(path: str | os.PathLike[str]) -> nn.Module:
     from safetensors import safe_open
 
     config = read_config(path)
-    try:
-        module = module_from_config(config)
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise ValueError(f"path: {os.fspath(path)!r} has an invalid configuration ({exc})") from None
     with safe_open(os.fspath(path), framework="pt") as f:
         tensors = {name: f.get_tensor(name) for name in f.keys()}
+    check_state_dict(_module_or_error(config, path, meta=True), tensors, path)  # nothing allocated yet
+    module = _module_or_error(config, path)
     _load_strict(module, tensors, path)
     return module
+
+
+def _module_or_error(config: dict[str, Any], path: Any, *, meta: bool = False) -> nn.Module:
+    """:func:`module_from_config`, a ``ValueError`` naming ``path`` for a bad configuration.
+    ``meta=True`` builds it on the meta device: shapes without memory, so that the sizes a
+    file asks for are checked against the tensors it holds before anything is allocated."""
+    try:
+        if meta:
+            with torch.device("meta"):
+                return module_from_config(config)
+        return module_from_config(config)
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError, OverflowError) as exc:
+        raise ValueError(f"path: {os.fspath(path)!r} has an invalid configuration ({exc})") from None
 
 
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from ._checks import check_lengths, describe
 from ._named import NameSafeModuleDict
 from .encoders import MultiEncoder
 from .stack import StackedRNN
-from .state import state_sizes, structure_str
+from .state import LSTMState, state_sizes, structure_str
 
 __all__ = ["Seq2Seq", "LuongAttention", "EncodedSources", "concat_over_time"]
 
@@ -144,7 +144,9 @@ class Seq2Seq(nn.Module):
             raise TypeError(f"decoder: expected a StackedRNN, got {type(decoder).__name__}")
         if decoder.bidirectional or not decoder.batch_first:
             raise ValueError("decoder: expected a unidirectional, batch_first StackedRNN")
-        if output_size < 1 or decoder.input_size < output_size:
+        if isinstance(output_size, bool) or not isinstance(output_size, int) or output_size < 1:
+            raise ValueError(f"output_size: expected a positive int, got {output_size!r}")
+        if decoder.input_size < output_size:
             raise ValueError(
                 f"decoder: its input is [y_(t-1) ({output_size}), covariates]; expected input_size >= "
                 f"{output_size}, got {decoder.input_size}"
@@ -162,6 +164,22 @@ class Seq2Seq(nn.Module):
             )
             self.attention = LuongAttention(top, attention_size)
         self.head = nn.Linear(top, self.output_size)
+        self._check_built_sizes()
+
+    def _check_built_sizes(self) -> None:
+        """The decoder's state sizes against what the encoders deliver, when both are known
+        (parameter-free fusions and a StateBridge): a mismatch is found here, not at the first call."""
+        fused = _fused_sizes(self.encoders) if self.bridge is None else getattr(self.bridge, "output_sizes", None)
+        if fused is None:
+            return
+        expected = self.decoder.state_sizes
+        if tuple(fused) != tuple(expected):
+            raise ValueError(
+                f"decoder: its initial state must have sizes {expected}, but the fused state "
+                f"{'after the bridge ' if self.bridge is not None else ''}has sizes {tuple(fused)}; "
+                f"make the decoder's layer sizes and cell kinds equal the fused ones or pass "
+                f"bridge=StateBridge(fused_sizes, decoder_sizes)"
+            )
 
     # ------------------------------------------------------------------ encoding
     def encode(self, inputs: Tensor | Mapping[str, Tensor], lengths: Any = None) -> EncodedSources:
@@ -274,3 +292,30 @@ def _output_size(encoder: nn.Module, name: str) -> int:
     if not isinstance(size, int):
         raise TypeError(f"encoders[{name!r}]: attention needs an encoder with an int output_size, got {size!r}")
     return size
+
+
+def _fused_sizes(encoders: MultiEncoder) -> tuple[Any, ...] | None:
+    """The sizes of the fused state when they follow from the encoders alone (unidirectional
+    stacks joined by a parameter-free fusion); ``None`` when only a call can tell."""
+    sizes = []
+    for enc in encoders.encoders.values():
+        if not isinstance(enc, StackedRNN) or enc.bidirectional:
+            return None
+        sizes.append(tuple(enc.state_sizes))
+    if len(sizes) == 1:
+        return sizes[0]
+    if not isinstance(encoders.fusion, str) or len({len(s) for s in sizes}) != 1:
+        return None
+    if encoders.fusion != "concat":
+        return sizes[0] if all(s == sizes[0] for s in sizes) else None
+    joined = [_joined_layer(parts) for parts in zip(*sizes)]
+    return None if any(j is None for j in joined) else tuple(joined)
+
+
+def _joined_layer(parts: tuple[Any, ...]) -> Any:
+    """The size of one layer's states concatenated: an int, an LSTMState, or ``None`` (mixed kinds)."""
+    if all(isinstance(p, LSTMState) for p in parts):
+        return LSTMState(sum(p.c for p in parts), sum(p.h for p in parts))
+    if all(isinstance(p, int) and not isinstance(p, LSTMState) for p in parts):
+        return sum(parts)
+    return None

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -144,6 +145,9 @@ class StackedRNN(nn.Module):
         nn.Module.__init__(self)
         _check_cells(cells, backward_cells)
         _check_dropout(dropout)
+        if dropout and len(cells) == 1:  # as torch.nn.LSTM: a warning, the stack still works
+            warnings.warn(f"dropout={dropout} has no effect on a one-layer stack: dropout acts on the outputs "
+                          f"of every layer but the last", UserWarning, stacklevel=3)
         self.batch_first = bool(batch_first)
         self.bidirectional = backward_cells is not None
         self.dropout = float(dropout)
@@ -249,7 +253,13 @@ class StackedRNN(nn.Module):
             raise TypeError(
                 f"initial_state: expected {structure_str(expected)}, got {type(initial_state).__name__}"
             )
-        assert_same_structure(expected, initial_state, names=("expected initial_state", "initial_state"))
+        try:
+            assert_same_structure(expected, initial_state, names=("expected initial_state", "initial_state"))
+        except ValueError as exc:  # one name in the first line, then both structures
+            first, _, rest = str(exc).partition("\n")
+            where = first.split(" differ ", 1)[-1]
+            raise ValueError(f"initial_state: does not match the state for x (batch {x.shape[0]}); the states differ {where}"
+                             f"\n{rest}") from None
         return initial_state
 
 

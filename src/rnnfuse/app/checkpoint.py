@@ -11,7 +11,9 @@ Layout of a run directory::
         state.json                   epoch, batch, optimizer/scheduler state, RNG, config, history
 
 Every file is written to a temporary name, flushed, ``fsync``-ed and renamed over its target
-(``os.replace``).  A checkpoint directory is complete before ``latest.json`` names it, so a
+(``os.replace``), with the permissions of a file the user creates (``0666`` less the umask:
+``0644`` by default), like every other file of a run.  Temporary files a kill left behind are
+removed by :func:`remove_stale_temporaries` when the next run starts.  A checkpoint directory is complete before ``latest.json`` names it, so a
 crash leaves either the old or the new checkpoint in force, never a half-written one.
 """
 
@@ -34,16 +36,18 @@ from safetensors.torch import load as st_load
 from safetensors.torch import load_file
 from torch import Tensor
 
-from ..io import read_safetensors_metadata, safetensors_bytes
+from .._files import MIB, NotRegularFileError, check_regular_file
+from ..io import MAX_FILE_BYTES, read_safetensors_metadata, safetensors_bytes
 
 __all__ = [
     "MODEL_FORMAT", "Checkpoint", "CheckpointError", "atomic_write", "json_bytes", "save_model_file", "load_model_file",
-    "save_checkpoint", "load_latest", "capture_rng", "restore_rng", "optimizer_parts", "optimizer_from_parts",
+    "save_checkpoint", "load_latest", "remove_stale_temporaries", "file_mode", "capture_rng", "restore_rng", "optimizer_parts", "optimizer_from_parts",
 ]
 
 FORMAT = "rnnfuse-train/1"  # latest.json and state.json
 MODEL_FORMAT = "rnnfuse-forecaster/1"  # best.safetensors: a model `rnnfuse predict` reads
 _FILES = ("model.safetensors", "training.safetensors", "state.json")
+MAX_JSON_BYTES = 64 * MIB  # latest.json, state.json, config.json
 
 
 class CheckpointError(RuntimeError):
@@ -66,6 +70,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())  # mkstemp's 0600 would hide the run from the group
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -75,6 +80,36 @@ def atomic_write(path: Path, data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def file_mode() -> int:
+    """The mode of a new file under the process's umask: ``0o666 & ~umask``."""
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The umask, read from ``/proc`` where it can be (setting it to read it back, as
+    ``os.umask`` needs, would briefly change it for every thread)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def remove_stale_temporaries(out: Path) -> list[Path]:
+    """Delete the ``.*.tmp`` files :func:`atomic_write` leaves when killed mid-write, in
+    ``out`` and its checkpoint directories (call it while holding the run's lock)."""
+    out = Path(out)
+    found = [*out.glob(".*.tmp"), *out.glob("checkpoints/*/.*.tmp")]
+    for path in found:
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+    return found
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -148,33 +183,60 @@ def _prune(root: Path, keep_names: set[str], keep: int) -> None:
 
 
 def load_latest(out: Path) -> Checkpoint:
-    """The checkpoint ``latest.json`` names, with every file checked against its SHA-256."""
+    """The checkpoint ``latest.json`` names, with every file checked against its SHA-256.
+
+    The directory it names must lie inside ``out/checkpoints`` (a pointer to another run or
+    an absolute path is refused), and each file must be a regular file of a sane size.
+    """
     out = Path(out)
     pointer_path = out / "latest.json"
     if not pointer_path.exists():
         raise CheckpointError(f"{out}: no checkpoint to resume from ({pointer_path.name} not found)")
     pointer = _read_pointer(pointer_path)
-    directory = out / pointer["checkpoint"]
+    directory = _inside(out, pointer["checkpoint"], pointer_path)
     raw: dict[str, bytes] = {}
     for file_name in _FILES:
         path = directory / file_name
         if not path.exists():
             raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
-        raw[file_name] = path.read_bytes()
+        raw[file_name] = _read_checked(path, MAX_JSON_BYTES if file_name.endswith(".json") else MAX_FILE_BYTES)
         digest = hashlib.sha256(raw[file_name]).hexdigest()
         if digest != pointer["sha256"][file_name]:
             raise CheckpointError(f"{path}: SHA-256 {digest[:12]}... differs from latest.json's; the file is corrupt")
-    return Checkpoint(
-        directory, st_load(raw["model.safetensors"]), st_load(raw["training.safetensors"]),
-        json.loads(raw["state.json"]),
-    )
+    try:
+        model, tensors = st_load(raw["model.safetensors"]), st_load(raw["training.safetensors"])
+        state = json.loads(raw["state.json"])
+    except (SafetensorError, ValueError) as exc:
+        raise CheckpointError(f"{directory}: a checkpoint file is not readable ({exc})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{directory / 'state.json'}: expected a JSON object, got {type(state).__name__}")
+    return Checkpoint(directory, model, tensors, state)
+
+
+def _inside(out: Path, where: str, pointer_path: Path) -> Path:
+    """``out/where`` if it is a directory under ``out/checkpoints``, else ``CheckpointError``."""
+    root = (out / "checkpoints").resolve()
+    target = (out / where).resolve()
+    if Path(where).is_absolute() or target.parent != root:
+        raise CheckpointError(f"{pointer_path}: \"checkpoint\" must name a directory in {out / 'checkpoints'}, "
+                              f"got {where!r}")
+    return out / "checkpoints" / target.name
+
+
+def _read_checked(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (``CheckpointError`` otherwise)."""
+    try:
+        check_regular_file(path, "a checkpoint file", limit)
+        return path.read_bytes()
+    except (NotRegularFileError, OSError) as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _read_pointer(path: Path) -> dict[str, Any]:
     """``latest.json``, checked: a JSON object with the format, a checkpoint directory and a
     SHA-256 for each of its files (a hand-edited or truncated file raises ``CheckpointError``)."""
     try:
-        pointer = json.loads(path.read_bytes())
+        pointer = json.loads(_read_checked(path, MAX_JSON_BYTES))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
     except ValueError as exc:  # bytes that are not UTF-8 text

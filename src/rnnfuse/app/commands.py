@@ -147,6 +147,8 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
 
 def _train_config(args: argparse.Namespace) -> RunConfig:
     given = _given(args)
+    if not args.out.strip():
+        raise ConfigError(f"--out: expected a run directory, got {args.out!r}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} is a file; expected a run directory (new or holding a run)")
@@ -178,14 +180,18 @@ def _train(args: argparse.Namespace) -> int:
     from .checkpoint import CheckpointError
     from .data import DataError
     from .distributed import barrier, setup, teardown
-    from .training import StopSignal, Trainer
+    from .runlock import RunLock
+    from .training import StopSignal, Trainer, TrainingError
 
     try:
         config = _train_config(args)
         env = setup()
     except (ConfigError, DataError, ValueError) as exc:
         return fail("train", str(exc))
+    lock = RunLock(Path(args.out))
     try:
+        if (message := _lock_run(lock, Path(args.out), args.resume, env)) is not None:
+            return fail("train", message)
         trainer = Trainer(config, Path(args.out), env=env, show_progress=False if args.no_progress else None)
         trainer.start(resume=args.resume)
         if env.is_main:
@@ -196,10 +202,31 @@ def _train(args: argparse.Namespace) -> int:
             _final_report(trainer, Path(args.out))
         barrier(env)  # leave together: a gloo rank torn down while its peer still works can abort
         return result.exit_code
-    except (ConfigError, DataError, CheckpointError, OSError) as exc:
+    except (ConfigError, DataError, CheckpointError, TrainingError, OSError) as exc:
         return fail("train", str(exc))
     finally:
+        lock.release()
         teardown(env)
+
+
+def _lock_run(lock: Any, out: Path, resume: bool, env: Any) -> str | None:
+    """Take the run directory's lock on rank 0 and remove temporaries a kill left there; the
+    error message, on every rank, if rank 0 could not (``None`` when it could)."""
+    from .checkpoint import remove_stale_temporaries
+    from .distributed import any_flag
+    from .runlock import RunLockedError
+
+    message = None
+    if env.is_main and (out.is_dir() or not resume):  # nothing to lock: resume says so
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
+            remove_stale_temporaries(out)
+        except (RunLockedError, OSError) as exc:
+            message = str(exc) if isinstance(exc, RunLockedError) else f"--out: cannot use {out} ({exc.strerror or exc})"
+    if any_flag(message is not None, env):
+        return message or "rank 0 could not take the lock of --out (see its message); every rank stops"
+    return None
 
 
 def _run_summary(trainer: Any) -> str:
@@ -215,6 +242,7 @@ def _run_summary(trainer: Any) -> str:
 
 
 def _final_report(trainer: Any, out: Path) -> None:
+    from .checkpoint import atomic_write, json_bytes
     from .metrics import errors, seasonal_naive, seasonal_naive_drift, truth
 
     data, period = trainer.data, trainer.config.data.period
@@ -222,7 +250,7 @@ def _final_report(trainer: Any, out: Path) -> None:
     for name, fn in (("seasonal_naive", seasonal_naive), ("seasonal_naive_drift", seasonal_naive_drift)):
         report[name] = {s: errors(fn(data.series, getattr(data, s), period), truth(data.series, getattr(data, s))) for s in ("val", "test")}
     report["best_val_mae"], report["best_epoch"] = trainer.progress.best_metric, trainer.progress.best_epoch
-    (out / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
+    atomic_write(out / "metrics.json", json_bytes(report))
     for name in ("model", "seasonal_naive", "seasonal_naive_drift"):
         r = report[name]
         print(f"{name:<22} val MAE {r['val']['mae']:.3f}  test MAE {r['test']['mae']:.3f}  test RMSE {r['test']['rmse']:.3f}")
@@ -249,7 +277,11 @@ def _predict(args: argparse.Namespace) -> int:
     from .data import DataError
     from .predict import format_forecast, load_for_prediction, load_model, predict_next, write_forecast_csv
 
-    torch.set_num_threads(max(args.threads, 1))
+    from .config import capped_threads
+
+    if args.threads < 1:
+        return fail("predict", f"--threads: expected a positive int, got {args.threads}")
+    torch.set_num_threads(capped_threads(args.threads, lambda msg: print(f"rnnfuse predict: {msg}", file=sys.stderr)))
     try:
         model, config, scale = load_model(args.model)
         series = load_for_prediction(config, args.csv, args.column, args.time_column)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "FUSIONS", "ConfigError", "option", "flag_fields"]
+__all__ = ["DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "FUSIONS", "ConfigError", "option", "flag_fields",
+           "available_cpus", "capped_threads"]
 
 FUSIONS = ("local", "global", "concat", "sum", "mean", "max", "bridge", "zoph-knight", "child-sum", "gated")
 CELLS = ("lstm", "gru", "rnn")
@@ -207,14 +210,42 @@ def _section(kind: type, raw: Any, where: str) -> Any:
 
 
 def validate(config: RunConfig, where: str) -> None:
-    """Raise :class:`ConfigError` for a value out of range or of the wrong type."""
-    d, m, o = config.data, config.model, config.optim
+    """Raise :class:`ConfigError` for a value out of range or of the wrong type; the message
+    names the setting."""
+    _validate_data(config.data, where)
+    _validate_model(config.model, where)
+    _validate_optim(config.optim, where)
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or not 0 <= config.seed <= MAX_SEED:
+        raise ConfigError(f"{where}: seed: expected an int in [0, {MAX_SEED}], got {config.seed!r}")
+    _positive_int(f"{where}: threads", config.threads, MAX_THREADS)
+
+
+MAX_SEED = 2**32 - 1  # NumPy's and the samplers' seeds
+MAX_STEPS = 1_000_000  # window lengths, stretches, epochs, batch sizes
+MAX_LAYER_SIZE = 4096  # units per layer (an LSTM layer of 4096 holds 134M weights)
+MAX_LAYERS = 32
+MAX_THREADS = 4096  # before the cap at the CPUs this process may use
+MAX_LR = 10.0
+
+
+def _validate_data(d: DataConfig, where: str) -> None:
+    for name in ("csv", "column", "time_column"):
+        value = getattr(d, name)
+        if not (isinstance(value, str) and value) and not (value is None and name != "column"):
+            expected = "a non-empty string" + ("" if name == "column" else " or null")
+            raise ConfigError(f"{where}: data.{name}: expected {expected}, got {value!r}")
     for name in ("local_steps", "global_blocks", "block", "min_global_blocks", "horizon", "period", "val_steps", "test_steps"):
-        _positive_int(f"{where}: data.{name}", getattr(d, name))
+        _positive_int(f"{where}: data.{name}", getattr(d, name), MAX_STEPS)
     if d.min_global_blocks > d.global_blocks:
         raise ConfigError(f"{where}: data.min_global_blocks ({d.min_global_blocks}) must not exceed data.global_blocks ({d.global_blocks})")
     if d.horizon > d.period:
         raise ConfigError(f"{where}: data.horizon ({d.horizon}) must not exceed data.period ({d.period}) (the seasonal baseline reads one period back)")
+    if d.block * d.global_blocks > MAX_STEPS:
+        raise ConfigError(f"{where}: data.block * data.global_blocks: expected at most {MAX_STEPS} steps, "
+                          f"got {d.block * d.global_blocks}")
+
+
+def _validate_model(m: ModelConfig, where: str) -> None:
     _choice(f"{where}: model.fusion", m.fusion, FUSIONS)
     for name in ("local_cell", "global_cell", "decoder_cell"):
         if getattr(m, name) is not None or name != "decoder_cell":
@@ -223,29 +254,57 @@ def validate(config: RunConfig, where: str) -> None:
         sizes = getattr(m, name)
         if sizes is None and name == "decoder_sizes":
             continue
-        if not isinstance(sizes, tuple) or not sizes:
-            raise ConfigError(f"{where}: model.{name}: expected a non-empty list of ints, got {sizes!r}")
+        if not isinstance(sizes, tuple) or not sizes or len(sizes) > MAX_LAYERS:
+            raise ConfigError(f"{where}: model.{name}: expected a list of 1 to {MAX_LAYERS} ints, got {sizes!r}")
         for s in sizes:
-            _positive_int(f"{where}: model.{name}", s)
-    _positive_int(f"{where}: model.attention_size", m.attention_size)
+            _positive_int(f"{where}: model.{name}", s, MAX_LAYER_SIZE)
+    if not isinstance(m.attention, bool):
+        raise ConfigError(f"{where}: model.attention: expected true or false, got {m.attention!r}")
+    _positive_int(f"{where}: model.attention_size", m.attention_size, MAX_LAYER_SIZE)
+
+
+def _validate_optim(o: OptimConfig, where: str) -> None:
     for name in ("epochs", "batch_size", "step_size"):
-        _positive_int(f"{where}: optim.{name}", getattr(o, name))
-    for name in ("lr", "gamma"):
-        if not isinstance(getattr(o, name), (int, float)) or getattr(o, name) <= 0:
-            raise ConfigError(f"{where}: optim.{name}: expected a positive number, got {getattr(o, name)!r}")
-    if not isinstance(o.weight_decay, (int, float)) or o.weight_decay < 0:
-        raise ConfigError(f"{where}: optim.weight_decay: expected a number >= 0, got {o.weight_decay!r}")
-    if o.grad_clip is not None and (not isinstance(o.grad_clip, (int, float)) or o.grad_clip <= 0):
-        raise ConfigError(f"{where}: optim.grad_clip: expected a positive number or null, got {o.grad_clip!r}")
+        _positive_int(f"{where}: optim.{name}", getattr(o, name), MAX_STEPS)
+    _number(f"{where}: optim.lr", o.lr, 0.0, MAX_LR, low_open=True)
+    _number(f"{where}: optim.gamma", o.gamma, 0.0, 1.0, low_open=True)
+    _number(f"{where}: optim.weight_decay", o.weight_decay, 0.0, 1e6)
+    if o.grad_clip is not None:
+        _number(f"{where}: optim.grad_clip", o.grad_clip, 0.0, 1e12, low_open=True, what="or null (no clipping)")
     _choice(f"{where}: optim.scheduler", o.scheduler, SCHEDULERS)
-    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or config.seed < 0:
-        raise ConfigError(f"{where}: seed: expected an int >= 0, got {config.seed!r}")
-    _positive_int(f"{where}: threads", config.threads)
 
 
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name}: expected a positive int, got {value!r}")
+def _number(name: str, value: Any, low: float, high: float, *, low_open: bool = False, what: str = "") -> None:
+    """A finite int or float in ``[low, high]`` (``(low, high]`` when ``low_open``)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not (low < value if low_open else low <= value) or value > high:
+        kind = "a positive number" if low_open and low == 0 else f"a number >= {low:g}"
+        extra = f" {what}" if what else ""
+        raise ConfigError(f"{name}: expected {kind}{extra}, got {value!r} (it must be finite and at most {high:g})")
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
+def capped_threads(threads: int, log: Callable[[str], None] | None = None) -> int:
+    """``threads``, at most :func:`available_cpus`; ``log`` says so when it caps (more threads
+    than CPUs only slow torch down, and thousands of them crash it)."""
+    cpus = available_cpus()
+    if threads <= cpus:
+        return threads
+    if log is not None:
+        log(f"--threads {threads}: more than the {cpus} CPUs this process may use; using {cpus}")
+    return cpus
+
+
+def _positive_int(name: str, value: Any, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (high is not None and value > high):
+        expected = "a positive int" if high is None else f"an int in [1, {high}]"
+        raise ConfigError(f"{name}: expected {expected}, got {value!r}")
 
 
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:

@@ -12,11 +12,16 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
+
+from .._files import NotRegularFileError, check_regular_file
 
 __all__ = ["Series", "DataError", "load_csv", "load_embedded", "load_series", "EMBEDDED_NAME"]
 
@@ -47,6 +52,8 @@ class Series:
     source: str
     column: str
     dropped_edges: int = 0
+    inserted: int = 0  # absent time steps added as missing values
+    step: str = ""  # the time column's step, as shown (``"7 days"``)
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -68,9 +75,10 @@ class Series:
     def describe(self) -> str:
         """One line: source, length, filled points."""
         edges = f", {self.dropped_edges} missing at the ends dropped" if self.dropped_edges else ""
+        absent = f", {self.inserted} of them absent time steps (step {self.step})" if self.inserted else ""
         return (
             f"{self.source} column {self.column!r}: {len(self)} rows, {self.missing} missing values filled "
-            f"by linear interpolation (longest gap {self.longest_gap}){edges}"
+            f"by linear interpolation (longest gap {self.longest_gap}){absent}{edges}"
         )
 
 
@@ -82,44 +90,94 @@ def load_embedded() -> Series:
     return Series(**{**series.__dict__, "source": f"embedded {EMBEDDED_NAME}"})
 
 
+MAX_ROWS = 10_000_000  # rows of a CSV file, and steps once gaps in its time column are filled
+MAX_LINE = 1 << 20  # characters on one line of a CSV file
+MAX_FIELD = csv.field_size_limit()  # characters in one field (the csv module's limit, 128 KiB)
+
+
 def load_csv(path: str | Path, column: str, time_column: str | None = None) -> Series:
-    """Read ``column`` (and ``time_column``) from a CSV file with a header line.
+    """Read ``column`` (and ``time_column``) from a CSV file with a header line, streaming it.
 
     Raises :class:`DataError` naming the file, line and column for a missing file or
-    column, a row with too few fields, a value that is not a number, a time that cannot
-    be parsed or that does not increase.
+    column, a path that is not a regular file, a line or field over the limits, a row with
+    too few fields, a value that is not a number, a time that cannot be parsed, that does
+    not increase or that is off the time column's grid (see :func:`_grid_positions`).
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        check_regular_file(path, "a CSV file with a header line")
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            return _read_rows(path, handle, column, time_column)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found (expected a CSV file with a header line)") from None
+    except NotRegularFileError as exc:
+        raise DataError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read it as UTF-8 text: {exc}") from None
-    rows = list(csv.reader(text.splitlines()))
-    if not rows or not any(cell.strip() for cell in rows[0]):
-        raise DataError(f"{path}, line 1: expected a header line naming the columns, got an empty line")
-    header = [cell.strip() for cell in rows[0]]
-    col = _column_index(path, header, column, "--column")
-    tcol = None if time_column is None else _column_index(path, header, time_column, "--time-column")
-    raw_values, raw_times = [], []
-    for line, row in enumerate(rows[1:], start=2):
-        if not row:  # an empty line: a missing value in a one-column file, else nothing
-            if len(header) > 1:
-                continue
-            row = [""]
-        needed = max(col, tcol if tcol is not None else 0)
-        if len(row) <= needed:
-            raise DataError(
-                f"{path}, line {line}: expected at least {needed + 1} fields (up to column "
-                f"{header[needed]!r}), got {len(row)}"
-            )
-        raw_values.append((line, _number(path, line, column, row[col])))
-        if tcol is not None:
-            raw_times.append((line, row[tcol].strip()))
-    if not raw_values:
+
+
+def _lines(path: Path, handle: TextIO) -> Iterator[str]:
+    """The lines of ``handle``, each read with a bound (a file without line breaks is refused
+    before it fills memory)."""
+    number = 0
+    while line := handle.readline(MAX_LINE + 1):
+        number += 1
+        if len(line) > MAX_LINE:
+            raise DataError(f"{path}, line {number}: longer than {MAX_LINE:,} characters; expected a CSV line")
+        yield line
+
+
+def _read_rows(path: Path, handle: TextIO, column: str, time_column: str | None) -> Series:
+    reader = csv.reader(_lines(path, handle))
+    try:
+        header = [cell.strip() for cell in next(reader, [])]
+        if not any(header):
+            raise DataError(f"{path}, line 1: expected a header line naming the columns, got an empty line")
+        col = _column_index(path, header, column, "--column")
+        tcol = None if time_column is None else _column_index(path, header, time_column, "--time-column")
+        raw = _Raw()
+        for row in reader:
+            _add_row(path, raw, reader.line_num, row, header, (column, col), tcol)
+    except csv.Error as exc:
+        raise DataError(f"{path}, line {max(reader.line_num, 1)}: not valid CSV ({_csv_reason(exc)})") from None
+    if not raw.values:
         raise DataError(f"{path}: no data rows after the header line")
-    return _build_series(path, column, time_column, raw_values, raw_times)
+    return _build_series(path, column, time_column, raw)
+
+
+def _csv_reason(exc: csv.Error) -> str:
+    text = str(exc)
+    if "field larger than field limit" in text:
+        return f"a field longer than {MAX_FIELD:,} characters"
+    return text
+
+
+class _Raw:
+    """The cells read so far, kept compact: line numbers, values, time cells."""
+
+    def __init__(self) -> None:
+        self.lines, self.values, self.times = array("q"), array("d"), []
+
+
+def _add_row(path: Path, raw: _Raw, line: int, row: list[str], header: list[str],
+             column: tuple[str, int], tcol: int | None) -> None:
+    if not row:  # an empty line: a missing value in a one-column file, else nothing
+        if len(header) > 1:
+            return
+        row = [""]
+    name, col = column
+    needed = max(col, tcol if tcol is not None else 0)
+    if len(row) <= needed:
+        raise DataError(
+            f"{path}, line {line}: expected at least {needed + 1} fields (up to column "
+            f"{header[needed]!r}), got {len(row)}"
+        )
+    if len(raw.values) >= MAX_ROWS:
+        raise DataError(f"{path}, line {line}: more than {MAX_ROWS:,} data rows; expected at most that many")
+    raw.lines.append(line)
+    raw.values.append(_number(path, line, name, row[col]))
+    if tcol is not None:
+        raw.times.append(row[tcol].strip())
 
 
 def _column_index(path: Path, header: list[str], name: str, flag: str) -> int:
@@ -146,19 +204,19 @@ def _number(path: Path, line: int, column: str, cell: str) -> float:
     return value
 
 
-def _build_series(
-    path: Path, column: str, time_column: str | None, raw_values: list, raw_times: list
-) -> Series:
-    values = np.array([v for _, v in raw_values], dtype=np.float64)
+def _build_series(path: Path, column: str, time_column: str | None, raw: _Raw) -> Series:
+    lines = raw.lines.tolist()
+    values = np.array(raw.values, dtype=np.float64)
+    times, kind, labels, step = None, "index", [str(line) for line in lines], ""
+    if time_column is not None:
+        times, kind = _parse_times(path, time_column, list(zip(lines, raw.times)))
+        positions, step = _grid_positions(path, time_column, times, kind, lines, raw.times)
+        values, times, labels = _on_grid(values, times, raw.times, positions, kind, step.endswith("months"))
+    inserted, total = len(values) - len(lines), len(values)
     observed = np.isfinite(values)
     if not observed.any():
         raise DataError(f"{path}, column {column!r}: every value is missing")
     first, last = int(np.argmax(observed)), len(values) - int(np.argmax(observed[::-1]))
-    times, kind = (None, "index")
-    labels = [str(line) for line, _ in raw_values]
-    if time_column is not None:
-        times, kind = _parse_times(path, time_column, raw_times)
-        labels = [t for _, t in raw_times]
     keep = slice(first, last)
     values, observed = values[keep], observed[keep]
     idx = np.arange(len(values))
@@ -171,7 +229,9 @@ def _build_series(
         labels=labels[keep],
         source=str(path),
         column=column,
-        dropped_edges=len(raw_values) - (last - first),
+        dropped_edges=total - (last - first),
+        inserted=inserted,
+        step=step,
     )
 
 
@@ -193,6 +253,92 @@ def _parse_times(path: Path, column: str, raw: list[tuple[int, str]]) -> tuple[n
             )
         out[i] = value
     return out, kind
+
+
+def _grid_positions(path: Path, column: str, times: np.ndarray, kind: str, lines: list[int],
+                    cells: list[str]) -> tuple[np.ndarray, str]:
+    """Each row's step number on the time column's grid, and the step as shown.
+
+    The step is the median difference between consecutive times (in days for dates; in
+    calendar months for monthly or yearly dates, which differ in days).  Every difference
+    must be a whole number of steps: a larger one is a gap, filled with missing values.  A
+    time off the grid raises :class:`DataError` naming its line.
+    """
+    if len(times) < 2:
+        return np.zeros(len(times), dtype=np.int64), ""
+    axis, unit = (_months(times), "months") if kind == "date" and _is_monthly(times) else (times, "days" if kind == "date" else "")
+    diffs = np.diff(axis)
+    step = float(np.median(diffs))
+    ratio = diffs / step
+    whole = np.rint(ratio)
+    bad = np.flatnonzero((np.abs(ratio - whole) > 1e-6 * np.maximum(whole, 1)) | (whole < 1))
+    shown = f"{step:g} {unit[:-1] if step == 1 else unit}".strip()
+    if bad.size:
+        i = int(bad[0]) + 1
+        raise DataError(
+            f"{path}, line {lines[i]}, column {column!r}: the times are not on one grid: {cells[i]!r} is "
+            f"{diffs[i - 1]:g} {unit or 'units'} after {cells[i - 1]!r} (line {lines[i - 1]}), not a multiple of "
+            f"the step {shown} (the median spacing)"
+        )
+    positions = np.concatenate([[0], np.cumsum(whole.astype(np.int64))])
+    if positions[-1] >= MAX_ROWS:
+        raise DataError(f"{path}, column {column!r}: filling the gaps in the times would make {positions[-1] + 1:,} "
+                        f"steps of {shown}; expected at most {MAX_ROWS:,}")
+    return positions, shown
+
+
+def _is_monthly(days: np.ndarray) -> bool:
+    """Dates a month or a year apart: differences of 28 to 31 days, or of 365 or 366."""
+    median = float(np.median(np.diff(days)))
+    return 28 <= median <= 31 or 365 <= median <= 366
+
+
+def _months(days: np.ndarray) -> np.ndarray:
+    """Calendar months since 1970-01 of dates in days since 1970-01-01; a date off its month's
+    day (other than a month's end) keeps a fraction, so that it falls off the grid."""
+    epoch = np.datetime64("1970-01-01", "D")
+    stamps = epoch + days.astype(np.int64).astype("timedelta64[D]")
+    months = stamps.astype("datetime64[M]")
+    day = (stamps - months.astype("datetime64[D]")).astype(np.int64)
+    month_end = (months + 1).astype("datetime64[D]") - stamps == np.timedelta64(1, "D")
+    offset = np.where(month_end, 0, day - day[0]) if month_end.all() else day - day[0]
+    return months.astype(np.int64).astype(np.float64) + offset / 31.0
+
+
+def _on_grid(values: np.ndarray, times: np.ndarray, cells: list[str], positions: np.ndarray,
+             kind: str, monthly: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Values, times and labels with a missing value at every absent step (its time
+    interpolated between its neighbours, rounded to the day of month of the rows for monthly
+    dates)."""
+    count = int(positions[-1]) + 1 if len(positions) else 0
+    if count == len(values):
+        return values, times, cells
+    full = np.full(count, np.nan)
+    full[positions] = values
+    grid_times = np.interp(np.arange(count), positions, times)
+    if monthly:
+        grid_times = _same_day_of_month(grid_times, float(times[0]))
+    labels: list[str] = [""] * count
+    for pos, cell in zip(positions.tolist(), cells):
+        labels[pos] = cell
+    for pos in np.setdiff1d(np.arange(count), positions).tolist():
+        labels[pos] = _time_label(float(grid_times[pos]), kind)
+    return full, grid_times, labels
+
+
+def _same_day_of_month(days: np.ndarray, first: float) -> np.ndarray:
+    """``days`` moved to the nearest date with the day of month of ``first``."""
+    epoch = np.datetime64("1970-01-01", "D")
+    start = epoch + np.timedelta64(int(first), "D")
+    offset = start - start.astype("datetime64[M]").astype("datetime64[D]")
+    months = (epoch + np.rint(days).astype(np.int64).astype("timedelta64[D]") + np.timedelta64(15, "D") - offset).astype("datetime64[M]")
+    return ((months.astype("datetime64[D]") + offset) - epoch).astype(np.int64).astype(np.float64)
+
+
+def _time_label(value: float, kind: str) -> str:
+    if kind == "date":
+        return (dt.datetime(1970, 1, 1) + dt.timedelta(days=round(value))).strftime("%Y-%m-%d")
+    return f"{value:g}"
 
 
 def _parse_date(text: str) -> float | None:

@@ -51,11 +51,13 @@ def load_model(path: str | Path) -> tuple[Seq2Seq, RunConfig, float]:
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
         raise CheckpointError(f"{file}: expected a positive number as the metadata's scale, got {scale!r}")
     config = RunConfig.from_dict(meta["config"], f"{file} metadata")
-    model = build_model(config.model)
+    with torch.device("meta"):  # shapes only: the sizes the metadata asks for, checked before any allocation
+        skeleton = build_model(config.model)
     try:
-        check_state_dict(model, tensors, file)
+        check_state_dict(skeleton, tensors, file)
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
+    model = build_model(config.model)
     model.load_state_dict(tensors)
     model.eval()
     return model, config, float(scale)
@@ -104,10 +106,14 @@ def write_forecast_csv(result: Forecast, path: str | Path) -> None:
 
 
 def load_for_prediction(config: RunConfig, csv: str | None, column: str | None, time_column: str | None) -> Series:
-    """The series to forecast from: ``--csv`` if given, else the data the model was trained on."""
+    """The series to forecast from: ``--csv`` if given, else the embedded series when the model
+    was trained on it.  A path is never taken from the model file: its metadata records the
+    training data, but reading a file it names would let a model file read any file."""
     if csv is None:
-        d = config.data
-        return load_series(d.csv, d.column, d.time_column)
-    if column is None:
-        raise DataError("--csv needs --column NAME (the column to forecast)")
+        if config.data.csv is not None:
+            raise DataError("--csv: this model was trained on a CSV file, not the embedded series; "
+                            "give the series to forecast from with --csv FILE --column NAME")
+        return load_series(None, config.data.column, config.data.time_column)
+    if column is None:  # the names the model was trained with (names, never paths)
+        column, time_column = config.data.column, time_column or config.data.time_column
     return load_series(csv, column, time_column)

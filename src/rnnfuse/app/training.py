@@ -31,16 +31,20 @@ from tqdm import tqdm
 
 from ..seq2seq import Seq2Seq
 from . import checkpoint as ckpt
-from .config import RunConfig
+from .config import RunConfig, capped_threads
 from .data import Series, load_series
 from .distributed import DistEnv, any_flag, barrier, epoch_batches, epoch_sampler, gather_objects, wrap
 from .metrics import errors, forecast, model_inputs, truth
 from .model import build_model
 from .windows import Prepared, prepare
 
-__all__ = ["Trainer", "TrainResult", "Progress", "StopSignal", "MODEL_FORMAT"]
+__all__ = ["Trainer", "TrainResult", "Progress", "StopSignal", "TrainingError", "MODEL_FORMAT"]
 
 MODEL_FORMAT = ckpt.MODEL_FORMAT
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on: the loss or the validation error stopped being a finite number."""
 
 
 @dataclass
@@ -122,7 +126,7 @@ class Trainer:
         self.config, self.out, self.env = config, None if out is None else Path(out), env or DistEnv()
         self.log = log if self.env.is_main else (lambda _msg: None)
         self.show_progress = False if not self.env.is_main else show_progress
-        torch.set_num_threads(config.threads)
+        torch.set_num_threads(capped_threads(config.threads, self.log))
         d = config.data
         if series is None:
             series = load_series(d.csv, d.column, d.time_column)
@@ -156,24 +160,34 @@ class Trainer:
         if self.out is None:
             raise ValueError("resume: needs an output directory")
         point = ckpt.load_latest(self.out)
-        saved = RunConfig.from_dict(point.state["config"], f"{point.directory}/state.json")
+        saved = RunConfig.from_dict(point.state.get("config"), f"{point.directory}/state.json")
         if _without_epochs(saved) != _without_epochs(self.config):
             raise ckpt.CheckpointError(
                 f"{point.directory}: was written with a different configuration; resume with the saved one "
                 f"(only optim.epochs and threads may change)"
             )
+        try:
+            self._load_point(point)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            raise ckpt.CheckpointError(
+                f"{point.directory}: the checkpoint's state.json or training.safetensors is incomplete or "
+                f"invalid ({type(exc).__name__}: {str(exc)[:200]})"
+            ) from None
+        self.log(
+            f"resumed from {point.directory} at epoch {self.progress.epoch + 1} "
+            f"(batch {self.progress.batch}, {self.progress.epoch} epochs done)"
+        )
+
+    def _load_point(self, point: ckpt.Checkpoint) -> None:
+        """Weights, optimizer, scheduler, progress and RNG states from a loaded checkpoint."""
         self.model.load_state_dict(point.model)
         self.optimizer.load_state_dict(ckpt.optimizer_from_parts(point.state["optimizer"], point.tensors))
         if self.scheduler is not None:
             self.scheduler.load_state_dict(point.state["scheduler"])
             _replan_cosine(self.scheduler, self.config.optim.epochs)
-        self.progress = Progress(**point.state["progress"])
+        self.progress = _checked_progress(point.state["progress"], len(self.sampler), self.config.optim.batch_size)
         self._saved_step = self.progress.step
         self._restore_rng(point)
-        self.log(
-            f"resumed from {point.directory} at epoch {self.progress.epoch + 1} "
-            f"(batch {self.progress.batch}, {self.progress.epoch} epochs done)"
-        )
 
     def _restore_rng(self, point: ckpt.Checkpoint) -> None:
         saved_world = point.state.get("world_size", 1)
@@ -231,6 +245,13 @@ class Trainer:
         kwargs = model_inputs(self.model, batch)
         prediction = self.ddp(kwargs.pop("inputs"), batch.targets, **kwargs)
         loss = nn.functional.mse_loss(prediction, batch.targets)
+        if any_flag(not math.isfinite(float(loss.detach())), self.env):
+            p = self.progress
+            raise TrainingError(
+                f"the training loss became {float(loss.detach())} at epoch {p.epoch + 1}, batch {p.batch + 1}; "
+                f"training stopped (the last checkpoint and best.safetensors are from before); try a lower --lr "
+                f"(now {self.config.optim.lr:g}) or --grad-clip"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.optim.grad_clip is not None:
@@ -249,6 +270,9 @@ class Trainer:
             record.update({f"val_{k}": v for k, v in self.evaluate("val").items() if k != "mae_by_step"})
         p.history.append(record)
         p.epoch, p.batch, p.loss_sum, p.loss_count = p.epoch + 1, 0, 0.0, 0
+        if self.env.is_main and not math.isfinite(record["val_mae"]):
+            raise TrainingError(f"the validation MAE became {record['val_mae']} after epoch {p.epoch}; training "
+                                f"stopped (the last checkpoint and best.safetensors are from before); try a lower --lr")
         improved = self.env.is_main and (p.best_metric is None or record["val_mae"] < p.best_metric)
         if improved:
             p.best_metric, p.best_epoch = record["val_mae"], p.epoch
@@ -339,6 +363,28 @@ def _replan_cosine(scheduler: Any, epochs: int) -> None:
 def _sum_over_ranks(total: float, count: int, env: DistEnv) -> tuple[float, int]:
     parts = gather_objects((total, count), env)
     return sum(t for t, _ in parts), sum(c for _, c in parts)
+
+
+def _checked_progress(raw: Any, samples: int, batch_size: int) -> Progress:
+    """A :class:`Progress` from ``state.json``, each field checked: counts are ints in range
+    (``batch`` within one epoch of ``samples`` windows), the best metric finite or null."""
+    if not isinstance(raw, dict):
+        raise TypeError(f"progress: expected an object, got {type(raw).__name__}")
+    progress = Progress(**raw)
+    batches = -(-samples // batch_size)
+    limits = {"epoch": 10**6, "batch": batches, "step": 10**12, "loss_count": samples}
+    for name, high in limits.items():
+        value = getattr(progress, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
+            raise ValueError(f"progress.{name}: expected an int in [0, {high}], got {value!r}")
+    for name in ("loss_sum", "best_metric"):
+        value = getattr(progress, name)
+        if not (value is None and name == "best_metric") and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            raise ValueError(f"progress.{name}: expected a finite number, got {value!r}")
+    if not isinstance(progress.history, list):
+        raise ValueError(f"progress.history: expected a list, got {type(progress.history).__name__}")
+    return progress
 
 
 def _without_epochs(config: RunConfig) -> dict[str, Any]:

@@ -16,6 +16,8 @@ and Keras i, f, c, o: the interop modules reorder).  With ``xw = x W_ih^T + bias
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, NamedTuple
 
 import torch
@@ -121,6 +123,8 @@ class LSTMCell(RecurrentCell):
         super().__init__(input_size, hidden_size)
         if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)):
             raise TypeError(f"forget_bias: expected a float, got {forget_bias!r}")
+        if not math.isfinite(forget_bias):
+            raise ValueError(f"forget_bias: expected a finite float, got {forget_bias!r}")
         self.proj_size = None if proj_size is None else _positive_int("proj_size", proj_size)
         if proj_clip is not None and self.proj_size is None:
             raise ValueError("proj_clip: clips the projection, so it needs proj_size; got proj_size=None")

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from .._files import NotRegularFileError, check_regular_file
 from ..cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
 from ..stack import StackedRNN
 from ._params import copy_params, to_rnnfuse_gates
@@ -117,8 +118,17 @@ def _h5py() -> Any:
     return h5py
 
 
+def _check_file(path: str) -> None:
+    """A regular file (a device or FIFO would be read without end): ``ValueError`` otherwise."""
+    try:
+        check_regular_file(path, "a Keras file")
+    except NotRegularFileError as exc:
+        raise ValueError(f"source: {exc}") from None
+
+
 def _from_keras_file(path: str) -> list[_Layer]:
     h5py = _h5py()
+    _check_file(path)
     try:
         with zipfile.ZipFile(path) as z:
             config = json.loads(z.read("config.json"))
@@ -155,6 +165,7 @@ def _file_layer(f: Any, cls: str, cfg: dict[str, Any], used: dict[str, int]) -> 
 
 def _from_weights_file(path: str, layer_names: Sequence[str] | None) -> list[_Layer]:
     h5py = _h5py()
+    _check_file(path)
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

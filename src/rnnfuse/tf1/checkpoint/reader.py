@@ -38,11 +38,15 @@ from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
+from ..._files import GIB, NotRegularFileError, check_regular_file
 from .crc import masked_crc32c
 from .proto import DT_BFLOAT16, DTYPES, BundleEntry, check_header, entry_dtype, parse_entry
 from .table import TableError, read_table
 
 __all__ = ["CheckpointError", "VariableInfo", "list_variables", "read_checkpoint"]
+
+
+MAX_INDEX_BYTES = GIB  # a .index file holds names and offsets, never tensor data
 
 
 class CheckpointError(Exception):
@@ -111,7 +115,10 @@ def _decode_name(key: bytes) -> str:
 def _load_index(prefix: Path) -> _Index:
     path = prefix.with_name(prefix.name + ".index")
     try:
+        check_regular_file(path, "a checkpoint index", MAX_INDEX_BYTES)
         data = path.read_bytes()
+    except NotRegularFileError as exc:
+        raise CheckpointError(str(exc)) from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read the checkpoint index ({exc.strerror or exc})") from exc
     try:
@@ -171,7 +178,10 @@ class _Shards:
             name = f"{self.prefix.name}.data-{shard:05d}-of-{self.num_shards:05d}"
             path = self.prefix.with_name(name)
             try:
+                check_regular_file(path, f"data shard {shard}")
                 handle = path.open("rb")
+            except NotRegularFileError as exc:
+                raise CheckpointError(str(exc)) from None
             except OSError as exc:
                 raise CheckpointError(f"{path}: cannot open data shard {shard} "
                                       f"({exc.strerror or exc})") from exc

@@ -2,8 +2,9 @@
 
 ``rnnfuse convert PREFIX [--scope SCOPE] --out FILE.safetensors`` turns the RNN under a
 TF1 checkpoint's scope into an rnnfuse file (:func:`rnnfuse.io.save`).
-``rnnfuse inspect PREFIX`` prints each variable's name and shape, the cells and the state
-structure with its sizes (:func:`inspect_path`, called by :mod:`rnnfuse.cli`).
+``rnnfuse inspect PREFIX`` prints each variable's name and shape, what training left there
+(optimizer slots, ``global_step``, EMA shadows: skipped by both commands; ``convert --ema``
+loads the shadows), the cells and the state structure with its sizes (:func:`inspect_path`, called by :mod:`rnnfuse.cli`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ..describe import state_str as _state_str
 from ..state import LSTMState
 from .checkpoint import CheckpointError, list_variables
 from .names import TFBidirectional, TFStack, find_rnn_scopes, parse_scope
+from .skip import split
 
 __all__ = ["add_commands", "inspect_path"]
 
@@ -39,7 +41,10 @@ def add_commands(subparsers: Any) -> None:
     convert.add_argument("--time-major", action="store_true",
                          help="the stack takes (time, batch, features) inputs")
     convert.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
-                         help="glob of variable names to leave out, e.g. '*/Adam*' (repeatable)")
+                         help="glob of variable names to leave out, e.g. '*/my_slot' (repeatable; "
+                         "optimizer slots, global_step and EMA shadows are skipped already)")
+    convert.add_argument("--ema", action="store_true",
+                         help="load the ExponentialMovingAverage shadows instead of the raw values")
     convert.set_defaults(handler=run_convert)
 
 
@@ -48,16 +53,22 @@ def run_convert(args: argparse.Namespace) -> int:
     from .convert import load_stack
 
     try:
-        names = [v.name for v in list_variables(args.prefix)]
-        scope = args.scope or _only_scope(names)
+        shapes = {v.name: v.shape for v in list_variables(args.prefix)}
+        kept, skipped = split(shapes, args.ema, args.scope)
+        scope = args.scope or _only_scope(list(kept))
+        if args.ema:
+            split(shapes, True, scope)  # every variable under the scope has its shadow
         module = load_stack(args.prefix, scope, batch_first=not args.time_major,
                             forget_bias=args.forget_bias, cell_clip=args.cell_clip,
-                            proj_clip=args.proj_clip, activation=args.activation, ignore=args.ignore)
+                            proj_clip=args.proj_clip, activation=args.activation, ignore=args.ignore,
+                            use_ema=args.ema)
         save(module, args.out)
     except (CheckpointError, ValueError, TypeError, OSError) as exc:
         return fail("convert", exc)
     count = sum(p.numel() for p in module.parameters())
     print(f"wrote {args.out}: {type(module).__name__} from scope {scope!r}, {count} parameters")
+    if skipped:
+        print(f"skipped: {skipped.summary()}")
     return 0
 
 
@@ -85,7 +96,9 @@ def _inspect_tf1(prefix: str) -> int:
     width = max((len(v.name) for v in variables), default=0)
     for v in variables:
         print(f"  {v.name:<{width}}  {list(v.shape)}  {v.dtype}")
-    shapes = {v.name: v.shape for v in variables}
+    shapes, skipped = split({v.name: v.shape for v in variables})
+    if skipped:
+        print(f"skipped (not model weights): {skipped.summary()}")
     scopes = find_rnn_scopes(shapes)
     if not scopes:
         print("no TF1 RNN cells found")

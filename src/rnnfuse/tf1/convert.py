@@ -12,6 +12,7 @@ activations are not supported.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,14 +26,17 @@ from ..stack import StackedRNN
 from ._layers import cell_to_tf, layer_arrays, load_layer, make_cell, tf_cell_name
 from .checkpoint import read_checkpoint
 from .names import TF1VariableError, TFBidirectional, TFLayer, parse_scope
+from .skip import split
 
-__all__ = ["TF1VariableError", "load_stack", "stack_from_variables", "stack_to_tf"]
+_log = logging.getLogger("rnnfuse.tf1")
+
+__all__ = ["TF1VariableError", "load_stack", "stack_from_variables", "stack_to_tf", "model_variables"]
 
 
 def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray], scope: str = "rnn", *,
                batch_first: bool = True, forget_bias: float = 1.0,
                cell_clip: float | None = None, proj_clip: float | None = None,
-               activation: str = "tanh", ignore: Iterable[str] = ()) -> Any:
+               activation: str = "tanh", ignore: Iterable[str] = (), use_ema: bool = False) -> Any:
     """The RNN that TF1's ``dynamic_rnn`` ran under ``scope``, from a checkpoint.
 
     Returns a :class:`~rnnfuse.StackedRNN`, or a :class:`BidirectionalRNN` for a
@@ -41,8 +45,14 @@ def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray], scope:
     TF's ``time_major=True``.  ``forget_bias`` (every LSTM layer), ``cell_clip`` (``LSTMCell``
     layers) and ``proj_clip`` (layers with a projection) are not stored by TF: pass what the
     model was built with.  Every variable under ``scope`` must be used (``ignore`` takes
-    glob patterns of full names to leave out, e.g. ``["*/Adam", "*/Adam_1"]``); anything
-    missing, left over or of the wrong shape raises :class:`TF1VariableError` listing it.
+    glob patterns of full names to leave out, e.g. ``["*/my_slot"]``); anything missing,
+    left over or of the wrong shape raises :class:`TF1VariableError` listing it.
+
+    What training leaves in a checkpoint is skipped (:mod:`rnnfuse.tf1.skip`): optimizer
+    slots (``<var>/Adam``, ``<var>/Momentum``, ...), ``beta1_power``, ``global_step`` and
+    ``ExponentialMovingAverage`` shadows; the ``rnnfuse.tf1`` logger says what at INFO level.
+    ``use_ema=True`` loads each ``<var>/ExponentialMovingAverage`` shadow instead of
+    ``<var>`` (as TF's ``ema.variables_to_restore()``).
 
     >>> stack = load_stack("tests/fixtures/tf1/seed_multi_lstm/model", batch_first=False)
     >>> [type(c).__name__ for c in stack.layers], stack.hidden_sizes
@@ -51,14 +61,26 @@ def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray], scope:
     variables = prefix if isinstance(prefix, Mapping) else read_checkpoint(prefix)
     return stack_from_variables(variables, scope, batch_first=batch_first, forget_bias=forget_bias,
                                 cell_clip=cell_clip, proj_clip=proj_clip, activation=activation,
-                                ignore=ignore)
+                                ignore=ignore, use_ema=use_ema)
+
+
+def model_variables(variables: Mapping[str, np.ndarray], scope: str,
+                    use_ema: bool = False) -> dict[str, np.ndarray]:
+    """``variables`` without optimizer slots, counters and EMA shadows (logged at INFO);
+    with ``use_ema`` the shadows' values in place of the raw ones."""
+    kept, skipped = split(variables, use_ema, scope if isinstance(scope, str) else None)
+    if skipped:
+        _log.info("TF1 checkpoint: skipped %s", skipped.summary())
+    return kept
 
 
 def stack_from_variables(variables: Mapping[str, np.ndarray], scope: str = "rnn", *,
                          batch_first: bool = True, forget_bias: float = 1.0,
                          cell_clip: float | None = None, proj_clip: float | None = None,
-                         activation: str = "tanh", ignore: Iterable[str] = ()) -> Any:
+                         activation: str = "tanh", ignore: Iterable[str] = (),
+                         use_ema: bool = False) -> Any:
     """:func:`load_stack` from a ``{tf_name: ndarray}`` dict instead of a checkpoint."""
+    variables = model_variables(variables, scope, use_ema)
     parsed = parse_scope(variables, scope, ignore)
     stacks = [parsed.fw, parsed.bw] if isinstance(parsed, TFBidirectional) else [parsed]
     layers = [lay for s in stacks for lay in s.layers]

@@ -90,6 +90,10 @@ class _Problems:
         parts = [f"{title}:\n    " + "\n    ".join(items) for title, items in (
             ("missing", self.missing), ("unexpected (left over)", self.unexpected),
             ("wrong shape", self.wrong)) if items]
+        if self.unexpected:
+            parts.append("to leave variables out on purpose, pass ignore= glob patterns of their "
+                         "names (e.g. ignore=['*/my_slot']; optimizer slots, global_step and EMA "
+                         "shadows are skipped already)")
         if parts:
             raise TF1VariableError(f"variables under scope {scope!r} do not match a TF1 RNN:\n  "
                                    + "\n  ".join(parts))

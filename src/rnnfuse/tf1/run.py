@@ -17,7 +17,7 @@ from ..state import LSTMState as LSTMStateTuple
 from ._layers import check_layers, layer_arrays, load_layer
 from .cells import MultiRNNCell, _as_dtype, _Cell, _full_scope, _layer_state
 from .checkpoint import read_checkpoint
-from .convert import stack_to_tf
+from .convert import model_variables, stack_to_tf
 from .names import TFBidirectional, TFStack, parse_scope
 
 __all__ = ["dynamic_rnn", "bidirectional_dynamic_rnn", "as_stack", "restore", "get_variables"]
@@ -70,7 +70,7 @@ def as_stack(cell: nn.Module, time_major: bool = False) -> StackedRNN:
 
 
 def restore(module: Any, prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
-            scope: str | None = None, *, ignore: Sequence[str] = ()) -> None:
+            scope: str | None = None, *, ignore: Sequence[str] = (), use_ema: bool = False) -> None:
     """Load a TF1 checkpoint (or a ``{tf_name: array}`` dict) into a facade model, strictly.
 
     ``scope`` is the ``dynamic_rnn`` scope (``"rnn"``, ``"encoder1/rnn"``); by default the
@@ -78,13 +78,16 @@ def restore(module: Any, prefix: str | os.PathLike[str] | Mapping[str, np.ndarra
     ``(cell_fw, cell_bw)`` (default scope ``"bidirectional_rnn"``).  Cells not yet built
     are built from the checkpoint's shapes.  A model that differs from the checkpoint
     (cell types, sizes, layers) and variables missing, left over or of the wrong shape
-    raise ``ValueError`` listing them.
+    raise ``ValueError`` listing them.  Optimizer slots, ``global_step`` and EMA shadows
+    are skipped; ``use_ema=True`` loads the ``ExponentialMovingAverage`` shadows instead of
+    the raw values (see :func:`rnnfuse.tf1.load_stack`).
     """
     variables = prefix if isinstance(prefix, Mapping) else read_checkpoint(prefix)
     if isinstance(module, (tuple, list)):
         if len(module) != 2:
             raise TypeError(f"module: expected a cell or a (cell_fw, cell_bw) pair, got {len(module)} items")
         scope = _pair_scope(module, scope)
+        variables = model_variables(variables, scope, use_ema)
         parsed = parse_scope(variables, scope, ignore)
         if not isinstance(parsed, TFBidirectional):
             raise ValueError(f"scope: {scope!r} holds one dynamic_rnn, not a bidirectional one; "
@@ -93,6 +96,7 @@ def restore(module: Any, prefix: str | os.PathLike[str] | Mapping[str, np.ndarra
         _restore_stack(module[1], parsed.bw, variables)
         return
     scope = scope or getattr(module, "tf_scope", None) or "rnn"
+    variables = model_variables(variables, scope, use_ema)
     parsed = parse_scope(variables, scope, ignore)
     if isinstance(parsed, TFBidirectional):
         raise ValueError(f"scope: {scope!r} holds a bidirectional_dynamic_rnn (fw/ and bw/); "

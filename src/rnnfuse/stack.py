@@ -238,6 +238,8 @@ class StackedRNN(nn.Module):
         if not self.variational_dropout:
             return nn.functional.dropout(out, self.dropout, training=True)
         keep = 1.0 - self.dropout
+        if keep == 0.0:  # dropout=1.0 drops everything, as in PyTorch
+            return out * 0.0
         mask = out.new_empty(out.shape[0], 1, out.shape[2]).bernoulli_(keep) / keep
         return out * mask
 
@@ -271,8 +273,8 @@ def _as_sizes(hidden_sizes: int | Sequence[int]) -> list[int]:
 
 
 def _check_dropout(dropout: float) -> None:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"dropout: expected a probability in [0, 1] (as torch.nn.LSTM), got {dropout!r}")
 
 
 def _check_cells(cells: list[RecurrentCell], backward: list[RecurrentCell] | None) -> None:

@@ -17,7 +17,7 @@ from .._command import fail
 from ..describe import state_str as _state_str
 from ..state import LSTMState
 from .checkpoint import CheckpointError, list_variables
-from .names import TFBidirectional, TFStack, find_rnn_scopes, parse_scope
+from .names import TFBidirectional, TFStack, TFStackBidirectional, find_rnn_scopes, parse_scope
 from .skip import split
 
 __all__ = ["add_commands", "inspect_path"]
@@ -114,7 +114,19 @@ def _inspect_tf1(prefix: str) -> int:
     return status
 
 
-def _print_tf1_rnn(parsed: TFStack | TFBidirectional) -> None:
+def _print_tf1_rnn(parsed: TFStack | TFBidirectional | TFStackBidirectional) -> None:
+    if isinstance(parsed, TFStackBidirectional):
+        print(f"{parsed.scope}: stack_bidirectional_dynamic_rnn, {len(parsed.layers)} bidirectional "
+              f"layers (each reads the [fw, bw] outputs of the one below)")
+        for k, bi in enumerate(parsed.layers):
+            for side, stack in (("fw", bi.fw), ("bw", bi.bw)):
+                _print_tf1_layers(stack._replace(multi=False), f"  cell_{k}/{side}: ")
+        top = parsed.layers[-1]
+        print(f"  outputs: [batch, time, {top.fw.layers[0].output_size + top.bw.layers[0].output_size}]")
+        fw = tuple(_tf1_state(bi.fw) for bi in parsed.layers)
+        bw = tuple(_tf1_state(bi.bw) for bi in parsed.layers)
+        print(f"  state: (states_fw={_state_str(fw)}, states_bw={_state_str(bw)})")
+        return
     if isinstance(parsed, TFBidirectional):
         print(f"{parsed.scope}: bidirectional_dynamic_rnn, two independent stacks")
         for side, stack in (("fw", parsed.fw), ("bw", parsed.bw)):

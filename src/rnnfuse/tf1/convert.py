@@ -25,7 +25,7 @@ from ..bidirectional import BidirectionalRNN
 from ..stack import StackedRNN
 from ._layers import cell_to_tf, layer_arrays, load_layer, make_cell, tf_cell_name
 from .checkpoint import read_checkpoint
-from .names import TF1VariableError, TFBidirectional, TFLayer, parse_scope
+from .names import TF1VariableError, TFBidirectional, TFLayer, TFStackBidirectional, parse_scope
 from .skip import split
 
 _log = logging.getLogger("rnnfuse.tf1")
@@ -40,7 +40,9 @@ def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray], scope:
     """The RNN that TF1's ``dynamic_rnn`` ran under ``scope``, from a checkpoint.
 
     Returns a :class:`~rnnfuse.StackedRNN`, or a :class:`BidirectionalRNN` for a
-    ``bidirectional_dynamic_rnn`` scope; it gives TF's numbers for the same inputs,
+    ``bidirectional_dynamic_rnn`` scope, or a bidirectional :class:`~rnnfuse.StackedRNN` for a
+    ``stack_bidirectional_dynamic_rnn`` scope (``forward(x, lengths)`` gives
+    ``(outputs, (fw_states, bw_states))``, one state per layer); it gives TF's numbers for the same inputs,
     ``lengths`` (TF's ``sequence_length``) and ``initial_state``.  ``batch_first=False`` is
     TF's ``time_major=True``.  ``forget_bias`` (every LSTM layer), ``cell_clip`` (``LSTMCell``
     layers) and ``proj_clip`` (layers with a projection) are not stored by TF: pass what the
@@ -82,6 +84,14 @@ def stack_from_variables(variables: Mapping[str, np.ndarray], scope: str = "rnn"
     """:func:`load_stack` from a ``{tf_name: ndarray}`` dict instead of a checkpoint."""
     variables = model_variables(variables, scope, use_ema)
     parsed = parse_scope(variables, scope, ignore)
+    if isinstance(parsed, TFStackBidirectional):
+        options = dict(forget_bias=forget_bias, cell_clip=cell_clip, proj_clip=proj_clip,
+                       activation=activation)
+        layers = [lay for bi in parsed.layers for lay in (bi.fw.layers[0], bi.bw.layers[0])]
+        _check_options(layers, parsed.scope, cell_clip, proj_clip, activation)
+        fw = [_cell(bi.fw.layers[0], variables, options) for bi in parsed.layers]
+        bw = [_cell(bi.bw.layers[0], variables, options) for bi in parsed.layers]
+        return StackedRNN.from_cells(fw, backward_cells=bw, batch_first=batch_first)
     stacks = [parsed.fw, parsed.bw] if isinstance(parsed, TFBidirectional) else [parsed]
     layers = [lay for s in stacks for lay in s.layers]
     _check_options(layers, parsed.scope, cell_clip, proj_clip, activation)
@@ -97,6 +107,13 @@ def stack_from_variables(variables: Mapping[str, np.ndarray], scope: str = "rnn"
             cells.append(cell)
         built.append(StackedRNN.from_cells(cells, batch_first=batch_first))
     return BidirectionalRNN(*built) if len(built) == 2 else built[0]
+
+
+def _cell(layer: TFLayer, variables: Mapping[str, np.ndarray], options: dict[str, Any]) -> Any:
+    arrays = layer_arrays(layer, variables)
+    cell = make_cell(layer, **options).to(torch.from_numpy(arrays["weight_ih"]).dtype)
+    load_layer(cell, layer, arrays)
+    return cell
 
 
 def _check_options(layers: list[TFLayer], scope: str, cell_clip: Any, proj_clip: Any,

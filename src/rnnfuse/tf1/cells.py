@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from ..cells import RecurrentCell
 from ._layers import initial_values, layer_arrays, load_layer, make_cell
 from .names import TFLayer, variable_shapes
+from .wrappers import core_cell, is_wrapper
 from ..state import LSTMState as LSTMStateTuple
 
 __all__ = ["BasicLSTMCell", "LSTMCell", "GRUCell", "BasicRNNCell", "MultiRNNCell", "variable_scope",
@@ -203,7 +204,6 @@ class MultiRNNCell(nn.Module):
 
     def __init__(self, cells: Sequence[_Cell], state_is_tuple: bool = True) -> None:
         super().__init__()
-        from .wrappers import is_wrapper
         self.state_is_tuple = _check_tuple_state(state_is_tuple)
         if isinstance(cells, nn.Module) or not isinstance(cells, Sequence) or not cells:
             raise TypeError(f"cells: expected a non-empty list of cells, got {cells!r}")
@@ -268,7 +268,6 @@ def join_layers(multi: MultiRNNCell, states: Sequence[Any]) -> Tensor:
 
 def _layer_state(layer: Any, state: Any) -> Any:
     """A layer's state as the rnnfuse cell takes it (an ``LSTMStateTuple`` for an LSTM)."""
-    from .wrappers import core_cell
     core = core_cell(layer)
     if not isinstance(core, BasicLSTMCell) or state is None:
         return state
@@ -285,7 +284,6 @@ def _layer_state(layer: Any, state: Any) -> Any:
 
 def tf_layer_state(layer: Any, state: Any) -> Any:
     """A layer's rnnfuse state as TF gives it (concatenated for ``state_is_tuple=False``)."""
-    from .wrappers import core_cell
     if isinstance(state, LSTMStateTuple) and not core_cell(layer).state_is_tuple:
         return torch.cat([state.c, state.h], -1)
     return state

@@ -33,8 +33,7 @@ class _Wrapper(nn.Module):
 
     def __init__(self, cell: nn.Module) -> None:
         super().__init__()
-        from .cells import _Cell
-        if not isinstance(cell, (_Cell, _Wrapper)):
+        if not isinstance(cell, _Wrapper) and not hasattr(cell, "tf_name"):  # a tf1 cell
             raise TypeError(f"cell: expected a tf1 cell (BasicLSTMCell, LSTMCell, GRUCell, "
                             f"BasicRNNCell) or a wrapper of one, got {type(cell).__name__}")
         self.cell = cell

@@ -179,3 +179,35 @@ def test_inspect_stack_bidirectional(capsys):
     text = capsys.readouterr().out
     assert "stack_bidirectional_rnn: stack_bidirectional_dynamic_rnn, 2 bidirectional layers" in text
     assert "cell_1/bw: BasicLSTMCell(num_units=3), input 8 -> output 3" in text
+
+
+def _gnmt_expected(stack, data):
+    x, lengths = torch.from_numpy(data["x"]), torch.from_numpy(data["sequence_length"])
+    with torch.no_grad():
+        outputs, state = stack(x, lengths)
+    (fw, bw), uni0, uni1 = state
+    return {"outputs": outputs.numpy(), **flat(fw, "bi_state/fw"), **flat(bw, "bi_state/bw"),
+            **flat((uni0, uni1), "uni_state"), **flat((bw, uni0, uni1), "encoder_state")}
+
+
+def test_gnmt_encoder_is_one_module_from_the_checkpoint(tmp_path):
+    data = io("gnmt_encoder")
+    stack = tf1.load_stack(LEGACY / "gnmt_encoder" / "model",
+                           ["encoder/bidirectional_rnn", "encoder/rnn"], residual=[False, False, True])
+    assert stack.bidirectional == (True, False, False)
+    check(_gnmt_expected(stack, data), data)
+    from rnnfuse.io import load, save
+    save(stack, tmp_path / "gnmt.safetensors")
+    check(_gnmt_expected(load(tmp_path / "gnmt.safetensors"), data), data)
+
+
+def test_gnmt_encoder_is_one_module_from_the_ported_program():
+    data = io("gnmt_encoder")
+    x, lengths = torch.from_numpy(data["x"]), torch.from_numpy(data["sequence_length"])
+    (fw, bw, uni), *_ = gnmt_program(x, lengths)
+    prefix = LEGACY / "gnmt_encoder" / "model"
+    tf1.restore((fw, bw), prefix, "encoder/bidirectional_rnn")
+    tf1.restore(uni, prefix, "encoder/rnn")
+    stack = tf1.as_stack([(fw, bw), uni])
+    assert stack.residual == (False, False, True)
+    check(_gnmt_expected(stack, data), data)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,10 +33,12 @@ _log = logging.getLogger("rnnfuse.tf1")
 __all__ = ["TF1VariableError", "load_stack", "stack_from_variables", "stack_to_tf", "model_variables"]
 
 
-def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray], scope: str = "rnn", *,
+def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
+               scope: str | Sequence[str] = "rnn", *,
                batch_first: bool = True, forget_bias: float = 1.0,
                cell_clip: float | None = None, proj_clip: float | None = None,
-               activation: str = "tanh", ignore: Iterable[str] = (), use_ema: bool = False) -> Any:
+               activation: str = "tanh", ignore: Iterable[str] = (), use_ema: bool = False,
+               residual: bool | Sequence[bool] = False) -> Any:
     """The RNN that TF1's ``dynamic_rnn`` ran under ``scope``, from a checkpoint.
 
     Returns a :class:`~rnnfuse.StackedRNN`, or a :class:`BidirectionalRNN` for a
@@ -56,6 +58,14 @@ def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray], scope:
     ``use_ema=True`` loads each ``<var>/ExponentialMovingAverage`` shadow instead of
     ``<var>`` (as TF's ``ema.variables_to_restore()``).
 
+    A list of scopes stacks RNNs that fed each other into one :class:`~rnnfuse.StackedRNN`,
+    a ``bidirectional_dynamic_rnn`` of one cell a side becoming a bidirectional layer (its
+    ``[fw, bw]`` outputs feed the next): GNMT's encoder is
+    ``load_stack(prefix, ["encoder/bidirectional_rnn", "encoder/rnn"], residual=[False, False, True])``
+    (its state: ``((fw, bw), uni_0, uni_1)``).  ``residual`` (per layer, or a bool: every layer
+    but the first) adds a layer's input to its output, as ``ResidualWrapper``; TF stores no
+    trace of it, so it comes from the caller.
+
     >>> stack = load_stack("tests/fixtures/tf1/seed_multi_lstm/model", batch_first=False)
     >>> [type(c).__name__ for c in stack.layers], stack.hidden_sizes
     (['LSTMCell', 'LSTMCell'], (8, 5))
@@ -63,7 +73,7 @@ def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray], scope:
     variables = prefix if isinstance(prefix, Mapping) else read_checkpoint(prefix)
     return stack_from_variables(variables, scope, batch_first=batch_first, forget_bias=forget_bias,
                                 cell_clip=cell_clip, proj_clip=proj_clip, activation=activation,
-                                ignore=ignore, use_ema=use_ema)
+                                ignore=ignore, use_ema=use_ema, residual=residual)
 
 
 def model_variables(variables: Mapping[str, np.ndarray], scope: str,
@@ -76,22 +86,29 @@ def model_variables(variables: Mapping[str, np.ndarray], scope: str,
     return kept
 
 
-def stack_from_variables(variables: Mapping[str, np.ndarray], scope: str = "rnn", *,
-                         batch_first: bool = True, forget_bias: float = 1.0,
+def stack_from_variables(variables: Mapping[str, np.ndarray], scope: str | Sequence[str] = "rnn",
+                         *, batch_first: bool = True, forget_bias: float = 1.0,
                          cell_clip: float | None = None, proj_clip: float | None = None,
                          activation: str = "tanh", ignore: Iterable[str] = (),
-                         use_ema: bool = False) -> Any:
+                         use_ema: bool = False, residual: bool | Sequence[bool] = False) -> Any:
     """:func:`load_stack` from a ``{tf_name: ndarray}`` dict instead of a checkpoint."""
+    ignore = [ignore] if isinstance(ignore, str) else list(ignore)
+    options = dict(forget_bias=forget_bias, cell_clip=cell_clip, proj_clip=proj_clip,
+                   activation=activation)
+    if not isinstance(scope, str):  # several RNNs feeding each other: one stack
+        if isinstance(scope, Mapping) or not isinstance(scope, Sequence) or not scope:
+            raise TypeError(f"scope: expected a scope name or a non-empty list of them, got {scope!r}")
+        for one in scope:
+            variables = model_variables(variables, one, use_ema)
+        pairs = [pair for one in scope for pair in _chained(parse_scope(variables, one, ignore))]
+        return _stack(pairs, variables, options, batch_first, residual, ", ".join(scope))
     variables = model_variables(variables, scope, use_ema)
     parsed = parse_scope(variables, scope, ignore)
-    if isinstance(parsed, TFStackBidirectional):
-        options = dict(forget_bias=forget_bias, cell_clip=cell_clip, proj_clip=proj_clip,
-                       activation=activation)
-        layers = [lay for bi in parsed.layers for lay in (bi.fw.layers[0], bi.bw.layers[0])]
-        _check_options(layers, parsed.scope, cell_clip, proj_clip, activation)
-        fw = [_cell(bi.fw.layers[0], variables, options) for bi in parsed.layers]
-        bw = [_cell(bi.bw.layers[0], variables, options) for bi in parsed.layers]
-        return StackedRNN.from_cells(fw, backward_cells=bw, batch_first=batch_first)
+    if isinstance(parsed, TFStackBidirectional) or residual is not False:
+        if isinstance(parsed, TFBidirectional):
+            raise ValueError(f"residual: a bidirectional_dynamic_rnn ({parsed.scope!r}) runs two "
+                             f"independent stacks without residual connections")
+        return _stack(_chained(parsed), variables, options, batch_first, residual, parsed.scope)
     stacks = [parsed.fw, parsed.bw] if isinstance(parsed, TFBidirectional) else [parsed]
     layers = [lay for s in stacks for lay in s.layers]
     _check_options(layers, parsed.scope, cell_clip, proj_clip, activation)
@@ -107,6 +124,30 @@ def stack_from_variables(variables: Mapping[str, np.ndarray], scope: str = "rnn"
             cells.append(cell)
         built.append(StackedRNN.from_cells(cells, batch_first=batch_first))
     return BidirectionalRNN(*built) if len(built) == 2 else built[0]
+
+
+def _chained(parsed: Any) -> list[tuple[TFLayer, TFLayer | None]]:
+    """The layers of a parsed scope as ``(fw, bw or None)``, to stack on each other."""
+    if isinstance(parsed, TFStackBidirectional):
+        return [(bi.fw.layers[0], bi.bw.layers[0]) for bi in parsed.layers]
+    if isinstance(parsed, TFBidirectional):
+        if len(parsed.fw.layers) != 1 or len(parsed.bw.layers) != 1:
+            raise TF1VariableError(
+                f"scope: {parsed.scope!r} is a bidirectional_dynamic_rnn of MultiRNNCells (two "
+                f"independent stacks); in a list of scopes each side must be one cell (one "
+                f"bidirectional layer, its [fw, bw] outputs feeding the next scope)")
+        return [(parsed.fw.layers[0], parsed.bw.layers[0])]
+    return [(layer, None) for layer in parsed.layers]
+
+
+def _stack(pairs: list[tuple[TFLayer, TFLayer | None]], variables: Mapping[str, np.ndarray],
+           options: dict[str, Any], batch_first: bool, residual: Any, scope: str) -> StackedRNN:
+    layers = [lay for pair in pairs for lay in pair if lay is not None]
+    _check_options(layers, scope, options["cell_clip"], options["proj_clip"], options["activation"])
+    fw = [_cell(f, variables, options) for f, _ in pairs]
+    bw = [None if b is None else _cell(b, variables, options) for _, b in pairs]
+    return StackedRNN.from_cells(fw, backward_cells=bw if any(c is not None for c in bw) else None,
+                                 batch_first=batch_first, residual=residual)
 
 
 def _cell(layer: TFLayer, variables: Mapping[str, np.ndarray], options: dict[str, Any]) -> Any:

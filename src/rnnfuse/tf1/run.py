@@ -73,8 +73,17 @@ def bidirectional_dynamic_rnn(
     return outputs, (_from_stack_state(cell_fw, fw), _from_stack_state(cell_bw, bw))
 
 
-def as_stack(cell: nn.Module, time_major: bool = False) -> StackedRNN:
-    """A :class:`~rnnfuse.StackedRNN` sharing the (built) cell's weights, e.g. to save it."""
+def as_stack(cell: Any, time_major: bool = False) -> StackedRNN:
+    """A :class:`~rnnfuse.StackedRNN` sharing the (built) cell's weights, e.g. to save it.
+
+    A list of parts that fed each other (a cell or ``MultiRNNCell``, or a ``(cell_fw,
+    cell_bw)`` pair of one cell each: a bidirectional layer whose ``[fw, bw]`` outputs feed
+    the next part) makes one stack: GNMT's encoder is ``as_stack([(fw, bw), uni_cells])``.
+    ``ResidualWrapper`` s become residual layers; ``DropoutWrapper`` s are left out (their
+    dropout acts in training only).
+    """
+    if isinstance(cell, list):
+        return _stack_of_parts(cell, time_major)
     layers = _layers(cell, "cell")
     if not all(layer.built for layer in layers):
         raise ValueError("cell: not built yet; run it once (dynamic_rnn) or restore() it first")
@@ -169,6 +178,29 @@ def get_variables(module: Any, scope: str | None = None) -> dict[str, np.ndarray
     names = [layer.tf_name for layer in _layers(module, "module")]
     return stack_to_tf(as_stack(module), scope or module.tf_scope or "rnn",
                        multi=isinstance(module, MultiRNNCell), cell_names=names)
+
+
+def _stack_of_parts(parts: list[Any], time_major: bool) -> StackedRNN:
+    fw, bw, residual = [], [], []
+    for i, part in enumerate(parts):
+        if isinstance(part, (tuple, list)):
+            if len(part) != 2 or any(isinstance(p, MultiRNNCell) for p in part):
+                raise TypeError(f"cell[{i}]: expected a (cell_fw, cell_bw) pair of single cells")
+            layers = [_layers(p, f"cell[{i}]")[0] for p in part]
+            if not all(layer.built for layer in layers):
+                raise ValueError(f"cell[{i}]: not built yet; run it once or restore() it first")
+            fw.append(layers[0].cell)
+            bw.append(layers[1].cell)
+            residual.append(isinstance(part[0], ResidualWrapper))
+            continue
+        for wrapped, layer in zip(_wrapped_layers(part), _layers(part, f"cell[{i}]")):
+            if not layer.built:
+                raise ValueError(f"cell[{i}]: not built yet; run it once or restore() it first")
+            fw.append(layer.cell)
+            bw.append(None)
+            residual.append(isinstance(wrapped, ResidualWrapper))
+    return StackedRNN.from_cells(fw, backward_cells=bw if any(c is not None for c in bw) else None,
+                                 batch_first=not time_major, residual=residual)
 
 
 def _wrapped_layers(cell: Any) -> list[Any]:

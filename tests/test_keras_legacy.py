@@ -138,3 +138,16 @@ def test_masking_with_holes_is_refused():
         lengths_from_masking(x)
     x[1, 3] = 0.0
     assert lengths_from_masking(x).tolist() == [4, 2]
+
+
+@pytest.mark.parametrize("case", ["keras2_savedmodel", "keras2_savedmodel_notraces"])
+def test_keras2_savedmodel(case):
+    data = io(case)
+    x = torch.from_numpy(data["x"])
+    lengths = lengths_from_masking(x) if case.endswith("notraces") else None
+    stack = stack_from_keras(LEGACY / case / "saved_model", layer_names=["lstm"])
+    with torch.no_grad():
+        out, (state,) = stack(x, lengths)
+    mask = None if lengths is None else valid(lengths, x.shape[1])
+    close(out, data["lstm/outputs"], mask)
+    close(state.h, data["lstm/state/h"]), close(state.c, data["lstm/state/c"])

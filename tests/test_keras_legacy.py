@@ -151,3 +151,21 @@ def test_keras2_savedmodel(case):
     mask = None if lengths is None else valid(lengths, x.shape[1])
     close(out, data["lstm/outputs"], mask)
     close(state.h, data["lstm/state/h"]), close(state.c, data["lstm/state/c"])
+
+
+@pytest.mark.parametrize("stem", ["lstm", "gru"])
+def test_keras3_go_backwards(stem):
+    from rnnfuse.convert.keras import GoBackwards
+    data = io("keras3_go_backwards")
+    module = stack_from_keras(LEGACY / "keras3_go_backwards" / f"{stem}.keras")
+    assert isinstance(module, GoBackwards)
+    for prefix in ("", "ragged/"):
+        x = torch.from_numpy(data[f"{prefix}x"])
+        lengths = torch.from_numpy(data["ragged/lengths"]) if prefix else None
+        with torch.no_grad():
+            out, (state,) = module(x, lengths)
+        close(out, data[f"{prefix}{stem}/outputs"])  # processing order, padded steps first
+        if stem == "lstm":
+            close(state.h, data[f"{prefix}lstm/state/h"]), close(state.c, data[f"{prefix}lstm/state/c"])
+        else:
+            close(state, data[f"{prefix}gru/state/h"])

@@ -44,12 +44,14 @@ import numpy as np
 import torch
 
 from ..cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
+from .._checks import check_lengths, check_sequence_input
+from ..kernels import run_layer
 from ..stack import StackedRNN
 from ._keras_model import CELL_CLASSES, GATES, KINDS, NEUTRAL, KerasFormatError, KerasLayer, snake
 from .keras_h5 import is_keras2_h5, read_keras2_h5
 from ._params import copy_params, to_rnnfuse_gates
 
-__all__ = ["stack_from_keras", "lengths_from_masking", "MergedBidirectional"]
+__all__ = ["stack_from_keras", "lengths_from_masking", "MergedBidirectional", "GoBackwards"]
 
 _GATES, _KINDS, _NEUTRAL = GATES, KINDS, NEUTRAL
 _Layer = KerasLayer
@@ -348,6 +350,9 @@ def _select(layers: list[_Layer], names: Sequence[str] | None) -> list[_Layer]:
 
 # --------------------------------------------------------------------------- conversion
 def _build(layers: list[_Layer], batch_first: bool) -> Any:
+    if len(layers) == 1 and layers[0].backward is None and layers[0].config.get("go_backwards"):
+        return GoBackwards(StackedRNN.from_cells([_cell(layers[0], None, backwards=True)],
+                                                 batch_first=batch_first))
     fw: list[RecurrentCell] = []
     bw: list[RecurrentCell | None] = []
     in_size = None
@@ -374,6 +379,33 @@ def _build(layers: list[_Layer], batch_first: bool) -> Any:
 
 
 _MERGES = ("concat", "sum", "mul", "ave", None)
+
+
+class GoBackwards(torch.nn.Module):
+    """One Keras recurrent layer with ``go_backwards=True`` (and no other layer).
+
+    Keras reads each sequence from its end and returns the outputs in that processing
+    order, not flipped back; with post-padding and a mask, the padded steps come first and
+    their outputs are zeros.  Here: the cell runs backwards within each length (as the
+    backward half of a bidirectional layer) and the outputs are flipped in time, which
+    gives exactly Keras' numbers.  ``forward(x, lengths=None, initial_state=None)``;
+    ``self.stack`` holds the cell.
+    """
+
+    def __init__(self, stack: StackedRNN) -> None:
+        super().__init__()
+        if stack.num_layers != 1 or stack.bidirectional:
+            raise ValueError("stack: expected one unidirectional layer")
+        self.stack = stack
+
+    def forward(self, x: torch.Tensor, lengths: Any = None, initial_state: Any = None) -> tuple[Any, Any]:
+        stack = self.stack
+        x = check_sequence_input(x, stack.input_size, stack.batch_first)
+        lens = check_lengths(lengths, x.shape[0], x.shape[1], x.device)
+        start = stack._check_initial_state(initial_state, x)
+        out, final = run_layer(stack.layers[0], x, lens, start[0], True)
+        out = out.flip(1)
+        return (out if stack.batch_first else out.transpose(0, 1)), (final,)
 
 
 class MergedBidirectional(torch.nn.Module):
@@ -415,7 +447,9 @@ def _check_config(layer: _Layer, backwards: bool) -> None:
                          f"{recurrent!r}; rnnfuse supports tanh/sigmoid (and relu for SimpleRNN)")
     if bool(cfg.get("go_backwards", False)) != backwards:
         raise ValueError(f"layer {layer.name!r}: go_backwards={cfg.get('go_backwards')} is supported "
-                         f"only as the backward half of a Bidirectional layer")
+                         f"only as the backward half of a Bidirectional layer, or in a model with "
+                         f"that one recurrent layer (GoBackwards: Keras returns its outputs in "
+                         f"reversed time, which no layer of a StackedRNN can feed to the next)")
 
 
 def _cell(layer: _Layer, in_size: int | None, backwards: bool) -> RecurrentCell:

@@ -169,3 +169,15 @@ def test_keras3_go_backwards(stem):
             close(state.h, data[f"{prefix}lstm/state/h"]), close(state.c, data[f"{prefix}lstm/state/c"])
         else:
             close(state, data[f"{prefix}gru/state/h"])
+
+
+def test_inspect_keras_files(capsys):
+    from rnnfuse.cli import main
+    assert main(["inspect", str(LEGACY / "keras2_bidirectional_lstm" / "model.h5")]) == 0
+    text = capsys.readouterr().out
+    assert "bidirectional: Bidirectional(LSTM(units=4), input 3, merge_mode='concat')" in text
+    assert "layer 0: LSTMCell(3, 4) | backward LSTMCell(3, 4)" in text
+    assert "state: ((LSTMState(c=[batch, 4], h=[batch, 4]), LSTMState(c=[batch, 4], h=[batch, 4])), " \
+           "LSTMState(c=[batch, 3], h=[batch, 3]))" in text
+    assert main(["inspect", str(LEGACY / "keras2_savedmodel" / "saved_model")]) == 0
+    assert "dense: Dense with weights [[4, 2], [2]] (not recurrent: left out)" in capsys.readouterr().out

@@ -66,6 +66,12 @@ def stack_from_keras(source: Any, *, batch_first: bool = True,
     ``.weights.h5`` file.  ``layer_names`` picks layers (in stack order); by default every
     layer is taken and a non-recurrent layer that matters raises ``ValueError``.
     """
+    return _build(_select(read_keras_layers(source, layer_names), layer_names), batch_first)
+
+
+def read_keras_layers(source: Any, layer_names: Sequence[str] | None = None) -> list[_Layer]:
+    """Every layer of ``source`` (as :func:`stack_from_keras` takes it), in model order, an
+    ``RNN`` layer of several cells as one layer per cell (named ``<rnn>/<k>``)."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         if os.path.isdir(path):
@@ -80,7 +86,7 @@ def stack_from_keras(source: Any, *, batch_first: bool = True,
                              f"file or a SavedModel directory), got {path!r}")
     else:
         layers = _from_live(source)
-    return _build(_select(_expand_rnn(layers), layer_names), batch_first)
+    return _expand_rnn(layers)
 
 
 def lengths_from_masking(x: Any, mask_value: float = 0.0, *, batch_first: bool = True) -> torch.Tensor:

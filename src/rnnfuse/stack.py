@@ -131,7 +131,8 @@ class StackedRNN(nn.Module):
         """The equivalent ``torch.nn.LSTM``/``GRU``/``RNN``; ``ValueError`` if none exists."""
         return torch_from_cells(self.layers, self.backward_layers if self.bidirectional else None,
                                 batch_first=self.batch_first, dropout=self.dropout,
-                                residual=self.residual, variational_dropout=self.variational_dropout)
+                                residual=any(self.residual_layers),
+                                variational_dropout=self.variational_dropout)
 
     def _init_from_cells(
         self,
@@ -174,7 +175,8 @@ class StackedRNN(nn.Module):
     def backward_cell(self, k: int) -> RecurrentCell | None:
         """Layer ``k``'s backward cell, or ``None`` for a unidirectional layer."""
         i = self._backward_index.get(k)
-        return None if i is None else self.backward_layers[i]
+        cell: Any = None if i is None else self.backward_layers[i]
+        return cell
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -320,10 +322,11 @@ def _per_layer(name: str, value: Any, layers: int) -> tuple[bool, ...]:
     """A bool for every layer, or one bool per layer given as a sequence."""
     if isinstance(value, bool):
         return (value,) * layers
-    if (not isinstance(value, Sequence) or isinstance(value, str) or len(value) != layers
-            or not all(isinstance(v, bool) for v in value)):
+    items: Any = value
+    if (not isinstance(items, Sequence) or isinstance(items, str) or len(items) != layers
+            or not all(isinstance(v, bool) for v in items)):
         raise TypeError(f"{name}: expected a bool or one bool per layer ({layers}), got {value!r}")
-    return tuple(value)
+    return tuple(items)
 
 
 def _check_cells(cells: list[RecurrentCell], backward: list[RecurrentCell | None] | None) -> None:

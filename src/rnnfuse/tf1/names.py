@@ -173,7 +173,7 @@ def _parse_stack_bidirectional(shapes: Mapping[str, Any], scope: str, rel: dict[
     count = max(layers, default=-1) + 1
     problems.missing += [f"{scope}/cell_{i}/bidirectional_rnn/..." for i in range(count) if i not in layers]
     problems.check(scope)
-    parsed = []
+    parsed: list[TFBidirectional] = []
     for i in range(count):
         layer = parse_scope(shapes, layers[i], patterns)
         if not isinstance(layer, TFBidirectional):

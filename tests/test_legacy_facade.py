@@ -211,3 +211,11 @@ def test_gnmt_encoder_is_one_module_from_the_ported_program():
     stack = tf1.as_stack([(fw, bw), uni])
     assert stack.residual == (False, False, True)
     check(_gnmt_expected(stack, data), data)
+
+
+def test_inspect_points_out_gnmt_chains(capsys):
+    from rnnfuse.cli import main
+    assert main(["inspect", str(LEGACY / "gnmt_encoder" / "model")]) == 0
+    text = capsys.readouterr().out
+    assert "encoder/bidirectional_rnn -> encoder/rnn: the [fw, bw] outputs fit its input" in text
+    assert "load_stack(prefix, ['encoder/bidirectional_rnn', 'encoder/rnn'], residual=[...])" in text

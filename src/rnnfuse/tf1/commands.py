@@ -103,6 +103,7 @@ def _inspect_tf1(prefix: str) -> int:
     if not scopes:
         print("no TF1 RNN cells found")
     status = 0
+    parsed_scopes = []
     for scope in scopes:
         try:
             parsed = parse_scope(shapes, scope)
@@ -111,7 +112,23 @@ def _inspect_tf1(prefix: str) -> int:
             status = 1
             continue
         _print_tf1_rnn(parsed)
+        parsed_scopes.append(parsed)
+    _print_chains(parsed_scopes)
     return status
+
+
+def _print_chains(parsed: list[Any]) -> None:
+    """Point out a bidirectional scope whose [fw, bw] outputs fit another scope's input (GNMT)."""
+    for bi in parsed:
+        if not isinstance(bi, TFBidirectional) or len(bi.fw.layers) != 1 or len(bi.bw.layers) != 1:
+            continue
+        width = bi.fw.layers[0].output_size + bi.bw.layers[0].output_size
+        for uni in parsed:
+            if isinstance(uni, TFStack) and uni.layers[0].input_size == width:
+                print(f"{bi.scope} -> {uni.scope}: the [fw, bw] outputs fit its input; if they fed it "
+                      f"(GNMT's encoder), load_stack(prefix, [{bi.scope!r}, {uni.scope!r}], "
+                      f"residual=[...]) makes one StackedRNN (residual connections are not stored: "
+                      f"ResidualWrapper layers must be named)")
 
 
 def _print_tf1_rnn(parsed: TFStack | TFBidirectional | TFStackBidirectional) -> None:

@@ -185,8 +185,9 @@ def test_from_cells_refuses_other_modules():
         (dict(hidden_sizes="32"), TypeError, r"hidden_sizes: expected an int or a non-empty list of ints, got '32'"),
         (dict(hidden_sizes=[4, 0]), ValueError, r"hidden_size: expected a positive int, got 0"),
         (dict(hidden_sizes=[4, 2.5]), TypeError, r"hidden_size: expected a positive int, got 2.5"),
-        (dict(hidden_sizes=[4], dropout=1.0), ValueError, r"dropout: expected a probability in \[0, 1\), got 1.0"),
-        (dict(hidden_sizes=[4], dropout=-0.1), ValueError, r"dropout: expected a probability in \[0, 1\), got -0.1"),
+        # dropout=1.0 is accepted, as torch.nn.LSTM accepts it (from_torch keeps it)
+        (dict(hidden_sizes=[4], dropout=1.5), ValueError, r"dropout: expected a probability in \[0, 1\] \(as torch.nn.LSTM\), got 1.5"),
+        (dict(hidden_sizes=[4], dropout=-0.1), ValueError, r"dropout: expected a probability in \[0, 1\] \(as torch.nn.LSTM\), got -0.1"),
         (dict(hidden_sizes=[4], cell="lstmm"), ValueError, r"cell: expected one of \['gru', 'lstm', 'rnn'\], got 'lstmm'"),
         (dict(hidden_sizes=[4], cell="gru", peepholes=True), TypeError, r"cell options for 'gru': .*peepholes"),
     ],

@@ -62,7 +62,9 @@ def _inspect_file(path: str) -> int:
         if side:
             print(f"  {side}: StackedRNN of {stack.num_layers} layers")
         for k, cell in enumerate(stack.layers):
-            back = f" | backward {stack.backward_layers[k]!r}" if stack.bidirectional else ""
+            backward = stack.backward_cell(k)
+            back = f" | backward {backward!r}" if backward is not None else ""
+            back += " + residual" if stack.residual_layers[k] else ""
             print(f"{indent}layer {k}: {cell!r}{back}")
     print(f"  outputs: [batch, time, {module.output_size}]")
     print(f"  state: {state_str(module.state_sizes, 'LSTMState')}")

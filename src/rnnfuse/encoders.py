@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -37,8 +37,14 @@ class MultiEncoderOutput(NamedTuple):
     encoder_states: dict[str, Any]
 
 
-def merge_directions(state: Any, bidirectional: bool) -> Any:
-    """A bidirectional ``(fw, bw)`` state joined per layer (fw|bw); others unchanged."""
+def merge_directions(state: Any, bidirectional: bool | Sequence[bool]) -> Any:
+    """A bidirectional ``(fw, bw)`` state joined per layer (fw|bw); others unchanged.
+
+    ``bidirectional`` per layer (a mixed-direction stack): each layer's ``(fw, bw)`` pair
+    is joined, the unidirectional layers' states are kept."""
+    if isinstance(bidirectional, (tuple, list)):
+        return tuple(concat_states([(s[0],), (s[1],)])[0] if both else s
+                     for s, both in zip(state, bidirectional))
     return concat_states(list(state)) if bidirectional else state
 
 

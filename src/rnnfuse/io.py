@@ -163,11 +163,12 @@ def _module_config(module: nn.Module) -> dict[str, Any]:
         "kind": "StackedRNN",
         "layers": [cell.config() for cell in module.layers],
         "backward_layers": [cell.config() for cell in module.backward_layers],
-        "bidirectional": module.bidirectional,
+        "bidirectional": module.bidirectional if isinstance(module.bidirectional, bool)
+        else list(module.bidirectional),
         "batch_first": module.batch_first,
         "dropout": module.dropout,
         "variational_dropout": module.variational_dropout,
-        "residual": module.residual,
+        "residual": module.residual if isinstance(module.residual, bool) else list(module.residual),
     }
 
 
@@ -189,13 +190,22 @@ def module_from_config(config: dict[str, Any]) -> nn.Module:
         backward = [cell_from_config(c) for c in config["backward_layers"]]
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"config: a corrupt cell configuration ({exc!r})") from None
-    if config["bidirectional"] != bool(backward):
+    directions = config["bidirectional"]
+    if isinstance(directions, list):  # mixed directions: one bool per layer
+        if (len(directions) != len(cells) or not all(isinstance(d, bool) for d in directions)
+                or sum(directions) != len(backward)):
+            raise ValueError(f"config: bidirectional={directions} does not fit {len(cells)} layers "
+                             f"and {len(backward)} backward layers")
+        queue = iter(backward)
+        backward = [next(queue) if d else None for d in directions]
+    elif directions != bool(backward):
         raise ValueError(f"config: bidirectional={config['bidirectional']} but "
                          f"{len(backward)} backward layers")
+    residual = config["residual"]
     return StackedRNN.from_cells(
         cells, backward_cells=backward or None, batch_first=config["batch_first"],
         dropout=config["dropout"], variational_dropout=config["variational_dropout"],
-        residual=config["residual"])
+        residual=residual if isinstance(residual, bool) else list(residual))
 
 
 def check_state_dict(module: nn.Module, tensors: dict[str, torch.Tensor], path: Any) -> None:

@@ -37,10 +37,15 @@ class StackedRNN(nn.Module):
         batch_first: ``x`` is ``(B, T, F)`` if true, else ``(T, B, F)`` (TF's time_major).
         bidirectional: add a backward stack; layer k+1 reads fw|bw of layer k (PyTorch
             style), outputs are fw|bw on the feature axis, the state is ``(fw, bw)``.
+            A sequence of bools (one per layer, e.g. ``[True, False, False]``: GNMT's
+            encoder) makes only those layers bidirectional; the state then holds, per layer,
+            an ``(fw, bw)`` pair for a bidirectional layer and the plain layer state
+            otherwise, and ``self.bidirectional`` is that tuple (a bool when uniform).
         dropout: dropout probability on the outputs of every layer but the last.
         variational_dropout: use one dropout mask for all time steps of a sequence.
         residual: add each layer's input to its output, for every layer after the first
             (the first changes the feature space); their input and output sizes must match.
+            A sequence of bools (one per layer) picks the layers.
 
     ``forward(x, lengths=None, initial_state=None) -> (outputs, state)``: ``lengths`` (B,)
     in any order; outputs past a length are zero and the state is the one at the true last
@@ -54,26 +59,22 @@ class StackedRNN(nn.Module):
         cell: str = "lstm",
         *,
         batch_first: bool = True,
-        bidirectional: bool = False,
+        bidirectional: bool | Sequence[bool] = False,
         dropout: float = 0.0,
         variational_dropout: bool = False,
-        residual: bool = False,
+        residual: bool | Sequence[bool] = False,
         **cell_options: Any,
     ) -> None:
         sizes = _as_sizes(hidden_sizes)
-        dirs = 2 if bidirectional else 1
-
-        def build() -> list[RecurrentCell]:
-            cells, in_size = [], input_size
-            for size in sizes:
-                cells.append(make_cell(cell, in_size, size, **cell_options))
-                in_size = cells[-1].output_size * dirs
-            return cells
-
-        fw = build()
+        directions = _per_layer("bidirectional", bidirectional, len(sizes))
+        fw, bw, in_size = [], [], input_size
+        for size, both in zip(sizes, directions):
+            fw.append(make_cell(cell, in_size, size, **cell_options))
+            bw.append(make_cell(cell, in_size, size, **cell_options) if both else None)
+            in_size = fw[-1].output_size * (2 if both else 1)
         self._init_from_cells(
             fw,
-            build() if bidirectional else None,
+            bw if any(directions) else None,
             batch_first=batch_first,
             dropout=dropout,
             variational_dropout=variational_dropout,
@@ -85,15 +86,16 @@ class StackedRNN(nn.Module):
         cls,
         cells: Sequence[RecurrentCell],
         *,
-        backward_cells: Sequence[RecurrentCell] | None = None,
+        backward_cells: Sequence[RecurrentCell | None] | None = None,
         batch_first: bool = True,
         dropout: float = 0.0,
         variational_dropout: bool = False,
-        residual: bool = False,
+        residual: bool | Sequence[bool] = False,
     ) -> StackedRNN:
         """A stack from ready cells, e.g. an LSTM → GRU → RNN stack.
 
-        Every layer needs its own cell object; ``backward_cells`` makes it bidirectional.
+        Every layer needs its own cell object; ``backward_cells`` makes it bidirectional
+        (``None`` entries leave those layers unidirectional: a mixed-direction stack).
 
         >>> from rnnfuse import LSTMCell, GRUCell, RNNCell
         >>> s = StackedRNN.from_cells([LSTMCell(6, 8), GRUCell(8, 4), RNNCell(4, 4)])
@@ -130,17 +132,18 @@ class StackedRNN(nn.Module):
         """The equivalent ``torch.nn.LSTM``/``GRU``/``RNN``; ``ValueError`` if none exists."""
         return torch_from_cells(self.layers, self.backward_layers if self.bidirectional else None,
                                 batch_first=self.batch_first, dropout=self.dropout,
-                                residual=self.residual, variational_dropout=self.variational_dropout)
+                                residual=any(self.residual_layers),
+                                variational_dropout=self.variational_dropout)
 
     def _init_from_cells(
         self,
         cells: list[RecurrentCell],
-        backward_cells: list[RecurrentCell] | None,
+        backward_cells: list[RecurrentCell | None] | None,
         *,
         batch_first: bool,
         dropout: float,
         variational_dropout: bool,
-        residual: bool,
+        residual: bool | Sequence[bool],
     ) -> None:
         nn.Module.__init__(self)
         _check_cells(cells, backward_cells)
@@ -148,15 +151,36 @@ class StackedRNN(nn.Module):
         if dropout and len(cells) == 1:  # as torch.nn.LSTM: a warning, the stack still works
             warnings.warn(f"dropout={dropout} has no effect on a one-layer stack: dropout acts on the outputs "
                           f"of every layer but the last", UserWarning, stacklevel=3)
+        directions = tuple(c is not None for c in backward_cells) if backward_cells else (False,) * len(cells)
         self.batch_first = bool(batch_first)
-        self.bidirectional = backward_cells is not None
+        #: bool for a uniform stack (today's meaning), the per-layer tuple for a mixed one
+        self.bidirectional: bool | tuple[bool, ...] = (
+            all(directions) if len(set(directions)) == 1 else directions)
+        self.layer_directions = directions  # per layer: True if bidirectional
         self.dropout = float(dropout)
         self.variational_dropout = bool(variational_dropout)
-        self.residual = bool(residual)
+        residual_layers = _per_layer("residual", residual, len(cells))
+        if isinstance(residual, bool):
+            residual_layers = (False,) + residual_layers[1:]
+        self.residual: bool | tuple[bool, ...] = residual if isinstance(residual, bool) else residual_layers
+        self.residual_layers = residual_layers
         self.layers = nn.ModuleList(cells)
-        self.backward_layers = nn.ModuleList(backward_cells or [])
-        if residual:
-            _check_residual(self.layers, self.bidirectional)
+        # backward cells of the bidirectional layers only, in layer order
+        self.backward_layers = nn.ModuleList([c for c in backward_cells or [] if c is not None])
+        self._backward_index = {k: i for i, k in enumerate(k for k, d in enumerate(directions) if d)}
+        if any(residual_layers):
+            _check_residual(self.layers, directions, residual_layers)
+
+    @property
+    def mixed_directions(self) -> bool:
+        """Whether some layers are bidirectional and others not."""
+        return isinstance(self.bidirectional, tuple)
+
+    def backward_cell(self, k: int) -> RecurrentCell | None:
+        """Layer ``k``'s backward cell, or ``None`` for a unidirectional layer."""
+        i = self._backward_index.get(k)
+        cell: Any = None if i is None else self.backward_layers[i]
+        return cell
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -178,34 +202,42 @@ class StackedRNN(nn.Module):
     @property
     def output_size(self) -> int:
         """Features of the outputs: the top layer's output size, doubled if bidirectional."""
-        return self.layers[-1].output_size * self.num_directions
+        return self.layers[-1].output_size * (2 if self.layer_directions[-1] else 1)
 
     @property
     def state_sizes(self) -> Any:
         """Sizes of the state's parts, in its structure: per layer an ``LSTMState`` of ints
-        (LSTM) or an int (GRU/RNN); ``(fw, bw)`` when bidirectional."""
+        (LSTM) or an int (GRU/RNN); ``(fw, bw)`` when bidirectional; per layer an
+        ``(fw, bw)`` pair or a plain size when the directions are mixed."""
         fw = tuple(c.state_size for c in self.layers)
-        return (fw, tuple(c.state_size for c in self.backward_layers)) if self.bidirectional else fw
+        return self._structure(fw, tuple(c.state_size for c in self.backward_layers))
+
+    def _structure(self, fw: tuple, bw: tuple) -> Any:
+        """The state structure from the forward layers' and backward cells' parts."""
+        if self.mixed_directions:
+            return tuple((f, bw[self._backward_index[k]]) if k in self._backward_index else f
+                         for k, f in enumerate(fw))
+        return (fw, bw) if self.bidirectional else fw
 
     def extra_repr(self) -> str:
         parts = [f"batch_first={self.batch_first}"]
         if self.bidirectional:
-            parts.append("bidirectional=True")
+            parts.append(f"bidirectional={self.bidirectional}")
         if self.dropout:
             parts.append(f"dropout={self.dropout}, variational={self.variational_dropout}")
         if self.residual:
-            parts.append("residual=True")
+            parts.append(f"residual={self.residual}")
         return ", ".join(parts)
 
     # ------------------------------------------------------------------ state
     def initial_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
     ) -> Any:
-        """The zero state: one entry per layer, or ``(fw, bw)`` when bidirectional."""
+        """The zero state: one entry per layer, or ``(fw, bw)`` when bidirectional (see
+        :attr:`state_sizes` for mixed directions)."""
         fw = tuple(c.initial_state(batch_size, device, dtype) for c in self.layers)
-        if not self.bidirectional:
-            return fw
-        return fw, tuple(c.initial_state(batch_size, device, dtype) for c in self.backward_layers)
+        return self._structure(fw, tuple(c.initial_state(batch_size, device, dtype)
+                                         for c in self.backward_layers))
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -217,24 +249,33 @@ class StackedRNN(nn.Module):
         batch, steps = x.shape[0], x.shape[1]
         lens = check_lengths(lengths, batch, steps, x.device)
         start = self._check_initial_state(initial_state, x)
-        fw_start, bw_start = start if self.bidirectional else (start, None)
+        fw_start, bw_start = self._split_state(start)
         fw_final, bw_final = [], []
         layer_in = x
         for k, cell in enumerate(self.layers):
             out, final = run_layer(cell, layer_in, lens, fw_start[k])
             fw_final.append(final)
-            if self.bidirectional:
-                out_bw, final_bw = run_layer(self.backward_layers[k], layer_in, lens, bw_start[k], True)
+            backward = self.backward_cell(k)
+            if backward is not None:
+                out_bw, final_bw = run_layer(backward, layer_in, lens, bw_start[k], True)
                 bw_final.append(final_bw)
                 out = torch.cat([out, out_bw], dim=-1)
-            if self.residual and k > 0:
+            if self.residual_layers[k]:
                 out = out + layer_in
             if k < self.num_layers - 1:
                 out = self._dropout(out)
             layer_in = out
         outputs = layer_in if self.batch_first else layer_in.transpose(0, 1)
-        state = (tuple(fw_final), tuple(bw_final)) if self.bidirectional else tuple(fw_final)
-        return outputs, state
+        return outputs, self._structure(tuple(fw_final), tuple(bw_final))
+
+    def _split_state(self, state: Any) -> tuple[tuple, dict[int, Any]]:
+        """``(forward part per layer, {layer: backward part})`` of a state."""
+        if self.mixed_directions:
+            fw = tuple(s[0] if k in self._backward_index else s for k, s in enumerate(state))
+            return fw, {k: state[k][1] for k in self._backward_index}
+        if self.bidirectional:
+            return tuple(state[0]), dict(enumerate(state[1]))
+        return tuple(state), {}
 
     def _dropout(self, out: Tensor) -> Tensor:
         if not self.training or self.dropout == 0.0:
@@ -242,6 +283,8 @@ class StackedRNN(nn.Module):
         if not self.variational_dropout:
             return nn.functional.dropout(out, self.dropout, training=True)
         keep = 1.0 - self.dropout
+        if keep == 0.0:  # dropout=1.0 drops everything, as in PyTorch
+            return out * 0.0
         mask = out.new_empty(out.shape[0], 1, out.shape[2]).bernoulli_(keep) / keep
         return out * mask
 
@@ -281,20 +324,32 @@ def _as_sizes(hidden_sizes: int | Sequence[int]) -> list[int]:
 
 
 def _check_dropout(dropout: float) -> None:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout: expected a probability in [0, 1), got {dropout!r}")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"dropout: expected a probability in [0, 1] (as torch.nn.LSTM), got {dropout!r}")
 
 
-def _check_cells(cells: list[RecurrentCell], backward: list[RecurrentCell] | None) -> None:
+def _per_layer(name: str, value: Any, layers: int) -> tuple[bool, ...]:
+    """A bool for every layer, or one bool per layer given as a sequence."""
+    if isinstance(value, bool):
+        return (value,) * layers
+    items: Any = value
+    if (not isinstance(items, Sequence) or isinstance(items, str) or len(items) != layers
+            or not all(isinstance(v, bool) for v in items)):
+        raise TypeError(f"{name}: expected a bool or one bool per layer ({layers}), got {value!r}")
+    return tuple(items)
+
+
+def _check_cells(cells: list[RecurrentCell], backward: list[RecurrentCell | None] | None) -> None:
     if not cells:
         raise ValueError("cells: expected at least one cell, got an empty list")
     named = [(f"cells[{i}]", c) for i, c in enumerate(cells)]
     if backward is not None:
         if len(backward) != len(cells):
             raise ValueError(
-                f"backward_cells: expected one cell per layer ({len(cells)}), got {len(backward)}"
+                f"backward_cells: expected one cell per layer ({len(cells)}), got {len(backward)} "
+                f"(None marks a unidirectional layer)"
             )
-        named += [(f"backward_cells[{i}]", c) for i, c in enumerate(backward)]
+        named += [(f"backward_cells[{i}]", c) for i, c in enumerate(backward) if c is not None]
     seen: dict[int, str] = {}
     for name, cell in named:
         if not isinstance(cell, RecurrentCell):
@@ -306,17 +361,21 @@ def _check_cells(cells: list[RecurrentCell], backward: list[RecurrentCell] | Non
                 f"Build a fresh cell per layer, e.g. [{type(cell).__name__}(...) for _ in range(n)]."
             )
         seen[id(cell)] = name
-    dirs = 1 if backward is None else 2
+    both = [backward is not None and backward[k] is not None for k in range(len(cells))]
     for stack_cells, label in [(cells, "cells"), (backward or [], "backward_cells")]:
         for k in range(1, len(stack_cells)):
-            expected = cells[k - 1].output_size * dirs
+            if stack_cells[k] is None:
+                continue
+            expected = cells[k - 1].output_size * (2 if both[k - 1] else 1)
             if stack_cells[k].input_size != expected:
                 raise ValueError(
                     f"{label}[{k}].input_size: expected {expected} (the output size of layer {k - 1}"
-                    f"{' times 2 directions' if dirs == 2 else ''}), got {stack_cells[k].input_size}"
+                    f"{' times 2 directions' if both[k - 1] else ''}), got {stack_cells[k].input_size}"
                 )
     if backward is not None:
         for k, (f, b) in enumerate(zip(cells, backward)):
+            if b is None:
+                continue
             if f.output_size != b.output_size or (k == 0 and f.input_size != b.input_size):
                 raise ValueError(
                     f"backward_cells[{k}]: expected input {f.input_size} and output {f.output_size} "
@@ -324,10 +383,11 @@ def _check_cells(cells: list[RecurrentCell], backward: list[RecurrentCell] | Non
                 )
 
 
-def _check_residual(layers: nn.ModuleList, bidirectional: bool) -> None:
-    dirs = 2 if bidirectional else 1
-    for k in range(1, len(layers)):
-        out = layers[k].output_size * dirs
+def _check_residual(layers: nn.ModuleList, directions: Sequence[bool], residual: Sequence[bool]) -> None:
+    for k in range(len(layers)):
+        if not residual[k]:
+            continue
+        out = layers[k].output_size * (2 if directions[k] else 1)
         if layers[k].input_size != out:
             raise ValueError(
                 f"residual: layer {k} reads {layers[k].input_size} features and writes {out}; a "

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..state import LayerState
+from .constants import cached_constant
 from .spec import KernelSpec
 
 __all__ = ["RecurrentCell"]
@@ -27,6 +28,7 @@ class RecurrentCell(nn.Module):
     """Base class of :class:`LSTMCell`, :class:`GRUCell` and :class:`RNNCell`."""
 
     kind: str = ""  # "lstm" | "gru" | "rnn"
+    use_bias: bool = True  # False: built with bias=False (no bias parameters)
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
@@ -80,6 +82,15 @@ class RecurrentCell(nn.Module):
         """
         return None
 
+    def bias_or_zeros(self, bias: Tensor | None, size: int, dtype: torch.dtype,
+                      device: torch.device) -> Tensor:
+        """``bias``, or for a cell built with ``bias=False`` a cached ``(size,)`` zero
+        constant (not a parameter), so that kernels taking biases still run it."""
+        if bias is not None:
+            return bias
+        return cached_constant(self, ("zero_bias", size, dtype, device),
+                               lambda: torch.zeros(size, dtype=dtype, device=device))
+
     # -- description ------------------------------------------------------------
     def options(self) -> dict[str, Any]:
         """The keyword options that rebuild this cell (besides the two sizes)."""
@@ -114,11 +125,19 @@ def _positive_int(name: str, value: Any) -> int:
 
 
 def _optional_positive_float(name: str, value: Any) -> float | None:
-    """Validate an optional clip value."""
+    """Validate an optional clip value: ``None`` (no clip) or a float >= 0 (``0.0`` clips
+    at zero, as TF's ``LSTMCell`` does: it tests the clip against ``None``)."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name}: expected a positive float or None, got {value!r}")
-    if not value > 0:
-        raise ValueError(f"{name}: expected a positive float or None, got {value}")
+    if not value >= 0:
+        raise ValueError(f"{name}: expected a positive float or None, got {value} "
+                         f"(0.0 is accepted too: a clip at zero, as in TF)")
     return float(value)
+
+
+def _check_bias(bias: Any) -> bool:
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias: expected a bool, got {bias!r}")
+    return bias

@@ -12,7 +12,8 @@ Gate order of the stacked weights is **r, z, n** (PyTorch's; TF1 stores r, u in
 
 With ``reset_after=True`` the parameters are ``bias_ih`` and ``bias_hh`` (3H each; the
 hidden bias of ``n`` sits inside the reset); with ``reset_after=False`` all biases add,
-so there is one ``bias`` (3H).
+so there is one ``bias`` (3H).  ``bias=False`` (as ``torch.nn.GRU(bias=False)``): no bias
+parameters at all.
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import RecurrentCell
+from .base import RecurrentCell, _check_bias
 from .spec import GRUKernelArgs, KernelSpec
 
 __all__ = ["GRUCell", "gru_step_reset_after", "gru_step_reset_before"]
 
 
-def gru_step_reset_after(xw: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor) -> Tensor:
+def gru_step_reset_after(xw: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None) -> Tensor:
     """One GRU step, reset applied after the hidden matmul (PyTorch semantics)."""
-    gh = torch.addmm(bias_hh, h, weight_hh.t())
+    gh = h @ weight_hh.t() if bias_hh is None else torch.addmm(bias_hh, h, weight_hh.t())
     x_r, x_z, x_n = xw.chunk(3, dim=1)
     h_r, h_z, h_n = gh.chunk(3, dim=1)
     r = torch.sigmoid(x_r + h_r)
@@ -62,19 +63,22 @@ class GRUCell(RecurrentCell):
 
     kind = "gru"
 
-    def __init__(self, input_size: int, hidden_size: int, *, reset_after: bool = True) -> None:
+    def __init__(self, input_size: int, hidden_size: int, *, reset_after: bool = True,
+                 bias: bool = True) -> None:
         super().__init__(input_size, hidden_size)
+        self.use_bias = _check_bias(bias)
         if not isinstance(reset_after, bool):
             raise TypeError(f"reset_after: expected a bool, got {reset_after!r}")
         self.reset_after = reset_after
         h = hidden_size
         self.weight_ih = nn.Parameter(torch.empty(3 * h, input_size))
         self.weight_hh = nn.Parameter(torch.empty(3 * h, h))
-        if reset_after:
-            self.bias_ih = nn.Parameter(torch.empty(3 * h))
-            self.bias_hh = nn.Parameter(torch.empty(3 * h))
-        else:
-            self.bias = nn.Parameter(torch.empty(3 * h))
+        names = ("bias_ih", "bias_hh") if reset_after else ("bias",)
+        for name in names:
+            if bias:
+                setattr(self, name, nn.Parameter(torch.empty(3 * h)))
+            else:
+                self.register_parameter(name, None)
         self.reset_parameters()
 
     def initial_state(
@@ -103,9 +107,16 @@ class GRUCell(RecurrentCell):
         before: the BPTT kernel (PyTorch has no fused kernel for it)."""
         if type(self) is not GRUCell:  # a subclass may change the step: the reference loop
             return None
+        size = 3 * self.hidden_size
         if self.reset_after:
-            return KernelSpec("gru", (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh))
-        return KernelSpec(bptt=lambda: GRUKernelArgs(self.weight_ih, self.bias, self.weight_hh))
+            return KernelSpec("gru", (self.weight_ih, self.weight_hh,
+                                      self.bias_or_zeros(self.bias_ih, size, dtype, device),
+                                      self.bias_or_zeros(self.bias_hh, size, dtype, device)))
+        return KernelSpec(bptt=lambda: GRUKernelArgs(
+            self.weight_ih, self.bias_or_zeros(self.bias, size, dtype, device), self.weight_hh))
 
     def options(self) -> dict[str, Any]:
-        return {} if self.reset_after else {"reset_after": False}
+        opts: dict[str, Any] = {} if self.reset_after else {"reset_after": False}
+        if not self.use_bias:
+            opts["bias"] = False
+        return opts

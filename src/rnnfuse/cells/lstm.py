@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..state import LSTMState
-from .base import RecurrentCell, _optional_positive_float, _positive_int
+from .base import RecurrentCell, _check_bias, _optional_positive_float, _positive_int
 from .constants import cached_constant
 from .spec import KernelSpec, LSTMKernelArgs
 
@@ -96,8 +96,8 @@ def lstm_step(
 class LSTMCell(RecurrentCell):
     """An LSTM layer's cell.
 
-    Parameters: ``weight_ih`` (4H, input_size), ``weight_hh`` (4H, P or H), ``bias`` (4H),
-    with ``peepholes`` also ``w_i_diag``, ``w_f_diag``, ``w_o_diag`` (H), and with
+    Parameters: ``weight_ih`` (4H, input_size), ``weight_hh`` (4H, P or H), ``bias`` (4H;
+    none with ``bias=False``, as ``torch.nn.LSTM(bias=False)``), with ``peepholes`` also ``w_i_diag``, ``w_f_diag``, ``w_o_diag`` (H), and with
     ``proj_size=P`` also ``weight_hr`` (P, H).
 
     >>> import torch
@@ -119,8 +119,10 @@ class LSTMCell(RecurrentCell):
         proj_size: int | None = None,
         cell_clip: float | None = None,
         proj_clip: float | None = None,
+        bias: bool = True,
     ) -> None:
         super().__init__(input_size, hidden_size)
+        self.use_bias = _check_bias(bias)
         if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)):
             raise TypeError(f"forget_bias: expected a float, got {forget_bias!r}")
         if not math.isfinite(forget_bias):
@@ -137,7 +139,10 @@ class LSTMCell(RecurrentCell):
         h, out = hidden_size, self.output_size
         self.weight_ih = nn.Parameter(torch.empty(4 * h, input_size))
         self.weight_hh = nn.Parameter(torch.empty(4 * h, out))
-        self.bias = nn.Parameter(torch.empty(4 * h))
+        if self.use_bias:
+            self.bias = nn.Parameter(torch.empty(4 * h))
+        else:
+            self.register_parameter("bias", None)
         if self.peepholes:
             self.w_i_diag = nn.Parameter(torch.empty(h))
             self.w_f_diag = nn.Parameter(torch.empty(h))
@@ -181,7 +186,9 @@ class LSTMCell(RecurrentCell):
             return None
         fused = None
         if not self.peepholes and self.cell_clip is None and self.proj_clip is None:
-            fused = (self.weight_ih, self.weight_hh, self.bias, self.second_bias(dtype, device))
+            fused = (self.weight_ih, self.weight_hh,
+                     self.bias_or_zeros(self.bias, 4 * self.hidden_size, dtype, device),
+                     self.second_bias(dtype, device))
             if self.proj_size is not None:
                 fused += (self.weight_hr,)
         return KernelSpec("lstm" if fused else None, fused, lambda: self._bptt_args(dtype, device))
@@ -201,6 +208,8 @@ class LSTMCell(RecurrentCell):
     def effective_bias(self, dtype: torch.dtype, device: torch.device) -> Tensor:
         """``bias`` plus the run-time ``forget_bias`` in the f slot: the one bias that
         acts like this cell's two (the only place they are added)."""
+        if self.bias is None:
+            return self.second_bias(dtype, device)
         if not self.forget_bias:
             return self.bias
         return self.bias + self.second_bias(dtype, device)
@@ -253,4 +262,6 @@ class LSTMCell(RecurrentCell):
             opts["cell_clip"] = self.cell_clip
         if self.proj_clip is not None:
             opts["proj_clip"] = self.proj_clip
+        if not self.use_bias:
+            opts["bias"] = False
         return opts

@@ -1,7 +1,7 @@
 """Plain (Elman) RNN cell: ``h' = act(x W_ih^T + h W_hh^T + bias)``, act tanh or relu.
 
 TF1's ``BasicRNNCell`` and Keras' ``SimpleRNN`` have one bias; PyTorch's two biases
-(``b_ih + b_hh``) are stored here as their sum, ``bias`` (H).
+(``b_ih + b_hh``) are stored here as their sum, ``bias`` (H); ``bias=False`` has none.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import RecurrentCell
+from .base import RecurrentCell, _check_bias
 from .constants import cached_constant
 from .spec import KernelSpec
 
@@ -36,8 +36,10 @@ class RNNCell(RecurrentCell):
 
     kind = "rnn"
 
-    def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh") -> None:
+    def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh",
+                 bias: bool = True) -> None:
         super().__init__(input_size, hidden_size)
+        self.use_bias = _check_bias(bias)
         if nonlinearity not in _ACTIVATIONS:
             raise ValueError(
                 f"nonlinearity: expected one of {sorted(_ACTIVATIONS)}, got {nonlinearity!r}"
@@ -45,7 +47,10 @@ class RNNCell(RecurrentCell):
         self.nonlinearity = nonlinearity
         self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size))
-        self.bias = nn.Parameter(torch.empty(hidden_size))
+        if bias:
+            self.bias = nn.Parameter(torch.empty(hidden_size))
+        else:
+            self.register_parameter("bias", None)
         self.reset_parameters()
 
     def initial_state(
@@ -71,7 +76,11 @@ class RNNCell(RecurrentCell):
             return None
         size = self.hidden_size
         zeros = cached_constant(self, ("zeros", size, dtype, device), lambda: torch.zeros(size, dtype=dtype, device=device))
-        return KernelSpec(f"rnn_{self.nonlinearity}", (self.weight_ih, self.weight_hh, self.bias, zeros))
+        bias = self.bias if self.bias is not None else zeros
+        return KernelSpec(f"rnn_{self.nonlinearity}", (self.weight_ih, self.weight_hh, bias, zeros))
 
     def options(self) -> dict[str, Any]:
-        return {} if self.nonlinearity == "tanh" else {"nonlinearity": self.nonlinearity}
+        opts: dict[str, Any] = {} if self.nonlinearity == "tanh" else {"nonlinearity": self.nonlinearity}
+        if not self.use_bias:
+            opts["bias"] = False
+        return opts

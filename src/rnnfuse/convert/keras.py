@@ -45,24 +45,18 @@ import torch
 
 from .._files import NotRegularFileError, check_regular_file
 from ..cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
+from .._checks import check_lengths, check_sequence_input
+from ..kernels import run_layer
 from ..stack import StackedRNN
+from ._keras_model import CELL_CLASSES, GATES, KINDS, NEUTRAL, KerasFormatError, KerasLayer, snake
+from .keras_h5 import is_keras2_h5, read_keras2_h5
 from ._params import copy_params, to_rnnfuse_gates
 
-__all__ = ["stack_from_keras"]
+__all__ = ["stack_from_keras", "lengths_from_masking", "MergedBidirectional", "GoBackwards"]
 
-_GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
-_KINDS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn"}
-_NEUTRAL = {"InputLayer", "Masking", "Dropout", "SpatialDropout1D", "GaussianNoise",
-            "GaussianDropout", "AlphaDropout", "ActivityRegularization",
-            "NotEqual", "Any"}  # the last two: the mask a functional model computes for Masking
-
-
-class _Layer(NamedTuple):
-    name: str
-    class_name: str  # LSTM, GRU, SimpleRNN, or any other Keras class
-    config: dict[str, Any]
-    weights: list[np.ndarray]
-    backward: _Layer | None = None  # set for Bidirectional
+_GATES, _KINDS, _NEUTRAL = GATES, KINDS, NEUTRAL
+_Layer = KerasLayer
+_snake = snake
 
 
 def stack_from_keras(source: Any, *, batch_first: bool = True,
@@ -73,17 +67,50 @@ def stack_from_keras(source: Any, *, batch_first: bool = True,
     ``.weights.h5`` file.  ``layer_names`` picks layers (in stack order); by default every
     layer is taken and a non-recurrent layer that matters raises ``ValueError``.
     """
+    return _build(_select(read_keras_layers(source, layer_names), layer_names), batch_first)
+
+
+def read_keras_layers(source: Any, layer_names: Sequence[str] | None = None) -> list[_Layer]:
+    """Every layer of ``source`` (as :func:`stack_from_keras` takes it), in model order, an
+    ``RNN`` layer of several cells as one layer per cell (named ``<rnn>/<k>``)."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if path.endswith(".keras"):
+        if os.path.isdir(path):
+            from .keras_savedmodel import read_savedmodel
+            layers = read_savedmodel(path)
+        elif path.endswith(".keras"):
             layers = _from_keras_file(path)
         elif path.endswith(".h5"):
-            layers = _from_weights_file(path, layer_names)
+            layers = _from_h5(path, layer_names)
         else:
-            raise ValueError(f"source: expected a .keras or .weights.h5 path, got {path!r}")
+            raise ValueError(f"source: expected a .keras or .weights.h5 path (or a Keras 2 .h5 "
+                             f"file or a SavedModel directory), got {path!r}")
     else:
         layers = _from_live(source)
-    return _build(_select(layers, layer_names), batch_first)
+    return _expand_rnn(layers)
+
+
+def lengths_from_masking(x: Any, mask_value: float = 0.0, *, batch_first: bool = True) -> torch.Tensor:
+    """The ``lengths`` a Keras ``Masking(mask_value)`` layer means for post-padded ``x``.
+
+    A step is masked when every feature equals ``mask_value`` (Keras' rule).  rnnfuse
+    takes lengths, so each sequence's valid steps must come first: a mask with holes (valid,
+    masked, valid, e.g. ``[T, T, F, T]``) cannot be lengths and raises ``ValueError``.
+    """
+    x = torch.as_tensor(x)
+    if x.dim() != 3:
+        raise ValueError(f"x: expected a 3-D (batch, time, features) input, got shape {list(x.shape)}")
+    x = x if batch_first else x.transpose(0, 1)
+    valid = (x != mask_value).any(-1)  # (B, T)
+    lengths = valid.sum(1)
+    steps = torch.arange(x.shape[1], device=x.device)
+    holes = (valid != (steps[None, :] < lengths[:, None])).any(1)
+    if bool(holes.any()):
+        rows = holes.nonzero().flatten().tolist()
+        raise ValueError(f"x: the Masking mask of rows {rows} has holes (a masked step before a "
+                         f"valid one, e.g. {valid[rows[0]].tolist()}); rnnfuse needs lengths "
+                         f"(valid steps first, padding after), which such a mask cannot be")
+    return lengths
 
 
 # --------------------------------------------------------------------------- sources
@@ -151,6 +178,8 @@ def _file_layer(f: Any, cls: str, cfg: dict[str, Any], used: dict[str, int]) -> 
     group = f"layers/{_unique(_snake(cls), used)}"
     if cls in ("Functional", "Sequential"):
         raise ValueError(f"layer {cfg.get('name')!r}: a nested model is not supported")
+    if cls == "RNN":
+        return _file_rnn(f, group, cfg)
     if cls != "Bidirectional":
         return _Layer(cfg["name"], cls, cfg, _vars(f, f"{group}/cell" if cls in _GATES else group))
     inner_cls, inner = cfg["layer"]["class_name"], cfg["layer"]["config"]
@@ -161,6 +190,60 @@ def _file_layer(f: Any, cls: str, cfg: dict[str, Any], used: dict[str, int]) -> 
                 _vars(f, f"{group}/backward_layer/cell"))
     return _Layer(cfg["name"], inner_cls, {**inner, "merge_mode": cfg.get("merge_mode")},
                   _vars(f, f"{group}/forward_layer/cell"), bw)
+
+
+def _file_rnn(f: Any, group: str, cfg: dict[str, Any]) -> _Layer:
+    """``RNN(cell)``, ``RNN(StackedRNNCells(...))`` or ``RNN([cells])`` of a .keras file."""
+    cell = cfg.get("cell")
+    if not isinstance(cell, dict) or not isinstance(cell.get("config"), dict):
+        raise ValueError(f"layer {cfg.get('name')!r}: an RNN layer without a cell configuration")
+    if cell.get("class_name") != "StackedRNNCells":
+        return _Layer(cfg["name"], "RNN", cfg, [], cells=(
+            _Layer(cfg["name"], str(cell.get("class_name")), cell["config"], _vars(f, f"{group}/cell")),))
+    used: dict[str, int] = {}
+    cells = []
+    for k, entry in enumerate(cell["config"].get("cells") or []):
+        name = _unique(_snake(entry["class_name"]), used)
+        cells.append(_Layer(f"{cfg['name']}/cell_{k}", entry["class_name"], entry["config"],
+                            _vars(f, f"{group}/cell/cells/{name}")))
+    return _Layer(cfg["name"], "RNN", cfg, [], cells=tuple(cells))
+
+
+def _expand_rnn(layers: list[_Layer]) -> list[_Layer]:
+    """Each ``RNN`` layer replaced by one layer per cell (a StackedRNNCells is a stack)."""
+    out = []
+    for layer in layers:
+        if layer.class_name != "RNN":
+            out.append(layer)
+            continue
+        if not layer.cells:
+            raise ValueError(f"layer {layer.name!r}: an RNN layer without cells")
+        for k, cell in enumerate(layer.cells):
+            cls = CELL_CLASSES.get(cell.class_name)
+            if cls is None:
+                raise ValueError(f"layer {layer.name!r}: cell {cell.class_name!r} is not an LSTMCell, "
+                                 f"GRUCell or SimpleRNNCell")
+            name = layer.name if len(layer.cells) == 1 else f"{layer.name}/{k}"
+            config = {**cell.config, "go_backwards": layer.config.get("go_backwards", False)}
+            out.append(_Layer(name, cls, config, cell.weights))
+    return out
+
+
+def _from_h5(path: str, layer_names: Sequence[str] | None) -> list[_Layer]:
+    """A Keras 2 ``.h5`` (full model or weights) or a Keras 3 ``.weights.h5`` file."""
+    h5py = _h5py()
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"source: {path!r} is not an HDF5 file ({exc})") from None
+    with f:
+        try:
+            keras2 = is_keras2_h5(f)
+        except (OSError, RuntimeError, KeyError) as exc:
+            raise KerasFormatError(f"source: {path!r}: unreadable HDF5 attributes ({exc})") from None
+        if keras2:
+            return read_keras2_h5(f, path)
+    return _from_weights_file(path, layer_names)
 
 
 def _from_weights_file(path: str, layer_names: Sequence[str] | None) -> list[_Layer]:
@@ -212,11 +295,6 @@ def _vars(f: Any, where: str) -> list[np.ndarray]:
     if group is None:
         return []
     return [np.asarray(group[k]) for k in sorted(group, key=int)]
-
-
-def _snake(name: str) -> str:
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def _unique(name: str, used: dict[str, int]) -> str:
@@ -288,22 +366,90 @@ def _select(layers: list[_Layer], names: Sequence[str] | None) -> list[_Layer]:
 
 
 # --------------------------------------------------------------------------- conversion
-def _build(layers: list[_Layer], batch_first: bool) -> StackedRNN:
-    if len({lay.backward is None for lay in layers}) > 1:
-        kinds = [(lay.name, "Bidirectional" if lay.backward else lay.class_name) for lay in layers]
-        raise ValueError(f"layers: a StackedRNN is bidirectional in every layer or in none; got {kinds}")
-    fw, bw = [], []
+def _build(layers: list[_Layer], batch_first: bool) -> Any:
+    if len(layers) == 1 and layers[0].backward is None and layers[0].config.get("go_backwards"):
+        return GoBackwards(StackedRNN.from_cells([_cell(layers[0], None, backwards=True)],
+                                                 batch_first=batch_first))
+    fw: list[RecurrentCell] = []
+    bw: list[RecurrentCell | None] = []
     in_size = None
-    for layer in layers:
+    merge = "concat"
+    for k, layer in enumerate(layers):
         fw.append(_cell(layer, in_size, backwards=False))
         if layer.backward is not None:
-            if layer.config.get("merge_mode") != "concat":
-                raise ValueError(f"layer {layer.name!r}: merge_mode={layer.config.get('merge_mode')!r}; "
-                                 f"only 'concat' is supported")
+            merge = layer.config.get("merge_mode", "concat")
+            if merge not in _MERGES:
+                raise ValueError(f"layer {layer.name!r}: merge_mode={merge!r}; expected one of "
+                                 f"{sorted(str(m) for m in _MERGES)}")
+            if merge != "concat" and k < len(layers) - 1:
+                raise ValueError(f"layer {layer.name!r}: merge_mode={merge!r} below another layer; "
+                                 f"a StackedRNN feeds [fw, bw] (merge_mode='concat') to the next "
+                                 f"layer, so only the top layer may merge otherwise")
             backward = layer.backward._replace(name=f"{layer.name}/backward")
             bw.append(_cell(backward, in_size, backwards=True))
-        in_size = fw[-1].output_size * (2 if bw else 1)
-    return StackedRNN.from_cells(fw, backward_cells=bw or None, batch_first=batch_first)
+        else:
+            bw.append(None)
+        in_size = fw[-1].output_size * (2 if bw[-1] is not None else 1)
+    stack = StackedRNN.from_cells(fw, backward_cells=bw if any(c is not None for c in bw) else None,
+                                  batch_first=batch_first)
+    return stack if layers[-1].backward is None or merge == "concat" else MergedBidirectional(stack, merge)
+
+
+_MERGES = ("concat", "sum", "mul", "ave", None)
+
+
+class GoBackwards(torch.nn.Module):
+    """One Keras recurrent layer with ``go_backwards=True`` (and no other layer).
+
+    Keras reads each sequence from its end and returns the outputs in that processing
+    order, not flipped back; with post-padding and a mask, the padded steps come first and
+    their outputs are zeros.  Here: the cell runs backwards within each length (as the
+    backward half of a bidirectional layer) and the outputs are flipped in time, which
+    gives exactly Keras' numbers.  ``forward(x, lengths=None, initial_state=None)``;
+    ``self.stack`` holds the cell.
+    """
+
+    def __init__(self, stack: StackedRNN) -> None:
+        super().__init__()
+        if stack.num_layers != 1 or stack.bidirectional:
+            raise ValueError("stack: expected one unidirectional layer")
+        self.stack = stack
+
+    def forward(self, x: torch.Tensor, lengths: Any = None, initial_state: Any = None) -> tuple[Any, Any]:
+        stack = self.stack
+        x = check_sequence_input(x, stack.input_size, stack.batch_first)
+        lens = check_lengths(lengths, x.shape[0], x.shape[1], x.device)
+        start = stack._check_initial_state(initial_state, x)
+        out, final = run_layer(stack.layers[0], x, lens, start[0], True)
+        out = out.flip(1)
+        return (out if stack.batch_first else out.transpose(0, 1)), (final,)
+
+
+class MergedBidirectional(torch.nn.Module):
+    """A stack whose top bidirectional layer merges fw and bw as Keras' ``merge_mode``:
+    ``"sum"``, ``"mul"``, ``"ave"``, or ``None`` (the pair ``(fw outputs, bw outputs)``).
+
+    ``forward(x, lengths=None, initial_state=None) -> (outputs, state)``; the state is the
+    stack's.  ``self.stack`` is the :class:`~rnnfuse.StackedRNN` (its outputs concatenated).
+    """
+
+    def __init__(self, stack: StackedRNN, merge_mode: str | None) -> None:
+        super().__init__()
+        if merge_mode not in ("sum", "mul", "ave", None):
+            raise ValueError(f"merge_mode: expected 'sum', 'mul', 'ave' or None, got {merge_mode!r}")
+        self.stack = stack
+        self.merge_mode = merge_mode
+
+    def forward(self, x: torch.Tensor, lengths: Any = None, initial_state: Any = None) -> tuple[Any, Any]:
+        outputs, state = self.stack(x, lengths, initial_state)
+        fw, bw = outputs.chunk(2, dim=-1)
+        if self.merge_mode is None:
+            return (fw, bw), state
+        merged = {"sum": lambda: fw + bw, "mul": lambda: fw * bw, "ave": lambda: (fw + bw) / 2}
+        return merged[self.merge_mode](), state
+
+    def extra_repr(self) -> str:
+        return f"merge_mode={self.merge_mode!r}"
 
 
 def _check_config(layer: _Layer, backwards: bool) -> None:
@@ -318,7 +464,9 @@ def _check_config(layer: _Layer, backwards: bool) -> None:
                          f"{recurrent!r}; rnnfuse supports tanh/sigmoid (and relu for SimpleRNN)")
     if bool(cfg.get("go_backwards", False)) != backwards:
         raise ValueError(f"layer {layer.name!r}: go_backwards={cfg.get('go_backwards')} is supported "
-                         f"only as the backward half of a Bidirectional layer")
+                         f"only as the backward half of a Bidirectional layer, or in a model with "
+                         f"that one recurrent layer (GoBackwards: Keras returns its outputs in "
+                         f"reversed time, which no layer of a StackedRNN can feed to the next)")
 
 
 def _cell(layer: _Layer, in_size: int | None, backwards: bool) -> RecurrentCell:

@@ -58,18 +58,20 @@ def _cell_from_torch(module: Any, in_size: int, suffix: str) -> RecurrentCell:
     kind = _kind(module)
     w_ih, w_hh = (to_rnnfuse_gates(p[n], "torch", kind, 0) for n in ("weight_ih", "weight_hh"))
     values: dict[str, Any] = {"weight_ih": w_ih, "weight_hh": w_hh}
+    bias = bool(module.bias)  # bias=False: cells without bias parameters
     if kind == "gru":
-        cell: RecurrentCell = GRUCell(in_size, module.hidden_size, reset_after=True)
-        values.update({n: _gates(p[n], kind) for n in ("bias_ih", "bias_hh")})
+        cell: RecurrentCell = GRUCell(in_size, module.hidden_size, reset_after=True, bias=bias)
+        if bias:
+            values.update({n: _gates(p[n], kind) for n in ("bias_ih", "bias_hh")})
     else:
-        bias = None if p["bias_ih"] is None else _gates(p["bias_ih"] + p["bias_hh"], kind)
-        values["bias"] = bias
+        if bias:
+            values["bias"] = _gates(p["bias_ih"] + p["bias_hh"], kind)
         if kind == "lstm":
-            cell = LSTMCell(in_size, module.hidden_size, proj_size=module.proj_size or None)
+            cell = LSTMCell(in_size, module.hidden_size, proj_size=module.proj_size or None, bias=bias)
             if module.proj_size:
                 values["weight_hr"] = p["weight_hr"]
         else:
-            cell = RNNCell(in_size, module.hidden_size, nonlinearity=module.nonlinearity)
+            cell = RNNCell(in_size, module.hidden_size, nonlinearity=module.nonlinearity, bias=bias)
     cell = cell.to(device=w_ih.device, dtype=w_ih.dtype)
     copy_params(cell, values, f"module (parameters *{suffix})")
     return cell
@@ -95,7 +97,8 @@ def torch_from_cells(cells: Sequence[RecurrentCell], backward_cells: Sequence[Re
     _check_expressible(cells, backward, residual, variational_dropout)
     first = cells[0]
     common = dict(input_size=first.input_size, hidden_size=first.hidden_size, num_layers=len(cells),
-                  batch_first=batch_first, bidirectional=bool(backward), dropout=dropout)
+                  batch_first=batch_first, bidirectional=bool(backward), dropout=dropout,
+                  bias=first.use_bias)
     if isinstance(first, LSTMCell):
         module: nn.Module = nn.LSTM(**common, proj_size=first.proj_size or 0)
     elif isinstance(first, GRUCell):
@@ -119,6 +122,13 @@ def _torch_values(cell: RecurrentCell, suffix: str) -> dict[str, Any]:
         return from_rnnfuse_gates(t.detach(), "torch", kind, 0)
 
     out = {"weight_ih": gates(cell.weight_ih), "weight_hh": gates(cell.weight_hh)}
+    if not cell.use_bias:  # torch module built with bias=False
+        if isinstance(cell, LSTMCell) and cell.forget_bias:
+            raise ValueError("stack: not expressible as one torch.nn RNN module: a forget_bias "
+                             "needs biases, and these cells have bias=False")
+        if isinstance(cell, LSTMCell) and cell.proj_size is not None:
+            out["weight_hr"] = cell.weight_hr.detach()
+        return {name + suffix: value for name, value in out.items()}
     if isinstance(cell, GRUCell):
         out.update(bias_ih=gates(cell.bias_ih), bias_hh=gates(cell.bias_hh))
     else:
@@ -151,7 +161,8 @@ def _why_not_expressible(cells: list[RecurrentCell], all_cells: list[RecurrentCe
     if len(options) > 1:
         return "its layers have different options"
     first = cells[0]
-    if isinstance(first, LSTMCell) and (first.peepholes or first.cell_clip or first.proj_clip):
+    if isinstance(first, LSTMCell) and (first.peepholes or first.cell_clip is not None
+                                        or first.proj_clip is not None):
         return "PyTorch's LSTM has no peepholes, cell_clip or proj_clip"
     if isinstance(first, GRUCell) and not first.reset_after:
         return "PyTorch's GRU resets after the hidden matmul; this GRU (reset_after=False) resets before"

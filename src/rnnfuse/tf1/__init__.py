@@ -27,10 +27,13 @@ from .convert import TF1VariableError, load_stack
 from ..state import LSTMState as LSTMStateTuple
 from .cells import BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, MultiRNNCell, variable_scope
 from .run import as_stack, bidirectional_dynamic_rnn, dynamic_rnn, get_variables, restore
+from .static import stack_bidirectional_dynamic_rnn, static_bidirectional_rnn, static_rnn
+from .wrappers import DropoutWrapper, ResidualWrapper
 
 __all__ = [
     "BasicLSTMCell", "LSTMCell", "GRUCell", "BasicRNNCell", "MultiRNNCell", "LSTMStateTuple",
     "dynamic_rnn", "bidirectional_dynamic_rnn", "variable_scope", "restore", "get_variables",
     "as_stack", "load_stack", "read_checkpoint", "CheckpointError", "TF1VariableError",
-    "BidirectionalRNN",
+    "BidirectionalRNN", "ResidualWrapper", "DropoutWrapper", "static_rnn",
+    "static_bidirectional_rnn", "stack_bidirectional_dynamic_rnn",
 ]

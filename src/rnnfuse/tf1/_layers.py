@@ -126,14 +126,15 @@ def cell_to_tf(cell: RecurrentCell) -> dict[str, Tensor]:
             raise ValueError("cell: TF1's GRUCell resets before the hidden matmul; this GRUCell "
                              "has reset_after=True, which TF1 cannot express")
         h2 = 2 * cell.hidden_size
-        bias = cell.bias.detach()
+        bias = cell.bias_or_zeros(cell.bias, 3 * cell.hidden_size, w_ih.dtype, w_ih.device).detach()
         return {"gates/kernel": torch.cat([w_ih[:h2].T, w_hh[:h2].T]), "gates/bias": bias[:h2],
                 "candidate/kernel": torch.cat([w_ih[h2:].T, w_hh[h2:].T]), "candidate/bias": bias[h2:]}
     kernel = torch.cat([w_ih.T, w_hh.T])
+    bias = cell.bias_or_zeros(cell.bias, w_ih.shape[0], w_ih.dtype, w_ih.device).detach().clone()
     if not isinstance(cell, LSTMCell):
-        return {"kernel": kernel, "bias": cell.bias.detach()}
+        return {"kernel": kernel, "bias": bias}
     out = {"kernel": from_rnnfuse_gates(kernel, "tf1", "lstm", 1),
-           "bias": from_rnnfuse_gates(cell.bias.detach(), "tf1", "lstm", 0)}
+           "bias": from_rnnfuse_gates(bias, "tf1", "lstm", 0)}
     if cell.peepholes:
         out.update({role: getattr(cell, role).detach() for role in PEEPHOLES})
     if cell.proj_size is not None:

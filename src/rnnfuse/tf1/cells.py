@@ -1,5 +1,10 @@
 """The TF1 facade's cells: ``BasicLSTMCell``, ``LSTMCell``, ``GRUCell``, ``BasicRNNCell``,
-``MultiRNNCell`` and ``variable_scope``; each builds its rnnfuse cell at the first call."""
+``MultiRNNCell`` and ``variable_scope``; each builds its rnnfuse cell at the first call.
+
+``state_is_tuple=False`` (``BasicLSTMCell``, ``LSTMCell``, ``MultiRNNCell``) gives states as
+TF concatenates them: an LSTM's ``[c, h]`` (``[c, m]`` with a projection) in one tensor, and a
+``MultiRNNCell``'s layers side by side, ``[B, sum of the layers' state sizes]``.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from torch import Tensor, nn
 from ..cells import RecurrentCell
 from ._layers import initial_values, layer_arrays, load_layer, make_cell
 from .names import TFLayer, variable_shapes
+from .wrappers import core_cell, is_wrapper
 from ..state import LSTMState as LSTMStateTuple
 
 __all__ = ["BasicLSTMCell", "LSTMCell", "GRUCell", "BasicRNNCell", "MultiRNNCell", "variable_scope",
@@ -59,6 +65,7 @@ class _Cell(nn.Module):
 
     num_proj: int | None = None
     use_peepholes = False
+    state_is_tuple = True
 
     @property
     def built(self) -> bool:
@@ -101,7 +108,8 @@ class _Cell(nn.Module):
     def forward(self, inputs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """One step, as calling a TF cell: ``(output, new_state)``."""
         self.build(inputs.shape[-1], inputs.dtype, inputs.device)
-        return self.cell(inputs, _layer_state(self, state))
+        out, new = self.cell(inputs, _layer_state(self, state))
+        return out, tf_layer_state(self, new)
 
     def extra_repr(self) -> str:
         opts = "".join(f", {k}={v!r}" for k, v in self._options().items() if v is not None)
@@ -113,16 +121,24 @@ class BasicLSTMCell(_Cell):
 
     tf_name, cell_type = "basic_lstm_cell", "BasicLSTMCell"
 
-    def __init__(self, num_units: int, forget_bias: float = 1.0, *, state_is_tuple: bool = True,
-                 activation: Any = None, dtype: Any = None) -> None:
+    def __init__(self, num_units: int, forget_bias: float = 1.0, state_is_tuple: bool = True,
+                 activation: Any = None, reuse: Any = None, name: Any = None,
+                 dtype: Any = None) -> None:
         super().__init__(num_units, dtype)
-        _check_tuple_state(state_is_tuple)
+        self.state_is_tuple = _check_tuple_state(state_is_tuple)
         _activation(activation, relu_ok=False)
         self.forget_bias = _float("forget_bias", forget_bias)
 
     @property
     def state_size(self) -> Any:
+        """``LSTMStateTuple(c, h)`` sizes, or their sum with ``state_is_tuple=False``."""
+        if not self.state_is_tuple:
+            return self.num_units + self.output_size
         return LSTMStateTuple(self.num_units, self.output_size)
+
+    def zero_state(self, batch_size: int, dtype: torch.dtype | None = None) -> Any:
+        return torch.zeros(batch_size, self.state_size, dtype=dtype or self.cell_dtype) \
+            if not self.state_is_tuple else super().zero_state(batch_size, dtype)
 
     def _options(self) -> dict[str, Any]:
         return {"forget_bias": self.forget_bias}
@@ -188,13 +204,13 @@ class MultiRNNCell(nn.Module):
 
     def __init__(self, cells: Sequence[_Cell], state_is_tuple: bool = True) -> None:
         super().__init__()
-        _check_tuple_state(state_is_tuple)
+        self.state_is_tuple = _check_tuple_state(state_is_tuple)
         if isinstance(cells, nn.Module) or not isinstance(cells, Sequence) or not cells:
             raise TypeError(f"cells: expected a non-empty list of cells, got {cells!r}")
         for i, cell in enumerate(cells):
-            if not isinstance(cell, _Cell):
-                raise TypeError(f"cells[{i}]: expected BasicLSTMCell, LSTMCell, GRUCell or "
-                                f"BasicRNNCell, got {type(cell).__name__}")
+            if not isinstance(cell, _Cell) and not is_wrapper(cell):
+                raise TypeError(f"cells[{i}]: expected BasicLSTMCell, LSTMCell, GRUCell, "
+                                f"BasicRNNCell or a wrapper of one, got {type(cell).__name__}")
             first = next(j for j, c in enumerate(cells) if c is cell)
             if first != i:
                 raise ValueError(
@@ -206,29 +222,70 @@ class MultiRNNCell(nn.Module):
         self.tf_scope: str | None = None
 
     @property
-    def state_size(self) -> tuple:
-        return tuple(c.state_size for c in self.cells)
+    def state_size(self) -> Any:
+        """One size per layer, or their sum with ``state_is_tuple=False``."""
+        sizes = tuple(c.state_size for c in self.cells)
+        return sizes if self.state_is_tuple else sum(_flat_size(s) for s in sizes)
 
     @property
     def output_size(self) -> int:
         return self.cells[-1].output_size
 
-    def zero_state(self, batch_size: int, dtype: torch.dtype | None = None) -> tuple:
-        return tuple(c.zero_state(batch_size, dtype) for c in self.cells)
+    def zero_state(self, batch_size: int, dtype: torch.dtype | None = None) -> Any:
+        states = tuple(c.zero_state(batch_size, dtype) for c in self.cells)
+        return states if self.state_is_tuple else join_layers(self, states)
 
-    def forward(self, inputs: Tensor, state: Any = None) -> tuple[Tensor, tuple]:
+    def forward(self, inputs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """One step through every layer: ``(output, new_state)``."""
-        state = (None,) * len(self.cells) if state is None else state
+        state = (None,) * len(self.cells) if state is None else split_layers(self, state)
         new = []
         for cell, layer_state in zip(self.cells, state):
             inputs, s = cell(inputs, layer_state)
             new.append(s)
-        return inputs, tuple(new)
+        return inputs, tuple(new) if self.state_is_tuple else join_layers(self, new)
 
 
-def _layer_state(layer: _Cell, state: Any) -> Any:
-    if isinstance(layer.state_size, tuple) and isinstance(state, (tuple, list)) and len(state) == 2:
+def _flat_size(size: Any) -> int:
+    return sum(size) if isinstance(size, tuple) else size
+
+
+def split_layers(multi: MultiRNNCell, state: Any) -> tuple:
+    """A ``MultiRNNCell`` state as one state per layer (splitting a concatenated one)."""
+    if multi.state_is_tuple or not isinstance(state, Tensor):
+        return tuple(state)
+    sizes = [_flat_size(c.state_size) for c in multi.cells]
+    if state.shape[-1] != sum(sizes):
+        raise ValueError(f"state: expected [batch, {sum(sizes)}] (the layers' states {sizes} "
+                         f"concatenated, state_is_tuple=False), got {list(state.shape)}")
+    return tuple(state.split(sizes, dim=-1))
+
+
+def join_layers(multi: MultiRNNCell, states: Sequence[Any]) -> Tensor:
+    """The layers' states concatenated, as ``MultiRNNCell(state_is_tuple=False)`` gives it."""
+    parts = [torch.cat(list(s), -1) if isinstance(s, tuple) else s for s in states]
+    return torch.cat(parts, -1)
+
+
+def _layer_state(layer: Any, state: Any) -> Any:
+    """A layer's state as the rnnfuse cell takes it (an ``LSTMStateTuple`` for an LSTM)."""
+    core = core_cell(layer)
+    if not isinstance(core, BasicLSTMCell) or state is None:
+        return state
+    if isinstance(state, (tuple, list)) and len(state) == 2:
         return LSTMStateTuple(*state)
+    if isinstance(state, Tensor):
+        c, h = core.num_units, core.output_size
+        if state.shape[-1] != c + h:
+            raise ValueError(f"state: expected [batch, {c + h}] ([c, h] concatenated, "
+                             f"state_is_tuple=False), got {list(state.shape)}")
+        return LSTMStateTuple(state[..., :c], state[..., c:])
+    return state
+
+
+def tf_layer_state(layer: Any, state: Any) -> Any:
+    """A layer's rnnfuse state as TF gives it (concatenated for ``state_is_tuple=False``)."""
+    if isinstance(state, LSTMStateTuple) and not core_cell(layer).state_is_tuple:
+        return torch.cat([state.c, state.h], -1)
     return state
 
 
@@ -248,9 +305,10 @@ def _float(name: str, value: Any) -> float:
     return float(value)
 
 
-def _check_tuple_state(state_is_tuple: Any) -> None:
-    if state_is_tuple is not True:
-        raise ValueError(f"state_is_tuple: only True (TF's default) is supported, got {state_is_tuple!r}")
+def _check_tuple_state(state_is_tuple: Any) -> bool:
+    if not isinstance(state_is_tuple, bool):
+        raise TypeError(f"state_is_tuple: expected a bool, got {state_is_tuple!r}")
+    return state_is_tuple
 
 
 def _activation(activation: Any, relu_ok: bool) -> str:

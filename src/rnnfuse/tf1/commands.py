@@ -2,8 +2,9 @@
 
 ``rnnfuse convert PREFIX [--scope SCOPE] --out FILE.safetensors`` turns the RNN under a
 TF1 checkpoint's scope into an rnnfuse file (:func:`rnnfuse.io.save`).
-``rnnfuse inspect PREFIX`` prints each variable's name and shape, the cells and the state
-structure with its sizes (:func:`inspect_path`, called by :mod:`rnnfuse.cli`).
+``rnnfuse inspect PREFIX`` prints each variable's name and shape, what training left there
+(optimizer slots, ``global_step``, EMA shadows: skipped by both commands; ``convert --ema``
+loads the shadows), the cells and the state structure with its sizes (:func:`inspect_path`, called by :mod:`rnnfuse.cli`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from .._command import fail
 from ..describe import state_str as _state_str
 from ..state import LSTMState
 from .checkpoint import CheckpointError, list_variables
-from .names import TFBidirectional, TFStack, find_rnn_scopes, parse_scope
+from .names import TFBidirectional, TFStack, TFStackBidirectional, find_rnn_scopes, parse_scope
+from .skip import split
 
 __all__ = ["add_commands", "inspect_path"]
 
@@ -39,7 +41,10 @@ def add_commands(subparsers: Any) -> None:
     convert.add_argument("--time-major", action="store_true",
                          help="the stack takes (time, batch, features) inputs")
     convert.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
-                         help="glob of variable names to leave out, e.g. '*/Adam*' (repeatable)")
+                         help="glob of variable names to leave out, e.g. '*/my_slot' (repeatable; "
+                         "optimizer slots, global_step and EMA shadows are skipped already)")
+    convert.add_argument("--ema", action="store_true",
+                         help="load the ExponentialMovingAverage shadows instead of the raw values")
     convert.set_defaults(handler=run_convert)
 
 
@@ -48,16 +53,22 @@ def run_convert(args: argparse.Namespace) -> int:
     from .convert import load_stack
 
     try:
-        names = [v.name for v in list_variables(args.prefix)]
-        scope = args.scope or _only_scope(names)
+        shapes = {v.name: v.shape for v in list_variables(args.prefix)}
+        kept, skipped = split(shapes, args.ema, args.scope)
+        scope = args.scope or _only_scope(list(kept))
+        if args.ema:
+            split(shapes, True, scope)  # every variable under the scope has its shadow
         module = load_stack(args.prefix, scope, batch_first=not args.time_major,
                             forget_bias=args.forget_bias, cell_clip=args.cell_clip,
-                            proj_clip=args.proj_clip, activation=args.activation, ignore=args.ignore)
+                            proj_clip=args.proj_clip, activation=args.activation, ignore=args.ignore,
+                            use_ema=args.ema)
         save(module, args.out)
     except (CheckpointError, ValueError, TypeError, OSError) as exc:
         return fail("convert", exc)
     count = sum(p.numel() for p in module.parameters())
     print(f"wrote {args.out}: {type(module).__name__} from scope {scope!r}, {count} parameters")
+    if skipped:
+        print(f"skipped: {skipped.summary()}")
     return 0
 
 
@@ -85,11 +96,14 @@ def _inspect_tf1(prefix: str) -> int:
     width = max((len(v.name) for v in variables), default=0)
     for v in variables:
         print(f"  {v.name:<{width}}  {list(v.shape)}  {v.dtype}")
-    shapes = {v.name: v.shape for v in variables}
+    shapes, skipped = split({v.name: v.shape for v in variables})
+    if skipped:
+        print(f"skipped (not model weights): {skipped.summary()}")
     scopes = find_rnn_scopes(shapes)
     if not scopes:
         print("no TF1 RNN cells found")
     status = 0
+    parsed_scopes = []
     for scope in scopes:
         try:
             parsed = parse_scope(shapes, scope)
@@ -98,10 +112,38 @@ def _inspect_tf1(prefix: str) -> int:
             status = 1
             continue
         _print_tf1_rnn(parsed)
+        parsed_scopes.append(parsed)
+    _print_chains(parsed_scopes)
     return status
 
 
-def _print_tf1_rnn(parsed: TFStack | TFBidirectional) -> None:
+def _print_chains(parsed: list[Any]) -> None:
+    """Point out a bidirectional scope whose [fw, bw] outputs fit another scope's input (GNMT)."""
+    for bi in parsed:
+        if not isinstance(bi, TFBidirectional) or len(bi.fw.layers) != 1 or len(bi.bw.layers) != 1:
+            continue
+        width = bi.fw.layers[0].output_size + bi.bw.layers[0].output_size
+        for uni in parsed:
+            if isinstance(uni, TFStack) and uni.layers[0].input_size == width:
+                print(f"{bi.scope} -> {uni.scope}: the [fw, bw] outputs fit its input; if they fed it "
+                      f"(GNMT's encoder), load_stack(prefix, [{bi.scope!r}, {uni.scope!r}], "
+                      f"residual=[...]) makes one StackedRNN (residual connections are not stored: "
+                      f"ResidualWrapper layers must be named)")
+
+
+def _print_tf1_rnn(parsed: TFStack | TFBidirectional | TFStackBidirectional) -> None:
+    if isinstance(parsed, TFStackBidirectional):
+        print(f"{parsed.scope}: stack_bidirectional_dynamic_rnn, {len(parsed.layers)} bidirectional "
+              f"layers (each reads the [fw, bw] outputs of the one below)")
+        for k, bi in enumerate(parsed.layers):
+            for side, stack in (("fw", bi.fw), ("bw", bi.bw)):
+                _print_tf1_layers(stack._replace(multi=False), f"  cell_{k}/{side}: ")
+        top = parsed.layers[-1]
+        print(f"  outputs: [batch, time, {top.fw.layers[0].output_size + top.bw.layers[0].output_size}]")
+        fw = tuple(_tf1_state(bi.fw) for bi in parsed.layers)
+        bw = tuple(_tf1_state(bi.bw) for bi in parsed.layers)
+        print(f"  state: (states_fw={_state_str(fw)}, states_bw={_state_str(bw)})")
+        return
     if isinstance(parsed, TFBidirectional):
         print(f"{parsed.scope}: bidirectional_dynamic_rnn, two independent stacks")
         for side, stack in (("fw", parsed.fw), ("bw", parsed.bw)):

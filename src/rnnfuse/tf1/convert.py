@@ -12,8 +12,9 @@ activations are not supported.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,25 +25,46 @@ from ..bidirectional import BidirectionalRNN
 from ..stack import StackedRNN
 from ._layers import cell_to_tf, layer_arrays, load_layer, make_cell, tf_cell_name
 from .checkpoint import read_checkpoint
-from .names import TF1VariableError, TFBidirectional, TFLayer, parse_scope
+from .names import TF1VariableError, TFBidirectional, TFLayer, TFStackBidirectional, parse_scope
+from .skip import split
 
-__all__ = ["TF1VariableError", "load_stack", "stack_from_variables", "stack_to_tf"]
+_log = logging.getLogger("rnnfuse.tf1")
+
+__all__ = ["TF1VariableError", "load_stack", "stack_from_variables", "stack_to_tf", "model_variables"]
 
 
-def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray], scope: str = "rnn", *,
+def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
+               scope: str | Sequence[str] = "rnn", *,
                batch_first: bool = True, forget_bias: float = 1.0,
                cell_clip: float | None = None, proj_clip: float | None = None,
-               activation: str = "tanh", ignore: Iterable[str] = ()) -> Any:
+               activation: str = "tanh", ignore: Iterable[str] = (), use_ema: bool = False,
+               residual: bool | Sequence[bool] = False) -> Any:
     """The RNN that TF1's ``dynamic_rnn`` ran under ``scope``, from a checkpoint.
 
     Returns a :class:`~rnnfuse.StackedRNN`, or a :class:`BidirectionalRNN` for a
-    ``bidirectional_dynamic_rnn`` scope; it gives TF's numbers for the same inputs,
+    ``bidirectional_dynamic_rnn`` scope, or a bidirectional :class:`~rnnfuse.StackedRNN` for a
+    ``stack_bidirectional_dynamic_rnn`` scope (``forward(x, lengths)`` gives
+    ``(outputs, (fw_states, bw_states))``, one state per layer); it gives TF's numbers for the same inputs,
     ``lengths`` (TF's ``sequence_length``) and ``initial_state``.  ``batch_first=False`` is
     TF's ``time_major=True``.  ``forget_bias`` (every LSTM layer), ``cell_clip`` (``LSTMCell``
     layers) and ``proj_clip`` (layers with a projection) are not stored by TF: pass what the
     model was built with.  Every variable under ``scope`` must be used (``ignore`` takes
-    glob patterns of full names to leave out, e.g. ``["*/Adam", "*/Adam_1"]``); anything
-    missing, left over or of the wrong shape raises :class:`TF1VariableError` listing it.
+    glob patterns of full names to leave out, e.g. ``["*/my_slot"]``); anything missing,
+    left over or of the wrong shape raises :class:`TF1VariableError` listing it.
+
+    What training leaves in a checkpoint is skipped (:mod:`rnnfuse.tf1.skip`): optimizer
+    slots (``<var>/Adam``, ``<var>/Momentum``, ...), ``beta1_power``, ``global_step`` and
+    ``ExponentialMovingAverage`` shadows; the ``rnnfuse.tf1`` logger says what at INFO level.
+    ``use_ema=True`` loads each ``<var>/ExponentialMovingAverage`` shadow instead of
+    ``<var>`` (as TF's ``ema.variables_to_restore()``).
+
+    A list of scopes stacks RNNs that fed each other into one :class:`~rnnfuse.StackedRNN`,
+    a ``bidirectional_dynamic_rnn`` of one cell a side becoming a bidirectional layer (its
+    ``[fw, bw]`` outputs feed the next): GNMT's encoder is
+    ``load_stack(prefix, ["encoder/bidirectional_rnn", "encoder/rnn"], residual=[False, False, True])``
+    (its state: ``((fw, bw), uni_0, uni_1)``).  ``residual`` (per layer, or a bool: every layer
+    but the first) adds a layer's input to its output, as ``ResidualWrapper``; TF stores no
+    trace of it, so it comes from the caller.
 
     >>> stack = load_stack("tests/fixtures/tf1/seed_multi_lstm/model", batch_first=False)
     >>> [type(c).__name__ for c in stack.layers], stack.hidden_sizes
@@ -51,15 +73,42 @@ def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray], scope:
     variables = prefix if isinstance(prefix, Mapping) else read_checkpoint(prefix)
     return stack_from_variables(variables, scope, batch_first=batch_first, forget_bias=forget_bias,
                                 cell_clip=cell_clip, proj_clip=proj_clip, activation=activation,
-                                ignore=ignore)
+                                ignore=ignore, use_ema=use_ema, residual=residual)
 
 
-def stack_from_variables(variables: Mapping[str, np.ndarray], scope: str = "rnn", *,
-                         batch_first: bool = True, forget_bias: float = 1.0,
+def model_variables(variables: Mapping[str, np.ndarray], scope: str,
+                    use_ema: bool = False) -> dict[str, np.ndarray]:
+    """``variables`` without optimizer slots, counters and EMA shadows (logged at INFO);
+    with ``use_ema`` the shadows' values in place of the raw ones."""
+    kept, skipped = split(variables, use_ema, scope if isinstance(scope, str) else None)
+    if skipped:
+        _log.info("TF1 checkpoint: skipped %s", skipped.summary())
+    return kept
+
+
+def stack_from_variables(variables: Mapping[str, np.ndarray], scope: str | Sequence[str] = "rnn",
+                         *, batch_first: bool = True, forget_bias: float = 1.0,
                          cell_clip: float | None = None, proj_clip: float | None = None,
-                         activation: str = "tanh", ignore: Iterable[str] = ()) -> Any:
+                         activation: str = "tanh", ignore: Iterable[str] = (),
+                         use_ema: bool = False, residual: bool | Sequence[bool] = False) -> Any:
     """:func:`load_stack` from a ``{tf_name: ndarray}`` dict instead of a checkpoint."""
+    ignore = [ignore] if isinstance(ignore, str) else list(ignore)
+    options = dict(forget_bias=forget_bias, cell_clip=cell_clip, proj_clip=proj_clip,
+                   activation=activation)
+    if not isinstance(scope, str):  # several RNNs feeding each other: one stack
+        if isinstance(scope, Mapping) or not isinstance(scope, Sequence) or not scope:
+            raise TypeError(f"scope: expected a scope name or a non-empty list of them, got {scope!r}")
+        for one in scope:
+            variables = model_variables(variables, one, use_ema)
+        pairs = [pair for one in scope for pair in _chained(parse_scope(variables, one, ignore))]
+        return _stack(pairs, variables, options, batch_first, residual, ", ".join(scope))
+    variables = model_variables(variables, scope, use_ema)
     parsed = parse_scope(variables, scope, ignore)
+    if isinstance(parsed, TFStackBidirectional) or residual is not False:
+        if isinstance(parsed, TFBidirectional):
+            raise ValueError(f"residual: a bidirectional_dynamic_rnn ({parsed.scope!r}) runs two "
+                             f"independent stacks without residual connections")
+        return _stack(_chained(parsed), variables, options, batch_first, residual, parsed.scope)
     stacks = [parsed.fw, parsed.bw] if isinstance(parsed, TFBidirectional) else [parsed]
     layers = [lay for s in stacks for lay in s.layers]
     _check_options(layers, parsed.scope, cell_clip, proj_clip, activation)
@@ -75,6 +124,37 @@ def stack_from_variables(variables: Mapping[str, np.ndarray], scope: str = "rnn"
             cells.append(cell)
         built.append(StackedRNN.from_cells(cells, batch_first=batch_first))
     return BidirectionalRNN(*built) if len(built) == 2 else built[0]
+
+
+def _chained(parsed: Any) -> list[tuple[TFLayer, TFLayer | None]]:
+    """The layers of a parsed scope as ``(fw, bw or None)``, to stack on each other."""
+    if isinstance(parsed, TFStackBidirectional):
+        return [(bi.fw.layers[0], bi.bw.layers[0]) for bi in parsed.layers]
+    if isinstance(parsed, TFBidirectional):
+        if len(parsed.fw.layers) != 1 or len(parsed.bw.layers) != 1:
+            raise TF1VariableError(
+                f"scope: {parsed.scope!r} is a bidirectional_dynamic_rnn of MultiRNNCells (two "
+                f"independent stacks); in a list of scopes each side must be one cell (one "
+                f"bidirectional layer, its [fw, bw] outputs feeding the next scope)")
+        return [(parsed.fw.layers[0], parsed.bw.layers[0])]
+    return [(layer, None) for layer in parsed.layers]
+
+
+def _stack(pairs: list[tuple[TFLayer, TFLayer | None]], variables: Mapping[str, np.ndarray],
+           options: dict[str, Any], batch_first: bool, residual: Any, scope: str) -> StackedRNN:
+    layers = [lay for pair in pairs for lay in pair if lay is not None]
+    _check_options(layers, scope, options["cell_clip"], options["proj_clip"], options["activation"])
+    fw = [_cell(f, variables, options) for f, _ in pairs]
+    bw = [None if b is None else _cell(b, variables, options) for _, b in pairs]
+    return StackedRNN.from_cells(fw, backward_cells=bw if any(c is not None for c in bw) else None,
+                                 batch_first=batch_first, residual=residual)
+
+
+def _cell(layer: TFLayer, variables: Mapping[str, np.ndarray], options: dict[str, Any]) -> Any:
+    arrays = layer_arrays(layer, variables)
+    cell = make_cell(layer, **options).to(torch.from_numpy(arrays["weight_ih"]).dtype)
+    load_layer(cell, layer, arrays)
+    return cell
 
 
 def _check_options(layers: list[TFLayer], scope: str, cell_clip: Any, proj_clip: Any,

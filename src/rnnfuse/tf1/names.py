@@ -3,7 +3,9 @@
 ``dynamic_rnn`` names its variables ``<scope>/<cell>/...`` for one cell and
 ``<scope>/multi_rnn_cell/cell_<i>/<cell>/...`` for a ``MultiRNNCell``;
 ``bidirectional_dynamic_rnn`` puts two independent stacks under ``<scope>/fw`` and
-``<scope>/bw`` (default scope ``bidirectional_rnn``).  Cells are recognised by name, sizes
+``<scope>/bw`` (default scope ``bidirectional_rnn``); ``stack_bidirectional_dynamic_rnn``
+one ``bidirectional_dynamic_rnn`` per layer, ``<scope>/cell_<i>/bidirectional_rnn/{fw,bw}``
+(default scope ``stack_bidirectional_rnn``).  Cells are recognised by name, sizes
 come from shapes (before TF 1.2 ``weights``/``biases`` stood for ``kernel``/``bias``):
 
 ==================  ================================================================
@@ -33,7 +35,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["TF1VariableError", "TFLayer", "TFStack", "TFBidirectional", "CELL_TYPES",
+__all__ = ["TF1VariableError", "TFLayer", "TFStack", "TFBidirectional", "TFStackBidirectional", "CELL_TYPES",
            "PEEPHOLES", "parse_scope", "find_rnn_scopes", "variable_shapes"]
 
 CELL_TYPES = {"basic_lstm_cell": "BasicLSTMCell", "lstm_cell": "LSTMCell",
@@ -80,6 +82,16 @@ class TFBidirectional(NamedTuple):
     bw: TFStack
 
 
+class TFStackBidirectional(NamedTuple):
+    """``stack_bidirectional_dynamic_rnn``: one bidirectional layer (one cell a side) per entry."""
+
+    scope: str
+    layers: tuple[TFBidirectional, ...]
+
+
+_STACK_BI = re.compile(r"(.*?)/?cell_\d+/bidirectional_rnn")
+
+
 class _Problems:
     def __init__(self) -> None:
         self.missing: list[str] = []
@@ -90,6 +102,10 @@ class _Problems:
         parts = [f"{title}:\n    " + "\n    ".join(items) for title, items in (
             ("missing", self.missing), ("unexpected (left over)", self.unexpected),
             ("wrong shape", self.wrong)) if items]
+        if self.unexpected:
+            parts.append("to leave variables out on purpose, pass ignore= glob patterns of their "
+                         "names (e.g. ignore=['*/my_slot']; optimizer slots, global_step and EMA "
+                         "shadows are skipped already)")
         if parts:
             raise TF1VariableError(f"variables under scope {scope!r} do not match a TF1 RNN:\n  "
                                    + "\n  ".join(parts))
@@ -108,12 +124,14 @@ def find_rnn_scopes(names: Iterable[str]) -> list[str]:
     for scope in found:
         head, _, tail = scope.rpartition("/")
         both = {f"{head}/fw".lstrip("/"), f"{head}/bw".lstrip("/")} <= found
-        scopes.add(head if tail in ("fw", "bw") and both else scope)
+        scope = head if tail in ("fw", "bw") and both else scope
+        stacked = _STACK_BI.fullmatch(scope)
+        scopes.add(stacked.group(1) if stacked and stacked.group(1) else scope)
     return sorted(scopes)
 
 
 def parse_scope(shapes: Mapping[str, Any], scope: str = "rnn",
-                ignore: Iterable[str] = ()) -> TFStack | TFBidirectional:
+                ignore: Iterable[str] = ()) -> TFStack | TFBidirectional | TFStackBidirectional:
     """Read the RNN under ``scope`` from ``{tf_name: shape}`` (arrays work too)."""
     if not isinstance(scope, str) or not scope.strip("/"):
         raise ValueError(f"scope: expected a TF scope name such as 'rnn', got {scope!r}")
@@ -127,6 +145,8 @@ def parse_scope(shapes: Mapping[str, Any], scope: str = "rnn",
         raise TF1VariableError(f"scope: no variables under {scope!r}; {hint}")
     problems = _Problems()
     tops = {r.split("/")[0] for r in rel}
+    if any(r.split("/")[1:2] == ["bidirectional_rnn"] for r in rel):
+        return _parse_stack_bidirectional(shapes, scope, rel, patterns, problems)
     if tops & {"fw", "bw"}:
         problems.unexpected += [f"{scope}/{r}" for r in rel if r.split("/")[0] not in ("fw", "bw")]
         problems.missing += [f"{scope}/{side}/..." for side in ("fw", "bw") if side not in tops]
@@ -137,6 +157,43 @@ def parse_scope(shapes: Mapping[str, Any], scope: str = "rnn",
     stack = _parse_stack(scope, rel, problems)
     problems.check(scope)
     return stack
+
+
+def _parse_stack_bidirectional(shapes: Mapping[str, Any], scope: str, rel: dict[str, Any],
+                                patterns: list[str], problems: _Problems) -> TFStackBidirectional:
+    """``<scope>/cell_<i>/bidirectional_rnn/{fw,bw}/<cell>/...``: one cell a side per layer."""
+    layers: dict[int, str] = {}
+    for r in rel:
+        parts = r.split("/")
+        match = re.fullmatch(r"cell_(\d+)", parts[0])
+        if match is None or parts[1:2] != ["bidirectional_rnn"]:
+            problems.unexpected.append(f"{scope}/{r}")
+        else:
+            layers[int(match.group(1))] = f"{scope}/{parts[0]}/bidirectional_rnn"
+    count = max(layers, default=-1) + 1
+    problems.missing += [f"{scope}/cell_{i}/bidirectional_rnn/..." for i in range(count) if i not in layers]
+    problems.check(scope)
+    parsed: list[TFBidirectional] = []
+    for i in range(count):
+        layer = parse_scope(shapes, layers[i], patterns)
+        if not isinstance(layer, TFBidirectional):
+            raise TF1VariableError(f"{layers[i]}: expected fw/ and bw/ (a bidirectional_dynamic_rnn)")
+        for side in (layer.fw, layer.bw):
+            if len(side.layers) != 1:
+                raise TF1VariableError(
+                    f"{side.scope}: expected one cell per direction and layer, got a MultiRNNCell of "
+                    f"{len(side.layers)}; rnnfuse reads stack_bidirectional_dynamic_rnn of plain cells")
+        if parsed:
+            below = parsed[-1].fw.layers[0].output_size + parsed[-1].bw.layers[0].output_size
+            for side in (layer.fw, layer.bw):
+                cell = side.layers[0]
+                if cell.input_size != below:
+                    kernel = cell.variables.get("kernel") or cell.variables["gates/kernel"]
+                    problems.wrong.append(f"{kernel}: its rows hold the input of size {cell.input_size}, "
+                                          f"but the layer below outputs [fw, bw] = {below}")
+        parsed.append(layer)
+    problems.check(scope)
+    return TFStackBidirectional(scope, tuple(parsed))
 
 
 def _shape(value: Any) -> tuple[int, ...]:

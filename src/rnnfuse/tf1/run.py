@@ -15,10 +15,12 @@ from ..bidirectional import BidirectionalRNN
 from ..stack import StackedRNN
 from ..state import LSTMState as LSTMStateTuple
 from ._layers import check_layers, layer_arrays, load_layer
-from .cells import MultiRNNCell, _as_dtype, _Cell, _full_scope, _layer_state
+from .cells import (MultiRNNCell, _as_dtype, _Cell, _full_scope, _layer_state, join_layers,
+                    split_layers, tf_layer_state)
+from .wrappers import ResidualWrapper, core_cell, is_wrapper, run_layer
 from .checkpoint import read_checkpoint
-from .convert import stack_to_tf
-from .names import TFBidirectional, TFStack, parse_scope
+from .convert import model_variables, stack_to_tf
+from .names import TFBidirectional, TFStack, TFStackBidirectional, parse_scope
 
 __all__ = ["dynamic_rnn", "bidirectional_dynamic_rnn", "as_stack", "restore", "get_variables"]
 
@@ -33,7 +35,11 @@ def dynamic_rnn(cell: nn.Module, inputs: Any, sequence_length: Any = None, initi
     x = _inputs(inputs, dtype)
     _build(cell, x, "cell")
     _record_scope(cell, _full_scope(scope, "rnn"))
-    outputs, state = as_stack(cell, time_major)(x, sequence_length, _to_stack_state(cell, initial_state))
+    start = _to_stack_state(cell, initial_state)
+    if not _wrapped(cell):
+        outputs, state = as_stack(cell, time_major)(x, sequence_length, start)
+    else:
+        outputs, state = _run_wrapped(cell, x, sequence_length, start, time_major)
     return outputs, _from_stack_state(cell, state)
 
 
@@ -55,37 +61,77 @@ def bidirectional_dynamic_rnn(
     full = _full_scope(scope, "bidirectional_rnn")
     _record_scope(cell_fw, f"{full}/fw")
     _record_scope(cell_bw, f"{full}/bw")
-    module = BidirectionalRNN(as_stack(cell_fw, time_major), as_stack(cell_bw, time_major))
     start = (_to_stack_state(cell_fw, initial_state_fw), _to_stack_state(cell_bw, initial_state_bw))
-    outputs, (fw, bw) = module.forward_split(x, sequence_length, start)
+    if not (_wrapped(cell_fw) or _wrapped(cell_bw)):
+        module = BidirectionalRNN(as_stack(cell_fw, time_major), as_stack(cell_bw, time_major))
+        outputs, (fw, bw) = module.forward_split(x, sequence_length, start)
+    else:
+        out_fw, fw = _run_wrapped(cell_fw, x, sequence_length, start[0], time_major)
+        rev = _reverse(x, sequence_length, time_major)
+        out_bw, bw = _run_wrapped(cell_bw, rev, sequence_length, start[1], time_major)
+        outputs = (out_fw, _reverse(out_bw, sequence_length, time_major))
     return outputs, (_from_stack_state(cell_fw, fw), _from_stack_state(cell_bw, bw))
 
 
-def as_stack(cell: nn.Module, time_major: bool = False) -> StackedRNN:
-    """A :class:`~rnnfuse.StackedRNN` sharing the (built) cell's weights, e.g. to save it."""
+def as_stack(cell: Any, time_major: bool = False) -> StackedRNN:
+    """A :class:`~rnnfuse.StackedRNN` sharing the (built) cell's weights, e.g. to save it.
+
+    A list of parts that fed each other (a cell or ``MultiRNNCell``, or a ``(cell_fw,
+    cell_bw)`` pair of one cell each: a bidirectional layer whose ``[fw, bw]`` outputs feed
+    the next part) makes one stack: GNMT's encoder is ``as_stack([(fw, bw), uni_cells])``.
+    ``ResidualWrapper`` s become residual layers; ``DropoutWrapper`` s are left out (their
+    dropout acts in training only).
+    """
+    if isinstance(cell, list):
+        return _stack_of_parts(cell, time_major)
     layers = _layers(cell, "cell")
     if not all(layer.built for layer in layers):
         raise ValueError("cell: not built yet; run it once (dynamic_rnn) or restore() it first")
-    return StackedRNN.from_cells([layer.cell for layer in layers], batch_first=not time_major)
+    residual = [isinstance(c, ResidualWrapper) for c in _wrapped_layers(cell)]
+    if any(residual) and not all(residual[1:]) or residual[0]:
+        raise ValueError(f"cell: a ResidualWrapper on some layers only ({residual}) has no "
+                         f"StackedRNN equivalent (residual=True adds every layer's input but the "
+                         f"first's); run it with dynamic_rnn")
+    return StackedRNN.from_cells([layer.cell for layer in layers], batch_first=not time_major,
+                                 residual=any(residual))
 
 
 def restore(module: Any, prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
-            scope: str | None = None, *, ignore: Sequence[str] = ()) -> None:
+            scope: str | None = None, *, ignore: Sequence[str] = (), use_ema: bool = False) -> None:
     """Load a TF1 checkpoint (or a ``{tf_name: array}`` dict) into a facade model, strictly.
 
     ``scope`` is the ``dynamic_rnn`` scope (``"rnn"``, ``"encoder1/rnn"``); by default the
     one the model last ran under, else ``"rnn"``.  For ``bidirectional_dynamic_rnn`` pass
-    ``(cell_fw, cell_bw)`` (default scope ``"bidirectional_rnn"``).  Cells not yet built
+    ``(cell_fw, cell_bw)`` (default scope ``"bidirectional_rnn"``), for
+    ``stack_bidirectional_dynamic_rnn`` ``(cells_fw, cells_bw)`` (two lists; default scope
+    ``"stack_bidirectional_rnn"``).  A wrapper restores its inner cell.  Cells not yet built
     are built from the checkpoint's shapes.  A model that differs from the checkpoint
     (cell types, sizes, layers) and variables missing, left over or of the wrong shape
-    raise ``ValueError`` listing them.
+    raise ``ValueError`` listing them.  Optimizer slots, ``global_step`` and EMA shadows
+    are skipped; ``use_ema=True`` loads the ``ExponentialMovingAverage`` shadows instead of
+    the raw values (see :func:`rnnfuse.tf1.load_stack`).
     """
     variables = prefix if isinstance(prefix, Mapping) else read_checkpoint(prefix)
+    if isinstance(module, (tuple, list)) and len(module) == 2 and all(
+            isinstance(m, (tuple, list)) for m in module):  # stack_bidirectional_dynamic_rnn
+        fw, bw = module
+        if len(fw) != len(bw):
+            raise ValueError(f"module: expected as many backward cells as forward ones ({len(fw)}), "
+                             f"got {len(bw)}")
+        scope = (scope or "stack_bidirectional_rnn").strip("/")
+        for i, pair in enumerate(zip(fw, bw)):
+            restore(pair, variables, f"{scope}/cell_{i}/bidirectional_rnn", ignore=ignore,
+                    use_ema=use_ema)
+        return
     if isinstance(module, (tuple, list)):
         if len(module) != 2:
             raise TypeError(f"module: expected a cell or a (cell_fw, cell_bw) pair, got {len(module)} items")
         scope = _pair_scope(module, scope)
+        variables = model_variables(variables, scope, use_ema)
         parsed = parse_scope(variables, scope, ignore)
+        if isinstance(parsed, TFStackBidirectional):
+            raise ValueError(f"scope: {scope!r} holds a stack_bidirectional_dynamic_rnn; pass the "
+                             f"lists: restore((cells_fw, cells_bw), prefix, {scope!r})")
         if not isinstance(parsed, TFBidirectional):
             raise ValueError(f"scope: {scope!r} holds one dynamic_rnn, not a bidirectional one; "
                              f"restore one cell instead of a (cell_fw, cell_bw) pair")
@@ -93,7 +139,11 @@ def restore(module: Any, prefix: str | os.PathLike[str] | Mapping[str, np.ndarra
         _restore_stack(module[1], parsed.bw, variables)
         return
     scope = scope or getattr(module, "tf_scope", None) or "rnn"
+    variables = model_variables(variables, scope, use_ema)
     parsed = parse_scope(variables, scope, ignore)
+    if isinstance(parsed, TFStackBidirectional):
+        raise ValueError(f"scope: {scope!r} holds a stack_bidirectional_dynamic_rnn; pass the "
+                         f"lists: restore((cells_fw, cells_bw), prefix, {scope!r})")
     if isinstance(parsed, TFBidirectional):
         raise ValueError(f"scope: {scope!r} holds a bidirectional_dynamic_rnn (fw/ and bw/); "
                          f"pass the pair: restore((cell_fw, cell_bw), prefix, {scope!r})")
@@ -130,13 +180,82 @@ def get_variables(module: Any, scope: str | None = None) -> dict[str, np.ndarray
                        multi=isinstance(module, MultiRNNCell), cell_names=names)
 
 
+def _stack_of_parts(parts: list[Any], time_major: bool) -> StackedRNN:
+    fw, bw, residual = [], [], []
+    for i, part in enumerate(parts):
+        if isinstance(part, (tuple, list)):
+            if len(part) != 2 or any(isinstance(p, MultiRNNCell) for p in part):
+                raise TypeError(f"cell[{i}]: expected a (cell_fw, cell_bw) pair of single cells")
+            layers = [_layers(p, f"cell[{i}]")[0] for p in part]
+            if not all(layer.built for layer in layers):
+                raise ValueError(f"cell[{i}]: not built yet; run it once or restore() it first")
+            fw.append(layers[0].cell)
+            bw.append(layers[1].cell)
+            residual.append(isinstance(part[0], ResidualWrapper))
+            continue
+        for wrapped, layer in zip(_wrapped_layers(part), _layers(part, f"cell[{i}]")):
+            if not layer.built:
+                raise ValueError(f"cell[{i}]: not built yet; run it once or restore() it first")
+            fw.append(layer.cell)
+            bw.append(None)
+            residual.append(isinstance(wrapped, ResidualWrapper))
+    return StackedRNN.from_cells(fw, backward_cells=bw if any(c is not None for c in bw) else None,
+                                 batch_first=not time_major, residual=residual)
+
+
+def _wrapped_layers(cell: Any) -> list[Any]:
+    """The layers as given (wrappers included)."""
+    return list(cell.cells) if isinstance(cell, MultiRNNCell) else [cell]
+
+
 def _layers(cell: Any, name: str) -> list[_Cell]:
+    """The tf1 cells of each layer (a wrapper's inner cell: wrappers hold no variables)."""
     if isinstance(cell, MultiRNNCell):
-        return list(cell.cells)
-    if isinstance(cell, _Cell):
-        return [cell]
-    raise TypeError(f"{name}: expected a tf1 cell (BasicLSTMCell, LSTMCell, GRUCell, BasicRNNCell) "
-                    f"or a MultiRNNCell, got {type(cell).__name__}")
+        return [core_cell(c) for c in cell.cells]
+    if isinstance(core_cell(cell), _Cell):
+        return [core_cell(cell)]
+    raise TypeError(f"{name}: expected a tf1 cell (BasicLSTMCell, LSTMCell, GRUCell, BasicRNNCell), "
+                    f"a wrapper of one or a MultiRNNCell, got {type(cell).__name__}")
+
+
+def _wrapped(cell: Any) -> bool:
+    return any(is_wrapper(c) for c in _wrapped_layers(cell))
+
+
+def _run_wrapped(cell: Any, x: Tensor, lengths: Any, start: Any, time_major: bool) -> tuple[Tensor, tuple]:
+    """``dynamic_rnn`` of a model with wrappers, layer by layer (each on the fast kernels)."""
+    x = x.transpose(0, 1) if time_major else x
+    lengths = None if lengths is None else torch.as_tensor(lengths, device=x.device)
+    layers = _wrapped_layers(cell)
+    start = start if start is not None else (None,) * len(layers)
+    finals = []
+    for layer, layer_start in zip(layers, start):
+        x, final = run_layer(layer, x, lengths, layer_start, _run_core)
+        if lengths is not None:
+            steps = torch.arange(x.shape[1], device=x.device)
+            x = x * (steps[None, :] < lengths[:, None])[..., None].to(x.dtype)
+        finals.append(_layer_state(layer, final))
+    return (x.transpose(0, 1) if time_major else x), tuple(finals)
+
+
+def _run_core(core: _Cell, x: Tensor, lengths: Any, state: Any) -> tuple[Tensor, Any]:
+    stack = StackedRNN.from_cells([core.cell], batch_first=True)
+    out, (final,) = stack(x, lengths, None if state is None else (state,))
+    return out, final
+
+
+def _reverse(x: Tensor, lengths: Any, time_major: bool) -> Tensor:
+    """Each sequence reversed within its length (TF's ``reverse_sequence``)."""
+    x = x.transpose(0, 1) if time_major else x
+    steps = x.shape[1]
+    idx = torch.arange(steps, device=x.device).expand(x.shape[0], steps)
+    if lengths is not None:
+        n = torch.as_tensor(lengths, device=x.device)[:, None]
+        idx = torch.where(idx < n, n - 1 - idx, idx)
+    else:
+        idx = steps - 1 - idx
+    out = x.gather(1, idx[..., None].expand_as(x))
+    return out.transpose(0, 1) if time_major else out
 
 
 def _build(cell: Any, x: Tensor, name: str) -> None:
@@ -171,13 +290,18 @@ def _to_stack_state(cell: Any, state: Any) -> Any:
     if state is None:
         return None
     if isinstance(cell, MultiRNNCell):
-        if not isinstance(state, (tuple, list)) or isinstance(state, LSTMStateTuple):
+        if cell.state_is_tuple and (not isinstance(state, (tuple, list))
+                                    or isinstance(state, LSTMStateTuple)):
             raise TypeError(f"initial_state: expected one state per layer of the MultiRNNCell "
                             f"({len(cell.cells)}), got {type(state).__name__}")
+        state = split_layers(cell, state)
         return tuple(_layer_state(layer, s) for layer, s in zip(cell.cells, state)) + tuple(
             state[len(cell.cells):])
     return (_layer_state(cell, state),)
 
 
 def _from_stack_state(cell: Any, state: tuple) -> Any:
-    return state if isinstance(cell, MultiRNNCell) else state[0]
+    if isinstance(cell, MultiRNNCell):
+        layers = tuple(tf_layer_state(layer, s) for layer, s in zip(cell.cells, state))
+        return layers if cell.state_is_tuple else join_layers(cell, layers)
+    return tf_layer_state(cell, state[0])

@@ -5,6 +5,6 @@ table of the ``.index`` file is read by :mod:`.table`, its protobuf messages by
 :mod:`.proto`, checksums by :mod:`.crc`.
 """
 
-from .reader import CheckpointError, VariableInfo, list_variables, read_checkpoint
+from .reader import CheckpointError, VariableInfo, list_variables, read_checkpoint, read_object_bundle
 
-__all__ = ["CheckpointError", "VariableInfo", "list_variables", "read_checkpoint"]
+__all__ = ["CheckpointError", "VariableInfo", "list_variables", "read_checkpoint", "read_object_bundle"]

@@ -7,7 +7,7 @@ extension is missing the pure-Python table loop below is used, correct but slow
 
 from __future__ import annotations
 
-__all__ = ["crc32c", "masked_crc32c"]
+__all__ = ["crc32c", "masked_crc32c", "mask_crc"]
 
 _MASK_DELTA = 0xA282EAD8
 _U32 = 0xFFFFFFFF
@@ -60,5 +60,9 @@ def crc32c(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
 
 def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
     """The masked CRC32C that LevelDB and TensorFlow store on disk."""
-    crc = crc32c(data)
+    return mask_crc(crc32c(data))
+
+
+def mask_crc(crc: int) -> int:
+    """LevelDB's mask of a CRC32C value (what is stored on disk)."""
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & _U32

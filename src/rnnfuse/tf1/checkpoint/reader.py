@@ -39,9 +39,9 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 
 from ..._files import GIB, NotRegularFileError, check_regular_file
-from .crc import masked_crc32c
+from .crc import crc32c, mask_crc, masked_crc32c
 from .proto import DT_BFLOAT16, DTYPES, BundleEntry, check_header, entry_dtype, parse_entry
-from .table import TableError, read_table
+from .table import TableError, read_table, read_varint
 
 __all__ = ["CheckpointError", "VariableInfo", "list_variables", "read_checkpoint"]
 
@@ -112,7 +112,7 @@ def _decode_name(key: bytes) -> str:
         raise TableError(f"tensor name {key[:60]!r} is not valid UTF-8") from exc
 
 
-def _load_index(prefix: Path) -> _Index:
+def _load_index(prefix: Path, strings: dict[str, BundleEntry] | None = None) -> _Index:
     path = prefix.with_name(prefix.name + ".index")
     try:
         check_regular_file(path, "a checkpoint index", MAX_INDEX_BYTES)
@@ -122,12 +122,15 @@ def _load_index(prefix: Path) -> _Index:
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read the checkpoint index ({exc.strerror or exc})") from exc
     try:
-        return _parse_index(path, read_table(data))
+        return _parse_index(path, read_table(data), strings)
     except TableError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
 
 
-def _parse_index(path: Path, table: list[tuple[bytes, bytes]]) -> _Index:
+def _parse_index(path: Path, table: list[tuple[bytes, bytes]],
+                 strings: dict[str, BundleEntry] | None = None) -> _Index:
+    """The index; with ``strings`` (a dict to fill), scalar string tensors go there
+    instead of being refused."""
     if not table or table[0][0] != b"":
         raise TableError("no bundle header (empty key) in the index")
     num_shards = check_header(table[0][1])
@@ -138,6 +141,12 @@ def _parse_index(path: Path, table: list[tuple[bytes, bytes]]) -> _Index:
             slices[key] = parse_entry(repr(key), value)
             continue
         entry = parse_entry(_decode_name(key), value)
+        if strings is not None and entry.dtype == _DT_STRING and not entry.slices:
+            if entry.shape != () or not 0 <= entry.shard_id < num_shards:
+                raise TableError(f"string tensor {entry.name!r}: expected a scalar in a listed "
+                                 f"shard, got shape {list(entry.shape)} in shard {entry.shard_id}")
+            strings[entry.name] = entry
+            continue
         entry_dtype(entry)
         if not entry.slices:
             _check_part(entry, num_shards)
@@ -188,8 +197,9 @@ class _Shards:
             self.files[shard] = (path, handle, os.fstat(handle.fileno()).st_size)
         return self.files[shard]
 
-    def read(self, entry: BundleEntry) -> tuple[bytes, Path]:
-        """The checked bytes of a tensor, and the shard file they came from."""
+    def read(self, entry: BundleEntry, check: bool = True) -> tuple[bytes, Path]:
+        """The checked bytes of a tensor, and the shard file they came from (``check=False``:
+        the caller checks the CRC, as for strings, whose CRC is not over the bytes as stored)."""
         path, handle, file_size = self._open(entry.shard_id)
         if entry.offset > file_size or entry.size > file_size - entry.offset:
             raise CheckpointError(f"{path}: tensor {entry.name!r} at offset {entry.offset} with "
@@ -201,7 +211,7 @@ class _Shards:
             raise CheckpointError(f"{path}: cannot read tensor {entry.name!r} ({exc})") from exc
         if len(data) != entry.size:
             raise CheckpointError(f"{path}: short read for tensor {entry.name!r}")
-        actual = masked_crc32c(data)
+        actual = masked_crc32c(data) if check else entry.crc32c
         if actual != entry.crc32c:
             raise CheckpointError(f"{path}: checksum mismatch for tensor {entry.name!r} "
                                   f"(stored {entry.crc32c:#010x}, computed {actual:#010x})")
@@ -293,6 +303,46 @@ def _result_dtype(entry: BundleEntry) -> np.dtype:
     if entry.dtype == DT_BFLOAT16:
         return np.dtype(np.float32)
     return DTYPES[entry.dtype].newbyteorder("=")
+
+
+_DT_STRING = 7
+
+
+def read_object_bundle(prefix: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
+    """A TF2 object-based checkpoint (a SavedModel's ``variables/variables``): its numeric
+    tensors, as :func:`read_checkpoint`, and its scalar string tensors (such as
+    ``_CHECKPOINTABLE_OBJECT_GRAPH``) as bytes.  Raises :class:`CheckpointError`."""
+    path = _prefix(prefix)
+    strings: dict[str, BundleEntry] = {}
+    index = _load_index(path, strings)
+    with _Shards(path, index.num_shards) as shards:
+        arrays = {name: _read_entry(index, shards, entry) for name, entry in index.entries.items()}
+        texts = {}
+        for name, entry in strings.items():
+            data, where = shards.read(entry, check=False)
+            texts[name] = _scalar_string(data, entry, where)
+    return arrays, texts
+
+
+def _scalar_string(data: bytes, entry: BundleEntry, path: Path) -> bytes:
+    """A bundle's scalar string: varint64 length, masked CRC32C of the length, the bytes.
+
+    TF's CRC of a string tensor runs over the length as a little-endian uint32 (uint64 if
+    it does not fit; not its varint), then the 4 length-checksum bytes, then the string."""
+    name = entry.name
+    try:
+        length, pos = read_varint(data, 0, len(data))
+    except TableError as exc:
+        raise CheckpointError(f"{path}: string tensor {name!r}: {exc}") from exc
+    if pos + 4 + length != len(data):
+        raise CheckpointError(f"{path}: string tensor {name!r}: a length of {length} bytes does "
+                              f"not fit its {len(data)} stored bytes")
+    crc = crc32c(length.to_bytes(4 if length < 1 << 32 else 8, "little"))
+    if mask_crc(crc) != int.from_bytes(data[pos:pos + 4], "little"):
+        raise CheckpointError(f"{path}: string tensor {name!r}: length checksum mismatch")
+    if mask_crc(crc32c(data[pos:], crc)) != entry.crc32c:
+        raise CheckpointError(f"{path}: checksum mismatch for string tensor {name!r}")
+    return data[pos + 4:]
 
 
 def read_checkpoint(prefix: str | os.PathLike[str]) -> dict[str, np.ndarray]:

@@ -1,0 +1,53 @@
+"""What the Keras readers hand to the converter: one :class:`KerasLayer` per Keras layer.
+
+Shared by :mod:`rnnfuse.convert.keras` (live models, Keras 3 files, the conversion),
+:mod:`rnnfuse.convert.keras_h5` (Keras 2 ``.h5``) and
+:mod:`rnnfuse.convert.keras_savedmodel` (tf-keras SavedModel directories).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, NamedTuple
+
+import numpy as np
+
+__all__ = ["KerasLayer", "KerasFormatError", "GATES", "KINDS", "NEUTRAL", "snake", "text"]
+
+GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
+KINDS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn"}
+#: cells of RNN(cell) / StackedRNNCells, by class, and the layer they act as
+CELL_CLASSES = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "SimpleRNN"}
+NEUTRAL = {"InputLayer", "Masking", "Dropout", "SpatialDropout1D", "GaussianNoise",
+           "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+           "NotEqual", "Any"}  # the last two: the mask a functional model computes for Masking
+
+
+class KerasFormatError(ValueError):
+    """A Keras file that cannot be read (corrupt, truncated, or not what it claims to be)."""
+
+
+class KerasLayer(NamedTuple):
+    name: str
+    class_name: str  # LSTM, GRU, SimpleRNN, or any other Keras class
+    config: dict[str, Any]
+    weights: list[np.ndarray]
+    backward: KerasLayer | None = None  # set for Bidirectional
+    cells: tuple[KerasLayer, ...] = ()  # RNN(StackedRNNCells) / RNN([cells]): one per cell
+
+
+def snake(name: str) -> str:
+    """Keras' ``to_snake_case`` of a class name (``SimpleRNN`` -> ``simple_rnn``)."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", re.sub(r"\W+", "", name))
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def text(value: Any) -> str:
+    """An HDF5 string attribute as ``str`` (h5py 3 gives ``str``, older files bytes)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return text(value.item())
+    if isinstance(value, str):
+        return value
+    raise KerasFormatError(f"expected a string attribute, got {type(value).__name__}")

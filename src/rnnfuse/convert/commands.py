@@ -1,0 +1,76 @@
+"""``rnnfuse inspect`` of Keras files: Keras 2 ``.h5`` (full or weights only), ``.keras``,
+Keras 3 ``.weights.h5`` and tf-keras SavedModel directories.
+
+Prints each layer as read (class, sizes, direction, merge mode, ``go_backwards``, the cells
+of an ``RNN`` layer), which layers the stack leaves out and why, and the module
+:func:`~rnnfuse.stack_from_keras` builds from the recurrent layers with its state structure.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .._command import fail
+from ..describe import state_str
+from ._keras_model import GATES, NEUTRAL, KerasLayer
+
+__all__ = ["inspect_path"]
+
+
+def _is_keras(path: str) -> bool:
+    if os.path.isdir(path):
+        return os.path.exists(os.path.join(path, "keras_metadata.pb")) or os.path.exists(
+            os.path.join(path, "saved_model.pb"))
+    return os.path.isfile(path) and path.endswith((".keras", ".h5"))
+
+
+def inspect_path(path: str) -> int | None:
+    """``rnnfuse inspect`` for a Keras file or SavedModel directory; ``None`` otherwise."""
+    if not _is_keras(path):
+        return None
+    from .keras import _build, _select, read_keras_layers
+    try:
+        layers = read_keras_layers(path)
+        print(f"Keras {'SavedModel' if os.path.isdir(path) else 'file'} {path}: {len(layers)} layers")
+        for layer in layers:
+            print(f"  {layer.name}: {_describe(layer)}")
+        names = [lay.name for lay in layers if lay.class_name in GATES]
+        if not names:
+            print("no LSTM, GRU or SimpleRNN layer found")
+            return 1
+        module = _build(_select(layers, names), True)
+    except (ValueError, TypeError, OSError) as exc:
+        return fail("inspect", exc)
+    stack = getattr(module, "stack", module)
+    print(f"stack_from_keras(path, layer_names={names}) -> {type(module).__name__}")
+    for k, cell in enumerate(stack.layers):
+        backward = stack.backward_cell(k)
+        print(f"  layer {k}: {cell!r}" + (f" | backward {backward!r}" if backward is not None else ""))
+    extra = getattr(module, "merge_mode", "concat")
+    print(f"  outputs: [batch, time, {stack.output_size}]" + (
+        f" merged with merge_mode={extra!r}" if extra != "concat" else "") + (
+        " in reversed time (go_backwards)" if module is not stack and not hasattr(module, "merge_mode") else ""))
+    print(f"  state: {state_str(stack.state_sizes, 'LSTMState')}")
+    if any(lay.class_name == "Masking" for lay in layers):
+        print("  Masking: pass lengths (rnnfuse.convert.keras.lengths_from_masking(x)); outputs past "
+              "a length are zeros here, where a plain Keras LSTM/GRU repeats its last output")
+    return 0
+
+
+def _describe(layer: KerasLayer) -> str:
+    cls, cfg = layer.class_name, layer.config
+    if cls in GATES:
+        w = layer.weights
+        units = cfg.get("units", w[1].shape[0] if len(w) > 1 else "?")
+        options = "".join(f", {k}={cfg[k]!r}" for k in ("reset_after", "go_backwards", "activation")
+                          if k in cfg and cfg[k] not in (False, "tanh") and not (k == "reset_after" and cls != "GRU"))
+        size = f", input {w[0].shape[0]}" if w and w[0].ndim == 2 else ""
+        text = f"{cls}(units={units}{options}){size}"
+        if layer.backward is not None:
+            text = f"Bidirectional({text}, merge_mode={cfg.get('merge_mode', 'concat')!r})"
+        return text
+    if cls in NEUTRAL:
+        return f"{cls} (no effect at inference: passed over)"
+    shapes = [list(a.shape) for a in layer.weights]
+    return f"{cls.strip('<>')} {'with weights ' + str(shapes) if shapes else ''} (not recurrent: left out)"

@@ -1,0 +1,158 @@
+"""Keras 2 (tf-keras) ``.h5`` files: full models and weights-only files, read with h5py.
+
+* Full model (``model.save("model.h5")``): root attributes ``keras_version``, ``backend`` and
+  ``model_config`` (JSON ``{"class_name": "Functional" | "Sequential", "config": ...}``); the
+  weights under ``model_weights``, whose attribute ``layer_names`` lists the layer groups.
+* Weights only (``model.save_weights("weights.h5")``): the same layer groups at the root,
+  ``layer_names`` a root attribute, and no architecture.
+
+Each layer group has the attribute ``weight_names`` (the layer's weight order, e.g.
+``lstm/lstm_cell/kernel:0``), each a dataset under the group.  A ``Bidirectional`` layer
+lists its forward weights (``.../forward_lstm/...``) before the backward ones.
+
+Without a configuration (weights-only files) a recurrent layer's class comes from its
+weights' shapes (as for Keras 3 ``.weights.h5``): a GRU's ``reset_after`` from its bias
+shape, activations are taken to be Keras' defaults, and layers without weights (an
+``InputLayer``, ``Masking``, but also an ``Activation``: the file cannot tell) are passed
+over.  Everything that is not what the format promises raises :class:`KerasFormatError`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ._keras_model import GATES, KerasFormatError, KerasLayer, text
+
+__all__ = ["is_keras2_h5", "read_keras2_h5"]
+
+
+def is_keras2_h5(f: Any) -> bool:
+    """Whether the open HDF5 file is a Keras 2 full model or weights-only file."""
+    return "model_config" in f.attrs or "layer_names" in f.attrs
+
+
+def read_keras2_h5(f: Any, path: str) -> list[KerasLayer]:
+    """The layers of a Keras 2 ``.h5`` file, in model order."""
+    try:
+        if "model_config" in f.attrs:
+            return _full_model(f, path)
+        return _weights_only(f, path)
+    except KerasFormatError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError,
+            RuntimeError) as exc:
+        raise KerasFormatError(f"source: {path!r} is not a readable Keras 2 .h5 file "
+                               f"({type(exc).__name__}: {exc})") from None
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise KerasFormatError(f"{what}: expected a list of strings, got {type(value).__name__}")
+    return [text(v) for v in value]
+
+
+def _layer_weights(group: Any, name: str, path: str) -> list[tuple[str, np.ndarray]]:
+    if name not in group:
+        raise KerasFormatError(f"source: {path!r}: no weight group for layer {name!r}")
+    layer = group[name]
+    names = _strings(layer.attrs.get("weight_names", []), f"{name}/weight_names")
+    out = []
+    for wn in names:
+        if wn not in layer or not hasattr(layer[wn], "shape"):
+            raise KerasFormatError(f"source: {path!r}: layer {name!r} lists weight {wn!r}, "
+                                   f"which is not a dataset")
+        out.append((wn, np.asarray(layer[wn][()])))
+    return out
+
+
+def _full_model(f: Any, path: str) -> list[KerasLayer]:
+    config = json.loads(text(f.attrs["model_config"]))
+    if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
+        raise KerasFormatError(f"source: {path!r}: model_config is not a Keras model configuration")
+    entries = config["config"].get("layers")
+    if not isinstance(entries, list):
+        raise KerasFormatError(f"source: {path!r}: model_config ({config.get('class_name')}) "
+                               f"has no list of layers (a subclassed model?)")
+    if "model_weights" not in f:
+        raise KerasFormatError(f"source: {path!r}: has model_config but no model_weights group")
+    group = f["model_weights"]
+    layers = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
+            raise KerasFormatError(f"source: {path!r}: a layer entry of model_config is not "
+                                   f"{{class_name, config}}")
+        cls, cfg = entry.get("class_name"), entry["config"]
+        name = cfg.get("name", entry.get("name"))
+        if not isinstance(cls, str) or not isinstance(name, str):
+            raise KerasFormatError(f"source: {path!r}: a layer entry lacks class_name or name")
+        weights = _layer_weights(group, name, path) if name in group else []
+        layers.append(_configured(name, cls, cfg, weights, path))
+    return layers
+
+
+def _configured(name: str, cls: str, cfg: dict[str, Any], weights: list[tuple[str, np.ndarray]],
+                path: str) -> KerasLayer:
+    arrays = [a for _, a in weights]
+    if cls != "Bidirectional":
+        return KerasLayer(name, cls, cfg, arrays)
+    inner = cfg.get("layer")
+    if not isinstance(inner, dict) or not isinstance(inner.get("config"), dict):
+        raise KerasFormatError(f"source: {path!r}: Bidirectional layer {name!r} has no inner layer")
+    fw = [a for wn, a in weights if "/forward_" in wn]
+    bw = [a for wn, a in weights if "/backward_" in wn]
+    if len(fw) + len(bw) != len(weights) or len(fw) != len(bw):
+        raise KerasFormatError(f"source: {path!r}: Bidirectional layer {name!r}: weight names "
+                               f"{[wn for wn, _ in weights]} are not forward_*/backward_* halves")
+    inner_cls, inner_cfg = inner.get("class_name"), inner["config"]
+    default_bw = {"class_name": inner_cls,
+                  "config": {**inner_cfg, "go_backwards": not inner_cfg.get("go_backwards", False)}}
+    bw_entry = cfg.get("backward_layer") or default_bw
+    if not isinstance(bw_entry, dict) or not isinstance(bw_entry.get("config"), dict):
+        raise KerasFormatError(f"source: {path!r}: Bidirectional layer {name!r}: bad backward_layer")
+    backward = KerasLayer(name, str(bw_entry.get("class_name")), bw_entry["config"], bw)
+    return KerasLayer(name, str(inner_cls), {**inner_cfg, "merge_mode": cfg.get("merge_mode", "concat")},
+                      fw, backward)
+
+
+def _weights_only(f: Any, path: str) -> list[KerasLayer]:
+    names = _strings(f.attrs["layer_names"], "layer_names")
+    layers = []
+    for name in names:
+        weights = _layer_weights(f, name, path)
+        if not weights:
+            layers.append(KerasLayer(name, "InputLayer", {}, []))  # weightless: passed over
+            continue
+        layers.append(_inferred(name, weights, path))
+    return layers
+
+
+def _inferred(name: str, weights: list[tuple[str, np.ndarray]], path: str) -> KerasLayer:
+    """A layer of a weights-only file: recurrent if its weights sit in an ``*_cell`` scope."""
+    cell_scoped = all("_cell/" in wn for wn, _ in weights)
+    if not cell_scoped:
+        return KerasLayer(name, f"<{name}>", {}, [a for _, a in weights])
+    fw = [a for wn, a in weights if "/forward_" in wn]
+    bw = [a for wn, a in weights if "/backward_" in wn]
+    if fw and bw:
+        forward = _inferred_rnn(name, fw, False, path)
+        return forward._replace(config={**forward.config, "merge_mode": "concat"},
+                                backward=_inferred_rnn(name, bw, True, path))
+    return _inferred_rnn(name, [a for _, a in weights], False, path)
+
+
+def _inferred_rnn(name: str, weights: list[np.ndarray], backwards: bool, path: str) -> KerasLayer:
+    if len(weights) not in (2, 3) or weights[1].ndim != 2 or not weights[1].shape[0] \
+            or weights[1].shape[1] % weights[1].shape[0]:
+        raise KerasFormatError(f"source: {path!r}: layer {name!r}: expected kernel, "
+                               f"recurrent_kernel[, bias], got shapes {[list(w.shape) for w in weights]}")
+    units, gates = weights[1].shape[0], weights[1].shape[1] // weights[1].shape[0]
+    cls = {g: c for c, g in GATES.items()}.get(gates)
+    if cls is None:
+        raise KerasFormatError(f"source: {path!r}: layer {name!r}: a recurrent kernel "
+                               f"{list(weights[1].shape)} fits no LSTM, GRU or SimpleRNN")
+    config = {"units": units, "use_bias": len(weights) == 3, "go_backwards": backwards,
+              "reset_after": len(weights) == 2 or weights[2].ndim == 2}
+    return KerasLayer(name, cls, config, weights)

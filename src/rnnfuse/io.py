@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -178,7 +178,8 @@ def module_from_config(config: dict[str, Any]) -> nn.Module:
         for side in ("fw", "bw"):
             if not isinstance(config.get(side), dict):
                 raise ValueError(f"config: a BidirectionalRNN needs a {side!r} stack configuration")
-        return BidirectionalRNN(module_from_config(config["fw"]), module_from_config(config["bw"]))
+        fw, bw = (cast(StackedRNN, module_from_config(config[side])) for side in ("fw", "bw"))  # checked by BidirectionalRNN
+        return BidirectionalRNN(fw, bw)
     if kind != "StackedRNN":
         raise ValueError(f"config: expected kind 'StackedRNN' or 'BidirectionalRNN', got {kind!r}")
     missing = sorted(_STACK_KEYS - config.keys())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -153,8 +153,8 @@ class StackedRNN(nn.Module):
         self.dropout = float(dropout)
         self.variational_dropout = bool(variational_dropout)
         self.residual = bool(residual)
-        self.layers = nn.ModuleList(cells)
-        self.backward_layers = nn.ModuleList(backward_cells or [])
+        self.layers: Sequence[RecurrentCell] = cast("Sequence[RecurrentCell]", nn.ModuleList(cells))
+        self.backward_layers: Sequence[RecurrentCell] = cast("Sequence[RecurrentCell]", nn.ModuleList(backward_cells or []))
         if residual:
             _check_residual(self.layers, self.bidirectional)
 
@@ -217,6 +217,7 @@ class StackedRNN(nn.Module):
         batch, steps = x.shape[0], x.shape[1]
         lens = check_lengths(lengths, batch, steps, x.device)
         start = self._check_initial_state(initial_state, x)
+        bw_start: Any  # the backward layers' start states; None when unidirectional
         fw_start, bw_start = start if self.bidirectional else (start, None)
         fw_final, bw_final = [], []
         layer_in = x
@@ -324,7 +325,7 @@ def _check_cells(cells: list[RecurrentCell], backward: list[RecurrentCell] | Non
                 )
 
 
-def _check_residual(layers: nn.ModuleList, bidirectional: bool) -> None:
+def _check_residual(layers: Sequence[RecurrentCell], bidirectional: bool) -> None:
     dirs = 2 if bidirectional else 1
     for k in range(1, len(layers)):
         out = layers[k].output_size * dirs

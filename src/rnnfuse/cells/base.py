@@ -27,6 +27,8 @@ class RecurrentCell(nn.Module):
     """Base class of :class:`LSTMCell`, :class:`GRUCell` and :class:`RNNCell`."""
 
     kind: str = ""  # "lstm" | "gru" | "rnn"
+    weight_ih: Tensor  # every cell registers these two parameters (declared for type checkers)
+    weight_hh: Tensor
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()

@@ -131,7 +131,7 @@ def cell_to_tf(cell: RecurrentCell) -> dict[str, Tensor]:
                 "candidate/kernel": torch.cat([w_ih[h2:].T, w_hh[h2:].T]), "candidate/bias": bias[h2:]}
     kernel = torch.cat([w_ih.T, w_hh.T])
     if not isinstance(cell, LSTMCell):
-        return {"kernel": kernel, "bias": cell.bias.detach()}
+        return {"kernel": kernel, "bias": cell.bias.detach()}  # type: ignore[operator]  # nn.Module.__getattr__: Tensor | Module
     out = {"kernel": from_rnnfuse_gates(kernel, "tf1", "lstm", 1),
            "bias": from_rnnfuse_gates(cell.bias.detach(), "tf1", "lstm", 0)}
     if cell.peepholes:

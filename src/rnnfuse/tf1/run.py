@@ -66,7 +66,7 @@ def as_stack(cell: nn.Module, time_major: bool = False) -> StackedRNN:
     layers = _layers(cell, "cell")
     if not all(layer.built for layer in layers):
         raise ValueError("cell: not built yet; run it once (dynamic_rnn) or restore() it first")
-    return StackedRNN.from_cells([layer.cell for layer in layers], batch_first=not time_major)
+    return StackedRNN.from_cells([layer.built_cell for layer in layers], batch_first=not time_major)
 
 
 def restore(module: Any, prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
@@ -102,13 +102,13 @@ def restore(module: Any, prefix: str | os.PathLike[str] | Mapping[str, np.ndarra
 
 def _restore_stack(cell: nn.Module, tf_stack: TFStack, variables: Mapping[str, np.ndarray]) -> None:
     layers = _layers(cell, "module")
-    wanted = [mine._layer(mine.cell.input_size if mine.built else theirs.input_size)
+    wanted = [mine._layer(mine.built_cell.input_size if mine.built else theirs.input_size)
               for mine, theirs in zip(layers, tf_stack.layers)]
     check_layers(wanted, len(layers), isinstance(cell, MultiRNNCell), tf_stack)
     for mine, theirs in zip(layers, tf_stack.layers):
         arrays = layer_arrays(theirs, variables)
         mine.build(theirs.input_size, torch.from_numpy(arrays["weight_ih"]).dtype)
-        load_layer(mine.cell, theirs, arrays)
+        load_layer(mine.built_cell, theirs, arrays)
 
 
 def _pair_scope(pair: Sequence[Any], scope: str | None) -> str:
@@ -143,8 +143,8 @@ def _build(cell: Any, x: Tensor, name: str) -> None:
     size = x.shape[-1]
     for layer in _layers(cell, name):
         layer.build(size, x.dtype, x.device)
-        if layer.cell.weight_ih.dtype != x.dtype:
-            raise TypeError(f"inputs: expected dtype {layer.cell.weight_ih.dtype} (the dtype {name} "
+        if layer.built_cell.weight_ih.dtype != x.dtype:
+            raise TypeError(f"inputs: expected dtype {layer.built_cell.weight_ih.dtype} (the dtype {name} "
                             f"was built with), got {x.dtype}")
         size = layer.output_size
 

@@ -156,6 +156,7 @@ def export_onnx(
         optimize=True,
         verbose=False,
     )
+    assert program is not None  # dynamo=True always returns an ONNXProgram
     if path is not None:
         program.save(path)
     return program

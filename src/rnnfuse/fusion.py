@@ -18,7 +18,7 @@ an :class:`~rnnfuse.LSTMState` with ``c`` and ``h`` each fused.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -225,7 +225,7 @@ class StateBridge(nn.Module):
         act = {None: lambda t: t, "tanh": torch.tanh, "relu": torch.relu}[self.activation]
         return tuple(
             layer_from_parts({part: act(maps[part](t)) for part, t in layer_parts(layer).items()})
-            for layer, maps in zip(state, self.maps)
+            for layer, maps in zip(state, cast("Sequence[nn.ModuleDict]", self.maps))
         )
 
 
@@ -254,7 +254,7 @@ class ZophKnightFusion(nn.Module):
 
     def forward(self, states: Sequence[Any]) -> Any:
         states = _check_built("ZophKnightFusion", states, self.num_sources, self.sizes)
-        fused = []
+        fused: list[Any] = []
         for k, linear in enumerate(self.combine):
             layers = [s[k] for s in states]
             h = torch.tanh(linear(torch.cat([state_output(layer) for layer in layers], dim=-1)))
@@ -295,10 +295,10 @@ class ChildSumFusion(nn.Module):
         fused = []
         for k in range(len(self.sizes)):
             layers = [s[k] for s in states]
-            iou = sum(w(layer.h) for w, layer in zip(self.iou[k], layers))
+            iou = cast(Tensor, sum(w(layer.h) for w, layer in zip(cast("Sequence[nn.Linear]", self.iou[k]), layers)))
             i, o, u = iou.chunk(3, dim=-1)
             c = torch.sigmoid(i) * torch.tanh(u)
-            for f, layer in zip(self.forget[k], layers):
+            for f, layer in zip(cast("Sequence[nn.Linear]", self.forget[k]), layers):
                 c = c + torch.sigmoid(f(layer.h)) * layer.c
             fused.append(LSTMState(c, torch.sigmoid(o) * torch.tanh(c)))
         return tuple(fused)
@@ -324,10 +324,10 @@ class GatedFusion(nn.Module):
     def forward(self, states: Sequence[Any]) -> Any:
         states = _check_built("GatedFusion", states, self.num_sources, self.sizes)
         fused = []
-        for k, gates in enumerate(self.gates):
+        for k, gates in enumerate(cast("Sequence[nn.ModuleDict]", self.gates)):
             layers = [layer_parts(s[k]) for s in states]
             context = torch.cat([layer["h"] for layer in layers], dim=-1)
-            mixed = {part: _gated_mix(gate, context, [layer[part] for layer in layers]) for part, gate in gates.items()}
+            mixed = {part: _gated_mix(cast(nn.Linear, gate), context, [layer[part] for layer in layers]) for part, gate in gates.items()}
             fused.append(layer_from_parts(mixed))
         return tuple(fused)
 

@@ -31,13 +31,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from ._files import GIB, check_regular_file
-from .cells import cell_from_config
+from .cells import RecurrentCell, cell_from_config
 from .bidirectional import BidirectionalRNN
 from .stack import StackedRNN
 
@@ -179,7 +179,8 @@ def module_from_config(config: dict[str, Any]) -> nn.Module:
         for side in ("fw", "bw"):
             if not isinstance(config.get(side), dict):
                 raise ValueError(f"config: a BidirectionalRNN needs a {side!r} stack configuration")
-        return BidirectionalRNN(module_from_config(config["fw"]), module_from_config(config["bw"]))
+        fw, bw = (cast(StackedRNN, module_from_config(config[side])) for side in ("fw", "bw"))  # checked by BidirectionalRNN
+        return BidirectionalRNN(fw, bw)
     if kind != "StackedRNN":
         raise ValueError(f"config: expected kind 'StackedRNN' or 'BidirectionalRNN', got {kind!r}")
     missing = sorted(_STACK_KEYS - config.keys())
@@ -197,13 +198,15 @@ def module_from_config(config: dict[str, Any]) -> nn.Module:
             raise ValueError(f"config: bidirectional={directions} does not fit {len(cells)} layers "
                              f"and {len(backward)} backward layers")
         queue = iter(backward)
-        backward = [next(queue) if d else None for d in directions]
+        per_layer: list[RecurrentCell | None] = [next(queue) if d else None for d in directions]
     elif directions != bool(backward):
         raise ValueError(f"config: bidirectional={config['bidirectional']} but "
                          f"{len(backward)} backward layers")
+    else:
+        per_layer = list(backward)
     residual = config["residual"]
     return StackedRNN.from_cells(
-        cells, backward_cells=backward or None, batch_first=config["batch_first"],
+        cells, backward_cells=per_layer or None, batch_first=config["batch_first"],
         dropout=config["dropout"], variational_dropout=config["variational_dropout"],
         residual=residual if isinstance(residual, bool) else list(residual))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -164,9 +164,10 @@ class StackedRNN(nn.Module):
             residual_layers = (False,) + residual_layers[1:]
         self.residual: bool | tuple[bool, ...] = residual if isinstance(residual, bool) else residual_layers
         self.residual_layers = residual_layers
-        self.layers = nn.ModuleList(cells)
+        self.layers: Sequence[RecurrentCell] = cast("Sequence[RecurrentCell]", nn.ModuleList(cells))
         # backward cells of the bidirectional layers only, in layer order
-        self.backward_layers = nn.ModuleList([c for c in backward_cells or [] if c is not None])
+        self.backward_layers: Sequence[RecurrentCell] = cast(
+            "Sequence[RecurrentCell]", nn.ModuleList([c for c in backward_cells or [] if c is not None]))
         self._backward_index = {k: i for i, k in enumerate(k for k, d in enumerate(directions) if d)}
         if any(residual_layers):
             _check_residual(self.layers, directions, residual_layers)
@@ -339,7 +340,7 @@ def _per_layer(name: str, value: Any, layers: int) -> tuple[bool, ...]:
     return tuple(items)
 
 
-def _check_cells(cells: list[RecurrentCell], backward: list[RecurrentCell | None] | None) -> None:
+def _check_cells(cells: Sequence[RecurrentCell], backward: Sequence[RecurrentCell | None] | None) -> None:
     if not cells:
         raise ValueError("cells: expected at least one cell, got an empty list")
     named = [(f"cells[{i}]", c) for i, c in enumerate(cells)]
@@ -364,13 +365,14 @@ def _check_cells(cells: list[RecurrentCell], backward: list[RecurrentCell | None
     both = [backward is not None and backward[k] is not None for k in range(len(cells))]
     for stack_cells, label in [(cells, "cells"), (backward or [], "backward_cells")]:
         for k in range(1, len(stack_cells)):
-            if stack_cells[k] is None:
+            layer = stack_cells[k]
+            if layer is None:
                 continue
             expected = cells[k - 1].output_size * (2 if both[k - 1] else 1)
-            if stack_cells[k].input_size != expected:
+            if layer.input_size != expected:
                 raise ValueError(
                     f"{label}[{k}].input_size: expected {expected} (the output size of layer {k - 1}"
-                    f"{' times 2 directions' if both[k - 1] else ''}), got {stack_cells[k].input_size}"
+                    f"{' times 2 directions' if both[k - 1] else ''}), got {layer.input_size}"
                 )
     if backward is not None:
         for k, (f, b) in enumerate(zip(cells, backward)):
@@ -383,7 +385,7 @@ def _check_cells(cells: list[RecurrentCell], backward: list[RecurrentCell | None
                 )
 
 
-def _check_residual(layers: nn.ModuleList, directions: Sequence[bool], residual: Sequence[bool]) -> None:
+def _check_residual(layers: Sequence[RecurrentCell], directions: Sequence[bool], residual: Sequence[bool]) -> None:
     for k in range(len(layers)):
         if not residual[k]:
             continue

@@ -131,7 +131,7 @@ def save_model_file(path: Path, tensors: dict[str, Tensor], metadata: dict[str, 
     atomic_write(path, safetensors_bytes(tensors, metadata))
 
 
-def load_model_file(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def load_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read a file written by :func:`save_model_file`: ``(tensors, metadata)``."""
     path = Path(path)
     try:
@@ -293,7 +293,10 @@ def optimizer_from_parts(plain: dict[str, Any], tensors: dict[str, Tensor]) -> d
 def capture_rng() -> tuple[dict[str, Any], Tensor]:
     """Python's and NumPy's global RNG states (JSON) and torch's (a uint8 tensor)."""
     version, words, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state()  # the global RandomState: always MT19937, a tuple
+    if not isinstance(legacy, tuple):
+        raise TypeError(f"numpy's global RNG state: expected the legacy MT19937 tuple, got {type(legacy).__name__}")
+    kind, keys, pos, has_gauss, cached = legacy
     plain = {
         "python": [version, list(words), gauss],
         "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],

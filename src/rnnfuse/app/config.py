@@ -158,7 +158,7 @@ class RunConfig:
         return json.loads(json.dumps(asdict(self)))
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], where: str = "config") -> RunConfig:
+    def from_dict(cls, raw: object, where: str = "config") -> RunConfig:
         """Build and validate from a dictionary such as :meth:`to_dict` returns."""
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a JSON object, got {type(raw).__name__}")

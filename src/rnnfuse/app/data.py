@@ -156,7 +156,8 @@ class _Raw:
     """The cells read so far, kept compact: line numbers, values, time cells."""
 
     def __init__(self) -> None:
-        self.lines, self.values, self.times = array("q"), array("d"), []
+        self.lines, self.values = array("q"), array("d")
+        self.times: list[str] = []
 
 
 def _add_row(path: Path, raw: _Raw, line: int, row: list[str], header: list[str],

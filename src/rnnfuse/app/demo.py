@@ -68,7 +68,7 @@ def train_one(
         from .windows import with_base
 
         plain = prepare(load_series(data.csv, data.column, data.time_column), data)
-        prepared = _replace(plain, **{split: with_base(getattr(plain, split), base[split]) for split in ("train", "val", "test")})
+        prepared = _replace(plain, train=with_base(plain.train, base["train"]), val=with_base(plain.val, base["val"]), test=with_base(plain.test, base["test"]))
     trainer = Trainer(
         demo_config(fusion, epochs, seed, data), run_dir, log=lines.append, show_progress=False,
         prepared=prepared, extra_covariates=0 if base is None else 1,
@@ -230,7 +230,7 @@ def run_demo(
     return results
 
 
-def _run_all(tasks: list[tuple], jobs: int, log: Callable[[str], None], hybrids: list[tuple] = ()) -> list[dict[str, Any]]:
+def _run_all(tasks: list[tuple], jobs: int, log: Callable[[str], None], hybrids: Sequence[tuple] = ()) -> list[dict[str, Any]]:
     """Run ``tasks``; the ``hybrids`` (network tasks) start once the classical base forecasts
     they learn from have arrived (with that base added to their arguments; skipped if it failed)."""
     total = len(tasks) + len(hybrids)

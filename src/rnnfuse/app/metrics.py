@@ -10,7 +10,7 @@ Baselines at origin ``t`` for step ``h`` (``P`` = the seasonal period, 52 weeks)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ def model_inputs(model: Seq2Seq, windows: Windows) -> dict[str, Any]:
 @torch.no_grad()
 def forecast(model: nn.Module, windows: Windows, batch_size: int = 512) -> np.ndarray:
     """Autoregressive forecasts ``(N, H)`` in series units (the model in eval mode)."""
-    core: Seq2Seq = getattr(model, "module", model)
+    core = cast(Seq2Seq, getattr(model, "module", model))  # unwrap DistributedDataParallel
     was_training = core.training
     core.eval()
     parts: list[Tensor] = []

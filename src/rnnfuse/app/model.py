@@ -87,7 +87,7 @@ def _add(a: Any, b: Any) -> Any:
 
 
 def _h(size: Any) -> int:
-    return size.h if isinstance(size, LSTMState) else size
+    return int(size.h) if isinstance(size, LSTMState) else size  # sizes: ints in an LSTMState
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -317,6 +317,7 @@ class Trainer:
         barrier(self.env)
 
     def _write(self, best: bool, plain_rng: dict[str, Any], rng_states: list[tuple[Tensor, Tensor | None]]) -> None:
+        assert self.out is not None  # save() writes only with an output directory
         weights = self.model.state_dict()
         if best:
             ckpt.save_model_file(self.out / "best.safetensors", weights, self.model_metadata())

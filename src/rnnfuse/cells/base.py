@@ -29,6 +29,8 @@ class RecurrentCell(nn.Module):
 
     kind: str = ""  # "lstm" | "gru" | "rnn"
     use_bias: bool = True  # False: built with bias=False (no bias parameters)
+    weight_ih: Tensor  # every cell registers these two parameters (declared for type checkers)
+    weight_hh: Tensor
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()

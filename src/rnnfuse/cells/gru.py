@@ -62,6 +62,9 @@ class GRUCell(RecurrentCell):
     """
 
     kind = "gru"
+    bias: Tensor | None  # reset_after=False (None with bias=False)
+    bias_ih: Tensor | None  # reset_after=True (None with bias=False)
+    bias_hh: Tensor | None
 
     def __init__(self, input_size: int, hidden_size: int, *, reset_after: bool = True,
                  bias: bool = True) -> None:

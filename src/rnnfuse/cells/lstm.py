@@ -108,6 +108,7 @@ class LSTMCell(RecurrentCell):
     """
 
     kind = "lstm"
+    bias: Tensor | None  # None with bias=False
 
     def __init__(
         self,
@@ -170,7 +171,7 @@ class LSTMCell(RecurrentCell):
     @property
     def state_size(self) -> LSTMState:
         """``LSTMState(c=H, h=P)`` (``P = H`` without a projection)."""
-        return LSTMState(self.hidden_size, self.output_size)
+        return LSTMState._make((self.hidden_size, self.output_size))  # sizes, not tensors
 
     def peephole_weights(self) -> tuple[Tensor, Tensor, Tensor] | None:
         """``(w_i_diag, w_f_diag, w_o_diag)``, or ``None`` without peepholes."""
@@ -184,7 +185,7 @@ class LSTMCell(RecurrentCell):
         goes into its constant second bias), and the BPTT kernel for any options."""
         if type(self) is not LSTMCell:  # a subclass may change the step: the reference loop
             return None
-        fused = None
+        fused: tuple[Tensor, ...] | None = None
         if not self.peepholes and self.cell_clip is None and self.proj_clip is None:
             fused = (self.weight_ih, self.weight_hh,
                      self.bias_or_zeros(self.bias, 4 * self.hidden_size, dtype, device),

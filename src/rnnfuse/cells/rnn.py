@@ -35,6 +35,7 @@ class RNNCell(RecurrentCell):
     """
 
     kind = "rnn"
+    bias: Tensor | None  # None with bias=False
 
     def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh",
                  bias: bool = True) -> None:

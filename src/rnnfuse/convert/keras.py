@@ -476,7 +476,7 @@ def _cell(layer: _Layer, in_size: int | None, backwards: bool) -> RecurrentCell:
     reset_after = bool(cls == "GRU" and cfg.get("reset_after", True))
     n_in = in_size or (w[0].shape[0] if w and w[0].ndim == 2 else -1)
     bias_shape = (2, gates * units) if reset_after else (gates * units,)
-    shapes = [(n_in, gates * units), (units, gates * units)]
+    shapes: list[tuple[int, ...]] = [(n_in, gates * units), (units, gates * units)]
     shapes += [bias_shape] if cfg.get("use_bias", True) else []
     if [tuple(a.shape) for a in w] != shapes:
         raise ValueError(f"layer {layer.name!r}: expected weights of shapes {[list(s) for s in shapes]}"

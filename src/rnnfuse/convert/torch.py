@@ -53,7 +53,7 @@ def _suffix(layer: int, direction: int) -> str:
 
 
 def _cell_from_torch(module: Any, in_size: int, suffix: str) -> RecurrentCell:
-    p = {name: getattr(module, name + suffix, None)
+    p: dict[str, Any] = {name: getattr(module, name + suffix, None)
          for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")}
     kind = _kind(module)
     w_ih, w_hh = (to_rnnfuse_gates(p[n], "torch", kind, 0) for n in ("weight_ih", "weight_hh"))
@@ -132,7 +132,7 @@ def _torch_values(cell: RecurrentCell, suffix: str) -> dict[str, Any]:
     if isinstance(cell, GRUCell):
         out.update(bias_ih=gates(cell.bias_ih), bias_hh=gates(cell.bias_hh))
     else:
-        b_hh = cell.bias.detach().new_zeros(cell.bias.shape)
+        b_hh = cell.bias.detach().new_zeros(cell.bias.shape)  # type: ignore[operator, arg-type]  # nn.Module.__getattr__
         if isinstance(cell, LSTMCell):
             h = cell.hidden_size
             b_hh[h: 2 * h] = cell.forget_bias  # TF1's run-time forget bias, folded in

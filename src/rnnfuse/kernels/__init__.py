@@ -106,9 +106,9 @@ def run_layer(
     path = _path(spec, x, lengths)
     if path == "fused":
         return run_fused_full(cell, x, state, reverse, spec=spec)
-    if path == "fused-segments":
+    if path == "fused-segments" and lengths is not None:
         return run_fused_segments(cell, x, lengths, state, reverse, spec=spec)
-    if path == "fused-packed":
+    if path == "fused-packed" and lengths is not None:
         return run_fused_packed(cell, x, lengths, state, reverse, spec=spec)
     if path == "bptt":
         return run_bptt(cell, x, lengths, state, reverse, spec=spec)
@@ -121,7 +121,7 @@ def _run_traced(
     """:func:`run_layer` while tracing: one ``rnnfuse::layer`` operator call (or the
     reference loop, whose steps are plain tensor operations)."""
     path = _traced_path(spec, x)
-    if path == "loop":
+    if path == "loop" or spec is None:
         return run_loop(cell, x, lengths, state, reverse)
     kind, weights, peepholes, cell_clip, proj_clip = spec_to_op_args(spec, path)
     lens = x.new_empty(0, dtype=torch.int64) if lengths is None else lengths

@@ -34,7 +34,7 @@ class GRUFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         steps: StepRows,
         last_index: Tensor,

@@ -60,7 +60,7 @@ class LSTMFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         steps: StepRows,
         last_index: Tensor,
@@ -78,7 +78,7 @@ class LSTMFunction(torch.autograd.Function):
         rec = _Recurrence(steps, cell_clip, proj_clip, weight_hh, peepholes, weight_hr)
         acts = torch.addmm(bias, x, weight_ih.t())  # the input projection of every step
         st = _forward(rec, acts, c0, h0)
-        ctx.rec = rec._replace(weight_hh=None, peepholes=None, weight_hr=None)
+        ctx.rec = rec._replace(weight_hh=None, peepholes=None, weight_hr=None)  # type: ignore[arg-type]  # the tensors travel in saved_tensors
         ctx.save_for_backward(x, weight_ih, c0, h0, weight_hh, peepholes, weight_hr, *st)
         return st.hs, last_rows(st.cs, c0, last_index), last_rows(st.hs, h0, last_index)
 
@@ -94,7 +94,7 @@ class LSTMFunction(torch.autograd.Function):
         d_bias = d_gates.sum(0) if need[6] else None
         d_w_hh = d_gates.t() @ previous_rows(st.hs, h0, rec.steps) if need[9] else None
         d_peep = _peephole_grads(d_gates, st.cs, previous_rows(st.cs, c0, rec.steps)) if need[10] else None
-        d_w_hr = d_hs.t() @ st.ms if need[11] else None
+        d_w_hr = d_hs.t() @ st.ms if need[11] and d_hs is not None else None
         return (None, None, None, None, d_x, d_w_ih, d_bias, dc, dh, d_w_hh, d_peep, d_w_hr)
 
 
@@ -161,7 +161,7 @@ def _backward(
         dh_t = dh[:rows].add_(g_hs[now])
         if h_mask is not None:
             dh_t.mul_(h_mask[now])
-        if d_hs is not None:
+        if d_hs is not None and rec.weight_hr is not None:  # both or neither
             d_hs[now] = dh_t
             dh_t = dh_t @ rec.weight_hr
         _cell_backward(dh_t, dc[:rows], st.tanh_cs[now], previous(st.cs, c0, rec.steps, t), st.acts[now],

@@ -53,16 +53,18 @@ def fused_call(
     ``batch_sizes`` (CPU int64).  ``spec`` has a fused ``mode``; ``state`` is the layer
     state (B, ...).  Returns ``(outputs, final_state)``, the final state of each sequence's
     last step."""
-    weights = spec.fused_weights
+    weights, mode = spec.fused_weights, spec.mode
+    if weights is None or mode is None:
+        raise ValueError(f"spec: expected a spec with a fused kernel, got {spec!r}")
     train = _needs_grad(x, state, weights)
-    if spec.mode == "lstm":
+    if mode == "lstm":
         hx = (state.h.unsqueeze(0), state.c.unsqueeze(0))
         if batch_sizes is None:
             out, h, c = _VF.lstm(x, hx, weights, True, 1, 0.0, train, False, False)
         else:
             out, h, c = _VF.lstm(x, batch_sizes, hx, weights, True, 1, 0.0, train, False)
         return out, LSTMState(c[0], h[0])
-    fn = _KERNELS[spec.mode]
+    fn = _KERNELS[mode]
     if batch_sizes is None:
         out, h = fn(x, state.unsqueeze(0), weights, True, 1, 0.0, train, False, False)
     else:

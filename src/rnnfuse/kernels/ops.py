@@ -48,7 +48,11 @@ def spec_to_op_args(spec: KernelSpec, path: str) -> tuple[str, list[Tensor], boo
     """``(kind, weights, peepholes, cell_clip, proj_clip)`` of the operator for a cell's
     ``spec`` on ``path`` (``"fused"`` or ``"bptt"``)."""
     if path == "fused":
+        if spec.mode is None or spec.fused_weights is None:
+            raise ValueError(f"spec: expected a spec with a fused kernel for path 'fused', got {spec!r}")
         return spec.mode, list(spec.fused_weights), False, None, None
+    if spec.bptt is None:
+        raise ValueError(f"spec: expected a spec with a BPTT kernel for path {path!r}, got {spec!r}")
     args = spec.bptt()
     if isinstance(args, LSTMKernelArgs):
         weights = [args.weight_ih, args.bias, args.weight_hh]
@@ -115,12 +119,13 @@ def _run_eager(
         return y, [s.clone() for s in state]  # nothing runs: the state is carried through
     if kind in FUSED_KINDS:
         spec = KernelSpec(kind, tuple(weights))
+        no_cell: Any = None  # the spec is given: the cell is not needed
         if lens is None:
-            y, final = run_fused_full(None, x, start, reverse, spec=spec)
+            y, final = run_fused_full(no_cell, x, start, reverse, spec=spec)
         elif x.is_cuda:
-            y, final = run_fused_packed(None, x, lens, start, reverse, spec=spec)
+            y, final = run_fused_packed(no_cell, x, lens, start, reverse, spec=spec)
         else:
-            y, final = run_fused_segments(None, x, lens, start, reverse, spec=spec)
+            y, final = run_fused_segments(no_cell, x, lens, start, reverse, spec=spec)
     elif kind == "bptt_lstm":
         peep = weights[3] if peepholes else None
         w_hr = weights[-1] if len(weights) == 3 + int(peepholes) + 1 else None

@@ -90,6 +90,7 @@ def run_fused_segments(
     h = layout.unsort(last_rows(flat_out, state_output(start), layout.last_index))
     if spec.mode != "lstm":  # the output is the state
         return layout.scatter_output(flat_out), h
+    assert spec.fused_weights is not None  # fused_spec checked it
     c = _final_cells(spec.fused_weights, layout, flat_x, flat_out, starts, finals, start.c)
     return layout.scatter_output(flat_out), LSTMState(c, h)
 
@@ -109,7 +110,8 @@ def _final_cells(
     ``stop`` take ``c`` from the kernel, the others (the *tail*) are recomputed, all
     segments' tails together (:func:`_recover_cells`)."""
     lens, segs = layout.lengths, layout.segments
-    exact_parts, exact_rows, tails = [], [], []
+    exact_rows: list[int] = []
+    exact_parts, tails = [], []
     for k, seg in enumerate(segs):
         ending = segs[k + 1].rows if k + 1 < len(segs) else 0
         exact = ending

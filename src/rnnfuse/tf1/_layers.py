@@ -130,7 +130,7 @@ def cell_to_tf(cell: RecurrentCell) -> dict[str, Tensor]:
         return {"gates/kernel": torch.cat([w_ih[:h2].T, w_hh[:h2].T]), "gates/bias": bias[:h2],
                 "candidate/kernel": torch.cat([w_ih[h2:].T, w_hh[h2:].T]), "candidate/bias": bias[h2:]}
     kernel = torch.cat([w_ih.T, w_hh.T])
-    bias = cell.bias_or_zeros(cell.bias, w_ih.shape[0], w_ih.dtype, w_ih.device).detach().clone()
+    bias = cell.bias_or_zeros(cell.bias, w_ih.shape[0], w_ih.dtype, w_ih.device).detach().clone()  # type: ignore[arg-type]  # LSTMCell or RNNCell: both declare bias
     if not isinstance(cell, LSTMCell):
         return {"kernel": kernel, "bias": bias}
     out = {"kernel": from_rnnfuse_gates(kernel, "tf1", "lstm", 1),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -72,6 +72,13 @@ class _Cell(nn.Module):
         return self.cell is not None
 
     @property
+    def built_cell(self) -> RecurrentCell:
+        """The rnnfuse cell; ``ValueError`` while not built."""
+        if self.cell is None:
+            raise ValueError(f"{self!r}: not built yet")
+        return self.cell
+
+    @property
     def output_size(self) -> int:
         return self.num_proj or self.num_units
 
@@ -103,12 +110,12 @@ class _Cell(nn.Module):
     def zero_state(self, batch_size: int, dtype: torch.dtype | None = None) -> Any:
         size = self.state_size
         make = lambda n: torch.zeros(batch_size, n, dtype=dtype or self.cell_dtype)  # noqa: E731
-        return LSTMStateTuple(make(size.c), make(size.h)) if isinstance(size, tuple) else make(size)
+        return LSTMStateTuple(make(size.c), make(size.h)) if isinstance(size, LSTMStateTuple) else make(size)
 
     def forward(self, inputs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """One step, as calling a TF cell: ``(output, new_state)``."""
         self.build(inputs.shape[-1], inputs.dtype, inputs.device)
-        out, new = self.cell(inputs, _layer_state(self, state))
+        out, new = self.built_cell(inputs, _layer_state(self, state))
         return out, tf_layer_state(self, new)
 
     def extra_repr(self) -> str:
@@ -134,7 +141,7 @@ class BasicLSTMCell(_Cell):
         """``LSTMStateTuple(c, h)`` sizes, or their sum with ``state_is_tuple=False``."""
         if not self.state_is_tuple:
             return self.num_units + self.output_size
-        return LSTMStateTuple(self.num_units, self.output_size)
+        return LSTMStateTuple._make((self.num_units, self.output_size))  # sizes, not tensors
 
     def zero_state(self, batch_size: int, dtype: torch.dtype | None = None) -> Any:
         return torch.zeros(batch_size, self.state_size, dtype=dtype or self.cell_dtype) \
@@ -218,7 +225,7 @@ class MultiRNNCell(nn.Module):
                     f"layers would share one set of weights (TF1 fails here too: `[cell] * n` repeats "
                     f"one object). Build one cell per layer: MultiRNNCell([{type(cell).__name__}"
                     f"(num_units={cell.num_units}) for _ in range({len(cells)})])")
-        self.cells = nn.ModuleList(cells)
+        self.cells: Sequence[_Cell] = cast("Sequence[_Cell]", nn.ModuleList(cells))
         self.tf_scope: str | None = None
 
     @property

@@ -173,6 +173,6 @@ def _print_tf1_layers(stack: TFStack, indent: str) -> None:
 
 
 def _tf1_state(stack: TFStack) -> Any:
-    sizes = tuple(LSTMState(lay.num_units, lay.output_size) if "LSTM" in lay.cell_type
+    sizes = tuple(LSTMState._make((lay.num_units, lay.output_size)) if "LSTM" in lay.cell_type
                   else lay.num_units for lay in stack.layers)
     return sizes if stack.multi else sizes[0]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..bidirectional import BidirectionalRNN
+from ..cells import RecurrentCell
 from ..stack import StackedRNN
 from ..state import LSTMState as LSTMStateTuple
 from ._layers import check_layers, layer_arrays, load_layer
@@ -92,7 +93,7 @@ def as_stack(cell: Any, time_major: bool = False) -> StackedRNN:
         raise ValueError(f"cell: a ResidualWrapper on some layers only ({residual}) has no "
                          f"StackedRNN equivalent (residual=True adds every layer's input but the "
                          f"first's); run it with dynamic_rnn")
-    return StackedRNN.from_cells([layer.cell for layer in layers], batch_first=not time_major,
+    return StackedRNN.from_cells([layer.built_cell for layer in layers], batch_first=not time_major,
                                  residual=any(residual))
 
 
@@ -152,13 +153,13 @@ def restore(module: Any, prefix: str | os.PathLike[str] | Mapping[str, np.ndarra
 
 def _restore_stack(cell: nn.Module, tf_stack: TFStack, variables: Mapping[str, np.ndarray]) -> None:
     layers = _layers(cell, "module")
-    wanted = [mine._layer(mine.cell.input_size if mine.built else theirs.input_size)
+    wanted = [mine._layer(mine.built_cell.input_size if mine.built else theirs.input_size)
               for mine, theirs in zip(layers, tf_stack.layers)]
     check_layers(wanted, len(layers), isinstance(cell, MultiRNNCell), tf_stack)
     for mine, theirs in zip(layers, tf_stack.layers):
         arrays = layer_arrays(theirs, variables)
         mine.build(theirs.input_size, torch.from_numpy(arrays["weight_ih"]).dtype)
-        load_layer(mine.cell, theirs, arrays)
+        load_layer(mine.built_cell, theirs, arrays)
 
 
 def _pair_scope(pair: Sequence[Any], scope: str | None) -> str:
@@ -181,7 +182,9 @@ def get_variables(module: Any, scope: str | None = None) -> dict[str, np.ndarray
 
 
 def _stack_of_parts(parts: list[Any], time_major: bool) -> StackedRNN:
-    fw, bw, residual = [], [], []
+    fw: list[RecurrentCell] = []
+    bw: list[RecurrentCell | None] = []
+    residual: list[bool] = []
     for i, part in enumerate(parts):
         if isinstance(part, (tuple, list)):
             if len(part) != 2 or any(isinstance(p, MultiRNNCell) for p in part):
@@ -189,14 +192,14 @@ def _stack_of_parts(parts: list[Any], time_major: bool) -> StackedRNN:
             layers = [_layers(p, f"cell[{i}]")[0] for p in part]
             if not all(layer.built for layer in layers):
                 raise ValueError(f"cell[{i}]: not built yet; run it once or restore() it first")
-            fw.append(layers[0].cell)
-            bw.append(layers[1].cell)
+            fw.append(layers[0].built_cell)
+            bw.append(layers[1].built_cell)
             residual.append(isinstance(part[0], ResidualWrapper))
             continue
         for wrapped, layer in zip(_wrapped_layers(part), _layers(part, f"cell[{i}]")):
             if not layer.built:
                 raise ValueError(f"cell[{i}]: not built yet; run it once or restore() it first")
-            fw.append(layer.cell)
+            fw.append(layer.built_cell)
             bw.append(None)
             residual.append(isinstance(wrapped, ResidualWrapper))
     return StackedRNN.from_cells(fw, backward_cells=bw if any(c is not None for c in bw) else None,
@@ -239,7 +242,7 @@ def _run_wrapped(cell: Any, x: Tensor, lengths: Any, start: Any, time_major: boo
 
 
 def _run_core(core: _Cell, x: Tensor, lengths: Any, state: Any) -> tuple[Tensor, Any]:
-    stack = StackedRNN.from_cells([core.cell], batch_first=True)
+    stack = StackedRNN.from_cells([core.built_cell], batch_first=True)
     out, (final,) = stack(x, lengths, None if state is None else (state,))
     return out, final
 
@@ -262,8 +265,8 @@ def _build(cell: Any, x: Tensor, name: str) -> None:
     size = x.shape[-1]
     for layer in _layers(cell, name):
         layer.build(size, x.dtype, x.device)
-        if layer.cell.weight_ih.dtype != x.dtype:
-            raise TypeError(f"inputs: expected dtype {layer.cell.weight_ih.dtype} (the dtype {name} "
+        if layer.built_cell.weight_ih.dtype != x.dtype:
+            raise TypeError(f"inputs: expected dtype {layer.built_cell.weight_ih.dtype} (the dtype {name} "
                             f"was built with), got {x.dtype}")
         size = layer.output_size
 

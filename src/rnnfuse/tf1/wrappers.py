@@ -31,6 +31,8 @@ __all__ = ["ResidualWrapper", "DropoutWrapper", "core_cell", "is_wrapper", "run_
 class _Wrapper(nn.Module):
     """A cell around a cell; sizes and state are the inner cell's."""
 
+    cell: Any  # a tf1 cell or another wrapper
+
     def __init__(self, cell: nn.Module) -> None:
         super().__init__()
         if not isinstance(cell, _Wrapper) and not hasattr(cell, "tf_name"):  # a tf1 cell

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .steps import StepRows, first_order_only, last_rows, previous, previous_rows
+from .steps import StepRows, compiled_for, first_order_only, last_rows, offsets_rows, previous, previous_rows
 
 __all__ = ["GRUFunction"]
 
@@ -45,7 +45,11 @@ class GRUFunction(torch.autograd.Function):
         weight_hh: Tensor,
     ) -> tuple[Tensor, Tensor]:
         acts = torch.addmm(bias, x, weight_ih.t())  # the input projection of every step
-        rhs, hs = _forward(steps, acts, h0, weight_hh)
+        ext = compiled_for(acts)
+        if ext is None:
+            rhs, hs = _forward(steps, acts, h0, weight_hh)
+        else:
+            rhs, hs = ext.gru_forward(acts, h0, weight_hh, *offsets_rows(steps))
         ctx.steps = steps
         ctx.save_for_backward(x, weight_ih, acts, rhs, hs, h0, weight_hh)
         return hs, last_rows(hs, h0, last_index)
@@ -54,7 +58,11 @@ class GRUFunction(torch.autograd.Function):
     @first_order_only
     def backward(ctx: Any, g_hs: Tensor, g_h: Tensor) -> tuple[Any, ...]:
         x, weight_ih, acts, rhs, hs, h0, weight_hh = ctx.saved_tensors
-        d_gates, d_h0 = _backward(ctx.steps, g_hs, g_h, acts, hs, h0, weight_hh)
+        ext = compiled_for(acts)
+        if ext is None:
+            d_gates, d_h0 = _backward(ctx.steps, g_hs, g_h, acts, hs, h0, weight_hh)
+        else:
+            d_gates, d_h0 = ext.gru_backward(acts, hs, h0, g_hs, g_h, weight_hh, *offsets_rows(ctx.steps))
         need, hidden = ctx.needs_input_grad, h0.shape[1]
         d_x = d_gates @ weight_ih if need[2] else None
         d_w_ih = d_gates.t() @ x if need[3] else None

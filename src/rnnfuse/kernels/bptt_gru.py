@@ -44,12 +44,13 @@ class GRUFunction(torch.autograd.Function):
         h0: Tensor,
         weight_hh: Tensor,
     ) -> tuple[Tensor, Tensor]:
-        acts = torch.addmm(bias, x, weight_ih.t())  # the input projection of every step
-        ext = compiled_for(acts)
+        ext = compiled_for(x)
         if ext is None:
+            acts = torch.addmm(bias, x, weight_ih.t())  # the input projection of every step
             rhs, hs = _forward(steps, acts, h0, weight_hh)
-        else:
-            rhs, hs = ext.gru_forward(acts, h0, weight_hh, *offsets_rows(steps))
+        else:  # the compiled loop adds the bias with the gates
+            acts = torch.mm(x, weight_ih.t())
+            rhs, hs = ext.gru_forward(acts, bias, h0, weight_hh, *offsets_rows(steps))
         ctx.steps = steps
         ctx.save_for_backward(x, weight_ih, acts, rhs, hs, h0, weight_hh)
         return hs, last_rows(hs, h0, last_index)

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -28,10 +29,38 @@ using at::vec::Vectorized;
 // steps (most of them) run on the calling thread without a parallel region.
 int64_t grain_rows(int64_t width) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, width)); }
 
+// exp: in float32 ATen's inlined polynomial (20 ulp, several times faster than the 1-ulp
+// SLEEF call; the kernels' results stay within float32 rounding of the reference loop's),
+// in float64 the accurate one.
+template <typename T>
+inline Vectorized<T> fast_exp(Vectorized<T> x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return x.exp_u20();
+  } else {
+    return x.exp();
+  }
+}
+
 template <typename T>
 inline Vectorized<T> sigmoid(Vectorized<T> x) {
   const Vectorized<T> one(T(1));
-  return one / (one + x.neg().exp());
+  return one / (one + fast_exp(x.neg()));
+}
+
+// tanh x = 2 σ(2x) - 1 in float32 (one exp); the accurate tanh in float64
+template <typename T>
+inline Vectorized<T> tanh(Vectorized<T> x) {
+  if constexpr (std::is_same_v<T, float>) {
+    const Vectorized<T> two(T(2)), one(T(1));
+    return two * sigmoid(two * x) - one;
+  } else {
+    return x.tanh();
+  }
+}
+
+template <typename T>
+inline const T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data_ptr<T>() : nullptr;
 }
 
 // Apply fn(j, count) over the columns [0, width) of one row, a vector at a time (the last
@@ -67,8 +96,8 @@ struct Steps {
 // One step's elementwise part for `rows` rows: `act` (rows, 4H) holds the gate
 // pre-activations and leaves holding (σi, σf, tanh g, σo); writes c, tanh(c), m = σo tanh(c).
 template <typename T>
-void lstm_cell_forward(int64_t rows, int64_t hidden, T* act, const T* c_prev, T* c, T* tanh_c, T* m,
-                       const T* peep, std::optional<double> clip) {
+void lstm_cell_forward(int64_t rows, int64_t hidden, T* act, const T* bias, const T* c_prev, T* c, T* tanh_c,
+                       T* m, const T* peep, std::optional<double> clip) {
   using V = Vectorized<T>;
   const bool has_clip = clip.has_value();
   const V hi(static_cast<T>(clip.value_or(0))), lo(static_cast<T>(-clip.value_or(0)));
@@ -80,15 +109,21 @@ void lstm_cell_forward(int64_t rows, int64_t hidden, T* act, const T* c_prev, T*
       columns<T>(hidden, [&](int64_t j, int64_t k) {
         V ai = ld(a + j, k), af = ld(a + hidden + j, k), ag = ld(a + 2 * hidden + j, k);
         V ao = ld(a + 3 * hidden + j, k), cpv = ld(cp + j, k);
+        if (bias) {
+          ai = ai + ld(bias + j, k);
+          af = af + ld(bias + hidden + j, k);
+          ag = ag + ld(bias + 2 * hidden + j, k);
+          ao = ao + ld(bias + 3 * hidden + j, k);
+        }
         if (peep) {
           ai = ai + ld(peep + j, k) * cpv;
           af = af + ld(peep + hidden + j, k) * cpv;
         }
-        V si = sigmoid(ai), sf = sigmoid(af), tg = ag.tanh();
+        V si = sigmoid(ai), sf = sigmoid(af), tg = tanh(ag);
         V cv = sf * cpv + si * tg;
         if (has_clip) cv = at::vec::minimum(at::vec::maximum(cv, lo), hi);
         if (peep) ao = ao + ld(peep + 2 * hidden + j, k) * cv;
-        V so = sigmoid(ao), tc = cv.tanh();
+        V so = sigmoid(ao), tc = tanh(cv);
         st(si, a + j, k);
         st(sf, a + hidden + j, k);
         st(tg, a + 2 * hidden + j, k);
@@ -143,10 +178,10 @@ void lstm_cell_backward(int64_t rows, int64_t hidden, const T* dm, const T* dm_e
   });
 }
 
-// Forward of the recurrence.  `acts` (N, 4H) holds the projected inputs and leaves holding the
-// gate activations.  Returns cs (N, H), tanh_cs (N, H), ms (N, H) and hs (N + 1, P) with a zero
+// Forward of the recurrence.  `acts` (N, 4H) holds the projected inputs (plus `bias` (4H), when
+// given, which is then added here) and leaves holding the gate activations.  Returns cs (N, H), tanh_cs (N, H), ms (N, H) and hs (N + 1, P) with a zero
 // last row; without a projection ms is hs[:-1].
-std::vector<Tensor> lstm_forward(Tensor acts, const Tensor& c0_in, const Tensor& h0_in, const Tensor& w_hh_in,
+std::vector<Tensor> lstm_forward(Tensor acts, const std::optional<Tensor>& bias_in, const Tensor& c0_in, const Tensor& h0_in, const Tensor& w_hh_in,
                                  const std::optional<Tensor>& peep_in, const std::optional<Tensor>& w_hr_in,
                                  std::optional<double> cell_clip, std::optional<double> proj_clip,
                                  std::vector<int64_t> offsets, std::vector<int64_t> rows) {
@@ -154,6 +189,7 @@ std::vector<Tensor> lstm_forward(Tensor acts, const Tensor& c0_in, const Tensor&
   const Steps steps{std::move(offsets), std::move(rows)};
   Tensor c0 = c0_in.contiguous(), h0 = h0_in.contiguous(), w_hh_t = w_hh_in.t();
   Tensor peep = peep_in.has_value() ? peep_in->contiguous() : Tensor();
+  Tensor bias = bias_in.has_value() ? bias_in->contiguous() : Tensor();
   Tensor w_hr_t = w_hr_in.has_value() ? w_hr_in->t() : Tensor();
   const int64_t total = acts.size(0), hidden = c0.size(1), out = h0.size(1);
   Tensor cs = at::empty({total, hidden}, acts.options()), tanh_cs = at::empty_like(cs);
@@ -166,10 +202,11 @@ std::vector<Tensor> lstm_forward(Tensor acts, const Tensor& c0_in, const Tensor&
     act.addmm_(steps.previous(hs, h0, t), w_hh_t);
     Tensor c_prev = steps.previous(cs, c0, t);
     AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "lstm_forward", [&] {
-      lstm_cell_forward<scalar_t>(n, hidden, act.data_ptr<scalar_t>(), c_prev.data_ptr<scalar_t>(),
+      lstm_cell_forward<scalar_t>(n, hidden, act.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(bias),
+                                  c_prev.data_ptr<scalar_t>(),
                                   cs.data_ptr<scalar_t>() + off * hidden, tanh_cs.data_ptr<scalar_t>() + off * hidden,
                                   ms.data_ptr<scalar_t>() + off * hidden,
-                                  peep.defined() ? peep.data_ptr<scalar_t>() : nullptr, cell_clip);
+                                  ptr_or_null<scalar_t>(peep), cell_clip);
     });
     if (w_hr_t.defined()) {
       Tensor h = hs.narrow(0, off, n);
@@ -180,8 +217,28 @@ std::vector<Tensor> lstm_forward(Tensor acts, const Tensor& c0_in, const Tensor&
   return {cs, tanh_cs, ms, hs};
 }
 
+// Adds this step's terms of the peephole gradients to d_peep (3, H): d_i c_prev, d_f c_prev, d_o c.
+template <typename T>
+void peephole_grads(int64_t rows, int64_t hidden, const T* d_gates, const T* c_prev, const T* c, T* d_peep) {
+  using V = Vectorized<T>;
+  columns<T>(hidden, [&](int64_t j, int64_t k) {
+    V si = ld(d_peep + j, k), sf = ld(d_peep + hidden + j, k), so = ld(d_peep + 2 * hidden + j, k);
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* d = d_gates + r * 4 * hidden;
+      V cpv = ld(c_prev + r * hidden + j, k);
+      si = si + ld(d + j, k) * cpv;
+      sf = sf + ld(d + hidden + j, k) * cpv;
+      so = so + ld(d + 3 * hidden + j, k) * ld(c + r * hidden + j, k);
+    }
+    st(si, d_peep + j, k);
+    st(sf, d_peep + hidden + j, k);
+    st(so, d_peep + 2 * hidden + j, k);
+  });
+}
+
 // Backward through time.  Returns the gradients of the gate pre-activations (N, 4H), of c0,
-// of h0 and (with a projection) of every output through its clip (else an undefined tensor).
+// of h0, (with a projection) of every output through its clip, and (with peepholes) of the
+// peepholes (3, H); undefined tensors where there is none.
 std::vector<Tensor> lstm_backward(const Tensor& acts, const Tensor& cs, const Tensor& tanh_cs, const Tensor& hs,
                                   const Tensor& c0_in, const Tensor& g_hs_in, const Tensor& g_c, const Tensor& g_h,
                                   const Tensor& w_hh_in, const std::optional<Tensor>& peep_in,
@@ -197,6 +254,7 @@ std::vector<Tensor> lstm_backward(const Tensor& acts, const Tensor& cs, const Te
   Tensor dc = g_c.contiguous().clone(), dh = g_h.contiguous().clone();
   Tensor d_hs = w_hr.defined() ? at::empty({total, dh.size(1)}, dh.options()) : Tensor();
   Tensor dm = w_hr.defined() ? at::empty({dh.size(0), hidden}, dh.options()) : Tensor();
+  Tensor d_peep = peep.defined() ? at::zeros_like(peep) : Tensor();
   for (int64_t t = steps.size() - 1; t >= 0; --t) {
     const int64_t off = steps.offsets[t], n = steps.rows[t];
     Tensor dh_t = dh.narrow(0, 0, n);
@@ -217,42 +275,52 @@ std::vector<Tensor> lstm_backward(const Tensor& acts, const Tensor& cs, const Te
           n, hidden, dm_t.data_ptr<scalar_t>(), add_output_grad ? g_hs.data_ptr<scalar_t>() + off * dh.size(1) : nullptr,
           dc.data_ptr<scalar_t>(), cs.data_ptr<scalar_t>() + at_row, tanh_cs.data_ptr<scalar_t>() + at_row,
           c_prev.data_ptr<scalar_t>(), acts.data_ptr<scalar_t>() + 4 * at_row, d_gates.data_ptr<scalar_t>() + 4 * at_row,
-          peep.defined() ? peep.data_ptr<scalar_t>() : nullptr, cell_clip);
+          ptr_or_null<scalar_t>(peep), cell_clip);
+      if (peep.defined())
+        peephole_grads<scalar_t>(n, hidden, d_gates.data_ptr<scalar_t>() + 4 * at_row, c_prev.data_ptr<scalar_t>(),
+                                 cs.data_ptr<scalar_t>() + at_row, d_peep.data_ptr<scalar_t>());
     });
     at::mm_out(dh_t, d_gates.narrow(0, off, n), w_hh);
   }
-  return {d_gates, dc, dh, d_hs};
+  return {d_gates, dc, dh, d_hs, d_peep};
 }
 
 // ----------------------------------------------------------------------------------- GRU
 
-// After the r, z product: σ on r and z in place, r·h_prev into rh.
+// After the r, z product: (+ bias,) σ on r and z in place, r·h_prev into rh.
 template <typename T>
-void gru_gates(int64_t rows, int64_t hidden, T* act, const T* h_prev, T* rh) {
+void gru_gates(int64_t rows, int64_t hidden, T* act, const T* bias, const T* h_prev, T* rh) {
   using V = Vectorized<T>;
   at::parallel_for(0, rows, grain_rows(3 * hidden), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       T* a = act + r * 3 * hidden;
       const T* hp = h_prev + r * hidden;
       columns<T>(hidden, [&](int64_t j, int64_t k) {
-        V sr = sigmoid(ld(a + j, k));
+        V ar = ld(a + j, k), az = ld(a + hidden + j, k);
+        if (bias) {
+          ar = ar + ld(bias + j, k);
+          az = az + ld(bias + hidden + j, k);
+        }
+        V sr = sigmoid(ar);
         st(sr, a + j, k);
-        st(sigmoid(ld(a + hidden + j, k)), a + hidden + j, k);
+        st(sigmoid(az), a + hidden + j, k);
         st(sr * ld(hp + j, k), rh + r * hidden + j, k);
       });
     }
   });
 }
 
-// After the candidate product: n = tanh in place, h = n + z (h_prev - n).
+// After the candidate product: n = tanh(· (+ bias)) in place, h = n + z (h_prev - n).
 template <typename T>
-void gru_update(int64_t rows, int64_t hidden, T* act, const T* h_prev, T* h) {
+void gru_update(int64_t rows, int64_t hidden, T* act, const T* bias, const T* h_prev, T* h) {
   using V = Vectorized<T>;
   at::parallel_for(0, rows, grain_rows(3 * hidden), [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       T* a = act + r * 3 * hidden;
       columns<T>(hidden, [&](int64_t j, int64_t k) {
-        V nv = ld(a + 2 * hidden + j, k).tanh(), z = ld(a + hidden + j, k);
+        V an = ld(a + 2 * hidden + j, k);
+        if (bias) an = an + ld(bias + 2 * hidden + j, k);
+        V nv = tanh(an), z = ld(a + hidden + j, k);
         st(nv, a + 2 * hidden + j, k);
         st(nv + z * (ld(h_prev + r * hidden + j, k) - nv), h + r * hidden + j, k);
       });
@@ -261,12 +329,13 @@ void gru_update(int64_t rows, int64_t hidden, T* act, const T* h_prev, T* h) {
 }
 
 // Returns rhs (N, H) = r·h_prev and hs (N + 1, H) with a zero last row; `acts` (N, 3H) holds
-// the projected inputs and leaves holding (σr, σz, n).
-std::vector<Tensor> gru_forward(Tensor acts, const Tensor& h0_in, const Tensor& w_hh, std::vector<int64_t> offsets,
+// the projected inputs (plus `bias` (3H), when given, added here) and leaves holding (σr, σz, n).
+std::vector<Tensor> gru_forward(Tensor acts, const std::optional<Tensor>& bias_in, const Tensor& h0_in, const Tensor& w_hh, std::vector<int64_t> offsets,
                                 std::vector<int64_t> rows) {
   TORCH_CHECK(acts.is_contiguous(), "gru_forward: acts must be contiguous");
   const Steps steps{std::move(offsets), std::move(rows)};
   Tensor h0 = h0_in.contiguous();
+  Tensor bias = bias_in.has_value() ? bias_in->contiguous() : Tensor();
   const int64_t total = acts.size(0), hidden = h0.size(1);
   Tensor w_rz_t = w_hh.narrow(0, 0, 2 * hidden).t(), w_n_t = w_hh.narrow(0, 2 * hidden, hidden).t();
   Tensor rhs = at::empty({total, hidden}, acts.options());
@@ -277,12 +346,12 @@ std::vector<Tensor> gru_forward(Tensor acts, const Tensor& h0_in, const Tensor& 
     Tensor act = acts.narrow(0, off, n), h_prev = steps.previous(hs, h0, t);
     act.narrow(1, 0, 2 * hidden).addmm_(h_prev, w_rz_t);
     AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "gru_gates", [&] {
-      gru_gates<scalar_t>(n, hidden, act.data_ptr<scalar_t>(), h_prev.data_ptr<scalar_t>(),
+      gru_gates<scalar_t>(n, hidden, act.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(bias), h_prev.data_ptr<scalar_t>(),
                           rhs.data_ptr<scalar_t>() + off * hidden);
     });
     act.narrow(1, 2 * hidden, hidden).addmm_(rhs.narrow(0, off, n), w_n_t);
     AT_DISPATCH_FLOATING_TYPES(acts.scalar_type(), "gru_update", [&] {
-      gru_update<scalar_t>(n, hidden, act.data_ptr<scalar_t>(), h_prev.data_ptr<scalar_t>(),
+      gru_update<scalar_t>(n, hidden, act.data_ptr<scalar_t>(), ptr_or_null<scalar_t>(bias), h_prev.data_ptr<scalar_t>(),
                            hs.data_ptr<scalar_t>() + off * hidden);
     });
   }

@@ -311,7 +311,7 @@ class MyLSTM(LSTMCell):
         (LSTMCell(F, H), None, "fused"),
         (LSTMCell(F, H, forget_bias=1.0), None, "fused"),
         (LSTMCell(F, H, proj_size=2), None, "bptt"),
-        (LSTMCell(F, H), LENGTHS, "fused-segments"),
+        (LSTMCell(F, H), LENGTHS, "bptt" if _ext.available() else "fused-segments"),
         (LSTMCell(F, H, peepholes=True), None, "bptt"),
         (LSTMCell(F, H, cell_clip=1.0), LENGTHS, "bptt"),
         (LSTMCell(F, H, proj_size=2, proj_clip=1.0), None, "bptt"),
@@ -326,6 +326,11 @@ class MyLSTM(LSTMCell):
 def test_select_path(cell, lengths, expected):
     lens = None if lengths is None else torch.tensor(lengths)
     assert select_path(cell, torch.zeros(B, T, F), lens) == expected
+
+
+def test_a_ragged_lstm_takes_the_segments_without_the_compiled_loop():
+    with _ext.disabled():
+        assert select_path(LSTMCell(F, H), torch.zeros(B, T, F), torch.tensor(LENGTHS)) == "fused-segments"
 
 
 def test_select_path_empty_batch_is_the_loop():

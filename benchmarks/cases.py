@@ -53,14 +53,27 @@ def _stack(sizes: list[int], cell: str, ragged: bool = False, **opts: object) ->
     return lambda x, lens, size: rnnfuse_stack(x, size.hidden(sizes), cell, lens if ragged else None, **opts)
 
 
-def _torch(sizes: list[int], kind: str, **opts: int) -> Builder:
-    return lambda x, lens, size: torch_stack(x, size.hidden(sizes), kind, **opts)
+def _torch(sizes: list[int], kind: str) -> Builder:
+    return lambda x, lens, size: torch_stack(x, size.hidden(sizes), kind)
+
+
+def _proj_size(size: Size) -> int:
+    return max(2, PROJ // size.shrink)
+
+
+def _clipped_stack(sizes: list[int]) -> Builder:
+    """An LSTM stack with a projection and both clips (the BPTT kernel)."""
+    return lambda x, lens, size: rnnfuse_stack(x, size.hidden(sizes), "lstm", None, proj_size=_proj_size(size),
+                                               cell_clip=3.0, proj_clip=3.0)
+
+
+def _torch_proj(sizes: list[int]) -> Builder:
+    return lambda x, lens, size: torch_stack(x, size.hidden(sizes), "lstm", proj_size=_proj_size(size))
 
 
 L2 = [256, 256]
 L3 = [512, 256, 128]
 PROJ = 128
-CLIPS = {"proj_size": PROJ, "cell_clip": 3.0, "proj_clip": 3.0}
 
 CASES: list[Case] = [
     Case("lstm-2x256", "LSTM [256, 256]", "rnnfuse", "nn.LSTM(num_layers=2)", "lstm", L2,
@@ -73,8 +86,8 @@ CASES: list[Case] = [
          "nn.LSTM(num_layers=2), no peepholes", "lstm", L2, _stack(L2, "lstm", peepholes=True),
          _torch(L2, "lstm"), bars={"fwd": 1.50, "fwd+bwd": 1.50}, goals={"fwd": 1.30, "fwd+bwd": 1.20}),
     Case("lstm-clips-proj-2x256", "LSTM [256, 256], projection 128, cell_clip and proj_clip", "rnnfuse (BPTT kernel)",
-         "nn.LSTM(num_layers=2, proj_size=128), no clips", "lstm", L2, _stack(L2, "lstm", **CLIPS),
-         _torch(L2, "lstm", proj_size=PROJ), bars={"fwd+bwd": 1.50}, goals={"fwd+bwd": 1.20}, proj=PROJ),
+         "nn.LSTM(num_layers=2, proj_size=128), no clips", "lstm", L2, _clipped_stack(L2),
+         _torch_proj(L2), bars={"fwd+bwd": 1.50}, goals={"fwd+bwd": 1.20}, proj=PROJ),
     Case("lstm-512-256-128", "LSTM [512, 256, 128]", "rnnfuse", "3 chained nn.LSTM", "lstm", L3,
          _stack(L3, "lstm"), _torch(L3, "lstm"), bars={"fwd": 1.10, "fwd+bwd": 1.10}),
     Case("ragged-lstm-2x256", "LSTM [256, 256], lengths uniform in 1..T", "rnnfuse ragged",

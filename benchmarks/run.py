@@ -62,7 +62,7 @@ def time_case(case: Case, size: Size, repeats: int, warmup: int) -> list[dict]:
         pair = compare(getattr(cand, fn), getattr(base, fn), repeats=repeats, warmup=warmup)
         tokens_all = size.batch * size.steps
         tokens = int(lengths.sum()) if case.ragged else tokens_all
-        proj = None if case.proj is None else max(4, case.proj // size.shrink)
+        proj = None if case.proj is None else max(2, case.proj // size.shrink)
         flops = layer_flops(case.kind, size.features, size.hidden(case.sizes), tokens, mode != "fwd", proj)
         rows.append({"case": case.name, "title": case.title, "candidate": case.candidate_name,
                      "baseline": case.baseline_name, "mode": mode, "a_ms": pair.a_ms, "b_ms": pair.b_ms,

@@ -9,8 +9,9 @@ Equations of :func:`rnnfuse.cells.gru.gru_step_reset_before` (gate order r, z, n
 :class:`GRUFunction` stores σr, σz, n and r·h per step; the weight gradients are two
 matrix products after the backward loop.  The step is written as in-place operations on
 preallocated buffers (the pure function would allocate per step); the tests check the
-layer against the reference loop, which runs the pure function.  A double backward raises
-an error.
+layer against the reference loop, which runs the pure function.  On CPU in float32/float64
+the loop runs in C++ (:mod:`rnnfuse.kernels._ext`); the functions here are the fallback.  A
+double backward raises an error.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ intermediate per step, which is what this kernel exists to avoid.  The tests che
 step against the pure one (``test_bptt_lstm_step_equals_the_pure_step``) and the whole
 layer against the reference loop.
 
+On CPU in float32/float64 the time loop runs in C++ (:mod:`rnnfuse.kernels._ext`: per step
+one matrix product and one fused, vectorised pass for the gates, the cell update and, in the
+backward, the peephole gradients); :func:`_forward` and :func:`_backward` here are the same
+equations in PyTorch operations, the fallback where the extension cannot be built.
+
 The backward is not itself differentiable: a double backward raises an error.
 """
 

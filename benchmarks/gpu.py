@@ -13,6 +13,7 @@ run; peak memory is ``torch.cuda.max_memory_allocated`` over one forward+backwar
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -24,8 +25,9 @@ from cases import CASES, Case  # noqa: E402
 from harness import compare, machine  # noqa: E402
 from workloads import Size, Workload, make_inputs  # noqa: E402
 
-GPU_CASES = ["lstm-2x256", "gru-reset-before-2x256", "peephole-lstm-2x256", "lstm-512-256-128",
-             "ragged-lstm-2x256", "ragged-vs-packed-lstm-2x256", "gru-2x256"]
+GPU_CASES = ["lstm-2x256", "gru-reset-before-2x256", "peephole-lstm-2x256", "lstm-clips-proj-2x256",
+             "lstm-512-256-128", "ragged-lstm-2x256", "ragged-lstm-2x256-b8", "ragged-vs-packed-lstm-2x256",
+             "gru-2x256"]
 
 
 def peak_mb(work: Workload, device: str) -> float | None:
@@ -44,6 +46,8 @@ def peak_mb(work: Workload, device: str) -> float | None:
 
 def run_case(case: Case, size: Size, device: str, repeats: int) -> list[str]:
     """Table rows of one case: both modes, then peak memory."""
+    if case.batch is not None:
+        size = dataclasses.replace(size, batch=case.batch)
     x, lengths = make_inputs(size, device)
     cand, base = case.candidate(x, lengths, size), case.baseline(x, lengths, size)
     rows = []

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Pair", "compare", "time_one", "sgemm_peak_gflops", "machine", "load_average"]
+__all__ = ["Pair", "compare", "time_one", "sgemm_peak_gflops", "percent_of_peak", "machine", "load_average",
+           "cpu_file_name"]
 
 
 @dataclass
@@ -83,13 +84,47 @@ def time_one(fn: Callable[[], object], repeats: int = 9, warmup: int = 2, device
     return statistics.median(_timed(fn, device) for _ in range(repeats)) * 1e3
 
 
-def sgemm_peak_gflops(size: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
-    """The machine's float32 matrix-multiply rate: best of ``repeats`` large ``torch.mm``."""
-    a = torch.randn(size, size, device=device)
-    b = torch.randn(size, size, device=device)
-    torch.mm(a, b)
-    best = min(_timed(lambda: torch.mm(a, b), device) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
+PEAK_SHAPES = ((256, 256, 256), (384, 384, 384), (512, 512, 512), (768, 768, 768), (1024, 1024, 1024),
+               (2048, 2048, 2048), (64, 256, 1024), (6400, 256, 1024))
+"""(m, k, n) products timed for the sgemm peak: squares of several sizes (a small one reaches
+the peak inside one quiet moment of a shared machine, a large one amortises the packing)
+and the shapes the kernels run (one step's recurrent product, one layer's input product)."""
+
+
+def sgemm_peak_gflops(repeats: int = 7, device: str = "cpu", budget_s: float = 4.0) -> float:
+    """The machine's float32 matrix-multiply rate, the best over :data:`PEAK_SHAPES`, each
+    with ``torch.mm`` (MKL or OpenBLAS) and, on CPU, oneDNN's matmul (the library of
+    PyTorch's fused RNN kernels; it may be the faster one, e.g. MKL on an AMD CPU): for each,
+    the best of ``repeats`` runs (at most about ``budget_s`` seconds per shape)."""
+    best = 0.0
+    for m, k, n in PEAK_SHAPES:
+        a = torch.randn(m, k, device=device)
+        w = torch.randn(n, k, device=device)
+        runs: list[Callable[[], object]] = [lambda: torch.mm(a, w.t())]
+        if device == "cpu" and torch.backends.mkldnn.is_available():
+            a_dnn, w_dnn = a.to_mkldnn(), w.to_mkldnn()
+            runs.append(lambda: torch._C._nn.mkldnn_linear(a_dnn, w_dnn))
+        for fn in runs:
+            try:
+                fn()
+            except RuntimeError:  # a build without that matmul
+                continue
+            start, times = time.perf_counter(), []
+            while len(times) < repeats and time.perf_counter() - start < budget_s / len(runs):
+                times.append(_timed(fn, device))
+            best = max(best, 2 * m * k * n / min(times) / 1e9)
+    return best
+
+
+def percent_of_peak(gflops: float, peak: float) -> str:
+    """``gflops`` as a share of the measured ``peak``, never above 100 %: a rate above the
+    peak means the peak measurement missed the machine's best moment (a shared CPU), so it
+    says that instead of printing an impossible figure."""
+    if peak <= 0:
+        return "peak unknown"
+    if gflops > peak:
+        return "≥ the measured peak: peak under-measured"
+    return f"{100 * gflops / peak:.0f} %"
 
 
 def load_average() -> str:
@@ -99,6 +134,13 @@ def load_average() -> str:
     except OSError:
         return "unknown"
     return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def _capability() -> str:
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except Exception:
+        return "unknown"
 
 
 def _cpu_model() -> str:
@@ -112,12 +154,21 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_file_name(cpu: str) -> str:
+    """A file name for a CPU model: ``AMD EPYC 7B13`` -> ``amd-epyc-7b13``."""
+    name = "".join(ch if ch.isalnum() else "-" for ch in cpu.lower().replace("(r)", "").replace("(tm)", ""))
+    while "--" in name:
+        name = name.replace("--", "-")
+    return name.strip("-") or "unknown-cpu"
+
+
 def machine() -> dict[str, str]:
     """What the numbers were measured on."""
     return {
         "cpu": _cpu_model(),
         "cores": str(os.cpu_count()),
         "torch": torch.__version__,
+        "capability": _capability(),
         "threads": str(torch.get_num_threads()),
         "onednn": str(torch.backends.mkldnn.is_available()),
         "python": platform.python_version(),

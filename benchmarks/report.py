@@ -1,9 +1,11 @@
-"""Writing benchmarks/RESULTS.md from the measurements of ``run.py``."""
+"""Writing a results file (``benchmarks/results/<cpu-model>.md``) from the measurements of ``run.py``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+from harness import percent_of_peak
 
 __all__ = ["write_report", "bar_table"]
 
@@ -39,7 +41,7 @@ def _all_rows(rows: list[dict], peak: float) -> list[str]:
     for r in rows:
         lines.append(f"| {r['case']} | {r['candidate']} | {r['baseline']} | {r['mode']} | {r['a_ms']:.2f} "
                      f"| {r['b_ms']:.2f} | {r['ratio']:.3f} [{r['low']:.3f}, {r['high']:.3f}] "
-                     f"| {r['gflops']:.1f} ({100 * r['gflops'] / peak:.0f} %) |")
+                     f"| {r['gflops']:.1f} ({percent_of_peak(r['gflops'], peak)}) |")
     return lines
 
 
@@ -76,10 +78,16 @@ METHOD = """\
   stay meaningful on a shared CPU where absolute times do not.
 * **fwd** is inference (`eval()`, `torch.no_grad()`); **fwd+bwd** is a training step:
   the sum of the top layer's outputs, backpropagated to every parameter and to the input.
-* **GFLOP/s** counts the matrix products only (per token and layer `2·G·H·(in + H)`
-  forward, ×3 for forward+backward), over the tokens actually in the batch (for a
-  ragged batch, the sum of the lengths), and compares with the measured sgemm rate of a
-  large `torch.mm` with the same threads.
+* **GFLOP/s** counts the matrix products the kernels do (`workloads.layer_flops`): per
+  token and layer `2·G·H·(in + P)` forward (G gates: LSTM 4, GRU 3; P the layer's output
+  size, H without a projection) plus `2·P·H` for a projection; the backward does two
+  products the size of each forward one (input and weight gradients), so forward+backward
+  is 3× the forward.  Tokens are those actually in the batch (for a ragged batch, the sum of
+  the lengths).  The sgemm peak is the best rate of float32 products of several shapes
+  (squares 256..2048 and the kernels' own shapes), each with `torch.mm` and with oneDNN's
+  matmul, best of several runs, measured before and after the cases, with the same
+  threads; a percentage is never printed above 100 % (a rate above the measured peak
+  says the peak was under-measured on a busy machine).
 * **Peak memory** (`memory.py`): a fresh process per measurement; after a warm-up run,
   `malloc_trim` and a reset of the resident-set high-water mark
   (`/proc/self/clear_refs`), the increase of `VmHWM` over the resident set during one
@@ -97,9 +105,11 @@ def write_report(path: Path, info: dict[str, Any], rows: list[dict], memory: lis
     mach = info["machine"]
     lines = ["# rnnfuse benchmark results", "",
              f"Written by `{info['command']}` on {info['started']}.", "",
-             f"* CPU: {mach['cpu']}, {mach['cores']} cores; torch {mach['torch']} with {mach['threads']} threads "
+             f"* CPU: {mach['cpu']}, {mach['cores']} cores (vector ISA seen by torch: {mach.get('capability', '?')}); "
+             f"torch {mach['torch']} with {mach['threads']} threads "
              f"(oneDNN available: {mach['onednn']}); Python {mach['python']}; {mach['platform']}",
-             f"* sgemm peak (large `torch.mm`): {info['sgemm_gflops']:.1f} GFLOP/s",
+             f"* BPTT kernels: {info.get('extension', 'unknown')}",
+             f"* sgemm peak (best of several shapes, `torch.mm` and oneDNN): {info['sgemm_gflops']:.1f} GFLOP/s",
              f"* load average (1, 5, 15 min) before: {info['load_before']}; after: {info['load_after']} "
              "(the machine is shared; see Method)",
              f"* batch {size.batch}, {size.steps} steps, {size.features} input features"

@@ -1,4 +1,4 @@
-"""rnnfuse benchmarks: one command runs them all and writes benchmarks/RESULTS.md.
+"""rnnfuse benchmarks: one command runs them all and writes benchmarks/results/<cpu-model>.md.
 
     python benchmarks/run.py                  # the full suite, 2 threads (about 10 minutes)
     python benchmarks/run.py --quick          # tiny sizes, a smoke test (seconds)
@@ -13,6 +13,7 @@ fresh process per measurement (``memory.py``); TensorFlow and Keras in their own
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -27,12 +28,21 @@ sys.path.insert(0, str(HERE))
 import torch  # noqa: E402
 
 from cases import CASES, MEMORY_CASES, Case  # noqa: E402
-from harness import compare, load_average, machine, sgemm_peak_gflops  # noqa: E402
+from harness import compare, cpu_file_name, load_average, machine, sgemm_peak_gflops  # noqa: E402
 from report import write_report  # noqa: E402
 from workloads import Size, layer_flops, make_inputs  # noqa: E402
 
 FULL = Size(64, 100, 128)
 QUICK = Size(8, 12, 16, shrink=16)
+
+
+def _extension_note() -> str:
+    """Whether the BPTT kernels run compiled, and what building (or loading) them took."""
+    from rnnfuse.kernels import _ext
+
+    if not _ext.available():
+        return "not available (pure-PyTorch BPTT loop)"
+    return f"compiled C++ loop (build or load: {_ext.build_seconds():.1f} s in this process)"
 
 
 def _size_args(size: Size) -> list[str]:
@@ -42,6 +52,8 @@ def _size_args(size: Size) -> list[str]:
 
 def time_case(case: Case, size: Size, repeats: int, warmup: int) -> list[dict]:
     """Both modes of one case: times, median ratio and its quartiles, GFLOP/s."""
+    if case.batch is not None:
+        size = dataclasses.replace(size, batch=case.batch)
     x, lengths = make_inputs(size, "cpu")
     cand, base = case.candidate(x, lengths, size), case.baseline(x, lengths, size)
     rows = []
@@ -50,7 +62,8 @@ def time_case(case: Case, size: Size, repeats: int, warmup: int) -> list[dict]:
         pair = compare(getattr(cand, fn), getattr(base, fn), repeats=repeats, warmup=warmup)
         tokens_all = size.batch * size.steps
         tokens = int(lengths.sum()) if case.ragged else tokens_all
-        flops = layer_flops(case.kind, size.features, size.hidden(case.sizes), tokens, mode != "fwd")
+        proj = None if case.proj is None else max(2, case.proj // size.shrink)
+        flops = layer_flops(case.kind, size.features, size.hidden(case.sizes), tokens, mode != "fwd", proj)
         rows.append({"case": case.name, "title": case.title, "candidate": case.candidate_name,
                      "baseline": case.baseline_name, "mode": mode, "a_ms": pair.a_ms, "b_ms": pair.b_ms,
                      "ratio": pair.ratio, "low": pair.ratio_low, "high": pair.ratio_high,
@@ -105,7 +118,7 @@ def externals(args: argparse.Namespace, size: Size) -> list[dict]:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="rnnfuse benchmarks (writes benchmarks/RESULTS.md)")
+    parser = argparse.ArgumentParser(description="rnnfuse benchmarks (writes benchmarks/results/<cpu-model>.md)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke test")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--repeats", type=int, default=None, help="timed pairs per comparison (default 9)")
@@ -113,7 +126,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tf-python", help="an interpreter with TensorFlow (and tf_keras) for TF1 and Keras")
     parser.add_argument("--no-keras", action="store_true", help="skip Keras 3 on the torch backend")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
-    parser.add_argument("--out", default=str(HERE / "RESULTS.md"), help="where to write the report")
+    parser.add_argument("--out", default=None,
+                        help="where to write the report (default benchmarks/results/<cpu-model>.md)")
     return parser.parse_args(argv)
 
 
@@ -140,17 +154,22 @@ def main(argv: list[str] | None = None) -> int:
     info = {"machine": machine(), "load_before": load_average(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "command": shown_command(argv if argv is not None else sys.argv[1:]),
             "size": size, "repeats": repeats}
-    info["sgemm_gflops"] = sgemm_peak_gflops(512 if args.quick else 2048)
+    info["sgemm_gflops"] = sgemm_peak_gflops(repeats=3 if args.quick else 7)
     print(f"sgemm peak {info['sgemm_gflops']:.1f} GFLOP/s, load {info['load_before']}", flush=True)
+    info["extension"] = _extension_note()
     rows = []
     for case in CASES:
         if names is None or case.name in names:
             rows += time_case(case, size, repeats, 1 if args.quick else 2)
     memory = [] if args.no_memory else measure_memory(size, args.threads, names)
     ext = externals(args, size)
+    # the peak again after the cases (a shared machine): the better of the two counts
+    info["sgemm_gflops"] = max(info["sgemm_gflops"], sgemm_peak_gflops(repeats=3 if args.quick else 7))
     info["load_after"] = load_average()
-    write_report(Path(args.out), info, rows, memory, ext)
-    print(f"wrote {args.out}; load after {info['load_after']}")
+    out = Path(args.out) if args.out else HERE / "results" / f"{cpu_file_name(info['machine']['cpu'])}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_report(out, info, rows, memory, ext)
+    print(f"wrote {out}; load after {info['load_after']}")
     return 0
 
 

@@ -83,17 +83,18 @@ def rnnfuse_loop(x: Tensor, sizes: list[int], cell: str, lengths: Tensor | None 
     return Workload(stack, loss, x)
 
 
-def _torch_modules(kind: str, features: int, sizes: list[int]) -> nn.ModuleList:
+def _torch_modules(kind: str, features: int, sizes: list[int], **opts: int) -> nn.ModuleList:
     cls = {"lstm": nn.LSTM, "gru": nn.GRU}[kind]
     if len(set(sizes)) == 1:
-        return nn.ModuleList([cls(features, sizes[0], num_layers=len(sizes), batch_first=True)])
+        return nn.ModuleList([cls(features, sizes[0], num_layers=len(sizes), batch_first=True, **opts)])
     ins = [features, *sizes[:-1]]
-    return nn.ModuleList([cls(i, h, batch_first=True) for i, h in zip(ins, sizes)])
+    return nn.ModuleList([cls(i, h, batch_first=True, **opts) for i, h in zip(ins, sizes)])
 
 
-def torch_stack(x: Tensor, sizes: list[int], kind: str) -> Workload:
-    """``nn.LSTM``/``nn.GRU``: one multi-layer module when sizes are equal, else chained."""
-    mods = _torch_modules(kind, x.shape[-1], sizes).to(x.device)
+def torch_stack(x: Tensor, sizes: list[int], kind: str, **opts: int) -> Workload:
+    """``nn.LSTM``/``nn.GRU``: one multi-layer module when sizes are equal, else chained;
+    ``opts`` such as ``proj_size`` go to every module."""
+    mods = _torch_modules(kind, x.shape[-1], sizes, **opts).to(x.device)
 
     def loss() -> Tensor:
         out = x
@@ -137,15 +138,21 @@ def lstmcell_loop(x: Tensor, sizes: list[int]) -> Workload:
     return Workload(cells, loss, x)
 
 
-def layer_flops(kind: str, features: int, sizes: list[int], tokens: int, backward: bool) -> float:
-    """Matrix-multiply flops of a stack over ``tokens`` (batch × steps actually run).
+def layer_flops(
+    kind: str, features: int, sizes: list[int], tokens: int, backward: bool, proj: int | None = None
+) -> float:
+    """Matrix-multiply flops of a stack over ``tokens`` (batch × steps actually run), as the
+    kernels do them.
 
-    Per token and layer, forward: ``2 G H (input + H)`` with G gates (LSTM 4, GRU 3);
-    the backward does two such products (inputs and weights), so forward+backward is 3×.
+    Per token and layer, forward: ``2 G H (input + P)`` with G gates (LSTM 4, GRU 3, RNN 1)
+    and P the layer's output size (``proj``, else H), plus ``2 P H`` for a projection.  The
+    backward does two products of each forward one's size (the gradient of its input and of
+    its weight), so forward+backward is 3× the forward.  Elementwise work is not counted.
     """
     gates = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
     total, inp = 0.0, features
     for h in sizes:
-        total += 2 * gates * h * (inp + h)
-        inp = h
+        out = proj or h
+        total += 2 * gates * h * (inp + out) + (2 * out * h if proj else 0)
+        inp = out
     return total * tokens * (3 if backward else 1)

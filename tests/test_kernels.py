@@ -9,6 +9,7 @@ float64.  The hand-written backward passes are also checked by finite difference
 
 from __future__ import annotations
 
+import contextlib
 import py_compile
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import torch
 from rnnfuse import StackedRNN
 from rnnfuse.cells import GRUCell, LSTMCell, RNNCell
 from rnnfuse.kernels import run_layer, run_loop, select_path
+from rnnfuse.kernels import _ext
 from rnnfuse.kernels.bptt import run_bptt_gru, run_bptt_lstm
 from rnnfuse.kernels.bptt_gru import GRUFunction
 from rnnfuse.kernels.bptt_lstm import LSTMFunction
@@ -95,6 +97,19 @@ DTYPES = [torch.float32, torch.float64]
 LENS = [None, LENGTHS]
 
 
+@pytest.fixture(params=["compiled", "fallback"])
+def bptt_impl(request):
+    """Run a test with the BPTT kernels' C++ loop (``compiled``, skipped where it cannot be
+    built) and with their pure-PyTorch loop (``fallback``)."""
+    if request.param == "fallback":
+        with _ext.disabled():
+            yield request.param
+        return
+    if not _ext.available():
+        pytest.skip("the C++ BPTT kernels could not be built here (no compiler or ninja)")
+    yield request.param
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fw", "bw"])
 @pytest.mark.parametrize("lengths", LENS, ids=["full", "ragged"])
@@ -127,18 +142,45 @@ def test_fused_packed_equals_loop(name, dtype):
     assert_matches_loop(run_fused_packed, name, LENGTHS, True, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fw", "bw"])
 @pytest.mark.parametrize("lengths", LENS, ids=["full", "ragged"])
 @pytest.mark.parametrize("name", BPTT_LSTM)
-def test_bptt_lstm_equals_loop(name, lengths):
-    assert_matches_loop(run_bptt_lstm, name, lengths, False, torch.float64)
+def test_bptt_lstm_equals_loop(name, lengths, reverse, dtype, bptt_impl):
+    assert_matches_loop(run_bptt_lstm, name, lengths, reverse, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fw", "bw"])
 @pytest.mark.parametrize("lengths", LENS, ids=["full", "ragged"])
-def test_bptt_gru_equals_loop(lengths):
-    assert_matches_loop(run_bptt_gru, "gru-reset-before", lengths, True, torch.float64)
+def test_bptt_gru_equals_loop(lengths, reverse, dtype, bptt_impl):
+    assert_matches_loop(run_bptt_gru, "gru-reset-before", lengths, reverse, dtype)
 
 
-def test_many_sequences_many_lengths():
+@pytest.mark.parametrize("name", ["lstm-all", "lstm-peepholes", "gru-reset-before"])
+def test_compiled_and_fallback_kernels_agree_on_a_wide_layer(name):
+    """Hidden sizes that are not a multiple of the vector width, more rows than one task."""
+    if not _ext.available():
+        pytest.skip("the C++ BPTT kernels could not be built here")
+    gen = torch.Generator().manual_seed(5)
+    kind = "gru" if name.startswith("gru") else "lstm"
+    opts = {"reset_after": False} if kind == "gru" else {"peepholes": True, "cell_clip": 0.8}
+    if name == "lstm-all":
+        opts.update(proj_size=13, proj_clip=0.3)
+    cell = (GRUCell if kind == "gru" else LSTMCell)(F, 37, **opts).double()
+    x = torch.randn(300, T, F, generator=gen, dtype=torch.float64).requires_grad_()
+    lens = torch.randint(0, T + 1, (300,), generator=gen)
+    results = []
+    for ctx in (_ext.disabled, contextlib.nullcontext):
+        with ctx():
+            y, final = run_layer(cell, x, lens, cell.initial_state(300, dtype=torch.float64), True)
+            loss = (y * y).sum() + sum((t * t).sum() for t in _leaves(final))
+            results.append([y, *_leaves(final), *torch.autograd.grad(loss, [x, *cell.parameters()])])
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+def test_many_sequences_many_lengths(bptt_impl):
     """More distinct lengths than segments, every length 0..T present, float32."""
     gen = torch.Generator().manual_seed(3)
     lengths = torch.randperm(2 * (T + 1), generator=gen) % (T + 1)
@@ -163,7 +205,7 @@ PATH_FUNCTIONS = {
 
 @pytest.mark.parametrize("lengths", [[0] * B, [], [3, 1, 0, 2, 3, 1]], ids=["all-empty", "no-batch", "short"])
 @pytest.mark.parametrize("path", list(PATH_FUNCTIONS))
-def test_edge_batches(path, lengths):
+def test_edge_batches(path, lengths, bptt_impl):
     """Every sequence empty, an empty batch, and all sequences shorter than T."""
     fn, name = PATH_FUNCTIONS[path]
     cell = CELLS[name]()
@@ -186,7 +228,7 @@ def _packed_args(lengths, reverse=False):
     return layout, step_rows(layout)
 
 
-def test_gradcheck_lstm_function():
+def test_gradcheck_lstm_function(bptt_impl):
     gen = torch.Generator().manual_seed(1)
     layout, steps = _packed_args([4, 0, 2, 3])
     n, hidden, proj = layout.in_index.numel(), 3, 2
@@ -223,7 +265,7 @@ def test_bptt_lstm_step_equals_the_pure_step(peepholes, clip):
     torch.testing.assert_close(tanh_c, torch.tanh(expected.c))
 
 
-def test_gradcheck_gru_function():
+def test_gradcheck_gru_function(bptt_impl):
     gen = torch.Generator().manual_seed(2)
     layout, steps = _packed_args([3, 4, 0, 1])
     n, hidden = layout.in_index.numel(), 3
@@ -269,7 +311,7 @@ class MyLSTM(LSTMCell):
         (LSTMCell(F, H), None, "fused"),
         (LSTMCell(F, H, forget_bias=1.0), None, "fused"),
         (LSTMCell(F, H, proj_size=2), None, "bptt"),
-        (LSTMCell(F, H), LENGTHS, "fused-segments"),
+        (LSTMCell(F, H), LENGTHS, "bptt" if _ext.available() else "fused-segments"),
         (LSTMCell(F, H, peepholes=True), None, "bptt"),
         (LSTMCell(F, H, cell_clip=1.0), LENGTHS, "bptt"),
         (LSTMCell(F, H, proj_size=2, proj_clip=1.0), None, "bptt"),
@@ -284,6 +326,11 @@ class MyLSTM(LSTMCell):
 def test_select_path(cell, lengths, expected):
     lens = None if lengths is None else torch.tensor(lengths)
     assert select_path(cell, torch.zeros(B, T, F), lens) == expected
+
+
+def test_a_ragged_lstm_takes_the_segments_without_the_compiled_loop():
+    with _ext.disabled():
+        assert select_path(LSTMCell(F, H), torch.zeros(B, T, F), torch.tensor(LENGTHS)) == "fused-segments"
 
 
 def test_select_path_empty_batch_is_the_loop():

@@ -9,7 +9,8 @@ semantics equal the cell's; it never tests the cell's class:
                           (:mod:`.fused`; the spec has a fused ``mode``: LSTM without
                           peepholes/clips, GRU reset-after, RNN)
 ``"fused-segments"``      ragged batch on CPU: a few fused calls over length-sorted segments
-                          (:func:`.ragged.run_fused_segments`)
+                          (:func:`.ragged.run_fused_segments`); an LSTM takes ``"bptt"``
+                          instead where the compiled BPTT loop runs (:func:`.ragged.ragged_cpu_path`)
 ``"fused-packed"``        ragged batch on CUDA: one packed call (cuDNN handles it natively)
 ``"bptt"``                what PyTorch has no kernel for (LSTM peepholes/clips, GRU
                           reset-before), and an LSTM with projection on CPU (PyTorch's
@@ -39,7 +40,7 @@ from .bptt import run_bptt
 from .ops import layer_op, spec_to_op_args, state_from_list, state_to_list
 from .fused import run_fused_full
 from .loop import reverse_within_lengths, run_loop
-from .ragged import run_fused_packed, run_fused_segments
+from .ragged import ragged_cpu_path, run_fused_packed, run_fused_segments
 
 __all__ = ["run_layer", "select_path", "run_loop", "reverse_within_lengths", "tracing"]
 
@@ -76,7 +77,7 @@ def _path(spec: KernelSpec | None, x: Tensor, lengths: Tensor | None) -> str:
     if spec.mode is not None and not (spec.has_projection and not x.is_cuda):
         if lengths is None:
             return "fused"
-        return "fused-packed" if x.is_cuda else "fused-segments"
+        return "fused-packed" if x.is_cuda else ragged_cpu_path(spec, x)
     # On CPU, PyTorch's LSTM with a projection leaves oneDNN for a per-step native loop
     # (and warns): the BPTT kernel runs as fast on full batches and faster on ragged ones.
     if spec.bptt is not None:

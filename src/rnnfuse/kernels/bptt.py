@@ -4,7 +4,8 @@ The cell's spec names the kernel by the type of its arguments (:class:`LSTMKerne
 :class:`GRUKernelArgs`).  The batch is moved once into the packed layout (sorted by
 length, reversed within each length for the backward direction, nothing stored past a
 length), the input projection of every step is one matrix product, and one autograd node
-runs the whole recurrence.
+runs the whole recurrence: on CPU (float32, float64) in the C++ loop of
+:mod:`rnnfuse.kernels._ext`, compiled on first use, else in the kernels' pure-PyTorch loop.
 """
 
 from __future__ import annotations

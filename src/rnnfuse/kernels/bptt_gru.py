@@ -9,8 +9,9 @@ Equations of :func:`rnnfuse.cells.gru.gru_step_reset_before` (gate order r, z, n
 :class:`GRUFunction` stores σr, σz, n and r·h per step; the weight gradients are two
 matrix products after the backward loop.  The step is written as in-place operations on
 preallocated buffers (the pure function would allocate per step); the tests check the
-layer against the reference loop, which runs the pure function.  A double backward raises
-an error.
+layer against the reference loop, which runs the pure function.  On CPU in float32/float64
+the loop runs in C++ (:mod:`rnnfuse.kernels._ext`); the functions here are the fallback.  A
+double backward raises an error.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .steps import StepRows, first_order_only, last_rows, previous, previous_rows
+from .steps import StepRows, compiled_for, first_order_only, last_rows, offsets_rows, previous, previous_rows
 
 __all__ = ["GRUFunction"]
 
@@ -44,8 +45,13 @@ class GRUFunction(torch.autograd.Function):
         h0: Tensor,
         weight_hh: Tensor,
     ) -> tuple[Tensor, Tensor]:
-        acts = torch.addmm(bias, x, weight_ih.t())  # the input projection of every step
-        rhs, hs = _forward(steps, acts, h0, weight_hh)
+        ext = compiled_for(x)
+        if ext is None:
+            acts = torch.addmm(bias, x, weight_ih.t())  # the input projection of every step
+            rhs, hs = _forward(steps, acts, h0, weight_hh)
+        else:  # the compiled loop adds the bias with the gates
+            acts = torch.mm(x, weight_ih.t())
+            rhs, hs = ext.gru_forward(acts, bias, h0, weight_hh, *offsets_rows(steps))
         ctx.steps = steps
         ctx.save_for_backward(x, weight_ih, acts, rhs, hs, h0, weight_hh)
         return hs, last_rows(hs, h0, last_index)
@@ -54,7 +60,11 @@ class GRUFunction(torch.autograd.Function):
     @first_order_only
     def backward(ctx: Any, g_hs: Tensor, g_h: Tensor) -> tuple[Any, ...]:
         x, weight_ih, acts, rhs, hs, h0, weight_hh = ctx.saved_tensors
-        d_gates, d_h0 = _backward(ctx.steps, g_hs, g_h, acts, hs, h0, weight_hh)
+        ext = compiled_for(acts)
+        if ext is None:
+            d_gates, d_h0 = _backward(ctx.steps, g_hs, g_h, acts, hs, h0, weight_hh)
+        else:
+            d_gates, d_h0 = ext.gru_backward(acts, hs, h0, g_hs, g_h, weight_hh, *offsets_rows(ctx.steps))
         need, hidden = ctx.needs_input_grad, h0.shape[1]
         d_x = d_gates @ weight_ih if need[2] else None
         d_w_ih = d_gates.t() @ x if need[3] else None

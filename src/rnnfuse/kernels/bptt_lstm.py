@@ -12,6 +12,11 @@ intermediate per step, which is what this kernel exists to avoid.  The tests che
 step against the pure one (``test_bptt_lstm_step_equals_the_pure_step``) and the whole
 layer against the reference loop.
 
+On CPU in float32/float64 the time loop runs in C++ (:mod:`rnnfuse.kernels._ext`: per step
+one matrix product and one fused, vectorised pass for the gates, the cell update and, in the
+backward, the peephole gradients); :func:`_forward` and :func:`_backward` here are the same
+equations in PyTorch operations, the fallback where the extension cannot be built.
+
 The backward is not itself differentiable: a double backward raises an error.
 """
 
@@ -22,7 +27,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from .steps import StepRows, first_order_only, last_rows, previous, previous_rows
+from .steps import StepRows, compiled_for, first_order_only, last_rows, offsets_rows, previous, previous_rows
 
 __all__ = ["LSTMFunction"]
 
@@ -76,8 +81,12 @@ class LSTMFunction(torch.autograd.Function):
         weight_hr: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         rec = _Recurrence(steps, cell_clip, proj_clip, weight_hh, peepholes, weight_hr)
-        acts = torch.addmm(bias, x, weight_ih.t())  # the input projection of every step
-        st = _forward(rec, acts, c0, h0)
+        ext = compiled_for(x)
+        if ext is None:
+            acts = torch.addmm(bias, x, weight_ih.t())  # the input projection of every step
+            st = _forward(rec, acts, c0, h0)
+        else:  # the compiled loop adds the bias with the gates, saving a pass over acts
+            st = _forward_compiled(ext, rec, torch.mm(x, weight_ih.t()), bias, c0, h0)
         ctx.rec = rec._replace(weight_hh=None, peepholes=None, weight_hr=None)  # type: ignore[arg-type]  # the tensors travel in saved_tensors
         ctx.save_for_backward(x, weight_ih, c0, h0, weight_hh, peepholes, weight_hr, *st)
         return st.hs, last_rows(st.cs, c0, last_index), last_rows(st.hs, h0, last_index)
@@ -87,15 +96,32 @@ class LSTMFunction(torch.autograd.Function):
     def backward(ctx: Any, g_hs: Tensor, g_c: Tensor, g_h: Tensor) -> tuple[Any, ...]:
         x, weight_ih, c0, h0, weight_hh, peepholes, weight_hr, *stored = ctx.saved_tensors
         rec, st = ctx.rec._replace(weight_hh=weight_hh, peepholes=peepholes, weight_hr=weight_hr), _Stored(*stored)
-        d_gates, dc, dh, d_hs = _backward(rec, st, c0, g_hs, g_c, g_h)
+        ext, d_peep = compiled_for(st.acts), None
+        if ext is None:
+            d_gates, dc, dh, d_hs = _backward(rec, st, c0, g_hs, g_c, g_h)
+        else:  # the compiled loop sums the peephole gradients too
+            d_gates, dc, dh, d_hs, d_peep = ext.lstm_backward(
+                st.acts, st.cs, st.tanh_cs, st.hs, c0, g_hs, g_c, g_h, rec.weight_hh, rec.peepholes,
+                rec.weight_hr, rec.cell_clip, rec.proj_clip, *offsets_rows(rec.steps))
         need = ctx.needs_input_grad
         d_x = d_gates @ weight_ih if need[4] else None
         d_w_ih = d_gates.t() @ x if need[5] else None
         d_bias = d_gates.sum(0) if need[6] else None
         d_w_hh = d_gates.t() @ previous_rows(st.hs, h0, rec.steps) if need[9] else None
-        d_peep = _peephole_grads(d_gates, st.cs, previous_rows(st.cs, c0, rec.steps)) if need[10] else None
+        if not need[10]:
+            d_peep = None
+        elif d_peep is None:
+            d_peep = _peephole_grads(d_gates, st.cs, previous_rows(st.cs, c0, rec.steps))
         d_w_hr = d_hs.t() @ st.ms if need[11] and d_hs is not None else None
         return (None, None, None, None, d_x, d_w_ih, d_bias, dc, dh, d_w_hh, d_peep, d_w_hr)
+
+
+def _forward_compiled(ext: Any, rec: _Recurrence, acts: Tensor, bias: Tensor, c0: Tensor, h0: Tensor) -> _Stored:
+    """:func:`_forward` run by the C++ extension (the whole loop in one call); ``acts`` is
+    the input projection without ``bias``, which the loop adds."""
+    cs, tanh_cs, ms, hs = ext.lstm_forward(acts, bias, c0, h0, rec.weight_hh, rec.peepholes, rec.weight_hr,
+                                           rec.cell_clip, rec.proj_clip, *offsets_rows(rec.steps))
+    return _Stored(acts, cs, tanh_cs, ms, hs)
 
 
 def _forward(rec: _Recurrence, acts: Tensor, c0: Tensor, h0: Tensor) -> _Stored:

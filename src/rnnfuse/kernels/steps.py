@@ -15,11 +15,26 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ._ext import extension
 from .layout import Layout
 
-__all__ = ["StepRows", "step_rows", "previous", "previous_rows", "last_rows", "first_order_only"]
+__all__ = ["StepRows", "step_rows", "previous", "previous_rows", "last_rows", "first_order_only",
+           "compiled_for", "offsets_rows"]
 
 StepRows = tuple[tuple[int, int], ...]  # (offset, rows) per step
+
+
+def compiled_for(t: Tensor) -> Any:
+    """The C++ kernels (:mod:`rnnfuse.kernels._ext`) when they can run on ``t`` (a float32 or
+    float64 CPU tensor, the extension built and not disabled), else ``None``."""
+    if t.device.type != "cpu" or t.dtype not in (torch.float32, torch.float64):
+        return None
+    return extension()
+
+
+def offsets_rows(steps: StepRows) -> tuple[list[int], list[int]]:
+    """``steps`` as the two lists the C++ kernels take: the offsets, the rows."""
+    return [s[0] for s in steps], [s[1] for s in steps]
 
 
 def step_rows(layout: Layout) -> StepRows:

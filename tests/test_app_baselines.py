@@ -161,3 +161,62 @@ def test_bad_period_is_a_one_line_error(value, tmp_path, capsys):
     assert main(["demo", f"--period={value}", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("rnnfuse demo: error: --period: ") and "\n" not in err and repr(value) in err
+
+
+def test_a_combination_is_the_mean_of_its_parts_and_does_not_look_ahead():
+    """'DHR + ETS mean' equals the mean of the two forecasts, and truncating the series right after
+    an origin leaves that origin's combined forecast unchanged."""
+    y, _ = _seasonal(240)
+    season = 12
+
+    def combined(z, t):
+        dhr = B.state_forecasts(B.fit_dhr(z, 150, PERIOD, 2, H)[0], np.array([t]), H)[0]
+        model, _, start = B.fit_ets(z, 150, season)
+        ets = B.state_forecasts(model, np.array([t - start]), H)[0]
+        part = lambda f: {"forecasts": {"test": f[None]}, "details": {}, "error": None, "seconds": 1.0}  # noqa: E731
+        out = B.combine([part(dhr), part(ets)])
+        return out, dhr, ets
+
+    for t in (160, 230):
+        out, dhr, ets = combined(y, t)
+        assert out["error"] is None and out["seconds"] == 2.0
+        np.testing.assert_allclose(out["forecasts"]["test"][0], (dhr + ets) / 2, atol=1e-12)
+        short, _, _ = combined(y[: t + 1], t)
+        np.testing.assert_allclose(short["forecasts"]["test"], out["forecasts"]["test"], atol=1e-8)
+    failed = B.combine([{"forecasts": {}, "details": {}, "error": "boom", "seconds": 1.0}, combined(y, 160)[0]])
+    assert failed["forecasts"] == {} and "boom" in failed["error"]
+
+
+def test_combination_rows_in_classical_baselines_via_the_demo_helper():
+    from rnnfuse.app.demo import _combinations, hybrid_base
+
+    y, _ = _seasonal(240)
+    steps = np.arange(1, H + 1)
+    splits = {k: (end, o, y[o[:, None] + steps]) for k, end, o in (("val", 150, np.arange(150, 190)), ("test", 200, np.arange(200, 236)))}
+    out = B.classical_baselines(y, splits, H, PERIOD)
+    assert all(v["error"] is None for v in out.values())
+    combos = _combinations({k: {"baseline": k, **v} for k, v in out.items()})
+    assert set(combos) == set(B.COMBINATIONS)
+    for name, (a, b) in B.COMBINATIONS.items():
+        for split in ("val", "test"):
+            np.testing.assert_allclose(combos[name]["forecasts"][split], (out[a]["forecasts"][split] + out[b]["forecasts"][split]) / 2)
+    assert hybrid_base(B.BASELINE_NAMES) == ("DHR + ETS mean", ("DHR", "ETS (A,A,A)"))
+    assert hybrid_base(["DHR"]) == ("DHR", ("DHR",)) and hybrid_base(["SARIMA airline"]) == ("", ())
+
+
+@pytest.mark.parametrize("name", ["ETS (A,A,A)", "SARIMA airline"])
+def test_training_forecasts_for_the_hybrids_do_not_look_ahead(name):
+    """ETS/SARIMA forecasts at training origins (a filter started some seasons before each block
+    of origins, gaps filled inside the window only): truncating the series after an origin
+    leaves that origin's forecast unchanged; origins with too little history are NaN."""
+    y, _ = _seasonal(300)
+    y[70:74] = np.nan  # a gap
+    season = 12
+    params = (B.fit_ets if name.startswith("ETS") else B.fit_sarima)(y, 250, season)[1]["params"]
+    origins = np.arange(40, 240)
+    full = B._rolling(name, y, origins, params, season, H)
+    span = (5 if name.startswith("ETS") else 6) * season
+    assert np.isnan(full[origins < span - 1]).all() and np.isfinite(full[origins >= span - 1]).all()
+    for t in (span - 1, 131, 200, 239):
+        short = B._rolling(name, y[: t + 1], origins[origins <= t], params, season, H)
+        np.testing.assert_allclose(short[-1], full[origins == t][0], atol=1e-8)

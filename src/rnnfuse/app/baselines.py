@@ -21,6 +21,13 @@ them), not as the interpolated values.
   concentrated initial state recomputed over the whole series would look ahead.
 * ``SARIMA(0,1,1)(0,1,1)m`` (the airline model), ``m = round(P)``, fitted on the last 6 periods
   before the cut.
+* ``DHR + ETS mean``, ``DHR + SARIMA mean``: equal-weight forecast combinations (:func:`combine`),
+  the mean of the two baselines' forecasts at each origin.
+
+For the demo's hybrids, forecasts at the *training* origins too (``splits["train"]``), with the
+parameters fitted before the validation stretch: DHR from its one filter pass; ETS and SARIMA,
+whose states adapt too slowly to be run over decades, from a filter started 5 or 6 seasons before
+each block of 4 seasons of origins (:func:`_rolling`), as their validation forecasts are made.
 """
 
 from __future__ import annotations
@@ -32,11 +39,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["fourier", "state_forecasts", "fit_dhr", "fit_ets", "fit_sarima", "classical_baselines", "BASELINE_NAMES", "BASELINE_KEYS"]
+__all__ = [
+    "fourier", "state_forecasts", "fit_dhr", "fit_ets", "fit_sarima", "classical_baselines", "combine",
+    "BASELINE_NAMES", "BASELINE_KEYS", "COMBINATIONS",
+]
 
 BASELINE_NAMES = ("DHR", "ETS (A,A,A)", "SARIMA airline")
 BASELINE_KEYS = {"dhr": "DHR", "ets": "ETS (A,A,A)", "sarima": "SARIMA airline"}
 DHR_ORDERS = (2, 4, 6)
+# equal-weight means of two baselines' forecasts (a classical forecast combination): name -> parts
+COMBINATIONS = {"DHR + ETS mean": ("DHR", "ETS (A,A,A)"), "DHR + SARIMA mean": ("DHR", "SARIMA airline")}
 
 
 def fourier(n: int, period: float, harmonics: int) -> np.ndarray:
@@ -125,6 +137,64 @@ def fit_sarima(y: np.ndarray, fit_end: int, season: int, periods: int = 6) -> tu
     return full, {"season": season, "window": len(y[start:fit_end]), "params": np.asarray(fitted.params).tolist()}, start
 
 
+def _rolling(name: str, y: np.ndarray, origins: np.ndarray, params: Any, season: int, horizon: int, block_periods: int = 4) -> np.ndarray:
+    """ETS or SARIMA forecasts at training ``origins`` made as the validation ones are: fixed
+    ``params``, a filter started 5 (ETS) or 6 (SARIMA) seasons before a block of ``block_periods``
+    seasons of origins (run from the series' start, these models drift: their states adapt too
+    slowly over decades).  ETS's initial state is the concentrated one of the seasons before the
+    block, given ``params``, estimated on those seasons with gaps filled from inside them (no
+    look-ahead); origins with too little history before them are NaN."""
+    from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    span = (5 if name == "ETS (A,A,A)" else 6) * season
+    out = np.full((len(origins), horizon), np.nan)
+    ok = origins + 1 - span >= 0
+    if not ok.any():
+        return out
+    first = int(origins[ok].min())
+    for lo in range(first, int(origins.max()) + 1, block_periods * season):
+        rows = np.flatnonzero(ok & (origins >= lo) & (origins < lo + block_periods * season))
+        if not len(rows):
+            continue
+        start, end = lo + 1 - span, int(origins[rows].max()) + 1
+        if name == "ETS (A,A,A)":
+            window = _fill(y[start : lo + 1])  # the concentrated initial state goes wrong with gaps
+            options = {"trend": True, "seasonal": season}
+            head = _quiet(lambda: ExponentialSmoothing(window, initialization_method="concentrated", **options).filter(params))
+            init = np.asarray(head.initial_state)
+            model = _quiet(lambda: ExponentialSmoothing(
+                y[start:end], initialization_method="known", initial_level=init[0], initial_trend=init[1],
+                initial_seasonal=init[2 : 2 + season], **options).filter(params))
+        else:
+            model = _quiet(lambda: SARIMAX(y[start:end], order=(0, 1, 1), seasonal_order=(0, 1, 1, season)).filter(params))
+        out[rows] = state_forecasts(model, origins[rows] - start, horizon)
+    return out
+
+
+def _fill(window: np.ndarray) -> np.ndarray:
+    """``window`` with NaN replaced by linear interpolation between its own observed values
+    (constant beyond the first/last one): nothing after the window's end is used."""
+    ok = np.isfinite(window)
+    if ok.all() or not ok.any():
+        return window
+    index = np.arange(len(window))
+    return np.interp(index, index[ok], window[ok])
+
+
+def combine(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The equal-weight mean of the baselines ``parts`` (entries of :func:`classical_baselines`):
+    per split, the mean of their forecasts (each made without look-ahead, so the mean is too);
+    ``seconds`` their sum; ``error`` set if any part failed (then no forecasts)."""
+    failed = [p["error"] for p in parts if p["error"]]
+    seconds = sum(p["seconds"] for p in parts)
+    if failed:
+        return {"forecasts": {}, "details": {}, "error": "a part failed: " + "; ".join(failed), "seconds": seconds}
+    splits = set.intersection(*(set(p["forecasts"]) for p in parts))
+    forecasts = {k: np.mean([np.asarray(p["forecasts"][k], dtype=np.float64) for p in parts], axis=0) for k in sorted(splits)}
+    return {"forecasts": forecasts, "details": {"parts": [p["details"] for p in parts]}, "error": None, "seconds": seconds}
+
+
 def _score(forecast: np.ndarray, target: np.ndarray) -> float:
     return float(np.abs(forecast - target).mean())
 
@@ -146,7 +216,7 @@ def classical_baselines(
         try:
             forecasts, details = _run_one(name, y, splits, horizon, period, season)
             error = None
-            if any(not np.all(np.isfinite(f)) for f in forecasts.values()):
+            if any(not np.all(np.isfinite(f)) for k, f in forecasts.items() if k != "train"):  # train: NaN where not forecast
                 forecasts, error = {}, "non-finite forecasts"
         except Exception as exc:  # noqa: BLE001 - any failure of a fit is reported in the table
             forecasts, details, error = {}, {}, f"{type(exc).__name__}: {exc}"
@@ -177,4 +247,6 @@ def _run_one(name: str, y: np.ndarray, splits: dict, horizon: int, period: float
             continue
         model, details[split], start = fit(y, fit_end, season)
         forecasts[split] = state_forecasts(model, origins - start, horizon)
+    if "train" in splits:  # for the hybrids: the parameters fitted before validation (details["val"])
+        forecasts["train"] = _rolling(name, y, np.asarray(splits["train"][1]), details["val"]["params"], season, horizon)
     return forecasts, details

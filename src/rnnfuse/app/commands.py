@@ -67,7 +67,7 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--seeds", type=int, default=DEMO_SEEDS, help=f"seeds per fusion (default {DEMO_SEEDS})")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="models trained side by side (default: up to 2)")
     p.add_argument("--fusions", default=",".join(DEMO_FUSIONS), help=f"comma-separated, from {','.join(FUSIONS)}")
-    p.add_argument("--hybrids", default="zoph-knight", help="fusions also trained as hybrids on the DHR baseline's errors (comma-separated, or none)")
+    p.add_argument("--hybrids", default="zoph-knight", help="fusions also trained as hybrids on the errors of the DHR + ETS mean (DHR without ets) (comma-separated, or none)")
     p.add_argument("--baselines", default="dhr,ets,sarima", help="classical baselines (statsmodels): comma-separated from dhr,ets,sarima, or none")
     S = argparse.SUPPRESS
     d = p.add_argument_group("data (default: the embedded weekly CO2 series; window sizes not given scale with the period)")

@@ -33,7 +33,7 @@ __all__ = ["DEMO_FUSIONS", "DEMO_EPOCHS", "DEMO_SEEDS", "run_demo", "train_one",
 DEMO_FUSIONS = ("local", "global", "concat", "sum", "mean", "bridge", "zoph-knight", "child-sum", "gated")
 DEMO_EPOCHS = 8
 DEMO_SEEDS = 3
-HYBRID_BASE = "DHR"
+HYBRID_BASE = "DHR + ETS mean"  # the classical forecast the hybrids correct (DHR alone without ETS)
 DEMO_HYBRIDS = ("zoph-knight",)
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _COST = {"concat": 5, "bridge": 4, "child-sum": 4, "gated": 4, "zoph-knight": 4, "sum": 3, "mean": 3, "max": 3, "global": 2, "local": 1}
@@ -56,8 +56,8 @@ def train_one(
     from .training import Trainer  # imported here: runs in a fresh worker process
 
     data = data or DataConfig()
-    name = fusion if base is None else f"{fusion} + {HYBRID_BASE}"
-    run_dir = None if out is None else Path(out) / "runs" / (f"{fusion}-seed{seed}" if base is None else f"{fusion}-{HYBRID_BASE.lower()}-seed{seed}")
+    name = fusion if base is None else f"{fusion} + {base['name']}"
+    run_dir = None if out is None else Path(out) / "runs" / (f"{fusion}-seed{seed}" if base is None else f"{fusion}-hybrid-seed{seed}")
     if run_dir is not None and run_dir.exists():
         shutil.rmtree(run_dir)
     lines: list[str] = []
@@ -67,8 +67,14 @@ def train_one(
 
         from .windows import with_base
 
+        import numpy as np
+        import torch
+
         plain = prepare(load_series(data.csv, data.column, data.time_column), data)
-        prepared = _replace(plain, train=with_base(plain.train, base["train"]), val=with_base(plain.val, base["val"]), test=with_base(plain.test, base["test"]))
+        windows = {split: with_base(getattr(plain, split), base[split]) for split in ("train", "val", "test")}
+        known = np.isfinite(np.asarray(base["train"])).all(axis=1)  # origins with too little history for the base
+        windows["train"] = windows["train"].subset(torch.from_numpy(np.flatnonzero(known)))
+        prepared = _replace(plain, train=windows["train"], val=windows["val"], test=windows["test"])
     trainer = Trainer(
         demo_config(fusion, epochs, seed, data), run_dir, log=lines.append, show_progress=False,
         prepared=prepared, extra_covariates=0 if base is None else 1,
@@ -104,13 +110,13 @@ def _star(args: tuple) -> dict[str, Any]:
     return train_one(*args)
 
 
-def _classical_one(name: str, data: DataConfig, period: float) -> dict[str, Any]:
+def _classical_one(name: str, data: DataConfig, period: float, train: bool = False) -> dict[str, Any]:
     """One classical baseline on the demo's validation and test windows (in a worker)."""
     from .baselines import classical_baselines
 
     prepared = prepare(load_series(data.csv, data.column, data.time_column), data)
     splits = _baseline_splits(prepared)
-    if name == HYBRID_BASE:
+    if train:  # a part of the hybrids' base: forecasts at the training origins too
         splits["train"] = (prepared.splits.val_start, prepared.train.origins.numpy(), None)
     result = classical_baselines(_observed(prepared.series), splits, data.horizon, period, names=[name])[name]
     result["forecasts"] = {k: v.tolist() for k, v in result["forecasts"].items()}
@@ -207,20 +213,26 @@ def run_demo(
     period = true_period(prepared.series, data, period)
     log(_data_summary(prepared) + f"; seasonal period {period:.4g} steps")
     names = BASELINE_NAMES if baselines is None else tuple(baselines)
-    if HYBRID_BASE not in names:
+    base_name, base_parts = hybrid_base(names)
+    if not base_parts:
         hybrids = ()
-    tasks: list[tuple] = [("baseline", name, data, period) for name in names]
+    tasks: list[tuple] = [("baseline", name, data, period, bool(hybrids) and name in base_parts) for name in names]
+    tasks.sort(key=lambda t: t[1] not in base_parts)  # the hybrids' base first: they wait for it
     nets = [(f, epochs, s, str(out), data) for s in range(seed, seed + seeds) for f in fusions]
     nets.sort(key=lambda t: -_COST.get(t[0], 3))  # longest first packs the workers best
     later = [(f, epochs, s, str(out), data) for s in range(seed, seed + seeds) for f in hybrids]
-    done = _run_all(tasks + nets, jobs, log, later)
+    done = _run_all(tasks + nets, jobs, log, later, base_name, base_parts)
     runs = [r for r in done if "baseline" not in r]
     classical = {r["baseline"]: r for r in done if "baseline" in r}
     for c in classical.values():
         c["forecasts"].pop("train", None)
-    labels = [*fusions, *(f"{f} + {HYBRID_BASE}" for f in hybrids)]
+    labels = [*fusions, *(f"{f} + {base_name}" for f in hybrids)]
     models = [_aggregate([r for r in runs if r["name"] == f]) for f in labels if any(r["name"] == f for r in runs)]
-    results = _assemble(prepared, models, epochs, list(range(seed, seed + seeds)), jobs, data, period, [classical[n] for n in names])
+    combinations = _combinations(classical)
+    classical |= combinations
+    shown = [*names, *combinations]
+    results = _assemble(prepared, models, epochs, list(range(seed, seed + seeds)), jobs, data, period, [classical[n] for n in shown])
+    results["hybrid_base"] = base_name if hybrids else None
     table = format_table(results)
     _write_outputs(out, prepared, results, table)
     results["wall_seconds"] = time.perf_counter() - began
@@ -230,21 +242,53 @@ def run_demo(
     return results
 
 
-def _run_all(tasks: list[tuple], jobs: int, log: Callable[[str], None], hybrids: Sequence[tuple] = ()) -> list[dict[str, Any]]:
-    """Run ``tasks``; the ``hybrids`` (network tasks) start once the classical base forecasts
-    they learn from have arrived (with that base added to their arguments; skipped if it failed)."""
+def hybrid_base(names: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """The classical forecast the hybrids correct, and the baselines it is made of: the
+    combination ``HYBRID_BASE`` if its parts are among ``names``, else DHR, else none."""
+    from .baselines import COMBINATIONS
+
+    if all(p in names for p in COMBINATIONS[HYBRID_BASE]):
+        return HYBRID_BASE, COMBINATIONS[HYBRID_BASE]
+    return ("DHR", ("DHR",)) if "DHR" in names else ("", ())
+
+
+def _combinations(classical: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The forecast combinations whose parts were fitted (or failed), as classical results."""
+    from .baselines import COMBINATIONS, combine
+
+    return {
+        name: {"baseline": name, **combine([classical[p] for p in parts])}
+        for name, parts in COMBINATIONS.items() if all(p in classical for p in parts)
+    }
+
+
+def _run_all(
+    tasks: list[tuple], jobs: int, log: Callable[[str], None], hybrids: Sequence[tuple] = (),
+    base_name: str = "", base_parts: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    """Run ``tasks``; the ``hybrids`` (network tasks) start once the classical forecasts they
+    learn from (``base_parts``, combined) have arrived, fitted once and shared by every seed
+    (added to their arguments; skipped if a part failed)."""
+    from .baselines import combine
+
     total = len(tasks) + len(hybrids)
     runs: list[dict[str, Any]] = []
+    parts: dict[str, dict[str, Any]] = {}
 
     def record(run: dict[str, Any]) -> list[tuple]:
         runs.append(run)
         log(_done_line(run, len(runs), total))
-        if run.get("baseline") != HYBRID_BASE or not hybrids:
+        if run.get("baseline") not in base_parts or not hybrids:
             return []
-        if run["error"]:
-            log(f"the {HYBRID_BASE} fit failed: its hybrids are not trained")
+        parts[run["baseline"]] = run
+        if len(parts) < len(base_parts):
             return []
-        return [(*h, run["forecasts"]) for h in hybrids]
+        if any(p["error"] for p in parts.values()):
+            log(f"the {base_name} fit failed: its hybrids are not trained")
+            return []
+        base = combine([parts[p] for p in base_parts])["forecasts"]
+        base = {k: v.tolist() for k, v in base.items()} | {"name": base_name}
+        return [(*h, base) for h in hybrids]
 
     if jobs <= 1:
         queue = list(tasks)
@@ -358,6 +402,8 @@ def _label(result: dict[str, Any]) -> str:
     if name == "SARIMA airline" and "test" in d:
         m = d["test"]["season"]
         return f"SARIMA(0,1,1)(0,1,1){m}"
+    if "parts" in d:
+        return f"{name} (classical combination)"
     return name
 
 
@@ -391,11 +437,13 @@ def _caption(results: dict[str, Any]) -> str:
         f"validation origin (val column) or the first test origin (test column), then one Kalman filter pass with "
         f"those parameters fixed; DHR's K chosen on validation; seasonal period {results['period']:.4g} steps. "
         f"Networks: trained on the training windows, validation for the epoch report only; means over seeds."
+        + " 'X + Y mean': the mean of the two classical forecasts at each origin."
         + (
-            f" 'fusion + {HYBRID_BASE}': a hybrid, the network forecasts the error of {HYBRID_BASE}'s forecast at each "
-            f"origin and gets that forecast as a decoder input ({HYBRID_BASE} parameters fitted before the validation "
-            f"stretch for the training and validation windows, before the test stretch for the test windows)."
-            if any(m["name"].endswith(f" + {HYBRID_BASE}") for m in results["models"]) else ""
+            f" 'fusion + {base}': a hybrid, the network forecasts the error of the {base} forecast at each "
+            f"origin and gets that forecast as a decoder input (classical parameters fitted before the validation "
+            f"stretch for the training and validation windows, before the test stretch for the test windows; "
+            f"fitted once, shared by every seed)."
+            if (base := results.get("hybrid_base")) else ""
         )
     )
 

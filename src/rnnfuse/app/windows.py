@@ -204,15 +204,18 @@ def _phase_features(phase: np.ndarray) -> np.ndarray:
     return np.stack([np.sin(angle), np.cos(angle)], axis=-1)
 
 
-def with_base(windows: Windows, base: np.ndarray) -> Windows:
+def with_base(windows: Windows, base: np.ndarray, inputs: list[np.ndarray] | None = None) -> Windows:
     """Hybrid windows: ``base`` ``(N, H)`` is a classical forecast (series units) made at each
     origin without look-ahead; the targets become its errors ``(y - base) / s`` and the decoder
-    gets ``(base - anchor) / s`` as one more covariate per step.  ``to_ppm`` adds ``base`` back."""
+    gets ``(f - anchor) / s`` as one more covariate per step for each forecast ``f`` in
+    ``inputs`` (default: ``[base]``).  ``to_ppm`` adds ``base`` back."""
     b = torch.as_tensor(np.asarray(base, dtype=np.float64))
     if tuple(b.shape) != tuple(windows.targets.shape[:2]):
         raise ValueError(f"with_base: expected a base forecast of shape {tuple(windows.targets.shape[:2])}, got {tuple(b.shape)}")
-    relative = ((b - windows.anchor.double()[:, None]) / windows.scale).float()[..., None]
+    rel = lambda f: ((torch.as_tensor(np.asarray(f, dtype=np.float64)) - windows.anchor.double()[:, None]) / windows.scale).float()[..., None]  # noqa: E731
+    relative = rel(b)
+    extra = [relative] if inputs is None else [rel(f) for f in inputs]
     return Windows(
         windows.origins, windows.local, windows.global_, windows.global_len, windows.targets - relative,
-        torch.cat([windows.covariates, relative], dim=-1), windows.anchor, windows.scale, b,
+        torch.cat([windows.covariates, *extra], dim=-1), windows.anchor, windows.scale, b,
     )

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["check_sequence_input", "check_lengths", "describe"]
+__all__ = ["check_sequence_input", "check_lengths", "check_length_values", "tracing", "describe"]
 
 
 def check_sequence_input(x: Any, input_size: int, batch_first: bool) -> Tensor:
@@ -53,20 +53,28 @@ def check_lengths(lengths: Any, batch: int, steps: int, device: torch.device) ->
         raise ValueError(
             f"lengths: expected one length per sequence, shape ({batch},), got shape {list(lens.shape)}"
         )
-    if _tracing(lens):
+    if tracing(lens):
         return lens.to(device=device, dtype=torch.int64)
-    if batch and int(lens.min()) < 0:
-        raise ValueError(f"lengths: expected values in [0, {steps}], got a negative length {int(lens.min())}")
-    if batch and int(lens.max()) > steps:
-        raise ValueError(
-            f"lengths: expected values in [0, {steps}] (the number of time steps), got {int(lens.max())}"
-        )
+    check_length_values(lens, steps)
     if batch and int(lens.min()) == steps:
         return None
     return lens.to(device=device, dtype=torch.int64)
 
 
-def _tracing(t: Tensor) -> bool:
+def check_length_values(lengths: Tensor, steps: int) -> None:
+    """``ValueError`` unless every length is in ``[0, steps]`` (nothing to check when empty)."""
+    if lengths.numel() == 0:
+        return
+    low, high = int(lengths.min()), int(lengths.max())
+    if low < 0:
+        raise ValueError(f"lengths: expected values in [0, {steps}], got a negative length {low}")
+    if high > steps:
+        raise ValueError(f"lengths: expected values in [0, {steps}] (the number of time steps), got {high}")
+
+
+def tracing(t: Tensor) -> bool:
+    """Whether ``t`` is being traced by ``torch.compile``/``torch.export`` (or is a fake
+    tensor): then no Python decision may read tensor values."""
     return torch.compiler.is_compiling() or torch._guards.detect_fake_mode(t) is not None
 
 

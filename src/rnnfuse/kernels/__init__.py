@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import tracing
 from ..cells.base import RecurrentCell
 from ..cells.spec import KernelSpec
 from .bptt import run_bptt
@@ -43,14 +44,6 @@ from .loop import reverse_within_lengths, run_loop
 from .ragged import ragged_cpu_path, run_fused_packed, run_fused_segments
 
 __all__ = ["run_layer", "select_path", "run_loop", "reverse_within_lengths", "tracing"]
-
-
-def tracing(x: Tensor) -> bool:
-    """Whether ``x`` is being traced by ``torch.compile``/``torch.export`` (or is a fake
-    tensor): then no Python decision may read tensor values."""
-    if torch.compiler.is_compiling():
-        return True
-    return torch._guards.detect_fake_mode(x) is not None
 
 
 def _traced_path(spec: KernelSpec | None, x: Tensor) -> str:

@@ -35,6 +35,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from .._checks import check_length_values
 from ..cells.spec import GRUKernelArgs, KernelSpec, LSTMKernelArgs
 from ..state import LSTMState
 
@@ -81,17 +82,6 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind: expected one of {FUSED_KINDS + BPTT_KINDS}, got {kind!r}")
 
 
-def _check_lengths_values(lengths: Tensor, steps: int) -> None:
-    """The value checks of :func:`rnnfuse._checks.check_lengths`, at run time."""
-    if lengths.numel() == 0:
-        return
-    low, high = int(lengths.min()), int(lengths.max())
-    if low < 0:
-        raise ValueError(f"lengths: expected values in [0, {steps}], got a negative length {low}")
-    if high > steps:
-        raise ValueError(f"lengths: expected values in [0, {steps}] (the number of time steps), got {high}")
-
-
 def _run_eager(
     x: Tensor,
     lengths: Tensor,
@@ -109,7 +99,7 @@ def _run_eager(
     from .ragged import run_fused_packed, run_fused_segments
 
     _check_kind(kind)
-    _check_lengths_values(lengths, x.shape[1])
+    check_length_values(lengths, x.shape[1])  # check_lengths left the values to run time
     start = state_from_list(state)
     lens: Tensor | None = lengths if lengths.numel() else None
     if lens is not None and int(lens.min()) == x.shape[1]:

@@ -181,3 +181,32 @@ def test_bad_files_are_refused(tmp_path):
         stack_from_keras(bad_h5)
     with pytest.raises(ValueError, match="expected a .keras or .weights.h5 path"):
         stack_from_keras(tmp_path / "model.pt")
+
+
+@pytest.mark.parametrize("cell", ["one", "stacked", "list"])
+def test_rnn_over_cells_from_model_and_keras_file(cell, tmp_path):
+    """``RNN(cell)``, ``RNN(StackedRNNCells([...]))`` and ``RNN([cells])``, live and from .keras."""
+    cells = {"one": lambda: L.LSTMCell(5),
+             "stacked": lambda: L.StackedRNNCells([L.LSTMCell(5), L.GRUCell(3, reset_after=False)]),
+             "list": lambda: [L.SimpleRNNCell(4), L.GRUCell(3)]}[cell]()
+    inputs = keras.Input((T, F))
+    model = keras.Model(inputs, keras.tree.flatten(L.RNN(cells, return_sequences=True, return_state=True)(inputs)))
+    rng = np.random.default_rng(5)
+    for w in model.weights:
+        w.assign(rng.uniform(-0.7, 0.7, tuple(w.shape)).astype("float32"))
+    x = rng.normal(size=(2, T, F)).astype("float32")
+    expected = keras_run(model, x)
+    for kind in ("live", "keras", "weights"):  # weights: the cells' order from their shapes
+        got = stack_run(stack_from_keras(sources(model, tmp_path)[kind]), x)
+        assert len(got) == len(expected), kind
+        for i, (a, b) in enumerate(zip(got, expected)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-5, err_msg=f"{kind} part {i}")
+
+
+def test_rnn_cells_of_ambiguous_order_in_a_weights_file_are_refused(tmp_path):
+    inputs = keras.Input((T, F))
+    model = keras.Model(inputs, L.RNN([L.LSTMCell(F), L.GRUCell(F)])(inputs))
+    with pytest.raises(ValueError, match=r"layer 'rnn': a .weights.h5 file does not store the order of its "
+                                         r"cells \['gru_cell', 'lstm_cell'\] and more than one order fits"):
+        stack_from_keras(sources(model, tmp_path)["weights"])
+    assert [c.kind for c in stack_from_keras(sources(model, tmp_path)["keras"]).layers] == ["lstm", "gru"]

@@ -85,11 +85,11 @@ def test_keras2_bidirectional_then_lstm_is_one_module():
         close(t, data[key])
 
 
-@pytest.mark.parametrize("stem, layers", [
-    ("rnn_lstmcell", 1), ("rnn_stacked", 2), ("rnn_cell_list", 2)])
-def test_keras3_rnn_cells(stem, layers):
-    data = io("keras3_rnn_cells")
-    stack = stack_from_keras(LEGACY / "keras3_rnn_cells" / f"{stem}.keras")
+def check_rnn_cells(case: str, file: str, stem: str, layers: int) -> None:
+    """An ``RNN`` over cells read from ``case/file`` against the outputs and states Keras
+    computed for ``x`` and ``ragged/x`` (io keys ``[ragged/]<stem>/...``)."""
+    data = io(case)
+    stack = stack_from_keras(LEGACY / case / file)
     assert stack.num_layers == layers
     for prefix, x, lengths in (("", data["x"], None), ("ragged/", data["ragged/x"], data["ragged/lengths"])):
         x = torch.from_numpy(x)
@@ -108,6 +108,42 @@ def test_keras3_rnn_cells(stem, layers):
             else:
                 close(s.h, data[f"{prefix}{stem}/state/{k}/h"])
                 close(s.c, data[f"{prefix}{stem}/state/{k}/c"])
+
+
+@pytest.mark.parametrize("stem, layers", [
+    ("rnn_lstmcell", 1), ("rnn_stacked", 2), ("rnn_cell_list", 2)])
+def test_keras3_rnn_cells(stem, layers):
+    check_rnn_cells("keras3_rnn_cells", f"{stem}.keras", stem, layers)
+
+
+@pytest.mark.parametrize("file, stem, layers, kinds", [
+    ("rnn_lstmcell.h5", "rnn_lstmcell", 1, ["lstm"]),
+    ("rnn_stacked.h5", "rnn_stacked", 2, ["lstm", "gru"]),
+    ("rnn_cell_list.h5", "rnn_cell_list", 2, ["lstm", "gru"]),
+    ("rnn_stacked_weights.h5", "rnn_stacked", 2, ["lstm", "gru"]),  # weights only: from shapes
+])
+def test_keras2_h5_rnn_cells(file, stem, layers, kinds):
+    check_rnn_cells("keras2_rnn_cells", file, stem, layers)
+    stack = stack_from_keras(LEGACY / "keras2_rnn_cells" / file)
+    assert [c.kind for c in stack.layers] == kinds
+    reset_after = [getattr(c, "reset_after", None) for c in stack.layers][1:]
+    assert reset_after == ([] if layers == 1 else [stem == "rnn_cell_list"])
+
+
+def test_keras2_h5_rnn_cells_mismatched_scopes_are_refused(tmp_path):
+    import shutil
+
+    import h5py
+    path = tmp_path / "rnn.h5"
+    shutil.copy(LEGACY / "keras2_rnn_cells" / "rnn_stacked.h5", path)
+    with h5py.File(path, "r+") as f:  # the config now names 3 cells, the weights hold 2
+        config = json.loads(f.attrs["model_config"])
+        rnn = next(layer for layer in config["config"]["layers"] if layer["class_name"] == "RNN")
+        cells = rnn["config"]["cell"]["config"]["cells"]
+        cells.append(cells[0])
+        f.attrs["model_config"] = json.dumps(config)
+    with pytest.raises(ValueError, match=r"RNN layer 'rnn' has 3 cells but weights in 2 cell scopes"):
+        stack_from_keras(path)
 
 
 @pytest.mark.parametrize("mode", ["concat", "sum", "mul", "ave", "none"])

@@ -5,7 +5,9 @@ Sources: a live Keras model (or a list of layers, or one layer), a ``.keras`` fi
 itself is not needed for them.  Layers: ``LSTM`` (gates i, f, c, o = rnnfuse's i, f, g, o),
 ``GRU`` (z, r, h → r, z, n; ``reset_after=True`` keeps its two biases, ``False`` is TF1's
 GRU), ``SimpleRNN`` (tanh or relu), each optionally in ``Bidirectional(merge_mode="concat")``
-(every layer then is; layer k+1 reads fw|bw of layer k, as in StackedRNN).  Kernels are
+(every layer then is; layer k+1 reads fw|bw of layer k, as in StackedRNN), and ``RNN``
+over ``LSTMCell``/``GRUCell``/``SimpleRNNCell``, ``StackedRNNCells([...])`` or a list of
+cells (one stack layer per cell).  Kernels are
 ``(in, G*u)`` and act as ``x @ kernel``, so ``weight_ih = kernel.T``.
 
 Strict: a layer with weights that is not recurrent (a ``Dense`` head), or a layer that
@@ -133,8 +135,19 @@ def _from_live(source: Any) -> list[_Layer]:
 def _live(layer: Any) -> _Layer:
     if hasattr(layer, "layers") and type(layer).__name__ in ("Functional", "Sequential", "Model"):
         raise ValueError(f"layer {layer.name!r}: a nested model; pass the inner model itself")
+    if type(layer).__name__ == "RNN":
+        return _live_rnn(layer)
     weights = [np.asarray(w) for w in layer.get_weights()]
     return _Layer(layer.name, type(layer).__name__, layer.get_config(), weights)
+
+
+def _live_rnn(layer: Any) -> _Layer:
+    """A live ``RNN(cell)`` / ``RNN(StackedRNNCells(...))`` / ``RNN([cells])``: one entry per cell."""
+    cell = layer.cell
+    cells = list(cell.cells) if type(cell).__name__ == "StackedRNNCells" else [cell]
+    return _Layer(layer.name, "RNN", layer.get_config(), [], cells=tuple(
+        _Layer(f"{layer.name}/cell_{k}", type(c).__name__, c.get_config(),
+               [np.asarray(w) for w in c.get_weights()]) for k, c in enumerate(cells)))
 
 
 def _h5py() -> Any:
@@ -267,6 +280,8 @@ def _inferred(name: str, group: Any) -> _Layer:
         fw = _inferred_rnn(name, _vars(group, "forward_layer/cell"), False)
         bw = _inferred_rnn(name, _vars(group, "backward_layer/cell"), True)
         return fw._replace(config={**fw.config, "merge_mode": "concat"}, backward=bw)
+    if "cell/cells" in group:  # RNN(StackedRNNCells([...])) / RNN([cells])
+        return _inferred_cells(name, group["cell/cells"])
     if "cell" in group:
         return _inferred_rnn(name, _vars(group, "cell"), False)
     weights: list[np.ndarray] = []
@@ -274,6 +289,18 @@ def _inferred(name: str, group: Any) -> _Layer:
     base = re.sub(r"_\d+$", "", name)
     neutral = next((c for c in _NEUTRAL if _snake(c) == base), None)
     return _Layer(name, neutral or f"<{base}>", {}, weights)
+
+
+def _inferred_cells(name: str, cells: Any) -> _Layer:
+    """The cells of an ``RNN`` over a ``StackedRNNCells`` in a .weights.h5 file.  Their
+    groups are named by class (``lstm_cell``, ``lstm_cell_1``, ``gru_cell``) and listed
+    alphabetically, so their order is rebuilt from the numbers and the shapes."""
+    found = _chains([_inferred_rnn(f"{name}/{cell}", _vars(cells, cell), False) for cell in cells])
+    if len(found) != 1:
+        raise ValueError(f"layer {name!r}: a .weights.h5 file does not store the order of its cells "
+                         f"{sorted(cells)} and {_why(found)}; use the .keras file, which stores it")
+    return _Layer(name, "RNN", {"name": name}, [],
+                  cells=tuple(c._replace(class_name=f"{c.class_name}Cell") for c in found[0]))
 
 
 def _inferred_rnn(name: str, weights: list[np.ndarray], backwards: bool) -> _Layer:
@@ -305,7 +332,21 @@ def _unique(name: str, used: dict[str, int]) -> str:
 def _order(layers: list[_Layer]) -> list[_Layer]:
     """Model order for a weights-only file: each class in numbered order, merged so that
     every layer reads what the one below writes; raise unless exactly one merge fits."""
-    rnn = [lay for lay in layers if lay.class_name in _GATES]
+    rnn = [lay for lay in layers if _recurrent(lay)]
+    found = _chains(rnn)
+    if len(found) != 1:
+        shapes = {lay.name: [list(w.shape) for w in lay.weights] for lay in rnn}
+        raise ValueError(f"layer order: a .weights.h5 file does not store it and {_why(found)}; pass "
+                         f"layer_names=[...] in model order (layers: {shapes}) or use the .keras file")
+    return found[0] + [lay for lay in layers if not _recurrent(lay)]
+
+
+def _why(found: list[list[_Layer]]) -> str:
+    return "no order of them chains" if not found else "more than one order fits their shapes"
+
+
+def _chains(rnn: list[_Layer]) -> list[list[_Layer]]:
+    """Up to two orders of ``rnn`` that keep each class's numbered order and chain sizes."""
     by_class: dict[str, list[_Layer]] = {}
     for lay in rnn:
         by_class.setdefault(re.sub(r"_\d+$", "", lay.name), []).append(lay)
@@ -322,12 +363,12 @@ def _order(layers: list[_Layer]) -> list[_Layer]:
                 search(done + [queues[q][i]], heads[:q] + [i + 1] + heads[q + 1:])
 
     search([], [0] * len(queues))
-    if len(found) != 1:
-        shapes = {lay.name: [list(w.shape) for w in lay.weights] for lay in rnn}
-        why = "no order of them chains" if not found else "more than one order fits their shapes"
-        raise ValueError(f"layer order: a .weights.h5 file does not store it and {why}; pass "
-                         f"layer_names=[...] in model order (layers: {shapes}) or use the .keras file")
-    return found[0] + [lay for lay in layers if lay.class_name not in _GATES]
+    return found
+
+
+def _recurrent(layer: _Layer) -> bool:
+    """A recurrent layer, or an ``RNN`` over cells."""
+    return layer.class_name in _GATES or bool(layer.cells)
 
 
 def _number(layer: _Layer) -> int:
@@ -336,10 +377,12 @@ def _number(layer: _Layer) -> int:
 
 
 def _in_size(layer: _Layer) -> int:
-    return layer.weights[0].shape[0]
+    return _in_size(layer.cells[0]) if layer.cells else layer.weights[0].shape[0]
 
 
 def _out_size(layer: _Layer) -> int:
+    if layer.cells:
+        return _out_size(layer.cells[-1])
     return layer.weights[1].shape[0] * (2 if layer.backward is not None else 1)
 
 

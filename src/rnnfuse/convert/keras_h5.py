@@ -8,7 +8,10 @@
 
 Each layer group has the attribute ``weight_names`` (the layer's weight order, e.g.
 ``lstm/lstm_cell/kernel:0``), each a dataset under the group.  A ``Bidirectional`` layer
-lists its forward weights (``.../forward_lstm/...``) before the backward ones.
+lists its forward weights (``.../forward_lstm/...``) before the backward ones.  An ``RNN``
+layer over cells (``RNN(cell)``, ``RNN(StackedRNNCells([...]))``, ``RNN([cells])``, saved as
+a StackedRNNCells) lists each cell's weights under its own scope
+(``rnn/stacked_rnn_cells/lstm_cell/kernel:0``), in the cells' order.
 
 Without a configuration (weights-only files) a recurrent layer's class comes from its
 weights' shapes (as for Keras 3 ``.weights.h5``): a GRU's ``reset_after`` from its bias
@@ -96,6 +99,8 @@ def _full_model(f: Any, path: str) -> list[KerasLayer]:
 def _configured(name: str, cls: str, cfg: dict[str, Any], weights: list[tuple[str, np.ndarray]],
                 path: str) -> KerasLayer:
     arrays = [a for _, a in weights]
+    if cls == "RNN":
+        return _configured_rnn(name, cfg, weights, path)
     if cls != "Bidirectional":
         return KerasLayer(name, cls, cfg, arrays)
     inner = cfg.get("layer")
@@ -115,6 +120,50 @@ def _configured(name: str, cls: str, cfg: dict[str, Any], weights: list[tuple[st
     backward = KerasLayer(name, str(bw_entry.get("class_name")), bw_entry["config"], bw)
     return KerasLayer(name, str(inner_cls), {**inner_cfg, "merge_mode": cfg.get("merge_mode", "concat")},
                       fw, backward)
+
+
+def _configured_rnn(name: str, cfg: dict[str, Any], weights: list[tuple[str, np.ndarray]],
+                    path: str) -> KerasLayer:
+    """``RNN(cell)``, ``RNN(StackedRNNCells([...]))`` or ``RNN([cells])`` (which Keras saves
+    as a StackedRNNCells): one :class:`KerasLayer` per cell in ``cells``, each with the
+    weights of its own ``<rnn>/[stacked_rnn_cells/]<cell>/`` scope, in the configuration's
+    cell order."""
+    cell = cfg.get("cell")
+    if not isinstance(cell, dict) or not isinstance(cell.get("config"), dict):
+        raise KerasFormatError(f"source: {path!r}: RNN layer {name!r} has no cell configuration")
+    if cell.get("class_name") == "StackedRNNCells":
+        entries = cell["config"].get("cells")
+        if not isinstance(entries, list) or not entries or not all(
+                isinstance(e, dict) and isinstance(e.get("config"), dict) for e in entries):
+            raise KerasFormatError(f"source: {path!r}: RNN layer {name!r}: StackedRNNCells "
+                                   f"without a list of cell configurations")
+    else:
+        entries = [cell]
+    groups = _cell_scopes(weights)
+    if len(groups) != len(entries):
+        raise KerasFormatError(f"source: {path!r}: RNN layer {name!r} has {len(entries)} cells "
+                               f"but weights in {len(groups)} cell scopes {list(groups)}")
+    cells = []
+    for k, (entry, (scope, arrays)) in enumerate(zip(entries, groups.items())):
+        cell_name = entry["config"].get("name")
+        if isinstance(cell_name, str) and scope.rsplit("/", 1)[-1] != cell_name:
+            raise KerasFormatError(f"source: {path!r}: RNN layer {name!r}: cell {k} is "
+                                   f"{cell_name!r} but its weights are under {scope!r}")
+        cells.append(KerasLayer(f"{name}/cell_{k}", str(entry.get("class_name")),
+                                entry["config"], arrays))
+    return KerasLayer(name, "RNN", cfg, [], cells=tuple(cells))
+
+
+def _cell_scopes(weights: list[tuple[str, np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    """The weights of an RNN layer grouped by their cell scope (the name up to the last
+    ``/``, e.g. ``rnn/stacked_rnn_cells/lstm_cell``), in the order the file lists them."""
+    groups: dict[str, list[np.ndarray]] = {}
+    for wn, array in weights:
+        scope, sep, _ = wn.rpartition("/")
+        if not sep:
+            raise KerasFormatError(f"weight name {wn!r} has no cell scope")
+        groups.setdefault(scope, []).append(array)
+    return groups
 
 
 def _weights_only(f: Any, path: str) -> list[KerasLayer]:
@@ -140,6 +189,12 @@ def _inferred(name: str, weights: list[tuple[str, np.ndarray]], path: str) -> Ke
         forward = _inferred_rnn(name, fw, False, path)
         return forward._replace(config={**forward.config, "merge_mode": "concat"},
                                 backward=_inferred_rnn(name, bw, True, path))
+    groups = _cell_scopes(weights)
+    if len(groups) > 1:  # RNN(StackedRNNCells([...])): one cell scope per cell
+        cells = tuple(_inferred_rnn(f"{name}/cell_{k}", arrays, False, path)
+                      for k, arrays in enumerate(groups.values()))
+        return KerasLayer(name, "RNN", {"name": name}, [],
+                          cells=tuple(c._replace(class_name=f"{c.class_name}Cell") for c in cells))
     return _inferred_rnn(name, [a for _, a in weights], False, path)
 
 

@@ -6,6 +6,14 @@ Functions (no parameters): :func:`concat_states`, :func:`sum_states`, :func:`mea
 sequence of stack states (one per source) and return one stack state; an LSTM layer stays
 an :class:`~rnnfuse.LSTMState` with ``c`` and ``h`` each fused.
 
+Bidirectional sources: the functions keep the structure, so a bidirectional state
+``(fw, bw)`` or a mixed-direction state (an ``(fw, bw)`` pair per bidirectional layer) stays
+one, each direction fused with the same direction of the other sources.  The learned modules
+(and :class:`StateBridge`) first join each source's directions per part on the feature axis
+(fw|bw, :func:`rnnfuse.state.join_directions`, what :class:`~rnnfuse.MultiEncoder` does), so
+they return a plain stack state and their sizes are the joined ones; they also take sizes in
+the directions' structure (e.g. ``encoder.state_sizes``) and join them the same way.
+
 >>> import torch
 >>> from rnnfuse import LSTMState, concat_states
 >>> local = (LSTMState(torch.zeros(3, 20), torch.zeros(3, 20)), torch.zeros(3, 20))
@@ -27,6 +35,7 @@ from ._checks import check_lengths, describe
 from .state import (
     LSTMState,
     assert_same_structure,
+    join_directions,
     layer_from_parts,
     layer_parts,
     map_state,
@@ -50,6 +59,21 @@ __all__ = [
 
 
 def _check_sources(states: Any, same_sizes: bool, minimum: int = 2) -> list[Any]:
+    """``states`` as a list of sources of one structure (sizes too if ``same_sizes``)."""
+    states = _source_list(states, minimum)
+    _check_same_structure(states, same_sizes)
+    return states
+
+
+def _check_same_structure(states: list[Any], same_sizes: bool) -> None:
+    for i in range(1, len(states)):
+        assert_same_structure(
+            states[0], states[i], names=("states[0]", f"states[{i}]"), check_feature_sizes=same_sizes
+        )
+
+
+def _source_list(states: Any, minimum: int) -> list[Any]:
+    """``states`` as a list of ``minimum`` or more sources, refusing one stack state."""
     if isinstance(states, (Tensor, LSTMState)) or not isinstance(states, Sequence):
         raise TypeError(
             f"states: expected a list of {minimum} or more states (one per source), got {type(states).__name__}"
@@ -62,10 +86,6 @@ def _check_sources(states: Any, same_sizes: bool, minimum: int = 2) -> list[Any]
         )
     if len(states) < minimum:
         raise ValueError(f"states: expected {minimum} or more states (one per source), got {len(states)}")
-    for i in range(1, len(states)):
-        assert_same_structure(
-            states[0], states[i], names=("states[0]", f"states[{i}]"), check_feature_sizes=same_sizes
-        )
     return states
 
 
@@ -138,6 +158,17 @@ def _is_nested(lengths: Sequence[Any]) -> bool:
 # ------------------------------------------------------------------------ learned fusion
 
 
+def _joined_sizes(sizes: Any, name: str) -> Any:
+    """Sizes given in a bidirectional or mixed-direction structure, joined per layer (fw|bw)."""
+    if isinstance(sizes, (int, LSTMState)) or not isinstance(sizes, Sequence) or not any(
+            isinstance(e, (tuple, list)) and not isinstance(e, LSTMState) for e in sizes):
+        return sizes
+    try:
+        return join_directions(sizes)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
 def _layer_sizes(sizes: Any, name: str) -> list[Any]:
     """Validate a per-layer size structure: each entry an int or an LSTMState of ints."""
     if isinstance(sizes, (int, LSTMState)) or not isinstance(sizes, Sequence) or not sizes:
@@ -167,9 +198,10 @@ def _check_against(module: str, states: list[Any], sizes: list[Any]) -> None:
 
 
 def _check_built(module: str, states: Any, num_sources: int, sizes: list[Any]) -> list[Any]:
-    """The checks of a learned fusion: one state per source it was built for, each of one
-    structure with the sizes it was built for."""
-    states = _check_sources(states, True, num_sources)
+    """The checks of a learned fusion: one state per source it was built for (each source's
+    directions joined), each of one structure with the sizes it was built for."""
+    states = [join_directions(state) for state in _source_list(states, num_sources)]
+    _check_same_structure(states, True)
     if len(states) != num_sources:
         raise ValueError(
             f"{module}: expected {num_sources} states (num_sources={num_sources}, as built), got {len(states)}"
@@ -186,6 +218,11 @@ class StateBridge(nn.Module):
     ``LSTMState(c, h)`` of ints for an LSTM layer, an int otherwise (see
     :func:`rnnfuse.state.state_sizes`).  ``activation`` is ``None``, ``"tanh"`` or ``"relu"``.
 
+    A bidirectional or mixed-direction source (``StackedRNN(..., bidirectional=[True, False])``
+    gives an ``(fw, bw)`` pair for layer 0) has its directions joined per part first (fw|bw,
+    :func:`rnnfuse.state.join_directions`); ``input_sizes`` may be given joined or in that
+    structure (``encoder.state_sizes``).
+
     >>> import torch
     >>> from rnnfuse import LSTMState
     >>> bridge = StateBridge([LSTMState(40, 40)], [LSTMState(16, 16)])
@@ -196,7 +233,7 @@ class StateBridge(nn.Module):
 
     def __init__(self, input_sizes: Sequence[Any], output_sizes: Sequence[Any], *, activation: str | None = None) -> None:
         super().__init__()
-        self.input_sizes = _layer_sizes(input_sizes, "input_sizes")
+        self.input_sizes = _layer_sizes(_joined_sizes(input_sizes, "input_sizes"), "input_sizes")
         self.output_sizes = _layer_sizes(output_sizes, "output_sizes")
         if len(self.input_sizes) != len(self.output_sizes):
             raise ValueError(
@@ -216,11 +253,10 @@ class StateBridge(nn.Module):
             self.maps.append(nn.ModuleDict({part: nn.Linear(n, out[part]) for part, n in layer_parts(src).items()}))
 
     def forward(self, states: Sequence[Any]) -> Any:
-        """``states``: one stack state, or a list of them (concatenated first)."""
-        if _is_state_list(states):
-            state = states[0] if len(states) == 1 else concat_states(states)
-        else:
-            state = states
+        """``states``: one stack state, or a list of them (concatenated first); each may be
+        bidirectional or mixed-direction (its directions are joined first)."""
+        sources = [join_directions(s) for s in _bridge_sources(states)]
+        state = sources[0] if len(sources) == 1 else concat_states(sources)
         _check_against("StateBridge", [state], self.input_sizes)
         act = {None: lambda t: t, "tanh": torch.tanh, "relu": torch.relu}[self.activation]
         return tuple(
@@ -229,10 +265,19 @@ class StateBridge(nn.Module):
         )
 
 
-def _is_state_list(states: Any) -> bool:
-    return isinstance(states, list) or (
-        isinstance(states, tuple) and len(states) > 0 and isinstance(states[0], tuple) and not isinstance(states[0], LSTMState)
-    )
+def _bridge_sources(states: Any) -> list[Any]:
+    """The sources given to a bridge: a list is a list of sources; a tuple with a layer state
+    among its entries is one (plain or mixed-direction) stack state; a tuple of tuples is
+    several sources, or one bidirectional ``(fw, bw)`` state, whose concatenation is the
+    same join of fw and bw."""
+    if isinstance(states, list):
+        return states
+    if isinstance(states, tuple) and not isinstance(states, LSTMState) and states and all(
+            isinstance(e, tuple) and not isinstance(e, LSTMState) for e in states):
+        return list(states)
+    if not isinstance(states, tuple) or isinstance(states, LSTMState):
+        raise TypeError(f"states: expected a stack state or a list of them, got {structure_str(states)}")
+    return [states]
 
 
 class ZophKnightFusion(nn.Module):
@@ -246,7 +291,7 @@ class ZophKnightFusion(nn.Module):
     def __init__(self, num_sources: int, sizes: Sequence[Any]) -> None:
         super().__init__()
         self.num_sources = _check_num_sources(num_sources)
-        self.sizes = _layer_sizes(sizes, "sizes")
+        self.sizes = _layer_sizes(_joined_sizes(sizes, "sizes"), "sizes")
         n = num_sources
         self.combine = nn.ModuleList(
             nn.Linear(n * state_output(entry), state_output(entry)) for entry in self.sizes
@@ -276,7 +321,7 @@ class ChildSumFusion(nn.Module):
     def __init__(self, num_sources: int, sizes: Sequence[Any]) -> None:
         super().__init__()
         self.num_sources = _check_num_sources(num_sources)
-        self.sizes = _layer_sizes(sizes, "sizes")
+        self.sizes = _layer_sizes(_joined_sizes(sizes, "sizes"), "sizes")
         for k, entry in enumerate(self.sizes):
             if not isinstance(entry, LSTMState) or entry.c != entry.h:
                 raise ValueError(
@@ -314,7 +359,7 @@ class GatedFusion(nn.Module):
     def __init__(self, num_sources: int, sizes: Sequence[Any]) -> None:
         super().__init__()
         self.num_sources = _check_num_sources(num_sources)
-        self.sizes = _layer_sizes(sizes, "sizes")
+        self.sizes = _layer_sizes(_joined_sizes(sizes, "sizes"), "sizes")
         n = num_sources
         self.gates = nn.ModuleList(
             nn.ModuleDict({part: nn.Linear(n * state_output(e), n * size) for part, size in layer_parts(e).items()})

@@ -33,7 +33,7 @@ from ._checks import check_lengths, describe
 from ._named import NameSafeModuleDict
 from .encoders import MultiEncoder
 from .stack import StackedRNN
-from .state import LSTMState, state_sizes, structure_str
+from .state import LSTMState, join_directions, state_sizes, structure_str
 
 __all__ = ["Seq2Seq", "LuongAttention", "EncodedSources", "concat_over_time"]
 
@@ -295,13 +295,14 @@ def _output_size(encoder: nn.Module, name: str) -> int:
 
 
 def _fused_sizes(encoders: MultiEncoder) -> tuple[Any, ...] | None:
-    """The sizes of the fused state when they follow from the encoders alone (unidirectional
-    stacks joined by a parameter-free fusion); ``None`` when only a call can tell."""
+    """The sizes of the fused state when they follow from the encoders alone (stacks joined
+    by a parameter-free fusion; a bidirectional or mixed-direction stack's directions joined,
+    as :class:`~rnnfuse.MultiEncoder` does); ``None`` when only a call can tell."""
     sizes = []
     for enc in encoders.encoders.values():
-        if not isinstance(enc, StackedRNN) or enc.bidirectional:
+        if not isinstance(enc, StackedRNN):
             return None
-        sizes.append(tuple(enc.state_sizes))
+        sizes.append(join_directions(enc.state_sizes))
     if len(sizes) == 1:
         return sizes[0]
     if not isinstance(encoders.fusion, str) or len({len(s) for s in sizes}) != 1:

@@ -3,7 +3,10 @@
 A *layer state* is either an :class:`LSTMState` (``c``, ``h``), for LSTM layers, or one
 ``Tensor`` ``(B, H)``, for GRU and plain RNN layers.  A *stack state* is a tuple with one
 layer state per layer, bottom layer first.  A bidirectional stack's state is the pair
-``(fw_state, bw_state)`` of two stack states.
+``(fw_state, bw_state)`` of two stack states.  A mixed-direction stack's state
+(``StackedRNN(..., bidirectional=[True, False, False])``) has one entry per layer: an
+``(fw, bw)`` pair of layer states for a bidirectional layer, a layer state otherwise.
+:func:`join_directions` turns either into a plain stack state (fw|bw per part).
 
 Example:
     >>> import torch
@@ -31,6 +34,7 @@ __all__ = [
     "where_state",
     "layer_parts",
     "layer_from_parts",
+    "join_directions",
     "flatten_state",
     "structure_str",
     "assert_same_structure",
@@ -150,6 +154,65 @@ def where_state(mask: Tensor, new: Any, old: Any) -> Any:
     ``mask`` broadcasts against every part (e.g. ``(B, 1)``)."""
     keep = mask if mask.dtype == torch.bool else mask.bool()
     return _map(lambda a, b: torch.where(keep, a, b), [new, old])
+
+
+def join_directions(state: Any) -> Any:
+    """A plain stack state (one layer state per layer) with every bidirectional layer's
+    ``(fw, bw)`` joined per part on the feature axis, ``fw`` first.
+
+    ``state`` is a plain stack state (returned as a tuple, unchanged), a bidirectional
+    stack's ``(fw_state, bw_state)``, or a mixed-direction state (an ``(fw, bw)`` pair for
+    each bidirectional layer, a layer state for the others).  It also takes sizes in those
+    structures (e.g. ``StackedRNN.state_sizes``; joined sizes add up).  A tuple whose every
+    entry is a tuple is read as ``(fw_state, bw_state)``: a stack whose layers are all
+    bidirectional gives that, never a pair per layer.  This is what
+    :func:`rnnfuse.encoders.merge_directions` computes from a stack's ``bidirectional``.
+
+    >>> import torch
+    >>> pair = (LSTMState(torch.zeros(2, 4), torch.zeros(2, 4)), LSTMState(torch.ones(2, 4), torch.ones(2, 4)))
+    >>> structure_str(join_directions((pair, torch.zeros(2, 3))))
+    '(LSTMState(c=[2, 8], h=[2, 8]), Tensor[2, 3])'
+    >>> join_directions(((LSTMState(4, 4), LSTMState(4, 4)), 3))
+    (LSTMState(c=8, h=8), 3)
+    """
+    if not isinstance(state, (tuple, list)) or isinstance(state, LSTMState) or not state:
+        raise ValueError(f"state: expected a stack state (a tuple of layer states), got {structure_str(state)}")
+    entries = list(state)
+    if all(_is_layer(e) for e in entries):
+        return tuple(entries)
+    if len(entries) == 2 and all(_is_stack(e) for e in entries):  # (fw_state, bw_state)
+        fw, bw = entries
+        if len(fw) != len(bw):
+            raise ValueError(f"state: a bidirectional state needs as many backward layers as forward "
+                             f"ones, got {len(fw)} and {len(bw)}: {structure_str(state)}")
+        return tuple(_join_pair(f, b, f"state[0][{k}] and state[1][{k}]") for k, (f, b) in enumerate(zip(fw, bw)))
+    joined = []
+    for k, entry in enumerate(entries):
+        if _is_layer(entry):
+            joined.append(entry)
+        elif _is_stack(entry) and len(entry) == 2:
+            joined.append(_join_pair(entry[0], entry[1], f"state[{k}]"))
+        else:
+            raise ValueError(f"state[{k}]: expected a layer state or an (fw, bw) pair of layer states, "
+                             f"got {structure_str(entry)} in {structure_str(state)}")
+    return tuple(joined)
+
+
+def _is_layer(x: Any) -> bool:
+    """A layer state, or a layer's sizes (an int or an LSTMState of ints)."""
+    return isinstance(x, (Tensor, LSTMState)) or (isinstance(x, int) and not isinstance(x, bool))
+
+
+def _is_stack(x: Any) -> bool:
+    return isinstance(x, (tuple, list)) and not isinstance(x, LSTMState) and bool(x) and all(map(_is_layer, x))
+
+
+def _join_pair(fw: Any, bw: Any, where: str) -> Any:
+    if isinstance(fw, LSTMState) != isinstance(bw, LSTMState):
+        raise ValueError(f"{where}: the two directions differ in kind: {structure_str(fw)} and {structure_str(bw)}")
+    if not isinstance(fw, (Tensor, LSTMState)):  # sizes of a GRU/RNN layer
+        return fw + bw
+    return _map(lambda a, b: torch.cat([a, b], dim=-1) if isinstance(a, Tensor) else a + b, [fw, bw])
 
 
 def flatten_state(state: Any) -> list[Tensor]:

@@ -219,3 +219,56 @@ def test_inspect_points_out_gnmt_chains(capsys):
     text = capsys.readouterr().out
     assert "encoder/bidirectional_rnn -> encoder/rnn: the [fw, bw] outputs fit its input" in text
     assert "load_stack(prefix, ['encoder/bidirectional_rnn', 'encoder/rnn'], residual=[...])" in text
+
+
+def test_convert_cli_stacks_several_scopes_with_residual_layers(tmp_path, capsys):
+    """GNMT's encoder from the shell: two scopes, the top layer residual; TF's numbers."""
+    from rnnfuse.cli import main
+    from rnnfuse.io import load
+    data = io("gnmt_encoder")
+    prefix = str(LEGACY / "gnmt_encoder" / "model")
+    scopes = ["--scope", "encoder/bidirectional_rnn", "--scope", "encoder/rnn"]
+    out = tmp_path / "gnmt.safetensors"
+    assert main(["convert", prefix, *scopes, "--residual", "2", "--out", str(out)]) == 0
+    with np.load(LEGACY / "gnmt_encoder" / "variables.npz") as variables:  # every TF variable, once
+        count = sum(variables[k].size for k in variables.files)
+    assert capsys.readouterr().out.startswith(
+        f"wrote {out}: StackedRNN from scopes ['encoder/bidirectional_rnn', 'encoder/rnn'], {count} parameters, "
+        f"residual layers [2]")
+    stack = load(out)
+    assert stack.bidirectional == (True, False, False) and stack.residual_layers == (False, False, True)
+    check(_gnmt_expected(stack, data), data)
+    plain = tmp_path / "plain.safetensors"  # without --residual: the same weights, other numbers
+    assert main(["convert", prefix, *scopes, "--out", str(plain)]) == 0
+    got = _gnmt_expected(load(plain), data)
+    assert np.abs(got["outputs"] - data["outputs"]).max() > 1e-2
+    np.testing.assert_array_equal(got["bi_state/fw/h"], _gnmt_expected(stack, data)["bi_state/fw/h"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--residual", "3"], "--residual: layers [3] do not exist; the stack from ['encoder/bidirectional_rnn', "
+                          "'encoder/rnn'] has 3 layers, numbered 0 to 2"),
+    (["--residual", "two"], "--residual: expected 'all' or distinct comma-separated layer numbers (0-based), "
+                            "e.g. 2 or 1,2; got 'two'"),
+    (["--residual", "2,2"], "--residual: expected 'all' or distinct"),
+    (["--residual", "all"], "residual: layer 1 reads 8 features and writes 4"),
+    (["--residual", "1"], "residual: layer 1 reads 8 features and writes 4"),
+])
+def test_convert_cli_residual_errors(tmp_path, capsys, args, message):
+    from rnnfuse.cli import main
+    prefix = str(LEGACY / "gnmt_encoder" / "model")
+    out = tmp_path / "x.safetensors"
+    assert main(["convert", prefix, "--scope", "encoder/bidirectional_rnn", "--scope", "encoder/rnn",
+                 *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rnnfuse convert: error: ") and message in err, err
+    assert not out.exists()
+
+
+def test_convert_cli_residual_on_a_bidirectional_scope_is_refused(tmp_path, capsys):
+    from rnnfuse.cli import main
+    prefix = str(LEGACY / "gnmt_encoder" / "model")
+    for residual in ("all", "0"):
+        assert main(["convert", prefix, "--scope", "encoder/bidirectional_rnn", "--residual", residual,
+                     "--out", str(tmp_path / "x.safetensors")]) == 2
+        assert "bidirectional_dynamic_rnn" in capsys.readouterr().err

@@ -1,7 +1,11 @@
 """The ``rnnfuse convert`` command and ``rnnfuse inspect`` of TF1 checkpoints.
 
 ``rnnfuse convert PREFIX [--scope SCOPE] --out FILE.safetensors`` turns the RNN under a
-TF1 checkpoint's scope into an rnnfuse file (:func:`rnnfuse.io.save`).
+TF1 checkpoint's scope into an rnnfuse file (:func:`rnnfuse.io.save`).  ``--scope`` given
+several times stacks RNNs that fed each other into one stack, bottom first, and
+``--residual`` names its residual layers (``ResidualWrapper``; not stored by TF), as
+``load_stack(prefix, [scopes], residual=...)`` does: GNMT's encoder is
+``--scope encoder/bidirectional_rnn --scope encoder/rnn --residual 2``.
 ``rnnfuse inspect PREFIX`` prints each variable's name and shape, what training left there
 (optimizer slots, ``global_step``, EMA shadows: skipped by both commands; ``convert --ema``
 loads the shadows), the cells and the state structure with its sizes (:func:`inspect_path`, called by :mod:`rnnfuse.cli`).
@@ -29,8 +33,15 @@ def add_commands(subparsers: Any) -> None:
         "convert", help="TF1 checkpoint -> rnnfuse .safetensors",
         description="Convert the RNN under a TF1 checkpoint's scope into an rnnfuse file.")
     convert.add_argument("prefix", help="checkpoint prefix (what Saver.save returned)")
-    convert.add_argument("--scope", help="dynamic_rnn scope, e.g. rnn or encoder1/rnn "
-                         "(default: the only RNN scope in the checkpoint)")
+    convert.add_argument("--scope", action="append", metavar="SCOPE",
+                         help="dynamic_rnn scope, e.g. rnn or encoder1/rnn (default: the only RNN "
+                         "scope in the checkpoint); give it several times to stack RNNs that fed "
+                         "each other into one stack, bottom first, e.g. GNMT's encoder: --scope "
+                         "encoder/bidirectional_rnn --scope encoder/rnn")
+    convert.add_argument("--residual", metavar="LAYERS",
+                         help="layers that add their input to their output (ResidualWrapper; TF "
+                         "stores no trace of it): 0-based layer numbers of the converted stack, "
+                         "comma-separated (GNMT's encoder: 2), or 'all' for every layer but the first")
     convert.add_argument("--out", required=True, help="output .safetensors file")
     convert.add_argument("--forget-bias", type=float, default=1.0,
                          help="forget bias the LSTM cells ran with (TF default 1.0; not stored)")
@@ -50,26 +61,72 @@ def add_commands(subparsers: Any) -> None:
 
 def run_convert(args: argparse.Namespace) -> int:
     from ..io import save
-    from .convert import load_stack
+    from .checkpoint import read_checkpoint
+    from .convert import stack_from_variables
 
     try:
+        residual = _residual_layers(args.residual)
         shapes = {v.name: v.shape for v in list_variables(args.prefix)}
-        kept, skipped = split(shapes, args.ema, args.scope)
-        scope = args.scope or _only_scope(list(kept))
+        given = list(args.scope or [])
+        kept, skipped = split(shapes, args.ema, given[0] if len(given) == 1 else None)
+        scopes = given or [_only_scope(list(kept))]
         if args.ema:
-            split(shapes, True, scope)  # every variable under the scope has its shadow
-        module = load_stack(args.prefix, scope, batch_first=not args.time_major,
-                            forget_bias=args.forget_bias, cell_clip=args.cell_clip,
-                            proj_clip=args.proj_clip, activation=args.activation, ignore=args.ignore,
-                            use_ema=args.ema)
+            for scope in scopes:
+                split(shapes, True, scope)  # every variable under each scope has its shadow
+        variables = read_checkpoint(args.prefix)
+
+        def build(flags: bool | list[bool]) -> Any:
+            return stack_from_variables(
+                variables, scopes[0] if len(scopes) == 1 else scopes, batch_first=not args.time_major,
+                forget_bias=args.forget_bias, cell_clip=args.cell_clip, proj_clip=args.proj_clip,
+                activation=args.activation, ignore=args.ignore, use_ema=args.ema, residual=flags)
+
+        module = build(residual if isinstance(residual, bool) else False)
+        if isinstance(residual, list):
+            module = build(_residual_flags(residual, module, scopes))
         save(module, args.out)
     except (CheckpointError, ValueError, TypeError, OSError) as exc:
         return fail("convert", exc)
     count = sum(p.numel() for p in module.parameters())
-    print(f"wrote {args.out}: {type(module).__name__} from scope {scope!r}, {count} parameters")
+    where = f"scope {scopes[0]!r}" if len(scopes) == 1 else f"scopes {scopes}"
+    extra = ""
+    if any(getattr(module, "residual_layers", ())):
+        extra = f", residual layers {[k for k, r in enumerate(module.residual_layers) if r]}"
+    print(f"wrote {args.out}: {type(module).__name__} from {where}, {count} parameters{extra}")
     if skipped:
         print(f"skipped: {skipped.summary()}")
     return 0
+
+
+def _residual_layers(text: str | None) -> bool | list[int]:
+    """``--residual``: ``False`` if absent, ``True`` for ``all``, else the layer numbers."""
+    if text is None:
+        return False
+    if text.strip() == "all":
+        return True
+    try:
+        layers = [int(part) for part in text.split(",")]
+    except ValueError:
+        layers = [-1]
+    if any(k < 0 for k in layers) or len(set(layers)) != len(layers):
+        raise ValueError(f"--residual: expected 'all' or distinct comma-separated layer numbers "
+                         f"(0-based), e.g. 2 or 1,2; got {text!r}")
+    return layers
+
+
+def _residual_flags(layers: list[int], module: Any, scopes: list[str]) -> list[bool]:
+    """One flag per layer of the stack ``module`` from the layer numbers of ``--residual``."""
+    from ..stack import StackedRNN
+
+    if not isinstance(module, StackedRNN):
+        raise ValueError(f"--residual: {scopes[0]!r} is a bidirectional_dynamic_rnn of two independent "
+                         f"stacks ({type(module).__name__}), which have no residual connections")
+    count = module.num_layers
+    outside = [k for k in layers if k >= count]
+    if outside:
+        raise ValueError(f"--residual: layers {outside} do not exist; the stack from {scopes} has "
+                         f"{count} layers, numbered 0 to {count - 1}")
+    return [k in layers for k in range(count)]
 
 
 def _only_scope(names: list[str]) -> str:
@@ -128,7 +185,8 @@ def _print_chains(parsed: list[Any]) -> None:
                 print(f"{bi.scope} -> {uni.scope}: the [fw, bw] outputs fit its input; if they fed it "
                       f"(GNMT's encoder), load_stack(prefix, [{bi.scope!r}, {uni.scope!r}], "
                       f"residual=[...]) makes one StackedRNN (residual connections are not stored: "
-                      f"ResidualWrapper layers must be named)")
+                      f"ResidualWrapper layers must be named); from the shell: rnnfuse convert "
+                      f"PREFIX --scope {bi.scope} --scope {uni.scope} [--residual LAYERS] --out FILE")
 
 
 def _print_tf1_rnn(parsed: TFStack | TFBidirectional | TFStackBidirectional) -> None:

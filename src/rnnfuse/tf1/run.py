@@ -18,7 +18,8 @@ from ..state import LSTMState as LSTMStateTuple
 from ._layers import check_layers, layer_arrays, load_layer
 from .cells import (MultiRNNCell, _as_dtype, _Cell, _full_scope, _layer_state, join_layers,
                     split_layers, tf_layer_state)
-from .wrappers import ResidualWrapper, core_cell, is_wrapper, run_layer
+from .stacking import LayerForm, NotExact, layer_form, stack_dropout
+from .wrappers import core_cell, is_wrapper, run_layer
 from .checkpoint import read_checkpoint
 from .convert import model_variables, stack_to_tf
 from .names import TFBidirectional, TFStack, TFStackBidirectional, parse_scope
@@ -74,27 +75,22 @@ def bidirectional_dynamic_rnn(
     return outputs, (_from_stack_state(cell_fw, fw), _from_stack_state(cell_bw, bw))
 
 
-def as_stack(cell: Any, time_major: bool = False) -> StackedRNN:
+def as_stack(cell: Any, time_major: bool = False, *, ignore_dropout: bool = False) -> StackedRNN:
     """A :class:`~rnnfuse.StackedRNN` sharing the (built) cell's weights, e.g. to save it.
 
     A list of parts that fed each other (a cell or ``MultiRNNCell``, or a ``(cell_fw,
     cell_bw)`` pair of one cell each: a bidirectional layer whose ``[fw, bw]`` outputs feed
     the next part) makes one stack: GNMT's encoder is ``as_stack([(fw, bw), uni_cells])``.
-    ``ResidualWrapper`` s become residual layers; ``DropoutWrapper`` s are left out (their
-    dropout acts in training only).
+    ``ResidualWrapper`` s become residual layers.  ``DropoutWrapper`` s become the stack's
+    ``dropout`` / ``variational_dropout`` when that is the same computation (dropout between
+    layers only, one keep probability and kind at every boundary, no state dropout, no dropout
+    inside a ``ResidualWrapper``: see :mod:`rnnfuse.tf1.stacking`); otherwise ``ValueError``
+    says why, unless ``ignore_dropout=True``, which leaves the wrappers' dropout out (the stack
+    then equals the program in eval mode only, as TF1 programs run at inference with keep
+    probabilities of 1.0).  Keep probabilities of 1.0 are no dropout.
     """
-    if isinstance(cell, list):
-        return _stack_of_parts(cell, time_major)
-    layers = _layers(cell, "cell")
-    if not all(layer.built for layer in layers):
-        raise ValueError("cell: not built yet; run it once (dynamic_rnn) or restore() it first")
-    residual = [isinstance(c, ResidualWrapper) for c in _wrapped_layers(cell)]
-    if any(residual) and not all(residual[1:]) or residual[0]:
-        raise ValueError(f"cell: a ResidualWrapper on some layers only ({residual}) has no "
-                         f"StackedRNN equivalent (residual=True adds every layer's input but the "
-                         f"first's); run it with dynamic_rnn")
-    return StackedRNN.from_cells([layer.built_cell for layer in layers], batch_first=not time_major,
-                                 residual=any(residual))
+    parts = cell if isinstance(cell, list) else [cell]
+    return _stack_of_parts(parts, time_major, ignore_dropout)
 
 
 def restore(module: Any, prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
@@ -177,33 +173,53 @@ def get_variables(module: Any, scope: str | None = None) -> dict[str, np.ndarray
         scope = _pair_scope(module, scope)
         return {**get_variables(module[0], f"{scope}/fw"), **get_variables(module[1], f"{scope}/bw")}
     names = [layer.tf_name for layer in _layers(module, "module")]
-    return stack_to_tf(as_stack(module), scope or module.tf_scope or "rnn",
+    return stack_to_tf(as_stack(module, ignore_dropout=True), scope or module.tf_scope or "rnn",
                        multi=isinstance(module, MultiRNNCell), cell_names=names)
 
 
-def _stack_of_parts(parts: list[Any], time_major: bool) -> StackedRNN:
+def _stack_of_parts(parts: list[Any], time_major: bool, ignore_dropout: bool) -> StackedRNN:
     fw: list[RecurrentCell] = []
     bw: list[RecurrentCell | None] = []
-    residual: list[bool] = []
+    forms: list[tuple[LayerForm, LayerForm | None]] = []
+    single = len(parts) == 1
     for i, part in enumerate(parts):
+        where = "cell" if single else f"cell[{i}]"
         if isinstance(part, (tuple, list)):
             if len(part) != 2 or any(isinstance(p, MultiRNNCell) for p in part):
-                raise TypeError(f"cell[{i}]: expected a (cell_fw, cell_bw) pair of single cells")
-            layers = [_layers(p, f"cell[{i}]")[0] for p in part]
+                raise TypeError(f"{where}: expected a (cell_fw, cell_bw) pair of single cells")
+            layers = [_layers(p, where)[0] for p in part]
             if not all(layer.built for layer in layers):
-                raise ValueError(f"cell[{i}]: not built yet; run it once or restore() it first")
+                raise ValueError(f"{where}: not built yet; run it once or restore() it first")
+            pair = (layer_form(part[0], f"layer {len(forms)} (fw)"), layer_form(part[1], f"layer {len(forms)} (bw)"))
+            if pair[0].residual or pair[1].residual:
+                raise ValueError(f"{where}: a ResidualWrapper in a bidirectional pair adds the input to "
+                                 f"each direction's output; a StackedRNN adds it to [fw, bw]")
             fw.append(layers[0].built_cell)
             bw.append(layers[1].built_cell)
-            residual.append(isinstance(part[0], ResidualWrapper))
+            forms.append(pair)
             continue
-        for wrapped, layer in zip(_wrapped_layers(part), _layers(part, f"cell[{i}]")):
+        for wrapped, layer in zip(_wrapped_layers(part), _layers(part, where)):
             if not layer.built:
-                raise ValueError(f"cell[{i}]: not built yet; run it once or restore() it first")
+                raise ValueError(f"{where}: not built yet; run it once (dynamic_rnn) or restore() it first")
             fw.append(layer.built_cell)
             bw.append(None)
-            residual.append(isinstance(wrapped, ResidualWrapper))
+            forms.append((layer_form(wrapped, f"layer {len(forms)}"), None))
+    dropout, variational = _dropout_of(forms, ignore_dropout)
+    residual = [form.residual for form, _ in forms]
     return StackedRNN.from_cells(fw, backward_cells=bw if any(c is not None for c in bw) else None,
-                                 batch_first=not time_major, residual=residual)
+                                 batch_first=not time_major, residual=residual, dropout=dropout,
+                                 variational_dropout=variational)
+
+
+def _dropout_of(forms: list[tuple[LayerForm, LayerForm | None]], ignore: bool) -> tuple[float, bool]:
+    if ignore:
+        return 0.0, False
+    try:
+        return stack_dropout(forms)
+    except NotExact as exc:
+        raise ValueError(f"cell: the DropoutWrappers' dropout has no StackedRNN equivalent: {exc}; "
+                         f"as_stack(..., ignore_dropout=True) leaves it out (the stack then equals "
+                         f"the program in eval mode only)") from None
 
 
 def _wrapped_layers(cell: Any) -> list[Any]:

@@ -215,5 +215,8 @@ def test_inspect_keras_files(capsys):
     assert "layer 0: LSTMCell(3, 4) | backward LSTMCell(3, 4)" in text
     assert "state: ((LSTMState(c=[batch, 4], h=[batch, 4]), LSTMState(c=[batch, 4], h=[batch, 4])), " \
            "LSTMState(c=[batch, 3], h=[batch, 3]))" in text
+    assert main(["inspect", str(LEGACY / "keras2_rnn_cells" / "rnn_stacked.h5")]) == 0
+    text = capsys.readouterr().out
+    assert "rnn/1: GRU(units=3), input 4" in text and "layer 1: GRUCell(4, 3, reset_after=False)" in text
     assert main(["inspect", str(LEGACY / "keras2_savedmodel" / "saved_model")]) == 0
     assert "dense: Dense with weights [[4, 2], [2]] (not recurrent: left out)" in capsys.readouterr().out

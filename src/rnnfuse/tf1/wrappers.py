@@ -10,6 +10,8 @@ were unwrapped), so :func:`rnnfuse.tf1.restore` restores a wrapper's inner cell.
   TF1 programs feed keep probabilities of 1.0 at inference, which is what ``eval()`` gives).
   As in TF, ``state_keep_prob`` drops only ``h`` of an LSTM state (not ``c``), and
   ``variational_recurrent=True`` keeps one mask per sequence for all steps.
+  :func:`rnnfuse.tf1.as_stack` carries it into a StackedRNN's ``dropout`` when that is the
+  same computation (:mod:`rnnfuse.tf1.stacking`), and refuses otherwise.
 
 :func:`run_layer` runs one layer (a cell under its wrappers) over a whole batch-major
 sequence: the inner cell on the fast kernels, the wrappers on whole tensors; only an active

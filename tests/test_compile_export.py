@@ -147,21 +147,66 @@ def test_onnx_mixed_ragged_bidirectional_stack_runs_in_onnxruntime(tmp_path):
         assert abs(a - b).max() <= 1e-5
 
 
-def test_onnx_seq2seq_with_keyword_encoder_name(tmp_path):
+def _seq2seq_with_covariates():
+    """Two encoders (one named with a Python keyword), attention, decoder covariates."""
     torch.manual_seed(6)
     enc = MultiEncoder({"local": StackedRNN(3, [4]), "global": StackedRNN(3, [4])})
-    model = Seq2Seq(enc, StackedRNN(1, [8]), output_size=1)
+    return Seq2Seq(enc, StackedRNN(2, [8]), output_size=1, attention=True, attention_size=4)
+
+
+def _seq2seq_dims():
+    batch, horizon = torch.export.Dim("batch"), torch.export.Dim("horizon")
+    inputs = {"local": {0: batch, 1: torch.export.Dim("t_local")}, "global": {0: batch, 1: torch.export.Dim("t_global")}}
+    lengths = {"local": {0: batch}, "global": {0: batch}}
+    return batch, horizon, inputs, lengths
+
+
+def _seq2seq_example():
     x = {"local": torch.randn(2, 4, 3), "global": torch.randn(2, 5, 3)}
     lengths = {"local": torch.tensor([4, 2]), "global": torch.tensor([5, 3])}
-    targets, start = torch.randn(2, 3, 1), torch.zeros(2, 1)
-    # shapes stay as exported (Seq2Seq's dims are specialized by the exporter: a known limit); lengths vary
-    shapes = None
-    x2 = {"local": torch.randn(2, 4, 3), "global": torch.randn(2, 5, 3)}
-    lengths2 = {"local": torch.tensor([1, 4]), "global": torch.tensor([2, 5])}
-    targets2, start2 = torch.randn(2, 3, 1), torch.randn(2, 1)
-    flat = [x2["local"], x2["global"], targets2, start2, lengths2["local"], lengths2["global"]]
-    got = _onnx_run(model, (x, targets), flat, shapes, tmp_path, kwargs={"start": start, "lengths": lengths})
-    expected = model(x2, targets2, start=start2, lengths=lengths2).detach().numpy()
+    return x, lengths
+
+
+def _seq2seq_other_sizes(horizon):
+    """Batch, both encoders' T, the horizon and the lengths all unlike the example's
+    (a zero length too)."""
+    x = {"local": torch.randn(5, 7, 3), "global": torch.randn(5, 3, 3)}
+    lengths = {"local": torch.tensor([7, 1, 0, 3, 7]), "global": torch.tensor([3, 3, 2, 0, 1])}
+    return x, lengths, torch.randn(5, horizon, 1), torch.randn(5, 1), torch.randn(5, horizon, 1)
+
+
+def test_onnx_seq2seq_teacher_forcing_with_dynamic_batch_and_time(tmp_path):
+    model = _seq2seq_with_covariates()
+    x, lengths = _seq2seq_example()
+    targets, start, cov = torch.randn(2, 3, 1), torch.zeros(2, 1), torch.randn(2, 3, 1)
+    batch, horizon, inputs, lens = _seq2seq_dims()
+    shapes = {"inputs": inputs, "targets": {0: batch, 1: horizon}, "start": {0: batch},
+              "covariates": {0: batch, 1: horizon}, "lengths": lens}
+    x2, lengths2, targets2, start2, cov2 = _seq2seq_other_sizes(horizon=6)
+    flat = [x2["local"], x2["global"], targets2, start2, cov2, lengths2["local"], lengths2["global"]]
+    kwargs = {"start": start, "covariates": cov, "lengths": lengths}
+    got = _onnx_run(model, (x, targets), flat, shapes, tmp_path, kwargs=kwargs)
+    expected = model(x2, targets2, start=start2, covariates=cov2, lengths=lengths2).detach().numpy()
+    assert got[0].shape == (5, 6, 1)
+    assert abs(got[0] - expected).max() <= 1e-5
+
+
+def test_onnx_seq2seq_generate_with_dynamic_batch_and_time(tmp_path):
+    """The rollout's number of steps is a Python int (the loop unrolls): fixed at export;
+    batch, encoder steps and lengths stay dynamic."""
+    from rnnfuse.export import Rollout
+
+    model = _seq2seq_with_covariates()
+    rollout = Rollout(model, steps=3)
+    x, lengths = _seq2seq_example()
+    batch, _, inputs, lens = _seq2seq_dims()
+    shapes = {"inputs": inputs, "start": {0: batch}, "covariates": {0: batch}, "lengths": lens}
+    x2, lengths2, _, start2, cov2 = _seq2seq_other_sizes(horizon=3)
+    flat = [x2["local"], x2["global"], start2, cov2, lengths2["local"], lengths2["global"]]
+    example = (x, torch.zeros(2, 1), torch.randn(2, 3, 1))
+    got = _onnx_run(rollout, example, flat, shapes, tmp_path, kwargs={"lengths": lengths})
+    expected = model.generate(x2, start=start2, steps=3, covariates=cov2, lengths=lengths2).detach().numpy()
+    assert got[0].shape == (5, 3, 1)
     assert abs(got[0] - expected).max() <= 1e-5
 
 

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true, sym_eq
 
 from ._named import NameSafeModuleDict
 from .fusion import FUSION_FUNCTIONS, concat_states
@@ -115,7 +116,15 @@ class MultiEncoder(nn.Module):
 
     @staticmethod
     def _join_outputs(outputs: dict[str, Tensor]) -> Tensor | None:
+        """The outputs joined on the feature axis where all have the same batch and time
+        sizes, else ``None``.  While ``torch.export`` traces with dynamic sizes, "the same" means
+        provably the same (one ``Dim`` for all): a test of unrelated sizes would specialize them."""
         values = list(outputs.values())
-        if len({v.shape[:2] for v in values}) != 1:
+        first = tuple(values[0].shape[:2])
+        if torch.compiler.is_exporting():  # torch.compile guards on the test (and recompiles) instead
+            same = all(statically_known_true(sym_eq(tuple(v.shape[:2]), first)) for v in values[1:])
+        else:
+            same = all(tuple(v.shape[:2]) == first for v in values[1:])
+        if not same:
             return None
         return values[0] if len(values) == 1 else torch.cat(values, dim=-1)  # zero past lengths already

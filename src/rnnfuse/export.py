@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["onnx_translation_table", "export_onnx", "UnsupportedForONNX", "OPSET"]
+__all__ = ["onnx_translation_table", "export_onnx", "UnsupportedForONNX", "OPSET", "Rollout"]
 
 OPSET = 18
 
@@ -160,3 +160,25 @@ def export_onnx(
     if path is not None:
         program.save(path)
     return program
+
+
+class Rollout(nn.Module):
+    """``model.generate(..., steps=steps)`` as a module's ``forward``, for exporters (which
+    trace ``forward``): ``forward(inputs, start, covariates=None, lengths=None)``.
+
+    The rollout is a Python loop over ``steps``: an exported program has that many steps
+    (batch, encoder steps and lengths may stay dynamic)."""
+
+    def __init__(self, model: nn.Module, steps: int) -> None:
+        super().__init__()
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps: expected a positive int, got {steps!r}")
+        if not callable(getattr(model, "generate", None)):
+            raise TypeError(f"model: expected a module with a generate method (a Seq2Seq), got {type(model).__name__}")
+        self.model = model
+        self.steps = steps
+
+    def forward(self, inputs: Any, start: torch.Tensor, covariates: torch.Tensor | None = None, lengths: Any = None) -> torch.Tensor:
+        """The predictions ``(B, steps, output_size)``."""
+        generate = getattr(self.model, "generate")
+        return generate(inputs, start=start, steps=self.steps, covariates=covariates, lengths=lengths)

@@ -238,7 +238,9 @@ class Seq2Seq(nn.Module):
         if not isinstance(targets, Tensor) or targets.dim() != 3:
             raise ValueError(f"targets: expected a tensor (B, T, {self.output_size}), got {describe(targets)}")
         self._check_decoder_args(targets, start, covariates, targets.shape[1])
-        previous = torch.cat([start.unsqueeze(1), targets[:, :-1]], dim=1)
+        # [start, targets[:, :-1]], cut after the join: a slice of T - 1 steps would make an
+        # exporter's dynamic T specialize (a guard T - 1 != 1 from the join's stride check)
+        previous = torch.cat([start.unsqueeze(1), targets], dim=1).narrow(1, 0, targets.shape[1])
         dec_in = previous if covariates is None else torch.cat([previous, covariates], dim=-1)
         return self.decode(self.encode(inputs, lengths), dec_in)[0]
 
@@ -252,6 +254,8 @@ class Seq2Seq(nn.Module):
         lengths: Any = None,
     ) -> Tensor:
         """Autoregressive rollout of ``steps`` steps: each prediction is the next input."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps: expected a positive int, got {steps!r}")
         self._check_decoder_args(None, start, covariates, steps)
         sources = self.encode(inputs, lengths)
         state, previous, predictions = sources.state, start, []
@@ -262,12 +266,14 @@ class Seq2Seq(nn.Module):
             predictions.append(previous)
         return torch.stack(predictions, dim=1)
 
-    def _check_decoder_args(self, targets: Tensor | None, start: Tensor, covariates: Tensor | None, steps: int) -> None:
+    def _check_decoder_args(
+        self, targets: Tensor | None, start: Tensor, covariates: Tensor | None, steps: int | torch.SymInt
+    ) -> None:
+        """``steps``: the rollout's int, or ``targets``' time dimension (symbolic while an
+        exporter traces with a dynamic time dimension)."""
         if not isinstance(start, Tensor) or start.dim() != 2 or start.shape[1] != self.output_size:
             raise ValueError(f"start: expected a tensor (B, {self.output_size}), got {describe(start)}")
         batch = start.shape[0]
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps: expected a positive int, got {steps!r}")
         if targets is not None and (not isinstance(targets, Tensor) or list(targets.shape) != [batch, steps, self.output_size]):
             raise ValueError(f"targets: expected shape [{batch}, T, {self.output_size}], got {describe(targets)}")
         if self.covariate_size == 0 and covariates is not None:

@@ -82,6 +82,30 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind: expected one of {FUSED_KINDS + BPTT_KINDS}, got {kind!r}")
 
 
+def spec_from_op_args(
+    kind: str, weights: Sequence[Tensor], peepholes: bool, cell_clip: Optional[float], proj_clip: Optional[float]
+) -> KernelSpec:
+    """Inverse of :func:`spec_to_op_args`: the spec the operator's arguments describe.
+
+    A fused ``"lstm"`` also gets its BPTT arguments (bias ``b_ih + b_hh``, the sum a cell's
+    own spec makes), so that a ragged batch takes the path eager takes
+    (:func:`.ragged.ragged_cpu_path`)."""
+    _check_kind(kind)
+    if kind == "lstm":
+        w_ih, w_hh, b_ih, b_hh = weights[:4]
+        w_hr = weights[4] if len(weights) == 5 else None
+        return KernelSpec(kind, tuple(weights), lambda: LSTMKernelArgs(w_ih, b_ih + b_hh, w_hh, None, w_hr, None, None))
+    if kind in FUSED_KINDS:
+        return KernelSpec(kind, tuple(weights))
+    if kind == "bptt_lstm":
+        peep = weights[3] if peepholes else None
+        w_hr = weights[-1] if len(weights) == 3 + int(peepholes) + 1 else None
+        args = LSTMKernelArgs(weights[0], weights[1], weights[2], peep, w_hr, cell_clip, proj_clip)
+        return KernelSpec(bptt=lambda: args)
+    gru = GRUKernelArgs(weights[0], weights[1], weights[2])
+    return KernelSpec(bptt=lambda: gru)
+
+
 def _run_eager(
     x: Tensor,
     lengths: Tensor,
@@ -93,44 +117,32 @@ def _run_eager(
     cell_clip: Optional[float],
     proj_clip: Optional[float],
 ) -> tuple[Tensor, list[Tensor]]:
-    """The layer on the eager paths (autograd records it if its inputs require grad)."""
-    from .bptt import _run_gru, _run_lstm
-    from .fused import run_fused_full
-    from .ragged import run_fused_packed, run_fused_segments
+    """The layer on the eager paths (autograd records it if its inputs require grad): the
+    spec of the arguments through :func:`.dispatch.run_spec`, as :func:`run_layer` runs it."""
+    from .dispatch import run_spec
 
-    _check_kind(kind)
+    spec = spec_from_op_args(kind, weights, peepholes, cell_clip, proj_clip)
     check_length_values(lengths, x.shape[1])  # check_lengths left the values to run time
-    start = state_from_list(state)
     lens: Tensor | None = lengths if lengths.numel() else None
     if lens is not None and int(lens.min()) == x.shape[1]:
         lens = None  # every sequence full: the unmasked path, as check_lengths does
-    if x.shape[0] == 0 or x.shape[1] == 0 or (lens is not None and int(lens.max()) == 0):
-        y = x.new_zeros(x.shape[0], x.shape[1], state[-1].shape[-1])
-        return y, [s.clone() for s in state]  # nothing runs: the state is carried through
-    if kind in FUSED_KINDS:
-        spec = KernelSpec(kind, tuple(weights))
-        no_cell: Any = None  # the spec is given: the cell is not needed
-        if lens is None:
-            y, final = run_fused_full(no_cell, x, start, reverse, spec=spec)
-        elif x.is_cuda:
-            y, final = run_fused_packed(no_cell, x, lens, start, reverse, spec=spec)
-        else:
-            y, final = run_fused_segments(no_cell, x, lens, start, reverse, spec=spec)
-    elif kind == "bptt_lstm":
-        peep = weights[3] if peepholes else None
-        w_hr = weights[-1] if len(weights) == 3 + int(peepholes) + 1 else None
-        args = LSTMKernelArgs(weights[0], weights[1], weights[2], peep, w_hr, cell_clip, proj_clip)
-        y, final = _run_lstm(args, x, lens, start, reverse)
-    else:
-        y, final = _run_gru(GRUKernelArgs(weights[0], weights[1], weights[2]), x, lens, start, reverse)
+    y, final = run_spec(spec, x, lens, state_from_list(state), reverse, None)
     return y, state_to_list(final)
 
 
 def _fresh(outputs: list[Tensor], inputs: Sequence[Tensor]) -> list[Tensor]:
-    """``outputs`` with any that share memory with an input cloned (an operator's outputs
-    may not alias its inputs), all contiguous."""
+    """``outputs`` with any that share memory with an input or an earlier output cloned
+    (an operator's outputs may alias neither; e.g. the gradients of ``b_ih`` and ``b_hh``
+    through their sum are one tensor), all contiguous."""
     taken = {t.untyped_storage().data_ptr() for t in inputs if t.numel()}
-    return [o.clone() if o.numel() and o.untyped_storage().data_ptr() in taken else o.contiguous() for o in outputs]
+    fresh = []
+    for o in outputs:
+        if o.numel() and o.untyped_storage().data_ptr() in taken:
+            o = o.clone()
+        fresh.append(o.contiguous())
+        if o.numel():
+            taken.add(o.untyped_storage().data_ptr())
+    return fresh
 
 
 @torch.library.custom_op("rnnfuse::layer", mutates_args=())
@@ -208,8 +220,13 @@ def layer_backward_op(
     result = []
     for t in inputs:
         g = next(found_iter) if t.requires_grad else None
-        result.append(torch.zeros_like(t) if g is None else g.contiguous())
-    return result
+        result.append(torch.zeros_like(t) if g is None else g)
+    return _fresh(result, [*_given(grads), x, lengths, *state, *weights])
+
+
+def _given(grads: Sequence[Optional[Tensor]]) -> list[Tensor]:
+    """The gradients that are given (``None``: no gradient)."""
+    return [g for g in grads if g is not None]
 
 
 @layer_backward_op.register_fake

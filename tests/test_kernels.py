@@ -574,7 +574,11 @@ def test_gpu_script_falls_back_cleanly():
     if not torch.cuda.is_available():
         done = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and "no CUDA device" in done.stdout
-    done = subprocess.run([sys.executable, script, "--device", "cpu", "--quick", "--repeats", "1"],
+    cases = ["lstm-2x256", "peephole-lstm-2x256", "gru-reset-before-2x256", "ragged-lstm-2x256-b8"]
+    done = subprocess.run([sys.executable, script, "--device", "cpu", "--quick", "--repeats", "1", "--cases", *cases],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "| LSTM [256, 256] | nn.LSTM(num_layers=2) | fwd+bwd |" in done.stdout
+    # each case's numbers checked against the float64 CPU path, and no weight copies seen
+    assert done.stdout.count("numbers: ok") == 2 * len(cases)  # the live row and the final table
+    assert "checks failed: none" in done.stdout

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from ..state import LayerState
 from .constants import cached_constant
+from .flat import FlatEntry, flatten, is_flat
 from .spec import KernelSpec
 
 __all__ = ["RecurrentCell"]
@@ -85,13 +86,62 @@ class RecurrentCell(nn.Module):
         return None
 
     def bias_or_zeros(self, bias: Tensor | None, size: int, dtype: torch.dtype,
-                      device: torch.device) -> Tensor:
-        """``bias``, or for a cell built with ``bias=False`` a cached ``(size,)`` zero
-        constant (not a parameter), so that kernels taking biases still run it."""
+                      device: torch.device, slot: str = "zero_bias") -> Tensor:
+        """``bias``, or for a cell built with ``bias=False`` a ``(size,)`` zero constant
+        (not a parameter; ``slot`` names its view in the flat buffer, else it is cached),
+        so that kernels taking biases still run it."""
         if bias is not None:
             return bias
-        return cached_constant(self, ("zero_bias", size, dtype, device),
-                               lambda: torch.zeros(size, dtype=dtype, device=device))
+        return self.constant(slot, dtype, device, lambda: torch.zeros(size, dtype=dtype, device=device))
+
+    # -- one flat buffer (see rnnfuse.cells.flat) ----------------------------------
+    def flat_entries(self) -> list[FlatEntry]:
+        """The members of this cell's flat buffer in order: the fused kernel's weights in
+        ``nn.RNNBase`` order first (constants where the cell has no such parameter), then
+        the other parameters.  The default: the parameters in registration order."""
+        return [FlatEntry(name) for name, _ in self.named_parameters(recurse=False)]
+
+    def cudnn_args(self) -> tuple[str, int, int, int] | None:
+        """``(mode, input_size, hidden_size, proj_size)`` of cuDNN when the flat entries
+        are exactly a fused kernel's weights (then cuDNN's layout is used on CUDA)."""
+        return None
+
+    def flatten_parameters(self) -> None:
+        """Put the parameters (and the fused kernel's constants) into one flat buffer,
+        unless they are already; see :mod:`rnnfuse.cells.flat`."""
+        if self.is_flat():
+            return
+        self._flat_constants = flatten(self, self.flat_entries(), self.cudnn_args())
+
+    def is_flat(self) -> bool:
+        """Whether the parameters and constants are views of one flat buffer."""
+        constants = getattr(self, "_flat_constants", None)
+        if not constants and any(e.make is not None for e in self.flat_entries()):
+            return False
+        members = list(self.parameters(recurse=False)) + list((constants or {}).values())
+        return is_flat(members)
+
+    def constant(self, slot: str, dtype: torch.dtype, device: torch.device,
+                 make: Any) -> Tensor:
+        """The constant ``slot`` of the flat buffer when it is there in ``dtype`` on
+        ``device``, else ``make()`` cached per cell (see :mod:`.constants`)."""
+        found = getattr(self, "_flat_constants", {}).get(slot)
+        if found is not None and found.dtype == dtype and found.device == device:
+            return found
+        return cached_constant(self, (slot, dtype, device), make)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> RecurrentCell:
+        out = super()._apply(fn, recurse)
+        self.flatten_parameters()  # new storage after .to()/.cuda()/.half(), as nn.RNNBase
+        return out
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.flatten_parameters()  # deepcopy and unpickling give each parameter its own storage
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self.flatten_parameters()  # load_state_dict(assign=True) replaces the parameters
 
     # -- description ------------------------------------------------------------
     def options(self) -> dict[str, Any]:

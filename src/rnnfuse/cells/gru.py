@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import RecurrentCell, _check_bias
+from .flat import FlatEntry
 from .spec import GRUKernelArgs, KernelSpec
 
 __all__ = ["GRUCell", "gru_step_reset_after", "gru_step_reset_before"]
@@ -83,6 +84,7 @@ class GRUCell(RecurrentCell):
             else:
                 self.register_parameter(name, None)
         self.reset_parameters()
+        self.flatten_parameters()
 
     def initial_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
@@ -113,10 +115,22 @@ class GRUCell(RecurrentCell):
         size = 3 * self.hidden_size
         if self.reset_after:
             return KernelSpec("gru", (self.weight_ih, self.weight_hh,
-                                      self.bias_or_zeros(self.bias_ih, size, dtype, device),
-                                      self.bias_or_zeros(self.bias_hh, size, dtype, device)))
+                                      self.bias_or_zeros(self.bias_ih, size, dtype, device, "bias_ih"),
+                                      self.bias_or_zeros(self.bias_hh, size, dtype, device, "bias_hh")))
         return KernelSpec(bptt=lambda: GRUKernelArgs(
-            self.weight_ih, self.bias_or_zeros(self.bias, size, dtype, device), self.weight_hh))
+            self.weight_ih, self.bias_or_zeros(self.bias, size, dtype, device, "bias"), self.weight_hh))
+
+    def flat_entries(self) -> list[FlatEntry]:
+        """``w_ih, w_hh`` and the biases (``nn.RNNBase`` order; zero constants with
+        ``bias=False``)."""
+        size = 3 * self.hidden_size
+        names = ("bias_ih", "bias_hh") if self.reset_after else ("bias",)
+        return [FlatEntry("weight_ih"), FlatEntry("weight_hh")] + [
+            FlatEntry(name) if getattr(self, name) is not None else
+            FlatEntry(name, lambda d, v: torch.zeros(size, dtype=d, device=v)) for name in names]
+
+    def cudnn_args(self) -> tuple[str, int, int, int] | None:
+        return ("GRU", self.input_size, self.hidden_size, 0) if self.reset_after else None
 
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {} if self.reset_after else {"reset_after": False}

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..state import LSTMState
 from .base import RecurrentCell, _check_bias, _optional_positive_float, _positive_int
-from .constants import cached_constant
+from .flat import FlatEntry
 from .spec import KernelSpec, LSTMKernelArgs
 
 __all__ = ["LSTMCell", "LSTMOptions", "lstm_step", "lstm_cell_terms", "lstm_cell_update", "lstm_output"]
@@ -151,6 +151,7 @@ class LSTMCell(RecurrentCell):
         if self.proj_size is not None:
             self.weight_hr = nn.Parameter(torch.empty(self.proj_size, h))
         self.reset_parameters()
+        self.flatten_parameters()
 
     @property
     def forget_bias(self) -> float:
@@ -188,7 +189,7 @@ class LSTMCell(RecurrentCell):
         fused: tuple[Tensor, ...] | None = None
         if not self.peepholes and self.cell_clip is None and self.proj_clip is None:
             fused = (self.weight_ih, self.weight_hh,
-                     self.bias_or_zeros(self.bias, 4 * self.hidden_size, dtype, device),
+                     self.bias_or_zeros(self.bias, 4 * self.hidden_size, dtype, device, "b_ih"),
                      self.second_bias(dtype, device))
             if self.proj_size is not None:
                 fused += (self.weight_hr,)
@@ -196,15 +197,38 @@ class LSTMCell(RecurrentCell):
 
     def second_bias(self, dtype: torch.dtype, device: torch.device) -> Tensor:
         """``(4H,)`` constant: zeros with ``forget_bias`` in the f slot (gate order i, f,
-        g, o), the ``b_hh`` of PyTorch's LSTM kernel; cached while the cell lives."""
-        hidden, value = self.hidden_size, self.forget_bias
+        g, o), the ``b_hh`` of PyTorch's LSTM kernel: a view of the flat buffer (cached
+        while the cell lives where the buffer is not in ``dtype`` on ``device``)."""
+        return self.constant(self._second_bias_slot(), dtype, device,
+                             lambda: self._make_second_bias(dtype, device))
 
-        def make() -> Tensor:
-            vec = torch.zeros(4 * hidden, dtype=dtype, device=device)
-            vec[hidden : 2 * hidden] = value
-            return vec
+    def _second_bias_slot(self) -> str:
+        return f"b_hh(forget_bias={self.forget_bias!r})"  # a changed value is another slot
 
-        return cached_constant(self, ("second_bias", value, dtype, device), make)
+    def _make_second_bias(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        hidden = self.hidden_size
+        vec = torch.zeros(4 * hidden, dtype=dtype, device=device)
+        vec[hidden : 2 * hidden] = self.forget_bias
+        return vec
+
+    def flat_entries(self) -> list[FlatEntry]:
+        """``w_ih, w_hh, b_ih, b_hh(, w_hr)`` (``nn.RNNBase`` order; ``b_hh`` the constant
+        second bias, ``b_ih`` zeros with ``bias=False``), then the peepholes."""
+        size = 4 * self.hidden_size
+        entries = [FlatEntry("weight_ih"), FlatEntry("weight_hh"),
+                   FlatEntry("bias") if self.bias is not None else
+                   FlatEntry("b_ih", lambda d, v: torch.zeros(size, dtype=d, device=v)),
+                   FlatEntry(self._second_bias_slot(), self._make_second_bias)]
+        if self.proj_size is not None:
+            entries.append(FlatEntry("weight_hr"))
+        if self.peepholes:
+            entries += [FlatEntry("w_i_diag"), FlatEntry("w_f_diag"), FlatEntry("w_o_diag")]
+        return entries
+
+    def cudnn_args(self) -> tuple[str, int, int, int] | None:
+        if self.peepholes:
+            return None
+        return ("LSTM", self.input_size, self.hidden_size, self.proj_size or 0)
 
     def effective_bias(self, dtype: torch.dtype, device: torch.device) -> Tensor:
         """``bias`` plus the run-time ``forget_bias`` in the f slot: the one bias that

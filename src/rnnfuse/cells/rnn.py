@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import RecurrentCell, _check_bias
-from .constants import cached_constant
+from .flat import FlatEntry
 from .spec import KernelSpec
 
 __all__ = ["RNNCell", "rnn_step"]
@@ -53,6 +53,7 @@ class RNNCell(RecurrentCell):
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
+        self.flatten_parameters()
 
     def initial_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
@@ -76,9 +77,24 @@ class RNNCell(RecurrentCell):
         if type(self) is not RNNCell:  # a subclass may change the step: the reference loop
             return None
         size = self.hidden_size
-        zeros = cached_constant(self, ("zeros", size, dtype, device), lambda: torch.zeros(size, dtype=dtype, device=device))
-        bias = self.bias if self.bias is not None else zeros
+        bias = self.bias_or_zeros(self.bias, size, dtype, device, "b_ih")
+        zeros = self.bias_or_zeros(None, size, dtype, device, "b_hh")
         return KernelSpec(f"rnn_{self.nonlinearity}", (self.weight_ih, self.weight_hh, bias, zeros))
+
+    def flat_entries(self) -> list[FlatEntry]:
+        """``w_ih, w_hh, b_ih, b_hh`` (``nn.RNNBase`` order): ``b_ih`` is ``bias`` (zeros
+        with ``bias=False``), ``b_hh`` zeros (the one bias holds PyTorch's two)."""
+        size = self.hidden_size
+
+        def zeros(dtype: torch.dtype, device: torch.device) -> Tensor:
+            return torch.zeros(size, dtype=dtype, device=device)
+
+        return [FlatEntry("weight_ih"), FlatEntry("weight_hh"),
+                FlatEntry("bias") if self.bias is not None else FlatEntry("b_ih", zeros),
+                FlatEntry("b_hh", zeros)]
+
+    def cudnn_args(self) -> tuple[str, int, int, int] | None:
+        return (f"RNN_{self.nonlinearity.upper()}", self.input_size, self.hidden_size, 0)
 
     def options(self) -> dict[str, Any]:
         opts: dict[str, Any] = {} if self.nonlinearity == "tanh" else {"nonlinearity": self.nonlinearity}

@@ -85,6 +85,8 @@ def _mutate_bytes(data: bytes, rng: random.Random) -> bytes:
     ("keras2_h5_full", "model.h5", "model_config"),
     ("keras2_bidirectional_lstm", "model.h5", "model_config"),
     ("keras2_h5_weights", "weights.h5", "layer_names"),
+    ("keras2_rnn_cells", "rnn_stacked.h5", "model_config"),
+    ("keras2_rnn_cells", "rnn_stacked_weights.h5", "layer_names"),
 ])
 def test_fuzz_h5_attributes(tmp_path, case, name, attr):
     rng = random.Random(f"{case}/{attr}")

@@ -183,6 +183,8 @@ def test_malformed_direction_structures_are_refused():
     gru = torch.zeros(2, 4)
     with pytest.raises(ValueError, match=r"state\[0\]: the two directions differ in kind"):
         join_directions(((a[0][0], gru), a[1]))
+    with pytest.raises(ValueError, match=r"states: expected a stack state or a non-empty list of them, got \[\]"):
+        StateBridge([LSTMState(8, 8)], [LSTMState(2, 2)])([])
     with pytest.raises(ValueError, match=r"input_sizes: state\[1\]: expected a layer state or an"):
         StateBridge([LSTMState(4, 4), (1, 2, 3)], [LSTMState(2, 2)] * 2)
 

@@ -271,6 +271,8 @@ def _bridge_sources(states: Any) -> list[Any]:
     several sources, or one bidirectional ``(fw, bw)`` state, whose concatenation is the
     same join of fw and bw."""
     if isinstance(states, list):
+        if not states:
+            raise ValueError("states: expected a stack state or a non-empty list of them, got []")
         return states
     if isinstance(states, tuple) and not isinstance(states, LSTMState) and states and all(
             isinstance(e, tuple) and not isinstance(e, LSTMState) for e in states):

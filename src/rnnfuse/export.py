@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["onnx_translation_table", "export_onnx", "UnsupportedForONNX", "OPSET", "Rollout"]
+__all__ = ["onnx_translation_table", "export_onnx", "check_onnx_exportable", "UnsupportedForONNX", "OPSET", "Rollout"]
 
 OPSET = 18
 
@@ -47,17 +47,46 @@ def _refuse(option: str, reason: str) -> None:
     )
 
 
+def _refusal(kind: str, n_weights: int, peepholes: bool, cell_clip: float | None, proj_clip: float | None) -> tuple[str, str] | None:
+    """``(option, reason)`` when the operator's arguments ask what ONNX cannot express."""
+    if cell_clip is not None:
+        return "cell_clip", "ONNX LSTM's clip bounds the gate pre-activations, TF1's cell_clip the cell state"
+    if proj_clip is not None or (kind == "lstm" and n_weights == 5) or (
+        kind == "bptt_lstm" and n_weights == 3 + int(peepholes) + 1
+    ):
+        return "proj_size", "ONNX LSTM has no output projection"
+    return None
+
+
+def check_onnx_exportable(module: nn.Module) -> None:
+    """Raise :class:`UnsupportedForONNX` (naming the layer and option) before exporting
+    ``module`` when one of its cells has an option ONNX cannot express."""
+    from .cells.base import RecurrentCell
+    from .kernels.dispatch import traced_path
+    from .kernels.ops import spec_to_op_args
+
+    for name, cell in module.named_modules():
+        if not isinstance(cell, RecurrentCell):
+            continue
+        probe = torch.empty(1, 1, cell.input_size)  # ONNX export runs on CPU
+        spec = cell.kernel_spec(probe.dtype, probe.device)
+        path = traced_path(spec, probe)
+        if spec is None or path == "loop":
+            continue  # traced step by step: plain tensor operations
+        kind, weights, peepholes, cell_clip, proj_clip = spec_to_op_args(spec, path)
+        refused = _refusal(kind, len(weights), peepholes, cell_clip, proj_clip)
+        if refused is not None:
+            _refuse(f"{name}: {refused[0]}", refused[1])
+
+
 def _layer_onnx(x, lengths, state, weights, kind, reverse, peepholes, cell_clip, proj_clip):  # noqa: ANN001
     """The ONNX translation of ``rnnfuse::layer`` (onnxscript, traced: ``kind`` and the
     options are Python values)."""
     from onnxscript import opset18 as op
 
-    if cell_clip is not None:
-        _refuse("cell_clip", "ONNX LSTM's clip bounds the gate pre-activations, TF1's cell_clip the cell state")
-    if proj_clip is not None or (kind == "lstm" and len(weights) == 5) or (
-        kind == "bptt_lstm" and len(weights) == 3 + int(peepholes) + 1
-    ):
-        _refuse("proj_size", "ONNX LSTM has no output projection")
+    refused = _refusal(kind, len(weights), peepholes, cell_clip, proj_clip)
+    if refused is not None:
+        _refuse(*refused)
 
     def gates(w, order, count):  # rows of `count` gate blocks, reordered
         parts = op.Split(w, axis=0, num_outputs=count)

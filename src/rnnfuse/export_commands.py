@@ -71,7 +71,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         item = exportable_from_path(model, dynamic=args.dynamic)
         export_file(item, out)
-    except (ValueError, TypeError, OSError) as exc:  # UnsupportedForONNX, CheckpointError are ValueErrors
+    except (ValueError, TypeError, OSError) as exc:  # CheckpointError is a ValueError
         return fail("export", exc)
     except Exception as exc:  # noqa: BLE001  the exporter's own errors: one line, the first of its message
         return fail("export", f"{model}: the exporter failed: {type(exc).__name__}: {_first_line(exc)}")
@@ -160,11 +160,9 @@ def _lengths(batch: int, time: int) -> Tensor:
 
 
 def export_file(item: Exportable, out: str | os.PathLike[str]) -> None:
-    """Write ``item`` to ``out`` as ONNX (``UnsupportedForONNX`` before any tracing when a
-    cell has an option ONNX cannot express)."""
-    from .export import check_onnx_exportable, export_onnx
+    """Write ``item`` to ``out`` as ONNX."""
+    from .export import export_onnx
 
-    check_onnx_exportable(item.module)
     with _quiet():
         export_onnx(item.module, item.args, out, kwargs=item.kwargs or None, dynamic_shapes=item.dynamic_shapes)
 

@@ -11,14 +11,21 @@ from __future__ import annotations
 import argparse
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+# `python benchmarks/deploy.py` puts benchmarks/ first on the path, where profile.py would
+# shadow the standard library's profile module (torch.export imports it through cProfile);
+# this script uses nothing from benchmarks/.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
 
-from rnnfuse import StackedRNN
-from rnnfuse.export import export_onnx
+import torch  # noqa: E402
+
+from rnnfuse import StackedRNN  # noqa: E402
+from rnnfuse.export import export_onnx  # noqa: E402
 
 
 def _cpu() -> str:

@@ -210,12 +210,25 @@ def test_onnx_seq2seq_generate_with_dynamic_batch_and_time(tmp_path):
     assert abs(got[0] - expected).max() <= 1e-5
 
 
-@pytest.mark.parametrize("options, option", [({"cell_clip": 1.0}, "cell_clip"), ({"proj_size": 3}, "proj_size")])
-def test_onnx_refuses_what_onnx_cannot_express(tmp_path, options, option):
-    pytest.importorskip("onnxscript")
-    from rnnfuse.export import UnsupportedForONNX, export_onnx
-
-    stack = StackedRNN(4, [6], **options)
-    with pytest.raises(Exception, match=option) as info:
-        export_onnx(stack, (torch.randn(2, 3, 4), torch.tensor([3, 1])))
-    assert isinstance(info.value, UnsupportedForONNX) or "UnsupportedForONNX" in str(info.value)
+def test_onnx_cell_clip_and_projection_run_as_a_loop_in_onnxruntime(tmp_path):
+    """What ONNX's LSTM cannot express (a clip of c, a projection and its clip) as an ONNX
+    Loop: both directions, every option, ragged (a zero length), NaN in the padding, batch
+    and T unlike the example's."""
+    torch.manual_seed(7)
+    fw = [LSTMCell(4, 6, peepholes=True, cell_clip=0.5, proj_size=3, proj_clip=0.4, forget_bias=1.0),
+          LSTMCell(6, 5, cell_clip=0.3)]
+    bw = [LSTMCell(4, 6, proj_size=3), LSTMCell(6, 5, peepholes=True, cell_clip=0.2)]
+    stack = StackedRNN.from_cells(fw, backward_cells=bw)
+    for p in stack.parameters():
+        torch.nn.init.uniform_(p, -0.8, 0.8)  # large enough for the clips to bind
+    batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
+    example = (torch.randn(3, 5, 4), torch.tensor([5, 3, 2]))
+    x, lengths = torch.randn(6, 9, 4), torch.tensor([9, 1, 0, 4, 7, 9])
+    x[1, 1:] = float("nan")
+    got = _onnx_run(stack, example, (x, lengths), ({0: batch, 1: time}, {0: batch}), tmp_path)
+    y, state = stack(x, lengths)
+    assert (state[0][0].c.abs().max() - 0.5).abs() < 1e-6  # the forward first layer's cell clip binds
+    expected = [t.detach().numpy() for t in tree_leaves((y, state))]
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert abs(a - b).max() <= 1e-5

@@ -6,9 +6,10 @@ recurrent operators with ``sequence_lens``, where their semantics equal the cell
 
 * LSTM: gates reordered from PyTorch's i, f, g, o to ONNX's i, o, f, c; the forget bias is
   folded into the bias; peepholes ``P = [p_i, p_o, p_f]`` (ONNX's output gate reads the new
-  ``c``, as TF1's).  Not expressible: ``cell_clip`` (ONNX's ``clip`` clips the gates'
-  pre-activations, TF1's clips ``c``), a projection and ``proj_clip`` (ONNX's LSTM has no
-  projection): :func:`export_onnx` refuses them, naming the option.
+  ``c``, as TF1's).  What ONNX's ``LSTM`` cannot express, ``cell_clip`` (its ``clip`` clips
+  the gates' pre-activations, TF1's clips ``c``) and a projection with ``proj_clip`` (it has
+  none), becomes an ONNX ``Loop`` over time running the cell's own step
+  (:mod:`rnnfuse._onnx_loop`), still with dynamic batch and time.
 * GRU: gates reordered from r, z, n to z, r, h; ``linear_before_reset=1`` is PyTorch's
   (reset-after) GRU, ``0`` TF1's reset-before GRU (recurrent bias zero).
 * RNN: ``Tanh`` or ``Relu``.
@@ -31,33 +32,49 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["onnx_translation_table", "export_onnx", "UnsupportedForONNX", "OPSET", "Rollout"]
+__all__ = ["onnx_translation_table", "export_onnx", "OPSET", "Rollout"]
 
 OPSET = 18
 
 
-class UnsupportedForONNX(ValueError):
-    """A cell option that the ONNX recurrent operators cannot express exactly."""
+def _needs_loop(kind: str, n_weights: int, peepholes: bool, cell_clip: float | None, proj_clip: float | None) -> bool:
+    """Whether the operator's LSTM has what ONNX's ``LSTM`` cannot express (a cell clip, a
+    projection): then it is exported as a ``Loop`` over time (:mod:`rnnfuse._onnx_loop`)."""
+    projected = (kind == "lstm" and n_weights == 5) or (kind == "bptt_lstm" and n_weights == 3 + int(peepholes) + 1)
+    return cell_clip is not None or proj_clip is not None or projected
 
 
-def _refuse(option: str, reason: str) -> None:
-    raise UnsupportedForONNX(
-        f"{option}: cannot be exported to ONNX exactly ({reason}); torch.export.export "
-        f"and torch.compile support it"
-    )
+def _lstm_loop_onnx(op, x_tm, lens64, state, weights, kind, reverse, peepholes, cell_clip, proj_clip):  # noqa: ANN001
+    """An LSTM with a cell clip or a projection: :func:`rnnfuse._onnx_loop.lstm_loop`, the
+    backward direction by ONNX's ``ReverseSequence`` within each length (as TF1's)."""
+    from ._onnx_loop import lstm_loop
+
+    if kind == "lstm":
+        w_ih, w_hh, b_ih, b_hh = weights[:4]
+        bias, peep, w_hr = op.Add(b_ih, b_hh), None, (weights[4] if len(weights) == 5 else None)
+    else:
+        w_ih, bias, w_hh = weights[:3]
+        peep = weights[3] if peepholes else None
+        w_hr = weights[-1] if len(weights) == 3 + int(peepholes) + 1 else None
+    hidden = op.Shape(state[0], start=1)  # [H]
+    if peep is None:
+        peep = op.ConstantOfShape(op.Concat(op.Constant(value_ints=[3]), hidden, axis=0))
+    if w_hr is None:
+        w_hr = op.EyeLike(op.ConstantOfShape(op.Concat(hidden, hidden, axis=0)))
+    clips = [op.Constant(value_float=float("inf") if v is None else float(v)) for v in (cell_clip, proj_clip)]
+    if reverse:  # lengths of 0 reversed as 1: those rows never run (the loop masks them)
+        within = op.Max(lens64, op.Constant(value_ints=[1]))
+        x_tm = op.ReverseSequence(x_tm, within, batch_axis=1, time_axis=0)
+    y, c, h = lstm_loop(x_tm, lens64, state[0], state[1], w_ih, bias, w_hh, peep, w_hr, *clips)
+    if reverse:
+        y = op.ReverseSequence(y, within, batch_axis=1, time_axis=0)
+    return [op.Transpose(y, perm=[1, 0, 2]), c, h]
 
 
 def _layer_onnx(x, lengths, state, weights, kind, reverse, peepholes, cell_clip, proj_clip):  # noqa: ANN001
     """The ONNX translation of ``rnnfuse::layer`` (onnxscript, traced: ``kind`` and the
     options are Python values)."""
     from onnxscript import opset18 as op
-
-    if cell_clip is not None:
-        _refuse("cell_clip", "ONNX LSTM's clip bounds the gate pre-activations, TF1's cell_clip the cell state")
-    if proj_clip is not None or (kind == "lstm" and len(weights) == 5) or (
-        kind == "bptt_lstm" and len(weights) == 3 + int(peepholes) + 1
-    ):
-        _refuse("proj_size", "ONNX LSTM has no output projection")
 
     def gates(w, order, count):  # rows of `count` gate blocks, reordered
         parts = op.Split(w, axis=0, num_outputs=count)
@@ -72,6 +89,8 @@ def _layer_onnx(x, lengths, state, weights, kind, reverse, peepholes, cell_clip,
     full = op.Expand(steps, batch)
     lens64 = op.Slice(op.Concat(lengths, full, axis=0), op.Constant(value_ints=[0]), batch)
     lens = op.Cast(lens64, to=6)  # int32
+    if kind in ("lstm", "bptt_lstm") and _needs_loop(kind, len(weights), peepholes, cell_clip, proj_clip):
+        return _lstm_loop_onnx(op, x_tm, lens64, state, weights, kind, reverse, peepholes, cell_clip, proj_clip)
     direction = "reverse" if reverse else "forward"
     h0 = one(state[-1])
     if kind in ("lstm", "bptt_lstm"):
@@ -143,8 +162,7 @@ def export_onnx(
 ) -> Any:
     """``torch.onnx.export(model, args, path, dynamo=True)`` with the rnnfuse translation.
 
-    Returns the ``ONNXProgram``; ``path`` (optional) is written.  ``UnsupportedForONNX`` names
-    an option ONNX cannot express (``cell_clip``, ``proj_size``/``proj_clip``)."""
+    Returns the ``ONNXProgram``; ``path`` (optional) is written."""
     program = torch.onnx.export(
         model,
         tuple(args),

@@ -16,7 +16,7 @@ when the series has dates, else ``(i mod period) / period``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from torch import Tensor
 from .config import DataConfig
 from .data import DataError, Series
 
-__all__ = ["with_base", "Windows", "Splits", "Prepared", "prepare", "check_length", "phases", "split_origins", "fit_scale", "make_windows", "min_length"]
+__all__ = ["with_base", "deseasonalised", "Windows", "Splits", "Prepared", "prepare", "check_length", "phases", "split_origins", "fit_scale", "make_windows", "min_length"]
 
 
 @dataclass(frozen=True)
@@ -219,3 +219,16 @@ def with_base(windows: Windows, base: np.ndarray, inputs: list[np.ndarray] | Non
         windows.origins, windows.local, windows.global_, windows.global_len, windows.targets - relative,
         torch.cat([windows.covariates, *extra], dim=-1), windows.anchor, windows.scale, b,
     )
+
+
+def deseasonalised(windows: Windows, series: Series, seasonal: np.ndarray, config: DataConfig, scale: float) -> Windows:
+    """``windows`` whose encoders read ``series`` minus ``seasonal`` (a known seasonal
+    component, ``(len(series),)``, e.g. a classical model's fitted Fourier terms) normalised by
+    ``scale``, as the ES-RNN feeds its network deseasonalised values; targets, decoder inputs,
+    anchor and base are unchanged.  The window at origin ``t`` reads ``seasonal`` up to ``t`` only."""
+    seasonal = np.asarray(seasonal, dtype=np.float64)
+    if seasonal.shape != (len(series),):
+        raise ValueError(f"deseasonalised: expected a seasonal component of shape ({len(series)},), got {seasonal.shape}")
+    adjusted = replace(series, values=series.values - seasonal)
+    rebuilt = make_windows(adjusted, windows.origins.numpy(), config, scale, targets=False)
+    return replace(windows, local=rebuilt.local, global_=rebuilt.global_)

@@ -28,6 +28,8 @@ For the demo's hybrids, forecasts at the *training* origins too (``splits["train
 parameters fitted before the validation stretch: DHR from its one filter pass; ETS and SARIMA,
 whose states adapt too slowly to be run over decades, from a filter started 5 or 6 seasons before
 each block of 4 seasons of origins (:func:`_rolling`), as their validation forecasts are made.
+DHR's details then also hold the parameters of its fit before validation (``val_params``): the
+hybrids' encoders read the series less those fits' seasonal terms (:func:`seasonal_part`).
 """
 
 from __future__ import annotations

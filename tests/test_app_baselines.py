@@ -235,19 +235,20 @@ def test_dhr_seasonal_part_recovers_the_known_season():
 def _hybrid_forecast(y, origins, config, scale, model):
     """A hybrid's forecasts at ``origins`` made as the demo makes them: the DHR forecast as base
     (parameters fitted on ``y[:150]``), encoders reading ``y`` less DHR's seasonal part."""
-    from rnnfuse.app.windows import deseasonalised, with_base
+    from rnnfuse.app.windows import deseasonalised, deseasonalised_forecast, with_base
 
     fitted, details = B.fit_dhr(y, 150, PERIOD, 2, H)
     base = B.state_forecasts(fitted, origins, H)
     series = _series(y)
-    seasonal = B.seasonal_part(len(y), PERIOD, 2, details["params"])
+    seasonal = B.seasonal_part(len(y) + H, PERIOD, 2, details["params"])
     windows = make_windows(series, origins, config, scale, targets=False)
-    return forecast(model, with_base(deseasonalised(windows, series, seasonal, config, scale), base))
+    decoder_input = deseasonalised_forecast(windows, base, seasonal, scale)
+    return forecast(model, with_base(deseasonalised(windows, series, seasonal[: len(y)], config, scale), base, [decoder_input]))
 
 
 def test_the_hybrid_with_deseasonalised_inputs_does_not_look_ahead():
     """Truncating the series right after an origin leaves the hybrid's forecast there unchanged
-    (its base, its deseasonalised encoder inputs and its network's output)."""
+    (its base, its deseasonalised encoder and decoder inputs and its network's output)."""
     y, _ = _seasonal(240)
     config = DataConfig(local_steps=8, global_blocks=12, block=2, min_global_blocks=3, horizon=H, period=12)
     torch.manual_seed(0)
@@ -308,3 +309,30 @@ def test_the_correction_weight_is_chosen_on_validation():
     assert weight == 0.0 and val["mae"] == pytest.approx(0.3)
     weight, _ = correction_weight(target - 0.3, windows, series)  # over-corrects twice: half of it is right
     assert weight == 0.5
+
+
+def test_the_deseasonalised_forecast_and_the_decoder_inputs():
+    """A forecast less the seasonal terms at its targets, relative to the deseasonalised anchor:
+    a forecast equal to the known series gives its deseasonalised changes; ``with_base`` puts it
+    as the decoder's last covariate and checks its shape."""
+    from rnnfuse.app.metrics import truth
+    from rnnfuse.app.windows import deseasonalised_forecast, with_base
+
+    y, _ = _seasonal(200)
+    series = _series(y)
+    config = DataConfig(local_steps=8, global_blocks=12, block=2, min_global_blocks=3, horizon=H, period=12)
+    origins = np.arange(30, 190)
+    windows = make_windows(series, origins, config, 2.0)
+    seasonal = np.cos(np.arange(200 + H))
+    target = truth(series, windows)
+    got = deseasonalised_forecast(windows, target, seasonal, 0.5)
+    steps = origins[:, None] + np.arange(1, H + 1)
+    adjusted = y - seasonal[:200]
+    np.testing.assert_allclose(got, (adjusted[steps] - adjusted[origins, None]) / 0.5, atol=1e-4)  # float32 anchor
+    hybrid = with_base(windows, target, [got])
+    np.testing.assert_allclose(hybrid.covariates[..., -1].numpy(), got, atol=1e-5)
+    assert hybrid.covariates.shape[-1] == windows.covariates.shape[-1] + 1
+    with pytest.raises(ValueError, match="does not reach step 193"):
+        deseasonalised_forecast(windows, target, seasonal[:193], 0.5)
+    with pytest.raises(ValueError, match=r"with_base: expected decoder inputs of shape \(160, 4\), got \[\(160, 3\)\]"):
+        with_base(windows, target, [got[:, :3]])

@@ -115,40 +115,51 @@ def hybrid_data(data: DataConfig, base: dict[str, Any]) -> Prepared:
     """The hybrid's windows: ``base`` holds a classical forecast ``(N, H)`` per split, made at
     each origin without look-ahead; the targets become its errors and the decoder reads it
     (:func:`~rnnfuse.app.windows.with_base`).  With ``base["dhr"]`` (DHR's fitted details) the
-    encoders read the series less DHR's fitted seasonal component
-    (:func:`~rnnfuse.app.windows.deseasonalised`): the fit before validation for the training
-    and validation windows, the one before test for the test windows.  Training origins where
-    the base has no forecast (too little history) are left out."""
+    encoders read the series less DHR's fitted seasonal terms and the decoder reads the base
+    forecast less them too (:func:`~rnnfuse.app.windows.deseasonalised`,
+    :func:`~rnnfuse.app.windows.deseasonalised_forecast`): the fit before validation for the
+    training and validation windows, the one before test for the test windows.  Training
+    origins where the base has no forecast (too little history) are left out."""
     import numpy as np
     import torch
 
     from .windows import with_base
 
     plain = prepare(load_series(data.csv, data.column, data.time_column), data)
-    encoders = _encoder_windows(plain, data, base.get("dhr"))
-    windows = {split: with_base(encoders[split], base[split]) for split in ("train", "val", "test")}
+    windows = {}
+    for split, (encoders, decoder_input) in _hybrid_inputs(plain, data, base).items():
+        windows[split] = with_base(encoders, base[split], None if decoder_input is None else [decoder_input])
     known = np.isfinite(np.asarray(base["train"])).all(axis=1)
     windows["train"] = windows["train"].subset(torch.from_numpy(np.flatnonzero(known)))
     return replace(plain, train=windows["train"], val=windows["val"], test=windows["test"])
 
 
-def _encoder_windows(plain: Prepared, data: DataConfig, dhr: dict[str, Any] | None) -> dict[str, Any]:
-    """Per split, the windows whose encoder inputs the hybrid reads (see :func:`hybrid_data`);
-    the deseasonalised inputs are scaled like the plain ones, on the training windows only."""
-    from .baselines import seasonal_part
-    from .windows import deseasonalised, fit_scale
+def _hybrid_inputs(plain: Prepared, data: DataConfig, base: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Per split, the windows whose encoder inputs the hybrid reads and its decoder's base input
+    (``None``: the default, the base relative to the last value); see :func:`hybrid_data`.  The
+    deseasonalised inputs are scaled like the plain ones, on the training windows only."""
+    import numpy as np
 
+    from .baselines import seasonal_part
+    from .windows import deseasonalised, deseasonalised_forecast, fit_scale
+
+    dhr = base.get("dhr")
     if dhr is None:
-        return {split: getattr(plain, split) for split in ("train", "val", "test")}
-    n = len(plain.series)
+        return {split: (getattr(plain, split), None) for split in ("train", "val", "test")}
+    n = len(plain.series) + data.horizon  # the seasonal terms reach the last target
     before_val = seasonal_part(n, dhr["period"], dhr["K"], dhr["val_params"])
     before_test = seasonal_part(n, dhr["period"], dhr["K"], dhr["params"])
-    adjusted = replace(plain.series, values=plain.series.values - before_val)
-    scale = fit_scale(adjusted, plain.splits.train, data.horizon)
-    return {
-        split: deseasonalised(getattr(plain, split), plain.series, seasonal, data, scale)
-        for split, seasonal in (("train", before_val), ("val", before_val), ("test", before_test))
-    }
+    series = plain.series
+    scale = fit_scale(replace(series, values=series.values - before_val[: len(series)]), plain.splits.train, data.horizon)
+    out = {}
+    for split, seasonal in (("train", before_val), ("val", before_val), ("test", before_test)):
+        windows = getattr(plain, split)
+        forecast = np.nan_to_num(np.asarray(base[split], dtype=np.float64))  # NaN rows: left out of training
+        out[split] = (
+            deseasonalised(windows, series, seasonal[: len(series)], data, scale),
+            deseasonalised_forecast(windows, forecast, seasonal, scale),
+        )
+    return out
 
 
 def _describe_decoder(model: Any) -> str:
@@ -496,10 +507,10 @@ def _caption(results: dict[str, Any]) -> str:
         + " 'X + Y mean': the mean of the two classical forecasts at each origin."
         + (
             f" 'fusion + {base}': a hybrid, the network forecasts the error of the {base} forecast at each "
-            f"origin and gets that forecast as a decoder input; its encoders read the series less DHR's fitted "
-            f"seasonal terms (classical parameters fitted before the validation stretch for the training and "
-            f"validation windows, before the test stretch for the test windows; fitted once, shared by every "
-            f"seed); the share of its correction added to the classical forecast (0 to 1 by 0.1) is chosen on "
+            f"origin and gets that forecast as a decoder input; its encoders read the series, and its decoder "
+            f"that forecast, less DHR's fitted seasonal terms (classical parameters fitted before the validation "
+            f"stretch for the training and validation windows, before the test stretch for the test windows; "
+            f"fitted once, shared by every seed); the share of its correction added to the classical forecast (0 to 1 by 0.1) is chosen on "
             f"validation, so its val MAE is the chosen one's."
             if (base := results.get("hybrid_base")) else ""
         )

@@ -150,6 +150,9 @@ def test_demo_on_a_user_csv_end_to_end(tmp_path, capsys):
     for name, b in results["baselines"].items():
         assert b["error"] is None, name
         assert len(b["test"]["mae_by_step"]) == 3  # horizon round(12.5 / 4) = 3 (scaled with the period)
+    hybrid = next(m for m in results["models"] if m["name"] == "zoph-knight + DHR + ETS mean")
+    assert len(hybrid["correction_weights"]) == 1 and 0.0 <= hybrid["correction_weights"][0] <= 1.0
+    assert "its encoders read the series, and its decoder that forecast, less DHR's fitted seasonal terms" in printed
     # a seasonal series with little noise: the classical models beat seasonal naive
     assert results["baselines"][results["best_classical"]]["test"]["mae"] < results["baselines"]["seasonal naive"]["test"]["mae"]
     for name in ("forecasts.png", "training_curves.png", "error_by_step.png"):

@@ -51,7 +51,9 @@ def train_one(
     """Train one demo model; return its history, errors and test forecasts (picklable).
 
     ``base``: a hybrid; ``{"train": ..., "val": ..., "test": ...}`` forecasts ``(N, H)`` of a
-    classical model at every origin (without look-ahead); the network learns their errors.
+    classical model at every origin (without look-ahead); the network learns their errors
+    (:func:`hybrid_data`), and the share of its correction kept is chosen on validation
+    (:func:`correction_weight`, returned as ``correction_weight``).
     """
     from .training import Trainer  # imported here: runs in a fresh worker process
 

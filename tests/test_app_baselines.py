@@ -150,6 +150,9 @@ def test_demo_on_a_user_csv_end_to_end(tmp_path, capsys):
     for name, b in results["baselines"].items():
         assert b["error"] is None, name
         assert len(b["test"]["mae_by_step"]) == 3  # horizon round(12.5 / 4) = 3 (scaled with the period)
+    hybrid = next(m for m in results["models"] if m["name"] == "zoph-knight + DHR + ETS mean")
+    assert len(hybrid["correction_weights"]) == 1 and 0.0 <= hybrid["correction_weights"][0] <= 1.0
+    assert "its encoders read the series, and its decoder that forecast, less DHR's fitted seasonal terms" in printed
     # a seasonal series with little noise: the classical models beat seasonal naive
     assert results["baselines"][results["best_classical"]]["test"]["mae"] < results["baselines"]["seasonal naive"]["test"]["mae"]
     for name in ("forecasts.png", "training_curves.png", "error_by_step.png"):
@@ -220,3 +223,119 @@ def test_training_forecasts_for_the_hybrids_do_not_look_ahead(name):
     for t in (span - 1, 131, 200, 239):
         short = B._rolling(name, y[: t + 1], origins[origins <= t], params, season, H)
         np.testing.assert_allclose(short[-1], full[origins == t][0], atol=1e-8)
+
+
+def test_dhr_seasonal_part_recovers_the_known_season():
+    """The fitted Fourier terms times their coefficients are the series' seasonal component
+    (2 sin + 0.5 cos of the second harmonic here), without the trend."""
+    y, _ = _seasonal(240, noise=0.01)
+    _, details = B.fit_dhr(y, 200, PERIOD, 2, H)
+    t = np.arange(240)
+    known = 2 * np.sin(2 * np.pi * t / PERIOD) + 0.5 * np.cos(4 * np.pi * t / PERIOD)
+    np.testing.assert_allclose(B.seasonal_part(240, PERIOD, 2, details["params"]), known, atol=0.02)
+
+
+def _hybrid_forecast(y, origins, config, scale, model):
+    """A hybrid's forecasts at ``origins`` made as the demo makes them: the DHR forecast as base
+    (parameters fitted on ``y[:150]``), encoders reading ``y`` less DHR's seasonal part."""
+    from rnnfuse.app.windows import deseasonalised, deseasonalised_forecast, with_base
+
+    fitted, details = B.fit_dhr(y, 150, PERIOD, 2, H)
+    base = B.state_forecasts(fitted, origins, H)
+    series = _series(y)
+    seasonal = B.seasonal_part(len(y) + H, PERIOD, 2, details["params"])
+    windows = make_windows(series, origins, config, scale, targets=False)
+    decoder_input = deseasonalised_forecast(windows, base, seasonal, scale)
+    return forecast(model, with_base(deseasonalised(windows, series, seasonal[: len(y)], config, scale), base, [decoder_input]))
+
+
+def test_the_hybrid_with_deseasonalised_inputs_does_not_look_ahead():
+    """Truncating the series right after an origin leaves the hybrid's forecast there unchanged
+    (its base, its deseasonalised encoder and decoder inputs and its network's output)."""
+    y, _ = _seasonal(240)
+    config = DataConfig(local_steps=8, global_blocks=12, block=2, min_global_blocks=3, horizon=H, period=12)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(fusion="zoph-knight", local_sizes=(8,), global_sizes=(8,)), extra_covariates=1)
+    origins = np.arange(160, 236)
+    full = _hybrid_forecast(y, origins, config, 1.5, model)
+    for row in (0, 30, len(origins) - 1):
+        t = int(origins[row])
+        short = _hybrid_forecast(y[: t + 1], np.array([t]), config, 1.5, model)
+        np.testing.assert_allclose(short[0], full[row], atol=1e-5)
+
+
+def test_deseasonalised_windows_read_the_adjusted_values_and_keep_the_rest():
+    from rnnfuse.app.windows import deseasonalised
+
+    y, _ = _seasonal(200)
+    series = _series(y)
+    config = DataConfig(local_steps=8, global_blocks=12, block=2, min_global_blocks=3, horizon=H, period=12)
+    origins = np.arange(30, 190)
+    plain = make_windows(series, origins, config, 2.0)
+    seasonal = np.sin(np.arange(200))
+    out = deseasonalised(plain, series, seasonal, config, 0.5)
+    adjusted = y - seasonal
+    t = origins[:, None] + np.arange(-7, 1)[None, :]
+    np.testing.assert_allclose(out.local[..., 0].numpy(), (adjusted[t] - adjusted[origins, None]) / 0.5, atol=1e-5)
+    for name in ("targets", "covariates", "anchor", "origins", "global_len"):
+        assert torch.equal(getattr(out, name), getattr(plain, name)), name
+    assert torch.equal(out.local[..., 1:], plain.local[..., 1:])  # the phase features
+    with pytest.raises(ValueError, match=r"deseasonalised: expected a seasonal component of shape \(200,\), got \(3,\)"):
+        deseasonalised(plain, series, np.zeros(3), config, 0.5)
+
+
+def _series(y):
+    """``y`` as a fully observed series without a time column."""
+    from rnnfuse.app.data import Series
+
+    return Series(np.asarray(y, float), np.ones(len(y), bool), None, "index", [str(i) for i in range(len(y))], "synthetic", "v")
+
+
+def test_the_correction_weight_is_chosen_on_validation():
+    """``blend`` adds ``w`` of the network's correction to the base; ``correction_weight`` picks the
+    ``w`` with the lowest validation MAE: 1 for a network that is right, 0 for one that is off."""
+    from rnnfuse.app.demo import blend, correction_weight
+    from rnnfuse.app.metrics import truth
+    from rnnfuse.app.windows import with_base
+
+    y, _ = _seasonal(200)
+    series = _series(y)
+    config = DataConfig(local_steps=8, global_blocks=12, block=2, min_global_blocks=3, horizon=H, period=12)
+    plain = make_windows(series, np.arange(30, 190), config, 2.0)
+    target = truth(series, plain)
+    base = target + 0.3  # a biased classical forecast
+    windows = with_base(plain, base)
+    np.testing.assert_allclose(blend(windows, target, 0.25), target + 0.225)
+    weight, val = correction_weight(target, windows, series)
+    assert weight == 1.0 and val["mae"] < 1e-6
+    weight, val = correction_weight(target + 5.0, windows, series)  # a correction far off
+    assert weight == 0.0 and val["mae"] == pytest.approx(0.3)
+    weight, _ = correction_weight(target - 0.3, windows, series)  # over-corrects twice: half of it is right
+    assert weight == 0.5
+
+
+def test_the_deseasonalised_forecast_and_the_decoder_inputs():
+    """A forecast less the seasonal terms at its targets, relative to the deseasonalised anchor:
+    a forecast equal to the known series gives its deseasonalised changes; ``with_base`` puts it
+    as the decoder's last covariate and checks its shape."""
+    from rnnfuse.app.metrics import truth
+    from rnnfuse.app.windows import deseasonalised_forecast, with_base
+
+    y, _ = _seasonal(200)
+    series = _series(y)
+    config = DataConfig(local_steps=8, global_blocks=12, block=2, min_global_blocks=3, horizon=H, period=12)
+    origins = np.arange(30, 190)
+    windows = make_windows(series, origins, config, 2.0)
+    seasonal = np.cos(np.arange(200 + H))
+    target = truth(series, windows)
+    got = deseasonalised_forecast(windows, target, seasonal, 0.5)
+    steps = origins[:, None] + np.arange(1, H + 1)
+    adjusted = y - seasonal[:200]
+    np.testing.assert_allclose(got, (adjusted[steps] - adjusted[origins, None]) / 0.5, atol=1e-4)  # float32 anchor
+    hybrid = with_base(windows, target, [got])
+    np.testing.assert_allclose(hybrid.covariates[..., -1].numpy(), got, atol=1e-5)
+    assert hybrid.covariates.shape[-1] == windows.covariates.shape[-1] + 1
+    with pytest.raises(ValueError, match="does not reach step 193"):
+        deseasonalised_forecast(windows, target, seasonal[:193], 0.5)
+    with pytest.raises(ValueError, match=r"with_base: expected decoder inputs of shape \(160, 4\), got \[\(160, 3\)\]"):
+        with_base(windows, target, [got[:, :3]])

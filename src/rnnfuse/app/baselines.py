@@ -28,6 +28,8 @@ For the demo's hybrids, forecasts at the *training* origins too (``splits["train
 parameters fitted before the validation stretch: DHR from its one filter pass; ETS and SARIMA,
 whose states adapt too slowly to be run over decades, from a filter started 5 or 6 seasons before
 each block of 4 seasons of origins (:func:`_rolling`), as their validation forecasts are made.
+DHR's details then also hold the parameters of its fit before validation (``val_params``): the
+hybrids' encoders read the series less those fits' seasonal terms (:func:`seasonal_part`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "fourier", "state_forecasts", "fit_dhr", "fit_ets", "fit_sarima", "classical_baselines", "combine",
+    "fourier", "seasonal_part", "state_forecasts", "fit_dhr", "fit_ets", "fit_sarima", "classical_baselines", "combine",
     "BASELINE_NAMES", "BASELINE_KEYS", "COMBINATIONS",
 ]
 
@@ -59,6 +61,14 @@ def fourier(n: int, period: float, harmonics: int) -> np.ndarray:
         angle = 2 * np.pi * k * t / period
         cols += [np.sin(angle), np.cos(angle)]
     return np.column_stack(cols)
+
+
+def seasonal_part(n: int, period: float, harmonics: int, params: Sequence[float]) -> np.ndarray:
+    """DHR's fitted seasonal component ``(n,)``: its Fourier terms times their coefficients
+    (``params``: :func:`fit_dhr`'s, regression coefficients first; the trend is left out).
+    Deterministic given ``params``: its value at ``t`` reads nothing of the series."""
+    coefficients = np.asarray(params, dtype=np.float64)[1 : 1 + 2 * harmonics]
+    return fourier(n, period, harmonics)[:, 1:] @ coefficients
 
 
 def state_forecasts(results: Any, origins: np.ndarray, horizon: int) -> np.ndarray:
@@ -236,6 +246,7 @@ def _run_one(name: str, y: np.ndarray, splits: dict, horizon: int, period: float
         best = min(orders, key=lambda k: val_maes[k])
         model, details = fit_dhr(y, test_end, period, best, horizon)
         details["val_mae_by_K"] = val_maes
+        details["val_params"] = val_models[best].params.tolist()  # the fit before validation (the hybrids' inputs)
         out = {"val": state_forecasts(val_models[best], val_origins, horizon), "test": state_forecasts(model, test_origins, horizon)}
         if "train" in splits:  # for the hybrids: training origins, with the parameters fitted before validation
             out["train"] = state_forecasts(val_models[best], splits["train"][1], horizon)

@@ -51,7 +51,9 @@ def train_one(
     """Train one demo model; return its history, errors and test forecasts (picklable).
 
     ``base``: a hybrid; ``{"train": ..., "val": ..., "test": ...}`` forecasts ``(N, H)`` of a
-    classical model at every origin (without look-ahead); the network learns their errors.
+    classical model at every origin (without look-ahead); the network learns their errors
+    (:func:`hybrid_data`), and the share of its correction kept is chosen on validation
+    (:func:`correction_weight`, returned as ``correction_weight``).
     """
     from .training import Trainer  # imported here: runs in a fresh worker process
 
@@ -61,20 +63,7 @@ def train_one(
     if run_dir is not None and run_dir.exists():
         shutil.rmtree(run_dir)
     lines: list[str] = []
-    prepared = None
-    if base is not None:
-        from dataclasses import replace as _replace
-
-        from .windows import with_base
-
-        import numpy as np
-        import torch
-
-        plain = prepare(load_series(data.csv, data.column, data.time_column), data)
-        windows = {split: with_base(getattr(plain, split), base[split]) for split in ("train", "val", "test")}
-        known = np.isfinite(np.asarray(base["train"])).all(axis=1)  # origins with too little history for the base
-        windows["train"] = windows["train"].subset(torch.from_numpy(np.flatnonzero(known)))
-        prepared = _replace(plain, train=windows["train"], val=windows["val"], test=windows["test"])
+    prepared = None if base is None else hybrid_data(data, base)
     trainer = Trainer(
         demo_config(fusion, epochs, seed, data), run_dir, log=lines.append, show_progress=False,
         prepared=prepared, extra_covariates=0 if base is None else 1,
@@ -84,17 +73,95 @@ def train_one(
     trainer.run()
     seconds = time.perf_counter() - began
     test_forecast = forecast(trainer.model, trainer.data.test)
+    val = trainer.evaluate("val")
+    weight = None
+    if base is not None:  # the share of the network's correction, chosen on validation
+        weight, val = correction_weight(forecast(trainer.model, trainer.data.val), trainer.data.val, trainer.data.series)
+        test_forecast = blend(trainer.data.test, test_forecast, weight)
     return {
         "name": name, "seed": seed,
         "decoder": _describe_decoder(trainer.model),
         "params": count_parameters(trainer.model),
         "seconds": seconds,
         "history": trainer.progress.history,
-        "val": trainer.evaluate("val"),
+        "val": val,
         "test": errors(test_forecast, truth(trainer.data.series, trainer.data.test)),
         "test_forecast": test_forecast.tolist(),
+        "correction_weight": weight,
         "log": lines,
     }
+
+
+CORRECTION_WEIGHTS = tuple(k / 10 for k in range(11))
+
+
+def blend(windows: Any, prediction: Any, weight: float) -> Any:
+    """A hybrid's forecast with ``weight`` of its network's correction: ``base + w (f - base)``."""
+    import numpy as np
+
+    base = windows.base.double().numpy()
+    return base + weight * (np.asarray(prediction, dtype=np.float64) - base)
+
+
+def correction_weight(prediction: Any, windows: Any, series: Series) -> tuple[float, dict[str, Any]]:
+    """The weight in :data:`CORRECTION_WEIGHTS` whose :func:`blend` has the lowest MAE on the
+    hybrid's validation ``windows`` (0: the classical forecast alone, 1: the network's), and
+    those errors."""
+    target = truth(series, windows)
+    scored = {w: errors(blend(windows, prediction, w), target) for w in CORRECTION_WEIGHTS}
+    best = min(CORRECTION_WEIGHTS, key=lambda w: scored[w]["mae"])
+    return best, scored[best]
+
+
+def hybrid_data(data: DataConfig, base: dict[str, Any]) -> Prepared:
+    """The hybrid's windows: ``base`` holds a classical forecast ``(N, H)`` per split, made at
+    each origin without look-ahead; the targets become its errors and the decoder reads it
+    (:func:`~rnnfuse.app.windows.with_base`).  With ``base["dhr"]`` (DHR's fitted details) the
+    encoders read the series less DHR's fitted seasonal terms and the decoder reads the base
+    forecast less them too (:func:`~rnnfuse.app.windows.deseasonalised`,
+    :func:`~rnnfuse.app.windows.deseasonalised_forecast`): the fit before validation for the
+    training and validation windows, the one before test for the test windows.  Training
+    origins where the base has no forecast (too little history) are left out."""
+    import numpy as np
+    import torch
+
+    from .windows import with_base
+
+    plain = prepare(load_series(data.csv, data.column, data.time_column), data)
+    windows = {}
+    for split, (encoders, decoder_input) in _hybrid_inputs(plain, data, base).items():
+        windows[split] = with_base(encoders, base[split], None if decoder_input is None else [decoder_input])
+    known = np.isfinite(np.asarray(base["train"])).all(axis=1)
+    windows["train"] = windows["train"].subset(torch.from_numpy(np.flatnonzero(known)))
+    return replace(plain, train=windows["train"], val=windows["val"], test=windows["test"])
+
+
+def _hybrid_inputs(plain: Prepared, data: DataConfig, base: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Per split, the windows whose encoder inputs the hybrid reads and its decoder's base input
+    (``None``: the default, the base relative to the last value); see :func:`hybrid_data`.  The
+    deseasonalised inputs are scaled like the plain ones, on the training windows only."""
+    import numpy as np
+
+    from .baselines import seasonal_part
+    from .windows import deseasonalised, deseasonalised_forecast, fit_scale
+
+    dhr = base.get("dhr")
+    if dhr is None:
+        return {split: (getattr(plain, split), None) for split in ("train", "val", "test")}
+    n = len(plain.series) + data.horizon  # the seasonal terms reach the last target
+    before_val = seasonal_part(n, dhr["period"], dhr["K"], dhr["val_params"])
+    before_test = seasonal_part(n, dhr["period"], dhr["K"], dhr["params"])
+    series = plain.series
+    scale = fit_scale(replace(series, values=series.values - before_val[: len(series)]), plain.splits.train, data.horizon)
+    out = {}
+    for split, seasonal in (("train", before_val), ("val", before_val), ("test", before_test)):
+        windows = getattr(plain, split)
+        forecast = np.nan_to_num(np.asarray(base[split], dtype=np.float64))  # NaN rows: left out of training
+        out[split] = (
+            deseasonalised(windows, series, seasonal[: len(series)], data, scale),
+            deseasonalised_forecast(windows, forecast, seasonal, scale),
+        )
+    return out
 
 
 def _describe_decoder(model: Any) -> str:
@@ -288,6 +355,8 @@ def _run_all(
             return []
         base = combine([parts[p] for p in base_parts])["forecasts"]
         base = {k: v.tolist() for k, v in base.items()} | {"name": base_name}
+        if "DHR" in parts:  # its seasonal component: the hybrids' encoders read the series without it
+            base["dhr"] = parts["DHR"]["details"]
         return [(*h, base) for h in hybrids]
 
     if jobs <= 1:
@@ -351,7 +420,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "mae_by_step": [statistics.fmean(r["test"]["mae_by_step"][h] for r in runs) for h in range(steps)],
         },
         "history": runs[0]["history"], "test_forecast": runs[0]["test_forecast"],
-    }
+    } | ({"correction_weights": [r["correction_weight"] for r in runs]} if runs[0].get("correction_weight") is not None else {})
 
 
 def _data_summary(prepared: Prepared) -> str:
@@ -440,9 +509,11 @@ def _caption(results: dict[str, Any]) -> str:
         + " 'X + Y mean': the mean of the two classical forecasts at each origin."
         + (
             f" 'fusion + {base}': a hybrid, the network forecasts the error of the {base} forecast at each "
-            f"origin and gets that forecast as a decoder input (classical parameters fitted before the validation "
+            f"origin and gets that forecast as a decoder input; its encoders read the series, and its decoder "
+            f"that forecast, less DHR's fitted seasonal terms (classical parameters fitted before the validation "
             f"stretch for the training and validation windows, before the test stretch for the test windows; "
-            f"fitted once, shared by every seed)."
+            f"fitted once, shared by every seed); the share of its correction added to the classical forecast (0 to 1 by 0.1) is chosen on "
+            f"validation, so its val MAE is the chosen one's."
             if (base := results.get("hybrid_base")) else ""
         )
     )

@@ -16,7 +16,7 @@ when the series has dates, else ``(i mod period) / period``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from torch import Tensor
 from .config import DataConfig
 from .data import DataError, Series
 
-__all__ = ["with_base", "Windows", "Splits", "Prepared", "prepare", "check_length", "phases", "split_origins", "fit_scale", "make_windows", "min_length"]
+__all__ = ["with_base", "deseasonalised", "deseasonalised_forecast", "Windows", "Splits", "Prepared", "prepare", "check_length", "phases", "split_origins", "fit_scale", "make_windows", "min_length"]
 
 
 @dataclass(frozen=True)
@@ -204,18 +204,46 @@ def _phase_features(phase: np.ndarray) -> np.ndarray:
     return np.stack([np.sin(angle), np.cos(angle)], axis=-1)
 
 
-def with_base(windows: Windows, base: np.ndarray, inputs: list[np.ndarray] | None = None) -> Windows:
+def with_base(windows: Windows, base: np.ndarray, decoder_inputs: list[np.ndarray] | None = None) -> Windows:
     """Hybrid windows: ``base`` ``(N, H)`` is a classical forecast (series units) made at each
     origin without look-ahead; the targets become its errors ``(y - base) / s`` and the decoder
-    gets ``(f - anchor) / s`` as one more covariate per step for each forecast ``f`` in
-    ``inputs`` (default: ``[base]``).  ``to_ppm`` adds ``base`` back."""
+    gets one more covariate per step for each ``(N, H)`` array in ``decoder_inputs``, already
+    normalised (default: ``[(base - anchor) / s]``).  ``to_ppm`` adds ``base`` back."""
     b = torch.as_tensor(np.asarray(base, dtype=np.float64))
-    if tuple(b.shape) != tuple(windows.targets.shape[:2]):
-        raise ValueError(f"with_base: expected a base forecast of shape {tuple(windows.targets.shape[:2])}, got {tuple(b.shape)}")
-    rel = lambda f: ((torch.as_tensor(np.asarray(f, dtype=np.float64)) - windows.anchor.double()[:, None]) / windows.scale).float()[..., None]  # noqa: E731
-    relative = rel(b)
-    extra = [relative] if inputs is None else [rel(f) for f in inputs]
+    shape = tuple(windows.targets.shape[:2])
+    if tuple(b.shape) != shape:
+        raise ValueError(f"with_base: expected a base forecast of shape {shape}, got {tuple(b.shape)}")
+    relative = ((b - windows.anchor.double()[:, None]) / windows.scale).float()[..., None]
+    extra = [relative] if decoder_inputs is None else [torch.as_tensor(np.asarray(f, dtype=np.float32))[..., None] for f in decoder_inputs]
+    if any(tuple(e.shape[:2]) != shape for e in extra):
+        raise ValueError(f"with_base: expected decoder inputs of shape {shape}, got {[tuple(e.shape[:2]) for e in extra]}")
     return Windows(
         windows.origins, windows.local, windows.global_, windows.global_len, windows.targets - relative,
         torch.cat([windows.covariates, *extra], dim=-1), windows.anchor, windows.scale, b,
     )
+
+
+def deseasonalised_forecast(windows: Windows, forecast: np.ndarray, seasonal: np.ndarray, scale: float) -> np.ndarray:
+    """A forecast ``(N, H)`` (series units) on the deseasonalised encoders' footing: less the
+    known ``seasonal`` component at its target steps, relative to the deseasonalised anchor
+    ``y[t] - seasonal[t]``, over ``scale``.  ``seasonal`` must reach the last target
+    (``origin + H``); it is read at the origin and the target steps only."""
+    origins = windows.origins.numpy()
+    steps = origins[:, None] + np.arange(1, np.shape(forecast)[1] + 1)[None, :]
+    if len(seasonal) <= steps.max(initial=-1):
+        raise ValueError(f"deseasonalised_forecast: the seasonal component ({len(seasonal)} steps) does not reach step {steps.max()}")
+    anchor = windows.anchor.double().numpy() - seasonal[origins]
+    return (np.asarray(forecast, dtype=np.float64) - seasonal[steps] - anchor[:, None]) / scale
+
+
+def deseasonalised(windows: Windows, series: Series, seasonal: np.ndarray, config: DataConfig, scale: float) -> Windows:
+    """``windows`` whose encoders read ``series`` minus ``seasonal`` (a known seasonal
+    component, ``(len(series),)``, e.g. a classical model's fitted Fourier terms) normalised by
+    ``scale``, as the ES-RNN feeds its network deseasonalised values; targets, decoder inputs,
+    anchor and base are unchanged.  The window at origin ``t`` reads ``seasonal`` up to ``t`` only."""
+    seasonal = np.asarray(seasonal, dtype=np.float64)
+    if seasonal.shape != (len(series),):
+        raise ValueError(f"deseasonalised: expected a seasonal component of shape ({len(series)},), got {seasonal.shape}")
+    adjusted = replace(series, values=series.values - seasonal)
+    rebuilt = make_windows(adjusted, windows.origins.numpy(), config, scale, targets=False)
+    return replace(windows, local=rebuilt.local, global_=rebuilt.global_)

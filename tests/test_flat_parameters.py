@@ -194,3 +194,18 @@ def test_meta_device_cell_is_flattened_by_to_empty() -> None:
         cell.reset_parameters()
         assert_flat(cell)
     assert stack(torch.randn(2, 3, 4))[0].shape == (2, 3, 3)
+
+
+def test_flattened_under_inference_mode_still_trains() -> None:
+    """A buffer made while inference_mode is on (load_state_dict(assign=True) inside it)
+    is a normal tensor: a later training step may save its constants for backward."""
+    stack = StackedRNN(4, [5], cell="lstm", forget_bias=1.0)
+    state = {k: v.clone() for k, v in stack.state_dict().items()}
+    with torch.inference_mode():
+        stack.load_state_dict(state, assign=True)
+    cell = stack.layers[0]
+    assert_flat(cell)
+    assert not any(t.is_inference() for t in members(cell))
+    out, _ = stack(torch.randn(2, 3, 4, requires_grad=True))
+    out.sum().backward()
+    assert cell.weight_ih.grad is not None

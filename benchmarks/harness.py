@@ -31,6 +31,7 @@ class Pair:
     ratio_low: float  # 25th percentile of the per-pair ratios
     ratio_high: float  # 75th percentile
     repeats: int
+    best_ratio: float = float("nan")  # best a / best b: each side at its quietest moment
 
 
 def _sync(device: str) -> None:
@@ -74,6 +75,7 @@ def compare(
         ratio_low=q[0],
         ratio_high=q[2],
         repeats=repeats,
+        best_ratio=min(ta) / min(tb),
     )
 
 

@@ -181,3 +181,31 @@ def test_file_saved_before_flat_buffers_loads_with_the_same_outputs() -> None:
     with torch.no_grad():
         outputs, _ = stack(io_["x"], io_["lengths"])
     torch.testing.assert_close(outputs, io_["outputs"], rtol=1e-6, atol=1e-6)
+
+
+def test_meta_device_cell_is_flattened_by_to_empty() -> None:
+    """Built on the meta device (no storage to share), flat once given real memory."""
+    with torch.device("meta"):
+        stack = StackedRNN(4, [5, 3], cell="lstm", peepholes=True)
+    assert not any(cell.is_flat() for cell in stack.layers)
+    stack.to_empty(device="cpu")
+    for cell in stack.layers:
+        assert_flat(cell)
+        cell.reset_parameters()
+        assert_flat(cell)
+    assert stack(torch.randn(2, 3, 4))[0].shape == (2, 3, 3)
+
+
+def test_flattened_under_inference_mode_still_trains() -> None:
+    """A buffer made while inference_mode is on (load_state_dict(assign=True) inside it)
+    is a normal tensor: a later training step may save its constants for backward."""
+    stack = StackedRNN(4, [5], cell="lstm", forget_bias=1.0)
+    state = {k: v.clone() for k, v in stack.state_dict().items()}
+    with torch.inference_mode():
+        stack.load_state_dict(state, assign=True)
+    cell = stack.layers[0]
+    assert_flat(cell)
+    assert not any(t.is_inference() for t in members(cell))
+    out, _ = stack(torch.randn(2, 3, 4, requires_grad=True))
+    out.sum().backward()
+    assert cell.weight_ih.grad is not None

@@ -93,8 +93,9 @@ def _packed_layout(members: list[Tensor]) -> None:
 
 def flatten(cell: nn.Module, entries: list[FlatEntry], cudnn_args: tuple | None = None) -> dict[str, Tensor]:
     """Make ``cell``'s flat buffer; returns the constants (views of it) by name, or ``{}``
-    where the parameters differ in dtype or device or live on the meta device (the cell
-    then runs as it is, and is flattened again after the next ``.to()``).
+    where the parameters differ in dtype or device, live on the meta device or are
+    inference tensors (the cell then runs as it is, and is flattened again after the next
+    ``.to()``).
 
     ``cudnn_args``: ``(mode, input_size, hidden_size, proj_size)`` when the entries are
     the weights of a fused kernel in ``nn.RNNBase`` order (and nothing else)."""
@@ -102,9 +103,9 @@ def flatten(cell: nn.Module, entries: list[FlatEntry], cudnn_args: tuple | None 
     if not params:
         return {}
     dtype, device = params[0].dtype, params[0].device
-    if device.type == "meta":
-        return {}
-    with torch.no_grad():
+    if device.type == "meta" or any(p.is_inference() for p in params):
+        return {}  # no storage to share; inference tensors (made by .to() in inference_mode) stay as they are
+    with torch.inference_mode(False), torch.no_grad():  # a buffer later calls that autograd records can use
         members = _members(cell, entries, dtype, device)
         if members is None or any(p.dtype != dtype or p.device != device for p in params):
             return {}

@@ -168,6 +168,25 @@ def test_save_writes_a_file_that_loads_flat(tmp_path: Path) -> None:
     assert torch.equal(stack(x)[0], again(x)[0])
 
 
+def test_state_dict_saves_with_safetensors_and_torch_save(tmp_path: Path) -> None:
+    """The views do not overlap: ``safetensors.torch.save_file(state_dict)`` and ``torch.save``
+    write each parameter once, and both load back into a flat stack with the same outputs.
+    (``safetensors.torch.save_model`` refuses parameters sharing one storage, as it does
+    ``nn.LSTM``'s on CUDA; the README says so.)"""
+    from safetensors.torch import save_file
+
+    stack = StackedRNN(4, [6, 3], cell="lstm", peepholes=True)
+    save_file(stack.state_dict(), str(tmp_path / "sd.safetensors"))
+    torch.save(stack.state_dict(), tmp_path / "sd.pt")
+    x = torch.randn(2, 5, 4)
+    for state in (load_file(str(tmp_path / "sd.safetensors")), torch.load(tmp_path / "sd.pt")):
+        again = StackedRNN(4, [6, 3], cell="lstm", peepholes=True)
+        again.load_state_dict(state)
+        for cell in again.layers:
+            assert_flat(cell)
+        assert torch.equal(stack(x)[0], again(x)[0])
+
+
 def test_file_saved_before_flat_buffers_loads_with_the_same_outputs() -> None:
     """A stack file written by rnnfuse before this layout, and the outputs it gave then."""
     stack = rnnfuse.load(SAVED / "mixed_stack.safetensors").eval()

@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from torch.fx.experimental.symbolic_shapes import statically_known_true, sym_eq
 
 from ._named import NameSafeModuleDict
-from .fusion import FUSION_FUNCTIONS, concat_states
+from .fusion import FUSION_FUNCTIONS
+from .state import join_directions
 
 __all__ = ["MultiEncoder", "MultiEncoderOutput", "merge_directions"]
 
@@ -42,11 +43,10 @@ def merge_directions(state: Any, bidirectional: bool | Sequence[bool]) -> Any:
     """A bidirectional ``(fw, bw)`` state joined per layer (fw|bw); others unchanged.
 
     ``bidirectional`` per layer (a mixed-direction stack): each layer's ``(fw, bw)`` pair
-    is joined, the unidirectional layers' states are kept."""
-    if isinstance(bidirectional, (tuple, list)):
-        return tuple(concat_states([(s[0],), (s[1],)])[0] if both else s
-                     for s, both in zip(state, bidirectional))
-    return concat_states(list(state)) if bidirectional else state
+    is joined, the unidirectional layers' states are kept.  The join is
+    :func:`rnnfuse.state.join_directions`; ``bidirectional`` only says whether there is one."""
+    any_pair = any(bidirectional) if isinstance(bidirectional, (tuple, list)) else bidirectional
+    return join_directions(state) if any_pair else state
 
 
 class MultiEncoder(nn.Module):

@@ -40,7 +40,8 @@ def _assert_same(got, expected, atol=1e-5):
 
 def _all_paths_stack():
     """Layers on every path: BPTT (peephole LSTM with clips), BPTT (reset-before GRU),
-    fused RNN (segments when ragged), the loop (a subclass), fused LSTM."""
+    fused RNN (segments when ragged; the tanh RNN one padded call when no gradient is
+    needed), the loop (a subclass), fused LSTM."""
     torch.manual_seed(0)
     fw = [LSTMCell(4, 6, peepholes=True, cell_clip=0.7, forget_bias=1.0), GRUCell(12, 5, reset_after=False),
           RNNCell(10, 4, nonlinearity="relu"), _LoopLSTM(8, 4), LSTMCell(8, 3, proj_size=2)]
@@ -61,6 +62,9 @@ def test_compile_every_path_forward_backward_equals_eager():
     compiled = torch.compile(stack, backend="aot_eager", fullgraph=True)
     for lengths in (None, torch.tensor([5, 2, 0]), torch.tensor([1, 4, 3])):
         _assert_same(_grads(compiled, x, lengths), _grads(stack, x, lengths))
+        with torch.no_grad():  # inference: the tanh RNN runs padded inside the operator
+            _assert_same(compiled(x, lengths), stack(x, lengths))
+            assert lengths is None or select_path(stack.backward_layers[2], torch.randn(3, 5, 10), lengths) == "fused-padded"
     with pytest.raises(ValueError, match="lengths"):  # checked inside the operator, at run time
         compiled(x, torch.tensor([5, -1, 2]))
 

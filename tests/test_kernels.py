@@ -28,7 +28,9 @@ from rnnfuse.kernels.bptt_lstm import LSTMFunction
 from rnnfuse.cells.base import RecurrentCell
 from rnnfuse.kernels.fused import run_fused_full
 from rnnfuse.kernels.layout import make_layout, segment_bounds
-from rnnfuse.kernels.ragged import run_fused_packed, run_fused_segments
+from rnnfuse.kernels.compiled_steps import forced as forced_steps, step_kernels
+from rnnfuse.kernels.padded import SATURATE, padded_runs, run_fused_padded
+from rnnfuse.kernels.ragged import SMALL_BATCH, run_fused_packed, run_fused_segments
 from rnnfuse.kernels.steps import step_rows
 from rnnfuse.state import LSTMState
 
@@ -142,6 +144,105 @@ def test_fused_packed_equals_loop(name, dtype):
     assert_matches_loop(run_fused_packed, name, LENGTHS, True, dtype)
 
 
+PADDED = ["lstm", "lstm-forget-bias", "gru", "rnn-tanh"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fw", "bw"])
+@pytest.mark.parametrize("lengths", [LENGTHS, [3, 1, 0, 2, 3, 1]], ids=["to-T", "all-short"])
+@pytest.mark.parametrize("name", PADDED)
+def test_fused_padded_equals_loop(name, lengths, reverse, dtype):
+    """One call over the padding: outputs, final states (an LSTM's held c) and gradients."""
+    assert_matches_loop(run_fused_padded, name, lengths, reverse, dtype)
+
+
+@pytest.mark.parametrize("name", PADDED)
+def test_fused_padded_ignores_what_the_padding_holds(name):
+    """NaN and inf past the lengths reach no product: the same values and gradients as
+    zeros there, and a zero gradient for the padding."""
+    cell = CELLS[name]().double()
+    gen = torch.Generator().manual_seed(6)
+    lens = torch.tensor(LENGTHS)
+    past = torch.arange(T).unsqueeze(0) >= lens.unsqueeze(1)
+    clean = torch.randn(B, T, F, generator=gen, dtype=torch.float64).masked_fill(past.unsqueeze(2), 0.0)
+    dirty = clean.masked_fill(past.unsqueeze(2), float("nan"))
+    dirty[:, -1] = torch.where(past[:, -1:], float("inf"), dirty[:, -1])
+    state = _random_state(cell, torch.float64, gen)
+    runs = [_run(run_fused_padded, cell, x.requires_grad_(), lens, state, True) for x in (clean, dirty)]
+    (y, s, g), (y_dirty, s_dirty, g_dirty) = runs
+    for a, b in zip([y, *s, *g], [y_dirty, *s_dirty, *g_dirty]):
+        torch.testing.assert_close(b, a, atol=0, rtol=0)
+    assert (g_dirty[0][past] == 0).all()
+
+
+def _scaled_lstm(row_sum: float) -> LSTMCell:
+    """An LSTM whose largest recurrent sum ``Σ|W_hh[r]| + |b[r]|`` is ``row_sum``."""
+    cell = LSTMCell(F, H).double()
+    with torch.no_grad():
+        cell.weight_hh.fill_(row_sum / (2 * H))
+        cell.bias.fill_(row_sum / 2)
+    return cell
+
+
+def test_fused_padded_holds_an_lstm_with_large_recurrent_sums():
+    cell = _scaled_lstm(SATURATE - 1500)  # gates' sums up to 8,500: still saturated exactly
+    spec = cell.kernel_spec(torch.float64, torch.device("cpu"))
+    assert padded_runs(spec)
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(B, T, F, generator=gen, dtype=torch.float64)
+    lens = torch.tensor(LENGTHS)
+    state = _random_state(cell, torch.float64, gen)
+    (y, s), (y_ref, s_ref) = (fn(cell, x, lens, state, False) for fn in (run_fused_padded, run_loop))
+    torch.testing.assert_close(y, y_ref, atol=1e-10, rtol=1e-10)
+    for a, b in zip(_leaves(s), _leaves(s_ref)):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
+def test_fused_padded_refuses_what_it_cannot_hold():
+    too_large = _scaled_lstm(SATURATE)
+    x, lens = torch.zeros(2, T, F, dtype=torch.float64), torch.tensor([T, 2])
+    assert not padded_runs(too_large.kernel_spec(torch.float64, torch.device("cpu")))
+    with pytest.raises(ValueError, match="recurrent sums stay below"):
+        run_fused_padded(too_large, x, lens, too_large.initial_state(2, dtype=torch.float64), False)
+    with torch.no_grad():  # the dispatch takes another exact path
+        assert select_path(too_large, x, lens) != "fused-padded"
+        assert select_path(RNNCell(F, H, nonlinearity="relu"), x.float(), lens) == "fused-segments"
+        assert select_path(LSTMCell(F, H, proj_size=2), x.float(), lens) == "bptt"
+
+
+def test_gradcheck_fused_padded():
+    cell = LSTMCell(F, 3, forget_bias=0.5).double()
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(4, 5, F, generator=gen, dtype=torch.float64).requires_grad_()
+    lens = torch.tensor([5, 2, 0, 3])
+    state = LSTMState(*[torch.randn(4, 3, generator=gen, dtype=torch.float64).requires_grad_() for _ in range(2)])
+
+    def fn(x, c, h):
+        out, final = run_fused_padded(cell, x, lens, LSTMState(c, h), True)
+        return out, final.c, final.h
+
+    assert torch.autograd.gradcheck(fn, (x, *state))
+
+
+@pytest.mark.parametrize("name", PADDED)
+def test_small_inference_batches_run_padded(name):
+    """Without gradients a small ragged batch takes one padded call; with gradients, or
+    more than SMALL_BATCH sequences, the token-exact paths (both equal the loop)."""
+    cell = CELLS[name]()
+    lens = torch.tensor(LENGTHS)
+    x = torch.randn(B, T, F)
+    with torch.no_grad():
+        assert select_path(cell, x, lens) == "fused-padded"
+        big = torch.randn(SMALL_BATCH + 1, T, F)
+        assert select_path(cell, big, torch.arange(SMALL_BATCH + 1) % (T + 1)) != "fused-padded"
+        y, s = run_layer(cell, x, lens, cell.initial_state(B), True)
+        y_ref, s_ref = run_loop(cell, x, lens, cell.initial_state(B), True)
+    torch.testing.assert_close(y, y_ref)
+    for a, b in zip(_leaves(s), _leaves(s_ref)):
+        torch.testing.assert_close(a, b)
+    assert select_path(cell, x.requires_grad_(), lens) != "fused-padded"
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fw", "bw"])
 @pytest.mark.parametrize("lengths", LENS, ids=["full", "ragged"])
@@ -155,6 +256,40 @@ def test_bptt_lstm_equals_loop(name, lengths, reverse, dtype, bptt_impl):
 @pytest.mark.parametrize("lengths", LENS, ids=["full", "ragged"])
 def test_bptt_gru_equals_loop(lengths, reverse, dtype, bptt_impl):
     assert_matches_loop(run_bptt_gru, "gru-reset-before", lengths, reverse, dtype)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fw", "bw"])
+@pytest.mark.parametrize("lengths", LENS, ids=["full", "ragged"])
+@pytest.mark.parametrize("name", [*BPTT_LSTM, "gru-reset-before"])
+def test_step_functions_of_the_device_loop_equal_loop(name, lengths, reverse):
+    """The step functions that CUDA compiles (one kernel per elementwise part), run
+    uncompiled in the Python loop: the same equations as the in-place operations."""
+    fn = run_bptt_gru if name.startswith("gru") else run_bptt_lstm
+    with _ext.disabled(), forced_steps(None):
+        assert step_kernels(torch.zeros(1)) is not None
+        assert_matches_loop(fn, name, lengths, reverse, torch.float64)
+
+
+@pytest.mark.parametrize("name", ["lstm-all", "gru-reset-before"])
+def test_compiled_step_functions_write_their_buffers(name):
+    """Traced by torch.compile (aot_eager: the graph, without generating code), the step
+    functions' writes into the loop's buffers (views of them) survive compilation."""
+    fn = run_bptt_gru if name.startswith("gru") else run_bptt_lstm
+    with _ext.disabled(), forced_steps("aot_eager"):
+        assert_matches_loop(fn, name, [7, 7, 5, 5, 6, 7], True, torch.float64)
+
+
+def test_compiled_steps_only_on_cuda_with_triton(monkeypatch):
+    from rnnfuse.kernels import compiled_steps
+
+    assert step_kernels(torch.zeros(1)) is None  # CPU: the C++ loop or the plain operations
+    monkeypatch.setattr(compiled_steps, "_has_triton", lambda: True)
+    assert compiled_steps.compiles_steps("cuda") and not compiled_steps.compiles_steps("cpu")
+    monkeypatch.setenv("RNNFUSE_NO_COMPILED_STEPS", "1")
+    assert not compiled_steps.compiles_steps("cuda")
+    monkeypatch.delenv("RNNFUSE_NO_COMPILED_STEPS")
+    monkeypatch.setattr(compiled_steps, "_has_triton", lambda: False)
+    assert not compiled_steps.compiles_steps("cuda")
 
 
 @pytest.mark.parametrize("name", ["lstm-all", "lstm-peepholes", "gru-reset-before"])
@@ -197,6 +332,7 @@ def test_many_sequences_many_lengths(bptt_impl):
 
 PATH_FUNCTIONS = {
     "fused-segments": (run_fused_segments, "lstm"),
+    "fused-padded": (run_fused_padded, "lstm"),
     "fused-packed": (run_fused_packed, "gru"),
     "bptt-lstm": (run_bptt_lstm, "lstm-all"),
     "bptt-gru": (run_bptt_gru, "gru-reset-before"),

@@ -21,13 +21,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-__all__ = ["cached_constant"]
+__all__ = ["cached_constant", "tracing"]
 
 _CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, Tensor]] = weakref.WeakKeyDictionary()
 _is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", lambda: False)
 
 
-def _tracing() -> bool:
+def tracing() -> bool:
     """Whether tensors made now may be fake, functional or graph proxies."""
     return _is_compiling() or is_in_torch_dispatch_mode()
 
@@ -39,7 +39,7 @@ def _is_plain(t: Tensor) -> bool:
 def cached_constant(cell: nn.Module, key: tuple, make: Callable[[], Tensor]) -> Tensor:
     """``make()``, kept per ``cell`` under ``key`` (which must name dtype, device and
     every value the tensor depends on); see the module docstring for what is never kept."""
-    if _tracing():
+    if tracing():
         return make()
     per_cell = _CACHE.setdefault(cell, {})
     found = per_cell.get(key)

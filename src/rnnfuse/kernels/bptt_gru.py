@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .compiled_steps import step_kernels
 from .steps import StepRows, compiled_for, first_order_only, last_rows, offsets_rows, previous, previous_rows
 
 __all__ = ["GRUFunction"]
@@ -85,10 +86,17 @@ def _forward(steps: StepRows, acts: Tensor, h0: Tensor, weight_hh: Tensor) -> tu
     hs = acts.new_empty(rows_total + 1, hidden)
     hs[-1].zero_()
     w_rz_t, w_n_t = weight_hh[rz].t(), weight_hh[n].t()
+    kernels = step_kernels(acts)
     for t, (offset, rows) in enumerate(steps):
         now = slice(offset, offset + rows)
         h_prev, act = previous(hs, h0, steps, t), acts[now]
-        act[:, rz].addmm_(h_prev, w_rz_t).sigmoid_()
+        act[:, rz].addmm_(h_prev, w_rz_t)
+        if kernels is not None:  # one compiled kernel per elementwise part
+            kernels.gru_gates(act[:, rz], h_prev, rhs[now])
+            act[:, n].addmm_(rhs[now], w_n_t)
+            kernels.gru_update(act[:, n], act[:, hidden : 2 * hidden], h_prev, hs[now])
+            continue
+        act[:, rz].sigmoid_()
         torch.mul(act[:, :hidden], h_prev, out=rhs[now])
         act[:, n].addmm_(rhs[now], w_n_t).tanh_()
         torch.lerp(act[:, n], h_prev, act[:, hidden : 2 * hidden], out=hs[now])
@@ -114,11 +122,19 @@ def _backward(
     rz, n = slice(0, 2 * hidden), slice(2 * hidden, None)
     d_gates = torch.empty_like(acts)
     dh = g_h.clone()
+    kernels = step_kernels(acts)
     for t in range(len(steps) - 1, -1, -1):
         offset, rows = steps[t]
         now = slice(offset, offset + rows)
         dh_t = dh[:rows].add_(g_hs[now])
         h_prev, act, d_act = previous(hs, h0, steps, t), acts[now], d_gates[now]
+        if kernels is not None:  # one compiled kernel per elementwise part
+            kernels.gru_cell_backward(dh_t, act, h_prev, d_act)
+            d_rh = d_act[:, n] @ weight_hh[n]
+            carry = torch.empty_like(dh_t)
+            kernels.gru_reset_backward(d_rh, dh_t, act, h_prev, d_act, carry)
+            torch.addmm(carry, d_act[:, rz], weight_hh[rz], out=dh[:rows])
+            continue
         a_r, a_z, a_n = act.split(hidden, 1)
         d_r, d_z, d_n = d_act.split(hidden, 1)
         torch.addcmul(dh_t, dh_t, a_z, value=-1, out=d_n)

@@ -15,7 +15,9 @@ layer against the reference loop.
 On CPU in float32/float64 the time loop runs in C++ (:mod:`rnnfuse.kernels._ext`: per step
 one matrix product and one fused, vectorised pass for the gates, the cell update and, in the
 backward, the peephole gradients); :func:`_forward` and :func:`_backward` here are the same
-equations in PyTorch operations, the fallback where the extension cannot be built.
+equations in PyTorch operations, the fallback where the extension cannot be built, and the
+loop on CUDA, where each step's elementwise part is one compiled kernel
+(:mod:`rnnfuse.kernels.compiled_steps`).
 
 The backward is not itself differentiable: a double backward raises an error.
 """
@@ -27,6 +29,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from .compiled_steps import step_kernels
 from .steps import StepRows, compiled_for, first_order_only, last_rows, offsets_rows, previous, previous_rows
 
 __all__ = ["LSTMFunction"]
@@ -133,11 +136,13 @@ def _forward(rec: _Recurrence, acts: Tensor, c0: Tensor, h0: Tensor) -> _Stored:
     hs[-1].zero_()
     ms = acts.new_empty(rows_total, hidden) if rec.weight_hr is not None else hs
     w_hh_t = rec.weight_hh.t()
+    kernels = step_kernels(acts)
+    cell_forward = _cell_forward if kernels is None else kernels.lstm_cell_forward
     for t, (offset, rows) in enumerate(rec.steps):
         now = slice(offset, offset + rows)
         c_prev, h_prev = previous(cs, c0, rec.steps, t), previous(hs, h0, rec.steps, t)
         act = acts[now].addmm_(h_prev, w_hh_t)
-        _cell_forward(act, c_prev, cs[now], tanh_cs[now], ms[now], rec.peepholes, rec.cell_clip)
+        cell_forward(act, c_prev, cs[now], tanh_cs[now], ms[now], rec.peepholes, rec.cell_clip)
         if rec.weight_hr is not None:
             torch.mm(ms[now], rec.weight_hr.t(), out=hs[now])
             if rec.proj_clip is not None:
@@ -181,6 +186,8 @@ def _backward(
     d_hs = st.hs.new_empty(st.hs.shape[0] - 1, dh.shape[1]) if rec.weight_hr is not None else None
     c_mask = st.cs.abs() < rec.cell_clip if rec.cell_clip is not None else None
     h_mask = st.hs[:-1].abs() < rec.proj_clip if rec.proj_clip is not None else None
+    kernels = step_kernels(st.acts)
+    cell_backward = _cell_backward if kernels is None else kernels.lstm_cell_backward
     for t in range(len(rec.steps) - 1, -1, -1):
         offset, rows = rec.steps[t]
         now = slice(offset, offset + rows)
@@ -190,7 +197,7 @@ def _backward(
         if d_hs is not None and rec.weight_hr is not None:  # both or neither
             d_hs[now] = dh_t
             dh_t = dh_t @ rec.weight_hr
-        _cell_backward(dh_t, dc[:rows], st.tanh_cs[now], previous(st.cs, c0, rec.steps, t), st.acts[now],
+        cell_backward(dh_t, dc[:rows], st.tanh_cs[now], previous(st.cs, c0, rec.steps, t), st.acts[now],
                        d_gates[now], rec.peepholes, None if c_mask is None else c_mask[now])
         torch.mm(d_gates[now], rec.weight_hh, out=dh[:rows])
     return d_gates, dc, dh, d_hs

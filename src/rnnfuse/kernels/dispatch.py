@@ -20,6 +20,7 @@ from ..state import state_output
 from .bptt import run_bptt
 from .fused import run_fused_full
 from .loop import run_loop
+from .padded import run_fused_padded
 from .ragged import ragged_cpu_path, run_fused_packed, run_fused_segments
 
 __all__ = ["choose_path", "traced_path", "run_spec", "nothing_runs"]
@@ -86,6 +87,8 @@ def run_spec(
         return run_fused_full(given, x, state, reverse, spec=spec)
     if path == "fused-segments" and lengths is not None:
         return run_fused_segments(given, x, lengths, state, reverse, spec=spec)
+    if path == "fused-padded" and lengths is not None:
+        return run_fused_padded(given, x, lengths, state, reverse, spec=spec)
     if path == "fused-packed" and lengths is not None:
         return run_fused_packed(given, x, lengths, state, reverse, spec=spec)
     if path == "bptt":

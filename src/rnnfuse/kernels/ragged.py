@@ -36,25 +36,44 @@ from ..state import LSTMState, concat_layer_states, state_output, state_rows
 from .fused import fused_call, fused_spec
 from .layout import Layout, Segment, layout_for
 from .loop import run_loop
+from .padded import padded_runs
 from .steps import compiled_for, last_rows
 
-__all__ = ["run_fused_segments", "run_fused_packed", "ragged_cpu_path", "MAX_SEGMENTS"]
+__all__ = ["run_fused_segments", "run_fused_packed", "ragged_cpu_path", "MAX_SEGMENTS", "SMALL_BATCH"]
 
 MAX_SEGMENTS = 8
 """At most this many fused calls per layer and direction on a ragged batch."""
 
 
-def ragged_cpu_path(spec: KernelSpec, x: Tensor) -> str:
-    """The path of a ragged batch on CPU for a cell with a fused mode: ``"bptt"`` where the
-    cell has a BPTT kernel and its compiled loop runs on ``x`` (its cost follows the tokens
-    exactly: no segment runs past a length), else ``"fused-segments"``.
+SMALL_BATCH = 16
+"""Up to this many sequences, a ragged batch that needs no gradient runs padded (see
+:func:`ragged_cpu_path`)."""
 
-    With lengths uniform in 1..T (B = 64, a 2-layer LSTM of 256, one thread) the compiled
-    BPTT loop costs 0.53x the full batch's forward+backward against 0.59x for the segments.
+
+def ragged_cpu_path(spec: KernelSpec, x: Tensor) -> str:
+    """The path of a ragged batch on CPU for a cell with a fused mode.
+
+    * ``"fused-padded"`` for a small batch (at most :data:`SMALL_BATCH` sequences) that
+      needs no gradient: a step costs about the same whatever its rows (reading the
+      recurrent weights dominates), and the fused kernel spreads it over the threads, so
+      one call over the padding (:func:`rnnfuse.kernels.padded.run_fused_padded`; a GRU, a
+      tanh RNN or an LSTM without projection) beats a loop that skips it.
+    * ``"bptt"`` where the cell has a BPTT kernel and its compiled loop runs on ``x``: its
+      cost follows the tokens exactly (no step runs past a length).  With lengths uniform
+      in 1..T (B = 64, a 2-layer LSTM of 256, one thread) it costs 0.53x the full batch's
+      forward+backward against 0.59x for the segments.
+    * else ``"fused-segments"``.
     """
+    if x.shape[0] <= SMALL_BATCH and not _needs_grad(x, spec) and padded_runs(spec):
+        return "fused-padded"
     if spec.bptt is not None and compiled_for(x) is not None and not torch.is_autocast_enabled(x.device.type):
         return "bptt"
     return "fused-segments"
+
+
+def _needs_grad(x: Tensor, spec: KernelSpec) -> bool:
+    weights = spec.fused_weights or ()
+    return torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights))
 
 
 def _with_zero_row(parts: list[Tensor]) -> Tensor:

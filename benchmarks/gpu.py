@@ -12,6 +12,9 @@ For every case it prints:
   ``torch.cuda.synchronize``;
 * the peak memory of one forward+backward (``torch.cuda.max_memory_allocated``) of both;
 * the CUDA kernels launched per time step and layer by rnnfuse's forward (``torch.profiler``);
+* whether the BPTT variants' steps run compiled (one kernel per elementwise part,
+  ``rnnfuse.kernels.compiled_steps``: on CUDA with Triton; ``RNNFUSE_NO_COMPILED_STEPS=1``
+  runs the plain operations, to compare launches and times);
 * whether cuDNN copied rnnfuse's weights (its "not part of single contiguous chunk of
   memory" warning, captured): each cell keeps its weights in one flat buffer in cuDNN's
   layout (``rnnfuse.cells.flat``), so there should be none;
@@ -38,6 +41,8 @@ import torch  # noqa: E402
 from cases import CASES, Case  # noqa: E402
 from harness import compare, machine  # noqa: E402
 from workloads import Size, Workload, make_inputs  # noqa: E402
+
+from rnnfuse.kernels.compiled_steps import compiles_steps  # noqa: E402
 
 GPU_CASES = ["lstm-2x256", "gru-2x256", "gru-reset-before-2x256", "peephole-lstm-2x256", "lstm-clips-proj-2x256",
              "lstm-512-256-128", "ragged-lstm-2x256", "ragged-lstm-2x256-b8", "ragged-vs-packed-lstm-2x256"]
@@ -160,6 +165,7 @@ def _header(device: str, size: Size) -> list[str]:
     name = torch.cuda.get_device_name(device) if cuda else machine()["cpu"]
     tf32 = (f", TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN TF32 {torch.backends.cudnn.allow_tf32}"
             if cuda else "")
+    tf32 += f", BPTT steps compiled: {'yes' if compiles_steps(torch.device(device).type) else 'no'}"
     return [f"# rnnfuse on {device} ({name}), torch {torch.__version__}, cuDNN "
             f"{torch.backends.cudnn.version() if cuda else 'n/a'}{tf32}", "",
             f"batch {size.batch}, {size.steps} steps, {size.features} features; ratio = rnnfuse / baseline "

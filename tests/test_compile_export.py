@@ -40,8 +40,7 @@ def _assert_same(got, expected, atol=1e-5):
 
 def _all_paths_stack():
     """Layers on every path: BPTT (peephole LSTM with clips), BPTT (reset-before GRU),
-    fused RNN (segments when ragged; the tanh RNN one padded call when no gradient is
-    needed), the loop (a subclass), fused LSTM."""
+    fused RNN (segments when ragged), the loop (a subclass), fused LSTM."""
     torch.manual_seed(0)
     fw = [LSTMCell(4, 6, peepholes=True, cell_clip=0.7, forget_bias=1.0), GRUCell(12, 5, reset_after=False),
           RNNCell(10, 4, nonlinearity="relu"), _LoopLSTM(8, 4), LSTMCell(8, 3, proj_size=2)]
@@ -62,11 +61,28 @@ def test_compile_every_path_forward_backward_equals_eager():
     compiled = torch.compile(stack, backend="aot_eager", fullgraph=True)
     for lengths in (None, torch.tensor([5, 2, 0]), torch.tensor([1, 4, 3])):
         _assert_same(_grads(compiled, x, lengths), _grads(stack, x, lengths))
-        with torch.no_grad():  # inference: the tanh RNN runs padded inside the operator
-            _assert_same(compiled(x, lengths), stack(x, lengths))
-            assert lengths is None or select_path(stack.backward_layers[2], torch.randn(3, 5, 10), lengths) == "fused-padded"
     with pytest.raises(ValueError, match="lengths"):  # checked inside the operator, at run time
         compiled(x, torch.tensor([5, -1, 2]))
+
+
+def test_compiled_inference_of_a_small_ragged_batch_runs_padded_in_the_operator():
+    """With two threads a small ragged LSTM batch without gradients takes one padded fused
+    call; compiled, the operator takes it at run time: the same outputs and states as eager
+    with gradients (which takes the C++ loop or the segments)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(0)
+        stack = StackedRNN(4, [6, 5], cell="lstm", bidirectional=True, forget_bias=1.0).eval()
+        x, lengths = torch.randn(3, 5, 4), torch.tensor([5, 2, 0])
+        compiled = torch.compile(stack, backend="aot_eager", fullgraph=True)
+        with torch.no_grad():
+            assert select_path(stack.layers[1], torch.randn(3, 5, 12), lengths) == "fused-padded"
+            got = compiled(x, lengths)
+        assert select_path(stack.layers[1], torch.randn(3, 5, 12, requires_grad=True), lengths) != "fused-padded"
+        _assert_same(got, stack(x.requires_grad_(), lengths))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_compiled_ragged_lstm_training_no_recompiles_and_exact_gradients():

@@ -198,13 +198,14 @@ def test_fused_padded_holds_an_lstm_with_large_recurrent_sums():
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
 
 
-def test_fused_padded_refuses_what_it_cannot_hold():
+def test_fused_padded_refuses_what_it_cannot_hold(two_threads):
     too_large = _scaled_lstm(SATURATE)
     x, lens = torch.zeros(2, T, F, dtype=torch.float64), torch.tensor([T, 2])
     assert not padded_runs(too_large.kernel_spec(torch.float64, torch.device("cpu")))
     with pytest.raises(ValueError, match="recurrent sums stay below"):
         run_fused_padded(too_large, x, lens, too_large.initial_state(2, dtype=torch.float64), False)
     with torch.no_grad():  # the dispatch takes another exact path
+        torch.set_num_threads(2)
         assert select_path(too_large, x, lens) != "fused-padded"
         assert select_path(RNNCell(F, H, nonlinearity="relu"), x.float(), lens) == "fused-segments"
         assert select_path(LSTMCell(F, H, proj_size=2), x.float(), lens) == "bptt"
@@ -224,22 +225,35 @@ def test_gradcheck_fused_padded():
     assert torch.autograd.gradcheck(fn, (x, *state))
 
 
-@pytest.mark.parametrize("name", PADDED)
-def test_small_inference_batches_run_padded(name):
-    """Without gradients a small ragged batch takes one padded call; with gradients, or
-    more than SMALL_BATCH sequences, the token-exact paths (both equal the loop)."""
+@pytest.fixture
+def two_threads():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm-forget-bias"])
+def test_small_lstm_inference_batches_run_padded(name, two_threads):
+    """With two threads and no gradient a small ragged LSTM batch takes one padded call
+    (equal to the loop); with gradients, more than SMALL_BATCH sequences or one thread,
+    the token-exact paths."""
     cell = CELLS[name]()
     lens = torch.tensor(LENGTHS)
     x = torch.randn(B, T, F)
     with torch.no_grad():
         assert select_path(cell, x, lens) == "fused-padded"
-        big = torch.randn(SMALL_BATCH + 1, T, F)
-        assert select_path(cell, big, torch.arange(SMALL_BATCH + 1) % (T + 1)) != "fused-padded"
         y, s = run_layer(cell, x, lens, cell.initial_state(B), True)
         y_ref, s_ref = run_loop(cell, x, lens, cell.initial_state(B), True)
+        big = torch.randn(SMALL_BATCH + 1, T, F)
+        assert select_path(cell, big, torch.arange(SMALL_BATCH + 1) % (T + 1)) != "fused-padded"
+        assert select_path(CELLS["gru"](), x, lens) == "fused-segments"
+        torch.set_num_threads(1)
+        assert select_path(cell, x, lens) != "fused-padded"
     torch.testing.assert_close(y, y_ref)
     for a, b in zip(_leaves(s), _leaves(s_ref)):
         torch.testing.assert_close(a, b)
+    torch.set_num_threads(2)
     assert select_path(cell, x.requires_grad_(), lens) != "fused-padded"
 
 

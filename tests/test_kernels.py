@@ -211,6 +211,23 @@ def test_fused_padded_refuses_what_it_cannot_hold(two_threads):
         assert select_path(LSTMCell(F, H, proj_size=2), x.float(), lens) == "bptt"
 
 
+def test_fused_padded_sees_weights_changed_in_place():
+    """What the padded path derives from the weights (the bound, the indicator's input
+    weights) is kept between inference calls, never past an in-place change."""
+    cell = LSTMCell(F, H).double()
+    x, lens = torch.randn(B, T, F, dtype=torch.float64), torch.tensor(LENGTHS)
+    spec = lambda: cell.kernel_spec(torch.float64, torch.device("cpu"))  # noqa: E731
+    state = cell.initial_state(B, dtype=torch.float64)
+    with torch.no_grad():
+        assert padded_runs(spec())
+        run_fused_padded(cell, x, lens, state, False)
+        cell.weight_ih.mul_(-2.0)  # an optimizer step, in place
+        y, _ = run_fused_padded(cell, x, lens, state, False)
+        torch.testing.assert_close(y, run_loop(cell, x, lens, state, False)[0])
+        cell.weight_hh.fill_(SATURATE)
+        assert not padded_runs(spec())
+
+
 def test_gradcheck_fused_padded():
     cell = LSTMCell(F, 3, forget_bias=0.5).double()
     gen = torch.Generator().manual_seed(4)

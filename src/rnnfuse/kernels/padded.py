@@ -27,8 +27,11 @@ sequence reversed within its length (one gather in, the same gather out).
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -108,12 +111,54 @@ def _indicator_weights(weights: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         return (_derived("w_ih", (w_ih,), make), *weights[1:])
 
 
-def _within(lengths: Tensor, steps: int) -> Tensor:
-    """For each sequence and step ``t < steps``, the step read when running it reversed
-    within its length (``n - 1 - t`` inside, ``t`` past it): (B, steps), an involution."""
-    t = torch.arange(steps, device=lengths.device).unsqueeze(0)
-    n = lengths.unsqueeze(1)
-    return torch.where(t < n, n - 1 - t, t)
+class _Plan(NamedTuple):
+    """What a padded call derives from the lengths alone (time-major flat rows ``t·B + b``)."""
+
+    steps: int  # the longest length: the steps the kernel runs
+    inside: Tensor  # (steps, B) bool
+    padded_rows: Tensor  # flat rows past a length
+    last_rows: Tensor  # (B,) each sequence's last step (step 0 for an empty one)
+    empty: Tensor | None  # (B, 1) bool where a sequence is empty, None if none is
+    index: Tensor | None  # (B, total) the reversal within each length (reverse only)
+
+
+_PLANS: OrderedDict[tuple, tuple[Any, _Plan]] = OrderedDict()
+_PLANS_LOCK = threading.Lock()
+
+
+def _plan(lengths: Tensor, total: int, reverse: bool, device: torch.device) -> _Plan:
+    """:func:`_make_plan`, kept for the very same unmodified ``lengths`` tensor: every layer
+    of a stack receives the same one."""
+    if lengths.is_inference() or tracing():
+        return _make_plan(lengths, total, reverse, device)
+    key = (id(lengths), lengths._version, total, reverse, device)
+    with _PLANS_LOCK:
+        found = _PLANS.get(key)
+        if found is not None and found[0]() is lengths:
+            _PLANS.move_to_end(key)
+            return found[1]
+    with torch.inference_mode(False):
+        plan = _make_plan(lengths, total, reverse, device)
+    with _PLANS_LOCK:
+        _PLANS[key] = (weakref.ref(lengths), plan)
+        while len(_PLANS) > 8:
+            _PLANS.popitem(last=False)
+    return plan
+
+
+def _make_plan(lengths: Tensor, total: int, reverse: bool, device: torch.device) -> _Plan:
+    lengths = lengths.to(device)
+    batch, steps = lengths.shape[0], int(lengths.max())
+    t = torch.arange(steps, device=device).unsqueeze(1)
+    inside = t < lengths.unsqueeze(0)
+    last = (lengths - 1).clamp(min=0) * batch + torch.arange(batch, device=device)
+    empty = (lengths == 0).unsqueeze(1)
+    index = None
+    if reverse:  # step n - 1 - t inside a length n, t past it: an involution
+        t_all, n = torch.arange(total, device=device).unsqueeze(0), lengths.unsqueeze(1)
+        index = torch.where(t_all < n, n - 1 - t_all, t_all)
+    return _Plan(steps, inside, (~inside).flatten().nonzero().squeeze(1), last,
+                 empty if bool(empty.any()) else None, index)
 
 
 def _time_gather(x: Tensor, index: Tensor) -> Tensor:
@@ -138,43 +183,33 @@ def run_fused_padded(
                          f"whose recurrent sums stay below {SATURATE - _MARGIN:g}; got {cell!r} ({spec.mode})")
     if x.shape[0] == 0 or x.shape[1] == 0 or int(lengths.max()) == 0:  # the kernels refuse empty batches
         return run_loop(cell, x, lengths, state, reverse)
-    lengths = lengths.to(x.device)
-    total, steps = x.shape[1], int(lengths.max())
-    x = x[:, :steps]
-    index = _within(lengths, steps) if reverse else None
-    if index is not None:
-        x = _time_gather(x, index)
-    inside = torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)  # (steps, B)
+    total = x.shape[1]
+    plan = _plan(lengths, total, reverse, x.device)
+    if plan.index is not None:
+        x = _time_gather(x, plan.index)
     hold = spec.mode == "lstm"
-    x_tm = _padded_input(x.transpose(0, 1), inside, hold)
+    x_tm = _padded_input(x[:, : plan.steps].transpose(0, 1), plan, hold)
     weights = _indicator_weights(spec.fused_weights) if hold else spec.fused_weights
     out, final = fused_call(spec._replace(fused_weights=weights), x_tm, state)
     if not hold:  # a held LSTM's h is zero past each length already
-        out = out * inside.unsqueeze(2)
-    out = out.transpose(0, 1)  # (B, steps, H)
-    last = _last_outputs(out, lengths, state_output(state))
-    if index is not None:
-        out = _time_gather(out, index)
-    if steps < total:
-        out = torch.nn.functional.pad(out, (0, 0, 0, total - steps))
-    return out, (LSTMState(final.c, last) if spec.mode == "lstm" else last)
+        out = out * plan.inside.unsqueeze(2)
+    last = out.view(-1, out.shape[2]).index_select(0, plan.last_rows)
+    if plan.empty is not None:
+        last = torch.where(plan.empty, state_output(state), last)
+    if plan.steps < total:
+        out = torch.nn.functional.pad(out, (0, 0, 0, 0, 0, total - plan.steps))
+    out = out.transpose(0, 1)  # (B, T, H), a view
+    if plan.index is not None:
+        out = _time_gather(out, plan.index)
+    return out, (LSTMState(final.c, last) if hold else last)
 
 
-def _padded_input(x_tm: Tensor, inside: Tensor, indicator: bool) -> Tensor:
+def _padded_input(x_tm: Tensor, plan: _Plan, indicator: bool) -> Tensor:
     """The kernel's time-major input: ``x_tm`` (steps, B, F) with zeros past each length
     (whatever the caller's padding holds: even a NaN there must not reach a product), and
     the indicator column (1 past each length) when ``indicator``."""
     steps, batch, features = x_tm.shape
-    parts = [x_tm, (~inside).to(x_tm.dtype).unsqueeze(2)] if indicator else [x_tm]
+    parts = [x_tm, (~plan.inside).to(x_tm.dtype).unsqueeze(2)] if indicator else [x_tm]
     out = torch.cat(parts, 2)  # a fresh tensor, so the padding is cleared in place
-    padded = (~inside).flatten().nonzero().squeeze(1)
-    out.view(steps * batch, -1)[:, :features].index_fill_(0, padded, 0.0)
+    out.view(steps * batch, -1)[:, :features].index_fill_(0, plan.padded_rows, 0.0)
     return out
-
-
-def _last_outputs(out: Tensor, lengths: Tensor, initial: Tensor) -> Tensor:
-    """Each sequence's output at its last step, ``initial`` where it is empty."""
-    last = out[torch.arange(out.shape[0], device=out.device), (lengths - 1).clamp(min=0)]
-    if bool((lengths > 0).all()):
-        return last
-    return torch.where((lengths > 0).unsqueeze(1), last, initial)

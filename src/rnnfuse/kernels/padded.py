@@ -119,7 +119,7 @@ class _Plan(NamedTuple):
     padded_rows: Tensor  # flat rows past a length
     last_rows: Tensor  # (B,) each sequence's last step (step 0 for an empty one)
     empty: Tensor | None  # (B, 1) bool where a sequence is empty, None if none is
-    index: Tensor | None  # (B, total) the reversal within each length (reverse only)
+    reversal: Tensor | None  # (B, total) the reversal within each length (reverse only)
 
 
 _PLANS: OrderedDict[tuple, tuple[Any, _Plan]] = OrderedDict()
@@ -185,8 +185,8 @@ def run_fused_padded(
         return run_loop(cell, x, lengths, state, reverse)
     total = x.shape[1]
     plan = _plan(lengths, total, reverse, x.device)
-    if plan.index is not None:
-        x = _time_gather(x, plan.index)
+    if plan.reversal is not None:
+        x = _time_gather(x, plan.reversal)
     hold = spec.mode == "lstm"
     x_tm = _padded_input(x[:, : plan.steps].transpose(0, 1), plan, hold)
     weights = _indicator_weights(spec.fused_weights) if hold else spec.fused_weights
@@ -199,8 +199,8 @@ def run_fused_padded(
     if plan.steps < total:
         out = torch.nn.functional.pad(out, (0, 0, 0, 0, 0, total - plan.steps))
     out = out.transpose(0, 1)  # (B, T, H), a view
-    if plan.index is not None:
-        out = _time_gather(out, plan.index)
+    if plan.reversal is not None:
+        out = _time_gather(out, plan.reversal)
     return out, (LSTMState(final.c, last) if hold else last)
 
 

@@ -310,6 +310,17 @@ def test_compiled_step_functions_write_their_buffers(name):
         assert_matches_loop(fn, name, [7, 7, 5, 5, 6, 7], True, torch.float64)
 
 
+def test_a_step_that_cannot_compile_falls_back_to_plain_operations():
+    """A compiler failure on the first call warns and runs the plain operations."""
+
+    def broken_compiler(graph, example_inputs):
+        raise RuntimeError("no code generator here")
+
+    with _ext.disabled(), forced_steps(broken_compiler):
+        with pytest.warns(RuntimeWarning, match="compiling the BPTT step"):
+            assert_matches_loop(run_bptt_gru, "gru-reset-before", LENGTHS, False, torch.float64)
+
+
 def test_compiled_steps_only_on_cuda_with_triton(monkeypatch):
     from rnnfuse.kernels import compiled_steps
 

@@ -12,7 +12,8 @@ matrix product(s) and one launch.
 They are used on CUDA when Triton is there (:func:`step_kernels`), unless
 ``RNNFUSE_NO_COMPILED_STEPS=1``; :func:`forced` runs them on any device with a chosen
 ``torch.compile`` backend (the tests run them on CPU).  The first call of each compiles it
-(seconds; PyTorch caches the result on disk).
+(seconds; PyTorch caches the result on disk); if compiling fails, a warning says so and the
+plain operations run.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import contextlib
 import functools
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Union
 
 import torch
 from torch import Tensor
@@ -135,12 +137,38 @@ _FORCED = threading.local()
 _UNSET = object()
 
 
+class _FirstCallFallback:
+    """``compiled``, or ``plain`` for good (with a warning) if the first call fails: a
+    compiler that cannot build a step (no working Triton, an unsupported device) leaves
+    the plain operations, not an error.  The first call fails before it runs, so the
+    buffers are untouched."""
+
+    def __init__(self, compiled: Callable[..., None], plain: Callable[..., None]) -> None:
+        self.compiled, self.plain, self.checked = compiled, plain, False
+
+    def __call__(self, *args: Any) -> None:
+        if self.checked:
+            return self.compiled(*args)
+        try:
+            self.compiled(*args)
+        except Exception as error:  # noqa: BLE001 - any compiler failure: fall back
+            warnings.warn(f"rnnfuse: compiling the BPTT step {self.plain.__name__} failed ({type(error).__name__}: "
+                          f"{error}); running it as plain PyTorch operations", RuntimeWarning, stacklevel=2)
+            self.compiled = self.plain
+            self.plain(*args)
+        self.checked = True
+
+
+Backend = Union[str, Callable[..., Any], None]
+
+
 @functools.cache
-def _compiled(backend: str | None) -> StepKernels:
+def _compiled(backend: Backend) -> StepKernels:
     if backend is None:
         return StepKernels(*_FUNCTIONS)
     compile_: Any = torch.compile
-    return StepKernels(*(compile_(fn, backend=backend, dynamic=True, fullgraph=True) for fn in _FUNCTIONS))
+    return StepKernels(*(_FirstCallFallback(compile_(fn, backend=backend, dynamic=True, fullgraph=True), fn)
+                         for fn in _FUNCTIONS))
 
 
 def _has_triton() -> bool:
@@ -167,10 +195,10 @@ def compiles_steps(device_type: str) -> bool:
 
 
 @contextlib.contextmanager
-def forced(backend: str | None = "inductor") -> Iterator[None]:
-    """Run the step functions on any device, compiled by ``backend`` (``"inductor"``;
-    ``"aot_eager"`` checks the traced equations without generating code; ``None`` runs
-    them uncompiled)."""
+def forced(backend: Backend = "inductor") -> Iterator[None]:
+    """Run the step functions on any device, compiled by ``backend`` (a ``torch.compile``
+    backend: ``"inductor"``; ``"aot_eager"`` checks the traced equations without generating
+    code; ``None`` runs them uncompiled)."""
     previous, _FORCED.backend = getattr(_FORCED, "backend", _UNSET), backend
     try:
         yield

@@ -116,6 +116,7 @@ class _Plan(NamedTuple):
 
     steps: int  # the longest length: the steps the kernel runs
     inside: Tensor  # (steps, B) bool
+    outside: Tensor  # (steps, B, 1) bool: the indicator
     padded_rows: Tensor  # flat rows past a length
     last_rows: Tensor  # (B,) each sequence's last step (step 0 for an empty one)
     empty: Tensor | None  # (B, 1) bool where a sequence is empty, None if none is
@@ -157,7 +158,8 @@ def _make_plan(lengths: Tensor, total: int, reverse: bool, device: torch.device)
     if reverse:  # step n - 1 - t inside a length n, t past it: an involution
         t_all, n = torch.arange(total, device=device).unsqueeze(0), lengths.unsqueeze(1)
         index = torch.where(t_all < n, n - 1 - t_all, t_all)
-    return _Plan(steps, inside, (~inside).flatten().nonzero().squeeze(1), last,
+    outside = ~inside
+    return _Plan(steps, inside, outside.unsqueeze(2), outside.flatten().nonzero().squeeze(1), last,
                  empty if bool(empty.any()) else None, index)
 
 
@@ -181,10 +183,12 @@ def run_fused_padded(
     if not padded_runs(spec):
         raise ValueError(f"cell: run_fused_padded runs a GRU, a tanh RNN or an LSTM without projection "
                          f"whose recurrent sums stay below {SATURATE - _MARGIN:g}; got {cell!r} ({spec.mode})")
-    if x.shape[0] == 0 or x.shape[1] == 0 or int(lengths.max()) == 0:  # the kernels refuse empty batches
+    if x.shape[0] == 0 or x.shape[1] == 0:  # the kernels refuse empty batches
         return run_loop(cell, x, lengths, state, reverse)
     total = x.shape[1]
     plan = _plan(lengths, total, reverse, x.device)
+    if plan.steps == 0:
+        return run_loop(cell, x, lengths, state, reverse)
     if plan.reversal is not None:
         x = _time_gather(x, plan.reversal)
     hold = spec.mode == "lstm"
@@ -197,7 +201,7 @@ def run_fused_padded(
     if plan.empty is not None:
         last = torch.where(plan.empty, state_output(state), last)
     if plan.steps < total:
-        out = torch.nn.functional.pad(out, (0, 0, 0, 0, 0, total - plan.steps))
+        out = torch.constant_pad_nd(out, (0, 0, 0, 0, 0, total - plan.steps))
     out = out.transpose(0, 1)  # (B, T, H), a view
     if plan.reversal is not None:
         out = _time_gather(out, plan.reversal)
@@ -209,7 +213,7 @@ def _padded_input(x_tm: Tensor, plan: _Plan, indicator: bool) -> Tensor:
     (whatever the caller's padding holds: even a NaN there must not reach a product), and
     the indicator column (1 past each length) when ``indicator``."""
     steps, batch, features = x_tm.shape
-    parts = [x_tm, (~plan.inside).to(x_tm.dtype).unsqueeze(2)] if indicator else [x_tm]
+    parts = [x_tm, plan.outside.to(x_tm.dtype)] if indicator else [x_tm]
     out = torch.cat(parts, 2)  # a fresh tensor, so the padding is cleared in place
     out.view(steps * batch, -1)[:, :features].index_fill_(0, plan.padded_rows, 0.0)
     return out

@@ -228,6 +228,26 @@ def test_fused_padded_sees_weights_changed_in_place():
         assert not padded_runs(spec())
 
 
+def test_fused_padded_layers_chain_and_an_edited_output_is_cleared_again(two_threads):
+    """A padded LSTM layer's output (zero past each length) feeds the next layer without
+    clearing its padding again; written into since, it is cleared as any input."""
+    torch.manual_seed(3)
+    stack = StackedRNN(F, [H, H + 1], cell="lstm").double().eval()
+    x, lens = torch.randn(B, T, F, dtype=torch.float64), torch.tensor(LENGTHS)
+    with torch.no_grad():
+        assert select_path(stack.layers[1], torch.zeros(B, T, H, dtype=torch.float64), lens) == "fused-padded"
+        y, _ = stack(x, lens)
+    y_ref, _ = stack(x.requires_grad_(), lens)  # with gradients: the C++ loop or the segments
+    torch.testing.assert_close(y, y_ref, atol=1e-10, rtol=1e-10)
+    first, second = stack.layers
+    with torch.no_grad():
+        out, _ = run_fused_padded(first, x, lens, first.initial_state(B, dtype=torch.float64), False)
+        clean, _ = run_fused_padded(second, out, lens, second.initial_state(B, dtype=torch.float64), False)
+        out[torch.arange(T).unsqueeze(0) >= lens.unsqueeze(1)] = float("nan")  # in place: no longer clean
+        edited, _ = run_fused_padded(second, out, lens, second.initial_state(B, dtype=torch.float64), False)
+    torch.testing.assert_close(edited, clean, atol=0, rtol=0)
+
+
 def test_gradcheck_fused_padded():
     cell = LSTMCell(F, 3, forget_bias=0.5).double()
     gen = torch.Generator().manual_seed(4)

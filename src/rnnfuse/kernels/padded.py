@@ -189,31 +189,68 @@ def run_fused_padded(
     plan = _plan(lengths, total, reverse, x.device)
     if plan.steps == 0:
         return run_loop(cell, x, lengths, state, reverse)
+    steps = plan.steps if total - plan.steps > _UNTRIMMED else total
     if plan.reversal is not None:
         x = _time_gather(x, plan.reversal)
     hold = spec.mode == "lstm"
-    x_tm = _padded_input(x[:, : plan.steps].transpose(0, 1), plan, hold)
+    x_tm = _padded_input(x[:, :steps].transpose(0, 1), plan, hold, clean=_is_clean(x, plan))
     weights = _indicator_weights(spec.fused_weights) if hold else spec.fused_weights
     out, final = fused_call(spec._replace(fused_weights=weights), x_tm, state)
     if not hold:  # a held LSTM's h is zero past each length already
-        out = out * plan.inside.unsqueeze(2)
+        out = out * _inside(plan, steps).unsqueeze(2)
     last = out.view(-1, out.shape[2]).index_select(0, plan.last_rows)
     if plan.empty is not None:
         last = torch.where(plan.empty, state_output(state), last)
-    if plan.steps < total:
-        out = torch.constant_pad_nd(out, (0, 0, 0, 0, 0, total - plan.steps))
+    if steps < total:
+        out = torch.constant_pad_nd(out, (0, 0, 0, 0, 0, total - steps))
     out = out.transpose(0, 1)  # (B, T, H), a view
     if plan.reversal is not None:
         out = _time_gather(out, plan.reversal)
+    elif hold:  # zero past each length: the next layer need not clear its padding
+        _CLEAN[out] = plan
     return out, (LSTMState(final.c, last) if hold else last)
 
 
-def _padded_input(x_tm: Tensor, plan: _Plan, indicator: bool) -> Tensor:
+_UNTRIMMED = 2
+"""Past the longest length, up to this many steps run (their outputs are zero anyway) rather
+than trimmed and padded again: a copy of the outputs costs about what a step costs."""
+
+_CLEAN: WeakIdKeyDictionary = WeakIdKeyDictionary()  # outputs of this path: zero past their lengths
+
+
+def _is_clean(x: Tensor, plan: _Plan) -> bool:
+    """Whether ``x`` is an LSTM output of this path for the same lengths (so zero past
+    them) that nothing has modified since (its version counter is the one it was made with)."""
+    return _CLEAN.get(x) is plan and x._version == 0 and not x.is_inference()
+
+
+def _inside(plan: _Plan, steps: int) -> Tensor:
+    if steps == plan.steps:
+        return plan.inside
+    return torch.cat([plan.inside, plan.inside.new_zeros(steps - plan.steps, plan.inside.shape[1])])
+
+
+def _padded_input(x_tm: Tensor, plan: _Plan, indicator: bool, *, clean: bool = False) -> Tensor:
     """The kernel's time-major input: ``x_tm`` (steps, B, F) with zeros past each length
-    (whatever the caller's padding holds: even a NaN there must not reach a product), and
-    the indicator column (1 past each length) when ``indicator``."""
+    (whatever the caller's padding holds: even a NaN there must not reach a product; a
+    ``clean`` input is zero there already), and the indicator column (1 past each length)
+    when ``indicator``."""
     steps, batch, features = x_tm.shape
-    parts = [x_tm, plan.outside.to(x_tm.dtype)] if indicator else [x_tm]
-    out = torch.cat(parts, 2)  # a fresh tensor, so the padding is cleared in place
-    out.view(steps * batch, -1)[:, :features].index_fill_(0, plan.padded_rows, 0.0)
+    if not indicator:
+        out = x_tm.clone(memory_format=torch.contiguous_format)
+    else:
+        outside = plan.outside.to(x_tm.dtype)
+        if steps > plan.steps:
+            outside = torch.cat([outside, outside.new_ones(steps - plan.steps, batch, 1)])
+        out = torch.cat([x_tm, outside], 2)  # a fresh tensor, so the padding is cleared in place
+    if not clean:
+        out.view(steps * batch, -1)[:, :features].index_fill_(0, _padded_rows(plan, steps), 0.0)
     return out
+
+
+def _padded_rows(plan: _Plan, steps: int) -> Tensor:
+    if steps == plan.steps:
+        return plan.padded_rows
+    batch = plan.inside.shape[1]
+    extra = torch.arange(plan.steps * batch, steps * batch, device=plan.padded_rows.device)
+    return torch.cat([plan.padded_rows, extra])

@@ -52,6 +52,10 @@ once ``|x| > 745`` (``exp(-745)`` underflows in float64), so a gate is saturated
 while the rest of its sum stays below ``M - 1000``."""
 
 _MARGIN = 1000.0
+_UNTRIMMED = 2
+"""Past the longest length, up to this many steps run (their outputs are zero anyway) rather
+than trimmed and padded again: a copy of the outputs costs about what a step costs."""
+
 _HOLD_SIGNS = (-1.0, 1.0, 0.0, -1.0)  # the LSTM's gate blocks i, f, g, o
 
 _V = TypeVar("_V")
@@ -114,7 +118,7 @@ def _indicator_weights(weights: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
 class _Plan(NamedTuple):
     """What a padded call derives from the lengths alone (time-major flat rows ``t·B + b``)."""
 
-    steps: int  # the longest length: the steps the kernel runs
+    steps: int  # the steps the kernel runs: the longest length, or all when that is close
     inside: Tensor  # (steps, B) bool
     outside: Tensor  # (steps, B, 1) bool: the indicator
     padded_rows: Tensor  # flat rows past a length
@@ -148,19 +152,21 @@ def _plan(lengths: Tensor, total: int, reverse: bool, device: torch.device) -> _
 
 
 def _make_plan(lengths: Tensor, total: int, reverse: bool, device: torch.device) -> _Plan:
+    """The plan from the lengths' values (read once: a batch small enough for this path
+    has few), in a handful of tensor operations."""
+    values = lengths.tolist()
+    batch, longest = len(values), max(values, default=0)
+    steps = longest if total - longest > _UNTRIMMED or longest == 0 else total
     lengths = lengths.to(device)
-    batch, steps = lengths.shape[0], int(lengths.max())
-    t = torch.arange(steps, device=device).unsqueeze(1)
-    inside = t < lengths.unsqueeze(0)
-    last = (lengths - 1).clamp(min=0) * batch + torch.arange(batch, device=device)
-    empty = (lengths == 0).unsqueeze(1)
+    inside = torch.arange(steps, device=device).unsqueeze(1) < lengths.unsqueeze(0)
+    outside = ~inside
+    last = torch.tensor([max(n - 1, 0) * batch + b for b, n in enumerate(values)], device=device)
+    empty = torch.tensor([[n == 0] for n in values], device=device) if 0 in values else None
     index = None
     if reverse:  # step n - 1 - t inside a length n, t past it: an involution
         t_all, n = torch.arange(total, device=device).unsqueeze(0), lengths.unsqueeze(1)
         index = torch.where(t_all < n, n - 1 - t_all, t_all)
-    outside = ~inside
-    return _Plan(steps, inside, outside.unsqueeze(2), outside.flatten().nonzero().squeeze(1), last,
-                 empty if bool(empty.any()) else None, index)
+    return _Plan(steps, inside, outside.unsqueeze(2), outside.flatten().nonzero().squeeze(1), last, empty, index)
 
 
 def _time_gather(x: Tensor, index: Tensor) -> Tensor:
@@ -189,7 +195,7 @@ def run_fused_padded(
     plan = _plan(lengths, total, reverse, x.device)
     if plan.steps == 0:
         return run_loop(cell, x, lengths, state, reverse)
-    steps = plan.steps if total - plan.steps > _UNTRIMMED else total
+    steps = plan.steps
     if plan.reversal is not None:
         x = _time_gather(x, plan.reversal)
     hold = spec.mode == "lstm"
@@ -197,7 +203,7 @@ def run_fused_padded(
     weights = _indicator_weights(spec.fused_weights) if hold else spec.fused_weights
     out, final = fused_call(spec._replace(fused_weights=weights), x_tm, state)
     if not hold:  # a held LSTM's h is zero past each length already
-        out = out * _inside(plan, steps).unsqueeze(2)
+        out = out * plan.inside.unsqueeze(2)
     last = out.view(-1, out.shape[2]).index_select(0, plan.last_rows)
     if plan.empty is not None:
         last = torch.where(plan.empty, state_output(state), last)
@@ -211,10 +217,6 @@ def run_fused_padded(
     return out, (LSTMState(final.c, last) if hold else last)
 
 
-_UNTRIMMED = 2
-"""Past the longest length, up to this many steps run (their outputs are zero anyway) rather
-than trimmed and padded again: a copy of the outputs costs about what a step costs."""
-
 _CLEAN: WeakIdKeyDictionary = WeakIdKeyDictionary()  # outputs of this path: zero past their lengths
 
 
@@ -223,11 +225,6 @@ def _is_clean(x: Tensor, plan: _Plan) -> bool:
     them) that nothing has modified since (its version counter is the one it was made with)."""
     return _CLEAN.get(x) is plan and x._version == 0 and not x.is_inference()
 
-
-def _inside(plan: _Plan, steps: int) -> Tensor:
-    if steps == plan.steps:
-        return plan.inside
-    return torch.cat([plan.inside, plan.inside.new_zeros(steps - plan.steps, plan.inside.shape[1])])
 
 
 def _padded_input(x_tm: Tensor, plan: _Plan, indicator: bool, *, clean: bool = False) -> Tensor:
@@ -239,18 +236,7 @@ def _padded_input(x_tm: Tensor, plan: _Plan, indicator: bool, *, clean: bool = F
     if not indicator:
         out = x_tm.clone(memory_format=torch.contiguous_format)
     else:
-        outside = plan.outside.to(x_tm.dtype)
-        if steps > plan.steps:
-            outside = torch.cat([outside, outside.new_ones(steps - plan.steps, batch, 1)])
-        out = torch.cat([x_tm, outside], 2)  # a fresh tensor, so the padding is cleared in place
+        out = torch.cat([x_tm, plan.outside.to(x_tm.dtype)], 2)  # a fresh tensor, so the padding is cleared in place
     if not clean:
-        out.view(steps * batch, -1)[:, :features].index_fill_(0, _padded_rows(plan, steps), 0.0)
+        out.view(steps * batch, -1)[:, :features].index_fill_(0, plan.padded_rows, 0.0)
     return out
-
-
-def _padded_rows(plan: _Plan, steps: int) -> Tensor:
-    if steps == plan.steps:
-        return plan.padded_rows
-    batch = plan.inside.shape[1]
-    extra = torch.arange(plan.steps * batch, steps * batch, device=plan.padded_rows.device)
-    return torch.cat([plan.padded_rows, extra])

@@ -194,15 +194,18 @@ def make_windows(series: Series, origins: np.ndarray, config: DataConfig, scale:
 
 
 def _global(series: Series, origins: np.ndarray, config: DataConfig, anchor: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The global encoder's rows ``(N, global_blocks, 3)`` and valid counts: row ``j < count``
+    of origin ``t`` is the block ending at ``t - block * (count - 1 - j)`` (chronological, left
+    aligned); the rows past ``count`` are zeros.  All origins at once."""
     blocks, size = config.global_blocks, config.block
     counts = np.minimum(blocks, (origins + 1) // size)
-    out = np.zeros((len(origins), blocks, 3))
-    y = series.values
-    for row, (t, count) in enumerate(zip(origins, counts)):
-        ends = t - size * np.arange(count - 1, -1, -1)  # chronological block ends
-        idx = ends[:, None] - np.arange(size - 1, -1, -1)[None, :]
-        means = (y[idx].mean(axis=1) - anchor[row]) / scale
-        out[row, :count] = _features(means, phases(series, ends, config.period))
+    j = np.arange(blocks)[None, :]
+    valid = j < counts[:, None]
+    ends = np.where(valid, origins[:, None] - size * (counts[:, None] - 1 - j), size - 1)  # padding: any whole block
+    idx = ends[..., None] - np.arange(size - 1, -1, -1)
+    means = (series.values[idx].mean(axis=-1) - anchor[:, None]) / scale
+    out = _features(means, phases(series, ends, config.period))
+    out[~valid] = 0.0
     return out, counts.astype(np.int64)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 from importlib import resources
 
 import numpy as np
@@ -109,6 +110,29 @@ def test_global_history_is_ragged_near_the_start(tmp_path):
     w = make_windows(series, np.array([4, 5, 30]), SMALL, 1.0)
     assert w.global_len.tolist() == [2, 3, 3]
     assert w.global_[0, 2].abs().sum() == 0  # padding after the valid blocks
+
+
+def test_global_rows_are_the_block_means_and_phases_for_every_origin(tmp_path):
+    """Every origin, ragged ones included, against a per-origin reference: row j < count is the
+    mean of the block ending at t - block * (count - 1 - j), relative to y[t] over the scale,
+    with the phase of its last step (dates: the fraction of the year); zeros after count."""
+    n = 80
+    days = [(dt.date(2000, 1, 1) + dt.timedelta(weeks=i)).strftime("%Y-%m-%d") for i in range(n)]
+    y = 5 + 0.2 * np.arange(n) + np.cos(np.arange(n))
+    series = load_csv(_write(tmp_path, "d,v\n" + "\n".join(f"{d},{v:.6f}" for d, v in zip(days, y)) + "\n"), "v", "d")
+    config = DataConfig(local_steps=4, global_blocks=5, block=3, min_global_blocks=1, horizon=2, period=52, val_steps=6, test_steps=6)
+    origins = np.arange(1, n - 2)
+    w = make_windows(series, origins, config, 1.5)
+    start = series.times[0]
+    for row, t in enumerate(origins):
+        count = min(5, (t + 1) // 3)
+        assert w.global_len[row] == count
+        ends = t - 3 * np.arange(count - 1, -1, -1)
+        means = np.array([y[e - 2 : e + 1].mean() for e in ends])
+        phase = 2 * np.pi * (((start + 7 * ends) / 365.2425) % 1.0)
+        expected = np.stack([(means - y[t]) / 1.5, np.sin(phase), np.cos(phase)], axis=-1)
+        np.testing.assert_allclose(w.global_[row, :count].numpy(), expected, rtol=1e-5, atol=1e-5)
+        assert w.global_[row, count:].abs().sum() == 0
 
 
 def test_splits_do_not_leak_and_skip_filled_targets(tmp_path):

@@ -30,6 +30,9 @@ whose states adapt too slowly to be run over decades, from a filter started 5 or
 each block of 4 seasons of origins (:func:`_rolling`), as their validation forecasts are made.
 DHR's details then also hold the parameters of its fit before validation (``val_params``): the
 hybrids' encoders read the series less those fits' seasonal terms (:func:`seasonal_part`).
+For hybrids refitted before the test stretch, forecasts at every origin whose targets lie before
+it (``splits["refit"]``) are made the same way with the parameters fitted before the test
+stretch (DHR's ``params``, ETS's and SARIMA's ``details["test"]``).
 """
 
 from __future__ import annotations
@@ -215,7 +218,9 @@ def classical_baselines(
 ) -> dict[str, dict[str, Any]]:
     """Every classical baseline on ``splits`` = ``{"val": (fit_end, origins, truth), "test": ...}``.
 
-    ``y``: the series with NaN at unobserved points.  Returns, per baseline, ``forecasts``
+    Optional ``"train"`` and ``"refit"`` entries (``truth`` unused): forecasts at those origins
+    with the parameters fitted for ``val`` and for ``test`` respectively (the demo's hybrids;
+    NaN where an origin has too little history).  ``y``: the series with NaN at unobserved points.  Returns, per baseline, ``forecasts``
     (per split, ``(N, H)``), ``seconds``, ``details`` and ``error`` (``None``, or why the fit
     failed: a failed baseline is reported, not dropped).
     """
@@ -226,13 +231,18 @@ def classical_baselines(
         try:
             forecasts, details = _run_one(name, y, splits, horizon, period, season)
             error = None
-            if any(not np.all(np.isfinite(f)) for k, f in forecasts.items() if k != "train"):  # train: NaN where not forecast
+            if any(not np.all(np.isfinite(f)) for k, f in forecasts.items() if k not in _FITTED_ELSEWHERE):  # NaN where not forecast
                 forecasts, error = {}, "non-finite forecasts"
         except Exception as exc:  # noqa: BLE001 - any failure of a fit is reported in the table
             forecasts, details, error = {}, {}, f"{type(exc).__name__}: {exc}"
         out[name] = {"forecasts": forecasts, "details": details, "error": error, "seconds": time.perf_counter() - began}
         log(f"baseline {name}: " + (f"failed ({error})" if error else f"{out[name]['seconds']:.1f} s"))
     return out
+
+
+# the hybrids' splits forecast with another split's parameters (never fitted on their own):
+# training origins with those fitted before validation, a refit's with those fitted before test
+_FITTED_ELSEWHERE = {"train": "val", "refit": "test"}
 
 
 def _run_one(name: str, y: np.ndarray, splits: dict, horizon: int, period: float, season: int) -> tuple[dict, dict]:
@@ -250,14 +260,17 @@ def _run_one(name: str, y: np.ndarray, splits: dict, horizon: int, period: float
         out = {"val": state_forecasts(val_models[best], val_origins, horizon), "test": state_forecasts(model, test_origins, horizon)}
         if "train" in splits:  # for the hybrids: training origins, with the parameters fitted before validation
             out["train"] = state_forecasts(val_models[best], splits["train"][1], horizon)
+        if "refit" in splits:  # for refitted hybrids: origins before the test stretch, the fit before it
+            out["refit"] = state_forecasts(model, splits["refit"][1], horizon)
         return out, details
     fit = {"ETS (A,A,A)": fit_ets, "SARIMA airline": fit_sarima}[name]
     forecasts, details = {}, {}
     for split, (fit_end, origins, _) in splits.items():
-        if split == "train":
+        if split in _FITTED_ELSEWHERE:
             continue
         model, details[split], start = fit(y, fit_end, season)
         forecasts[split] = state_forecasts(model, origins - start, horizon)
-    if "train" in splits:  # for the hybrids: the parameters fitted before validation (details["val"])
-        forecasts["train"] = _rolling(name, y, np.asarray(splits["train"][1]), details["val"]["params"], season, horizon)
+    for split, fitted in _FITTED_ELSEWHERE.items():  # for the hybrids: parameters fitted for another split
+        if split in splits:
+            forecasts[split] = _rolling(name, y, np.asarray(splits[split][1]), details[fitted]["params"], season, horizon)
     return forecasts, details

@@ -58,7 +58,7 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _add_demo(sub: Any) -> None:
-    from .demo import DEMO_EPOCHS, DEMO_FUSIONS, DEMO_SEEDS
+    from .demo import DEMO_EPOCHS, DEMO_FUSIONS, DEMO_REFIT, DEMO_SEEDS, REFIT_CHOICES
 
     p = sub.add_parser("demo", help="train one forecaster per fusion on the embedded CO2 data; table + plots")
     p.add_argument("--out", default="rnnfuse-demo", help="output directory (default ./rnnfuse-demo)")
@@ -69,6 +69,10 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--fusions", default=",".join(DEMO_FUSIONS), help=f"comma-separated, from {','.join(FUSIONS)}")
     p.add_argument("--hybrids", default="zoph-knight", help="fusions also trained as hybrids on the errors of the DHR + ETS mean (DHR without ets) (comma-separated, or none)")
     p.add_argument("--baselines", default="dhr,ets,sarima", help="classical baselines (statsmodels): comma-separated from dhr,ets,sarima, or none")
+    p.add_argument("--refit", choices=REFIT_CHOICES, default=DEMO_REFIT,
+                   help="networks retrained, once validation has chosen their settings, on every window before the test "
+                        f"stretch to forecast it, as the classical parameters are re-estimated there (default {DEMO_REFIT}; "
+                        "all doubles the training time)")
     S = argparse.SUPPRESS
     d = p.add_argument_group("data (default: the embedded weekly CO2 series; window sizes not given scale with the period)")
     d.add_argument("--csv", default=S, help="CSV file with a header line")
@@ -121,7 +125,7 @@ def _demo(args: argparse.Namespace) -> int:
         data, period = demo_data(given, period)
         validate(RunConfig(data=data), "command line")
         run_demo(Path(args.out), epochs=args.epochs, seed=args.seed, seeds=args.seeds, jobs=args.jobs, fusions=fusions,
-                 data=data, period=period, baselines=[BASELINE_KEYS[k] for k in keys], hybrids=hybrids)
+                 data=data, period=period, baselines=[BASELINE_KEYS[k] for k in keys], hybrids=hybrids, refit=args.refit)
     except (ConfigError, DataError) as exc:
         return fail("demo", str(exc))
     return 0

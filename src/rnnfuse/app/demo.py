@@ -7,6 +7,13 @@ the size of the differences between seeds, and the table gives the mean and the 
 Each run's checkpoints go to ``out/runs/<fusion>-seed<k>`` (usable with ``rnnfuse predict
 --model``), the table to ``out/results.md`` and ``out/results.json``, figures to
 ``out/*.png``.
+
+Refit before test (``refit``, as the classical baselines' parameters are re-estimated before
+the test stretch): the settings are chosen on validation with the model trained on the
+training windows (the epochs are fixed; a hybrid's correction share is chosen there), then a
+fresh model with the same seed and settings is trained on every window whose targets lie
+before the test stretch (:attr:`~rnnfuse.app.windows.Splits.before_test`), and that model
+forecasts the test stretch.  Its checkpoints go to ``out/runs/<run>-refit``.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import os
 import shutil
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from dataclasses import replace
 from typing import Any
@@ -28,13 +35,18 @@ from .metrics import errors, forecast, seasonal_naive, seasonal_naive_drift, tru
 from .model import count_parameters
 from .windows import Prepared, prepare
 
-__all__ = ["DEMO_FUSIONS", "DEMO_EPOCHS", "DEMO_SEEDS", "run_demo", "train_one", "format_table", "demo_config"]
+__all__ = ["DEMO_FUSIONS", "DEMO_EPOCHS", "DEMO_SEEDS", "DEMO_REFIT", "REFIT_CHOICES", "run_demo", "train_one", "format_table",
+           "demo_config"]
 
 DEMO_FUSIONS = ("local", "global", "concat", "sum", "mean", "bridge", "zoph-knight", "child-sum", "gated")
 DEMO_EPOCHS = 8
 DEMO_SEEDS = 3
 HYBRID_BASE = "DHR + ETS mean"  # the classical forecast the hybrids correct (DHR alone without ETS)
 DEMO_HYBRIDS = ("zoph-knight",)
+# which networks are refitted before the test stretch: every one, the hybrids only (the default:
+# refitting all of them would double the demo's training time), or none
+REFIT_CHOICES = ("all", "hybrids", "none")
+DEMO_REFIT = "hybrids"
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _COST = {"concat": 5, "bridge": 4, "child-sum": 4, "gated": 4, "zoph-knight": 4, "sum": 3, "mean": 3, "max": 3, "global": 2, "local": 1}
 
@@ -46,7 +58,7 @@ def demo_config(fusion: str, epochs: int, seed: int, data: DataConfig | None = N
 
 def train_one(
     fusion: str, epochs: int, seed: int, out: str | None, data: DataConfig | None = None,
-    base: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None, refit: bool = False,
 ) -> dict[str, Any]:
     """Train one demo model; return its history, errors and test forecasts (picklable).
 
@@ -54,16 +66,26 @@ def train_one(
     classical model at every origin (without look-ahead); the network learns their errors
     (:func:`hybrid_data`), and the share of its correction kept is chosen on validation
     (:func:`correction_weight`, returned as ``correction_weight``).
+
+    ``refit``: train on every window whose targets lie before the test stretch instead (a
+    hybrid's then need ``base["refit"]``) and return only what the test column needs: the
+    test forecast (a hybrid's before any correction share: :func:`apply_refits` blends it with
+    the share its training-windows model chose on validation), the test windows' ``base``,
+    the seconds and the number of training windows.
     """
     from .training import Trainer  # imported here: runs in a fresh worker process
 
     data = data or DataConfig()
     name = fusion if base is None else f"{fusion} + {base['name']}"
-    run_dir = None if out is None else Path(out) / "runs" / (f"{fusion}-seed{seed}" if base is None else f"{fusion}-hybrid-seed{seed}")
+    run_dir = None if out is None else Path(out) / "runs" / _run_name(fusion, seed, base is not None, refit)
     if run_dir is not None and run_dir.exists():
         shutil.rmtree(run_dir)
     lines: list[str] = []
-    prepared = None if base is None else hybrid_data(data, base)
+    prepared: Prepared | None = None  # None: the Trainer prepares the plain windows
+    if base is not None:
+        prepared = hybrid_data(data, base, refit)
+    elif refit:
+        prepared = prepare(load_series(data.csv, data.column, data.time_column), data, refit=True)
     trainer = Trainer(
         demo_config(fusion, epochs, seed, data), run_dir, log=lines.append, show_progress=False,
         prepared=prepared, extra_covariates=0 if base is None else 1,
@@ -73,6 +95,13 @@ def train_one(
     trainer.run()
     seconds = time.perf_counter() - began
     test_forecast = forecast(trainer.model, trainer.data.test)
+    if refit:
+        test = trainer.data.test
+        return {
+            "name": name, "seed": seed, "refit": True, "seconds": seconds, "windows": len(trainer.data.train),
+            "epochs": len(trainer.progress.history), "test_forecast": test_forecast.tolist(),
+            "test_base": None if test.base is None else test.base.double().numpy().tolist(), "log": lines,
+        }
     val = trainer.evaluate("val")
     weight = None
     if base is not None:  # the share of the network's correction, chosen on validation
@@ -96,11 +125,51 @@ CORRECTION_WEIGHTS = tuple(k / 10 for k in range(11))
 
 
 def blend(windows: Any, prediction: Any, weight: float) -> Any:
-    """A hybrid's forecast with ``weight`` of its network's correction: ``base + w (f - base)``."""
+    """A hybrid's forecast with ``weight`` of its network's correction: ``base + w (f - base)``
+    (``windows.base``: the classical forecast)."""
+    return _blend_base(windows.base.double().numpy(), prediction, weight)
+
+
+def _blend_base(base: Any, prediction: Any, weight: float) -> Any:
     import numpy as np
 
-    base = windows.base.double().numpy()
+    base = np.asarray(base, dtype=np.float64)
     return base + weight * (np.asarray(prediction, dtype=np.float64) - base)
+
+
+def _run_name(fusion: str, seed: int, hybrid: bool, refit: bool) -> str:
+    """A run's folder under ``out/runs``: ``zoph-knight-seed0``, ``zoph-knight-hybrid-seed0-refit``."""
+    return f"{fusion}{'-hybrid' if hybrid else ''}-seed{seed}{'-refit' if refit else ''}"
+
+
+def apply_refits(runs: list[dict[str, Any]], series: Series, test: Any) -> list[dict[str, Any]]:
+    """The network runs with their refitted models' test forecasts in place of their own: each
+    refit (``train_one(..., refit=True)``) replaces the ``test`` errors and forecast of the
+    run with the same name and seed, a hybrid's blended with the correction share that run
+    chose on validation; the run's own test errors move to ``test_without_refit``.  ``test``:
+    the test windows (for the truth)."""
+    import numpy as np
+
+    refits = {(r["name"], r["seed"]): r for r in runs if r.get("refit")}
+    target = truth(series, test)
+    out = []
+    for run in runs:
+        if run.get("refit"):
+            continue
+        fit = refits.pop((run["name"], run["seed"]), None)
+        if fit is None:
+            out.append(run)
+            continue
+        prediction = np.asarray(fit["test_forecast"], dtype=np.float64)
+        if run.get("correction_weight") is not None:
+            prediction = _blend_base(fit["test_base"], prediction, run["correction_weight"])
+        out.append(run | {
+            "test": errors(prediction, target), "test_forecast": prediction.tolist(), "test_without_refit": run["test"],
+            "refit_seconds": fit["seconds"], "refit_windows": fit["windows"],
+        })
+    if refits:
+        raise ValueError(f"apply_refits: refits without their model trained on the training windows: {sorted(refits)}")
+    return out
 
 
 def correction_weight(prediction: Any, windows: Any, series: Series) -> tuple[float, dict[str, Any]]:
@@ -113,7 +182,7 @@ def correction_weight(prediction: Any, windows: Any, series: Series) -> tuple[fl
     return best, scored[best]
 
 
-def hybrid_data(data: DataConfig, base: dict[str, Any]) -> Prepared:
+def hybrid_data(data: DataConfig, base: dict[str, Any], refit: bool = False) -> Prepared:
     """The hybrid's windows: ``base`` holds a classical forecast ``(N, H)`` per split, made at
     each origin without look-ahead; the targets become its errors and the decoder reads it
     (:func:`~rnnfuse.app.windows.with_base`).  With ``base["dhr"]`` (DHR's fitted details) the
@@ -121,22 +190,34 @@ def hybrid_data(data: DataConfig, base: dict[str, Any]) -> Prepared:
     forecast less them too (:func:`~rnnfuse.app.windows.deseasonalised`,
     :func:`~rnnfuse.app.windows.deseasonalised_forecast`): the fit before validation for the
     training and validation windows, the one before test for the test windows.  Training
-    origins where the base has no forecast (too little history) are left out."""
+    origins where the base has no forecast (too little history) are left out.
+
+    ``refit``: the training windows are every window whose targets lie before the test stretch
+    (:func:`~rnnfuse.app.windows.prepare`), their base ``base["refit"]`` and their seasonal
+    terms from the classical fit before the test stretch, as the training windows' come from
+    the fit before validation; validation (then seen in training: the epoch report only) and
+    test windows are built as without ``refit``."""
     import numpy as np
     import torch
 
     from .windows import with_base
 
-    plain = prepare(load_series(data.csv, data.column, data.time_column), data)
+    plain = prepare(load_series(data.csv, data.column, data.time_column), data, refit=refit)
+    sources = _base_sources(refit)
     windows = {}
-    for split, (encoders, decoder_input) in _hybrid_inputs(plain, data, base).items():
-        windows[split] = with_base(encoders, base[split], None if decoder_input is None else [decoder_input])
-    known = np.isfinite(np.asarray(base["train"])).all(axis=1)
+    for split, (encoders, decoder_input) in _hybrid_inputs(plain, data, base, refit).items():
+        windows[split] = with_base(encoders, base[sources[split]], None if decoder_input is None else [decoder_input])
+    known = np.isfinite(np.asarray(base[sources["train"]])).all(axis=1)
     windows["train"] = windows["train"].subset(torch.from_numpy(np.flatnonzero(known)))
     return replace(plain, train=windows["train"], val=windows["val"], test=windows["test"])
 
 
-def _hybrid_inputs(plain: Prepared, data: DataConfig, base: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+def _base_sources(refit: bool) -> dict[str, str]:
+    """Which of the base's forecasts each split of the hybrid's windows reads."""
+    return {"train": "refit" if refit else "train", "val": "val", "test": "test"}
+
+
+def _hybrid_inputs(plain: Prepared, data: DataConfig, base: dict[str, Any], refit: bool = False) -> dict[str, tuple[Any, Any]]:
     """Per split, the windows whose encoder inputs the hybrid reads and its decoder's base input
     (``None``: the default, the base relative to the last value); see :func:`hybrid_data`.  The
     deseasonalised inputs are scaled like the plain ones, on the training windows only."""
@@ -151,12 +232,14 @@ def _hybrid_inputs(plain: Prepared, data: DataConfig, base: dict[str, Any]) -> d
     n = len(plain.series) + data.horizon  # the seasonal terms reach the last target
     before_val = seasonal_part(n, dhr["period"], dhr["K"], dhr["val_params"])
     before_test = seasonal_part(n, dhr["period"], dhr["K"], dhr["params"])
+    train_seasonal = before_test if refit else before_val
     series = plain.series
-    scale = fit_scale(replace(series, values=series.values - before_val[: len(series)]), plain.splits.train, data.horizon)
+    scale = fit_scale(replace(series, values=series.values - train_seasonal[: len(series)]), plain.train.origins.numpy(), data.horizon)
+    sources = _base_sources(refit)
     out = {}
-    for split, seasonal in (("train", before_val), ("val", before_val), ("test", before_test)):
+    for split, seasonal in (("train", train_seasonal), ("val", before_val), ("test", before_test)):
         windows = getattr(plain, split)
-        forecast = np.nan_to_num(np.asarray(base[split], dtype=np.float64))  # NaN rows: left out of training
+        forecast = np.nan_to_num(np.asarray(base[sources[split]], dtype=np.float64))  # NaN rows: left out of training
         out[split] = (
             deseasonalised(windows, series, seasonal[: len(series)], data, scale),
             deseasonalised_forecast(windows, forecast, seasonal, scale),
@@ -171,20 +254,27 @@ def _describe_decoder(model: Any) -> str:
     return f"{dec.layers[0].kind.upper()} {sizes} ({how})"
 
 
-def _star(args: tuple) -> dict[str, Any]:
-    if args[0] == "baseline":
-        return _classical_one(*args[1:])
-    return train_one(*args)
+def _star(task: tuple | dict[str, Any]) -> dict[str, Any]:
+    """Run one task in a worker: ``("baseline", ...)`` (:func:`_classical_one`), or a network's
+    keyword arguments for :func:`train_one`."""
+    if isinstance(task, tuple):
+        return _classical_one(*task[1:])
+    return train_one(**task)
 
 
-def _classical_one(name: str, data: DataConfig, period: float, train: bool = False) -> dict[str, Any]:
-    """One classical baseline on the demo's validation and test windows (in a worker)."""
+def _classical_one(name: str, data: DataConfig, period: float, train: bool = False, refit: bool = False) -> dict[str, Any]:
+    """One classical baseline on the demo's validation and test windows (in a worker);
+    ``train``/``refit``: also at the training origins, with the parameters fitted before
+    validation, and at every origin before the test stretch, with those fitted before it (a
+    part of the hybrids' base)."""
     from .baselines import classical_baselines
 
     prepared = prepare(load_series(data.csv, data.column, data.time_column), data)
     splits = _baseline_splits(prepared)
-    if train:  # a part of the hybrids' base: forecasts at the training origins too
+    if train:
         splits["train"] = (prepared.splits.val_start, prepared.train.origins.numpy(), None)
+    if refit:
+        splits["refit"] = (prepared.splits.test_start, prepared.splits.before_test, None)
     result = classical_baselines(_observed(prepared.series), splits, data.horizon, period, names=[name])[name]
     result["forecasts"] = {k: v.tolist() for k, v in result["forecasts"].items()}
     return {"baseline": name, **result}
@@ -264,14 +354,18 @@ def run_demo(
     out: Path, *, epochs: int = DEMO_EPOCHS, seed: int = 0, seeds: int = DEMO_SEEDS, jobs: int = 2,
     fusions: Sequence[str] = DEMO_FUSIONS, log: Callable[[str], None] = print,
     data: DataConfig | None = None, period: float | None = None, baselines: Sequence[str] | None = None,
-    hybrids: Sequence[str] = DEMO_HYBRIDS,
+    hybrids: Sequence[str] = DEMO_HYBRIDS, refit: str = DEMO_REFIT,
 ) -> dict[str, Any]:
     """Train every fusion with ``seeds`` seeds from ``seed`` and fit the classical baselines
     (side by side in ``jobs`` processes); write the table and figures.  ``data``: the series
     and windows (default: the embedded CO2 series); ``period``: the true seasonal period in
-    steps, may be fractional (default: from the dates, see :func:`true_period`)."""
+    steps, may be fractional (default: from the dates, see :func:`true_period`); ``refit``:
+    which networks are refitted before the test stretch (:data:`REFIT_CHOICES`; see the
+    module's docstring)."""
     from .baselines import BASELINE_NAMES
 
+    if refit not in REFIT_CHOICES:
+        raise ValueError(f"run_demo: refit: expected one of {list(REFIT_CHOICES)}, got {refit!r}")
     began = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -283,16 +377,19 @@ def run_demo(
     base_name, base_parts = hybrid_base(names)
     if not base_parts:
         hybrids = ()
-    tasks: list[tuple] = [("baseline", name, data, period, bool(hybrids) and name in base_parts) for name in names]
-    tasks.sort(key=lambda t: t[1] not in base_parts)  # the hybrids' base first: they wait for it
-    nets = [(f, epochs, s, str(out), data) for s in range(seed, seed + seeds) for f in fusions]
-    nets.sort(key=lambda t: -_COST.get(t[0], 3))  # longest first packs the workers best
-    later = [(f, epochs, s, str(out), data) for s in range(seed, seed + seeds) for f in hybrids]
-    done = _run_all(tasks + nets, jobs, log, later, base_name, base_parts)
-    runs = [r for r in done if "baseline" not in r]
+    refit_hybrids = refit != "none" and bool(hybrids)
+    classical_tasks = [
+        ("baseline", name, data, period, bool(hybrids) and name in base_parts, refit_hybrids and name in base_parts) for name in names
+    ]
+    classical_tasks.sort(key=lambda t: t[1] not in base_parts)  # the hybrids' base first: they wait for it
+    nets = _network_tasks(fusions, range(seed, seed + seeds), epochs, str(out), data, refit == "all")
+    later = _network_tasks(hybrids, range(seed, seed + seeds), epochs, str(out), data, refit_hybrids)
+    done = _run_all([*classical_tasks, *nets], jobs, log, later, base_name, base_parts)
+    runs = apply_refits([r for r in done if "baseline" not in r], prepared.series, prepared.test)
     classical = {r["baseline"]: r for r in done if "baseline" in r}
     for c in classical.values():
         c["forecasts"].pop("train", None)
+        c["forecasts"].pop("refit", None)
     labels = [*fusions, *(f"{f} + {base_name}" for f in hybrids)]
     models = [_aggregate([r for r in runs if r["name"] == f]) for f in labels if any(r["name"] == f for r in runs)]
     combinations = _combinations(classical)
@@ -300,6 +397,8 @@ def run_demo(
     shown = [*names, *combinations]
     results = _assemble(prepared, models, epochs, list(range(seed, seed + seeds)), jobs, data, period, [classical[n] for n in shown])
     results["hybrid_base"] = base_name if hybrids else None
+    results["refit"] = refit
+    results["refit_windows"] = len(prepared.splits.before_test)
     table = format_table(results)
     _write_outputs(out, prepared, results, table)
     results["wall_seconds"] = time.perf_counter() - began
@@ -307,6 +406,19 @@ def run_demo(
     log(table)
     log(f"wall time {results['wall_seconds']:.1f} s with {jobs} worker process(es); figures and results in {out}")
     return results
+
+
+def _network_tasks(
+    fusions: Sequence[str], seeds: Sequence[int], epochs: int, out: str, data: DataConfig, refit: bool,
+) -> list[dict[str, Any]]:
+    """:func:`train_one`'s arguments for every fusion and seed, and for their refits before
+    the test stretch if ``refit`` (independent runs: they train side by side); longest first,
+    which packs the workers best."""
+    tasks = [
+        {"fusion": f, "epochs": epochs, "seed": s, "out": out, "data": data, "refit": again}
+        for s in seeds for f in fusions for again in ((False, True) if refit else (False,))
+    ]
+    return sorted(tasks, key=lambda t: -_COST.get(t["fusion"], 3) * (1.2 if t["refit"] else 1.0))
 
 
 def hybrid_base(names: Sequence[str]) -> tuple[str, tuple[str, ...]]:
@@ -330,7 +442,7 @@ def _combinations(classical: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
 
 
 def _run_all(
-    tasks: list[tuple], jobs: int, log: Callable[[str], None], hybrids: Sequence[tuple] = (),
+    tasks: Sequence[tuple | dict[str, Any]], jobs: int, log: Callable[[str], None], hybrids: Sequence[dict[str, Any]] = (),
     base_name: str = "", base_parts: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Run ``tasks``; the ``hybrids`` (network tasks) start once the classical forecasts they
@@ -342,9 +454,12 @@ def _run_all(
     runs: list[dict[str, Any]] = []
     parts: dict[str, dict[str, Any]] = {}
 
-    def record(run: dict[str, Any]) -> list[tuple]:
+    refitted = {(t["fusion"], t["seed"]) for t in tasks if isinstance(t, dict) and t["refit"]}
+    refitted |= {(f"{t['fusion']} + {base_name}", t["seed"]) for t in hybrids if t["refit"]}
+
+    def record(run: dict[str, Any]) -> list[tuple | dict[str, Any]]:
         runs.append(run)
-        log(_done_line(run, len(runs), total))
+        log(_done_line(run, len(runs), total, refitted))
         if run.get("baseline") not in base_parts or not hybrids:
             return []
         parts[run["baseline"]] = run
@@ -357,7 +472,7 @@ def _run_all(
         base = {k: v.tolist() for k, v in base.items()} | {"name": base_name}
         if "DHR" in parts:  # its seasonal component: the hybrids' encoders read the series without it
             base["dhr"] = parts["DHR"]["details"]
-        return [(*h, base) for h in hybrids]
+        return [h | {"base": base} for h in hybrids]
 
     if jobs <= 1:
         queue = list(tasks)
@@ -394,13 +509,19 @@ def _run_all(
     return runs
 
 
-def _done_line(run: dict[str, Any], done: int, total: int) -> str:
+def _done_line(run: dict[str, Any], done: int, total: int, refitted: Collection[tuple[str, int]] = ()) -> str:
+    """One line of progress; ``refitted``: the (name, seed) of the runs refitted before test."""
+    head = f"[{done}/{total}] "
     if "baseline" in run:
         what = f"failed: {run['error']}" if run["error"] else "fitted"
-        return f"[{done}/{total}] {run['baseline']:<12} (classical) {what}  ({run['seconds']:.1f} s)"
+        return f"{head}{run['baseline']:<12} (classical) {what}  ({run['seconds']:.1f} s)"
+    if run.get("refit"):
+        return (f"{head}{run['name']:<12} seed {run['seed']}  refitted on the {run['windows']} windows before the test "
+                f"stretch  ({run['seconds']:.1f} s, {run['epochs']} epochs)")
+    later = " (before its refit)" if (run["name"], run["seed"]) in refitted else ""
     return (
-        f"[{done}/{total}] {run['name']:<12} seed {run['seed']}  val MAE {run['val']['mae']:.3f}  "
-        f"test MAE {run['test']['mae']:.3f}  ({run['seconds']:.1f} s, {len(run['history'])} epochs)"
+        f"{head}{run['name']:<12} seed {run['seed']}  val MAE {run['val']['mae']:.3f}  "
+        f"test MAE {run['test']['mae']:.3f}{later}  ({run['seconds']:.1f} s, {len(run['history'])} epochs)"
     )
 
 
@@ -412,15 +533,28 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     steps = len(runs[0]["test"]["mae_by_step"])
     return {
         "name": runs[0]["name"], "decoder": runs[0]["decoder"], "params": runs[0]["params"],
-        "seconds": statistics.fmean(r["seconds"] for r in runs), "seeds": [r["seed"] for r in runs],
+        "seconds": statistics.fmean(r["seconds"] + r.get("refit_seconds", 0.0) for r in runs), "seeds": [r["seed"] for r in runs],
         "val": {"mae": mean("mae", "val"), "rmse": mean("rmse", "val")},
         "test": {
             "mae": mean("mae", "test"), "rmse": mean("rmse", "test"),
             "mae_std": statistics.pstdev(test_maes), "mae_per_seed": test_maes,
             "mae_by_step": [statistics.fmean(r["test"]["mae_by_step"][h] for r in runs) for h in range(steps)],
         },
-        "history": runs[0]["history"], "test_forecast": runs[0]["test_forecast"],
-    } | ({"correction_weights": [r["correction_weight"] for r in runs]} if runs[0].get("correction_weight") is not None else {})
+        "history": runs[0]["history"], "test_forecast": runs[0]["test_forecast"], "refit": "test_without_refit" in runs[0],
+    } | ({"correction_weights": [r["correction_weight"] for r in runs]} if runs[0].get("correction_weight") is not None else {}) | _refit_summary(runs)
+
+
+def _refit_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """For refitted runs: the test errors their training-windows models had (mean, sd, per
+    seed), and the refits' seconds and training windows; nothing for other runs."""
+    if "test_without_refit" not in runs[0]:
+        return {}
+    maes = [r["test_without_refit"]["mae"] for r in runs]
+    return {
+        "test_without_refit": {"mae": statistics.fmean(maes), "mae_std": statistics.pstdev(maes), "mae_per_seed": maes,
+                               "rmse": statistics.fmean(r["test_without_refit"]["rmse"] for r in runs)},
+        "refit_seconds": statistics.fmean(r["refit_seconds"] for r in runs), "refit_windows": runs[0]["refit_windows"],
+    }
 
 
 def _data_summary(prepared: Prepared) -> str:
@@ -491,8 +625,9 @@ def format_table(results: dict[str, Any]) -> str:
     for m in results["models"]:
         t = m["test"]
         spread = f" ± {t['mae_std']:.3f}" if n > 1 else ""
+        name = f"{m['name']} (refit)" if m.get("refit") else m["name"]
         lines.append(
-            f"| {m['name']} | {m['decoder']} | {m['params']:,} | {m['seconds']:.1f} | {m['val']['mae']:.3f} | "
+            f"| {name} | {m['decoder']} | {m['params']:,} | {m['seconds']:.1f} | {m['val']['mae']:.3f} | "
             f"{t['mae']:.3f}{spread} | {t['rmse']:.3f} |"
         )
     lines += ["", _verdict(results)]
@@ -505,17 +640,37 @@ def _caption(results: dict[str, Any]) -> str:
         f"origin only. Classical baselines (statsmodels): parameters estimated once on the data before the first "
         f"validation origin (val column) or the first test origin (test column), then one Kalman filter pass with "
         f"those parameters fixed; DHR's K chosen on validation; seasonal period {results['period']:.4g} steps. "
-        f"Networks: trained on the training windows, validation for the epoch report only; means over seeds."
+        + _network_protocol(results)
         + " 'X + Y mean': the mean of the two classical forecasts at each origin."
         + (
             f" 'fusion + {base}': a hybrid, the network forecasts the error of the {base} forecast at each "
             f"origin and gets that forecast as a decoder input; its encoders read the series, and its decoder "
             f"that forecast, less DHR's fitted seasonal terms (classical parameters fitted before the validation "
-            f"stretch for the training and validation windows, before the test stretch for the test windows; "
+            f"stretch for the training and validation windows, before the test stretch for the test windows"
+            f"{' and for the training windows of its refit' if any(m.get('refit') and base in m['name'] for m in results['models']) else ''}; "
             f"fitted once, shared by every seed); the share of its correction added to the classical forecast (0 to 1 by 0.1) is chosen on "
             f"validation, so its val MAE is the chosen one's."
             if (base := results.get("hybrid_base")) else ""
         )
+    )
+
+
+def _network_protocol(results: dict[str, Any]) -> str:
+    """The caption's sentences on how the networks were trained, refitted rows included."""
+    refitted = [m["name"] for m in results["models"] if m.get("refit")]
+    text = "Networks: trained on the training windows, validation for the epoch report only"
+    if not refitted:
+        return text + (" (no network refitted before the test stretch)" if "refit" in results else "") + "; means over seeds."
+    which = "every network" if len(refitted) == len(results["models"]) else ", ".join(refitted)
+    fewer = sorted({m["refit_windows"] for m in results["models"] if m.get("refit") and m["refit_windows"] != results["refit_windows"]})
+    hybrids = f"; a hybrid's: the {' or '.join(map(str, fewer))} of them where its classical forecast is defined" if fewer else ""
+    return (
+        text + f" (and a hybrid's correction share); means over seeds. Refit before test, as the classical parameters are "
+        f"re-estimated there, for rows marked (refit): {which}. Once the settings are chosen on validation with the model "
+        f"trained on the training windows (whose errors the val column gives), a fresh model with the same seed and "
+        f"settings is trained on all {results['refit_windows']} windows whose targets lie before the test stretch "
+        f"(training and validation{hybrids}), and that model forecasts the test stretch (test columns; a hybrid's with the "
+        f"correction share chosen on validation). Its seconds include the refit's."
     )
 
 

@@ -82,8 +82,14 @@ class Prepared:
     test: Windows
 
 
-def prepare(series: Series, config: DataConfig) -> Prepared:
-    """Split ``series``, fit the scale on the training windows, build every window set."""
+def prepare(series: Series, config: DataConfig, refit: bool = False) -> Prepared:
+    """Split ``series``, fit the scale on the training windows, build every window set.
+
+    ``refit``: the windows of a model refitted before the test stretch: it trains (and the
+    scale is fitted) on every window whose targets all lie before the test stretch
+    (``splits.before_test``: the training and validation windows and those between them);
+    ``val`` and ``test`` are the same windows as without ``refit`` (``val`` is then seen in
+    training).  ``splits`` is the same either way."""
     splits = split_origins(series, config)
     for name in ("train", "val", "test"):
         if len(getattr(splits, name)) == 0:
@@ -91,20 +97,25 @@ def prepare(series: Series, config: DataConfig) -> Prepared:
                 f"{series.source}, column {series.column!r}: no {name} window whose {config.horizon} targets "
                 f"are all observed values; use a longer series or other window settings"
             )
-    scale = fit_scale(series, splits.train, config.horizon)
+    train = splits.before_test if refit else splits.train
+    scale = fit_scale(series, train, config.horizon)
     build = lambda origins: make_windows(series, origins, config, scale)  # noqa: E731
-    return Prepared(series, splits, scale, build(splits.train), build(splits.val), build(splits.test))
+    return Prepared(series, splits, scale, build(train), build(splits.val), build(splits.test))
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Origins (int64 arrays) of the training, validation and test windows."""
+    """Origins (int64 arrays) of the training, validation and test windows; ``before_test``:
+    every window whose targets all lie before the test stretch (``train``, ``val`` and the
+    windows whose targets straddle the validation stretch's start), a refitted model's
+    training windows."""
 
     train: np.ndarray
     val: np.ndarray
     test: np.ndarray
     val_start: int
     test_start: int
+    before_test: np.ndarray
 
 
 def min_length(config: DataConfig) -> int:
@@ -151,7 +162,7 @@ def split_origins(series: Series, config: DataConfig) -> Splits:
     train = origins[ok & (last < val_start)]
     val = origins[ok & (origins + 1 >= val_start) & (last < test_start)]
     test = origins[ok & (origins + 1 >= test_start)]
-    return Splits(train, val, test, val_start, test_start)
+    return Splits(train, val, test, val_start, test_start, origins[ok & (last < test_start)])
 
 
 def fit_scale(series: Series, train_origins: np.ndarray, horizon: int) -> float:
@@ -183,15 +194,18 @@ def make_windows(series: Series, origins: np.ndarray, config: DataConfig, scale:
 
 
 def _global(series: Series, origins: np.ndarray, config: DataConfig, anchor: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The global encoder's rows ``(N, global_blocks, 3)`` and valid counts: row ``j < count``
+    of origin ``t`` is the block ending at ``t - block * (count - 1 - j)`` (chronological, left
+    aligned); the rows past ``count`` are zeros.  All origins at once."""
     blocks, size = config.global_blocks, config.block
     counts = np.minimum(blocks, (origins + 1) // size)
-    out = np.zeros((len(origins), blocks, 3))
-    y = series.values
-    for row, (t, count) in enumerate(zip(origins, counts)):
-        ends = t - size * np.arange(count - 1, -1, -1)  # chronological block ends
-        idx = ends[:, None] - np.arange(size - 1, -1, -1)[None, :]
-        means = (y[idx].mean(axis=1) - anchor[row]) / scale
-        out[row, :count] = _features(means, phases(series, ends, config.period))
+    j = np.arange(blocks)[None, :]
+    valid = j < counts[:, None]
+    ends = np.where(valid, origins[:, None] - size * (counts[:, None] - 1 - j), size - 1)  # padding: any whole block
+    idx = ends[..., None] - np.arange(size - 1, -1, -1)
+    means = (series.values[idx].mean(axis=-1) - anchor[:, None]) / scale
+    out = _features(means, phases(series, ends, config.period))
+    out[~valid] = 0.0
     return out, counts.astype(np.int64)
 
 

@@ -58,9 +58,10 @@ def ragged_cpu_path(spec: KernelSpec, x: Tensor) -> str:
       product over the threads, the C++ loop's few-row product does not, and with so few
       rows the padding costs little (:func:`rnnfuse.kernels.padded.run_fused_padded`).
       Measured forward, 2-layer LSTM of 256, T = 100, lengths uniform in 1..T, AMD EPYC,
-      two threads: batch 8 padded 20.0 ms, C++ loop 23.6 ms; batch 32 67.9 / 68.6 ms.
-      With one thread the loop is faster (batch 8: 28.6 vs 34.9 ms); for a GRU the
-      segments are (batch 8, two threads: 32.0 vs 34.0 ms).
+      quiet, two threads: batch 8 padded 21.0 ms, segments 23.3, C++ loop 25.2,
+      ``nn.LSTM`` 18.1; batch 32 (under load) padded 67.9, loop 68.6.  With one thread the
+      loop is as fast (batch 8: 28.4 vs 29.1 ms); for a GRU the segments are faster
+      (batch 8, two threads, under load: 32.0 vs 34.0 ms).
     * ``"bptt"`` where the cell has a BPTT kernel and its compiled loop runs on ``x``: its
       cost follows the tokens exactly (no step runs past a length).  With lengths uniform
       in 1..T (B = 64, a 2-layer LSTM of 256, one thread) it costs 0.53x the full batch's

@@ -248,20 +248,6 @@ def test_fused_padded_layers_chain_and_an_edited_output_is_cleared_again(two_thr
     torch.testing.assert_close(edited, clean, atol=0, rtol=0)
 
 
-def test_gradcheck_fused_padded():
-    cell = LSTMCell(F, 3, forget_bias=0.5).double()
-    gen = torch.Generator().manual_seed(4)
-    x = torch.randn(4, 5, F, generator=gen, dtype=torch.float64).requires_grad_()
-    lens = torch.tensor([5, 2, 0, 3])
-    state = LSTMState(*[torch.randn(4, 3, generator=gen, dtype=torch.float64).requires_grad_() for _ in range(2)])
-
-    def fn(x, c, h):
-        out, final = run_fused_padded(cell, x, lens, LSTMState(c, h), True)
-        return out, final.c, final.h
-
-    assert torch.autograd.gradcheck(fn, (x, *state))
-
-
 @pytest.fixture
 def two_threads():
     threads = torch.get_num_threads()
@@ -472,15 +458,25 @@ def test_gradcheck_gru_function(bptt_impl):
     assert torch.autograd.gradcheck(lambda *a: GRUFunction.apply(steps, layout.last_index, *a), args)
 
 
-def test_gradcheck_fused_segments_with_recomputed_cells():
+GRADCHECK_PATHS = {
+    # the segments with sequences ending inside a segment (their c recomputed)
+    "segments": ([5, 2, 4, 3], lambda c, x, lens, s: run_fused_segments(c, x, lens, s, False, max_segments=2)),
+    # the padded call, reversed, an empty sequence (its c held through every step)
+    "padded": ([5, 2, 0, 3], lambda c, x, lens, s: run_fused_padded(c, x, lens, s, True)),
+}
+
+
+@pytest.mark.parametrize("path", list(GRADCHECK_PATHS))
+def test_gradcheck_fused_ragged_paths(path):
+    lengths, run = GRADCHECK_PATHS[path]
     cell = LSTMCell(F, 3, forget_bias=0.5).double()
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(4, 5, F, generator=gen, dtype=torch.float64).requires_grad_()
-    lens = torch.tensor([5, 2, 4, 3])
+    lens = torch.tensor(lengths)
     state = LSTMState(*[torch.randn(4, 3, generator=gen, dtype=torch.float64).requires_grad_() for _ in range(2)])
 
-    def fn(x, c, h, *params):
-        out, final = run_fused_segments(cell, x, lens, LSTMState(c, h), False, max_segments=2)
+    def fn(x, c, h):
+        out, final = run(cell, x, lens, LSTMState(c, h))
         return out, final.c, final.h
 
     assert torch.autograd.gradcheck(fn, (x, *state))

@@ -19,12 +19,13 @@ from ..cells.base import RecurrentCell
 from ..cells.spec import KernelSpec
 from ..state import LSTMState, flatten_state
 
-__all__ = ["fused_spec", "fused_call", "run_fused_full"]
+__all__ = ["fused_spec", "fused_call", "run_fused_full", "needs_grad"]
 
 _KERNELS = {"gru": _VF.gru, "rnn_tanh": _VF.rnn_tanh, "rnn_relu": _VF.rnn_relu}
 
 
-def _needs_grad(x: Tensor, state: Any, weights: tuple[Tensor, ...]) -> bool:
+def needs_grad(x: Tensor, state: Any, weights: tuple[Tensor, ...]) -> bool:
+    """Whether autograd records a call on ``x``, ``state`` (``()``: not known) and ``weights``."""
     if not torch.is_grad_enabled():
         return False
     return any(t.requires_grad for t in (x, *weights, *flatten_state(state)))
@@ -56,7 +57,7 @@ def fused_call(
     weights, mode = spec.fused_weights, spec.mode
     if weights is None or mode is None:
         raise ValueError(f"spec: expected a spec with a fused kernel, got {spec!r}")
-    train = _needs_grad(x, state, weights)
+    train = needs_grad(x, state, weights)
     if mode == "lstm":
         hx = (state.h.unsqueeze(0), state.c.unsqueeze(0))
         if batch_sizes is None:

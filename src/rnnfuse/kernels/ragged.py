@@ -33,7 +33,7 @@ from ..cells.base import RecurrentCell
 from ..cells.lstm import lstm_cell_terms
 from ..cells.spec import KernelSpec
 from ..state import LSTMState, concat_layer_states, state_output, state_rows
-from .fused import fused_call, fused_spec
+from .fused import fused_call, fused_spec, needs_grad
 from .layout import Layout, Segment, layout_for
 from .loop import run_loop
 from .padded import padded_runs
@@ -69,16 +69,11 @@ def ragged_cpu_path(spec: KernelSpec, x: Tensor) -> str:
     * else ``"fused-segments"``.
     """
     if (spec.mode == "lstm" and x.shape[0] <= SMALL_BATCH and torch.get_num_threads() > 1
-            and not _needs_grad(x, spec) and padded_runs(spec)):
+            and not needs_grad(x, (), spec.fused_weights or ()) and padded_runs(spec)):
         return "fused-padded"
     if spec.bptt is not None and compiled_for(x) is not None and not torch.is_autocast_enabled(x.device.type):
         return "bptt"
     return "fused-segments"
-
-
-def _needs_grad(x: Tensor, spec: KernelSpec) -> bool:
-    weights = spec.fused_weights or ()
-    return torch.is_grad_enabled() and (x.requires_grad or any(w.requires_grad for w in weights))
 
 
 def _with_zero_row(parts: list[Tensor]) -> Tensor:

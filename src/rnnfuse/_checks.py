@@ -55,21 +55,23 @@ def check_lengths(lengths: Any, batch: int, steps: int, device: torch.device) ->
         )
     if tracing(lens):
         return lens.to(device=device, dtype=torch.int64)
-    check_length_values(lens, steps)
-    if batch and int(lens.min()) == steps:
+    shortest = check_length_values(lens, steps)
+    if batch and shortest == steps:
         return None
     return lens.to(device=device, dtype=torch.int64)
 
 
-def check_length_values(lengths: Tensor, steps: int) -> None:
-    """``ValueError`` unless every length is in ``[0, steps]`` (nothing to check when empty)."""
+def check_length_values(lengths: Tensor, steps: int) -> int | None:
+    """``ValueError`` unless every length is in ``[0, steps]`` (nothing to check when empty);
+    returns the shortest length (``None`` when empty)."""
     if lengths.numel() == 0:
-        return
-    low, high = int(lengths.min()), int(lengths.max())
+        return None
+    low, high = (int(v) for v in torch.aminmax(lengths))
     if low < 0:
         raise ValueError(f"lengths: expected values in [0, {steps}], got a negative length {low}")
     if high > steps:
         raise ValueError(f"lengths: expected values in [0, {steps}] (the number of time steps), got {high}")
+    return low
 
 
 def tracing(t: Tensor) -> bool:

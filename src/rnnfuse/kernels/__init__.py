@@ -9,9 +9,9 @@ tests the cell's class:
 ``"fused"``               every sequence full: one call of PyTorch's fused kernel
                           (:mod:`.fused`; the spec has a fused ``mode``: LSTM without
                           peepholes/clips, GRU reset-after, RNN)
-``"fused-padded"``        small ragged batch on CPU that needs no gradient (inference): one
-                          fused call over the padding, exact final states held through it
-                          (:mod:`.padded`; GRU, tanh RNN, LSTM without projection)
+``"fused-padded"``        small ragged LSTM batch on CPU that needs no gradient (inference),
+                          two or more threads: one fused call over the padding, exact final
+                          states held through it (:mod:`.padded`, :func:`.ragged.ragged_cpu_path`)
 ``"fused-segments"``      ragged batch on CPU: a few fused calls over length-sorted segments
                           (:func:`.ragged.run_fused_segments`); an LSTM takes ``"bptt"``
                           instead where the compiled BPTT loop runs (:func:`.ragged.ragged_cpu_path`)

@@ -122,9 +122,9 @@ def _run_eager(
     from .dispatch import run_spec
 
     spec = spec_from_op_args(kind, weights, peepholes, cell_clip, proj_clip)
-    check_length_values(lengths, x.shape[1])  # check_lengths left the values to run time
+    shortest = check_length_values(lengths, x.shape[1])  # check_lengths left the values to run time
     lens: Tensor | None = lengths if lengths.numel() else None
-    if lens is not None and int(lens.min()) == x.shape[1]:
+    if shortest == x.shape[1]:
         lens = None  # every sequence full: the unmasked path, as check_lengths does
     y, final = run_spec(spec, x, lens, state_from_list(state), reverse, None)
     return y, state_to_list(final)

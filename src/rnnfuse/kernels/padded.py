@@ -1,9 +1,10 @@
 """A ragged batch in one fused call over the padded batch, exact final states included.
 
 Where a batch is small, a step costs about the same whatever its number of rows (reading
-the recurrent weights dominates), so running the padding costs little and one call of
-PyTorch's fused kernel (oneDNN on CPU) beats any loop that skips it.  Three things make the
-padded call exact:
+the recurrent weights dominates), so running the padding costs little, and one call of
+PyTorch's fused kernel (oneDNN on CPU), which spreads each step over the threads, can beat a
+loop that skips the padding (:func:`rnnfuse.kernels.ragged.ragged_cpu_path` says where it is
+chosen).  Three things make the padded call exact:
 
 * Past its length a sequence's input is zero and an *indicator* feature is one: the call's
   input has one more column, and the input weights one more column ``v`` that is zero for

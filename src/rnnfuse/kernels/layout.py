@@ -24,14 +24,15 @@ import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
 
 from ..state import state_rows
 
-__all__ = ["Segment", "Layout", "make_layout", "layout_for", "segment_bounds"]
+__all__ = ["Segment", "Layout", "make_layout", "layout_for", "kept_for_lengths", "segment_bounds"]
 
 
 class Segment(NamedTuple):
@@ -154,9 +155,36 @@ def make_layout(
     )
 
 
-_RECENT: OrderedDict[tuple, tuple[Any, Layout]] = OrderedDict()
+_RECENT: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
 _RECENT_SIZE = 16
 _RECENT_LOCK = threading.Lock()
+_T = TypeVar("_T")
+
+
+def kept_for_lengths(lengths: Tensor | None, key: tuple, make: Callable[[], _T]) -> _T:
+    """``make()``, remembered among the last few values made from ``lengths``: a stack
+    passes the same ``lengths`` tensor to every layer, so only its first layer makes it.
+
+    A value is reused only for the very same tensor object, unmodified since (its version
+    counter is part of the key), and the same ``key`` (which names the kind of value and
+    everything else it depends on).  An inference tensor has no version counter, so its
+    values are not kept; ``lengths`` ``None`` keys on ``key`` alone.
+    """
+    if lengths is not None and lengths.is_inference():
+        return make()
+    full = (None, *key) if lengths is None else (id(lengths), lengths._version, lengths.device, *key)
+    with _RECENT_LOCK:  # replicas of nn.DataParallel call from several threads
+        found = _RECENT.get(full)
+        if found is not None and (found[0] is None or found[0]() is lengths):
+            _RECENT.move_to_end(full)
+            return found[1]
+    with torch.inference_mode(False):  # a kept value may serve a later call that autograd records
+        value = make()
+    with _RECENT_LOCK:
+        _RECENT[full] = (None if lengths is None else weakref.ref(lengths), value)
+        while len(_RECENT) > _RECENT_SIZE:
+            _RECENT.popitem(last=False)
+    return value
 
 
 def layout_for(
@@ -167,31 +195,10 @@ def layout_for(
     batch: int,
     device: torch.device | None = None,
 ) -> Layout:
-    """:func:`make_layout`, remembering the last few layouts: a stack passes the same
-    ``lengths`` tensor to every layer, so only its first layer (per direction) builds one.
-
-    A layout is reused only for the very same tensor object, unmodified since (its
-    version counter is part of the key).  An inference tensor has no version counter, so
-    its layout is not kept.  ``device`` places the layout when ``lengths`` is ``None``.
-    """
-    if lengths is None:
-        key: tuple = (None, batch, steps, reverse, max_segments, device)
-    elif lengths.is_inference():
-        return make_layout(lengths, steps, reverse, max_segments, batch)
-    else:
-        key = (id(lengths), lengths._version, lengths.device, steps, reverse, max_segments)
-    with _RECENT_LOCK:  # replicas of nn.DataParallel call from several threads
-        found = _RECENT.get(key)
-        if found is not None and (found[0] is None or found[0]() is lengths):
-            _RECENT.move_to_end(key)
-            return found[1]
-    with torch.inference_mode(False):  # a kept layout may serve a later call that autograd records
-        layout = make_layout(lengths, steps, reverse, max_segments, batch, device)
-    with _RECENT_LOCK:
-        _RECENT[key] = (None if lengths is None else weakref.ref(lengths), layout)
-        while len(_RECENT) > _RECENT_SIZE:
-            _RECENT.popitem(last=False)
-    return layout
+    """:func:`make_layout`, remembered per ``lengths`` tensor (:func:`kept_for_lengths`).
+    ``device`` places the layout when ``lengths`` is ``None``."""
+    key = ("layout", steps, reverse, max_segments) + ((batch, device) if lengths is None else ())
+    return kept_for_lengths(lengths, key, lambda: make_layout(lengths, steps, reverse, max_segments, batch, device))
 
 
 def _segments(sizes: list[int], bounds: list[int]) -> list[Segment]:

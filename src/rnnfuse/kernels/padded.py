@@ -28,9 +28,6 @@ sequence reversed within its length (one gather in, the same gather out).
 
 from __future__ import annotations
 
-import threading
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -43,7 +40,8 @@ from ..cells.constants import tracing
 from ..cells.spec import KernelSpec
 from ..state import LSTMState, state_output
 from .fused import fused_call, fused_spec
-from .loop import run_loop
+from .layout import kept_for_lengths
+from .loop import reverse_within_lengths, run_loop
 
 __all__ = ["run_fused_padded", "padded_runs", "SATURATE"]
 
@@ -125,34 +123,17 @@ class _Plan(NamedTuple):
     padded_rows: Tensor  # flat rows past a length
     last_rows: Tensor  # (B,) each sequence's last step (step 0 for an empty one)
     empty: Tensor | None  # (B, 1) bool where a sequence is empty, None if none is
-    reversal: Tensor | None  # (B, total) the reversal within each length (reverse only)
 
 
-_PLANS: OrderedDict[tuple, tuple[Any, _Plan]] = OrderedDict()
-_PLANS_LOCK = threading.Lock()
+def _plan(lengths: Tensor, total: int, device: torch.device) -> _Plan:
+    """:func:`_make_plan`, kept for the very same unmodified ``lengths`` tensor
+    (:func:`~rnnfuse.kernels.layout.kept_for_lengths`): every layer of a stack receives it."""
+    if tracing():
+        return _make_plan(lengths, total, device)
+    return kept_for_lengths(lengths, ("padded", total, device), lambda: _make_plan(lengths, total, device))
 
 
-def _plan(lengths: Tensor, total: int, reverse: bool, device: torch.device) -> _Plan:
-    """:func:`_make_plan`, kept for the very same unmodified ``lengths`` tensor: every layer
-    of a stack receives the same one."""
-    if lengths.is_inference() or tracing():
-        return _make_plan(lengths, total, reverse, device)
-    key = (id(lengths), lengths._version, total, reverse, device)
-    with _PLANS_LOCK:
-        found = _PLANS.get(key)
-        if found is not None and found[0]() is lengths:
-            _PLANS.move_to_end(key)
-            return found[1]
-    with torch.inference_mode(False):
-        plan = _make_plan(lengths, total, reverse, device)
-    with _PLANS_LOCK:
-        _PLANS[key] = (weakref.ref(lengths), plan)
-        while len(_PLANS) > 8:
-            _PLANS.popitem(last=False)
-    return plan
-
-
-def _make_plan(lengths: Tensor, total: int, reverse: bool, device: torch.device) -> _Plan:
+def _make_plan(lengths: Tensor, total: int, device: torch.device) -> _Plan:
     """The plan from the lengths' values (read once: a batch small enough for this path
     has few), in a handful of tensor operations."""
     values = lengths.tolist()
@@ -163,15 +144,7 @@ def _make_plan(lengths: Tensor, total: int, reverse: bool, device: torch.device)
     outside = ~inside
     last = torch.tensor([max(n - 1, 0) * batch + b for b, n in enumerate(values)], device=device)
     empty = torch.tensor([[n == 0] for n in values], device=device) if 0 in values else None
-    index = None
-    if reverse:  # step n - 1 - t inside a length n, t past it: an involution
-        t_all, n = torch.arange(total, device=device).unsqueeze(0), lengths.unsqueeze(1)
-        index = torch.where(t_all < n, n - 1 - t_all, t_all)
-    return _Plan(steps, inside, outside.unsqueeze(2), outside.flatten().nonzero().squeeze(1), last, empty, index)
-
-
-def _time_gather(x: Tensor, index: Tensor) -> Tensor:
-    return x.gather(1, index.unsqueeze(2).expand(-1, -1, x.shape[2]))
+    return _Plan(steps, inside, outside.unsqueeze(2), outside.flatten().nonzero().squeeze(1), last, empty)
 
 
 def run_fused_padded(
@@ -193,12 +166,12 @@ def run_fused_padded(
     if x.shape[0] == 0 or x.shape[1] == 0:  # the kernels refuse empty batches
         return run_loop(cell, x, lengths, state, reverse)
     total = x.shape[1]
-    plan = _plan(lengths, total, reverse, x.device)
+    plan = _plan(lengths, total, x.device)
     if plan.steps == 0:
         return run_loop(cell, x, lengths, state, reverse)
     steps = plan.steps
-    if plan.reversal is not None:
-        x = _time_gather(x, plan.reversal)
+    if reverse:
+        x = reverse_within_lengths(x, lengths)
     hold = spec.mode == "lstm"
     x_tm = _padded_input(x[:, :steps].transpose(0, 1), plan, hold, clean=_is_clean(x, plan))
     weights = _indicator_weights(spec.fused_weights) if hold else spec.fused_weights
@@ -211,8 +184,8 @@ def run_fused_padded(
     if steps < total:
         out = torch.constant_pad_nd(out, (0, 0, 0, 0, 0, total - steps))
     out = out.transpose(0, 1)  # (B, T, H), a view
-    if plan.reversal is not None:
-        out = _time_gather(out, plan.reversal)
+    if reverse:
+        out = reverse_within_lengths(out, lengths)
     elif hold:  # zero past each length: the next layer need not clear its padding
         _CLEAN[out] = plan
     return out, (LSTMState(final.c, last) if hold else last)

@@ -1,4 +1,4 @@
-"""Shared test set-up: seeds, a Hypothesis profile, and a NumPy random generator fixture."""
+"""Shared test set-up: seeds, a Hypothesis profile, a NumPy random generator, two threads, both kernels."""
 
 from __future__ import annotations
 
@@ -37,6 +37,30 @@ def _seed_everything() -> None:
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def two_threads():
+    """Run a test with two intra-op threads (paths chosen only with more than one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=["compiled", "fallback"])
+def bptt_impl(request):
+    """Run a test with the C++ extension's kernels (``compiled``, skipped where it cannot be
+    built) and with their pure-PyTorch fallback (``fallback``)."""
+    from rnnfuse.kernels import _ext
+
+    if request.param == "fallback":
+        with _ext.disabled():
+            yield request.param
+        return
+    if not _ext.available():
+        pytest.skip("the C++ extension could not be built here (no compiler or ninja)")
+    yield request.param
 
 
 @pytest.fixture

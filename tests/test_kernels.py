@@ -99,19 +99,6 @@ DTYPES = [torch.float32, torch.float64]
 LENS = [None, LENGTHS]
 
 
-@pytest.fixture(params=["compiled", "fallback"])
-def bptt_impl(request):
-    """Run a test with the BPTT kernels' C++ loop (``compiled``, skipped where it cannot be
-    built) and with their pure-PyTorch loop (``fallback``)."""
-    if request.param == "fallback":
-        with _ext.disabled():
-            yield request.param
-        return
-    if not _ext.available():
-        pytest.skip("the C++ BPTT kernels could not be built here (no compiler or ninja)")
-    yield request.param
-
-
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fw", "bw"])
 @pytest.mark.parametrize("lengths", LENS, ids=["full", "ragged"])
@@ -246,14 +233,6 @@ def test_fused_padded_layers_chain_and_an_edited_output_is_cleared_again(two_thr
         out[torch.arange(T).unsqueeze(0) >= lens.unsqueeze(1)] = float("nan")  # in place: no longer clean
         edited, _ = run_fused_padded(second, out, lens, second.initial_state(B, dtype=torch.float64), False)
     torch.testing.assert_close(edited, clean, atol=0, rtol=0)
-
-
-@pytest.fixture
-def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", ["lstm", "lstm-forget-bias"])

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 __all__ = ["check_sequence_input", "check_lengths", "check_length_values", "tracing", "describe"]
 
@@ -61,12 +62,19 @@ def check_lengths(lengths: Any, batch: int, steps: int, device: torch.device) ->
     return lens.to(device=device, dtype=torch.int64)
 
 
+_FEW = 64
+
+
 def check_length_values(lengths: Tensor, steps: int) -> int | None:
     """``ValueError`` unless every length is in ``[0, steps]`` (nothing to check when empty);
     returns the shortest length (``None`` when empty)."""
     if lengths.numel() == 0:
         return None
-    low, high = (int(v) for v in torch.aminmax(lengths))
+    if lengths.device.type == "cpu" and lengths.numel() <= _FEW:  # cheaper read as a list
+        values = lengths.tolist()
+        low, high = min(values), max(values)
+    else:
+        low, high = (int(v) for v in torch.aminmax(lengths))
     if low < 0:
         raise ValueError(f"lengths: expected values in [0, {steps}], got a negative length {low}")
     if high > steps:
@@ -77,7 +85,9 @@ def check_length_values(lengths: Tensor, steps: int) -> int | None:
 def tracing(t: Tensor) -> bool:
     """Whether ``t`` is being traced by ``torch.compile``/``torch.export`` (or is a fake
     tensor): then no Python decision may read tensor values."""
-    return torch.compiler.is_compiling() or torch._guards.detect_fake_mode(t) is not None
+    if torch.compiler.is_compiling() or is_in_torch_dispatch_mode():  # dynamo; a fake or proxy mode
+        return True
+    return type(t) is not Tensor and torch._guards.detect_fake_mode(t) is not None  # a fake tensor
 
 
 def _as_int_tensor(lengths: Any) -> Tensor:
@@ -94,7 +104,7 @@ def _as_int_tensor(lengths: Any) -> Tensor:
         raise TypeError(f"lengths: expected a Tensor or a sequence of ints, got {type(lengths).__name__}")
     if tensor.dtype == torch.bool or tensor.dtype.is_floating_point or tensor.dtype.is_complex:
         raise TypeError(f"lengths: expected an integer dtype, got {tensor.dtype}")
-    return tensor.detach().cpu()
+    return tensor if tensor.device.type == "cpu" else tensor.cpu()  # an integer tensor needs no detach
 
 
 def describe(x: Any) -> str:

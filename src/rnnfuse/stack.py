@@ -21,6 +21,7 @@ from ._checks import check_lengths, check_sequence_input
 from .cells import RecurrentCell, make_cell
 from .convert.torch import cells_from_torch, torch_from_cells
 from .kernels import run_layer
+from .kernels.padded_stack import padded_stack_specs, run_padded_stack
 from .state import assert_same_structure, structure_str
 
 __all__ = ["StackedRNN"]
@@ -249,6 +250,13 @@ class StackedRNN(nn.Module):
         _check_dtype(x, self.layers[0].weight_ih.dtype)
         batch, steps = x.shape[0], x.shape[1]
         lens = check_lengths(lengths, batch, steps, x.device)
+        if lens is not None and self._chains_plainly():
+            specs = padded_stack_specs(self.layers, x, lens)
+            if specs is not None:  # a small ragged inference batch: every layer padded
+                states = None if initial_state is None else self._check_initial_state(initial_state, x)
+                fast = run_padded_stack(specs, x, lens, states)
+                if fast is not None:
+                    return (fast[0] if self.batch_first else fast[0].transpose(0, 1)), tuple(fast[1])
         start = self._check_initial_state(initial_state, x)
         fw_start, bw_start = self._split_state(start)
         fw_final, bw_final = [], []
@@ -268,6 +276,12 @@ class StackedRNN(nn.Module):
             layer_in = out
         outputs = layer_in if self.batch_first else layer_in.transpose(0, 1)
         return outputs, self._structure(tuple(fw_final), tuple(bw_final))
+
+    def _chains_plainly(self) -> bool:
+        """Whether each layer's output is the next one's input as it is: one direction,
+        no residual connections, no dropout at work."""
+        return not (self.bidirectional or self.mixed_directions or any(self.residual_layers)
+                    or (self.training and self.dropout > 0.0))
 
     def _split_state(self, state: Any) -> tuple[tuple, dict[int, Any]]:
         """``(forward part per layer, {layer: backward part})`` of a state."""

@@ -28,6 +28,8 @@ sequence reversed within its length (one gather in, the same gather out).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -40,7 +42,6 @@ from ..cells.constants import tracing
 from ..cells.spec import KernelSpec
 from ..state import LSTMState, state_output
 from .fused import fused_call, fused_spec
-from .layout import kept_for_lengths
 from .loop import reverse_within_lengths, run_loop
 
 __all__ = ["run_fused_padded", "padded_runs", "SATURATE"]
@@ -126,20 +127,37 @@ class _Plan(NamedTuple):
 
 
 def _plan(lengths: Tensor, total: int, device: torch.device) -> _Plan:
-    """:func:`_make_plan`, kept for the very same unmodified ``lengths`` tensor
-    (:func:`~rnnfuse.kernels.layout.kept_for_lengths`): every layer of a stack receives it."""
+    """:func:`_make_plan`, kept for the last few length patterns (by value: a batch small
+    enough for this path has few lengths, read in one small copy; every layer of a stack
+    and every batch with the same lengths shares the plan)."""
+    values = tuple(lengths.tolist())
     if tracing():
-        return _make_plan(lengths, total, device)
-    return kept_for_lengths(lengths, ("padded", total, device), lambda: _make_plan(lengths, total, device))
+        return _make_plan(values, total, device)
+    key = (values, total, device)
+    with _PLANS_LOCK:  # replicas of nn.DataParallel call from several threads
+        found = _PLANS.get(key)
+        if found is not None:
+            _PLANS.move_to_end(key)
+            return found
+    with torch.inference_mode(False):  # a kept plan may serve a later call that autograd records
+        plan = _make_plan(values, total, device)
+    with _PLANS_LOCK:
+        _PLANS[key] = plan
+        while len(_PLANS) > _PLANS_SIZE:
+            _PLANS.popitem(last=False)
+    return plan
 
 
-def _make_plan(lengths: Tensor, total: int, device: torch.device) -> _Plan:
-    """The plan from the lengths' values (read once: a batch small enough for this path
-    has few), in a handful of tensor operations."""
-    values = lengths.tolist()
+_PLANS: OrderedDict[tuple, _Plan] = OrderedDict()
+_PLANS_SIZE = 32
+_PLANS_LOCK = threading.Lock()
+
+
+def _make_plan(values: tuple[int, ...], total: int, device: torch.device) -> _Plan:
+    """The plan from the lengths' ``values``, in a handful of tensor operations."""
     batch, longest = len(values), max(values, default=0)
     steps = longest if total - longest > _UNTRIMMED or longest == 0 else total
-    lengths = lengths.to(device)
+    lengths = torch.tensor(values, dtype=torch.int64, device=device)
     inside = torch.arange(steps, device=device).unsqueeze(1) < lengths.unsqueeze(0)
     outside = ~inside
     last = torch.tensor([max(n - 1, 0) * batch + b for b, n in enumerate(values)], device=device)

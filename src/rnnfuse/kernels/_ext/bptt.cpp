@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -411,6 +412,37 @@ std::vector<Tensor> gru_backward(const Tensor& acts, const Tensor& hs, const Ten
   return {d_gates, dh};
 }
 
+// A stack of LSTM layers over a small padded ragged batch, for inference: per layer the input
+// with the indicator column (rnnfuse.kernels.padded), one fused call (at::lstm: oneDNN on
+// CPU), and each sequence's final h read at its last step; the layers chain time-major.  The
+// same operations as rnnfuse.kernels.padded_stack._run_python, which documents them.
+std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>> padded_lstm_stack(
+    const Tensor& x, const Tensor& outside, const Tensor& padded_rows, const Tensor& last_rows,
+    const std::optional<Tensor>& empty, const std::vector<std::vector<Tensor>>& weights,
+    const std::vector<Tensor>& h0, const std::vector<Tensor>& c0) {
+  const int64_t steps = outside.size(0), batch = x.size(0), total = x.size(1);
+  const Tensor indicator = outside.to(x.scalar_type());
+  Tensor layer_in = x.narrow(1, 0, steps).transpose(0, 1);
+  std::vector<Tensor> cells, last;
+  for (size_t k = 0; k < weights.size(); ++k) {
+    Tensor inputs = at::cat({layer_in, indicator}, 2);
+    if (k == 0) {  // whatever the caller's padding holds must not reach a product
+      const int64_t features = inputs.size(2);
+      inputs.view({steps * batch, features}).narrow(1, 0, features - 1).index_fill_(0, padded_rows, 0.0);
+    }
+    auto [out, h, c] = at::lstm(inputs, {h0[k].unsqueeze(0), c0[k].unsqueeze(0)}, weights[k], true, 1, 0.0,
+                                false, false, false);
+    Tensor final_h = out.view({steps * batch, out.size(2)}).index_select(0, last_rows);
+    last.push_back(empty.has_value() ? at::where(*empty, h0[k], final_h) : final_h);
+    cells.push_back(c.select(0, 0));
+    layer_in = out;
+  }
+  if (steps < total) {
+    layer_in = at::constant_pad_nd(layer_in, {0, 0, 0, 0, 0, total - steps});
+  }
+  return {layer_in.transpose(0, 1), cells, last};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -418,4 +450,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lstm_backward", &lstm_backward, "LSTM BPTT kernel: backward through time");
   m.def("gru_forward", &gru_forward, "reset-before GRU BPTT kernel: the forward recurrence");
   m.def("gru_backward", &gru_backward, "reset-before GRU BPTT kernel: backward through time");
+  m.def("padded_lstm_stack", &padded_lstm_stack, "LSTM layers over a padded ragged batch, inference");
 }

@@ -1,0 +1,161 @@
+"""A stack whose every layer takes the padded path runs them in one call
+(rnnfuse.kernels.padded_stack): the same values as layer by layer, bit for bit, with the C++
+glue and with its Python fallback, and only where the layer-by-layer path would be padded."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rnnfuse import StackedRNN
+from rnnfuse.kernels import run_layer, run_loop
+from rnnfuse.kernels import padded_stack
+from rnnfuse.kernels.ragged import SMALL_BATCH
+from rnnfuse.state import LSTMState
+
+F = 5
+SIZES = [7, 6, 4]
+
+
+def _layer_by_layer(stack, x, lengths, states):
+    """The stack's layers through run_layer (each padded), as forward ran them before."""
+    out, finals = x, []
+    for cell, state in zip(stack.layers, states):
+        out, final = run_layer(cell, out, lengths, state)
+        finals.append(final)
+    return out, finals
+
+
+def _reference(stack, x, lengths, states):
+    out, finals = x, []
+    for cell, state in zip(stack.layers, states):
+        out, final = run_loop(cell, out, lengths, state, False)
+        finals.append(final)
+    return out, finals
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """How many forwards ran the stack in one call."""
+    calls = []
+    real = padded_stack.run_padded_stack
+
+    def spy(*args):
+        result = real(*args)
+        calls.append(result is not None)
+        return result
+
+    monkeypatch.setattr("rnnfuse.stack.run_padded_stack", spy)
+    return calls
+
+
+def _states(stack, batch, dtype, gen):
+    return tuple(LSTMState(*(0.5 * torch.randn(batch, n, generator=gen, dtype=dtype) for _ in range(2)))
+                 for n in SIZES)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize(("lengths", "steps"), [
+    ([9, 0, 3, 7, 1], 9),  # an empty sequence; the longest runs to the end
+    ([4, 2, 5, 5, 1], 9),  # trimmed to the longest, padded back
+    ([8, 3, 6, 1, 2], 9),  # the longest one short of the end: every step runs
+])
+@pytest.mark.parametrize("given_state", [False, True], ids=["zero-state", "given-state"])
+def test_one_call_equals_layer_by_layer_bit_for_bit(lengths, steps, dtype, given_state, bptt_impl, two_threads,
+                                                    counted):
+    gen = torch.Generator().manual_seed(3)
+    stack = StackedRNN(F, SIZES, cell="lstm", forget_bias=1.0).to(dtype).eval()
+    x = torch.randn(len(lengths), steps, F, generator=gen, dtype=dtype)
+    lens = torch.tensor(lengths)
+    past = torch.arange(steps).unsqueeze(0) >= lens.unsqueeze(1)
+    x[past] = float("nan")  # the padding reaches no product
+    states = _states(stack, len(lengths), dtype, gen) if given_state else None
+    with torch.no_grad():
+        y, finals = stack(x, lens, states)
+        start = states if given_state else stack.initial_state(len(lengths), dtype=dtype)
+        y_layers, finals_layers = _layer_by_layer(stack, x, lens, start)
+        y_ref, finals_ref = _reference(stack, x.masked_fill(past.unsqueeze(2), 0.0), lens, start)
+    assert counted == [True]
+    assert isinstance(finals, tuple) and all(isinstance(s, LSTMState) for s in finals)
+    torch.testing.assert_close(y, y_layers, atol=0, rtol=0)
+    for got, want in zip(finals, finals_layers):
+        torch.testing.assert_close(got.c, want.c, atol=0, rtol=0)
+        torch.testing.assert_close(got.h, want.h, atol=0, rtol=0)
+    tol = 1e-10 if dtype == torch.float64 else 2e-5
+    torch.testing.assert_close(y, y_ref, atol=tol, rtol=tol)
+    assert (y[past] == 0).all()
+    for got, want in zip(finals, finals_ref):
+        torch.testing.assert_close(got.c, want.c, atol=tol, rtol=tol)
+        torch.testing.assert_close(got.h, want.h, atol=tol, rtol=tol)
+
+
+def test_time_major_stacks_run_in_one_call(two_threads, counted):
+    stack = StackedRNN(F, SIZES, batch_first=False).eval()
+    x = torch.randn(9, 4, F)
+    lens = torch.tensor([9, 2, 0, 5])
+    with torch.no_grad():
+        y, finals = stack(x, lens)
+        y_bf, finals_bf = _layer_by_layer(stack, x.transpose(0, 1), lens, stack.initial_state(4))
+    assert counted == [True]
+    torch.testing.assert_close(y, y_bf.transpose(0, 1), atol=0, rtol=0)
+    torch.testing.assert_close(finals[-1].h, finals_bf[-1].h, atol=0, rtol=0)
+
+
+def test_every_length_zero_runs_layer_by_layer(two_threads, counted):
+    stack = StackedRNN(F, SIZES).eval()
+    state = _states(stack, 3, torch.float32, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y, finals = stack(torch.randn(3, 4, F), torch.zeros(3, dtype=torch.int64), state)
+    assert counted == [False]
+    assert (y == 0).all()
+    for got, given in zip(finals, state):
+        assert got.c is given.c or torch.equal(got.c, given.c)
+
+
+@pytest.mark.parametrize("case", [
+    "gradient", "state-gradient", "one-thread", "large-batch", "gru", "peepholes", "bidirectional",
+    "residual", "dropout-training", "no-lengths",
+])
+def test_other_stacks_and_batches_run_layer_by_layer(case, two_threads, counted):
+    """The one call is taken only where every layer would run padded, each output feeding
+    the next as it is; elsewhere the layers run as before (and give their usual values)."""
+    options = {"gru": {"cell": "gru"}, "peepholes": {"peepholes": True}, "bidirectional": {"bidirectional": True},
+               "residual": {"residual": True}, "dropout-training": {"dropout": 0.5}}.get(case, {})
+    sizes = [6, 6] if case == "residual" else SIZES
+    stack = StackedRNN(F, sizes, **options)
+    stack.train(case == "dropout-training")
+    batch = SMALL_BATCH + 1 if case == "large-batch" else 4
+    x = torch.randn(batch, 8, F, requires_grad=case == "gradient")
+    lens = None if case == "no-lengths" else torch.arange(batch) % 9
+    state = None
+    if case == "state-gradient":  # frozen weights, a state that needs gradients
+        stack.requires_grad_(False)
+        state = tuple(LSTMState(torch.zeros(batch, n, requires_grad=True), torch.zeros(batch, n)) for n in sizes)
+    if case == "one-thread":
+        torch.set_num_threads(1)
+    grad = case in ("gradient", "state-gradient")
+    with torch.set_grad_enabled(grad):
+        y, _ = stack(x, lens, state)
+    if case == "state-gradient":  # the layers would run padded, but autograd must record them
+        assert counted == [False] and y.requires_grad
+    else:
+        assert not any(counted)
+
+
+def test_modified_lengths_and_weights_are_seen(two_threads, counted):
+    """Plans are kept by the lengths' values and weights by their version: a tensor of
+    lengths changed in place, or weights changed in place, give the new values."""
+    stack = StackedRNN(F, SIZES).eval()
+    x = torch.randn(4, 9, F)
+    lens = torch.tensor([9, 2, 0, 5])
+    with torch.no_grad():
+        stack(x, lens)
+        lens[1] = 7
+        y, _ = stack(x, lens)
+        y_new, _ = _layer_by_layer(stack, x, torch.tensor([9, 7, 0, 5]), stack.initial_state(4))
+        torch.testing.assert_close(y, y_new, atol=0, rtol=0)
+        stack.layers[0].weight_hh.mul_(0.5)
+        y, _ = stack(x, lens)
+        y_new, _ = _layer_by_layer(stack, x, lens, stack.initial_state(4))
+    torch.testing.assert_close(y, y_new, atol=0, rtol=0)
+    assert counted == [True, True, True]

@@ -30,7 +30,7 @@ from rnnfuse.kernels.fused import run_fused_full
 from rnnfuse.kernels.layout import make_layout, segment_bounds
 from rnnfuse.kernels.compiled_steps import forced as forced_steps, step_kernels
 from rnnfuse.kernels.padded import SATURATE, padded_runs, run_fused_padded
-from rnnfuse.kernels.ragged import SMALL_BATCH, run_fused_packed, run_fused_segments
+from rnnfuse.kernels.ragged import SMALL_BATCH, SMALL_BATCH_ONE_THREAD, run_fused_packed, run_fused_segments
 from rnnfuse.kernels.steps import step_rows
 from rnnfuse.state import LSTMState
 
@@ -237,9 +237,9 @@ def test_fused_padded_layers_chain_and_an_edited_output_is_cleared_again(two_thr
 
 @pytest.mark.parametrize("name", ["lstm", "lstm-forget-bias"])
 def test_small_lstm_inference_batches_run_padded(name, two_threads):
-    """With two threads and no gradient a small ragged LSTM batch takes one padded call
-    (equal to the loop); with gradients, more than SMALL_BATCH sequences or one thread,
-    the token-exact paths."""
+    """With no gradient a small ragged LSTM batch takes one padded call (equal to the
+    loop); with gradients, more than SMALL_BATCH sequences (SMALL_BATCH_ONE_THREAD with
+    one thread), the token-exact paths."""
     cell = CELLS[name]()
     lens = torch.tensor(LENGTHS)
     x = torch.randn(B, T, F)
@@ -251,7 +251,11 @@ def test_small_lstm_inference_batches_run_padded(name, two_threads):
         assert select_path(cell, big, torch.arange(SMALL_BATCH + 1) % (T + 1)) != "fused-padded"
         assert select_path(CELLS["gru"](), x, lens) == "fused-segments"
         torch.set_num_threads(1)
-        assert select_path(cell, x, lens) != "fused-padded"
+        assert select_path(cell, x, lens) == "fused-padded"
+        more = torch.randn(SMALL_BATCH_ONE_THREAD + 1, T, F)
+        assert select_path(cell, more, torch.arange(SMALL_BATCH_ONE_THREAD + 1) % (T + 1)) != "fused-padded"
+        torch.set_num_threads(2)
+        assert select_path(cell, more, torch.arange(SMALL_BATCH_ONE_THREAD + 1) % (T + 1)) == "fused-padded"
     torch.testing.assert_close(y, y_ref)
     for a, b in zip(_leaves(s), _leaves(s_ref)):
         torch.testing.assert_close(a, b)

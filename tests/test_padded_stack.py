@@ -10,7 +10,7 @@ import torch
 from rnnfuse import StackedRNN
 from rnnfuse.kernels import run_layer, run_loop
 from rnnfuse.kernels import padded_stack
-from rnnfuse.kernels.ragged import SMALL_BATCH
+from rnnfuse.kernels.ragged import SMALL_BATCH, SMALL_BATCH_ONE_THREAD
 from rnnfuse.state import LSTMState
 
 F = 5
@@ -113,7 +113,7 @@ def test_every_length_zero_runs_layer_by_layer(two_threads, counted):
 
 
 @pytest.mark.parametrize("case", [
-    "gradient", "state-gradient", "one-thread", "large-batch", "gru", "peepholes", "bidirectional",
+    "gradient", "state-gradient", "one-thread-larger-batch", "large-batch", "gru", "peepholes", "bidirectional",
     "residual", "dropout-training", "no-lengths",
 ])
 def test_other_stacks_and_batches_run_layer_by_layer(case, two_threads, counted):
@@ -124,14 +124,14 @@ def test_other_stacks_and_batches_run_layer_by_layer(case, two_threads, counted)
     sizes = [6, 6] if case == "residual" else SIZES
     stack = StackedRNN(F, sizes, **options)
     stack.train(case == "dropout-training")
-    batch = SMALL_BATCH + 1 if case == "large-batch" else 4
+    batch = {"large-batch": SMALL_BATCH + 1, "one-thread-larger-batch": SMALL_BATCH_ONE_THREAD + 1}.get(case, 4)
     x = torch.randn(batch, 8, F, requires_grad=case == "gradient")
     lens = None if case == "no-lengths" else torch.arange(batch) % 9
     state = None
     if case == "state-gradient":  # frozen weights, a state that needs gradients
         stack.requires_grad_(False)
         state = tuple(LSTMState(torch.zeros(batch, n, requires_grad=True), torch.zeros(batch, n)) for n in sizes)
-    if case == "one-thread":
+    if case == "one-thread-larger-batch":
         torch.set_num_threads(1)
     grad = case in ("gradient", "state-gradient")
     with torch.set_grad_enabled(grad):

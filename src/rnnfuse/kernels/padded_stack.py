@@ -2,9 +2,9 @@
 the padding, with nothing between the calls but what they need.
 
 Where every layer of a stack takes the ``fused-padded`` path
-(:func:`rnnfuse.kernels.ragged.ragged_cpu_path`: LSTM layers, a small batch, no gradient,
-more than one thread), the stack's forward is one call here instead of a
-:func:`rnnfuse.kernels.run_layer` per layer: the lengths are planned and the weights with
+(:func:`rnnfuse.kernels.ragged.ragged_cpu_path`: LSTM layers, no gradient, at most 16
+sequences with more than one thread, 8 with one), the stack's forward is one call here
+instead of a :func:`rnnfuse.kernels.run_layer` per layer: the lengths are planned and the weights with
 the indicator column (:mod:`rnnfuse.kernels.padded`) looked up once, and the layers chain
 time-major (each output, zero past every length, is the next input as it is).  The C++
 extension runs the layers' glue (indicator column, fused call, final ``h``) in one call;

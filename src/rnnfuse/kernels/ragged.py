@@ -39,7 +39,8 @@ from .loop import run_loop
 from .padded import padded_runs
 from .steps import compiled_for, last_rows
 
-__all__ = ["run_fused_segments", "run_fused_packed", "ragged_cpu_path", "MAX_SEGMENTS", "SMALL_BATCH"]
+__all__ = ["run_fused_segments", "run_fused_packed", "ragged_cpu_path", "MAX_SEGMENTS", "SMALL_BATCH",
+           "SMALL_BATCH_ONE_THREAD"]
 
 MAX_SEGMENTS = 8
 """At most this many fused calls per layer and direction on a ragged batch."""
@@ -49,27 +50,33 @@ SMALL_BATCH = 16
 """Up to this many sequences, a ragged LSTM batch that needs no gradient runs padded when
 PyTorch has more than one thread (see :func:`ragged_cpu_path`)."""
 
+SMALL_BATCH_ONE_THREAD = 8
+"""The same with one thread."""
+
 
 def ragged_cpu_path(spec: KernelSpec, x: Tensor) -> str:
     """The path of a ragged batch on CPU for a cell with a fused mode.
 
-    * ``"fused-padded"`` for a small LSTM batch (at most :data:`SMALL_BATCH` sequences)
-      that needs no gradient, with more than one thread: oneDNN spreads each step's
+    * ``"fused-padded"`` for a small LSTM batch that needs no gradient: at most
+      :data:`SMALL_BATCH` sequences with more than one thread (oneDNN spreads each step's
       product over the threads, the C++ loop's few-row product does not, and with so few
-      rows the padding costs little (:func:`rnnfuse.kernels.padded.run_fused_padded`).
-      Measured forward, 2-layer LSTM of 256, T = 100, lengths uniform in 1..T, AMD EPYC,
-      quiet, two threads: batch 8 padded 21.0 ms, segments 23.3, C++ loop 25.2,
-      ``nn.LSTM`` 18.1; batch 32 (under load) padded 67.9, loop 68.6.  With one thread the
-      loop is as fast (batch 8: 28.4 vs 29.1 ms); for a GRU the segments are faster
-      (batch 8, two threads, under load: 32.0 vs 34.0 ms).
+      rows the padding costs little: :func:`rnnfuse.kernels.padded.run_fused_padded`), at
+      most :data:`SMALL_BATCH_ONE_THREAD` with one.  Measured forward, 2-layer LSTM of 256,
+      T = 100, lengths uniform in 1..T, AMD EPYC, quiet, two threads: batch 8 padded 21.0
+      ms, segments 23.3, C++ loop 25.2, ``nn.LSTM`` 18.1; batch 32 (under load) padded
+      67.9, loop 68.6.  With the stack's layers in one call
+      (:mod:`rnnfuse.kernels.padded_stack`), one thread: batch 8 padded 34.1-34.9 ms, loop
+      35.8-36.5; batch 12 39.1 vs 39.3; batch 16 69.1 vs 50.3.  For a GRU the segments
+      are faster (batch 8, two threads, under load: 32.0 vs 34.0 ms).
     * ``"bptt"`` where the cell has a BPTT kernel and its compiled loop runs on ``x``: its
       cost follows the tokens exactly (no step runs past a length).  With lengths uniform
       in 1..T (B = 64, a 2-layer LSTM of 256, one thread) it costs 0.53x the full batch's
       forward+backward against 0.59x for the segments.
     * else ``"fused-segments"``.
     """
-    if (spec.mode == "lstm" and x.shape[0] <= SMALL_BATCH and torch.get_num_threads() > 1
-            and not needs_grad(x, (), spec.fused_weights or ()) and padded_runs(spec)):
+    small = SMALL_BATCH if torch.get_num_threads() > 1 else SMALL_BATCH_ONE_THREAD
+    if (spec.mode == "lstm" and x.shape[0] <= small and not needs_grad(x, (), spec.fused_weights or ())
+            and padded_runs(spec)):
         return "fused-padded"
     if spec.bptt is not None and compiled_for(x) is not None and not torch.is_autocast_enabled(x.device.type):
         return "bptt"

@@ -215,6 +215,23 @@ def test_fused_padded_sees_weights_changed_in_place():
         assert not padded_runs(spec())
 
 
+def test_fused_padded_drops_what_it_kept_with_the_weights():
+    """The values kept for a cell's weights go when the weights do (no growing cache)."""
+    import gc
+
+    from rnnfuse.kernels import padded
+
+    cell = LSTMCell(F, H).double()
+    with torch.no_grad():
+        run_fused_padded(cell, torch.randn(B, T, F, dtype=torch.float64), torch.tensor(LENGTHS),
+                         cell.initial_state(B, dtype=torch.float64), False)
+    owners = {id(cell.weight_ih), id(cell.weight_hh)}
+    assert owners & set(padded._DERIVED)
+    del cell
+    gc.collect()
+    assert not owners & set(padded._DERIVED)
+
+
 def test_fused_padded_layers_chain_and_an_edited_output_is_cleared_again(two_threads):
     """A padded LSTM layer's output (zero past each length) feeds the next layer without
     clearing its padding again; written into since, it is cleared as any input."""

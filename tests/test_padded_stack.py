@@ -4,6 +4,8 @@ glue and with its Python fallback, and only where the layer-by-layer path would 
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -54,15 +56,23 @@ def _states(stack, batch, dtype, gen):
                  for n in SIZES)
 
 
+@pytest.mark.parametrize("calls", ["one", "cut"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize(("lengths", "steps"), [
     ([9, 0, 3, 7, 1], 9),  # an empty sequence; the longest runs to the end
     ([4, 2, 5, 5, 1], 9),  # trimmed to the longest, padded back
-    ([8, 3, 6, 1, 2], 9),  # the longest one short of the end: every step runs
+    ([8, 3, 6, 1, 2], 9),  # the longest one short of the end
 ])
 @pytest.mark.parametrize("given_state", [False, True], ids=["zero-state", "given-state"])
-def test_one_call_equals_layer_by_layer_bit_for_bit(lengths, steps, dtype, given_state, bptt_impl, two_threads,
-                                                    counted):
+def test_one_call_equals_layer_by_layer(lengths, steps, dtype, given_state, calls, bptt_impl, two_threads, counted,
+                                        monkeypatch):
+    """The stack in one call gives the layer-by-layer values bit for bit when each layer
+    makes one fused call (these few steps), and to rounding when its calls are cut at the
+    lengths (a free call: cuts at every length up to MAX_CALLS; fewer rows change how the
+    kernel sums)."""
+    if calls == "cut":
+        monkeypatch.setattr(padded_stack, "CALL_COST", 0.0)
+        assert len(padded_stack.cut_points(lengths, max(lengths), 0.0)) > 2
     gen = torch.Generator().manual_seed(3)
     stack = StackedRNN(F, SIZES, cell="lstm", forget_bias=1.0).to(dtype).eval()
     x = torch.randn(len(lengths), steps, F, generator=gen, dtype=dtype)
@@ -77,16 +87,38 @@ def test_one_call_equals_layer_by_layer_bit_for_bit(lengths, steps, dtype, given
         y_ref, finals_ref = _reference(stack, x.masked_fill(past.unsqueeze(2), 0.0), lens, start)
     assert counted == [True]
     assert isinstance(finals, tuple) and all(isinstance(s, LSTMState) for s in finals)
-    torch.testing.assert_close(y, y_layers, atol=0, rtol=0)
+    exact = 0 if calls == "one" else (1e-12 if dtype == torch.float64 else 1e-6)
+    torch.testing.assert_close(y, y_layers, atol=exact, rtol=exact)
     for got, want in zip(finals, finals_layers):
-        torch.testing.assert_close(got.c, want.c, atol=0, rtol=0)
-        torch.testing.assert_close(got.h, want.h, atol=0, rtol=0)
+        torch.testing.assert_close(got.c, want.c, atol=exact, rtol=exact)
+        torch.testing.assert_close(got.h, want.h, atol=exact, rtol=exact)
     tol = 1e-10 if dtype == torch.float64 else 2e-5
     torch.testing.assert_close(y, y_ref, atol=tol, rtol=tol)
     assert (y[past] == 0).all()
     for got, want in zip(finals, finals_ref):
         torch.testing.assert_close(got.c, want.c, atol=tol, rtol=tol)
         torch.testing.assert_close(got.h, want.h, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize(("lengths", "steps", "call_cost", "expected"), [
+    ([57, 99, 4, 70, 65, 57, 81, 36], 99, padded_stack.CALL_COST, [0, 70, 99]),
+    ([100] + [10] * 7, 100, padded_stack.CALL_COST, [0, 10, 100]),  # one long sequence runs on alone
+    ([99, 95, 90, 88, 80, 99, 97, 92], 99, padded_stack.CALL_COST, [0, 99]),  # cuts would save less than a call
+    ([9, 0, 3, 7, 1], 9, 0.0, [0, 1, 3, 7, 9]),  # free calls: at most MAX_CALLS
+    ([5, 5, 5], 5, 0.0, [0, 5]),
+])
+def test_cut_points_minimise_the_modelled_cost(lengths, steps, call_cost, expected):
+    """The cuts against every choice of at most MAX_CALLS - 1 inner bounds at lengths."""
+    bounds = padded_stack.cut_points(lengths, steps, call_cost)
+    assert bounds == expected
+
+    def cost(b):
+        rows = [len(lengths)] + [sum(n > p for n in lengths) for p in b[1:-1]]
+        return sum((q - p) * (padded_stack.STEP_COST + r) + call_cost for p, q, r in zip(b, b[1:], rows))
+
+    inner = sorted({n for n in lengths if 0 < n < steps})
+    every = [[0, *c, steps] for k in range(padded_stack.MAX_CALLS) for c in itertools.combinations(inner, k)]
+    assert cost(bounds) == min(cost(b) for b in every)
 
 
 def test_time_major_stacks_run_in_one_call(two_threads, counted):

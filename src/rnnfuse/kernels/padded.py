@@ -28,7 +28,9 @@ sequence reversed within its length (one gather in, the same gather out).
 
 from __future__ import annotations
 
+import functools
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
@@ -53,30 +55,44 @@ while the rest of its sum stays below ``M - 1000``."""
 
 _MARGIN = 1000.0
 _UNTRIMMED = 2
-"""Past the longest length, up to this many steps run (their outputs are zero anyway) rather
-than trimmed and padded again: a copy of the outputs costs about what a step costs."""
+"""Past the longest length, up to this many steps of a layer run (their outputs are zero
+anyway) rather than trimmed and padded again: a copy of the outputs costs about what a step
+costs.  (A stack in one call pads its top layer's outputs only: it always trims.)"""
 
 _HOLD_SIGNS = (-1.0, 1.0, 0.0, -1.0)  # the LSTM's gate blocks i, f, g, o
 
 _V = TypeVar("_V")
-_DERIVED: WeakIdKeyDictionary = WeakIdKeyDictionary()
+_DERIVED: dict[int, tuple[weakref.ref, dict[str, tuple[tuple, Any]]]] = {}  # id(deps[0]) -> (ref, kept)
+_PLAIN = (Tensor, torch.nn.Parameter)
 
 
 def _derived(name: str, deps: tuple[Tensor, ...], make: Callable[[], _V]) -> _V:
     """``make()``, a value that depends on the tensors ``deps`` only, kept with ``deps[0]``
-    while every one of them is the same, unmodified tensor (identity, storage and version
-    counter), so that inference calls do not recompute it from unchanged weights.  Never
-    kept while tracing or for inference tensors (they have no version counter)."""
-    if tracing() or any(t.is_inference() or type(t) not in (Tensor, torch.nn.Parameter) for t in deps):
+    (dropped with it) while every one of them is the same, unmodified tensor (identity,
+    storage and version counter), so that inference calls do not recompute it from unchanged
+    weights.  Never kept while tracing or for inference tensors (no version counter)."""
+    if tracing() or any(type(t) not in _PLAIN or t.is_inference() for t in deps):
         return make()
     signature = tuple((id(t), t.data_ptr(), t._version) for t in deps)
-    kept = _DERIVED.setdefault(deps[0], {})
-    found = kept.get(name)
+    owner = deps[0]
+    key = id(owner)
+    entry = _DERIVED.get(key)
+    if entry is None or entry[0]() is not owner:
+        entry = (weakref.ref(owner, functools.partial(_forget, key)), {})
+        _DERIVED[key] = entry
+    found = entry[1].get(name)
     if found is not None and found[0] == signature:
         return found[1]
-    value = make()
-    kept[name] = (signature, value)
+    # a kept value may serve a later call that autograd records (so no inference tensor),
+    # and must not hold a graph (inference_mode(False) would enable gradients)
+    with torch.inference_mode(False), torch.no_grad():
+        value = make()
+    entry[1][name] = (signature, value)
     return value
+
+
+def _forget(key: int, _: object) -> None:
+    _DERIVED.pop(key, None)
 
 
 def padded_runs(spec: KernelSpec) -> bool:
@@ -111,8 +127,7 @@ def _indicator_weights(weights: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
 
     if torch.is_grad_enabled() and w_ih.requires_grad:
         return (make(), *weights[1:])
-    with torch.no_grad():
-        return (_derived("w_ih", (w_ih,), make), *weights[1:])
+    return (_derived("w_ih", (w_ih,), make), *weights[1:])  # made without autograd: none is enabled
 
 
 class _Plan(NamedTuple):
@@ -124,23 +139,24 @@ class _Plan(NamedTuple):
     padded_rows: Tensor  # flat rows past a length
     last_rows: Tensor  # (B,) each sequence's last step (step 0 for an empty one)
     empty: Tensor | None  # (B, 1) bool where a sequence is empty, None if none is
+    values: tuple[int, ...]  # the lengths
 
 
-def _plan(lengths: Tensor, total: int, device: torch.device) -> _Plan:
+def _plan(lengths: Tensor, total: int, device: torch.device, untrimmed: int = _UNTRIMMED) -> _Plan:
     """:func:`_make_plan`, kept for the last few length patterns (by value: a batch small
     enough for this path has few lengths, read in one small copy; every layer of a stack
     and every batch with the same lengths shares the plan)."""
     values = tuple(lengths.tolist())
     if tracing():
-        return _make_plan(values, total, device)
-    key = (values, total, device)
+        return _make_plan(values, total, device, untrimmed)
+    key = (values, total, device, untrimmed)
     with _PLANS_LOCK:  # replicas of nn.DataParallel call from several threads
         found = _PLANS.get(key)
         if found is not None:
             _PLANS.move_to_end(key)
             return found
     with torch.inference_mode(False):  # a kept plan may serve a later call that autograd records
-        plan = _make_plan(values, total, device)
+        plan = _make_plan(values, total, device, untrimmed)
     with _PLANS_LOCK:
         _PLANS[key] = plan
         while len(_PLANS) > _PLANS_SIZE:
@@ -153,16 +169,17 @@ _PLANS_SIZE = 32
 _PLANS_LOCK = threading.Lock()
 
 
-def _make_plan(values: tuple[int, ...], total: int, device: torch.device) -> _Plan:
-    """The plan from the lengths' ``values``, in a handful of tensor operations."""
+def _make_plan(values: tuple[int, ...], total: int, device: torch.device, untrimmed: int) -> _Plan:
+    """The plan from the lengths' ``values``, in a handful of tensor operations: it runs
+    to the longest length, or to ``total`` when that is at most ``untrimmed`` steps more."""
     batch, longest = len(values), max(values, default=0)
-    steps = longest if total - longest > _UNTRIMMED or longest == 0 else total
+    steps = longest if total - longest > untrimmed or longest == 0 else total
     lengths = torch.tensor(values, dtype=torch.int64, device=device)
     inside = torch.arange(steps, device=device).unsqueeze(1) < lengths.unsqueeze(0)
     outside = ~inside
     last = torch.tensor([max(n - 1, 0) * batch + b for b, n in enumerate(values)], device=device)
     empty = torch.tensor([[n == 0] for n in values], device=device) if 0 in values else None
-    return _Plan(steps, inside, outside.unsqueeze(2), outside.flatten().nonzero().squeeze(1), last, empty)
+    return _Plan(steps, inside, outside.unsqueeze(2), outside.flatten().nonzero().squeeze(1), last, empty, values)
 
 
 def run_fused_padded(

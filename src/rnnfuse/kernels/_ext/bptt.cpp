@@ -412,15 +412,53 @@ std::vector<Tensor> gru_backward(const Tensor& acts, const Tensor& hs, const Ten
   return {d_gates, dh};
 }
 
+// One layer of padded_lstm_stack: a fused call per start in `starts`, the first over every
+// sequence, call k >= 1 over the sequences rows[k - 1] (its state: the rows carry[k - 1] of
+// the call before).  Returns the time-major outputs (zero where a call does not run a
+// sequence) and every sequence's final c (held past its length: the one of the call it ends in).
+std::tuple<Tensor, Tensor> padded_lstm_layer(const Tensor& inputs, const std::vector<Tensor>& w, const Tensor& h0,
+                                             const Tensor& c0, const std::vector<int64_t>& starts,
+                                             const std::vector<Tensor>& rows, const std::vector<Tensor>& carry) {
+  const int64_t steps = inputs.size(0), batch = inputs.size(1);
+  const int64_t first_stop = starts.size() > 1 ? starts[1] : steps;
+  auto [out, h, c] = at::lstm(inputs.narrow(0, 0, first_stop), {h0.unsqueeze(0), c0.unsqueeze(0)}, w, true, 1, 0.0,
+                              false, false, false);
+  if (starts.size() == 1) {
+    return {out, c.select(0, 0)};
+  }
+  std::vector<Tensor> outs{out};
+  Tensor cells = c.select(0, 0);
+  for (size_t k = 1; k < starts.size(); ++k) {
+    const int64_t start = starts[k], stop = k + 1 < starts.size() ? starts[k + 1] : steps;
+    const Tensor& alive = rows[k - 1];
+    auto [part, h_next, c_next] = at::lstm(inputs.narrow(0, start, stop - start).index_select(1, alive),
+                                           {h.index_select(1, carry[k - 1]), c.index_select(1, carry[k - 1])}, w,
+                                           true, 1, 0.0, false, false, false);
+    outs.push_back(at::zeros({stop - start, batch, part.size(2)}, part.options()).index_copy_(1, alive, part));
+    cells = cells.index_copy(0, alive, c_next.select(0, 0));
+    h = h_next;
+    c = c_next;
+  }
+  return {at::cat(outs), cells};
+}
+
 // A stack of LSTM layers over a small padded ragged batch, for inference: per layer the input
-// with the indicator column (rnnfuse.kernels.padded), one fused call (at::lstm: oneDNN on
+// with the indicator column (rnnfuse.kernels.padded), its fused calls (at::lstm: oneDNN on
 // CPU), and each sequence's final h read at its last step; the layers chain time-major.  The
-// same operations as rnnfuse.kernels.padded_stack._run_python, which documents them.
+// same operations as rnnfuse.kernels.padded_stack._run_python, which documents them (empty h0
+// and c0: zero initial states).
 std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>> padded_lstm_stack(
     const Tensor& x, const Tensor& outside, const Tensor& padded_rows, const Tensor& last_rows,
-    const std::optional<Tensor>& empty, const std::vector<std::vector<Tensor>>& weights,
-    const std::vector<Tensor>& h0, const std::vector<Tensor>& c0) {
+    const std::optional<Tensor>& empty, const std::vector<int64_t>& starts, const std::vector<Tensor>& rows,
+    const std::vector<Tensor>& carry, const std::vector<std::vector<Tensor>>& weights, std::vector<Tensor> h0,
+    std::vector<Tensor> c0) {
   const int64_t steps = outside.size(0), batch = x.size(0), total = x.size(1);
+  if (h0.empty()) {
+    for (const auto& w : weights) {
+      h0.push_back(at::zeros({batch, w[1].size(1)}, x.options()));
+    }
+    c0 = h0;
+  }
   const Tensor indicator = outside.to(x.scalar_type());
   Tensor layer_in = x.narrow(1, 0, steps).transpose(0, 1);
   std::vector<Tensor> cells, last;
@@ -430,11 +468,10 @@ std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>> padded_lstm_stack(
       const int64_t features = inputs.size(2);
       inputs.view({steps * batch, features}).narrow(1, 0, features - 1).index_fill_(0, padded_rows, 0.0);
     }
-    auto [out, h, c] = at::lstm(inputs, {h0[k].unsqueeze(0), c0[k].unsqueeze(0)}, weights[k], true, 1, 0.0,
-                                false, false, false);
+    auto [out, c] = padded_lstm_layer(inputs, weights[k], h0[k], c0[k], starts, rows, carry);
     Tensor final_h = out.view({steps * batch, out.size(2)}).index_select(0, last_rows);
     last.push_back(empty.has_value() ? at::where(*empty, h0[k], final_h) : final_h);
-    cells.push_back(c.select(0, 0));
+    cells.push_back(c);
     layer_in = out;
   }
   if (steps < total) {

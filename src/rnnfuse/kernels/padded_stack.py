@@ -1,19 +1,29 @@
-"""A whole LSTM stack over a small ragged inference batch, each layer one fused call over
+"""A whole LSTM stack over a small ragged inference batch, each layer in fused calls over
 the padding, with nothing between the calls but what they need.
 
 Where every layer of a stack takes the ``fused-padded`` path
 (:func:`rnnfuse.kernels.ragged.ragged_cpu_path`: LSTM layers, no gradient, at most 16
 sequences with more than one thread, 8 with one), the stack's forward is one call here
-instead of a :func:`rnnfuse.kernels.run_layer` per layer: the lengths are planned and the weights with
-the indicator column (:mod:`rnnfuse.kernels.padded`) looked up once, and the layers chain
-time-major (each output, zero past every length, is the next input as it is).  The C++
-extension runs the layers' glue (indicator column, fused call, final ``h``) in one call;
-without it the same operations run in Python.  The results are those of the layer-by-layer
-path, bit for bit: the same operations on the same values.
+instead of a :func:`rnnfuse.kernels.run_layer` per layer: the lengths are planned and the
+weights with the indicator column (:mod:`rnnfuse.kernels.padded`) looked up once, and the
+layers chain time-major (each output, zero past every length, is the next input as it is).
+The C++ extension runs the layers' glue (indicator column, fused calls, final ``h``) in one
+call; without it the same operations run in Python.
 
-With so few rows a batch costs little more than its fused calls, so the glue matters: a
-2-layer LSTM of 256, batch 8, T = 100, two threads (AMD EPYC) spent about 2.4 ms per
-forward between and around its two calls layer by layer, 11 % of ``nn.LSTM``'s forward.
+With few rows a step's cost still grows with them (a 256-unit LSTM step took about
+``20 + 10 r`` µs for ``r`` rows, two threads, AMD EPYC), so where only a few sequences run on
+past the others the layer's time is cut there (:func:`cut_points`): one call runs every
+sequence up to the cut, the next only those still running (their state carried over),
+while each call costs about 1 ms of its own, so a cut is made only where the model says it
+saves more.  Every sequence ending inside a call is held by the indicator, so its final
+``c`` is that call's.  With one call per layer the results are the layer-by-layer path's
+bit for bit (the same operations on the same values); with cuts, to rounding (a call over
+fewer rows sums in another order).
+
+Measured (``benchmarks/run.py``, 2-layer LSTM of 256, T = 100, lengths uniform in 1..T,
+batch 8, AMD EPYC): layer by layer the glue between and around the two calls cost about
+2.4 ms per forward, 11 % of ``nn.LSTM``'s forward; in one call about 3-5 %; with the cut
+(two sequences run on from step 70 of 99) the forward is 0.96-1.01 of ``nn.LSTM``'s.
 """
 
 from __future__ import annotations

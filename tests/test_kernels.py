@@ -295,6 +295,32 @@ def test_bptt_gru_equals_loop(lengths, reverse, dtype, bptt_impl):
     assert_matches_loop(run_bptt_gru, "gru-reset-before", lengths, reverse, dtype)
 
 
+@pytest.mark.parametrize("name", ["lstm-all", "gru-reset-before"])
+def test_bptt_products_split_over_threads_equal_loop(name, two_threads, bptt_impl):
+    """With two threads the C++ loop splits each step's product by columns over them (at
+    least 2^20 multiply-adds): values and gradients equal the loop's, ragged and reversed,
+    and under inference mode."""
+    big = {"lstm-all": lambda: LSTMCell(8, 128, peepholes=True, proj_size=96, cell_clip=2.0, proj_clip=1.5),
+           "gru-reset-before": lambda: GRUCell(8, 128, reset_after=False)}[name]
+    gen = torch.Generator().manual_seed(4)
+    cell = big().double()
+    batch = 64
+    x = torch.randn(batch, 5, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    lens = torch.randint(0, 6, (batch,), generator=gen)
+    zero = cell.initial_state(batch, dtype=torch.float64)
+    parts = [(0.5 * torch.randn(t.shape, generator=gen, dtype=torch.float64)).requires_grad_() for t in _leaves(zero)]
+    state = LSTMState(*parts) if isinstance(zero, LSTMState) else parts[0]
+    run = run_bptt_lstm if name.startswith("lstm") else run_bptt_gru
+    y, s, g = _run(run, cell, x, lens, state, True)
+    y_ref, s_ref, g_ref = _run(run_loop, cell, x, lens, state, True)
+    torch.testing.assert_close(y, y_ref, atol=1e-10, rtol=1e-10)
+    for a, b in zip([*s, *g], [*s_ref, *g_ref]):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    with torch.inference_mode():
+        y_inf, _ = run(cell, x.detach(), lens, zero, False)
+    torch.testing.assert_close(y_inf, run_loop(cell, x.detach(), lens, zero, False)[0], atol=1e-10, rtol=1e-10)
+
+
 @pytest.mark.parametrize("reverse", [False, True], ids=["fw", "bw"])
 @pytest.mark.parametrize("lengths", LENS, ids=["full", "ragged"])
 @pytest.mark.parametrize("name", [*BPTT_LSTM, "gru-reset-before"])

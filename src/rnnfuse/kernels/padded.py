@@ -29,9 +29,6 @@ sequence reversed within its length (one gather in, the same gather out).
 from __future__ import annotations
 
 import functools
-import threading
-import weakref
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -62,8 +59,7 @@ costs.  (A stack in one call pads its top layer's outputs only: it always trims.
 _HOLD_SIGNS = (-1.0, 1.0, 0.0, -1.0)  # the LSTM's gate blocks i, f, g, o
 
 _V = TypeVar("_V")
-_DERIVED: dict[int, tuple[weakref.ref, dict[str, tuple[tuple, Any]]]] = {}  # id(deps[0]) -> (ref, kept)
-_PLAIN = (Tensor, torch.nn.Parameter)
+_DERIVED: WeakIdKeyDictionary = WeakIdKeyDictionary()
 
 
 def _derived(name: str, deps: tuple[Tensor, ...], make: Callable[[], _V]) -> _V:
@@ -71,28 +67,19 @@ def _derived(name: str, deps: tuple[Tensor, ...], make: Callable[[], _V]) -> _V:
     (dropped with it) while every one of them is the same, unmodified tensor (identity,
     storage and version counter), so that inference calls do not recompute it from unchanged
     weights.  Never kept while tracing or for inference tensors (no version counter)."""
-    if tracing() or any(type(t) not in _PLAIN or t.is_inference() for t in deps):
+    if tracing() or any(t.is_inference() or type(t) not in (Tensor, torch.nn.Parameter) for t in deps):
         return make()
     signature = tuple((id(t), t.data_ptr(), t._version) for t in deps)
-    owner = deps[0]
-    key = id(owner)
-    entry = _DERIVED.get(key)
-    if entry is None or entry[0]() is not owner:
-        entry = (weakref.ref(owner, functools.partial(_forget, key)), {})
-        _DERIVED[key] = entry
-    found = entry[1].get(name)
+    kept = _DERIVED.setdefault(deps[0], {})
+    found = kept.get(name)
     if found is not None and found[0] == signature:
         return found[1]
     # a kept value may serve a later call that autograd records (so no inference tensor),
     # and must not hold a graph (inference_mode(False) would enable gradients)
     with torch.inference_mode(False), torch.no_grad():
         value = make()
-    entry[1][name] = (signature, value)
+    kept[name] = (signature, value)
     return value
-
-
-def _forget(key: int, _: object) -> None:
-    _DERIVED.pop(key, None)
 
 
 def padded_runs(spec: KernelSpec) -> bool:
@@ -149,24 +136,13 @@ def _plan(lengths: Tensor, total: int, device: torch.device, untrimmed: int = _U
     values = tuple(lengths.tolist())
     if tracing():
         return _make_plan(values, total, device, untrimmed)
-    key = (values, total, device, untrimmed)
-    with _PLANS_LOCK:  # replicas of nn.DataParallel call from several threads
-        found = _PLANS.get(key)
-        if found is not None:
-            _PLANS.move_to_end(key)
-            return found
+    return _kept_plan(values, total, device, untrimmed)
+
+
+@functools.lru_cache(maxsize=32)
+def _kept_plan(values: tuple[int, ...], total: int, device: torch.device, untrimmed: int) -> _Plan:
     with torch.inference_mode(False):  # a kept plan may serve a later call that autograd records
-        plan = _make_plan(values, total, device, untrimmed)
-    with _PLANS_LOCK:
-        _PLANS[key] = plan
-        while len(_PLANS) > _PLANS_SIZE:
-            _PLANS.popitem(last=False)
-    return plan
-
-
-_PLANS: OrderedDict[tuple, _Plan] = OrderedDict()
-_PLANS_SIZE = 32
-_PLANS_LOCK = threading.Lock()
+        return _make_plan(values, total, device, untrimmed)
 
 
 def _make_plan(values: tuple[int, ...], total: int, device: torch.device, untrimmed: int) -> _Plan:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+
 import torch
 from torch import Tensor, _VF
 
@@ -109,10 +110,10 @@ def cut_points(lengths: Sequence[int], steps: int, call_cost: float = CALL_COST)
 @functools.lru_cache(maxsize=32)
 def _segments(
     values: tuple[int, ...], steps: int, device: torch.device, call_cost: float
-) -> tuple[list[int], list[Tensor], list[Tensor]]:
+) -> tuple[tuple[int, ...], tuple[Tensor, ...], tuple[Tensor, ...]]:
     """The calls' starts (:func:`cut_points`; the last bound is ``steps``), and for every
     call but the first the rows it runs (the sequences longer than its start) and where
-    they are among the rows of the call before."""
+    they are among the rows of the call before (kept: tuples, never changed)."""
     bounds = cut_points(values, steps, call_cost)
     rows, carry, previous = [], [], list(range(len(values)))
     with torch.inference_mode(False):  # kept for later calls, which autograd may record
@@ -121,7 +122,7 @@ def _segments(
             rows.append(torch.tensor(alive, dtype=torch.int64, device=device))
             carry.append(torch.tensor([previous.index(b) for b in alive], dtype=torch.int64, device=device))
             previous = alive
-    return bounds[:-1], rows, carry
+    return tuple(bounds[:-1]), tuple(rows), tuple(carry)
 
 
 def run_padded_stack(
@@ -152,9 +153,9 @@ def _run_python(
     padded_rows: Tensor,
     last_rows: Tensor,
     empty: Tensor | None,
-    starts: list[int],
-    rows: list[Tensor],
-    carry: list[Tensor],
+    starts: Sequence[int],
+    rows: Sequence[Tensor],
+    carry: Sequence[Tensor],
     weights: list[list[Tensor]],
     h0: list[Tensor],
     c0: list[Tensor],
@@ -184,7 +185,13 @@ def _run_python(
 
 
 def _layer_calls(
-    inputs: Tensor, w: list[Tensor], h0: Tensor, c0: Tensor, starts: list[int], rows: list[Tensor], carry: list[Tensor]
+    inputs: Tensor,
+    w: list[Tensor],
+    h0: Tensor,
+    c0: Tensor,
+    starts: Sequence[int],
+    rows: Sequence[Tensor],
+    carry: Sequence[Tensor],
 ) -> tuple[Tensor, Tensor]:
     """One layer's fused calls: its time-major outputs (zero where a call does not run a
     sequence: it has ended) and every sequence's final ``c`` (held past its length, so the

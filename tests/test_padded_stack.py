@@ -191,3 +191,23 @@ def test_modified_lengths_and_weights_are_seen(two_threads, counted):
         y_new, _ = _layer_by_layer(stack, x, lens, stack.initial_state(4))
     torch.testing.assert_close(y, y_new, atol=0, rtol=0)
     assert counted == [True, True, True]
+
+
+@pytest.mark.parametrize("batch", [4, SMALL_BATCH + 1], ids=["padded", "layout"])
+def test_lengths_changed_behind_the_version_counter_are_read_anew(batch, two_threads):
+    """A lengths tensor sharing a NumPy array's memory: changing the array changes no version
+    counter, yet the next forward must see the new lengths (nothing read from the lengths is
+    kept by the tensor's identity from one forward to the next)."""
+    import numpy as np
+
+    stack = StackedRNN(F, SIZES).eval()
+    x = torch.randn(batch, 9, F)
+    array = np.arange(batch) % 9 + 1
+    lens = torch.from_numpy(array)
+    with torch.no_grad():
+        stack(x, lens)
+        array[:] = 9 - np.arange(batch) % 9
+        y, finals = stack(x, lens)
+        y_new, finals_new = stack(x, torch.tensor(array))
+    torch.testing.assert_close(y, y_new, atol=0, rtol=0)
+    torch.testing.assert_close(finals[-1].c, finals_new[-1].c, atol=0, rtol=0)

@@ -104,7 +104,10 @@ def _as_int_tensor(lengths: Any) -> Tensor:
         raise TypeError(f"lengths: expected a Tensor or a sequence of ints, got {type(lengths).__name__}")
     if tensor.dtype == torch.bool or tensor.dtype.is_floating_point or tensor.dtype.is_complex:
         raise TypeError(f"lengths: expected an integer dtype, got {tensor.dtype}")
-    return tensor if tensor.device.type == "cpu" else tensor.cpu()  # an integer tensor needs no detach
+    # a new tensor object per call: what the kernels keep per lengths tensor (its identity and
+    # version) then serves one forward only, so memory changed behind the version counter (a
+    # NumPy array the tensor shares) is read anew by the next
+    return tensor.detach().cpu()
 
 
 def describe(x: Any) -> str:

@@ -11,7 +11,7 @@ import torch
 
 from rnnfuse import StackedRNN
 from rnnfuse.kernels import run_layer, run_loop
-from rnnfuse.kernels import padded_stack
+from rnnfuse.kernels import _ext, padded_stack
 from rnnfuse.kernels.ragged import SMALL_BATCH, SMALL_BATCH_ONE_THREAD
 from rnnfuse.state import LSTMState
 
@@ -211,3 +211,33 @@ def test_lengths_changed_behind_the_version_counter_are_read_anew(batch, two_thr
         y_new, finals_new = stack(x, torch.tensor(array))
     torch.testing.assert_close(y, y_new, atol=0, rtol=0)
     torch.testing.assert_close(finals[-1].c, finals_new[-1].c, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(("hidden", "calls"), [(256, 4), (8, 2)])
+def test_wide_layers_cut_where_one_sequence_runs_on_and_narrow_ones_do_not(hidden, calls, two_threads, monkeypatch):
+    """One of 8 sequences runs 90 steps past the others: two calls per layer for layers of
+    256 units (the 90 steps at one row save more than a call costs), one for layers of 8
+    (their rows cost so little that a call's own cost outweighs the saving: ROW_WORK)."""
+    made = []
+    real = padded_stack._VF
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        @staticmethod
+        def lstm(*args):
+            made.append(args[0].shape[:2])
+            return real.lstm(*args)
+
+    monkeypatch.setattr(padded_stack, "_VF", Counting())
+    stack = StackedRNN(F, [hidden, hidden]).eval()
+    x = torch.randn(8, 100, F)
+    lens = torch.tensor([100] + [10] * 7)
+    with torch.no_grad(), _ext.disabled():
+        y, _ = stack(x, lens)
+        y_layers, _ = _layer_by_layer(stack, x, lens, stack.initial_state(8))
+    assert len(made) == calls
+    if calls == 4:
+        assert made[1] == (90, 1)  # the second call: 90 steps of the one long sequence
+    torch.testing.assert_close(y, y_layers, atol=1e-6, rtol=1e-6)

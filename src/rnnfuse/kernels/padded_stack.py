@@ -41,6 +41,7 @@ from ..cells.constants import tracing
 from ..cells.spec import KernelSpec
 from ..state import LSTMState
 from . import _ext
+from .fused import needs_grad
 from .padded import _indicator_weights, _plan
 from .ragged import ragged_cpu_path
 
@@ -143,7 +144,7 @@ def run_padded_stack(
     ``lengths``, from ``states`` (one per layer; ``None``: zeros).  Returns the top layer's
     outputs (B, T, H), zero past each length, and each layer's final state; ``None`` when
     no step runs (every length zero: the layer-by-layer path handles it)."""
-    if states is not None and torch.is_grad_enabled() and any(t.requires_grad for s in states for t in s):
+    if states is not None and needs_grad(x, tuple(states), ()):
         return None  # autograd records the calls: the layer-by-layer path
     plan = _plan(lengths, x.shape[1], x.device, untrimmed=0)  # only the top layer's outputs are padded
     if plan.steps == 0:

@@ -24,6 +24,13 @@ them), not as the interpolated values.
 * ``DHR + ETS mean``, ``DHR + SARIMA mean``: equal-weight forecast combinations (:func:`combine`),
   the mean of the two baselines' forecasts at each origin.
 
+Covariates (``classical_baselines(..., covariates=)``: columns whose value at row ``r`` is known at
+row ``r``'s time, as the networks' encoders read them up to the origin): DHR and SARIMA regress
+on each covariate's value and running sum ``horizon`` rows back (:func:`covariate_regressors`),
+so that every regressor of a forecast from origin ``t`` is known at ``t``; DHR puts them after
+its trend and Fourier terms (``seasonal_part`` is unchanged), SARIMA becomes a regression with
+airline errors.  ETS ignores them (statsmodels' ``ExponentialSmoothing`` takes no regressors).
+
 For the demo's hybrids, forecasts at the *training* origins too (``splits["train"]``), with the
 parameters fitted before the validation stretch: DHR from its one filter pass; ETS and SARIMA,
 whose states adapt too slowly to be run over decades, from a filter started 5 or 6 seasons before
@@ -40,12 +47,13 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "fourier", "seasonal_part", "state_forecasts", "fit_dhr", "fit_ets", "fit_sarima", "classical_baselines", "combine",
+    "fourier", "covariate_regressors", "seasonal_part", "state_forecasts", "fit_dhr", "fit_ets", "fit_sarima", "classical_baselines", "combine",
     "BASELINE_NAMES", "BASELINE_KEYS", "COMBINATIONS",
 ]
 
@@ -64,6 +72,28 @@ def fourier(n: int, period: float, harmonics: int) -> np.ndarray:
         angle = 2 * np.pi * k * t / period
         cols += [np.sin(angle), np.cos(angle)]
     return np.column_stack(cols)
+
+
+def covariate_regressors(covariates: np.ndarray, horizon: int, n_rows: int, period: float) -> np.ndarray:
+    """The regression baselines' regressors ``(n_rows, 2k)`` from ``covariates`` ``(n, k)``.
+
+    For each covariate column ``x`` (in order), two columns: at row ``r``, ``x[r - H]`` (a level
+    effect) and ``S[r - H]`` with ``S[j] = (x[0] + ... + x[j]) / period`` (an accumulated effect:
+    in a model with one difference its running sum acts on the growth), ``H = horizon``; rows
+    ``r < H`` take row 0's values.  Row ``r`` reads no covariate after row ``r - H``, so every
+    regressor a forecast from origin ``t`` needs (rows ``t+1 .. t+H``) is known at ``t``.
+    ``n_rows`` may reach ``n + H`` (the regressors of the last origin's forecasts).
+    """
+    x = np.asarray(covariates, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"covariate_regressors: expected covariates of shape (n, k), got shape {x.shape}")
+    if horizon < 1:
+        raise ValueError(f"covariate_regressors: expected a horizon >= 1 (the regressors' lag), got {horizon}")
+    if n_rows > len(x) + horizon:
+        raise ValueError(f"covariate_regressors: {n_rows} rows need covariates up to row {n_rows - 1 - horizon}, got {len(x)} rows")
+    rows = np.maximum(np.arange(n_rows) - horizon, 0)
+    level, accumulated = x[rows], (np.cumsum(x, axis=0) / period)[rows]
+    return np.stack([level, accumulated], axis=2).reshape(n_rows, 2 * x.shape[1])
 
 
 def seasonal_part(n: int, period: float, harmonics: int, params: Sequence[float]) -> np.ndarray:
@@ -106,19 +136,36 @@ def _quiet(fn: Callable[[], Any]) -> Any:
         return fn()
 
 
-def fit_dhr(y: np.ndarray, fit_end: int, period: float, harmonics: int, horizon: int = 0) -> tuple[Any, dict[str, Any]]:
+def fit_dhr(
+    y: np.ndarray, fit_end: int, period: float, harmonics: int, horizon: int = 0, regressors: np.ndarray | None = None,
+) -> tuple[Any, dict[str, Any]]:
     """Fit DHR on ``y[:fit_end]``; return the model filtered over all of ``y`` with fixed
     parameters, and ``horizon`` missing values after it (so that the regressors reach the
-    forecasts from the last origin; missing values do not change the filtered states before them)."""
+    forecasts from the last origin; missing values do not change the filtered states before them).
+    ``regressors``: further regressors aligned with ``y`` (:func:`covariate_regressors`, at least
+    ``len(y) + horizon`` rows), after the trend and Fourier terms; ``details["covariates"]`` then
+    counts the covariates (two regressors each)."""
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
     y = np.r_[y, np.full(horizon, np.nan)]
     x = fourier(len(y), period, harmonics)
+    if regressors is not None:
+        x = np.column_stack([x, _rows(regressors, len(y), "fit_dhr")])
     fitted = _quiet(lambda: SARIMAX(y[:fit_end], exog=x[:fit_end], order=(1, 1, 1), mle_regression=False).fit(disp=False))
     beta = fitted.smoothed_state[-x.shape[1]:, -1]  # the GLS coefficients given all of y[:fit_end]
     params = np.r_[beta, fitted.params]
     full = _quiet(lambda: SARIMAX(y, exog=x, order=(1, 1, 1)).filter(params))
-    return full, {"K": harmonics, "period": period, "params": params.tolist()}
+    details = {"K": harmonics, "period": period, "params": params.tolist()}
+    if regressors is not None:
+        details["covariates"] = regressors.shape[1] // 2
+    return full, details
+
+
+def _rows(regressors: np.ndarray, n: int, caller: str) -> np.ndarray:
+    """The first ``n`` rows of ``regressors`` (a ValueError if it has fewer)."""
+    if regressors.ndim != 2 or len(regressors) < n:
+        raise ValueError(f"{caller}: expected regressors of shape (>= {n}, k), got {regressors.shape}")
+    return regressors[:n]
 
 
 def fit_ets(y: np.ndarray, fit_end: int, season: int, periods: int = 5) -> tuple[Any, dict[str, Any], int]:
@@ -138,25 +185,45 @@ def fit_ets(y: np.ndarray, fit_end: int, season: int, periods: int = 5) -> tuple
     return full, {"season": season, "window": len(y[start:fit_end]), "params": np.asarray(fitted.params).tolist()}, start
 
 
-def fit_sarima(y: np.ndarray, fit_end: int, season: int, periods: int = 6) -> tuple[Any, dict[str, Any], int]:
+def fit_sarima(
+    y: np.ndarray, fit_end: int, season: int, periods: int = 6, regressors: np.ndarray | None = None, horizon: int = 0,
+) -> tuple[Any, dict[str, Any], int]:
     """SARIMA(0,1,1)(0,1,1)m on the last ``periods`` seasons before ``fit_end`` (estimated on the
-    differenced series, a smaller state), filtered from that window's start on."""
+    differenced series, a smaller state), filtered from that window's start on.
+
+    ``regressors`` (:func:`covariate_regressors`, at least ``len(y) + horizon`` rows): a
+    regression with airline errors, ``y = X b + u``; the series then gets ``horizon`` missing
+    values after it, as in :func:`fit_dhr`.  With simple differencing statsmodels differences
+    ``X`` as it differences ``y`` (``(1-L)(1-L^m) y = (1-L)(1-L^m) X b + MA``), so the fitted
+    ``b`` is the full model's (the test checks that both give the same likelihood)."""
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
     start = max(0, fit_end - periods * season)
     options = {"order": (0, 1, 1), "seasonal_order": (0, 1, 1, season)}
-    fitted = _quiet(lambda: SARIMAX(y[start:fit_end], simple_differencing=True, **options).fit(disp=False))
-    full = _quiet(lambda: SARIMAX(y[start:], **options).filter(fitted.params))
-    return full, {"season": season, "window": len(y[start:fit_end]), "params": np.asarray(fitted.params).tolist()}, start
+    x = None
+    if regressors is not None:
+        y = np.r_[y, np.full(horizon, np.nan)]
+        x = _rows(regressors, len(y), "fit_sarima")[start:]
+    fit_x = None if x is None else x[: fit_end - start]
+    fitted = _quiet(lambda: SARIMAX(y[start:fit_end], exog=fit_x, simple_differencing=True, **options).fit(disp=False))
+    full = _quiet(lambda: SARIMAX(y[start:], exog=x, **options).filter(fitted.params))
+    details = {"season": season, "window": len(y[start:fit_end]), "params": np.asarray(fitted.params).tolist()}
+    if regressors is not None:
+        details["covariates"] = regressors.shape[1] // 2
+    return full, details, start
 
 
-def _rolling(name: str, y: np.ndarray, origins: np.ndarray, params: Any, season: int, horizon: int, block_periods: int = 4) -> np.ndarray:
+def _rolling(
+    name: str, y: np.ndarray, origins: np.ndarray, params: Any, season: int, horizon: int, block_periods: int = 4,
+    regressors: np.ndarray | None = None,
+) -> np.ndarray:
     """ETS or SARIMA forecasts at training ``origins`` made as the validation ones are: fixed
     ``params``, a filter started 5 (ETS) or 6 (SARIMA) seasons before a block of ``block_periods``
     seasons of origins (run from the series' start, these models drift: their states adapt too
     slowly over decades).  ETS's initial state is the concentrated one of the seasons before the
     block, given ``params``, estimated on those seasons with gaps filled from inside them (no
-    look-ahead); origins with too little history before them are NaN."""
+    look-ahead); origins with too little history before them are NaN.  ``regressors``: SARIMA's
+    (as in :func:`fit_sarima`; at least ``max(origins) + 1 + horizon`` rows); ETS has none."""
     from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
@@ -179,8 +246,12 @@ def _rolling(name: str, y: np.ndarray, origins: np.ndarray, params: Any, season:
             model = _quiet(lambda: ExponentialSmoothing(
                 y[start:end], initialization_method="known", initial_level=init[0], initial_trend=init[1],
                 initial_seasonal=init[2 : 2 + season], **options).filter(params))
-        else:
+        elif regressors is None:
             model = _quiet(lambda: SARIMAX(y[start:end], order=(0, 1, 1), seasonal_order=(0, 1, 1, season)).filter(params))
+        else:  # the block's series and H missing values after it: the regressors reach its last forecasts
+            x = _rows(regressors, end + horizon, "_rolling")[start:]
+            block = np.r_[y[start:end], np.full(horizon, np.nan)]
+            model = _quiet(lambda: SARIMAX(block, exog=x, order=(0, 1, 1), seasonal_order=(0, 1, 1, season)).filter(params))
         out[rows] = state_forecasts(model, origins[rows] - start, horizon)
     return out
 
@@ -215,21 +286,27 @@ def _score(forecast: np.ndarray, target: np.ndarray) -> float:
 def classical_baselines(
     y: np.ndarray, splits: dict[str, tuple[int, np.ndarray, np.ndarray]], horizon: int, period: float,
     names: Sequence[str] = BASELINE_NAMES, log: Callable[[str], None] = lambda _m: None,
+    covariates: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every classical baseline on ``splits`` = ``{"val": (fit_end, origins, truth), "test": ...}``.
 
     Optional ``"train"`` and ``"refit"`` entries (``truth`` unused): forecasts at those origins
     with the parameters fitted for ``val`` and for ``test`` respectively (the demo's hybrids;
-    NaN where an origin has too little history).  ``y``: the series with NaN at unobserved points.  Returns, per baseline, ``forecasts``
-    (per split, ``(N, H)``), ``seconds``, ``details`` and ``error`` (``None``, or why the fit
-    failed: a failed baseline is reported, not dropped).
+    NaN where an origin has too little history).  ``y``: the series with NaN at unobserved points.
+    ``covariates``: ``(len(y), k)`` finite values aligned with ``y`` (row ``r`` known at row
+    ``r``'s time; a 1-D array is refused: pass one column as ``x[:, None]``; ``k = 0`` is none):
+    DHR and SARIMA regress on :func:`covariate_regressors` of them, ETS ignores them.  Returns,
+    per baseline, ``forecasts`` (per split, ``(N, H)``), ``seconds``, ``details`` and ``error``
+    (``None``, or why the fit failed: a failed baseline is reported, not dropped).
     """
     season = int(round(period))
+    checked = _checked_covariates(covariates, len(y))
+    regressors = None if checked is None else covariate_regressors(checked, horizon, len(y) + horizon, period)
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         began = time.perf_counter()
         try:
-            forecasts, details = _run_one(name, y, splits, horizon, period, season)
+            forecasts, details = _run_one(name, y, splits, horizon, period, season, regressors)
             error = None
             if any(not np.all(np.isfinite(f)) for k, f in forecasts.items() if k not in _FITTED_ELSEWHERE):  # NaN where not forecast
                 forecasts, error = {}, "non-finite forecasts"
@@ -240,21 +317,41 @@ def classical_baselines(
     return out
 
 
+def _checked_covariates(covariates: np.ndarray | None, n: int) -> np.ndarray | None:
+    """``covariates`` as a float64 ``(n, k)`` array (``None`` when absent or ``k = 0``); a
+    ValueError names what was expected and what was received."""
+    if covariates is None:
+        return None
+    x = np.asarray(covariates)
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"classical_baselines: covariates: expected real numbers, got dtype {x.dtype}")
+    if x.ndim != 2 or len(x) != n:
+        hint = " (one covariate: pass x[:, None])" if x.ndim == 1 else ""
+        raise ValueError(f"classical_baselines: covariates: expected shape ({n}, k) aligned with y{hint}, got {x.shape}")
+    x = x.astype(np.float64)
+    if not np.isfinite(x).all():
+        row, col = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"classical_baselines: covariates: expected finite values, got {x[row, col]} at row {row}, column {col}")
+    return x if x.shape[1] else None
+
+
 # the hybrids' splits forecast with another split's parameters (never fitted on their own):
 # training origins with those fitted before validation, a refit's with those fitted before test
 _FITTED_ELSEWHERE = {"train": "val", "refit": "test"}
 
 
-def _run_one(name: str, y: np.ndarray, splits: dict, horizon: int, period: float, season: int) -> tuple[dict, dict]:
+def _run_one(
+    name: str, y: np.ndarray, splits: dict, horizon: int, period: float, season: int, regressors: np.ndarray | None = None,
+) -> tuple[dict, dict]:
     if name == "DHR":
         (val_end, val_origins, val_truth), (test_end, test_origins, _) = splits["val"], splits["test"]
         orders = [k for k in DHR_ORDERS if k < period / 2] or [1]
         val_maes, val_models = {}, {}
         for k in orders:
-            val_models[k], _ = fit_dhr(y, val_end, period, k, horizon)
+            val_models[k], _ = fit_dhr(y, val_end, period, k, horizon, regressors)
             val_maes[k] = _score(state_forecasts(val_models[k], val_origins, horizon), val_truth)
         best = min(orders, key=lambda k: val_maes[k])
-        model, details = fit_dhr(y, test_end, period, best, horizon)
+        model, details = fit_dhr(y, test_end, period, best, horizon, regressors)
         details["val_mae_by_K"] = val_maes
         details["val_params"] = val_models[best].params.tolist()  # the fit before validation (the hybrids' inputs)
         out = {"val": state_forecasts(val_models[best], val_origins, horizon), "test": state_forecasts(model, test_origins, horizon)}
@@ -263,7 +360,13 @@ def _run_one(name: str, y: np.ndarray, splits: dict, horizon: int, period: float
         if "refit" in splits:  # for refitted hybrids: origins before the test stretch, the fit before it
             out["refit"] = state_forecasts(model, splits["refit"][1], horizon)
         return out, details
-    fit = {"ETS (A,A,A)": fit_ets, "SARIMA airline": fit_sarima}[name]
+    if name == "ETS (A,A,A)":
+        regressors = None  # statsmodels' ExponentialSmoothing takes no regressors
+    fit: Callable[..., tuple[Any, dict[str, Any], int]] = fit_ets
+    if name == "SARIMA airline":
+        fit = partial(fit_sarima, regressors=regressors, horizon=horizon)
+    elif name != "ETS (A,A,A)":
+        raise KeyError(name)
     forecasts, details = {}, {}
     for split, (fit_end, origins, _) in splits.items():
         if split in _FITTED_ELSEWHERE:
@@ -272,5 +375,6 @@ def _run_one(name: str, y: np.ndarray, splits: dict, horizon: int, period: float
         forecasts[split] = state_forecasts(model, origins - start, horizon)
     for split, fitted in _FITTED_ELSEWHERE.items():  # for the hybrids: parameters fitted for another split
         if split in splits:
-            forecasts[split] = _rolling(name, y, np.asarray(splits[split][1]), details[fitted]["params"], season, horizon)
+            params = details[fitted]["params"]
+            forecasts[split] = _rolling(name, y, np.asarray(splits[split][1]), params, season, horizon, regressors=regressors)
     return forecasts, details

@@ -125,7 +125,7 @@ def _forecaster(file: Path, dynamic: bool) -> Exportable:
     from .app.predict import load_model
     from .export import Rollout
 
-    model, config, _ = load_model(file)
+    model, config, *_ = load_model(file)
     names = model.encoders.names
     horizon = config.data.horizon
     steps = {"local": config.data.local_steps, "global": config.data.global_blocks}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._command import fail
-from .config import FUSIONS, ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig, flag_fields
+from .config import FUSIONS, ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig, flag_fields, parse_names
 
 __all__ = ["add_commands", "inspect_path"]
 
@@ -81,6 +81,9 @@ def _add_demo(sub: Any) -> None:
     d.add_argument("--period", default=S, help="seasonal period in steps, may be fractional (52.18 for weekly data; default: from the dates)")
     for flag in ("local-steps", "global-blocks", "block", "min-global-blocks", "horizon", "val-steps", "test-steps"):
         d.add_argument(f"--{flag}", type=int, default=S)
+    d.add_argument("--covariates", type=parse_names, default=S,
+                   help="columns the encoders read beside the series, and the regression baselines as regressors "
+                        "(comma-separated, or none; default: nino12 on the embedded series, none with --csv)")
     p.set_defaults(handler=_demo)
 
 
@@ -287,9 +290,9 @@ def _predict(args: argparse.Namespace) -> int:
         return fail("predict", f"--threads: expected a positive int, got {args.threads}")
     torch.set_num_threads(capped_threads(args.threads, lambda msg: print(f"rnnfuse predict: {msg}", file=sys.stderr)))
     try:
-        model, config, scale = load_model(args.model)
+        model, config, scale, norm = load_model(args.model)
         series = load_for_prediction(config, args.csv, args.column, args.time_column)
-        result = predict_next(model, config, scale, series)
+        result = predict_next(model, config, scale, series, norm)
     except (ConfigError, DataError, CheckpointError) as exc:
         return fail("predict", str(exc))
     print(format_forecast(result))
@@ -333,7 +336,7 @@ def _inspect_forecaster(path: str) -> int:
     from .predict import load_model
 
     try:
-        model, config, scale = load_model(path)
+        model, config, scale, _ = load_model(path)
         meta = load_model_file(path)[1]
     except (ModelFileError, ConfigError) as exc:
         raise ValueError(str(exc)) from None

@@ -43,6 +43,16 @@ def parse_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def parse_names(text: str) -> tuple[str, ...]:
+    """``"a,b"`` -> ``("a", "b")``; ``none`` (or an empty text) -> ``()`` (the parser of ``--covariates``)."""
+    if text.strip().lower() in ("", "none"):
+        return ()
+    names = tuple(part.strip() for part in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names like nino12,soi (or none), got {text!r}")
+    return names
+
+
 def parse_clip(text: str) -> float | None:
     """A positive number, or ``none``/``0`` for no clipping (the parser of ``--grad-clip``)."""
     if text.lower() in ("none", "0"):
@@ -96,6 +106,8 @@ class DataConfig:
     ``min_global_blocks``; ragged lengths); the decoder forecasts ``horizon`` steps.  The
     last ``test_steps`` steps are held out for evaluation, the ``val_steps`` before them
     for validation.  ``period`` is the seasonal period in steps (52 for weekly data).
+    ``covariates``: other columns the encoders read beside the series, each row's value known
+    at that row's time (the embedded series has ``nino12``, see :mod:`rnnfuse.app.data`).
     """
 
     csv: str | None = option(None, "CSV file with a header line")
@@ -109,6 +121,8 @@ class DataConfig:
     period: int = option(52, "seasonal period in steps")
     val_steps: int = option(208, "validation stretch")
     test_steps: int = option(208, "held-out test stretch")
+    covariates: tuple[str, ...] = option((), "columns the encoders read beside the series, e.g. nino12 (a row's value "
+                                         "must be known at its time), or none", parse=parse_names, show_default=False)
 
 
 @dataclass(frozen=True)
@@ -234,6 +248,7 @@ def _validate_data(d: DataConfig, where: str) -> None:
         if not (isinstance(value, str) and value) and not (value is None and name != "column"):
             expected = "a non-empty string" + ("" if name == "column" else " or null")
             raise ConfigError(f"{where}: data.{name}: expected {expected}, got {value!r}")
+    _validate_covariates(d, where)
     for name in ("local_steps", "global_blocks", "block", "min_global_blocks", "horizon", "period", "val_steps", "test_steps"):
         _positive_int(f"{where}: data.{name}", getattr(d, name), MAX_STEPS)
     if d.min_global_blocks > d.global_blocks:
@@ -243,6 +258,21 @@ def _validate_data(d: DataConfig, where: str) -> None:
     if d.block * d.global_blocks > MAX_STEPS:
         raise ConfigError(f"{where}: data.block * data.global_blocks: expected at most {MAX_STEPS} steps, "
                           f"got {d.block * d.global_blocks}")
+
+
+MAX_COVARIATES = 64
+
+
+def _validate_covariates(d: DataConfig, where: str) -> None:
+    names = d.covariates
+    if not isinstance(names, tuple) or len(names) > MAX_COVARIATES or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"{where}: data.covariates: expected a list of at most {MAX_COVARIATES} column names, got {names!r}")
+    if len(set(names)) < len(names):
+        raise ConfigError(f"{where}: data.covariates: expected distinct column names, got {list(names)}")
+    taken = [n for n in names if n in (d.column, d.time_column)]
+    if taken:
+        raise ConfigError(f"{where}: data.covariates: {taken[0]!r} is the series' own column or its time column; "
+                          f"expected other columns")
 
 
 def _validate_model(m: ModelConfig, where: str) -> None:

@@ -1,11 +1,19 @@
-"""Reading a univariate time series from a CSV file, with errors that point at the cell.
+"""Reading a time series (and its covariates) from a CSV file, with errors that point at the cell.
 
 The embedded data set is the weekly Mauna Loa CO2 series (``rnnfuse/data/co2.csv``, see
-``rnnfuse/data/README.md``).  Missing values (an empty cell, ``NA``, ``NaN``) are filled by
-linear interpolation between the neighbouring observed values; :class:`Series` keeps a mask
-of the observed points so that no filled value is ever used as a target or for scoring.
-Missing values before the first or after the last observation are dropped.  An empty line
-is a missing value in a one-column file and is skipped in a file with several columns.
+``rnnfuse/data/README.md``), with one covariate, ``nino12``: the Nino 1+2 sea surface
+temperature anomaly (``rnnfuse/data/elnino.csv``) of the month two before each week's month,
+as it was known that week (:func:`embedded_covariate`).  Missing values of the series (an
+empty cell, ``NA``, ``NaN``) are filled by linear interpolation between the neighbouring
+observed values; :class:`Series` keeps a mask of the observed points so that no filled value
+is ever used as a target or for scoring.  Missing values before the first or after the last
+observation are dropped.  An empty line is a missing value in a one-column file and is
+skipped in a file with several columns.
+
+Covariates are other columns whose value at a row is known at that row's time (an index
+that leads the series, already lagged by its publication delay); the encoders read them up
+to the forecast origin, never after.  A missing covariate cell takes the last value before
+it (what was known then; the first value before any).
 """
 
 from __future__ import annotations
@@ -13,19 +21,24 @@ from __future__ import annotations
 import csv
 import datetime as dt
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from .._files import NotRegularFileError, check_regular_file
 
-__all__ = ["Series", "DataError", "load_csv", "load_embedded", "load_series", "EMBEDDED_NAME"]
+__all__ = ["Series", "DataError", "load_csv", "load_embedded", "load_series", "load_data", "embedded_covariate",
+           "EMBEDDED_NAME", "EMBEDDED_COVARIATES"]
 
 EMBEDDED_NAME = "co2.csv"
+EMBEDDED_COVARIATES = ("nino12",)  # the covariates the embedded series comes with
+ENSO_NAME = "elnino.csv"  # monthly Nino 1+2 sea surface temperatures, 1950-2010 (see data/README.md)
+ENSO_CLIMATOLOGY_YEARS = (1950, 1979)  # the anomaly's reference years: before the validation stretch
+ENSO_LAG_MONTHS = 2  # a week sees the anomaly of the month two before its own
 _MISSING = {"", "na", "nan", "n/a", "null", "none", "-"}
 _DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%Y/%m/%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S")
 
@@ -54,6 +67,8 @@ class Series:
     dropped_edges: int = 0
     inserted: int = 0  # absent time steps added as missing values
     step: str = ""  # the time column's step, as shown (``"7 days"``)
+    covariates: np.ndarray | None = None  # (len, k) float64, gaps filled forward; None: no covariates
+    covariate_names: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -76,18 +91,51 @@ class Series:
         """One line: source, length, filled points."""
         edges = f", {self.dropped_edges} missing at the ends dropped" if self.dropped_edges else ""
         absent = f", {self.inserted} of them absent time steps (step {self.step})" if self.inserted else ""
+        covariates = f"; covariates {', '.join(self.covariate_names)}" if self.covariate_names else ""
         return (
             f"{self.source} column {self.column!r}: {len(self)} rows, {self.missing} missing values filled "
-            f"by linear interpolation (longest gap {self.longest_gap}){absent}{edges}"
+            f"by linear interpolation (longest gap {self.longest_gap}){absent}{edges}{covariates}"
         )
 
 
-def load_embedded() -> Series:
-    """The weekly Mauna Loa CO2 series, 1958-03-29 to 2001-12-29 (2284 weeks, ppmv)."""
+def load_embedded(covariates: Sequence[str] = ()) -> Series:
+    """The weekly Mauna Loa CO2 series, 1958-03-29 to 2001-12-29 (2284 weeks, ppmv), with the
+    ``covariates`` named (a subset of :data:`EMBEDDED_COVARIATES`)."""
+    unknown = [c for c in covariates if c not in EMBEDDED_COVARIATES]
+    if unknown:
+        raise DataError(f"--covariates: the embedded series has the covariates {list(EMBEDDED_COVARIATES)}, "
+                        f"got {unknown[0]!r}")
     path = resources.files("rnnfuse") / "data" / EMBEDDED_NAME
     with resources.as_file(path) as real:
         series = load_csv(real, "co2", "date")
-    return Series(**{**series.__dict__, "source": f"embedded {EMBEDDED_NAME}"})
+    extra: dict[str, Any] = {}
+    if covariates:
+        extra = {"covariates": embedded_covariate(series)[:, None], "covariate_names": tuple(covariates)}
+    return Series(**{**series.__dict__, "source": f"embedded {EMBEDDED_NAME}", **extra})
+
+
+def embedded_covariate(series: Series) -> np.ndarray:
+    """``nino12`` at each row of a dated ``series`` ``(len,)``: the Nino 1+2 sea surface
+    temperature anomaly (degrees C, ERSST v3b; the month's mean less that calendar month's mean
+    over 1950-1979) of the month :data:`ENSO_LAG_MONTHS` before the row's month: a month's mean
+    is published in the following month, so a week sees the last one surely out by then.
+    Reads no month after the row's own (and the reference years lie before any validation
+    stretch the series allows)."""
+    if series.time_kind != "date" or series.times is None:
+        raise DataError(f"{series.source}: the nino12 covariate needs dates in the time column")
+    path = resources.files("rnnfuse") / "data" / ENSO_NAME
+    with resources.as_file(path) as real:
+        table = np.loadtxt(real, delimiter=",", skiprows=1)  # YEAR, JAN, ..., DEC
+    first_year = int(table[0, 0])
+    sst = table[:, 1:].ravel()
+    lo, hi = (y - first_year for y in ENSO_CLIMATOLOGY_YEARS)
+    anomaly = sst - np.tile(table[lo : hi + 1, 1:].mean(axis=0), len(table))
+    stamps = np.datetime64("1970-01-01", "D") + series.times.astype(np.int64).astype("timedelta64[D]")
+    months = stamps.astype("datetime64[M]").astype(np.int64) - (first_year - 1970) * 12 - ENSO_LAG_MONTHS
+    if months.min() < 0 or months.max() >= len(anomaly):
+        raise DataError(f"{series.source}: the nino12 covariate covers {first_year} to {first_year + len(table) - 1} "
+                        f"(less its {ENSO_LAG_MONTHS}-month lag); the series' dates run past it")
+    return anomaly[months]
 
 
 MAX_ROWS = 10_000_000  # rows of a CSV file, and steps once gaps in its time column are filled
@@ -95,8 +143,9 @@ MAX_LINE = 1 << 20  # characters on one line of a CSV file
 MAX_FIELD = csv.field_size_limit()  # characters in one field (the csv module's limit, 128 KiB)
 
 
-def load_csv(path: str | Path, column: str, time_column: str | None = None) -> Series:
-    """Read ``column`` (and ``time_column``) from a CSV file with a header line, streaming it.
+def load_csv(path: str | Path, column: str, time_column: str | None = None, covariates: Sequence[str] = ()) -> Series:
+    """Read ``column`` (and ``time_column``, and the ``covariates`` columns) from a CSV file
+    with a header line, streaming it.
 
     Raises :class:`DataError` naming the file, line and column for a missing file or
     column, a path that is not a regular file, a line or field over the limits, a row with
@@ -107,7 +156,7 @@ def load_csv(path: str | Path, column: str, time_column: str | None = None) -> S
     try:
         check_regular_file(path, "a CSV file with a header line")
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            return _read_rows(path, handle, column, time_column)
+            return _read_rows(path, handle, column, time_column, tuple(covariates))
     except FileNotFoundError:
         raise DataError(f"{path}: file not found (expected a CSV file with a header line)") from None
     except NotRegularFileError as exc:
@@ -127,7 +176,7 @@ def _lines(path: Path, handle: TextIO) -> Iterator[str]:
         yield line
 
 
-def _read_rows(path: Path, handle: TextIO, column: str, time_column: str | None) -> Series:
+def _read_rows(path: Path, handle: TextIO, column: str, time_column: str | None, covariates: tuple[str, ...]) -> Series:
     reader = csv.reader(_lines(path, handle))
     try:
         header = [cell.strip() for cell in next(reader, [])]
@@ -135,14 +184,15 @@ def _read_rows(path: Path, handle: TextIO, column: str, time_column: str | None)
             raise DataError(f"{path}, line 1: expected a header line naming the columns, got an empty line")
         col = _column_index(path, header, column, "--column")
         tcol = None if time_column is None else _column_index(path, header, time_column, "--time-column")
-        raw = _Raw()
+        ccols = [(name, _column_index(path, header, name, "--covariates")) for name in covariates]
+        raw = _Raw(len(ccols))
         for row in reader:
-            _add_row(path, raw, reader.line_num, row, header, (column, col), tcol)
+            _add_row(path, raw, reader.line_num, row, header, (column, col), tcol, ccols)
     except csv.Error as exc:
         raise DataError(f"{path}, line {max(reader.line_num, 1)}: not valid CSV ({_csv_reason(exc)})") from None
     if not raw.values:
         raise DataError(f"{path}: no data rows after the header line")
-    return _build_series(path, column, time_column, raw)
+    return _build_series(path, column, time_column, raw, covariates)
 
 
 def _csv_reason(exc: csv.Error) -> str:
@@ -155,19 +205,20 @@ def _csv_reason(exc: csv.Error) -> str:
 class _Raw:
     """The cells read so far, kept compact: line numbers, values, time cells."""
 
-    def __init__(self) -> None:
+    def __init__(self, covariates: int = 0) -> None:
         self.lines, self.values = array("q"), array("d")
         self.times: list[str] = []
+        self.covariates = [array("d") for _ in range(covariates)]
 
 
 def _add_row(path: Path, raw: _Raw, line: int, row: list[str], header: list[str],
-             column: tuple[str, int], tcol: int | None) -> None:
+             column: tuple[str, int], tcol: int | None, covariates: Sequence[tuple[str, int]] = ()) -> None:
     if not row:  # an empty line: a missing value in a one-column file, else nothing
         if len(header) > 1:
             return
         row = [""]
     name, col = column
-    needed = max(col, tcol if tcol is not None else 0)
+    needed = max(col, tcol if tcol is not None else 0, *(c for _, c in covariates))
     if len(row) <= needed:
         raise DataError(
             f"{path}, line {line}: expected at least {needed + 1} fields (up to column "
@@ -177,6 +228,8 @@ def _add_row(path: Path, raw: _Raw, line: int, row: list[str], header: list[str]
         raise DataError(f"{path}, line {line}: more than {MAX_ROWS:,} data rows; expected at most that many")
     raw.lines.append(line)
     raw.values.append(_number(path, line, name, row[col]))
+    for values, (cname, ccol) in zip(raw.covariates, covariates):
+        values.append(_number(path, line, cname, row[ccol]))
     if tcol is not None:
         raw.times.append(row[tcol].strip())
 
@@ -205,13 +258,15 @@ def _number(path: Path, line: int, column: str, cell: str) -> float:
     return value
 
 
-def _build_series(path: Path, column: str, time_column: str | None, raw: _Raw) -> Series:
+def _build_series(path: Path, column: str, time_column: str | None, raw: _Raw, covariates: tuple[str, ...] = ()) -> Series:
     lines = raw.lines.tolist()
     values = np.array(raw.values, dtype=np.float64)
+    extra = np.array([np.array(c, dtype=np.float64) for c in raw.covariates]).reshape(len(covariates), len(values)).T
     times, kind, labels, step = None, "index", [str(line) for line in lines], ""
     if time_column is not None:
         times, kind = _parse_times(path, time_column, list(zip(lines, raw.times)))
         positions, step = _grid_positions(path, time_column, times, kind, lines, raw.times)
+        extra = _on_grid(extra, times, raw.times, positions, kind, step.endswith("months"))[0]
         values, times, labels = _on_grid(values, times, raw.times, positions, kind, step.endswith("months"))
     inserted, total = len(values) - len(lines), len(values)
     observed = np.isfinite(values)
@@ -233,7 +288,23 @@ def _build_series(path: Path, column: str, time_column: str | None, raw: _Raw) -
         dropped_edges=total - (last - first),
         inserted=inserted,
         step=step,
+        covariates=_filled_forward(path, extra[keep], covariates) if covariates else None,
+        covariate_names=covariates,
     )
+
+
+def _filled_forward(path: Path, table: np.ndarray, names: tuple[str, ...]) -> np.ndarray:
+    """Covariate columns ``(n, k)`` with each missing cell set to the last value before it (the
+    first value for cells before any); a column with no value is an error."""
+    out = np.empty_like(table)
+    for j, name in enumerate(names):
+        column = table[:, j]
+        seen = np.isfinite(column)
+        if not seen.any():
+            raise DataError(f"{path}, column {name!r} (--covariates): no value in the rows of the series")
+        last = np.maximum.accumulate(np.where(seen, np.arange(len(column)), -1))
+        out[:, j] = column[np.where(last < 0, int(np.argmax(seen)), last)]
+    return out
 
 
 def _parse_times(path: Path, column: str, raw: list[tuple[int, str]]) -> tuple[np.ndarray, str]:
@@ -314,7 +385,7 @@ def _on_grid(values: np.ndarray, times: np.ndarray, cells: list[str], positions:
     count = int(positions[-1]) + 1 if len(positions) else 0
     if count == len(values):
         return values, times, cells
-    full = np.full(count, np.nan)
+    full = np.full((count, *values.shape[1:]), np.nan)
     full[positions] = values
     grid_times = np.interp(np.arange(count), positions, times)
     if monthly:
@@ -360,8 +431,14 @@ def _parse_float(text: str) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def load_series(csv_path: str | None, column: str, time_column: str | None) -> Series:
-    """The embedded CO2 series when ``csv_path`` is ``None``, else :func:`load_csv`."""
+def load_series(csv_path: str | None, column: str, time_column: str | None, covariates: Sequence[str] = ()) -> Series:
+    """The embedded CO2 series when ``csv_path`` is ``None``, else :func:`load_csv`; with the
+    ``covariates`` named."""
     if csv_path is None:
-        return load_embedded()
-    return load_csv(csv_path, column, time_column)
+        return load_embedded(covariates)
+    return load_csv(csv_path, column, time_column, covariates)
+
+
+def load_data(config: Any) -> Series:
+    """The series a :class:`~rnnfuse.app.config.DataConfig` names, with its covariates."""
+    return load_series(config.csv, config.column, config.time_column, config.covariates)

@@ -30,7 +30,7 @@ from dataclasses import replace
 from typing import Any
 
 from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
-from .data import Series, load_series
+from .data import EMBEDDED_COVARIATES, Series, load_data, load_series
 from .metrics import errors, forecast, seasonal_naive, seasonal_naive_drift, truth
 from .model import count_parameters
 from .windows import Prepared, prepare
@@ -85,7 +85,7 @@ def train_one(
     if base is not None:
         prepared = hybrid_data(data, base, refit)
     elif refit:
-        prepared = prepare(load_series(data.csv, data.column, data.time_column), data, refit=True)
+        prepared = prepare(load_data(data), data, refit=True)
     trainer = Trainer(
         demo_config(fusion, epochs, seed, data), run_dir, log=lines.append, show_progress=False,
         prepared=prepared, extra_covariates=0 if base is None else 1,
@@ -202,7 +202,7 @@ def hybrid_data(data: DataConfig, base: dict[str, Any], refit: bool = False) -> 
 
     from .windows import with_base
 
-    plain = prepare(load_series(data.csv, data.column, data.time_column), data, refit=refit)
+    plain = prepare(load_data(data), data, refit=refit)
     sources = _base_sources(refit)
     windows = {}
     for split, (encoders, decoder_input) in _hybrid_inputs(plain, data, base, refit).items():
@@ -241,7 +241,7 @@ def _hybrid_inputs(plain: Prepared, data: DataConfig, base: dict[str, Any], refi
         windows = getattr(plain, split)
         forecast = np.nan_to_num(np.asarray(base[sources[split]], dtype=np.float64))  # NaN rows: left out of training
         out[split] = (
-            deseasonalised(windows, series, seasonal[: len(series)], data, scale),
+            deseasonalised(windows, series, seasonal[: len(series)], data, scale, plain.covariate_norm),
             deseasonalised_forecast(windows, forecast, seasonal, scale),
         )
     return out
@@ -269,13 +269,14 @@ def _classical_one(name: str, data: DataConfig, period: float, train: bool = Fal
     part of the hybrids' base)."""
     from .baselines import classical_baselines
 
-    prepared = prepare(load_series(data.csv, data.column, data.time_column), data)
+    prepared = prepare(load_data(data), data)
     splits = _baseline_splits(prepared)
     if train:
         splits["train"] = (prepared.splits.val_start, prepared.train.origins.numpy(), None)
     if refit:
         splits["refit"] = (prepared.splits.test_start, prepared.splits.before_test, None)
-    result = classical_baselines(_observed(prepared.series), splits, data.horizon, period, names=[name])[name]
+    covariates = prepared.series.covariates if data.covariates else None
+    result = classical_baselines(_observed(prepared.series), splits, data.horizon, period, names=[name], covariates=covariates)[name]
     result["forecasts"] = {k: v.tolist() for k, v in result["forecasts"].items()}
     return {"baseline": name, **result}
 
@@ -329,10 +330,14 @@ def demo_data(given: dict[str, Any], period: float | None) -> tuple[DataConfig, 
     """The demo's data configuration: the flags in ``given`` (``DataConfig`` field names);
     window sizes not given scale with the period (the CO2 defaults at 52 steps: local 26 =
     P/2, blocks of 4 = P/13, 4 years of global history, horizon 13 = P/4, 4 years each of
-    validation and test).  ``period`` ``None``: found from the dates (:func:`true_period`)."""
+    validation and test).  ``period`` ``None``: found from the dates (:func:`true_period`).
+    The embedded series comes with its covariates (``nino12``) unless ``covariates`` is given;
+    a CSV with none unless given."""
     base = DataConfig()
     if "csv" in given:
         given = {"time_column": None, **given}
+    else:
+        given = {"covariates": EMBEDDED_COVARIATES, **given}
     probe = replace(base, **{k: v for k, v in given.items() if k in ("csv", "column", "time_column")})
     if period is None and "csv" in given:
         series = load_series(probe.csv, probe.column, probe.time_column)
@@ -369,8 +374,9 @@ def run_demo(
     began = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = data or DataConfig()
-    prepared = prepare(load_series(data.csv, data.column, data.time_column), data)
+    if data is None:
+        data, period = demo_data({}, period)
+    prepared = prepare(load_data(data), data)
     period = true_period(prepared.series, data, period)
     log(_data_summary(prepared) + f"; seasonal period {period:.4g} steps")
     names = BASELINE_NAMES if baselines is None else tuple(baselines)
@@ -592,19 +598,20 @@ def _assemble(
         "data": _data_summary(prepared), "epochs": epochs, "seeds": seeds, "jobs": jobs, "threads_per_job": 1,
         "models": models, "baselines": baselines, "winner": ranked[0]["name"],
         "runner_up": ranked[1]["name"] if len(ranked) > 1 else None, "cpu_count": os.cpu_count(),
-        "period": period, "best_classical": best_classical,
+        "period": period, "best_classical": best_classical, "covariates": list(data.covariates),
     }
 
 
 def _label(result: dict[str, Any]) -> str:
     name, d = result["baseline"], result["details"]
     if name == "DHR" and "K" in d:
-        return f"DHR (trend + K={d['K']} Fourier of P={d['period']:.2f}, ARIMA(1,1,1) errors)"
+        regressors = " + covariate regressors" if d.get("covariates") else ""
+        return f"DHR (trend + K={d['K']} Fourier of P={d['period']:.2f}{regressors}, ARIMA(1,1,1) errors)"
     if name == "ETS (A,A,A)" and "test" in d:
         return f"ETS (A,A,A) Holt-Winters, m={d['test']['season']}"
     if name == "SARIMA airline" and "test" in d:
         m = d["test"]["season"]
-        return f"SARIMA(0,1,1)(0,1,1){m}"
+        return f"SARIMA(0,1,1)(0,1,1){m}" + (" + covariate regressors" if d["test"].get("covariates") else "")
     if "parts" in d:
         return f"{name} (classical combination)"
     return name
@@ -641,6 +648,7 @@ def _caption(results: dict[str, Any]) -> str:
         f"validation origin (val column) or the first test origin (test column), then one Kalman filter pass with "
         f"those parameters fixed; DHR's K chosen on validation; seasonal period {results['period']:.4g} steps. "
         + _network_protocol(results)
+        + _covariates_sentence(results)
         + " 'X + Y mean': the mean of the two classical forecasts at each origin."
         + (
             f" 'fusion + {base}': a hybrid, the network forecasts the error of the {base} forecast at each "
@@ -652,6 +660,18 @@ def _caption(results: dict[str, Any]) -> str:
             f"validation, so its val MAE is the chosen one's."
             if (base := results.get("hybrid_base")) else ""
         )
+    )
+
+
+def _covariates_sentence(results: dict[str, Any]) -> str:
+    """The caption's sentence on the covariates (none: nothing)."""
+    names = results.get("covariates") or []
+    if not names:
+        return ""
+    return (
+        f" Covariates ({', '.join(names)}; a row's value known at its time): every network's encoders read them up to "
+        f"the origin; DHR and SARIMA regress on each and on its running sum, both lagged by the horizon (so every "
+        f"regressor a forecast needs is known at its origin); ETS reads none."
     )
 
 

@@ -26,14 +26,16 @@ DECODER_COVARIATES = 2  # sin and cos of the phase of the forecast step
 _MODULES = {"zoph-knight": ZophKnightFusion, "child-sum": ChildSumFusion, "gated": GatedFusion}
 
 
-def build_model(config: ModelConfig, extra_covariates: int = 0) -> Seq2Seq:
+def build_model(config: ModelConfig, extra_covariates: int = 0, encoder_covariates: int = 0) -> Seq2Seq:
     """The forecaster for ``config`` (weights drawn from torch's global generator);
-    ``extra_covariates`` more decoder inputs per step (the demo's hybrids: a classical forecast)."""
+    ``extra_covariates`` more decoder inputs per step (the demo's hybrids: a classical forecast);
+    ``encoder_covariates`` more encoder inputs per step (the data's covariates)."""
     encoders = {}
+    features = ENCODER_FEATURES + encoder_covariates
     if config.fusion != "global":
-        encoders["local"] = StackedRNN(ENCODER_FEATURES, list(config.local_sizes), config.local_cell)
+        encoders["local"] = StackedRNN(features, list(config.local_sizes), config.local_cell)
     if config.fusion != "local":
-        encoders["global"] = StackedRNN(ENCODER_FEATURES, list(config.global_sizes), config.global_cell)
+        encoders["global"] = StackedRNN(features, list(config.global_sizes), config.global_cell)
     sizes = [enc.state_sizes for enc in encoders.values()]
     fused, fusion = _fusion(config.fusion, sizes)
     default = sizes[0] if config.fusion == "bridge" else fused

@@ -17,7 +17,7 @@ from .config import RunConfig
 from .data import DataError, Series, load_series
 from .metrics import forecast
 from .model import build_model
-from .windows import make_windows
+from .windows import CovariateNorm, make_windows
 
 __all__ = ["Forecast", "load_model", "predict_next", "format_forecast", "write_forecast_csv"]
 
@@ -37,8 +37,9 @@ def model_file(path: str | Path) -> Path:
     return path / "best.safetensors" if path.is_dir() else path
 
 
-def load_model(path: str | Path) -> tuple[Seq2Seq, RunConfig, float]:
-    """A trained model with its configuration and scale, from a run directory or a file."""
+def load_model(path: str | Path) -> tuple[Seq2Seq, RunConfig, float, CovariateNorm | None]:
+    """A trained model with its configuration, scale and covariates' standardisation (``None``
+    without covariates), from a run directory or a file."""
     file = model_file(path)
     tensors, meta = load_model_file(file)
     if meta.get("format") != MODEL_FORMAT:
@@ -51,20 +52,42 @@ def load_model(path: str | Path) -> tuple[Seq2Seq, RunConfig, float]:
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
         raise CheckpointError(f"{file}: expected a positive number as the metadata's scale, got {scale!r}")
     config = RunConfig.from_dict(meta["config"], f"{file} metadata")
+    norm = _covariate_norm(file, meta, len(config.data.covariates))
     with torch.device("meta"):  # shapes only: the sizes the metadata asks for, checked before any allocation
-        skeleton = build_model(config.model)
+        skeleton = build_model(config.model, 0, len(config.data.covariates))
     try:
         check_state_dict(skeleton, tensors, file)
     except ValueError as exc:
         raise CheckpointError(str(exc)) from None
-    model = build_model(config.model)
+    model = build_model(config.model, 0, len(config.data.covariates))
     model.load_state_dict(tensors)
     model.eval()
-    return model, config, float(scale)
+    return model, config, float(scale), norm
 
 
-def predict_next(model: Seq2Seq, config: RunConfig, scale: float, series: Series) -> Forecast:
-    """Forecast ``config.data.horizon`` steps after the last row of ``series``."""
+def _covariate_norm(file: Path, meta: dict, count: int) -> CovariateNorm | None:
+    """The covariates' standardisation in the metadata: one finite mean and positive std per
+    covariate the configuration names (none without covariates)."""
+    if count == 0:
+        return None
+    raw = meta.get("covariates")
+    if not isinstance(raw, dict):
+        raw = {}
+    ok = all(
+        isinstance(raw.get(k), list) and len(raw[k]) == count
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in raw[k])
+        for k in ("mean", "std")
+    )
+    if not ok or min(raw["std"]) <= 0:
+        raise CheckpointError(f"{file}: expected the metadata's covariates as {{'mean': [...], 'std': [...]}} with {count} "
+                              f"finite values each (std > 0), got {meta.get('covariates')!r}")
+    return CovariateNorm(tuple(map(float, raw["mean"])), tuple(map(float, raw["std"])))
+
+
+def predict_next(model: Seq2Seq, config: RunConfig, scale: float, series: Series,
+                 covariate_norm: CovariateNorm | None = None) -> Forecast:
+    """Forecast ``config.data.horizon`` steps after the last row of ``series`` (with the
+    covariates' standardisation the model was trained with, if it reads covariates)."""
     d = config.data
     need = max(d.local_steps, d.block * d.min_global_blocks)
     if len(series) < need:
@@ -72,7 +95,7 @@ def predict_next(model: Seq2Seq, config: RunConfig, scale: float, series: Series
             f"{series.source}, column {series.column!r}: too short to forecast from: {len(series)} rows, the model "
             f"reads at least {need} (local_steps {d.local_steps}, block*min_global_blocks {d.block * d.min_global_blocks})"
         )
-    windows = make_windows(series, np.array([len(series) - 1]), d, scale, targets=False)
+    windows = make_windows(series, np.array([len(series) - 1]), d, scale, targets=False, covariate_norm=covariate_norm)
     with torch.no_grad():
         values = forecast(model, windows)[0]
     return Forecast(_future_labels(series, d.horizon), values, series)
@@ -113,7 +136,7 @@ def load_for_prediction(config: RunConfig, csv: str | None, column: str | None, 
         if config.data.csv is not None:
             raise DataError("--csv: this model was trained on a CSV file, not the embedded series; "
                             "give the series to forecast from with --csv FILE --column NAME")
-        return load_series(None, config.data.column, config.data.time_column)
+        return load_series(None, config.data.column, config.data.time_column, config.data.covariates)
     if column is None:  # the names the model was trained with (names, never paths)
         column, time_column = config.data.column, time_column or config.data.time_column
-    return load_series(csv, column, time_column)
+    return load_series(csv, column, time_column, config.data.covariates)

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from ..seq2seq import Seq2Seq
 from . import checkpoint as ckpt
 from .config import RunConfig, capped_threads
-from .data import Series, load_series
+from .data import Series, load_data
 from .distributed import DistEnv, any_flag, barrier, epoch_batches, epoch_sampler, gather_objects, wrap
 from .metrics import errors, forecast, model_inputs, truth
 from .model import build_model
@@ -129,10 +129,10 @@ class Trainer:
         torch.set_num_threads(capped_threads(config.threads, self.log))
         d = config.data
         if series is None:
-            series = load_series(d.csv, d.column, d.time_column)
+            series = load_data(d)
         self.data: Prepared = prepared if prepared is not None else prepare(series, d)  # demo hybrids pass theirs
         torch.manual_seed(config.seed)
-        self.model: Seq2Seq = build_model(config.model, extra_covariates).to(self.env.device)
+        self.model: Seq2Seq = build_model(config.model, extra_covariates, len(d.covariates)).to(self.env.device)
         o = config.optim
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
         self.scheduler = _scheduler(self.optimizer, config)
@@ -304,7 +304,7 @@ class Trainer:
         return {
             "format": MODEL_FORMAT, "config": self.config.to_dict(), "scale": self.data.scale,
             "epoch": self.progress.epoch, "best_val_mae": self.progress.best_metric,
-        }
+        } | ({} if self.data.covariate_norm is None else {"covariates": self.data.covariate_norm.to_dict()})
 
     def save(self, best: bool) -> None:
         """Write a checkpoint (rank 0; every rank contributes its RNG state)."""

@@ -7,7 +7,11 @@ At an origin ``t`` (index of the last known value) with anchor ``a = y[t]`` and 
 * global input, up to ``global_blocks`` rows: the mean of each ``block`` consecutive values
   ending at ``t``, normalised the same way, with the phase of the block's last step; left
   aligned, ``global_len`` of them valid (fewer near the start of the series);
-* targets: ``(y[t+h] - a) / s`` for ``h = 1..horizon``; decoder covariates: their phases.
+* targets: ``(y[t+h] - a) / s`` for ``h = 1..horizon``; decoder covariates: their phases;
+* with covariates (``config.covariates``: other columns, each row's value known at its time),
+  the encoders' rows also hold them, standardised by their mean and standard deviation over
+  the rows up to the last training origin (:func:`fit_covariates`), block means for the
+  global encoder: read up to ``t`` only, like the series.
 
 Working relative to the last value keeps the inputs in range when the level leaves the
 training range (the CO2 series rises every year).  The phase is the fraction of the year
@@ -25,7 +29,7 @@ from torch import Tensor
 from .config import DataConfig
 from .data import DataError, Series
 
-__all__ = ["with_base", "deseasonalised", "deseasonalised_forecast", "Windows", "Splits", "Prepared", "prepare", "check_length", "phases", "split_origins", "fit_scale", "make_windows", "min_length"]
+__all__ = ["fit_covariates", "CovariateNorm", "with_base", "deseasonalised", "deseasonalised_forecast", "Windows", "Splits", "Prepared", "prepare", "check_length", "phases", "split_origins", "fit_scale", "make_windows", "min_length"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,21 @@ class Windows:
 
 
 @dataclass(frozen=True)
+class CovariateNorm:
+    """The covariates' standardisation, fitted on the training rows: ``(x - mean) / std`` per column."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """``values`` ``(..., k)`` standardised."""
+        return (values - np.asarray(self.mean)) / np.asarray(self.std)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+
+@dataclass(frozen=True)
 class Prepared:
     """A series cut into training, validation and test windows, scaled on training only."""
 
@@ -80,6 +99,7 @@ class Prepared:
     train: Windows
     val: Windows
     test: Windows
+    covariate_norm: CovariateNorm | None = None
 
 
 def prepare(series: Series, config: DataConfig, refit: bool = False) -> Prepared:
@@ -99,8 +119,9 @@ def prepare(series: Series, config: DataConfig, refit: bool = False) -> Prepared
             )
     train = splits.before_test if refit else splits.train
     scale = fit_scale(series, train, config.horizon)
-    build = lambda origins: make_windows(series, origins, config, scale)  # noqa: E731
-    return Prepared(series, splits, scale, build(train), build(splits.val), build(splits.test))
+    norm = fit_covariates(series, train) if config.covariates else None
+    build = lambda origins: make_windows(series, origins, config, scale, covariate_norm=norm)  # noqa: E731
+    return Prepared(series, splits, scale, build(train), build(splits.val), build(splits.test), norm)
 
 
 @dataclass(frozen=True)
@@ -175,14 +196,44 @@ def fit_scale(series: Series, train_origins: np.ndarray, horizon: int) -> float:
     return scale
 
 
-def make_windows(series: Series, origins: np.ndarray, config: DataConfig, scale: float, targets: bool = True) -> Windows:
-    """Build the windows at ``origins``; ``targets=False`` for forecasting past the end."""
+def fit_covariates(series: Series, train_origins: np.ndarray) -> CovariateNorm:
+    """Each covariate's mean and standard deviation over the rows up to the last training
+    origin (the rows the training windows' encoders read); a constant column gets 1."""
+    if series.covariates is None:
+        raise DataError(f"{series.source}: expected covariates {series.covariate_names or ''} with the series, found none")
+    rows = series.covariates[: int(np.max(train_origins)) + 1]
+    std = rows.std(axis=0)
+    return CovariateNorm(tuple(rows.mean(axis=0).tolist()), tuple(np.where(std > 0, std, 1.0).tolist()))
+
+
+def _check_covariates(series: Series, config: DataConfig, norm: CovariateNorm | None) -> np.ndarray | None:
+    """The series' covariates standardised, ``None`` without; errors when config, series and norm disagree."""
+    if not config.covariates:
+        return None
+    if series.covariates is None or series.covariate_names != tuple(config.covariates):
+        raise DataError(f"{series.source}: expected the covariates {list(config.covariates)}, "
+                        f"got {list(series.covariate_names)}")
+    if norm is None or len(norm.mean) != len(config.covariates):
+        raise ValueError(f"make_windows: covariate_norm: expected one mean and std per covariate "
+                         f"({len(config.covariates)}), got {norm!r}")
+    return norm.apply(series.covariates)
+
+
+def make_windows(
+    series: Series, origins: np.ndarray, config: DataConfig, scale: float, targets: bool = True,
+    covariate_norm: CovariateNorm | None = None,
+) -> Windows:
+    """Build the windows at ``origins``; ``targets=False`` for forecasting past the end;
+    ``covariate_norm``: the covariates' standardisation (needed with ``config.covariates``)."""
     origins = np.asarray(origins, dtype=np.int64)
+    covariates = _check_covariates(series, config, covariate_norm)
     y = series.values
     anchor = y[origins]
     local_idx = origins[:, None] + np.arange(1 - config.local_steps, 1)[None, :]
     local = _features((y[local_idx] - anchor[:, None]) / scale, phases(series, local_idx, config.period))
-    glob, glob_len = _global(series, origins, config, anchor, scale)
+    glob, glob_len = _global(series, origins, config, anchor, scale, covariates)
+    if covariates is not None:
+        local = np.concatenate([local, covariates[local_idx]], axis=-1)
     future = origins[:, None] + np.arange(1, config.horizon + 1)[None, :]
     cov = _phase_features(phases(series, future, config.period))
     tgt = (y[future] - anchor[:, None]) / scale if targets else np.zeros(future.shape)
@@ -193,8 +244,11 @@ def make_windows(series: Series, origins: np.ndarray, config: DataConfig, scale:
     )
 
 
-def _global(series: Series, origins: np.ndarray, config: DataConfig, anchor: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """The global encoder's rows ``(N, global_blocks, 3)`` and valid counts: row ``j < count``
+def _global(
+    series: Series, origins: np.ndarray, config: DataConfig, anchor: np.ndarray, scale: float, covariates: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The global encoder's rows ``(N, global_blocks, 3 + k)`` (``k`` covariates: their block
+    means) and valid counts: row ``j < count``
     of origin ``t`` is the block ending at ``t - block * (count - 1 - j)`` (chronological, left
     aligned); the rows past ``count`` are zeros.  All origins at once."""
     blocks, size = config.global_blocks, config.block
@@ -205,6 +259,8 @@ def _global(series: Series, origins: np.ndarray, config: DataConfig, anchor: np.
     idx = ends[..., None] - np.arange(size - 1, -1, -1)
     means = (series.values[idx].mean(axis=-1) - anchor[:, None]) / scale
     out = _features(means, phases(series, ends, config.period))
+    if covariates is not None:
+        out = np.concatenate([out, covariates[idx].mean(axis=-2)], axis=-1)
     out[~valid] = 0.0
     return out, counts.astype(np.int64)
 
@@ -250,7 +306,10 @@ def deseasonalised_forecast(windows: Windows, forecast: np.ndarray, seasonal: np
     return (np.asarray(forecast, dtype=np.float64) - seasonal[steps] - anchor[:, None]) / scale
 
 
-def deseasonalised(windows: Windows, series: Series, seasonal: np.ndarray, config: DataConfig, scale: float) -> Windows:
+def deseasonalised(
+    windows: Windows, series: Series, seasonal: np.ndarray, config: DataConfig, scale: float,
+    covariate_norm: CovariateNorm | None = None,
+) -> Windows:
     """``windows`` whose encoders read ``series`` minus ``seasonal`` (a known seasonal
     component, ``(len(series),)``, e.g. a classical model's fitted Fourier terms) normalised by
     ``scale``, as the ES-RNN feeds its network deseasonalised values; targets, decoder inputs,
@@ -259,5 +318,5 @@ def deseasonalised(windows: Windows, series: Series, seasonal: np.ndarray, confi
     if seasonal.shape != (len(series),):
         raise ValueError(f"deseasonalised: expected a seasonal component of shape ({len(series)},), got {seasonal.shape}")
     adjusted = replace(series, values=series.values - seasonal)
-    rebuilt = make_windows(adjusted, windows.origins.numpy(), config, scale, targets=False)
+    rebuilt = make_windows(adjusted, windows.origins.numpy(), config, scale, targets=False, covariate_norm=covariate_norm)
     return replace(windows, local=rebuilt.local, global_=rebuilt.global_)

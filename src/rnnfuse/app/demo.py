@@ -14,6 +14,11 @@ training windows (the epochs are fixed; a hybrid's correction share is chosen th
 fresh model with the same seed and settings is trained on every window whose targets lie
 before the test stretch (:attr:`~rnnfuse.app.windows.Splits.before_test`), and that model
 forecasts the test stretch.  Its checkpoints go to ``out/runs/<run>-refit``.
+
+Covariates (``data.covariates``; on the embedded series ``nino12`` by default, see
+:func:`demo_data`): the networks' encoders read them up to each origin, and DHR and SARIMA
+regress on them (:func:`~rnnfuse.app.baselines.covariate_regressors`), so that the networks
+and the classical models forecast from the same information.
 """
 
 from __future__ import annotations
@@ -275,8 +280,9 @@ def _classical_one(name: str, data: DataConfig, period: float, train: bool = Fal
         splits["train"] = (prepared.splits.val_start, prepared.train.origins.numpy(), None)
     if refit:
         splits["refit"] = (prepared.splits.test_start, prepared.splits.before_test, None)
-    covariates = prepared.series.covariates if data.covariates else None
-    result = classical_baselines(_observed(prepared.series), splits, data.horizon, period, names=[name], covariates=covariates)[name]
+    result = classical_baselines(
+        _observed(prepared.series), splits, data.horizon, period, names=[name], covariates=prepared.series.covariates,
+    )[name]
     result["forecasts"] = {k: v.tolist() for k, v in result["forecasts"].items()}
     return {"baseline": name, **result}
 

@@ -200,7 +200,7 @@ def fit_covariates(series: Series, train_origins: np.ndarray) -> CovariateNorm:
     """Each covariate's mean and standard deviation over the rows up to the last training
     origin (the rows the training windows' encoders read); a constant column gets 1."""
     if series.covariates is None:
-        raise DataError(f"{series.source}: expected covariates {series.covariate_names or ''} with the series, found none")
+        raise DataError(f"{series.source}: expected the series to carry covariates (load it naming them), found none")
     rows = series.covariates[: int(np.max(train_origins)) + 1]
     std = rows.std(axis=0)
     return CovariateNorm(tuple(rows.mean(axis=0).tolist()), tuple(np.where(std > 0, std, 1.0).tolist()))

@@ -25,11 +25,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from .._files import NotRegularFileError, check_regular_file
+
+if TYPE_CHECKING:
+    from .config import DataConfig
 
 __all__ = ["Series", "DataError", "load_csv", "load_embedded", "load_series", "load_data", "embedded_covariate",
            "EMBEDDED_NAME", "EMBEDDED_COVARIATES"]
@@ -260,14 +263,13 @@ def _number(path: Path, line: int, column: str, cell: str) -> float:
 
 def _build_series(path: Path, column: str, time_column: str | None, raw: _Raw, covariates: tuple[str, ...] = ()) -> Series:
     lines = raw.lines.tolist()
-    values = np.array(raw.values, dtype=np.float64)
-    extra = np.array([np.array(c, dtype=np.float64) for c in raw.covariates]).reshape(len(covariates), len(values)).T
+    table = np.column_stack([np.array(raw.values, dtype=np.float64), *(np.array(c, dtype=np.float64) for c in raw.covariates)])
     times, kind, labels, step = None, "index", [str(line) for line in lines], ""
     if time_column is not None:
         times, kind = _parse_times(path, time_column, list(zip(lines, raw.times)))
         positions, step = _grid_positions(path, time_column, times, kind, lines, raw.times)
-        extra = _on_grid(extra, times, raw.times, positions, kind, step.endswith("months"))[0]
-        values, times, labels = _on_grid(values, times, raw.times, positions, kind, step.endswith("months"))
+        table, times, labels = _on_grid(table, times, raw.times, positions, kind, step.endswith("months"))
+    values, extra = table[:, 0], table[:, 1:]  # the series, then its covariates, on one grid
     inserted, total = len(values) - len(lines), len(values)
     observed = np.isfinite(values)
     if not observed.any():
@@ -379,7 +381,7 @@ def _months(days: np.ndarray) -> np.ndarray:
 
 def _on_grid(values: np.ndarray, times: np.ndarray, cells: list[str], positions: np.ndarray,
              kind: str, monthly: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Values, times and labels with a missing value at every absent step (its time
+    """Values (``(n,)`` or ``(n, k)``, rows in time), times and labels with a missing value at every absent step (its time
     interpolated between its neighbours, rounded to the day of month of the rows for monthly
     dates)."""
     count = int(positions[-1]) + 1 if len(positions) else 0
@@ -439,6 +441,6 @@ def load_series(csv_path: str | None, column: str, time_column: str | None, cova
     return load_csv(csv_path, column, time_column, covariates)
 
 
-def load_data(config: Any) -> Series:
+def load_data(config: DataConfig) -> Series:
     """The series a :class:`~rnnfuse.app.config.DataConfig` names, with its covariates."""
     return load_series(config.csv, config.column, config.time_column, config.covariates)

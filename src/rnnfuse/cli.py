@@ -1,7 +1,7 @@
 """The ``rnnfuse`` command.  Each group of subcommands lives beside what it drives:
 ``rnnfuse.app.commands`` (demo, train, predict), ``rnnfuse.tf1.commands`` (convert),
 ``rnnfuse.convert.commands`` (Keras files), ``rnnfuse.export_commands`` (ONNX) and
-``rnnfuse.describe`` (rnnfuse files); this module only assembles them.  Nothing imports
+``rnnfuse.describe`` (rnnfuse files), ``rnnfuse.kernels.build_command`` (build-kernels); this module only assembles them.  Nothing imports
 back from it.
 
 ``rnnfuse inspect PATH`` asks each group in turn: a group's ``inspect_path(path)`` returns
@@ -24,7 +24,7 @@ from ._command import fail
 __all__ = ["main", "build_parser"]
 
 _COMMAND_MODULES = ("rnnfuse.app.commands", "rnnfuse.tf1.commands", "rnnfuse.convert.commands",
-                    "rnnfuse.export_commands", "rnnfuse.describe")
+                    "rnnfuse.export_commands", "rnnfuse.describe", "rnnfuse.kernels.build_command")
 
 
 def _command_modules() -> list[ModuleType]:

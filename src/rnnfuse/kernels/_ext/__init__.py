@@ -1,16 +1,19 @@
 """The BPTT kernels' time loop and the padded stack's glue in C++ (``bptt.cpp``), compiled on
 first use.
 
-:func:`extension` returns the compiled module, building it the first time in a process
-with :func:`torch.utils.cpp_extension.load` into PyTorch's extension cache
-(``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``), so a later process
-only loads the built library.  It needs a C++ compiler and ``ninja`` at run time; without
-them, or if the build fails, it warns once and returns ``None``, and the kernels run their
-pure-PyTorch loop (same equations, same results to rounding).  ``RNNFUSE_NO_EXTENSION=1``
+:func:`extension` returns the compiled module, building it the first time on a machine
+(:mod:`.build`: one folder per version in PyTorch's extension cache, ``TORCH_EXTENSIONS_DIR``,
+by default ``~/.cache/torch_extensions``; a lock that dies with its holder; a bounded wait;
+one line when a build starts and ends), so a later process only loads the built library.
+``rnnfuse build-kernels`` (or ``python -m rnnfuse.kernels``) builds it ahead of time.  It
+needs a C++ compiler and ``ninja`` (a dependency of the package) at run time; without them,
+if the build fails or another process's build outlasts the wait, it warns once and returns
+``None``, and the kernels run their pure-PyTorch loop (same equations, same results to
+rounding).  ``RNNFUSE_NO_EXTENSION=1``
 forces that fallback; :func:`disabled` does so within a block (the tests run both).
 
 On x86 CPUs with AVX2 the extension is compiled for AVX2 and FMA (a build per instruction
-set: the name carries it), its elementwise loops using ATen's vector types (and the SLEEF
+set: its flags are part of the build's name), its elementwise loops using ATen's vector types (and the SLEEF
 functions PyTorch ships).  It is compiled with OpenMP (``-fopenmp``; the runtime is the
 ``libgomp`` PyTorch loads), so its ``at::parallel_for`` loops and each step's product, split
 by columns, use PyTorch's intra-op threads; a compiler without OpenMP gets a build without
@@ -32,17 +35,20 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["extension", "disabled", "available", "build_seconds", "ENV_DISABLE"]
+from .build import BuildSpec, BuildTimeout, load_extension
+
+__all__ = ["extension", "disabled", "available", "build_seconds", "specs", "ENV_DISABLE"]
 
 ENV_DISABLE = "RNNFUSE_NO_EXTENSION"
 _SOURCE = Path(__file__).with_name("bptt.cpp")
+EXPECTED_SECONDS = 40.0  # a first build on 2 cores (AMD EPYC): 35-50 s
 _LOCK = threading.Lock()
 _state: dict[str, object] = {"tried": False, "module": None, "seconds": None}
 _local = threading.local()
 
 
 def _flags() -> tuple[str, list[str]]:
-    """The build's name suffix and compiler flags for this CPU."""
+    """The build's instruction set and compiler flags for this CPU."""
     flags = ["-O3"]
     try:
         capability = torch.backends.cpu.get_cpu_capability()
@@ -54,22 +60,34 @@ def _flags() -> tuple[str, list[str]]:
     return "generic", flags
 
 
-def _build() -> ModuleType | None:
-    """Build (or load) the library with OpenMP, as PyTorch's CPU kernels run their
-    ``at::parallel_for`` (without it the extension's parallel loops run on one thread); where
-    the compiler has no OpenMP, without it."""
-    from torch.utils import cpp_extension
-
+def specs() -> list[BuildSpec]:
+    """The builds to try, in order: with OpenMP (PyTorch's CPU kernels run their
+    ``at::parallel_for`` with it; without it the extension's parallel loops run on one
+    thread), then without, for a compiler that has no OpenMP."""
     suffix, cflags = _flags()
+    stem = f"rnnfuse_bptt_{suffix}"
+    common = {"sources": (_SOURCE,), "label": "C++ kernels", "expected_seconds": EXPECTED_SECONDS}
+    return [
+        # the OpenMP runtime is PyTorch's own: libtorch_cpu has loaded its libgomp.so.1 already
+        BuildSpec(stem=f"{stem}_omp", cflags=(*cflags, "-fopenmp"), ldflags=("-fopenmp",), **common),  # type: ignore[arg-type]
+        BuildSpec(stem=stem, cflags=tuple(cflags), **common),  # type: ignore[arg-type]
+    ]
+
+
+def _build() -> ModuleType | None:
+    """Build (once per machine and version) or load the library: :func:`.build.load_extension`
+    for each of :func:`specs` until one builds."""
     start = time.perf_counter()
     verbose = os.environ.get("RNNFUSE_EXTENSION_VERBOSE") == "1"
+    first, *rest = specs()
     try:
-        # the OpenMP runtime is PyTorch's own: libtorch_cpu has loaded its libgomp.so.1 already
-        module = cpp_extension.load(name=f"rnnfuse_bptt_{suffix}_omp", sources=[str(_SOURCE)],
-                                    extra_cflags=[*cflags, "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=verbose)
+        module, _ = load_extension(first, verbose=verbose)
+    except BuildTimeout:
+        raise
     except Exception:
-        module = cpp_extension.load(name=f"rnnfuse_bptt_{suffix}", sources=[str(_SOURCE)], extra_cflags=cflags,
-                                    verbose=verbose)
+        if not rest:
+            raise
+        module, _ = load_extension(rest[0], verbose=verbose)
     _state["seconds"] = time.perf_counter() - start
     return module
 
@@ -91,7 +109,8 @@ def extension() -> ModuleType | None:
                     warnings.warn(
                         f"rnnfuse: the C++ BPTT kernels could not be built ({type(exc).__name__}: "
                         f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}); using the "
-                        f"pure-PyTorch kernels (slower; set {ENV_DISABLE}=1 to skip the build)",
+                        f"pure-PyTorch kernels (a peephole LSTM trains about 2x slower; `rnnfuse build-kernels` "
+                        f"shows why; set {ENV_DISABLE}=1 to skip the build)",
                         RuntimeWarning,
                         stacklevel=2,
                     )

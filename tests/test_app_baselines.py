@@ -143,16 +143,17 @@ def test_demo_on_a_user_csv_end_to_end(tmp_path, capsys):
     assert "seasonal period 12.5 steps" in printed
     assert "| DHR (trend + K=" in printed and "Fourier of P=12.50" in printed
     assert "| ETS (A,A,A) Holt-Winters, m=12 |" in printed and "| SARIMA(0,1,1)(0,1,1)12 |" in printed
-    assert "with 1 seed there is no spread" in printed and "Winner on the held-out test stretch: **" in printed
+    assert "with 1 seed there is no spread" in printed and "Best row on the held-out test stretch: **" in printed
     results = json.loads((out / "results.json").read_text())
-    assert {"models", "baselines", "winner", "runner_up", "seeds", "epochs", "data", "wall_seconds"} <= set(results)
+    assert {"models", "baselines", "winner", "runner_up", "seeds", "budget", "data", "wall_seconds"} <= set(results)
     assert results["period"] == 12.5 and results["best_classical"] in results["baselines"]
     for name, b in results["baselines"].items():
         assert b["error"] is None, name
         assert len(b["test"]["mae_by_step"]) == 3  # horizon round(12.5 / 4) = 3 (scaled with the period)
     hybrid = next(m for m in results["models"] if m["name"] == "zoph-knight + DHR + ETS mean")
     assert len(hybrid["correction_weights"]) == 1 and 0.0 <= hybrid["correction_weights"][0] <= 1.0
-    assert "its encoders read the series, and its decoder that forecast, less DHR's fitted seasonal terms" in printed
+    protocol = (out / "results.md").read_text()
+    assert "its encoders read the series, and its decoder that forecast, less DHR's fitted seasonal terms" in protocol
     # a seasonal series with little noise: the classical models beat seasonal naive
     assert results["baselines"][results["best_classical"]]["test"]["mae"] < results["baselines"]["seasonal naive"]["test"]["mae"]
     for name in ("forecasts.png", "training_curves.png", "error_by_step.png"):

@@ -91,13 +91,22 @@ def test_demo_writes_table_and_figures_and_does_not_depend_on_jobs(tmp_path, cap
         assert (tmp_path / "a" / name).stat().st_size > 1000 or name.endswith(("md", "json"))
     assert "| seasonal naive | - |" in printed and "| seasonal naive + drift | - |" in printed
     assert "| local | LSTM 32,32 (direct)" in printed and "| sum | LSTM 32,32 (direct)" in printed
-    assert "Winner on the held-out test stretch: **" in printed
+    assert "Best row on the held-out test stretch: **" in printed
+    assert "| **selected on validation: " in printed and "Selected on validation: **" in printed
     assert main([*argv, "--out", str(tmp_path / "b"), "--jobs", "2"]) == 0
     capsys.readouterr()
     first = json.loads((tmp_path / "a" / "results.json").read_text())
     second = json.loads((tmp_path / "b" / "results.json").read_text())
     for m1, m2 in zip(first["models"], second["models"]):
         assert m1["test"] == m2["test"] and m1["val"] == m2["val"]
+    assert first["selected"] == second["selected"] and first["selected"] in first["rows"]
+    kinds = {name: row["kind"] for name, row in first["rows"].items()}
+    assert kinds["seasonal naive"] == "naive" and kinds["local"] == kinds["sum"] == "network"
+    assert all(set(row["test"]) == {"mae", "rmse", "mase", "smape"} for row in first["rows"].values())
+    lines = (tmp_path / "a" / "forecasts.csv").read_text().splitlines()
+    assert lines[0] == "row,kind,split,origin,origin_row,step,time,forecast,actual"
+    tested = {line.split(",")[3] for line in lines[1:] if ",test," in line}
+    assert tested == set(first["test_origins"])
     assert (tmp_path / "a" / "runs" / "sum-seed0" / "best.safetensors").exists()
 
 

@@ -248,7 +248,9 @@ def test_demo_with_a_covariate_end_to_end(tmp_path, capsys):
         results[name] = (capsys.readouterr().out, json.loads((tmp_path / name / "results.json").read_text()))
     printed, got = results["with"]
     assert got["covariates"] == ["driver"] and results["without"][1]["covariates"] == []
-    assert "Covariates (driver; a row's value known at its time)" in printed and "covariates driver" in printed
+    protocol = (tmp_path / "with" / "results.md").read_text()  # the protocol goes to results.md, not the terminal
+    assert "Covariates (driver; a row's value known at its time)" in protocol and "covariates driver" in printed
+    assert "Covariates (" not in printed
     assert "| DHR (trend + K=" in printed and "+ covariate regressors, ARIMA(1,1,1) errors) |" in printed
     assert "| SARIMA(0,1,1)(0,1,1)12 + covariate regressors |" in printed
     plain = results["without"][1]["baselines"]

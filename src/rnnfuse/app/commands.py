@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._command import fail
-from .config import FUSIONS, ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig, flag_fields, parse_names
+from .config import FUSIONS, ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig, flag_fields, parse_names, parse_optional_int
 
 __all__ = ["add_commands", "inspect_path"]
 
@@ -25,7 +25,7 @@ _FLAG_GROUPS: tuple[tuple[str, tuple[tuple[str, type], ...]], ...] = (
 _FLAGS: dict[str, tuple[str, str]] = {
     name: (section, name) for _, sections in _FLAG_GROUPS for section, kind in sections for name, _ in flag_fields(kind)
 }
-_RESUME_MAY_CHANGE = {"epochs", "threads"}
+_RESUME_MAY_CHANGE = {"epochs", "steps", "threads"}
 EXTRA = "forecast"  # pip install 'rnnfuse[forecast]'
 EXTRA_MODULES = ("matplotlib", "tqdm", "statsmodels")  # what the extra adds to the core dependencies
 
@@ -58,11 +58,15 @@ def add_commands(subparsers: Any) -> None:
 
 
 def _add_demo(sub: Any) -> None:
-    from .demo import DEMO_EPOCHS, DEMO_FUSIONS, DEMO_REFIT, DEMO_SEEDS, REFIT_CHOICES
+    from .demo import DEMO_FUSIONS, DEMO_PATIENCE, DEMO_REFIT, DEMO_SEEDS, DEMO_STEPS, REFIT_CHOICES
 
     p = sub.add_parser("demo", help="train one forecaster per fusion on the embedded CO2 data; table + plots")
     p.add_argument("--out", default="rnnfuse-demo", help="output directory (default ./rnnfuse-demo)")
-    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS, help=f"epochs per model (default {DEMO_EPOCHS})")
+    p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"optimizer steps per model (default {DEMO_STEPS})")
+    p.add_argument("--patience", type=parse_optional_int, default=DEMO_PATIENCE,
+                   help=f"stop a model after this many steps without a better validation MAE, keeping its best weights "
+                        f"(default {DEMO_PATIENCE}; none: never)")
+    p.add_argument("--epochs", type=int, default=None, help="whole epochs per model instead of --steps")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--seeds", type=int, default=DEMO_SEEDS, help=f"seeds per fusion (default {DEMO_SEEDS})")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="models trained side by side (default: up to 2)")
@@ -96,15 +100,15 @@ def _demo(args: argparse.Namespace) -> int:
     bad = [f for f in fusions if f not in FUSIONS]
     if bad or not fusions:
         return fail("demo", f"--fusions: expected names from {list(FUSIONS)}, got {bad or args.fusions!r}")
-    for flag in ("epochs", "seeds", "jobs"):
-        if getattr(args, flag) < 1:
+    for flag in ("steps", "patience", "epochs", "seeds", "jobs"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             return fail("demo", f"--{flag}: expected a positive int, got {getattr(args, flag)}")
     if args.seed < 0:
         return fail("demo", f"--seed: expected an int >= 0, got {args.seed}")
     from .baselines import BASELINE_KEYS
     from .config import validate
     from .data import DataError
-    from .demo import demo_data, parse_period
+    from .demo import Budget, demo_data, parse_period
 
     hybrids = [] if args.hybrids.strip() == "none" else [f.strip() for f in args.hybrids.split(",") if f.strip()]
     if any(f not in FUSIONS for f in hybrids):
@@ -127,7 +131,8 @@ def _demo(args: argparse.Namespace) -> int:
             raise ConfigError("--column/--time-column: only with --csv (the embedded data set has its own)")
         data, period = demo_data(given, period)
         validate(RunConfig(data=data), "command line")
-        run_demo(Path(args.out), epochs=args.epochs, seed=args.seed, seeds=args.seeds, jobs=args.jobs, fusions=fusions,
+        budget = Budget(steps=None if args.epochs else args.steps, patience=args.patience, epochs=args.epochs)
+        run_demo(Path(args.out), budget=budget, seed=args.seed, seeds=args.seeds, jobs=args.jobs, fusions=fusions,
                  data=data, period=period, baselines=[BASELINE_KEYS[k] for k in keys], hybrids=hybrids, refit=args.refit)
     except (ConfigError, DataError) as exc:
         return fail("demo", str(exc))
@@ -163,7 +168,7 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
         changed = sorted(set(given) - _RESUME_MAY_CHANGE)
         if changed or args.config:
             flag = "--config" if args.config else "--" + changed[0].replace("_", "-")
-            raise ConfigError(f"{flag}: --resume continues the run saved in {out} with its config ({out / 'config.json'}); only --epochs and --threads may be given")
+            raise ConfigError(f"{flag}: --resume continues the run saved in {out} with its config ({out / 'config.json'}); only --epochs, --steps and --threads may be given")
         base = RunConfig.from_file(out / "config.json")
     else:
         base = RunConfig.from_file(args.config) if args.config else RunConfig()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "FUSIONS", "ConfigError", "option", "flag_fields",
-           "available_cpus", "capped_threads"]
+           "available_cpus", "capped_threads", "planned_epochs"]
 
 FUSIONS = ("local", "global", "concat", "sum", "mean", "max", "bridge", "zoph-knight", "child-sum", "gated")
 CELLS = ("lstm", "gru", "rnn")
@@ -51,6 +51,16 @@ def parse_names(text: str) -> tuple[str, ...]:
     if not all(names):
         raise argparse.ArgumentTypeError(f"expected comma-separated column names like nino12,soi (or none), got {text!r}")
     return names
+
+
+def parse_optional_int(text: str) -> int | None:
+    """A positive int, or ``none`` (the parser of ``--steps`` and ``--patience``)."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number or 'none', got {text!r}") from None
 
 
 def parse_clip(text: str) -> float | None:
@@ -145,9 +155,18 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """Adam(W) with gradient clipping and an optional per-epoch learning-rate schedule."""
+    """Adam(W) with gradient clipping and an optional per-epoch learning-rate schedule.
+
+    ``steps``: a budget in optimizer steps instead of ``epochs`` (as many epochs as it takes,
+    the last one whole), so that a short series gets as many updates as a long one.
+    ``patience``: stop once this many optimizer steps have passed since the best validation
+    MAE (checked at each epoch's end).  Either way the model ends with the weights of its best
+    validation epoch (those of ``best.safetensors``)."""
 
     epochs: int = option(20)
+    steps: int | None = option(None, "optimizer steps in all, instead of --epochs", parse=parse_optional_int)
+    patience: int | None = option(None, "stop after this many optimizer steps without a better validation MAE "
+                                  "(none: never)", parse=parse_optional_int)
     lr: float = option(3e-3)
     batch_size: int = option(64, "per process")
     weight_decay: float = option(0.0)
@@ -296,6 +315,9 @@ def _validate_model(m: ModelConfig, where: str) -> None:
 def _validate_optim(o: OptimConfig, where: str) -> None:
     for name in ("epochs", "batch_size", "step_size"):
         _positive_int(f"{where}: optim.{name}", getattr(o, name), MAX_STEPS)
+    for name in ("steps", "patience"):
+        if getattr(o, name) is not None:
+            _positive_int(f"{where}: optim.{name} (or null)", getattr(o, name), MAX_STEPS)
     _number(f"{where}: optim.lr", o.lr, 0.0, MAX_LR, low_open=True)
     _number(f"{where}: optim.gamma", o.gamma, 0.0, 1.0, low_open=True)
     _number(f"{where}: optim.weight_decay", o.weight_decay, 0.0, 1e6)
@@ -340,3 +362,12 @@ def _positive_int(name: str, value: Any, high: int | None = None) -> None:
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
     if value not in options:
         raise ConfigError(f"{name}: expected one of {list(options)}, got {value!r}")
+
+
+def planned_epochs(optim: OptimConfig, windows: int) -> int:
+    """The epochs a run plans: ``optim.epochs``, or with a step budget as many epochs of
+    ``windows`` training windows (batches of ``optim.batch_size``) as ``optim.steps`` needs."""
+    if optim.steps is None:
+        return optim.epochs
+    batches = max(1, -(-windows // optim.batch_size))
+    return max(1, -(-optim.steps // batches))

@@ -10,9 +10,9 @@ Each run's checkpoints go to ``out/runs/<fusion>-seed<k>`` (usable with ``rnnfus
 
 Refit before test (``refit``, as the classical baselines' parameters are re-estimated before
 the test stretch): the settings are chosen on validation with the model trained on the
-training windows (the epochs are fixed; a hybrid's correction share is chosen there), then a
-fresh model with the same seed and settings is trained on every window whose targets lie
-before the test stretch (:attr:`~rnnfuse.app.windows.Splits.before_test`), and that model
+training windows (the optimizer steps its best validation took; a hybrid's correction share is
+chosen there), then a fresh model with the same seed and settings is trained for that many
+steps on every window whose targets lie before the test stretch (:attr:`~rnnfuse.app.windows.Splits.before_test`), and that model
 forecasts the test stretch.  Its checkpoints go to ``out/runs/<run>-refit``.
 
 Covariates (``data.covariates``; on the embedded series ``nino12`` by default, see
@@ -31,20 +31,22 @@ import statistics
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from .data import EMBEDDED_COVARIATES, Series, load_data, load_series
 from .metrics import errors, forecast, seasonal_naive, seasonal_naive_drift, truth
 from .model import count_parameters
+from .report import selection_summary, selection_verdict, write_forecasts_csv
 from .windows import Prepared, prepare
 
-__all__ = ["DEMO_FUSIONS", "DEMO_EPOCHS", "DEMO_SEEDS", "DEMO_REFIT", "REFIT_CHOICES", "run_demo", "train_one", "format_table",
+__all__ = ["DEMO_FUSIONS", "DEMO_STEPS", "DEMO_PATIENCE", "Budget", "batch_size_for", "DEMO_SEEDS", "DEMO_REFIT", "REFIT_CHOICES", "run_demo", "train_one", "format_table",
            "demo_config"]
 
 DEMO_FUSIONS = ("local", "global", "concat", "sum", "mean", "bridge", "zoph-knight", "child-sum", "gated")
-DEMO_EPOCHS = 8
+DEMO_STEPS = 300  # optimizer steps per model: as many for a 100-window series as for a 2,000-window one
+DEMO_PATIENCE = 100  # steps without a better validation MAE before a run stops (its best weights kept)
 DEMO_SEEDS = 3
 HYBRID_BASE = "DHR + ETS mean"  # the classical forecast the hybrids correct (DHR alone without ETS)
 DEMO_HYBRIDS = ("zoph-knight",)
@@ -56,13 +58,46 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _COST = {"concat": 5, "bridge": 4, "child-sum": 4, "gated": 4, "zoph-knight": 4, "sum": 3, "mean": 3, "max": 3, "global": 2, "local": 1}
 
 
-def demo_config(fusion: str, epochs: int, seed: int, data: DataConfig | None = None) -> RunConfig:
-    """The configuration of one demo model (defaults of ``rnnfuse train`` otherwise)."""
-    return RunConfig(data or DataConfig(), ModelConfig(fusion=fusion), OptimConfig(epochs=epochs), seed=seed, threads=1)
+@dataclass(frozen=True)
+class Budget:
+    """How long each demo model trains: ``steps`` optimizer steps (``epochs`` whole epochs
+    instead, when given), stopping early after ``patience`` steps without a better validation
+    MAE (``None``: never), the best validation weights kept."""
+
+    steps: int | None = DEMO_STEPS
+    patience: int | None = DEMO_PATIENCE
+    epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "patience", "epochs"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"Budget: {name}: expected a positive int or None, got {value!r}")
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError(f"Budget: expected steps or epochs (one of them), got steps={self.steps}, epochs={self.epochs}")
+
+    def describe(self) -> str:
+        """``"300 optimizer steps (patience 100)"``, for the report."""
+        amount = f"{self.epochs} epochs" if self.epochs is not None else f"{self.steps} optimizer steps"
+        return amount + (f" at most, stopping after {self.patience} without a better validation MAE" if self.patience else "")
+
+
+def batch_size_for(windows: int) -> int:
+    """The demo's batch size for ``windows`` training windows: 64, smaller for short series
+    (about 16 batches per epoch, at least 16 windows per batch)."""
+    return min(64, max(16, windows // 16))
+
+
+def demo_config(fusion: str, budget: Budget, seed: int, data: DataConfig | None = None, windows: int = 1024) -> RunConfig:
+    """The configuration of one demo model (defaults of ``rnnfuse train`` otherwise);
+    ``windows``: the training windows (they set the batch size, :func:`batch_size_for`)."""
+    optim = OptimConfig(epochs=budget.epochs or 1, steps=budget.steps if budget.epochs is None else None,
+                        patience=budget.patience, batch_size=batch_size_for(windows))
+    return RunConfig(data or DataConfig(), ModelConfig(fusion=fusion), optim, seed=seed, threads=1)
 
 
 def train_one(
-    fusion: str, epochs: int, seed: int, out: str | None, data: DataConfig | None = None,
+    fusion: str, budget: Budget, seed: int, out: str | None, data: DataConfig | None = None,
     base: dict[str, Any] | None = None, refit: bool = False,
 ) -> dict[str, Any]:
     """Train one demo model; return its history, errors and test forecasts (picklable).
@@ -72,8 +107,9 @@ def train_one(
     (:func:`hybrid_data`), and the share of its correction kept is chosen on validation
     (:func:`correction_weight`, returned as ``correction_weight``).
 
-    ``refit``: train on every window whose targets lie before the test stretch instead (a
-    hybrid's then need ``base["refit"]``) and return only what the test column needs: the
+    ``refit``: train on every window whose targets lie before the test stretch instead, for
+    ``budget`` (the steps the training-windows model's best validation took; a
+    hybrid's then need ``base["refit"]``), and return only what the test column needs: the
     test forecast (a hybrid's before any correction share: :func:`apply_refits` blends it with
     the share its training-windows model chose on validation), the test windows' ``base``,
     the seconds and the number of training windows.
@@ -86,13 +122,12 @@ def train_one(
     if run_dir is not None and run_dir.exists():
         shutil.rmtree(run_dir)
     lines: list[str] = []
-    prepared: Prepared | None = None  # None: the Trainer prepares the plain windows
     if base is not None:
         prepared = hybrid_data(data, base, refit)
-    elif refit:
-        prepared = prepare(load_data(data), data, refit=True)
+    else:
+        prepared = prepare(load_data(data), data, refit=refit)
     trainer = Trainer(
-        demo_config(fusion, epochs, seed, data), run_dir, log=lines.append, show_progress=False,
+        demo_config(fusion, budget, seed, data, len(prepared.train)), run_dir, log=lines.append, show_progress=False,
         prepared=prepared, extra_covariates=0 if base is None else 1,
     )
     trainer.start()
@@ -108,19 +143,23 @@ def train_one(
             "test_base": None if test.base is None else test.base.double().numpy().tolist(), "log": lines,
         }
     val = trainer.evaluate("val")
+    val_forecast = forecast(trainer.model, trainer.data.val)
     weight = None
     if base is not None:  # the share of the network's correction, chosen on validation
-        weight, val = correction_weight(forecast(trainer.model, trainer.data.val), trainer.data.val, trainer.data.series)
+        weight, val = correction_weight(val_forecast, trainer.data.val, trainer.data.series)
         test_forecast = blend(trainer.data.test, test_forecast, weight)
+        val_forecast = blend(trainer.data.val, val_forecast, weight)
     return {
         "name": name, "seed": seed,
         "decoder": _describe_decoder(trainer.model),
         "params": count_parameters(trainer.model),
         "seconds": seconds,
         "history": trainer.progress.history,
+        "best_step": trainer.progress.best_step, "steps": trainer.progress.step,
         "val": val,
         "test": errors(test_forecast, truth(trainer.data.series, trainer.data.test)),
         "test_forecast": test_forecast.tolist(),
+        "val_forecast": val_forecast.tolist(),
         "correction_weight": weight,
         "log": lines,
     }
@@ -264,7 +303,7 @@ def _star(task: tuple | dict[str, Any]) -> dict[str, Any]:
     keyword arguments for :func:`train_one`."""
     if isinstance(task, tuple):
         return _classical_one(*task[1:])
-    return train_one(**task)
+    return train_one(**{k: v for k, v in task.items() if k != "then_refit"})
 
 
 def _classical_one(name: str, data: DataConfig, period: float, train: bool = False, refit: bool = False) -> dict[str, Any]:
@@ -362,7 +401,7 @@ def demo_data(given: dict[str, Any], period: float | None) -> tuple[DataConfig, 
 
 
 def run_demo(
-    out: Path, *, epochs: int = DEMO_EPOCHS, seed: int = 0, seeds: int = DEMO_SEEDS, jobs: int = 2,
+    out: Path, *, budget: Budget = Budget(), seed: int = 0, seeds: int = DEMO_SEEDS, jobs: int = 2,
     fusions: Sequence[str] = DEMO_FUSIONS, log: Callable[[str], None] = print,
     data: DataConfig | None = None, period: float | None = None, baselines: Sequence[str] | None = None,
     hybrids: Sequence[str] = DEMO_HYBRIDS, refit: str = DEMO_REFIT,
@@ -394,8 +433,8 @@ def run_demo(
         ("baseline", name, data, period, bool(hybrids) and name in base_parts, refit_hybrids and name in base_parts) for name in names
     ]
     classical_tasks.sort(key=lambda t: t[1] not in base_parts)  # the hybrids' base first: they wait for it
-    nets = _network_tasks(fusions, range(seed, seed + seeds), epochs, str(out), data, refit == "all")
-    later = _network_tasks(hybrids, range(seed, seed + seeds), epochs, str(out), data, refit_hybrids)
+    nets = _network_tasks(fusions, range(seed, seed + seeds), budget, str(out), data, refit == "all")
+    later = _network_tasks(hybrids, range(seed, seed + seeds), budget, str(out), data, refit_hybrids)
     done = _run_all([*classical_tasks, *nets], jobs, log, later, base_name, base_parts)
     runs = apply_refits([r for r in done if "baseline" not in r], prepared.series, prepared.test)
     classical = {r["baseline"]: r for r in done if "baseline" in r}
@@ -407,30 +446,44 @@ def run_demo(
     combinations = _combinations(classical)
     classical |= combinations
     shown = [*names, *combinations]
-    results = _assemble(prepared, models, epochs, list(range(seed, seed + seeds)), jobs, data, period, [classical[n] for n in shown])
+    results = _assemble(prepared, models, budget, list(range(seed, seed + seeds)), jobs, data, period, [classical[n] for n in shown])
     results["hybrid_base"] = base_name if hybrids else None
     results["refit"] = refit
     results["refit_windows"] = len(prepared.splits.before_test)
+    results |= selection_summary(prepared, results, max(1, round(period)))
     table = format_table(results)
     _write_outputs(out, prepared, results, table)
     results["wall_seconds"] = time.perf_counter() - began
     (out / "results.json").write_text(json.dumps(_slim(results), indent=1) + "\n")
-    log(table)
-    log(f"wall time {results['wall_seconds']:.1f} s with {jobs} worker process(es); figures and results in {out}")
+    log(format_table(results, protocol=False))
+    log(f"wall time {results['wall_seconds']:.1f} s with {jobs} worker process(es); the protocol, figures and results "
+        f"in {out} (results.md, forecasts.csv, results.json)")
     return results
 
 
 def _network_tasks(
-    fusions: Sequence[str], seeds: Sequence[int], epochs: int, out: str, data: DataConfig, refit: bool,
+    fusions: Sequence[str], seeds: Sequence[int], budget: Budget, out: str, data: DataConfig, refit: bool,
 ) -> list[dict[str, Any]]:
-    """:func:`train_one`'s arguments for every fusion and seed, and for their refits before
-    the test stretch if ``refit`` (independent runs: they train side by side); longest first,
-    which packs the workers best."""
+    """:func:`train_one`'s arguments for every fusion and seed (``then_refit``: a refit before
+    the test stretch follows once the run has found its best step, see :func:`_refit_task`);
+    longest first, which packs the workers best."""
     tasks = [
-        {"fusion": f, "epochs": epochs, "seed": s, "out": out, "data": data, "refit": again}
-        for s in seeds for f in fusions for again in ((False, True) if refit else (False,))
+        {"fusion": f, "budget": budget, "seed": s, "out": out, "data": data, "refit": False, "then_refit": refit}
+        for s in seeds for f in fusions
     ]
-    return sorted(tasks, key=lambda t: -_COST.get(t["fusion"], 3) * (1.2 if t["refit"] else 1.0))
+    return sorted(tasks, key=lambda t: -_COST.get(t["fusion"], 3))
+
+
+def _task_name(task: dict[str, Any]) -> str:
+    """The name a network task's run reports: the fusion, ``"<fusion> + <base>"`` for a hybrid."""
+    return task["fusion"] if task.get("base") is None else f"{task['fusion']} + {task['base']['name']}"
+
+
+def _refit_task(task: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """The refit of ``task`` whose run on the training windows was ``run``: as many optimizer
+    steps as its best validation took (all of them when it never improved), no early stop."""
+    steps = max(1, run.get("best_step") or run.get("steps") or 1)
+    return task | {"refit": True, "then_refit": False, "budget": Budget(steps=steps, patience=None)}
 
 
 def hybrid_base(names: Sequence[str]) -> tuple[str, tuple[str, ...]]:
@@ -459,19 +512,30 @@ def _run_all(
 ) -> list[dict[str, Any]]:
     """Run ``tasks``; the ``hybrids`` (network tasks) start once the classical forecasts they
     learn from (``base_parts``, combined) have arrived, fitted once and shared by every seed
-    (added to their arguments; skipped if a part failed)."""
+    (added to their arguments; skipped if a part failed); a network task with ``then_refit``
+    is followed by its refit (:func:`_refit_task`) once it has run."""
     from .baselines import combine
 
-    total = len(tasks) + len(hybrids)
+    network = [t for t in [*tasks, *hybrids] if isinstance(t, dict)]
+    total = len(tasks) + len(hybrids) + sum(bool(t.get("then_refit")) for t in network)
     runs: list[dict[str, Any]] = []
     parts: dict[str, dict[str, Any]] = {}
+    refitted = {(t["fusion"], t["seed"]) for t in tasks if isinstance(t, dict) and t["then_refit"]}
+    refitted |= {(f"{t['fusion']} + {base_name}", t["seed"]) for t in hybrids if t["then_refit"]}
+    planned: dict[tuple[str, int], dict[str, Any]] = {}  # the tasks whose refit follows them
 
-    refitted = {(t["fusion"], t["seed"]) for t in tasks if isinstance(t, dict) and t["refit"]}
-    refitted |= {(f"{t['fusion']} + {base_name}", t["seed"]) for t in hybrids if t["refit"]}
+    def plan(new: list[tuple | dict[str, Any]]) -> list[tuple | dict[str, Any]]:
+        for task in new:
+            if isinstance(task, dict) and task.get("then_refit"):
+                planned[(_task_name(task), task["seed"])] = task
+        return new
 
     def record(run: dict[str, Any]) -> list[tuple | dict[str, Any]]:
         runs.append(run)
         log(_done_line(run, len(runs), total, refitted))
+        task = planned.pop((run.get("name", ""), run.get("seed", -1)), None) if not run.get("refit") else None
+        if task is not None:
+            return [_refit_task(task, run)]
         if run.get("baseline") not in base_parts or not hybrids:
             return []
         parts[run["baseline"]] = run
@@ -484,8 +548,9 @@ def _run_all(
         base = {k: v.tolist() for k, v in base.items()} | {"name": base_name}
         if "DHR" in parts:  # its seasonal component: the hybrids' encoders read the series without it
             base["dhr"] = parts["DHR"]["details"]
-        return [h | {"base": base} for h in hybrids]
+        return plan([h | {"base": base} for h in hybrids])
 
+    plan(list(tasks))
     if jobs <= 1:
         queue = list(tasks)
         while queue:
@@ -533,7 +598,8 @@ def _done_line(run: dict[str, Any], done: int, total: int, refitted: Collection[
     later = " (before its refit)" if (run["name"], run["seed"]) in refitted else ""
     return (
         f"{head}{run['name']:<12} seed {run['seed']}  val MAE {run['val']['mae']:.3f}  "
-        f"test MAE {run['test']['mae']:.3f}{later}  ({run['seconds']:.1f} s, {len(run['history'])} epochs)"
+        f"test MAE {run['test']['mae']:.3f}{later}  ({run['seconds']:.1f} s, {run['steps']} steps, best at "
+        f"{run['best_step']})"
     )
 
 
@@ -553,7 +619,16 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "mae_by_step": [statistics.fmean(r["test"]["mae_by_step"][h] for r in runs) for h in range(steps)],
         },
         "history": runs[0]["history"], "test_forecast": runs[0]["test_forecast"], "refit": "test_without_refit" in runs[0],
+        "val_forecast_mean": _mean_forecast(r["val_forecast"] for r in runs),
+        "test_forecast_mean": _mean_forecast(r["test_forecast"] for r in runs),
     } | ({"correction_weights": [r["correction_weight"] for r in runs]} if runs[0].get("correction_weight") is not None else {}) | _refit_summary(runs)
+
+
+def _mean_forecast(forecasts: Any) -> list[list[float]]:
+    """The mean over seeds of their forecasts ``(N, H)``."""
+    import numpy as np
+
+    return np.mean([np.asarray(f, dtype=np.float64) for f in forecasts], axis=0).tolist()
 
 
 def _refit_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -580,7 +655,7 @@ def _data_summary(prepared: Prepared) -> str:
 
 
 def _assemble(
-    prepared: Prepared, models: list[dict[str, Any]], epochs: int, seeds: list[int], jobs: int,
+    prepared: Prepared, models: list[dict[str, Any]], budget: Budget, seeds: list[int], jobs: int,
     data: DataConfig, period: float, classical: list[dict[str, Any]],
 ) -> dict[str, Any]:
     baselines: dict[str, Any] = {}
@@ -596,12 +671,13 @@ def _assemble(
             for split in ("val", "test"):
                 entry[split] = errors(c["forecasts"][split], truth(prepared.series, getattr(prepared, split)))
             entry["test_forecast"] = c["forecasts"]["test"]
+            entry["val_forecast"] = c["forecasts"]["val"]
         baselines[_label(c)] = entry
-    ranked = sorted(models, key=lambda m: m["test"]["mae"])
+    ranked = sorted(models, key=lambda m: (_correction_unused(m), m["test"]["mae"]))  # a hybrid without correction is no network
     fitted = [n for n, b in baselines.items() if b["kind"] == "classical" and b["error"] is None]
     best_classical = min(fitted, key=lambda n: baselines[n]["test"]["mae"]) if fitted else None
     return {
-        "data": _data_summary(prepared), "epochs": epochs, "seeds": seeds, "jobs": jobs, "threads_per_job": 1,
+        "data": _data_summary(prepared), "budget": budget.describe(), "seeds": seeds, "jobs": jobs, "threads_per_job": 1,
         "models": models, "baselines": baselines, "winner": ranked[0]["name"],
         "runner_up": ranked[1]["name"] if len(ranked) > 1 else None, "cpu_count": os.cpu_count(),
         "period": period, "best_classical": best_classical, "covariates": list(data.covariates),
@@ -623,12 +699,13 @@ def _label(result: dict[str, Any]) -> str:
     return name
 
 
-def format_table(results: dict[str, Any]) -> str:
-    """The demo's results as a Markdown table, with its protocol above and the verdict below."""
+def format_table(results: dict[str, Any], protocol: bool = True) -> str:
+    """The demo's results as a Markdown table, with its protocol above (``protocol``: for
+    results.md; the terminal gets the table alone) and the verdict below."""
     n = len(results["seeds"])
     over = f"± sd over {n} seeds" if n > 1 else "1 seed: no spread"
     head = f"| model | decoder (init) | params | fit/train s | val MAE | test MAE ({over}) | test RMSE |"
-    lines = [_caption(results), "", head, "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [*([_caption(results), ""] if protocol else []), head, "|---|---|---:|---:|---:|---:|---:|"]
     for name, b in results["baselines"].items():
         if b.get("error"):
             lines.append(f"| {name} | - | - | {b['seconds']:.1f} | failed | failed: {b['error'][:80]} | - |")
@@ -643,7 +720,13 @@ def format_table(results: dict[str, Any]) -> str:
             f"| {name} | {m['decoder']} | {m['params']:,} | {m['seconds']:.1f} | {m['val']['mae']:.3f} | "
             f"{t['mae']:.3f}{spread} | {t['rmse']:.3f} |"
         )
+    if "selected" in results:
+        chosen = results["rows"][results["selected"]]
+        lines.append(f"| **selected on validation: {results['selected']}** | - | - | - | {chosen['val']['mae']:.3f} | "
+                     f"{chosen['test']['mae']:.3f} | {chosen['test']['rmse']:.3f} |")
     lines += ["", _verdict(results)]
+    if "selected" in results:
+        lines += ["", selection_verdict(results)]
     return "\n".join(lines)
 
 
@@ -708,7 +791,13 @@ def _verdict(results: dict[str, Any]) -> str:
     name = results.get("best_classical")
     classical = results["baselines"][name]["test"]["mae"] if name else None
     overall = best["name"] if classical is None or best["test"]["mae"] < classical else name
-    text = f"Winner on the held-out test stretch: **{overall}**."
+    if results.get("rows"):  # every row, the naive ones included
+        overall = min(results["rows"], key=lambda r: results["rows"][r]["test"]["mae"])
+    text = f"Best row on the held-out test stretch: **{overall}**."
+    idle = [m["name"] for m in results["models"] if _correction_unused(m)]
+    if idle:
+        text += (f" ({', '.join(idle)}: validation chose a correction share of 0 for every seed, so its forecast is "
+                 f"its classical base's.)")
     if name is None:
         text += " No classical baseline was fitted (or none could be)."
     else:
@@ -732,12 +821,23 @@ def _verdict(results: dict[str, Any]) -> str:
         else:
             text += f" Among the networks, {best['name']} leads {second['name']} by {gap:.3f} (1 seed: no spread to compare with)."
     seeds = results["seeds"]
-    return text + f" {results['epochs']} epochs per run; seeds {seeds[0]}..{seeds[-1]}."
+    return text + f" Training: {results['budget']} per run; seeds {seeds[0]}..{seeds[-1]}."
+
+
+_FORECASTS = ("test_forecast", "val_forecast", "test_forecast_mean", "val_forecast_mean")
+
+
+def _correction_unused(model: dict[str, Any]) -> bool:
+    """A hybrid whose every seed kept none of its network's correction."""
+    weights = model.get("correction_weights")
+    return bool(weights) and all(w == 0 for w in weights)
 
 
 def _slim(results: dict[str, Any]) -> dict[str, Any]:
-    baselines = {k: {f: v for f, v in b.items() if f != "test_forecast"} for k, b in results["baselines"].items()}
-    return {**results, "baselines": baselines, "models": [{k: v for k, v in m.items() if k != "test_forecast"} for m in results["models"]]}
+    """``results`` without the forecasts (they go to forecasts.csv)."""
+    baselines = {k: {f: v for f, v in b.items() if f not in _FORECASTS} for k, b in results["baselines"].items()}
+    models = [{k: v for k, v in m.items() if k not in _FORECASTS} for m in results["models"]]
+    return {**{k: v for k, v in results.items() if k != "forecasts"}, "baselines": baselines, "models": models}
 
 
 def _write_outputs(out: Path, prepared: Prepared, results: dict[str, Any], table: str) -> None:
@@ -746,6 +846,8 @@ def _write_outputs(out: Path, prepared: Prepared, results: dict[str, Any], table
     from .plots import plot_error_by_step, plot_forecasts, plot_training_curves
 
     (out / "results.md").write_text(results["data"] + "\n\n" + table + "\n")
+    if "forecasts" in results:
+        write_forecasts_csv(out / "forecasts.csv", prepared, results["forecasts"])
     best = results.get("best_classical")
     if best is not None:
         reference, label = np.asarray(results["baselines"][best]["test_forecast"]), best

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from ..seq2seq import Seq2Seq
 from . import checkpoint as ckpt
-from .config import RunConfig, capped_threads
+from .config import RunConfig, capped_threads, planned_epochs
 from .data import Series, load_data
 from .distributed import DistEnv, any_flag, barrier, epoch_batches, epoch_sampler, gather_objects, wrap
 from .metrics import errors, forecast, model_inputs, truth
@@ -58,6 +58,8 @@ class Progress:
     loss_count: int = 0
     best_metric: float | None = None  # best validation MAE
     best_epoch: int | None = None
+    best_step: int | None = None  # optimizer steps done at the best validation
+    stopped_early: bool = False  # the patience ran out
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -135,11 +137,13 @@ class Trainer:
         self.model: Seq2Seq = build_model(config.model, extra_covariates, len(d.covariates)).to(self.env.device)
         o = config.optim
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-        self.scheduler = _scheduler(self.optimizer, config)
         self.progress = Progress()
         self.sampler = epoch_sampler(self.data.train, self.env, config.seed)
+        self.epochs = planned_epochs(o, len(self.sampler))
+        self.scheduler = _scheduler(self.optimizer, config, self.epochs)
         self.ddp: nn.Module = self.model
         self._saved_step: int | None = None
+        self._best_weights: dict[str, Tensor] | None = None
 
     # ------------------------------------------------------------------ set-up
     def start(self, resume: bool = False) -> None:
@@ -164,7 +168,7 @@ class Trainer:
         if _without_epochs(saved) != _without_epochs(self.config):
             raise ckpt.CheckpointError(
                 f"{point.directory}: was written with a different configuration; resume with the saved one "
-                f"(only optim.epochs and threads may change)"
+                f"(only optim.epochs, optim.steps and threads may change)"
             )
         try:
             self._load_point(point)
@@ -184,10 +188,19 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt.optimizer_from_parts(point.state["optimizer"], point.tensors))
         if self.scheduler is not None:
             self.scheduler.load_state_dict(point.state["scheduler"])
-            _replan_cosine(self.scheduler, self.config.optim.epochs)
+            _replan_cosine(self.scheduler, self.epochs)
         self.progress = _checked_progress(point.state["progress"], len(self.sampler), self.config.optim.batch_size)
         self._saved_step = self.progress.step
         self._restore_rng(point)
+        self._best_weights = self._saved_best()
+
+    def _saved_best(self) -> dict[str, Tensor] | None:
+        """The best validation weights of a resumed run (``best.safetensors``), if written."""
+        path = None if self.out is None else self.out / "best.safetensors"
+        if path is None or not path.exists() or self.progress.best_metric is None:
+            return None
+        weights, _ = ckpt.load_model_file(path)
+        return weights
 
     def _restore_rng(self, point: ckpt.Checkpoint) -> None:
         saved_world = point.state.get("world_size", 1)
@@ -205,14 +218,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self, stop: StopSignal | None = None) -> TrainResult:
-        """Train until ``optim.epochs`` epochs are done or a stop signal arrives."""
+        """Train until the planned epochs are done (``optim.epochs``, or those ``optim.steps``
+        needs), the patience runs out or a stop signal arrives.  A run that ends (not one
+        interrupted) leaves the model with its best validation weights."""
         stop = stop or StopSignal(enabled=False)
         began = time.perf_counter()
-        while self.progress.epoch < self.config.optim.epochs:
+        while self.progress.epoch < self.epochs and not self.progress.stopped_early:
             if self._epoch(stop):
                 return self._interrupted(stop, began)
             if any_flag(stop.requested, self.env):
                 return self._interrupted(stop, began)
+        if self._best_weights is not None:
+            self.model.load_state_dict(self._best_weights)
         return TrainResult("finished", 0, self.progress, time.perf_counter() - began)
 
     def _epoch(self, stop: StopSignal) -> bool:
@@ -236,7 +253,7 @@ class Trainer:
         """This epoch's progress bar on stderr, ``epoch E/N |####| done/total loss L``: off
         unless stderr is a terminal (``show_progress=None``), and off on ranks other than 0;
         erased at the end (the per-epoch line follows)."""
-        return tqdm(total=batches, initial=self.progress.batch, desc=f"epoch {self.progress.epoch + 1}/{self.config.optim.epochs}",
+        return tqdm(total=batches, initial=self.progress.batch, desc=f"epoch {self.progress.epoch + 1}/{self.epochs}",
                     disable=None if self.show_progress is None else not self.show_progress,
                     leave=False, dynamic_ncols=True, mininterval=0.1)
 
@@ -275,9 +292,15 @@ class Trainer:
                                 f"stopped (the last checkpoint and best.safetensors are from before); try a lower --lr")
         improved = self.env.is_main and (p.best_metric is None or record["val_mae"] < p.best_metric)
         if improved:
-            p.best_metric, p.best_epoch = record["val_mae"], p.epoch
+            p.best_metric, p.best_epoch, p.best_step = record["val_mae"], p.epoch, p.step
+            self._best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        patience = self.config.optim.patience
+        waited = p.step - (p.best_step if p.best_step is not None else 0)
+        p.stopped_early = any_flag(self.env.is_main and patience is not None and waited >= patience, self.env)
         self.save(best=improved)
-        self.log(_epoch_line(record, self.config.optim.epochs, improved))
+        self.log(_epoch_line(record, self.epochs, improved) + (
+            f"\nno better validation MAE in {waited} steps (patience {patience}): stopped; the best weights "
+            f"(epoch {p.best_epoch}) are kept" if p.stopped_early else ""))
 
     def _interrupted(self, stop: StopSignal, began: float) -> TrainResult:
         p = self.progress
@@ -336,10 +359,10 @@ class Trainer:
         ckpt.save_checkpoint(self.out, f"step-{self.progress.step:08d}", weights, tensors, state)
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, config: RunConfig) -> Any:
+def _scheduler(optimizer: torch.optim.Optimizer, config: RunConfig, epochs: int) -> Any:
     o = config.optim
     if o.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=o.epochs, eta_min=o.lr * 0.01)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=o.lr * 0.01)
     if o.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
     return None
@@ -378,6 +401,11 @@ def _checked_progress(raw: Any, samples: int, batch_size: int) -> Progress:
         value = getattr(progress, name)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
             raise ValueError(f"progress.{name}: expected an int in [0, {high}], got {value!r}")
+    if progress.best_step is not None and (isinstance(progress.best_step, bool) or not isinstance(progress.best_step, int)
+                                          or not 0 <= progress.best_step <= progress.step):
+        raise ValueError(f"progress.best_step: expected null or an int in [0, {progress.step}], got {progress.best_step!r}")
+    if not isinstance(progress.stopped_early, bool):
+        raise ValueError(f"progress.stopped_early: expected true or false, got {progress.stopped_early!r}")
     for name in ("loss_sum", "best_metric"):
         value = getattr(progress, name)
         if not (value is None and name == "best_metric") and (
@@ -391,6 +419,7 @@ def _checked_progress(raw: Any, samples: int, batch_size: int) -> Progress:
 def _without_epochs(config: RunConfig) -> dict[str, Any]:
     raw = config.to_dict()
     raw["optim"].pop("epochs")
+    raw["optim"].pop("steps")
     raw.pop("threads")  # `--resume --threads N` is allowed (README, _RESUME_MAY_CHANGE)
     return raw
 

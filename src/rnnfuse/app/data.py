@@ -34,7 +34,7 @@ from .timegrid import OffGrid, TimeGrid, fit_grid, parse_date, parse_number
 if TYPE_CHECKING:
     from .config import DataConfig
 
-__all__ = ["Series", "DataError", "load_csv", "load_embedded", "load_series", "load_data", "embedded_covariate",
+__all__ = ["Series", "DataError", "load_csv", "read_columns", "build_series", "load_embedded", "load_series", "load_data", "embedded_covariate",
            "EMBEDDED_NAME", "EMBEDDED_COVARIATES"]
 
 EMBEDDED_NAME = "co2.csv"
@@ -159,10 +159,18 @@ def load_csv(path: str | Path, column: str, time_column: str | None = None, cova
     not increase or that is off the time column's grid (see :func:`_grid_positions`).
     """
     path = Path(path)
+    raw = read_columns(path, column, time_column, tuple(covariates))[""]
+    return build_series(path, column, time_column, raw, tuple(covariates))
+
+
+def read_columns(path: Path, column: str, time_column: str | None, covariates: tuple[str, ...],
+                 id_column: str | None = None) -> dict[str, RawColumns]:
+    """The cells of the named columns, one :class:`RawColumns` per value of ``id_column`` (in the
+    order of first appearance; the key ``""`` without one); errors as :func:`load_csv`'s."""
     try:
         check_regular_file(path, "a CSV file with a header line")
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            return _read_rows(path, handle, column, time_column, tuple(covariates))
+            return _read_rows(path, handle, column, time_column, covariates, id_column)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found (expected a CSV file with a header line)") from None
     except NotRegularFileError as exc:
@@ -182,8 +190,10 @@ def _lines(path: Path, handle: TextIO) -> Iterator[str]:
         yield line
 
 
-def _read_rows(path: Path, handle: TextIO, column: str, time_column: str | None, covariates: tuple[str, ...]) -> Series:
+def _read_rows(path: Path, handle: TextIO, column: str, time_column: str | None, covariates: tuple[str, ...],
+               id_column: str | None = None) -> dict[str, RawColumns]:
     reader = csv.reader(_lines(path, handle))
+    raws: dict[str, RawColumns] = {}
     try:
         header = [cell.strip() for cell in next(reader, [])]
         if not any(header):
@@ -191,14 +201,32 @@ def _read_rows(path: Path, handle: TextIO, column: str, time_column: str | None,
         col = _column_index(path, header, column, "--column")
         tcol = None if time_column is None else _column_index(path, header, time_column, "--time-column")
         ccols = [(name, _column_index(path, header, name, "--covariates")) for name in covariates]
-        raw = _Raw(len(ccols))
+        icol = None if id_column is None else _column_index(path, header, id_column, "--id-column")
+        rows = 0
         for row in reader:
-            _add_row(path, raw, reader.line_num, row, header, (column, col), tcol, ccols)
+            if icol is not None and not row:
+                continue  # an empty line in a file of several columns
+            key = "" if icol is None else _row_id(path, reader.line_num, row, header, icol)
+            raw = raws.setdefault(key, RawColumns(len(ccols)))
+            before = len(raw.values)
+            _add_row(path, raw, reader.line_num, row, header, (column, col), tcol, ccols, rows)
+            rows += len(raw.values) - before
     except csv.Error as exc:
         raise DataError(f"{path}, line {max(reader.line_num, 1)}: not valid CSV ({_csv_reason(exc)})") from None
-    if not raw.values:
+    if not any(raw.values for raw in raws.values()):
         raise DataError(f"{path}: no data rows after the header line")
-    return _build_series(path, column, time_column, raw, covariates)
+    return raws
+
+
+def _row_id(path: Path, line: int, row: list[str], header: list[str], icol: int) -> str:
+    """The row's series name in the id column (not empty)."""
+    if len(row) <= icol:
+        raise DataError(f"{path}, line {line}: expected at least {icol + 1} fields (up to column {header[icol]!r}), "
+                        f"got {len(row)}")
+    name = row[icol].strip()
+    if not name:
+        raise DataError(f"{path}, line {line}, column {header[icol]!r}: expected the name of the row's series, got an empty cell")
+    return name
 
 
 def _csv_reason(exc: csv.Error) -> str:
@@ -208,7 +236,7 @@ def _csv_reason(exc: csv.Error) -> str:
     return text
 
 
-class _Raw:
+class RawColumns:
     """The cells read so far, kept compact: line numbers, values, time cells."""
 
     def __init__(self, covariates: int = 0) -> None:
@@ -217,8 +245,9 @@ class _Raw:
         self.covariates = [array("d") for _ in range(covariates)]
 
 
-def _add_row(path: Path, raw: _Raw, line: int, row: list[str], header: list[str],
-             column: tuple[str, int], tcol: int | None, covariates: Sequence[tuple[str, int]] = ()) -> None:
+def _add_row(path: Path, raw: RawColumns, line: int, row: list[str], header: list[str],
+             column: tuple[str, int], tcol: int | None, covariates: Sequence[tuple[str, int]] = (), rows: int = 0) -> None:
+    """Append a data row's cells to ``raw`` (``rows``: data rows read so far, for the limit)."""
     if not row:  # an empty line: a missing value in a one-column file, else nothing
         if len(header) > 1:
             return
@@ -230,7 +259,7 @@ def _add_row(path: Path, raw: _Raw, line: int, row: list[str], header: list[str]
             f"{path}, line {line}: expected at least {needed + 1} fields (up to column "
             f"{header[needed]!r}), got {len(row)}"
         )
-    if len(raw.values) >= MAX_ROWS:
+    if max(rows, len(raw.values)) >= MAX_ROWS:
         raise DataError(f"{path}, line {line}: more than {MAX_ROWS:,} data rows; expected at most that many")
     raw.lines.append(line)
     raw.values.append(_number(path, line, name, row[col]))
@@ -264,7 +293,9 @@ def _number(path: Path, line: int, column: str, cell: str) -> float:
     return value
 
 
-def _build_series(path: Path, column: str, time_column: str | None, raw: _Raw, covariates: tuple[str, ...] = ()) -> Series:
+def build_series(path: Path, column: str, time_column: str | None, raw: RawColumns, covariates: tuple[str, ...] = ()) -> Series:
+    """The :class:`Series` of cells read by :func:`read_columns`: on its time grid (absent
+    steps inserted), gaps filled, missing ends dropped, covariates filled forward."""
     lines = raw.lines.tolist()
     table = np.column_stack([np.array(raw.values, dtype=np.float64), *(np.array(c, dtype=np.float64) for c in raw.covariates)])
     times, kind, labels, grid = None, "index", [str(line) for line in lines], None

@@ -179,3 +179,42 @@ def test_damaged_run_files_give_one_line_errors(tmp_path, capsys):
     assert f"{str(edited)!r} does not match its configuration" in err and len(err.strip().splitlines()) == 1
     assert "missing: ['head.bias']" in err and "unexpected: ['extra']" in err
     assert f"head.weight: expected {list(tensors['head.weight'].shape)}, got [2, " in err
+
+
+def _quarterly_csv(tmp_path, quarters=120, absent=50):
+    """Quarter-end dates (1960-03-31, 1960-06-30, ...) with one quarter left out."""
+    ends = ("03-31", "06-30", "09-30", "12-31")
+    rows = [f"{1960 + i // 4}-{ends[i % 4]},{10 + 0.1 * i + (i % 4) + 0.3 * ((i * 7) % 5):.3f}" for i in range(quarters)]
+    path = tmp_path / "quarterly.csv"
+    path.write_text("ds,y\n" + "\n".join(r for i, r in enumerate(rows) if i != absent) + "\n")
+    return path
+
+
+@pytest.mark.slow
+def test_demo_on_quarterly_dates_with_a_horizon_past_the_period_then_predict(tmp_path, capsys):
+    data = _quarterly_csv(tmp_path)
+    out = tmp_path / "demo"
+    argv = ["demo", "--csv", str(data), "--column", "y", "--time-column", "ds", "--horizon", "6", "--covariates", "none",
+            "--epochs", "1", "--seeds", "1", "--fusions", "concat", "--jobs", "1", "--baselines", "none", "--hybrids", "none"]
+    assert main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "1 of them absent time steps (step 3 months)" in printed and "seasonal period 4 steps" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["models"][0]["test"]["mae_by_step"]) == 6
+    target = tmp_path / "forecast.csv"
+    assert main(["predict", "--model", str(out / "runs" / "concat-seed0"), "--csv", str(data), "--output", str(target)]) == 0
+    rows = list(csv.DictReader(target.read_text().splitlines()))
+    assert [r["time"] for r in rows] == ["1990-03-31", "1990-06-30", "1990-09-30", "1990-12-31", "1991-03-31", "1991-06-30"]
+
+
+def test_demo_without_dates_asks_for_the_period(tmp_path, capsys):
+    data = tmp_path / "yearly.csv"
+    data.write_text("year,y\n" + "\n".join(f"{1900 + i},{0.3 * i}" for i in range(100)) + "\n")
+    err = _error(capsys, ["demo", "--out", str(tmp_path / "o"), "--csv", str(data), "--column", "y", "--time-column", "year"])
+    assert f"rnnfuse demo: error: --period: {data} has numbers in its time column 'year'" in err
+    assert "--period 1 (none, e.g. yearly rows)" in err and len(err.strip().splitlines()) == 1
+    err = _error(capsys, ["demo", "--out", str(tmp_path / "o"), "--csv", str(data), "--column", "y", "--period", "1.5"])
+    assert "--period: expected a finite number of steps >= 2" in err and "1 or none for a non-seasonal series" in err
+    err = _error(capsys, ["demo", "--out", str(tmp_path / "o"), "--csv", str(data), "--column", "y", "--period", "none",
+                          "--horizon", "40"])
+    assert "too short for the windows: 100 rows, need at least" in err and "--horizon 40" in err and "--local-steps 80" in err

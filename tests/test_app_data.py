@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from dataclasses import replace
 from importlib import resources
 
 import numpy as np
 import pytest
 
-from rnnfuse.app.config import DataConfig
+from rnnfuse.app.config import ConfigError, DataConfig, RunConfig, validate
 from rnnfuse.app.data import DataError, load_csv, load_embedded
+from rnnfuse.app.demo import demo_data, parse_period
+from rnnfuse.app.metrics import seasonal_naive, seasonal_naive_drift
 from rnnfuse.app.windows import fit_scale, make_windows, min_length, prepare, split_origins
 
 SMALL = DataConfig(local_steps=4, global_blocks=3, block=2, min_global_blocks=2, horizon=3, period=4, val_steps=6, test_steps=6)
@@ -155,3 +158,87 @@ def test_scale_uses_training_windows_only(tmp_path):
     changed[sp.val_start :] *= 3.0
     other = type(series)(**{**series.__dict__, "values": changed})
     assert fit_scale(other, split_origins(other, SMALL).train, SMALL.horizon) == scale
+
+
+def _windows(series, config, origins):
+    return make_windows(series, np.asarray(origins), config, 1.0)
+
+
+def test_seasonal_naive_past_one_period_repeats_the_last_season(tmp_path):
+    """h > P: y[t + h - P * ceil(h / P)], never a value after the origin."""
+    series, y = _seasonal_csv(tmp_path)
+    config = DataConfig(local_steps=4, global_blocks=3, block=2, min_global_blocks=2, horizon=9, period=4, val_steps=9, test_steps=9)
+    origins = np.array([20, 31])
+    w = _windows(series, config, origins)
+    steps = np.arange(1, 10)
+    source = origins[:, None] + steps - 4 * np.ceil(steps / 4).astype(int)
+    assert (source <= origins[:, None]).all()
+    np.testing.assert_allclose(seasonal_naive(series, w, 4), y[source])
+    growth = np.array([y[t - 3 : t + 1].mean() - y[t - 7 : t - 3].mean() for t in origins])
+    np.testing.assert_allclose(seasonal_naive_drift(series, w, 4), y[source] + growth[:, None] * np.ceil(steps / 4))
+
+
+def test_period_one_is_non_seasonal_naive_and_constant_phases(tmp_path):
+    series, y = _seasonal_csv(tmp_path)
+    config = DataConfig(local_steps=4, global_blocks=3, block=2, min_global_blocks=2, horizon=5, period=1, val_steps=6, test_steps=6)
+    assert not config.seasonal and SMALL.seasonal
+    validate(RunConfig(data=config), "test")  # horizon 5 > period 1 is allowed
+    w = _windows(series, config, [20, 30])
+    np.testing.assert_allclose(seasonal_naive(series, w, 1), np.repeat(y[[20, 30], None], 5, axis=1))
+    drift = seasonal_naive_drift(series, w, 1)
+    np.testing.assert_allclose(drift[0], y[20] + (y[20] - y[19]) * np.arange(1, 6))
+    for features in (w.local[..., 1:], w.global_[..., 1:3], w.covariates):  # sin 0, cos 1 everywhere
+        valid = features[..., 1] != 0  # the global rows past a window's count are zeros
+        assert (features[..., 0][valid] == 0).all() and (features[..., 1][valid] == 1).all()
+    prepared = prepare(series, config)
+    assert len(prepared.test) == 6 - 5 + 1
+
+
+def test_dated_non_seasonal_series_has_constant_phases(tmp_path):
+    path = _write(tmp_path, "ds,y\n" + "\n".join(f"{1950 + i}-12-31,{i % 3}" for i in range(30)) + "\n")
+    series = load_csv(path, "y", "ds")
+    config = DataConfig(local_steps=4, global_blocks=3, block=2, min_global_blocks=2, horizon=3, period=1, val_steps=6, test_steps=6)
+    w = _windows(series, config, [10])
+    assert (w.covariates[..., 0] == 0).all() and (w.local[..., 1] == 0).all()
+
+
+def test_too_short_names_the_flags_and_the_rows_needed_and_available(tmp_path):
+    series, _ = _seasonal_csv(tmp_path, n=40)
+    config = DataConfig(local_steps=10, global_blocks=3, block=2, min_global_blocks=2, horizon=3, period=4, val_steps=12, test_steps=12)
+    assert len(prepare(series, config).test) == 10  # 10 + 3 + 12 + 12 = 37 rows fit in 40
+    config = replace(config, val_steps=20)
+    with pytest.raises(DataError, match=r"column 'v': too short for the windows: 40 rows, need at least 45 = history 10 "
+                                        r"\(the largest of --local-steps 10, --block 2 x --min-global-blocks 2, 2 x --period 4\) "
+                                        r"\+ --horizon 3 \+ --val-steps 20 \+ --test-steps 12; lower these flags by 5 rows"):
+        prepare(series, config)
+    with pytest.raises(DataError, match=r"--test-steps 2 is shorter than --horizon 3"):
+        prepare(series, replace(config, val_steps=6, test_steps=2))
+
+
+def test_demo_needs_a_period_without_dates_and_scales_windows_without_a_season(tmp_path):
+    path = _write(tmp_path, "year,y\n" + "\n".join(f"{1900 + i},{i * 0.5 + (i % 4)}" for i in range(120)) + "\n")
+    given = {"csv": str(path), "column": "y", "time_column": "year"}
+    with pytest.raises(ConfigError, match=rf"--period: {path} has numbers in its time column 'year', so the seasonal "
+                                          r"period cannot be read from dates; expected --period N .* or --period 1"):
+        demo_data(given, None)
+    assert parse_period("none") == parse_period("1") == 1.0 and parse_period("4") == 4.0
+    for bad in ("0.5", "1.5", "nan", "x"):
+        with pytest.raises(ValueError, match="1 or none"):
+            parse_period(bad)
+    data, period = demo_data(given, 1.0)
+    assert period == 1.0 and not data.seasonal
+    assert (data.horizon, data.local_steps, data.val_steps, data.test_steps) == (6, 12, 18, 18)  # 120 // 20, 2h, 15 %
+    prepared = prepare(load_csv(path, "y", "year"), data)
+    assert len(prepared.train) > 50 and len(prepared.test) == 18 - 6 + 1
+    data, _ = demo_data({**given, "horizon": 10}, 1.0)
+    assert (data.horizon, data.local_steps, data.block) == (10, 20, 5)
+
+
+def test_demo_windows_take_a_horizon_beyond_the_period(tmp_path):
+    rows = [f"{1960 + i // 4}Q{i % 4 + 1},{10 + 0.1 * i + (i % 4)}" for i in range(160)]
+    path = _write(tmp_path, "ds,y\n" + "\n".join(rows) + "\n")
+    data, period = demo_data({"csv": str(path), "column": "y", "time_column": "ds", "horizon": 10}, None)
+    assert period == 4.0 and data.horizon == 10 and data.val_steps == data.test_steps == 20  # 2 x horizon > 4 periods
+    validate(RunConfig(data=data), "test")
+    prepared = prepare(load_csv(path, "y", "ds"), data)
+    assert len(prepared.test) == 11

@@ -82,7 +82,8 @@ def _add_demo(sub: Any) -> None:
     d.add_argument("--csv", default=S, help="CSV file with a header line")
     d.add_argument("--column", default=S, help="column to forecast (with --csv)")
     d.add_argument("--time-column", default=S, help="optional time column (dates or numbers, increasing)")
-    d.add_argument("--period", default=S, help="seasonal period in steps, may be fractional (52.18 for weekly data; default: from the dates)")
+    d.add_argument("--period", default=S, help="seasonal period in steps, may be fractional (52.18 for weekly data), or 1 or none for a "
+                                           "non-seasonal series (default: from the dates; required without dates)")
     for flag in ("local-steps", "global-blocks", "block", "min-global-blocks", "horizon", "val-steps", "test-steps"):
         d.add_argument(f"--{flag}", type=int, default=S)
     d.add_argument("--covariates", type=parse_names, default=S,

@@ -115,7 +115,11 @@ class DataConfig:
     consecutive values ending at ``t`` (fewer near the start of the series: at least
     ``min_global_blocks``; ragged lengths); the decoder forecasts ``horizon`` steps.  The
     last ``test_steps`` steps are held out for evaluation, the ``val_steps`` before them
-    for validation.  ``period`` is the seasonal period in steps (52 for weekly data).
+    for validation.  ``period`` is the seasonal period in steps (52 for weekly data); ``1``
+    means **non-seasonal** (:attr:`seasonal` is false): the encoders' and decoder's phase
+    features are constant, the seasonal naive forecast is the naive one (the last value), and
+    the classical models should drop their seasonal terms.  ``horizon`` may exceed
+    ``period``.
     ``covariates``: other columns the encoders read beside the series, each row's value known
     at that row's time (the embedded series has ``nino12``, see :mod:`rnnfuse.app.data`).
     """
@@ -128,11 +132,16 @@ class DataConfig:
     block: int = option(4, "steps averaged per coarse step")
     min_global_blocks: int = option(13, "fewest coarse steps")
     horizon: int = option(13, "steps to forecast")
-    period: int = option(52, "seasonal period in steps")
+    period: int = option(52, "seasonal period in steps; 1: non-seasonal")
     val_steps: int = option(208, "validation stretch")
     test_steps: int = option(208, "held-out test stretch")
     covariates: tuple[str, ...] = option((), "columns the encoders read beside the series, e.g. nino12 (a row's value "
                                          "must be known at its time), or none", parse=parse_names, show_default=False)
+
+    @property
+    def seasonal(self) -> bool:
+        """Whether the series has a season (``period`` > 1); ``period`` 1 means none."""
+        return self.period > 1
 
 
 @dataclass(frozen=True)
@@ -272,8 +281,6 @@ def _validate_data(d: DataConfig, where: str) -> None:
         _positive_int(f"{where}: data.{name}", getattr(d, name), MAX_STEPS)
     if d.min_global_blocks > d.global_blocks:
         raise ConfigError(f"{where}: data.min_global_blocks ({d.min_global_blocks}) must not exceed data.global_blocks ({d.global_blocks})")
-    if d.horizon > d.period:
-        raise ConfigError(f"{where}: data.horizon ({d.horizon}) must not exceed data.period ({d.period}) (the seasonal baseline reads one period back)")
     if d.block * d.global_blocks > MAX_STEPS:
         raise ConfigError(f"{where}: data.block * data.global_blocks: expected at most {MAX_STEPS} steps, "
                           f"got {d.block * d.global_blocks}")

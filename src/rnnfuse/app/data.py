@@ -19,7 +19,6 @@ it (what was known then; the first value before any).
 from __future__ import annotations
 
 import csv
-import datetime as dt
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -30,11 +29,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 
 from .._files import NotRegularFileError, check_regular_file
+from .timegrid import OffGrid, TimeGrid, fit_grid, parse_date, parse_number
 
 if TYPE_CHECKING:
     from .config import DataConfig
 
-__all__ = ["Series", "DataError", "load_csv", "load_embedded", "load_series", "load_data", "embedded_covariate",
+__all__ = ["Series", "DataError", "load_csv", "read_columns", "build_series", "load_embedded", "load_series", "load_data", "embedded_covariate",
            "EMBEDDED_NAME", "EMBEDDED_COVARIATES"]
 
 EMBEDDED_NAME = "co2.csv"
@@ -43,7 +43,6 @@ ENSO_NAME = "elnino.csv"  # monthly Nino 1+2 sea surface temperatures, 1950-2010
 ENSO_CLIMATOLOGY_YEARS = (1950, 1979)  # the anomaly's reference years: before the validation stretch
 ENSO_LAG_MONTHS = 2  # a week sees the anomaly of the month two before its own
 _MISSING = {"", "na", "nan", "n/a", "null", "none", "-"}
-_DATE_FORMATS = ("%Y%m%d", "%Y-%m-%d", "%Y/%m/%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S")
 
 
 class DataError(ValueError):
@@ -57,7 +56,9 @@ class Series:
     ``values``: float64, gaps filled; ``observed``: true where the file had a value;
     ``times``: days since 1970-01-01 when the time column holds dates, the numbers when it
     holds numbers, ``None`` without a time column; ``time_kind``: ``"date"``, ``"number"``
-    or ``"index"``; ``labels``: the time cells as written (or the row numbers).
+    or ``"index"``; ``labels``: the time cells as written (or the row numbers), absent steps
+    labelled from ``grid`` (:class:`~rnnfuse.app.timegrid.TimeGrid`: calendar months, quarters
+    or years, or a fixed step; it also gives the times and labels past the end).
     """
 
     values: np.ndarray
@@ -69,9 +70,11 @@ class Series:
     column: str
     dropped_edges: int = 0
     inserted: int = 0  # absent time steps added as missing values
-    step: str = ""  # the time column's step, as shown (``"7 days"``)
+    step: str = ""  # the time column's step, as shown (``"7 days"``, ``"3 months"``)
     covariates: np.ndarray | None = None  # (len, k) float64, gaps filled forward; None: no covariates
     covariate_names: tuple[str, ...] = ()
+    grid: TimeGrid | None = None  # the time column's grid, position 0 at the first row; None without one
+    units: str = ""  # the values' units when known (``"ppm"`` for the embedded CO2), else ""
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -114,7 +117,7 @@ def load_embedded(covariates: Sequence[str] = ()) -> Series:
     extra: dict[str, Any] = {}
     if covariates:
         extra = {"covariates": embedded_covariate(series)[:, None], "covariate_names": tuple(covariates)}
-    return Series(**{**series.__dict__, "source": f"embedded {EMBEDDED_NAME}", **extra})
+    return Series(**{**series.__dict__, "source": f"embedded {EMBEDDED_NAME}", "units": "ppm", **extra})
 
 
 def embedded_covariate(series: Series) -> np.ndarray:
@@ -156,10 +159,18 @@ def load_csv(path: str | Path, column: str, time_column: str | None = None, cova
     not increase or that is off the time column's grid (see :func:`_grid_positions`).
     """
     path = Path(path)
+    raw = read_columns(path, column, time_column, tuple(covariates))[""]
+    return build_series(path, column, time_column, raw, tuple(covariates))
+
+
+def read_columns(path: Path, column: str, time_column: str | None, covariates: tuple[str, ...],
+                 id_column: str | None = None) -> dict[str, RawColumns]:
+    """The cells of the named columns, one :class:`RawColumns` per value of ``id_column`` (in the
+    order of first appearance; the key ``""`` without one); errors as :func:`load_csv`'s."""
     try:
         check_regular_file(path, "a CSV file with a header line")
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            return _read_rows(path, handle, column, time_column, tuple(covariates))
+            return _read_rows(path, handle, column, time_column, covariates, id_column)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found (expected a CSV file with a header line)") from None
     except NotRegularFileError as exc:
@@ -179,8 +190,10 @@ def _lines(path: Path, handle: TextIO) -> Iterator[str]:
         yield line
 
 
-def _read_rows(path: Path, handle: TextIO, column: str, time_column: str | None, covariates: tuple[str, ...]) -> Series:
+def _read_rows(path: Path, handle: TextIO, column: str, time_column: str | None, covariates: tuple[str, ...],
+               id_column: str | None = None) -> dict[str, RawColumns]:
     reader = csv.reader(_lines(path, handle))
+    raws: dict[str, RawColumns] = {}
     try:
         header = [cell.strip() for cell in next(reader, [])]
         if not any(header):
@@ -188,14 +201,32 @@ def _read_rows(path: Path, handle: TextIO, column: str, time_column: str | None,
         col = _column_index(path, header, column, "--column")
         tcol = None if time_column is None else _column_index(path, header, time_column, "--time-column")
         ccols = [(name, _column_index(path, header, name, "--covariates")) for name in covariates]
-        raw = _Raw(len(ccols))
+        icol = None if id_column is None else _column_index(path, header, id_column, "--id-column")
+        rows = 0
         for row in reader:
-            _add_row(path, raw, reader.line_num, row, header, (column, col), tcol, ccols)
+            if icol is not None and not row:
+                continue  # an empty line in a file of several columns
+            key = "" if icol is None else _row_id(path, reader.line_num, row, header, icol)
+            raw = raws.setdefault(key, RawColumns(len(ccols)))
+            before = len(raw.values)
+            _add_row(path, raw, reader.line_num, row, header, (column, col), tcol, ccols, rows)
+            rows += len(raw.values) - before
     except csv.Error as exc:
         raise DataError(f"{path}, line {max(reader.line_num, 1)}: not valid CSV ({_csv_reason(exc)})") from None
-    if not raw.values:
+    if not any(raw.values for raw in raws.values()):
         raise DataError(f"{path}: no data rows after the header line")
-    return _build_series(path, column, time_column, raw, covariates)
+    return raws
+
+
+def _row_id(path: Path, line: int, row: list[str], header: list[str], icol: int) -> str:
+    """The row's series name in the id column (not empty)."""
+    if len(row) <= icol:
+        raise DataError(f"{path}, line {line}: expected at least {icol + 1} fields (up to column {header[icol]!r}), "
+                        f"got {len(row)}")
+    name = row[icol].strip()
+    if not name:
+        raise DataError(f"{path}, line {line}, column {header[icol]!r}: expected the name of the row's series, got an empty cell")
+    return name
 
 
 def _csv_reason(exc: csv.Error) -> str:
@@ -205,7 +236,7 @@ def _csv_reason(exc: csv.Error) -> str:
     return text
 
 
-class _Raw:
+class RawColumns:
     """The cells read so far, kept compact: line numbers, values, time cells."""
 
     def __init__(self, covariates: int = 0) -> None:
@@ -214,8 +245,9 @@ class _Raw:
         self.covariates = [array("d") for _ in range(covariates)]
 
 
-def _add_row(path: Path, raw: _Raw, line: int, row: list[str], header: list[str],
-             column: tuple[str, int], tcol: int | None, covariates: Sequence[tuple[str, int]] = ()) -> None:
+def _add_row(path: Path, raw: RawColumns, line: int, row: list[str], header: list[str],
+             column: tuple[str, int], tcol: int | None, covariates: Sequence[tuple[str, int]] = (), rows: int = 0) -> None:
+    """Append a data row's cells to ``raw`` (``rows``: data rows read so far, for the limit)."""
     if not row:  # an empty line: a missing value in a one-column file, else nothing
         if len(header) > 1:
             return
@@ -227,7 +259,7 @@ def _add_row(path: Path, raw: _Raw, line: int, row: list[str], header: list[str]
             f"{path}, line {line}: expected at least {needed + 1} fields (up to column "
             f"{header[needed]!r}), got {len(row)}"
         )
-    if len(raw.values) >= MAX_ROWS:
+    if max(rows, len(raw.values)) >= MAX_ROWS:
         raise DataError(f"{path}, line {line}: more than {MAX_ROWS:,} data rows; expected at most that many")
     raw.lines.append(line)
     raw.values.append(_number(path, line, name, row[col]))
@@ -261,14 +293,16 @@ def _number(path: Path, line: int, column: str, cell: str) -> float:
     return value
 
 
-def _build_series(path: Path, column: str, time_column: str | None, raw: _Raw, covariates: tuple[str, ...] = ()) -> Series:
+def build_series(path: Path, column: str, time_column: str | None, raw: RawColumns, covariates: tuple[str, ...] = ()) -> Series:
+    """The :class:`Series` of cells read by :func:`read_columns`: on its time grid (absent
+    steps inserted), gaps filled, missing ends dropped, covariates filled forward."""
     lines = raw.lines.tolist()
     table = np.column_stack([np.array(raw.values, dtype=np.float64), *(np.array(c, dtype=np.float64) for c in raw.covariates)])
-    times, kind, labels, step = None, "index", [str(line) for line in lines], ""
+    times, kind, labels, grid = None, "index", [str(line) for line in lines], None
     if time_column is not None:
         times, kind = _parse_times(path, time_column, list(zip(lines, raw.times)))
-        positions, step = _grid_positions(path, time_column, times, kind, lines, raw.times)
-        table, times, labels = _on_grid(table, times, raw.times, positions, kind, step.endswith("months"))
+        grid, positions = _grid_positions(path, time_column, times, kind, lines, raw.times)
+        table, times, labels = _on_grid(table, times, raw.times, positions, grid)
     values, extra = table[:, 0], table[:, 1:]  # the series, then its covariates, on one grid
     inserted, total = len(values) - len(lines), len(values)
     observed = np.isfinite(values)
@@ -289,7 +323,8 @@ def _build_series(path: Path, column: str, time_column: str | None, raw: _Raw, c
         column=column,
         dropped_edges=total - (last - first),
         inserted=inserted,
-        step=step,
+        step=grid.shown if grid is not None else "",
+        grid=None if grid is None else grid.shifted(first),
         covariates=_filled_forward(path, extra[keep], covariates) if covariates else None,
         covariate_names=covariates,
     )
@@ -310,13 +345,15 @@ def _filled_forward(path: Path, table: np.ndarray, names: tuple[str, ...]) -> np
 
 
 def _parse_times(path: Path, column: str, raw: list[tuple[int, str]]) -> tuple[np.ndarray, str]:
+    """The times (days since 1970-01-01 for dates) and their kind, ``"date"`` when the first
+    cell is a date (:func:`~rnnfuse.app.timegrid.parse_date`), else ``"number"``."""
     line0, first = raw[0]
-    kind = "date" if _parse_date(first) is not None else "number"
+    kind = "date" if parse_date(first) is not None else "number"
     out = np.empty(len(raw), dtype=np.float64)
     for i, (line, text) in enumerate(raw):
-        value = _parse_date(text) if kind == "date" else _parse_float(text)
+        value = parse_date(text) if kind == "date" else parse_number(text)
         if value is None:
-            expected = "a date like 1958-03-29 or 19580329" if kind == "date" else "a number"
+            expected = "a date like 1958-03-29, 19580329 or 2014-01-01 00:30:00" if kind == "date" else "a number"
             raise DataError(
                 f"{path}, line {line}, column {column!r}: expected {expected} (as on line {line0}), got {text!r}"
             )
@@ -330,107 +367,40 @@ def _parse_times(path: Path, column: str, raw: list[tuple[int, str]]) -> tuple[n
 
 
 def _grid_positions(path: Path, column: str, times: np.ndarray, kind: str, lines: list[int],
-                    cells: list[str]) -> tuple[np.ndarray, str]:
-    """Each row's step number on the time column's grid, and the step as shown.
-
-    The step is the median difference between consecutive times (in days for dates; in
-    calendar months for monthly or yearly dates, which differ in days).  Every difference
-    must be a whole number of steps: a larger one is a gap, filled with missing values.  A
-    time off the grid raises :class:`DataError` naming its line.
-    """
-    if len(times) < 2:
-        return np.zeros(len(times), dtype=np.int64), ""
-    axis, unit = (_months(times), "months") if kind == "date" and _is_monthly(times) else (times, "days" if kind == "date" else "")
-    diffs = np.diff(axis)
-    step = float(np.median(diffs))
-    ratio = diffs / step
-    whole = np.rint(ratio)
-    bad = np.flatnonzero((np.abs(ratio - whole) > 1e-6 * np.maximum(whole, 1)) | (whole < 1))
-    shown = f"{step:g} {unit[:-1] if step == 1 else unit}".strip()
-    if bad.size:
-        i = int(bad[0]) + 1
-        raise DataError(
-            f"{path}, line {lines[i]}, column {column!r}: the times are not on one grid: {cells[i]!r} is "
-            f"{diffs[i - 1]:g} {unit or 'units'} after {cells[i - 1]!r} (line {lines[i - 1]}), not a multiple of "
-            f"the step {shown} (the median spacing)"
-        )
-    positions = np.concatenate([[0], np.cumsum(whole.astype(np.int64))])
-    if positions[-1] >= MAX_ROWS:
+                    cells: list[str]) -> tuple[TimeGrid, np.ndarray]:
+    """The time column's grid (:func:`~rnnfuse.app.timegrid.fit_grid`: calendar months,
+    quarters or years, or a fixed step) and each row's position on it.  A time off the grid
+    raises :class:`DataError` naming its line; so does a grid with more than
+    :data:`MAX_ROWS` steps once its gaps are filled."""
+    try:
+        grid, positions = fit_grid(times, kind, cells, lines)
+    except OffGrid as exc:
+        raise DataError(f"{path}, line {lines[exc.row]}, column {column!r}: {exc.reason}") from None
+    if len(positions) and positions[-1] >= MAX_ROWS:
         raise DataError(f"{path}, column {column!r}: filling the gaps in the times would make {positions[-1] + 1:,} "
-                        f"steps of {shown}; expected at most {MAX_ROWS:,}")
-    return positions, shown
-
-
-def _is_monthly(days: np.ndarray) -> bool:
-    """Dates a month or a year apart: differences of 28 to 31 days, or of 365 or 366."""
-    median = float(np.median(np.diff(days)))
-    return 28 <= median <= 31 or 365 <= median <= 366
-
-
-def _months(days: np.ndarray) -> np.ndarray:
-    """Calendar months since 1970-01 of dates in days since 1970-01-01; a date off its month's
-    day (other than a month's end) keeps a fraction, so that it falls off the grid."""
-    epoch = np.datetime64("1970-01-01", "D")
-    stamps = epoch + days.astype(np.int64).astype("timedelta64[D]")
-    months = stamps.astype("datetime64[M]")
-    day = (stamps - months.astype("datetime64[D]")).astype(np.int64)
-    month_end = (months + 1).astype("datetime64[D]") - stamps == np.timedelta64(1, "D")
-    offset = np.where(month_end, 0, day - day[0]) if month_end.all() else day - day[0]
-    return months.astype(np.int64).astype(np.float64) + offset / 31.0
+                        f"steps of {grid.shown}; expected at most {MAX_ROWS:,}")
+    return grid, positions
 
 
 def _on_grid(values: np.ndarray, times: np.ndarray, cells: list[str], positions: np.ndarray,
-             kind: str, monthly: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Values (``(n,)`` or ``(n, k)``, rows in time), times and labels with a missing value at every absent step (its time
-    interpolated between its neighbours, rounded to the day of month of the rows for monthly
-    dates)."""
+             grid: TimeGrid) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Values (``(n,)`` or ``(n, k)``, rows in time), times and labels with a missing value at
+    every absent step of ``grid`` (its time and label from the grid: the next month, quarter,
+    year, hour ...)."""
     count = int(positions[-1]) + 1 if len(positions) else 0
     if count == len(values):
         return values, times, cells
     full = np.full((count, *values.shape[1:]), np.nan)
     full[positions] = values
-    grid_times = np.interp(np.arange(count), positions, times)
-    if monthly:
-        grid_times = _same_day_of_month(grid_times, float(times[0]))
+    grid_times = grid.times(np.arange(count))
+    grid_times[positions] = times
     labels: list[str] = [""] * count
     for pos, cell in zip(positions.tolist(), cells):
         labels[pos] = cell
-    for pos in np.setdiff1d(np.arange(count), positions).tolist():
-        labels[pos] = _time_label(float(grid_times[pos]), kind)
+    absent = np.setdiff1d(np.arange(count), positions)
+    for pos, label in zip(absent.tolist(), grid.labels(absent)):
+        labels[pos] = label
     return full, grid_times, labels
-
-
-def _same_day_of_month(days: np.ndarray, first: float) -> np.ndarray:
-    """``days`` moved to the nearest date with the day of month of ``first``."""
-    epoch = np.datetime64("1970-01-01", "D")
-    start = epoch + np.timedelta64(int(first), "D")
-    offset = start - start.astype("datetime64[M]").astype("datetime64[D]")
-    months = (epoch + np.rint(days).astype(np.int64).astype("timedelta64[D]") + np.timedelta64(15, "D") - offset).astype("datetime64[M]")
-    return ((months.astype("datetime64[D]") + offset) - epoch).astype(np.int64).astype(np.float64)
-
-
-def _time_label(value: float, kind: str) -> str:
-    if kind == "date":
-        return (dt.datetime(1970, 1, 1) + dt.timedelta(days=round(value))).strftime("%Y-%m-%d")
-    return f"{value:g}"
-
-
-def _parse_date(text: str) -> float | None:
-    for fmt in _DATE_FORMATS:
-        try:
-            stamp = dt.datetime.strptime(text, fmt)
-        except ValueError:
-            continue
-        return (stamp - dt.datetime(1970, 1, 1)).total_seconds() / 86400.0
-    return None
-
-
-def _parse_float(text: str) -> float | None:
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value if np.isfinite(value) else None
 
 
 def load_series(csv_path: str | None, column: str, time_column: str | None, covariates: Sequence[str] = ()) -> Series:

@@ -34,7 +34,7 @@ from pathlib import Path
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
+from .config import ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig
 from .data import EMBEDDED_COVARIATES, Series, load_data, load_series
 from .metrics import errors, forecast, seasonal_naive, seasonal_naive_drift, truth
 from .model import count_parameters
@@ -341,63 +341,105 @@ def _baseline_splits(prepared: Prepared) -> dict[str, tuple[int, Any, Any]]:
 
 
 def true_period(series: Series, data: DataConfig, given: float | None = None) -> float:
-    """The seasonal period in steps: ``given`` (``--period``, may be fractional), else a year
-    over the dated rows' median step (daily 365.2425, weekly 52.18, monthly 12, quarterly 4),
-    else ``data.period``."""
-    import numpy as np
-
+    """The seasonal period in steps: ``given`` (``--period``, may be fractional; 1: none), else
+    the one the dates' calendar suggests (:meth:`~rnnfuse.app.timegrid.TimeGrid.natural_period`:
+    daily 365.2425, weekly 52.18, monthly 12, quarterly 4, yearly 1 = non-seasonal, hourly 24,
+    half-hourly 48), else ``data.period``."""
     if given is not None:
         return float(given)
-    if series.time_kind == "date" and series.times is not None and len(series) > 1:
-        step = float(np.median(np.diff(series.times)))
-        for low, high, period in ((0.9, 1.1, 365.2425), (6.9, 7.1, 365.2425 / 7), (27.5, 31.5, 12.0), (89, 93, 4.0)):
-            if low <= step <= high:
-                return period
-    return float(data.period)
+    found = series.grid.natural_period() if series.time_kind == "date" and series.grid is not None else None
+    return float(data.period) if found is None else found
 
 
 def parse_period(text: str | None) -> float | None:
-    """``--period``: a finite number > 1 (``None`` when not given); ValueError otherwise."""
+    """``--period``: a finite number >= 2 of steps per season, or ``1`` / ``none`` for a
+    non-seasonal series (returned as 1.0); ``None`` when not given; ValueError otherwise."""
     import math
 
     if text is None:
         return None
+    if text.strip().lower() == "none":
+        return 1.0
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"expected a number of steps > 1 such as 52 or 52.18, got {text!r}") from None
-    if not math.isfinite(value) or value <= 1:
-        raise ValueError(f"expected a finite number of steps > 1 such as 52 or 52.18, got {text!r}")
+        raise ValueError(f"expected a number of steps such as 52 or 52.18, or 1 or none for a non-seasonal series, "
+                         f"got {text!r}") from None
+    if not math.isfinite(value) or value < 1 or 1 < value < 2:
+        raise ValueError(f"expected a finite number of steps >= 2 such as 52 or 52.18, or 1 or none for a "
+                         f"non-seasonal series, got {text!r}")
     return value
 
 
 def demo_data(given: dict[str, Any], period: float | None) -> tuple[DataConfig, float | None]:
     """The demo's data configuration: the flags in ``given`` (``DataConfig`` field names);
-    window sizes not given scale with the period (the CO2 defaults at 52 steps: local 26 =
-    P/2, blocks of 4 = P/13, 4 years of global history, horizon 13 = P/4, 4 years each of
-    validation and test).  ``period`` ``None``: found from the dates (:func:`true_period`).
-    The embedded series comes with its covariates (``nino12``) unless ``covariates`` is given;
-    a CSV with none unless given."""
+    window sizes not given are derived (:func:`_seasonal_windows`, :func:`_nonseasonal_windows`).
+    ``period`` ``None``: found from the dates (:func:`true_period`); a CSV without dates
+    (numbers or no time column) then needs ``--period``, which is refused here (``ConfigError``)
+    rather than guessed.  The embedded series comes with its covariates (``nino12``) unless
+    ``covariates`` is given; a CSV with none unless given."""
     base = DataConfig()
     if "csv" in given:
         given = {"time_column": None, **given}
     else:
         given = {"covariates": EMBEDDED_COVARIATES, **given}
     probe = replace(base, **{k: v for k, v in given.items() if k in ("csv", "column", "time_column")})
-    if period is None and "csv" in given:
+    series = None
+    if "csv" in given and (period is None or round(period) <= 1):
         series = load_series(probe.csv, probe.column, probe.time_column)
-        period = true_period(series, replace(probe, period=base.period)) if series.time_kind == "date" else None
+        if period is None:
+            period = _period_from_dates(series, probe)
     if period is None:
         return replace(base, **given), None
     p = max(1, round(period))
+    if p == 1:
+        length = len(series) if series is not None else len(load_series(None, base.column, base.time_column))
+        scaled = _nonseasonal_windows(length, given.get("horizon"))
+    else:
+        scaled = _seasonal_windows(p, given.get("horizon"))
+    return replace(base, **{**scaled, **given}), float(period)
+
+
+def _period_from_dates(series: Series, probe: DataConfig) -> float:
+    """The period the dates of ``series`` suggest; ``ConfigError`` naming ``--period`` when it
+    has none (numbers or row order: no calendar to read a season from)."""
+    if series.time_kind == "date" and series.grid is not None:
+        return true_period(series, probe)
+    what = f"numbers in its time column {probe.time_column!r}" if series.time_kind == "number" else "no time column"
+    raise ConfigError(
+        f"--period: {series.source} has {what}, so the seasonal period cannot be read from dates; expected "
+        f"--period N (steps per season: 12 for monthly rows, 4 for quarterly, 7 for daily with a weekly cycle, 24 for "
+        f"hourly) or --period 1 (none, e.g. yearly rows)"
+    )
+
+
+def _seasonal_windows(p: int, horizon: int | None) -> dict[str, int]:
+    """Window sizes for a period of ``p`` > 1 steps (the CO2 defaults at 52): local P/2, blocks
+    of P/13, 4 periods of global history, horizon P/4 (unless given), 4 periods each of
+    validation and test, and at least twice the horizon."""
     block = max(1, round(p / 13))
     blocks = max(4, round(4 * p / block))
-    scaled = {
+    h = horizon if horizon is not None else max(1, round(p / 4))
+    stretch = max(8, round(4 * p), 2 * h)
+    return {
         "period": p, "local_steps": max(4, round(p / 2)), "block": block, "global_blocks": blocks,
-        "min_global_blocks": max(1, blocks // 4), "horizon": max(1, round(p / 4)),
-        "val_steps": max(8, round(4 * p)), "test_steps": max(8, round(4 * p)),
+        "min_global_blocks": max(1, blocks // 4), "horizon": h, "val_steps": stretch, "test_steps": stretch,
     }
-    return replace(base, **{**scaled, **given}), float(period)
+
+
+def _nonseasonal_windows(length: int, horizon: int | None) -> dict[str, int]:
+    """Window sizes for a non-seasonal series (period 1) of ``length`` rows, from its length and
+    the horizon: horizon ``length // 20`` between 1 and 12 (unless given), validation and test
+    15 % of the rows each (at least the horizon), local ``2 x horizon`` steps (at least 4),
+    global history 4 times that in 16 blocks (at least 4 of them)."""
+    h = horizon if horizon is not None else min(max(1, length // 20), 12)
+    local = max(4, 2 * h)
+    block = max(1, round(local / 4))
+    stretch = max(h, round(0.15 * length))
+    return {
+        "period": 1, "local_steps": local, "block": block, "global_blocks": 16, "min_global_blocks": 4,
+        "horizon": h, "val_steps": stretch, "test_steps": stretch,
+    }
 
 
 def run_demo(

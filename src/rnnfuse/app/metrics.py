@@ -1,11 +1,16 @@
 """Errors in series units (ppm for CO2), the seasonal baselines, and the model's forecasts.
 
-Baselines at origin ``t`` for step ``h`` (``P`` = the seasonal period, 52 weeks):
+Baselines at origin ``t`` for step ``h`` (``P`` = the seasonal period, 52 weeks; ``k =
+ceil(h / P)``, the seasons ahead: 1 while ``h <= P``):
 
-* ``seasonal naive``: ``y[t+h-P]``, the value one period earlier;
-* ``seasonal naive + drift``: ``y[t+h-P]`` plus the growth over the last period, estimated
-  as ``mean(y[t-P+1..t]) - mean(y[t-2P+1..t-P])`` (the last year's mean minus the year
-  before's).
+* ``seasonal naive``: ``y[t+h-kP]``, the value at the same phase in the last observed season
+  (one period earlier for ``h <= P``; for ``P = 1``, a non-seasonal series, the last value
+  ``y[t]``: the naive forecast);
+* ``seasonal naive + drift``: that value plus ``k`` times the growth over the last period,
+  estimated as ``mean(y[t-P+1..t]) - mean(y[t-2P+1..t-P])`` (the last year's mean minus the
+  year before's; for ``P = 1``, the last step's change ``y[t] - y[t-1]`` per step ahead).
+
+Neither reads past the origin ``t``.
 """
 
 from __future__ import annotations
@@ -40,19 +45,29 @@ def truth(series: Series, windows: Windows) -> np.ndarray:
     return series.values[index]
 
 
+def _seasons_ahead(horizon: int, period: int) -> np.ndarray:
+    """``k = ceil(h / P)`` for ``h = 1..horizon``: how many seasons back a step's last
+    observed phase lies."""
+    if period < 1:
+        raise ValueError(f"seasonal naive: expected a period >= 1 step, got {period}")
+    return -(-np.arange(1, horizon + 1) // period)
+
+
 def seasonal_naive(series: Series, windows: Windows, period: int) -> np.ndarray:
-    """``y[t+h-P]`` for every window and step."""
+    """``y[t+h-kP]``, ``k = ceil(h / P)``, for every window and step (see the module docstring)."""
     horizon = windows.targets.shape[1]
-    index = windows.origins.numpy()[:, None] + np.arange(1, horizon + 1)[None, :] - period
+    steps = np.arange(1, horizon + 1)
+    index = windows.origins.numpy()[:, None] + (steps - period * _seasons_ahead(horizon, period))[None, :]
     return series.values[index]
 
 
 def seasonal_naive_drift(series: Series, windows: Windows, period: int) -> np.ndarray:
-    """Seasonal naive plus the last period's growth (see the module docstring)."""
+    """Seasonal naive plus ``k`` times the last period's growth (see the module docstring)."""
     y = series.values
     origins = windows.origins.numpy()
     growth = np.array([y[t - period + 1 : t + 1].mean() - y[t - 2 * period + 1 : t - period + 1].mean() for t in origins])
-    return seasonal_naive(series, windows, period) + growth[:, None]
+    seasons = _seasons_ahead(windows.targets.shape[1], period)
+    return seasonal_naive(series, windows, period) + growth.reshape(-1, 1) * seasons[None, :]
 
 
 def model_inputs(model: Seq2Seq, windows: Windows) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,15 +101,12 @@ def predict_next(model: Seq2Seq, config: RunConfig, scale: float, series: Series
 
 
 def _future_labels(series: Series, steps: int) -> list[str]:
+    """The labels of the ``steps`` steps after the last row, on the series' time grid (the
+    next month, quarter, year, hour ...; ``row +k`` without a time column)."""
     n = len(series)
-    if series.times is None:
+    if series.grid is None:
         return [f"row +{k}" for k in range(1, steps + 1)]
-    step = float(np.median(np.diff(series.times))) if n > 1 else 1.0
-    future = series.times[-1] + step * np.arange(1, steps + 1)
-    if series.time_kind == "date":
-        epoch = dt.datetime(1970, 1, 1)
-        return [(epoch + dt.timedelta(days=float(d))).strftime("%Y-%m-%d") for d in future]
-    return [f"{t:g}" for t in future]
+    return series.grid.labels(np.arange(n, n + steps))
 
 
 def format_forecast(result: Forecast) -> str:

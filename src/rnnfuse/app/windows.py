@@ -14,8 +14,10 @@ At an origin ``t`` (index of the last known value) with anchor ``a = y[t]`` and 
   global encoder: read up to ``t`` only, like the series.
 
 Working relative to the last value keeps the inputs in range when the level leaves the
-training range (the CO2 series rises every year).  The phase is the fraction of the year
-when the series has dates, else ``(i mod period) / period``.
+training range (the CO2 series rises every year).  The phase is the fraction
+of the seasonal cycle when the series has dates (the year for weekly to quarterly data, the
+day for hourly data), else ``(i mod period) / period``; zero for a non-seasonal series
+(``period`` 1: see :class:`~rnnfuse.app.config.DataConfig`).
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from torch import Tensor
 
 from .config import DataConfig
 from .data import DataError, Series
+from .timegrid import DAYS_PER_YEAR
 
-__all__ = ["fit_covariates", "CovariateNorm", "with_base", "deseasonalised", "deseasonalised_forecast", "Windows", "Splits", "Prepared", "prepare", "check_length", "phases", "split_origins", "fit_scale", "make_windows", "min_length"]
+__all__ = ["fit_covariates", "CovariateNorm", "with_base", "deseasonalised", "deseasonalised_forecast", "Windows", "Splits", "Prepared", "prepare", "check_length", "phases", "cycle_days", "split_origins", "fit_scale", "make_windows", "min_length", "history_length"]
 
 
 @dataclass(frozen=True)
@@ -115,7 +118,8 @@ def prepare(series: Series, config: DataConfig, refit: bool = False) -> Prepared
         if len(getattr(splits, name)) == 0:
             raise DataError(
                 f"{series.source}, column {series.column!r}: no {name} window whose {config.horizon} targets "
-                f"are all observed values; use a longer series or other window settings"
+                f"are all observed values; use a longer series or other window settings (--horizon, --val-steps, "
+                f"--test-steps, --local-steps)"
             )
     train = splits.before_test if refit else splits.train
     scale = fit_scale(series, train, config.horizon)
@@ -139,34 +143,64 @@ class Splits:
     before_test: np.ndarray
 
 
+def history_length(config: DataConfig) -> int:
+    """Rows before (and at) the first origin: the local encoder's steps, the fewest global
+    blocks, and two periods (the seasonal naive + drift baseline reads them)."""
+    return max(config.local_steps, config.block * config.min_global_blocks, 2 * config.period)
+
+
 def min_length(config: DataConfig) -> int:
     """Rows the windows need: history for one origin plus a horizon in each split."""
-    history = max(config.local_steps, config.block * config.min_global_blocks, 2 * config.period)
-    return history + config.horizon + config.val_steps + config.test_steps
+    return history_length(config) + config.horizon + config.val_steps + config.test_steps
 
 
 def check_length(series: Series, config: DataConfig) -> None:
-    """Raise :class:`DataError` (naming the file and column) if the series is too short."""
+    """Raise :class:`DataError` (naming the file and column, the rows needed and available, and
+    the flags that set them) if the series is too short, or if a validation or test stretch
+    is shorter than the horizon."""
+    where = f"{series.source}, column {series.column!r}"
+    for flag, steps in (("--val-steps", config.val_steps), ("--test-steps", config.test_steps)):
+        if steps < config.horizon:
+            raise DataError(f"{where}: {flag} {steps} is shorter than --horizon {config.horizon}; expected at least "
+                            f"the horizon (a window's targets must fit in the stretch): raise {flag} or lower --horizon")
     need = min_length(config)
-    if len(series) < need or config.val_steps < config.horizon or config.test_steps < config.horizon:
+    if len(series) < need:
         raise DataError(
-            f"{series.source}, column {series.column!r}: too short for the windows: {len(series)} rows, "
-            f"need at least {need} (history max(local_steps {config.local_steps}, block*min_global_blocks "
-            f"{config.block * config.min_global_blocks}, 2*period {2 * config.period}) + horizon {config.horizon} "
-            f"+ val_steps {config.val_steps} + test_steps {config.test_steps}, with val_steps and test_steps "
-            f">= horizon); use a longer series or smaller window settings"
+            f"{where}: too short for the windows: {len(series)} rows, need at least {need} = history "
+            f"{history_length(config)} (the largest of --local-steps {config.local_steps}, --block {config.block} x "
+            f"--min-global-blocks {config.min_global_blocks}, 2 x --period {config.period}) + --horizon {config.horizon} "
+            f"+ --val-steps {config.val_steps} + --test-steps {config.test_steps}; lower these flags by "
+            f"{need - len(series)} rows in all, or use a longer series"
         )
 
 
 def phases(series: Series, index: np.ndarray, period: int) -> np.ndarray:
-    """The seasonal phase in [0, 1) at integer ``index`` (may run past the end of the series)."""
+    """The seasonal phase in [0, 1) at integer ``index`` (may run past the end of the series):
+    zero everywhere for a non-seasonal series (``period`` 1); for dates, the fraction of the
+    seasonal cycle in time (:func:`cycle_days`: the year for weekly, monthly, quarterly data,
+    the day for hourly data), else ``(index mod period) / period``."""
     index = np.asarray(index, dtype=np.int64)
+    if period <= 1:
+        return np.zeros(index.shape)
     if series.time_kind != "date" or series.times is None:
         return (index % period) / period
-    step = float(np.median(np.diff(series.times))) if len(series) > 1 else 1.0
     inside = np.clip(index, 0, len(series) - 1)
-    days = series.times[inside] + (index - inside) * step
-    return (days / 365.2425) % 1.0
+    if series.grid is not None:
+        days = np.where(index == inside, series.times[inside], series.grid.times(index))
+        step = series.grid.days_per_step() or 1.0
+    else:
+        step = float(np.median(np.diff(series.times))) if len(series) > 1 else 1.0
+        days = series.times[inside] + (index - inside) * step
+    return (days / cycle_days(period * step)) % 1.0
+
+
+def cycle_days(days: float) -> float:
+    """A seasonal cycle of about ``days`` days, snapped to the calendar's year, week or day
+    when within 5 % of it (52 weekly steps are 364 days: the cycle is still the year)."""
+    for calendar in (DAYS_PER_YEAR, 7.0, 1.0):
+        if abs(days - calendar) <= 0.05 * calendar:
+            return calendar
+    return days
 
 
 def split_origins(series: Series, config: DataConfig) -> Splits:
@@ -175,7 +209,7 @@ def split_origins(series: Series, config: DataConfig) -> Splits:
     n, h = len(series), config.horizon
     test_start = n - config.test_steps
     val_start = test_start - config.val_steps
-    first = max(config.local_steps, config.block * config.min_global_blocks, 2 * config.period) - 1
+    first = history_length(config) - 1
     origins = np.arange(first, n - h)
     observed = series.observed
     ok = np.array([observed[t + 1 : t + h + 1].all() for t in origins], dtype=bool)

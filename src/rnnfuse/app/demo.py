@@ -871,7 +871,7 @@ _FORECASTS = ("test_forecast", "val_forecast", "test_forecast_mean", "val_foreca
 
 def _correction_unused(model: dict[str, Any]) -> bool:
     """A hybrid whose every seed kept none of its network's correction."""
-    weights = model.get("correction_weights")
+    weights: list[float] = model.get("correction_weights") or []
     return bool(weights) and all(w == 0 for w in weights)
 
 
@@ -899,7 +899,8 @@ def _write_outputs(out: Path, prepared: Prepared, results: dict[str, Any], table
     plot_forecasts(out / "forecasts.png", prepared, results["models"], reference, label)
     shown = {k: v for k, v in results["baselines"].items() if not v.get("error")}
     val_baselines = {k: v["val"]["mae"] for k, v in shown.items()}
-    plot_training_curves(out / "training_curves.png", results["models"], val_baselines)
+    units = prepared.series.units or None
+    plot_training_curves(out / "training_curves.png", results["models"], val_baselines, units)
     order = sorted(shown, key=lambda k: k != best)  # the best classical one first: drawn boldest
     step_baselines = {(f"{k} (best classical)" if k == best else k): shown[k]["test"]["mae_by_step"] for k in order}
-    plot_error_by_step(out / "error_by_step.png", results["models"], step_baselines)
+    plot_error_by_step(out / "error_by_step.png", results["models"], step_baselines, units)

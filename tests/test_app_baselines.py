@@ -78,7 +78,7 @@ def test_ets_and_sarima_match_statsmodels_on_the_fitting_window():
     np.testing.assert_allclose(ours, ref.forecast(H), atol=1e-6)
 
 
-@pytest.mark.parametrize("name", B.BASELINE_NAMES)
+@pytest.mark.parametrize("name", B.FIXED_NAMES)
 def test_no_baseline_looks_ahead(name):
     """Truncating the series right after an origin leaves that origin's forecast unchanged."""
     y, _ = _seasonal(240)
@@ -196,15 +196,20 @@ def test_combination_rows_in_classical_baselines_via_the_demo_helper():
     y, _ = _seasonal(240)
     steps = np.arange(1, H + 1)
     splits = {k: (end, o, y[o[:, None] + steps]) for k, end, o in (("val", 150, np.arange(150, 190)), ("test", 200, np.arange(200, 236)))}
-    out = B.classical_baselines(y, splits, H, PERIOD)
+    out = B.classical_baselines(y, splits, H, PERIOD, names=B.FIXED_NAMES)
     assert all(v["error"] is None for v in out.values())
     combos = _combinations({k: {"baseline": k, **v} for k, v in out.items()})
-    assert set(combos) == set(B.COMBINATIONS)
-    for name, (a, b) in B.COMBINATIONS.items():
+    assert set(combos) == {"DHR + ETS mean", "DHR + SARIMA mean"}  # those whose parts were fitted
+    for name in combos:
+        a, b = B.COMBINATIONS[name]
         for split in ("val", "test"):
             np.testing.assert_allclose(combos[name]["forecasts"][split], (out[a]["forecasts"][split] + out[b]["forecasts"][split]) / 2)
-    assert hybrid_base(B.BASELINE_NAMES) == ("DHR + ETS mean", ("DHR", "ETS (A,A,A)"))
-    assert hybrid_base(["DHR"]) == ("DHR", ("DHR",)) and hybrid_base(["SARIMA airline"]) == ("", ())
+    # the hybrids' base: the candidate (a baseline or a combination) with the lowest validation MAE
+    name, parts, choice = hybrid_base(out, splits["val"][2], B.FIXED_NAMES)
+    rows = {**out, **combos}
+    maes = {n: float(np.abs(rows[n]["forecasts"]["val"] - splits["val"][2]).mean()) for n in [*B.FIXED_NAMES, *combos]}
+    assert choice["val_mae"] == pytest.approx(maes) and name == min(maes, key=maes.get) and choice["chosen"] == name
+    assert parts == B.COMBINATIONS.get(name, (name,))
 
 
 @pytest.mark.parametrize("name", ["ETS (A,A,A)", "SARIMA airline"])

@@ -142,7 +142,8 @@ def test_demo_on_a_user_csv_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "seasonal period 12.5 steps" in printed
     assert "| DHR (trend + K=" in printed and "Fourier of P=12.50" in printed
-    assert "| ETS (A,A,A) Holt-Winters, m=12 |" in printed and "| SARIMA(0,1,1)(0,1,1)12 |" in printed
+    for name in ("AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive", "DHR + AutoARIMA mean (classical combination)"):
+        assert f"| {name} |" in printed, name
     assert "with 1 seed there is no spread" in printed and "Winner on the held-out test stretch: **" in printed
     results = json.loads((out / "results.json").read_text())
     assert {"models", "baselines", "winner", "runner_up", "seeds", "epochs", "data", "wall_seconds"} <= set(results)
@@ -150,8 +151,13 @@ def test_demo_on_a_user_csv_end_to_end(tmp_path, capsys):
     for name, b in results["baselines"].items():
         assert b["error"] is None, name
         assert len(b["test"]["mae_by_step"]) == 3  # horizon round(12.5 / 4) = 3 (scaled with the period)
-    hybrid = next(m for m in results["models"] if m["name"] == "zoph-knight + DHR + ETS mean")
+    base = results["hybrid_base"]  # the classical row with the lowest validation MAE
+    hybrid = next(m for m in results["models"] if m["name"] == f"zoph-knight + {base}")
     assert len(hybrid["correction_weights"]) == 1 and 0.0 <= hybrid["correction_weights"][0] <= 1.0
+    classical = {n: b for n, b in results["baselines"].items() if b["kind"] == "classical" and b["error"] is None}
+    assert len(classical) == 9  # DHR, the four automatic models, four combinations
+    row = next(n for n in classical if n == base or n.startswith(f"{base} ("))
+    assert classical[row]["val"]["mae"] == min(b["val"]["mae"] for b in classical.values())
     assert "its encoders read the series, and its decoder that forecast, less DHR's fitted seasonal terms" in printed
     # a seasonal series with little noise: the classical models beat seasonal naive
     assert results["baselines"][results["best_classical"]]["test"]["mae"] < results["baselines"]["seasonal naive"]["test"]["mae"]

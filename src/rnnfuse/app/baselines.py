@@ -1,4 +1,12 @@
-"""Classical forecasting baselines (statsmodels state-space models), scored like the networks.
+"""Classical forecasting baselines, scored like the networks: DHR and the fixed ETS/SARIMA
+(statsmodels state-space models, here) and the automatic models of statsforecast (AutoETS,
+AutoARIMA, AutoTheta, SeasonalNaive: :mod:`rnnfuse.app.classical`, same protocol).
+
+The default set (:data:`BASELINE_NAMES`): DHR, for the exact fractional period, beside the
+four automatic models; ``ETS (A,A,A)`` and ``SARIMA airline`` stay available by name
+(:data:`FIXED_NAMES`).  A period of at most 2 steps (1: non-seasonal) skips DHR, with the reason
+as its error.  The hybrids' base is chosen on validation among the baselines and their
+:data:`COMBINATIONS` (:func:`choose_base`).
 
 Protocol, the same for every baseline here: the parameters are estimated **once**, on the data
 before the split's first origin (``fit_end``: the validation or the test stretch's first target),
@@ -311,7 +319,7 @@ def choose_base(
     forecasts are read: the choice exists before any network trains."""
     order = list(results) if names is None else [n for n in names if n in results]
     fitted = [n for n in order if results[n]["error"] is None and "val" in results[n]["forecasts"]]
-    candidates = [(n, (n,)) for n in fitted]
+    candidates: list[tuple[str, tuple[str, ...]]] = [(n, (n,)) for n in fitted]
     candidates += [(c, parts) for c, parts in COMBINATIONS.items() if all(p in fitted for p in parts)]
     truth = np.asarray(val_truth, dtype=np.float64)
     maes = {}
@@ -339,7 +347,9 @@ def classical_baselines(
     ``r``'s time; a 1-D array is refused: pass one column as ``x[:, None]``; ``k = 0`` is none):
     DHR and SARIMA regress on :func:`covariate_regressors` of them, ETS ignores them.  Returns,
     per baseline, ``forecasts`` (per split, ``(N, H)``), ``seconds``, ``details`` and ``error``
-    (``None``, or why the fit failed: a failed baseline is reported, not dropped).
+    (``None``, or why the fit failed: a failed baseline is reported, not dropped).  ``names``:
+    from :data:`ALL_NAMES`; AutoARIMA regresses on the covariates too, the other automatic
+    models read none (:mod:`rnnfuse.app.classical`).
     """
     season = max(1, int(round(period)))
     checked = _checked_covariates(covariates, len(y))

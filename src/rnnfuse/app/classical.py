@@ -88,8 +88,8 @@ def make_model(name: str, season: int) -> Any:
     if name == "SeasonalNaive":
         return SeasonalNaive(season_length=season)
     if name == "AutoARIMA":
-        long = {"max_P": 1, "max_Q": 1} if season > 12 else {}
-        return AutoARIMA(season_length=season, approximation=True, **long)
+        seasonal_orders = 1 if season > 12 else 2  # 2: the library's default
+        return AutoARIMA(season_length=season, approximation=True, max_P=seasonal_orders, max_Q=seasonal_orders)
     raise KeyError(name)
 
 

@@ -60,6 +60,8 @@ from typing import Any
 
 import numpy as np
 
+from .classical import AUTO_NAMES, fill_gaps as _fill
+
 __all__ = [
     "fourier", "covariate_regressors", "seasonal_part", "state_forecasts", "fit_dhr", "fit_ets", "fit_sarima", "classical_baselines", "combine",
     "choose_base", "BASELINE_NAMES", "BASELINE_KEYS", "DEFAULT_KEYS", "FIXED_NAMES", "AUTO_NAMES", "ALL_NAMES", "COMBINATIONS",
@@ -67,7 +69,6 @@ __all__ = [
 
 # the fixed statsmodels models (kept by name) and statsforecast's automatic ones (classical.py)
 FIXED_NAMES = ("DHR", "ETS (A,A,A)", "SARIMA airline")
-AUTO_NAMES = ("AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive")
 ALL_NAMES = (*FIXED_NAMES, *AUTO_NAMES)
 # the default set: DHR (the exact fractional period) beside the models that choose themselves
 BASELINE_NAMES = ("DHR", "AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive")
@@ -277,16 +278,6 @@ def _rolling(
             model = _quiet(lambda: SARIMAX(block, exog=x, order=(0, 1, 1), seasonal_order=(0, 1, 1, season)).filter(params))
         out[rows] = state_forecasts(model, origins[rows] - start, horizon)
     return out
-
-
-def _fill(window: np.ndarray) -> np.ndarray:
-    """``window`` with NaN replaced by linear interpolation between its own observed values
-    (constant beyond the first/last one): nothing after the window's end is used."""
-    ok = np.isfinite(window)
-    if ok.all() or not ok.any():
-        return window
-    index = np.arange(len(window))
-    return np.interp(index, index[ok], window[ok])
 
 
 def combine(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:

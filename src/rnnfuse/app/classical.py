@@ -27,7 +27,7 @@ only (no refit, no look-ahead):
 ``P = 1`` (or a rounded ``m`` of 1) means non-seasonal.  Missing values (NaN) in the series:
 AutoETS, AutoTheta and SeasonalNaive read ``y[..t]`` with its gaps filled by linear
 interpolation between the observed values up to ``t`` (held flat after the last one;
-:func:`~rnnfuse.app.baselines._fill`), as the statsmodels ETS does.
+:func:`fill_gaps`), as the statsmodels ETS does.
 
 **Cost bound.**  AutoARIMA's search is the expensive part (a seasonal ARIMA with ``m = 52`` has
 a state of ~110 elements): on CO2 (1,868 points, ``m = 52``) the library's defaults took over
@@ -53,13 +53,23 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AUTO_NAMES", "ARIMA_SEASONS", "ARIMA_MIN_POINTS", "arima_window", "make_model", "fit_auto", "auto_forecasts",
+__all__ = ["AUTO_NAMES", "ARIMA_SEASONS", "ARIMA_MIN_POINTS", "fill_gaps", "arima_window", "make_model", "fit_auto", "auto_forecasts",
            "arima_forecasts", "run_auto"]
 
 AUTO_NAMES = ("AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive")
 ARIMA_SEASONS = 10  # AutoARIMA fits on at most the last 10 seasons ...
 ARIMA_MIN_POINTS = 500  # ... or the last 500 points, whichever is more
-_FITTED_ELSEWHERE = {"train": "val", "refit": "test"}  # as in baselines: forecasts with another split's fit
+_FITTED_ELSEWHERE = {"train": "val", "refit": "test"}  # as in baselines.py: forecasts with another split's fit
+
+
+def fill_gaps(window: np.ndarray) -> np.ndarray:
+    """``window`` with NaN replaced by linear interpolation between its own observed values
+    (constant beyond the first/last one): nothing after the window's end is used."""
+    ok = np.isfinite(window)
+    if ok.all() or not ok.any():
+        return window
+    index = np.arange(len(window))
+    return np.interp(index, index[ok], window[ok])
 
 
 def arima_window(season: int) -> int:
@@ -99,12 +109,10 @@ def fit_auto(
     """Fit ``name`` on the data before ``fit_end`` (gaps filled from inside it; AutoARIMA: on
     its last :func:`arima_window` points, with ``regressors`` rows if given); return the
     fitted statsforecast model and what it chose."""
-    from .baselines import _fill
-
     if fit_end < 2:
         raise ValueError(f"fit_auto: {name} needs data before fit_end, got fit_end={fit_end}")
     start = max(0, fit_end - arima_window(season)) if name == "AutoARIMA" else 0
-    window = _fill(np.asarray(y[start:fit_end], dtype=np.float64))
+    window = fill_gaps(np.asarray(y[start:fit_end], dtype=np.float64))
     model = make_model(name, season)
     x = None if regressors is None or name != "AutoARIMA" else regressors[start:fit_end]
     if name != "SeasonalNaive":  # nothing to fit: a function of the data
@@ -133,13 +141,11 @@ def auto_forecasts(
     origins = np.asarray(origins, dtype=np.int64)
     if name == "AutoARIMA":
         return arima_forecasts(model.model_, y, origins, horizon, regressors)
-    from .baselines import _fill
-
     y = np.asarray(y, dtype=np.float64)
-    filled = _fill(y)  # equals _fill(y[..t]) up to t wherever y[t] is observed
+    filled = fill_gaps(y)  # equals fill_gaps(y[..t]) up to t wherever y[t] is observed
     out = np.full((len(origins), horizon), np.nan)
     for row, t in enumerate(origins):
-        history = filled[: t + 1] if np.isfinite(y[t]) else _fill(y[: t + 1])
+        history = filled[: t + 1] if np.isfinite(y[t]) else fill_gaps(y[: t + 1])
         try:
             if name == "SeasonalNaive":
                 mean = model.forecast(y=history, h=horizon)["mean"]

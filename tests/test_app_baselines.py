@@ -78,7 +78,7 @@ def test_ets_and_sarima_match_statsmodels_on_the_fitting_window():
     np.testing.assert_allclose(ours, ref.forecast(H), atol=1e-6)
 
 
-@pytest.mark.parametrize("name", B.BASELINE_NAMES)
+@pytest.mark.parametrize("name", B.FIXED_NAMES)
 def test_no_baseline_looks_ahead(name):
     """Truncating the series right after an origin leaves that origin's forecast unchanged."""
     y, _ = _seasonal(240)
@@ -142,7 +142,8 @@ def test_demo_on_a_user_csv_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "seasonal period 12.5 steps" in printed
     assert "| DHR (trend + K=" in printed and "Fourier of P=12.50" in printed
-    assert "| ETS (A,A,A) Holt-Winters, m=12 |" in printed and "| SARIMA(0,1,1)(0,1,1)12 |" in printed
+    for name in ("AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive", "DHR + AutoARIMA mean (classical combination)"):
+        assert f"| {name} |" in printed, name
     assert "with 1 seed there is no spread" in printed and "Best row on the held-out test stretch: **" in printed
     results = json.loads((out / "results.json").read_text())
     assert {"models", "baselines", "winner", "runner_up", "seeds", "budget", "data", "wall_seconds"} <= set(results)
@@ -150,8 +151,13 @@ def test_demo_on_a_user_csv_end_to_end(tmp_path, capsys):
     for name, b in results["baselines"].items():
         assert b["error"] is None, name
         assert len(b["test"]["mae_by_step"]) == 3  # horizon round(12.5 / 4) = 3 (scaled with the period)
-    hybrid = next(m for m in results["models"] if m["name"] == "zoph-knight + DHR + ETS mean")
+    base = results["hybrid_base"]  # the classical row with the lowest validation MAE
+    hybrid = next(m for m in results["models"] if m["name"] == f"zoph-knight + {base}")
     assert len(hybrid["correction_weights"]) == 1 and 0.0 <= hybrid["correction_weights"][0] <= 1.0
+    classical = {n: b for n, b in results["baselines"].items() if b["kind"] == "classical" and b["error"] is None}
+    assert len(classical) == 9  # DHR, the four automatic models, four combinations
+    row = next(n for n in classical if n == base or n.startswith(f"{base} ("))
+    assert classical[row]["val"]["mae"] == min(b["val"]["mae"] for b in classical.values())
     protocol = (out / "results.md").read_text()
     assert "its encoders read the series, and its decoder that forecast, less DHR's fitted seasonal terms" in protocol
     # a seasonal series with little noise: the classical models beat seasonal naive
@@ -197,15 +203,20 @@ def test_combination_rows_in_classical_baselines_via_the_demo_helper():
     y, _ = _seasonal(240)
     steps = np.arange(1, H + 1)
     splits = {k: (end, o, y[o[:, None] + steps]) for k, end, o in (("val", 150, np.arange(150, 190)), ("test", 200, np.arange(200, 236)))}
-    out = B.classical_baselines(y, splits, H, PERIOD)
+    out = B.classical_baselines(y, splits, H, PERIOD, names=B.FIXED_NAMES)
     assert all(v["error"] is None for v in out.values())
     combos = _combinations({k: {"baseline": k, **v} for k, v in out.items()})
-    assert set(combos) == set(B.COMBINATIONS)
-    for name, (a, b) in B.COMBINATIONS.items():
+    assert set(combos) == {"DHR + ETS mean", "DHR + SARIMA mean"}  # those whose parts were fitted
+    for name in combos:
+        a, b = B.COMBINATIONS[name]
         for split in ("val", "test"):
             np.testing.assert_allclose(combos[name]["forecasts"][split], (out[a]["forecasts"][split] + out[b]["forecasts"][split]) / 2)
-    assert hybrid_base(B.BASELINE_NAMES) == ("DHR + ETS mean", ("DHR", "ETS (A,A,A)"))
-    assert hybrid_base(["DHR"]) == ("DHR", ("DHR",)) and hybrid_base(["SARIMA airline"]) == ("", ())
+    # the hybrids' base: the candidate (a baseline or a combination) with the lowest validation MAE
+    name, parts, choice = hybrid_base(out, splits["val"][2], B.FIXED_NAMES)
+    rows = {**out, **combos}
+    maes = {n: float(np.abs(rows[n]["forecasts"]["val"] - splits["val"][2]).mean()) for n in [*B.FIXED_NAMES, *combos]}
+    assert choice["val_mae"] == pytest.approx(maes) and name == min(maes, key=maes.get) and choice["chosen"] == name
+    assert parts == B.COMBINATIONS.get(name, (name,))
 
 
 @pytest.mark.parametrize("name", ["ETS (A,A,A)", "SARIMA airline"])

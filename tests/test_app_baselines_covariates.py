@@ -150,7 +150,7 @@ def test_sarimas_training_forecasts_read_the_regressors():
         np.testing.assert_allclose(ours[origins == t][0], short.forecast(H, exog=exog[t + 1 : t + 1 + H]), rtol=0, atol=1e-8)
 
 
-@pytest.mark.parametrize("name", B.BASELINE_NAMES)
+@pytest.mark.parametrize("name", B.ALL_NAMES)
 def test_no_baseline_with_covariates_looks_ahead(name, monkeypatch):
     """Changing the series and the covariates after an origin leaves every forecast at that
     origin or before unchanged, for every split whose parameters were fitted before it (all of
@@ -182,8 +182,8 @@ def test_a_covariate_that_drives_the_series_lowers_the_regression_baselines_erro
     the covariate than without, on validation and test; ETS ignores it (the same forecasts)."""
     y, x, _ = _synthetic()
     splits = _splits(y)
-    with_x = B.classical_baselines(y, splits, H, PERIOD, covariates=x[:, None])
-    without = B.classical_baselines(y, splits, H, PERIOD)
+    with_x = B.classical_baselines(y, splits, H, PERIOD, names=B.FIXED_NAMES, covariates=x[:, None])
+    without = B.classical_baselines(y, splits, H, PERIOD, names=B.FIXED_NAMES)
     for name in ("DHR", "SARIMA airline"):
         for split in ("val", "test"):
             truth = splits[split][2]

@@ -14,8 +14,9 @@ Protocol, the same as rnnfuse's: the test origins are every row ``t`` with
 ``n - test_steps - 1 <= t <= n - horizon - 1``; each model is fitted once on the rows up to
 the first test origin (statsforecast's and NeuralForecast's ``cross_validation(refit=False)``:
 later origins reuse the fitted model on the data up to them, no look-ahead).  NeuralForecast's
-models take their defaults but for ``input_size = max(2 * horizon, 2 * period)``, a robust
-scaler and early stopping on the last ``horizon`` windows before the test stretch.
+models take their defaults (1,000 steps at most) but for ``input_size = max(2 * horizon, 2 *
+period)``, a robust scaler and early stopping (5 checks of 50 steps without a better loss on
+the last ``horizon`` windows before the test stretch); one torch thread, as rnnfuse's models.
 """
 
 from __future__ import annotations
@@ -134,8 +135,12 @@ def main() -> int:
     parser.add_argument("--series", default="", help="comma-separated names (default: the whole panel)")
     parser.add_argument("--nf-seeds", type=int, default=1)
     parser.add_argument("--no-neural", action="store_true")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as rnnfuse's models)")
     args = parser.parse_args()
     os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
+    import torch
+
+    torch.set_num_threads(args.threads)  # as rnnfuse's demo trains each model on one thread
     chosen = set(filter(None, args.series.split(",")))
     for series in PANEL:
         if not chosen or series.name in chosen:

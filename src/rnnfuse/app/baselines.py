@@ -1,4 +1,12 @@
-"""Classical forecasting baselines (statsmodels state-space models), scored like the networks.
+"""Classical forecasting baselines, scored like the networks: DHR and the fixed ETS/SARIMA
+(statsmodels state-space models, here) and the automatic models of statsforecast (AutoETS,
+AutoARIMA, AutoTheta, SeasonalNaive: :mod:`rnnfuse.app.classical`, same protocol).
+
+The default set (:data:`BASELINE_NAMES`): DHR, for the exact fractional period, beside the
+four automatic models; ``ETS (A,A,A)`` and ``SARIMA airline`` stay available by name
+(:data:`FIXED_NAMES`).  A period of at most 2 steps (1: non-seasonal) skips DHR, with the reason
+as its error.  The hybrids' base is chosen on validation among the baselines and their
+:data:`COMBINATIONS` (:func:`choose_base`).
 
 Protocol, the same for every baseline here: the parameters are estimated **once**, on the data
 before the split's first origin (``fit_end``: the validation or the test stretch's first target),
@@ -52,16 +60,32 @@ from typing import Any
 
 import numpy as np
 
+from .classical import AUTO_NAMES, fill_gaps as _fill
+
 __all__ = [
     "fourier", "covariate_regressors", "seasonal_part", "state_forecasts", "fit_dhr", "fit_ets", "fit_sarima", "classical_baselines", "combine",
-    "BASELINE_NAMES", "BASELINE_KEYS", "COMBINATIONS",
+    "choose_base", "BASELINE_NAMES", "BASELINE_KEYS", "DEFAULT_KEYS", "FIXED_NAMES", "AUTO_NAMES", "ALL_NAMES", "COMBINATIONS",
 ]
 
-BASELINE_NAMES = ("DHR", "ETS (A,A,A)", "SARIMA airline")
-BASELINE_KEYS = {"dhr": "DHR", "ets": "ETS (A,A,A)", "sarima": "SARIMA airline"}
+# the fixed statsmodels models (kept by name) and statsforecast's automatic ones (classical.py)
+FIXED_NAMES = ("DHR", "ETS (A,A,A)", "SARIMA airline")
+ALL_NAMES = (*FIXED_NAMES, *AUTO_NAMES)
+# the default set: DHR (the exact fractional period) beside the models that choose themselves
+BASELINE_NAMES = ("DHR", "AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive")
+BASELINE_KEYS = {
+    "dhr": "DHR", "ets": "ETS (A,A,A)", "sarima": "SARIMA airline",
+    "autoets": "AutoETS", "autoarima": "AutoARIMA", "autotheta": "AutoTheta", "snaive": "SeasonalNaive",
+}
+DEFAULT_KEYS = "dhr,autoets,autoarima,autotheta,snaive"  # `rnnfuse demo --baselines`
 DHR_ORDERS = (2, 4, 6)
-# equal-weight means of two baselines' forecasts (a classical forecast combination): name -> parts
-COMBINATIONS = {"DHR + ETS mean": ("DHR", "ETS (A,A,A)"), "DHR + SARIMA mean": ("DHR", "SARIMA airline")}
+# equal-weight means of baselines' forecasts (classical forecast combinations): name -> parts; each
+# is shown when its parts are fitted, and is a candidate for the hybrids' base (choose_base)
+COMBINATIONS = {
+    "DHR + ETS mean": ("DHR", "ETS (A,A,A)"), "DHR + SARIMA mean": ("DHR", "SARIMA airline"),
+    "DHR + AutoARIMA mean": ("DHR", "AutoARIMA"), "DHR + AutoETS mean": ("DHR", "AutoETS"),
+    "DHR + AutoTheta mean": ("DHR", "AutoTheta"),
+    "AutoETS + AutoARIMA + AutoTheta mean": ("AutoETS", "AutoARIMA", "AutoTheta"),
+}
 
 
 def fourier(n: int, period: float, harmonics: int) -> np.ndarray:
@@ -256,16 +280,6 @@ def _rolling(
     return out
 
 
-def _fill(window: np.ndarray) -> np.ndarray:
-    """``window`` with NaN replaced by linear interpolation between its own observed values
-    (constant beyond the first/last one): nothing after the window's end is used."""
-    ok = np.isfinite(window)
-    if ok.all() or not ok.any():
-        return window
-    index = np.arange(len(window))
-    return np.interp(index, index[ok], window[ok])
-
-
 def combine(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The equal-weight mean of the baselines ``parts`` (entries of :func:`classical_baselines`):
     per split, the mean of their forecasts (each made without look-ahead, so the mean is too);
@@ -283,6 +297,33 @@ def _score(forecast: np.ndarray, target: np.ndarray) -> float:
     return float(np.abs(forecast - target).mean())
 
 
+def choose_base(
+    results: dict[str, dict[str, Any]], val_truth: np.ndarray, names: Sequence[str] | None = None,
+) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """The hybrids' classical base, chosen on validation: among the fitted baselines of
+    ``results`` (:func:`classical_baselines` entries; ``names``: which and in what order, default
+    all) and the :data:`COMBINATIONS` whose parts are all fitted, the one whose validation
+    forecasts have the lowest MAE against ``val_truth`` ``(N, H)``; ties go to fewer parts, then
+    to the earlier candidate (the baselines in ``names`` order, then the combinations in
+    :data:`COMBINATIONS` order).  Returns its name, its parts and ``{"val_mae": {candidate:
+    MAE}, "chosen": name}``; ``("", (), {...})`` when nothing was fitted.  Only validation
+    forecasts are read: the choice exists before any network trains."""
+    order = list(results) if names is None else [n for n in names if n in results]
+    fitted = [n for n in order if results[n]["error"] is None and "val" in results[n]["forecasts"]]
+    candidates: list[tuple[str, tuple[str, ...]]] = [(n, (n,)) for n in fitted]
+    candidates += [(c, parts) for c, parts in COMBINATIONS.items() if all(p in fitted for p in parts)]
+    truth = np.asarray(val_truth, dtype=np.float64)
+    maes = {}
+    for name, parts in candidates:
+        mean = np.mean([np.asarray(results[p]["forecasts"]["val"], dtype=np.float64) for p in parts], axis=0)
+        maes[name] = _score(mean, truth)
+    if not candidates:
+        return "", (), {"val_mae": {}, "chosen": None}
+    rank = {name: i for i, (name, _) in enumerate(candidates)}
+    name, parts = min(candidates, key=lambda c: (maes[c[0]], len(c[1]), rank[c[0]]))
+    return name, parts, {"val_mae": maes, "chosen": name}
+
+
 def classical_baselines(
     y: np.ndarray, splits: dict[str, tuple[int, np.ndarray, np.ndarray]], horizon: int, period: float,
     names: Sequence[str] = BASELINE_NAMES, log: Callable[[str], None] = lambda _m: None,
@@ -297,14 +338,21 @@ def classical_baselines(
     ``r``'s time; a 1-D array is refused: pass one column as ``x[:, None]``; ``k = 0`` is none):
     DHR and SARIMA regress on :func:`covariate_regressors` of them, ETS ignores them.  Returns,
     per baseline, ``forecasts`` (per split, ``(N, H)``), ``seconds``, ``details`` and ``error``
-    (``None``, or why the fit failed: a failed baseline is reported, not dropped).
+    (``None``, or why the fit failed: a failed baseline is reported, not dropped).  ``names``:
+    from :data:`ALL_NAMES`; AutoARIMA regresses on the covariates too, the other automatic
+    models read none (:mod:`rnnfuse.app.classical`).
     """
-    season = int(round(period))
+    season = max(1, int(round(period)))
     checked = _checked_covariates(covariates, len(y))
     regressors = None if checked is None else covariate_regressors(checked, horizon, len(y) + horizon, period)
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         began = time.perf_counter()
+        if name == "DHR" and period <= 2:
+            out[name] = {"forecasts": {}, "details": {}, "seconds": 0.0,
+                         "error": f"skipped: DHR needs a seasonal period > 2 steps (a sine/cosine pair), got {period:g}"}
+            log(f"baseline {name}: {out[name]['error']}")
+            continue
         try:
             forecasts, details = _run_one(name, y, splits, horizon, period, season, regressors)
             error = None
@@ -360,6 +408,10 @@ def _run_one(
         if "refit" in splits:  # for refitted hybrids: origins before the test stretch, the fit before it
             out["refit"] = state_forecasts(model, splits["refit"][1], horizon)
         return out, details
+    if name in AUTO_NAMES:
+        from .classical import run_auto
+
+        return run_auto(name, y, splits, horizon, season, regressors)
     if name == "ETS (A,A,A)":
         regressors = None  # statsmodels' ExponentialSmoothing takes no regressors
     fit: Callable[..., tuple[Any, dict[str, Any], int]] = fit_ets

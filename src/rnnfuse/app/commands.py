@@ -71,8 +71,12 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--seeds", type=int, default=DEMO_SEEDS, help=f"seeds per fusion (default {DEMO_SEEDS})")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="models trained side by side (default: up to 2)")
     p.add_argument("--fusions", default=",".join(DEMO_FUSIONS), help=f"comma-separated, from {','.join(FUSIONS)}")
-    p.add_argument("--hybrids", default="zoph-knight", help="fusions also trained as hybrids on the errors of the DHR + ETS mean (DHR without ets) (comma-separated, or none)")
-    p.add_argument("--baselines", default="dhr,ets,sarima", help="classical baselines (statsmodels): comma-separated from dhr,ets,sarima, or none")
+    p.add_argument("--hybrids", default="zoph-knight", help="fusions also trained as hybrids on the errors of a classical forecast: the "
+                   "baseline or combination with the lowest validation MAE (comma-separated, or none)")
+    p.add_argument("--baselines", default="dhr,autoets,autoarima,autotheta,snaive",
+                   help="classical baselines, comma-separated from dhr (statsmodels), autoets, autoarima, autotheta, snaive "
+                        "(statsforecast, choose themselves), ets, sarima (statsmodels, fixed), or none "
+                        "(default dhr,autoets,autoarima,autotheta,snaive)")
     p.add_argument("--refit", choices=REFIT_CHOICES, default=DEMO_REFIT,
                    help="networks retrained, once validation has chosen their settings, on every window before the test "
                         f"stretch to forecast it, as the classical parameters are re-estimated there (default {DEMO_REFIT}; "

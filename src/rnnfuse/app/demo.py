@@ -48,7 +48,6 @@ DEMO_FUSIONS = ("local", "global", "concat", "sum", "mean", "bridge", "zoph-knig
 DEMO_STEPS = 300  # optimizer steps per model: as many for a 100-window series as for a 2,000-window one
 DEMO_PATIENCE = 100  # steps without a better validation MAE before a run stops (its best weights kept)
 DEMO_SEEDS = 3
-HYBRID_BASE = "DHR + ETS mean"  # the classical forecast the hybrids correct (DHR alone without ETS)
 DEMO_HYBRIDS = ("zoph-knight",)
 # which networks are refitted before the test stretch: every one, the hybrids only (the default:
 # refitting all of them would double the demo's training time), or none
@@ -467,17 +466,17 @@ def run_demo(
     period = true_period(prepared.series, data, period)
     log(_data_summary(prepared) + f"; seasonal period {period:.4g} steps")
     names = BASELINE_NAMES if baselines is None else tuple(baselines)
-    base_name, base_parts = hybrid_base(names)
-    if not base_parts:
+    if not names:
         hybrids = ()
     refit_hybrids = refit != "none" and bool(hybrids)
-    classical_tasks = [
-        ("baseline", name, data, period, bool(hybrids) and name in base_parts, refit_hybrids and name in base_parts) for name in names
-    ]
-    classical_tasks.sort(key=lambda t: t[1] not in base_parts)  # the hybrids' base first: they wait for it
+    # every classical model is a candidate for the hybrids' base (chosen on validation once all
+    # are fitted): each also forecasts at the hybrids' training (and refit) origins
+    classical_tasks = [("baseline", name, data, period, bool(hybrids), refit_hybrids) for name in names]
     nets = _network_tasks(fusions, range(seed, seed + seeds), budget, str(out), data, refit == "all")
     later = _network_tasks(hybrids, range(seed, seed + seeds), budget, str(out), data, refit_hybrids)
-    done = _run_all([*classical_tasks, *nets], jobs, log, later, base_name, base_parts)
+    chosen: dict[str, Any] = {}
+    done = _run_all([*classical_tasks, *nets], jobs, log, later, names, truth(prepared.series, prepared.val), chosen)
+    base_name = chosen.get("name", "")
     runs = apply_refits([r for r in done if "baseline" not in r], prepared.series, prepared.test)
     classical = {r["baseline"]: r for r in done if "baseline" in r}
     for c in classical.values():
@@ -528,14 +527,17 @@ def _refit_task(task: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     return task | {"refit": True, "then_refit": False, "budget": Budget(steps=steps, patience=None)}
 
 
-def hybrid_base(names: Sequence[str]) -> tuple[str, tuple[str, ...]]:
-    """The classical forecast the hybrids correct, and the baselines it is made of: the
-    combination ``HYBRID_BASE`` if its parts are among ``names``, else DHR, else none."""
-    from .baselines import COMBINATIONS
+def hybrid_base(
+    classical: dict[str, dict[str, Any]], val_truth: Any, names: Sequence[str] | None = None,
+) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """The classical forecast the hybrids correct, the baselines it is made of, and the choice:
+    among the fitted ``classical`` results (``names``' order) and the combinations of them in
+    :data:`~rnnfuse.app.baselines.COMBINATIONS`, the one with the lowest validation MAE against
+    ``val_truth`` (ties: fewer parts, then the earlier one; see
+    :func:`~rnnfuse.app.baselines.choose_base`); ``("", (), ...)`` if none was fitted."""
+    from .baselines import choose_base
 
-    if all(p in names for p in COMBINATIONS[HYBRID_BASE]):
-        return HYBRID_BASE, COMBINATIONS[HYBRID_BASE]
-    return ("DHR", ("DHR",)) if "DHR" in names else ("", ())
+    return choose_base(classical, val_truth, names)
 
 
 def _combinations(classical: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -550,11 +552,15 @@ def _combinations(classical: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
 
 def _run_all(
     tasks: Sequence[tuple | dict[str, Any]], jobs: int, log: Callable[[str], None], hybrids: Sequence[dict[str, Any]] = (),
-    base_name: str = "", base_parts: Sequence[str] = (),
+    names: Sequence[str] = (), val_truth: Any = None, chosen: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``tasks``; the ``hybrids`` (network tasks) start once the classical forecasts they
-    learn from (``base_parts``, combined) have arrived, fitted once and shared by every seed
-    (added to their arguments; skipped if a part failed); a network task with ``then_refit``
+    """Run ``tasks``; the ``hybrids`` (network tasks) start once every classical baseline of
+    ``names`` has arrived: their base, the one among them and their combinations with the lowest
+    validation MAE against ``val_truth`` (:func:`hybrid_base`), fitted once and shared by every
+    seed, is added to their arguments (no hybrids if none was fitted).  ``chosen`` receives the
+    base's ``name``, ``parts`` and ``choice`` (every candidate's validation MAE), which also goes
+    into its parts' ``details["hybrid_base"]``.  The hybrids' encoders read the series less
+    DHR's seasonal terms whenever DHR was fitted, whatever the base.  A network task with ``then_refit``
     is followed by its refit (:func:`_refit_task`) once it has run."""
     from .baselines import combine
 
@@ -562,8 +568,8 @@ def _run_all(
     total = len(tasks) + len(hybrids) + sum(bool(t.get("then_refit")) for t in network)
     runs: list[dict[str, Any]] = []
     parts: dict[str, dict[str, Any]] = {}
+    chosen = {} if chosen is None else chosen
     refitted = {(t["fusion"], t["seed"]) for t in tasks if isinstance(t, dict) and t["then_refit"]}
-    refitted |= {(f"{t['fusion']} + {base_name}", t["seed"]) for t in hybrids if t["then_refit"]}
     planned: dict[tuple[str, int], dict[str, Any]] = {}  # the tasks whose refit follows them
 
     def plan(new: list[tuple | dict[str, Any]]) -> list[tuple | dict[str, Any]]:
@@ -578,17 +584,23 @@ def _run_all(
         task = planned.pop((run.get("name", ""), run.get("seed", -1)), None) if not run.get("refit") else None
         if task is not None:
             return [_refit_task(task, run)]
-        if run.get("baseline") not in base_parts or not hybrids:
+        if run.get("baseline") not in names or not hybrids:
             return []
         parts[run["baseline"]] = run
-        if len(parts) < len(base_parts):
+        if len(parts) < len(names):
             return []
-        if any(p["error"] for p in parts.values()):
-            log(f"the {base_name} fit failed: its hybrids are not trained")
+        name, base_parts, choice = hybrid_base(parts, val_truth, names)
+        chosen.update(name=name, parts=base_parts, choice=choice)
+        if not base_parts:
+            log("no classical baseline was fitted: the hybrids are not trained")
             return []
+        log(f"the hybrids' base, chosen on validation: {name} (val MAE {choice['val_mae'][name]:.4g})")
+        refitted.update((f"{t['fusion']} + {name}", t["seed"]) for t in hybrids if t["then_refit"])
+        for p in base_parts:
+            parts[p]["details"]["hybrid_base"] = choice
         base = combine([parts[p] for p in base_parts])["forecasts"]
-        base = {k: v.tolist() for k, v in base.items()} | {"name": base_name}
-        if "DHR" in parts:  # its seasonal component: the hybrids' encoders read the series without it
+        base = {k: v.tolist() for k, v in base.items()} | {"name": name}
+        if "DHR" in parts and parts["DHR"]["error"] is None:  # its seasonal component: the hybrids' encoders read the series without it
             base["dhr"] = parts["DHR"]["details"]
         return plan([h | {"base": base} for h in hybrids])
 

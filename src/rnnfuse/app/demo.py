@@ -466,6 +466,9 @@ def run_demo(
     period = true_period(prepared.series, data, period)
     log(_data_summary(prepared) + f"; seasonal period {period:.4g} steps")
     names = BASELINE_NAMES if baselines is None else tuple(baselines)
+    if period <= 2 and "DHR" in names:  # no season for its Fourier terms: left out, with its combinations
+        names = tuple(n for n in names if n != "DHR")
+        log("DHR left out: a seasonal period of 2 steps or less has no Fourier terms to fit")
     if not names:
         hybrids = ()
     refit_hybrids = refit != "none" and bool(hybrids)

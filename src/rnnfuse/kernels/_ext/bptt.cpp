@@ -33,8 +33,8 @@ using at::vec::Vectorized;
 int64_t grain_rows(int64_t width) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, width)); }
 
 // exp: in float32 ATen's inlined polynomial (20 ulp, several times faster than the 1-ulp
-// SLEEF call; the kernels' results stay within float32 rounding of the reference loop's),
-// in float64 the accurate one.
+// SLEEF call; the kernels' results stay within float32 rounding of the reference loop's;
+// it clamps its argument, so NaN is not kept: see sigmoid), in float64 the accurate one.
 template <typename T>
 inline Vectorized<T> fast_exp(Vectorized<T> x) {
   if constexpr (std::is_same_v<T, float>) {
@@ -44,10 +44,17 @@ inline Vectorized<T> fast_exp(Vectorized<T> x) {
   }
 }
 
+// σ(x); NaN stays NaN (the float32 exp clamps its argument first, which would turn a NaN
+// into a finite number: a NaN input must flow through as in PyTorch's σ)
 template <typename T>
 inline Vectorized<T> sigmoid(Vectorized<T> x) {
   const Vectorized<T> one(T(1));
-  return one / (one + fast_exp(x.neg()));
+  const Vectorized<T> s = one / (one + fast_exp(x.neg()));
+  if constexpr (std::is_same_v<T, float>) {
+    return Vectorized<T>::blendv(s, x, x.isnan());
+  } else {
+    return s;
+  }
 }
 
 // tanh x = 2 σ(2x) - 1 in float32 (one exp); the accurate tanh in float64
@@ -473,9 +480,10 @@ std::tuple<Tensor, Tensor> padded_lstm_layer(const Tensor& inputs, const std::ve
 
 // A stack of LSTM layers over a small padded ragged batch, for inference: per layer the input
 // with the indicator column (rnnfuse.kernels.padded), its fused calls (at::lstm: oneDNN on
-// CPU), and each sequence's final h read at its last step; the layers chain time-major.  The
-// same operations as rnnfuse.kernels.padded_stack._run_python, which documents them (empty h0
-// and c0: zero initial states).
+// CPU), its outputs zeroed past each length, and each sequence's final h read at its last
+// step; the layers chain time-major.  The same operations as
+// rnnfuse.kernels.padded_stack._run_python, which documents them (empty h0 and c0: zero
+// initial states).
 std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>> padded_lstm_stack(
     const Tensor& x, const Tensor& outside, const Tensor& padded_rows, const Tensor& last_rows,
     const std::optional<Tensor>& empty, const std::vector<int64_t>& starts, const std::vector<Tensor>& rows,
@@ -498,6 +506,8 @@ std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>> padded_lstm_stack(
       inputs.view({steps * batch, features}).narrow(1, 0, features - 1).index_fill_(0, padded_rows, 0.0);
     }
     auto [out, c] = padded_lstm_layer(inputs, weights[k], h0[k], c0[k], starts, rows, carry);
+    // zero past each length: the held h is o·tanh(c) = 0 there, but NaN where c is NaN
+    out.view({steps * batch, out.size(2)}).index_fill_(0, padded_rows, 0.0);
     Tensor final_h = out.view({steps * batch, out.size(2)}).index_select(0, last_rows);
     last.push_back(empty.has_value() ? at::where(*empty, h0[k], final_h) : final_h);
     cells.push_back(c);

@@ -18,23 +18,29 @@ chosen).  Three things make the padded call exact:
   a sequence's end is read.  (A ReLU RNN's state is unbounded: it is not run this way.)
 * The final ``h`` (an LSTM's) or state (GRU, RNN) is read from the outputs at each
   sequence's last step (the initial state for an empty one).
-* The outputs are zero past each length.
+* The outputs are set to zero past each length (not multiplied by a mask: a NaN that
+  entered a sequence at a valid step stays in its state, as in ``nn.LSTM``, and the held
+  ``h = o · tanh(c)`` is then NaN past its length too; ``0 · NaN`` would keep it).
 
 Gradients are exact as well: nothing is read from a padded step but the held ``c``, and at
 a saturated gate the derivative is exactly zero (``σ'(±M) = 0``), so the padded steps pass
 ``∂L/∂c`` through unchanged and contribute nothing else.  The backward direction reads each
 sequence reversed within its length (one gather in, the same gather out).
+
+Nothing derived from the weights is kept between calls: the bound and the input weights
+with the indicator column are made on every call (a copy of ``W_ih`` and one reduction over
+``W_hh``, small beside the steps), so a write that no version counter sees (through
+``.data``, from NumPy) is never missed.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+import math
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
-from torch.utils.weak import WeakIdKeyDictionary
 
 from ..cells.base import RecurrentCell
 from ..cells.constants import tracing
@@ -58,34 +64,11 @@ costs.  (A stack in one call pads its top layer's outputs only: it always trims.
 
 _HOLD_SIGNS = (-1.0, 1.0, 0.0, -1.0)  # the LSTM's gate blocks i, f, g, o
 
-_V = TypeVar("_V")
-_DERIVED: WeakIdKeyDictionary = WeakIdKeyDictionary()
-
-
-def _derived(name: str, deps: tuple[Tensor, ...], make: Callable[[], _V]) -> _V:
-    """``make()``, a value that depends on the tensors ``deps`` only, kept with ``deps[0]``
-    (dropped with it) while every one of them is the same, unmodified tensor (identity,
-    storage and version counter), so that inference calls do not recompute it from unchanged
-    weights.  Never kept while tracing or for inference tensors (no version counter)."""
-    if tracing() or any(t.is_inference() or type(t) not in (Tensor, torch.nn.Parameter) for t in deps):
-        return make()
-    signature = tuple((id(t), t.data_ptr(), t._version) for t in deps)
-    kept = _DERIVED.setdefault(deps[0], {})
-    found = kept.get(name)
-    if found is not None and found[0] == signature:
-        return found[1]
-    # a kept value may serve a later call that autograd records (so no inference tensor),
-    # and must not hold a graph (inference_mode(False) would enable gradients)
-    with torch.inference_mode(False), torch.no_grad():
-        value = make()
-    kept[name] = (signature, value)
-    return value
-
-
 def padded_runs(spec: KernelSpec) -> bool:
     """Whether :func:`run_fused_padded` computes ``spec``'s layer exactly: a GRU, a tanh RNN,
     or an LSTM without projection whose recurrent sums cannot reach the indicator's
-    (``max_rows Σ_j |W_hh[r, j]| + |b_ih[r] + b_hh[r]| < SATURATE - 1000``, as ``|h| ≤ 1``)."""
+    (``max_rows Σ_j |W_hh[r, j]| + |b_ih[r] + b_hh[r]| < SATURATE - 1000``, as ``|h| ≤ 1``).
+    Read from the weights on every call (see the module docstring)."""
     weights = spec.fused_weights
     if weights is None or spec.mode not in ("lstm", "gru", "rnn_tanh"):
         return False
@@ -93,28 +76,37 @@ def padded_runs(spec: KernelSpec) -> bool:
         return True
     if len(weights) != 4:
         return False
-    return _derived("holds", weights[1:4], lambda: _holds(*weights[1:4]))
+    return _holds(*weights[1:4])
 
 
 def _holds(w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> bool:
+    """The bound of :func:`padded_runs`: first the cheap ``H · max|W_hh| + max|b_ih| +
+    max|b_hh|`` (one pass, no temporary), the row sums only where that is not enough."""
+    limit = SATURATE - _MARGIN
     with torch.no_grad():
+        norm = torch.linalg.vector_norm
+        quick = w_hh.shape[1] * float(norm(w_hh, math.inf)) + float(norm(b_ih, math.inf)) + float(norm(b_hh, math.inf))
+        if quick < limit:
+            return True
         bound = (w_hh.abs().sum(1) + (b_ih + b_hh).abs()).max()
-    return bool(bound < SATURATE - _MARGIN)
+    return bool(bound < limit)  # False for NaN weights too
+
+
+@functools.lru_cache(maxsize=32)
+def _indicator_column(rows: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The indicator's input weights ``(4H, 1)``: ``-M, +M, 0, -M`` on the gate blocks
+    i, f, g, o (a constant: it depends on no weight)."""
+    with torch.inference_mode(False), torch.no_grad():  # serves calls that autograd records too
+        signs = torch.tensor(_HOLD_SIGNS, dtype=dtype, device=device) * SATURATE
+        return signs.repeat_interleave(rows // len(_HOLD_SIGNS)).unsqueeze(1)
 
 
 def _indicator_weights(weights: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """An LSTM's ``weights`` with the indicator's column appended to ``w_ih`` (kept for
-    calls that need no gradient of ``w_ih``)."""
+    """An LSTM's ``weights`` with the indicator's column appended to ``w_ih``: made on
+    every call from the weights as they are (differentiable in ``w_ih``)."""
     w_ih = weights[0]
-
-    def make() -> Tensor:
-        signs = w_ih.new_tensor(_HOLD_SIGNS) * SATURATE
-        column = signs.repeat_interleave(w_ih.shape[0] // signs.numel())
-        return torch.cat([w_ih, column.unsqueeze(1)], 1)
-
-    if torch.is_grad_enabled() and w_ih.requires_grad:
-        return (make(), *weights[1:])
-    return (_derived("w_ih", (w_ih,), make), *weights[1:])  # made without autograd: none is enabled
+    column = _indicator_column(w_ih.shape[0], w_ih.dtype, w_ih.device)
+    return (torch.cat([w_ih, column], 1), *weights[1:])
 
 
 class _Plan(NamedTuple):
@@ -166,12 +158,14 @@ def run_fused_padded(
     reverse: bool,
     *,
     spec: KernelSpec | None = None,
+    checked: bool = False,
 ) -> tuple[Tensor, Any]:
     """One fused call over the padded batch ``x`` (B, T, F) with ``lengths`` (B,); see the
-    module docstring.  Returns ``(outputs, final_state)`` as :func:`rnnfuse.kernels.run_layer`."""
+    module docstring.  Returns ``(outputs, final_state)`` as :func:`rnnfuse.kernels.run_layer`.
+    ``checked``: the caller has just found :func:`padded_runs` true for ``spec``."""
     spec = fused_spec(cell, x, spec)
     assert spec.fused_weights is not None  # fused_spec checked
-    if not padded_runs(spec):
+    if not checked and not padded_runs(spec):
         raise ValueError(f"cell: run_fused_padded runs a GRU, a tanh RNN or an LSTM without projection "
                          f"whose recurrent sums stay below {SATURATE - _MARGIN:g}; got {cell!r} ({spec.mode})")
     if x.shape[0] == 0 or x.shape[1] == 0:  # the kernels refuse empty batches
@@ -184,11 +178,10 @@ def run_fused_padded(
     if reverse:
         x = reverse_within_lengths(x, lengths)
     hold = spec.mode == "lstm"
-    x_tm = _padded_input(x[:, :steps].transpose(0, 1), plan, hold, clean=_is_clean(x, plan))
+    x_tm = _padded_input(x[:, :steps].transpose(0, 1), plan, hold)
     weights = _indicator_weights(spec.fused_weights) if hold else spec.fused_weights
     out, final = fused_call(spec._replace(fused_weights=weights), x_tm, state)
-    if not hold:  # a held LSTM's h is zero past each length already
-        out = out * plan.inside.unsqueeze(2)
+    out = _zero_padding(out, plan)
     last = out.view(-1, out.shape[2]).index_select(0, plan.last_rows)
     if plan.empty is not None:
         last = torch.where(plan.empty, state_output(state), last)
@@ -197,31 +190,27 @@ def run_fused_padded(
     out = out.transpose(0, 1)  # (B, T, H), a view
     if reverse:
         out = reverse_within_lengths(out, lengths)
-    elif hold:  # zero past each length: the next layer need not clear its padding
-        _CLEAN[out] = plan
     return out, (LSTMState(final.c, last) if hold else last)
 
 
-_CLEAN: WeakIdKeyDictionary = WeakIdKeyDictionary()  # outputs of this path: zero past their lengths
+def _zero_padding(out: Tensor, plan: _Plan) -> Tensor:
+    """The kernel's time-major outputs ``out`` (steps, B, H) set to zero past each length
+    (in place unless autograd records them: the kernel's backward may read them)."""
+    flat = out.view(-1, out.shape[2])
+    if out.requires_grad:
+        return flat.index_fill(0, plan.padded_rows, 0.0).view_as(out)
+    flat.index_fill_(0, plan.padded_rows, 0.0)
+    return out
 
 
-def _is_clean(x: Tensor, plan: _Plan) -> bool:
-    """Whether ``x`` is an LSTM output of this path for the same lengths (so zero past
-    them) that nothing has modified since (its version counter is the one it was made with)."""
-    return _CLEAN.get(x) is plan and x._version == 0 and not x.is_inference()
-
-
-
-def _padded_input(x_tm: Tensor, plan: _Plan, indicator: bool, *, clean: bool = False) -> Tensor:
+def _padded_input(x_tm: Tensor, plan: _Plan, indicator: bool) -> Tensor:
     """The kernel's time-major input: ``x_tm`` (steps, B, F) with zeros past each length
-    (whatever the caller's padding holds: even a NaN there must not reach a product; a
-    ``clean`` input is zero there already), and the indicator column (1 past each length)
-    when ``indicator``."""
+    (whatever the caller's padding holds: even a NaN there must not reach a product), and
+    the indicator column (1 past each length) when ``indicator``."""
     steps, batch, features = x_tm.shape
     if not indicator:
         out = x_tm.clone(memory_format=torch.contiguous_format)
     else:
         out = torch.cat([x_tm, plan.outside.to(x_tm.dtype)], 2)  # a fresh tensor, so the padding is cleared in place
-    if not clean:
-        out.view(steps * batch, -1)[:, :features].index_fill_(0, plan.padded_rows, 0.0)
+    out.view(steps * batch, -1)[:, :features].index_fill_(0, plan.padded_rows, 0.0)
     return out

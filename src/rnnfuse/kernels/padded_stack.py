@@ -5,8 +5,8 @@ Where every layer of a stack takes the ``fused-padded`` path
 (:func:`rnnfuse.kernels.ragged.ragged_cpu_path`: LSTM layers, no gradient, at most 16
 sequences with more than one thread, 8 with one), the stack's forward is one call here
 instead of a :func:`rnnfuse.kernels.run_layer` per layer: the lengths are planned and the
-weights with the indicator column (:mod:`rnnfuse.kernels.padded`) looked up once, and the
-layers chain time-major (each output, zero past every length, is the next input as it is).
+weights with the indicator column (:mod:`rnnfuse.kernels.padded`) made once per call, and the
+layers chain time-major (each output, set to zero past every length, is the next input as it is).
 The C++ extension runs the layers' glue (indicator column, fused calls, final ``h``) in one
 call; without it the same operations run in Python.
 
@@ -188,6 +188,7 @@ def _run_python(
         if k == 0:  # whatever the caller's padding holds must not reach a product
             inputs.view(steps * batch, -1)[:, :-1].index_fill_(0, padded_rows, 0.0)
         out, c = _layer_calls(inputs, w, h0[k], c0[k], starts, rows, carry)
+        out.view(steps * batch, -1).index_fill_(0, padded_rows, 0.0)  # a held h is NaN where c is
         h = out.view(steps * batch, -1).index_select(0, last_rows)
         last.append(h if empty is None else torch.where(empty, h0[k], h))
         cells.append(c)

@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -44,14 +45,16 @@ inline Vectorized<T> fast_exp(Vectorized<T> x) {
   }
 }
 
-// σ(x); NaN stays NaN (the float32 exp clamps its argument first, which would turn a NaN
-// into a finite number: a NaN input must flow through as in PyTorch's σ)
+// σ(x), with PyTorch's σ at NaN and -inf: the float32 exp clamps its argument first, which
+// would turn σ(NaN) into a number and σ(-inf) into a tiny one instead of 0 (whose product
+// with an infinite input is then inf where PyTorch's 0 · inf is NaN)
 template <typename T>
 inline Vectorized<T> sigmoid(Vectorized<T> x) {
   const Vectorized<T> one(T(1));
   const Vectorized<T> s = one / (one + fast_exp(x.neg()));
   if constexpr (std::is_same_v<T, float>) {
-    return Vectorized<T>::blendv(s, x, x.isnan());
+    const Vectorized<T> minus_inf(-std::numeric_limits<T>::infinity());
+    return Vectorized<T>::blendv(s, x, x.isnan()) & (x != minus_inf);  // != is true at NaN
   } else {
     return s;
   }

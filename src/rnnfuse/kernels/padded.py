@@ -11,9 +11,10 @@ chosen).  Three things make the padded call exact:
   the real steps' product (``0 · v``) and saturates the gates on padded steps.  For an LSTM
   ``v`` drives the input gate to 0 and the forget gate to 1 exactly (``σ(±M) = 0, 1`` in
   floating point), so ``c`` is *held*: the kernel's final ``c`` is each sequence's ``c``
-  at its last step.  The output gate goes to 0, so the padded steps' ``h`` is 0.  That
-  holds while the rest of a gate's sum stays far below ``M`` (:data:`SATURATE`); since
-  ``|h| ≤ 1``, :func:`padded_runs` checks ``max_rows Σ|W_hh| + |b|`` against it.  A GRU or
+  at its last step.  The output gate goes to 0, so the padded steps' ``h`` is 0 (NaN where
+  ``c`` is: see the third point).  That holds while the rest of a gate's sum stays far
+  below ``M`` (:data:`SATURATE`); since ``|h| ≤ 1``, :func:`padded_runs` checks
+  ``max_rows Σ|W_hh| + |b|`` against it.  A GRU or
   tanh RNN needs no indicator: its state stays bounded over the padding and nothing after
   a sequence's end is read.  (A ReLU RNN's state is unbounded: it is not run this way.)
 * The final ``h`` (an LSTM's) or state (GRU, RNN) is read from the outputs at each
@@ -63,6 +64,7 @@ anyway) rather than trimmed and padded again: a copy of the outputs costs about 
 costs.  (A stack in one call pads its top layer's outputs only: it always trims.)"""
 
 _HOLD_SIGNS = (-1.0, 1.0, 0.0, -1.0)  # the LSTM's gate blocks i, f, g, o
+
 
 def padded_runs(spec: KernelSpec) -> bool:
     """Whether :func:`run_fused_padded` computes ``spec``'s layer exactly: a GRU, a tanh RNN,

@@ -207,3 +207,30 @@ def test_a_padded_output_made_under_inference_mode_feeds_every_path(path, two_th
         out_ref, _ = run_loop(first, x, lens, first.initial_state(B, dtype=torch.float64))
         y_ref, final_ref = run_loop(second, out_ref, lens, second.initial_state(B, dtype=torch.float64))
     assert_same([y, *leaves(final)], [y_ref, *leaves(final_ref)], TOL, path)
+
+
+def test_padded_calls_from_several_threads_at_once():
+    """The padded path reuses memory for its indicator weights per thread: calls of one
+    model from several Python threads at once give each call's own numbers."""
+    import threading
+
+    torch.manual_seed(5)
+    stack = StackedRNN(F, [H, H], cell="lstm").double().eval()
+    inputs = [torch.randn(B, T, F, dtype=torch.float64) for _ in range(4)]
+    lens = torch.tensor(LENGTHS)
+    with torch.no_grad():
+        expected = [stack(x, lens)[0] for x in inputs]
+    results: dict[int, torch.Tensor] = {}
+
+    def work(k: int) -> None:
+        with torch.no_grad():
+            for _ in range(20):
+                results[k] = stack(inputs[k], lens)[0]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(4):
+        torch.testing.assert_close(results[k], expected[k], atol=0, rtol=0)

@@ -29,25 +29,26 @@ a saturated gate the derivative is exactly zero (``σ'(±M) = 0``), so the padde
 sequence reversed within its length (one gather in, the same gather out).
 
 Nothing derived from the weights is kept between calls: the bound and the input weights
-with the indicator column are made on every call (a copy of ``W_ih`` and one reduction over
-``W_hh``, small beside the steps), so a write that no version counter sees (through
-``.data``, from NumPy) is never missed.
+with the indicator column are made on every call (a copy of ``W_ih`` into a buffer kept per
+weight, and one reduction over ``W_hh``, small beside the steps), so a write that no version
+counter sees (through ``.data``, from NumPy) is never missed.
 """
 
 from __future__ import annotations
 
 import functools
-import math
+import threading
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
+from torch.utils.weak import WeakIdKeyDictionary
 
 from ..cells.base import RecurrentCell
 from ..cells.constants import tracing
 from ..cells.spec import KernelSpec
 from ..state import LSTMState, state_output
-from .fused import fused_call, fused_spec
+from .fused import fused_call, fused_spec, needs_grad
 from .loop import reverse_within_lengths, run_loop
 
 __all__ = ["run_fused_padded", "padded_runs", "SATURATE"]
@@ -82,16 +83,19 @@ def padded_runs(spec: KernelSpec) -> bool:
 
 
 def _holds(w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> bool:
-    """The bound of :func:`padded_runs`: first the cheap ``H · max|W_hh| + max|b_ih| +
-    max|b_hh|`` (one pass, no temporary), the row sums only where that is not enough."""
+    """The bound of :func:`padded_runs`: first the cheap ``H · max|W_hh| + max|b_ih + b_hh|``
+    (one ``aminmax`` pass over ``W_hh``), the row sums only where that is not enough; false
+    for NaN or infinite weights."""
     limit = SATURATE - _MARGIN
     with torch.no_grad():
-        norm = torch.linalg.vector_norm
-        quick = w_hh.shape[1] * float(norm(w_hh, math.inf)) + float(norm(b_ih, math.inf)) + float(norm(b_hh, math.inf))
-        if quick < limit:
+        bias = b_ih + b_hh
+        low, high = torch.aminmax(w_hh)
+        b_low, b_high = torch.aminmax(bias)
+        quick = torch.maximum(high, -low) * w_hh.shape[1] + torch.maximum(b_high, -b_low)
+        if bool(quick < limit):
             return True
-        bound = (w_hh.abs().sum(1) + (b_ih + b_hh).abs()).max()
-    return bool(bound < limit)  # False for NaN weights too
+        bound = (w_hh.abs().sum(1) + bias.abs()).max()
+    return bool(bound < limit)
 
 
 @functools.lru_cache(maxsize=32)
@@ -103,12 +107,38 @@ def _indicator_column(rows: int, dtype: torch.dtype, device: torch.device) -> Te
         return signs.repeat_interleave(rows // len(_HOLD_SIGNS)).unsqueeze(1)
 
 
-def _indicator_weights(weights: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """An LSTM's ``weights`` with the indicator's column appended to ``w_ih``: made on
-    every call from the weights as they are (differentiable in ``w_ih``)."""
+def _indicator_weights(weights: tuple[Tensor, ...], *, reuse: bool = False) -> tuple[Tensor, ...]:
+    """An LSTM's ``weights`` with the indicator's column appended to ``w_ih``, made from the
+    weights as they are now: a new tensor (differentiable in ``w_ih``), or with ``reuse``
+    (for a call that autograd does not record) the same memory as the last call in this
+    thread, into which ``w_ih`` is copied again (a fresh allocation every call cost 2-5 % of a
+    small batch's forward)."""
     w_ih = weights[0]
     column = _indicator_column(w_ih.shape[0], w_ih.dtype, w_ih.device)
-    return (torch.cat([w_ih, column], 1), *weights[1:])
+    if not reuse:
+        return (torch.cat([w_ih, column], 1), *weights[1:])
+    return (_refilled(w_ih, column), *weights[1:])
+
+
+_BUFFERS = threading.local()  # per thread: {w_ih: (4H, F + 1) buffer}, weakly keyed
+
+
+def _refilled(w_ih: Tensor, column: Tensor) -> Tensor:
+    """``[w_ih | column]`` in this thread's buffer for ``w_ih``: its memory kept while the
+    weight lives, its values copied from ``w_ih`` on every call (so no write is missed)."""
+    kept = getattr(_BUFFERS, "by_weight", None)
+    if kept is None:
+        kept = _BUFFERS.by_weight = WeakIdKeyDictionary()
+    shape = (w_ih.shape[0], w_ih.shape[1] + 1)
+    buffer = kept.get(w_ih)
+    if buffer is None or buffer.shape != shape or buffer.dtype != w_ih.dtype or buffer.device != w_ih.device:
+        with torch.inference_mode(False), torch.no_grad():  # usable in and out of inference_mode
+            buffer = torch.empty(shape, dtype=w_ih.dtype, device=w_ih.device)
+            buffer[:, -1:].copy_(column)
+        kept[w_ih] = buffer
+    with torch.no_grad():
+        buffer[:, :-1].copy_(w_ih)
+    return buffer
 
 
 class _Plan(NamedTuple):
@@ -181,7 +211,10 @@ def run_fused_padded(
         x = reverse_within_lengths(x, lengths)
     hold = spec.mode == "lstm"
     x_tm = _padded_input(x[:, :steps].transpose(0, 1), plan, hold)
-    weights = _indicator_weights(spec.fused_weights) if hold else spec.fused_weights
+    if hold:
+        weights = _indicator_weights(spec.fused_weights, reuse=not needs_grad(x, state, spec.fused_weights))
+    else:
+        weights = spec.fused_weights
     out, final = fused_call(spec._replace(fused_weights=weights), x_tm, state)
     out = _zero_padding(out, plan)
     last = out.view(-1, out.shape[2]).index_select(0, plan.last_rows)

@@ -149,7 +149,7 @@ def run_padded_stack(
     plan = _plan(lengths, x.shape[1], x.device, untrimmed=0)  # only the top layer's outputs are padded
     if plan.steps == 0:
         return None
-    weights = [list(_indicator_weights(s.fused_weights or ())) for s in specs]
+    weights = [list(_indicator_weights(s.fused_weights or (), reuse=True)) for s in specs]  # no autograd here
     scale = ROW_WORK * len(weights) / sum(w[0].numel() + w[1].numel() for w in weights)
     starts, rows, carry = _segments(plan.values, plan.steps, x.device, CALL_COST * scale, STEP_COST * scale)
     h0, c0 = ([], []) if states is None else ([s.h for s in states], [s.c for s in states])

@@ -41,7 +41,7 @@ from rnnfuse.state import LSTMState
 OFFSET = int(os.environ.get("RNNFUSE_FUZZ_OFFSET", "0"))
 LAYER_SEEDS = 300
 STACK_SEEDS = 150
-SLOW_SEEDS = 3000
+SLOW_SEEDS = 1000
 TOL = {torch.float32: 2e-5, torch.float64: 1e-12}
 
 

@@ -54,6 +54,8 @@ def _inputs(scenario: str, dtype: torch.dtype, lengths: list[int] | None, seed: 
         x[2, 1, 0] = NAN
     elif scenario == "inf-valid":
         x[3, 2, 0], x[0, 4, 1] = INF, -INF
+    elif scenario == "mixed-inf-last":  # at a last valid step: inf - inf is NaN in some gates only
+        x[3, 4, 0], x[3, 4, 1], x[2, 2, 1], x[2, 2, 2] = INF, -INF, -INF, INF
     elif scenario == "all-nan":
         x.fill_(NAN)
     if lengths is not None:
@@ -74,7 +76,7 @@ def _cell(name: str, dtype: torch.dtype):
     return CELLS[name]().to(dtype)
 
 
-SCENARIOS = ["nan-valid", "inf-valid", "padding-only", "all-nan"]
+SCENARIOS = ["nan-valid", "inf-valid", "mixed-inf-last", "padding-only", "all-nan"]
 DTYPES = [torch.float32, torch.float64]
 
 

@@ -11,17 +11,24 @@ chosen).  Three things make the padded call exact:
   the real steps' product (``0 · v``) and saturates the gates on padded steps.  For an LSTM
   ``v`` drives the input gate to 0 and the forget gate to 1 exactly (``σ(±M) = 0, 1`` in
   floating point), so ``c`` is *held*: the kernel's final ``c`` is each sequence's ``c``
-  at its last step.  The output gate goes to 0, so the padded steps' ``h`` is 0 (NaN where
-  ``c`` is: see the third point).  That holds while the rest of a gate's sum stays far
+  at its last step.  The output gate goes to 0, so the padded steps' ``h`` is 0.  That holds while the rest of a gate's sum stays far
   below ``M`` (:data:`SATURATE`); since ``|h| ≤ 1``, :func:`padded_runs` checks
   ``max_rows Σ|W_hh| + |b|`` against it.  A GRU or
   tanh RNN needs no indicator: its state stays bounded over the padding and nothing after
   a sequence's end is read.  (A ReLU RNN's state is unbounded: it is not run this way.)
 * The final ``h`` (an LSTM's) or state (GRU, RNN) is read from the outputs at each
   sequence's last step (the initial state for an empty one).
-* The outputs are set to zero past each length (not multiplied by a mask: a NaN that
-  entered a sequence at a valid step stays in its state, as in ``nn.LSTM``, and the held
-  ``h = o · tanh(c)`` is then NaN past its length too; ``0 · NaN`` would keep it).
+* The outputs are zero past each length: an LSTM's ``h = o · tanh(c)`` is exactly 0 there
+  while ``c`` is finite; a GRU's or RNN's are set to zero (selected, not multiplied by a
+  mask: ``0 · NaN`` is NaN).
+
+All of this holds while the values stay finite.  A NaN or an infinity at a valid step (or in
+the initial state) flows on as in ``nn.LSTM``, but in the padding it would break the hold:
+a NaN ``h`` at a sequence's last step reaches the held gates through ``W_hh`` (its final
+``c`` would become NaN where ``nn.LSTM``'s is finite) and a NaN ``c`` makes the padding's
+``h`` NaN.  So an LSTM call whose final ``h`` or ``c`` is not finite everywhere
+(:func:`held_exactly`, two small checks) is run again on the BPTT kernel, which runs no
+step past a length.
 
 Gradients are exact as well: nothing is read from a padded step but the held ``c``, and at
 a saturated gate the derivative is exactly zero (``σ'(±M) = 0``), so the padded steps pass
@@ -49,9 +56,10 @@ from ..cells.constants import tracing
 from ..cells.spec import KernelSpec
 from ..state import LSTMState, state_output
 from .fused import fused_call, fused_spec, needs_grad
+from .bptt import run_bptt
 from .loop import reverse_within_lengths, run_loop
 
-__all__ = ["run_fused_padded", "padded_runs", "SATURATE"]
+__all__ = ["run_fused_padded", "padded_runs", "held_exactly", "SATURATE"]
 
 SATURATE = 1.0e4
 """The indicator weight's magnitude ``M``.  ``σ(x)`` is exactly 0 or 1 in float32 and float64
@@ -207,6 +215,7 @@ def run_fused_padded(
     if plan.steps == 0:
         return run_loop(cell, x, lengths, state, reverse)
     steps = plan.steps
+    given = x
     if reverse:
         x = reverse_within_lengths(x, lengths)
     hold = spec.mode == "lstm"
@@ -216,16 +225,25 @@ def run_fused_padded(
     else:
         weights = spec.fused_weights
     out, final = fused_call(spec._replace(fused_weights=weights), x_tm, state)
-    out = _zero_padding(out, plan)
+    if not hold:  # the state past a length is not read, its outputs are set to zero
+        out = _zero_padding(out, plan)
     last = out.view(-1, out.shape[2]).index_select(0, plan.last_rows)
     if plan.empty is not None:
         last = torch.where(plan.empty, state_output(state), last)
+    if hold and not held_exactly(last, final.c):  # a NaN or inf came in: the exact loop (see above)
+        return run_bptt(cell, given, lengths, state, reverse, spec=spec)
     if steps < total:
         out = torch.constant_pad_nd(out, (0, 0, 0, 0, 0, total - steps))
     out = out.transpose(0, 1)  # (B, T, H), a view
     if reverse:
         out = reverse_within_lengths(out, lengths)
     return out, (LSTMState(final.c, last) if hold else last)
+
+
+def held_exactly(final_h: Tensor, final_c: Tensor) -> bool:
+    """Whether a padded LSTM call held every sequence exactly (see the module docstring):
+    every final ``h`` (the initial one for an empty sequence) and ``c`` finite."""
+    return bool(torch.isfinite(final_h).all()) and bool(torch.isfinite(final_c).all())
 
 
 def _zero_padding(out: Tensor, plan: _Plan) -> Tensor:

@@ -6,7 +6,7 @@ Where every layer of a stack takes the ``fused-padded`` path
 sequences with more than one thread, 8 with one), the stack's forward is one call here
 instead of a :func:`rnnfuse.kernels.run_layer` per layer: the lengths are planned and the
 weights with the indicator column (:mod:`rnnfuse.kernels.padded`) made once per call, and the
-layers chain time-major (each output, set to zero past every length, is the next input as it is).
+layers chain time-major (each output, zero past every length, is the next input as it is).
 The C++ extension runs the layers' glue (indicator column, fused calls, final ``h``) in one
 call; without it the same operations run in Python.
 
@@ -42,7 +42,7 @@ from ..cells.spec import KernelSpec
 from ..state import LSTMState
 from . import _ext
 from .fused import needs_grad
-from .padded import _indicator_weights, _plan
+from .padded import _indicator_weights, _plan, held_exactly
 from .ragged import ragged_cpu_path
 
 __all__ = ["padded_stack_specs", "run_padded_stack", "cut_points", "STEP_COST", "CALL_COST", "MAX_CALLS",
@@ -143,7 +143,8 @@ def run_padded_stack(
     """Every layer (``specs`` from :func:`padded_stack_specs`) over batch-first ``x`` with
     ``lengths``, from ``states`` (one per layer; ``None``: zeros).  Returns the top layer's
     outputs (B, T, H), zero past each length, and each layer's final state; ``None`` when
-    no step runs (every length zero: the layer-by-layer path handles it)."""
+    no step runs (every length zero) or a final state is not finite (a NaN or inf came in:
+    :func:`rnnfuse.kernels.padded.held_exactly`): the layer-by-layer path handles those."""
     if states is not None and needs_grad(x, tuple(states), ()):
         return None  # autograd records the calls: the layer-by-layer path
     plan = _plan(lengths, x.shape[1], x.device, untrimmed=0)  # only the top layer's outputs are padded
@@ -157,6 +158,8 @@ def run_padded_stack(
     run = _run_python if ext is None else ext.padded_lstm_stack
     out, cells, last = run(x, plan.outside, plan.padded_rows, plan.last_rows, plan.empty, starts, rows, carry,
                            weights, h0, c0)
+    if not all(held_exactly(h, c) for h, c in zip(last, cells)):
+        return None  # a NaN or inf came in: layer by layer (rnnfuse.kernels.padded.held_exactly)
     return out, [LSTMState(c, h) for c, h in zip(cells, last)]
 
 
@@ -188,7 +191,6 @@ def _run_python(
         if k == 0:  # whatever the caller's padding holds must not reach a product
             inputs.view(steps * batch, -1)[:, :-1].index_fill_(0, padded_rows, 0.0)
         out, c = _layer_calls(inputs, w, h0[k], c0[k], starts, rows, carry)
-        out.view(steps * batch, -1).index_fill_(0, padded_rows, 0.0)  # a held h is NaN where c is
         h = out.view(steps * batch, -1).index_select(0, last_rows)
         last.append(h if empty is None else torch.where(empty, h0[k], h))
         cells.append(c)

@@ -483,10 +483,9 @@ std::tuple<Tensor, Tensor> padded_lstm_layer(const Tensor& inputs, const std::ve
 
 // A stack of LSTM layers over a small padded ragged batch, for inference: per layer the input
 // with the indicator column (rnnfuse.kernels.padded), its fused calls (at::lstm: oneDNN on
-// CPU), its outputs zeroed past each length, and each sequence's final h read at its last
-// step; the layers chain time-major.  The same operations as
-// rnnfuse.kernels.padded_stack._run_python, which documents them (empty h0 and c0: zero
-// initial states).
+// CPU), and each sequence's final h read at its last step; the layers chain time-major.  The
+// same operations as rnnfuse.kernels.padded_stack._run_python, which documents them (empty h0
+// and c0: zero initial states).
 std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>> padded_lstm_stack(
     const Tensor& x, const Tensor& outside, const Tensor& padded_rows, const Tensor& last_rows,
     const std::optional<Tensor>& empty, const std::vector<int64_t>& starts, const std::vector<Tensor>& rows,
@@ -509,8 +508,6 @@ std::tuple<Tensor, std::vector<Tensor>, std::vector<Tensor>> padded_lstm_stack(
       inputs.view({steps * batch, features}).narrow(1, 0, features - 1).index_fill_(0, padded_rows, 0.0);
     }
     auto [out, c] = padded_lstm_layer(inputs, weights[k], h0[k], c0[k], starts, rows, carry);
-    // zero past each length: the held h is o·tanh(c) = 0 there, but NaN where c is NaN
-    out.view({steps * batch, out.size(2)}).index_fill_(0, padded_rows, 0.0);
     Tensor final_h = out.view({steps * batch, out.size(2)}).index_select(0, last_rows);
     last.push_back(empty.has_value() ? at::where(*empty, h0[k], final_h) : final_h);
     cells.push_back(c);

@@ -158,7 +158,7 @@ def run_padded_stack(
     run = _run_python if ext is None else ext.padded_lstm_stack
     out, cells, last = run(x, plan.outside, plan.padded_rows, plan.last_rows, plan.empty, starts, rows, carry,
                            weights, h0, c0)
-    if not all(held_exactly(h, c) for h, c in zip(last, cells)):
+    if not held_exactly(*last, *cells):
         return None  # a NaN or inf came in: layer by layer (rnnfuse.kernels.padded.held_exactly)
     return out, [LSTMState(c, h) for c, h in zip(cells, last)]
 

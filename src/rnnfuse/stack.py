@@ -46,7 +46,8 @@ class StackedRNN(nn.Module):
         variational_dropout: use one dropout mask for all time steps of a sequence.
         residual: add each layer's input to its output, for every layer after the first
             (the first changes the feature space); their input and output sizes must match.
-            A sequence of bools (one per layer) picks the layers.
+            A sequence of bools (one per layer) picks the layers (layer 0 too: its input's
+            padding is not added, the outputs stay zero past each length).
 
     ``forward(x, lengths=None, initial_state=None) -> (outputs, state)``: ``lengths`` (B,)
     in any order; outputs past a length are zero and the state is the one at the true last
@@ -269,8 +270,8 @@ class StackedRNN(nn.Module):
                 out_bw, final_bw = run_layer(backward, layer_in, lens, bw_start[k], True)
                 bw_final.append(final_bw)
                 out = torch.cat([out, out_bw], dim=-1)
-            if self.residual_layers[k]:
-                out = out + layer_in
+            if self.residual_layers[k]:  # the input's padding may hold anything: zero past each length
+                out = out + (layer_in if k > 0 or lens is None else _zero_past_lengths(layer_in, lens))
             if k < self.num_layers - 1:
                 out = self._dropout(out)
             layer_in = out
@@ -319,6 +320,13 @@ class StackedRNN(nn.Module):
             raise ValueError(f"initial_state: does not match the state for x (batch {x.shape[0]}); the states differ {where}"
                              f"\n{rest}") from None
         return initial_state
+
+
+def _zero_past_lengths(x: Tensor, lengths: Tensor) -> Tensor:
+    """``x`` (B, T, F) with zeros at the steps past each length (selected, not multiplied:
+    a NaN there becomes zero too, and its gradient is zero)."""
+    inside = torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths.to(x.device).unsqueeze(1)
+    return torch.where(inside.unsqueeze(2), x, x.new_zeros(()))
 
 
 def _check_dtype(x: Tensor, dtype: torch.dtype) -> None:

@@ -182,12 +182,13 @@ class LSTMCell(RecurrentCell):
 
     # -- kernels ----------------------------------------------------------------
     def kernel_spec(self, dtype: torch.dtype, device: torch.device) -> KernelSpec | None:
-        """PyTorch's fused LSTM when there are no peepholes and clips (the forget bias
-        goes into its constant second bias), and the BPTT kernel for any options."""
+        """PyTorch's fused LSTM when there are no peepholes and clips and any projection
+        is narrower than the cell (the kernel tells a projection by ``h``'s size; the forget
+        bias goes into its constant second bias), and the BPTT kernel for any options."""
         if type(self) is not LSTMCell:  # a subclass may change the step: the reference loop
             return None
         fused: tuple[Tensor, ...] | None = None
-        if not self.peepholes and self.cell_clip is None and self.proj_clip is None:
+        if not self.peepholes and self.cell_clip is None and self.proj_clip is None and self._fused_projection():
             fused = (self.weight_ih, self.weight_hh,
                      self.bias_or_zeros(self.bias, 4 * self.hidden_size, dtype, device, "b_ih"),
                      self.second_bias(dtype, device))
@@ -225,8 +226,12 @@ class LSTMCell(RecurrentCell):
             entries += [FlatEntry("w_i_diag"), FlatEntry("w_f_diag"), FlatEntry("w_o_diag")]
         return entries
 
+    def _fused_projection(self) -> bool:
+        """Whether PyTorch's kernels take this cell's projection: none, or ``P < H``."""
+        return self.proj_size is None or self.proj_size < self.hidden_size
+
     def cudnn_args(self) -> tuple[str, int, int, int] | None:
-        if self.peepholes:
+        if self.peepholes or not self._fused_projection():
             return None
         return ("LSTM", self.input_size, self.hidden_size, self.proj_size or 0)
 

@@ -23,7 +23,9 @@ tests the cell's class:
                           class; an empty batch): the reference loop :func:`.loop.run_loop`
 ========================  ===================================================================
 
-Every path equals the reference loop to floating-point rounding, values and gradients.
+Every path equals the reference loop to floating-point rounding, values and gradients; NaN
+and inf at a valid step flow on as in PyTorch's kernels run per sequence, and outputs past
+each length are exactly zero whatever the input's padding holds (which reaches no gradient).
 
 While a compiler or exporter traces (:func:`tracing`: ``torch.compile``, ``torch.export``,
 a fake-tensor mode), the fused and BPTT paths run inside the registered operator

@@ -88,7 +88,7 @@ def run_spec(
     if path == "fused-segments" and lengths is not None:
         return run_fused_segments(given, x, lengths, state, reverse, spec=spec)
     if path == "fused-padded" and lengths is not None:
-        return run_fused_padded(given, x, lengths, state, reverse, spec=spec)
+        return run_fused_padded(given, x, lengths, state, reverse, spec=spec, checked=True)
     if path == "fused-packed" and lengths is not None:
         return run_fused_packed(given, x, lengths, state, reverse, spec=spec)
     if path == "bptt":

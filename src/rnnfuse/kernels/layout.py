@@ -10,7 +10,10 @@ after another as the rows of one flat ``(N, features)`` tensor, row
 
 Two index gathers move data in and out of that layout, folding together the sort, the
 reversal within each length (the backward direction) and the zero padding past each
-length (a padded position reads an appended zero row), so each costs one copy:
+length (a padded position reads an appended zero row), so each costs one copy.  A segment
+runs the sequences that end inside it on over their padding; the gather in sets those rows
+to zero (whatever the caller's padding holds, NaN included, it reaches no product, so
+neither the outputs nor any gradient):
 
 >>> import torch
 >>> lay = make_layout(torch.tensor([1, 3, 2]), steps=3, reverse=False, max_segments=3)
@@ -63,6 +66,7 @@ class Layout:
     in_index: Tensor  # (N,) rows of x.reshape(B * T, F), in the flat layout
     out_index: Tensor  # (B * T,) rows of the flat outputs plus one trailing zero row
     last_index: Tensor  # (alive,) flat row of the last step of each sorted sequence of length > 0
+    pad_index: Tensor  # flat rows at a step past their sequence's length (none in the packed layout)
 
     @property
     def alive(self) -> int:
@@ -70,8 +74,12 @@ class Layout:
         return self.batch_sizes[0] if self.batch_sizes else 0
 
     def gather_input(self, x: Tensor) -> Tensor:
-        """``x`` (B, T, F) → flat rows ``(N, F)`` in this layout."""
-        return x.reshape(self.batch * self.steps, x.shape[-1]).index_select(0, self.in_index)
+        """``x`` (B, T, F) → flat rows ``(N, F)`` in this layout, zero at the rows past a
+        sequence's length (:attr:`pad_index`)."""
+        flat = x.reshape(self.batch * self.steps, x.shape[-1]).index_select(0, self.in_index)
+        if self.pad_index.numel():
+            flat.index_fill_(0, self.pad_index, 0.0)  # fresh from the gather, which keeps nothing for its backward
+        return flat
 
     def scatter_output(self, flat: Tensor) -> Tensor:
         """Flat outputs ``(N + 1, H)`` whose last row is zero → ``(B, T, H)``, zero past lengths."""
@@ -150,7 +158,8 @@ def make_layout(
         segments=tuple(segments),
         **{
             name: t if device is None else t.to(device)
-            for name, t in zip(["order", "inverse", "in_index", "out_index", "last_index"], (order, inverse, *indices))
+            for name, t in zip(["order", "inverse", "in_index", "out_index", "last_index", "pad_index"],
+                               (order, inverse, *indices))
         },
     )
 
@@ -223,10 +232,11 @@ def _indices(
     segments: list[Segment],
     steps: int,
     reverse: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The three gather indices of a :class:`Layout` (int64, on the CPU), built without a
-    Python loop over steps: the flat layout is the (step, row) grid read in row-major order
-    where ``row < rows of the step's segment``."""
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The index tensors of a :class:`Layout` (int64, on the CPU: ``in_index``,
+    ``out_index``, ``last_index``, ``pad_index``), built without a Python loop over steps: the
+    flat layout is the (step, row) grid read in row-major order where ``row < rows of the
+    step's segment``."""
     rows_total = sum(s.size for s in segments)
     longest = segments[-1].stop if segments else 0
     seg_steps = torch.tensor([s.stop - s.start for s in segments], dtype=torch.int64)
@@ -236,7 +246,9 @@ def _indices(
     t = torch.arange(longest).unsqueeze(1)
     rows = torch.arange(order.numel()).unsqueeze(0)
     src = order.unsqueeze(0) * steps + _within(t, sorted_lens.unsqueeze(0), reverse)
-    in_index = src[rows < step_rows.unsqueeze(1)]
+    stored = rows < step_rows.unsqueeze(1)
+    in_index = src[stored]
+    pad_index = (t >= sorted_lens.unsqueeze(0))[stored].nonzero().squeeze(1)
     # output position (b, t) reads sorted row inverse[b] at its (maybe reversed) step
     lens_b = sorted_lens[inverse].unsqueeze(0)
     t = torch.arange(steps).unsqueeze(1)
@@ -244,4 +256,4 @@ def _indices(
     out = torch.where(t < lens_b, step_offset[src_t] + inverse.unsqueeze(0), rows_total)
     alive = int((sorted_lens > 0).sum())
     last_index = step_offset[sorted_lens[:alive] - 1] + torch.arange(alive)
-    return in_index, out.t().reshape(-1), last_index
+    return in_index, out.t().reshape(-1), last_index, pad_index

@@ -2,7 +2,11 @@
 
 Past a sequence's length its output is zero and its state is carried through unchanged, so
 the final state is the one at the true last step (a zero length keeps the initial state).
-Every fast path must agree with this loop to floating-point rounding.
+The step still runs there for the whole batch, on zero input and a zero state: neither the
+padding nor a carried state that is infinite or NaN reaches a product there, so the
+backward's ``0 · inf`` cannot put NaN into a gradient (each sequence's values and gradients
+are those of the sequence run alone).  Every fast path must agree with this loop to
+floating-point rounding.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..cells.base import RecurrentCell
-from ..state import where_state
+from ..state import map_state, where_state
 
 __all__ = ["run_loop", "reverse_within_lengths"]
 
@@ -39,6 +43,11 @@ def _step_mask(lengths: Tensor, steps: int) -> Tensor:
     return (t < lengths.unsqueeze(0)).unsqueeze(-1)
 
 
+def _inside(mask: Tensor, state: Any) -> Any:
+    """``state`` where ``mask`` (B, 1) is true, zero elsewhere (selected, so NaN too)."""
+    return map_state(lambda s: torch.where(mask, s, s.new_zeros(())), state, check=False)
+
+
 def run_loop(
     cell: RecurrentCell,
     x: Tensor,
@@ -55,7 +64,7 @@ def run_loop(
     xw = cell.project_input(x).transpose(0, 1)  # (T, B, G*H), one matmul for all steps
     outputs = []
     for t in range(xw.shape[0]):
-        out, new_state = cell.step_projected(xw[t], state)
+        out, new_state = cell.step_projected(xw[t], state if masks is None else _inside(masks[t], state))
         if masks is not None:
             out = torch.where(masks[t], out, out.new_zeros(()))
             new_state = where_state(masks[t], new_state, state)

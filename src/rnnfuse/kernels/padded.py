@@ -11,26 +11,42 @@ chosen).  Three things make the padded call exact:
   the real steps' product (``0 · v``) and saturates the gates on padded steps.  For an LSTM
   ``v`` drives the input gate to 0 and the forget gate to 1 exactly (``σ(±M) = 0, 1`` in
   floating point), so ``c`` is *held*: the kernel's final ``c`` is each sequence's ``c``
-  at its last step.  The output gate goes to 0, so the padded steps' ``h`` is 0.  That
-  holds while the rest of a gate's sum stays far below ``M`` (:data:`SATURATE`); since
-  ``|h| ≤ 1``, :func:`padded_runs` checks ``max_rows Σ|W_hh| + |b|`` against it.  A GRU or
+  at its last step.  The output gate goes to 0, so the padded steps' ``h`` is 0.  That holds while the rest of a gate's sum stays far
+  below ``M`` (:data:`SATURATE`); since ``|h| ≤ 1``, :func:`padded_runs` checks
+  ``max_rows Σ|W_hh| + |b|`` against it.  A GRU or
   tanh RNN needs no indicator: its state stays bounded over the padding and nothing after
   a sequence's end is read.  (A ReLU RNN's state is unbounded: it is not run this way.)
 * The final ``h`` (an LSTM's) or state (GRU, RNN) is read from the outputs at each
   sequence's last step (the initial state for an empty one).
-* The outputs are zero past each length.
+* The outputs are zero past each length: an LSTM's ``h = o · tanh(c)`` is exactly 0 there
+  while ``c`` is finite; a GRU's or RNN's are set to zero (selected, not multiplied by a
+  mask: ``0 · NaN`` is NaN).
+
+All of this holds while the values stay finite.  A NaN or an infinity at a valid step (or in
+the initial state) flows on as in ``nn.LSTM``, but in the padding it would break the hold:
+a NaN ``h`` at a sequence's last step reaches the held gates through ``W_hh`` (its final
+``c`` would become NaN where ``nn.LSTM``'s is finite) and a NaN ``c`` makes the padding's
+``h`` NaN.  So an LSTM call whose final ``h`` or ``c`` is not finite everywhere
+(:func:`held_exactly`, two small checks) is run again on the BPTT kernel, which runs no
+step past a length.
 
 Gradients are exact as well: nothing is read from a padded step but the held ``c``, and at
 a saturated gate the derivative is exactly zero (``σ'(±M) = 0``), so the padded steps pass
 ``∂L/∂c`` through unchanged and contribute nothing else.  The backward direction reads each
 sequence reversed within its length (one gather in, the same gather out).
+
+Nothing derived from the weights is kept between calls: the bound and the input weights
+with the indicator column are made on every call (a copy of ``W_ih`` into a buffer kept per
+weight, and one reduction over ``W_hh``, small beside the steps), so a write that no version
+counter sees (through ``.data``, from NumPy) is never missed.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+import math
+import threading
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -40,10 +56,11 @@ from ..cells.base import RecurrentCell
 from ..cells.constants import tracing
 from ..cells.spec import KernelSpec
 from ..state import LSTMState, state_output
-from .fused import fused_call, fused_spec
+from .fused import fused_call, fused_spec, needs_grad
+from .bptt import run_bptt
 from .loop import reverse_within_lengths, run_loop
 
-__all__ = ["run_fused_padded", "padded_runs", "SATURATE"]
+__all__ = ["run_fused_padded", "padded_runs", "held_exactly", "SATURATE"]
 
 SATURATE = 1.0e4
 """The indicator weight's magnitude ``M``.  ``σ(x)`` is exactly 0 or 1 in float32 and float64
@@ -58,34 +75,12 @@ costs.  (A stack in one call pads its top layer's outputs only: it always trims.
 
 _HOLD_SIGNS = (-1.0, 1.0, 0.0, -1.0)  # the LSTM's gate blocks i, f, g, o
 
-_V = TypeVar("_V")
-_DERIVED: WeakIdKeyDictionary = WeakIdKeyDictionary()
-
-
-def _derived(name: str, deps: tuple[Tensor, ...], make: Callable[[], _V]) -> _V:
-    """``make()``, a value that depends on the tensors ``deps`` only, kept with ``deps[0]``
-    (dropped with it) while every one of them is the same, unmodified tensor (identity,
-    storage and version counter), so that inference calls do not recompute it from unchanged
-    weights.  Never kept while tracing or for inference tensors (no version counter)."""
-    if tracing() or any(t.is_inference() or type(t) not in (Tensor, torch.nn.Parameter) for t in deps):
-        return make()
-    signature = tuple((id(t), t.data_ptr(), t._version) for t in deps)
-    kept = _DERIVED.setdefault(deps[0], {})
-    found = kept.get(name)
-    if found is not None and found[0] == signature:
-        return found[1]
-    # a kept value may serve a later call that autograd records (so no inference tensor),
-    # and must not hold a graph (inference_mode(False) would enable gradients)
-    with torch.inference_mode(False), torch.no_grad():
-        value = make()
-    kept[name] = (signature, value)
-    return value
-
 
 def padded_runs(spec: KernelSpec) -> bool:
     """Whether :func:`run_fused_padded` computes ``spec``'s layer exactly: a GRU, a tanh RNN,
     or an LSTM without projection whose recurrent sums cannot reach the indicator's
-    (``max_rows Σ_j |W_hh[r, j]| + |b_ih[r] + b_hh[r]| < SATURATE - 1000``, as ``|h| ≤ 1``)."""
+    (``max_rows Σ_j |W_hh[r, j]| + |b_ih[r] + b_hh[r]| < SATURATE - 1000``, as ``|h| ≤ 1``).
+    Read from the weights on every call (see the module docstring)."""
     weights = spec.fused_weights
     if weights is None or spec.mode not in ("lstm", "gru", "rnn_tanh"):
         return False
@@ -93,28 +88,64 @@ def padded_runs(spec: KernelSpec) -> bool:
         return True
     if len(weights) != 4:
         return False
-    return _derived("holds", weights[1:4], lambda: _holds(*weights[1:4]))
+    return _holds(*weights[1:4])
 
 
 def _holds(w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> bool:
+    """The bound of :func:`padded_runs`: first the cheap ``H · max|W_hh| + max|b_ih + b_hh|``
+    (one ``aminmax`` pass over ``W_hh``), the row sums only where that is not enough; false
+    for NaN or infinite weights."""
+    limit = SATURATE - _MARGIN
     with torch.no_grad():
-        bound = (w_hh.abs().sum(1) + (b_ih + b_hh).abs()).max()
-    return bool(bound < SATURATE - _MARGIN)
+        bias = b_ih + b_hh
+        low, high, b_low, b_high = torch.stack([*torch.aminmax(w_hh), *torch.aminmax(bias)]).tolist()
+        if max(high, -low) * w_hh.shape[1] + max(b_high, -b_low) < limit:  # False for NaN
+            return True
+        bound = (w_hh.abs().sum(1) + bias.abs()).max()
+    return bool(bound < limit)
 
 
-def _indicator_weights(weights: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
-    """An LSTM's ``weights`` with the indicator's column appended to ``w_ih`` (kept for
-    calls that need no gradient of ``w_ih``)."""
+@functools.lru_cache(maxsize=32)
+def _indicator_column(rows: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The indicator's input weights ``(4H, 1)``: ``-M, +M, 0, -M`` on the gate blocks
+    i, f, g, o (a constant: it depends on no weight)."""
+    with torch.inference_mode(False), torch.no_grad():  # serves calls that autograd records too
+        signs = torch.tensor(_HOLD_SIGNS, dtype=dtype, device=device) * SATURATE
+        return signs.repeat_interleave(rows // len(_HOLD_SIGNS)).unsqueeze(1)
+
+
+def _indicator_weights(weights: tuple[Tensor, ...], *, reuse: bool = False) -> tuple[Tensor, ...]:
+    """An LSTM's ``weights`` with the indicator's column appended to ``w_ih``, made from the
+    weights as they are now: a new tensor (differentiable in ``w_ih``), or with ``reuse``
+    (for a call that autograd does not record) the same memory as the last call in this
+    thread, into which ``w_ih`` is copied again (a fresh allocation every call cost 2-5 % of a
+    small batch's forward)."""
     w_ih = weights[0]
+    column = _indicator_column(w_ih.shape[0], w_ih.dtype, w_ih.device)
+    if not reuse:
+        return (torch.cat([w_ih, column], 1), *weights[1:])
+    return (_refilled(w_ih, column), *weights[1:])
 
-    def make() -> Tensor:
-        signs = w_ih.new_tensor(_HOLD_SIGNS) * SATURATE
-        column = signs.repeat_interleave(w_ih.shape[0] // signs.numel())
-        return torch.cat([w_ih, column.unsqueeze(1)], 1)
 
-    if torch.is_grad_enabled() and w_ih.requires_grad:
-        return (make(), *weights[1:])
-    return (_derived("w_ih", (w_ih,), make), *weights[1:])  # made without autograd: none is enabled
+_BUFFERS = threading.local()  # per thread: {w_ih: (4H, F + 1) buffer}, weakly keyed
+
+
+def _refilled(w_ih: Tensor, column: Tensor) -> Tensor:
+    """``[w_ih | column]`` in this thread's buffer for ``w_ih``: its memory kept while the
+    weight lives, its values copied from ``w_ih`` on every call (so no write is missed)."""
+    kept = getattr(_BUFFERS, "by_weight", None)
+    if kept is None:
+        kept = _BUFFERS.by_weight = WeakIdKeyDictionary()
+    shape = (w_ih.shape[0], w_ih.shape[1] + 1)
+    buffer = kept.get(w_ih)
+    if buffer is None or buffer.shape != shape or buffer.dtype != w_ih.dtype or buffer.device != w_ih.device:
+        with torch.inference_mode(False), torch.no_grad():  # usable in and out of inference_mode
+            buffer = torch.empty(shape, dtype=w_ih.dtype, device=w_ih.device)
+            buffer[:, -1:].copy_(column)
+        kept[w_ih] = buffer
+    with torch.no_grad():
+        buffer[:, :-1].copy_(w_ih)
+    return buffer
 
 
 class _Plan(NamedTuple):
@@ -166,12 +197,14 @@ def run_fused_padded(
     reverse: bool,
     *,
     spec: KernelSpec | None = None,
+    checked: bool = False,
 ) -> tuple[Tensor, Any]:
     """One fused call over the padded batch ``x`` (B, T, F) with ``lengths`` (B,); see the
-    module docstring.  Returns ``(outputs, final_state)`` as :func:`rnnfuse.kernels.run_layer`."""
+    module docstring.  Returns ``(outputs, final_state)`` as :func:`rnnfuse.kernels.run_layer`.
+    ``checked``: the caller has just found :func:`padded_runs` true for ``spec``."""
     spec = fused_spec(cell, x, spec)
     assert spec.fused_weights is not None  # fused_spec checked
-    if not padded_runs(spec):
+    if not checked and not padded_runs(spec):
         raise ValueError(f"cell: run_fused_padded runs a GRU, a tanh RNN or an LSTM without projection "
                          f"whose recurrent sums stay below {SATURATE - _MARGIN:g}; got {cell!r} ({spec.mode})")
     if x.shape[0] == 0 or x.shape[1] == 0:  # the kernels refuse empty batches
@@ -181,47 +214,57 @@ def run_fused_padded(
     if plan.steps == 0:
         return run_loop(cell, x, lengths, state, reverse)
     steps = plan.steps
+    given = x
     if reverse:
         x = reverse_within_lengths(x, lengths)
     hold = spec.mode == "lstm"
-    x_tm = _padded_input(x[:, :steps].transpose(0, 1), plan, hold, clean=_is_clean(x, plan))
-    weights = _indicator_weights(spec.fused_weights) if hold else spec.fused_weights
+    x_tm = _padded_input(x[:, :steps].transpose(0, 1), plan, hold)
+    if hold:
+        weights = _indicator_weights(spec.fused_weights, reuse=not needs_grad(x, state, spec.fused_weights))
+    else:
+        weights = spec.fused_weights
     out, final = fused_call(spec._replace(fused_weights=weights), x_tm, state)
-    if not hold:  # a held LSTM's h is zero past each length already
-        out = out * plan.inside.unsqueeze(2)
+    if not hold:  # the state past a length is not read, its outputs are set to zero
+        out = _zero_padding(out, plan)
     last = out.view(-1, out.shape[2]).index_select(0, plan.last_rows)
     if plan.empty is not None:
         last = torch.where(plan.empty, state_output(state), last)
+    if hold and not held_exactly(last, final.c):  # a NaN or inf came in: the exact loop (see above)
+        return run_bptt(cell, given, lengths, state, reverse, spec=spec)
     if steps < total:
         out = torch.constant_pad_nd(out, (0, 0, 0, 0, 0, total - steps))
     out = out.transpose(0, 1)  # (B, T, H), a view
     if reverse:
         out = reverse_within_lengths(out, lengths)
-    elif hold:  # zero past each length: the next layer need not clear its padding
-        _CLEAN[out] = plan
     return out, (LSTMState(final.c, last) if hold else last)
 
 
-_CLEAN: WeakIdKeyDictionary = WeakIdKeyDictionary()  # outputs of this path: zero past their lengths
+def held_exactly(*finals: Tensor) -> bool:
+    """Whether a padded LSTM call held every sequence exactly (see the module docstring):
+    the final states ``finals`` (each ``h``, the initial one for an empty sequence, and each
+    ``c``) all finite.  Read from one sum (a sum that overflows only costs a rerun)."""
+    total = sum(t.detach().sum() for t in finals)
+    return math.isfinite(float(total))
 
 
-def _is_clean(x: Tensor, plan: _Plan) -> bool:
-    """Whether ``x`` is an LSTM output of this path for the same lengths (so zero past
-    them) that nothing has modified since (its version counter is the one it was made with)."""
-    return _CLEAN.get(x) is plan and x._version == 0 and not x.is_inference()
+def _zero_padding(out: Tensor, plan: _Plan) -> Tensor:
+    """The kernel's time-major outputs ``out`` (steps, B, H) set to zero past each length
+    (in place unless autograd records them: the kernel's backward may read them)."""
+    flat = out.view(-1, out.shape[2])
+    if out.requires_grad:
+        return flat.index_fill(0, plan.padded_rows, 0.0).view_as(out)
+    flat.index_fill_(0, plan.padded_rows, 0.0)
+    return out
 
 
-
-def _padded_input(x_tm: Tensor, plan: _Plan, indicator: bool, *, clean: bool = False) -> Tensor:
+def _padded_input(x_tm: Tensor, plan: _Plan, indicator: bool) -> Tensor:
     """The kernel's time-major input: ``x_tm`` (steps, B, F) with zeros past each length
-    (whatever the caller's padding holds: even a NaN there must not reach a product; a
-    ``clean`` input is zero there already), and the indicator column (1 past each length)
-    when ``indicator``."""
+    (whatever the caller's padding holds: even a NaN there must not reach a product), and
+    the indicator column (1 past each length) when ``indicator``."""
     steps, batch, features = x_tm.shape
     if not indicator:
         out = x_tm.clone(memory_format=torch.contiguous_format)
     else:
         out = torch.cat([x_tm, plan.outside.to(x_tm.dtype)], 2)  # a fresh tensor, so the padding is cleared in place
-    if not clean:
-        out.view(steps * batch, -1)[:, :features].index_fill_(0, plan.padded_rows, 0.0)
+    out.view(steps * batch, -1)[:, :features].index_fill_(0, plan.padded_rows, 0.0)
     return out

@@ -5,7 +5,7 @@ Where every layer of a stack takes the ``fused-padded`` path
 (:func:`rnnfuse.kernels.ragged.ragged_cpu_path`: LSTM layers, no gradient, at most 16
 sequences with more than one thread, 8 with one), the stack's forward is one call here
 instead of a :func:`rnnfuse.kernels.run_layer` per layer: the lengths are planned and the
-weights with the indicator column (:mod:`rnnfuse.kernels.padded`) looked up once, and the
+weights with the indicator column (:mod:`rnnfuse.kernels.padded`) made once per call, and the
 layers chain time-major (each output, zero past every length, is the next input as it is).
 The C++ extension runs the layers' glue (indicator column, fused calls, final ``h``) in one
 call; without it the same operations run in Python.
@@ -42,7 +42,7 @@ from ..cells.spec import KernelSpec
 from ..state import LSTMState
 from . import _ext
 from .fused import needs_grad
-from .padded import _indicator_weights, _plan
+from .padded import _indicator_weights, _plan, held_exactly
 from .ragged import ragged_cpu_path
 
 __all__ = ["padded_stack_specs", "run_padded_stack", "cut_points", "STEP_COST", "CALL_COST", "MAX_CALLS",
@@ -143,13 +143,14 @@ def run_padded_stack(
     """Every layer (``specs`` from :func:`padded_stack_specs`) over batch-first ``x`` with
     ``lengths``, from ``states`` (one per layer; ``None``: zeros).  Returns the top layer's
     outputs (B, T, H), zero past each length, and each layer's final state; ``None`` when
-    no step runs (every length zero: the layer-by-layer path handles it)."""
+    no step runs (every length zero) or a final state is not finite (a NaN or inf came in:
+    :func:`rnnfuse.kernels.padded.held_exactly`): the layer-by-layer path handles those."""
     if states is not None and needs_grad(x, tuple(states), ()):
         return None  # autograd records the calls: the layer-by-layer path
     plan = _plan(lengths, x.shape[1], x.device, untrimmed=0)  # only the top layer's outputs are padded
     if plan.steps == 0:
         return None
-    weights = [list(_indicator_weights(s.fused_weights or ())) for s in specs]
+    weights = [list(_indicator_weights(s.fused_weights or (), reuse=True)) for s in specs]  # no autograd here
     scale = ROW_WORK * len(weights) / sum(w[0].numel() + w[1].numel() for w in weights)
     starts, rows, carry = _segments(plan.values, plan.steps, x.device, CALL_COST * scale, STEP_COST * scale)
     h0, c0 = ([], []) if states is None else ([s.h for s in states], [s.c for s in states])
@@ -157,6 +158,8 @@ def run_padded_stack(
     run = _run_python if ext is None else ext.padded_lstm_stack
     out, cells, last = run(x, plan.outside, plan.padded_rows, plan.last_rows, plan.empty, starts, rows, carry,
                            weights, h0, c0)
+    if not held_exactly(*last, *cells):
+        return None  # a NaN or inf came in: layer by layer (rnnfuse.kernels.padded.held_exactly)
     return out, [LSTMState(c, h) for c, h in zip(cells, last)]
 
 

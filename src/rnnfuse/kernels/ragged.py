@@ -113,8 +113,15 @@ def run_fused_segments(
     *,
     spec: KernelSpec | None = None,
 ) -> tuple[Tensor, Any]:
-    """A fused call per segment of the sorted batch; see the module docstring."""
+    """A fused call per segment of the sorted batch; see the module docstring.
+
+    A ReLU RNN's state is unbounded: a sequence run on past its end inside a segment could
+    carry an infinite state over the padding, where the backward's ``0 · inf`` would put NaN
+    into the gradients.  For it every distinct length is a segment boundary (no sequence
+    runs past its end)."""
     spec = fused_spec(cell, x, spec)
+    if spec.mode == "rnn_relu":
+        max_segments = max(max_segments, x.shape[1])
     layout = layout_for(lengths, x.shape[1], reverse, max_segments, x.shape[0])
     if layout.alive == 0:  # nothing to run (the kernels refuse empty batches)
         return run_loop(cell, x, lengths, state, reverse)

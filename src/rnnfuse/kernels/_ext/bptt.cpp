@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -33,8 +34,8 @@ using at::vec::Vectorized;
 int64_t grain_rows(int64_t width) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, width)); }
 
 // exp: in float32 ATen's inlined polynomial (20 ulp, several times faster than the 1-ulp
-// SLEEF call; the kernels' results stay within float32 rounding of the reference loop's),
-// in float64 the accurate one.
+// SLEEF call; the kernels' results stay within float32 rounding of the reference loop's;
+// it clamps its argument, so NaN is not kept: see sigmoid), in float64 the accurate one.
 template <typename T>
 inline Vectorized<T> fast_exp(Vectorized<T> x) {
   if constexpr (std::is_same_v<T, float>) {
@@ -44,10 +45,19 @@ inline Vectorized<T> fast_exp(Vectorized<T> x) {
   }
 }
 
+// σ(x), with PyTorch's σ at NaN and -inf: the float32 exp clamps its argument first, which
+// would turn σ(NaN) into a number and σ(-inf) into a tiny one instead of 0 (whose product
+// with an infinite input is then inf where PyTorch's 0 · inf is NaN)
 template <typename T>
 inline Vectorized<T> sigmoid(Vectorized<T> x) {
   const Vectorized<T> one(T(1));
-  return one / (one + fast_exp(x.neg()));
+  const Vectorized<T> s = one / (one + fast_exp(x.neg()));
+  if constexpr (std::is_same_v<T, float>) {
+    const Vectorized<T> minus_inf(-std::numeric_limits<T>::infinity());
+    return Vectorized<T>::blendv(s, x, x.isnan()) & (x != minus_inf);  // != is true at NaN
+  } else {
+    return s;
+  }
 }
 
 // tanh x = 2 σ(2x) - 1 in float32 (one exp); the accurate tanh in float64

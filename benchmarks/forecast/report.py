@@ -28,10 +28,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from panel import PANEL, PanelSeries  # noqa: E402
 
-RNNFUSE_ROWS = {  # what the table calls rnnfuse's rows
-    "selected": "rnnfuse selected",
-    "concat": "rnnfuse network (concat)",
-}
 PEERS = ("AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive", "Naive", "NHITS", "LSTM")
 
 
@@ -74,8 +70,13 @@ def series_scores(series: PanelSeries, out: Path) -> dict[str, float] | None:
         raise ValueError(f"{series.name}: statsforecast's SeasonalNaive and rnnfuse's seasonal naive differ by {gap}")
     scores = {"seasonal naive": _mae(mine["seasonal naive"]), "rnnfuse selected": _mae(mine[results["selected"]])}
     for name, cells in mine.items():
-        if results["rows"].get(name, {}).get("kind") in ("network", "hybrid"):
+        kind = results["rows"].get(name, {}).get("kind")
+        if kind == "network":
             scores[f"rnnfuse {name}"] = _mae(cells)
+        elif kind == "hybrid":  # its base is chosen per series on validation: one row for all
+            scores["rnnfuse hybrid (zoph-knight + base chosen on validation)"] = _mae(cells)
+        elif kind == "ensemble":
+            scores["rnnfuse ensemble of the best 3 on validation"] = _mae(cells)
     for peer in PEERS:
         seeds = [m for m in theirs if m == peer or m.startswith(peer + "-seed")]
         if seeds:

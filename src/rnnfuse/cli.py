@@ -40,7 +40,7 @@ def _command_modules() -> list[ModuleType]:
 
 
 def _is_optional(module: str | None) -> bool:
-    return bool(module and module.split(".")[0] in {"matplotlib", "statsmodels", "tqdm"})
+    return bool(module and module.split(".")[0] in {"matplotlib", "statsmodels", "statsforecast", "tqdm"})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -27,7 +27,7 @@ _FLAGS: dict[str, tuple[str, str]] = {
 }
 _RESUME_MAY_CHANGE = {"epochs", "steps", "threads"}
 EXTRA = "forecast"  # pip install 'rnnfuse[forecast]'
-EXTRA_MODULES = ("matplotlib", "tqdm", "statsmodels")  # what the extra adds to the core dependencies
+EXTRA_MODULES = ("matplotlib", "tqdm", "statsmodels", "statsforecast")  # what the extra adds to the core dependencies
 
 
 def missing_extra() -> list[str]:

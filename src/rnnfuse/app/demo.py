@@ -38,7 +38,7 @@ from .config import ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig
 from .data import EMBEDDED_COVARIATES, Series, load_data, load_series
 from .metrics import errors, forecast, seasonal_naive, seasonal_naive_drift, truth
 from .model import count_parameters
-from .report import selection_summary, selection_verdict, write_forecasts_csv
+from .report import correction_unused, format_table, selection_summary, slim_results, write_outputs
 from .windows import Prepared, prepare
 
 __all__ = ["DEMO_FUSIONS", "DEMO_STEPS", "DEMO_PATIENCE", "Budget", "batch_size_for", "DEMO_SEEDS", "DEMO_REFIT", "REFIT_CHOICES", "run_demo", "train_one", "format_table",
@@ -496,9 +496,9 @@ def run_demo(
     results["refit_windows"] = len(prepared.splits.before_test)
     results |= selection_summary(prepared, results, max(1, round(period)))
     table = format_table(results)
-    _write_outputs(out, prepared, results, table)
+    write_outputs(out, prepared, results, table)
     results["wall_seconds"] = time.perf_counter() - began
-    (out / "results.json").write_text(json.dumps(_slim(results), indent=1) + "\n")
+    (out / "results.json").write_text(json.dumps(slim_results(results), indent=1) + "\n")
     log(format_table(results, protocol=False))
     log(f"wall time {results['wall_seconds']:.1f} s with {jobs} worker process(es); the protocol, figures and results "
         f"in {out} (results.md, forecasts.csv, results.json)")
@@ -730,7 +730,7 @@ def _assemble(
             entry["test_forecast"] = c["forecasts"]["test"]
             entry["val_forecast"] = c["forecasts"]["val"]
         baselines[_label(c)] = entry
-    ranked = sorted(models, key=lambda m: (_correction_unused(m), m["test"]["mae"]))  # a hybrid without correction is no network
+    ranked = sorted(models, key=lambda m: (correction_unused(m), m["test"]["mae"]))  # a hybrid without correction is no network
     fitted = [n for n, b in baselines.items() if b["kind"] == "classical" and b["error"] is None]
     best_classical = min(fitted, key=lambda n: baselines[n]["test"]["mae"]) if fitted else None
     return {
@@ -756,166 +756,3 @@ def _label(result: dict[str, Any]) -> str:
     return name
 
 
-def format_table(results: dict[str, Any], protocol: bool = True) -> str:
-    """The demo's results as a Markdown table, with its protocol above (``protocol``: for
-    results.md; the terminal gets the table alone) and the verdict below."""
-    n = len(results["seeds"])
-    over = f"± sd over {n} seeds" if n > 1 else "1 seed: no spread"
-    head = f"| model | decoder (init) | params | fit/train s | val MAE | test MAE ({over}) | test RMSE |"
-    lines = [*([_caption(results), ""] if protocol else []), head, "|---|---|---:|---:|---:|---:|---:|"]
-    for name, b in results["baselines"].items():
-        if b.get("error"):
-            lines.append(f"| {name} | - | - | {b['seconds']:.1f} | failed | failed: {b['error'][:80]} | - |")
-            continue
-        seconds = f"{b['seconds']:.1f}" if b["kind"] == "classical" else "-"
-        lines.append(f"| {name} | - | - | {seconds} | {b['val']['mae']:.3f} | {b['test']['mae']:.3f} | {b['test']['rmse']:.3f} |")
-    for m in results["models"]:
-        t = m["test"]
-        spread = f" ± {t['mae_std']:.3f}" if n > 1 else ""
-        name = f"{m['name']} (refit)" if m.get("refit") else m["name"]
-        lines.append(
-            f"| {name} | {m['decoder']} | {m['params']:,} | {m['seconds']:.1f} | {m['val']['mae']:.3f} | "
-            f"{t['mae']:.3f}{spread} | {t['rmse']:.3f} |"
-        )
-    if "selected" in results:
-        chosen = results["rows"][results["selected"]]
-        lines.append(f"| **selected on validation: {results['selected']}** | - | - | - | {chosen['val']['mae']:.3f} | "
-                     f"{chosen['test']['mae']:.3f} | {chosen['test']['rmse']:.3f} |")
-    lines += ["", _verdict(results)]
-    if "selected" in results:
-        lines += ["", selection_verdict(results)]
-    return "\n".join(lines)
-
-
-def _caption(results: dict[str, Any]) -> str:
-    return (
-        f"Test MAE and RMSE over all test windows and all steps (series units). Every forecast uses data up to its "
-        f"origin only. Classical baselines (statsmodels): parameters estimated once on the data before the first "
-        f"validation origin (val column) or the first test origin (test column), then one Kalman filter pass with "
-        f"those parameters fixed; DHR's K chosen on validation; seasonal period {results['period']:.4g} steps. "
-        + _network_protocol(results)
-        + _covariates_sentence(results)
-        + " 'X + Y mean': the mean of the two classical forecasts at each origin."
-        + (
-            f" 'fusion + {base}': a hybrid, the network forecasts the error of the {base} forecast at each "
-            f"origin and gets that forecast as a decoder input; its encoders read the series, and its decoder "
-            f"that forecast, less DHR's fitted seasonal terms (classical parameters fitted before the validation "
-            f"stretch for the training and validation windows, before the test stretch for the test windows"
-            f"{' and for the training windows of its refit' if any(m.get('refit') and base in m['name'] for m in results['models']) else ''}; "
-            f"fitted once, shared by every seed); the share of its correction added to the classical forecast (0 to 1 by 0.1) is chosen on "
-            f"validation, so its val MAE is the chosen one's."
-            if (base := results.get("hybrid_base")) else ""
-        )
-    )
-
-
-def _covariates_sentence(results: dict[str, Any]) -> str:
-    """The caption's sentence on the covariates (none: nothing)."""
-    names = results.get("covariates") or []
-    if not names:
-        return ""
-    return (
-        f" Covariates ({', '.join(names)}; a row's value known at its time): every network's encoders read them up to "
-        f"the origin; DHR and SARIMA regress on each and on its running sum, both lagged by the horizon (so every "
-        f"regressor a forecast needs is known at its origin); ETS reads none."
-    )
-
-
-def _network_protocol(results: dict[str, Any]) -> str:
-    """The caption's sentences on how the networks were trained, refitted rows included."""
-    refitted = [m["name"] for m in results["models"] if m.get("refit")]
-    text = "Networks: trained on the training windows, validation for the epoch report only"
-    if not refitted:
-        return text + (" (no network refitted before the test stretch)" if "refit" in results else "") + "; means over seeds."
-    which = "every network" if len(refitted) == len(results["models"]) else ", ".join(refitted)
-    fewer = sorted({m["refit_windows"] for m in results["models"] if m.get("refit") and m["refit_windows"] != results["refit_windows"]})
-    hybrids = f"; a hybrid's: the {' or '.join(map(str, fewer))} of them where its classical forecast is defined" if fewer else ""
-    return (
-        text + f" (and a hybrid's correction share); means over seeds. Refit before test, as the classical parameters are "
-        f"re-estimated there, for rows marked (refit): {which}. Once the settings are chosen on validation with the model "
-        f"trained on the training windows (whose errors the val column gives), a fresh model with the same seed and "
-        f"settings is trained on all {results['refit_windows']} windows whose targets lie before the test stretch "
-        f"(training and validation{hybrids}), and that model forecasts the test stretch (test columns; a hybrid's with the "
-        f"correction share chosen on validation). Its seconds include the refit's."
-    )
-
-
-def _verdict(results: dict[str, Any]) -> str:
-    """The winner over networks and classical baselines, and whether leads exceed the seed spread."""
-    by_name = {m["name"]: m for m in results["models"]}
-    best = by_name[results["winner"]]
-    n = len(results["seeds"])
-    name = results.get("best_classical")
-    classical = results["baselines"][name]["test"]["mae"] if name else None
-    overall = best["name"] if classical is None or best["test"]["mae"] < classical else name
-    if results.get("rows"):  # every row, the naive ones included
-        overall = min(results["rows"], key=lambda r: results["rows"][r]["test"]["mae"])
-    text = f"Best row on the held-out test stretch: **{overall}**."
-    idle = [m["name"] for m in results["models"] if _correction_unused(m)]
-    if idle:
-        text += (f" ({', '.join(idle)}: validation chose a correction share of 0 for every seed, so its forecast is "
-                 f"its classical base's.)")
-    if name is None:
-        text += " No classical baseline was fitted (or none could be)."
-    else:
-        gap = classical - best["test"]["mae"]
-        text += (
-            f" Best network: {best['name']} (mean test MAE {best['test']['mae']:.3f}); best classical baseline: "
-            f"{name} ({classical:.3f}); the network is {'ahead' if gap > 0 else 'behind'} by {abs(gap):.3f}"
-        )
-        if n > 1:
-            spread = best["test"]["mae_std"]
-            text += f", {'more' if abs(gap) > spread else 'less'} than its spread between seeds ({spread:.3f})."
-        else:
-            text += "; with 1 seed there is no spread between seeds to compare it with."
-    if results["runner_up"]:
-        second = by_name[results["runner_up"]]
-        gap = second["test"]["mae"] - best["test"]["mae"]
-        if n > 1:
-            spread = max(best["test"]["mae_std"], second["test"]["mae_std"])
-            margin = "larger" if gap > spread else "smaller"
-            text += f" Among the networks, {best['name']}'s lead over {second['name']} ({gap:.3f}) is {margin} than the spread between seeds ({spread:.3f})."
-        else:
-            text += f" Among the networks, {best['name']} leads {second['name']} by {gap:.3f} (1 seed: no spread to compare with)."
-    seeds = results["seeds"]
-    return text + f" Training: {results['budget']} per run; seeds {seeds[0]}..{seeds[-1]}."
-
-
-_FORECASTS = ("test_forecast", "val_forecast", "test_forecast_mean", "val_forecast_mean")
-
-
-def _correction_unused(model: dict[str, Any]) -> bool:
-    """A hybrid whose every seed kept none of its network's correction."""
-    weights: list[float] = model.get("correction_weights") or []
-    return bool(weights) and all(w == 0 for w in weights)
-
-
-def _slim(results: dict[str, Any]) -> dict[str, Any]:
-    """``results`` without the forecasts (they go to forecasts.csv)."""
-    baselines = {k: {f: v for f, v in b.items() if f not in _FORECASTS} for k, b in results["baselines"].items()}
-    models = [{k: v for k, v in m.items() if k not in _FORECASTS} for m in results["models"]]
-    return {**{k: v for k, v in results.items() if k != "forecasts"}, "baselines": baselines, "models": models}
-
-
-def _write_outputs(out: Path, prepared: Prepared, results: dict[str, Any], table: str) -> None:
-    import numpy as np
-
-    from .plots import plot_error_by_step, plot_forecasts, plot_training_curves
-
-    (out / "results.md").write_text(results["data"] + "\n\n" + table + "\n")
-    if "forecasts" in results:
-        write_forecasts_csv(out / "forecasts.csv", prepared, results["forecasts"])
-    best = results.get("best_classical")
-    if best is not None:
-        reference, label = np.asarray(results["baselines"][best]["test_forecast"]), best
-    else:
-        period = int(round(results["period"]))
-        reference, label = seasonal_naive_drift(prepared.series, prepared.test, period), "seasonal naive + drift"
-    plot_forecasts(out / "forecasts.png", prepared, results["models"], reference, label)
-    shown = {k: v for k, v in results["baselines"].items() if not v.get("error")}
-    val_baselines = {k: v["val"]["mae"] for k, v in shown.items()}
-    units = prepared.series.units or None
-    plot_training_curves(out / "training_curves.png", results["models"], val_baselines, units)
-    order = sorted(shown, key=lambda k: k != best)  # the best classical one first: drawn boldest
-    step_baselines = {(f"{k} (best classical)" if k == best else k): shown[k]["test"]["mae_by_step"] for k in order}
-    plot_error_by_step(out / "error_by_step.png", results["models"], step_baselines, units)

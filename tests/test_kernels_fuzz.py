@@ -167,6 +167,12 @@ def _layer_seed(seed: int) -> None:
         assert_zero_past(y, inputs.lengths, f"{where}: {path}")
 
 
+def _slow_seeds(start: int, block: int) -> range:
+    """The ``block``-th tenth of the :data:`SLOW_SEEDS` seeds from ``start`` (and :data:`OFFSET`)."""
+    first = start + OFFSET
+    return range(first + block * SLOW_SEEDS // 10, first + (block + 1) * SLOW_SEEDS // 10)
+
+
 @pytest.mark.parametrize("seed", [pytest.param(OFFSET + s, id=f"seed-{OFFSET + s}") for s in range(LAYER_SEEDS)])
 def test_layer_paths_agree(seed):
     _layer_seed(seed)
@@ -175,7 +181,7 @@ def test_layer_paths_agree(seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("block", range(10))
 def test_layer_paths_agree_many_seeds(block):
-    for seed in range(100_000 + OFFSET + block * SLOW_SEEDS // 10, 100_000 + OFFSET + (block + 1) * SLOW_SEEDS // 10):
+    for seed in _slow_seeds(100_000, block):
         _layer_seed(seed)
 
 
@@ -286,5 +292,5 @@ def test_stack_agrees(seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("block", range(10))
 def test_stack_agrees_many_seeds(block):
-    for seed in range(200_000 + OFFSET + block * SLOW_SEEDS // 10, 200_000 + OFFSET + (block + 1) * SLOW_SEEDS // 10):
+    for seed in _slow_seeds(200_000, block):
         _stack_seed(seed)

@@ -42,7 +42,7 @@ def _frame(series: PanelSeries, path: Path):  # -> pandas.DataFrame
     return pd.DataFrame({"unique_id": series.name, "ds": pd.to_datetime(frame["ds"]), "y": frame["y"].astype(float)})
 
 
-def _long(cv, series: PanelSeries, n: int, models: list[str], first_origin: int):  # -> pandas.DataFrame
+def _long(cv, models: list[str], first_origin: int):  # -> pandas.DataFrame
     """Cross-validation output → ``model, origin, step, forecast, actual`` rows."""
     import pandas as pd
 
@@ -117,10 +117,10 @@ def run_series(series: PanelSeries, out: Path, seeds: int, neural: bool) -> None
     first_origin = n - test - 1
     stats, seconds = run_stats(series, frame, windows)
     stat_models = [c for c in stats.columns if c not in ("unique_id", "ds", "cutoff", "y")]
-    parts = [_long(stats, series, n, stat_models, first_origin)]
+    parts = [_long(stats, stat_models, first_origin)]
     if neural:
         cv, nf_seconds, names = run_neural(series, frame, windows, seeds)
-        parts.append(_long(cv, series, n, names, first_origin))
+        parts.append(_long(cv, names, first_origin))
         seconds |= nf_seconds
     folder = out / "peers"
     folder.mkdir(parents=True, exist_ok=True)

@@ -116,7 +116,7 @@ def train_one(
     from .training import Trainer  # imported here: runs in a fresh worker process
 
     data = data or DataConfig()
-    name = fusion if base is None else f"{fusion} + {base['name']}"
+    name = _run_label(fusion, base)
     run_dir = None if out is None else Path(out) / "runs" / _run_name(fusion, seed, base is not None, refit)
     if run_dir is not None and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -518,9 +518,9 @@ def _network_tasks(
     return sorted(tasks, key=lambda t: -_COST.get(t["fusion"], 3))
 
 
-def _task_name(task: dict[str, Any]) -> str:
-    """The name a network task's run reports: the fusion, ``"<fusion> + <base>"`` for a hybrid."""
-    return task["fusion"] if task.get("base") is None else f"{task['fusion']} + {task['base']['name']}"
+def _run_label(fusion: str, base: dict[str, Any] | None) -> str:
+    """The name a network run reports: the fusion, ``"<fusion> + <base>"`` for a hybrid."""
+    return fusion if base is None else f"{fusion} + {base['name']}"
 
 
 def _refit_task(task: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
@@ -578,7 +578,7 @@ def _run_all(
     def plan(new: list[tuple | dict[str, Any]]) -> list[tuple | dict[str, Any]]:
         for task in new:
             if isinstance(task, dict) and task.get("then_refit"):
-                planned[(_task_name(task), task["seed"])] = task
+                planned[(_run_label(task["fusion"], task.get("base")), task["seed"])] = task
         return new
 
     def record(run: dict[str, Any]) -> list[tuple | dict[str, Any]]:

@@ -32,7 +32,7 @@ def add_commands(subparsers: Any) -> None:
 def build_kernels() -> int:
     """Build or load the kernels; print what happened; return the exit status."""
     from ._ext import ENV_DISABLE, specs
-    from ._ext.build import build_name, build_root, load_extension
+    from ._ext.build import build_folder, load_extension
 
     if os.environ.get(ENV_DISABLE, "") not in ("", "0"):
         print(f"rnnfuse build-kernels: {ENV_DISABLE} is set: the C++ kernels are disabled", file=sys.stderr)
@@ -47,7 +47,7 @@ def build_kernels() -> int:
             reasons.append(f"{type(exc).__name__}: {text.splitlines()[-1] if text else ''}")
             continue
         seconds = time.perf_counter() - began
-        where = build_root() / build_name(spec)
+        where = build_folder(spec)
         what = f"were built in {seconds:.0f} s" if built else f"are built already (loaded in {seconds:.1f} s)"
         omp = "with OpenMP" if "-fopenmp" in spec.cflags else "without OpenMP (the compiler has none)"
         print(f"rnnfuse build-kernels: the C++ kernels {what}, {omp}: {where}")

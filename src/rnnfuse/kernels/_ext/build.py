@@ -40,7 +40,7 @@ try:
 except ImportError:  # Windows: PyTorch's lock file only
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["BuildSpec", "BuildTimeout", "build_name", "build_root", "exclusive", "load_extension", "describe",
+__all__ = ["BuildSpec", "BuildTimeout", "build_name", "build_root", "exclusive", "load_extension", "build_folder",
            "wait_limit", "ENV_WAIT", "DEFAULT_WAIT"]
 
 ENV_WAIT = "RNNFUSE_BUILD_WAIT"
@@ -90,6 +90,11 @@ def build_root() -> Path:
     from torch.utils import cpp_extension
 
     return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root())
+
+
+def build_folder(spec: BuildSpec, root: Path | None = None) -> Path:
+    """Where ``spec`` builds to: ``<root>/<build_name(spec)>`` (``root``: :func:`build_root`)."""
+    return (root or build_root()) / build_name(spec)
 
 
 def wait_limit() -> float:
@@ -160,8 +165,8 @@ def load_extension(spec: BuildSpec, *, root: Path | None = None, timeout: float 
     ``timeout`` (default :func:`wait_limit`), and whatever the build raises when it fails."""
     from torch.utils import cpp_extension
 
-    name = build_name(spec)
-    folder = (root or build_root()) / name
+    folder = build_folder(spec, root)
+    name = folder.name
     limit = wait_limit() if timeout is None else timeout
     waiting = lambda: say(f"waiting for another process building the {spec.label} in {folder} (at most {limit:.0f} s)")  # noqa: E731
     with exclusive(folder.with_name(name + ".flock"), limit, waiting):
@@ -181,11 +186,3 @@ def load_extension(spec: BuildSpec, *, root: Path | None = None, timeout: float 
         if building:
             say(f"built the {spec.label} in {time.perf_counter() - began:.0f} s")
     return module, building
-
-
-def describe(spec: BuildSpec, root: Path | None = None) -> dict[str, object]:
-    """Where ``spec`` builds to and whether it is built there (for ``rnnfuse build-kernels``)."""
-    name = build_name(spec)
-    folder = (root or build_root()) / name
-    return {"name": name, "folder": str(folder), "built": _library(folder, name).exists()}
-

@@ -1,12 +1,14 @@
-"""Every path sees the weights as they are now, and runs under autograd, ``no_grad`` and
-``inference_mode``.
+"""Every path sees the weights and the lengths as they are now, and runs under autograd,
+``no_grad`` and ``inference_mode``.
 
 Writes that no version counter sees (through ``.data``, into a NumPy view) are as legal as
 an optimizer step, ``copy_``, ``set_`` or ``load_state_dict``: a second call after any of
 them must give the reference loop's numbers for the new weights, on every path (no path
-may keep something made from the old weights).  Stacks whose layers chain on the padded
-path, and stacks that run layer by layer, must work under ``inference_mode`` (inference
-tensors have no version counter).
+may keep something made from the old weights).  The same for lengths: a layout made from
+them is kept for the next layer, keyed on their values, so lengths written behind the version
+counter, or a new lengths tensor at a freed one's address, are run as they are now.  Stacks
+whose layers chain on the padded path, and stacks that run layer by layer, must work under
+``inference_mode`` (inference tensors have no version counter).
 """
 
 from __future__ import annotations
@@ -234,3 +236,89 @@ def test_padded_calls_from_several_threads_at_once():
         t.join()
     for k in range(4):
         torch.testing.assert_close(results[k], expected[k], atol=0, rtol=0)
+
+
+# ------------------------------------------------------------ lengths written between two calls
+
+NEW_LENGTHS = [2, 6, 0, 1, 5]  # another sort order and other segments than LENGTHS
+
+
+def _lengths_data_copy(lens: torch.Tensor) -> None:
+    lens.data.copy_(torch.tensor(NEW_LENGTHS))
+
+
+def _lengths_data_index(lens: torch.Tensor) -> None:
+    lens.data[:] = torch.tensor(NEW_LENGTHS)
+
+
+def _lengths_data_assign(lens: torch.Tensor) -> None:
+    lens.data = torch.tensor(NEW_LENGTHS)
+
+
+def _lengths_numpy_view(lens: torch.Tensor) -> None:
+    lens.numpy()[:] = NEW_LENGTHS
+
+
+def _lengths_in_place(lens: torch.Tensor) -> None:
+    lens.copy_(torch.tensor(NEW_LENGTHS))  # seen by the version counter
+
+
+LENGTH_WRITES: dict[str, Callable] = {
+    "data-copy": _lengths_data_copy,
+    "data-index": _lengths_data_index,
+    "data-assign": _lengths_data_assign,
+    "numpy-view": _lengths_numpy_view,
+    "in-place": _lengths_in_place,
+}
+LAYOUT_PATHS = ["fused-segments", "bptt-compiled", "bptt-fallback", "run_layer", "run_layer-no-extension", "op"]
+
+
+def _at_address(address: int, source: torch.Tensor) -> torch.Tensor:
+    """A copy of ``source`` whose Python object sits where a freed tensor sat."""
+    kept = []
+    for _ in range(1000):
+        lens = source.clone()
+        if id(lens) == address:
+            return lens
+        kept.append(lens)  # keep the address taken, so that the next tensor gets another one
+    pytest.skip("no new tensor took the freed one's address")
+
+
+def _layout_cases() -> list[tuple[str, str]]:
+    return [(n, p) for p in LAYOUT_PATHS for n in CELLS if path_runs(p, CELLS[n]().double(), True)]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("write", [*LENGTH_WRITES, "freed-and-reallocated"])
+@pytest.mark.parametrize(("name", "path"), _layout_cases())
+def test_lengths_written_between_two_calls_are_seen(name, path, write, reverse):
+    """Lengths changed behind the version counter (``.data``, a NumPy view), or a new lengths
+    tensor at a freed one's address: the second call runs the new lengths, on every path that
+    keeps a layout made from lengths (never a layout of the old ones)."""
+    torch.manual_seed(6)
+    cell = CELLS[name]().double()
+    x = torch.randn(B, T, F, dtype=torch.float64)
+    state = cell.initial_state(B, dtype=torch.float64)
+    lens = torch.tensor(LENGTHS)
+    with torch.no_grad():
+        PATHS[path](cell, x, lens, state, reverse)
+        if write == "freed-and-reallocated":
+            source, address = torch.tensor(NEW_LENGTHS), id(lens)
+            del lens
+            lens = _at_address(address, source)
+        else:
+            LENGTH_WRITES[write](lens)
+        assert lens.tolist() == NEW_LENGTHS
+        y, final = PATHS[path](cell, x, lens, state, reverse)
+        y_ref, final_ref = run_loop(cell, x, torch.tensor(NEW_LENGTHS), state, reverse)
+    assert_same([y, *leaves(final)], [y_ref, *leaves(final_ref)], TOL, f"{path} after lengths {write}")
+
+
+def test_lengths_of_the_same_bytes_in_another_dtype_get_their_own_layout():
+    """int32 [1, 0, 2, 0] and int64 [1, 2] are the same bytes: the layouts kept for them differ."""
+    from rnnfuse.kernels.layout import layout_for
+
+    four = layout_for(torch.tensor([1, 0, 2, 0], dtype=torch.int32), 2, False, None, 4)
+    two = layout_for(torch.tensor([1, 2]), 2, False, None, 2)
+    assert (four.batch, four.lengths) == (4, (2, 1, 0, 0))
+    assert (two.batch, two.lengths) == (2, (2, 1))

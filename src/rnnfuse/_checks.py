@@ -104,9 +104,8 @@ def _as_int_tensor(lengths: Any) -> Tensor:
         raise TypeError(f"lengths: expected a Tensor or a sequence of ints, got {type(lengths).__name__}")
     if tensor.dtype == torch.bool or tensor.dtype.is_floating_point or tensor.dtype.is_complex:
         raise TypeError(f"lengths: expected an integer dtype, got {tensor.dtype}")
-    # a new tensor object per call: what the kernels keep per lengths tensor (its identity and
-    # version) then serves one forward only, so memory changed behind the version counter (a
-    # NumPy array the tensor shares) is read anew by the next
+    # detached (lengths need no graph); what the kernels keep per lengths (a layout) is keyed
+    # on their values, so memory changed behind the version counter is read anew
     return tensor.detach().cpu()
 
 

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from .._checks import tracing
+from .._onnx_registration import warn_if_missing
 from ..cells.base import RecurrentCell
 from ..cells.spec import KernelSpec
 from .dispatch import choose_path, run_spec, traced_path
@@ -85,6 +86,7 @@ def _run_traced(
     path = traced_path(spec, x)
     if path == "loop" or spec is None:
         return run_loop(cell, x, lengths, state, reverse)
+    warn_if_missing()  # a plain torch.onnx.export would not find the operator's translation
     kind, weights, peepholes, cell_clip, proj_clip = spec_to_op_args(spec, path)
     lens = x.new_empty(0, dtype=torch.int64) if lengths is None else lengths
     out = layer_op(x, lens, state_to_list(state), weights, kind, reverse, peepholes, cell_clip, proj_clip)

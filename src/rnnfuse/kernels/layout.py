@@ -24,7 +24,6 @@ neither the outputs nor any gradient):
 from __future__ import annotations
 
 import threading
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -164,33 +163,36 @@ def make_layout(
     )
 
 
-_RECENT: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
+_RECENT: OrderedDict[tuple, Any] = OrderedDict()
 _RECENT_SIZE = 16
 _RECENT_LOCK = threading.Lock()
 _T = TypeVar("_T")
 
 
 def kept_for_lengths(lengths: Tensor | None, key: tuple, make: Callable[[], _T]) -> _T:
-    """``make()``, remembered among the last few values made from ``lengths``: a stack
-    passes the same ``lengths`` tensor to every layer, so only its first layer makes it.
+    """``make()``, remembered among the last few values made from the same lengths: a stack
+    passes one ``lengths`` tensor to every layer, so only its first layer makes it.
 
-    A value is reused only for the very same tensor object, unmodified since (its version
-    counter is part of the key), and the same ``key`` (which names the kind of value and
-    everything else it depends on).  An inference tensor has no version counter, so its
-    values are not kept; ``lengths`` ``None`` keys on ``key`` alone.
+    The key is the lengths' values (their bytes, read on the CPU: B integers, which every
+    path reads anyway, a sync on CUDA included), dtype and device, and ``key`` (which names
+    the kind of value and everything else it depends on) -- not the tensor's identity and
+    version counter, which miss a write the counter does not see (through ``.data`` or a
+    NumPy array sharing the memory).  ``lengths`` ``None`` keys on ``key`` alone.
     """
-    if lengths is not None and lengths.is_inference():
-        return make()
-    full = (None, *key) if lengths is None else (id(lengths), lengths._version, lengths.device, *key)
+    if lengths is None:
+        full: tuple = (None, *key)
+    else:
+        values = lengths if lengths.device.type == "cpu" else lengths.detach().cpu()
+        full = (values.numpy().tobytes(), lengths.dtype, lengths.device, *key)
     with _RECENT_LOCK:  # replicas of nn.DataParallel call from several threads
         found = _RECENT.get(full)
-        if found is not None and (found[0] is None or found[0]() is lengths):
+        if found is not None:
             _RECENT.move_to_end(full)
-            return found[1]
+            return found
     with torch.inference_mode(False):  # a kept value may serve a later call that autograd records
         value = make()
     with _RECENT_LOCK:
-        _RECENT[full] = (None if lengths is None else weakref.ref(lengths), value)
+        _RECENT[full] = value
         while len(_RECENT) > _RECENT_SIZE:
             _RECENT.popitem(last=False)
     return value
@@ -204,7 +206,7 @@ def layout_for(
     batch: int,
     device: torch.device | None = None,
 ) -> Layout:
-    """:func:`make_layout`, remembered per ``lengths`` tensor (:func:`kept_for_lengths`).
+    """:func:`make_layout`, remembered per lengths values (:func:`kept_for_lengths`).
     ``device`` places the layout when ``lengths`` is ``None``."""
     key = ("layout", steps, reverse, max_segments) + ((batch, device) if lengths is None else ())
     return kept_for_lengths(lengths, key, lambda: make_layout(lengths, steps, reverse, max_segments, batch, device))

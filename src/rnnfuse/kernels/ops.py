@@ -16,6 +16,10 @@ calls :func:`torch.autograd.grad`: exact (the same eager kernels and their hand-
 backwards), at the cost of one extra forward in compiled or exported training only.
 Eager calls never come here.
 
+For ONNX, the operator's translation (:mod:`rnnfuse._onnx_translation`) is put in
+``torch.onnx``'s default registry when this module loads (:mod:`rnnfuse._onnx_registration`),
+so that the plain ``torch.onnx.export(model, args, dynamo=True)`` finds it.
+
 The operator's arguments (all static but the tensors):
 
 * ``kind``: ``"lstm"``, ``"gru"``, ``"rnn_tanh"``, ``"rnn_relu"`` (PyTorch's fused kernels;
@@ -35,6 +39,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from .. import _onnx_registration
 from .._checks import check_length_values
 from ..cells.spec import GRUKernelArgs, KernelSpec, LSTMKernelArgs
 from ..state import LSTMState
@@ -254,3 +259,7 @@ def _backward(ctx: Any, grads: list[Optional[Tensor]]) -> tuple:
 
 
 layer_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# the operator's ONNX translation, found by a plain torch.onnx.export(..., dynamo=True)
+_onnx_registration.install()

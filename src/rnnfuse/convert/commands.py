@@ -15,7 +15,7 @@ from .._command import fail
 from ..describe import state_str
 from ._keras_model import GATES, NEUTRAL, KerasLayer
 
-__all__ = ["inspect_path"]
+__all__ = ["inspect_path", "describe_layers"]
 
 
 def _is_keras(path: str) -> bool:
@@ -29,10 +29,20 @@ def inspect_path(path: str) -> int | None:
     """``rnnfuse inspect`` for a Keras file or SavedModel directory; ``None`` otherwise."""
     if not _is_keras(path):
         return None
-    from .keras import _build, _select, read_keras_layers
+    from .keras import read_keras_layers
     try:
         layers = read_keras_layers(path)
         print(f"Keras {'SavedModel' if os.path.isdir(path) else 'file'} {path}: {len(layers)} layers")
+    except (ValueError, TypeError, OSError) as exc:
+        return fail("inspect", exc)
+    return describe_layers(layers)
+
+
+def describe_layers(layers: list[KerasLayer]) -> int:
+    """Print each layer, then the module ``stack_from_keras`` builds from the recurrent ones
+    and its state; the exit status of ``rnnfuse inspect``."""
+    from .keras import _build, _select
+    try:
         for layer in layers:
             print(f"  {layer.name}: {_describe(layer)}")
         names = [lay.name for lay in layers if lay.class_name in GATES]

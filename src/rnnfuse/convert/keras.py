@@ -84,9 +84,12 @@ def read_keras_layers(source: Any, layer_names: Sequence[str] | None = None) -> 
             layers = _from_keras_file(path)
         elif path.endswith(".h5"):
             layers = _from_h5(path, layer_names)
+        elif os.path.exists(path + ".index") or path.endswith(".index"):
+            from .tf2_checkpoint import read_tf2_layers
+            layers = read_tf2_layers(path[:-6] if path.endswith(".index") else path)
         else:
             raise ValueError(f"source: expected a .keras or .weights.h5 path (or a Keras 2 .h5 "
-                             f"file or a SavedModel directory), got {path!r}")
+                             f"file, a SavedModel directory or a TF2 checkpoint prefix), got {path!r}")
     else:
         layers = _from_live(source)
     return _expand_rnn(layers)

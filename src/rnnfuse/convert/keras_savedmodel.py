@@ -79,6 +79,9 @@ def object_graph_keys(data: bytes) -> dict[str, str]:
 def read_savedmodel(path: str) -> list[KerasLayer]:
     """The layers of a tf-keras SavedModel directory, in model order, with their weights."""
     meta_path = os.path.join(path, "keras_metadata.pb")
+    if not os.path.exists(meta_path) and os.path.exists(os.path.join(path, "saved_model.pb")):
+        from .tf2_checkpoint import read_tf2_layers  # tf.saved_model.save: objects and variables only
+        return read_tf2_layers(path)
     try:
         with open(meta_path, "rb") as f:
             metadata = read_keras_metadata(f.read())

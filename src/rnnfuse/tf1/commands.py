@@ -20,7 +20,7 @@ from typing import Any
 from .._command import fail
 from ..describe import state_str as _state_str
 from ..state import LSTMState
-from .checkpoint import CheckpointError, list_variables
+from .checkpoint import CheckpointError, is_object_based, list_variables
 from .names import TFBidirectional, TFStack, TFStackBidirectional, find_rnn_scopes, parse_scope
 from .skip import split
 
@@ -56,6 +56,12 @@ def add_commands(subparsers: Any) -> None:
                          "optimizer slots, global_step and EMA shadows are skipped already)")
     convert.add_argument("--ema", action="store_true",
                          help="load the ExponentialMovingAverage shadows instead of the raw values")
+    convert.add_argument("--layer", action="append", metavar="NAME",
+                         help="Keras layers (TF2 checkpoint, SavedModel, Keras file): the recurrent "
+                         "layers to stack, bottom first (repeatable; default: every layer)")
+    convert.add_argument("--reset-after", choices=["true", "false"],
+                         help="TF2 checkpoint or SavedModel: reset_after of a GRU without bias "
+                         "(its weights do not tell it)")
     convert.set_defaults(handler=run_convert)
 
 
@@ -65,6 +71,12 @@ def run_convert(args: argparse.Namespace) -> int:
     from .convert import stack_from_variables
 
     try:
+        if _keras_source(args.prefix):
+            return _convert_layers(args)
+        if args.layer or args.reset_after:
+            raise ValueError(f"--layer, --reset-after: options of Keras layers (TF2 checkpoints, "
+                             f"SavedModels, Keras files); {args.prefix!r} is a TF1 checkpoint "
+                             f"(pick its RNN with --scope)")
         residual = _residual_layers(args.residual)
         shapes = {v.name: v.shape for v in list_variables(args.prefix)}
         given = list(args.scope or [])
@@ -95,6 +107,40 @@ def run_convert(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}: {type(module).__name__} from {where}, {count} parameters{extra}")
     if skipped:
         print(f"skipped: {skipped.summary()}")
+    return 0
+
+
+def _keras_source(path: str) -> bool:
+    """Whether ``path`` holds Keras layers: a TF2 object-based checkpoint (``tf.train.Checkpoint``,
+    ``save_weights``), a SavedModel directory, a ``.keras`` or ``.h5`` file."""
+    if os.path.isdir(path) or path.endswith((".keras", ".h5")):
+        return True
+    prefix = path[:-len(".index")] if path.endswith(".index") else path
+    return os.path.exists(prefix + ".index") and is_object_based(prefix)
+
+
+def _convert_layers(args: argparse.Namespace) -> int:
+    """``rnnfuse convert`` of Keras layers (TF2 checkpoint, SavedModel or Keras file)."""
+    from ..convert.keras import stack_from_keras
+    from ..convert.tf2 import stack_from_tf2
+    from ..io import save
+
+    path = args.prefix
+    tf1_only = [flag for flag, given in (("--scope", args.scope), ("--residual", args.residual),
+                                          ("--ema", args.ema)) if given]
+    if tf1_only:
+        raise ValueError(f"{', '.join(tf1_only)}: options of TF1 checkpoints; {path!r} holds Keras "
+                         f"layers (pick them with --layer NAME)")
+    no_metadata = os.path.isdir(path) and not os.path.exists(os.path.join(path, "keras_metadata.pb"))
+    if no_metadata or not (os.path.isdir(path) or path.endswith((".keras", ".h5"))):
+        reset_after = None if args.reset_after is None else args.reset_after == "true"
+        module = stack_from_tf2(path, layer_names=args.layer, reset_after=reset_after,
+                                batch_first=not args.time_major)
+    else:
+        module = stack_from_keras(path, layer_names=args.layer, batch_first=not args.time_major)
+    save(module, args.out)
+    count = sum(p.numel() for p in module.parameters())
+    print(f"wrote {args.out}: {type(module).__name__} from {path}, {count} parameters")
     return 0
 
 
@@ -141,9 +187,26 @@ def inspect_path(path: str) -> int | None:
     if not (os.path.exists(path + ".index") or path.endswith(".index")):
         return None
     try:
+        prefix = path if os.path.exists(path + ".index") else path[:-len(".index")]
+        if is_object_based(prefix):
+            return _inspect_tf2(prefix)
         return _inspect_tf1(path)
     except (CheckpointError, ValueError, OSError) as exc:
         return fail("inspect", exc)
+
+
+def _inspect_tf2(prefix: str) -> int:
+    """``rnnfuse inspect`` of a TF2 object-based checkpoint: its Keras layers."""
+    from ..convert.commands import describe_layers
+    from ..convert.tf2_checkpoint import read_object_checkpoint
+
+    found = read_object_checkpoint(prefix)
+    print(f"TF2 object-based checkpoint {prefix}: {found.variables} variables, "
+          f"{len(found.layers)} layers with weights")
+    print(f"skipped (not model weights): {found.skipped_summary()}")
+    print("no configuration stored: kinds and sizes from the shapes, activations taken to be "
+          "Keras' defaults (tanh, sigmoid)")
+    return describe_layers(found.layers)
 
 
 # --------------------------------------------------------------------------- TF1

@@ -235,7 +235,9 @@ def test_leftover_variables_are_listed_and_can_be_ignored():
     message = str(info.value)
     for name in ("rnn/basic_lstm_cell/kernel/MySlot", "rnn/basic_lstm_cell/extra", "rnn/something_else"):
         assert name in message
-    assert "global_step" not in message
+    assert "global_step" not in info.value.unexpected  # outside the scope: not listed
+    assert set(info.value.unexpected) == {"rnn/basic_lstm_cell/kernel/MySlot", "rnn/basic_lstm_cell/extra",
+                                          "rnn/something_else"}
     stack = stack_from_variables(variables, "rnn", ignore=["*/MySlot", "*/extra", "rnn/something_else"])
     assert stack.hidden_sizes == (8,)
 

@@ -21,7 +21,8 @@ from .._command import fail
 from ..describe import state_str as _state_str
 from ..state import LSTMState
 from .checkpoint import CheckpointError, is_object_based, list_variables
-from .names import TFBidirectional, TFStack, TFStackBidirectional, find_rnn_scopes, parse_scope
+from .names import (TF1VariableError, TFBidirectional, TFStack, TFStackBidirectional, find_rnn_scopes,
+                    parse_scope)
 from .skip import split
 
 __all__ = ["add_commands", "inspect_path"]
@@ -43,8 +44,12 @@ def add_commands(subparsers: Any) -> None:
                          "stores no trace of it): 0-based layer numbers of the converted stack, "
                          "comma-separated (GNMT's encoder: 2), or 'all' for every layer but the first")
     convert.add_argument("--out", required=True, help="output .safetensors file")
-    convert.add_argument("--forget-bias", type=float, default=1.0,
-                         help="forget bias the LSTM cells ran with (TF default 1.0; not stored)")
+    convert.add_argument("--forget-bias", default="1.0", metavar="VALUE[,VALUE...]",
+                         help="forget bias the LSTM cells ran with (TF default 1.0; not stored); "
+                         "comma-separated: one per layer, bottom first")
+    convert.add_argument("--cell-type", action="append", default=[], metavar="NAME=CLASS",
+                         help="the TF class of a cell built with name= whose shapes fit two kinds, "
+                         "e.g. cell0=LSTMCell or plain=BasicRNNCell (repeatable)")
     convert.add_argument("--cell-clip", type=float, help="LSTMCell cell_clip (not stored)")
     convert.add_argument("--proj-clip", type=float, help="LSTMCell proj_clip (not stored)")
     convert.add_argument("--activation", default="tanh", choices=["tanh", "relu"],
@@ -90,8 +95,9 @@ def run_convert(args: argparse.Namespace) -> int:
         def build(flags: bool | list[bool]) -> Any:
             return stack_from_variables(
                 variables, scopes[0] if len(scopes) == 1 else scopes, batch_first=not args.time_major,
-                forget_bias=args.forget_bias, cell_clip=args.cell_clip, proj_clip=args.proj_clip,
-                activation=args.activation, ignore=args.ignore, use_ema=args.ema, residual=flags)
+                forget_bias=_forget_bias(args.forget_bias), cell_clip=args.cell_clip,
+                proj_clip=args.proj_clip, activation=args.activation, ignore=args.ignore,
+                use_ema=args.ema, residual=flags, cell_types=_cell_types(args.cell_type))
 
         module = build(residual if isinstance(residual, bool) else False)
         if isinstance(residual, list):
@@ -142,6 +148,25 @@ def _convert_layers(args: argparse.Namespace) -> int:
     count = sum(p.numel() for p in module.parameters())
     print(f"wrote {args.out}: {type(module).__name__} from {path}, {count} parameters")
     return 0
+
+
+def _forget_bias(text: str) -> float | list[float]:
+    """``--forget-bias``: one number, or comma-separated numbers (one per layer)."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--forget-bias: expected a number or comma-separated numbers (one per "
+                         f"layer), e.g. 1.0 or 0.5,1.0; got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _cell_types(items: list[str]) -> dict[str, str] | None:
+    """``--cell-type NAME=CLASS`` (repeatable) as ``load_stack``'s ``cell_types``."""
+    pairs = [item.partition("=") for item in items]
+    bad = [item for item, (name, eq, cls) in zip(items, pairs) if not (name and eq and cls)]
+    if bad:
+        raise ValueError(f"--cell-type: expected NAME=CLASS, e.g. cell0=LSTMCell; got {bad}")
+    return {name: cls for name, _, cls in pairs} or None
 
 
 def _residual_layers(text: str | None) -> bool | list[int]:
@@ -226,7 +251,7 @@ def _inspect_tf1(prefix: str) -> int:
     parsed_scopes = []
     for scope in scopes:
         try:
-            parsed = parse_scope(shapes, scope)
+            parsed = _parse_or_suggest(shapes, scope)
         except ValueError as exc:
             print(f"{scope}: cannot be read: {exc}")
             status = 1
@@ -235,6 +260,35 @@ def _inspect_tf1(prefix: str) -> int:
         parsed_scopes.append(parsed)
     _print_chains(parsed_scopes)
     return status
+
+
+def _parse_or_suggest(shapes: dict[str, Any], scope: str) -> Any:
+    """The RNN under ``scope``; where only left-over variables stop it (a hand-stepped
+    decoder's output layer beside its cell), the ``ignore=`` that makes it load is printed."""
+    try:
+        return parse_scope(shapes, scope)
+    except TF1VariableError as exc:
+        if exc.missing or exc.wrong or not exc.unexpected:
+            raise
+        patterns = ignore_patterns(exc.unexpected, shapes)
+        parsed = parse_scope(shapes, scope, patterns)  # raises if even that does not load
+        flags = " ".join(f"--ignore '{p}'" for p in patterns)
+        print(f"{scope}: loads leaving out {sorted(exc.unexpected)} (not a cell's): "
+              f"load_stack(prefix, {scope!r}, ignore={patterns}); rnnfuse convert PREFIX "
+              f"--scope {scope} {flags} --out FILE")
+        return parsed
+
+
+def ignore_patterns(names: list[str], shapes: dict[str, Any]) -> list[str]:
+    """Glob patterns matching exactly ``names``: ``<dir>/*`` for a directory all of whose
+    variables are in ``names``, the name itself otherwise."""
+    chosen = set(names)
+    out = set()
+    for name in names:
+        parent = name.rpartition("/")[0]
+        under = [n for n in shapes if n.startswith(parent + "/")] if parent else []
+        out.add(f"{parent}/*" if under and set(under) <= chosen else name)
+    return sorted(out)
 
 
 def _print_chains(parsed: list[Any]) -> None:

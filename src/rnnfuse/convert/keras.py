@@ -77,7 +77,11 @@ def read_keras_layers(source: Any, layer_names: Sequence[str] | None = None) -> 
     ``RNN`` layer of several cells as one layer per cell (named ``<rnn>/<k>``)."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if os.path.isdir(path):
+        if os.path.isdir(path) and not os.path.exists(os.path.join(path, "keras_metadata.pb")) \
+                and os.path.exists(os.path.join(path, "saved_model.pb")):
+            from .tf2_checkpoint import read_tf2_layers  # tf.saved_model.save: no Keras metadata
+            layers = read_tf2_layers(path, layer_names=layer_names)
+        elif os.path.isdir(path):
             from .keras_savedmodel import read_savedmodel
             layers = read_savedmodel(path)
         elif path.endswith(".keras"):
@@ -86,7 +90,8 @@ def read_keras_layers(source: Any, layer_names: Sequence[str] | None = None) -> 
             layers = _from_h5(path, layer_names)
         elif os.path.exists(path + ".index") or path.endswith(".index"):
             from .tf2_checkpoint import read_tf2_layers
-            layers = read_tf2_layers(path[:-6] if path.endswith(".index") else path)
+            layers = read_tf2_layers(path[:-6] if path.endswith(".index") else path,
+                                     layer_names=layer_names)
         else:
             raise ValueError(f"source: expected a .keras or .weights.h5 path (or a Keras 2 .h5 "
                              f"file, a SavedModel directory or a TF2 checkpoint prefix), got {path!r}")

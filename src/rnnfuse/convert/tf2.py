@@ -33,5 +33,5 @@ def stack_from_tf2(path: str | os.PathLike[str], *, layer_names: Sequence[str] |
     GRU without bias, whose weights do not tell it.  Returns what
     :func:`rnnfuse.stack_from_keras` returns for the same layers.
     """
-    layers = _expand_rnn(read_tf2_layers(path, reset_after=reset_after))
+    layers = _expand_rnn(read_tf2_layers(path, reset_after=reset_after, layer_names=layer_names))
     return _build(_select(layers, layer_names), batch_first)

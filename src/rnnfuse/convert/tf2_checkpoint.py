@@ -31,6 +31,8 @@ so everything it checks and supports holds here too.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -43,6 +45,7 @@ __all__ = ["ObjectCheckpoint", "read_object_checkpoint", "read_tf2_layers"]
 
 _ROLES = ("kernel", "recurrent_kernel", "bias")
 _OPTIMIZER_ATTRIBUTES = ("optimizer", "_optimizer", "inner_optimizer")
+_MODEL_ORDER = re.compile(r"layer(_with_weights)?-\d+")  # a Functional/Sequential model's layers
 
 
 class ObjectCheckpoint(NamedTuple):
@@ -52,6 +55,7 @@ class ObjectCheckpoint(NamedTuple):
     layers: list[KerasLayer]
     skipped: dict[str, list[str]]
     variables: int  # every variable in the checkpoint
+    ordered: bool  # the layers' order is the model's (layer-<n>), not attribute order
 
     def skipped_summary(self) -> str:
         parts = []
@@ -66,11 +70,23 @@ class ObjectCheckpoint(NamedTuple):
         return ", ".join(parts) if parts else "nothing"
 
 
-def read_tf2_layers(path: str | os.PathLike[str], *, reset_after: bool | None = None) -> list[KerasLayer]:
-    """The layers of a TF2 checkpoint prefix or of a SavedModel directory, in model order."""
+def read_tf2_layers(path: str | os.PathLike[str], *, reset_after: bool | None = None,
+                    layer_names: Sequence[str] | None = None) -> list[KerasLayer]:
+    """The layers of a TF2 checkpoint prefix or of a SavedModel directory, in model order.
+
+    A subclassed model stores its layers as attributes, in the order they were assigned,
+    not called: with more than one recurrent layer there, ``layer_names`` must give the order.
+    """
     path = os.fspath(path)
     prefix = os.path.join(path, "variables", "variables") if os.path.isdir(path) else path
-    return read_object_checkpoint(prefix, reset_after=reset_after).layers
+    found = read_object_checkpoint(prefix, reset_after=reset_after)
+    recurrent = [lay.name for lay in found.layers if lay.class_name in GATES or lay.cells]
+    if not found.ordered and len(recurrent) > 1 and layer_names is None:
+        raise ValueError(f"layer_names: {path!r} holds the layers of a subclassed model (attributes "
+                         f"in the order they were assigned, not called), so the file does not tell "
+                         f"their order; pass layer_names=[...] bottom first, from {recurrent} "
+                         f"(rnnfuse convert: --layer NAME, repeated)")
+    return found.layers
 
 
 def read_object_checkpoint(prefix: str, *, reset_after: bool | None = None) -> ObjectCheckpoint:
@@ -102,6 +118,7 @@ class _Walk:
         self.layers: list[KerasLayer] = []
         self.paths: dict[int, str] = {}
         self.others: list[tuple[int, int, str]] = []  # (place in layers, node, path)
+        self.ordered = True
 
     def run(self) -> ObjectCheckpoint:
         slot_nodes = {slot for node in self.nodes for _, _, slot in node.slots}
@@ -117,9 +134,9 @@ class _Walk:
             elif self.paths.get(k) == "save_counter":
                 skipped.setdefault("counter", []).append("save_counter")
             else:  # a variable of no layer (e.g. tf.train.Checkpoint(step=tf.Variable(...)))
-                skipped.setdefault("other", []).append(name)
+                skipped.setdefault("other", []).append(self.paths.get(k) or name)
         count = sum(node.variable is not None for node in self.nodes)
-        return ObjectCheckpoint(self._unique(self.layers), skipped, count)
+        return ObjectCheckpoint(self._unique(self.layers), skipped, count, self.ordered)
 
     def _visit(self) -> None:
         stack: list[tuple[int, str, bool]] = [(0, "", False)]
@@ -155,6 +172,8 @@ class _Walk:
     def _layer(self, k: int, path: str) -> bool:
         """Record the layer at node ``k``, if it is one; whether it was."""
         fw, bw = self._child(k, "forward_layer"), self._child(k, "backward_layer")
+        if (self._is_rnn(fw) and self._is_rnn(bw)) or self._is_rnn(k):
+            self.ordered = self.ordered and bool(_MODEL_ORDER.fullmatch(path.rsplit("/", 1)[-1]))
         if self._is_rnn(fw) and self._is_rnn(bw):
             forward = self._rnn(fw, path, backwards=False, scope_depth=3)  # type: ignore[arg-type]
             backward = self._rnn(bw, path, backwards=True, scope_depth=3)  # type: ignore[arg-type]

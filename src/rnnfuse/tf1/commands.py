@@ -231,6 +231,10 @@ def _inspect_tf2(prefix: str) -> int:
     print(f"skipped (not model weights): {found.skipped_summary()}")
     print("no configuration stored: kinds and sizes from the shapes, activations taken to be "
           "Keras' defaults (tanh, sigmoid)")
+    if not found.ordered:
+        print("a subclassed model: its layers are listed in the order they were assigned, which "
+              "the file cannot tell from the order they are called; with several recurrent "
+              "layers, pass layer_names=[...] (--layer NAME) in call order")
     return describe_layers(found.layers)
 
 

@@ -35,22 +35,14 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from .cell_kinds import OTHER_CLASS_SCOPES, cell_types_map, kinds_that_fit
+
 __all__ = ["TF1VariableError", "TFLayer", "TFStack", "TFBidirectional", "TFStackBidirectional", "CELL_TYPES",
            "PEEPHOLES", "parse_scope", "find_rnn_scopes", "variable_shapes"]
 
 CELL_TYPES = {"basic_lstm_cell": "BasicLSTMCell", "lstm_cell": "LSTMCell",
               "gru_cell": "GRUCell", "basic_rnn_cell": "BasicRNNCell"}
 _ALIASES = {"weights": "kernel", "biases": "bias"}  # TF < 1.2
-#: Scopes of TF1/contrib cell classes other than the four: their math differs (or is not
-#: checked here), so their variables are not read as a cell built with ``name=`` would be.
-OTHER_CLASS_SCOPES = frozenset({
-    "lstm_block_cell", "lstm_block_wrapper", "gru_block_cell", "layer_norm_basic_lstm_cell",
-    "layer_norm_lstm_cell", "ugrnn_cell", "nas_cell", "coupled_input_forget_gate_lstm_cell",
-    "time_freq_lstm_cell", "grid_lstm_cell", "bidirectional_grid_lstm_cell", "glstm_cell",
-    "intersection_rnn_cell", "phased_lstm_cell", "sru_cell", "ind_rnn_cell", "ind_gru_cell",
-    "ind_lstm_cell", "ind_recurrent_cell", "weight_norm_lstm_cell", "minimal_rnn_cell",
-    "cfn_cell", "conv_lstm_cell", "conv1d_lstm_cell", "conv2d_lstm_cell", "conv3d_lstm_cell",
-    "attention_cell_wrapper", "highway_wrapper", "lstm_cell_with_clip"})
 PEEPHOLES = ("w_i_diag", "w_f_diag", "w_o_diag")
 _ROLES = {
     "basic_lstm_cell": {"kernel", "bias"},
@@ -168,7 +160,7 @@ def parse_scope(shapes: Mapping[str, Any], scope: str = "rnn", ignore: Iterable[
         hint = f"RNN scopes in the checkpoint: {found}" if found else "the checkpoint holds no TF1 RNN cells"
         raise TF1VariableError(f"scope: no variables under {scope!r}; {hint}")
     problems = _Problems()
-    types = _cell_types(cell_types)
+    types = cell_types_map(cell_types, CELL_TYPES)
     tops = {r.split("/")[0] for r in rel}
     if any(r.split("/")[1:2] == ["bidirectional_rnn"] for r in rel):
         return _parse_stack_bidirectional(shapes, scope, rel, patterns, problems, cell_types)
@@ -248,20 +240,6 @@ def _parse_stack(scope: str, rel: dict[str, Any], problems: _Problems, types: di
     return TFStack(scope, True, _parse_cells(dirs, problems, types))
 
 
-def _cell_types(cell_types: Mapping[str, str] | None) -> dict[str, str]:
-    """``cell_types`` checked, as ``{cell scope name or path: variable scope kind}``."""
-    if cell_types is None:
-        return {}
-    if not isinstance(cell_types, Mapping):
-        raise TypeError(f"cell_types: expected a mapping {{cell scope name: TF class name}}, e.g. "
-                        f"{{'cell0': 'LSTMCell'}}, got {type(cell_types).__name__}")
-    kinds = {cls: kind for kind, cls in CELL_TYPES.items()}
-    bad = {k: v for k, v in cell_types.items() if v not in kinds and v not in CELL_TYPES}
-    if bad:
-        raise ValueError(f"cell_types: expected TF class names {sorted(kinds)}, got {bad}")
-    return {str(k).strip("/"): kinds.get(v, v) for k, v in cell_types.items()}
-
-
 def _parse_cells(dirs: list[tuple[str, dict[str, Any]]], problems: _Problems,
                  types: dict[str, str]) -> tuple[TFLayer, ...]:
     layers: list[TFLayer] = []
@@ -306,17 +284,7 @@ def _kind(path: str, rel: dict[str, Any], types: dict[str, str]) -> str:
             f"(variables: {sorted(f'{path}/{r}' for r in rel)}); rnnfuse reads {known}, and cells "
             f"built with name= by their variables; if its math is one of these, "
             f"cell_types={{{name!r}: 'LSTMCell'}} (or another) reads it as that class")
-    if _ROLES["gru_cell"] <= roles.keys():
-        return "gru_cell"
-    if roles.keys() & {"projection/kernel", *PEEPHOLES}:
-        return "lstm_cell"
-    fits = []
-    if roles.keys() >= {"kernel", "bias"} and len(roles["kernel"]) == 2:
-        rows, cols = roles["kernel"]
-        if cols % 4 == 0 and rows > cols // 4:
-            fits.append(("lstm_cell", f"an LSTM of {cols // 4} units"))
-        if rows > cols:
-            fits.append(("basic_rnn_cell", f"a BasicRNNCell of {cols} units"))
+    fits = kinds_that_fit(roles)
     if len(fits) == 1:
         return fits[0][0]
     variables = sorted(f"{path}/{r} {list(shape)}" for r, shape in rel.items())

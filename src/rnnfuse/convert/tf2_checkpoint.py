@@ -281,8 +281,9 @@ def _inferred(name: str, weights: list[np.ndarray], backwards: bool, reset_after
         elif reset_after is None:
             raise ValueError(f"reset_after: layer {name!r} is a GRU without bias, and only its bias "
                              f"shape tells reset_after ([2, 3 * units] True, [3 * units] False); "
-                             f"pass reset_after=True or False (rnnfuse convert: --reset-after "
-                             f"true|false) as the model was built")
+                             f"pass reset_after=True or False, as the model was built, to "
+                             f"rnnfuse.convert.tf2.stack_from_tf2 (rnnfuse convert: "
+                             f"--reset-after true|false)")
         else:
             config["reset_after"] = bool(reset_after)
     return KerasLayer(name, cls, config, weights)

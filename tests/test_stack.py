@@ -41,6 +41,14 @@ def _stacks() -> dict[str, StackedRNN]:
             [GRUCell(F, 3), LSTMCell(6, 4, forget_bias=1.0)],
             backward_cells=[RNNCell(F, 3), GRUCell(6, 4, reset_after=False)],
         ),
+        # activations other than sigmoid/tanh: the reference loop, also over ragged batches
+        "acts": StackedRNN.from_cells(
+            [LSTMCell(F, 5, recurrent_activation="hard_sigmoid_keras2"),
+             GRUCell(5, 3, recurrent_activation="hard_sigmoid", activation="softsign"),
+             RNNCell(3, 3, nonlinearity="softsign")]
+        ),
+        "bi_acts": StackedRNN(F, [4, 3], "lstm", bidirectional=True, recurrent_activation="hard_sigmoid",
+                              activation="relu"),
         "own_cells": StackedRNN.from_cells(
             [OwnLSTMCell(F, 5, proj_size=4, cell_clip=0.5), OwnGRUCell(4, 3, reset_after=False)]
         ),

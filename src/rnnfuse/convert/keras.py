@@ -4,7 +4,10 @@ Sources: a live Keras model (or a list of layers, or one layer), a ``.keras`` fi
 ``.weights.h5`` file.  Files are read with ``h5py`` (and ``zipfile`` for ``.keras``); Keras
 itself is not needed for them.  Layers: ``LSTM`` (gates i, f, c, o = rnnfuse's i, f, g, o),
 ``GRU`` (z, r, h → r, z, n; ``reset_after=True`` keeps its two biases, ``False`` is TF1's
-GRU), ``SimpleRNN`` (tanh or relu), each optionally in ``Bidirectional(merge_mode="concat")``
+GRU), ``SimpleRNN``, with their ``activation`` and ``recurrent_activation`` (the built-in
+ones of :mod:`rnnfuse.cells.activations`; ``hard_sigmoid`` is read as the Keras that wrote
+the file defines it: ``clip(0.2 x + 0.5, 0, 1)`` in Keras 2, ``relu6(x + 3) / 6`` in
+Keras 3), each optionally in ``Bidirectional(merge_mode="concat")``
 (every layer then is; layer k+1 reads fw|bw of layer k, as in StackedRNN), and ``RNN``
 over ``LSTMCell``/``GRUCell``/``SimpleRNNCell``, ``StackedRNNCells([...])`` or a list of
 cells (one stack layer per cell).  Kernels are
@@ -50,7 +53,9 @@ from ..cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
 from .._checks import check_lengths, check_sequence_input
 from ..kernels import run_layer
 from ..stack import StackedRNN
-from ._keras_model import CELL_CLASSES, GATES, KINDS, NEUTRAL, KerasFormatError, KerasLayer, snake
+from ..cells.activations import keras_activation
+from ._keras_model import (CELL_CLASSES, GATES, KINDS, NEUTRAL, KerasFormatError, KerasLayer, keras_major,
+                           snake, with_keras_major)
 from .keras_h5 import is_keras2_h5, read_keras2_h5
 from ._params import copy_params, to_rnnfuse_gates
 
@@ -116,8 +121,21 @@ def lengths_from_masking(x: Any, mask_value: float = 0.0, *, batch_first: bool =
 
 
 # --------------------------------------------------------------------------- sources
+def _live_keras_major(items: list[Any]) -> int:
+    """The major version of the Keras a live layer belongs to (``tf_keras``: 2)."""
+    root = type(items[0]).__module__.split(".")[0] if items else "keras"
+    if root == "tf_keras":
+        return 2
+    import sys
+    return keras_major(getattr(sys.modules.get(root), "__version__", None), 3)
+
+
 def _from_live(source: Any) -> list[_Layer]:
     items = list(source) if isinstance(source, (list, tuple)) else getattr(source, "layers", [source])
+    return with_keras_major(_live_layers(items), _live_keras_major(items))
+
+
+def _live_layers(items: list[Any]) -> list[_Layer]:
     out = []
     for layer in items:
         cls = type(layer).__name__
@@ -173,15 +191,18 @@ def _from_keras_file(path: str) -> list[_Layer]:
         with zipfile.ZipFile(path) as z:
             config = json.loads(z.read("config.json"))
             weights = z.read("model.weights.h5")
+            metadata = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
         raise ValueError(f"source: {path!r} is not a Keras 3 .keras file ({exc})") from None
     entries = config.get("config", {}).get("layers") if isinstance(config, dict) else None
     if not isinstance(entries, list):
         raise ValueError(f"source: {path!r}: config.json has no list of layers (a subclassed model?)")
     used: dict[str, int] = {}
+    major = keras_major(metadata.get("keras_version") if isinstance(metadata, dict) else None, 3)
     with h5py.File(io.BytesIO(weights), "r") as f:
         try:
-            return [_file_layer(f, entry["class_name"], entry["config"], used) for entry in entries]
+            return with_keras_major([_file_layer(f, entry["class_name"], entry["config"], used)
+                                     for entry in entries], major)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"source: {path!r}: a layer entry of config.json lacks {exc}") from None
 
@@ -238,7 +259,7 @@ def _expand_rnn(layers: list[_Layer]) -> list[_Layer]:
                                  f"GRUCell or SimpleRNNCell")
             name = layer.name if len(layer.cells) == 1 else f"{layer.name}/{k}"
             config = {**cell.config, "go_backwards": layer.config.get("go_backwards", False)}
-            out.append(_Layer(name, cls, config, cell.weights))
+            out.append(cell._replace(name=name, class_name=cls, config=config))
     return out
 
 
@@ -495,16 +516,20 @@ class MergedBidirectional(torch.nn.Module):
         return f"merge_mode={self.merge_mode!r}"
 
 
+def _activations(layer: _Layer) -> dict[str, str]:
+    """The cell options of the layer's activations, in rnnfuse's names (the Keras name
+    ``hard_sigmoid`` means another equation in Keras 2 and in Keras 3)."""
+    cfg, where = layer.config, f"layer {layer.name!r}"
+    act = keras_activation(cfg.get("activation", "tanh"), layer.keras_major, f"{where}: activation")
+    if layer.class_name == "SimpleRNN":
+        return {"nonlinearity": act}
+    gate = keras_activation(cfg.get("recurrent_activation", "sigmoid"), layer.keras_major,
+                            f"{where}: recurrent_activation")
+    return {"activation": act, "recurrent_activation": gate}
+
+
 def _check_config(layer: _Layer, backwards: bool) -> None:
-    cfg, cls = layer.config, layer.class_name
-    activation, recurrent = cfg.get("activation", "tanh"), cfg.get("recurrent_activation", "sigmoid")
-    if cls == "SimpleRNN":
-        supported = activation in ("tanh", "relu")
-    else:
-        supported = (activation, recurrent) == ("tanh", "sigmoid")
-    if not supported:
-        raise ValueError(f"layer {layer.name!r}: activation={activation!r}, recurrent_activation="
-                         f"{recurrent!r}; rnnfuse supports tanh/sigmoid (and relu for SimpleRNN)")
+    cfg = layer.config
     if bool(cfg.get("go_backwards", False)) != backwards:
         raise ValueError(f"layer {layer.name!r}: go_backwards={cfg.get('go_backwards')} is supported "
                          f"only as the backward half of a Bidirectional layer, or in a model with "
@@ -530,12 +555,13 @@ def _cell(layer: _Layer, in_size: int | None, backwards: bool) -> RecurrentCell:
               "weight_hh": to_rnnfuse_gates(w[1], "keras", kind, -1).T}
     bias = to_rnnfuse_gates(bias, "keras", kind, -1)
     params.update({"bias_ih": bias[0], "bias_hh": bias[1]} if reset_after else {"bias": bias})
+    acts = _activations(layer)
     if cls == "LSTM":
-        cell: RecurrentCell = LSTMCell(n_in, units)
+        cell: RecurrentCell = LSTMCell(n_in, units, **acts)
     elif cls == "SimpleRNN":
-        cell = RNNCell(n_in, units, nonlinearity=cfg.get("activation", "tanh"))
+        cell = RNNCell(n_in, units, **acts)
     else:
-        cell = GRUCell(n_in, units, reset_after=reset_after)
+        cell = GRUCell(n_in, units, reset_after=reset_after, **acts)
     cell = cell.to(torch.from_numpy(w[0]).dtype)
     copy_params(cell, params, f"layer {layer.name!r}")
     return cell

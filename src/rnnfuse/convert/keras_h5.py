@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._keras_model import GATES, KerasFormatError, KerasLayer, text
+from ._keras_model import GATES, KerasFormatError, KerasLayer, keras_major, text, with_keras_major
 
 __all__ = ["is_keras2_h5", "read_keras2_h5"]
 
@@ -38,11 +38,14 @@ def is_keras2_h5(f: Any) -> bool:
 
 
 def read_keras2_h5(f: Any, path: str) -> list[KerasLayer]:
-    """The layers of a Keras 2 ``.h5`` file, in model order."""
+    """The layers of a Keras 2 ``.h5`` file, in model order (Keras 3 writes this format
+    too: its ``keras_version`` attribute tells which Keras' activations the names mean)."""
     try:
+        version = f.attrs.get("keras_version")
+        major = keras_major(text(version) if version is not None else None, 2)
         if "model_config" in f.attrs:
-            return _full_model(f, path)
-        return _weights_only(f, path)
+            return with_keras_major(_full_model(f, path), major)
+        return with_keras_major(_weights_only(f, path), major)
     except KerasFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError,

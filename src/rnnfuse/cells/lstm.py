@@ -22,7 +22,7 @@ reference loop (PyTorch's fused kernels and the BPTT kernels compute sigmoid and
 from __future__ import annotations
 
 import math
-
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
@@ -93,7 +93,8 @@ def lstm_step(
         f = f + p_f * c
     if options.forget_bias:
         f = f + options.forget_bias
-    gate, act = torch.sigmoid, torch.tanh
+    gate: Callable[[Tensor], Tensor] = torch.sigmoid
+    act: Callable[[Tensor], Tensor] = torch.tanh
     if options.default_activations:
         c = lstm_cell_update(i, f, g, c)
     else:

@@ -516,7 +516,7 @@ class MergedBidirectional(torch.nn.Module):
         return f"merge_mode={self.merge_mode!r}"
 
 
-def _activations(layer: _Layer) -> dict[str, str]:
+def _activations(layer: _Layer) -> dict[str, Any]:
     """The cell options of the layer's activations, in rnnfuse's names (the Keras name
     ``hard_sigmoid`` means another equation in Keras 2 and in Keras 3)."""
     cfg, where = layer.config, f"layer {layer.name!r}"

@@ -180,13 +180,17 @@ def stacked_rnn(
     lengths: Sequence[int] | None = None,
     backward: Sequence[tuple[StepFn, int]] | None = None,
     backward_initials: Sequence[Any] | None = None,
+    merges: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, Any]:
     """A stack of layers, each ``(step, output_size)``; layer k+1 reads layer k's outputs.
 
     With ``backward`` each layer also runs a backward direction and the next layer reads
-    ``[fw | bw]`` (PyTorch's / TF ``stack_bidirectional_dynamic_rnn``).  Returns
-    ``(outputs, state)`` with state a tuple per layer or ``(fw, bw)``.
+    ``[fw | bw]`` (PyTorch's / TF ``stack_bidirectional_dynamic_rnn``), or with ``merges``
+    (one per layer) Keras' ``Bidirectional`` merge: ``fw + bw``, ``(fw + bw) / 2``,
+    ``fw * bw``.  Returns ``(outputs, state)`` with state a tuple per layer or ``(fw, bw)``.
     """
+    join = {"concat": lambda a, b: np.concatenate([a, b], axis=-1), "sum": lambda a, b: a + b,
+            "ave": lambda a, b: (a + b) / 2, "mul": lambda a, b: a * b}
     fw_final, bw_final = [], []
     inputs = x
     for k, (step, size) in enumerate(layers):
@@ -196,7 +200,7 @@ def stacked_rnn(
             bw_step, bw_size = backward[k]
             out_bw, final_bw = dynamic_rnn(bw_step, inputs, backward_initials[k], bw_size, lengths, True)
             bw_final.append(final_bw)
-            out = np.concatenate([out, out_bw], axis=-1)
+            out = join["concat" if merges is None else merges[k]](out, out_bw)
         inputs = out
     state = (tuple(fw_final), tuple(bw_final)) if backward is not None else tuple(fw_final)
     return inputs, state

@@ -48,8 +48,11 @@ def inspect_path(path: str) -> int | None:
         backward = stack.backward_cell(k)
         print(f"  layer {k}: {cell!r}" + (f" | backward {backward!r}" if backward is not None else ""))
     extra = getattr(module, "merge_mode", "concat")
+    merges = [m for k, m in enumerate(stack.merge_modes) if stack.layer_directions[k]]
+    if any(m != "concat" for m in merges):
+        print(f"  bidirectional layers merge with merge_mode={merges}")
     print(f"  outputs: [batch, time, {stack.output_size}]" + (
-        f" merged with merge_mode={extra!r}" if extra != "concat" else "") + (
+        f" as two outputs (fw, bw): merge_mode={extra!r}" if extra != "concat" else "") + (
         " in reversed time (go_backwards)" if module is not stack and not hasattr(module, "merge_mode") else ""))
     print(f"  state: {state_str(stack.state_sizes, 'LSTMState')}")
     if any(lay.class_name == "Masking" for lay in layers):

@@ -436,27 +436,28 @@ def _build(layers: list[_Layer], batch_first: bool) -> Any:
                                                  batch_first=batch_first))
     fw: list[RecurrentCell] = []
     bw: list[RecurrentCell | None] = []
+    merges: list[str] = []
     in_size = None
-    merge = "concat"
     for k, layer in enumerate(layers):
         fw.append(_cell(layer, in_size, backwards=False))
+        merge = layer.config.get("merge_mode", "concat") if layer.backward is not None else "concat"
+        if merge not in _MERGES:
+            raise ValueError(f"layer {layer.name!r}: merge_mode={merge!r}; expected one of "
+                             f"{sorted(str(m) for m in _MERGES)}")
+        if merge is None and k < len(layers) - 1:
+            raise ValueError(f"layer {layer.name!r}: merge_mode=None below another layer; it "
+                             f"returns fw and bw as two outputs, which no next layer reads as one")
+        merges.append("concat" if merge is None else merge)
         if layer.backward is not None:
-            merge = layer.config.get("merge_mode", "concat")
-            if merge not in _MERGES:
-                raise ValueError(f"layer {layer.name!r}: merge_mode={merge!r}; expected one of "
-                                 f"{sorted(str(m) for m in _MERGES)}")
-            if merge != "concat" and k < len(layers) - 1:
-                raise ValueError(f"layer {layer.name!r}: merge_mode={merge!r} below another layer; "
-                                 f"a StackedRNN feeds [fw, bw] (merge_mode='concat') to the next "
-                                 f"layer, so only the top layer may merge otherwise")
             backward = layer.backward._replace(name=f"{layer.name}/backward")
             bw.append(_cell(backward, in_size, backwards=True))
         else:
             bw.append(None)
-        in_size = fw[-1].output_size * (2 if bw[-1] is not None else 1)
+        in_size = fw[-1].output_size * (2 if bw[-1] is not None and merges[-1] == "concat" else 1)
     stack = StackedRNN.from_cells(fw, backward_cells=bw if any(c is not None for c in bw) else None,
-                                  batch_first=batch_first)
-    return stack if layers[-1].backward is None or merge == "concat" else MergedBidirectional(stack, merge)
+                                  batch_first=batch_first, merge_mode=merges)
+    top_none = layers[-1].backward is not None and layers[-1].config.get("merge_mode", "concat") is None
+    return MergedBidirectional(stack, None) if top_none else stack
 
 
 _MERGES = ("concat", "sum", "mul", "ave", None)

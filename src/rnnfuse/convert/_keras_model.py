@@ -36,6 +36,7 @@ class KerasLayer(NamedTuple):
     backward: KerasLayer | None = None  # set for Bidirectional
     cells: tuple[KerasLayer, ...] = ()  # RNN(StackedRNNCells) / RNN([cells]): one per cell
     keras_major: int = 3  # the Keras that wrote it: names such as hard_sigmoid depend on it
+    inbound: Any = None  # an _keras_graph.Inbound: what it was called on (None: no graph)
 
 
 def keras_major(version: object, default: int) -> int:

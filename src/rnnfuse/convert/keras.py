@@ -54,12 +54,14 @@ from .._checks import check_lengths, check_sequence_input
 from ..kernels import run_layer
 from ..stack import StackedRNN
 from ..cells.activations import keras_activation
+from ._keras_graph import Inbound, chains, describe_chain, feeder, parse_inbound
 from ._keras_model import (CELL_CLASSES, GATES, KINDS, NEUTRAL, KerasFormatError, KerasLayer, keras_major,
                            snake, with_keras_major)
 from .keras_h5 import is_keras2_h5, read_keras2_h5
 from ._params import copy_params, to_rnnfuse_gates
 
-__all__ = ["stack_from_keras", "lengths_from_masking", "MergedBidirectional", "GoBackwards"]
+__all__ = ["stack_from_keras", "stacks_from_keras", "lengths_from_masking", "MergedBidirectional",
+           "GoBackwards"]
 
 _GATES, _KINDS, _NEUTRAL = GATES, KINDS, NEUTRAL
 _Layer = KerasLayer
@@ -71,10 +73,60 @@ def stack_from_keras(source: Any, *, batch_first: bool = True,
     """A :class:`~rnnfuse.StackedRNN` with the recurrent layers of ``source``.
 
     ``source``: a Keras model, a list of layers, one layer, or the path of a ``.keras`` or
-    ``.weights.h5`` file.  ``layer_names`` picks layers (in stack order); by default every
-    layer is taken and a non-recurrent layer that matters raises ``ValueError``.
+    ``.weights.h5`` file.  ``layer_names`` picks layers (in stack order, each reading the
+    one before); by default every recurrent layer is taken, a non-recurrent layer that
+    matters raises ``ValueError``, and so does a model whose recurrent layers are not one
+    chain (an encoder and a decoder on separate inputs: see :func:`stacks_from_keras`).
     """
-    return _build(_select(read_keras_layers(source, layer_names), layer_names), batch_first)
+    layers = read_keras_layers(source, layer_names)
+    _check_chain(layers, layer_names)
+    return _build(_select(layers, layer_names), batch_first)
+
+
+def stacks_from_keras(source: Any, *, batch_first: bool = True) -> dict[str, torch.nn.Module]:
+    """One module per chain of recurrent layers of ``source`` (see :func:`stack_from_keras`),
+    keyed by the chain's last layer name, in model order.
+
+    Layers chain where each reads the one before; layers on other inputs, or started from
+    another layer's states, are other chains (the Keras ``lstm_seq2seq`` model gives
+    ``{"encoder": ..., "decoder": ...}``; run the decoder with ``initial_state=`` the
+    encoder's final layer state, e.g. ``(encoder_state[-1],)``).  Parallel branches from one
+    layer each get a copy of the shared layers.
+    """
+    layers = read_keras_layers(source)
+    return {chain[-1].name: _build(_select(layers, [lay.name for lay in chain]), batch_first)
+            for chain in chains(layers)}
+
+
+def _check_chain(layers: list[_Layer], names: Sequence[str] | None) -> None:
+    """``ValueError`` unless the recurrent layers (or ``names``) form one chain, each
+    layer reading the one before, where the model's graph tells."""
+    found = chains(layers)
+    if names is None:
+        if len(found) > 1:
+            listed = "; ".join(f"{k + 1}. {describe_chain(c, layers)}" for k, c in enumerate(found))
+            calls = " or ".join(f"layer_names={[lay.name for lay in c]}" for c in found)
+            raise ValueError(f"source: its recurrent layers form {len(found)} separate chains, not one "
+                             f"stack (a layer stacks on the one whose output sequence it reads): "
+                             f"{listed}. Load one chain with stack_from_keras(source, {calls}), or "
+                             f"each as its own module with stacks_from_keras(source)")
+        return
+    by_name = {lay.name: lay for lay in layers}
+    if isinstance(names, str) or any(n not in by_name for n in names):
+        return  # _select says what is wrong
+    for below, above in zip(names, names[1:]):
+        layer = by_name[above]
+        if layer.inbound is None or by_name[below].inbound is None:
+            continue
+        kind, name = feeder(layer, by_name)
+        if (kind, name) != ("layer", below) or layer.inbound.states:
+            reads = {"input": f"model input {name!r}", "layer": f"layer {name!r}"}.get(kind, repr(name))
+            starts = (f" and starts from the states of {sorted({n for n, _ in layer.inbound.states})}"
+                      if layer.inbound.states else "")
+            chains_text = "; ".join(describe_chain(c, layers) for c in found)
+            raise ValueError(f"layer_names: {above!r} does not read the output sequence of {below!r} "
+                             f"(it reads {reads}{starts}), so they are not one stack; the chains "
+                             f"of this model are {chains_text}")
 
 
 def read_keras_layers(source: Any, layer_names: Sequence[str] | None = None) -> list[_Layer]:
@@ -132,7 +184,14 @@ def _live_keras_major(items: list[Any]) -> int:
 
 def _from_live(source: Any) -> list[_Layer]:
     items = list(source) if isinstance(source, (list, tuple)) else getattr(source, "layers", [source])
-    return with_keras_major(_live_layers(items), _live_keras_major(items))
+    layers = with_keras_major(_live_layers(items), _live_keras_major(items))
+    config = source.get_config() if hasattr(source, "layers") and hasattr(source, "get_config") else None
+    entries = config.get("layers") if isinstance(config, dict) else None
+    if not isinstance(entries, list):
+        return layers
+    graph = {e.get("name", e.get("config", {}).get("name")): e for e in entries if isinstance(e, dict)}
+    return [lay._replace(inbound=parse_inbound(graph[lay.name], str(graph[lay.name].get("class_name"))))
+            if lay.name in graph else lay for lay in layers]
 
 
 def _live_layers(items: list[Any]) -> list[_Layer]:
@@ -202,6 +261,7 @@ def _from_keras_file(path: str) -> list[_Layer]:
     with h5py.File(io.BytesIO(weights), "r") as f:
         try:
             return with_keras_major([_file_layer(f, entry["class_name"], entry["config"], used)
+                                     ._replace(inbound=parse_inbound(entry, entry["class_name"]))
                                      for entry in entries], major)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"source: {path!r}: a layer entry of config.json lacks {exc}") from None
@@ -259,7 +319,8 @@ def _expand_rnn(layers: list[_Layer]) -> list[_Layer]:
                                  f"GRUCell or SimpleRNNCell")
             name = layer.name if len(layer.cells) == 1 else f"{layer.name}/{k}"
             config = {**cell.config, "go_backwards": layer.config.get("go_backwards", False)}
-            out.append(cell._replace(name=name, class_name=cls, config=config))
+            inbound = layer.inbound if k == 0 or layer.inbound is None else Inbound(((out[-1].name, 0),))
+            out.append(cell._replace(name=name, class_name=cls, config=config, inbound=inbound))
     return out
 
 

@@ -45,13 +45,13 @@ def parse_inbound(entry: dict[str, Any], class_name: str) -> Inbound | None:
     node = nodes[0]
     if isinstance(node, dict):  # Keras 3
         args = _tensors(node.get("args"))
-        kwargs = node.get("kwargs") if isinstance(node.get("kwargs"), dict) else {}
-        states = _tensors(kwargs.get("initial_state"))
+        found = node.get("kwargs")
+        states = _tensors(found.get("initial_state") if isinstance(found, dict) else None)
     else:  # Keras 2: [[layer, node, tensor, kwargs], ...]
         args = _tensors(node)
-        first = node[0] if isinstance(node, list) and node else None
-        kwargs = first[3] if isinstance(first, list) and len(first) > 3 and isinstance(first[3], dict) else {}
-        states = _tensors(kwargs.get("initial_state"))
+        first: Any = node[0] if isinstance(node, list) and node else None
+        extra = first[3] if isinstance(first, list) and len(first) > 3 else None
+        states = _tensors(extra.get("initial_state") if isinstance(extra, dict) else None)
     if class_name in _RECURRENT_CLASSES:
         return Inbound(tuple(args[:1]), tuple(args[1:]) + tuple(states), len(nodes))
     return Inbound(tuple(args), (), len(nodes))
@@ -85,7 +85,7 @@ def feeder(layer: KerasLayer, by_name: dict[str, KerasLayer]) -> tuple[str, str]
     sequence (through layers that change nothing); otherwise ``("input", name)`` for a model
     input or ``("other", name)`` for any other layer it reads."""
     seen: set[str] = set()
-    current = layer.inbound.data if layer.inbound is not None else ()
+    current: tuple[Tensor, ...] = layer.inbound.data if layer.inbound is not None else ()
     while len(current) == 1:
         name, index = current[0]
         source = by_name.get(name)
@@ -112,7 +112,7 @@ def chains(layers: list[KerasLayer]) -> list[list[KerasLayer]]:
     parent = {}
     for lay in rnn:
         kind, name = feeder(lay, by_name)
-        parent[lay.name] = name if kind == "layer" and not lay.inbound.states else None  # type: ignore[union-attr]
+        parent[lay.name] = name if kind == "layer" and not lay.inbound.states else None
     children: dict[str | None, list[KerasLayer]] = {}
     for lay in rnn:
         children.setdefault(parent[lay.name], []).append(lay)

@@ -60,7 +60,8 @@ def parse_inbound(entry: dict[str, Any], class_name: str) -> Inbound | None:
 def _tensors(value: Any) -> list[Tensor]:
     """The ``(layer, tensor index)`` references in a node's arguments, in order."""
     if isinstance(value, dict):
-        history = value.get("config", {}).get("keras_history") if isinstance(value.get("config"), dict) else None
+        config = value.get("config")
+        history: Any = config.get("keras_history") if isinstance(config, dict) else None
         if value.get("class_name") == "__keras_tensor__" and _is_ref(history):
             return [(history[0], history[2])]
         return []

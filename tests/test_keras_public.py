@@ -122,3 +122,73 @@ def test_parallel_branches_are_separate_chains():
     with pytest.raises(ValueError, match="5 separate chains"):
         stack_from_keras(path)
     assert list(stacks_from_keras(path)) == ["bi_concat", "bi_sum", "bi_mul", "bi_ave", "bi_none"]
+
+
+def _rewrite_h5(source, target, change) -> None:
+    """A copy of a Keras .h5 file with its root attributes changed by ``change(attrs)``."""
+    import shutil
+
+    import h5py
+
+    shutil.copy(source, target)
+    with h5py.File(target, "r+") as f:
+        change(f.attrs)
+
+
+def test_keras_2_1_sequential_file_loads(tmp_path):
+    """Keras <= 2.1 wrote a Sequential model's configuration as the bare list of its layers,
+    and a GRU configuration without reset_after (then always False): the keras2_hard_sigmoid
+    model with its configuration written that way gives Keras' numbers."""
+    import json
+
+    def old_style(attrs) -> None:
+        config = json.loads(attrs["model_config"])
+        layers = [{"class_name": e["class_name"], "config": {k: v for k, v in e["config"].items()
+                                                            if k != "reset_after"}}
+                  for e in config["config"]["layers"] if e["class_name"] != "InputLayer"]
+        attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": layers})
+        attrs["keras_version"] = "2.1.6"
+
+    path = tmp_path / "old.h5"
+    _rewrite_h5(LEGACY / "keras2_hard_sigmoid" / "model.h5", path, old_style)
+    data = io("keras2_hard_sigmoid")
+    x = torch.from_numpy(data["x"])
+    stack = stack_from_keras(path)
+    assert stack.layers[1].reset_after is False
+    with torch.no_grad():
+        _, (lstm, gru) = stack(x, lengths_from_masking(x))
+    close(lstm.h, data["lstm/state/h"]), close(gru, data["gru/state/h"])
+
+
+def test_keras_1_files_are_refused(tmp_path):
+    path = tmp_path / "keras1.h5"
+    _rewrite_h5(LEGACY / "keras2_hard_sigmoid" / "model.h5", path,
+                lambda attrs: attrs.__setitem__("keras_version", "1.2.2"))
+    with pytest.raises(ValueError, match="written by Keras 1.2.2, which rnnfuse does not read"):
+        stack_from_keras(path)
+
+
+def test_a_keras3_legacy_h5_reads_hard_sigmoid_as_keras_3(tmp_path):
+    """Keras 3 writes legacy .h5 files too; their keras_version says which hard_sigmoid."""
+    path = tmp_path / "k3.h5"
+    _rewrite_h5(LEGACY / "keras2_hard_sigmoid" / "model.h5", path,
+                lambda attrs: attrs.__setitem__("keras_version", "3.15.1"))
+    assert stack_from_keras(path).layers[0].recurrent_activation == "hard_sigmoid"
+
+
+def test_a_live_keras3_encoder_decoder_is_two_chains():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    L = keras.layers
+    enc_in, dec_in = keras.Input((None, 3), name="enc_in"), keras.Input((None, 4), name="dec_in")
+    _, h, c = L.LSTM(4, return_state=True, name="enc")(enc_in)
+    seq = L.LSTM(4, return_sequences=True, name="dec")(L.Dropout(0.1)(dec_in), initial_state=[h, c])
+    top = L.GRU(2, name="top")(L.Masking()(seq))  # reads dec through Masking: dec and top stack
+    model = keras.Model([enc_in, dec_in], top)
+    with pytest.raises(ValueError, match=r"\['enc'\] on input 'enc_in'; 2\. \['dec', 'top'\] on input "
+                                         r"'dec_in', its initial state from 'enc'"):
+        stack_from_keras(model)
+    assert {k: v.hidden_sizes for k, v in stacks_from_keras(model).items()} == {"enc": (4,), "top": (4, 2)}

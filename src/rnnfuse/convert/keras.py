@@ -603,7 +603,8 @@ def _cell(layer: _Layer, in_size: int | None, backwards: bool) -> RecurrentCell:
     _check_config(layer, backwards)
     cfg, cls, w = layer.config, layer.class_name, layer.weights
     units, gates = cfg["units"], _GATES[cls]
-    reset_after = bool(cls == "GRU" and cfg.get("reset_after", True))
+    # a GRU configuration without reset_after predates the option (Keras < 2.1.3): False
+    reset_after = bool(cls == "GRU" and cfg.get("reset_after", layer.keras_major >= 3))
     n_in = in_size or (w[0].shape[0] if w and w[0].ndim == 2 else -1)
     bias_shape = (2, gates * units) if reset_after else (gates * units,)
     shapes: list[tuple[int, ...]] = [(n_in, gates * units), (units, gates * units)]

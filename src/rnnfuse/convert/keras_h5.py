@@ -44,6 +44,11 @@ def read_keras2_h5(f: Any, path: str) -> list[KerasLayer]:
     try:
         version = f.attrs.get("keras_version")
         major = keras_major(text(version) if version is not None else None, 2)
+        if major < 2:
+            raise KerasFormatError(f"source: {path!r} was written by Keras {text(version)}, which "
+                                   f"rnnfuse does not read: Keras 1 stores each gate's weights apart "
+                                   f"(W_i, U_i, ...) under other option names (output_dim, "
+                                   f"inner_activation); load it in Keras 2 and save it again")
         if "model_config" in f.attrs:
             return with_keras_major(_full_model(f, path), major)
         return with_keras_major(_weights_only(f, path), major)
@@ -77,6 +82,9 @@ def _layer_weights(group: Any, name: str, path: str) -> list[tuple[str, np.ndarr
 
 def _full_model(f: Any, path: str) -> list[KerasLayer]:
     config = json.loads(text(f.attrs["model_config"]))
+    if isinstance(config, dict) and config.get("class_name") == "Sequential" \
+            and isinstance(config.get("config"), list):  # Keras <= 2.1: the list of layers itself
+        config = {**config, "config": {"layers": config["config"]}}
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise KerasFormatError(f"source: {path!r}: model_config is not a Keras model configuration")
     entries = config["config"].get("layers")

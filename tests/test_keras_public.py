@@ -192,3 +192,19 @@ def test_a_live_keras3_encoder_decoder_is_two_chains():
                                          r"'dec_in', its initial state from 'enc'"):
         stack_from_keras(model)
     assert {k: v.hidden_sizes for k, v in stacks_from_keras(model).items()} == {"enc": (4,), "top": (4, 2)}
+
+
+def test_a_graph_whose_layers_read_each_other_is_refused(tmp_path):
+    """A corrupt model_config where two LSTMs read each other: a clear error, no stack."""
+    import json
+
+    def cycle(attrs) -> None:
+        config = json.loads(attrs["model_config"])
+        by_name = {e["name"]: e for e in config["config"]["layers"]}
+        by_name["lstm"]["inbound_nodes"] = [[["gru", 0, 0, {}]]]
+        attrs["model_config"] = json.dumps(config)
+
+    path = tmp_path / "cycle.h5"
+    _rewrite_h5(LEGACY / "keras2_hard_sigmoid" / "model.h5", path, cycle)
+    with pytest.raises(ValueError, match=r"the model's graph has a cycle: layers \['gru', 'lstm'\] read each other"):
+        stack_from_keras(path)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._keras_model import GATES, NEUTRAL, KerasLayer
+from ._keras_model import GATES, NEUTRAL, KerasFormatError, KerasLayer
 
 __all__ = ["Inbound", "parse_inbound", "chains", "feeder", "describe_chain"]
 
@@ -118,16 +118,17 @@ def chains(layers: list[KerasLayer]) -> list[list[KerasLayer]]:
     for lay in rnn:
         children.setdefault(parent[lay.name], []).append(lay)
     found: list[list[KerasLayer]] = []
-
-    def walk(path: list[KerasLayer]) -> None:
+    todo = [[root] for root in reversed(children.get(None, []))]
+    while todo:  # depth first, in model order; a list, not recursion: a file sets the depth
+        path = todo.pop()
         below = children.get(path[-1].name, [])
         if not below:
             found.append(path)
-        for child in below:
-            walk(path + [child])
-
-    for root in children.get(None, []):
-        walk([root])
+        todo.extend(path + [child] for child in reversed(below))
+    reached = {lay.name for path in found for lay in path}
+    if len(reached) != len(rnn):
+        raise KerasFormatError(f"the model's graph has a cycle: layers "
+                               f"{sorted(lay.name for lay in rnn if lay.name not in reached)} read each other")
     return found
 
 

@@ -67,3 +67,15 @@ def test_hard_sigmoid_differs_between_keras_2_and_3():
 def test_unsupported_keras_activations_are_refused_by_name(value, major):
     with pytest.raises(ValueError, match="layer 'x': activation"):
         keras_activation(value, major, "layer 'x': activation")
+
+
+def test_export_of_other_activations_equals_eager():
+    """The loop path is what a traced graph holds for such a layer (no operator needed)."""
+    stack = StackedRNN.from_cells([LSTMCell(3, 4, recurrent_activation="hard_sigmoid_keras2"),
+                                   GRUCell(4, 2, activation="softsign")]).eval()
+    x, lengths = torch.randn(2, 5, 3), torch.tensor([5, 3])
+    with torch.no_grad():
+        want = stack(x, lengths)[0]
+    exported = torch.export.export(stack, (x, lengths))
+    with torch.no_grad():
+        assert torch.equal(exported.module()(x, lengths)[0], want)

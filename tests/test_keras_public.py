@@ -208,3 +208,27 @@ def test_a_graph_whose_layers_read_each_other_is_refused(tmp_path):
     _rewrite_h5(LEGACY / "keras2_hard_sigmoid" / "model.h5", path, cycle)
     with pytest.raises(ValueError, match=r"the model's graph has a cycle: layers \['gru', 'lstm'\] read each other"):
         stack_from_keras(path)
+
+
+def test_a_sequential_autoencoder_is_two_chains(tmp_path):
+    """LSTM -> RepeatVector -> LSTM (the LSTM autoencoder of many tutorials), Sequential:
+    the second LSTM reads the RepeatVector, not the first LSTM's sequence; a Sequential
+    LSTM -> Dropout -> LSTM is one stack."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    L = keras.layers
+    auto = keras.Sequential([keras.Input((5, 3)), L.LSTM(4, name="enc"), L.RepeatVector(5, name="repeat"),
+                             L.LSTM(4, return_sequences=True, name="dec")])
+    path = tmp_path / "auto.keras"
+    auto.save(path)
+    for source in (auto, path):
+        with pytest.raises(ValueError, match=r"\['enc'\] on (the model's input|input 'input_layer'); 2\. \['dec'\] reading 'repeat'"):
+            stack_from_keras(source)
+        with pytest.raises(ValueError, match="layer_names: 'dec' does not read the output sequence of 'enc' "
+                                             "\\(it reads 'repeat'\\)"):
+            stack_from_keras(source, layer_names=["enc", "dec"])
+    plain = keras.Sequential([keras.Input((5, 3)), L.LSTM(4, return_sequences=True), L.Dropout(0.5), L.GRU(2)])
+    assert stack_from_keras(plain).hidden_sizes == (4, 2)

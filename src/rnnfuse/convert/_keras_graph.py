@@ -5,7 +5,8 @@ was called on.  Keras 2 writes each node as a list of ``[layer, node, tensor, kw
 (an RNN's ``initial_state`` tensors after its input, or inside ``kwargs``); Keras 3 as
 ``{"args": [...], "kwargs": {...}}`` whose tensors are ``{"class_name": "__keras_tensor__",
 "config": {"keras_history": [layer, node, tensor]}}`` (``initial_state`` in ``kwargs``).
-Sequential models and weights-only files have no graph: their layers chain in order.
+A Sequential model's layers each read the one before (:func:`sequential`); weights-only
+files and lists of layers have no graph: their recurrent layers chain in order.
 
 Layer B *reads* layer A when B's input is A's output sequence (tensor 0), directly or
 through layers that change nothing at inference (``Masking``, ``Dropout``, ...).  Only such
@@ -20,7 +21,7 @@ from typing import Any, NamedTuple
 
 from ._keras_model import GATES, NEUTRAL, KerasFormatError, KerasLayer
 
-__all__ = ["Inbound", "parse_inbound", "chains", "feeder", "describe_chain"]
+__all__ = ["Inbound", "parse_inbound", "sequential", "chains", "feeder", "describe_chain"]
 
 Tensor = tuple[str, int]  # (layer name, output index)
 _RECURRENT_CLASSES = set(GATES) | {"Bidirectional", "RNN"}
@@ -55,6 +56,14 @@ def parse_inbound(entry: dict[str, Any], class_name: str) -> Inbound | None:
     if class_name in _RECURRENT_CLASSES:
         return Inbound(tuple(args[:1]), tuple(args[1:]) + tuple(states), len(nodes))
     return Inbound(tuple(args), (), len(nodes))
+
+
+def sequential(layers: list[KerasLayer]) -> list[KerasLayer]:
+    """The layers of a Sequential model, each reading the one before (the first: the model's
+    input), so that a layer between two recurrent ones (``RepeatVector``) breaks the chain
+    as it does in the model."""
+    return [lay._replace(inbound=Inbound(((layers[k - 1].name, 0),) if k else ()))
+            for k, lay in enumerate(layers)]
 
 
 def _tensors(value: Any) -> list[Tensor]:
@@ -100,7 +109,7 @@ def feeder(layer: KerasLayer, by_name: dict[str, KerasLayer]) -> tuple[str, str]
         if source.class_name not in NEUTRAL or source.inbound is None:
             return ("other", name)
         current = source.inbound.data
-    return ("other", "several inputs" if current else "nothing")
+    return ("other", "several inputs") if current else ("input", "")  # "": the model's one input
 
 
 def chains(layers: list[KerasLayer]) -> list[list[KerasLayer]]:
@@ -139,8 +148,8 @@ def describe_chain(chain: list[KerasLayer], layers: list[KerasLayer]) -> str:
     if first.inbound is None:
         return text
     kind, name = feeder(first, {lay.name: lay for lay in layers})
-    text += {"input": f" on input {name!r}", "layer": f" on the outputs of {name!r}"}.get(
-        kind, f" reading {name!r}")
+    text += {"input": f" on input {name!r}" if name else " on the model's input",
+             "layer": f" on the outputs of {name!r}"}.get(kind, f" reading {name!r}")
     sources = sorted({n for n, _ in first.inbound.states})
     if sources:
         text += f", its initial state from {', '.join(map(repr, sources))}"

@@ -54,7 +54,7 @@ from .._checks import check_lengths, check_sequence_input
 from ..kernels import run_layer
 from ..stack import StackedRNN
 from ..cells.activations import keras_activation
-from ._keras_graph import Inbound, chains, describe_chain, feeder, parse_inbound
+from ._keras_graph import Inbound, chains, describe_chain, feeder, parse_inbound, sequential
 from ._keras_model import (CELL_CLASSES, GATES, KINDS, NEUTRAL, KerasFormatError, KerasLayer, keras_major,
                            snake, with_keras_major)
 from .keras_h5 import is_keras2_h5, read_keras2_h5
@@ -120,7 +120,8 @@ def _check_chain(layers: list[_Layer], names: Sequence[str] | None) -> None:
             continue
         kind, name = feeder(layer, by_name)
         if (kind, name) != ("layer", below) or layer.inbound.states:
-            reads = {"input": f"model input {name!r}", "layer": f"layer {name!r}"}.get(kind, repr(name))
+            reads = {"input": f"model input {name!r}" if name else "the model's input",
+                     "layer": f"layer {name!r}"}.get(kind, repr(name))
             starts = (f" and starts from the states of {sorted({n for n, _ in layer.inbound.states})}"
                       if layer.inbound.states else "")
             chains_text = "; ".join(describe_chain(c, layers) for c in found)
@@ -185,6 +186,8 @@ def _live_keras_major(items: list[Any]) -> int:
 def _from_live(source: Any) -> list[_Layer]:
     items = list(source) if isinstance(source, (list, tuple)) else getattr(source, "layers", [source])
     layers = with_keras_major(_live_layers(items), _live_keras_major(items))
+    if type(source).__name__ == "Sequential":
+        return sequential(layers)
     config = source.get_config() if hasattr(source, "layers") and hasattr(source, "get_config") else None
     entries = config.get("layers") if isinstance(config, dict) else None
     if not isinstance(entries, list):
@@ -260,11 +263,11 @@ def _from_keras_file(path: str) -> list[_Layer]:
     major = keras_major(metadata.get("keras_version") if isinstance(metadata, dict) else None, 3)
     with h5py.File(io.BytesIO(weights), "r") as f:
         try:
-            return with_keras_major([_file_layer(f, entry["class_name"], entry["config"], used)
-                                     ._replace(inbound=parse_inbound(entry, entry["class_name"]))
-                                     for entry in entries], major)
+            layers = [_file_layer(f, entry["class_name"], entry["config"], used)
+                      ._replace(inbound=parse_inbound(entry, entry["class_name"])) for entry in entries]
         except (KeyError, TypeError) as exc:
             raise ValueError(f"source: {path!r}: a layer entry of config.json lacks {exc}") from None
+    return with_keras_major(sequential(layers) if config.get("class_name") == "Sequential" else layers, major)
 
 
 def _file_layer(f: Any, cls: str, cfg: dict[str, Any], used: dict[str, int]) -> _Layer:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._keras_graph import parse_inbound
+from ._keras_graph import parse_inbound, sequential
 from ._keras_model import GATES, KerasFormatError, KerasLayer, keras_major, text, with_keras_major
 
 __all__ = ["is_keras2_h5", "read_keras2_h5"]
@@ -105,7 +105,7 @@ def _full_model(f: Any, path: str) -> list[KerasLayer]:
             raise KerasFormatError(f"source: {path!r}: a layer entry lacks class_name or name")
         weights = _layer_weights(group, name, path) if name in group else []
         layers.append(_configured(name, cls, cfg, weights, path)._replace(inbound=parse_inbound(entry, cls)))
-    return layers
+    return sequential(layers) if config.get("class_name") == "Sequential" else layers
 
 
 def _configured(name: str, cls: str, cfg: dict[str, Any], weights: list[tuple[str, np.ndarray]],

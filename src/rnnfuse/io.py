@@ -4,7 +4,7 @@ The file holds every parameter under its ``state_dict`` name and, in the metadat
 ``{"format": "rnnfuse", "version": 1, "config": {...}}``.  The configuration describes a
 :class:`~rnnfuse.StackedRNN` (each layer's ``cell.config()``, ``batch_first``,
 ``bidirectional`` with the backward layers, ``dropout``, ``variational_dropout``,
-``residual``) or a TF-style :class:`~rnnfuse.bidirectional.BidirectionalRNN` (two such
+``residual``, ``merge_mode`` where a layer merges otherwise than concat) or a TF-style :class:`~rnnfuse.bidirectional.BidirectionalRNN` (two such
 stacks, ``fw`` and ``bw``).  No pickle is involved; loading is strict: a file that is not
 safetensors, lacks rnnfuse metadata, or whose tensors are missing, unexpected or of the
 wrong shape raises ``ValueError`` saying so.
@@ -169,6 +169,8 @@ def _module_config(module: nn.Module) -> dict[str, Any]:
         "dropout": module.dropout,
         "variational_dropout": module.variational_dropout,
         "residual": module.residual if isinstance(module.residual, bool) else list(module.residual),
+        # only where a layer merges otherwise than concat (files without it: all concat)
+        **({"merge_mode": list(module.merge_modes)} if any(m != "concat" for m in module.merge_modes) else {}),
     }
 
 
@@ -208,7 +210,8 @@ def module_from_config(config: dict[str, Any]) -> nn.Module:
     return StackedRNN.from_cells(
         cells, backward_cells=per_layer or None, batch_first=config["batch_first"],
         dropout=config["dropout"], variational_dropout=config["variational_dropout"],
-        residual=residual if isinstance(residual, bool) else list(residual))
+        residual=residual if isinstance(residual, bool) else list(residual),
+        merge_mode=config.get("merge_mode", "concat"))
 
 
 def check_state_dict(module: nn.Module, tensors: dict[str, torch.Tensor], path: Any) -> None:

@@ -4,7 +4,10 @@ Sources: a live Keras model (or a list of layers, or one layer), a ``.keras`` fi
 ``.weights.h5`` file.  Files are read with ``h5py`` (and ``zipfile`` for ``.keras``); Keras
 itself is not needed for them.  Layers: ``LSTM`` (gates i, f, c, o = rnnfuse's i, f, g, o),
 ``GRU`` (z, r, h → r, z, n; ``reset_after=True`` keeps its two biases, ``False`` is TF1's
-GRU), ``SimpleRNN`` (tanh or relu), each optionally in ``Bidirectional(merge_mode="concat")``
+GRU), ``SimpleRNN``, with their ``activation`` and ``recurrent_activation`` (the built-in
+ones of :mod:`rnnfuse.cells.activations`; ``hard_sigmoid`` is read as the Keras that wrote
+the file defines it: ``clip(0.2 x + 0.5, 0, 1)`` in Keras 2, ``relu6(x + 3) / 6`` in
+Keras 3), each optionally in ``Bidirectional(merge_mode="concat")``
 (every layer then is; layer k+1 reads fw|bw of layer k, as in StackedRNN), and ``RNN``
 over ``LSTMCell``/``GRUCell``/``SimpleRNNCell``, ``StackedRNNCells([...])`` or a list of
 cells (one stack layer per cell).  Kernels are
@@ -50,11 +53,15 @@ from ..cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
 from .._checks import check_lengths, check_sequence_input
 from ..kernels import run_layer
 from ..stack import StackedRNN
-from ._keras_model import CELL_CLASSES, GATES, KINDS, NEUTRAL, KerasFormatError, KerasLayer, snake
+from ..cells.activations import keras_activation
+from ._keras_graph import Inbound, chains, describe_chain, feeder, parse_inbound, sequential
+from ._keras_model import (CELL_CLASSES, GATES, KINDS, NEUTRAL, KerasFormatError, KerasLayer, keras_major,
+                           snake, with_keras_major)
 from .keras_h5 import is_keras2_h5, read_keras2_h5
 from ._params import copy_params, to_rnnfuse_gates
 
-__all__ = ["stack_from_keras", "lengths_from_masking", "MergedBidirectional", "GoBackwards"]
+__all__ = ["stack_from_keras", "stacks_from_keras", "lengths_from_masking", "MergedBidirectional",
+           "GoBackwards"]
 
 _GATES, _KINDS, _NEUTRAL = GATES, KINDS, NEUTRAL
 _Layer = KerasLayer
@@ -66,10 +73,61 @@ def stack_from_keras(source: Any, *, batch_first: bool = True,
     """A :class:`~rnnfuse.StackedRNN` with the recurrent layers of ``source``.
 
     ``source``: a Keras model, a list of layers, one layer, or the path of a ``.keras`` or
-    ``.weights.h5`` file.  ``layer_names`` picks layers (in stack order); by default every
-    layer is taken and a non-recurrent layer that matters raises ``ValueError``.
+    ``.weights.h5`` file.  ``layer_names`` picks layers (in stack order, each reading the
+    one before); by default every recurrent layer is taken, a non-recurrent layer that
+    matters raises ``ValueError``, and so does a model whose recurrent layers are not one
+    chain (an encoder and a decoder on separate inputs: see :func:`stacks_from_keras`).
     """
-    return _build(_select(read_keras_layers(source, layer_names), layer_names), batch_first)
+    layers = read_keras_layers(source, layer_names)
+    _check_chain(layers, layer_names)
+    return _build(_select(layers, layer_names), batch_first)
+
+
+def stacks_from_keras(source: Any, *, batch_first: bool = True) -> dict[str, torch.nn.Module]:
+    """One module per chain of recurrent layers of ``source`` (see :func:`stack_from_keras`),
+    keyed by the chain's last layer name, in model order.
+
+    Layers chain where each reads the one before; layers on other inputs, or started from
+    another layer's states, are other chains (the Keras ``lstm_seq2seq`` model gives
+    ``{"encoder": ..., "decoder": ...}``; run the decoder with ``initial_state=`` the
+    encoder's final layer state, e.g. ``(encoder_state[-1],)``).  Parallel branches from one
+    layer each get a copy of the shared layers.
+    """
+    layers = read_keras_layers(source)
+    return {chain[-1].name: _build(_select(layers, [lay.name for lay in chain]), batch_first)
+            for chain in chains(layers)}
+
+
+def _check_chain(layers: list[_Layer], names: Sequence[str] | None) -> None:
+    """``ValueError`` unless the recurrent layers (or ``names``) form one chain, each
+    layer reading the one before, where the model's graph tells."""
+    found = chains(layers)
+    if names is None:
+        if len(found) > 1:
+            listed = "; ".join(f"{k + 1}. {describe_chain(c, layers)}" for k, c in enumerate(found))
+            calls = " or ".join(f"layer_names={[lay.name for lay in c]}" for c in found)
+            raise ValueError(f"source: its recurrent layers form {len(found)} separate chains, not one "
+                             f"stack (a layer stacks on the one whose output sequence it reads): "
+                             f"{listed}. Load one chain with stack_from_keras(source, {calls}), or "
+                             f"each as its own module with stacks_from_keras(source)")
+        return
+    by_name = {lay.name: lay for lay in layers}
+    if isinstance(names, str) or any(n not in by_name for n in names):
+        return  # _select says what is wrong
+    for below, above in zip(names, names[1:]):
+        layer = by_name[above]
+        if layer.inbound is None or by_name[below].inbound is None:
+            continue
+        kind, name = feeder(layer, by_name)
+        if (kind, name) != ("layer", below) or layer.inbound.states:
+            reads = {"input": f"model input {name!r}" if name else "the model's input",
+                     "layer": f"layer {name!r}"}.get(kind, repr(name))
+            starts = (f" and starts from the states of {sorted({n for n, _ in layer.inbound.states})}"
+                      if layer.inbound.states else "")
+            chains_text = "; ".join(describe_chain(c, layers) for c in found)
+            raise ValueError(f"layer_names: {above!r} does not read the output sequence of {below!r} "
+                             f"(it reads {reads}{starts}), so they are not one stack; the chains "
+                             f"of this model are {chains_text}")
 
 
 def read_keras_layers(source: Any, layer_names: Sequence[str] | None = None) -> list[_Layer]:
@@ -124,8 +182,30 @@ def lengths_from_masking(x: Any, mask_value: float = 0.0, *, batch_first: bool =
 
 
 # --------------------------------------------------------------------------- sources
+def _live_keras_major(items: list[Any]) -> int:
+    """The major version of the Keras a live layer belongs to (``tf_keras``: 2)."""
+    root = type(items[0]).__module__.split(".")[0] if items else "keras"
+    if root == "tf_keras":
+        return 2
+    import sys
+    return keras_major(getattr(sys.modules.get(root), "__version__", None), 3)
+
+
 def _from_live(source: Any) -> list[_Layer]:
     items = list(source) if isinstance(source, (list, tuple)) else getattr(source, "layers", [source])
+    layers = with_keras_major(_live_layers(items), _live_keras_major(items))
+    if type(source).__name__ == "Sequential":
+        return sequential(layers)
+    config = source.get_config() if hasattr(source, "layers") and hasattr(source, "get_config") else None
+    entries = config.get("layers") if isinstance(config, dict) else None
+    if not isinstance(entries, list):
+        return layers
+    graph = {e.get("name", e.get("config", {}).get("name")): e for e in entries if isinstance(e, dict)}
+    return [lay._replace(inbound=parse_inbound(graph[lay.name], str(graph[lay.name].get("class_name"))))
+            if lay.name in graph else lay for lay in layers]
+
+
+def _live_layers(items: list[Any]) -> list[_Layer]:
     out = []
     for layer in items:
         cls = type(layer).__name__
@@ -181,17 +261,21 @@ def _from_keras_file(path: str) -> list[_Layer]:
         with zipfile.ZipFile(path) as z:
             config = json.loads(z.read("config.json"))
             weights = z.read("model.weights.h5")
+            metadata = json.loads(z.read("metadata.json")) if "metadata.json" in z.namelist() else {}
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
         raise ValueError(f"source: {path!r} is not a Keras 3 .keras file ({exc})") from None
     entries = config.get("config", {}).get("layers") if isinstance(config, dict) else None
     if not isinstance(entries, list):
         raise ValueError(f"source: {path!r}: config.json has no list of layers (a subclassed model?)")
     used: dict[str, int] = {}
+    major = keras_major(metadata.get("keras_version") if isinstance(metadata, dict) else None, 3)
     with h5py.File(io.BytesIO(weights), "r") as f:
         try:
-            return [_file_layer(f, entry["class_name"], entry["config"], used) for entry in entries]
+            layers = [_file_layer(f, entry["class_name"], entry["config"], used)
+                      ._replace(inbound=parse_inbound(entry, entry["class_name"])) for entry in entries]
         except (KeyError, TypeError) as exc:
             raise ValueError(f"source: {path!r}: a layer entry of config.json lacks {exc}") from None
+    return with_keras_major(sequential(layers) if config.get("class_name") == "Sequential" else layers, major)
 
 
 def _file_layer(f: Any, cls: str, cfg: dict[str, Any], used: dict[str, int]) -> _Layer:
@@ -246,7 +330,8 @@ def _expand_rnn(layers: list[_Layer]) -> list[_Layer]:
                                  f"GRUCell or SimpleRNNCell")
             name = layer.name if len(layer.cells) == 1 else f"{layer.name}/{k}"
             config = {**cell.config, "go_backwards": layer.config.get("go_backwards", False)}
-            out.append(_Layer(name, cls, config, cell.weights))
+            inbound = layer.inbound if k == 0 or layer.inbound is None else Inbound(((out[-1].name, 0),))
+            out.append(cell._replace(name=name, class_name=cls, config=config, inbound=inbound))
     return out
 
 
@@ -423,27 +508,28 @@ def _build(layers: list[_Layer], batch_first: bool) -> Any:
                                                  batch_first=batch_first))
     fw: list[RecurrentCell] = []
     bw: list[RecurrentCell | None] = []
+    merges: list[str] = []
     in_size = None
-    merge = "concat"
     for k, layer in enumerate(layers):
         fw.append(_cell(layer, in_size, backwards=False))
+        merge = layer.config.get("merge_mode", "concat") if layer.backward is not None else "concat"
+        if merge not in _MERGES:
+            raise ValueError(f"layer {layer.name!r}: merge_mode={merge!r}; expected one of "
+                             f"{sorted(str(m) for m in _MERGES)}")
+        if merge is None and k < len(layers) - 1:
+            raise ValueError(f"layer {layer.name!r}: merge_mode=None below another layer; it "
+                             f"returns fw and bw as two outputs, which no next layer reads as one")
+        merges.append("concat" if merge is None else merge)
         if layer.backward is not None:
-            merge = layer.config.get("merge_mode", "concat")
-            if merge not in _MERGES:
-                raise ValueError(f"layer {layer.name!r}: merge_mode={merge!r}; expected one of "
-                                 f"{sorted(str(m) for m in _MERGES)}")
-            if merge != "concat" and k < len(layers) - 1:
-                raise ValueError(f"layer {layer.name!r}: merge_mode={merge!r} below another layer; "
-                                 f"a StackedRNN feeds [fw, bw] (merge_mode='concat') to the next "
-                                 f"layer, so only the top layer may merge otherwise")
             backward = layer.backward._replace(name=f"{layer.name}/backward")
             bw.append(_cell(backward, in_size, backwards=True))
         else:
             bw.append(None)
-        in_size = fw[-1].output_size * (2 if bw[-1] is not None else 1)
+        in_size = fw[-1].output_size * (2 if bw[-1] is not None and merges[-1] == "concat" else 1)
     stack = StackedRNN.from_cells(fw, backward_cells=bw if any(c is not None for c in bw) else None,
-                                  batch_first=batch_first)
-    return stack if layers[-1].backward is None or merge == "concat" else MergedBidirectional(stack, merge)
+                                  batch_first=batch_first, merge_mode=merges)
+    top_none = layers[-1].backward is not None and layers[-1].config.get("merge_mode", "concat") is None
+    return MergedBidirectional(stack, None) if top_none else stack
 
 
 _MERGES = ("concat", "sum", "mul", "ave", None)
@@ -503,16 +589,20 @@ class MergedBidirectional(torch.nn.Module):
         return f"merge_mode={self.merge_mode!r}"
 
 
+def _activations(layer: _Layer) -> dict[str, Any]:
+    """The cell options of the layer's activations, in rnnfuse's names (the Keras name
+    ``hard_sigmoid`` means another equation in Keras 2 and in Keras 3)."""
+    cfg, where = layer.config, f"layer {layer.name!r}"
+    act = keras_activation(cfg.get("activation", "tanh"), layer.keras_major, f"{where}: activation")
+    if layer.class_name == "SimpleRNN":
+        return {"nonlinearity": act}
+    gate = keras_activation(cfg.get("recurrent_activation", "sigmoid"), layer.keras_major,
+                            f"{where}: recurrent_activation")
+    return {"activation": act, "recurrent_activation": gate}
+
+
 def _check_config(layer: _Layer, backwards: bool) -> None:
-    cfg, cls = layer.config, layer.class_name
-    activation, recurrent = cfg.get("activation", "tanh"), cfg.get("recurrent_activation", "sigmoid")
-    if cls == "SimpleRNN":
-        supported = activation in ("tanh", "relu")
-    else:
-        supported = (activation, recurrent) == ("tanh", "sigmoid")
-    if not supported:
-        raise ValueError(f"layer {layer.name!r}: activation={activation!r}, recurrent_activation="
-                         f"{recurrent!r}; rnnfuse supports tanh/sigmoid (and relu for SimpleRNN)")
+    cfg = layer.config
     if bool(cfg.get("go_backwards", False)) != backwards:
         raise ValueError(f"layer {layer.name!r}: go_backwards={cfg.get('go_backwards')} is supported "
                          f"only as the backward half of a Bidirectional layer, or in a model with "
@@ -524,7 +614,8 @@ def _cell(layer: _Layer, in_size: int | None, backwards: bool) -> RecurrentCell:
     _check_config(layer, backwards)
     cfg, cls, w = layer.config, layer.class_name, layer.weights
     units, gates = cfg["units"], _GATES[cls]
-    reset_after = bool(cls == "GRU" and cfg.get("reset_after", True))
+    # a GRU configuration without reset_after predates the option (Keras < 2.1.3): False
+    reset_after = bool(cls == "GRU" and cfg.get("reset_after", layer.keras_major >= 3))
     n_in = in_size or (w[0].shape[0] if w and w[0].ndim == 2 else -1)
     bias_shape = (2, gates * units) if reset_after else (gates * units,)
     shapes: list[tuple[int, ...]] = [(n_in, gates * units), (units, gates * units)]
@@ -538,12 +629,13 @@ def _cell(layer: _Layer, in_size: int | None, backwards: bool) -> RecurrentCell:
               "weight_hh": to_rnnfuse_gates(w[1], "keras", kind, -1).T}
     bias = to_rnnfuse_gates(bias, "keras", kind, -1)
     params.update({"bias_ih": bias[0], "bias_hh": bias[1]} if reset_after else {"bias": bias})
+    acts = _activations(layer)
     if cls == "LSTM":
-        cell: RecurrentCell = LSTMCell(n_in, units)
+        cell: RecurrentCell = LSTMCell(n_in, units, **acts)
     elif cls == "SimpleRNN":
-        cell = RNNCell(n_in, units, nonlinearity=cfg.get("activation", "tanh"))
+        cell = RNNCell(n_in, units, **acts)
     else:
-        cell = GRUCell(n_in, units, reset_after=reset_after)
+        cell = GRUCell(n_in, units, reset_after=reset_after, **acts)
     cell = cell.to(torch.from_numpy(w[0]).dtype)
     copy_params(cell, params, f"layer {layer.name!r}")
     return cell

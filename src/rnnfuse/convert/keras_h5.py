@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ._keras_model import GATES, KerasFormatError, KerasLayer, text
+from ._keras_graph import parse_inbound, sequential
+from ._keras_model import GATES, KerasFormatError, KerasLayer, keras_major, text, with_keras_major
 
 __all__ = ["is_keras2_h5", "read_keras2_h5"]
 
@@ -38,11 +39,19 @@ def is_keras2_h5(f: Any) -> bool:
 
 
 def read_keras2_h5(f: Any, path: str) -> list[KerasLayer]:
-    """The layers of a Keras 2 ``.h5`` file, in model order."""
+    """The layers of a Keras 2 ``.h5`` file, in model order (Keras 3 writes this format
+    too: its ``keras_version`` attribute tells which Keras' activations the names mean)."""
     try:
+        version = f.attrs.get("keras_version")
+        major = keras_major(text(version) if version is not None else None, 2)
+        if major < 2:
+            raise KerasFormatError(f"source: {path!r} was written by Keras {text(version)}, which "
+                                   f"rnnfuse does not read: Keras 1 stores each gate's weights apart "
+                                   f"(W_i, U_i, ...) under other option names (output_dim, "
+                                   f"inner_activation); load it in Keras 2 and save it again")
         if "model_config" in f.attrs:
-            return _full_model(f, path)
-        return _weights_only(f, path)
+            return with_keras_major(_full_model(f, path), major)
+        return with_keras_major(_weights_only(f, path), major)
     except KerasFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError,
@@ -73,6 +82,9 @@ def _layer_weights(group: Any, name: str, path: str) -> list[tuple[str, np.ndarr
 
 def _full_model(f: Any, path: str) -> list[KerasLayer]:
     config = json.loads(text(f.attrs["model_config"]))
+    if isinstance(config, dict) and config.get("class_name") == "Sequential" \
+            and isinstance(config.get("config"), list):  # Keras <= 2.1: the list of layers itself
+        config = {**config, "config": {"layers": config["config"]}}
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise KerasFormatError(f"source: {path!r}: model_config is not a Keras model configuration")
     entries = config["config"].get("layers")
@@ -92,8 +104,8 @@ def _full_model(f: Any, path: str) -> list[KerasLayer]:
         if not isinstance(cls, str) or not isinstance(name, str):
             raise KerasFormatError(f"source: {path!r}: a layer entry lacks class_name or name")
         weights = _layer_weights(group, name, path) if name in group else []
-        layers.append(_configured(name, cls, cfg, weights, path))
-    return layers
+        layers.append(_configured(name, cls, cfg, weights, path)._replace(inbound=parse_inbound(entry, cls)))
+    return sequential(layers) if config.get("class_name") == "Sequential" else layers
 
 
 def _configured(name: str, cls: str, cfg: dict[str, Any], weights: list[tuple[str, np.ndarray]],

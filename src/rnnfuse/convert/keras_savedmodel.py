@@ -27,7 +27,8 @@ import numpy as np
 from ..tf1.checkpoint import CheckpointError, read_object_bundle
 from ..tf1.checkpoint.proto import Fields, parse_message
 from ..tf1.checkpoint.table import TableError
-from ._keras_model import KerasFormatError, KerasLayer
+from ._keras_graph import parse_inbound, sequential
+from ._keras_model import KerasFormatError, KerasLayer, with_keras_major
 
 __all__ = ["read_savedmodel", "read_keras_metadata", "object_graph_keys"]
 
@@ -108,7 +109,12 @@ def read_savedmodel(path: str) -> list[KerasLayer]:
             raise KerasFormatError(f"source: {path!r}: the object graph names {key!r}, which the "
                                    f"variables do not hold")
         by_name[full_name] = arrays[key]
-    return [_layer(entry, by_name, path) for entry in entries]
+    layers = [_layer(entry, by_name, path) for entry in entries]
+    layers = [lay._replace(inbound=parse_inbound(entry, str(entry.get("class_name"))))
+              for lay, entry in zip(layers, entries)]
+    if isinstance(root, dict) and root.get("class_name") == "Sequential":
+        layers = sequential(layers)
+    return with_keras_major(layers, 2)  # tf-keras only
 
 
 def _layer(entry: Any, by_name: dict[str, np.ndarray], path: str) -> KerasLayer:

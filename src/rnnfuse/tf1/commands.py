@@ -18,6 +18,7 @@ import os
 from typing import Any
 
 from .._command import fail
+from ..cells.activations import ACTIVATIONS
 from ..describe import state_str as _state_str
 from ..state import LSTMState
 from .checkpoint import CheckpointError, is_object_based, list_variables
@@ -52,8 +53,8 @@ def add_commands(subparsers: Any) -> None:
                          "e.g. cell0=LSTMCell or plain=BasicRNNCell (repeatable)")
     convert.add_argument("--cell-clip", type=float, help="LSTMCell cell_clip (not stored)")
     convert.add_argument("--proj-clip", type=float, help="LSTMCell proj_clip (not stored)")
-    convert.add_argument("--activation", default="tanh", choices=["tanh", "relu"],
-                         help="activation (relu only for BasicRNNCell stacks)")
+    convert.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS),
+                         help="the cells' activation (TF's activation=; default tanh)")
     convert.add_argument("--time-major", action="store_true",
                          help="the stack takes (time, batch, features) inputs")
     convert.add_argument("--ignore", action="append", default=[], metavar="PATTERN",

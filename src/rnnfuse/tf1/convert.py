@@ -5,9 +5,9 @@
 layer.  :func:`stack_to_tf` is the inverse: the ``{tf_name: array}`` TF1 would hold.
 
 What a checkpoint does not store comes from the caller: ``forget_bias``, ``cell_clip``,
-``proj_clip`` and the activation.  Activations: tanh (TF's default) for every cell;
-``activation="relu"`` is accepted when every cell is a ``BasicRNNCell``.  Other TF
-activations are not supported.
+``proj_clip`` and the activation (TF's cells' ``activation=``, one for every layer:
+``"tanh"``, TF's default, or a name of :mod:`rnnfuse.cells.activations` such as ``"relu"``,
+``"softsign"``, ``"elu"``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..bidirectional import BidirectionalRNN
+from ..cells.activations import check_activation
 from ..stack import StackedRNN
 from ._layers import cell_to_tf, layer_arrays, load_layer, make_cell, tf_cell_name
 from .checkpoint import read_checkpoint
@@ -189,11 +190,7 @@ def _check_options(layers: list[TFLayer], scope: str, cell_clip: Any, proj_clip:
     if proj_clip is not None and not any(lay.num_proj for lay in layers):
         raise ValueError(f"proj_clip: clips a projection, and no cell under {scope!r} has "
                          f"projection/kernel")
-    if activation not in ("tanh", "relu"):
-        raise ValueError(f"activation: expected 'tanh' or 'relu', got {activation!r}")
-    if activation == "relu" and any(lay.cell_type != "BasicRNNCell" for lay in layers):
-        raise ValueError(f"activation: 'relu' needs every cell to be a BasicRNNCell (rnnfuse's LSTM "
-                         f"and GRU use tanh); under {scope!r}: {[lay.cell_type for lay in layers]}")
+    check_activation("activation", activation)
 
 
 

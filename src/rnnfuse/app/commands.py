@@ -64,7 +64,7 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--out", default="rnnfuse-demo", help="output directory (default ./rnnfuse-demo)")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"optimizer steps per model (default {DEMO_STEPS})")
     p.add_argument("--patience", type=parse_optional_int, default=DEMO_PATIENCE,
-                   help=f"stop a model after this many steps without a better validation MAE, keeping its best weights "
+                   help=f"stop a model after this many steps without a better early-stopping MAE (see --stop-steps), keeping its best weights "
                         f"(default {DEMO_PATIENCE}; none: never)")
     p.add_argument("--epochs", type=int, default=None, help="whole epochs per model instead of --steps")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
@@ -90,6 +90,10 @@ def _add_demo(sub: Any) -> None:
                                            "non-seasonal series (default: from the dates; required without dates)")
     for flag in ("local-steps", "global-blocks", "block", "min-global-blocks", "horizon", "val-steps", "test-steps"):
         d.add_argument(f"--{flag}", type=int, default=S)
+    d.add_argument("--stop-steps", type=int, default=S,
+                   help="steps before validation on which the networks stop early and keep their best weights, so that "
+                        "validation, where every row is chosen, stays unseen (default: half of --val-steps, at least "
+                        "--horizon + 7; 0: stop on validation)")
     d.add_argument("--covariates", type=parse_names, default=S,
                    help="columns the encoders read beside the series, and the regression baselines as regressors "
                         "(comma-separated, or none; default: nino12 on the embedded series, none with --csv)")
@@ -271,7 +275,8 @@ def _final_report(trainer: Any, out: Path) -> None:
     for name in ("model", "seasonal_naive", "seasonal_naive_drift"):
         r = report[name]
         print(f"{name:<22} val MAE {r['val']['mae']:.3f}  test MAE {r['test']['mae']:.3f}  test RMSE {r['test']['rmse']:.3f}")
-    print(f"best validation MAE {report['best_val_mae']:.3f} at epoch {report['best_epoch']} -> {out / 'best.safetensors'}")
+    chosen_on = "validation" if data.stop is None else "early-stopping"
+    print(f"best {chosen_on} MAE {report['best_val_mae']:.3f} at epoch {report['best_epoch']} -> {out / 'best.safetensors'}")
 
 
 def _add_predict(sub: Any) -> None:

@@ -42,11 +42,11 @@ from .report import correction_unused, format_table, selection_summary, slim_res
 from .windows import Prepared, prepare
 
 __all__ = ["DEMO_FUSIONS", "DEMO_STEPS", "DEMO_PATIENCE", "Budget", "batch_size_for", "DEMO_SEEDS", "DEMO_REFIT", "REFIT_CHOICES", "run_demo", "train_one", "format_table",
-           "demo_config"]
+           "demo_config", "with_stop_stretch"]
 
 DEMO_FUSIONS = ("local", "global", "concat", "sum", "mean", "bridge", "zoph-knight", "child-sum", "gated")
 DEMO_STEPS = 300  # optimizer steps per model: as many for a 100-window series as for a 2,000-window one
-DEMO_PATIENCE = 100  # steps without a better validation MAE before a run stops (its best weights kept)
+DEMO_PATIENCE = 100  # steps without a better early-stopping MAE before a run stops (its best weights kept)
 DEMO_SEEDS = 3
 DEMO_HYBRIDS = ("zoph-knight",)
 # which networks are refitted before the test stretch: every one, the hybrids only (the default:
@@ -60,8 +60,8 @@ _COST = {"concat": 5, "bridge": 4, "child-sum": 4, "gated": 4, "zoph-knight": 4,
 @dataclass(frozen=True)
 class Budget:
     """How long each demo model trains: ``steps`` optimizer steps (``epochs`` whole epochs
-    instead, when given), stopping early after ``patience`` steps without a better validation
-    MAE (``None``: never), the best validation weights kept."""
+    instead, when given), stopping early after ``patience`` steps without a better MAE on the
+    early-stopping windows (``None``: never), the best weights there kept."""
 
     steps: int | None = DEMO_STEPS
     patience: int | None = DEMO_PATIENCE
@@ -78,7 +78,7 @@ class Budget:
     def describe(self) -> str:
         """``"300 optimizer steps (patience 100)"``, for the report."""
         amount = f"{self.epochs} epochs" if self.epochs is not None else f"{self.steps} optimizer steps"
-        return amount + (f" at most, stopping after {self.patience} without a better validation MAE" if self.patience else "")
+        return amount + (f" at most, stopping after {self.patience} without a better early-stopping MAE" if self.patience else "")
 
 
 def batch_size_for(windows: int) -> int:
@@ -246,21 +246,33 @@ def hybrid_data(data: DataConfig, base: dict[str, Any], refit: bool = False) -> 
     from .windows import with_base
 
     plain = prepare(load_data(data), data, refit=refit)
-    sources = _base_sources(refit)
+    forecasts = _base_forecasts(plain, base, refit)
     windows = {}
-    for split, (encoders, decoder_input) in _hybrid_inputs(plain, data, base, refit).items():
-        windows[split] = with_base(encoders, base[sources[split]], None if decoder_input is None else [decoder_input])
-    known = np.isfinite(np.asarray(base[sources["train"]])).all(axis=1)
-    windows["train"] = windows["train"].subset(torch.from_numpy(np.flatnonzero(known)))
-    return replace(plain, train=windows["train"], val=windows["val"], test=windows["test"])
+    for split, (encoders, decoder_input) in _hybrid_inputs(plain, data, forecasts, base.get("dhr"), refit).items():
+        windows[split] = with_base(encoders, forecasts[split], None if decoder_input is None else [decoder_input])
+    for split in ("train", "stop") if plain.stop is not None else ("train",):  # origins without a base forecast
+        known = np.isfinite(forecasts[split]).all(axis=1)
+        windows[split] = windows[split].subset(torch.from_numpy(np.flatnonzero(known)))
+    return replace(plain, train=windows["train"], val=windows["val"], test=windows["test"], stop=windows.get("stop"))
 
 
-def _base_sources(refit: bool) -> dict[str, str]:
-    """Which of the base's forecasts each split of the hybrid's windows reads."""
-    return {"train": "refit" if refit else "train", "val": "val", "test": "test"}
+def _base_forecasts(plain: Prepared, base: dict[str, Any], refit: bool) -> dict[str, Any]:
+    """The base's forecast ``(N, H)`` for each split of the hybrid's windows: ``base["train"]``
+    holds the training origins' rows followed by the early-stopping origins' (see
+    :func:`_classical_one`), ``base["refit"]`` every origin before the test stretch."""
+    import numpy as np
+
+    out = {"val": np.asarray(base["val"], dtype=np.float64), "test": np.asarray(base["test"], dtype=np.float64)}
+    if refit:
+        return out | {"train": np.asarray(base["refit"], dtype=np.float64)}
+    rows = np.asarray(base["train"], dtype=np.float64)
+    n = len(plain.train)
+    return out | {"train": rows[:n]} | ({} if plain.stop is None else {"stop": rows[n:]})
 
 
-def _hybrid_inputs(plain: Prepared, data: DataConfig, base: dict[str, Any], refit: bool = False) -> dict[str, tuple[Any, Any]]:
+def _hybrid_inputs(
+    plain: Prepared, data: DataConfig, forecasts: dict[str, Any], dhr: dict[str, Any] | None, refit: bool = False,
+) -> dict[str, tuple[Any, Any]]:
     """Per split, the windows whose encoder inputs the hybrid reads and its decoder's base input
     (``None``: the default, the base relative to the last value); see :func:`hybrid_data`.  The
     deseasonalised inputs are scaled like the plain ones, on the training windows only."""
@@ -269,20 +281,20 @@ def _hybrid_inputs(plain: Prepared, data: DataConfig, base: dict[str, Any], refi
     from .baselines import seasonal_part
     from .windows import deseasonalised, deseasonalised_forecast, fit_scale
 
-    dhr = base.get("dhr")
+    splits = [split for split in ("train", "stop", "val", "test") if split in forecasts]
     if dhr is None:
-        return {split: (getattr(plain, split), None) for split in ("train", "val", "test")}
+        return {split: (getattr(plain, split), None) for split in splits}
     n = len(plain.series) + data.horizon  # the seasonal terms reach the last target
     before_val = seasonal_part(n, dhr["period"], dhr["K"], dhr["val_params"])
     before_test = seasonal_part(n, dhr["period"], dhr["K"], dhr["params"])
     train_seasonal = before_test if refit else before_val
     series = plain.series
     scale = fit_scale(replace(series, values=series.values - train_seasonal[: len(series)]), plain.train.origins.numpy(), data.horizon)
-    sources = _base_sources(refit)
+    seasonals = {"train": train_seasonal, "stop": before_val, "val": before_val, "test": before_test}
     out = {}
-    for split, seasonal in (("train", train_seasonal), ("val", before_val), ("test", before_test)):
-        windows = getattr(plain, split)
-        forecast = np.nan_to_num(np.asarray(base[sources[split]], dtype=np.float64))  # NaN rows: left out of training
+    for split in splits:
+        windows, seasonal = getattr(plain, split), seasonals[split]
+        forecast = np.nan_to_num(forecasts[split])  # NaN rows: left out of training
         out[split] = (
             deseasonalised(windows, series, seasonal[: len(series)], data, scale, plain.covariate_norm),
             deseasonalised_forecast(windows, forecast, seasonal, scale),
@@ -310,12 +322,15 @@ def _classical_one(name: str, data: DataConfig, period: float, train: bool = Fal
     ``train``/``refit``: also at the training origins, with the parameters fitted before
     validation, and at every origin before the test stretch, with those fitted before it (a
     part of the hybrids' base)."""
+    import numpy as np
+
     from .baselines import classical_baselines
 
     prepared = prepare(load_data(data), data)
     splits = _baseline_splits(prepared)
-    if train:
-        splits["train"] = (prepared.splits.val_start, prepared.train.origins.numpy(), None)
+    if train:  # the training origins, then the early-stopping ones (both before validation)
+        origins = [prepared.train.origins.numpy()] + ([] if prepared.stop is None else [prepared.stop.origins.numpy()])
+        splits["train"] = (prepared.splits.val_start, np.concatenate(origins), None)
     if refit:
         splits["refit"] = (prepared.splits.test_start, prepared.splits.before_test, None)
     result = classical_baselines(
@@ -389,14 +404,30 @@ def demo_data(given: dict[str, Any], period: float | None) -> tuple[DataConfig, 
         if period is None:
             period = _period_from_dates(series, probe)
     if period is None:
-        return replace(base, **given), None
+        return with_stop_stretch(replace(base, **given), given), None
     p = max(1, round(period))
     if p == 1:
         length = len(series) if series is not None else len(load_series(None, base.column, base.time_column))
         scaled = _nonseasonal_windows(length, given.get("horizon"))
     else:
         scaled = _seasonal_windows(p, given.get("horizon"))
-    return replace(base, **{**scaled, **given}), float(period)
+    return with_stop_stretch(replace(base, **{**scaled, **given}), given), float(period)
+
+
+def with_stop_stretch(config: DataConfig, given: dict[str, Any]) -> DataConfig:
+    """``config`` with the demo's early-stopping stretch (unless ``given`` sets ``stop_steps``):
+    the networks stop, and keep their best weights, on windows before validation, so that the
+    validation errors every row is chosen on are not the ones a network was stopped on.  Half
+    the validation stretch, at least the horizon plus 7 steps (8 windows), and no more than
+    leaves the series long enough for its other windows (:func:`~rnnfuse.app.windows.min_length`;
+    0, stopping on validation, when even the least does not fit: the report says so)."""
+    from .windows import min_length
+
+    if "stop_steps" in given:
+        return config
+    least, wanted = config.horizon + 7, max(config.horizon + 7, config.val_steps // 2)
+    spare = len(load_series(config.csv, config.column, config.time_column)) - min_length(replace(config, stop_steps=0))
+    return replace(config, stop_steps=min(wanted, spare) if spare >= least else 0)
 
 
 def _period_from_dates(series: Series, probe: DataConfig) -> float:
@@ -737,7 +768,7 @@ def _assemble(
         "data": _data_summary(prepared), "budget": budget.describe(), "seeds": seeds, "jobs": jobs, "threads_per_job": 1,
         "models": models, "baselines": baselines, "winner": ranked[0]["name"],
         "runner_up": ranked[1]["name"] if len(ranked) > 1 else None, "cpu_count": os.cpu_count(),
-        "period": period, "best_classical": best_classical, "covariates": list(data.covariates),
+        "period": period, "best_classical": best_classical, "covariates": list(data.covariates), "stop_steps": data.stop_steps,
     }
 
 

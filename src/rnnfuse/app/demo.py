@@ -291,7 +291,7 @@ def _hybrid_inputs(
     series = plain.series
     scale = fit_scale(replace(series, values=series.values - train_seasonal[: len(series)]), plain.train.origins.numpy(), data.horizon)
     seasonals = {"train": train_seasonal, "stop": before_val, "val": before_val, "test": before_test}
-    out = {}
+    out: dict[str, tuple[Any, Any]] = {}
     for split in splits:
         windows, seasonal = getattr(plain, split), seasonals[split]
         forecast = np.nan_to_num(forecasts[split])  # NaN rows: left out of training

@@ -734,9 +734,11 @@ def _refit_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _data_summary(prepared: Prepared) -> str:
     s, sp = prepared.series, prepared.splits
+    stop = "" if sp.stop_start is None else (
+        f"{len(sp.stop)} early-stopping ({s.labels[sp.stop_start]} to {s.labels[sp.val_start - 1]}), ")
     return (
         f"data: {s.describe()}\n"
-        f"windows: {len(sp.train)} train, {len(sp.val)} validation ({s.labels[sp.val_start]} to "
+        f"windows: {len(sp.train)} train, {stop}{len(sp.val)} validation ({s.labels[sp.val_start]} to "
         f"{s.labels[sp.test_start - 1]}), {len(sp.test)} test ({s.labels[sp.test_start]} to {s.labels[-1]}); "
         f"scale {prepared.scale:.3f} (series units) from the training windows"
     )

@@ -10,7 +10,8 @@ import torch
 
 from rnnfuse.app.config import ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig
 from rnnfuse.app.data import DataError, load_csv
-from rnnfuse.app.demo import hybrid_data, with_stop_stretch
+from rnnfuse.app.demo_data import with_stop_stretch
+from rnnfuse.app.hybrid import hybrid_data
 from rnnfuse.app.training import Trainer
 from rnnfuse.app.windows import min_length, prepare, split_origins
 

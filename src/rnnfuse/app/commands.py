@@ -117,7 +117,8 @@ def _demo(args: argparse.Namespace) -> int:
     from .baselines import BASELINE_KEYS
     from .config import validate
     from .data import DataError
-    from .demo import Budget, demo_data, parse_period
+    from .demo_data import demo_data, parse_period
+    from .experiment import Budget
 
     hybrids = [] if args.hybrids.strip() == "none" else [f.strip() for f in args.hybrids.split(",") if f.strip()]
     if any(f not in FUSIONS for f in hybrids):

@@ -73,10 +73,11 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--fusions", default=",".join(DEMO_FUSIONS), help=f"comma-separated, from {','.join(FUSIONS)}")
     p.add_argument("--hybrids", default="zoph-knight", help="fusions also trained as hybrids on the errors of a classical forecast: the "
                    "baseline or combination with the lowest validation MAE (comma-separated, or none)")
-    p.add_argument("--baselines", default="dhr,autoets,autoarima,autotheta,snaive",
+    p.add_argument("--baselines", default="default",
                    help="classical baselines, comma-separated from dhr (statsmodels), autoets, autoarima, autotheta, snaive "
-                        "(statsforecast, choose themselves), ets, sarima (statsmodels, fixed), or none "
-                        "(default dhr,autoets,autoarima,autotheta,snaive)")
+                        "(statsforecast, choose themselves), ets, sarima (statsmodels, fixed), or none; default: "
+                        "dhr,autoets,autoarima,autotheta,snaive, with ets for autoets when the season exceeds 24 steps "
+                        "(AutoETS fits none that long), without dhr for a period of 2 or less")
     p.add_argument("--refit", choices=REFIT_CHOICES, default=DEMO_REFIT,
                    help="networks retrained, once validation has chosen their settings, on every window before the test "
                         f"stretch to forecast it, as the classical parameters are re-estimated there (default {DEMO_REFIT}; "
@@ -123,7 +124,8 @@ def _demo(args: argparse.Namespace) -> int:
     hybrids = [] if args.hybrids.strip() == "none" else [f.strip() for f in args.hybrids.split(",") if f.strip()]
     if any(f not in FUSIONS for f in hybrids):
         return fail("demo", f"--hybrids: expected names from {list(FUSIONS)} or none, got {args.hybrids!r}")
-    keys = [] if args.baselines.strip() == "none" else [k.strip() for k in args.baselines.split(",") if k.strip()]
+    chosen = args.baselines.strip()
+    keys = [] if chosen in ("none", "default") else [k.strip() for k in args.baselines.split(",") if k.strip()]
     if any(k not in BASELINE_KEYS for k in keys):
         return fail("demo", f"--baselines: expected names from {list(BASELINE_KEYS)} or none, got {args.baselines!r}")
 
@@ -143,7 +145,7 @@ def _demo(args: argparse.Namespace) -> int:
         validate(RunConfig(data=data), "command line")
         budget = Budget(steps=None if args.epochs else args.steps, patience=args.patience, epochs=args.epochs)
         run_demo(Path(args.out), budget=budget, seed=args.seed, seeds=args.seeds, jobs=args.jobs, fusions=fusions,
-                 data=data, period=period, baselines=[BASELINE_KEYS[k] for k in keys], hybrids=hybrids, refit=args.refit)
+                 data=data, period=period, baselines=None if chosen == "default" else [BASELINE_KEYS[k] for k in keys], hybrids=hybrids, refit=args.refit)
     except (ConfigError, DataError) as exc:
         return fail("demo", str(exc))
     return 0

@@ -69,7 +69,7 @@ def run_demo(
     steps, may be fractional (default: from the dates, see :func:`true_period`); ``refit``:
     which networks are refitted before the test stretch (:data:`REFIT_CHOICES`; see the
     module's docstring)."""
-    from .baselines import BASELINE_NAMES
+    from .baselines import default_baselines
 
     if refit not in REFIT_CHOICES:
         raise ValueError(f"run_demo: refit: expected one of {list(REFIT_CHOICES)}, got {refit!r}")
@@ -81,7 +81,7 @@ def run_demo(
     prepared = prepare(load_data(data), data)
     period = true_period(prepared.series, data, period)
     log(_data_summary(prepared) + f"; seasonal period {period:.4g} steps")
-    names = BASELINE_NAMES if baselines is None else tuple(baselines)
+    names = default_baselines(period) if baselines is None else tuple(baselines)
     if period <= 2 and "DHR" in names:  # no season for its Fourier terms: left out, with its combinations
         names = tuple(n for n in names if n != "DHR")
         log("DHR left out: a seasonal period of 2 steps or less has no Fourier terms to fit")

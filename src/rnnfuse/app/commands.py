@@ -64,7 +64,7 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--out", default="rnnfuse-demo", help="output directory (default ./rnnfuse-demo)")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"optimizer steps per model (default {DEMO_STEPS})")
     p.add_argument("--patience", type=parse_optional_int, default=DEMO_PATIENCE,
-                   help=f"stop a model after this many steps without a better validation MAE, keeping its best weights "
+                   help=f"stop a model after this many steps without a better early-stopping MAE (see --stop-steps), keeping its best weights "
                         f"(default {DEMO_PATIENCE}; none: never)")
     p.add_argument("--epochs", type=int, default=None, help="whole epochs per model instead of --steps")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
@@ -73,10 +73,11 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--fusions", default=",".join(DEMO_FUSIONS), help=f"comma-separated, from {','.join(FUSIONS)}")
     p.add_argument("--hybrids", default="zoph-knight", help="fusions also trained as hybrids on the errors of a classical forecast: the "
                    "baseline or combination with the lowest validation MAE (comma-separated, or none)")
-    p.add_argument("--baselines", default="dhr,autoets,autoarima,autotheta,snaive",
+    p.add_argument("--baselines", default="default",
                    help="classical baselines, comma-separated from dhr (statsmodels), autoets, autoarima, autotheta, snaive "
-                        "(statsforecast, choose themselves), ets, sarima (statsmodels, fixed), or none "
-                        "(default dhr,autoets,autoarima,autotheta,snaive)")
+                        "(statsforecast, choose themselves), ets, sarima (statsmodels, fixed), or none; default: "
+                        "dhr,autoets,autoarima,autotheta,snaive, with ets for autoets when the season exceeds 24 steps "
+                        "(AutoETS fits none that long), without dhr for a period of 2 or less")
     p.add_argument("--refit", choices=REFIT_CHOICES, default=DEMO_REFIT,
                    help="networks retrained, once validation has chosen their settings, on every window before the test "
                         f"stretch to forecast it, as the classical parameters are re-estimated there (default {DEMO_REFIT}; "
@@ -90,6 +91,10 @@ def _add_demo(sub: Any) -> None:
                                            "non-seasonal series (default: from the dates; required without dates)")
     for flag in ("local-steps", "global-blocks", "block", "min-global-blocks", "horizon", "val-steps", "test-steps"):
         d.add_argument(f"--{flag}", type=int, default=S)
+    d.add_argument("--stop-steps", type=int, default=S,
+                   help="steps before validation on which the networks stop early and keep their best weights, so that "
+                        "validation, where every row is chosen, stays unseen (default: half of --val-steps, at least "
+                        "--horizon + 7; 0: stop on validation)")
     d.add_argument("--covariates", type=parse_names, default=S,
                    help="columns the encoders read beside the series, and the regression baselines as regressors "
                         "(comma-separated, or none; default: nino12 on the embedded series, none with --csv)")
@@ -113,12 +118,14 @@ def _demo(args: argparse.Namespace) -> int:
     from .baselines import BASELINE_KEYS
     from .config import validate
     from .data import DataError
-    from .demo import Budget, demo_data, parse_period
+    from .demo_data import demo_data, parse_period
+    from .experiment import Budget
 
     hybrids = [] if args.hybrids.strip() == "none" else [f.strip() for f in args.hybrids.split(",") if f.strip()]
     if any(f not in FUSIONS for f in hybrids):
         return fail("demo", f"--hybrids: expected names from {list(FUSIONS)} or none, got {args.hybrids!r}")
-    keys = [] if args.baselines.strip() == "none" else [k.strip() for k in args.baselines.split(",") if k.strip()]
+    chosen = args.baselines.strip()
+    keys = [] if chosen in ("none", "default") else [k.strip() for k in args.baselines.split(",") if k.strip()]
     if any(k not in BASELINE_KEYS for k in keys):
         return fail("demo", f"--baselines: expected names from {list(BASELINE_KEYS)} or none, got {args.baselines!r}")
 
@@ -138,7 +145,7 @@ def _demo(args: argparse.Namespace) -> int:
         validate(RunConfig(data=data), "command line")
         budget = Budget(steps=None if args.epochs else args.steps, patience=args.patience, epochs=args.epochs)
         run_demo(Path(args.out), budget=budget, seed=args.seed, seeds=args.seeds, jobs=args.jobs, fusions=fusions,
-                 data=data, period=period, baselines=[BASELINE_KEYS[k] for k in keys], hybrids=hybrids, refit=args.refit)
+                 data=data, period=period, baselines=None if chosen == "default" else [BASELINE_KEYS[k] for k in keys], hybrids=hybrids, refit=args.refit)
     except (ConfigError, DataError) as exc:
         return fail("demo", str(exc))
     return 0
@@ -271,7 +278,8 @@ def _final_report(trainer: Any, out: Path) -> None:
     for name in ("model", "seasonal_naive", "seasonal_naive_drift"):
         r = report[name]
         print(f"{name:<22} val MAE {r['val']['mae']:.3f}  test MAE {r['test']['mae']:.3f}  test RMSE {r['test']['rmse']:.3f}")
-    print(f"best validation MAE {report['best_val_mae']:.3f} at epoch {report['best_epoch']} -> {out / 'best.safetensors'}")
+    chosen_on = "validation" if data.stop is None else "early-stopping"
+    print(f"best {chosen_on} MAE {report['best_val_mae']:.3f} at epoch {report['best_epoch']} -> {out / 'best.safetensors'}")
 
 
 def _add_predict(sub: Any) -> None:

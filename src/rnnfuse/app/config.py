@@ -115,7 +115,10 @@ class DataConfig:
     consecutive values ending at ``t`` (fewer near the start of the series: at least
     ``min_global_blocks``; ragged lengths); the decoder forecasts ``horizon`` steps.  The
     last ``test_steps`` steps are held out for evaluation, the ``val_steps`` before them
-    for validation.  ``period`` is the seasonal period in steps (52 for weekly data); ``1``
+    for validation.  ``stop_steps`` > 0 holds out the last steps before validation as well:
+    early stopping and the best weights are chosen on those windows instead of the validation
+    ones, so that validation stays an unbiased estimate (``rnnfuse demo`` chooses its rows
+    on validation and sets it); 0, the default, stops on validation.  ``period`` is the seasonal period in steps (52 for weekly data); ``1``
     means **non-seasonal** (:attr:`seasonal` is false): the encoders' and decoder's phase
     features are constant, the seasonal naive forecast is the naive one (the last value), and
     the classical models should drop their seasonal terms.  ``horizon`` may exceed
@@ -135,6 +138,7 @@ class DataConfig:
     period: int = option(52, "seasonal period in steps; 1: non-seasonal")
     val_steps: int = option(208, "validation stretch")
     test_steps: int = option(208, "held-out test stretch")
+    stop_steps: int = option(0, "steps before validation held out for early stopping (0: stop on validation)")
     covariates: tuple[str, ...] = option((), "columns the encoders read beside the series, e.g. nino12 (a row's value "
                                          "must be known at its time), or none", parse=parse_names, show_default=False)
 
@@ -174,7 +178,7 @@ class OptimConfig:
 
     epochs: int = option(20)
     steps: int | None = option(None, "optimizer steps in all, instead of --epochs", parse=parse_optional_int)
-    patience: int | None = option(None, "stop after this many optimizer steps without a better validation MAE "
+    patience: int | None = option(None, "stop after this many optimizer steps without a better validation MAE (early-stopping MAE with --stop-steps) "
                                   "(none: never)", parse=parse_optional_int)
     lr: float = option(3e-3)
     batch_size: int = option(64, "per process")
@@ -279,6 +283,8 @@ def _validate_data(d: DataConfig, where: str) -> None:
     _validate_covariates(d, where)
     for name in ("local_steps", "global_blocks", "block", "min_global_blocks", "horizon", "period", "val_steps", "test_steps"):
         _positive_int(f"{where}: data.{name}", getattr(d, name), MAX_STEPS)
+    if isinstance(d.stop_steps, bool) or not isinstance(d.stop_steps, int) or not 0 <= d.stop_steps <= MAX_STEPS:
+        raise ConfigError(f"{where}: data.stop_steps: expected an int from 0 to {MAX_STEPS}, got {d.stop_steps!r}")
     if d.min_global_blocks > d.global_blocks:
         raise ConfigError(f"{where}: data.min_global_blocks ({d.min_global_blocks}) must not exceed data.global_blocks ({d.global_blocks})")
     if d.block * d.global_blocks > MAX_STEPS:

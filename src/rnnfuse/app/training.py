@@ -56,7 +56,7 @@ class Progress:
     step: int = 0  # optimizer steps in total
     loss_sum: float = 0.0  # this rank's sum of batch losses times batch sizes, this epoch
     loss_count: int = 0
-    best_metric: float | None = None  # best validation MAE
+    best_metric: float | None = None  # best MAE on the early-stopping split (validation unless data.stop_steps)
     best_epoch: int | None = None
     best_step: int | None = None  # optimizer steps done at the best validation
     stopped_early: bool = False  # the patience ran out
@@ -283,24 +283,27 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         record = {"epoch": p.epoch + 1, "train_loss": total / max(count, 1), "lr": lr, "seconds": seconds}
+        split = self.data.stop_split
         if self.env.is_main:
-            record.update({f"val_{k}": v for k, v in self.evaluate("val").items() if k != "mae_by_step"})
+            for name in dict.fromkeys(("val", split)):
+                record.update({f"{name}_{k}": v for k, v in self.evaluate(name).items() if k != "mae_by_step"})
         p.history.append(record)
         p.epoch, p.batch, p.loss_sum, p.loss_count = p.epoch + 1, 0, 0.0, 0
-        if self.env.is_main and not math.isfinite(record["val_mae"]):
-            raise TrainingError(f"the validation MAE became {record['val_mae']} after epoch {p.epoch}; training "
+        metric = record.get(f"{split}_mae", math.nan)
+        if self.env.is_main and not math.isfinite(metric):
+            raise TrainingError(f"the {_SPLIT_WORDS[split]} MAE became {metric} after epoch {p.epoch}; training "
                                 f"stopped (the last checkpoint and best.safetensors are from before); try a lower --lr")
-        improved = self.env.is_main and (p.best_metric is None or record["val_mae"] < p.best_metric)
+        improved = self.env.is_main and (p.best_metric is None or metric < p.best_metric)
         if improved:
-            p.best_metric, p.best_epoch, p.best_step = record["val_mae"], p.epoch, p.step
+            p.best_metric, p.best_epoch, p.best_step = metric, p.epoch, p.step
             self._best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         patience = self.config.optim.patience
         waited = p.step - (p.best_step if p.best_step is not None else 0)
         p.stopped_early = any_flag(self.env.is_main and patience is not None and waited >= patience, self.env)
         self.save(best=improved)
         self.log(_epoch_line(record, self.epochs, improved) + (
-            f"\nno better validation MAE in {waited} steps (patience {patience}): stopped; the best weights "
-            f"(epoch {p.best_epoch}) are kept" if p.stopped_early else ""))
+            f"\nno better {_SPLIT_WORDS[split]} MAE in {waited} steps (patience {patience}): stopped; the best "
+            f"weights (epoch {p.best_epoch}) are kept" if p.stopped_early else ""))
 
     def _interrupted(self, stop: StopSignal, began: float) -> TrainResult:
         p = self.progress
@@ -318,8 +321,11 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation and saving
     def evaluate(self, split: str) -> dict[str, Any]:
-        """MAE/RMSE (series units) of the autoregressive forecasts on ``val`` or ``test``."""
+        """MAE/RMSE (series units) of the autoregressive forecasts on ``val``, ``test`` or
+        ``stop`` (the early-stopping windows, when the data have them)."""
         windows = getattr(self.data, split)
+        if windows is None:
+            raise ValueError(f"evaluate: split: {split!r} has no windows (data.stop_steps is 0); expected 'val' or 'test'")
         return errors(forecast(self.model, windows.to(self.env.device)), truth(self.data.series, windows))
 
     def model_metadata(self) -> dict[str, Any]:
@@ -357,6 +363,9 @@ class Trainer:
             "data_order": "torch DistributedSampler(seed=seed, drop_last=False), set_epoch(epoch)",
         }
         ckpt.save_checkpoint(self.out, f"step-{self.progress.step:08d}", weights, tensors, state)
+
+
+_SPLIT_WORDS = {"val": "validation", "stop": "early-stopping"}
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: RunConfig, epochs: int) -> Any:
@@ -426,6 +435,8 @@ def _without_epochs(config: RunConfig) -> dict[str, Any]:
 
 def _epoch_line(record: dict[str, Any], epochs: int, best: bool) -> str:
     val = f"  val MAE {record['val_mae']:.3f} RMSE {record['val_rmse']:.3f}" if "val_mae" in record else ""
+    if "stop_mae" in record:
+        val = f"  stop MAE {record['stop_mae']:.3f}" + val
     return (
         f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}{val}  "
         f"lr {record['lr']:.2e}  {record['seconds']:.1f} s{'  (best)' if best else ''}"

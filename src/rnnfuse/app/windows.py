@@ -22,7 +22,7 @@ day for hourly data), else ``(i mod period) / period``; zero for a non-seasonal 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -94,7 +94,9 @@ class CovariateNorm:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A series cut into training, validation and test windows, scaled on training only."""
+    """A series cut into training, validation and test windows, scaled on training only;
+    ``stop``: the windows early stopping reads (``data.stop_steps`` > 0), ``None`` when it
+    reads the validation windows."""
 
     series: Series
     splits: Splits
@@ -103,6 +105,12 @@ class Prepared:
     val: Windows
     test: Windows
     covariate_norm: CovariateNorm | None = None
+    stop: Windows | None = None
+
+    @property
+    def stop_split(self) -> str:
+        """The split early stopping and the best weights are chosen on: ``"stop"`` or ``"val"``."""
+        return "val" if self.stop is None else "stop"
 
 
 def prepare(series: Series, config: DataConfig, refit: bool = False) -> Prepared:
@@ -110,30 +118,37 @@ def prepare(series: Series, config: DataConfig, refit: bool = False) -> Prepared
 
     ``refit``: the windows of a model refitted before the test stretch: it trains (and the
     scale is fitted) on every window whose targets all lie before the test stretch
-    (``splits.before_test``: the training and validation windows and those between them);
-    ``val`` and ``test`` are the same windows as without ``refit`` (``val`` is then seen in
-    training).  ``splits`` is the same either way."""
+    (``splits.before_test``: the training, early-stopping and validation windows and those
+    between them); ``val`` and ``test`` are the same windows as without ``refit`` (``val`` is
+    then seen in training) and there is no ``stop`` (a refit trains a fixed number of
+    steps).  ``splits`` is the same either way."""
     splits = split_origins(series, config)
-    for name in ("train", "val", "test"):
+    names = ("train", "val", "test") + (("stop",) if config.stop_steps else ())
+    for name in names:
         if len(getattr(splits, name)) == 0:
             raise DataError(
-                f"{series.source}, column {series.column!r}: no {name} window whose {config.horizon} targets "
-                f"are all observed values; use a longer series or other window settings (--horizon, --val-steps, "
-                f"--test-steps, --local-steps)"
+                f"{series.source}, column {series.column!r}: no {_SPLIT_NAMES[name]} window whose {config.horizon} "
+                f"targets are all observed values; use a longer series or other window settings (--horizon, "
+                f"--val-steps, --test-steps, --stop-steps, --local-steps)"
             )
     train = splits.before_test if refit else splits.train
     scale = fit_scale(series, train, config.horizon)
     norm = fit_covariates(series, train) if config.covariates else None
     build = lambda origins: make_windows(series, origins, config, scale, covariate_norm=norm)  # noqa: E731
-    return Prepared(series, splits, scale, build(train), build(splits.val), build(splits.test), norm)
+    stop = build(splits.stop) if config.stop_steps and not refit else None
+    return Prepared(series, splits, scale, build(train), build(splits.val), build(splits.test), norm, stop)
+
+
+_SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test", "stop": "early-stopping"}
 
 
 @dataclass(frozen=True)
 class Splits:
     """Origins (int64 arrays) of the training, validation and test windows; ``before_test``:
-    every window whose targets all lie before the test stretch (``train``, ``val`` and the
-    windows whose targets straddle the validation stretch's start), a refitted model's
-    training windows."""
+    every window whose targets all lie before the test stretch (``train``, ``stop``, ``val``
+    and the windows whose targets straddle their starts), a refitted model's training windows;
+    ``stop``: the early-stopping windows, whose targets lie in the ``stop_steps`` before
+    ``val_start`` (from ``stop_start``; empty when ``stop_steps`` is 0)."""
 
     train: np.ndarray
     val: np.ndarray
@@ -141,6 +156,8 @@ class Splits:
     val_start: int
     test_start: int
     before_test: np.ndarray
+    stop: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    stop_start: int | None = None
 
 
 def history_length(config: DataConfig) -> int:
@@ -151,7 +168,7 @@ def history_length(config: DataConfig) -> int:
 
 def min_length(config: DataConfig) -> int:
     """Rows the windows need: history for one origin plus a horizon in each split."""
-    return history_length(config) + config.horizon + config.val_steps + config.test_steps
+    return history_length(config) + config.horizon + config.stop_steps + config.val_steps + config.test_steps
 
 
 def check_length(series: Series, config: DataConfig) -> None:
@@ -159,7 +176,8 @@ def check_length(series: Series, config: DataConfig) -> None:
     the flags that set them) if the series is too short, or if a validation or test stretch
     is shorter than the horizon."""
     where = f"{series.source}, column {series.column!r}"
-    for flag, steps in (("--val-steps", config.val_steps), ("--test-steps", config.test_steps)):
+    stretches = [("--val-steps", config.val_steps), ("--test-steps", config.test_steps)]
+    for flag, steps in stretches + ([("--stop-steps", config.stop_steps)] if config.stop_steps else []):
         if steps < config.horizon:
             raise DataError(f"{where}: {flag} {steps} is shorter than --horizon {config.horizon}; expected at least "
                             f"the horizon (a window's targets must fit in the stretch): raise {flag} or lower --horizon")
@@ -169,7 +187,7 @@ def check_length(series: Series, config: DataConfig) -> None:
             f"{where}: too short for the windows: {len(series)} rows, need at least {need} = history "
             f"{history_length(config)} (the largest of --local-steps {config.local_steps}, --block {config.block} x "
             f"--min-global-blocks {config.min_global_blocks}, 2 x --period {config.period}) + --horizon {config.horizon} "
-            f"+ --val-steps {config.val_steps} + --test-steps {config.test_steps}; lower these flags by "
+            f"{f'+ --stop-steps {config.stop_steps} ' if config.stop_steps else ''}+ --val-steps {config.val_steps} + --test-steps {config.test_steps}; lower these flags by "
             f"{need - len(series)} rows in all, or use a longer series"
         )
 
@@ -214,10 +232,13 @@ def split_origins(series: Series, config: DataConfig) -> Splits:
     observed = series.observed
     ok = np.array([observed[t + 1 : t + h + 1].all() for t in origins], dtype=bool)
     last = origins + h
-    train = origins[ok & (last < val_start)]
+    stop_start = val_start - config.stop_steps
+    train = origins[ok & (last < stop_start)]
+    stop = origins[ok & (origins + 1 >= stop_start) & (last < val_start)] if config.stop_steps else origins[:0]
     val = origins[ok & (origins + 1 >= val_start) & (last < test_start)]
     test = origins[ok & (origins + 1 >= test_start)]
-    return Splits(train, val, test, val_start, test_start, origins[ok & (last < test_start)])
+    before_test = origins[ok & (last < test_start)]
+    return Splits(train, val, test, val_start, test_start, before_test, stop, stop_start if config.stop_steps else None)
 
 
 def fit_scale(series: Series, train_origins: np.ndarray, horizon: int) -> float:

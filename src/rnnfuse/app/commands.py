@@ -256,7 +256,7 @@ def _run_summary(trainer: Any) -> str:
 
     data, cfg = trainer.prepared, trainer.config
     where = f", {trainer.env.world_size} processes (rank 0 writes)" if trainer.env.active else ""
-    described = data.describe(cfg.data.id_column) if isinstance(data, PreparedPanel) else data.series.describe()
+    described = data.describe(cfg.data) if isinstance(data, PreparedPanel) else data.series.describe()
     return (
         f"data: {described}\n"
         f"windows: {len(data.train)} train, {len(data.val)} validation, {len(data.test)} test; "
@@ -290,7 +290,7 @@ def _final_panel_report(trainer: Any, out: Path) -> None:
     from .checkpoint import atomic_write, json_bytes
     from .panel_windows import panel_report, report_lines
 
-    report = panel_report(trainer.prepared, {s: trainer.forecast(s) for s in ("val", "test")}, trainer.config.data.period)
+    report = panel_report(trainer.prepared, {s: trainer.forecasts(s) for s in ("val", "test")}, trainer.config.data.period)
     report["best_val_scaled_mae"], report["best_epoch"] = trainer.progress.best_metric, trainer.progress.best_epoch
     atomic_write(out / "metrics.json", json_bytes(report))
     print("\n".join(report_lines(report, trainer.config.data.id_column)))

@@ -90,15 +90,14 @@ class PreparedPanel:
             out["covariates"] = {k: [list(getattr(n, k)) for n in norms] for k in ("mean", "std")}
         return out
 
-    def describe(self, id_column: str) -> str:
+    def describe(self, data: DataConfig) -> str:
         """One line: the file, the number of series and their lengths, the filled points."""
         lengths = [len(p.series) for p in self.parts]
         first = self.parts[0].series
-        source = first.source.rsplit(" [", 1)[0]
         missing = sum(p.series.missing for p in self.parts)
         shown = ", ".join(f"{name} {n}" for name, n in zip(self.ids[:5], lengths[:5])) + (", ..." if len(lengths) > 5 else "")
         covariates = f"; covariates {', '.join(first.covariate_names)}" if first.covariate_names else ""
-        return (f"{source} column {first.column!r}: a panel of {len(self.ids)} series by {id_column!r}, {min(lengths)} to "
+        return (f"{data.csv} column {first.column!r}: a panel of {len(self.ids)} series by {data.id_column!r}, {min(lengths)} to "
                 f"{max(lengths)} rows ({shown}), {missing} missing values filled by linear interpolation{covariates}")
 
 
@@ -161,8 +160,8 @@ def panel_report(panel: PreparedPanel, forecasts: dict[str, np.ndarray], period:
         row["relative_mae"] = {s: _ratio(row["model"][s]["mae"], row["seasonal_naive"][s]["mae"]) for s in forecasts}
         rows.append(row)
     report["series"] = rows
-    report["geometric_mean_relative_mae"] = {s: _geometric_mean([r["relative_mae"][s] for r in rows]) for s in forecasts}
-    report["geometric_mean_relative_mae"]["series"] = sum(r["relative_mae"].get("test") is not None for r in rows)
+    report["geometric_mean_relative_mae"] = {s: _geometric_mean([r["relative_mae"][s] for r in rows]) for s in forecasts} | {
+        "series": sum(r["relative_mae"]["test"] is not None for r in rows)}  # those with a test ratio
     return report
 
 

@@ -335,12 +335,12 @@ class Trainer:
         """MAE/RMSE (series units) of the autoregressive forecasts on ``val``, ``test`` or
         ``stop`` (the early-stopping windows, when the data have them); on a panel also the
         scaled MAE (:func:`~rnnfuse.app.panel_windows.panel_errors`)."""
-        prediction = self.forecast(split)
+        prediction = self.forecasts(split)
         if isinstance(self.prepared, PreparedPanel):
             return panel_errors(prediction, self.prepared.truth(split), getattr(self.prepared, split).scales())
         return errors(prediction, truth(self.prepared.series, getattr(self.prepared, split)))
 
-    def forecast(self, split: str) -> np.ndarray:
+    def forecasts(self, split: str) -> np.ndarray:
         """The model's autoregressive forecasts ``(N, H)`` (series units) of the ``split`` windows."""
         windows = getattr(self.prepared, split)
         if windows is None:

@@ -17,7 +17,7 @@ from rnnfuse.app.config import ConfigError, DataConfig, ModelConfig, OptimConfig
 from rnnfuse.app.data import DataError, load_csv
 from rnnfuse.app.panel import load_named_panel
 from rnnfuse.app.panel_windows import prepare_panel, scalings_from_metadata
-from rnnfuse.app.predict import load_saved
+from rnnfuse.app.predict import load_saved, predict_next
 from rnnfuse.app.training import StopSignal, Trainer
 from rnnfuse.app.windows import prepare
 from rnnfuse.cli import main
@@ -183,9 +183,12 @@ def test_a_panel_trains_through_the_cli_reports_each_series_and_predicts(tmp_pat
     out = list(csv.DictReader(target.read_text().splitlines()))
     assert [(r["unique_id"], r["step"], r["time"]) for r in out] == [
         (name, str(k), str(len(values[name]) - 1 + k)) for name in ("a", "b", "c") for k in (1, 2)]
+    saved, panel = load_saved(run), load_named_panel(panel_csv)
     for name, (level, amp, _) in SERIES.items():  # each series forecast on its own level, in its own units
         forecasts = [float(r["y"]) for r in out if r["unique_id"] == name]
         assert all(abs(f - values[name][-1]) < 5 * amp for f in forecasts), (name, forecasts)
+        alone = predict_next(saved.model, saved.config, saved.scalings[name].scale, panel[name])  # the one-series path
+        assert forecasts == pytest.approx(alone.values.tolist(), rel=1e-6, abs=1e-6)  # the file has 6 decimals
 
 
 def _error(capsys, argv) -> str:
@@ -268,7 +271,11 @@ def test_an_edited_panel_model_file_is_refused_in_one_line(tmp_path, panel_csv, 
                  "--time-column", "ds", *WINDOW_FLAGS, "--epochs", "1", *TINY]) == 0
     capsys.readouterr()
     saved = load_saved(run)
-    assert list(saved.scalings) == ["a", "b", "c"] and saved.scalings["b"].scale > 100 * saved.scalings["a"].scale
+    assert list(saved.scalings) == ["a", "b", "c"]
+    for name, y in _values().items():  # each series' scale, fitted on its own training windows, saved with the model
+        origins = _train_origins(len(y))
+        deltas = [y[t + h] - y[t] for t in origins for h in range(1, HORIZON + 1)]
+        assert saved.scalings[name].scale == pytest.approx(np.std(deltas), rel=1e-12)
     tensors, meta = load_model_file(run / "best.safetensors")
     edited = tmp_path / "edited.safetensors"
     save_model_file(edited, tensors, meta | {"panel": {"ids": ["a"] * 3, "scales": meta["panel"]["scales"]}})

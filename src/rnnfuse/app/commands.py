@@ -255,11 +255,13 @@ def _lock_run(lock: Any, out: Path, resume: bool, env: Any) -> str | None:
 
 def _run_summary(trainer: Any) -> str:
     from .model import count_parameters
+    from .panel_windows import PreparedPanel
 
-    data, cfg = trainer.data, trainer.config
+    data, cfg = trainer.prepared, trainer.config
     where = f", {trainer.env.world_size} processes (rank 0 writes)" if trainer.env.active else ""
+    described = data.describe(cfg.data) if isinstance(data, PreparedPanel) else data.series.describe()
     return (
-        f"data: {data.series.describe()}\n"
+        f"data: {described}\n"
         f"windows: {len(data.train)} train, {len(data.val)} validation, {len(data.test)} test; "
         f"model: fusion {cfg.model.fusion}, {count_parameters(trainer.model):,} parameters{where}"
     )
@@ -268,7 +270,10 @@ def _run_summary(trainer: Any) -> str:
 def _final_report(trainer: Any, out: Path) -> None:
     from .checkpoint import atomic_write, json_bytes
     from .metrics import errors, seasonal_naive, seasonal_naive_drift, truth
+    from .panel_windows import PreparedPanel
 
+    if isinstance(trainer.prepared, PreparedPanel):
+        return _final_panel_report(trainer, out)
     data, period = trainer.data, trainer.config.data.period
     report: dict[str, Any] = {"model": {s: trainer.evaluate(s) for s in ("val", "test")}}
     for name, fn in (("seasonal_naive", seasonal_naive), ("seasonal_naive_drift", seasonal_naive_drift)):
@@ -282,12 +287,29 @@ def _final_report(trainer: Any, out: Path) -> None:
     print(f"best {chosen_on} MAE {report['best_val_mae']:.3f} at epoch {report['best_epoch']} -> {out / 'best.safetensors'}")
 
 
+def _final_panel_report(trainer: Any, out: Path) -> None:
+    """metrics.json and the terminal's summary of a panel run: over all windows, per series,
+    and the geometric mean of the relative test MAE (:func:`~rnnfuse.app.panel_windows.panel_report`)."""
+    from .checkpoint import atomic_write, json_bytes
+    from .panel_windows import panel_report, report_lines
+
+    report = panel_report(trainer.prepared, {s: trainer.forecasts(s) for s in ("val", "test")}, trainer.config.data.period)
+    report["best_val_scaled_mae"], report["best_epoch"] = trainer.progress.best_metric, trainer.progress.best_epoch
+    atomic_write(out / "metrics.json", json_bytes(report))
+    print("\n".join(report_lines(report, trainer.config.data.id_column)))
+    chosen_on = "validation" if trainer.prepared.stop is None else "early-stopping"
+    print(f"best {chosen_on} scaled MAE {report['best_val_scaled_mae']:.3f} at epoch {report['best_epoch']} -> "
+          f"{out / 'best.safetensors'}")
+
+
 def _add_predict(sub: Any) -> None:
     p = sub.add_parser("predict", help="forecast past the end of a series with a trained model")
     p.add_argument("--model", required=True, help="run directory (uses best.safetensors) or a .safetensors file")
     p.add_argument("--csv", help="series to forecast from (default: the data the model was trained on)")
     p.add_argument("--column")
     p.add_argument("--time-column")
+    p.add_argument("--id-column", help="the column naming each row's series, for a model trained on a panel "
+                                       "(default: the one it was trained with); forecasts every series of --csv")
     p.add_argument("--output", help="also write the forecast to this CSV file")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(handler=_predict)
@@ -300,7 +322,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .predict import format_forecast, load_for_prediction, load_model, predict_next, write_forecast_csv
+    from .predict import format_forecast, load_for_prediction, load_saved, predict_next, write_forecast_csv
 
     from .config import capped_threads
 
@@ -308,18 +330,37 @@ def _predict(args: argparse.Namespace) -> int:
         return fail("predict", f"--threads: expected a positive int, got {args.threads}")
     torch.set_num_threads(capped_threads(args.threads, lambda msg: print(f"rnnfuse predict: {msg}", file=sys.stderr)))
     try:
-        model, config, scale, norm = load_model(args.model)
-        series = load_for_prediction(config, args.csv, args.column, args.time_column)
-        result = predict_next(model, config, scale, series, norm)
+        saved = load_saved(args.model)
+        if saved.is_panel or args.id_column is not None:
+            return _predict_panel(args, saved)
+        series = load_for_prediction(saved.config, args.csv, args.column, args.time_column)
+        scaling = saved.scalings[""]
+        result = predict_next(saved.model, saved.config, scaling.scale, series, scaling.covariate_norm)
     except (ConfigError, DataError, CheckpointError) as exc:
         return fail("predict", str(exc))
     print(format_forecast(result))
-    if args.output:
+    return _write_output(args.output, lambda path: write_forecast_csv(result, path))
+
+
+def _predict_panel(args: argparse.Namespace, saved: Any) -> int:
+    """``rnnfuse predict`` with a panel's model: every series of ``--csv``, each with its own scale."""
+    from .predict import format_panel_forecast, load_panel_for_prediction, predict_panel, write_panel_forecast_csv
+
+    panel = load_panel_for_prediction(saved, args.csv, args.column, args.time_column, args.id_column)
+    results = predict_panel(saved, panel)
+    id_column = args.id_column or saved.config.data.id_column
+    print(format_panel_forecast(results, id_column))
+    return _write_output(args.output, lambda path: write_panel_forecast_csv(results, id_column, path))
+
+
+def _write_output(output: str | None, write: Any) -> int:
+    """Write ``--output`` with ``write(path)`` when given; a path that cannot be written is a one-line error."""
+    if output:
         try:
-            write_forecast_csv(result, args.output)
+            write(output)
         except OSError as exc:
-            return fail("predict", f"--output: cannot write {args.output} ({exc.strerror or exc})")
-        print(f"written to {args.output}")
+            return fail("predict", f"--output: cannot write {output} ({exc.strerror or exc})")
+        print(f"written to {output}")
     return 0
 
 
@@ -351,10 +392,11 @@ def _inspect_forecaster(path: str) -> int:
     """Describe a model file written by ``rnnfuse train``: tensors, configuration, scale."""
     from .checkpoint import CheckpointError as ModelFileError
     from .checkpoint import load_model_file
-    from .predict import load_model
+    from .predict import load_saved
 
     try:
-        model, config, scale, _ = load_model(path)
+        saved = load_saved(path)
+        model, config = saved.model, saved.config
         meta = load_model_file(path)[1]
     except (ModelFileError, ConfigError) as exc:
         raise ValueError(str(exc)) from None
@@ -370,7 +412,10 @@ def _inspect_forecaster(path: str) -> int:
         items = value.items() if isinstance(value, dict) else [(None, value)]
         print(f"  {key}: " + ", ".join(f"{k}={json.dumps(v)}" if k else json.dumps(v) for k, v in items))
     best = meta.get("best_val_mae")
-    print(f"scale {scale:.6g}, epoch {meta.get('epoch')}, best validation MAE "
+    scales = [s.scale for s in saved.scalings.values()]
+    scale = f"scale {scales[0]:.6g}" if not saved.is_panel else \
+        f"a panel of {len(scales)} series by {config.data.id_column!r}, scales {min(scales):.6g} to {max(scales):.6g}"
+    print(f"{scale}, epoch {meta.get('epoch')}, best validation {'scaled MAE' if saved.is_panel else 'MAE'} "
           + (f"{best:.4g}" if isinstance(best, (int, float)) else str(best)))
     print(f"forecast with: rnnfuse predict --model {path}")
     return 0

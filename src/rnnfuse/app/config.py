@@ -125,6 +125,9 @@ class DataConfig:
     ``period``.
     ``covariates``: other columns the encoders read beside the series, each row's value known
     at that row's time (the embedded series has ``nino12``, see :mod:`rnnfuse.app.data`).
+    ``id_column``: the CSV file is a panel in long format (:mod:`rnnfuse.app.panel`), this
+    column naming each row's series; one model is trained on the windows of every series, each
+    series split and scaled on its own (:mod:`rnnfuse.app.panel_windows`); ``None``: one series.
     """
 
     csv: str | None = option(None, "CSV file with a header line")
@@ -141,6 +144,8 @@ class DataConfig:
     stop_steps: int = option(0, "steps before validation held out for early stopping (0: stop on validation)")
     covariates: tuple[str, ...] = option((), "columns the encoders read beside the series, e.g. nino12 (a row's value "
                                          "must be known at its time), or none", parse=parse_names, show_default=False)
+    id_column: str | None = option(None, "column naming each row's series in a long-format CSV (unique_id,ds,y): one "
+                                   "model for every series of the panel, each scaled on its own (with --csv and --time-column)")
 
     @property
     def seasonal(self) -> bool:
@@ -281,6 +286,7 @@ def _validate_data(d: DataConfig, where: str) -> None:
             expected = "a non-empty string" + ("" if name == "column" else " or null")
             raise ConfigError(f"{where}: data.{name}: expected {expected}, got {value!r}")
     _validate_covariates(d, where)
+    _validate_id_column(d, where)
     for name in ("local_steps", "global_blocks", "block", "min_global_blocks", "horizon", "period", "val_steps", "test_steps"):
         _positive_int(f"{where}: data.{name}", getattr(d, name), MAX_STEPS)
     if isinstance(d.stop_steps, bool) or not isinstance(d.stop_steps, int) or not 0 <= d.stop_steps <= MAX_STEPS:
@@ -305,6 +311,21 @@ def _validate_covariates(d: DataConfig, where: str) -> None:
     if taken:
         raise ConfigError(f"{where}: data.covariates: {taken[0]!r} is the series' own column or its time column; "
                           f"expected other columns")
+
+
+def _validate_id_column(d: DataConfig, where: str) -> None:
+    """``None``, or a column name of a CSV file with a time column, other than the series' own columns."""
+    if d.id_column is None:
+        return
+    if not isinstance(d.id_column, str) or not d.id_column:
+        raise ConfigError(f"{where}: data.id_column (--id-column): expected a column name or null, got {d.id_column!r}")
+    if d.csv is None or d.time_column is None:
+        flag = "--csv FILE" if d.csv is None else "--time-column NAME"
+        raise ConfigError(f"{where}: data.id_column (--id-column): a panel needs {flag} (a long-format CSV file whose "
+                          f"time column shows that every series has the same frequency), got {'no file' if d.csv is None else 'no time column'}")
+    if d.id_column in (d.column, d.time_column, *d.covariates):
+        raise ConfigError(f"{where}: data.id_column (--id-column): {d.id_column!r} is the series', its time column or a "
+                          f"covariate; expected the column that names each row's series")
 
 
 def _validate_model(m: ModelConfig, where: str) -> None:

@@ -22,6 +22,7 @@ day for hourly data), else ``(i mod period) / period``; zero for a non-seasonal 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -32,7 +33,7 @@ from .config import DataConfig
 from .data import DataError, Series
 from .timegrid import DAYS_PER_YEAR
 
-__all__ = ["fit_covariates", "CovariateNorm", "with_base", "deseasonalised", "deseasonalised_forecast", "Windows", "Splits", "Prepared", "prepare", "check_length", "phases", "cycle_days", "split_origins", "fit_scale", "make_windows", "min_length", "history_length"]
+__all__ = ["fit_covariates", "CovariateNorm", "with_base", "deseasonalised", "deseasonalised_forecast", "Windows", "concat_windows", "per_window", "Splits", "Prepared", "prepare", "check_length", "phases", "cycle_days", "split_origins", "fit_scale", "make_windows", "min_length", "history_length"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Windows:
     targets: Tensor
     covariates: Tensor
     anchor: Tensor
-    scale: float
+    scale: float | Tensor  # the series' scale; windows of several series (a panel): each window's, (N,) float64 on the CPU
     base: Tensor | None = None  # (N, H) a classical forecast in series units: targets are residuals from it
 
     def __len__(self) -> int:
@@ -56,7 +57,8 @@ class Windows:
         """The windows at ``index`` (a 1-D index tensor)."""
         return Windows(
             self.origins[index], self.local[index], self.global_[index], self.global_len[index],
-            self.targets[index], self.covariates[index], self.anchor[index], self.scale,
+            self.targets[index], self.covariates[index], self.anchor[index],
+            self.scale if isinstance(self.scale, float) else self.scale[index.cpu()],
             None if self.base is None else self.base[index],
         )
 
@@ -74,7 +76,34 @@ class Windows:
         anchor = self.anchor.double().cpu().unsqueeze(1)
         if self.base is not None:  # a hybrid: the network forecasts the classical forecast's error
             anchor = self.base.double().cpu()
-        return normalised[..., 0].double().cpu() * self.scale + anchor
+        return normalised[..., 0].double().cpu() * per_window(self.scale) + anchor
+
+    def scales(self) -> np.ndarray:
+        """Each window's scale ``(N,)`` (float64)."""
+        if isinstance(self.scale, float):
+            return np.full(len(self), self.scale)
+        return self.scale.double().numpy()
+
+
+def per_window(scale: float | Tensor) -> float | Tensor:
+    """A scale to multiply or divide ``(N, H)`` values by: the float itself, or a per-window
+    scale ``(N,)`` as a float64 column ``(N, 1)``."""
+    return scale if isinstance(scale, float) else scale.double().cpu()[:, None]
+
+
+def concat_windows(parts: Sequence[Windows]) -> Windows:
+    """The windows of several series (a panel) as one set, in order, each window keeping its
+    series' scale (``scale`` becomes ``(N,)``); the parts must all have a base or none."""
+    if not parts:
+        raise ValueError("concat_windows: expected at least one set of windows, got none")
+    if len({p.base is None for p in parts}) > 1:
+        raise ValueError("concat_windows: expected every set of windows with a base forecast or none with one")
+    cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
+    scale = torch.cat([torch.as_tensor(p.scales(), dtype=torch.float64) for p in parts])
+    return Windows(
+        cat("origins"), cat("local"), cat("global_"), cat("global_len"), cat("targets"), cat("covariates"),
+        cat("anchor"), scale, None if parts[0].base is None else cat("base"),
+    )
 
 
 @dataclass(frozen=True)
@@ -338,7 +367,7 @@ def with_base(windows: Windows, base: np.ndarray, decoder_inputs: list[np.ndarra
     shape = tuple(windows.targets.shape[:2])
     if tuple(b.shape) != shape:
         raise ValueError(f"with_base: expected a base forecast of shape {shape}, got {tuple(b.shape)}")
-    relative = ((b - windows.anchor.double()[:, None]) / windows.scale).float()[..., None]
+    relative = ((b - windows.anchor.double()[:, None]) / per_window(windows.scale)).float()[..., None]
     extra = [relative] if decoder_inputs is None else [torch.as_tensor(np.asarray(f, dtype=np.float32))[..., None] for f in decoder_inputs]
     if any(tuple(e.shape[:2]) != shape for e in extra):
         raise ValueError(f"with_base: expected decoder inputs of shape {shape}, got {[tuple(e.shape[:2]) for e in extra]}")

@@ -22,11 +22,12 @@ over.  Everything that is not what the format promises raises :class:`KerasForma
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
+from .._files import loads_json
+from ._h5_checks import DatasetReader
 from ._keras_model import GATES, KerasFormatError, KerasLayer, text
 
 __all__ = ["is_keras2_h5", "read_keras2_h5"]
@@ -38,15 +39,17 @@ def is_keras2_h5(f: Any) -> bool:
 
 
 def read_keras2_h5(f: Any, path: str) -> list[KerasLayer]:
-    """The layers of a Keras 2 ``.h5`` file, in model order."""
+    """The layers of a Keras 2 ``.h5`` file, in model order (``f`` checked by
+    :func:`~rnnfuse.convert._h5_checks.check_h5_file`); each dataset is read at most once."""
+    reader = DatasetReader(path)
     try:
         if "model_config" in f.attrs:
-            return _full_model(f, path)
-        return _weights_only(f, path)
+            return _full_model(f, path, reader)
+        return _weights_only(f, path, reader)
     except KerasFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError,
-            RuntimeError) as exc:
+            RuntimeError, NotImplementedError) as exc:
         raise KerasFormatError(f"source: {path!r} is not a readable Keras 2 .h5 file "
                                f"({type(exc).__name__}: {exc})") from None
 
@@ -57,7 +60,7 @@ def _strings(value: Any, what: str) -> list[str]:
     return [text(v) for v in value]
 
 
-def _layer_weights(group: Any, name: str, path: str) -> list[tuple[str, np.ndarray]]:
+def _layer_weights(group: Any, name: str, path: str, reader: DatasetReader) -> list[tuple[str, np.ndarray]]:
     if name not in group:
         raise KerasFormatError(f"source: {path!r}: no weight group for layer {name!r}")
     layer = group[name]
@@ -67,12 +70,12 @@ def _layer_weights(group: Any, name: str, path: str) -> list[tuple[str, np.ndarr
         if wn not in layer or not hasattr(layer[wn], "shape"):
             raise KerasFormatError(f"source: {path!r}: layer {name!r} lists weight {wn!r}, "
                                    f"which is not a dataset")
-        out.append((wn, np.asarray(layer[wn][()])))
+        out.append((wn, reader.read(layer[wn], f"{name}/{wn}")))
     return out
 
 
-def _full_model(f: Any, path: str) -> list[KerasLayer]:
-    config = json.loads(text(f.attrs["model_config"]))
+def _full_model(f: Any, path: str, reader: DatasetReader) -> list[KerasLayer]:
+    config = loads_json(text(f.attrs["model_config"]), f"source: {path!r}: model_config")
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise KerasFormatError(f"source: {path!r}: model_config is not a Keras model configuration")
     entries = config["config"].get("layers")
@@ -91,7 +94,7 @@ def _full_model(f: Any, path: str) -> list[KerasLayer]:
         name = cfg.get("name", entry.get("name"))
         if not isinstance(cls, str) or not isinstance(name, str):
             raise KerasFormatError(f"source: {path!r}: a layer entry lacks class_name or name")
-        weights = _layer_weights(group, name, path) if name in group else []
+        weights = _layer_weights(group, name, path, reader) if name in group else []
         layers.append(_configured(name, cls, cfg, weights, path))
     return layers
 
@@ -166,11 +169,11 @@ def _cell_scopes(weights: list[tuple[str, np.ndarray]]) -> dict[str, list[np.nda
     return groups
 
 
-def _weights_only(f: Any, path: str) -> list[KerasLayer]:
+def _weights_only(f: Any, path: str, reader: DatasetReader) -> list[KerasLayer]:
     names = _strings(f.attrs["layer_names"], "layer_names")
     layers = []
     for name in names:
-        weights = _layer_weights(f, name, path)
+        weights = _layer_weights(f, name, path, reader)
         if not weights:
             layers.append(KerasLayer(name, "InputLayer", {}, []))  # weightless: passed over
             continue

@@ -135,7 +135,7 @@ def loads_json(data: bytes | str, what: str, max_depth: int = MAX_JSON_DEPTH) ->
     except UnicodeDecodeError as exc:
         raise ValueError(f"{what}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{what}: invalid JSON ({exc.msg}, line {exc.lineno}, column {exc.colno})") from None
+        raise ValueError(f"{what}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
 
 
 def read_zip_member(archive: zipfile.ZipFile, name: str, what: str, max_bytes: int) -> bytes:

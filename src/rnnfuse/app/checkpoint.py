@@ -36,7 +36,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import load_file
 from torch import Tensor
 
-from .._files import MIB, NotRegularFileError, check_regular_file
+from .._files import MIB, NotRegularFileError, loads_json, read_regular_file
+from .rundir import check_real_dir
 from ..io import MAX_FILE_BYTES, read_safetensors_metadata, safetensors_bytes
 
 __all__ = [
@@ -149,6 +150,8 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
 def save_checkpoint(out: Path, name: str, model: dict[str, Tensor], tensors: dict[str, Tensor], state: dict[str, Any], keep: int = 2) -> Path:
     """Write a checkpoint directory ``out/checkpoints/name`` and point ``latest.json`` at it."""
     out = Path(out)
+    if os.path.lexists(out / "checkpoints"):
+        check_real_dir(out / "checkpoints", "checkpoints")  # never write or prune through a link
     base, suffix = name, 0
     while (out / "checkpoints" / name).exists():  # never rewrite a directory latest.json may name
         suffix += 1
@@ -176,7 +179,7 @@ def save_checkpoint(out: Path, name: str, model: dict[str, Tensor], tensors: dic
 
 
 def _prune(root: Path, keep_names: set[str], keep: int) -> None:
-    dirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    dirs = sorted(p for p in root.iterdir() if not p.is_symlink() and p.is_dir() and p.name.startswith("step-"))
     for old in dirs[:-keep]:
         if old.name not in keep_names:
             shutil.rmtree(old, ignore_errors=True)
@@ -205,7 +208,7 @@ def load_latest(out: Path) -> Checkpoint:
             raise CheckpointError(f"{path}: SHA-256 {digest[:12]}... differs from latest.json's; the file is corrupt")
     try:
         model, tensors = st_load(raw["model.safetensors"]), st_load(raw["training.safetensors"])
-        state = json.loads(raw["state.json"])
+        state = loads_json(raw["state.json"], str(directory / "state.json"))
     except (SafetensorError, ValueError) as exc:
         raise CheckpointError(f"{directory}: a checkpoint file is not readable ({exc})") from None
     if not isinstance(state, dict):
@@ -224,10 +227,10 @@ def _inside(out: Path, where: str, pointer_path: Path) -> Path:
 
 
 def _read_checked(path: Path, limit: int) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes (``CheckpointError`` otherwise)."""
+    """The bytes of a regular file of at most ``limit`` bytes, never through a symbolic link
+    (``CheckpointError`` otherwise)."""
     try:
-        check_regular_file(path, "a checkpoint file", limit)
-        return path.read_bytes()
+        return read_regular_file(path, "a checkpoint file", limit, follow_symlinks=False)
     except (NotRegularFileError, OSError) as exc:
         raise CheckpointError(str(exc)) from None
 
@@ -236,10 +239,8 @@ def _read_pointer(path: Path) -> dict[str, Any]:
     """``latest.json``, checked: a JSON object with the format, a checkpoint directory and a
     SHA-256 for each of its files (a hand-edited or truncated file raises ``CheckpointError``)."""
     try:
-        pointer = json.loads(_read_checked(path, MAX_JSON_BYTES))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    except ValueError as exc:  # bytes that are not UTF-8 text
+        pointer = loads_json(_read_checked(path, MAX_JSON_BYTES), path.name)
+    except ValueError as exc:  # not JSON, not UTF-8 text, or nested too deep
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None

@@ -20,12 +20,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .._files import MIB, NotRegularFileError, loads_json, read_regular_file
+
 __all__ = ["DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "FUSIONS", "ConfigError", "option", "flag_fields",
            "available_cpus", "capped_threads", "planned_epochs"]
 
 FUSIONS = ("local", "global", "concat", "sum", "mean", "max", "bridge", "zoph-knight", "child-sum", "gated")
 CELLS = ("lstm", "gru", "rnn")
 SCHEDULERS = ("none", "cosine", "step")
+MAX_CONFIG_BYTES = 1 * MIB  # a config.json or --config file
 
 
 class ConfigError(ValueError):
@@ -215,16 +218,21 @@ class RunConfig:
         return config
 
     @classmethod
-    def from_file(cls, path: str | Path) -> RunConfig:
-        """Read a JSON configuration file."""
+    def from_file(cls, path: str | Path, *, follow_symlinks: bool = True) -> RunConfig:
+        """Read a JSON configuration file: a regular file of at most :data:`MAX_CONFIG_BYTES`
+        (``follow_symlinks=False`` for a run directory's, which is never a link)."""
         try:
-            raw = json.loads(Path(path).read_text())
+            data = read_regular_file(path, "a JSON config file", MAX_CONFIG_BYTES, follow_symlinks=follow_symlinks)
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
+        except NotRegularFileError as exc:
+            raise ConfigError(str(exc)) from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+        try:
+            raw = loads_json(data, str(path))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         return cls.from_dict(raw, str(path))
 
     def updated(self, overrides: dict[str, dict[str, Any]]) -> RunConfig:

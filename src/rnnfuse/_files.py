@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_regular_file", "read_regular_file", "loads_json", "read_zip_member", "NotRegularFileError",
+__all__ = ["check_regular_file", "read_regular_file", "loads_json", "json_depth", "read_zip_member", "NotRegularFileError",
            "KIB", "MIB", "GIB", "MAX_JSON_DEPTH"]
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30

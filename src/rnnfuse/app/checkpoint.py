@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -77,8 +78,10 @@ def atomic_write(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not exc.filename:  # a failed write names no file: name it
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
     _fsync_dir(path.parent)
 
@@ -287,8 +290,35 @@ def optimizer_from_parts(plain: dict[str, Any], tensors: dict[str, Tensor]) -> d
             state.setdefault(int(index), {})[key] = value
     for index, values in plain["state"].items():
         state.setdefault(int(index), {}).update(values)
-    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in plain["param_groups"]]
+    groups = [_checked_group(g, k) for k, g in enumerate(plain["param_groups"])]
     return {"state": state, "param_groups": groups}
+
+
+_RATES = {"lr": (0.0, 10.0), "initial_lr": (0.0, 10.0), "weight_decay": (0.0, 1e6), "eps": (0.0, 1.0),
+          "momentum": (0.0, 1.0), "dampening": (0.0, 1.0), "alpha": (0.0, 1.0)}
+
+
+def _checked_group(group: Any, index: int) -> dict[str, Any]:
+    """An optimizer parameter group from ``state.json`` whose hyperparameters are numbers in
+    the range the optimizer can use (``ValueError`` naming the value otherwise): Adam's
+    ``betas`` in [0, 1), a learning rate, epsilon or decay finite and not negative."""
+    if not isinstance(group, dict):
+        raise ValueError(f"optimizer.param_groups[{index}]: expected an object, got {type(group).__name__}")
+    where = f"optimizer.param_groups[{index}]"
+    for key, (low, high) in _RATES.items():
+        if key in group and not _number_in(group[key], low, high):
+            raise ValueError(f"{where}.{key}: expected a number in [{low:g}, {high:g}], got {group[key]!r}")
+    if "betas" not in group:
+        return group
+    betas = group["betas"]
+    if not isinstance(betas, list) or len(betas) != 2 or not all(_number_in(b, 0.0, 1.0) and b < 1 for b in betas):
+        raise ValueError(f"{where}.betas: expected two numbers in [0, 1), got {betas!r}")
+    return {**group, "betas": tuple(betas)}
+
+
+def _number_in(value: Any, low: float, high: float) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and low <= value <= high)
 
 
 def capture_rng() -> tuple[dict[str, Any], Tensor]:

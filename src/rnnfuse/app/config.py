@@ -272,6 +272,7 @@ def validate(config: RunConfig, where: str) -> None:
 
 MAX_SEED = 2**32 - 1  # NumPy's and the samplers' seeds
 MAX_STEPS = 1_000_000  # window lengths, stretches, epochs, batch sizes
+MAX_HORIZON = 1000  # decoder steps per forecast: each is a step of every decoder layer, in sequence
 MAX_LAYER_SIZE = 4096  # units per layer (an LSTM layer of 4096 holds 134M weights)
 MAX_LAYERS = 32
 MAX_THREADS = 4096  # before the cap at the CPUs this process may use
@@ -285,8 +286,9 @@ def _validate_data(d: DataConfig, where: str) -> None:
             expected = "a non-empty string" + ("" if name == "column" else " or null")
             raise ConfigError(f"{where}: data.{name}: expected {expected}, got {value!r}")
     _validate_covariates(d, where)
-    for name in ("local_steps", "global_blocks", "block", "min_global_blocks", "horizon", "period", "val_steps", "test_steps"):
+    for name in ("local_steps", "global_blocks", "block", "min_global_blocks", "period", "val_steps", "test_steps"):
         _positive_int(f"{where}: data.{name}", getattr(d, name), MAX_STEPS)
+    _positive_int(f"{where}: data.horizon", d.horizon, MAX_HORIZON)
     if d.min_global_blocks > d.global_blocks:
         raise ConfigError(f"{where}: data.min_global_blocks ({d.min_global_blocks}) must not exceed data.global_blocks ({d.global_blocks})")
     if d.block * d.global_blocks > MAX_STEPS:

@@ -40,6 +40,7 @@ from .metrics import errors, forecast, seasonal_naive, seasonal_naive_drift, tru
 from .model import count_parameters
 from .report import correction_unused, format_table, selection_summary, slim_results, write_outputs
 from .windows import Prepared, prepare
+from .workers import pool_options
 
 __all__ = ["DEMO_FUSIONS", "DEMO_STEPS", "DEMO_PATIENCE", "Budget", "batch_size_for", "DEMO_SEEDS", "DEMO_REFIT", "REFIT_CHOICES", "run_demo", "train_one", "format_table",
            "demo_config"]
@@ -621,7 +622,7 @@ def _run_all(
         import queue as queues
 
         finished: queues.Queue = queues.Queue()
-        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        with multiprocessing.get_context("spawn").Pool(jobs, **pool_options()) as pool:  # workers end with us
             submit = lambda t: pool.apply_async(_star, (t,), callback=finished.put, error_callback=finished.put)  # noqa: E731
             pending = len(tasks)
             for task in tasks:

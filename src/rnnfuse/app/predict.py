@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ import torch
 from ..io import check_state_dict
 from ..seq2seq import Seq2Seq
 from .checkpoint import MODEL_FORMAT, CheckpointError, load_model_file
-from .config import RunConfig
+from .config import DataConfig, RunConfig
 from .data import DataError, Series, load_series
 from .metrics import forecast
 from .model import build_model
@@ -94,10 +94,19 @@ def predict_next(model: Seq2Seq, config: RunConfig, scale: float, series: Series
             f"{series.source}, column {series.column!r}: too short to forecast from: {len(series)} rows, the model "
             f"reads at least {need} (local_steps {d.local_steps}, block*min_global_blocks {d.block * d.min_global_blocks})"
         )
+    d = _filled_blocks(d, len(series))
     windows = make_windows(series, np.array([len(series) - 1]), d, scale, targets=False, covariate_norm=covariate_norm)
     with torch.no_grad():
         values = forecast(model, windows)[0]
     return Forecast(_future_labels(series, d.horizon), values, series)
+
+
+def _filled_blocks(d: DataConfig, rows: int) -> DataConfig:
+    """``d`` with ``global_blocks`` cut to the blocks ``rows`` can fill: the rows past them
+    are padding that the encoder's lengths leave out, so the forecast is the same, but a
+    model file's setting no longer makes the encoder run over 500,000 padded steps."""
+    filled = max(d.min_global_blocks, rows // d.block)
+    return replace(d, global_blocks=filled) if filled < d.global_blocks else d
 
 
 def _future_labels(series: Series, steps: int) -> list[str]:
@@ -121,7 +130,10 @@ def write_forecast_csv(result: Forecast, path: str | Path) -> None:
     """Write ``step,time,<column>`` rows."""
     rows = [f"step,time,{result.series.column}"]
     rows += [f"{k},{label},{value:.6f}" for k, (label, value) in enumerate(zip(result.labels, result.values), 1)]
-    Path(path).write_text("\n".join(rows) + "\n")
+    try:
+        Path(path).write_text("\n".join(rows) + "\n")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
 def load_for_prediction(config: RunConfig, csv: str | None, column: str | None, time_column: str | None) -> Series:

@@ -204,10 +204,11 @@ def _from_keras_file(path: str) -> list[_Layer]:
     entries = entries.get("layers") if isinstance(entries, dict) else None
     if not isinstance(entries, list):
         raise ValueError(f"source: {path!r}: config.json has no list of layers (a subclassed model?)")
+    parsed = [_entry(entry, "a layer of config.json", path) for entry in entries]
     used: dict[str, int] = {}
     with _open_h5(h5py, io.BytesIO(weights), f"{path}: model.weights.h5") as f:
         check_h5_file(f, f"{path}: model.weights.h5")
-        return [_file_layer(f, *_entry(entry, "a layer of config.json", path), used, path) for entry in entries]
+        return [_file_layer(f, cls, cfg, used, path) for cls, cfg in parsed]
 
 
 def _entry(entry: Any, what: str, path: str) -> tuple[str, dict[str, Any]]:

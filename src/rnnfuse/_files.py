@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_regular_file", "read_regular_file", "loads_json", "json_depth", "read_zip_member", "NotRegularFileError",
+__all__ = ["check_regular_file", "open_regular_file", "read_regular_file", "loads_json", "json_depth", "read_zip_member", "NotRegularFileError",
            "KIB", "MIB", "GIB", "MAX_JSON_DEPTH"]
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
@@ -68,14 +68,14 @@ def _check_info(shown: str, info: os.stat_result, what: str, max_bytes: int | No
                                   f"({max_bytes:,} bytes at most)")
 
 
-def read_regular_file(path: str | os.PathLike[str], what: str, max_bytes: int, *,
-                      follow_symlinks: bool = True) -> bytes:
-    """The bytes of the regular file ``path``, at most ``max_bytes`` of them.
+def open_regular_file(path: str | os.PathLike[str], what: str, max_bytes: int | None = None, *,
+                      follow_symlinks: bool = True) -> int:
+    """A descriptor of the regular file ``path``, opened for reading.
 
     Opened with ``O_NONBLOCK`` (a FIFO never blocks the open) and checked with ``fstat`` on
-    the open descriptor, so the file checked is the file read.  Errors as
-    :func:`check_regular_file`; with ``follow_symlinks=False`` a symbolic link is refused
-    with :class:`NotRegularFileError`.
+    the open descriptor, so the file checked is the file read; errors as
+    :func:`check_regular_file`, and with ``follow_symlinks=False`` a symbolic link is refused
+    with :class:`NotRegularFileError`.  The caller closes the descriptor.
     """
     shown = os.fspath(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -91,7 +91,20 @@ def read_regular_file(path: str | os.PathLike[str], what: str, max_bytes: int, *
         raise
     try:
         _check_info(shown, os.fstat(fd), what, max_bytes)
-        return _read_at_most(fd, shown, what, max_bytes)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular_file(path: str | os.PathLike[str], what: str, max_bytes: int, *,
+                      follow_symlinks: bool = True) -> bytes:
+    """The bytes of the regular file ``path``, at most ``max_bytes`` of them (opened and
+    checked by :func:`open_regular_file`)."""
+    fd = open_regular_file(path, what, max_bytes, follow_symlinks=follow_symlinks)
+    try:
+        return _read_at_most(fd, os.fspath(path), what, max_bytes)
     finally:
         os.close(fd)
 

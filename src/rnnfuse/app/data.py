@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from .._files import NotRegularFileError, check_regular_file
+from .._files import NotRegularFileError, open_regular_file
 from .timegrid import OffGrid, TimeGrid, fit_grid, parse_date, parse_number
 
 if TYPE_CHECKING:
@@ -171,8 +171,8 @@ def read_columns(path: Path, column: str, time_column: str | None, covariates: t
     """The cells of the named columns, one :class:`RawColumns` per value of ``id_column`` (in the
     order of first appearance; the key ``""`` without one); errors as :func:`load_csv`'s."""
     try:
-        check_regular_file(path, "a CSV file with a header line")
-        with path.open(encoding="utf-8-sig", newline="") as handle:
+        fd = open_regular_file(path, "a CSV file with a header line")  # the file checked is the file read
+        with open(fd, encoding="utf-8-sig", newline="") as handle:
             return _read_rows(path, handle, column, time_column, covariates, id_column)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found (expected a CSV file with a header line)") from None

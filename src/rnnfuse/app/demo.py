@@ -40,7 +40,7 @@ from .metrics import errors, forecast, seasonal_naive, seasonal_naive_drift, tru
 from .model import count_parameters
 from .report import correction_unused, format_table, selection_summary, slim_results, write_outputs
 from .windows import Prepared, prepare
-from .workers import pool_options
+from .worker_lifetime import pool_options
 
 __all__ = ["DEMO_FUSIONS", "DEMO_STEPS", "DEMO_PATIENCE", "Budget", "batch_size_for", "DEMO_SEEDS", "DEMO_REFIT", "REFIT_CHOICES", "run_demo", "train_one", "format_table",
            "demo_config"]

@@ -36,7 +36,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from ._files import GIB, check_regular_file
+from ._files import GIB, MAX_JSON_DEPTH, check_regular_file, json_depth
 from .cells import RecurrentCell, cell_from_config
 from .bidirectional import BidirectionalRNN
 from .stack import StackedRNN
@@ -96,10 +96,14 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             raw = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"path: {os.fspath(path)!r} is not a readable safetensors file ({exc})") from None
-    return {key: _decoded(value) for key, value in raw.items()}
+    return {key: _decoded(value, f"path: {os.fspath(path)!r}: metadata {key!r}") for key, value in raw.items()}
 
 
-def _decoded(text: str) -> Any:
+def _decoded(text: str, what: str) -> Any:
+    """A metadata value: its JSON, or the text itself when it is not JSON; ``ValueError``
+    naming ``what`` for JSON nested deeper than :data:`~rnnfuse._files.MAX_JSON_DEPTH`."""
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"{what}: JSON nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         return json.loads(text)
     except json.JSONDecodeError:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._command import fail
+from .rundir import check_run_dir
 from .config import FUSIONS, ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig, flag_fields, parse_names, parse_optional_int
 
 __all__ = ["add_commands", "inspect_path"]
@@ -176,12 +177,13 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} is a file; expected a run directory (new or holding a run)")
+    check_run_dir(out)  # before config.json is read: links and FIFOs in it are refused
     if args.resume:
         changed = sorted(set(given) - _RESUME_MAY_CHANGE)
         if changed or args.config:
             flag = "--config" if args.config else "--" + changed[0].replace("_", "-")
             raise ConfigError(f"{flag}: --resume continues the run saved in {out} with its config ({out / 'config.json'}); only --epochs, --steps and --threads may be given")
-        base = RunConfig.from_file(out / "config.json")
+        base = RunConfig.from_file(out / "config.json", follow_symlinks=False)
     else:
         base = RunConfig.from_file(args.config) if args.config else RunConfig()
         if "csv" in given:
@@ -238,16 +240,19 @@ def _lock_run(lock: Any, out: Path, resume: bool, env: Any) -> str | None:
     error message, on every rank, if rank 0 could not (``None`` when it could)."""
     from .checkpoint import remove_stale_temporaries
     from .distributed import any_flag
+    from .rundir import RunDirError
     from .runlock import RunLockedError
 
     message = None
     if env.is_main and (out.is_dir() or not resume):  # nothing to lock: resume says so
         try:
             out.mkdir(parents=True, exist_ok=True)
+            check_run_dir(out)
             lock.acquire()
             remove_stale_temporaries(out)
-        except (RunLockedError, OSError) as exc:
-            message = str(exc) if isinstance(exc, RunLockedError) else f"--out: cannot use {out} ({exc.strerror or exc})"
+        except (RunLockedError, RunDirError, OSError) as exc:
+            message = str(exc) if isinstance(exc, (RunLockedError, RunDirError)) \
+                else f"--out: cannot use {out} ({exc.strerror or exc})"
     if any_flag(message is not None, env):
         return message or "rank 0 could not take the lock of --out (see its message); every rank stops"
     return None

@@ -20,12 +20,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .._files import MIB, NotRegularFileError, loads_json, read_regular_file
+
 __all__ = ["DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "FUSIONS", "ConfigError", "option", "flag_fields",
            "available_cpus", "capped_threads", "planned_epochs"]
 
 FUSIONS = ("local", "global", "concat", "sum", "mean", "max", "bridge", "zoph-knight", "child-sum", "gated")
 CELLS = ("lstm", "gru", "rnn")
 SCHEDULERS = ("none", "cosine", "step")
+MAX_CONFIG_BYTES = 1 * MIB  # a config.json or --config file
 
 
 class ConfigError(ValueError):
@@ -224,16 +227,21 @@ class RunConfig:
         return config
 
     @classmethod
-    def from_file(cls, path: str | Path) -> RunConfig:
-        """Read a JSON configuration file."""
+    def from_file(cls, path: str | Path, *, follow_symlinks: bool = True) -> RunConfig:
+        """Read a JSON configuration file: a regular file of at most :data:`MAX_CONFIG_BYTES`
+        (``follow_symlinks=False`` for a run directory's, which is never a link)."""
         try:
-            raw = json.loads(Path(path).read_text())
+            data = read_regular_file(path, "a JSON config file", MAX_CONFIG_BYTES, follow_symlinks=follow_symlinks)
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
+        except NotRegularFileError as exc:
+            raise ConfigError(str(exc)) from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+        try:
+            raw = loads_json(data, str(path))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         return cls.from_dict(raw, str(path))
 
     def updated(self, overrides: dict[str, dict[str, Any]]) -> RunConfig:
@@ -273,6 +281,7 @@ def validate(config: RunConfig, where: str) -> None:
 
 MAX_SEED = 2**32 - 1  # NumPy's and the samplers' seeds
 MAX_STEPS = 1_000_000  # window lengths, stretches, epochs, batch sizes
+MAX_HORIZON = 1000  # decoder steps per forecast: each is a step of every decoder layer, in sequence
 MAX_LAYER_SIZE = 4096  # units per layer (an LSTM layer of 4096 holds 134M weights)
 MAX_LAYERS = 32
 MAX_THREADS = 4096  # before the cap at the CPUs this process may use
@@ -287,8 +296,9 @@ def _validate_data(d: DataConfig, where: str) -> None:
             raise ConfigError(f"{where}: data.{name}: expected {expected}, got {value!r}")
     _validate_covariates(d, where)
     _validate_id_column(d, where)
-    for name in ("local_steps", "global_blocks", "block", "min_global_blocks", "horizon", "period", "val_steps", "test_steps"):
+    for name in ("local_steps", "global_blocks", "block", "min_global_blocks", "period", "val_steps", "test_steps"):
         _positive_int(f"{where}: data.{name}", getattr(d, name), MAX_STEPS)
+    _positive_int(f"{where}: data.horizon", d.horizon, MAX_HORIZON)
     if isinstance(d.stop_steps, bool) or not isinstance(d.stop_steps, int) or not 0 <= d.stop_steps <= MAX_STEPS:
         raise ConfigError(f"{where}: data.stop_steps: expected an int from 0 to {MAX_STEPS}, got {d.stop_steps!r}")
     if d.min_global_blocks > d.global_blocks:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,7 @@ import torch
 from ..io import check_state_dict
 from ..seq2seq import Seq2Seq
 from .checkpoint import MODEL_FORMAT, CheckpointError, load_model_file
-from .config import RunConfig
+from .config import DataConfig, RunConfig
 from .data import DataError, Series, load_series
 from .metrics import forecast
 from .model import build_model
@@ -147,9 +147,10 @@ def predict_next(model: Seq2Seq, config: RunConfig, scale: float, series: Series
     return Forecast(_future_labels(series, d.horizon), values, series)
 
 
-def _last_window(series: Series, config: RunConfig, scaling: Scaling) -> Windows:
+def _last_window(series: Series, config: RunConfig, scaling: Scaling, rows: int | None = None) -> Windows:
     """The window at the last row of ``series``, normalised by ``scaling``; a series shorter
-    than the model reads is a :class:`DataError`."""
+    than the model reads is a :class:`DataError`.  ``rows``: the longest series forecast
+    together (a panel's windows share one global length; default ``len(series)``)."""
     d = config.data
     need = max(d.local_steps, d.block * d.min_global_blocks)
     if len(series) < need:
@@ -157,6 +158,7 @@ def _last_window(series: Series, config: RunConfig, scaling: Scaling) -> Windows
             f"{series.source}, column {series.column!r}: too short to forecast from: {len(series)} rows, the model "
             f"reads at least {need} (local_steps {d.local_steps}, block*min_global_blocks {d.block * d.min_global_blocks})"
         )
+    d = _filled_blocks(d, rows or len(series))
     return make_windows(series, np.array([len(series) - 1]), d, scaling.scale, targets=False,
                         covariate_norm=scaling.covariate_norm)
 
@@ -175,11 +177,20 @@ def predict_panel(saved: SavedModel, panel: dict[str, Series]) -> dict[str, Fore
             f"({len(known)} series: {shown}); a global model forecasts the series whose scales it saved: leave "
             f"{len(unknown)} unknown series out of the file, or train on a panel that holds them"
         )
-    windows = concat_windows([_last_window(series, saved.config, saved.scalings[name]) for name, series in panel.items()])
+    rows = max(len(series) for series in panel.values())
+    windows = concat_windows([_last_window(series, saved.config, saved.scalings[name], rows) for name, series in panel.items()])
     with torch.no_grad():
         values = forecast(saved.model, windows)
     horizon = saved.config.data.horizon
     return {name: Forecast(_future_labels(series, horizon), values[i], series) for i, (name, series) in enumerate(panel.items())}
+
+
+def _filled_blocks(d: DataConfig, rows: int) -> DataConfig:
+    """``d`` with ``global_blocks`` cut to the blocks ``rows`` can fill: the rows past them
+    are padding that the encoder's lengths leave out, so the forecast is the same, but a
+    model file's setting no longer makes the encoder run over 500,000 padded steps."""
+    filled = max(d.min_global_blocks, rows // d.block)
+    return replace(d, global_blocks=filled) if filled < d.global_blocks else d
 
 
 def _future_labels(series: Series, steps: int) -> list[str]:
@@ -211,7 +222,10 @@ def write_forecast_csv(result: Forecast, path: str | Path) -> None:
     """Write ``step,time,<column>`` rows."""
     rows = [f"step,time,{result.series.column}"]
     rows += [f"{k},{label},{value:.6f}" for k, (label, value) in enumerate(zip(result.labels, result.values), 1)]
-    Path(path).write_text("\n".join(rows) + "\n")
+    try:
+        Path(path).write_text("\n".join(rows) + "\n")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
 
 
 def write_panel_forecast_csv(results: dict[str, Forecast], id_column: str, path: str | Path) -> None:

@@ -275,8 +275,15 @@ def fit_scale(series: Series, train_origins: np.ndarray, horizon: int) -> float:
     y = series.values
     deltas = np.stack([y[train_origins + h] - y[train_origins] for h in range(1, horizon + 1)])
     scale = float(deltas.std())
-    if not np.isfinite(scale) or scale <= 0:
-        raise DataError(f"{series.source}, column {series.column!r}: the training windows do not vary; cannot scale")
+    where = f"{series.source}, column {series.column!r}"
+    if not np.isfinite(scale):
+        raise DataError(f"{where}: the changes over the training windows overflow (values up to "
+                        f"{float(np.nanmax(np.abs(y))):.3g}); rescale the column")
+    if scale <= 0:
+        raise DataError(f"{where}: the training windows do not vary (every change over {horizon} steps is 0); cannot scale")
+    if scale < 1e-30:
+        raise DataError(f"{where}: the changes over the training windows are tiny (standard deviation {scale:.3g}), "
+                        f"below what the model computes in; rescale the column")
     return scale
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from .config import DataConfig
 from .experiment import Budget, classical_one, run_label, train_one
 from .hybrid import hybrid_base
+from .worker_lifetime import pool_options
 
 __all__ = ['network_tasks', 'refit_task', 'run_all']
 
@@ -118,7 +119,7 @@ def run_all(
         import queue as queues
 
         finished: queues.Queue = queues.Queue()
-        with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        with multiprocessing.get_context("spawn").Pool(jobs, **pool_options()) as pool:  # workers end with us
             submit = lambda t: pool.apply_async(_star, (t,), callback=finished.put, error_callback=finished.put)  # noqa: E731
             pending = len(tasks)
             for task in tasks:

@@ -122,3 +122,20 @@ def test_a_savedmodel_keras_metadata_that_never_ends_is_refused(tmp_path, kind):
             handle.truncate(6 << 30)
     err = _one_line_error(_cli(["inspect", str(model)], tmp_path, timeout=60))
     assert "keras_metadata.pb" in err and ("not a regular file" in err or "bytes at most" in err), err
+
+
+def test_entries_that_vanish_while_checked_are_not_refused(tmp_path):
+    """Another run's atomic write renames its temporary file, and its pruning removes a
+    checkpoint, while a second process checks the directory: what is gone is not a problem
+    (the second process must go on to report the lock's holder, not crash)."""
+    from rnnfuse.app import rundir
+
+    gone = tmp_path / ".latest.json.tmp"
+    gone.write_text("{}")
+    with os.scandir(tmp_path) as listing:
+        entries = list(listing)
+    gone.unlink()
+    assert [rundir._kind(entry) for entry in entries] == [None]
+    assert rundir._bad_entries(tmp_path / "checkpoints" / "step-00000001", depth=1) == []
+    with pytest.raises(FileNotFoundError):
+        rundir._bad_entries(tmp_path / "missing", depth=0)  # --out itself must exist

@@ -48,6 +48,19 @@ def check_real_dir(path: Path, what: str) -> None:
 
 
 def _bad_entries(directory: Path, depth: int) -> list[str]:
+    """The entries of ``directory`` (and of ``checkpoints/`` and its ``step-*`` folders below
+    it) that are links or not regular files.  An entry that vanishes while it is looked at
+    (another run's atomic write renaming its temporary file, its pruning removing a checkpoint)
+    is gone, so not refused."""
+    try:
+        return _scan(directory, depth)
+    except FileNotFoundError:
+        if depth == 0:
+            raise
+        return []
+
+
+def _scan(directory: Path, depth: int) -> list[str]:
     problems = []
     with os.scandir(directory) as entries:
         for entry in entries:
@@ -67,7 +80,10 @@ def _kind(entry: os.DirEntry[str]) -> str | None:
     """What is wrong with ``entry``: ``"a symbolic link"``, ``"a FIFO, device or socket"``, or ``None``."""
     if entry.is_symlink():
         return "a symbolic link"
-    mode = entry.stat(follow_symlinks=False).st_mode
+    try:
+        mode = entry.stat(follow_symlinks=False).st_mode
+    except FileNotFoundError:  # removed since the directory was listed
+        return None
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         return "a FIFO, device or socket"
     return None

@@ -32,6 +32,32 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _erf(x: np.ndarray) -> np.ndarray:
+    from math import erf
+    return np.vectorize(erf)(x)
+
+
+#: each activation from its published formula (Keras 2/3 sources, PyTorch docs)
+ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "tanh": np.tanh,
+    "sigmoid": sigmoid,
+    "hard_sigmoid": lambda x: np.minimum(np.maximum(x + 3.0, 0.0), 6.0) / 6.0,  # Keras 3
+    "hard_sigmoid_keras2": lambda x: np.clip(0.2 * x + 0.5, 0.0, 1.0),  # tf_keras backend
+    "relu": lambda x: np.maximum(x, 0.0),
+    "relu6": lambda x: np.clip(x, 0.0, 6.0),
+    "linear": lambda x: x,
+    "softsign": lambda x: x / (1.0 + np.abs(x)),
+    "softplus": lambda x: np.log1p(np.exp(x)),
+    "elu": lambda x: np.where(x > 0, x, np.expm1(x)),
+    "selu": lambda x: 1.0507009873554805 * np.where(x > 0, x, 1.6732632423543772 * np.expm1(x)),
+    "silu": lambda x: x * sigmoid(x),
+    "gelu": lambda x: 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0))),
+    "exponential": np.exp,
+    "hard_silu": lambda x: x * np.minimum(np.maximum(x + 3.0, 0.0), 6.0) / 6.0,
+    "mish": lambda x: x * np.tanh(np.log1p(np.exp(x))),
+}
+
+
 # ------------------------------------------------------------------------------ steps
 
 
@@ -43,22 +69,26 @@ def lstm_step(
     forget_bias: float = 0.0,
     cell_clip: float | None = None,
     proj_clip: float | None = None,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """One TF1 ``LSTMCell`` step; ``state`` is ``(c, h)``; returns ``(h', (c', h'))``.
 
     Peepholes are used when ``p`` holds ``P_i``, ``P_f``, ``P_o``; a projection when it
-    holds ``W_proj`` (P, H).
+    holds ``W_proj`` (P, H).  ``recurrent_activation`` acts on the gates i, f, o,
+    ``activation`` on the candidate and on c' (Keras' LSTMCell).
     """
+    act, gate = ACTIVATIONS[activation], ACTIVATIONS[recurrent_activation]
     c, h = state
     pre = {g: x @ p[f"W_{g}"].T + h @ p[f"U_{g}"].T + p[f"b_{g}"] for g in LSTM_GATES}
     peep = "P_i" in p
-    i = sigmoid(pre["i"] + (p["P_i"] * c if peep else 0.0))
-    f = sigmoid(pre["f"] + forget_bias + (p["P_f"] * c if peep else 0.0))
-    new_c = f * c + i * np.tanh(pre["g"])
+    i = gate(pre["i"] + (p["P_i"] * c if peep else 0.0))
+    f = gate(pre["f"] + forget_bias + (p["P_f"] * c if peep else 0.0))
+    new_c = f * c + i * act(pre["g"])
     if cell_clip is not None:
         new_c = np.clip(new_c, -cell_clip, cell_clip)
-    o = sigmoid(pre["o"] + (p["P_o"] * new_c if peep else 0.0))
-    new_h = o * np.tanh(new_c)
+    o = gate(pre["o"] + (p["P_o"] * new_c if peep else 0.0))
+    new_h = o * act(new_c)
     if "W_proj" in p:
         new_h = new_h @ p["W_proj"].T
         if proj_clip is not None:
@@ -67,20 +97,23 @@ def lstm_step(
 
 
 def gru_step(
-    x: np.ndarray, h: np.ndarray, p: Params, *, reset_after: bool = True
+    x: np.ndarray, h: np.ndarray, p: Params, *, reset_after: bool = True,
+    activation: str = "tanh", recurrent_activation: str = "sigmoid",
 ) -> tuple[np.ndarray, np.ndarray]:
     """One GRU step; ``reset_after`` is PyTorch/Keras-default, else TF1's ``GRUCell``.
 
     Biases: ``b_r, b_z, b_n`` on the input side; with ``reset_after`` also ``c_r, c_z,
-    c_n`` on the recurrent side (``c_n`` inside the reset).
+    c_n`` on the recurrent side (``c_n`` inside the reset).  ``recurrent_activation`` acts
+    on r and z, ``activation`` on n.
     """
+    act, gate = ACTIVATIONS[activation], ACTIVATIONS[recurrent_activation]
     rec_bias = {g: p.get(f"c_{g}", 0.0) for g in GRU_GATES}
-    r = sigmoid(x @ p["W_r"].T + p["b_r"] + h @ p["U_r"].T + rec_bias["r"])
-    z = sigmoid(x @ p["W_z"].T + p["b_z"] + h @ p["U_z"].T + rec_bias["z"])
+    r = gate(x @ p["W_r"].T + p["b_r"] + h @ p["U_r"].T + rec_bias["r"])
+    z = gate(x @ p["W_z"].T + p["b_z"] + h @ p["U_z"].T + rec_bias["z"])
     if reset_after:
-        n = np.tanh(x @ p["W_n"].T + p["b_n"] + r * (h @ p["U_n"].T + rec_bias["n"]))
+        n = act(x @ p["W_n"].T + p["b_n"] + r * (h @ p["U_n"].T + rec_bias["n"]))
     else:
-        n = np.tanh(x @ p["W_n"].T + p["b_n"] + (r * h) @ p["U_n"].T)
+        n = act(x @ p["W_n"].T + p["b_n"] + (r * h) @ p["U_n"].T)
     new_h = (1.0 - z) * n + z * h
     return new_h, new_h
 
@@ -90,7 +123,7 @@ def rnn_step(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One Elman step: ``h' = act(x W^T + h U^T + b)``."""
     pre = x @ p["W"].T + h @ p["U"].T + p["b"]
-    new_h = np.tanh(pre) if nonlinearity == "tanh" else np.maximum(pre, 0.0)
+    new_h = ACTIVATIONS[nonlinearity](pre)
     return new_h, new_h
 
 
@@ -147,13 +180,17 @@ def stacked_rnn(
     lengths: Sequence[int] | None = None,
     backward: Sequence[tuple[StepFn, int]] | None = None,
     backward_initials: Sequence[Any] | None = None,
+    merges: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, Any]:
     """A stack of layers, each ``(step, output_size)``; layer k+1 reads layer k's outputs.
 
     With ``backward`` each layer also runs a backward direction and the next layer reads
-    ``[fw | bw]`` (PyTorch's / TF ``stack_bidirectional_dynamic_rnn``).  Returns
-    ``(outputs, state)`` with state a tuple per layer or ``(fw, bw)``.
+    ``[fw | bw]`` (PyTorch's / TF ``stack_bidirectional_dynamic_rnn``), or with ``merges``
+    (one per layer) Keras' ``Bidirectional`` merge: ``fw + bw``, ``(fw + bw) / 2``,
+    ``fw * bw``.  Returns ``(outputs, state)`` with state a tuple per layer or ``(fw, bw)``.
     """
+    join = {"concat": lambda a, b: np.concatenate([a, b], axis=-1), "sum": lambda a, b: a + b,
+            "ave": lambda a, b: (a + b) / 2, "mul": lambda a, b: a * b}
     fw_final, bw_final = [], []
     inputs = x
     for k, (step, size) in enumerate(layers):
@@ -163,7 +200,7 @@ def stacked_rnn(
             bw_step, bw_size = backward[k]
             out_bw, final_bw = dynamic_rnn(bw_step, inputs, backward_initials[k], bw_size, lengths, True)
             bw_final.append(final_bw)
-            out = np.concatenate([out, out_bw], axis=-1)
+            out = join["concat" if merges is None else merges[k]](out, out_bw)
         inputs = out
     state = (tuple(fw_final), tuple(bw_final)) if backward is not None else tuple(fw_final)
     return inputs, state
@@ -275,12 +312,14 @@ def reference_for(cell: torch.nn.Module, rng: np.random.Generator, scale: float 
         p = random_lstm(rng, cell.input_size, cell.hidden_size, peepholes=cell.peepholes,
                         proj_size=cell.proj_size, scale=scale)
         load_lstm(cell, p)
-        opts = dict(forget_bias=cell.forget_bias, cell_clip=cell.cell_clip, proj_clip=cell.proj_clip)
+        opts = dict(forget_bias=cell.forget_bias, cell_clip=cell.cell_clip, proj_clip=cell.proj_clip,
+                    activation=cell.activation, recurrent_activation=cell.recurrent_activation)
         return (lambda x, s: lstm_step(x, s, p, **opts)), cell.output_size
     if kind == "gru":
         p = random_gru(rng, cell.input_size, cell.hidden_size, reset_after=cell.reset_after, scale=scale)
         load_gru(cell, p)
-        return (lambda x, s: gru_step(x, s, p, reset_after=cell.reset_after)), cell.hidden_size
+        acts = dict(activation=cell.activation, recurrent_activation=cell.recurrent_activation)
+        return (lambda x, s: gru_step(x, s, p, reset_after=cell.reset_after, **acts)), cell.hidden_size
     p = random_rnn(rng, cell.input_size, cell.hidden_size, scale=scale)
     load_rnn(cell, p)
     return (lambda x, s: rnn_step(x, s, p, nonlinearity=cell.nonlinearity)), cell.hidden_size

@@ -198,7 +198,8 @@ def test_a_combination_is_the_mean_of_its_parts_and_does_not_look_ahead():
 
 
 def test_combination_rows_in_classical_baselines_via_the_demo_helper():
-    from rnnfuse.app.demo import _combinations, hybrid_base
+    from rnnfuse.app.demo import _combinations
+    from rnnfuse.app.hybrid import hybrid_base
 
     y, _ = _seasonal(240)
     steps = np.arange(1, H + 1)
@@ -306,7 +307,7 @@ def _series(y):
 def test_the_correction_weight_is_chosen_on_validation():
     """``blend`` adds ``w`` of the network's correction to the base; ``correction_weight`` picks the
     ``w`` with the lowest validation MAE: 1 for a network that is right, 0 for one that is off."""
-    from rnnfuse.app.demo import blend, correction_weight
+    from rnnfuse.app.hybrid import blend, correction_weight
     from rnnfuse.app.metrics import truth
     from rnnfuse.app.windows import with_base
 

@@ -8,7 +8,8 @@ import math
 import pytest
 
 from rnnfuse.app.config import ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig, planned_epochs
-from rnnfuse.app.demo import Budget, _refit_task, batch_size_for, demo_config
+from rnnfuse.app.experiment import Budget, batch_size_for, demo_config
+from rnnfuse.app.workers import refit_task
 from rnnfuse.app.training import Trainer
 
 TINY = ModelConfig(local_sizes=(4,), global_sizes=(4,))
@@ -76,6 +77,6 @@ def test_the_demo_budget_and_batch_size():
 
 def test_a_refit_trains_as_many_steps_as_the_best_validation_took():
     task = {"fusion": "concat", "budget": Budget(), "seed": 0, "refit": False, "then_refit": True}
-    refit = _refit_task(task, {"best_step": 120, "steps": 300})
+    refit = refit_task(task, {"best_step": 120, "steps": 300})
     assert refit["refit"] and not refit["then_refit"] and refit["budget"] == Budget(steps=120, patience=None)
-    assert _refit_task(task, {"best_step": None, "steps": 300})["budget"].steps == 300
+    assert refit_task(task, {"best_step": None, "steps": 300})["budget"].steps == 300

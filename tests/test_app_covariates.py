@@ -198,7 +198,7 @@ def test_train_with_a_covariate_then_predict(tmp_path, capsys):
 
 
 def test_the_demo_reads_the_embedded_covariate_unless_told_otherwise(tmp_path):
-    from rnnfuse.app.demo import demo_data
+    from rnnfuse.app.demo_data import demo_data
 
     assert demo_data({}, None)[0].covariates == ("nino12",)
     assert demo_data({"covariates": ()}, None)[0].covariates == ()

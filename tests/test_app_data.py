@@ -12,7 +12,7 @@ import pytest
 
 from rnnfuse.app.config import ConfigError, DataConfig, RunConfig, validate
 from rnnfuse.app.data import DataError, load_csv, load_embedded
-from rnnfuse.app.demo import demo_data, parse_period
+from rnnfuse.app.demo_data import demo_data, parse_period
 from rnnfuse.app.metrics import seasonal_naive, seasonal_naive_drift
 from rnnfuse.app.windows import fit_scale, make_windows, min_length, prepare, split_origins
 

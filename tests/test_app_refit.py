@@ -11,7 +11,8 @@ pytest.importorskip("statsmodels")
 from rnnfuse.app import baselines as B  # noqa: E402
 from rnnfuse.app.config import DataConfig  # noqa: E402
 from rnnfuse.app.data import Series, load_csv  # noqa: E402
-from rnnfuse.app.demo import Budget, _blend_base, apply_refits, hybrid_data, train_one  # noqa: E402
+from rnnfuse.app.experiment import Budget, apply_refits, train_one  # noqa: E402
+from rnnfuse.app.hybrid import blend_base, hybrid_data  # noqa: E402
 from rnnfuse.app.windows import prepare, split_origins  # noqa: E402
 from rnnfuse.cli import build_parser, main  # noqa: E402
 
@@ -137,7 +138,7 @@ def _refit_forecast(y, config, sp, hybrid):
     windows = np.isfinite(np.asarray(base["refit"])).all(axis=1).sum() if hybrid else len(sp.before_test)
     assert run["refit"] and run["windows"] == windows
     prediction = np.asarray(run["test_forecast"])
-    return _blend_base(run["test_base"], prediction, 0.7) if hybrid else prediction
+    return blend_base(run["test_base"], prediction, 0.7) if hybrid else prediction
 
 
 def test_apply_refits_replaces_the_test_column_with_the_refits_and_keeps_the_rest():

@@ -7,7 +7,7 @@ import pytest
 
 from rnnfuse.app.config import DataConfig
 from rnnfuse.app.data import DataError, load_csv
-from rnnfuse.app.demo import true_period
+from rnnfuse.app.demo_data import true_period
 from rnnfuse.app.predict import _future_labels
 
 

@@ -10,13 +10,10 @@ Run as a script to print the cycles: ``PYTHONPATH=src python tests/test_architec
 from __future__ import annotations
 
 import ast
-import importlib
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
-import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = "rnnfuse"
@@ -211,37 +208,16 @@ def test_lazy_names_load_on_use() -> None:
     assert out.stdout.split() == ["rnnfuse.tf1", "rnnfuse.convert.keras", "False"]
 
 
-@pytest.mark.parametrize(("old", "new", "name"), [
-    ("rnnfuse.interop", "rnnfuse.convert and rnnfuse.tf1", None),
-    ("rnnfuse.interop.tf1", "rnnfuse.tf1.convert", "load_stack"),
-    ("rnnfuse.interop.tf1_checkpoint", "rnnfuse.tf1.checkpoint", "read_checkpoint"),
-    ("rnnfuse.interop.tf1_names", "rnnfuse.tf1.names", "parse_scope"),
-    ("rnnfuse.interop._table", "rnnfuse.tf1.checkpoint.table", "read_table"),
-    ("rnnfuse.interop.keras", "rnnfuse.convert.keras", "stack_from_keras"),
-    ("rnnfuse.interop.torch", "rnnfuse.convert.torch", "stack_from_torch"),
-    ("rnnfuse.interop.commands", "rnnfuse.tf1.commands", "inspect_path"),
-])
-def test_old_paths_warn_and_reexport(old: str, new: str, name: str | None) -> None:
-    for loaded in [m for m in sys.modules if m == old or m.startswith("rnnfuse.interop")]:
-        del sys.modules[loaded]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        module = importlib.import_module(old)
-    messages = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
-    assert any(m.startswith(f"{old} is deprecated; import from {new}") for m in messages), messages
-    if name is not None:
-        assert name in module.__all__ and callable(getattr(module, name))
+def test_the_version_is_written_once() -> None:
+    """pyproject.toml reads the version from ``rnnfuse.__version__`` (no second copy to forget)."""
+    import importlib.metadata
+    import tomllib
 
+    import rnnfuse
 
-def test_old_paths_give_the_same_objects() -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from rnnfuse.interop import tf1 as old_tf1
-        from rnnfuse.interop import tf1_checkpoint as old_checkpoint
-    from rnnfuse import BidirectionalRNN, tf1
-
-    assert old_tf1.load_stack is tf1.load_stack and old_tf1.BidirectionalRNN is BidirectionalRNN
-    assert old_checkpoint.CheckpointError is tf1.CheckpointError
+    project = tomllib.loads((SRC.parent / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert importlib.metadata.version("rnnfuse") == rnnfuse.__version__
 
 
 if __name__ == "__main__":

@@ -23,6 +23,20 @@ CELL_CASES = {
     "gru_reset_before": ("gru", {"reset_after": False}),
     "rnn_tanh": ("rnn", {}),
     "rnn_relu": ("rnn", {"nonlinearity": "relu"}),
+    # activations other than sigmoid/tanh (Keras' options), one per name at least
+    "lstm_hard_sigmoid_keras2": ("lstm", {"recurrent_activation": "hard_sigmoid_keras2"}),
+    "lstm_hard_sigmoid": ("lstm", {"recurrent_activation": "hard_sigmoid", "activation": "softsign"}),
+    "lstm_acts_peepholes": ("lstm", {"recurrent_activation": "hard_silu", "activation": "relu",
+                                     "peepholes": True, "proj_size": 4, "forget_bias": 0.5}),
+    "lstm_acts_smooth": ("lstm", {"recurrent_activation": "silu", "activation": "gelu"}),
+    "lstm_acts_softplus": ("lstm", {"recurrent_activation": "softplus", "activation": "relu6"}),
+    "gru_exp": ("gru", {"activation": "exponential"}),
+    "gru_hard_sigmoid_keras2": ("gru", {"recurrent_activation": "hard_sigmoid_keras2"}),
+    "gru_before_acts": ("gru", {"reset_after": False, "recurrent_activation": "hard_sigmoid",
+                                "activation": "elu"}),
+    "gru_acts": ("gru", {"recurrent_activation": "linear", "activation": "selu"}),
+    "rnn_relu6": ("rnn", {"nonlinearity": "relu6"}),
+    "rnn_mish": ("rnn", {"nonlinearity": "mish"}),
 }
 
 

@@ -208,7 +208,7 @@ def test_stack_constructor_refuses_bad_arguments(kwargs, error, message):
         (lambda: LSTMCell(F, 3, cell_clip=-1.0), ValueError, r"cell_clip: expected a positive float or None, got -1.0"),
         (lambda: LSTMCell(F, 3, cell_clip="big"), TypeError, r"cell_clip: expected a positive float or None, got 'big'"),
         (lambda: GRUCell(F, 3, reset_after=1), TypeError, r"reset_after: expected a bool, got 1"),
-        (lambda: RNNCell(F, 3, nonlinearity="sigmoid"), ValueError, r"nonlinearity: expected one of \['relu', 'tanh'\], got 'sigmoid'"),
+        (lambda: RNNCell(F, 3, nonlinearity="softmax"), ValueError, r"nonlinearity: expected one of \[.*'relu'.*'tanh'\], got 'softmax'"),
         (lambda: make_cell("rnn", F, 3, forget_bias=1.0), TypeError, r"cell options for 'rnn'"),
     ],
 )
@@ -313,3 +313,22 @@ def test_state_bridge_refuses_states_of_other_sizes():
         bridge((_lstm_layer(),))
     with pytest.raises(ValueError, match=r"differ at state\[0\]: an LSTMState against a Tensor"):
         bridge([(_lstm_layer(),), (torch.zeros(2, 4),)])
+
+
+def test_a_misspelled_cell_option_lists_the_valid_ones():
+    import rnnfuse
+
+    with pytest.raises(TypeError, match=r"'forget_bais'; expected options from \[.*'forget_bias'.*\]"):
+        rnnfuse.StackedRNN(3, [4], cell="lstm", forget_bais=1.0)
+
+
+@pytest.mark.parametrize("fuse", ["sum_states", "mean_states", "max_states"])
+def test_fusing_states_of_different_sizes_points_to_concat_and_the_bridge(fuse):
+    import torch
+
+    from rnnfuse import LSTMState, fusion
+
+    a = [LSTMState(torch.zeros(2, 4), torch.zeros(2, 4))]
+    b = [LSTMState(torch.zeros(2, 5), torch.zeros(2, 5))]
+    with pytest.raises(ValueError, match="feature size [\\s\\S]*concat_states joins states of different sizes, and StateBridge"):
+        getattr(fusion, fuse)([a, b])

@@ -152,20 +152,21 @@ def test_weights_file_with_ambiguous_order_asks_for_layer_names(tmp_path):
 
 def test_unsupported_layers_are_refused():
     inputs = keras.Input((T, F))
-    with pytest.raises(ValueError, match="activation='relu', recurrent_activation='sigmoid'"):
-        stack_from_keras(keras.Model(inputs, L.LSTM(3, activation="relu")(inputs)))
+    with pytest.raises(ValueError, match="layer 'lstm_softmax': recurrent_activation: 'softmax' is not supported"):
+        stack_from_keras(keras.Model(inputs, L.LSTM(3, recurrent_activation="softmax", name="lstm_softmax")(inputs)))
     # a lone go_backwards layer imports as GoBackwards now (tests/test_keras_legacy.py); in a
     # stack of several layers it is still refused
     backwards = L.GRU(3, go_backwards=True, return_sequences=True)(inputs)
     with pytest.raises(ValueError, match="go_backwards=True is supported only as the backward half"):
         stack_from_keras(keras.Model(inputs, L.GRU(2)(backwards)))
-    # Bidirectional -> GRU (mixed directions) and merge_mode='sum' on top are supported now
-    # (tests/test_keras_legacy.py); a non-concat merge below another layer is not
+    # Bidirectional -> GRU (mixed directions) and any merge_mode but None below another layer
+    # are supported now (tests/test_keras_legacy.py, tests/test_keras_public.py)
     mixed = L.GRU(3, return_sequences=True)(L.Bidirectional(L.GRU(3, return_sequences=True))(inputs))
     assert stack_from_keras(keras.Model(inputs, mixed)).bidirectional == (True, False)
-    summed = L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode="sum")(inputs)
-    with pytest.raises(ValueError, match="merge_mode='sum' below another layer"):
-        stack_from_keras(keras.Model(inputs, L.GRU(2)(summed)))
+    fw_bw, top = L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode=None), L.GRU(2)
+    top(L.Concatenate()(fw_bw(inputs)))
+    with pytest.raises(ValueError, match="merge_mode=None below another layer"):
+        stack_from_keras([fw_bw, top])
     with pytest.raises(ValueError, match=r"layers \['activation \(Activation\)'\]"):
         stack_from_keras(keras.Model(inputs, L.GRU(2)(L.Activation("relu", name="activation")(inputs))))
 

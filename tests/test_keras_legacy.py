@@ -151,7 +151,7 @@ def test_keras3_merge_modes(mode):
     data = io("keras3_merge_modes")
     module = stack_from_keras(LEGACY / "keras3_merge_modes" / "merge_modes.keras",
                               layer_names=[f"bi_{mode}"])
-    assert isinstance(module, StackedRNN if mode == "concat" else MergedBidirectional)
+    assert isinstance(module, MergedBidirectional if mode == "none" else StackedRNN)
     for prefix in ("", "ragged/"):
         x = torch.from_numpy(data[f"{prefix}x"])
         lengths = torch.from_numpy(data["ragged/lengths"]) if prefix else None

@@ -41,6 +41,16 @@ def _stacks() -> dict[str, StackedRNN]:
             [GRUCell(F, 3), LSTMCell(6, 4, forget_bias=1.0)],
             backward_cells=[RNNCell(F, 3), GRUCell(6, 4, reset_after=False)],
         ),
+        # activations other than sigmoid/tanh: the reference loop, also over ragged batches
+        "acts": StackedRNN.from_cells(
+            [LSTMCell(F, 5, recurrent_activation="hard_sigmoid_keras2"),
+             GRUCell(5, 3, recurrent_activation="hard_sigmoid", activation="softsign"),
+             RNNCell(3, 3, nonlinearity="softsign")]
+        ),
+        "bi_acts": StackedRNN(F, [4, 3], "lstm", bidirectional=True, recurrent_activation="hard_sigmoid",
+                              activation="relu"),
+        # Keras' Bidirectional merges below other layers
+        "bi_merges": StackedRNN(F, [4, 3, 3, 2], "gru", bidirectional=True, merge_mode=["sum", "ave", "mul", "concat"]),
         "own_cells": StackedRNN.from_cells(
             [OwnLSTMCell(F, 5, proj_size=4, cell_clip=0.5), OwnGRUCell(4, 3, reset_after=False)]
         ),
@@ -74,7 +84,7 @@ def _reference_run(stack, fw, bw, x: np.ndarray, initial, lengths):
     init = state_to_numpy(initial)
     if bw is None:
         return stacked_rnn(fw, x, init, lengths)
-    return stacked_rnn(fw, x, init[0], lengths, bw, init[1])
+    return stacked_rnn(fw, x, init[0], lengths, bw, init[1], stack.merge_modes)
 
 
 # ------------------------------------------------------------------ NumPy reference
@@ -409,3 +419,31 @@ def test_an_int_hidden_size_means_one_layer_and_empty_time_is_allowed():
     assert stack.num_layers == 1
     out, state = stack(torch.randn(2, 0, F))
     assert out.shape == (2, 0, 3) and not state[0].any()
+
+
+def test_merge_modes_set_the_next_layers_input_size_and_are_checked():
+    stack = StackedRNN(F, [4, 3], "lstm", bidirectional=True, merge_mode="mul")
+    assert stack.merge_modes == ("mul", "mul") and stack.layers[1].input_size == 4 and stack.output_size == 3
+    mixed = StackedRNN(F, [4, 3], "gru", bidirectional=[True, False], merge_mode="ave")
+    assert mixed.merge_modes == ("ave", "concat") and mixed.output_size == 3
+    with pytest.raises(ValueError, match=r"merge_mode\[1\]: 'sum' merges two directions, but layer 1 is unidirectional"):
+        StackedRNN(F, [4, 3], "gru", bidirectional=[True, False], merge_mode=["concat", "sum"])
+    with pytest.raises(ValueError, match=r"merge_mode: expected one of \['concat', 'sum', 'ave', 'mul'\], got 'max'"):
+        StackedRNN(F, [4], "gru", bidirectional=True, merge_mode="max")
+    with pytest.raises(ValueError, match=r"cells\[1\].input_size: expected 4 \(the output size of layer 0\), got 8"):
+        StackedRNN.from_cells([GRUCell(F, 4), GRUCell(8, 3)], backward_cells=[GRUCell(F, 4), GRUCell(8, 3)],
+                              merge_mode="sum")
+    with pytest.raises(ValueError, match="PyTorch's bidirectional RNNs concatenate"):
+        stack.to_torch()
+
+
+def test_merge_modes_survive_save_and_load(tmp_path):
+    import rnnfuse
+
+    stack = StackedRNN(F, [4, 3], "lstm", bidirectional=True, merge_mode=["ave", "concat"])
+    rnnfuse.save(stack, tmp_path / "m.safetensors")
+    loaded = rnnfuse.load(tmp_path / "m.safetensors")
+    assert loaded.merge_modes == ("ave", "concat")
+    x = torch.randn(2, T, F)
+    with torch.no_grad():
+        assert torch.equal(stack(x)[0], loaded(x)[0])

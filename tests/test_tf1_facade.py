@@ -226,8 +226,9 @@ def test_bad_arguments():
     # state_is_tuple=False is supported now (tests/test_legacy_facade.py); a non-bool is refused
     with pytest.raises(TypeError, match="state_is_tuple: expected a bool"):
         tf1.BasicLSTMCell(4, state_is_tuple=None)
-    with pytest.raises(ValueError, match="activation: expected tanh"):
-        tf1.GRUCell(4, activation=torch.sigmoid)
+    with pytest.raises(ValueError, match="activation: expected None, one of .* or the torch function"):
+        tf1.GRUCell(4, activation=torch.softmax)
+    assert tf1.GRUCell(4, activation=torch.sigmoid).activation == "sigmoid"
     assert tf1.BasicRNNCell(4, activation=torch.relu).activation == "relu"
     with pytest.raises(ValueError, match="proj_clip: clips the projection, so it needs num_proj"):
         tf1.LSTMCell(4, proj_clip=1.0)

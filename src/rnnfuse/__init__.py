@@ -42,7 +42,8 @@ from .state import (
 
 __version__ = "0.1.0"
 
-_LAZY = {"tf1": ("rnnfuse.tf1", None), "stack_from_keras": ("rnnfuse.convert.keras", "stack_from_keras")}
+_LAZY = {"tf1": ("rnnfuse.tf1", None), "stack_from_keras": ("rnnfuse.convert.keras", "stack_from_keras"),
+         "stacks_from_keras": ("rnnfuse.convert.keras", "stacks_from_keras")}
 
 __all__ = [
     "LSTMCell",
@@ -54,6 +55,7 @@ __all__ = [
     "save",
     "load",
     "stack_from_keras",
+    "stacks_from_keras",
     "LSTMState",
     "map_state",
     "flatten_state",

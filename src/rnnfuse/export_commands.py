@@ -122,10 +122,11 @@ def _stack(file: Path, dynamic: bool) -> Exportable:
 
 
 def _forecaster(file: Path, dynamic: bool) -> Exportable:
-    from .app.predict import load_model
+    from .app.predict import load_saved
     from .export import Rollout
 
-    model, config, *_ = load_model(file)
+    saved = load_saved(file)  # a model of one series or of a panel: the network is the same
+    model, config = saved.model, saved.config
     names = model.encoders.names
     horizon = config.data.horizon
     steps = {"local": config.data.local_steps, "global": config.data.global_blocks}

@@ -67,9 +67,15 @@ def _check_sources(states: Any, same_sizes: bool, minimum: int = 2) -> list[Any]
 
 def _check_same_structure(states: list[Any], same_sizes: bool) -> None:
     for i in range(1, len(states)):
-        assert_same_structure(
-            states[0], states[i], names=("states[0]", f"states[{i}]"), check_feature_sizes=same_sizes
-        )
+        try:
+            assert_same_structure(
+                states[0], states[i], names=("states[0]", f"states[{i}]"), check_feature_sizes=same_sizes
+            )
+        except ValueError as exc:
+            if same_sizes and "feature size" in str(exc):
+                raise ValueError(f"{exc}\n  sum, mean and max need equal sizes; concat_states joins states of "
+                                 f"different sizes, and StateBridge maps them to one size") from None
+            raise
 
 
 def _source_list(states: Any, minimum: int) -> list[Any]:

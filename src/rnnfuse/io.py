@@ -4,7 +4,7 @@ The file holds every parameter under its ``state_dict`` name and, in the metadat
 ``{"format": "rnnfuse", "version": 1, "config": {...}}``.  The configuration describes a
 :class:`~rnnfuse.StackedRNN` (each layer's ``cell.config()``, ``batch_first``,
 ``bidirectional`` with the backward layers, ``dropout``, ``variational_dropout``,
-``residual``) or a TF-style :class:`~rnnfuse.bidirectional.BidirectionalRNN` (two such
+``residual``, ``merge_mode`` where a layer merges otherwise than concat) or a TF-style :class:`~rnnfuse.bidirectional.BidirectionalRNN` (two such
 stacks, ``fw`` and ``bw``).  No pickle is involved; loading is strict: a file that is not
 safetensors, lacks rnnfuse metadata, or whose tensors are missing, unexpected or of the
 wrong shape raises ``ValueError`` saying so.
@@ -36,7 +36,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-from ._files import GIB, check_regular_file
+from ._files import GIB, MAX_JSON_DEPTH, check_regular_file, json_depth
 from .cells import RecurrentCell, cell_from_config
 from .bidirectional import BidirectionalRNN
 from .stack import StackedRNN
@@ -96,10 +96,14 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
             raw = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"path: {os.fspath(path)!r} is not a readable safetensors file ({exc})") from None
-    return {key: _decoded(value) for key, value in raw.items()}
+    return {key: _decoded(value, f"path: {os.fspath(path)!r}: metadata {key!r}") for key, value in raw.items()}
 
 
-def _decoded(text: str) -> Any:
+def _decoded(text: str, what: str) -> Any:
+    """A metadata value: its JSON, or the text itself when it is not JSON; ``ValueError``
+    naming ``what`` for JSON nested deeper than :data:`~rnnfuse._files.MAX_JSON_DEPTH`."""
+    if json_depth(text) > MAX_JSON_DEPTH:
+        raise ValueError(f"{what}: JSON nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -169,6 +173,8 @@ def _module_config(module: nn.Module) -> dict[str, Any]:
         "dropout": module.dropout,
         "variational_dropout": module.variational_dropout,
         "residual": module.residual if isinstance(module.residual, bool) else list(module.residual),
+        # only where a layer merges otherwise than concat (files without it: all concat)
+        **({"merge_mode": list(module.merge_modes)} if any(m != "concat" for m in module.merge_modes) else {}),
     }
 
 
@@ -208,7 +214,8 @@ def module_from_config(config: dict[str, Any]) -> nn.Module:
     return StackedRNN.from_cells(
         cells, backward_cells=per_layer or None, batch_first=config["batch_first"],
         dropout=config["dropout"], variational_dropout=config["variational_dropout"],
-        residual=residual if isinstance(residual, bool) else list(residual))
+        residual=residual if isinstance(residual, bool) else list(residual),
+        merge_mode=config.get("merge_mode", "concat"))
 
 
 def check_state_dict(module: nn.Module, tensors: dict[str, torch.Tensor], path: Any) -> None:

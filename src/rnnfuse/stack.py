@@ -42,6 +42,11 @@ class StackedRNN(nn.Module):
             encoder) makes only those layers bidirectional; the state then holds, per layer,
             an ``(fw, bw)`` pair for a bidirectional layer and the plain layer state
             otherwise, and ``self.bidirectional`` is that tuple (a bool when uniform).
+        merge_mode: how a bidirectional layer joins its directions' outputs (Keras'
+            ``Bidirectional(merge_mode=...)``): ``"concat"`` (fw|bw, the default), ``"sum"``,
+            ``"ave"`` (``(fw + bw) / 2``) or ``"mul"``; the next layer reads the merged
+            outputs (H features for all but concat).  A sequence gives one mode per layer
+            (``"concat"`` for unidirectional layers).
         dropout: dropout probability on the outputs of every layer but the last.
         variational_dropout: use one dropout mask for all time steps of a sequence.
         residual: add each layer's input to its output, for every layer after the first
@@ -65,15 +70,17 @@ class StackedRNN(nn.Module):
         dropout: float = 0.0,
         variational_dropout: bool = False,
         residual: bool | Sequence[bool] = False,
+        merge_mode: str | Sequence[str] = "concat",
         **cell_options: Any,
     ) -> None:
         sizes = _as_sizes(hidden_sizes)
         directions = _per_layer("bidirectional", bidirectional, len(sizes))
+        merges = _merge_modes(merge_mode, directions)
         fw, bw, in_size = [], [], input_size
-        for size, both in zip(sizes, directions):
+        for size, both, merge in zip(sizes, directions, merges):
             fw.append(make_cell(cell, in_size, size, **cell_options))
             bw.append(make_cell(cell, in_size, size, **cell_options) if both else None)
-            in_size = fw[-1].output_size * (2 if both else 1)
+            in_size = fw[-1].output_size * (2 if both and merge == "concat" else 1)
         self._init_from_cells(
             fw,
             bw if any(directions) else None,
@@ -81,6 +88,7 @@ class StackedRNN(nn.Module):
             dropout=dropout,
             variational_dropout=variational_dropout,
             residual=residual,
+            merge_mode=merge_mode,
         )
 
     @classmethod
@@ -93,11 +101,13 @@ class StackedRNN(nn.Module):
         dropout: float = 0.0,
         variational_dropout: bool = False,
         residual: bool | Sequence[bool] = False,
+        merge_mode: str | Sequence[str] = "concat",
     ) -> StackedRNN:
         """A stack from ready cells, e.g. an LSTM → GRU → RNN stack.
 
         Every layer needs its own cell object; ``backward_cells`` makes it bidirectional
-        (``None`` entries leave those layers unidirectional: a mixed-direction stack).
+        (``None`` entries leave those layers unidirectional: a mixed-direction stack);
+        ``merge_mode`` as in the constructor.
 
         >>> from rnnfuse import LSTMCell, GRUCell, RNNCell
         >>> s = StackedRNN.from_cells([LSTMCell(6, 8), GRUCell(8, 4), RNNCell(4, 4)])
@@ -112,6 +122,7 @@ class StackedRNN(nn.Module):
             dropout=dropout,
             variational_dropout=variational_dropout,
             residual=residual,
+            merge_mode=merge_mode,
         )
         return stack
 
@@ -132,6 +143,10 @@ class StackedRNN(nn.Module):
 
     def to_torch(self) -> nn.Module:
         """The equivalent ``torch.nn.LSTM``/``GRU``/``RNN``; ``ValueError`` if none exists."""
+        if any(m != "concat" for m in self.merge_modes):
+            raise ValueError(f"stack: not expressible as one torch.nn RNN module: PyTorch's "
+                             f"bidirectional RNNs concatenate their directions; merge_mode="
+                             f"{list(self.merge_modes)}")
         return torch_from_cells(self.layers, self.backward_layers if self.bidirectional else None,
                                 batch_first=self.batch_first, dropout=self.dropout,
                                 residual=any(self.residual_layers),
@@ -146,14 +161,18 @@ class StackedRNN(nn.Module):
         dropout: float,
         variational_dropout: bool,
         residual: bool | Sequence[bool],
+        merge_mode: str | Sequence[str] = "concat",
     ) -> None:
         nn.Module.__init__(self)
         _check_cells(cells, backward_cells)
+        directions = tuple(c is not None for c in backward_cells) if backward_cells else (False,) * len(cells)
+        #: per layer: how a bidirectional layer joins its directions ("concat" when unidirectional)
+        self.merge_modes = _merge_modes(merge_mode, directions)
+        _check_sizes(cells, backward_cells, self.merge_modes)
         _check_dropout(dropout)
         if dropout and len(cells) == 1:  # as torch.nn.LSTM: a warning, the stack still works
             warnings.warn(f"dropout={dropout} has no effect on a one-layer stack: dropout acts on the outputs "
                           f"of every layer but the last", UserWarning, stacklevel=3)
-        directions = tuple(c is not None for c in backward_cells) if backward_cells else (False,) * len(cells)
         self.batch_first = bool(batch_first)
         #: bool for a uniform stack (today's meaning), the per-layer tuple for a mixed one
         self.bidirectional: bool | tuple[bool, ...] = (
@@ -172,12 +191,17 @@ class StackedRNN(nn.Module):
             "Sequence[RecurrentCell]", nn.ModuleList([c for c in backward_cells or [] if c is not None]))
         self._backward_index = {k: i for i, k in enumerate(k for k, d in enumerate(directions) if d)}
         if any(residual_layers):
-            _check_residual(self.layers, directions, residual_layers)
+            _check_residual(self.layers, [self._width(k) for k in range(len(cells))], residual_layers)
 
     @property
     def mixed_directions(self) -> bool:
         """Whether some layers are bidirectional and others not."""
         return isinstance(self.bidirectional, tuple)
+
+    def _width(self, k: int) -> int:
+        """Features of layer ``k``'s outputs (both directions joined)."""
+        both = self.layer_directions[k] and self.merge_modes[k] == "concat"
+        return self.layers[k].output_size * (2 if both else 1)
 
     def backward_cell(self, k: int) -> RecurrentCell | None:
         """Layer ``k``'s backward cell, or ``None`` for a unidirectional layer."""
@@ -204,8 +228,9 @@ class StackedRNN(nn.Module):
 
     @property
     def output_size(self) -> int:
-        """Features of the outputs: the top layer's output size, doubled if bidirectional."""
-        return self.layers[-1].output_size * (2 if self.layer_directions[-1] else 1)
+        """Features of the outputs: the top layer's output size, doubled if bidirectional
+        with ``merge_mode="concat"``."""
+        return self._width(self.num_layers - 1)
 
     @property
     def state_sizes(self) -> Any:
@@ -230,6 +255,8 @@ class StackedRNN(nn.Module):
             parts.append(f"dropout={self.dropout}, variational={self.variational_dropout}")
         if self.residual:
             parts.append(f"residual={self.residual}")
+        if any(m != "concat" for m in self.merge_modes):
+            parts.append(f"merge_mode={self.merge_modes}")
         return ", ".join(parts)
 
     # ------------------------------------------------------------------ state
@@ -269,7 +296,7 @@ class StackedRNN(nn.Module):
             if backward is not None:
                 out_bw, final_bw = run_layer(backward, layer_in, lens, bw_start[k], True)
                 bw_final.append(final_bw)
-                out = torch.cat([out, out_bw], dim=-1)
+                out = _merge(out, out_bw, self.merge_modes[k])
             if self.residual_layers[k]:  # the input's padding may hold anything: zero past each length
                 out = out + (layer_in if k > 0 or lens is None else _zero_past_lengths(layer_in, lens))
             if k < self.num_layers - 1:
@@ -320,6 +347,40 @@ class StackedRNN(nn.Module):
             raise ValueError(f"initial_state: does not match the state for x (batch {x.shape[0]}); the states differ {where}"
                              f"\n{rest}") from None
         return initial_state
+
+
+MERGE_MODES = ("concat", "sum", "ave", "mul")
+
+
+def _merge(fw: Tensor, bw: Tensor, mode: str) -> Tensor:
+    """The two directions' outputs joined as Keras' ``Bidirectional(merge_mode=mode)``
+    (past each length both are zero, so every mode gives zero there)."""
+    if mode == "sum":
+        return fw + bw
+    if mode == "ave":
+        return (fw + bw) / 2
+    if mode == "mul":
+        return fw * bw
+    return torch.cat([fw, bw], dim=-1)
+
+
+def _merge_modes(value: Any, directions: Sequence[bool]) -> tuple[str, ...]:
+    """One merge mode per layer from one mode (for every bidirectional layer) or a sequence."""
+    if isinstance(value, str):
+        if value not in MERGE_MODES:
+            raise ValueError(f"merge_mode: expected one of {list(MERGE_MODES)}, got {value!r}")
+        return tuple(value if both else "concat" for both in directions)
+    items: Any = value
+    if not isinstance(items, Sequence) or len(items) != len(directions):
+        raise TypeError(f"merge_mode: expected a mode or one mode per layer ({len(directions)}), "
+                        f"got {value!r}")
+    for k, (mode, both) in enumerate(zip(items, directions)):
+        if mode not in MERGE_MODES:
+            raise ValueError(f"merge_mode[{k}]: expected one of {list(MERGE_MODES)}, got {mode!r}")
+        if mode != "concat" and not both:
+            raise ValueError(f"merge_mode[{k}]: {mode!r} merges two directions, but layer {k} is "
+                             f"unidirectional (use 'concat' there)")
+    return tuple(items)
 
 
 def _zero_past_lengths(x: Tensor, lengths: Tensor) -> Tensor:
@@ -384,17 +445,23 @@ def _check_cells(cells: Sequence[RecurrentCell], backward: Sequence[RecurrentCel
                 f"Build a fresh cell per layer, e.g. [{type(cell).__name__}(...) for _ in range(n)]."
             )
         seen[id(cell)] = name
+
+
+def _check_sizes(cells: Sequence[RecurrentCell], backward: Sequence[RecurrentCell | None] | None,
+                 merges: Sequence[str]) -> None:
+    """Each layer reads what the one below writes; both directions of a layer match."""
     both = [backward is not None and backward[k] is not None for k in range(len(cells))]
     for stack_cells, label in [(cells, "cells"), (backward or [], "backward_cells")]:
         for k in range(1, len(stack_cells)):
             layer = stack_cells[k]
             if layer is None:
                 continue
-            expected = cells[k - 1].output_size * (2 if both[k - 1] else 1)
+            doubled = both[k - 1] and merges[k - 1] == "concat"
+            expected = cells[k - 1].output_size * (2 if doubled else 1)
             if layer.input_size != expected:
                 raise ValueError(
                     f"{label}[{k}].input_size: expected {expected} (the output size of layer {k - 1}"
-                    f"{' times 2 directions' if both[k - 1] else ''}), got {layer.input_size}"
+                    f"{' times 2 directions' if doubled else ''}), got {layer.input_size}"
                 )
     if backward is not None:
         for k, (f, b) in enumerate(zip(cells, backward)):
@@ -407,11 +474,11 @@ def _check_cells(cells: Sequence[RecurrentCell], backward: Sequence[RecurrentCel
                 )
 
 
-def _check_residual(layers: Sequence[RecurrentCell], directions: Sequence[bool], residual: Sequence[bool]) -> None:
+def _check_residual(layers: Sequence[RecurrentCell], widths: Sequence[int], residual: Sequence[bool]) -> None:
     for k in range(len(layers)):
         if not residual[k]:
             continue
-        out = layers[k].output_size * (2 if directions[k] else 1)
+        out = widths[k]
         if layers[k].input_size != out:
             raise ValueError(
                 f"residual: layer {k} reads {layers[k].input_size} features and writes {out}; a "

@@ -2,10 +2,12 @@
 (statsmodels state-space models, here) and the automatic models of statsforecast (AutoETS,
 AutoARIMA, AutoTheta, SeasonalNaive: :mod:`rnnfuse.app.classical`, same protocol).
 
-The default set (:data:`BASELINE_NAMES`): DHR, for the exact fractional period, beside the
-four automatic models; ``ETS (A,A,A)`` and ``SARIMA airline`` stay available by name
-(:data:`FIXED_NAMES`).  A period of at most 2 steps (1: non-seasonal) skips DHR, with the reason
-as its error.  The hybrids' base is chosen on validation among the baselines and their
+The default set (:func:`default_baselines`, :data:`BASELINE_NAMES`): DHR, for the exact
+fractional period, beside the four automatic models; for a season longer than 24 steps, which
+AutoETS cannot model (Hyndman's ``ets`` limit: it would fit a non-seasonal model), the seasonal
+Holt-Winters ``ETS (A,A,A)`` takes its place.  ``ETS (A,A,A)`` and ``SARIMA airline`` stay
+available by name (:data:`FIXED_NAMES`).  A period of at most 2 steps (1: non-seasonal) skips
+DHR.  The hybrids' base is chosen on validation among the baselines and their
 :data:`COMBINATIONS` (:func:`choose_base`).
 
 Protocol, the same for every baseline here: the parameters are estimated **once**, on the data
@@ -64,7 +66,7 @@ from .classical import AUTO_NAMES, fill_gaps as _fill
 
 __all__ = [
     "fourier", "covariate_regressors", "seasonal_part", "state_forecasts", "fit_dhr", "fit_ets", "fit_sarima", "classical_baselines", "combine",
-    "choose_base", "BASELINE_NAMES", "BASELINE_KEYS", "DEFAULT_KEYS", "FIXED_NAMES", "AUTO_NAMES", "ALL_NAMES", "COMBINATIONS",
+    "choose_base", "default_baselines", "BASELINE_NAMES", "BASELINE_KEYS", "DEFAULT_KEYS", "FIXED_NAMES", "AUTO_NAMES", "ALL_NAMES", "COMBINATIONS",
 ]
 
 # the fixed statsmodels models (kept by name) and statsforecast's automatic ones (classical.py)
@@ -76,7 +78,8 @@ BASELINE_KEYS = {
     "dhr": "DHR", "ets": "ETS (A,A,A)", "sarima": "SARIMA airline",
     "autoets": "AutoETS", "autoarima": "AutoARIMA", "autotheta": "AutoTheta", "snaive": "SeasonalNaive",
 }
-DEFAULT_KEYS = "dhr,autoets,autoarima,autotheta,snaive"  # `rnnfuse demo --baselines`
+DEFAULT_KEYS = "dhr,autoets,autoarima,autotheta,snaive"  # `rnnfuse demo --baselines` for a season of up to 24 steps
+AUTOETS_MAX_SEASON = 24  # statsforecast's AutoETS, as R's ets, fits no season longer than this
 DHR_ORDERS = (2, 4, 6)
 # equal-weight means of baselines' forecasts (classical forecast combinations): name -> parts; each
 # is shown when its parts are fitted, and is a candidate for the hybrids' base (choose_base)
@@ -295,6 +298,25 @@ def combine(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _score(forecast: np.ndarray, target: np.ndarray) -> float:
     return float(np.abs(forecast - target).mean())
+
+
+def default_baselines(period: float) -> tuple[str, ...]:
+    """The classical models ``rnnfuse demo`` fits by default for a seasonal ``period`` in steps
+    (1: none): :data:`BASELINE_NAMES`, without DHR when ``period`` is at most 2 (no season for
+    its Fourier terms), and with the Holt-Winters ``ETS (A,A,A)`` in place of AutoETS when the
+    rounded season exceeds :data:`AUTOETS_MAX_SEASON` (AutoETS would fit no season at all).
+
+    >>> default_baselines(12)
+    ('DHR', 'AutoETS', 'AutoARIMA', 'AutoTheta', 'SeasonalNaive')
+    >>> default_baselines(52.18)
+    ('DHR', 'ETS (A,A,A)', 'AutoARIMA', 'AutoTheta', 'SeasonalNaive')
+    >>> default_baselines(1)
+    ('AutoETS', 'AutoARIMA', 'AutoTheta', 'SeasonalNaive')
+    """
+    names = [n for n in BASELINE_NAMES if n != "DHR" or period > 2]
+    if round(period) > AUTOETS_MAX_SEASON:
+        names[names.index("AutoETS")] = "ETS (A,A,A)"
+    return tuple(names)
 
 
 def choose_base(

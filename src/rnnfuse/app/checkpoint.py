@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -36,7 +37,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import load_file
 from torch import Tensor
 
-from .._files import MIB, NotRegularFileError, check_regular_file
+from .._files import MIB, NotRegularFileError, loads_json, read_regular_file
+from .rundir import check_real_dir
 from ..io import MAX_FILE_BYTES, read_safetensors_metadata, safetensors_bytes
 
 __all__ = [
@@ -76,8 +78,10 @@ def atomic_write(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not exc.filename:  # a failed write names no file: name it
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
     _fsync_dir(path.parent)
 
@@ -149,6 +153,8 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
 def save_checkpoint(out: Path, name: str, model: dict[str, Tensor], tensors: dict[str, Tensor], state: dict[str, Any], keep: int = 2) -> Path:
     """Write a checkpoint directory ``out/checkpoints/name`` and point ``latest.json`` at it."""
     out = Path(out)
+    if os.path.lexists(out / "checkpoints"):
+        check_real_dir(out / "checkpoints", "checkpoints")  # never write or prune through a link
     base, suffix = name, 0
     while (out / "checkpoints" / name).exists():  # never rewrite a directory latest.json may name
         suffix += 1
@@ -176,7 +182,7 @@ def save_checkpoint(out: Path, name: str, model: dict[str, Tensor], tensors: dic
 
 
 def _prune(root: Path, keep_names: set[str], keep: int) -> None:
-    dirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    dirs = sorted(p for p in root.iterdir() if not p.is_symlink() and p.is_dir() and p.name.startswith("step-"))
     for old in dirs[:-keep]:
         if old.name not in keep_names:
             shutil.rmtree(old, ignore_errors=True)
@@ -205,7 +211,7 @@ def load_latest(out: Path) -> Checkpoint:
             raise CheckpointError(f"{path}: SHA-256 {digest[:12]}... differs from latest.json's; the file is corrupt")
     try:
         model, tensors = st_load(raw["model.safetensors"]), st_load(raw["training.safetensors"])
-        state = json.loads(raw["state.json"])
+        state = loads_json(raw["state.json"], str(directory / "state.json"))
     except (SafetensorError, ValueError) as exc:
         raise CheckpointError(f"{directory}: a checkpoint file is not readable ({exc})") from None
     if not isinstance(state, dict):
@@ -224,10 +230,10 @@ def _inside(out: Path, where: str, pointer_path: Path) -> Path:
 
 
 def _read_checked(path: Path, limit: int) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes (``CheckpointError`` otherwise)."""
+    """The bytes of a regular file of at most ``limit`` bytes, never through a symbolic link
+    (``CheckpointError`` otherwise)."""
     try:
-        check_regular_file(path, "a checkpoint file", limit)
-        return path.read_bytes()
+        return read_regular_file(path, "a checkpoint file", limit, follow_symlinks=False)
     except (NotRegularFileError, OSError) as exc:
         raise CheckpointError(str(exc)) from None
 
@@ -236,10 +242,8 @@ def _read_pointer(path: Path) -> dict[str, Any]:
     """``latest.json``, checked: a JSON object with the format, a checkpoint directory and a
     SHA-256 for each of its files (a hand-edited or truncated file raises ``CheckpointError``)."""
     try:
-        pointer = json.loads(_read_checked(path, MAX_JSON_BYTES))
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    except ValueError as exc:  # bytes that are not UTF-8 text
+        pointer = loads_json(_read_checked(path, MAX_JSON_BYTES), path.name)
+    except ValueError as exc:  # not JSON, not UTF-8 text, or nested too deep
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read ({exc.strerror or exc})") from None
@@ -286,8 +290,35 @@ def optimizer_from_parts(plain: dict[str, Any], tensors: dict[str, Tensor]) -> d
             state.setdefault(int(index), {})[key] = value
     for index, values in plain["state"].items():
         state.setdefault(int(index), {}).update(values)
-    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in plain["param_groups"]]
+    groups = [_checked_group(g, k) for k, g in enumerate(plain["param_groups"])]
     return {"state": state, "param_groups": groups}
+
+
+_RATES = {"lr": (0.0, 10.0), "initial_lr": (0.0, 10.0), "weight_decay": (0.0, 1e6), "eps": (0.0, 1.0),
+          "momentum": (0.0, 1.0), "dampening": (0.0, 1.0), "alpha": (0.0, 1.0)}
+
+
+def _checked_group(group: Any, index: int) -> dict[str, Any]:
+    """An optimizer parameter group from ``state.json`` whose hyperparameters are numbers in
+    the range the optimizer can use (``ValueError`` naming the value otherwise): Adam's
+    ``betas`` in [0, 1), a learning rate, epsilon or decay finite and not negative."""
+    if not isinstance(group, dict):
+        raise ValueError(f"optimizer.param_groups[{index}]: expected an object, got {type(group).__name__}")
+    where = f"optimizer.param_groups[{index}]"
+    for key, (low, high) in _RATES.items():
+        if key in group and not _number_in(group[key], low, high):
+            raise ValueError(f"{where}.{key}: expected a number in [{low:g}, {high:g}], got {group[key]!r}")
+    if "betas" not in group:
+        return group
+    betas = group["betas"]
+    if not isinstance(betas, list) or len(betas) != 2 or not all(_number_in(b, 0.0, 1.0) and b < 1 for b in betas):
+        raise ValueError(f"{where}.betas: expected two numbers in [0, 1), got {betas!r}")
+    return {**group, "betas": tuple(betas)}
+
+
+def _number_in(value: Any, low: float, high: float) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and low <= value <= high)
 
 
 def capture_rng() -> tuple[dict[str, Any], Tensor]:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._command import fail
+from .rundir import check_run_dir
 from .config import FUSIONS, ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig, flag_fields, parse_names, parse_optional_int
 
 __all__ = ["add_commands", "inspect_path"]
@@ -64,7 +65,7 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--out", default="rnnfuse-demo", help="output directory (default ./rnnfuse-demo)")
     p.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"optimizer steps per model (default {DEMO_STEPS})")
     p.add_argument("--patience", type=parse_optional_int, default=DEMO_PATIENCE,
-                   help=f"stop a model after this many steps without a better validation MAE, keeping its best weights "
+                   help=f"stop a model after this many steps without a better early-stopping MAE (see --stop-steps), keeping its best weights "
                         f"(default {DEMO_PATIENCE}; none: never)")
     p.add_argument("--epochs", type=int, default=None, help="whole epochs per model instead of --steps")
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
@@ -73,10 +74,11 @@ def _add_demo(sub: Any) -> None:
     p.add_argument("--fusions", default=",".join(DEMO_FUSIONS), help=f"comma-separated, from {','.join(FUSIONS)}")
     p.add_argument("--hybrids", default="zoph-knight", help="fusions also trained as hybrids on the errors of a classical forecast: the "
                    "baseline or combination with the lowest validation MAE (comma-separated, or none)")
-    p.add_argument("--baselines", default="dhr,autoets,autoarima,autotheta,snaive",
+    p.add_argument("--baselines", default="default",
                    help="classical baselines, comma-separated from dhr (statsmodels), autoets, autoarima, autotheta, snaive "
-                        "(statsforecast, choose themselves), ets, sarima (statsmodels, fixed), or none "
-                        "(default dhr,autoets,autoarima,autotheta,snaive)")
+                        "(statsforecast, choose themselves), ets, sarima (statsmodels, fixed), or none; default: "
+                        "dhr,autoets,autoarima,autotheta,snaive, with ets for autoets when the season exceeds 24 steps "
+                        "(AutoETS fits none that long), without dhr for a period of 2 or less")
     p.add_argument("--refit", choices=REFIT_CHOICES, default=DEMO_REFIT,
                    help="networks retrained, once validation has chosen their settings, on every window before the test "
                         f"stretch to forecast it, as the classical parameters are re-estimated there (default {DEMO_REFIT}; "
@@ -90,6 +92,10 @@ def _add_demo(sub: Any) -> None:
                                            "non-seasonal series (default: from the dates; required without dates)")
     for flag in ("local-steps", "global-blocks", "block", "min-global-blocks", "horizon", "val-steps", "test-steps"):
         d.add_argument(f"--{flag}", type=int, default=S)
+    d.add_argument("--stop-steps", type=int, default=S,
+                   help="steps before validation on which the networks stop early and keep their best weights, so that "
+                        "validation, where every row is chosen, stays unseen (default: half of --val-steps, at least "
+                        "--horizon + 7; 0: stop on validation)")
     d.add_argument("--covariates", type=parse_names, default=S,
                    help="columns the encoders read beside the series, and the regression baselines as regressors "
                         "(comma-separated, or none; default: nino12 on the embedded series, none with --csv)")
@@ -113,12 +119,14 @@ def _demo(args: argparse.Namespace) -> int:
     from .baselines import BASELINE_KEYS
     from .config import validate
     from .data import DataError
-    from .demo import Budget, demo_data, parse_period
+    from .demo_data import demo_data, parse_period
+    from .experiment import Budget
 
     hybrids = [] if args.hybrids.strip() == "none" else [f.strip() for f in args.hybrids.split(",") if f.strip()]
     if any(f not in FUSIONS for f in hybrids):
         return fail("demo", f"--hybrids: expected names from {list(FUSIONS)} or none, got {args.hybrids!r}")
-    keys = [] if args.baselines.strip() == "none" else [k.strip() for k in args.baselines.split(",") if k.strip()]
+    chosen = args.baselines.strip()
+    keys = [] if chosen in ("none", "default") else [k.strip() for k in args.baselines.split(",") if k.strip()]
     if any(k not in BASELINE_KEYS for k in keys):
         return fail("demo", f"--baselines: expected names from {list(BASELINE_KEYS)} or none, got {args.baselines!r}")
 
@@ -138,7 +146,7 @@ def _demo(args: argparse.Namespace) -> int:
         validate(RunConfig(data=data), "command line")
         budget = Budget(steps=None if args.epochs else args.steps, patience=args.patience, epochs=args.epochs)
         run_demo(Path(args.out), budget=budget, seed=args.seed, seeds=args.seeds, jobs=args.jobs, fusions=fusions,
-                 data=data, period=period, baselines=[BASELINE_KEYS[k] for k in keys], hybrids=hybrids, refit=args.refit)
+                 data=data, period=period, baselines=None if chosen == "default" else [BASELINE_KEYS[k] for k in keys], hybrids=hybrids, refit=args.refit)
     except (ConfigError, DataError) as exc:
         return fail("demo", str(exc))
     return 0
@@ -169,12 +177,13 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} is a file; expected a run directory (new or holding a run)")
+    check_run_dir(out)  # before config.json is read: links and FIFOs in it are refused
     if args.resume:
         changed = sorted(set(given) - _RESUME_MAY_CHANGE)
         if changed or args.config:
             flag = "--config" if args.config else "--" + changed[0].replace("_", "-")
             raise ConfigError(f"{flag}: --resume continues the run saved in {out} with its config ({out / 'config.json'}); only --epochs, --steps and --threads may be given")
-        base = RunConfig.from_file(out / "config.json")
+        base = RunConfig.from_file(out / "config.json", follow_symlinks=False)
     else:
         base = RunConfig.from_file(args.config) if args.config else RunConfig()
         if "csv" in given:
@@ -231,16 +240,19 @@ def _lock_run(lock: Any, out: Path, resume: bool, env: Any) -> str | None:
     error message, on every rank, if rank 0 could not (``None`` when it could)."""
     from .checkpoint import remove_stale_temporaries
     from .distributed import any_flag
+    from .rundir import RunDirError
     from .runlock import RunLockedError
 
     message = None
     if env.is_main and (out.is_dir() or not resume):  # nothing to lock: resume says so
         try:
             out.mkdir(parents=True, exist_ok=True)
+            check_run_dir(out)
             lock.acquire()
             remove_stale_temporaries(out)
-        except (RunLockedError, OSError) as exc:
-            message = str(exc) if isinstance(exc, RunLockedError) else f"--out: cannot use {out} ({exc.strerror or exc})"
+        except (RunLockedError, RunDirError, OSError) as exc:
+            message = str(exc) if isinstance(exc, (RunLockedError, RunDirError)) \
+                else f"--out: cannot use {out} ({exc.strerror or exc})"
     if any_flag(message is not None, env):
         return message or "rank 0 could not take the lock of --out (see its message); every rank stops"
     return None
@@ -248,11 +260,13 @@ def _lock_run(lock: Any, out: Path, resume: bool, env: Any) -> str | None:
 
 def _run_summary(trainer: Any) -> str:
     from .model import count_parameters
+    from .panel_windows import PreparedPanel
 
-    data, cfg = trainer.data, trainer.config
+    data, cfg = trainer.prepared, trainer.config
     where = f", {trainer.env.world_size} processes (rank 0 writes)" if trainer.env.active else ""
+    described = data.describe(cfg.data) if isinstance(data, PreparedPanel) else data.series.describe()
     return (
-        f"data: {data.series.describe()}\n"
+        f"data: {described}\n"
         f"windows: {len(data.train)} train, {len(data.val)} validation, {len(data.test)} test; "
         f"model: fusion {cfg.model.fusion}, {count_parameters(trainer.model):,} parameters{where}"
     )
@@ -261,7 +275,10 @@ def _run_summary(trainer: Any) -> str:
 def _final_report(trainer: Any, out: Path) -> None:
     from .checkpoint import atomic_write, json_bytes
     from .metrics import errors, seasonal_naive, seasonal_naive_drift, truth
+    from .panel_windows import PreparedPanel
 
+    if isinstance(trainer.prepared, PreparedPanel):
+        return _final_panel_report(trainer, out)
     data, period = trainer.data, trainer.config.data.period
     report: dict[str, Any] = {"model": {s: trainer.evaluate(s) for s in ("val", "test")}}
     for name, fn in (("seasonal_naive", seasonal_naive), ("seasonal_naive_drift", seasonal_naive_drift)):
@@ -271,7 +288,23 @@ def _final_report(trainer: Any, out: Path) -> None:
     for name in ("model", "seasonal_naive", "seasonal_naive_drift"):
         r = report[name]
         print(f"{name:<22} val MAE {r['val']['mae']:.3f}  test MAE {r['test']['mae']:.3f}  test RMSE {r['test']['rmse']:.3f}")
-    print(f"best validation MAE {report['best_val_mae']:.3f} at epoch {report['best_epoch']} -> {out / 'best.safetensors'}")
+    chosen_on = "validation" if data.stop is None else "early-stopping"
+    print(f"best {chosen_on} MAE {report['best_val_mae']:.3f} at epoch {report['best_epoch']} -> {out / 'best.safetensors'}")
+
+
+def _final_panel_report(trainer: Any, out: Path) -> None:
+    """metrics.json and the terminal's summary of a panel run: over all windows, per series,
+    and the geometric mean of the relative test MAE (:func:`~rnnfuse.app.panel_windows.panel_report`)."""
+    from .checkpoint import atomic_write, json_bytes
+    from .panel_windows import panel_report, report_lines
+
+    report = panel_report(trainer.prepared, {s: trainer.forecasts(s) for s in ("val", "test")}, trainer.config.data.period)
+    report["best_val_scaled_mae"], report["best_epoch"] = trainer.progress.best_metric, trainer.progress.best_epoch
+    atomic_write(out / "metrics.json", json_bytes(report))
+    print("\n".join(report_lines(report, trainer.config.data.id_column)))
+    chosen_on = "validation" if trainer.prepared.stop is None else "early-stopping"
+    print(f"best {chosen_on} scaled MAE {report['best_val_scaled_mae']:.3f} at epoch {report['best_epoch']} -> "
+          f"{out / 'best.safetensors'}")
 
 
 def _add_predict(sub: Any) -> None:
@@ -280,6 +313,8 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("--csv", help="series to forecast from (default: the data the model was trained on)")
     p.add_argument("--column")
     p.add_argument("--time-column")
+    p.add_argument("--id-column", help="the column naming each row's series, for a model trained on a panel "
+                                       "(default: the one it was trained with); forecasts every series of --csv")
     p.add_argument("--output", help="also write the forecast to this CSV file")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(handler=_predict)
@@ -292,7 +327,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     from .checkpoint import CheckpointError
     from .data import DataError
-    from .predict import format_forecast, load_for_prediction, load_model, predict_next, write_forecast_csv
+    from .predict import format_forecast, load_for_prediction, load_saved, predict_next, write_forecast_csv
 
     from .config import capped_threads
 
@@ -300,18 +335,37 @@ def _predict(args: argparse.Namespace) -> int:
         return fail("predict", f"--threads: expected a positive int, got {args.threads}")
     torch.set_num_threads(capped_threads(args.threads, lambda msg: print(f"rnnfuse predict: {msg}", file=sys.stderr)))
     try:
-        model, config, scale, norm = load_model(args.model)
-        series = load_for_prediction(config, args.csv, args.column, args.time_column)
-        result = predict_next(model, config, scale, series, norm)
+        saved = load_saved(args.model)
+        if saved.is_panel or args.id_column is not None:
+            return _predict_panel(args, saved)
+        series = load_for_prediction(saved.config, args.csv, args.column, args.time_column)
+        scaling = saved.scalings[""]
+        result = predict_next(saved.model, saved.config, scaling.scale, series, scaling.covariate_norm)
     except (ConfigError, DataError, CheckpointError) as exc:
         return fail("predict", str(exc))
     print(format_forecast(result))
-    if args.output:
+    return _write_output(args.output, lambda path: write_forecast_csv(result, path))
+
+
+def _predict_panel(args: argparse.Namespace, saved: Any) -> int:
+    """``rnnfuse predict`` with a panel's model: every series of ``--csv``, each with its own scale."""
+    from .predict import format_panel_forecast, load_panel_for_prediction, predict_panel, write_panel_forecast_csv
+
+    panel = load_panel_for_prediction(saved, args.csv, args.column, args.time_column, args.id_column)
+    results = predict_panel(saved, panel)
+    id_column = args.id_column or saved.config.data.id_column
+    print(format_panel_forecast(results, id_column))
+    return _write_output(args.output, lambda path: write_panel_forecast_csv(results, id_column, path))
+
+
+def _write_output(output: str | None, write: Any) -> int:
+    """Write ``--output`` with ``write(path)`` when given; a path that cannot be written is a one-line error."""
+    if output:
         try:
-            write_forecast_csv(result, args.output)
+            write(output)
         except OSError as exc:
-            return fail("predict", f"--output: cannot write {args.output} ({exc.strerror or exc})")
-        print(f"written to {args.output}")
+            return fail("predict", f"--output: cannot write {output} ({exc.strerror or exc})")
+        print(f"written to {output}")
     return 0
 
 
@@ -343,10 +397,11 @@ def _inspect_forecaster(path: str) -> int:
     """Describe a model file written by ``rnnfuse train``: tensors, configuration, scale."""
     from .checkpoint import CheckpointError as ModelFileError
     from .checkpoint import load_model_file
-    from .predict import load_model
+    from .predict import load_saved
 
     try:
-        model, config, scale, _ = load_model(path)
+        saved = load_saved(path)
+        model, config = saved.model, saved.config
         meta = load_model_file(path)[1]
     except (ModelFileError, ConfigError) as exc:
         raise ValueError(str(exc)) from None
@@ -362,7 +417,10 @@ def _inspect_forecaster(path: str) -> int:
         items = value.items() if isinstance(value, dict) else [(None, value)]
         print(f"  {key}: " + ", ".join(f"{k}={json.dumps(v)}" if k else json.dumps(v) for k, v in items))
     best = meta.get("best_val_mae")
-    print(f"scale {scale:.6g}, epoch {meta.get('epoch')}, best validation MAE "
+    scales = [s.scale for s in saved.scalings.values()]
+    scale = f"scale {scales[0]:.6g}" if not saved.is_panel else \
+        f"a panel of {len(scales)} series by {config.data.id_column!r}, scales {min(scales):.6g} to {max(scales):.6g}"
+    print(f"{scale}, epoch {meta.get('epoch')}, best validation {'scaled MAE' if saved.is_panel else 'MAE'} "
           + (f"{best:.4g}" if isinstance(best, (int, float)) else str(best)))
     print(f"forecast with: rnnfuse predict --model {path}")
     return 0

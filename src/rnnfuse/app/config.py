@@ -20,12 +20,15 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .._files import MIB, NotRegularFileError, loads_json, read_regular_file
+
 __all__ = ["DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "FUSIONS", "ConfigError", "option", "flag_fields",
            "available_cpus", "capped_threads", "planned_epochs"]
 
 FUSIONS = ("local", "global", "concat", "sum", "mean", "max", "bridge", "zoph-knight", "child-sum", "gated")
 CELLS = ("lstm", "gru", "rnn")
 SCHEDULERS = ("none", "cosine", "step")
+MAX_CONFIG_BYTES = 1 * MIB  # a config.json or --config file
 
 
 class ConfigError(ValueError):
@@ -115,13 +118,19 @@ class DataConfig:
     consecutive values ending at ``t`` (fewer near the start of the series: at least
     ``min_global_blocks``; ragged lengths); the decoder forecasts ``horizon`` steps.  The
     last ``test_steps`` steps are held out for evaluation, the ``val_steps`` before them
-    for validation.  ``period`` is the seasonal period in steps (52 for weekly data); ``1``
+    for validation.  ``stop_steps`` > 0 holds out the last steps before validation as well:
+    early stopping and the best weights are chosen on those windows instead of the validation
+    ones, so that validation stays an unbiased estimate (``rnnfuse demo`` chooses its rows
+    on validation and sets it); 0, the default, stops on validation.  ``period`` is the seasonal period in steps (52 for weekly data); ``1``
     means **non-seasonal** (:attr:`seasonal` is false): the encoders' and decoder's phase
     features are constant, the seasonal naive forecast is the naive one (the last value), and
     the classical models should drop their seasonal terms.  ``horizon`` may exceed
     ``period``.
     ``covariates``: other columns the encoders read beside the series, each row's value known
     at that row's time (the embedded series has ``nino12``, see :mod:`rnnfuse.app.data`).
+    ``id_column``: the CSV file is a panel in long format (:mod:`rnnfuse.app.panel`), this
+    column naming each row's series; one model is trained on the windows of every series, each
+    series split and scaled on its own (:mod:`rnnfuse.app.panel_windows`); ``None``: one series.
     """
 
     csv: str | None = option(None, "CSV file with a header line")
@@ -135,8 +144,11 @@ class DataConfig:
     period: int = option(52, "seasonal period in steps; 1: non-seasonal")
     val_steps: int = option(208, "validation stretch")
     test_steps: int = option(208, "held-out test stretch")
+    stop_steps: int = option(0, "steps before validation held out for early stopping (0: stop on validation)")
     covariates: tuple[str, ...] = option((), "columns the encoders read beside the series, e.g. nino12 (a row's value "
                                          "must be known at its time), or none", parse=parse_names, show_default=False)
+    id_column: str | None = option(None, "column naming each row's series in a long-format CSV (unique_id,ds,y): one "
+                                   "model for every series of the panel, each scaled on its own (with --csv and --time-column)")
 
     @property
     def seasonal(self) -> bool:
@@ -174,7 +186,7 @@ class OptimConfig:
 
     epochs: int = option(20)
     steps: int | None = option(None, "optimizer steps in all, instead of --epochs", parse=parse_optional_int)
-    patience: int | None = option(None, "stop after this many optimizer steps without a better validation MAE "
+    patience: int | None = option(None, "stop after this many optimizer steps without a better validation MAE (early-stopping MAE with --stop-steps) "
                                   "(none: never)", parse=parse_optional_int)
     lr: float = option(3e-3)
     batch_size: int = option(64, "per process")
@@ -215,16 +227,21 @@ class RunConfig:
         return config
 
     @classmethod
-    def from_file(cls, path: str | Path) -> RunConfig:
-        """Read a JSON configuration file."""
+    def from_file(cls, path: str | Path, *, follow_symlinks: bool = True) -> RunConfig:
+        """Read a JSON configuration file: a regular file of at most :data:`MAX_CONFIG_BYTES`
+        (``follow_symlinks=False`` for a run directory's, which is never a link)."""
         try:
-            raw = json.loads(Path(path).read_text())
+            data = read_regular_file(path, "a JSON config file", MAX_CONFIG_BYTES, follow_symlinks=follow_symlinks)
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: cannot read the config file ({exc})") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
+        except NotRegularFileError as exc:
+            raise ConfigError(str(exc)) from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+        try:
+            raw = loads_json(data, str(path))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         return cls.from_dict(raw, str(path))
 
     def updated(self, overrides: dict[str, dict[str, Any]]) -> RunConfig:
@@ -264,6 +281,7 @@ def validate(config: RunConfig, where: str) -> None:
 
 MAX_SEED = 2**32 - 1  # NumPy's and the samplers' seeds
 MAX_STEPS = 1_000_000  # window lengths, stretches, epochs, batch sizes
+MAX_HORIZON = 1000  # decoder steps per forecast: each is a step of every decoder layer, in sequence
 MAX_LAYER_SIZE = 4096  # units per layer (an LSTM layer of 4096 holds 134M weights)
 MAX_LAYERS = 32
 MAX_THREADS = 4096  # before the cap at the CPUs this process may use
@@ -277,8 +295,12 @@ def _validate_data(d: DataConfig, where: str) -> None:
             expected = "a non-empty string" + ("" if name == "column" else " or null")
             raise ConfigError(f"{where}: data.{name}: expected {expected}, got {value!r}")
     _validate_covariates(d, where)
-    for name in ("local_steps", "global_blocks", "block", "min_global_blocks", "horizon", "period", "val_steps", "test_steps"):
+    _validate_id_column(d, where)
+    for name in ("local_steps", "global_blocks", "block", "min_global_blocks", "period", "val_steps", "test_steps"):
         _positive_int(f"{where}: data.{name}", getattr(d, name), MAX_STEPS)
+    _positive_int(f"{where}: data.horizon", d.horizon, MAX_HORIZON)
+    if isinstance(d.stop_steps, bool) or not isinstance(d.stop_steps, int) or not 0 <= d.stop_steps <= MAX_STEPS:
+        raise ConfigError(f"{where}: data.stop_steps: expected an int from 0 to {MAX_STEPS}, got {d.stop_steps!r}")
     if d.min_global_blocks > d.global_blocks:
         raise ConfigError(f"{where}: data.min_global_blocks ({d.min_global_blocks}) must not exceed data.global_blocks ({d.global_blocks})")
     if d.block * d.global_blocks > MAX_STEPS:
@@ -299,6 +321,21 @@ def _validate_covariates(d: DataConfig, where: str) -> None:
     if taken:
         raise ConfigError(f"{where}: data.covariates: {taken[0]!r} is the series' own column or its time column; "
                           f"expected other columns")
+
+
+def _validate_id_column(d: DataConfig, where: str) -> None:
+    """``None``, or a column name of a CSV file with a time column, other than the series' own columns."""
+    if d.id_column is None:
+        return
+    if not isinstance(d.id_column, str) or not d.id_column:
+        raise ConfigError(f"{where}: data.id_column (--id-column): expected a column name or null, got {d.id_column!r}")
+    if d.csv is None or d.time_column is None:
+        flag = "--csv FILE" if d.csv is None else "--time-column NAME"
+        raise ConfigError(f"{where}: data.id_column (--id-column): a panel needs {flag} (a long-format CSV file whose "
+                          f"time column shows that every series has the same frequency), got {'no file' if d.csv is None else 'no time column'}")
+    if d.id_column in (d.column, d.time_column, *d.covariates):
+        raise ConfigError(f"{where}: data.id_column (--id-column): {d.id_column!r} is the series', its time column or a "
+                          f"covariate; expected the column that names each row's series")
 
 
 def _validate_model(m: ModelConfig, where: str) -> None:

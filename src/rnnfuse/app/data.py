@@ -19,6 +19,7 @@ it (what was known then; the first value before any).
 from __future__ import annotations
 
 import csv
+import re
 from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
-from .._files import NotRegularFileError, check_regular_file
+from .._files import NotRegularFileError, open_regular_file
 from .timegrid import OffGrid, TimeGrid, fit_grid, parse_date, parse_number
 
 if TYPE_CHECKING:
@@ -144,6 +145,8 @@ def embedded_covariate(series: Series) -> np.ndarray:
     return anomaly[months]
 
 
+MAX_VALUE, MIN_VALUE = 1e100, 1e-100  # the magnitudes of values and covariates (squares stay finite)
+MAX_TIME_NUMBER = 1e15  # a numeric time column's values (far past any calendar or counter)
 MAX_ROWS = 10_000_000  # rows of a CSV file, and steps once gaps in its time column are filled
 MAX_LINE = 1 << 20  # characters on one line of a CSV file
 MAX_FIELD = csv.field_size_limit()  # characters in one field (the csv module's limit, 128 KiB)
@@ -168,8 +171,8 @@ def read_columns(path: Path, column: str, time_column: str | None, covariates: t
     """The cells of the named columns, one :class:`RawColumns` per value of ``id_column`` (in the
     order of first appearance; the key ``""`` without one); errors as :func:`load_csv`'s."""
     try:
-        check_regular_file(path, "a CSV file with a header line")
-        with path.open(encoding="utf-8-sig", newline="") as handle:
+        fd = open_regular_file(path, "a CSV file with a header line")  # the file checked is the file read
+        with open(fd, encoding="utf-8-sig", newline="") as handle:
             return _read_rows(path, handle, column, time_column, covariates, id_column)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found (expected a CSV file with a header line)") from None
@@ -274,6 +277,10 @@ def _column_index(path: Path, header: list[str], name: str, flag: str) -> int:
         raise DataError(
             f"{path}, line 1: no column {name!r} ({flag}); the header has {header}"
         )
+    where = [k + 1 for k, cell in enumerate(header) if cell == name]
+    if len(where) > 1:
+        raise DataError(f"{path}, line 1: the header names column {name!r} ({flag}) {len(where)} times "
+                        f"(fields {where}); rename the columns so that each name is used once")
     return header.index(name)
 
 
@@ -290,6 +297,9 @@ def _number(path: Path, line: int, column: str, cell: str) -> float:
         ) from None
     if not np.isfinite(value):
         raise DataError(f"{path}, line {line}, column {column!r}: expected a finite number, got {cell!r}")
+    if value != 0 and not MIN_VALUE <= abs(value) <= MAX_VALUE:
+        raise DataError(f"{path}, line {line}, column {column!r}: {cell.strip()!r} is out of the range rnnfuse "
+                        f"computes in (0 or ±{MIN_VALUE:g} to ±{MAX_VALUE:g}); rescale the column")
     return value
 
 
@@ -353,10 +363,10 @@ def _parse_times(path: Path, column: str, raw: list[tuple[int, str]]) -> tuple[n
     for i, (line, text) in enumerate(raw):
         value = parse_date(text) if kind == "date" else parse_number(text)
         if value is None:
-            expected = "a date like 1958-03-29, 19580329 or 2014-01-01 00:30:00" if kind == "date" else "a number"
-            raise DataError(
-                f"{path}, line {line}, column {column!r}: expected {expected} (as on line {line0}), got {text!r}"
-            )
+            raise DataError(f"{path}, line {line}, column {column!r}: {_bad_time(kind, text, line0)}")
+        if kind == "number" and abs(value) > MAX_TIME_NUMBER:
+            raise DataError(f"{path}, line {line}, column {column!r}: expected a time within "
+                            f"±{MAX_TIME_NUMBER:g}, got {text!r}")
         if i and value <= out[i - 1]:
             raise DataError(
                 f"{path}, line {line}, column {column!r}: times must increase; {text!r} does not come "
@@ -364,6 +374,19 @@ def _parse_times(path: Path, column: str, raw: list[tuple[int, str]]) -> tuple[n
             )
         out[i] = value
     return out, kind
+
+
+_DATE_LIKE = re.compile(r"^\s*\d{4}[-/]?\d{2}")
+_DATES = "a date like 1958-03-29, 19580329 or 2014-01-01 00:30:00"
+
+
+def _bad_time(kind: str, text: str, line0: int) -> str:
+    """Why the time cell ``text`` is refused: what was expected and, for a date that
+    rnnfuse does not read (a time-zone name, another layout), how to write it."""
+    if kind == "number" and not _DATE_LIKE.match(text):
+        return f"expected a number (as on line {line0}), got {text!r}"
+    return (f"expected {_DATES}, with an optional UTC offset such as +01:00 or Z (time-zone names like "
+            f"CET or America/New_York are not read), got {text!r}")
 
 
 def _grid_positions(path: Path, column: str, times: np.ndarray, kind: str, lines: list[int],

@@ -13,10 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .data import DataError, Series, build_series, read_columns
 
-__all__ = ["load_panel", "DEFAULT_ID_COLUMN"]
+if TYPE_CHECKING:
+    from .config import DataConfig
+
+__all__ = ["load_panel", "load_named_panel", "load_panel_data", "DEFAULT_ID_COLUMN"]
 
 DEFAULT_ID_COLUMN = "unique_id"  # the Nixtla libraries' name
 
@@ -29,6 +33,20 @@ def load_panel(path: str | Path, column: str = "y", time_column: str = "ds", id_
     Raises :class:`~rnnfuse.app.data.DataError` naming the file (and the series, the line and
     column where there is one) for the errors of :func:`~rnnfuse.app.data.load_csv`, and for
     series of different frequencies."""
+    return list(load_named_panel(path, column, time_column, id_column, covariates).values())
+
+
+def load_panel_data(config: DataConfig) -> dict[str, Series]:
+    """The panel a :class:`~rnnfuse.app.config.DataConfig` with an ``id_column`` names, by series id."""
+    if config.csv is None or config.id_column is None or config.time_column is None:
+        raise ValueError(f"load_panel_data: expected data.csv, data.time_column and data.id_column, got {config.csv!r}, "
+                         f"{config.time_column!r} and {config.id_column!r}")
+    return load_named_panel(config.csv, config.column, config.time_column, config.id_column, config.covariates)
+
+
+def load_named_panel(path: str | Path, column: str = "y", time_column: str = "ds", id_column: str = DEFAULT_ID_COLUMN,
+                     covariates: Sequence[str] = ()) -> dict[str, Series]:
+    """:func:`load_panel`'s series by their ids (in the order the ids first appear)."""
     path = Path(path)
     covariates = tuple(covariates)
     panel: dict[str, Series] = {}
@@ -40,7 +58,7 @@ def load_panel(path: str | Path, column: str = "y", time_column: str = "ds", id_
             raise DataError(f"{exc} (series {where})") from None
         panel[name] = replace(series, source=f"{path} [{where}]")
     _check_frequency(path, id_column, panel)
-    return list(panel.values())
+    return panel
 
 
 def _frequency(series: Series) -> str:

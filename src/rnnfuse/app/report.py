@@ -185,18 +185,22 @@ def _covariates_sentence(results: dict[str, Any]) -> str:
 def _network_protocol(results: dict[str, Any]) -> str:
     """The caption's sentences on how the networks were trained, refitted rows included."""
     refitted = [m["name"] for m in results["models"] if m.get("refit")]
-    text = "Networks: trained on the training windows, validation for the epoch report only"
+    stop = results.get("stop_steps") or 0
+    text = ("Networks: trained on the training windows" + (
+        f", stopped early and their best weights kept on the {stop} steps before validation (the early-stopping "
+        f"windows, not trained on), so that no network has seen validation" if stop else
+        ", stopped early and their best weights kept on validation"))
     if not refitted:
         return text + (" (no network refitted before the test stretch)" if "refit" in results else "") + "; means over seeds."
     which = "every network" if len(refitted) == len(results["models"]) else ", ".join(refitted)
     fewer = sorted({m["refit_windows"] for m in results["models"] if m.get("refit") and m["refit_windows"] != results["refit_windows"]})
     hybrids = f"; a hybrid's: the {' or '.join(map(str, fewer))} of them where its classical forecast is defined" if fewer else ""
     return (
-        text + f" (and a hybrid's correction share); means over seeds. Refit before test, as the classical parameters are "
+        text + f"; a hybrid's correction share is chosen on validation; means over seeds. Refit before test, as the classical parameters are "
         f"re-estimated there, for rows marked (refit): {which}. Once the settings are chosen on validation with the model "
         f"trained on the training windows (whose errors the val column gives), a fresh model with the same seed and "
         f"settings is trained on all {results['refit_windows']} windows whose targets lie before the test stretch "
-        f"(training and validation{hybrids}), and that model forecasts the test stretch (test columns; a hybrid's with the "
+        f"(training, {'early-stopping, ' if stop else ''}validation{hybrids}), and that model forecasts the test stretch (test columns; a hybrid's with the "
         f"correction share chosen on validation). Its seconds include the refit's."
     )
 

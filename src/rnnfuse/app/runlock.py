@@ -9,7 +9,9 @@ second run that finds it taken.  Where ``fcntl`` does not exist the lock is not 
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 from types import TracebackType
 
@@ -40,7 +42,7 @@ class RunLock:
             return self
         from .checkpoint import file_mode
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), file_mode())
+        fd = _open_lock_file(self.path, file_mode())
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -67,6 +69,23 @@ class RunLock:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.release()
+
+
+def _open_lock_file(path: Path, mode: int) -> int:
+    """Open (or create) the lock file without following a link and without blocking on a
+    FIFO; ``OSError`` naming it unless it is a regular file."""
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0) \
+        | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, f"{path} is a symbolic link; the lock file is never a link") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{path} is not a regular file (a FIFO, device or socket)")
+    return fd
 
 
 def _holder(fd: int) -> str:

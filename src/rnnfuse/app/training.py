@@ -25,17 +25,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..seq2seq import Seq2Seq
 from . import checkpoint as ckpt
-from .config import RunConfig, capped_threads, planned_epochs
+from .config import DataConfig, RunConfig, capped_threads, planned_epochs
 from .data import Series, load_data
 from .distributed import DistEnv, any_flag, barrier, epoch_batches, epoch_sampler, gather_objects, wrap
 from .metrics import errors, forecast, model_inputs, truth
 from .model import build_model
+from .panel import load_panel_data
+from .panel_windows import PreparedPanel, panel_errors, prepare_panel
 from .windows import Prepared, prepare
 
 __all__ = ["Trainer", "TrainResult", "Progress", "StopSignal", "TrainingError", "MODEL_FORMAT"]
@@ -56,7 +59,7 @@ class Progress:
     step: int = 0  # optimizer steps in total
     loss_sum: float = 0.0  # this rank's sum of batch losses times batch sizes, this epoch
     loss_count: int = 0
-    best_metric: float | None = None  # best validation MAE
+    best_metric: float | None = None  # best MAE (a panel: scaled MAE) on the early-stopping split (validation unless data.stop_steps)
     best_epoch: int | None = None
     best_step: int | None = None  # optimizer steps done at the best validation
     stopped_early: bool = False  # the patience ran out
@@ -110,7 +113,9 @@ class Trainer:
     """Trains one forecaster for a :class:`RunConfig`, writing checkpoints under ``out``.
 
     ``out=None`` trains without writing anything.  ``log`` receives the per-epoch lines
-    (on rank 0 only).
+    (on rank 0 only).  With ``data.id_column`` the model trains on every series of a panel
+    (:attr:`prepared` is then a :class:`~rnnfuse.app.panel_windows.PreparedPanel`), early
+    stopping on the scaled MAE (:func:`~rnnfuse.app.panel_windows.panel_errors`).
     """
 
     def __init__(
@@ -130,20 +135,26 @@ class Trainer:
         self.show_progress = False if not self.env.is_main else show_progress
         torch.set_num_threads(capped_threads(config.threads, self.log))
         d = config.data
-        if series is None:
-            series = load_data(d)
-        self.data: Prepared = prepared if prepared is not None else prepare(series, d)  # demo hybrids pass theirs
+        self.prepared: Prepared | PreparedPanel = prepared if prepared is not None else _prepare(d, series)  # demo hybrids pass theirs
+        self.metric = "scaled_mae" if isinstance(self.prepared, PreparedPanel) else "mae"  # what early stopping compares
         torch.manual_seed(config.seed)
         self.model: Seq2Seq = build_model(config.model, extra_covariates, len(d.covariates)).to(self.env.device)
         o = config.optim
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
         self.progress = Progress()
-        self.sampler = epoch_sampler(self.data.train, self.env, config.seed)
+        self.sampler = epoch_sampler(self.prepared.train, self.env, config.seed)
         self.epochs = planned_epochs(o, len(self.sampler))
         self.scheduler = _scheduler(self.optimizer, config, self.epochs)
         self.ddp: nn.Module = self.model
         self._saved_step: int | None = None
         self._best_weights: dict[str, Tensor] | None = None
+
+    @property
+    def data(self) -> Prepared:
+        """The prepared series of a one-series run (a panel's windows: :attr:`prepared`)."""
+        if isinstance(self.prepared, PreparedPanel):
+            raise TypeError("Trainer.data: this run trains on a panel of series; its windows are Trainer.prepared")
+        return self.prepared
 
     # ------------------------------------------------------------------ set-up
     def start(self, resume: bool = False) -> None:
@@ -258,7 +269,7 @@ class Trainer:
                     leave=False, dynamic_ncols=True, mininterval=0.1)
 
     def _step(self, index: Tensor) -> tuple[float, int]:
-        batch = self.data.train.subset(index).to(self.env.device)
+        batch = self.prepared.train.subset(index).to(self.env.device)
         kwargs = model_inputs(self.model, batch)
         prediction = self.ddp(kwargs.pop("inputs"), batch.targets, **kwargs)
         loss = nn.functional.mse_loss(prediction, batch.targets)
@@ -283,24 +294,27 @@ class Trainer:
         if self.scheduler is not None:
             self.scheduler.step()
         record = {"epoch": p.epoch + 1, "train_loss": total / max(count, 1), "lr": lr, "seconds": seconds}
+        split = self.prepared.stop_split
         if self.env.is_main:
-            record.update({f"val_{k}": v for k, v in self.evaluate("val").items() if k != "mae_by_step"})
+            for name in dict.fromkeys(("val", split)):
+                record.update({f"{name}_{k}": v for k, v in self.evaluate(name).items() if k != "mae_by_step"})
         p.history.append(record)
         p.epoch, p.batch, p.loss_sum, p.loss_count = p.epoch + 1, 0, 0.0, 0
-        if self.env.is_main and not math.isfinite(record["val_mae"]):
-            raise TrainingError(f"the validation MAE became {record['val_mae']} after epoch {p.epoch}; training "
+        metric = record.get(f"{split}_{self.metric}", math.nan)
+        if self.env.is_main and not math.isfinite(metric):
+            raise TrainingError(f"the {_SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} became {metric} after epoch {p.epoch}; training "
                                 f"stopped (the last checkpoint and best.safetensors are from before); try a lower --lr")
-        improved = self.env.is_main and (p.best_metric is None or record["val_mae"] < p.best_metric)
+        improved = self.env.is_main and (p.best_metric is None or metric < p.best_metric)
         if improved:
-            p.best_metric, p.best_epoch, p.best_step = record["val_mae"], p.epoch, p.step
+            p.best_metric, p.best_epoch, p.best_step = metric, p.epoch, p.step
             self._best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         patience = self.config.optim.patience
         waited = p.step - (p.best_step if p.best_step is not None else 0)
         p.stopped_early = any_flag(self.env.is_main and patience is not None and waited >= patience, self.env)
         self.save(best=improved)
         self.log(_epoch_line(record, self.epochs, improved) + (
-            f"\nno better validation MAE in {waited} steps (patience {patience}): stopped; the best weights "
-            f"(epoch {p.best_epoch}) are kept" if p.stopped_early else ""))
+            f"\nno better {_SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} in {waited} steps (patience {patience}): stopped; the best "
+            f"weights (epoch {p.best_epoch}) are kept" if p.stopped_early else ""))
 
     def _interrupted(self, stop: StopSignal, began: float) -> TrainResult:
         p = self.progress
@@ -318,16 +332,30 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation and saving
     def evaluate(self, split: str) -> dict[str, Any]:
-        """MAE/RMSE (series units) of the autoregressive forecasts on ``val`` or ``test``."""
-        windows = getattr(self.data, split)
-        return errors(forecast(self.model, windows.to(self.env.device)), truth(self.data.series, windows))
+        """MAE/RMSE (series units) of the autoregressive forecasts on ``val``, ``test`` or
+        ``stop`` (the early-stopping windows, when the data have them); on a panel also the
+        scaled MAE (:func:`~rnnfuse.app.panel_windows.panel_errors`)."""
+        prediction = self.forecasts(split)
+        if isinstance(self.prepared, PreparedPanel):
+            return panel_errors(prediction, self.prepared.truth(split), getattr(self.prepared, split).scales())
+        return errors(prediction, truth(self.prepared.series, getattr(self.prepared, split)))
+
+    def forecasts(self, split: str) -> np.ndarray:
+        """The model's autoregressive forecasts ``(N, H)`` (series units) of the ``split`` windows."""
+        windows = getattr(self.prepared, split)
+        if windows is None:
+            raise ValueError(f"evaluate: split: {split!r} has no windows (data.stop_steps is 0); expected 'val' or 'test'")
+        return forecast(self.model, windows.to(self.env.device))
 
     def model_metadata(self) -> dict[str, Any]:
         """What ``rnnfuse predict`` needs besides the weights."""
+        data = self.prepared
+        scale = {"panel": data.metadata()} if isinstance(data, PreparedPanel) else {"scale": data.scale}  # a panel's: per series
+        norm = None if isinstance(data, PreparedPanel) else data.covariate_norm
         return {
-            "format": MODEL_FORMAT, "config": self.config.to_dict(), "scale": self.data.scale,
+            "format": MODEL_FORMAT, "config": self.config.to_dict(), **scale,
             "epoch": self.progress.epoch, "best_val_mae": self.progress.best_metric,
-        } | ({} if self.data.covariate_norm is None else {"covariates": self.data.covariate_norm.to_dict()})
+        } | ({} if norm is None else {"covariates": norm.to_dict()})
 
     def save(self, best: bool) -> None:
         """Write a checkpoint (rank 0; every rank contributes its RNG state)."""
@@ -352,11 +380,24 @@ class Trainer:
         state = {
             "config": self.config.to_dict(), "progress": asdict(self.progress), "optimizer": opt_plain,
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(), "rng": plain_rng,
-            "world_size": self.env.world_size, "scale": self.data.scale,
+            "world_size": self.env.world_size,
+            "scale": None if isinstance(self.prepared, PreparedPanel) else self.prepared.scale,  # a panel's: best.safetensors
             "epoch": self.progress.epoch, "batch": self.progress.batch,
             "data_order": "torch DistributedSampler(seed=seed, drop_last=False), set_epoch(epoch)",
         }
         ckpt.save_checkpoint(self.out, f"step-{self.progress.step:08d}", weights, tensors, state)
+
+
+def _prepare(data: DataConfig, series: Series | None) -> Prepared | PreparedPanel:
+    """The windows of ``series`` (default: the data ``data`` names), or of every series of the
+    panel ``data`` names (``data.id_column``, no ``series``)."""
+    if data.id_column is not None and series is None:
+        return prepare_panel(load_panel_data(data), data)
+    return prepare(series if series is not None else load_data(data), data)
+
+
+_SPLIT_WORDS = {"val": "validation", "stop": "early-stopping"}
+_METRIC_WORDS = {"mae": "MAE", "scaled_mae": "scaled MAE"}
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: RunConfig, epochs: int) -> Any:
@@ -426,6 +467,11 @@ def _without_epochs(config: RunConfig) -> dict[str, Any]:
 
 def _epoch_line(record: dict[str, Any], epochs: int, best: bool) -> str:
     val = f"  val MAE {record['val_mae']:.3f} RMSE {record['val_rmse']:.3f}" if "val_mae" in record else ""
+    if "val_scaled_mae" in record:  # a panel: MAE over each series' scale
+        val += f" scaled MAE {record['val_scaled_mae']:.3f}"
+    if "stop_mae" in record:
+        scaled = f" scaled {record['stop_scaled_mae']:.3f}" if "stop_scaled_mae" in record else ""
+        val = f"  stop MAE {record['stop_mae']:.3f}{scaled}" + val
     return (
         f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}{val}  "
         f"lr {record['lr']:.2e}  {record['seconds']:.1f} s{'  (best)' if best else ''}"

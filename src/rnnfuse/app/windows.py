@@ -22,7 +22,8 @@ day for hourly data), else ``(i mod period) / period``; zero for a non-seasonal 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from .config import DataConfig
 from .data import DataError, Series
 from .timegrid import DAYS_PER_YEAR
 
-__all__ = ["fit_covariates", "CovariateNorm", "with_base", "deseasonalised", "deseasonalised_forecast", "Windows", "Splits", "Prepared", "prepare", "check_length", "phases", "cycle_days", "split_origins", "fit_scale", "make_windows", "min_length", "history_length"]
+__all__ = ["fit_covariates", "CovariateNorm", "with_base", "deseasonalised", "deseasonalised_forecast", "Windows", "concat_windows", "per_window", "Splits", "Prepared", "prepare", "check_length", "phases", "cycle_days", "split_origins", "fit_scale", "make_windows", "min_length", "history_length"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Windows:
     targets: Tensor
     covariates: Tensor
     anchor: Tensor
-    scale: float
+    scale: float | Tensor  # the series' scale; windows of several series (a panel): each window's, (N,) float64 on the CPU
     base: Tensor | None = None  # (N, H) a classical forecast in series units: targets are residuals from it
 
     def __len__(self) -> int:
@@ -56,7 +57,8 @@ class Windows:
         """The windows at ``index`` (a 1-D index tensor)."""
         return Windows(
             self.origins[index], self.local[index], self.global_[index], self.global_len[index],
-            self.targets[index], self.covariates[index], self.anchor[index], self.scale,
+            self.targets[index], self.covariates[index], self.anchor[index],
+            self.scale if isinstance(self.scale, float) else self.scale[index.cpu()],
             None if self.base is None else self.base[index],
         )
 
@@ -74,7 +76,34 @@ class Windows:
         anchor = self.anchor.double().cpu().unsqueeze(1)
         if self.base is not None:  # a hybrid: the network forecasts the classical forecast's error
             anchor = self.base.double().cpu()
-        return normalised[..., 0].double().cpu() * self.scale + anchor
+        return normalised[..., 0].double().cpu() * per_window(self.scale) + anchor
+
+    def scales(self) -> np.ndarray:
+        """Each window's scale ``(N,)`` (float64)."""
+        if isinstance(self.scale, float):
+            return np.full(len(self), self.scale)
+        return self.scale.double().numpy()
+
+
+def per_window(scale: float | Tensor) -> float | Tensor:
+    """A scale to multiply or divide ``(N, H)`` values by: the float itself, or a per-window
+    scale ``(N,)`` as a float64 column ``(N, 1)``."""
+    return scale if isinstance(scale, float) else scale.double().cpu()[:, None]
+
+
+def concat_windows(parts: Sequence[Windows]) -> Windows:
+    """The windows of several series (a panel) as one set, in order, each window keeping its
+    series' scale (``scale`` becomes ``(N,)``); the parts must all have a base or none."""
+    if not parts:
+        raise ValueError("concat_windows: expected at least one set of windows, got none")
+    if len({p.base is None for p in parts}) > 1:
+        raise ValueError("concat_windows: expected every set of windows with a base forecast or none with one")
+    cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
+    scale = torch.cat([torch.as_tensor(p.scales(), dtype=torch.float64) for p in parts])
+    return Windows(
+        cat("origins"), cat("local"), cat("global_"), cat("global_len"), cat("targets"), cat("covariates"),
+        cat("anchor"), scale, None if parts[0].base is None else cat("base"),
+    )
 
 
 @dataclass(frozen=True)
@@ -94,7 +123,9 @@ class CovariateNorm:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A series cut into training, validation and test windows, scaled on training only."""
+    """A series cut into training, validation and test windows, scaled on training only;
+    ``stop``: the windows early stopping reads (``data.stop_steps`` > 0), ``None`` when it
+    reads the validation windows."""
 
     series: Series
     splits: Splits
@@ -103,6 +134,12 @@ class Prepared:
     val: Windows
     test: Windows
     covariate_norm: CovariateNorm | None = None
+    stop: Windows | None = None
+
+    @property
+    def stop_split(self) -> str:
+        """The split early stopping and the best weights are chosen on: ``"stop"`` or ``"val"``."""
+        return "val" if self.stop is None else "stop"
 
 
 def prepare(series: Series, config: DataConfig, refit: bool = False) -> Prepared:
@@ -110,30 +147,37 @@ def prepare(series: Series, config: DataConfig, refit: bool = False) -> Prepared
 
     ``refit``: the windows of a model refitted before the test stretch: it trains (and the
     scale is fitted) on every window whose targets all lie before the test stretch
-    (``splits.before_test``: the training and validation windows and those between them);
-    ``val`` and ``test`` are the same windows as without ``refit`` (``val`` is then seen in
-    training).  ``splits`` is the same either way."""
+    (``splits.before_test``: the training, early-stopping and validation windows and those
+    between them); ``val`` and ``test`` are the same windows as without ``refit`` (``val`` is
+    then seen in training) and there is no ``stop`` (a refit trains a fixed number of
+    steps).  ``splits`` is the same either way."""
     splits = split_origins(series, config)
-    for name in ("train", "val", "test"):
+    names = ("train", "val", "test") + (("stop",) if config.stop_steps else ())
+    for name in names:
         if len(getattr(splits, name)) == 0:
             raise DataError(
-                f"{series.source}, column {series.column!r}: no {name} window whose {config.horizon} targets "
-                f"are all observed values; use a longer series or other window settings (--horizon, --val-steps, "
-                f"--test-steps, --local-steps)"
+                f"{series.source}, column {series.column!r}: no {_SPLIT_NAMES[name]} window whose {config.horizon} "
+                f"targets are all observed values; use a longer series or other window settings (--horizon, "
+                f"--val-steps, --test-steps, --stop-steps, --local-steps)"
             )
     train = splits.before_test if refit else splits.train
     scale = fit_scale(series, train, config.horizon)
     norm = fit_covariates(series, train) if config.covariates else None
     build = lambda origins: make_windows(series, origins, config, scale, covariate_norm=norm)  # noqa: E731
-    return Prepared(series, splits, scale, build(train), build(splits.val), build(splits.test), norm)
+    stop = build(splits.stop) if config.stop_steps and not refit else None
+    return Prepared(series, splits, scale, build(train), build(splits.val), build(splits.test), norm, stop)
+
+
+_SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test", "stop": "early-stopping"}
 
 
 @dataclass(frozen=True)
 class Splits:
     """Origins (int64 arrays) of the training, validation and test windows; ``before_test``:
-    every window whose targets all lie before the test stretch (``train``, ``val`` and the
-    windows whose targets straddle the validation stretch's start), a refitted model's
-    training windows."""
+    every window whose targets all lie before the test stretch (``train``, ``stop``, ``val``
+    and the windows whose targets straddle their starts), a refitted model's training windows;
+    ``stop``: the early-stopping windows, whose targets lie in the ``stop_steps`` before
+    ``val_start`` (from ``stop_start``; empty when ``stop_steps`` is 0)."""
 
     train: np.ndarray
     val: np.ndarray
@@ -141,6 +185,8 @@ class Splits:
     val_start: int
     test_start: int
     before_test: np.ndarray
+    stop: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    stop_start: int | None = None
 
 
 def history_length(config: DataConfig) -> int:
@@ -151,7 +197,7 @@ def history_length(config: DataConfig) -> int:
 
 def min_length(config: DataConfig) -> int:
     """Rows the windows need: history for one origin plus a horizon in each split."""
-    return history_length(config) + config.horizon + config.val_steps + config.test_steps
+    return history_length(config) + config.horizon + config.stop_steps + config.val_steps + config.test_steps
 
 
 def check_length(series: Series, config: DataConfig) -> None:
@@ -159,7 +205,8 @@ def check_length(series: Series, config: DataConfig) -> None:
     the flags that set them) if the series is too short, or if a validation or test stretch
     is shorter than the horizon."""
     where = f"{series.source}, column {series.column!r}"
-    for flag, steps in (("--val-steps", config.val_steps), ("--test-steps", config.test_steps)):
+    stretches = [("--val-steps", config.val_steps), ("--test-steps", config.test_steps)]
+    for flag, steps in stretches + ([("--stop-steps", config.stop_steps)] if config.stop_steps else []):
         if steps < config.horizon:
             raise DataError(f"{where}: {flag} {steps} is shorter than --horizon {config.horizon}; expected at least "
                             f"the horizon (a window's targets must fit in the stretch): raise {flag} or lower --horizon")
@@ -169,7 +216,7 @@ def check_length(series: Series, config: DataConfig) -> None:
             f"{where}: too short for the windows: {len(series)} rows, need at least {need} = history "
             f"{history_length(config)} (the largest of --local-steps {config.local_steps}, --block {config.block} x "
             f"--min-global-blocks {config.min_global_blocks}, 2 x --period {config.period}) + --horizon {config.horizon} "
-            f"+ --val-steps {config.val_steps} + --test-steps {config.test_steps}; lower these flags by "
+            f"{f'+ --stop-steps {config.stop_steps} ' if config.stop_steps else ''}+ --val-steps {config.val_steps} + --test-steps {config.test_steps}; lower these flags by "
             f"{need - len(series)} rows in all, or use a longer series"
         )
 
@@ -214,10 +261,13 @@ def split_origins(series: Series, config: DataConfig) -> Splits:
     observed = series.observed
     ok = np.array([observed[t + 1 : t + h + 1].all() for t in origins], dtype=bool)
     last = origins + h
-    train = origins[ok & (last < val_start)]
+    stop_start = val_start - config.stop_steps
+    train = origins[ok & (last < stop_start)]
+    stop = origins[ok & (origins + 1 >= stop_start) & (last < val_start)] if config.stop_steps else origins[:0]
     val = origins[ok & (origins + 1 >= val_start) & (last < test_start)]
     test = origins[ok & (origins + 1 >= test_start)]
-    return Splits(train, val, test, val_start, test_start, origins[ok & (last < test_start)])
+    before_test = origins[ok & (last < test_start)]
+    return Splits(train, val, test, val_start, test_start, before_test, stop, stop_start if config.stop_steps else None)
 
 
 def fit_scale(series: Series, train_origins: np.ndarray, horizon: int) -> float:
@@ -225,8 +275,15 @@ def fit_scale(series: Series, train_origins: np.ndarray, horizon: int) -> float:
     y = series.values
     deltas = np.stack([y[train_origins + h] - y[train_origins] for h in range(1, horizon + 1)])
     scale = float(deltas.std())
-    if not np.isfinite(scale) or scale <= 0:
-        raise DataError(f"{series.source}, column {series.column!r}: the training windows do not vary; cannot scale")
+    where = f"{series.source}, column {series.column!r}"
+    if not np.isfinite(scale):
+        raise DataError(f"{where}: the changes over the training windows overflow (values up to "
+                        f"{float(np.nanmax(np.abs(y))):.3g}); rescale the column")
+    if scale <= 0:
+        raise DataError(f"{where}: the training windows do not vary (every change over {horizon} steps is 0); cannot scale")
+    if scale < 1e-30:
+        raise DataError(f"{where}: the changes over the training windows are tiny (standard deviation {scale:.3g}), "
+                        f"below what the model computes in; rescale the column")
     return scale
 
 
@@ -317,7 +374,7 @@ def with_base(windows: Windows, base: np.ndarray, decoder_inputs: list[np.ndarra
     shape = tuple(windows.targets.shape[:2])
     if tuple(b.shape) != shape:
         raise ValueError(f"with_base: expected a base forecast of shape {shape}, got {tuple(b.shape)}")
-    relative = ((b - windows.anchor.double()[:, None]) / windows.scale).float()[..., None]
+    relative = ((b - windows.anchor.double()[:, None]) / per_window(windows.scale)).float()[..., None]
     extra = [relative] if decoder_inputs is None else [torch.as_tensor(np.asarray(f, dtype=np.float32))[..., None] for f in decoder_inputs]
     if any(tuple(e.shape[:2]) != shape for e in extra):
         raise ValueError(f"with_base: expected decoder inputs of shape {shape}, got {[tuple(e.shape[:2]) for e in extra]}")

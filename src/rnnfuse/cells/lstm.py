@@ -12,18 +12,24 @@ and Keras i, f, c, o: the interop modules reorder).  With ``xw = x W_ih^T + bias
 
 ``forget_bias`` is added at run time and never stored in a parameter, as in TF1's
 ``BasicLSTMCell``/``LSTMCell`` (default 0.0 here, like PyTorch and Keras).
+
+``recurrent_activation`` (default ``"sigmoid"``) replaces the sigmoid of the three gates and
+``activation`` (default ``"tanh"``) both tanh's, as Keras' and TF1's options do (names in
+:mod:`rnnfuse.cells.activations`).  Other than the defaults, the layer runs on the
+reference loop (PyTorch's fused kernels and the BPTT kernels compute sigmoid and tanh).
 """
 
 from __future__ import annotations
 
 import math
-
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from ..state import LSTMState
+from .activations import activation as activation_fn, check_activation
 from .base import RecurrentCell, _check_bias, _optional_positive_float, _positive_int
 from .flat import FlatEntry
 from .spec import KernelSpec, LSTMKernelArgs
@@ -37,6 +43,13 @@ class LSTMOptions(NamedTuple):
     forget_bias: float = 0.0
     cell_clip: float | None = None
     proj_clip: float | None = None
+    activation: str = "tanh"  # of the candidate g and of c in the output
+    recurrent_activation: str = "sigmoid"  # of the gates i, f, o
+
+    @property
+    def default_activations(self) -> bool:
+        """Whether the activations are sigmoid and tanh (what every fast path computes)."""
+        return self.activation == "tanh" and self.recurrent_activation == "sigmoid"
 
 
 _PLAIN = LSTMOptions()
@@ -80,12 +93,18 @@ def lstm_step(
         f = f + p_f * c
     if options.forget_bias:
         f = f + options.forget_bias
-    c = lstm_cell_update(i, f, g, c)
+    gate: Callable[[Tensor], Tensor] = torch.sigmoid
+    act: Callable[[Tensor], Tensor] = torch.tanh
+    if options.default_activations:
+        c = lstm_cell_update(i, f, g, c)
+    else:
+        gate, act = activation_fn(options.recurrent_activation), activation_fn(options.activation)
+        c = gate(f) * c + gate(i) * act(g)
     if options.cell_clip is not None:
         c = c.clamp(-options.cell_clip, options.cell_clip)
     if peepholes is not None:
         o = o + peepholes[2] * c
-    h = lstm_output(o, c)
+    h = lstm_output(o, c) if options.default_activations else gate(o) * act(c)
     if weight_hr is not None:
         h = h @ weight_hr.t()
         if options.proj_clip is not None:
@@ -121,6 +140,8 @@ class LSTMCell(RecurrentCell):
         cell_clip: float | None = None,
         proj_clip: float | None = None,
         bias: bool = True,
+        activation: str = "tanh",
+        recurrent_activation: str = "sigmoid",
     ) -> None:
         super().__init__(input_size, hidden_size)
         self.use_bias = _check_bias(bias)
@@ -135,6 +156,8 @@ class LSTMCell(RecurrentCell):
             float(forget_bias),
             _optional_positive_float("cell_clip", cell_clip),
             _optional_positive_float("proj_clip", proj_clip),
+            check_activation("activation", activation),
+            check_activation("recurrent_activation", recurrent_activation),
         )
         self.peepholes = bool(peepholes)
         h, out = hidden_size, self.output_size
@@ -166,6 +189,14 @@ class LSTMCell(RecurrentCell):
         return self.lstm_options.proj_clip
 
     @property
+    def activation(self) -> str:
+        return self.lstm_options.activation
+
+    @property
+    def recurrent_activation(self) -> str:
+        return self.lstm_options.recurrent_activation
+
+    @property
     def output_size(self) -> int:
         return self.proj_size if self.proj_size is not None else self.hidden_size
 
@@ -184,8 +215,11 @@ class LSTMCell(RecurrentCell):
     def kernel_spec(self, dtype: torch.dtype, device: torch.device) -> KernelSpec | None:
         """PyTorch's fused LSTM when there are no peepholes and clips and any projection
         is narrower than the cell (the kernel tells a projection by ``h``'s size; the forget
-        bias goes into its constant second bias), and the BPTT kernel for any options."""
+        bias goes into its constant second bias), and the BPTT kernel for any other options;
+        activations other than sigmoid and tanh: none (the reference loop)."""
         if type(self) is not LSTMCell:  # a subclass may change the step: the reference loop
+            return None
+        if not self.lstm_options.default_activations:
             return None
         fused: tuple[Tensor, ...] | None = None
         if not self.peepholes and self.cell_clip is None and self.proj_clip is None and self._fused_projection():
@@ -231,7 +265,7 @@ class LSTMCell(RecurrentCell):
         return self.proj_size is None or self.proj_size < self.hidden_size
 
     def cudnn_args(self) -> tuple[str, int, int, int] | None:
-        if self.peepholes or not self._fused_projection():
+        if self.peepholes or not self._fused_projection() or not self.lstm_options.default_activations:
             return None
         return ("LSTM", self.input_size, self.hidden_size, self.proj_size or 0)
 
@@ -294,4 +328,8 @@ class LSTMCell(RecurrentCell):
             opts["proj_clip"] = self.proj_clip
         if not self.use_bias:
             opts["bias"] = False
+        if self.activation != "tanh":
+            opts["activation"] = self.activation
+        if self.recurrent_activation != "sigmoid":
+            opts["recurrent_activation"] = self.recurrent_activation
         return opts

@@ -1,4 +1,6 @@
-"""Plain (Elman) RNN cell: ``h' = act(x W_ih^T + h W_hh^T + bias)``, act tanh or relu.
+"""Plain (Elman) RNN cell: ``h' = act(x W_ih^T + h W_hh^T + bias)``, ``act`` the
+``nonlinearity``: tanh or relu (PyTorch's fused kernels), or any other name of
+:mod:`rnnfuse.cells.activations` (the reference loop).
 
 TF1's ``BasicRNNCell`` and Keras' ``SimpleRNN`` have one bias; PyTorch's two biases
 (``b_ih + b_hh``) are stored here as their sum, ``bias`` (H); ``bias=False`` has none.
@@ -11,18 +13,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .activations import activation, check_activation
 from .base import RecurrentCell, _check_bias
 from .flat import FlatEntry
 from .spec import KernelSpec
 
 __all__ = ["RNNCell", "rnn_step"]
 
-_ACTIVATIONS = {"tanh": torch.tanh, "relu": torch.relu}
+_FUSED = ("tanh", "relu")  # PyTorch's rnn_tanh and rnn_relu
 
 
 def rnn_step(xw: Tensor, h: Tensor, weight_hh: Tensor, nonlinearity: str = "tanh") -> Tensor:
     """One step from the projected input ``xw`` ``(B, H)``."""
-    return _ACTIVATIONS[nonlinearity](torch.addmm(xw, h, weight_hh.t()))
+    return activation(nonlinearity)(torch.addmm(xw, h, weight_hh.t()))
 
 
 class RNNCell(RecurrentCell):
@@ -41,11 +44,7 @@ class RNNCell(RecurrentCell):
                  bias: bool = True) -> None:
         super().__init__(input_size, hidden_size)
         self.use_bias = _check_bias(bias)
-        if nonlinearity not in _ACTIVATIONS:
-            raise ValueError(
-                f"nonlinearity: expected one of {sorted(_ACTIVATIONS)}, got {nonlinearity!r}"
-            )
-        self.nonlinearity = nonlinearity
+        self.nonlinearity = check_activation("nonlinearity", nonlinearity)
         self.weight_ih = nn.Parameter(torch.empty(hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(hidden_size, hidden_size))
         if bias:
@@ -73,8 +72,9 @@ class RNNCell(RecurrentCell):
         return h, h
 
     def kernel_spec(self, dtype: torch.dtype, device: torch.device) -> KernelSpec | None:
-        """PyTorch's fused ``rnn_tanh``/``rnn_relu``; its second bias is a cached zero vector."""
-        if type(self) is not RNNCell:  # a subclass may change the step: the reference loop
+        """PyTorch's fused ``rnn_tanh``/``rnn_relu``; its second bias is a cached zero vector.
+        Another nonlinearity: none (the reference loop)."""
+        if type(self) is not RNNCell or self.nonlinearity not in _FUSED:  # the reference loop
             return None
         size = self.hidden_size
         bias = self.bias_or_zeros(self.bias, size, dtype, device, "b_ih")
@@ -94,6 +94,8 @@ class RNNCell(RecurrentCell):
                 FlatEntry("b_hh", zeros)]
 
     def cudnn_args(self) -> tuple[str, int, int, int] | None:
+        if self.nonlinearity not in _FUSED:
+            return None
         return (f"RNN_{self.nonlinearity.upper()}", self.input_size, self.hidden_size, 0)
 
     def options(self) -> dict[str, Any]:

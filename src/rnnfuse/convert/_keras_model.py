@@ -12,7 +12,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["KerasLayer", "KerasFormatError", "GATES", "KINDS", "NEUTRAL", "snake", "text"]
+__all__ = ["KerasLayer", "KerasFormatError", "GATES", "KINDS", "NEUTRAL", "snake", "text",
+           "keras_major", "with_keras_major"]
 
 GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
 KINDS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn"}
@@ -34,6 +35,24 @@ class KerasLayer(NamedTuple):
     weights: list[np.ndarray]
     backward: KerasLayer | None = None  # set for Bidirectional
     cells: tuple[KerasLayer, ...] = ()  # RNN(StackedRNNCells) / RNN([cells]): one per cell
+    keras_major: int = 3  # the Keras that wrote it: names such as hard_sigmoid depend on it
+    inbound: Any = None  # an _keras_graph.Inbound: what it was called on (None: no graph)
+
+
+def keras_major(version: object, default: int) -> int:
+    """The major version of a ``keras_version`` string (``"2.2.4"`` -> 2), ``default``
+    when there is none or it is not a version."""
+    found = re.match(r"\s*(\d+)\.", version if isinstance(version, str) else "")
+    return int(found.group(1)) if found else default
+
+
+def with_keras_major(layers: list[KerasLayer], major: int) -> list[KerasLayer]:
+    """``layers`` (their backward halves and cells too) marked as written by Keras ``major``."""
+    def mark(layer: KerasLayer) -> KerasLayer:
+        return layer._replace(keras_major=major,
+                              backward=None if layer.backward is None else mark(layer.backward),
+                              cells=tuple(mark(c) for c in layer.cells))
+    return [mark(layer) for layer in layers]
 
 
 def snake(name: str) -> str:

@@ -28,7 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["GATE_ORDERS", "gate_permutation", "to_rnnfuse_gates", "from_rnnfuse_gates", "copy_params"]
+__all__ = ["GATE_ORDERS", "gate_permutation", "to_rnnfuse_gates", "from_rnnfuse_gates", "copy_params",
+           "check_real_weights"]
+
+_REAL = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
+_REAL_TORCH = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
 
 GATE_ORDERS: dict[str, dict[str, str]] = {
     "rnnfuse": {"lstm": "ifgo", "gru": "rzn", "rnn": "h"},
@@ -111,8 +115,24 @@ def _check_params(params: Mapping[str, nn.Parameter], values: Mapping[str, Any],
     for name, value in values.items():
         if name in params and value is not None and tuple(value.shape) != tuple(params[name].shape):
             problems.append(f"{name}: expected shape {list(params[name].shape)}, got {list(value.shape)}")
+        if value is not None and not _is_real(value):
+            problems.append(f"{name}: expected a real floating dtype (float16/32/64), got {value.dtype}")
     if problems:
         raise ValueError(f"{who}: parameters do not fit: " + "; ".join(problems))
+
+
+def _is_real(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.dtype in _REAL_TORCH
+    return np.dtype(value.dtype) in _REAL
+
+
+def check_real_weights(arrays: Sequence[Any], who: str) -> None:
+    """Raise ``ValueError`` naming ``who`` unless every array holds real floating numbers
+    (float16, float32 or float64): a complex, integer or string kernel builds no cell."""
+    wrong = sorted({str(a.dtype) for a in arrays if not _is_real(a)})
+    if wrong:
+        raise ValueError(f"{who}: expected weights of a real floating dtype (float16/32/64), got {wrong}")
 
 
 def _as_tensor(value: Any) -> torch.Tensor:

@@ -22,12 +22,14 @@ over.  Everything that is not what the format promises raises :class:`KerasForma
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
-from ._keras_model import GATES, KerasFormatError, KerasLayer, text
+from .._files import loads_json
+from ._h5_checks import DatasetReader
+from ._keras_graph import parse_inbound, sequential
+from ._keras_model import GATES, KerasFormatError, KerasLayer, keras_major, text, with_keras_major
 
 __all__ = ["is_keras2_h5", "read_keras2_h5"]
 
@@ -38,15 +40,26 @@ def is_keras2_h5(f: Any) -> bool:
 
 
 def read_keras2_h5(f: Any, path: str) -> list[KerasLayer]:
-    """The layers of a Keras 2 ``.h5`` file, in model order."""
+    """The layers of a Keras 2 ``.h5`` file, in model order (Keras 3 writes this format
+    too: its ``keras_version`` attribute tells which Keras' activations the names mean);
+    ``f`` checked by :func:`~rnnfuse.convert._h5_checks.check_h5_file`, each dataset read at
+    most once."""
+    reader = DatasetReader(path)
     try:
+        version = f.attrs.get("keras_version")
+        major = keras_major(text(version) if version is not None else None, 2)
+        if major < 2:
+            raise KerasFormatError(f"source: {path!r} was written by Keras {text(version)}, which "
+                                   f"rnnfuse does not read: Keras 1 stores each gate's weights apart "
+                                   f"(W_i, U_i, ...) under other option names (output_dim, "
+                                   f"inner_activation); load it in Keras 2 and save it again")
         if "model_config" in f.attrs:
-            return _full_model(f, path)
-        return _weights_only(f, path)
+            return with_keras_major(_full_model(f, path, reader), major)
+        return with_keras_major(_weights_only(f, path, reader), major)
     except KerasFormatError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError,
-            RuntimeError) as exc:
+            RuntimeError, NotImplementedError) as exc:
         raise KerasFormatError(f"source: {path!r} is not a readable Keras 2 .h5 file "
                                f"({type(exc).__name__}: {exc})") from None
 
@@ -57,7 +70,7 @@ def _strings(value: Any, what: str) -> list[str]:
     return [text(v) for v in value]
 
 
-def _layer_weights(group: Any, name: str, path: str) -> list[tuple[str, np.ndarray]]:
+def _layer_weights(group: Any, name: str, path: str, reader: DatasetReader) -> list[tuple[str, np.ndarray]]:
     if name not in group:
         raise KerasFormatError(f"source: {path!r}: no weight group for layer {name!r}")
     layer = group[name]
@@ -67,12 +80,15 @@ def _layer_weights(group: Any, name: str, path: str) -> list[tuple[str, np.ndarr
         if wn not in layer or not hasattr(layer[wn], "shape"):
             raise KerasFormatError(f"source: {path!r}: layer {name!r} lists weight {wn!r}, "
                                    f"which is not a dataset")
-        out.append((wn, np.asarray(layer[wn][()])))
+        out.append((wn, reader.read(layer[wn], f"{name}/{wn}")))
     return out
 
 
-def _full_model(f: Any, path: str) -> list[KerasLayer]:
-    config = json.loads(text(f.attrs["model_config"]))
+def _full_model(f: Any, path: str, reader: DatasetReader) -> list[KerasLayer]:
+    config = loads_json(text(f.attrs["model_config"]), f"source: {path!r}: model_config")
+    if isinstance(config, dict) and config.get("class_name") == "Sequential" \
+            and isinstance(config.get("config"), list):  # Keras <= 2.1: the list of layers itself
+        config = {**config, "config": {"layers": config["config"]}}
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise KerasFormatError(f"source: {path!r}: model_config is not a Keras model configuration")
     entries = config["config"].get("layers")
@@ -91,9 +107,9 @@ def _full_model(f: Any, path: str) -> list[KerasLayer]:
         name = cfg.get("name", entry.get("name"))
         if not isinstance(cls, str) or not isinstance(name, str):
             raise KerasFormatError(f"source: {path!r}: a layer entry lacks class_name or name")
-        weights = _layer_weights(group, name, path) if name in group else []
-        layers.append(_configured(name, cls, cfg, weights, path))
-    return layers
+        weights = _layer_weights(group, name, path, reader) if name in group else []
+        layers.append(_configured(name, cls, cfg, weights, path)._replace(inbound=parse_inbound(entry, cls)))
+    return sequential(layers) if config.get("class_name") == "Sequential" else layers
 
 
 def _configured(name: str, cls: str, cfg: dict[str, Any], weights: list[tuple[str, np.ndarray]],
@@ -166,11 +182,11 @@ def _cell_scopes(weights: list[tuple[str, np.ndarray]]) -> dict[str, list[np.nda
     return groups
 
 
-def _weights_only(f: Any, path: str) -> list[KerasLayer]:
+def _weights_only(f: Any, path: str, reader: DatasetReader) -> list[KerasLayer]:
     names = _strings(f.attrs["layer_names"], "layer_names")
     layers = []
     for name in names:
-        weights = _layer_weights(f, name, path)
+        weights = _layer_weights(f, name, path, reader)
         if not weights:
             layers.append(KerasLayer(name, "InputLayer", {}, []))  # weightless: passed over
             continue

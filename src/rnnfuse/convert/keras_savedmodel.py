@@ -18,20 +18,22 @@ Both protos are decoded with the project's own wire-format reader
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import numpy as np
 
+from .._files import MIB, NotRegularFileError, loads_json, read_regular_file
 from ..tf1.checkpoint import CheckpointError, read_object_bundle
 from ..tf1.checkpoint.proto import Fields, parse_message
 from ..tf1.checkpoint.table import TableError
-from ._keras_model import KerasFormatError, KerasLayer
+from ._keras_graph import parse_inbound, sequential
+from ._keras_model import KerasFormatError, KerasLayer, with_keras_major
 
 __all__ = ["read_savedmodel", "read_keras_metadata", "object_graph_keys"]
 
 _ROLES = ("kernel", "recurrent_kernel", "bias")
+MAX_METADATA_BYTES = 64 * MIB  # keras_metadata.pb
 
 
 def _strings(fields: Fields, number: int) -> list[bytes]:
@@ -54,7 +56,7 @@ def read_keras_metadata(data: bytes) -> dict[str, tuple[str, Any]]:
         for node in nodes:
             fields = parse_message(node)
             path, ident, meta = (_one_string(fields, n) for n in (3, 4, 5))
-            out[path] = (ident, json.loads(meta) if meta else None)
+            out[path] = (ident, loads_json(meta, f"keras_metadata.pb: node {path!r}") if meta else None)
     except (TableError, ValueError, RecursionError) as exc:
         if isinstance(exc, KerasFormatError):
             raise
@@ -79,13 +81,18 @@ def object_graph_keys(data: bytes) -> dict[str, str]:
 def read_savedmodel(path: str) -> list[KerasLayer]:
     """The layers of a tf-keras SavedModel directory, in model order, with their weights."""
     meta_path = os.path.join(path, "keras_metadata.pb")
+    if not os.path.exists(meta_path) and os.path.exists(os.path.join(path, "saved_model.pb")):
+        from .tf2_checkpoint import read_tf2_layers  # tf.saved_model.save: objects and variables only
+        return read_tf2_layers(path)
     try:
-        with open(meta_path, "rb") as f:
-            metadata = read_keras_metadata(f.read())
+        data = read_regular_file(meta_path, "a keras_metadata.pb", MAX_METADATA_BYTES)
+    except NotRegularFileError as exc:
+        raise KerasFormatError(f"source: {exc}") from None
     except OSError as exc:
         raise KerasFormatError(f"source: {path!r} is not a tf-keras SavedModel directory (cannot "
                                f"read keras_metadata.pb: {exc.strerror or exc}); a SavedModel "
                                f"without Keras metadata holds no layer configuration") from None
+    metadata = read_keras_metadata(data)
     root = metadata.get("root", (None, None))[1]
     config = root.get("config") if isinstance(root, dict) else None
     entries = config.get("layers") if isinstance(config, dict) else None
@@ -105,7 +112,12 @@ def read_savedmodel(path: str) -> list[KerasLayer]:
             raise KerasFormatError(f"source: {path!r}: the object graph names {key!r}, which the "
                                    f"variables do not hold")
         by_name[full_name] = arrays[key]
-    return [_layer(entry, by_name, path) for entry in entries]
+    layers = [_layer(entry, by_name, path) for entry in entries]
+    layers = [lay._replace(inbound=parse_inbound(entry, str(entry.get("class_name"))))
+              for lay, entry in zip(layers, entries)]
+    if isinstance(root, dict) and root.get("class_name") == "Sequential":
+        layers = sequential(layers)
+    return with_keras_major(layers, 2)  # tf-keras only
 
 
 def _layer(entry: Any, by_name: dict[str, np.ndarray], path: str) -> KerasLayer:

@@ -18,8 +18,9 @@ kernels, zero biases, ``gates/bias`` of a GRU at 1.0).  ``dynamic_rnn`` and
 
 Differences from TF: a cell object owns one set of weights, so running one cell under two
 scopes is refused (TF would create a second set); ``parallel_iterations`` and
-``swap_memory`` are accepted and have no effect (they do not change TF's numbers either);
-activations other than tanh (and relu for ``BasicRNNCell``) are not supported.
+``swap_memory`` are accepted and have no effect (they do not change TF's numbers either).
+A cell's ``activation`` is a name of :mod:`rnnfuse.cells.activations` or its torch
+function; other than tanh the layer runs on the reference loop.
 """
 from ..bidirectional import BidirectionalRNN
 from .checkpoint import CheckpointError, read_checkpoint

@@ -67,16 +67,18 @@ def initial_values(layer: TFLayer, dtype: torch.dtype) -> dict[str, np.ndarray]:
 
 def make_cell(layer: TFLayer, *, forget_bias: float = 1.0, cell_clip: float | None = None,
               proj_clip: float | None = None, activation: str = "tanh") -> RecurrentCell:
-    """An untrained rnnfuse cell with the layer's sizes and the given run-time options."""
+    """An untrained rnnfuse cell with the layer's sizes and the given run-time options
+    (``activation``: TF's cell option, the candidate's and, in an LSTM, ``c``'s before the
+    output gate; the gates stay sigmoid)."""
     if layer.cell_type == "GRUCell":
-        return GRUCell(layer.input_size, layer.num_units, reset_after=False)
+        return GRUCell(layer.input_size, layer.num_units, reset_after=False, activation=activation)
     if layer.cell_type == "BasicRNNCell":
         return RNNCell(layer.input_size, layer.num_units, nonlinearity=activation)
     full = layer.cell_type == "LSTMCell"
     return LSTMCell(layer.input_size, layer.num_units, forget_bias=forget_bias,
                     peepholes=layer.use_peepholes, proj_size=layer.num_proj,
                     cell_clip=cell_clip if full else None,
-                    proj_clip=proj_clip if layer.num_proj else None)
+                    proj_clip=proj_clip if layer.num_proj else None, activation=activation)
 
 
 def load_layer(cell: RecurrentCell, layer: TFLayer, arrays: Mapping[str, np.ndarray]) -> None:

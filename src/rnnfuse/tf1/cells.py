@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..cells import RecurrentCell
+from ..cells.activations import ACTIVATIONS, check_activation
 from ._layers import initial_values, layer_arrays, load_layer, make_cell
 from .names import TFLayer, variable_shapes
 from .wrappers import core_cell, is_wrapper
@@ -119,12 +120,15 @@ class _Cell(nn.Module):
         return out, tf_layer_state(self, new)
 
     def extra_repr(self) -> str:
-        opts = "".join(f", {k}={v!r}" for k, v in self._options().items() if v is not None)
+        opts = "".join(f", {k}={v!r}" for k, v in self._options().items()
+                       if v is not None and (k, v) != ("activation", "tanh"))
         return f"num_units={self.num_units}{opts}"
 
 
 class BasicLSTMCell(_Cell):
-    """TF1's ``BasicLSTMCell``: ``forget_bias`` added to the forget gate at run time."""
+    """TF1's ``BasicLSTMCell``: ``forget_bias`` added to the forget gate at run time;
+    ``activation`` (tanh by default; a name of :mod:`rnnfuse.cells.activations` or its torch
+    function) acts on the candidate and on ``c`` before the output gate."""
 
     tf_name, cell_type = "basic_lstm_cell", "BasicLSTMCell"
 
@@ -133,7 +137,7 @@ class BasicLSTMCell(_Cell):
                  dtype: Any = None) -> None:
         super().__init__(num_units, dtype)
         self.state_is_tuple = _check_tuple_state(state_is_tuple)
-        _activation(activation, relu_ok=False)
+        self.activation = _activation(activation)
         self.forget_bias = _float("forget_bias", forget_bias)
 
     @property
@@ -148,7 +152,7 @@ class BasicLSTMCell(_Cell):
             if not self.state_is_tuple else super().zero_state(batch_size, dtype)
 
     def _options(self) -> dict[str, Any]:
-        return {"forget_bias": self.forget_bias}
+        return {"forget_bias": self.forget_bias, "activation": self.activation}
 
 
 class LSTMCell(BasicLSTMCell):
@@ -175,7 +179,7 @@ class LSTMCell(BasicLSTMCell):
 
     def _options(self) -> dict[str, Any]:
         return {"forget_bias": self.forget_bias, "cell_clip": self.cell_clip,
-                "proj_clip": self.proj_clip}
+                "proj_clip": self.proj_clip, "activation": self.activation}
 
     def extra_repr(self) -> str:
         extra = ", use_peepholes=True" if self.use_peepholes else ""
@@ -190,17 +194,20 @@ class GRUCell(_Cell):
 
     def __init__(self, num_units: int, *, activation: Any = None, dtype: Any = None) -> None:
         super().__init__(num_units, dtype)
-        _activation(activation, relu_ok=False)
+        self.activation = _activation(activation)
+
+    def _options(self) -> dict[str, Any]:
+        return {"activation": self.activation}
 
 
 class BasicRNNCell(_Cell):
-    """TF1's ``BasicRNNCell``: ``h' = activation([x, h] W + b)``, tanh (default) or relu."""
+    """TF1's ``BasicRNNCell``: ``h' = activation([x, h] W + b)``, tanh by default."""
 
     tf_name, cell_type = "basic_rnn_cell", "BasicRNNCell"
 
     def __init__(self, num_units: int, *, activation: Any = None, dtype: Any = None) -> None:
         super().__init__(num_units, dtype)
-        self.activation = _activation(activation, relu_ok=True)
+        self.activation = _activation(activation)
 
     def _options(self) -> dict[str, Any]:
         return {"activation": self.activation}
@@ -318,14 +325,20 @@ def _check_tuple_state(state_is_tuple: Any) -> bool:
     return state_is_tuple
 
 
-def _activation(activation: Any, relu_ok: bool) -> str:
-    names = {None: "tanh", "tanh": "tanh", torch.tanh: "tanh", "relu": "relu", torch.relu: "relu",
-             nn.functional.relu: "relu"}
-    try:
-        found = names.get(activation)
-    except TypeError:  # unhashable
-        found = None
-    if found is None or (found == "relu" and not relu_ok):
-        allowed = "tanh or relu" if relu_ok else "tanh (rnnfuse's LSTM and GRU cells use tanh)"
-        raise ValueError(f"activation: expected {allowed}, got {activation!r}")
-    return found
+def _activation(activation: Any) -> str:
+    """The rnnfuse name of a TF cell's ``activation``: ``None`` (tanh), a name of
+    :mod:`rnnfuse.cells.activations`, or the torch function of one (``torch.relu``)."""
+    if activation is None:
+        return "tanh"
+    if isinstance(activation, str):
+        return check_activation("activation", activation)
+    for function, name in _FUNCTION_NAMES:
+        if activation is function:
+            return name
+    raise ValueError(f"activation: expected None, one of {sorted(ACTIVATIONS)} or the torch function "
+                     f"of one (e.g. torch.relu), got {activation!r}")
+
+
+#: torch functions a TF1 program ported to PyTorch may pass, and their names
+_FUNCTION_NAMES = [(torch.tanh, "tanh"), (torch.sigmoid, "sigmoid"), (torch.relu, "relu"),
+                   (torch.exp, "exponential")] + [(f, name) for name, f in ACTIVATIONS.items()]

@@ -18,10 +18,12 @@ import os
 from typing import Any
 
 from .._command import fail
+from ..cells.activations import ACTIVATIONS
 from ..describe import state_str as _state_str
 from ..state import LSTMState
-from .checkpoint import CheckpointError, list_variables
-from .names import TFBidirectional, TFStack, TFStackBidirectional, find_rnn_scopes, parse_scope
+from .checkpoint import CheckpointError, is_object_based, list_variables
+from .names import (TF1VariableError, TFBidirectional, TFStack, TFStackBidirectional, find_rnn_scopes,
+                    parse_scope)
 from .skip import split
 
 __all__ = ["add_commands", "inspect_path"]
@@ -43,12 +45,16 @@ def add_commands(subparsers: Any) -> None:
                          "stores no trace of it): 0-based layer numbers of the converted stack, "
                          "comma-separated (GNMT's encoder: 2), or 'all' for every layer but the first")
     convert.add_argument("--out", required=True, help="output .safetensors file")
-    convert.add_argument("--forget-bias", type=float, default=1.0,
-                         help="forget bias the LSTM cells ran with (TF default 1.0; not stored)")
+    convert.add_argument("--forget-bias", default="1.0", metavar="VALUE[,VALUE...]",
+                         help="forget bias the LSTM cells ran with (TF default 1.0; not stored); "
+                         "comma-separated: one per layer, bottom first")
+    convert.add_argument("--cell-type", action="append", default=[], metavar="NAME=CLASS",
+                         help="the TF class of a cell built with name= whose shapes fit two kinds, "
+                         "e.g. cell0=LSTMCell or plain=BasicRNNCell (repeatable)")
     convert.add_argument("--cell-clip", type=float, help="LSTMCell cell_clip (not stored)")
     convert.add_argument("--proj-clip", type=float, help="LSTMCell proj_clip (not stored)")
-    convert.add_argument("--activation", default="tanh", choices=["tanh", "relu"],
-                         help="activation (relu only for BasicRNNCell stacks)")
+    convert.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS),
+                         help="the cells' activation (TF's activation=; default tanh)")
     convert.add_argument("--time-major", action="store_true",
                          help="the stack takes (time, batch, features) inputs")
     convert.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
@@ -56,6 +62,12 @@ def add_commands(subparsers: Any) -> None:
                          "optimizer slots, global_step and EMA shadows are skipped already)")
     convert.add_argument("--ema", action="store_true",
                          help="load the ExponentialMovingAverage shadows instead of the raw values")
+    convert.add_argument("--layer", action="append", metavar="NAME",
+                         help="Keras layers (TF2 checkpoint, SavedModel, Keras file): the recurrent "
+                         "layers to stack, bottom first (repeatable; default: every layer)")
+    convert.add_argument("--reset-after", choices=["true", "false"],
+                         help="TF2 checkpoint or SavedModel: reset_after of a GRU without bias "
+                         "(its weights do not tell it)")
     convert.set_defaults(handler=run_convert)
 
 
@@ -65,6 +77,12 @@ def run_convert(args: argparse.Namespace) -> int:
     from .convert import stack_from_variables
 
     try:
+        if _keras_source(args.prefix):
+            return _convert_layers(args)
+        if args.layer or args.reset_after:
+            raise ValueError(f"--layer, --reset-after: options of Keras layers (TF2 checkpoints, "
+                             f"SavedModels, Keras files); {args.prefix!r} is a TF1 checkpoint "
+                             f"(pick its RNN with --scope)")
         residual = _residual_layers(args.residual)
         shapes = {v.name: v.shape for v in list_variables(args.prefix)}
         given = list(args.scope or [])
@@ -78,8 +96,9 @@ def run_convert(args: argparse.Namespace) -> int:
         def build(flags: bool | list[bool]) -> Any:
             return stack_from_variables(
                 variables, scopes[0] if len(scopes) == 1 else scopes, batch_first=not args.time_major,
-                forget_bias=args.forget_bias, cell_clip=args.cell_clip, proj_clip=args.proj_clip,
-                activation=args.activation, ignore=args.ignore, use_ema=args.ema, residual=flags)
+                forget_bias=_forget_bias(args.forget_bias), cell_clip=args.cell_clip,
+                proj_clip=args.proj_clip, activation=args.activation, ignore=args.ignore,
+                use_ema=args.ema, residual=flags, cell_types=_cell_types(args.cell_type))
 
         module = build(residual if isinstance(residual, bool) else False)
         if isinstance(residual, list):
@@ -96,6 +115,59 @@ def run_convert(args: argparse.Namespace) -> int:
     if skipped:
         print(f"skipped: {skipped.summary()}")
     return 0
+
+
+def _keras_source(path: str) -> bool:
+    """Whether ``path`` holds Keras layers: a TF2 object-based checkpoint (``tf.train.Checkpoint``,
+    ``save_weights``), a SavedModel directory, a ``.keras`` or ``.h5`` file."""
+    if os.path.isdir(path) or path.endswith((".keras", ".h5")):
+        return True
+    prefix = path[:-len(".index")] if path.endswith(".index") else path
+    return os.path.exists(prefix + ".index") and is_object_based(prefix)
+
+
+def _convert_layers(args: argparse.Namespace) -> int:
+    """``rnnfuse convert`` of Keras layers (TF2 checkpoint, SavedModel or Keras file)."""
+    from ..convert.keras import stack_from_keras
+    from ..convert.tf2 import stack_from_tf2
+    from ..io import save
+
+    path = args.prefix
+    tf1_only = [flag for flag, given in (("--scope", args.scope), ("--residual", args.residual),
+                                          ("--ema", args.ema)) if given]
+    if tf1_only:
+        raise ValueError(f"{', '.join(tf1_only)}: options of TF1 checkpoints; {path!r} holds Keras "
+                         f"layers (pick them with --layer NAME)")
+    no_metadata = os.path.isdir(path) and not os.path.exists(os.path.join(path, "keras_metadata.pb"))
+    if no_metadata or not (os.path.isdir(path) or path.endswith((".keras", ".h5"))):
+        reset_after = None if args.reset_after is None else args.reset_after == "true"
+        module = stack_from_tf2(path, layer_names=args.layer, reset_after=reset_after,
+                                batch_first=not args.time_major)
+    else:
+        module = stack_from_keras(path, layer_names=args.layer, batch_first=not args.time_major)
+    save(module, args.out)
+    count = sum(p.numel() for p in module.parameters())
+    print(f"wrote {args.out}: {type(module).__name__} from {path}, {count} parameters")
+    return 0
+
+
+def _forget_bias(text: str) -> float | list[float]:
+    """``--forget-bias``: one number, or comma-separated numbers (one per layer)."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--forget-bias: expected a number or comma-separated numbers (one per "
+                         f"layer), e.g. 1.0 or 0.5,1.0; got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
+def _cell_types(items: list[str]) -> dict[str, str] | None:
+    """``--cell-type NAME=CLASS`` (repeatable) as ``load_stack``'s ``cell_types``."""
+    pairs = [item.partition("=") for item in items]
+    bad = [item for item, (name, eq, cls) in zip(items, pairs) if not (name and eq and cls)]
+    if bad:
+        raise ValueError(f"--cell-type: expected NAME=CLASS, e.g. cell0=LSTMCell; got {bad}")
+    return {name: cls for name, _, cls in pairs} or None
 
 
 def _residual_layers(text: str | None) -> bool | list[int]:
@@ -141,9 +213,30 @@ def inspect_path(path: str) -> int | None:
     if not (os.path.exists(path + ".index") or path.endswith(".index")):
         return None
     try:
+        prefix = path if os.path.exists(path + ".index") else path[:-len(".index")]
+        if is_object_based(prefix):
+            return _inspect_tf2(prefix)
         return _inspect_tf1(path)
     except (CheckpointError, ValueError, OSError) as exc:
         return fail("inspect", exc)
+
+
+def _inspect_tf2(prefix: str) -> int:
+    """``rnnfuse inspect`` of a TF2 object-based checkpoint: its Keras layers."""
+    from ..convert.commands import describe_layers
+    from ..convert.tf2_checkpoint import read_object_checkpoint
+
+    found = read_object_checkpoint(prefix)
+    print(f"TF2 object-based checkpoint {prefix}: {found.variables} variables, "
+          f"{len(found.layers)} layers with weights")
+    print(f"skipped (not model weights): {found.skipped_summary()}")
+    print("no configuration stored: kinds and sizes from the shapes, activations taken to be "
+          "Keras' defaults (tanh, sigmoid)")
+    if not found.ordered:
+        print("a subclassed model: its layers are listed in the order they were assigned, which "
+              "the file cannot tell from the order they are called; with several recurrent "
+              "layers, pass layer_names=[...] (--layer NAME) in call order")
+    return describe_layers(found.layers)
 
 
 # --------------------------------------------------------------------------- TF1
@@ -163,7 +256,7 @@ def _inspect_tf1(prefix: str) -> int:
     parsed_scopes = []
     for scope in scopes:
         try:
-            parsed = parse_scope(shapes, scope)
+            parsed = _parse_or_suggest(shapes, scope)
         except ValueError as exc:
             print(f"{scope}: cannot be read: {exc}")
             status = 1
@@ -172,6 +265,35 @@ def _inspect_tf1(prefix: str) -> int:
         parsed_scopes.append(parsed)
     _print_chains(parsed_scopes)
     return status
+
+
+def _parse_or_suggest(shapes: dict[str, Any], scope: str) -> Any:
+    """The RNN under ``scope``; where only left-over variables stop it (a hand-stepped
+    decoder's output layer beside its cell), the ``ignore=`` that makes it load is printed."""
+    try:
+        return parse_scope(shapes, scope)
+    except TF1VariableError as exc:
+        if exc.missing or exc.wrong or not exc.unexpected:
+            raise
+        patterns = ignore_patterns(exc.unexpected, shapes)
+        parsed = parse_scope(shapes, scope, patterns)  # raises if even that does not load
+        flags = " ".join(f"--ignore '{p}'" for p in patterns)
+        print(f"{scope}: loads leaving out {sorted(exc.unexpected)} (not a cell's): "
+              f"load_stack(prefix, {scope!r}, ignore={patterns}); rnnfuse convert PREFIX "
+              f"--scope {scope} {flags} --out FILE")
+        return parsed
+
+
+def ignore_patterns(names: list[str], shapes: dict[str, Any]) -> list[str]:
+    """Glob patterns matching exactly ``names``: ``<dir>/*`` for a directory all of whose
+    variables are in ``names``, the name itself otherwise."""
+    chosen = set(names)
+    out = set()
+    for name in names:
+        parent = name.rpartition("/")[0]
+        under = [n for n in shapes if n.startswith(parent + "/")] if parent else []
+        out.add(f"{parent}/*" if under and set(under) <= chosen else name)
+    return sorted(out)
 
 
 def _print_chains(parsed: list[Any]) -> None:

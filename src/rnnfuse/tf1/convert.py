@@ -5,9 +5,9 @@
 layer.  :func:`stack_to_tf` is the inverse: the ``{tf_name: array}`` TF1 would hold.
 
 What a checkpoint does not store comes from the caller: ``forget_bias``, ``cell_clip``,
-``proj_clip`` and the activation.  Activations: tanh (TF's default) for every cell;
-``activation="relu"`` is accepted when every cell is a ``BasicRNNCell``.  Other TF
-activations are not supported.
+``proj_clip`` and the activation (TF's cells' ``activation=``, one for every layer:
+``"tanh"``, TF's default, or a name of :mod:`rnnfuse.cells.activations` such as ``"relu"``,
+``"softsign"``, ``"elu"``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..bidirectional import BidirectionalRNN
+from ..cells.activations import check_activation
 from ..stack import StackedRNN
 from ._layers import cell_to_tf, layer_arrays, load_layer, make_cell, tf_cell_name
 from .checkpoint import read_checkpoint
@@ -35,10 +36,11 @@ __all__ = ["TF1VariableError", "load_stack", "stack_from_variables", "stack_to_t
 
 def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
                scope: str | Sequence[str] = "rnn", *,
-               batch_first: bool = True, forget_bias: float = 1.0,
+               batch_first: bool = True, forget_bias: float | Sequence[float] = 1.0,
                cell_clip: float | None = None, proj_clip: float | None = None,
                activation: str = "tanh", ignore: Iterable[str] = (), use_ema: bool = False,
-               residual: bool | Sequence[bool] = False) -> Any:
+               residual: bool | Sequence[bool] = False,
+               cell_types: Mapping[str, str] | None = None) -> Any:
     """The RNN that TF1's ``dynamic_rnn`` ran under ``scope``, from a checkpoint.
 
     Returns a :class:`~rnnfuse.StackedRNN`, or a :class:`BidirectionalRNN` for a
@@ -46,11 +48,16 @@ def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
     ``stack_bidirectional_dynamic_rnn`` scope (``forward(x, lengths)`` gives
     ``(outputs, (fw_states, bw_states))``, one state per layer); it gives TF's numbers for the same inputs,
     ``lengths`` (TF's ``sequence_length``) and ``initial_state``.  ``batch_first=False`` is
-    TF's ``time_major=True``.  ``forget_bias`` (every LSTM layer), ``cell_clip`` (``LSTMCell``
+    TF's ``time_major=True``.  ``forget_bias`` (every LSTM layer, or a sequence with one value
+    per layer: the layers of the returned stack bottom first, both directions of a bidirectional
+    layer sharing one; for a ``bidirectional_dynamic_rnn`` the fw layers then the bw layers;
+    values of GRU/RNN layers are not used), ``cell_clip`` (``LSTMCell``
     layers) and ``proj_clip`` (layers with a projection) are not stored by TF: pass what the
     model was built with.  Every variable under ``scope`` must be used (``ignore`` takes
     glob patterns of full names to leave out, e.g. ``["*/my_slot"]``); anything missing,
-    left over or of the wrong shape raises :class:`TF1VariableError` listing it.
+    left over or of the wrong shape raises :class:`TF1VariableError` listing it.  A cell built
+    with ``name=`` is read by its variables; where their shapes fit two kinds, ``cell_types``
+    names it (``{"cell0": "LSTMCell"}``, see :func:`rnnfuse.tf1.names.parse_scope`).
 
     What training leaves in a checkpoint is skipped (:mod:`rnnfuse.tf1.skip`): optimizer
     slots (``<var>/Adam``, ``<var>/Momentum``, ...), ``beta1_power``, ``global_step`` and
@@ -73,7 +80,8 @@ def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
     variables = prefix if isinstance(prefix, Mapping) else read_checkpoint(prefix)
     return stack_from_variables(variables, scope, batch_first=batch_first, forget_bias=forget_bias,
                                 cell_clip=cell_clip, proj_clip=proj_clip, activation=activation,
-                                ignore=ignore, use_ema=use_ema, residual=residual)
+                                ignore=ignore, use_ema=use_ema, residual=residual,
+                                cell_types=cell_types)
 
 
 def model_variables(variables: Mapping[str, np.ndarray], scope: str,
@@ -87,23 +95,24 @@ def model_variables(variables: Mapping[str, np.ndarray], scope: str,
 
 
 def stack_from_variables(variables: Mapping[str, np.ndarray], scope: str | Sequence[str] = "rnn",
-                         *, batch_first: bool = True, forget_bias: float = 1.0,
+                         *, batch_first: bool = True, forget_bias: float | Sequence[float] = 1.0,
                          cell_clip: float | None = None, proj_clip: float | None = None,
                          activation: str = "tanh", ignore: Iterable[str] = (),
-                         use_ema: bool = False, residual: bool | Sequence[bool] = False) -> Any:
+                         use_ema: bool = False, residual: bool | Sequence[bool] = False,
+                         cell_types: Mapping[str, str] | None = None) -> Any:
     """:func:`load_stack` from a ``{tf_name: ndarray}`` dict instead of a checkpoint."""
     ignore = [ignore] if isinstance(ignore, str) else list(ignore)
-    options = dict(forget_bias=forget_bias, cell_clip=cell_clip, proj_clip=proj_clip,
-                   activation=activation)
+    options: dict[str, Any] = dict(forget_bias=forget_bias, cell_clip=cell_clip, proj_clip=proj_clip,
+                                   activation=activation)
     if not isinstance(scope, str):  # several RNNs feeding each other: one stack
         if isinstance(scope, Mapping) or not isinstance(scope, Sequence) or not scope:
             raise TypeError(f"scope: expected a scope name or a non-empty list of them, got {scope!r}")
         for one in scope:
             variables = model_variables(variables, one, use_ema)
-        pairs = [pair for one in scope for pair in _chained(parse_scope(variables, one, ignore))]
+        pairs = [pair for one in scope for pair in _chained(parse_scope(variables, one, ignore, cell_types))]
         return _stack(pairs, variables, options, batch_first, residual, ", ".join(scope))
     variables = model_variables(variables, scope, use_ema)
-    parsed = parse_scope(variables, scope, ignore)
+    parsed = parse_scope(variables, scope, ignore, cell_types)
     if isinstance(parsed, TFStackBidirectional) or residual is not False:
         if isinstance(parsed, TFBidirectional):
             raise ValueError(f"residual: a bidirectional_dynamic_rnn ({parsed.scope!r}) runs two "
@@ -112,16 +121,11 @@ def stack_from_variables(variables: Mapping[str, np.ndarray], scope: str | Seque
     stacks = [parsed.fw, parsed.bw] if isinstance(parsed, TFBidirectional) else [parsed]
     layers = [lay for s in stacks for lay in s.layers]
     _check_options(layers, parsed.scope, cell_clip, proj_clip, activation)
+    biases = iter(forget_biases(forget_bias, len(layers), parsed.scope))
     built = []
     for tf_stack in stacks:
-        cells = []
-        for layer in tf_stack.layers:
-            arrays = layer_arrays(layer, variables)
-            cell = make_cell(layer, forget_bias=forget_bias, cell_clip=cell_clip,
-                             proj_clip=proj_clip, activation=activation)
-            cell = cell.to(torch.from_numpy(arrays["weight_ih"]).dtype)
-            load_layer(cell, layer, arrays)
-            cells.append(cell)
+        cells = [_cell(layer, variables, {**options, "forget_bias": next(biases)})
+                 for layer in tf_stack.layers]
         built.append(StackedRNN.from_cells(cells, batch_first=batch_first))
     return BidirectionalRNN(*built) if len(built) == 2 else built[0]
 
@@ -144,8 +148,10 @@ def _stack(pairs: list[tuple[TFLayer, TFLayer | None]], variables: Mapping[str, 
            options: dict[str, Any], batch_first: bool, residual: Any, scope: str) -> StackedRNN:
     layers = [lay for pair in pairs for lay in pair if lay is not None]
     _check_options(layers, scope, options["cell_clip"], options["proj_clip"], options["activation"])
-    fw = [_cell(f, variables, options) for f, _ in pairs]
-    bw = [None if b is None else _cell(b, variables, options) for _, b in pairs]
+    biases = forget_biases(options["forget_bias"], len(pairs), scope)
+    per_layer = [{**options, "forget_bias": bias} for bias in biases]
+    fw = [_cell(f, variables, o) for (f, _), o in zip(pairs, per_layer)]
+    bw = [None if b is None else _cell(b, variables, o) for (_, b), o in zip(pairs, per_layer)]
     return StackedRNN.from_cells(fw, backward_cells=bw if any(c is not None for c in bw) else None,
                                  batch_first=batch_first, residual=residual)
 
@@ -157,6 +163,25 @@ def _cell(layer: TFLayer, variables: Mapping[str, np.ndarray], options: dict[str
     return cell
 
 
+def forget_biases(forget_bias: float | Sequence[float], count: int, scope: str) -> list[float]:
+    """One forget bias per layer: ``forget_bias`` repeated, or checked to hold ``count`` numbers."""
+    if isinstance(forget_bias, (int, float)) and not isinstance(forget_bias, bool):
+        values = [float(forget_bias)] * count
+    elif isinstance(forget_bias, Sequence) and not isinstance(forget_bias, str):
+        values = list(forget_bias)
+        if len(values) != count or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                           for v in values):
+            raise ValueError(f"forget_bias: expected a number or {count} numbers (one per layer of "
+                             f"{scope!r}, bottom first), got {forget_bias!r}")
+        values = [float(v) for v in values]
+    else:
+        raise TypeError(f"forget_bias: expected a number or a sequence of numbers, got "
+                        f"{type(forget_bias).__name__}")
+    if not all(np.isfinite(values)):
+        raise ValueError(f"forget_bias: expected finite numbers, got {forget_bias!r}")
+    return values
+
+
 def _check_options(layers: list[TFLayer], scope: str, cell_clip: Any, proj_clip: Any,
                    activation: str) -> None:
     if cell_clip is not None and not any(lay.cell_type == "LSTMCell" for lay in layers):
@@ -165,11 +190,7 @@ def _check_options(layers: list[TFLayer], scope: str, cell_clip: Any, proj_clip:
     if proj_clip is not None and not any(lay.num_proj for lay in layers):
         raise ValueError(f"proj_clip: clips a projection, and no cell under {scope!r} has "
                          f"projection/kernel")
-    if activation not in ("tanh", "relu"):
-        raise ValueError(f"activation: expected 'tanh' or 'relu', got {activation!r}")
-    if activation == "relu" and any(lay.cell_type != "BasicRNNCell" for lay in layers):
-        raise ValueError(f"activation: 'relu' needs every cell to be a BasicRNNCell (rnnfuse's LSTM "
-                         f"and GRU use tanh); under {scope!r}: {[lay.cell_type for lay in layers]}")
+    check_activation("activation", activation)
 
 
 

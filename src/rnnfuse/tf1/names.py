@@ -35,6 +35,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from .cell_kinds import OTHER_CLASS_SCOPES, cell_types_map, kinds_that_fit
+
 __all__ = ["TF1VariableError", "TFLayer", "TFStack", "TFBidirectional", "TFStackBidirectional", "CELL_TYPES",
            "PEEPHOLES", "parse_scope", "find_rnn_scopes", "variable_shapes"]
 
@@ -51,7 +53,13 @@ _ROLES = {
 
 
 class TF1VariableError(ValueError):
-    """Variables under a scope do not make a supported RNN; lists every problem found."""
+    """Variables under a scope do not make a supported RNN; lists every problem found
+    (``missing``, ``unexpected``, ``wrong``: the names, when the error is about names)."""
+
+    def __init__(self, message: str, missing: Iterable[str] = (), unexpected: Iterable[str] = (),
+                 wrong: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.missing, self.unexpected, self.wrong = list(missing), list(unexpected), list(wrong)
 
 
 class TFLayer(NamedTuple):
@@ -108,7 +116,8 @@ class _Problems:
                          "shadows are skipped already)")
         if parts:
             raise TF1VariableError(f"variables under scope {scope!r} do not match a TF1 RNN:\n  "
-                                   + "\n  ".join(parts))
+                                   + "\n  ".join(parts), self.missing,
+                                   [u.split(": ")[0] for u in self.unexpected], self.wrong)
 
 
 def find_rnn_scopes(names: Iterable[str]) -> list[str]:
@@ -117,7 +126,7 @@ def find_rnn_scopes(names: Iterable[str]) -> list[str]:
     for name in names:
         parts = name.split("/")
         for i, part in enumerate(parts):
-            if part in CELL_TYPES or part == "multi_rnn_cell":
+            if part in CELL_TYPES or part == "multi_rnn_cell":  # cell_<i>/ holds a cell of any name
                 found.add("/".join(parts[:i]))
                 break
     scopes = set()
@@ -130,9 +139,16 @@ def find_rnn_scopes(names: Iterable[str]) -> list[str]:
     return sorted(scopes)
 
 
-def parse_scope(shapes: Mapping[str, Any], scope: str = "rnn",
-                ignore: Iterable[str] = ()) -> TFStack | TFBidirectional | TFStackBidirectional:
-    """Read the RNN under ``scope`` from ``{tf_name: shape}`` (arrays work too)."""
+def parse_scope(shapes: Mapping[str, Any], scope: str = "rnn", ignore: Iterable[str] = (),
+                cell_types: Mapping[str, str] | None = None) -> TFStack | TFBidirectional | TFStackBidirectional:
+    """Read the RNN under ``scope`` from ``{tf_name: shape}`` (arrays work too).
+
+    A cell's scope is normally its class's (``lstm_cell``, ...); a cell built with ``name=``
+    has that name instead, and its kind is told from its variables and shapes.  Where they
+    fit two kinds (``kernel`` [in + H, H] and ``bias`` [H] fit a BasicRNNCell of H units and,
+    when H is a multiple of 4, an LSTM of H/4), ``cell_types`` names it:
+    ``{cell scope name or full path: TF class name}``, e.g. ``{"plain": "BasicRNNCell"}``.
+    """
     if not isinstance(scope, str) or not scope.strip("/"):
         raise ValueError(f"scope: expected a TF scope name such as 'rnn', got {scope!r}")
     scope = scope.strip("/")
@@ -144,23 +160,25 @@ def parse_scope(shapes: Mapping[str, Any], scope: str = "rnn",
         hint = f"RNN scopes in the checkpoint: {found}" if found else "the checkpoint holds no TF1 RNN cells"
         raise TF1VariableError(f"scope: no variables under {scope!r}; {hint}")
     problems = _Problems()
+    types = cell_types_map(cell_types, CELL_TYPES)
     tops = {r.split("/")[0] for r in rel}
     if any(r.split("/")[1:2] == ["bidirectional_rnn"] for r in rel):
-        return _parse_stack_bidirectional(shapes, scope, rel, patterns, problems)
+        return _parse_stack_bidirectional(shapes, scope, rel, patterns, problems, cell_types)
     if tops & {"fw", "bw"}:
         problems.unexpected += [f"{scope}/{r}" for r in rel if r.split("/")[0] not in ("fw", "bw")]
         problems.missing += [f"{scope}/{side}/..." for side in ("fw", "bw") if side not in tops]
         problems.check(scope)
-        stacks = [_parse_stack(f"{scope}/{side}", _sub(rel, side), problems) for side in ("fw", "bw")]
+        stacks = [_parse_stack(f"{scope}/{side}", _sub(rel, side), problems, types) for side in ("fw", "bw")]
         problems.check(scope)
         return TFBidirectional(scope, *stacks)
-    stack = _parse_stack(scope, rel, problems)
+    stack = _parse_stack(scope, rel, problems, types)
     problems.check(scope)
     return stack
 
 
 def _parse_stack_bidirectional(shapes: Mapping[str, Any], scope: str, rel: dict[str, Any],
-                                patterns: list[str], problems: _Problems) -> TFStackBidirectional:
+                                patterns: list[str], problems: _Problems,
+                                cell_types: Mapping[str, str] | None) -> TFStackBidirectional:
     """``<scope>/cell_<i>/bidirectional_rnn/{fw,bw}/<cell>/...``: one cell a side per layer."""
     layers: dict[int, str] = {}
     for r in rel:
@@ -175,7 +193,7 @@ def _parse_stack_bidirectional(shapes: Mapping[str, Any], scope: str, rel: dict[
     problems.check(scope)
     parsed: list[TFBidirectional] = []
     for i in range(count):
-        layer = parse_scope(shapes, layers[i], patterns)
+        layer = parse_scope(shapes, layers[i], patterns, cell_types)
         if not isinstance(layer, TFBidirectional):
             raise TF1VariableError(f"{layers[i]}: expected fw/ and bw/ (a bidirectional_dynamic_rnn)")
         for side in (layer.fw, layer.bw):
@@ -205,9 +223,9 @@ def _sub(rel: Mapping[str, Any], top: str) -> dict[str, Any]:
     return {r[len(top) + 1:]: s for r, s in rel.items() if r.startswith(top + "/")}
 
 
-def _parse_stack(scope: str, rel: dict[str, Any], problems: _Problems) -> TFStack:
+def _parse_stack(scope: str, rel: dict[str, Any], problems: _Problems, types: dict[str, str]) -> TFStack:
     if "multi_rnn_cell" not in {r.split("/")[0] for r in rel}:
-        return TFStack(scope, False, _parse_cells([(scope, rel)], problems))
+        return TFStack(scope, False, _parse_cells([(scope, rel)], problems, types))
     problems.unexpected += [f"{scope}/{r}" for r in rel if not r.startswith("multi_rnn_cell/")]
     cells: dict[int, dict[str, Any]] = {}
     for r, shape in _sub(rel, "multi_rnn_cell").items():
@@ -219,22 +237,26 @@ def _parse_stack(scope: str, rel: dict[str, Any], problems: _Problems) -> TFStac
     count = max(cells, default=-1) + 1
     problems.missing += [f"{scope}/multi_rnn_cell/cell_{i}/..." for i in range(count) if i not in cells]
     dirs = [(f"{scope}/multi_rnn_cell/cell_{i}", cells[i]) for i in sorted(cells)]
-    return TFStack(scope, True, _parse_cells(dirs, problems))
+    return TFStack(scope, True, _parse_cells(dirs, problems, types))
 
 
-def _parse_cells(dirs: list[tuple[str, dict[str, Any]]], problems: _Problems) -> tuple[TFLayer, ...]:
+def _parse_cells(dirs: list[tuple[str, dict[str, Any]]], problems: _Problems,
+                 types: dict[str, str]) -> tuple[TFLayer, ...]:
     layers: list[TFLayer] = []
     for path, rel in dirs:
         names = sorted({r.split("/")[0] for r in rel})
-        unknown = [n for n in names if n not in CELL_TYPES]
-        if unknown:
-            known = ", ".join(f"{k} ({v})" for k, v in CELL_TYPES.items())
+        known = [n for n in names if n in CELL_TYPES] or (names if len(names) == 1 else [])
+        if not known:
+            cells = ", ".join(f"{k} ({v})" for k, v in CELL_TYPES.items())
             raise TF1VariableError(
-                f"unknown cell {unknown[0]!r} at {path}/{unknown[0]} (variables: "
-                f"{sorted(f'{path}/{r}' for r in rel)}); rnnfuse reads {known}")
+                f"no cell at {path}: its variables {sorted(f'{path}/{r}' for r in rel)} sit in "
+                f"{len(names)} scopes {names}, none a TF1 cell's ({cells}), and a cell built with "
+                f"name= holds its variables in one scope")
+        name = known[0]
         if len(names) > 1:
-            problems.unexpected += [f"{path}/{r}" for r in rel if r.split("/")[0] != names[0]]
-        layer = _parse_cell(f"{path}/{names[0]}", names[0], _sub(rel, names[0]), problems)
+            problems.unexpected += [f"{path}/{r}" for r in rel if r.split("/")[0] != name]
+        kind = name if name in CELL_TYPES else _kind(f"{path}/{name}", _sub(rel, name), types)
+        layer = _parse_cell(f"{path}/{name}", kind, _sub(rel, name), problems)
         if layer is not None and layers and layer.input_size != layers[-1].output_size:
             kernel = layer.variables.get("kernel") or layer.variables["gates/kernel"]
             problems.wrong.append(
@@ -243,6 +265,37 @@ def _parse_cells(dirs: list[tuple[str, dict[str, Any]]], problems: _Problems) ->
         if layer is not None:
             layers.append(layer)
     return tuple(layers)
+
+
+def _kind(path: str, rel: dict[str, Any], types: dict[str, str]) -> str:
+    """The kind of a cell whose scope is not a TF class name (built with ``name=``), from
+    ``cell_types`` or its variables and shapes; ambiguous or unknown: an error saying what to pass."""
+    given = types.get(path) or types.get(path.rsplit("/", 1)[-1])
+    if given:
+        return given
+    roles = {"/".join(filter(None, [r.rpartition("/")[0], _ALIASES.get(r.rpartition("/")[2],
+                                                                        r.rpartition("/")[2])])): shape
+             for r, shape in rel.items()}
+    name = path.rsplit("/", 1)[-1]
+    if name in OTHER_CLASS_SCOPES:
+        known = ", ".join(f"{k} ({v})" for k, v in CELL_TYPES.items())
+        raise TF1VariableError(
+            f"unknown cell {name!r} at {path}: the scope of a TF cell class rnnfuse does not read "
+            f"(variables: {sorted(f'{path}/{r}' for r in rel)}); rnnfuse reads {known}, and cells "
+            f"built with name= by their variables; if its math is one of these, "
+            f"cell_types={{{name!r}: 'LSTMCell'}} (or another) reads it as that class")
+    fits = kinds_that_fit(roles)
+    if len(fits) == 1:
+        return fits[0][0]
+    variables = sorted(f"{path}/{r} {list(shape)}" for r, shape in rel.items())
+    if not fits:
+        known = ", ".join(f"{k} ({v})" for k, v in CELL_TYPES.items())
+        raise TF1VariableError(f"unknown cell {name!r} at {path} (variables: {variables}): its "
+                               f"variables fit no TF1 cell; rnnfuse reads {known}")
+    raise TF1VariableError(
+        f"cell_types: the cell at {path} (built with name={name!r}) has variables {variables}, "
+        f"which fit both {fits[0][1]} and {fits[1][1]}; pass cell_types={{{name!r}: 'LSTMCell'}} "
+        f"or {{{name!r}: 'BasicRNNCell'}} (rnnfuse convert: --cell-type {name}=LSTMCell)")
 
 
 def _parse_cell(path: str, kind: str, rel: dict[str, Any], problems: _Problems) -> TFLayer | None:

@@ -9,8 +9,18 @@ optimizer scalars (``beta1_power``, ``beta2_power``), ``global_step``, and, when
 shadows have the variable's shape and sit under its name, so a loader that matches cells by
 prefix would take ``.../kernel/Adam`` for a kernel: :func:`split` separates them first.
 
-Only names that are recognised are set aside: a slot must be the child of a variable that
-is in the checkpoint; anything else stays and is reported by the strict loader.
+An optimizer built inside a variable scope puts that scope in front of its slots:
+``tf.contrib.layers.optimize_loss`` wrote ``OptimizeLoss/<var>/Adam`` (and the scalar
+``OptimizeLoss/learning_rate``), ``with tf.variable_scope("train_step"): minimize()``
+``train_step/<var>/Adam``, and a model built and trained under one scope ``tagger`` gets
+``tagger/tagger/<var>/Adam``.  A slot or shadow is therefore recognised by its suffix and
+the variable it shadows: ``<scope>/<var>/<Slot>`` with ``<var>`` in the checkpoint (the
+scope may be empty) and, when a scope is in front, of ``<var>``'s shape; the scalars
+directly under such a scope (``learning_rate``, ``beta1_power``, ``global_step``) are the
+optimizer's too.
+
+Only names that are recognised are set aside: a slot must shadow a variable that is in the
+checkpoint; anything else stays and is reported by the strict loader.
 
 >>> names = {"rnn/basic_lstm_cell/kernel": (7, 16), "rnn/basic_lstm_cell/kernel/Adam": (7, 16),
 ...          "rnn/basic_lstm_cell/kernel/Adam_1": (7, 16), "beta1_power": (), "global_step": ()}
@@ -35,6 +45,7 @@ SLOT_NAMES = ("Adam", "Momentum", "RMSProp", "Adagrad", "AdagradDA", "Adadelta",
 EMA_SUFFIX = "ExponentialMovingAverage"
 _SLOT = re.compile(r"(%s)(_\d+)?" % "|".join(SLOT_NAMES))
 _NON_SLOT = re.compile(r"(beta1_power|beta2_power)(_\d+)?|global_step")
+_SCOPE_SCALAR = re.compile(r"learning_rate(_\d+)?")  # only directly under an optimizer's scope
 
 V = TypeVar("V")
 
@@ -51,6 +62,7 @@ class Skipped:
     scalars: list[str] = field(default_factory=list)  # beta1_power, global_step, ...
     shadows: list[str] = field(default_factory=list)  # <var>/ExponentialMovingAverage
     raw: list[str] = field(default_factory=list)  # with use_ema: the raw values replaced by shadows
+    scopes: set[str] = field(default_factory=set)  # scopes in front of slots/shadows, e.g. OptimizeLoss
 
     @property
     def names(self) -> list[str]:
@@ -70,6 +82,8 @@ class Skipped:
         if self.shadows:
             what = "used in place of the raw values" if self.raw else "not loaded; use_ema=True loads them"
             parts.append(f"{EMA_SUFFIX} shadows for {_count(len(self.shadows))} ({what})")
+        if self.scopes:
+            parts.append(f"under the optimizer scope{'s' * (len(self.scopes) > 1)} {sorted(self.scopes)}")
         return ", ".join(parts) if parts else "nothing"
 
 
@@ -90,25 +104,32 @@ def split(variables: Mapping[str, V], use_ema: bool = False,
     shadow gets the shadow's value.  ``scope`` (optional) limits the EMA check: every
     variable under it must have a shadow, else :class:`EMAError` names those without.
     """
-    names = set(variables)
     kept: dict[str, V] = {}
     skipped = Skipped()
+    owners: dict[str, str] = {}  # shadow -> the variable it shadows
     for name, value in variables.items():
-        owner, _, last = name.rpartition("/")
-        if owner in names and last == EMA_SUFFIX:
+        last = name.rpartition("/")[2]
+        owner = _shadowed(name, variables, skipped.scopes) if (
+            last == EMA_SUFFIX or _SLOT.fullmatch(last)) else None
+        if owner is not None and last == EMA_SUFFIX:
             skipped.shadows.append(name)
-        elif owner in names and _SLOT.fullmatch(last):
+            owners[name] = owner
+        elif owner is not None:
             skipped.slots.setdefault(_optimizer(last), []).append(name)
         elif _NON_SLOT.fullmatch(last):
             skipped.scalars.append(name)
         else:
             kept[name] = value
+    for name in [n for n in kept if _SCOPE_SCALAR.fullmatch(n.rpartition("/")[2])
+                 and n.rpartition("/")[0] in skipped.scopes]:
+        skipped.scalars.append(name)
+        del kept[name]
     # Slots of a shadow or of a slot (rare) were caught above since their owner is a name.
     if use_ema:
         if not skipped.shadows:
             raise EMAError(f"use_ema: the checkpoint holds no '<var>/{EMA_SUFFIX}' shadows "
                            f"(ExponentialMovingAverage was not saved); load without use_ema")
-        shadows = {n.rpartition("/")[0]: n for n in skipped.shadows}
+        shadows = {owners[n]: n for n in skipped.shadows}
         prefix = scope.strip("/") + "/" if scope else ""
         lacking = sorted(n for n in kept if n.startswith(prefix) and n not in shadows
                          and _is_float(variables[n]))
@@ -120,6 +141,26 @@ def split(variables: Mapping[str, V], use_ema: bool = False,
                 kept[var] = variables[shadow]
                 skipped.raw.append(var)
     return kept, skipped
+
+
+def _shadowed(name: str, variables: Mapping[str, Any], scopes: set[str]) -> str | None:
+    """The variable a slot or shadow ``[<scope>/]<var>/<suffix>`` shadows, or ``None``; a
+    scope in front (added to ``scopes``) needs ``<var>``'s shape to match the slot's."""
+    parts = name.split("/")[:-1]
+    for start in range(len(parts)):
+        owner = "/".join(parts[start:])
+        if owner not in variables or owner == name:
+            continue
+        if start and _shape_of(variables[owner]) != _shape_of(variables[name]):
+            continue
+        if start:
+            scopes.add("/".join(parts[:start]))
+        return owner
+    return None
+
+
+def _shape_of(value: Any) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else tuple(getattr(value, "shape", ()))
 
 
 def _is_float(value: Any) -> bool:

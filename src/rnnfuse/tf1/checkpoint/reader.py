@@ -43,7 +43,8 @@ from .crc import crc32c, mask_crc, masked_crc32c
 from .proto import DT_BFLOAT16, DTYPES, BundleEntry, check_header, entry_dtype, parse_entry
 from .table import TableError, read_table, read_varint
 
-__all__ = ["CheckpointError", "VariableInfo", "list_variables", "read_checkpoint"]
+__all__ = ["CheckpointError", "VariableInfo", "list_variables", "read_checkpoint", "read_object_bundle",
+           "is_object_based", "OBJECT_BASED"]
 
 
 MAX_INDEX_BYTES = GIB  # a .index file holds names and offsets, never tensor data
@@ -147,6 +148,8 @@ def _parse_index(path: Path, table: list[tuple[bytes, bytes]],
                                  f"shard, got shape {list(entry.shape)} in shard {entry.shard_id}")
             strings[entry.name] = entry
             continue
+        if entry.dtype == _DT_STRING and entry.name == _OBJECT_GRAPH:
+            raise TableError(OBJECT_BASED)
         entry_dtype(entry)
         if not entry.slices:
             _check_part(entry, num_shards)
@@ -306,6 +309,19 @@ def _result_dtype(entry: BundleEntry) -> np.dtype:
 
 
 _DT_STRING = 7
+_OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
+#: Why a TF1 reader refuses a TF2 checkpoint, and what reads it.
+OBJECT_BASED = ("a TF2 object-based checkpoint (it holds _CHECKPOINTABLE_OBJECT_GRAPH: written by "
+                "tf.train.Checkpoint or Keras save_weights), not a TF1 Saver checkpoint; its "
+                "Keras layers load with rnnfuse.stack_from_keras(prefix) "
+                "(`rnnfuse inspect PREFIX`, `rnnfuse convert PREFIX --out FILE`)")
+
+
+def is_object_based(prefix: str | os.PathLike[str]) -> bool:
+    """Whether ``prefix`` is a TF2 object-based checkpoint (reads the index only)."""
+    strings: dict[str, BundleEntry] = {}
+    _load_index(_prefix(prefix), strings)
+    return _OBJECT_GRAPH in strings
 
 
 def read_object_bundle(prefix: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:

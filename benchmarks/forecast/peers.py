@@ -58,13 +58,18 @@ def _long(cv, models: list[str], first_origin: int):  # -> pandas.DataFrame
     return pd.concat(parts, ignore_index=True)
 
 
-def run_stats(series: PanelSeries, frame, windows: int) -> tuple[object, dict[str, float]]:
+STATS = ("AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive", "Naive")
+NEURAL = ("NHITS", "LSTM")
+
+
+def run_stats(series: PanelSeries, frame, windows: int, chosen: tuple[str, ...] = STATS) -> tuple[object, dict[str, float]]:
     from statsforecast import StatsForecast
     from statsforecast.models import AutoARIMA, AutoETS, AutoTheta, Naive, SeasonalNaive
 
     m = max(1, round(series.period))
     models = [AutoETS(season_length=m), AutoARIMA(season_length=m), AutoTheta(season_length=m),
               SeasonalNaive(season_length=m), Naive()]
+    models = [model for model in models if str(model) in chosen]
     seconds: dict[str, float] = {}
     outputs = []
     for model in models:
@@ -79,7 +84,8 @@ def run_stats(series: PanelSeries, frame, windows: int) -> tuple[object, dict[st
     return merged, seconds
 
 
-def run_neural(series: PanelSeries, frame, windows: int, seeds: int) -> tuple[object, dict[str, float], list[str]]:
+def run_neural(series: PanelSeries, frame, windows: int, seeds: int,
+               chosen: tuple[str, ...] = NEURAL) -> tuple[object, dict[str, float], list[str]]:
     import logging
 
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
@@ -94,7 +100,7 @@ def run_neural(series: PanelSeries, frame, windows: int, seeds: int) -> tuple[ob
     names: list[str] = []
     seconds: dict[str, float] = {}
     merged = None
-    for kind, cls in (("NHITS", NHITS), ("LSTM", LSTM)):
+    for kind, cls in [(k, c) for k, c in (("NHITS", NHITS), ("LSTM", LSTM)) if k in chosen]:
         for seed in range(seeds):
             alias = f"{kind}-seed{seed}"
             began = time.perf_counter()
@@ -107,7 +113,10 @@ def run_neural(series: PanelSeries, frame, windows: int, seeds: int) -> tuple[ob
     return merged, seconds, names
 
 
-def run_series(series: PanelSeries, out: Path, seeds: int, neural: bool) -> None:
+def run_series(series: PanelSeries, out: Path, seeds: int, models: tuple[str, ...]) -> None:
+    """Every model of ``models`` on one series: ``OUT/peers/<name>.csv`` for the whole set, or
+    ``OUT/peers/<name>-<models>.csv`` for a part of it (``report.py`` reads both), so that a
+    slow model can run in a process of its own beside the others."""
     import pandas as pd
 
     frame = _frame(series, out / "data" / f"{series.name}.csv")
@@ -115,17 +124,20 @@ def run_series(series: PanelSeries, out: Path, seeds: int, neural: bool) -> None
     test = series.stretch(n)
     windows = test - series.horizon + 1
     first_origin = n - test - 1
-    stats, seconds = run_stats(series, frame, windows)
-    stat_models = [c for c in stats.columns if c not in ("unique_id", "ds", "cutoff", "y")]
-    parts = [_long(stats, stat_models, first_origin)]
-    if neural:
-        cv, nf_seconds, names = run_neural(series, frame, windows, seeds)
+    parts, seconds = [], {}
+    if any(m in STATS for m in models):
+        stats, seconds = run_stats(series, frame, windows, models)
+        stat_models = [c for c in stats.columns if c not in ("unique_id", "ds", "cutoff", "y")]
+        parts.append(_long(stats, stat_models, first_origin))
+    if any(m in NEURAL for m in models):
+        cv, nf_seconds, names = run_neural(series, frame, windows, seeds, models)
         parts.append(_long(cv, names, first_origin))
         seconds |= nf_seconds
     folder = out / "peers"
     folder.mkdir(parents=True, exist_ok=True)
-    pd.concat(parts, ignore_index=True).to_csv(folder / f"{series.name}.csv", index=False)
-    (folder / f"{series.name}.json").write_text(json.dumps({"seconds": seconds, "origins": windows, "rows": n}, indent=1))
+    stem = series.name if set(models) == set(STATS + NEURAL) else f"{series.name}-{'-'.join(models).lower()}"
+    pd.concat(parts, ignore_index=True).to_csv(folder / f"{stem}.csv", index=False)
+    (folder / f"{stem}.json").write_text(json.dumps({"seconds": seconds, "origins": windows, "rows": n}, indent=1))
     print(f"{series.name}: {windows} test origins; " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()), flush=True)
 
 
@@ -135,6 +147,7 @@ def main() -> int:
     parser.add_argument("--series", default="", help="comma-separated names (default: the whole panel)")
     parser.add_argument("--nf-seeds", type=int, default=1)
     parser.add_argument("--no-neural", action="store_true")
+    parser.add_argument("--models", default="", help=f"comma-separated, from {','.join(STATS + NEURAL)} (default: all)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as rnnfuse's models)")
     args = parser.parse_args()
     os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
@@ -142,9 +155,13 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)  # as rnnfuse's demo trains each model on one thread
     chosen = set(filter(None, args.series.split(",")))
+    models = tuple(m for m in STATS + NEURAL if not args.models or m in args.models.split(","))
+    models = tuple(m for m in models if not (args.no_neural and m in NEURAL))
+    if not models or (args.models and set(args.models.split(",")) - set(STATS + NEURAL)):
+        parser.error(f"--models: expected names from {','.join(STATS + NEURAL)}, got {args.models!r}")
     for series in PANEL:
         if not chosen or series.name in chosen:
-            run_series(series, args.out, args.nf_seeds, not args.no_neural)
+            run_series(series, args.out, args.nf_seeds, models)
     return 0
 
 

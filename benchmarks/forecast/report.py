@@ -56,10 +56,15 @@ def _scale(series: PanelSeries, data: Path, test_start: int) -> float:
 
 def series_scores(series: PanelSeries, out: Path) -> dict[str, float] | None:
     """Test MAE per model for one series, or ``None`` when a side is missing."""
-    mine_path, theirs_path = out / "rnnfuse" / series.name / "forecasts.csv", out / "peers" / f"{series.name}.csv"
-    if not mine_path.exists() or not theirs_path.exists():
+    mine_path = out / "rnnfuse" / series.name / "forecasts.csv"
+    theirs_paths = sorted((out / "peers").glob(f"{series.name}.csv")) + sorted((out / "peers").glob(f"{series.name}-*.csv"))
+    if not mine_path.exists() or not theirs_paths:
         return None
-    mine, theirs = _read_test(mine_path, "row"), _read_test(theirs_path, "model")
+    mine, theirs = _read_test(mine_path, "row"), {}
+    for path in theirs_paths:  # the whole set, then parts run apart; a model's first file counts
+        theirs = _read_test(path, "model") | theirs
+    if "SeasonalNaive" not in theirs:
+        return None
     results = json.loads((out / "rnnfuse" / series.name / "results.json").read_text())
     keys = set(mine["seasonal naive"])
     for model, cells in theirs.items():
@@ -96,9 +101,10 @@ def table(out: Path) -> str:
     for model in models:
         ratios = [r[model] / r["seasonal naive"] for r in per_series.values() if model in r]
         cells = [f"{r[model] / r['seasonal naive']:.3f}" if model in r else "-" for r in per_series.values()]
-        geo = math.exp(np.mean(np.log(ratios))) if len(ratios) == len(per_series) else float("nan")
+        geo = math.exp(np.mean(np.log(ratios)))
+        partial = f" ({len(ratios)} series)" if len(ratios) < len(per_series) else ""
         wins = sum(x < 1 for x in ratios)
-        lines.append(f"| {model} | " + " | ".join(cells) + f" | {geo:.3f} | {wins}/{len(ratios)} |")
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {geo:.3f}{partial} | {wins}/{len(ratios)} |")
     mase = ["", "MASE (test MAE / in-sample seasonal-naive MAE before the test stretch):", "",
             "| model | " + " | ".join(per_series) + " |", "|---|" + "---:|" * len(per_series)]
     for model in ["seasonal naive", *models]:

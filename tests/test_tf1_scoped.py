@@ -5,8 +5,6 @@ hand-stepped decoder beside its output layer."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -15,20 +13,9 @@ from rnnfuse import LSTMState, load
 from rnnfuse.cli import main
 from rnnfuse.tf1 import TF1VariableError, load_stack
 
-LEGACY = Path(__file__).parent / "fixtures" / "legacy"
-TOL = 1e-6
+from legacy_cases import LEGACY, close, io
+
 NAMED = LEGACY / "tf1_named_cells" / "model"
-
-
-def io(case: str) -> dict[str, np.ndarray]:
-    with np.load(LEGACY / case / "io.npz") as data:
-        return {k: data[k] for k in data.files}
-
-
-def close(got: torch.Tensor, want: np.ndarray) -> None:
-    got_np = got.detach().numpy()
-    assert got_np.shape == want.shape
-    assert float(np.abs(got_np - want).max()) <= TOL
 
 
 def state_close(state, data: dict[str, np.ndarray], prefix: str) -> None:

@@ -6,7 +6,6 @@ sequences)."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,23 +16,12 @@ from rnnfuse.cli import main
 from rnnfuse.convert.tf2 import read_object_checkpoint, stack_from_tf2
 from rnnfuse.tf1 import CheckpointError, load_stack, read_checkpoint
 
-LEGACY = Path(__file__).parent / "fixtures" / "legacy"
-TOL = 1e-6
+from legacy_cases import LEGACY, close, io
+
 CKPT = LEGACY / "tf2_checkpoint" / "ckpt-1"
 WEIGHTS = LEGACY / "tf2_save_weights" / "weights"
 NOBIAS = LEGACY / "tf2_gru_nobias" / "ckpt-1"
 SAVED = LEGACY / "tf2_saved_model" / "saved_model"
-
-
-def io(case: str) -> dict[str, np.ndarray]:
-    with np.load(LEGACY / case / "io.npz") as data:
-        return {k: data[k] for k in data.files}
-
-
-def close(got: torch.Tensor, want: np.ndarray) -> None:
-    got_np = got.detach().numpy()
-    assert got_np.shape == want.shape
-    assert float(np.abs(got_np - want).max()) <= TOL
 
 
 def one_layer(stack: StackedRNN, k: int) -> StackedRNN:

@@ -14,7 +14,7 @@ from typing import Any
 from .config import ConfigError, DataConfig
 from .data import EMBEDDED_COVARIATES, Series, load_series
 
-__all__ = ['true_period', 'parse_period', 'demo_data', 'with_stop_stretch']
+__all__ = ["true_period", "parse_period", "demo_data", "with_stop_stretch"]
 
 def true_period(series: Series, data: DataConfig, given: float | None = None) -> float:
     """The seasonal period in steps: ``given`` (``--period``, may be fractional; 1: none), else
@@ -65,30 +65,35 @@ def demo_data(given: dict[str, Any], period: float | None) -> tuple[DataConfig, 
         series = load_series(probe.csv, probe.column, probe.time_column)
         if period is None:
             period = _period_from_dates(series, probe)
+    rows = None if series is None else len(series)
     if period is None:
-        return with_stop_stretch(replace(base, **given), given), None
+        return with_stop_stretch(replace(base, **given), given, rows), None
     p = max(1, round(period))
     if p == 1:
-        length = len(series) if series is not None else len(load_series(None, base.column, base.time_column))
-        scaled = _nonseasonal_windows(length, given.get("horizon"))
+        if rows is None:
+            rows = len(load_series(None, base.column, base.time_column))
+        scaled = _nonseasonal_windows(rows, given.get("horizon"))
     else:
         scaled = _seasonal_windows(p, given.get("horizon"))
-    return with_stop_stretch(replace(base, **{**scaled, **given}), given), float(period)
+    return with_stop_stretch(replace(base, **{**scaled, **given}), given, rows), float(period)
 
 
-def with_stop_stretch(config: DataConfig, given: dict[str, Any]) -> DataConfig:
+def with_stop_stretch(config: DataConfig, given: dict[str, Any], length: int | None = None) -> DataConfig:
     """``config`` with the demo's early-stopping stretch (unless ``given`` sets ``stop_steps``):
     the networks stop, and keep their best weights, on windows before validation, so that the
     validation errors every row is chosen on are not the ones a network was stopped on.  Half
     the validation stretch, at least the horizon plus 7 steps (8 windows), and no more than
     leaves the series long enough for its other windows (:func:`~rnnfuse.app.windows.min_length`;
-    0, stopping on validation, when even the least does not fit: the report says so)."""
+    0, stopping on validation, when even the least does not fit: the report says so).
+    ``length``: the series' rows, when the caller has read it (else it is read here)."""
     from .windows import min_length
 
     if "stop_steps" in given:
         return config
     least, wanted = config.horizon + 7, max(config.horizon + 7, config.val_steps // 2)
-    spare = len(load_series(config.csv, config.column, config.time_column)) - min_length(replace(config, stop_steps=0))
+    if length is None:  # the series' rows, when the caller has not read it already
+        length = len(load_series(config.csv, config.column, config.time_column))
+    spare = length - min_length(replace(config, stop_steps=0))
     return replace(config, stop_steps=min(wanted, spare) if spare >= least else 0)
 
 

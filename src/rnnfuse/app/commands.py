@@ -274,6 +274,7 @@ def _run_summary(trainer: Any) -> str:
 
 def _final_report(trainer: Any, out: Path) -> None:
     from .checkpoint import atomic_write, json_bytes
+    from .windows import SPLIT_WORDS
     from .metrics import errors, seasonal_naive, seasonal_naive_drift, truth
     from .panel_windows import PreparedPanel
 
@@ -288,7 +289,7 @@ def _final_report(trainer: Any, out: Path) -> None:
     for name in ("model", "seasonal_naive", "seasonal_naive_drift"):
         r = report[name]
         print(f"{name:<22} val MAE {r['val']['mae']:.3f}  test MAE {r['test']['mae']:.3f}  test RMSE {r['test']['rmse']:.3f}")
-    chosen_on = "validation" if data.stop is None else "early-stopping"
+    chosen_on = SPLIT_WORDS[data.stop_split]
     print(f"best {chosen_on} MAE {report['best_val_mae']:.3f} at epoch {report['best_epoch']} -> {out / 'best.safetensors'}")
 
 
@@ -296,13 +297,14 @@ def _final_panel_report(trainer: Any, out: Path) -> None:
     """metrics.json and the terminal's summary of a panel run: over all windows, per series,
     and the geometric mean of the relative test MAE (:func:`~rnnfuse.app.panel_windows.panel_report`)."""
     from .checkpoint import atomic_write, json_bytes
+    from .windows import SPLIT_WORDS
     from .panel_windows import panel_report, report_lines
 
     report = panel_report(trainer.prepared, {s: trainer.forecasts(s) for s in ("val", "test")}, trainer.config.data.period)
     report["best_val_scaled_mae"], report["best_epoch"] = trainer.progress.best_metric, trainer.progress.best_epoch
     atomic_write(out / "metrics.json", json_bytes(report))
     print("\n".join(report_lines(report, trainer.config.data.id_column)))
-    chosen_on = "validation" if trainer.prepared.stop is None else "early-stopping"
+    chosen_on = SPLIT_WORDS[trainer.prepared.stop_split]
     print(f"best {chosen_on} scaled MAE {report['best_val_scaled_mae']:.3f} at epoch {report['best_epoch']} -> "
           f"{out / 'best.safetensors'}")
 

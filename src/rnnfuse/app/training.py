@@ -39,7 +39,7 @@ from .metrics import errors, forecast, model_inputs, truth
 from .model import build_model
 from .panel import load_panel_data
 from .panel_windows import PreparedPanel, panel_errors, prepare_panel
-from .windows import Prepared, prepare
+from .windows import SPLIT_WORDS, Prepared, prepare
 
 __all__ = ["Trainer", "TrainResult", "Progress", "StopSignal", "TrainingError", "MODEL_FORMAT"]
 
@@ -302,7 +302,7 @@ class Trainer:
         p.epoch, p.batch, p.loss_sum, p.loss_count = p.epoch + 1, 0, 0.0, 0
         metric = record.get(f"{split}_{self.metric}", math.nan)
         if self.env.is_main and not math.isfinite(metric):
-            raise TrainingError(f"the {_SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} became {metric} after epoch {p.epoch}; training "
+            raise TrainingError(f"the {SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} became {metric} after epoch {p.epoch}; training "
                                 f"stopped (the last checkpoint and best.safetensors are from before); try a lower --lr")
         improved = self.env.is_main and (p.best_metric is None or metric < p.best_metric)
         if improved:
@@ -313,7 +313,7 @@ class Trainer:
         p.stopped_early = any_flag(self.env.is_main and patience is not None and waited >= patience, self.env)
         self.save(best=improved)
         self.log(_epoch_line(record, self.epochs, improved) + (
-            f"\nno better {_SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} in {waited} steps (patience {patience}): stopped; the best "
+            f"\nno better {SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} in {waited} steps (patience {patience}): stopped; the best "
             f"weights (epoch {p.best_epoch}) are kept" if p.stopped_early else ""))
 
     def _interrupted(self, stop: StopSignal, began: float) -> TrainResult:
@@ -396,7 +396,6 @@ def _prepare(data: DataConfig, series: Series | None) -> Prepared | PreparedPane
     return prepare(series if series is not None else load_data(data), data)
 
 
-_SPLIT_WORDS = {"val": "validation", "stop": "early-stopping"}
 _METRIC_WORDS = {"mae": "MAE", "scaled_mae": "scaled MAE"}
 
 

@@ -33,7 +33,7 @@ from .config import DataConfig
 from .data import DataError, Series
 from .timegrid import DAYS_PER_YEAR
 
-__all__ = ["fit_covariates", "CovariateNorm", "with_base", "deseasonalised", "deseasonalised_forecast", "Windows", "concat_windows", "per_window", "Splits", "Prepared", "prepare", "check_length", "phases", "cycle_days", "split_origins", "fit_scale", "make_windows", "min_length", "history_length"]
+__all__ = ["SPLIT_WORDS", "fit_covariates", "CovariateNorm", "with_base", "deseasonalised", "deseasonalised_forecast", "Windows", "concat_windows", "per_window", "Splits", "Prepared", "prepare", "check_length", "phases", "cycle_days", "split_origins", "fit_scale", "make_windows", "min_length", "history_length"]
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,9 @@ class CovariateNorm:
 
     def to_dict(self) -> dict[str, list[float]]:
         return {"mean": list(self.mean), "std": list(self.std)}
+
+
+SPLIT_WORDS = {"val": "validation", "stop": "early-stopping"}  # what reports call the early-stopping split
 
 
 @dataclass(frozen=True)

@@ -22,17 +22,21 @@ from pathlib import Path
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
-import torch  # noqa: E402
+import torch
 
-from rnnfuse import StackedRNN  # noqa: E402
-from rnnfuse.export import export_onnx  # noqa: E402
+from rnnfuse import StackedRNN
+from rnnfuse.export import export_onnx
 
 
 def _cpu() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except Exception:  # noqa: BLE001  (a report, not a requirement)
+        return next(
+            line.split(":", 1)[1].strip()
+            for line in out.splitlines()
+            if line.startswith("Model name")
+        )
+    except Exception:
         return platform.processor() or "unknown"
 
 
@@ -67,20 +71,27 @@ def main() -> None:
         options.intra_op_num_threads = args.threads
         session = ort.InferenceSession(str(path), options)
     compiled = torch.compile(stack, dynamic=True)
-    print(f"CPU: {_cpu()}, {args.threads} threads; LSTM {args.sizes}, T={args.steps}, F={args.features}, forward")
+    print(
+        f"CPU: {_cpu()}, {args.threads} threads; LSTM {args.sizes}, T={args.steps}, F={args.features}, forward"
+    )
     print("| batch | eager ms | compiled ms (ratio) | onnxruntime ms (ratio) | max diff ort |")
     print("|---|---|---|---|---|")
     for b in args.batches:
         x = torch.randn(b, args.steps, args.features)
         lengths = torch.randint(1, args.steps + 1, (b,))
-        feeds = {session.get_inputs()[0].name: x.numpy(), session.get_inputs()[1].name: lengths.numpy()}
+        feeds = {
+            session.get_inputs()[0].name: x.numpy(),
+            session.get_inputs()[1].name: lengths.numpy(),
+        }
         with torch.no_grad():
             eager = _time(lambda: stack(x, lengths), args.reps)
             comp = _time(lambda: compiled(x, lengths), args.reps)
             onnx = _time(lambda: session.run(None, feeds), args.reps)
             diff = abs(session.run(None, feeds)[0] - stack(x, lengths)[0].numpy()).max()
-        print(f"| {b} | {eager * 1e3:.2f} | {comp * 1e3:.2f} ({comp / eager:.2f}x) | "
-              f"{onnx * 1e3:.2f} ({onnx / eager:.2f}x) | {diff:.1e} |")
+        print(
+            f"| {b} | {eager * 1e3:.2f} | {comp * 1e3:.2f} ({comp / eager:.2f}x) | "
+            f"{onnx * 1e3:.2f} ({onnx / eager:.2f}x) | {diff:.1e} |"
+        )
 
 
 if __name__ == "__main__":

@@ -73,11 +73,14 @@ def run_tf1(args: argparse.Namespace) -> dict[str, Any]:
             cells = [_tf1_cell(v1, kind, h, opts) for h in _hidden(sizes, args.shrink)]
             x = v1.placeholder(tf.float32, x_np.shape)
             lengths = v1.placeholder(tf.int32, len_np.shape) if opts.get("ragged") else None
-            out, _ = v1.nn.dynamic_rnn(v1.nn.rnn_cell.MultiRNNCell(cells), x, sequence_length=lengths,
-                                       dtype=tf.float32)
+            out, _ = v1.nn.dynamic_rnn(
+                v1.nn.rnn_cell.MultiRNNCell(cells), x, sequence_length=lengths, dtype=tf.float32
+            )
             loss = tf.reduce_sum(out)
             grads = v1.gradients(loss, v1.trainable_variables() + [x])
-            config = v1.ConfigProto(intra_op_parallelism_threads=args.threads, inter_op_parallelism_threads=1)
+            config = v1.ConfigProto(
+                intra_op_parallelism_threads=args.threads, inter_op_parallelism_threads=1
+            )
             with v1.Session(graph=graph, config=config) as sess:
                 sess.run(v1.global_variables_initializer())
                 feed = {x: x_np} if lengths is None else {x: x_np, lengths: len_np}
@@ -174,7 +177,9 @@ def _keras_fwd_bwd(backend: str, model: Any, x: Any) -> Callable[[], Any]:
             return tape.gradient(loss, model.trainable_variables + [x])
 
         return step
-    raise SystemExit(f"external.py: Keras backend {backend!r} is not benchmarked (use torch or tensorflow)")
+    raise SystemExit(
+        f"external.py: Keras backend {backend!r} is not benchmarked (use torch or tensorflow)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

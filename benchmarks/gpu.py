@@ -36,16 +36,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
+import torch
+from cases import CASES, Case
+from harness import compare, machine
+from workloads import Size, Workload, make_inputs
 
-from cases import CASES, Case  # noqa: E402
-from harness import compare, machine  # noqa: E402
-from workloads import Size, Workload, make_inputs  # noqa: E402
+from rnnfuse.kernels.compiled_steps import compiles_steps
 
-from rnnfuse.kernels.compiled_steps import compiles_steps  # noqa: E402
-
-GPU_CASES = ["lstm-2x256", "gru-2x256", "gru-reset-before-2x256", "peephole-lstm-2x256", "lstm-clips-proj-2x256",
-             "lstm-512-256-128", "ragged-lstm-2x256", "ragged-lstm-2x256-b8", "ragged-vs-packed-lstm-2x256"]
+GPU_CASES = [
+    "lstm-2x256",
+    "gru-2x256",
+    "gru-reset-before-2x256",
+    "peephole-lstm-2x256",
+    "lstm-clips-proj-2x256",
+    "lstm-512-256-128",
+    "ragged-lstm-2x256",
+    "ragged-lstm-2x256-b8",
+    "ragged-vs-packed-lstm-2x256",
+]
 COPY_WARNING = "not part of single contiguous chunk of memory"
 CHECK_SIZE = Size(5, 9, 16, shrink=16)  # the float64 check against the CPU: small, every path taken
 CHECK_TOLERANCE = 1e-4  # float32 on the device vs float64 on the CPU, relative to the largest value
@@ -96,7 +104,9 @@ def launches_per_step(work: Workload, device: str, steps: int, layers: int) -> f
     return kernels / (steps * layers)
 
 
-def _built(builder: Callable, x: torch.Tensor, lengths: torch.Tensor, size: Size, seed: int) -> Workload:
+def _built(
+    builder: Callable, x: torch.Tensor, lengths: torch.Tensor, size: Size, seed: int
+) -> Workload:
     torch.manual_seed(seed)  # the same initial weights on every device
     return builder(x, lengths, size)
 
@@ -104,11 +114,17 @@ def _built(builder: Callable, x: torch.Tensor, lengths: torch.Tensor, size: Size
 def check_numbers(case: Case, device: str) -> float:
     """Largest difference of rnnfuse's loss, input gradient and weight gradients on
     ``device`` (float32) from the CPU path in float64, relative to the largest value."""
-    size = CHECK_SIZE if case.batch is None else dataclasses.replace(CHECK_SIZE, batch=min(case.batch, 8))
+    size = (
+        CHECK_SIZE
+        if case.batch is None
+        else dataclasses.replace(CHECK_SIZE, batch=min(case.batch, 8))
+    )
     x_cpu, lengths = make_inputs(size, "cpu", seed=1)
     ref = _built(case.candidate, x_cpu.detach().double().requires_grad_(), lengths, size, seed=2)
     ref.module.double()
-    dev = _built(case.candidate, x_cpu.detach().to(device).requires_grad_(), lengths.to(device), size, seed=2)
+    dev = _built(
+        case.candidate, x_cpu.detach().to(device).requires_grad_(), lengths.to(device), size, seed=2
+    )
     results = []
     for work in (ref, dev):
         work.module.train()
@@ -144,35 +160,50 @@ def run_case(case: Case, size: Size, device: str, repeats: int) -> Outcome:
         fn = "forward" if mode == "fwd" else "forward_backward"
         copies += weight_copies(getattr(cand, fn))
         pair = compare(getattr(cand, fn), getattr(base, fn), repeats=repeats, device=device)
-        rows.append(f"| {case.title} | {case.baseline_name} | {mode} | {pair.a_ms:.2f} | {pair.b_ms:.2f} "
-                    f"| {pair.ratio:.3f} [{pair.ratio_low:.3f}, {pair.ratio_high:.3f}] |")
+        rows.append(
+            f"| {case.title} | {case.baseline_name} | {mode} | {pair.a_ms:.2f} | {pair.b_ms:.2f} "
+            f"| {pair.ratio:.3f} [{pair.ratio_low:.3f}, {pair.ratio_high:.3f}] |"
+        )
     mem_a, mem_b = peak_mb(cand, device), peak_mb(base, device)
     if mem_a is not None and mem_b is not None:
-        rows.append(f"| {case.title} | {case.baseline_name} | peak MiB | {mem_a:.1f} | {mem_b:.1f} "
-                    f"| {mem_a / max(mem_b, 1e-9):.3f} |")
+        rows.append(
+            f"| {case.title} | {case.baseline_name} | peak MiB | {mem_a:.1f} | {mem_b:.1f} "
+            f"| {mem_a / max(mem_b, 1e-9):.3f} |"
+        )
     launches = launches_per_step(cand, device, size.steps, len(case.sizes))
     if launches is not None:
-        rows.append(f"| {case.title} | | CUDA kernels per step and layer (fwd) | {launches:.1f} | | |")
+        rows.append(
+            f"| {case.title} | | CUDA kernels per step and layer (fwd) | {launches:.1f} | | |"
+        )
     error = _without_tf32(lambda: check_numbers(case, device))
     verdict = "ok" if error <= CHECK_TOLERANCE else "FAILED"
-    rows.append(f"| {case.title} | CPU float64 | numbers: {verdict}, largest relative difference {error:.1e}; "
-                f"weight copies {copies} | | | |")
+    rows.append(
+        f"| {case.title} | CPU float64 | numbers: {verdict}, largest relative difference {error:.1e}; "
+        f"weight copies {copies} | | | |"
+    )
     return Outcome(rows, copies, error)
 
 
 def _header(device: str, size: Size) -> list[str]:
     cuda = device.startswith("cuda")
     name = torch.cuda.get_device_name(device) if cuda else machine()["cpu"]
-    tf32 = (f", TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN TF32 {torch.backends.cudnn.allow_tf32}"
-            if cuda else "")
+    tf32 = (
+        f", TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN TF32 {torch.backends.cudnn.allow_tf32}"
+        if cuda
+        else ""
+    )
     tf32 += f", BPTT steps compiled: {'yes' if compiles_steps(torch.device(device).type) else 'no'}"
-    return [f"# rnnfuse on {device} ({name}), torch {torch.__version__}, cuDNN "
-            f"{torch.backends.cudnn.version() if cuda else 'n/a'}{tf32}", "",
-            f"batch {size.batch}, {size.steps} steps, {size.features} features; ratio = rnnfuse / baseline "
-            f"(median of alternating pairs [quartiles]); numbers checked at batch {CHECK_SIZE.batch}, "
-            f"{CHECK_SIZE.steps} steps against the CPU path in float64 (tolerance {CHECK_TOLERANCE:g})", "",
-            "| case | baseline | mode | rnnfuse ms | baseline ms | ratio [quartiles] |",
-            "|---|---|---|---|---|---|"]
+    return [
+        f"# rnnfuse on {device} ({name}), torch {torch.__version__}, cuDNN "
+        f"{torch.backends.cudnn.version() if cuda else 'n/a'}{tf32}",
+        "",
+        f"batch {size.batch}, {size.steps} steps, {size.features} features; ratio = rnnfuse / baseline "
+        f"(median of alternating pairs [quartiles]); numbers checked at batch {CHECK_SIZE.batch}, "
+        f"{CHECK_SIZE.steps} steps against the CPU path in float64 (tolerance {CHECK_TOLERANCE:g})",
+        "",
+        "| case | baseline | mode | rnnfuse ms | baseline ms | ratio [quartiles] |",
+        "|---|---|---|---|---|---|",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,9 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="also write the table to this markdown file")
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print("benchmarks/gpu.py: no CUDA device here (torch.cuda.is_available() is False), so there is no "
-              "cuDNN to compare against; nothing was measured.  Run it on a GPU machine, or with "
-              "--device cpu to exercise the script on the CPU.")
+        print(
+            "benchmarks/gpu.py: no CUDA device here (torch.cuda.is_available() is False), so there is no "
+            "cuDNN to compare against; nothing was measured.  Run it on a GPU machine, or with "
+            "--device cpu to exercise the script on the CPU."
+        )
         return 0
     size = Size(8, 12, 16, shrink=16) if args.quick else Size(64, 100, 128)
     repeats = args.repeats or (3 if args.quick else 15)
@@ -199,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(outcome.rows), flush=True)
         if outcome.copies or outcome.error > CHECK_TOLERANCE:
             failed.append(case.name)
-    lines += ["", f"{time.perf_counter() - started:.0f} s; checks failed: {', '.join(failed) or 'none'}"]
+    lines += [
+        "",
+        f"{time.perf_counter() - started:.0f} s; checks failed: {', '.join(failed) or 'none'}",
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

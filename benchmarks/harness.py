@@ -17,8 +17,16 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Pair", "compare", "time_one", "sgemm_peak_gflops", "percent_of_peak", "machine", "load_average",
-           "cpu_file_name"]
+__all__ = [
+    "Pair",
+    "compare",
+    "time_one",
+    "sgemm_peak_gflops",
+    "percent_of_peak",
+    "machine",
+    "load_average",
+    "cpu_file_name",
+]
 
 
 @dataclass
@@ -79,15 +87,25 @@ def compare(
     )
 
 
-def time_one(fn: Callable[[], object], repeats: int = 9, warmup: int = 2, device: str = "cpu") -> float:
+def time_one(
+    fn: Callable[[], object], repeats: int = 9, warmup: int = 2, device: str = "cpu"
+) -> float:
     """Median time of ``fn`` in ms (for absolute numbers only; ratios use :func:`compare`)."""
     for _ in range(warmup):
         fn()
     return statistics.median(_timed(fn, device) for _ in range(repeats)) * 1e3
 
 
-PEAK_SHAPES = ((256, 256, 256), (384, 384, 384), (512, 512, 512), (768, 768, 768), (1024, 1024, 1024),
-               (2048, 2048, 2048), (64, 256, 1024), (6400, 256, 1024))
+PEAK_SHAPES = (
+    (256, 256, 256),
+    (384, 384, 384),
+    (512, 512, 512),
+    (768, 768, 768),
+    (1024, 1024, 1024),
+    (2048, 2048, 2048),
+    (64, 256, 1024),
+    (6400, 256, 1024),
+)
 """(m, k, n) products timed for the sgemm peak: squares of several sizes (a small one reaches
 the peak inside one quiet moment of a shared machine, a large one amortises the packing)
 and the shapes the kernels run (one step's recurrent product, one layer's input product)."""
@@ -158,7 +176,9 @@ def _cpu_model() -> str:
 
 def cpu_file_name(cpu: str) -> str:
     """A file name for a CPU model: ``AMD EPYC 7B13`` -> ``amd-epyc-7b13``."""
-    name = "".join(ch if ch.isalnum() else "-" for ch in cpu.lower().replace("(r)", "").replace("(tm)", ""))
+    name = "".join(
+        ch if ch.isalnum() else "-" for ch in cpu.lower().replace("(r)", "").replace("(tm)", "")
+    )
     while "--" in name:
         name = name.replace("--", "-")
     return name.strip("-") or "unknown-cpu"

@@ -23,10 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import torch  # noqa: E402
-
-from cases import case_by_name  # noqa: E402
-from workloads import Size, make_inputs  # noqa: E402
+import torch
+from cases import case_by_name
+from workloads import Size, make_inputs
 
 
 def _status_kb(field: str) -> int:
@@ -74,8 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     size = Size(args.batch, args.steps, args.features, args.shrink)
-    json.dump({"case": args.case, "which": args.which, "peak_mb": peak_extra_mb(args.case, args.which, size)},
-              sys.stdout)
+    json.dump(
+        {
+            "case": args.case,
+            "which": args.which,
+            "peak_mb": peak_extra_mb(args.case, args.which, size),
+        },
+        sys.stdout,
+    )
     print()
     return 0
 

@@ -21,9 +21,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
-from torch.profiler import ProfilerActivity, profile  # noqa: E402
-
 from cases import case_by_name  # noqa: E402
+from torch.profiler import ProfilerActivity, profile  # noqa: E402
 from workloads import Size, make_inputs  # noqa: E402
 
 
@@ -47,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     run()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         run()
-    print(f"{case.name} {args.mode} ({'baseline' if args.baseline else 'candidate'}), "
-          f"{args.threads} threads, load {os.getloadavg()}")
+    print(
+        f"{case.name} {args.mode} ({'baseline' if args.baseline else 'candidate'}), "
+        f"{args.threads} threads, load {os.getloadavg()}"
+    )
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
     return 0
 

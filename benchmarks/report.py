@@ -20,19 +20,25 @@ def _verdict(value: float, bar: float | None, goal: float | None) -> str:
 
 def bar_table(rows: list[dict], memory: list[dict]) -> list[str]:
     """The speed goals: each measured ratio against its bar (and goal)."""
-    lines = ["| case | mode | measured ratio [quartiles] | best-of ratio | bar | goal | (median) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| case | mode | measured ratio [quartiles] | best-of ratio | bar | goal | (median) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if r["bar"] is None:
             continue
         goal = "" if r["goal"] is None else f"≤ {r['goal']:.2f}"
-        lines.append(f"| {r['title']} (vs {r['baseline']}) | {r['mode']} | {r['ratio']:.3f} "
-                     f"[{r['low']:.3f}, {r['high']:.3f}] | {_best(r)} | ≤ {r['bar']:.2f} | {goal} | "
-                     f"{_verdict(r['ratio'], r['bar'], r['goal'])} |")
+        lines.append(
+            f"| {r['title']} (vs {r['baseline']}) | {r['mode']} | {r['ratio']:.3f} "
+            f"[{r['low']:.3f}, {r['high']:.3f}] | {_best(r)} | ≤ {r['bar']:.2f} | {goal} | "
+            f"{_verdict(r['ratio'], r['bar'], r['goal'])} |"
+        )
     for m in memory:
         if m["bar"] is not None:
-            lines.append(f"| peak memory, {m['case']} (vs baseline) | fwd+bwd | {m['ratio']:.3f} | | ≤ {m['bar']:.2f} | "
-                         f"| {_verdict(m['ratio'], m['bar'], None)} |")
+            lines.append(
+                f"| peak memory, {m['case']} (vs baseline) | fwd+bwd | {m['ratio']:.3f} | | ≤ {m['bar']:.2f} | "
+                f"| {_verdict(m['ratio'], m['bar'], None)} |"
+            )
     return lines
 
 
@@ -42,19 +48,26 @@ def _best(row: dict) -> str:
 
 
 def _all_rows(rows: list[dict], peak: float) -> list[str]:
-    lines = ["| case | candidate | baseline | mode | candidate ms | baseline ms | ratio [quartiles] | best-of ratio "
-             "| candidate GFLOP/s (% of sgemm peak) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| case | candidate | baseline | mode | candidate ms | baseline ms | ratio [quartiles] | best-of ratio "
+        "| candidate GFLOP/s (% of sgemm peak) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['candidate']} | {r['baseline']} | {r['mode']} | {r['a_ms']:.2f} "
-                     f"| {r['b_ms']:.2f} | {r['ratio']:.3f} [{r['low']:.3f}, {r['high']:.3f}] | {_best(r)} "
-                     f"| {r['gflops']:.1f} ({percent_of_peak(r['gflops'], peak)}) |")
+        lines.append(
+            f"| {r['case']} | {r['candidate']} | {r['baseline']} | {r['mode']} | {r['a_ms']:.2f} "
+            f"| {r['b_ms']:.2f} | {r['ratio']:.3f} [{r['low']:.3f}, {r['high']:.3f}] | {_best(r)} "
+            f"| {r['gflops']:.1f} ({percent_of_peak(r['gflops'], peak)}) |"
+        )
     return lines
 
 
 def _memory_rows(memory: list[dict]) -> list[str]:
     lines = ["| case | candidate MiB | baseline MiB | ratio |", "|---|---|---|---|"]
     for m in memory:
-        lines.append(f"| {m['case']} | {m['candidate_mb']:.1f} | {m['baseline_mb']:.1f} | {m['ratio']:.3f} |")
+        lines.append(
+            f"| {m['case']} | {m['candidate_mb']:.1f} | {m['baseline_mb']:.1f} | {m['ratio']:.3f} |"
+        )
     return lines
 
 
@@ -62,13 +75,24 @@ def _external_rows(rows: list[dict], ext: list[dict]) -> list[str]:
     """Absolute times: this session's PyTorch ones beside the other frameworks'."""
     ours = {(r["case"], r["mode"]): r for r in rows}
     names = [e["framework"] + " " + e["version"] for e in ext]
-    lines = ["| case | mode | rnnfuse ms | PyTorch baseline ms | " + " | ".join(f"{n} ms" for n in names) + " |",
-             "|---|---|---|---|" + "---|" * len(names)]
-    keys = sorted({(t["case"], t["mode"]) for e in ext for t in e["results"]}, key=lambda k: (k[0], k[1]))
+    lines = [
+        "| case | mode | rnnfuse ms | PyTorch baseline ms | "
+        + " | ".join(f"{n} ms" for n in names)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(names),
+    ]
+    keys = sorted(
+        {(t["case"], t["mode"]) for e in ext for t in e["results"]}, key=lambda k: (k[0], k[1])
+    )
     for case, mode in keys:
         mine = ours.get((case, mode))
-        theirs = [next((f"{t['ms']:.2f}" for t in e["results"] if (t["case"], t["mode"]) == (case, mode)), "")
-                  for e in ext]
+        theirs = [
+            next(
+                (f"{t['ms']:.2f}" for t in e["results"] if (t["case"], t["mode"]) == (case, mode)),
+                "",
+            )
+            for e in ext
+        ]
         a = f"{mine['a_ms']:.2f}" if mine else ""
         b = f"{mine['b_ms']:.2f} ({mine['baseline']})" if mine else ""
         lines.append(f"| {case} | {mode} | {a} | {b} | " + " | ".join(theirs) + " |")
@@ -108,26 +132,44 @@ METHOD = """\
 """
 
 
-def write_report(path: Path, info: dict[str, Any], rows: list[dict], memory: list[dict], ext: list[dict]) -> None:
+def write_report(
+    path: Path, info: dict[str, Any], rows: list[dict], memory: list[dict], ext: list[dict]
+) -> None:
     size = info["size"]
     mach = info["machine"]
-    lines = ["# rnnfuse benchmark results", "",
-             f"Written by `{info['command']}` on {info['started']}.", "",
-             f"* CPU: {mach['cpu']}, {mach['cores']} cores (vector ISA seen by torch: {mach.get('capability', '?')}); "
-             f"torch {mach['torch']} with {mach['threads']} threads "
-             f"(oneDNN available: {mach['onednn']}); Python {mach['python']}; {mach['platform']}",
-             f"* BPTT kernels: {info.get('extension', 'unknown')}",
-             f"* sgemm peak (best of several shapes, `torch.mm` and oneDNN): {info['sgemm_gflops']:.1f} GFLOP/s",
-             f"* load average (1, 5, 15 min) before: {info['load_before']}; after: {info['load_after']} "
-             "(the machine is shared; see Method)",
-             f"* batch {size.batch}, {size.steps} steps, {size.features} input features"
-             + (f", hidden sizes divided by {size.shrink}" if size.shrink > 1 else "")
-             + f"; {info['repeats']} timed pairs per comparison", "",
-             "## The speed goals (ratios: lower is better)", "", *bar_table(rows, memory), "",
-             "## All comparisons", "", *_all_rows(rows, info["sgemm_gflops"]), ""]
+    lines = [
+        "# rnnfuse benchmark results",
+        "",
+        f"Written by `{info['command']}` on {info['started']}.",
+        "",
+        f"* CPU: {mach['cpu']}, {mach['cores']} cores (vector ISA seen by torch: {mach.get('capability', '?')}); "
+        f"torch {mach['torch']} with {mach['threads']} threads "
+        f"(oneDNN available: {mach['onednn']}); Python {mach['python']}; {mach['platform']}",
+        f"* BPTT kernels: {info.get('extension', 'unknown')}",
+        f"* sgemm peak (best of several shapes, `torch.mm` and oneDNN): {info['sgemm_gflops']:.1f} GFLOP/s",
+        f"* load average (1, 5, 15 min) before: {info['load_before']}; after: {info['load_after']} "
+        "(the machine is shared; see Method)",
+        f"* batch {size.batch}, {size.steps} steps, {size.features} input features"
+        + (f", hidden sizes divided by {size.shrink}" if size.shrink > 1 else "")
+        + f"; {info['repeats']} timed pairs per comparison",
+        "",
+        "## The speed goals (ratios: lower is better)",
+        "",
+        *bar_table(rows, memory),
+        "",
+        "## All comparisons",
+        "",
+        *_all_rows(rows, info["sgemm_gflops"]),
+        "",
+    ]
     if memory:
         lines += ["## Peak memory, forward+backward", "", *_memory_rows(memory), ""]
     if ext:
-        lines += ["## Other frameworks (absolute times, same session)", "", *_external_rows(rows, ext), ""]
+        lines += [
+            "## Other frameworks (absolute times, same session)",
+            "",
+            *_external_rows(rows, ext),
+            "",
+        ]
     lines.append(METHOD)
     path.write_text("\n".join(lines))

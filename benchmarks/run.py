@@ -26,7 +26,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import torch  # noqa: E402
-
 from cases import CASES, MEMORY_CASES, Case  # noqa: E402
 from harness import compare, cpu_file_name, load_average, machine, sgemm_peak_gflops  # noqa: E402
 from report import write_report  # noqa: E402
@@ -46,8 +45,16 @@ def _extension_note() -> str:
 
 
 def _size_args(size: Size) -> list[str]:
-    return ["--batch", str(size.batch), "--steps", str(size.steps), "--features", str(size.features),
-            "--shrink", str(size.shrink)]
+    return [
+        "--batch",
+        str(size.batch),
+        "--steps",
+        str(size.steps),
+        "--features",
+        str(size.features),
+        "--shrink",
+        str(size.shrink),
+    ]
 
 
 def time_case(case: Case, size: Size, repeats: int, warmup: int) -> list[dict]:
@@ -63,13 +70,32 @@ def time_case(case: Case, size: Size, repeats: int, warmup: int) -> list[dict]:
         tokens_all = size.batch * size.steps
         tokens = int(lengths.sum()) if case.ragged else tokens_all
         proj = None if case.proj is None else max(2, case.proj // size.shrink)
-        flops = layer_flops(case.kind, size.features, size.hidden(case.sizes), tokens, mode != "fwd", proj)
-        rows.append({"case": case.name, "title": case.title, "candidate": case.candidate_name,
-                     "baseline": case.baseline_name, "mode": mode, "a_ms": pair.a_ms, "b_ms": pair.b_ms,
-                     "ratio": pair.ratio, "low": pair.ratio_low, "high": pair.ratio_high, "best": pair.best_ratio,
-                     "gflops": flops / pair.a_ms / 1e6, "bar": case.bars.get(mode), "goal": case.goals.get(mode)})
-        print(f"  {case.name:32s} {mode:8s} {pair.a_ms:9.2f} ms vs {pair.b_ms:9.2f} ms  ratio {pair.ratio:.3f} "
-              f"[{pair.ratio_low:.3f}, {pair.ratio_high:.3f}], best-of {pair.best_ratio:.3f}", flush=True)
+        flops = layer_flops(
+            case.kind, size.features, size.hidden(case.sizes), tokens, mode != "fwd", proj
+        )
+        rows.append(
+            {
+                "case": case.name,
+                "title": case.title,
+                "candidate": case.candidate_name,
+                "baseline": case.baseline_name,
+                "mode": mode,
+                "a_ms": pair.a_ms,
+                "b_ms": pair.b_ms,
+                "ratio": pair.ratio,
+                "low": pair.ratio_low,
+                "high": pair.ratio_high,
+                "best": pair.best_ratio,
+                "gflops": flops / pair.a_ms / 1e6,
+                "bar": case.bars.get(mode),
+                "goal": case.goals.get(mode),
+            }
+        )
+        print(
+            f"  {case.name:32s} {mode:8s} {pair.a_ms:9.2f} ms vs {pair.b_ms:9.2f} ms  ratio {pair.ratio:.3f} "
+            f"[{pair.ratio_low:.3f}, {pair.ratio_high:.3f}], best-of {pair.best_ratio:.3f}",
+            flush=True,
+        )
     return rows
 
 
@@ -81,53 +107,108 @@ def measure_memory(size: Size, threads: int, names: set[str] | None) -> list[dic
             continue
         peaks = {}
         for which in ("candidate", "baseline"):
-            cmd = [sys.executable, str(HERE / "memory.py"), name, which, "--threads", str(threads), *_size_args(size)]
+            cmd = [
+                sys.executable,
+                str(HERE / "memory.py"),
+                name,
+                which,
+                "--threads",
+                str(threads),
+                *_size_args(size),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
             peaks[which] = json.loads(out.strip().splitlines()[-1])["peak_mb"]
-        rows.append({"case": name, "candidate_mb": peaks["candidate"], "baseline_mb": peaks["baseline"],
-                     "ratio": peaks["candidate"] / max(peaks["baseline"], 1e-9), "bar": bar})
-        print(f"  memory {name:32s} {peaks['candidate']:8.1f} MiB vs {peaks['baseline']:8.1f} MiB", flush=True)
+        rows.append(
+            {
+                "case": name,
+                "candidate_mb": peaks["candidate"],
+                "baseline_mb": peaks["baseline"],
+                "ratio": peaks["candidate"] / max(peaks["baseline"], 1e-9),
+                "bar": bar,
+            }
+        )
+        print(
+            f"  memory {name:32s} {peaks['candidate']:8.1f} MiB vs {peaks['baseline']:8.1f} MiB",
+            flush=True,
+        )
     return rows
 
 
-def run_external(python: str, framework: str, env: dict[str, str], size: Size, threads: int) -> dict | None:
+def run_external(
+    python: str, framework: str, env: dict[str, str], size: Size, threads: int
+) -> dict | None:
     """Run ``external.py`` with another interpreter; ``None`` (and a note) if it fails."""
-    cmd = [python, str(HERE / "external.py"), framework, "--threads", str(threads), *_size_args(size)]
+    cmd = [
+        python,
+        str(HERE / "external.py"),
+        framework,
+        "--threads",
+        str(threads),
+        *_size_args(size),
+    ]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env}, timeout=1800)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, **env}, timeout=1800
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         print(f"  {framework} with {python}: skipped ({exc})", flush=True)
         return None
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
-        print(f"  {framework} with {python}: failed, rc={done.returncode}: {done.stderr[-500:]}", flush=True)
+        print(
+            f"  {framework} with {python}: failed, rc={done.returncode}: {done.stderr[-500:]}",
+            flush=True,
+        )
         return None
     result = json.loads(lines[-1])
-    print(f"  {result['framework']} {result['version']}: {len(result['results'])} timings", flush=True)
+    print(
+        f"  {result['framework']} {result['version']}: {len(result['results'])} timings", flush=True
+    )
     return result
 
 
 def externals(args: argparse.Namespace, size: Size) -> list[dict]:
     found = []
     if not args.no_keras and importlib.util.find_spec("keras") is not None:
-        found.append(run_external(sys.executable, "keras", {"KERAS_BACKEND": "torch"}, size, args.threads))
+        found.append(
+            run_external(sys.executable, "keras", {"KERAS_BACKEND": "torch"}, size, args.threads)
+        )
     if args.tf_python:
-        found.append(run_external(args.tf_python, "tf1", {"TF_USE_LEGACY_KERAS": "1"}, size, args.threads))
-        found.append(run_external(args.tf_python, "keras", {"KERAS_BACKEND": "tensorflow"}, size, args.threads))
+        found.append(
+            run_external(args.tf_python, "tf1", {"TF_USE_LEGACY_KERAS": "1"}, size, args.threads)
+        )
+        found.append(
+            run_external(
+                args.tf_python, "keras", {"KERAS_BACKEND": "tensorflow"}, size, args.threads
+            )
+        )
     return [r for r in found if r is not None]
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="rnnfuse benchmarks (writes benchmarks/results/<cpu-model>.md)")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats: a smoke test")
+    parser = argparse.ArgumentParser(
+        description="rnnfuse benchmarks (writes benchmarks/results/<cpu-model>.md)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes and few repeats: a smoke test"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed pairs per comparison (default 9)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed pairs per comparison (default 9)"
+    )
     parser.add_argument("--cases", nargs="*", help="only these cases (names in cases.py)")
-    parser.add_argument("--tf-python", help="an interpreter with TensorFlow (and tf_keras) for TF1 and Keras")
+    parser.add_argument(
+        "--tf-python", help="an interpreter with TensorFlow (and tf_keras) for TF1 and Keras"
+    )
     parser.add_argument("--no-keras", action="store_true", help="skip Keras 3 on the torch backend")
-    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
-    parser.add_argument("--out", default=None,
-                        help="where to write the report (default benchmarks/results/<cpu-model>.md)")
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the peak-memory measurements"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="where to write the report (default benchmarks/results/<cpu-model>.md)",
+    )
     return parser.parse_args(argv)
 
 
@@ -151,9 +232,14 @@ def main(argv: list[str] | None = None) -> int:
     size = QUICK if args.quick else FULL
     repeats = args.repeats or (3 if args.quick else 9)
     names = set(args.cases) if args.cases else None
-    info = {"machine": machine(), "load_before": load_average(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "command": shown_command(argv if argv is not None else sys.argv[1:]),
-            "size": size, "repeats": repeats}
+    info = {
+        "machine": machine(),
+        "load_before": load_average(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "command": shown_command(argv if argv is not None else sys.argv[1:]),
+        "size": size,
+        "repeats": repeats,
+    }
     info["sgemm_gflops"] = sgemm_peak_gflops(repeats=3 if args.quick else 7)
     print(f"sgemm peak {info['sgemm_gflops']:.1f} GFLOP/s, load {info['load_before']}", flush=True)
     info["extension"] = _extension_note()
@@ -164,9 +250,15 @@ def main(argv: list[str] | None = None) -> int:
     memory = [] if args.no_memory else measure_memory(size, args.threads, names)
     ext = externals(args, size)
     # the peak again after the cases (a shared machine): the better of the two counts
-    info["sgemm_gflops"] = max(info["sgemm_gflops"], sgemm_peak_gflops(repeats=3 if args.quick else 7))
+    info["sgemm_gflops"] = max(
+        info["sgemm_gflops"], sgemm_peak_gflops(repeats=3 if args.quick else 7)
+    )
     info["load_after"] = load_average()
-    out = Path(args.out) if args.out else HERE / "results" / f"{cpu_file_name(info['machine']['cpu'])}.md"
+    out = (
+        Path(args.out)
+        if args.out
+        else HERE / "results" / f"{cpu_file_name(info['machine']['cpu'])}.md"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     write_report(out, info, rows, memory, ext)
     print(f"wrote {out}; load after {info['load_after']}")

@@ -17,8 +17,17 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from rnnfuse import StackedRNN
 from rnnfuse.kernels import run_loop
 
-__all__ = ["Size", "Workload", "make_inputs", "rnnfuse_stack", "rnnfuse_loop", "torch_stack",
-           "torch_packed", "lstmcell_loop", "layer_flops"]
+__all__ = [
+    "Size",
+    "Workload",
+    "make_inputs",
+    "rnnfuse_stack",
+    "rnnfuse_loop",
+    "torch_stack",
+    "torch_packed",
+    "lstmcell_loop",
+    "layer_flops",
+]
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,11 @@ class Workload:
 def make_inputs(size: Size, device: str, seed: int = 0) -> tuple[Tensor, Tensor]:
     """``x`` (B, T, F) requiring grad, and lengths uniform in 1..T (unsorted)."""
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(size.batch, size.steps, size.features, generator=gen).to(device).requires_grad_()
+    x = (
+        torch.randn(size.batch, size.steps, size.features, generator=gen)
+        .to(device)
+        .requires_grad_()
+    )
     lengths = torch.randint(1, size.steps + 1, (size.batch,), generator=gen).to(device)
     return x, lengths
 
@@ -70,14 +83,18 @@ def rnnfuse_stack(
     return Workload(stack, lambda: stack(x, lengths)[0].sum(), x)
 
 
-def rnnfuse_loop(x: Tensor, sizes: list[int], cell: str, lengths: Tensor | None = None, **options: object) -> Workload:
+def rnnfuse_loop(
+    x: Tensor, sizes: list[int], cell: str, lengths: Tensor | None = None, **options: object
+) -> Workload:
     """The same stack run by the reference loop (``run_loop``) layer after layer."""
     stack = StackedRNN(x.shape[-1], sizes, cell=cell, **options).to(x.device)
 
     def loss() -> Tensor:
         out = x
         for layer in stack.layers:
-            out, _ = run_loop(layer, out, lengths, layer.initial_state(x.shape[0], x.device, x.dtype))
+            out, _ = run_loop(
+                layer, out, lengths, layer.initial_state(x.shape[0], x.device, x.dtype)
+            )
         return out.sum()
 
     return Workload(stack, loss, x)
@@ -86,7 +103,9 @@ def rnnfuse_loop(x: Tensor, sizes: list[int], cell: str, lengths: Tensor | None 
 def _torch_modules(kind: str, features: int, sizes: list[int], **opts: int) -> nn.ModuleList:
     cls = {"lstm": nn.LSTM, "gru": nn.GRU}[kind]
     if len(set(sizes)) == 1:
-        return nn.ModuleList([cls(features, sizes[0], num_layers=len(sizes), batch_first=True, **opts)])
+        return nn.ModuleList(
+            [cls(features, sizes[0], num_layers=len(sizes), batch_first=True, **opts)]
+        )
     ins = [features, *sizes[:-1]]
     return nn.ModuleList([cls(i, h, batch_first=True, **opts) for i, h in zip(ins, sizes)])
 

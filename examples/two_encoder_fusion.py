@@ -29,8 +29,12 @@ def concate_rnn_states(num_layers, encoder_state_local, encoder_state_global):
     for i in range(num_layers):
         if isinstance(encoder_state_local[i], tf1.LSTMStateTuple):
             # for lstm
-            encoder_state_c = torch.cat((encoder_state_local[i].c, encoder_state_global[i].c), dim=1)
-            encoder_state_h = torch.cat((encoder_state_local[i].h, encoder_state_global[i].h), dim=1)
+            encoder_state_c = torch.cat(
+                (encoder_state_local[i].c, encoder_state_global[i].c), dim=1
+            )
+            encoder_state_h = torch.cat(
+                (encoder_state_local[i].h, encoder_state_global[i].h), dim=1
+            )
             encoder_state = tf1.LSTMStateTuple(c=encoder_state_c, h=encoder_state_h)
         elif isinstance(encoder_state_local[i], torch.Tensor):
             # for gru and rnn
@@ -48,12 +52,14 @@ with tf1.variable_scope("encoder1") as scope:
     local_multi_rnn = [tf1.GRUCell(num_units=units) for units in num_units]
     local_lstm_cells = tf1.MultiRNNCell(local_multi_rnn)
     encoder_output_local, encoder_state_local = tf1.dynamic_rnn(
-        local_lstm_cells, x, time_major=False, dtype=torch.float32)
+        local_lstm_cells, x, time_major=False, dtype=torch.float32
+    )
 with tf1.variable_scope("encoder2") as scope:
     global_multi_rnn = [tf1.GRUCell(num_units=units) for units in num_units]
     global_lstm_cells = tf1.MultiRNNCell(global_multi_rnn)
     encoder_output_global, encoder_state_global = tf1.dynamic_rnn(
-        global_lstm_cells, x, time_major=False, dtype=torch.float32)
+        global_lstm_cells, x, time_major=False, dtype=torch.float32
+    )
 
 print("concat output")
 encoder_outputs = torch.cat([encoder_output_local, encoder_output_global], dim=-1)
@@ -69,5 +75,9 @@ print("encoder_states:", structure_str(encoder_states))
 fused = concat_states([encoder_state_local, encoder_state_global])
 same = all(torch.equal(a, b) for a, b in zip(encoder_states, fused))
 print("same as rnnfuse.concat_states:", same)
-print("variables:", sorted(tf1.get_variables(local_lstm_cells))[0], "...",
-      sorted(tf1.get_variables(global_lstm_cells))[-1])
+print(
+    "variables:",
+    sorted(tf1.get_variables(local_lstm_cells))[0],
+    "...",
+    sorted(tf1.get_variables(global_lstm_cells))[-1],
+)

@@ -68,6 +68,7 @@ def rng() -> np.random.Generator:
     """A seeded NumPy generator for reference weights and inputs."""
     return np.random.default_rng(1234)
 
+
 # --doctest-modules imports every module under tests/: the fixture generator needs TensorFlow,
 # which is never installed here (it runs in its own virtual environment).
 collect_ignore_glob = ["fixtures/*"]

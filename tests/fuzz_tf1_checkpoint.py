@@ -44,8 +44,14 @@ from rnnfuse.tf1.checkpoint.table import (
 )
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tf1"
-SEED_CASES = ("basic_lstm", "seed_two_gru_encoders", "bidirectional_multi_lstm",
-              "reader_cases/sharded", "reader_cases/partitioned", "reader_cases/dtypes")
+SEED_CASES = (
+    "basic_lstm",
+    "seed_two_gru_encoders",
+    "bidirectional_multi_lstm",
+    "reader_cases/sharded",
+    "reader_cases/partitioned",
+    "reader_cases/dtypes",
+)
 
 Files = dict[str, bytes]  # file name (model.index, model.data-...) -> contents
 
@@ -93,8 +99,12 @@ def _seal(out: bytearray, block: bytes, kind: int = 0) -> bytes:
     return handle
 
 
-def build_table(entries: list[tuple[bytes, bytes]], block_size: int = 4096,
-                restart_interval: int = 16, kind: int = 0) -> bytes:
+def build_table(
+    entries: list[tuple[bytes, bytes]],
+    block_size: int = 4096,
+    restart_interval: int = 16,
+    kind: int = 0,
+) -> bytes:
     """An uncompressed LevelDB table (as TensorFlow's TableBuilder writes it)."""
     out, index, chunk, size = bytearray(), [], [], 0
     for key, value in entries:
@@ -131,8 +141,9 @@ def load_original(case: str) -> Original:
 
 def same_result(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
     return a.keys() == b.keys() and all(
-        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape
-        and a[k].tobytes() == b[k].tobytes() for k in a)
+        a[k].dtype == b[k].dtype and a[k].shape == b[k].shape and a[k].tobytes() == b[k].tobytes()
+        for k in a
+    )
 
 
 def outcome(directory: Path, files: Files, original: Original | None) -> str:
@@ -166,7 +177,7 @@ def flip(data: bytes, pos: int, bit: int) -> bytes:
 
 
 def overwrite(data: bytes, pos: int, junk: bytes) -> bytes:
-    return data[:pos] + junk + data[pos + len(junk):]
+    return data[:pos] + junk + data[pos + len(junk) :]
 
 
 def data_blocks(index: bytes) -> list[tuple[int, int]]:
@@ -179,8 +190,8 @@ def data_blocks(index: bytes) -> list[tuple[int, int]]:
 def reseal(index: bytes, offset: int, size: int) -> bytes:
     """Recompute the checksum of the block at ``offset`` after its bytes changed."""
     end = offset + size
-    crc = masked_crc32c(index[offset:end + 1]).to_bytes(4, "little")
-    return index[:end + 1] + crc + index[end + 5:]
+    crc = masked_crc32c(index[offset : end + 1]).to_bytes(4, "little")
+    return index[: end + 1] + crc + index[end + 5 :]
 
 
 def mutate_value(value: bytes, rng: random.Random) -> bytes:
@@ -192,11 +203,13 @@ def mutate_value(value: bytes, rng: random.Random) -> bytes:
     if choice == 0:
         return flip(value, pos, rng.randrange(8))
     if choice == 1:
-        return overwrite(value, pos, bytes([rng.choice((0, 1, 0x7F, 0x80, 0xFF, rng.randrange(256)))]))
+        return overwrite(
+            value, pos, bytes([rng.choice((0, 1, 0x7F, 0x80, 0xFF, rng.randrange(256)))])
+        )
     if choice == 2:
         return value[:pos] + bytes([rng.randrange(256)]) + value[pos:]
     if choice == 3:
-        return value[:pos] + value[pos + 1:]
+        return value[:pos] + value[pos + 1 :]
     return value[:pos]
 
 
@@ -233,8 +246,11 @@ def m_reseal_block(original: Original, rng: random.Random) -> tuple[Files, bool]
     index = original.files["model.index"]
     offset, size = rng.choice(data_blocks(index))
     pos = offset + rng.randrange(size)
-    damaged = flip(index, pos, rng.randrange(8)) if rng.random() < 0.5 else \
-        overwrite(index, pos, bytes([rng.randrange(256)]))
+    damaged = (
+        flip(index, pos, rng.randrange(8))
+        if rng.random() < 0.5
+        else overwrite(index, pos, bytes([rng.randrange(256)]))
+    )
     return files_with_index(original, reseal(damaged, offset, size)), False
 
 
@@ -248,8 +264,12 @@ def m_mutate_entry(original: Original, rng: random.Random) -> tuple[Files, bool]
         value = mutate_value(value, rng)
     entries[i] = (key, value)
     entries = sorted(dict(entries).items())
-    return files_with_index(original, build_table(entries, block_size=rng.choice((64, 4096)),
-                                                  restart_interval=rng.choice((1, 3, 16)))), False
+    return files_with_index(
+        original,
+        build_table(
+            entries, block_size=rng.choice((64, 4096)), restart_interval=rng.choice((1, 3, 16))
+        ),
+    ), False
 
 
 def m_random_index(original: Original, rng: random.Random) -> tuple[Files, bool]:
@@ -260,8 +280,11 @@ def m_random_index(original: Original, rng: random.Random) -> tuple[Files, bool]
 
 
 MUTATORS: dict[str, Callable[[Original, random.Random], tuple[Files, bool]]] = {
-    "truncate": m_truncate, "flip": m_flip, "overwrite": m_overwrite,
-    "reseal_block": m_reseal_block, "mutate_entry": m_mutate_entry,
+    "truncate": m_truncate,
+    "flip": m_flip,
+    "overwrite": m_overwrite,
+    "reseal_block": m_reseal_block,
+    "mutate_entry": m_mutate_entry,
     "random_index": m_random_index,
 }
 
@@ -288,8 +311,10 @@ def main(argv: list[str]) -> None:
     seconds = time.perf_counter() - start
     for key in sorted(tally):
         print(f"  {key:28s} {tally[key]}")
-    print(f"tried {sum(tally.values())} cases (seed {seed}) in {seconds:.0f} s: "
-          "only CheckpointError escaped, no damage went unnoticed")
+    print(
+        f"tried {sum(tally.values())} cases (seed {seed}) in {seconds:.0f} s: "
+        "only CheckpointError escaped, no damage went unnoticed"
+    )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 def _erf(x: np.ndarray) -> np.ndarray:
     from math import erf
+
     return np.vectorize(erf)(x)
 
 
@@ -97,8 +98,13 @@ def lstm_step(
 
 
 def gru_step(
-    x: np.ndarray, h: np.ndarray, p: Params, *, reset_after: bool = True,
-    activation: str = "tanh", recurrent_activation: str = "sigmoid",
+    x: np.ndarray,
+    h: np.ndarray,
+    p: Params,
+    *,
+    reset_after: bool = True,
+    activation: str = "tanh",
+    recurrent_activation: str = "sigmoid",
 ) -> tuple[np.ndarray, np.ndarray]:
     """One GRU step; ``reset_after`` is PyTorch/Keras-default, else TF1's ``GRUCell``.
 
@@ -189,8 +195,12 @@ def stacked_rnn(
     (one per layer) Keras' ``Bidirectional`` merge: ``fw + bw``, ``(fw + bw) / 2``,
     ``fw * bw``.  Returns ``(outputs, state)`` with state a tuple per layer or ``(fw, bw)``.
     """
-    join = {"concat": lambda a, b: np.concatenate([a, b], axis=-1), "sum": lambda a, b: a + b,
-            "ave": lambda a, b: (a + b) / 2, "mul": lambda a, b: a * b}
+    join = {
+        "concat": lambda a, b: np.concatenate([a, b], axis=-1),
+        "sum": lambda a, b: a + b,
+        "ave": lambda a, b: (a + b) / 2,
+        "mul": lambda a, b: a * b,
+    }
     fw_final, bw_final = [], []
     inputs = x
     for k, (step, size) in enumerate(layers):
@@ -198,7 +208,9 @@ def stacked_rnn(
         fw_final.append(final)
         if backward is not None:
             bw_step, bw_size = backward[k]
-            out_bw, final_bw = dynamic_rnn(bw_step, inputs, backward_initials[k], bw_size, lengths, True)
+            out_bw, final_bw = dynamic_rnn(
+                bw_step, inputs, backward_initials[k], bw_size, lengths, True
+            )
             bw_final.append(final_bw)
             out = join["concat" if merges is None else merges[k]](out, out_bw)
         inputs = out
@@ -238,7 +250,12 @@ def random_lstm(
 
 
 def random_gru(
-    rng: np.random.Generator, input_size: int, hidden: int, *, reset_after: bool = True, scale: float = 0.5
+    rng: np.random.Generator,
+    input_size: int,
+    hidden: int,
+    *,
+    reset_after: bool = True,
+    scale: float = 0.5,
 ) -> Params:
     """Per-gate GRU weights; recurrent biases ``c_*`` only with ``reset_after``."""
     p: Params = {}
@@ -251,7 +268,9 @@ def random_gru(
     return p
 
 
-def random_rnn(rng: np.random.Generator, input_size: int, hidden: int, *, scale: float = 0.5) -> Params:
+def random_rnn(
+    rng: np.random.Generator, input_size: int, hidden: int, *, scale: float = 0.5
+) -> Params:
     """Elman RNN weights."""
     return {
         "W": _uniform(rng, scale, hidden, input_size),
@@ -301,7 +320,9 @@ def load_rnn(cell: torch.nn.Module, p: Params) -> None:
 # ------------------------------------------------------------------------------ cell specs
 
 
-def reference_for(cell: torch.nn.Module, rng: np.random.Generator, scale: float = 0.5) -> tuple[StepFn, int]:
+def reference_for(
+    cell: torch.nn.Module, rng: np.random.Generator, scale: float = 0.5
+) -> tuple[StepFn, int]:
     """Random per-gate weights for ``cell``: load them into it and return the NumPy step.
 
     The step closes over the same numbers, so the reference and the cell compute the same
@@ -309,17 +330,32 @@ def reference_for(cell: torch.nn.Module, rng: np.random.Generator, scale: float 
     """
     kind = cell.kind
     if kind == "lstm":
-        p = random_lstm(rng, cell.input_size, cell.hidden_size, peepholes=cell.peepholes,
-                        proj_size=cell.proj_size, scale=scale)
+        p = random_lstm(
+            rng,
+            cell.input_size,
+            cell.hidden_size,
+            peepholes=cell.peepholes,
+            proj_size=cell.proj_size,
+            scale=scale,
+        )
         load_lstm(cell, p)
-        opts = dict(forget_bias=cell.forget_bias, cell_clip=cell.cell_clip, proj_clip=cell.proj_clip,
-                    activation=cell.activation, recurrent_activation=cell.recurrent_activation)
+        opts = dict(
+            forget_bias=cell.forget_bias,
+            cell_clip=cell.cell_clip,
+            proj_clip=cell.proj_clip,
+            activation=cell.activation,
+            recurrent_activation=cell.recurrent_activation,
+        )
         return (lambda x, s: lstm_step(x, s, p, **opts)), cell.output_size
     if kind == "gru":
-        p = random_gru(rng, cell.input_size, cell.hidden_size, reset_after=cell.reset_after, scale=scale)
+        p = random_gru(
+            rng, cell.input_size, cell.hidden_size, reset_after=cell.reset_after, scale=scale
+        )
         load_gru(cell, p)
         acts = dict(activation=cell.activation, recurrent_activation=cell.recurrent_activation)
-        return (lambda x, s: gru_step(x, s, p, reset_after=cell.reset_after, **acts)), cell.hidden_size
+        return (
+            lambda x, s: gru_step(x, s, p, reset_after=cell.reset_after, **acts)
+        ), cell.hidden_size
     p = random_rnn(rng, cell.input_size, cell.hidden_size, scale=scale)
     load_rnn(cell, p)
     return (lambda x, s: rnn_step(x, s, p, nonlinearity=cell.nonlinearity)), cell.hidden_size

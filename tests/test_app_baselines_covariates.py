@@ -9,9 +9,9 @@ import pytest
 
 pytest.importorskip("statsmodels")
 
-from statsmodels.tsa.statespace.sarimax import SARIMAX  # noqa: E402
+from statsmodels.tsa.statespace.sarimax import SARIMAX
 
-from rnnfuse.app import baselines as B  # noqa: E402
+from rnnfuse.app import baselines as B
 
 PERIOD = 12.5  # a non-integer period, as a year of weeks (52.18)
 SEASON = 12
@@ -54,7 +54,10 @@ def _dhr_exog(x, n_rows, harmonics):
 
 def _splits(y):
     steps = np.arange(1, H + 1)
-    out = {k: (end, o, y[o[:, None] + steps]) for k, end, o in (("val", 200, np.arange(200, 240)), ("test", 250, np.arange(250, 296)))}
+    out = {
+        k: (end, o, y[o[:, None] + steps])
+        for k, end, o in (("val", 200, np.arange(200, 240)), ("test", 250, np.arange(250, 296)))
+    }
     out["train"] = (200, np.arange(60, 196), None)
     out["refit"] = (250, np.arange(60, 246), None)
     return out
@@ -72,7 +75,9 @@ def test_the_regressors_are_the_lagged_values_and_running_sums_and_read_nothing_
     got = B.covariate_regressors(x, H, 40 + H, PERIOD)
     assert got.shape == (44, 4)
     for c in range(2):  # per covariate: its level, then its running sum
-        np.testing.assert_allclose(got[:, 2 * c : 2 * c + 2], _regressors_by_loop(x[:, c], 44), atol=1e-12)
+        np.testing.assert_allclose(
+            got[:, 2 * c : 2 * c + 2], _regressors_by_loop(x[:, c], 44), atol=1e-12
+        )
     for j in (1, 17, 39):  # a change at row j reaches row j + H first
         changed = x.copy()
         changed[j] += 1.0
@@ -99,8 +104,12 @@ def test_dhr_with_a_covariate_matches_statsmodels_and_recovers_its_effect():
     exog = _dhr_exog(x, len(y) + H, 2)
     for t in (199, 231, 295):
         ours = B.state_forecasts(model, np.array([t]), H)[0]
-        short = _quiet(lambda: SARIMAX(y[: t + 1], exog=exog[: t + 1], order=(1, 1, 1)).filter(params))
-        np.testing.assert_allclose(ours, short.forecast(H, exog=exog[t + 1 : t + 1 + H]), rtol=0, atol=1e-8)
+        short = _quiet(
+            lambda: SARIMAX(y[: t + 1], exog=exog[: t + 1], order=(1, 1, 1)).filter(params)
+        )
+        np.testing.assert_allclose(
+            ours, short.forecast(H, exog=exog[t + 1 : t + 1 + H]), rtol=0, atol=1e-8
+        )
 
 
 def test_sarima_with_a_covariate_matches_statsmodels_and_recovers_its_effect():
@@ -114,8 +123,12 @@ def test_sarima_with_a_covariate_matches_statsmodels_and_recovers_its_effect():
     for t in (199, 231, 295):
         ours = B.state_forecasts(model, np.array([t - start]), H)[0]
         options = {"order": (0, 1, 1), "seasonal_order": (0, 1, 1, SEASON)}
-        short = _quiet(lambda: SARIMAX(y[start : t + 1], exog=exog[start : t + 1], **options).filter(params))
-        np.testing.assert_allclose(ours, short.forecast(H, exog=exog[t + 1 : t + 1 + H]), rtol=0, atol=1e-8)
+        short = _quiet(
+            lambda: SARIMAX(y[start : t + 1], exog=exog[start : t + 1], **options).filter(params)
+        )
+        np.testing.assert_allclose(
+            ours, short.forecast(H, exog=exog[t + 1 : t + 1 + H]), rtol=0, atol=1e-8
+        )
 
 
 def test_sarimas_coefficients_fitted_on_the_differenced_series_are_the_full_models():
@@ -123,11 +136,19 @@ def test_sarimas_coefficients_fitted_on_the_differenced_series_are_the_full_mode
     so the fitted parameters mean the same in the undifferenced model the forecasts filter with:
     both give the same likelihood at them, and a fit of the undifferenced model finds them."""
     y, x, _ = _synthetic()
-    model, details, start = B.fit_sarima(y, 200, SEASON, regressors=B.covariate_regressors(x[:, None], H, len(y) + H, PERIOD), horizon=H)
+    model, details, start = B.fit_sarima(
+        y,
+        200,
+        SEASON,
+        regressors=B.covariate_regressors(x[:, None], H, len(y) + H, PERIOD),
+        horizon=H,
+    )
     exog = _regressors_by_loop(x, 200)[start:]
     options = {"order": (0, 1, 1), "seasonal_order": (0, 1, 1, SEASON)}
     params = np.asarray(details["params"])
-    differenced = _quiet(lambda: SARIMAX(y[start:200], exog=exog, simple_differencing=True, **options).filter(params))
+    differenced = _quiet(
+        lambda: SARIMAX(y[start:200], exog=exog, simple_differencing=True, **options).filter(params)
+    )
     full = _quiet(lambda: SARIMAX(y[start:200], exog=exog, **options).filter(params))
     assert full.loglikelihood_burn == 1 + SEASON  # the diffuse differencing states
     np.testing.assert_allclose(full.llf, differenced.llf, rtol=0, atol=1e-5)
@@ -147,7 +168,12 @@ def test_sarimas_training_forecasts_read_the_regressors():
     options = {"order": (0, 1, 1), "seasonal_order": (0, 1, 1, SEASON)}
     for t in (6 * SEASON - 1, 100, 6 * SEASON - 1 + 4 * SEASON - 1):
         short = _quiet(lambda: SARIMAX(y[: t + 1], exog=exog[: t + 1], **options).filter(params))
-        np.testing.assert_allclose(ours[origins == t][0], short.forecast(H, exog=exog[t + 1 : t + 1 + H]), rtol=0, atol=1e-8)
+        np.testing.assert_allclose(
+            ours[origins == t][0],
+            short.forecast(H, exog=exog[t + 1 : t + 1 + H]),
+            rtol=0,
+            atol=1e-8,
+        )
 
 
 @pytest.mark.parametrize("name", B.ALL_NAMES)
@@ -167,14 +193,21 @@ def test_no_baseline_with_covariates_looks_ahead(name, monkeypatch):
         y2, x2 = y.copy(), x.copy()
         y2[t + 1 :] += rng.standard_normal(len(y) - t - 1)
         x2[t + 1 :] += 3 * rng.standard_normal(len(x) - t - 1)
-        out = B.classical_baselines(y2, splits, H, PERIOD, names=[name], covariates=x2[:, None])[name]
+        out = B.classical_baselines(y2, splits, H, PERIOD, names=[name], covariates=x2[:, None])[
+            name
+        ]
         assert out["error"] is None
         for split in compared:
             before = splits[split][1] <= t
-            np.testing.assert_allclose(out["forecasts"][split][before], full["forecasts"][split][before], rtol=0, atol=1e-8)
+            np.testing.assert_allclose(
+                out["forecasts"][split][before], full["forecasts"][split][before], rtol=0, atol=1e-8
+            )
         if t < 290:  # the change is seen by the later forecasts
             later = splits["test"][1] > t + 1
-            assert np.abs(out["forecasts"]["test"][later] - full["forecasts"]["test"][later]).max() > 1e-3
+            assert (
+                np.abs(out["forecasts"]["test"][later] - full["forecasts"]["test"][later]).max()
+                > 1e-3
+            )
 
 
 def test_a_covariate_that_drives_the_series_lowers_the_regression_baselines_errors():
@@ -187,9 +220,14 @@ def test_a_covariate_that_drives_the_series_lowers_the_regression_baselines_erro
     for name in ("DHR", "SARIMA airline"):
         for split in ("val", "test"):
             truth = splits[split][2]
-            mae = [float(np.abs(r[name]["forecasts"][split] - truth).mean()) for r in (with_x, without)]
+            mae = [
+                float(np.abs(r[name]["forecasts"][split] - truth).mean()) for r in (with_x, without)
+            ]
             assert mae[0] < mae[1], (name, split, mae)
-    assert with_x["DHR"]["details"]["covariates"] == 1 and with_x["SARIMA airline"]["details"]["test"]["covariates"] == 1
+    assert (
+        with_x["DHR"]["details"]["covariates"] == 1
+        and with_x["SARIMA airline"]["details"]["test"]["covariates"] == 1
+    )
     assert "covariates" not in without["DHR"]["details"]
     for split, f in with_x["ETS (A,A,A)"]["forecasts"].items():
         np.testing.assert_array_equal(f, without["ETS (A,A,A)"]["forecasts"][split])
@@ -199,21 +237,32 @@ def test_no_covariate_columns_is_no_covariates():
     y, _, _ = _synthetic()
     splits = _splits(y)
     plain = B.classical_baselines(y, splits, H, PERIOD, names=["DHR", "SARIMA airline"])
-    empty = B.classical_baselines(y, splits, H, PERIOD, names=["DHR", "SARIMA airline"], covariates=np.zeros((len(y), 0)))
+    empty = B.classical_baselines(
+        y, splits, H, PERIOD, names=["DHR", "SARIMA airline"], covariates=np.zeros((len(y), 0))
+    )
     for name in plain:
         assert plain[name]["details"] == empty[name]["details"]
         for split, f in plain[name]["forecasts"].items():
             np.testing.assert_array_equal(f, empty[name]["forecasts"][split])
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((299, 1)), r"expected shape \(300, k\) aligned with y, got \(299, 1\)"),
-    (np.zeros(300), r"expected shape \(300, k\) aligned with y \(one covariate: pass x\[:, None\]\), got \(300,\)"),
-    (np.zeros((300, 1, 1)), r"expected shape \(300, k\) aligned with y, got \(300, 1, 1\)"),
-    (np.where(np.arange(300)[:, None] == 7, np.nan, 0.0), r"expected finite values, got nan at row 7, column 0"),
-    (np.full((300, 2), np.inf), r"expected finite values, got inf at row 0, column 0"),
-    (np.full((300, 1), "a"), r"expected real numbers, got dtype <U1"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((299, 1)), r"expected shape \(300, k\) aligned with y, got \(299, 1\)"),
+        (
+            np.zeros(300),
+            r"expected shape \(300, k\) aligned with y \(one covariate: pass x\[:, None\]\), got \(300,\)",
+        ),
+        (np.zeros((300, 1, 1)), r"expected shape \(300, k\) aligned with y, got \(300, 1, 1\)"),
+        (
+            np.where(np.arange(300)[:, None] == 7, np.nan, 0.0),
+            r"expected finite values, got nan at row 7, column 0",
+        ),
+        (np.full((300, 2), np.inf), r"expected finite values, got inf at row 0, column 0"),
+        (np.full((300, 1), "a"), r"expected real numbers, got dtype <U1"),
+    ],
+)
 def test_bad_covariates_are_a_clear_error(bad, message):
     y, _, _ = _synthetic()
     with pytest.raises(ValueError, match=r"classical_baselines: covariates: " + message):

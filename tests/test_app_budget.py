@@ -7,10 +7,17 @@ import math
 
 import pytest
 
-from rnnfuse.app.config import ConfigError, DataConfig, ModelConfig, OptimConfig, RunConfig, planned_epochs
+from rnnfuse.app.config import (
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    planned_epochs,
+)
 from rnnfuse.app.experiment import Budget, batch_size_for, demo_config
-from rnnfuse.app.workers import refit_task
 from rnnfuse.app.training import Trainer
+from rnnfuse.app.workers import refit_task
 
 TINY = ModelConfig(local_sizes=(4,), global_sizes=(4,))
 DATA = DataConfig(val_steps=60, test_steps=60)
@@ -39,12 +46,16 @@ def test_a_step_budget_trains_at_least_that_many_steps(tmp_path):
 
 
 def test_patience_stops_and_the_best_weights_are_kept(tmp_path):
-    trainer = _trainer(tmp_path, steps=2000, batch_size=512, patience=1, lr=0.3)  # a rate that stops improving
+    trainer = _trainer(
+        tmp_path, steps=2000, batch_size=512, patience=1, lr=0.3
+    )  # a rate that stops improving
     result = trainer.run()
     p = result.progress
     assert p.stopped_early and p.epoch < trainer.epochs
     assert p.step - p.best_step >= 1 and p.best_metric == min(h["val_mae"] for h in p.history)
-    assert trainer.evaluate("val")["mae"] == pytest.approx(p.best_metric, rel=1e-6)  # the best epoch's weights
+    assert trainer.evaluate("val")["mae"] == pytest.approx(
+        p.best_metric, rel=1e-6
+    )  # the best epoch's weights
 
 
 def test_without_patience_every_planned_epoch_runs_and_the_best_weights_end_it(tmp_path):
@@ -78,5 +89,9 @@ def test_the_demo_budget_and_batch_size():
 def test_a_refit_trains_as_many_steps_as_the_best_validation_took():
     task = {"fusion": "concat", "budget": Budget(), "seed": 0, "refit": False, "then_refit": True}
     refit = refit_task(task, {"best_step": 120, "steps": 300})
-    assert refit["refit"] and not refit["then_refit"] and refit["budget"] == Budget(steps=120, patience=None)
+    assert (
+        refit["refit"]
+        and not refit["then_refit"]
+        and refit["budget"] == Budget(steps=120, patience=None)
+    )
     assert refit_task(task, {"best_step": None, "steps": 300})["budget"].steps == 300

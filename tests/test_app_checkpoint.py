@@ -23,23 +23,38 @@ def test_atomic_write_replaces_whole_files_and_leaves_no_temporaries(tmp_path):
 def test_latest_points_at_the_newest_complete_checkpoint(tmp_path):
     model = {"w": torch.arange(6.0).view(2, 3)}
     for step in (1, 2, 3):
-        ckpt.save_checkpoint(tmp_path, f"step-{step:08d}", model, {"t": torch.tensor([step])}, {"epoch": step, "batch": 0})
+        ckpt.save_checkpoint(
+            tmp_path,
+            f"step-{step:08d}",
+            model,
+            {"t": torch.tensor([step])},
+            {"epoch": step, "batch": 0},
+        )
     kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert kept == ["step-00000002", "step-00000003"]
     point = ckpt.load_latest(tmp_path)
     assert point.state["epoch"] == 3 and point.tensors["t"].item() == 3
     assert torch.equal(point.model["w"], model["w"])
     # the same name again never rewrites the directory latest.json names
-    ckpt.save_checkpoint(tmp_path, "step-00000003", model, {"t": torch.tensor([4])}, {"epoch": 4, "batch": 0})
-    assert json.loads((tmp_path / "latest.json").read_text())["checkpoint"] == "checkpoints/step-00000003-1"
+    ckpt.save_checkpoint(
+        tmp_path, "step-00000003", model, {"t": torch.tensor([4])}, {"epoch": 4, "batch": 0}
+    )
+    assert (
+        json.loads((tmp_path / "latest.json").read_text())["checkpoint"]
+        == "checkpoints/step-00000003-1"
+    )
 
 
 def test_missing_pieces_are_reported(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match="no checkpoint to resume from"):
         ckpt.load_latest(tmp_path)
-    directory = ckpt.save_checkpoint(tmp_path, "step-00000001", {"w": torch.ones(1)}, {}, {"epoch": 1})
+    directory = ckpt.save_checkpoint(
+        tmp_path, "step-00000001", {"w": torch.ones(1)}, {}, {"epoch": 1}
+    )
     (directory / "state.json").unlink()
-    with pytest.raises(ckpt.CheckpointError, match="state.json: missing; the checkpoint is incomplete"):
+    with pytest.raises(
+        ckpt.CheckpointError, match="state.json: missing; the checkpoint is incomplete"
+    ):
         ckpt.load_latest(tmp_path)
 
 
@@ -47,7 +62,9 @@ def test_model_file_keeps_metadata(tmp_path):
     path = tmp_path / "m.safetensors"
     ckpt.save_model_file(path, {"a": torch.ones(2)}, {"scale": 2.5, "config": {"seed": 1}})
     tensors, meta = ckpt.load_model_file(path)
-    assert meta == {"scale": 2.5, "config": {"seed": 1}} and torch.equal(tensors["a"], torch.ones(2))
+    assert meta == {"scale": 2.5, "config": {"seed": 1}} and torch.equal(
+        tensors["a"], torch.ones(2)
+    )
     path.write_bytes(b"\x00\x01garbage")
     with pytest.raises(ckpt.CheckpointError, match="not a readable safetensors file"):
         ckpt.load_model_file(path)
@@ -83,22 +100,38 @@ def test_rng_states_round_trip():
 def test_new_checkpoint_directory_is_fsynced_before_latest_names_it(tmp_path, monkeypatch):
     events = []
     real_fsync_dir, real_atomic_write = ckpt._fsync_dir, ckpt.atomic_write
-    monkeypatch.setattr(ckpt, "_fsync_dir", lambda d: (events.append(("fsync", d.name)), real_fsync_dir(d)))
-    monkeypatch.setattr(ckpt, "atomic_write", lambda p, data: (events.append(("write", p.name)), real_atomic_write(p, data)))
-    ckpt.save_checkpoint(tmp_path, "step-00000001", {"w": torch.ones(1)}, {}, {"epoch": 1, "batch": 0})
+    monkeypatch.setattr(
+        ckpt, "_fsync_dir", lambda d: (events.append(("fsync", d.name)), real_fsync_dir(d))
+    )
+    monkeypatch.setattr(
+        ckpt,
+        "atomic_write",
+        lambda p, data: (events.append(("write", p.name)), real_atomic_write(p, data)),
+    )
+    ckpt.save_checkpoint(
+        tmp_path, "step-00000001", {"w": torch.ones(1)}, {}, {"epoch": 1, "batch": 0}
+    )
     assert ("fsync", "checkpoints") in events
     assert events.index(("fsync", "checkpoints")) < events.index(("write", "latest.json"))
 
 
-@pytest.mark.parametrize("text, problem", [
-    ("[1, 2]", "expected a JSON object, got list"),
-    ('{"format": "rnnfuse-train/1"}', 'expected "checkpoint" to name a checkpoint directory'),
-    ('{"format": "rnnfuse-train/1", "checkpoint": "checkpoints/step-00000001"}', 'expected "sha256" to be an object'),
-    ('{"format": "rnnfuse-train/1", "checkpoint": "checkpoints/step-00000001", "sha256": {"state.json": "0"}}',
-     "\"sha256\" lacks a hash for \\['model.safetensors', 'training.safetensors'\\]"),
-    ('{"format": "rnnfuse-tr', "not valid JSON"),
-    ("\"just a string\"", "expected a JSON object, got str"),
-])
+@pytest.mark.parametrize(
+    "text, problem",
+    [
+        ("[1, 2]", "expected a JSON object, got list"),
+        ('{"format": "rnnfuse-train/1"}', 'expected "checkpoint" to name a checkpoint directory'),
+        (
+            '{"format": "rnnfuse-train/1", "checkpoint": "checkpoints/step-00000001"}',
+            'expected "sha256" to be an object',
+        ),
+        (
+            '{"format": "rnnfuse-train/1", "checkpoint": "checkpoints/step-00000001", "sha256": {"state.json": "0"}}',
+            "\"sha256\" lacks a hash for \\['model.safetensors', 'training.safetensors'\\]",
+        ),
+        ('{"format": "rnnfuse-tr', "not valid JSON"),
+        ('"just a string"', "expected a JSON object, got str"),
+    ],
+)
 def test_hand_edited_or_truncated_latest_json_is_a_checkpoint_error(tmp_path, text, problem):
     ckpt.save_checkpoint(tmp_path, "step-00000001", {"w": torch.ones(1)}, {}, {"epoch": 1})
     (tmp_path / "latest.json").write_text(text)

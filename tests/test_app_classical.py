@@ -12,8 +12,8 @@ import torch
 pytest.importorskip("statsforecast")
 pytest.importorskip("statsmodels")
 
-from rnnfuse.app import baselines as B  # noqa: E402
-from rnnfuse.app import classical as C  # noqa: E402
+from rnnfuse.app import baselines as B
+from rnnfuse.app import classical as C
 
 PERIOD = 12.5  # fractional: statsforecast gets m = round(12.5) = 12, DHR the exact 12.5
 SEASON = 12
@@ -26,7 +26,13 @@ def _series(n=240, seed=0, gap=True):
     noise = np.zeros(n)
     for i in range(1, n):
         noise[i] = 0.6 * noise[i - 1] + 0.2 * rng.standard_normal()
-    y = 10 + 0.05 * t + 2 * np.sin(2 * np.pi * t / PERIOD) + 0.5 * np.cos(4 * np.pi * t / PERIOD) + noise
+    y = (
+        10
+        + 0.05 * t
+        + 2 * np.sin(2 * np.pi * t / PERIOD)
+        + 0.5 * np.cos(4 * np.pi * t / PERIOD)
+        + noise
+    )
     if gap:
         y[150:153] = np.nan  # a gap before the origins below (and origins inside it)
     return y
@@ -56,7 +62,9 @@ def test_each_origin_forecasts_what_forward_does_from_the_data_up_to_it(name):
     assert details["season"] == SEASON
     got = C.auto_forecasts(name, model, y, ORIGINS, H)
     for row, t in enumerate(ORIGINS):
-        np.testing.assert_allclose(got[row], _reference(name, model, y, int(t)), rtol=0, atol=1e-8, err_msg=f"origin {t}")
+        np.testing.assert_allclose(
+            got[row], _reference(name, model, y, int(t)), rtol=0, atol=1e-8, err_msg=f"origin {t}"
+        )
 
 
 @pytest.mark.parametrize("name", C.AUTO_NAMES)
@@ -76,7 +84,13 @@ def test_changing_the_data_after_an_origin_leaves_its_forecast_unchanged(name):
         if splits[split][1].max() > t + SEASON:  # later origins did see the change
             assert not np.allclose(other[split], full[split])
         if split == "test":  # the series cut right after the origin
-            short, _ = C.run_auto(name, y[: t + 1], {"val": (170, val, None), "test": (200, test[test <= t], None)}, H, SEASON)
+            short, _ = C.run_auto(
+                name,
+                y[: t + 1],
+                {"val": (170, val, None), "test": (200, test[test <= t], None)},
+                H,
+                SEASON,
+            )
             np.testing.assert_allclose(short["test"][-1], full["test"][row], atol=1e-8)
 
 
@@ -90,7 +104,9 @@ def test_arima_with_covariate_regressors_equals_forward_with_them():
     assert sum(k.startswith("ex_") for k in details["coef"]) == 2  # a level and a running sum
     got = C.auto_forecasts("AutoARIMA", model, y, ORIGINS, H, regressors)
     for row, t in enumerate(ORIGINS):
-        np.testing.assert_allclose(got[row], _reference("AutoARIMA", model, y, int(t), regressors), atol=1e-8)
+        np.testing.assert_allclose(
+            got[row], _reference("AutoARIMA", model, y, int(t), regressors), atol=1e-8
+        )
 
 
 def test_seasonal_naive_equals_rnnfuses_seasonal_naive():
@@ -101,8 +117,12 @@ def test_seasonal_naive_equals_rnnfuses_seasonal_naive():
     origins = np.arange(30, 236)
     model, _ = C.fit_auto("SeasonalNaive", y, 170, SEASON)
     ours = C.auto_forecasts("SeasonalNaive", model, y, origins, H)
-    series = Series(y, np.ones(len(y), bool), None, "index", [str(i) for i in range(len(y))], "synthetic", "v")
-    windows = SimpleNamespace(origins=torch.from_numpy(origins), targets=torch.zeros(len(origins), H))  # what it reads
+    series = Series(
+        y, np.ones(len(y), bool), None, "index", [str(i) for i in range(len(y))], "synthetic", "v"
+    )
+    windows = SimpleNamespace(
+        origins=torch.from_numpy(origins), targets=torch.zeros(len(origins), H)
+    )  # what it reads
     np.testing.assert_array_equal(ours, seasonal_naive(series, windows, SEASON))
 
 
@@ -134,13 +154,20 @@ def test_arima_fit_reads_at_most_its_window(monkeypatch):
 def test_non_seasonal_series_skip_dhr_with_a_reason():
     y = _series(gap=False) - 2 * np.sin(2 * np.pi * np.arange(240) / PERIOD)
     steps = np.arange(1, H + 1)
-    splits = {k: (end, o, y[o[:, None] + steps]) for k, end, o in (("val", 170, np.arange(169, 200)), ("test", 200, np.arange(199, 236)))}
-    out = B.classical_baselines(y, splits, H, 1.0, names=["DHR", "AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive"])
+    splits = {
+        k: (end, o, y[o[:, None] + steps])
+        for k, end, o in (("val", 170, np.arange(169, 200)), ("test", 200, np.arange(199, 236)))
+    }
+    out = B.classical_baselines(
+        y, splits, H, 1.0, names=["DHR", "AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive"]
+    )
     assert out["DHR"]["error"].startswith("skipped: DHR needs a seasonal period > 2")
     for name in C.AUTO_NAMES:
         assert out[name]["error"] is None, (name, out[name]["error"])
         assert out[name]["details"]["val"].get("season", 1) == 1
-    np.testing.assert_allclose(out["SeasonalNaive"]["forecasts"]["val"], np.repeat(y[splits["val"][1], None], H, axis=1))
+    np.testing.assert_allclose(
+        out["SeasonalNaive"]["forecasts"]["val"], np.repeat(y[splits["val"][1], None], H, axis=1)
+    )
     assert out["AutoARIMA"]["details"]["val"]["order"].endswith("1")  # ARIMA(p,d,q)(0,0,0)1
 
 
@@ -148,14 +175,35 @@ def test_the_base_chosen_on_validation_has_the_lowest_validation_mae():
     truth = np.zeros((5, H))
 
     def result(offset, error=None):
-        return {"forecasts": {} if error else {"val": truth + offset}, "error": error, "details": {}, "seconds": 0.0}
+        return {
+            "forecasts": {} if error else {"val": truth + offset},
+            "error": error,
+            "details": {},
+            "seconds": 0.0,
+        }
 
     # DHR +1, AutoARIMA -1: their mean is exact; AutoETS 0.5 alone; the failed one is no candidate
-    results = {"DHR": result(1.0), "AutoARIMA": result(-1.0), "AutoETS": result(0.5), "AutoTheta": result(0.0, "boom")}
+    results = {
+        "DHR": result(1.0),
+        "AutoARIMA": result(-1.0),
+        "AutoETS": result(0.5),
+        "AutoTheta": result(0.0, "boom"),
+    }
     name, parts, choice = B.choose_base(results, truth)
-    assert (name, parts) == ("DHR + AutoARIMA mean", ("DHR", "AutoARIMA")) and choice["chosen"] == name
-    assert choice["val_mae"] == {"DHR": 1.0, "AutoARIMA": 1.0, "AutoETS": 0.5, "DHR + AutoARIMA mean": 0.0, "DHR + AutoETS mean": 0.75}
-    results["AutoARIMA"], results["AutoETS"] = result(-0.5), result(0.1)  # DHR + AutoARIMA mean: 0.25
+    assert (name, parts) == ("DHR + AutoARIMA mean", ("DHR", "AutoARIMA")) and choice[
+        "chosen"
+    ] == name
+    assert choice["val_mae"] == {
+        "DHR": 1.0,
+        "AutoARIMA": 1.0,
+        "AutoETS": 0.5,
+        "DHR + AutoARIMA mean": 0.0,
+        "DHR + AutoETS mean": 0.75,
+    }
+    results["AutoARIMA"], results["AutoETS"] = (
+        result(-0.5),
+        result(0.1),
+    )  # DHR + AutoARIMA mean: 0.25
     assert B.choose_base(results, truth)[:2] == ("AutoETS", ("AutoETS",))
     # ties (DHR, AutoETS and their mean all 0.5): the fewer parts win, then the earlier candidate
     tie = {"DHR": result(0.5), "AutoETS": result(0.5)}

@@ -25,7 +25,10 @@ def test_bad_csv_errors_name_file_line_and_column(tmp_path, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("when,level\n2000-01-01,1\n2000-01-08,x1\n")
     out = str(tmp_path / "run")
-    err = _error(capsys, ["train", "--out", out, "--csv", str(bad), "--column", "level", "--time-column", "when"])
+    err = _error(
+        capsys,
+        ["train", "--out", out, "--csv", str(bad), "--column", "level", "--time-column", "when"],
+    )
     assert f"{bad}, line 3, column 'level': expected a number" in err and "got 'x1'" in err
     err = _error(capsys, ["train", "--out", out, "--csv", str(bad), "--column", "co2"])
     assert f"{bad}, line 1: no column 'co2' (--column)" in err
@@ -63,14 +66,33 @@ def _user_csv(tmp_path):
 def test_train_on_a_user_csv_then_predict(tmp_path, capsys):
     data = _user_csv(tmp_path)
     run = tmp_path / "run"
-    code = main(["train", "--out", str(run), "--csv", str(data), "--column", "ppm", "--time-column", "week", "--epochs", "2", "--horizon", "8", *TINY])
+    code = main(
+        [
+            "train",
+            "--out",
+            str(run),
+            "--csv",
+            str(data),
+            "--column",
+            "ppm",
+            "--time-column",
+            "week",
+            "--epochs",
+            "2",
+            "--horizon",
+            "8",
+            *TINY,
+        ]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "59 missing values filled by linear interpolation" in printed and "epoch 2/2" in printed
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["model"]["test"]["mae"] > 0 and len(metrics["model"]["test"]["mae_by_step"]) == 8
     target = tmp_path / "forecast.csv"
-    assert main(["predict", "--model", str(run), "--csv", str(data), "--output", str(target)]) == 0  # --column from the model
+    assert (
+        main(["predict", "--model", str(run), "--csv", str(data), "--output", str(target)]) == 0
+    )  # --column from the model
     printed = capsys.readouterr().out
     assert "after its last row (2001-12-29)" in printed
     rows = list(csv.DictReader(target.read_text().splitlines()))
@@ -84,10 +106,26 @@ def test_train_on_a_user_csv_then_predict(tmp_path, capsys):
 
 
 def test_demo_writes_table_and_figures_and_does_not_depend_on_jobs(tmp_path, capsys):
-    argv = ["demo", "--fusions", "local,sum", "--epochs", "1", "--seeds", "1", "--baselines", "none"]  # classical: test_app_baselines
+    argv = [
+        "demo",
+        "--fusions",
+        "local,sum",
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--baselines",
+        "none",
+    ]  # classical: test_app_baselines
     assert main([*argv, "--out", str(tmp_path / "a"), "--jobs", "1"]) == 0
     printed = capsys.readouterr().out
-    for name in ("forecasts.png", "training_curves.png", "error_by_step.png", "results.md", "results.json"):
+    for name in (
+        "forecasts.png",
+        "training_curves.png",
+        "error_by_step.png",
+        "results.md",
+        "results.json",
+    ):
         assert (tmp_path / "a" / name).stat().st_size > 1000 or name.endswith(("md", "json"))
     assert "| seasonal naive | - |" in printed and "| seasonal naive + drift | - |" in printed
     assert "| local | LSTM 32,32 (direct)" in printed and "| sum | LSTM 32,32 (direct)" in printed
@@ -102,7 +140,9 @@ def test_demo_writes_table_and_figures_and_does_not_depend_on_jobs(tmp_path, cap
     assert first["selected"] == second["selected"] and first["selected"] in first["rows"]
     kinds = {name: row["kind"] for name, row in first["rows"].items()}
     assert kinds["seasonal naive"] == "naive" and kinds["local"] == kinds["sum"] == "network"
-    assert all(set(row["test"]) == {"mae", "rmse", "mase", "smape"} for row in first["rows"].values())
+    assert all(
+        set(row["test"]) == {"mae", "rmse", "mase", "smape"} for row in first["rows"].values()
+    )
     lines = (tmp_path / "a" / "forecasts.csv").read_text().splitlines()
     assert lines[0] == "row,kind,split,origin,origin_row,step,time,forecast,actual"
     tested = {line.split(",")[3] for line in lines[1:] if ",test," in line}
@@ -110,7 +150,9 @@ def test_demo_writes_table_and_figures_and_does_not_depend_on_jobs(tmp_path, cap
     assert (tmp_path / "a" / "runs" / "sum-seed0" / "best.safetensors").exists()
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["predict", "--help"], ["demo", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["train", "--help"], ["predict", "--help"], ["demo", "--help"]]
+)
 def test_help_lists_the_commands(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         main(argv)
@@ -125,7 +167,9 @@ def test_paths_of_the_wrong_kind_give_one_line_errors(tmp_path, capsys):
     a_file.write_text("x\n1\n")
     for extra in ([], ["--resume"]):
         err = _error(capsys, ["train", "--out", str(a_file), *extra])
-        assert f"--out: {a_file} is a file; expected a run directory" in err and "Traceback" not in err
+        assert (
+            f"--out: {a_file} is a file; expected a run directory" in err and "Traceback" not in err
+        )
     err = _error(capsys, ["train", "--out", str(tmp_path / "run"), "--config", str(tmp_path)])
     assert f"{tmp_path}: cannot read the config file" in err
     stack_file = tmp_path / "stack.safetensors"
@@ -140,7 +184,9 @@ def test_predict_output_that_cannot_be_written_is_a_one_line_error(tmp_path, cap
     capsys.readouterr()
     err = _error(capsys, ["predict", "--model", str(run), "--output", str(tmp_path)])
     assert f"--output: cannot write {tmp_path}" in err
-    err = _error(capsys, ["predict", "--model", str(run), "--output", str(tmp_path / "no" / "f.csv")])
+    err = _error(
+        capsys, ["predict", "--model", str(run), "--output", str(tmp_path / "no" / "f.csv")]
+    )
     assert "--output: cannot write" in err
 
 
@@ -154,10 +200,14 @@ def test_damaged_run_files_give_one_line_errors(tmp_path, capsys):
     capsys.readouterr()
     latest = run / "latest.json"
     good = latest.read_text()
-    for text, problem in (("[1]", "expected a JSON object, got list"),
-                          ('{"format": "rnnfuse-train/1"}', 'expected "checkpoint" to name a checkpoint directory')):
+    for text, problem in (
+        ("[1]", "expected a JSON object, got list"),
+        ('{"format": "rnnfuse-train/1"}', 'expected "checkpoint" to name a checkpoint directory'),
+    ):
         latest.write_text(text)
-        err = _error(capsys, ["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress"])
+        err = _error(
+            capsys, ["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress"]
+        )
         assert f"rnnfuse train: error: {latest}: {problem}" in err and "Traceback" not in err
         assert len(err.strip().splitlines()) == 1
     latest.write_text(good)
@@ -167,16 +217,23 @@ def test_damaged_run_files_give_one_line_errors(tmp_path, capsys):
     for key in ("config", "scale"):
         save_model_file(edited, tensors, {k: v for k, v in meta.items() if k != key})
         err = _error(capsys, ["predict", "--model", str(edited)])
-        assert f"{edited}: the metadata lacks ['{key}']" in err and len(err.strip().splitlines()) == 1
+        assert (
+            f"{edited}: the metadata lacks ['{key}']" in err and len(err.strip().splitlines()) == 1
+        )
     save_model_file(edited, tensors, {**meta, "scale": "big"})
-    assert "expected a positive number as the metadata's scale, got 'big'" in _error(capsys, ["predict", "--model", str(edited)])
+    assert "expected a positive number as the metadata's scale, got 'big'" in _error(
+        capsys, ["predict", "--model", str(edited)]
+    )
     wrong = dict(tensors)
     wrong["head.weight"] = torch.zeros(2, *tensors["head.weight"].shape[1:])
     wrong.pop("head.bias")
     wrong["extra"] = torch.zeros(1)
     save_model_file(edited, wrong, meta)
     err = _error(capsys, ["predict", "--model", str(edited)])
-    assert f"{str(edited)!r} does not match its configuration" in err and len(err.strip().splitlines()) == 1
+    assert (
+        f"{str(edited)!r} does not match its configuration" in err
+        and len(err.strip().splitlines()) == 1
+    )
     assert "missing: ['head.bias']" in err and "unexpected: ['extra']" in err
     assert f"head.weight: expected {list(tensors['head.weight'].shape)}, got [2, " in err
 
@@ -184,7 +241,10 @@ def test_damaged_run_files_give_one_line_errors(tmp_path, capsys):
 def _quarterly_csv(tmp_path, quarters=120, absent=50):
     """Quarter-end dates (1960-03-31, 1960-06-30, ...) with one quarter left out."""
     ends = ("03-31", "06-30", "09-30", "12-31")
-    rows = [f"{1960 + i // 4}-{ends[i % 4]},{10 + 0.1 * i + (i % 4) + 0.3 * ((i * 7) % 5):.3f}" for i in range(quarters)]
+    rows = [
+        f"{1960 + i // 4}-{ends[i % 4]},{10 + 0.1 * i + (i % 4) + 0.3 * ((i * 7) % 5):.3f}"
+        for i in range(quarters)
+    ]
     path = tmp_path / "quarterly.csv"
     path.write_text("ds,y\n" + "\n".join(r for i, r in enumerate(rows) if i != absent) + "\n")
     return path
@@ -194,27 +254,120 @@ def _quarterly_csv(tmp_path, quarters=120, absent=50):
 def test_demo_on_quarterly_dates_with_a_horizon_past_the_period_then_predict(tmp_path, capsys):
     data = _quarterly_csv(tmp_path)
     out = tmp_path / "demo"
-    argv = ["demo", "--csv", str(data), "--column", "y", "--time-column", "ds", "--horizon", "6", "--covariates", "none",
-            "--epochs", "1", "--seeds", "1", "--fusions", "concat", "--jobs", "1", "--baselines", "none", "--hybrids", "none"]
+    argv = [
+        "demo",
+        "--csv",
+        str(data),
+        "--column",
+        "y",
+        "--time-column",
+        "ds",
+        "--horizon",
+        "6",
+        "--covariates",
+        "none",
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--fusions",
+        "concat",
+        "--jobs",
+        "1",
+        "--baselines",
+        "none",
+        "--hybrids",
+        "none",
+    ]
     assert main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
-    assert "1 of them absent time steps (step 3 months)" in printed and "seasonal period 4 steps" in printed
+    assert (
+        "1 of them absent time steps (step 3 months)" in printed
+        and "seasonal period 4 steps" in printed
+    )
     results = json.loads((out / "results.json").read_text())
     assert len(results["models"][0]["test"]["mae_by_step"]) == 6
     target = tmp_path / "forecast.csv"
-    assert main(["predict", "--model", str(out / "runs" / "concat-seed0"), "--csv", str(data), "--output", str(target)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(out / "runs" / "concat-seed0"),
+                "--csv",
+                str(data),
+                "--output",
+                str(target),
+            ]
+        )
+        == 0
+    )
     rows = list(csv.DictReader(target.read_text().splitlines()))
-    assert [r["time"] for r in rows] == ["1990-03-31", "1990-06-30", "1990-09-30", "1990-12-31", "1991-03-31", "1991-06-30"]
+    assert [r["time"] for r in rows] == [
+        "1990-03-31",
+        "1990-06-30",
+        "1990-09-30",
+        "1990-12-31",
+        "1991-03-31",
+        "1991-06-30",
+    ]
 
 
 def test_demo_without_dates_asks_for_the_period(tmp_path, capsys):
     data = tmp_path / "yearly.csv"
     data.write_text("year,y\n" + "\n".join(f"{1900 + i},{0.3 * i}" for i in range(100)) + "\n")
-    err = _error(capsys, ["demo", "--out", str(tmp_path / "o"), "--csv", str(data), "--column", "y", "--time-column", "year"])
+    err = _error(
+        capsys,
+        [
+            "demo",
+            "--out",
+            str(tmp_path / "o"),
+            "--csv",
+            str(data),
+            "--column",
+            "y",
+            "--time-column",
+            "year",
+        ],
+    )
     assert f"rnnfuse demo: error: --period: {data} has numbers in its time column 'year'" in err
     assert "--period 1 (none, e.g. yearly rows)" in err and len(err.strip().splitlines()) == 1
-    err = _error(capsys, ["demo", "--out", str(tmp_path / "o"), "--csv", str(data), "--column", "y", "--period", "1.5"])
-    assert "--period: expected a finite number of steps >= 2" in err and "1 or none for a non-seasonal series" in err
-    err = _error(capsys, ["demo", "--out", str(tmp_path / "o"), "--csv", str(data), "--column", "y", "--period", "none",
-                          "--horizon", "40"])
-    assert "too short for the windows: 100 rows, need at least" in err and "--horizon 40" in err and "--local-steps 80" in err
+    err = _error(
+        capsys,
+        [
+            "demo",
+            "--out",
+            str(tmp_path / "o"),
+            "--csv",
+            str(data),
+            "--column",
+            "y",
+            "--period",
+            "1.5",
+        ],
+    )
+    assert (
+        "--period: expected a finite number of steps >= 2" in err
+        and "1 or none for a non-seasonal series" in err
+    )
+    err = _error(
+        capsys,
+        [
+            "demo",
+            "--out",
+            str(tmp_path / "o"),
+            "--csv",
+            str(data),
+            "--column",
+            "y",
+            "--period",
+            "none",
+            "--horizon",
+            "40",
+        ],
+    )
+    assert (
+        "too short for the windows: 100 rows, need at least" in err
+        and "--horizon 40" in err
+        and "--local-steps 80" in err
+    )

@@ -16,7 +16,16 @@ from rnnfuse.app.demo_data import demo_data, parse_period
 from rnnfuse.app.metrics import seasonal_naive, seasonal_naive_drift
 from rnnfuse.app.windows import fit_scale, make_windows, min_length, prepare, split_origins
 
-SMALL = DataConfig(local_steps=4, global_blocks=3, block=2, min_global_blocks=2, horizon=3, period=4, val_steps=6, test_steps=6)
+SMALL = DataConfig(
+    local_steps=4,
+    global_blocks=3,
+    block=2,
+    min_global_blocks=2,
+    horizon=3,
+    period=4,
+    val_steps=6,
+    test_steps=6,
+)
 
 
 def _write(tmp_path, text, name="data.csv"):
@@ -47,24 +56,33 @@ def test_gaps_are_filled_linearly_and_marked(tmp_path):
 
 def test_missing_values_at_the_ends_are_dropped(tmp_path):
     series = load_csv(_write(tmp_path, "v\n\n2\n3\nNA\n"), "v")
-    assert series.values.tolist() == [2.0, 3.0] and series.dropped_edges == 2  # the empty line and NA
+    assert (
+        series.values.tolist() == [2.0, 3.0] and series.dropped_edges == 2
+    )  # the empty line and NA
 
 
 def test_missing_column_names_file_line_and_column(tmp_path):
     path = _write(tmp_path, "date,ppm\n20000101,1\n")
-    with pytest.raises(DataError, match=rf"{path}, line 1: no column 'co2' \(--column\); the header has \['date', 'ppm'\]"):
+    with pytest.raises(
+        DataError,
+        match=rf"{path}, line 1: no column 'co2' \(--column\); the header has \['date', 'ppm'\]",
+    ):
         load_csv(path, "co2", "date")
 
 
 def test_non_numeric_value_names_file_line_and_column(tmp_path):
     path = _write(tmp_path, "date,co2\n20000101,1.5\n20000108,abc\n")
-    with pytest.raises(DataError, match=rf"{path}, line 3, column 'co2': expected a number .* got 'abc'"):
+    with pytest.raises(
+        DataError, match=rf"{path}, line 3, column 'co2': expected a number .* got 'abc'"
+    ):
         load_csv(path, "co2", "date")
 
 
 def test_bad_or_decreasing_times_name_the_line(tmp_path):
     path = _write(tmp_path, "date,co2\n2000-01-01,1\n2000-01-08,2\nlater,3\n")
-    with pytest.raises(DataError, match=rf"{path}, line 4, column 'date': expected a date .* got 'later'"):
+    with pytest.raises(
+        DataError, match=rf"{path}, line 4, column 'date': expected a date .* got 'later'"
+    ):
         load_csv(path, "co2", "date")
     path = _write(tmp_path, "date,co2\n2000-01-08,1\n2000-01-01,2\n", "dec.csv")
     with pytest.raises(DataError, match=r"line 3, column 'date': times must increase"):
@@ -82,7 +100,10 @@ def test_short_row_and_missing_file(tmp_path):
 def test_too_short_for_the_windows_names_file_and_column(tmp_path):
     path = _write(tmp_path, "v\n" + "\n".join(str(i) for i in range(100)) + "\n")
     series = load_csv(path, "v")
-    with pytest.raises(DataError, match=rf"{path}, column 'v': too short for the windows: 100 rows, need at least {min_length(DataConfig())}"):
+    with pytest.raises(
+        DataError,
+        match=rf"{path}, column 'v': too short for the windows: 100 rows, need at least {min_length(DataConfig())}",
+    ):
         prepare(series, DataConfig())
 
 
@@ -99,10 +120,16 @@ def test_windows_hold_the_normalised_history(tmp_path):
     series, y = _seasonal_csv(tmp_path)
     t, scale = 20, 2.0
     w = make_windows(series, np.array([t]), SMALL, scale)
-    np.testing.assert_allclose(w.local[0, :, 0], (y[t - 3 : t + 1] - y[t]) / scale, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        w.local[0, :, 0], (y[t - 3 : t + 1] - y[t]) / scale, rtol=1e-5, atol=1e-6
+    )
     blocks = [(y[t - 5 : t - 3].mean()), y[t - 3 : t - 1].mean(), y[t - 1 : t + 1].mean()]
-    np.testing.assert_allclose(w.global_[0, :, 0], (np.array(blocks) - y[t]) / scale, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(w.targets[0, :, 0], (y[t + 1 : t + 4] - y[t]) / scale, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        w.global_[0, :, 0], (np.array(blocks) - y[t]) / scale, rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        w.targets[0, :, 0], (y[t + 1 : t + 4] - y[t]) / scale, rtol=1e-5, atol=1e-6
+    )
     phase = (np.arange(t + 1, t + 4) % 4) / 4
     np.testing.assert_allclose(w.covariates[0, :, 0], np.sin(2 * np.pi * phase), atol=1e-6)
     np.testing.assert_allclose(w.to_ppm(w.targets)[0].numpy(), y[t + 1 : t + 4], rtol=1e-6)
@@ -122,8 +149,21 @@ def test_global_rows_are_the_block_means_and_phases_for_every_origin(tmp_path):
     n = 80
     days = [(dt.date(2000, 1, 1) + dt.timedelta(weeks=i)).strftime("%Y-%m-%d") for i in range(n)]
     y = 5 + 0.2 * np.arange(n) + np.cos(np.arange(n))
-    series = load_csv(_write(tmp_path, "d,v\n" + "\n".join(f"{d},{v:.6f}" for d, v in zip(days, y)) + "\n"), "v", "d")
-    config = DataConfig(local_steps=4, global_blocks=5, block=3, min_global_blocks=1, horizon=2, period=52, val_steps=6, test_steps=6)
+    series = load_csv(
+        _write(tmp_path, "d,v\n" + "\n".join(f"{d},{v:.6f}" for d, v in zip(days, y)) + "\n"),
+        "v",
+        "d",
+    )
+    config = DataConfig(
+        local_steps=4,
+        global_blocks=5,
+        block=3,
+        min_global_blocks=1,
+        horizon=2,
+        period=52,
+        val_steps=6,
+        test_steps=6,
+    )
     origins = np.arange(1, n - 2)
     w = make_windows(series, origins, config, 1.5)
     start = series.times[0]
@@ -167,7 +207,16 @@ def _windows(series, config, origins):
 def test_seasonal_naive_past_one_period_repeats_the_last_season(tmp_path):
     """h > P: y[t + h - P * ceil(h / P)], never a value after the origin."""
     series, y = _seasonal_csv(tmp_path)
-    config = DataConfig(local_steps=4, global_blocks=3, block=2, min_global_blocks=2, horizon=9, period=4, val_steps=9, test_steps=9)
+    config = DataConfig(
+        local_steps=4,
+        global_blocks=3,
+        block=2,
+        min_global_blocks=2,
+        horizon=9,
+        period=4,
+        val_steps=9,
+        test_steps=9,
+    )
     origins = np.array([20, 31])
     w = _windows(series, config, origins)
     steps = np.arange(1, 10)
@@ -175,19 +224,36 @@ def test_seasonal_naive_past_one_period_repeats_the_last_season(tmp_path):
     assert (source <= origins[:, None]).all()
     np.testing.assert_allclose(seasonal_naive(series, w, 4), y[source])
     growth = np.array([y[t - 3 : t + 1].mean() - y[t - 7 : t - 3].mean() for t in origins])
-    np.testing.assert_allclose(seasonal_naive_drift(series, w, 4), y[source] + growth[:, None] * np.ceil(steps / 4))
+    np.testing.assert_allclose(
+        seasonal_naive_drift(series, w, 4), y[source] + growth[:, None] * np.ceil(steps / 4)
+    )
 
 
 def test_period_one_is_non_seasonal_naive_and_constant_phases(tmp_path):
     series, y = _seasonal_csv(tmp_path)
-    config = DataConfig(local_steps=4, global_blocks=3, block=2, min_global_blocks=2, horizon=5, period=1, val_steps=6, test_steps=6)
+    config = DataConfig(
+        local_steps=4,
+        global_blocks=3,
+        block=2,
+        min_global_blocks=2,
+        horizon=5,
+        period=1,
+        val_steps=6,
+        test_steps=6,
+    )
     assert not config.seasonal and SMALL.seasonal
     validate(RunConfig(data=config), "test")  # horizon 5 > period 1 is allowed
     w = _windows(series, config, [20, 30])
-    np.testing.assert_allclose(seasonal_naive(series, w, 1), np.repeat(y[[20, 30], None], 5, axis=1))
+    np.testing.assert_allclose(
+        seasonal_naive(series, w, 1), np.repeat(y[[20, 30], None], 5, axis=1)
+    )
     drift = seasonal_naive_drift(series, w, 1)
     np.testing.assert_allclose(drift[0], y[20] + (y[20] - y[19]) * np.arange(1, 6))
-    for features in (w.local[..., 1:], w.global_[..., 1:3], w.covariates):  # sin 0, cos 1 everywhere
+    for features in (
+        w.local[..., 1:],
+        w.global_[..., 1:3],
+        w.covariates,
+    ):  # sin 0, cos 1 everywhere
         valid = features[..., 1] != 0  # the global rows past a window's count are zeros
         assert (features[..., 0][valid] == 0).all() and (features[..., 1][valid] == 1).all()
     prepared = prepare(series, config)
@@ -195,31 +261,60 @@ def test_period_one_is_non_seasonal_naive_and_constant_phases(tmp_path):
 
 
 def test_dated_non_seasonal_series_has_constant_phases(tmp_path):
-    path = _write(tmp_path, "ds,y\n" + "\n".join(f"{1950 + i}-12-31,{i % 3}" for i in range(30)) + "\n")
+    path = _write(
+        tmp_path, "ds,y\n" + "\n".join(f"{1950 + i}-12-31,{i % 3}" for i in range(30)) + "\n"
+    )
     series = load_csv(path, "y", "ds")
-    config = DataConfig(local_steps=4, global_blocks=3, block=2, min_global_blocks=2, horizon=3, period=1, val_steps=6, test_steps=6)
+    config = DataConfig(
+        local_steps=4,
+        global_blocks=3,
+        block=2,
+        min_global_blocks=2,
+        horizon=3,
+        period=1,
+        val_steps=6,
+        test_steps=6,
+    )
     w = _windows(series, config, [10])
     assert (w.covariates[..., 0] == 0).all() and (w.local[..., 1] == 0).all()
 
 
 def test_too_short_names_the_flags_and_the_rows_needed_and_available(tmp_path):
     series, _ = _seasonal_csv(tmp_path, n=40)
-    config = DataConfig(local_steps=10, global_blocks=3, block=2, min_global_blocks=2, horizon=3, period=4, val_steps=12, test_steps=12)
+    config = DataConfig(
+        local_steps=10,
+        global_blocks=3,
+        block=2,
+        min_global_blocks=2,
+        horizon=3,
+        period=4,
+        val_steps=12,
+        test_steps=12,
+    )
     assert len(prepare(series, config).test) == 10  # 10 + 3 + 12 + 12 = 37 rows fit in 40
     config = replace(config, val_steps=20)
-    with pytest.raises(DataError, match=r"column 'v': too short for the windows: 40 rows, need at least 45 = history 10 "
-                                        r"\(the largest of --local-steps 10, --block 2 x --min-global-blocks 2, 2 x --period 4\) "
-                                        r"\+ --horizon 3 \+ --val-steps 20 \+ --test-steps 12; lower these flags by 5 rows"):
+    with pytest.raises(
+        DataError,
+        match=r"column 'v': too short for the windows: 40 rows, need at least 45 = history 10 "
+        r"\(the largest of --local-steps 10, --block 2 x --min-global-blocks 2, 2 x --period 4\) "
+        r"\+ --horizon 3 \+ --val-steps 20 \+ --test-steps 12; lower these flags by 5 rows",
+    ):
         prepare(series, config)
     with pytest.raises(DataError, match=r"--test-steps 2 is shorter than --horizon 3"):
         prepare(series, replace(config, val_steps=6, test_steps=2))
 
 
 def test_demo_needs_a_period_without_dates_and_scales_windows_without_a_season(tmp_path):
-    path = _write(tmp_path, "year,y\n" + "\n".join(f"{1900 + i},{i * 0.5 + (i % 4)}" for i in range(120)) + "\n")
+    path = _write(
+        tmp_path,
+        "year,y\n" + "\n".join(f"{1900 + i},{i * 0.5 + (i % 4)}" for i in range(120)) + "\n",
+    )
     given = {"csv": str(path), "column": "y", "time_column": "year"}
-    with pytest.raises(ConfigError, match=rf"--period: {path} has numbers in its time column 'year', so the seasonal "
-                                          r"period cannot be read from dates; expected --period N .* or --period 1"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"--period: {path} has numbers in its time column 'year', so the seasonal "
+        r"period cannot be read from dates; expected --period N .* or --period 1",
+    ):
         demo_data(given, None)
     assert parse_period("none") == parse_period("1") == 1.0 and parse_period("4") == 4.0
     for bad in ("0.5", "1.5", "nan", "x"):
@@ -227,7 +322,12 @@ def test_demo_needs_a_period_without_dates_and_scales_windows_without_a_season(t
             parse_period(bad)
     data, period = demo_data(given, 1.0)
     assert period == 1.0 and not data.seasonal
-    assert (data.horizon, data.local_steps, data.val_steps, data.test_steps) == (6, 12, 18, 18)  # 120 // 20, 2h, 15 %
+    assert (data.horizon, data.local_steps, data.val_steps, data.test_steps) == (
+        6,
+        12,
+        18,
+        18,
+    )  # 120 // 20, 2h, 15 %
     prepared = prepare(load_csv(path, "y", "year"), data)
     assert len(prepared.train) > 50 and len(prepared.test) == 18 - 6 + 1
     data, _ = demo_data({**given, "horizon": 10}, 1.0)
@@ -237,8 +337,12 @@ def test_demo_needs_a_period_without_dates_and_scales_windows_without_a_season(t
 def test_demo_windows_take_a_horizon_beyond_the_period(tmp_path):
     rows = [f"{1960 + i // 4}Q{i % 4 + 1},{10 + 0.1 * i + (i % 4)}" for i in range(160)]
     path = _write(tmp_path, "ds,y\n" + "\n".join(rows) + "\n")
-    data, period = demo_data({"csv": str(path), "column": "y", "time_column": "ds", "horizon": 10}, None)
-    assert period == 4.0 and data.horizon == 10 and data.val_steps == data.test_steps == 20  # 2 x horizon > 4 periods
+    data, period = demo_data(
+        {"csv": str(path), "column": "y", "time_column": "ds", "horizon": 10}, None
+    )
+    assert (
+        period == 4.0 and data.horizon == 10 and data.val_steps == data.test_steps == 20
+    )  # 2 x horizon > 4 periods
     validate(RunConfig(data=data), "test")
     prepared = prepare(load_csv(path, "y", "ds"), data)
     assert len(prepared.test) == 11

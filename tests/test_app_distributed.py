@@ -27,7 +27,17 @@ def _torchrun() -> str:
 
 
 def _run(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [_torchrun(), "--standalone", "--nproc_per_node=2", "-m", "rnnfuse", "train", "--out", str(out), *extra]
+    cmd = [
+        _torchrun(),
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "rnnfuse",
+        "train",
+        "--out",
+        str(out),
+        *extra,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 

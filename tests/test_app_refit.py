@@ -8,17 +8,26 @@ import pytest
 
 pytest.importorskip("statsmodels")
 
-from rnnfuse.app import baselines as B  # noqa: E402
-from rnnfuse.app.config import DataConfig  # noqa: E402
-from rnnfuse.app.data import Series, load_csv  # noqa: E402
-from rnnfuse.app.experiment import Budget, apply_refits, train_one  # noqa: E402
-from rnnfuse.app.hybrid import blend_base, hybrid_data  # noqa: E402
-from rnnfuse.app.windows import prepare, split_origins  # noqa: E402
-from rnnfuse.cli import build_parser, main  # noqa: E402
+from rnnfuse.app import baselines as B
+from rnnfuse.app.config import DataConfig
+from rnnfuse.app.data import Series, load_csv
+from rnnfuse.app.experiment import Budget, apply_refits, train_one
+from rnnfuse.app.hybrid import blend_base, hybrid_data
+from rnnfuse.app.windows import prepare, split_origins
+from rnnfuse.cli import build_parser, main
 
 H = 4
 PERIOD = 12
-CONFIG = dict(local_steps=8, global_blocks=12, block=2, min_global_blocks=3, horizon=H, period=PERIOD, val_steps=40, test_steps=40)
+CONFIG = dict(
+    local_steps=8,
+    global_blocks=12,
+    block=2,
+    min_global_blocks=3,
+    horizon=H,
+    period=PERIOD,
+    val_steps=40,
+    test_steps=40,
+)
 
 
 def _y(n=200, seed=0):
@@ -35,7 +44,15 @@ def _csv(tmp_path, y, name="s.csv"):
 
 
 def _series(y):
-    return Series(np.asarray(y, float), np.ones(len(y), bool), None, "index", [str(i) for i in range(len(y))], "synthetic", "v")
+    return Series(
+        np.asarray(y, float),
+        np.ones(len(y), bool),
+        None,
+        "index",
+        [str(i) for i in range(len(y))],
+        "synthetic",
+        "v",
+    )
 
 
 def test_the_refit_trains_on_exactly_the_windows_before_the_test_stretch(tmp_path):
@@ -48,20 +65,34 @@ def test_the_refit_trains_on_exactly_the_windows_before_the_test_stretch(tmp_pat
     series = load_csv(config.csv, "v")
     sp = split_origins(series, config)
     first = max(config.local_steps, config.block * config.min_global_blocks, 2 * PERIOD) - 1
-    expected = [t for t in range(first, len(y) - H) if t + H < sp.test_start and np.isfinite(y[t + 1 : t + H + 1]).all()]
+    expected = [
+        t
+        for t in range(first, len(y) - H)
+        if t + H < sp.test_start and np.isfinite(y[t + 1 : t + H + 1]).all()
+    ]
     np.testing.assert_array_equal(sp.before_test, expected)
-    assert set(sp.train) | set(sp.val) <= set(sp.before_test) and not set(sp.test) & set(sp.before_test)
-    assert len(sp.before_test) == len(sp.train) + len(sp.val) + H - 1  # + the windows straddling the validation start
-    assert (sp.before_test + H).max() == sp.test_start - 1  # the last one ends on the first test origin's value
+    assert set(sp.train) | set(sp.val) <= set(sp.before_test) and not set(sp.test) & set(
+        sp.before_test
+    )
+    assert (
+        len(sp.before_test) == len(sp.train) + len(sp.val) + H - 1
+    )  # + the windows straddling the validation start
+    assert (
+        sp.before_test + H
+    ).max() == sp.test_start - 1  # the last one ends on the first test origin's value
 
     refit, plain = prepare(series, config, refit=True), prepare(series, config)
     np.testing.assert_array_equal(refit.train.origins.numpy(), sp.before_test)
-    values = series.values  # the gap filled: an origin's anchor may be a filled value, its targets never
+    values = (
+        series.values
+    )  # the gap filled: an origin's anchor may be a filled value, its targets never
     deltas = values[sp.before_test[:, None] + np.arange(1, H + 1)] - values[sp.before_test, None]
     assert refit.scale == pytest.approx(deltas.std())  # the scale is fitted on the refit's windows
     np.testing.assert_allclose(refit.train.targets[..., 0].numpy(), deltas / refit.scale, atol=1e-5)
     for split in ("val", "test"):  # the same windows as without the refit
-        np.testing.assert_array_equal(getattr(refit, split).origins.numpy(), getattr(plain, split).origins.numpy())
+        np.testing.assert_array_equal(
+            getattr(refit, split).origins.numpy(), getattr(plain, split).origins.numpy()
+        )
     np.testing.assert_array_equal(plain.train.origins.numpy(), sp.train)
 
 
@@ -69,13 +100,18 @@ def _base(y, config, sp):
     """The demo's hybrid base (DHR + ETS mean) with its training and refit forecasts."""
     steps = np.arange(1, H + 1)
     splits = {
-        "val": (sp.val_start, sp.val, y[sp.val[:, None] + steps]), "test": (sp.test_start, sp.test, y[sp.test[:, None] + steps]),
-        "train": (sp.val_start, sp.train, None), "refit": (sp.test_start, sp.before_test, None),
+        "val": (sp.val_start, sp.val, y[sp.val[:, None] + steps]),
+        "test": (sp.test_start, sp.test, y[sp.test[:, None] + steps]),
+        "train": (sp.val_start, sp.train, None),
+        "refit": (sp.test_start, sp.before_test, None),
     }
     parts = B.classical_baselines(y, splits, H, float(PERIOD), names=["DHR", "ETS (A,A,A)"])
     assert all(p["error"] is None for p in parts.values())
     combined = B.combine(list(parts.values()))["forecasts"]
-    return {k: v.tolist() for k, v in combined.items()} | {"name": "DHR + ETS mean", "dhr": parts["DHR"]["details"]}, parts
+    return {k: v.tolist() for k, v in combined.items()} | {
+        "name": "DHR + ETS mean",
+        "dhr": parts["DHR"]["details"],
+    }, parts
 
 
 def test_the_hybrids_refit_reads_the_classical_fit_before_the_test_stretch(tmp_path):
@@ -87,17 +123,28 @@ def test_the_hybrids_refit_reads_the_classical_fit_before_the_test_stretch(tmp_p
     sp = split_origins(load_csv(config.csv, "v"), config)
     base, parts = _base(y, config, sp)
     dhr_test, _ = B.fit_dhr(y, sp.test_start, float(PERIOD), parts["DHR"]["details"]["K"], H)
-    np.testing.assert_allclose(parts["DHR"]["forecasts"]["refit"], B.state_forecasts(dhr_test, sp.before_test, H), atol=1e-10)
+    np.testing.assert_allclose(
+        parts["DHR"]["forecasts"]["refit"],
+        B.state_forecasts(dhr_test, sp.before_test, H),
+        atol=1e-10,
+    )
     ets_params = parts["ETS (A,A,A)"]["details"]["test"]["params"]
-    np.testing.assert_allclose(parts["ETS (A,A,A)"]["forecasts"]["refit"], B._rolling("ETS (A,A,A)", y, sp.before_test, ets_params, PERIOD, H))
+    np.testing.assert_allclose(
+        parts["ETS (A,A,A)"]["forecasts"]["refit"],
+        B._rolling("ETS (A,A,A)", y, sp.before_test, ets_params, PERIOD, H),
+    )
     refit = hybrid_data(config, base, refit=True)
     known = np.isfinite(np.asarray(base["refit"])).all(axis=1)
     np.testing.assert_array_equal(refit.train.origins.numpy(), sp.before_test[known])
     np.testing.assert_allclose(refit.train.base.numpy(), np.asarray(base["refit"])[known])
     np.testing.assert_allclose(refit.test.base.numpy(), np.asarray(base["test"]))
     plain = hybrid_data(config, base)
-    np.testing.assert_array_equal(plain.train.origins.numpy(), sp.train[np.isfinite(np.asarray(base["train"])).all(axis=1)])
-    assert (refit.train.origins.numpy() + H < sp.test_start).all() and len(refit.train) > len(plain.train)
+    np.testing.assert_array_equal(
+        plain.train.origins.numpy(), sp.train[np.isfinite(np.asarray(base["train"])).all(axis=1)]
+    )
+    assert (refit.train.origins.numpy() + H < sp.test_start).all() and len(refit.train) > len(
+        plain.train
+    )
 
 
 @pytest.mark.parametrize("hybrid", [False, True])
@@ -119,7 +166,9 @@ def test_a_refitted_model_does_not_look_ahead(tmp_path, hybrid):
         other = _csv(tmp_path, changed, f"cut{t}.csv")
         short = _refit_forecast(changed, other, sp, hybrid)
         np.testing.assert_allclose(short[: row + 1], full[: row + 1], atol=1e-6)
-        assert not np.allclose(short[row + 1 :], full[row + 1 :], atol=1e-3)  # later origins see the other future
+        assert not np.allclose(
+            short[row + 1 :], full[row + 1 :], atol=1e-3
+        )  # later origins see the other future
 
 
 def _dhr_base(y, sp, k=2):
@@ -127,15 +176,27 @@ def _dhr_base(y, sp, k=2):
     as :func:`rnnfuse.app.baselines.classical_baselines` makes it (tested above)."""
     before_val, val_details = B.fit_dhr(y, sp.val_start, float(PERIOD), k, H)
     before_test, details = B.fit_dhr(y, sp.test_start, float(PERIOD), k, H)
-    forecasts = {"train": (before_val, sp.train), "val": (before_val, sp.val), "test": (before_test, sp.test), "refit": (before_test, sp.before_test)}
-    base = {split: B.state_forecasts(model, origins, H).tolist() for split, (model, origins) in forecasts.items()}
+    forecasts = {
+        "train": (before_val, sp.train),
+        "val": (before_val, sp.val),
+        "test": (before_test, sp.test),
+        "refit": (before_test, sp.before_test),
+    }
+    base = {
+        split: B.state_forecasts(model, origins, H).tolist()
+        for split, (model, origins) in forecasts.items()
+    }
     return base | {"name": "DHR", "dhr": details | {"val_params": val_details["params"]}}
 
 
 def _refit_forecast(y, config, sp, hybrid):
     base = _dhr_base(y, sp) if hybrid else None
-    run = train_one("zoph-knight", Budget(steps=None, epochs=1), 0, None, config, base=base, refit=True)
-    windows = np.isfinite(np.asarray(base["refit"])).all(axis=1).sum() if hybrid else len(sp.before_test)
+    run = train_one(
+        "zoph-knight", Budget(steps=None, epochs=1), 0, None, config, base=base, refit=True
+    )
+    windows = (
+        np.isfinite(np.asarray(base["refit"])).all(axis=1).sum() if hybrid else len(sp.before_test)
+    )
     assert run["refit"] and run["windows"] == windows
     prediction = np.asarray(run["test_forecast"])
     return blend_base(run["test_base"], prediction, 0.7) if hybrid else prediction
@@ -147,26 +208,78 @@ def test_apply_refits_replaces_the_test_column_with_the_refits_and_keeps_the_res
     training-windows model's; its own test errors move to ``test_without_refit``."""
     y = _y(60)
     series = _series(y)
-    test = prepare(series, DataConfig(local_steps=4, global_blocks=4, block=2, min_global_blocks=2, horizon=H, period=PERIOD,
-                                      val_steps=8, test_steps=8)).test
+    test = prepare(
+        series,
+        DataConfig(
+            local_steps=4,
+            global_blocks=4,
+            block=2,
+            min_global_blocks=2,
+            horizon=H,
+            period=PERIOD,
+            val_steps=8,
+            test_steps=8,
+        ),
+    ).test
     target = y[test.origins.numpy()[:, None] + np.arange(1, H + 1)]
     base = target + 0.4
     fit = target - 0.2  # the network's own forecast, before the share
-    own = {"name": "zk + DHR", "seed": 3, "val": {"mae": 0.1}, "test": {"mae": 9.0}, "correction_weight": 0.5, "history": [1],
-           "test_forecast": []}
-    plain = {"name": "local", "seed": 3, "val": {"mae": 0.2}, "test": {"mae": 8.0}, "correction_weight": None, "history": [2],
-             "test_forecast": []}
+    own = {
+        "name": "zk + DHR",
+        "seed": 3,
+        "val": {"mae": 0.1},
+        "test": {"mae": 9.0},
+        "correction_weight": 0.5,
+        "history": [1],
+        "test_forecast": [],
+    }
+    plain = {
+        "name": "local",
+        "seed": 3,
+        "val": {"mae": 0.2},
+        "test": {"mae": 8.0},
+        "correction_weight": None,
+        "history": [2],
+        "test_forecast": [],
+    }
     refits = [
-        {"name": "zk + DHR", "seed": 3, "refit": True, "seconds": 1.5, "windows": 40, "test_forecast": fit.tolist(), "test_base": base.tolist()},
-        {"name": "local", "seed": 3, "refit": True, "seconds": 1.0, "windows": 41, "test_forecast": target.tolist(), "test_base": None},
+        {
+            "name": "zk + DHR",
+            "seed": 3,
+            "refit": True,
+            "seconds": 1.5,
+            "windows": 40,
+            "test_forecast": fit.tolist(),
+            "test_base": base.tolist(),
+        },
+        {
+            "name": "local",
+            "seed": 3,
+            "refit": True,
+            "seconds": 1.0,
+            "windows": 41,
+            "test_forecast": target.tolist(),
+            "test_base": None,
+        },
     ]
     hybrid, local = apply_refits([own, refits[0], plain, refits[1]], series, test)
     np.testing.assert_allclose(hybrid["test_forecast"], target + 0.1)  # base + 0.5 (fit - base)
-    assert hybrid["test"]["mae"] == pytest.approx(0.1) and hybrid["test_without_refit"] == {"mae": 9.0}
-    assert hybrid["val"] == {"mae": 0.1} and hybrid["correction_weight"] == 0.5 and hybrid["refit_windows"] == 40
-    assert local["test"]["mae"] == pytest.approx(0.0, abs=1e-12) and local["test_without_refit"] == {"mae": 8.0}
+    assert hybrid["test"]["mae"] == pytest.approx(0.1) and hybrid["test_without_refit"] == {
+        "mae": 9.0
+    }
+    assert (
+        hybrid["val"] == {"mae": 0.1}
+        and hybrid["correction_weight"] == 0.5
+        and hybrid["refit_windows"] == 40
+    )
+    assert local["test"]["mae"] == pytest.approx(0.0, abs=1e-12) and local[
+        "test_without_refit"
+    ] == {"mae": 8.0}
     assert apply_refits([plain], series, test) == [plain]  # not refitted: unchanged
-    with pytest.raises(ValueError, match=r"apply_refits: refits without their model trained on the training windows: \[\('local', 3\)\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"apply_refits: refits without their model trained on the training windows: \[\('local', 3\)\]",
+    ):
         apply_refits([refits[1]], series, test)
 
 
@@ -178,7 +291,10 @@ def test_the_refit_flag(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--refit", "yes", "--out", str(tmp_path / "d")])
     assert exc.value.code == 2
-    assert "argument --refit: invalid choice: 'yes' (choose from 'all', 'hybrids', 'none')" in capsys.readouterr().err
+    assert (
+        "argument --refit: invalid choice: 'yes' (choose from 'all', 'hybrids', 'none')"
+        in capsys.readouterr().err
+    )
 
 
 def test_demo_with_and_without_refit_end_to_end(tmp_path, capsys):
@@ -188,8 +304,27 @@ def test_demo_with_and_without_refit_end_to_end(tmp_path, capsys):
     y = _y()
     path = tmp_path / "s.csv"
     path.write_text("step,level\n" + "\n".join(f"{i},{v:.5f}" for i, v in enumerate(y)) + "\n")
-    common = ["demo", "--csv", str(path), "--column", "level", "--time-column", "step", "--period", "12",
-              "--epochs", "1", "--seeds", "1", "--fusions", "local", "--baselines", "dhr", "--jobs", "1"]
+    common = [
+        "demo",
+        "--csv",
+        str(path),
+        "--column",
+        "level",
+        "--time-column",
+        "step",
+        "--period",
+        "12",
+        "--epochs",
+        "1",
+        "--seeds",
+        "1",
+        "--fusions",
+        "local",
+        "--baselines",
+        "dhr",
+        "--jobs",
+        "1",
+    ]
     results = {}
     for refit in ("all", "none"):
         assert main([*common, "--refit", refit, "--out", str(tmp_path / refit)]) == 0
@@ -197,26 +332,42 @@ def test_demo_with_and_without_refit_end_to_end(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| local (refit) |" in printed and "| zoph-knight + DHR (refit) |" in printed
     protocols = [(tmp_path / refit / "results.md").read_text() for refit in ("all", "none")]
-    assert "rows marked (refit): every network" in protocols[0] and "no network refitted before the test stretch" in protocols[1]
+    assert (
+        "rows marked (refit): every network" in protocols[0]
+        and "no network refitted before the test stretch" in protocols[1]
+    )
     with_refit, without = results["all"], results["none"]
     assert with_refit["refit"] == "all" and without["refit"] == "none"
     for new, old in zip(with_refit["models"], without["models"]):
-        assert new["name"] == old["name"] and new["refit"] and not old["refit"] and "test_without_refit" not in old
+        assert (
+            new["name"] == old["name"]
+            and new["refit"]
+            and not old["refit"]
+            and "test_without_refit" not in old
+        )
         assert new["test_without_refit"]["mae_per_seed"] == old["test"]["mae_per_seed"]
         untimed = lambda history: [{k: v for k, v in e.items() if k != "seconds"} for e in history]  # noqa: E731
         assert new["val"] == old["val"] and untimed(new["history"]) == untimed(old["history"])
         if any(new.get("correction_weights") or [1.0]):
-            assert new["test"]["mae"] != old["test"]["mae"]  # another model forecast the test stretch
+            assert (
+                new["test"]["mae"] != old["test"]["mae"]
+            )  # another model forecast the test stretch
         else:  # a hybrid that keeps none of its correction forecasts its base: no model changes that
             assert new["test"]["mae"] == old["test"]["mae"]
         assert new.get("correction_weights") == old.get("correction_weights")
     local, hybrid = with_refit["models"]
-    assert local["refit_windows"] == hybrid["refit_windows"] == with_refit["refit_windows"]  # DHR forecasts at every origin
+    assert (
+        local["refit_windows"] == hybrid["refit_windows"] == with_refit["refit_windows"]
+    )  # DHR forecasts at every origin
     drop = lambda b: {k: {f: v for f, v in e.items() if f != "seconds"} for k, e in b.items()}  # noqa: E731
-    assert drop(with_refit["baselines"]) == drop(without["baselines"])  # the classical forecasts do not change
+    assert drop(with_refit["baselines"]) == drop(
+        without["baselines"]
+    )  # the classical forecasts do not change
     for refit in ("all", "none"):
         assert (tmp_path / refit / "runs" / "local-seed0" / "best.safetensors").exists()
     assert (tmp_path / "all" / "runs" / "local-seed0-refit" / "best.safetensors").exists()
-    assert (tmp_path / "all" / "runs" / "zoph-knight-hybrid-seed0-refit" / "best.safetensors").exists()
+    assert (
+        tmp_path / "all" / "runs" / "zoph-knight-hybrid-seed0-refit" / "best.safetensors"
+    ).exists()
     assert (tmp_path / "all" / "runs" / "zoph-knight-hybrid-seed0" / "best.safetensors").exists()
     assert not (tmp_path / "none" / "runs" / "local-seed0-refit").exists()

@@ -18,7 +18,17 @@ from rnnfuse.app.config import ModelConfig, OptimConfig, RunConfig
 from rnnfuse.app.training import StopSignal, Trainer
 
 EPOCHS = 6
-FLAGS = ["--local-sizes", "12,12", "--global-sizes", "12,12", "--fusion", "gated", "--seed", "7", "--no-progress"]
+FLAGS = [
+    "--local-sizes",
+    "12,12",
+    "--global-sizes",
+    "12,12",
+    "--fusion",
+    "gated",
+    "--seed",
+    "7",
+    "--no-progress",
+]
 
 
 def _train(out: Path, *extra: str) -> subprocess.Popen:
@@ -75,7 +85,10 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, reference, sig):
     assert code == 0, log
     assert f"resumed from {saved.directory} at epoch {saved.state['progress']['epoch'] + 1}" in log
     _assert_same_weights(load_latest(out).model, load_latest(reference).model)
-    _assert_same_weights(load_model_file(out / "best.safetensors")[0], load_model_file(reference / "best.safetensors")[0])
+    _assert_same_weights(
+        load_model_file(out / "best.safetensors")[0],
+        load_model_file(reference / "best.safetensors")[0],
+    )
     final = load_latest(out).state["progress"]
     assert final["epoch"] == EPOCHS
     expected = [h["val_mae"] for h in load_latest(reference).state["progress"]["history"]]
@@ -85,7 +98,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, reference, sig):
 def test_mid_epoch_stop_resumes_exactly(tmp_path):
     """A real SIGINT, raised after optimizer step 30 (inside epoch 2), stops the run right
     after that step; the resumed run repeats the rest of the epoch and matches exactly."""
-    config = RunConfig(model=ModelConfig(local_sizes=(8,), global_sizes=(8,)), optim=OptimConfig(epochs=3), seed=1)
+    config = RunConfig(
+        model=ModelConfig(local_sizes=(8,), global_sizes=(8,)), optim=OptimConfig(epochs=3), seed=1
+    )
     quiet = lambda _msg: None  # noqa: E731
     ref = Trainer(config, tmp_path / "ref", log=quiet, show_progress=False)
     ref.start()
@@ -109,28 +124,42 @@ def test_mid_epoch_stop_resumes_exactly(tmp_path):
     assert (result.progress.epoch, result.progress.batch) == (1, 30 - steps_per_epoch)
     again = Trainer(config, tmp_path / "run", log=quiet, show_progress=False)
     again.start(resume=True)
-    assert (again.progress.epoch, again.progress.batch, again.progress.step) == (1, 30 - steps_per_epoch, 30)
+    assert (again.progress.epoch, again.progress.batch, again.progress.step) == (
+        1,
+        30 - steps_per_epoch,
+        30,
+    )
     again.run()
     _assert_same_weights(again.model.state_dict(), ref.model.state_dict())
     for key in ("exp_avg", "exp_avg_sq", "step"):
-        assert again.optimizer.state_dict()["state"][0][key].equal(ref.optimizer.state_dict()["state"][0][key])
-    assert [h["val_mae"] for h in again.progress.history] == [h["val_mae"] for h in ref.progress.history]
+        assert again.optimizer.state_dict()["state"][0][key].equal(
+            ref.optimizer.state_dict()["state"][0][key]
+        )
+    assert [h["val_mae"] for h in again.progress.history] == [
+        h["val_mae"] for h in ref.progress.history
+    ]
 
 
 def test_resume_refuses_a_changed_configuration_and_a_fresh_start_refuses_an_old_run(tmp_path):
-    config = RunConfig(model=ModelConfig(local_sizes=(4,), global_sizes=(4,)), optim=OptimConfig(epochs=1))
+    config = RunConfig(
+        model=ModelConfig(local_sizes=(4,), global_sizes=(4,)), optim=OptimConfig(epochs=1)
+    )
     first = Trainer(config, tmp_path, log=lambda _: None, show_progress=False)
     first.start()
     first.run()
     with pytest.raises(CheckpointError, match="already holds a run"):
         Trainer(config, tmp_path, log=lambda _: None).start()
-    other = RunConfig(model=ModelConfig(local_sizes=(4,), global_sizes=(4,)), optim=OptimConfig(epochs=1, lr=0.01))
+    other = RunConfig(
+        model=ModelConfig(local_sizes=(4,), global_sizes=(4,)), optim=OptimConfig(epochs=1, lr=0.01)
+    )
     with pytest.raises(CheckpointError, match="different configuration"):
         Trainer(other, tmp_path, log=lambda _: None).start(resume=True)
 
 
 def test_corrupt_checkpoint_is_detected(tmp_path):
-    config = RunConfig(model=ModelConfig(local_sizes=(4,), global_sizes=(4,)), optim=OptimConfig(epochs=1))
+    config = RunConfig(
+        model=ModelConfig(local_sizes=(4,), global_sizes=(4,)), optim=OptimConfig(epochs=1)
+    )
     trainer = Trainer(config, tmp_path, log=lambda _: None, show_progress=False)
     trainer.start()
     trainer.run()
@@ -147,13 +176,27 @@ def test_corrupt_checkpoint_is_detected(tmp_path):
 def test_resume_accepts_threads_as_documented(tmp_path, capsys):
     from rnnfuse.cli import main
 
-    config = RunConfig(model=ModelConfig(local_sizes=(4,), global_sizes=(4,)), optim=OptimConfig(epochs=1))
+    config = RunConfig(
+        model=ModelConfig(local_sizes=(4,), global_sizes=(4,)), optim=OptimConfig(epochs=1)
+    )
     first = Trainer(config, tmp_path, log=lambda _: None, show_progress=False)
     first.start()
     first.run()
     threads = torch.get_num_threads()
     try:
-        code = main(["train", "--out", str(tmp_path), "--resume", "--threads", "2", "--epochs", "1", "--no-progress"])
+        code = main(
+            [
+                "train",
+                "--out",
+                str(tmp_path),
+                "--resume",
+                "--threads",
+                "2",
+                "--epochs",
+                "1",
+                "--no-progress",
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     assert code == 0, capsys.readouterr().err
@@ -165,7 +208,12 @@ def test_resume_with_more_epochs_stretches_the_cosine_schedule(tmp_path):
     import math
 
     tiny = ModelConfig(local_sizes=(4,), global_sizes=(4,))
-    first = Trainer(RunConfig(model=tiny, optim=OptimConfig(epochs=1)), tmp_path, log=lambda _: None, show_progress=False)
+    first = Trainer(
+        RunConfig(model=tiny, optim=OptimConfig(epochs=1)),
+        tmp_path,
+        log=lambda _: None,
+        show_progress=False,
+    )
     first.start()
     first.run()
     longer = RunConfig(model=tiny, optim=OptimConfig(epochs=4))

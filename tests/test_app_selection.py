@@ -57,7 +57,9 @@ def test_ties_go_to_the_simpler_kind_then_the_name():
 def test_the_ensemble_is_the_mean_of_the_best_three_on_validation():
     rows = [_cand(str(k), "classical", 0.1 * (k + 1), 0.2 * k) for k in range(5)]
     combined = ensemble(rows[::-1], VAL)
-    assert combined is not None and combined.parts == ("0", "1", "2") and combined.kind == "ensemble"
+    assert (
+        combined is not None and combined.parts == ("0", "1", "2") and combined.kind == "ensemble"
+    )
     np.testing.assert_allclose(combined.val, VAL + 0.2)
     np.testing.assert_allclose(combined.test, TEST + 0.2)
     assert ensemble(rows[:1], VAL) is None
@@ -65,23 +67,34 @@ def test_the_ensemble_is_the_mean_of_the_best_three_on_validation():
 
 def test_the_verdict_compares_the_selected_row_with_every_row_naive_included():
     summary = {
-        "selected": "hybrid", "ensemble": None,
+        "selected": "hybrid",
+        "ensemble": None,
         "rows": {
             "hybrid": {"kind": "hybrid", "val": {"mae": 1.0}, "test": {"mae": 2.0, "mase": 1.1}},
-            "seasonal naive": {"kind": "naive", "val": {"mae": 1.5}, "test": {"mae": 1.8, "mase": 1.0}},
+            "seasonal naive": {
+                "kind": "naive",
+                "val": {"mae": 1.5},
+                "test": {"mae": 1.8, "mase": 1.0},
+            },
             "ETS": {"kind": "classical", "val": {"mae": 1.2}, "test": {"mae": 2.5, "mase": 1.3}},
         },
     }
     text = selection_verdict(summary)
     assert "**hybrid**, a hybrid row" in text and "beats 1 of the other 2 rows" in text
-    assert "ahead of it: seasonal naive (1.800)" in text and "Best row on test, known only after the choice: seasonal naive" in text
+    assert (
+        "ahead of it: seasonal naive (1.800)" in text
+        and "Best row on test, known only after the choice: seasonal naive" in text
+    )
 
 
 def test_forecasts_csv_holds_every_row_origin_and_step(tmp_path):
     data = DataConfig(val_steps=60, test_steps=60)
     prepared = prepare(load_embedded(), data)
     val, test = truth(prepared.series, prepared.val), truth(prepared.series, prepared.test)
-    rows = [Candidate("perfect", "network", val, test), Candidate("off", "naive", val + 1, test - 2)]
+    rows = [
+        Candidate("perfect", "network", val, test),
+        Candidate("off", "naive", val + 1, test - 2),
+    ]
     path = tmp_path / "forecasts.csv"
     write_forecasts_csv(path, prepared, rows)
     with path.open() as handle:

@@ -17,8 +17,17 @@ from rnnfuse.app.windows import min_length, prepare, split_origins
 
 H = 4
 PERIOD = 12
-CONFIG = dict(local_steps=8, global_blocks=12, block=2, min_global_blocks=3, horizon=H, period=PERIOD,
-              val_steps=40, test_steps=40, stop_steps=24)
+CONFIG = dict(
+    local_steps=8,
+    global_blocks=12,
+    block=2,
+    min_global_blocks=3,
+    horizon=H,
+    period=PERIOD,
+    val_steps=40,
+    test_steps=40,
+    stop_steps=24,
+)
 TINY = ModelConfig(local_sizes=(4,), global_sizes=(4,))
 
 
@@ -44,7 +53,9 @@ def test_the_stretch_lies_between_training_and_validation(tmp_path):
     assert len(sp.stop) == 24 - H + 1  # one window per origin whose targets fit the stretch
     np.testing.assert_array_equal(sp.val, plain.val)
     np.testing.assert_array_equal(sp.test, plain.test)
-    np.testing.assert_array_equal(sp.before_test, plain.before_test)  # a refit still trains on all of them
+    np.testing.assert_array_equal(
+        sp.before_test, plain.before_test
+    )  # a refit still trains on all of them
     assert set(sp.train) < set(plain.train) and len(plain.stop) == 0 and plain.stop_start is None
 
 
@@ -53,7 +64,9 @@ def test_prepare_builds_the_stop_windows_only_when_asked(tmp_path):
     prepared = prepare(load_csv(config.csv, "v"), config)
     assert prepared.stop is not None and prepared.stop_split == "stop"
     np.testing.assert_array_equal(prepared.stop.origins.numpy(), prepared.splits.stop)
-    assert prepare(load_csv(config.csv, "v"), config, refit=True).stop is None  # a refit trains a fixed number of steps
+    assert (
+        prepare(load_csv(config.csv, "v"), config, refit=True).stop is None
+    )  # a refit trains a fixed number of steps
     assert prepare(load_csv(config.csv, "v"), replace(config, stop_steps=0)).stop_split == "val"
 
 
@@ -71,7 +84,13 @@ def test_the_stretch_counts_in_the_length_a_series_needs(tmp_path):
 
 
 def _train(config: DataConfig, tmp_path, name: str) -> Trainer:
-    run = RunConfig(data=config, model=TINY, optim=OptimConfig(steps=60, batch_size=32, patience=30), seed=3, threads=1)
+    run = RunConfig(
+        data=config,
+        model=TINY,
+        optim=OptimConfig(steps=60, batch_size=32, patience=30),
+        seed=3,
+        threads=1,
+    )
     trainer = Trainer(run, tmp_path / name, log=lambda _: None, show_progress=False)
     trainer.start()
     trainer.run()
@@ -109,9 +128,13 @@ def test_without_the_stretch_validation_chooses_the_best_weights(tmp_path):
 def test_the_demo_stretch_is_half_validation_and_shrinks_to_fit(tmp_path):
     long = _csv(tmp_path, _y(n=400), stop_steps=0)
     assert with_stop_stretch(long, {}).stop_steps == 20  # half of val_steps 40
-    assert with_stop_stretch(replace(long, val_steps=10), {}).stop_steps == H + 7  # at least 8 windows
+    assert (
+        with_stop_stretch(replace(long, val_steps=10), {}).stop_steps == H + 7
+    )  # at least 8 windows
     assert with_stop_stretch(long, {"stop_steps": 0}).stop_steps == 0  # given: kept
-    room = min_length(long) + 15  # room for 15 steps: fewer than half validation, more than the least
+    room = (
+        min_length(long) + 15
+    )  # room for 15 steps: fewer than half validation, more than the least
     fitted = with_stop_stretch(_csv(tmp_path, _y(n=room), name="room.csv", stop_steps=0), {})
     assert fitted.stop_steps == 15 and min_length(fitted) == room
     tight = _csv(tmp_path, _y(n=min_length(long) + H + 6), name="tight.csv", stop_steps=0)
@@ -124,10 +147,14 @@ def test_the_hybrids_stop_windows_read_the_base_at_their_origins(tmp_path):
     sp = split_origins(load_csv(config.csv, "v"), config)
     rows = len(sp.train) + len(sp.stop)
     train_base = np.arange(rows * H, dtype=float).reshape(rows, H)
-    base = {"train": train_base.tolist(), "val": np.ones((len(sp.val), H)).tolist(),
-            "test": np.ones((len(sp.test), H)).tolist(), "name": "fixed"}
+    base = {
+        "train": train_base.tolist(),
+        "val": np.ones((len(sp.val), H)).tolist(),
+        "test": np.ones((len(sp.test), H)).tolist(),
+        "name": "fixed",
+    }
     hybrid = hybrid_data(config, base)
     np.testing.assert_array_equal(hybrid.train.origins.numpy(), sp.train)
     np.testing.assert_array_equal(hybrid.stop.origins.numpy(), sp.stop)
     np.testing.assert_allclose(hybrid.train.base.numpy(), train_base[: len(sp.train)])
-    np.testing.assert_allclose(hybrid.stop.base.numpy(), train_base[len(sp.train):])
+    np.testing.assert_allclose(hybrid.stop.base.numpy(), train_base[len(sp.train) :])

@@ -20,7 +20,16 @@ def _series(tmp_path, stamps, name="data.csv"):
 
 
 def test_quarter_ends_are_a_calendar_grid_with_absent_quarters_inserted(tmp_path):
-    stamps = ["1990-03-31", "1990-06-30", "1990-09-30", "1990-12-31", "1991-03-31", None, "1991-09-30", "1991-12-31"]
+    stamps = [
+        "1990-03-31",
+        "1990-06-30",
+        "1990-09-30",
+        "1990-12-31",
+        "1991-03-31",
+        None,
+        "1991-09-30",
+        "1991-12-31",
+    ]
     series = _series(tmp_path, stamps)
     assert len(series) == 8 and series.inserted == 1 and series.step == "3 months"
     assert series.labels[5] == "1991-06-30" and not series.observed[5]
@@ -28,11 +37,17 @@ def test_quarter_ends_are_a_calendar_grid_with_absent_quarters_inserted(tmp_path
     assert true_period(series, DataConfig()) == 4.0
 
 
-@pytest.mark.parametrize("stamps, future", [
-    (["1990-01-01", "1990-04-01", "1990-07-01", "1990-10-01", "1991-01-01"], ["1991-04-01", "1991-07-01"]),
-    (["1990Q1", "1990Q2", "1990-Q3", "1990 Q4", "1991Q1"], ["1991-04-01", "1991-07-01"]),
-    (["1990-02-15", "1990-05-15", "1990-08-15", "1990-11-15"], ["1991-02-15", "1991-05-15"]),
-])
+@pytest.mark.parametrize(
+    "stamps, future",
+    [
+        (
+            ["1990-01-01", "1990-04-01", "1990-07-01", "1990-10-01", "1991-01-01"],
+            ["1991-04-01", "1991-07-01"],
+        ),
+        (["1990Q1", "1990Q2", "1990-Q3", "1990 Q4", "1991Q1"], ["1991-04-01", "1991-07-01"]),
+        (["1990-02-15", "1990-05-15", "1990-08-15", "1990-11-15"], ["1991-02-15", "1991-05-15"]),
+    ],
+)
 def test_quarter_starts_middles_and_quarter_names(tmp_path, stamps, future):
     series = _series(tmp_path, stamps)
     assert series.step == "3 months" and series.inserted == 0
@@ -40,11 +55,20 @@ def test_quarter_starts_middles_and_quarter_names(tmp_path, stamps, future):
     assert true_period(series, DataConfig()) == 4.0
 
 
-@pytest.mark.parametrize("stamps, future", [
-    (["1990-01-01", "1991-01-01", None, "1993-01-01", "1994-01-01"], ["1995-01-01", "1996-01-01"]),
-    (["1990-12-31", "1991-12-31", "1992-12-31", "1993-12-31"], ["1994-12-31", "1995-12-31"]),
-    (["1991-02-28", "1992-02-29", "1993-02-28", "1994-02-28"], ["1995-02-28", "1996-02-29"]),  # February's last day
-])
+@pytest.mark.parametrize(
+    "stamps, future",
+    [
+        (
+            ["1990-01-01", "1991-01-01", None, "1993-01-01", "1994-01-01"],
+            ["1995-01-01", "1996-01-01"],
+        ),
+        (["1990-12-31", "1991-12-31", "1992-12-31", "1993-12-31"], ["1994-12-31", "1995-12-31"]),
+        (
+            ["1991-02-28", "1992-02-29", "1993-02-28", "1994-02-28"],
+            ["1995-02-28", "1996-02-29"],
+        ),  # February's last day
+    ],
+)
 def test_yearly_dates_are_twelve_months_apart_and_non_seasonal(tmp_path, stamps, future):
     series = _series(tmp_path, stamps)
     assert series.step == "12 months"
@@ -60,15 +84,31 @@ def test_plain_years_are_numbers_with_next_years_as_labels(tmp_path):
 
 
 def test_months_anchored_on_the_30th_and_on_month_ends(tmp_path):
-    series = _series(tmp_path, ["1990-01-30", "1990-02-28", "1990-03-30", "1990-04-30", None, "1990-06-30"])
-    assert series.labels[4] == "1990-05-30" and _future_labels(series, 2) == ["1990-07-30", "1990-08-30"]
-    ends = _series(tmp_path, ["1990-01-31", "1990-02-28", "1990-03-31", None, "1990-05-31"], "ends.csv")
-    assert ends.labels[3] == "1990-04-30" and _future_labels(ends, 2) == ["1990-06-30", "1990-07-31"]
+    series = _series(
+        tmp_path, ["1990-01-30", "1990-02-28", "1990-03-30", "1990-04-30", None, "1990-06-30"]
+    )
+    assert series.labels[4] == "1990-05-30" and _future_labels(series, 2) == [
+        "1990-07-30",
+        "1990-08-30",
+    ]
+    ends = _series(
+        tmp_path, ["1990-01-31", "1990-02-28", "1990-03-31", None, "1990-05-31"], "ends.csv"
+    )
+    assert ends.labels[3] == "1990-04-30" and _future_labels(ends, 2) == [
+        "1990-06-30",
+        "1990-07-31",
+    ]
     assert true_period(ends, DataConfig()) == 12.0
 
 
 def test_half_hourly_datetimes_keep_their_time_of_day(tmp_path):
-    stamps = ["2014-01-01 22:30:00", "2014-01-01 23:00:00", None, "2014-01-02 00:00:00", "2014-01-02 00:30:00"]
+    stamps = [
+        "2014-01-01 22:30:00",
+        "2014-01-01 23:00:00",
+        None,
+        "2014-01-02 00:00:00",
+        "2014-01-02 00:30:00",
+    ]
     series = _series(tmp_path, stamps)
     assert series.step == "30 minutes" and series.inserted == 1
     assert series.labels[2] == "2014-01-01 23:30:00"
@@ -80,14 +120,23 @@ def test_hourly_iso_times_and_many_steps_do_not_drift(tmp_path):
     stamps = [f"2014-01-{1 + h // 24:02d}T{h % 24:02d}:00" for h in range(24 * 20)]
     series = _series(tmp_path, stamps)
     assert series.step == "1 hour" and true_period(series, DataConfig()) == 24.0
-    assert series.grid is not None and series.grid.labels([24 * 1000]) == ["2016-09-27 00:00:00"]  # 1000 days on
+    assert series.grid is not None and series.grid.labels([24 * 1000]) == [
+        "2016-09-27 00:00:00"
+    ]  # 1000 days on
 
 
-@pytest.mark.parametrize("stamps, days, period", [
-    (["2000-01-01", "2000-01-02", "2000-01-03", None, "2000-01-05"], "1 day", 365.2425),
-    (["2000-01-01", "2000-01-08", "2000-01-15", "2000-01-22"], "7 days", 365.2425 / 7),
-    (["2000-01-01", "2000-01-29", "2000-02-26", "2000-03-25"], "28 days", 365.2425 / 28),  # four-weekly: not months
-])
+@pytest.mark.parametrize(
+    "stamps, days, period",
+    [
+        (["2000-01-01", "2000-01-02", "2000-01-03", None, "2000-01-05"], "1 day", 365.2425),
+        (["2000-01-01", "2000-01-08", "2000-01-15", "2000-01-22"], "7 days", 365.2425 / 7),
+        (
+            ["2000-01-01", "2000-01-29", "2000-02-26", "2000-03-25"],
+            "28 days",
+            365.2425 / 28,
+        ),  # four-weekly: not months
+    ],
+)
 def test_fixed_steps_of_days(tmp_path, stamps, days, period):
     series = _series(tmp_path, stamps)
     assert series.step == days and true_period(series, DataConfig()) == pytest.approx(period)
@@ -96,14 +145,23 @@ def test_fixed_steps_of_days(tmp_path, stamps, days, period):
 def test_dates_off_the_calendar_grid_name_the_line(tmp_path):
     path = tmp_path / "off.csv"
     path.write_text("ds,y\n1990-01-01,1\n1990-04-01,2\n1990-08-01,3\n1990-10-01,4\n1991-01-01,5\n")
-    with pytest.raises(DataError, match=rf"{path}, line 4, column 'ds': the dates are not on one calendar grid: "
-                                        r"'1990-08-01' is 4 months after '1990-04-01' \(line 3\), not a multiple of the step 3 months"):
+    with pytest.raises(
+        DataError,
+        match=rf"{path}, line 4, column 'ds': the dates are not on one calendar grid: "
+        r"'1990-08-01' is 4 months after '1990-04-01' \(line 3\), not a multiple of the step 3 months",
+    ):
         load_csv(path, "y", "ds")
     path.write_text("ds,y\n1990-01-01,1\n1990-02-01,2\n1990-03-15,3\n1990-04-01,4\n")
-    with pytest.raises(DataError, match=rf"{path}, line 4, column 'ds': .*'1990-03-15' is not on day 1 of its month"):
+    with pytest.raises(
+        DataError,
+        match=rf"{path}, line 4, column 'ds': .*'1990-03-15' is not on day 1 of its month",
+    ):
         load_csv(path, "y", "ds")
     times = ["00:00", "00:30", "01:00", "01:30", "01:45", "02:30"]
     path.write_text("ds,y\n" + "".join(f"2014-01-01 {t},{i}\n" for i, t in enumerate(times)))
-    with pytest.raises(DataError, match=rf"{path}, line 6, column 'ds': the times are not on one grid: "
-                                        r"'2014-01-01 01:45' is 15 minutes after .* not a multiple of the step 30 minutes"):
+    with pytest.raises(
+        DataError,
+        match=rf"{path}, line 6, column 'ds': the times are not on one grid: "
+        r"'2014-01-01 01:45' is 15 minutes after .* not a multiple of the step 30 minutes",
+    ):
         load_csv(path, "y", "ds")

@@ -48,25 +48,40 @@ def test_seasonal_baselines_follow_their_definition():
 
 @pytest.mark.parametrize(
     "fusion, decoder, bridged",
-    [("local", (32, 32), False), ("global", (32, 32), False), ("concat", (64, 64), False), ("sum", (32, 32), False),
-     ("mean", (32, 32), False), ("max", (32, 32), False), ("bridge", (32, 32), True), ("zoph-knight", (32, 32), False),
-     ("child-sum", (32, 32), False), ("gated", (32, 32), False)],
+    [
+        ("local", (32, 32), False),
+        ("global", (32, 32), False),
+        ("concat", (64, 64), False),
+        ("sum", (32, 32), False),
+        ("mean", (32, 32), False),
+        ("max", (32, 32), False),
+        ("bridge", (32, 32), True),
+        ("zoph-knight", (32, 32), False),
+        ("child-sum", (32, 32), False),
+        ("gated", (32, 32), False),
+    ],
 )
 def test_every_fusion_builds_a_decoder_of_the_fused_sizes(fusion, decoder, bridged):
     model = build_model(ModelConfig(fusion=fusion))
     assert model.decoder.hidden_sizes == decoder
     assert (model.bridge is not None) == bridged
-    assert model.encoders.names == {"local": ["local"], "global": ["global"]}.get(fusion, ["local", "global"])
+    assert model.encoders.names == {"local": ["local"], "global": ["global"]}.get(
+        fusion, ["local", "global"]
+    )
 
 
 def test_model_config_errors_say_what_to_change():
-    with pytest.raises(ConfigError, match=r"'sum' combines states element-wise and needs equal sizes"):
+    with pytest.raises(
+        ConfigError, match=r"'sum' combines states element-wise and needs equal sizes"
+    ):
         build_model(ModelConfig(fusion="sum", global_sizes=(16, 16)))
     with pytest.raises(ConfigError, match="'child-sum' gates LSTM cell states"):
         build_model(ModelConfig(fusion="child-sum", local_cell="gru", global_cell="gru"))
     with pytest.raises(ConfigError, match="same number of layers and cell kinds"):
         build_model(ModelConfig(fusion="concat", global_sizes=(32,)))
-    gru = build_model(ModelConfig(fusion="concat", local_cell="gru", global_cell="gru", decoder_sizes=(24, 24)))
+    gru = build_model(
+        ModelConfig(fusion="concat", local_cell="gru", global_cell="gru", decoder_sizes=(24, 24))
+    )
     assert gru.decoder.layers[0].kind == "gru" and gru.bridge.output_sizes == [24, 24]
     mixed = build_model(ModelConfig(fusion="concat", local_sizes=(16, 8), global_sizes=(32, 8)))
     assert mixed.decoder.state_sizes == (LSTMState(48, 48), LSTMState(16, 16))
@@ -86,7 +101,11 @@ def test_config_file_errors_name_the_file_and_key(tmp_path):
 
 
 def test_config_round_trips_through_json():
-    config = RunConfig(model=ModelConfig(fusion="gated", decoder_sizes=(8, 8)), optim=OptimConfig(grad_clip=None), seed=3)
+    config = RunConfig(
+        model=ModelConfig(fusion="gated", decoder_sizes=(8, 8)),
+        optim=OptimConfig(grad_clip=None),
+        seed=3,
+    )
     again = RunConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config
     assert np.isclose(again.optim.lr, 3e-3)

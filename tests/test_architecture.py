@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = "rnnfuse"
 HEAVY = ("matplotlib", "h5py", "keras", "statsmodels", "rnnfuse.tf1", "rnnfuse.app")
@@ -35,7 +34,8 @@ def module_files(src: Path = SRC, root: str = ROOT) -> dict[str, Path]:
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _import_nodes(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
@@ -65,7 +65,9 @@ def _base(module: str, is_package: bool, node: ast.ImportFrom) -> str:
     return ".".join(package + ([node.module] if node.module else []))
 
 
-def _targets(module: str, is_package: bool, node: ast.Import | ast.ImportFrom, known: set[str]) -> set[str]:
+def _targets(
+    module: str, is_package: bool, node: ast.Import | ast.ImportFrom, known: set[str]
+) -> set[str]:
     """The rnnfuse modules one statement runs (or needs finished, for names it takes)."""
     if isinstance(node, ast.Import):
         found = {_known_prefix(alias.name, known) for alias in node.names}
@@ -179,8 +181,9 @@ def test_the_graph_reader_sees_deferred_and_relative_imports(tmp_path: Path) -> 
     (pkg / "__init__.py").write_text("from .a import f\n")
     (pkg / "a.py").write_text("def f():\n    from .sub import b\n")
     (pkg / "sub" / "__init__.py").write_text("")
-    (pkg / "sub" / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                                      "    from ..c import x\nimport pkg.a\n")
+    (pkg / "sub" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from ..c import x\nimport pkg.a\n"
+    )
     (pkg / "c.py").write_text("from . import sub\n")
     graph = import_graph(tmp_path, "pkg")
     assert graph["pkg.a"] == {"pkg.sub", "pkg.sub.b"}
@@ -195,15 +198,16 @@ def test_no_import_cycles() -> None:
 
 
 def test_import_rnnfuse_stays_light() -> None:
-    code = ("import sys, rnnfuse; print(sorted(m for m in sys.modules "
-            f"if m.startswith({HEAVY!r})))")
+    code = f"import sys, rnnfuse; print(sorted(m for m in sys.modules if m.startswith({HEAVY!r})))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_lazy_names_load_on_use() -> None:
-    code = ("import sys, rnnfuse; from rnnfuse import tf1, stack_from_keras; "
-            "print(tf1.__name__, stack_from_keras.__module__, 'keras' in sys.modules)")
+    code = (
+        "import sys, rnnfuse; from rnnfuse import tf1, stack_from_keras; "
+        "print(tf1.__name__, stack_from_keras.__module__, 'keras' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["rnnfuse.tf1", "rnnfuse.convert.keras", "False"]
 
@@ -211,6 +215,7 @@ def test_lazy_names_load_on_use() -> None:
 def test_the_version_is_written_once() -> None:
     """pyproject.toml reads the version from ``rnnfuse.__version__`` (no second copy to forget)."""
     import importlib.metadata
+
     import tomllib
 
     import rnnfuse

@@ -39,6 +39,7 @@ def test_from_torch_keeps_bias_false(kind, bidirectional, tmp_path):
     g_want = torch.autograd.grad(want.square().sum(), [x, ref.weight_hh_l0])
     g_got = torch.autograd.grad(got.square().sum(), [x, stack.layers[0].weight_hh])
     from rnnfuse.convert._params import to_rnnfuse_gates
+
     assert torch.allclose(g_got[0], g_want[0], atol=1e-10)
     assert torch.allclose(g_got[1], to_rnnfuse_gates(g_want[1], "torch", kind, 0), atol=1e-10)
     back = stack.to_torch()
@@ -53,17 +54,20 @@ def test_from_torch_keeps_bias_false(kind, bidirectional, tmp_path):
 def test_lstm_380_parameters_stay_380():
     ref = nn.LSTM(4, 8, bias=False)
     assert sum(p.numel() for p in ref.parameters()) == 384
-    ref = nn.LSTM(3, 5, num_layers=2, bias=False)   # 4*5*(3+5) + 4*5*(5+5) = 160 + 200
+    ref = nn.LSTM(3, 5, num_layers=2, bias=False)  # 4*5*(3+5) + 4*5*(5+5) = 160 + 200
     assert sum(p.numel() for p in StackedRNN.from_torch(ref).parameters()) == 360
 
 
-@pytest.mark.parametrize("cell", [
-    lambda: LSTMCell(4, 3, bias=False, forget_bias=1.0),
-    lambda: LSTMCell(4, 3, bias=False, peepholes=True, proj_size=2, cell_clip=0.5),
-    lambda: GRUCell(4, 3, bias=False, reset_after=False),
-    lambda: GRUCell(4, 3, bias=False),
-    lambda: RNNCell(4, 3, bias=False, nonlinearity="relu"),
-])
+@pytest.mark.parametrize(
+    "cell",
+    [
+        lambda: LSTMCell(4, 3, bias=False, forget_bias=1.0),
+        lambda: LSTMCell(4, 3, bias=False, peepholes=True, proj_size=2, cell_clip=0.5),
+        lambda: GRUCell(4, 3, bias=False, reset_after=False),
+        lambda: GRUCell(4, 3, bias=False),
+        lambda: RNNCell(4, 3, bias=False, nonlinearity="relu"),
+    ],
+)
 @pytest.mark.parametrize("lengths", [[6, 2, 4], [6, 6, 6]])  # fused-segments/bptt, fused/bptt
 def test_every_path_agrees_without_bias(cell, lengths):
     """The fused/BPTT kernels (zero-bias constants) equal the reference loop, with gradients."""

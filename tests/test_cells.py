@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from numpy_reference import max_abs_diff, reference_for, state_to_numpy
+
 from rnnfuse import GRUCell, LSTMCell, LSTMState, RNNCell
 from rnnfuse.cells import cell_from_config, make_cell
 
@@ -18,22 +18,44 @@ CELL_CASES = {
     "lstm_peepholes": ("lstm", {"peepholes": True}),
     "lstm_proj": ("lstm", {"proj_size": 4}),
     "lstm_cell_clip": ("lstm", {"cell_clip": 0.25}),
-    "lstm_all": ("lstm", {"forget_bias": 0.7, "peepholes": True, "proj_size": 4, "cell_clip": 0.3, "proj_clip": 0.15}),
+    "lstm_all": (
+        "lstm",
+        {
+            "forget_bias": 0.7,
+            "peepholes": True,
+            "proj_size": 4,
+            "cell_clip": 0.3,
+            "proj_clip": 0.15,
+        },
+    ),
     "gru_reset_after": ("gru", {}),
     "gru_reset_before": ("gru", {"reset_after": False}),
     "rnn_tanh": ("rnn", {}),
     "rnn_relu": ("rnn", {"nonlinearity": "relu"}),
     # activations other than sigmoid/tanh (Keras' options), one per name at least
     "lstm_hard_sigmoid_keras2": ("lstm", {"recurrent_activation": "hard_sigmoid_keras2"}),
-    "lstm_hard_sigmoid": ("lstm", {"recurrent_activation": "hard_sigmoid", "activation": "softsign"}),
-    "lstm_acts_peepholes": ("lstm", {"recurrent_activation": "hard_silu", "activation": "relu",
-                                     "peepholes": True, "proj_size": 4, "forget_bias": 0.5}),
+    "lstm_hard_sigmoid": (
+        "lstm",
+        {"recurrent_activation": "hard_sigmoid", "activation": "softsign"},
+    ),
+    "lstm_acts_peepholes": (
+        "lstm",
+        {
+            "recurrent_activation": "hard_silu",
+            "activation": "relu",
+            "peepholes": True,
+            "proj_size": 4,
+            "forget_bias": 0.5,
+        },
+    ),
     "lstm_acts_smooth": ("lstm", {"recurrent_activation": "silu", "activation": "gelu"}),
     "lstm_acts_softplus": ("lstm", {"recurrent_activation": "softplus", "activation": "relu6"}),
     "gru_exp": ("gru", {"activation": "exponential"}),
     "gru_hard_sigmoid_keras2": ("gru", {"recurrent_activation": "hard_sigmoid_keras2"}),
-    "gru_before_acts": ("gru", {"reset_after": False, "recurrent_activation": "hard_sigmoid",
-                                "activation": "elu"}),
+    "gru_before_acts": (
+        "gru",
+        {"reset_after": False, "recurrent_activation": "hard_sigmoid", "activation": "elu"},
+    ),
     "gru_acts": ("gru", {"recurrent_activation": "linear", "activation": "selu"}),
     "rnn_relu6": ("rnn", {"nonlinearity": "relu6"}),
     "rnn_mish": ("rnn", {"nonlinearity": "mish"}),
@@ -79,7 +101,11 @@ def test_cell_matches_numpy_reference_float64(name, rng):
 
 @pytest.mark.parametrize(
     "options",
-    [{"cell_clip": 0.2}, {"proj_size": 4, "proj_clip": 0.1}, {"proj_size": 4, "cell_clip": 0.2, "proj_clip": 0.1}],
+    [
+        {"cell_clip": 0.2},
+        {"proj_size": 4, "proj_clip": 0.1},
+        {"proj_size": 4, "cell_clip": 0.2, "proj_clip": 0.1},
+    ],
 )
 def test_clips_bind_and_match_reference(options, rng):
     """Large weights and inputs push c and the projection past the clips."""
@@ -89,7 +115,9 @@ def test_clips_bind_and_match_reference(options, rng):
     hs = np.stack([ref[1][1] for _, ref in pairs])
     for clip, values in ((options.get("cell_clip"), cs), (options.get("proj_clip"), hs)):
         if clip is not None:
-            assert np.isclose(np.abs(values).max(), clip), "the clip never bound: the test would prove nothing"
+            assert np.isclose(np.abs(values).max(), clip), (
+                "the clip never bound: the test would prove nothing"
+            )
             assert (np.isclose(np.abs(values), clip)).mean() > 0.1
     for (out, state), (ref_out, ref_state) in pairs:
         assert max_abs_diff(state_to_numpy(state), ref_state) < 1e-12
@@ -124,11 +152,14 @@ def test_cell_gradcheck_float64(name):
     params = [p.detach().clone().requires_grad_(True) for p in cell.parameters()]
     x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
     zero = cell.initial_state(2, dtype=torch.float64)
-    parts = [torch.randn_like(t).mul_(0.5).requires_grad_(True) for t in (zero if isinstance(zero, LSTMState) else [zero])]
+    parts = [
+        torch.randn_like(t).mul_(0.5).requires_grad_(True)
+        for t in (zero if isinstance(zero, LSTMState) else [zero])
+    ]
 
     def fn(x, *tensors):
         state = LSTMState(tensors[0], tensors[1]) if isinstance(zero, LSTMState) else tensors[0]
-        weights = dict(zip(names, tensors[len(parts):]))
+        weights = dict(zip(names, tensors[len(parts) :]))
         out, new = torch.func.functional_call(cell, weights, (x, state))
         return (out, *(new if isinstance(new, LSTMState) else [new]))
 
@@ -161,7 +192,10 @@ def test_initial_state_is_zero_with_the_right_shapes(cell, state_shapes):
         assert cell.output_size == state_shapes[1][1]
     else:
         assert tuple(state.shape) == state_shapes
-    assert all(t.dtype == torch.float64 and not t.any() for t in (state if isinstance(state, tuple) else [state]))
+    assert all(
+        t.dtype == torch.float64 and not t.any()
+        for t in (state if isinstance(state, tuple) else [state])
+    )
 
 
 def test_step_without_state_starts_from_zero():
@@ -176,11 +210,27 @@ def test_parameter_shapes_follow_the_documented_layout():
     lstm = LSTMCell(IN, HID, peepholes=True, proj_size=3)
     shapes = {n: tuple(p.shape) for n, p in lstm.named_parameters()}
     assert shapes == {
-        "weight_ih": (4 * HID, IN), "weight_hh": (4 * HID, 3), "bias": (4 * HID,),
-        "w_i_diag": (HID,), "w_f_diag": (HID,), "w_o_diag": (HID,), "weight_hr": (3, HID),
+        "weight_ih": (4 * HID, IN),
+        "weight_hh": (4 * HID, 3),
+        "bias": (4 * HID,),
+        "w_i_diag": (HID,),
+        "w_f_diag": (HID,),
+        "w_o_diag": (HID,),
+        "weight_hr": (3, HID),
     }
-    assert {n for n, _ in GRUCell(IN, HID).named_parameters()} == {"weight_ih", "weight_hh", "bias_ih", "bias_hh"}
-    assert {n for n, _ in GRUCell(IN, HID, reset_after=False).named_parameters()} == {"weight_ih", "weight_hh", "bias"}
+    assert {n for n, _ in GRUCell(IN, HID).named_parameters()} == {
+        "weight_ih",
+        "weight_hh",
+        "bias_ih",
+        "bias_hh",
+    }
+    assert {n for n, _ in GRUCell(IN, HID, reset_after=False).named_parameters()} == {
+        "weight_ih",
+        "weight_hh",
+        "bias",
+    }
     assert {n: tuple(p.shape) for n, p in RNNCell(IN, HID).named_parameters()} == {
-        "weight_ih": (HID, IN), "weight_hh": (HID, HID), "bias": (HID,)
+        "weight_ih": (HID, IN),
+        "weight_hh": (HID, HID),
+        "bias": (HID,),
     }

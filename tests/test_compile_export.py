@@ -42,10 +42,20 @@ def _all_paths_stack():
     """Layers on every path: BPTT (peephole LSTM with clips), BPTT (reset-before GRU),
     fused RNN (segments when ragged), the loop (a subclass), fused LSTM."""
     torch.manual_seed(0)
-    fw = [LSTMCell(4, 6, peepholes=True, cell_clip=0.7, forget_bias=1.0), GRUCell(12, 5, reset_after=False),
-          RNNCell(10, 4, nonlinearity="relu"), _LoopLSTM(8, 4), LSTMCell(8, 3, proj_size=2)]
-    bw = [LSTMCell(4, 6, peepholes=True, cell_clip=0.7, forget_bias=1.0), GRUCell(12, 5, reset_after=False),
-          RNNCell(10, 4), _LoopLSTM(8, 4), LSTMCell(8, 3, proj_size=2)]
+    fw = [
+        LSTMCell(4, 6, peepholes=True, cell_clip=0.7, forget_bias=1.0),
+        GRUCell(12, 5, reset_after=False),
+        RNNCell(10, 4, nonlinearity="relu"),
+        _LoopLSTM(8, 4),
+        LSTMCell(8, 3, proj_size=2),
+    ]
+    bw = [
+        LSTMCell(4, 6, peepholes=True, cell_clip=0.7, forget_bias=1.0),
+        GRUCell(12, 5, reset_after=False),
+        RNNCell(10, 4),
+        _LoopLSTM(8, 4),
+        LSTMCell(8, 3, proj_size=2),
+    ]
     for cell in fw + bw:
         for p in cell.parameters():
             torch.nn.init.uniform_(p, -0.5, 0.5)
@@ -56,7 +66,10 @@ def test_compile_every_path_forward_backward_equals_eager():
     torch.set_num_threads(1)
     stack = _all_paths_stack()
     x = torch.randn(3, 5, 4)
-    paths = {select_path(c, torch.randn(3, 5, c.input_size), torch.tensor([5, 2, 0])) for c in stack.layers}
+    paths = {
+        select_path(c, torch.randn(3, 5, c.input_size), torch.tensor([5, 2, 0]))
+        for c in stack.layers
+    }
     assert paths == {"bptt", "fused-segments", "loop"}
     compiled = torch.compile(stack, backend="aot_eager", fullgraph=True)
     for lengths in (None, torch.tensor([5, 2, 0]), torch.tensor([1, 4, 3])):
@@ -79,7 +92,10 @@ def test_compiled_inference_of_a_small_ragged_batch_runs_padded_in_the_operator(
         with torch.no_grad():
             assert select_path(stack.layers[1], torch.randn(3, 5, 12), lengths) == "fused-padded"
             got = compiled(x, lengths)
-        assert select_path(stack.layers[1], torch.randn(3, 5, 12, requires_grad=True), lengths) != "fused-padded"
+        assert (
+            select_path(stack.layers[1], torch.randn(3, 5, 12, requires_grad=True), lengths)
+            != "fused-padded"
+        )
         _assert_same(got, stack(x.requires_grad_(), lengths))
     finally:
         torch.set_num_threads(threads)
@@ -95,7 +111,9 @@ def test_compiled_ragged_lstm_training_no_recompiles_and_exact_gradients():
     compiled = torch.compile(stack)
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(3, 5, 4)
-    _assert_same(_grads(compiled, x, torch.tensor([5, 3, 2])), _grads(stack, x, torch.tensor([5, 3, 2])))
+    _assert_same(
+        _grads(compiled, x, torch.tensor([5, 3, 2])), _grads(stack, x, torch.tensor([5, 3, 2]))
+    )
     first = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     for _ in range(5):
         lengths = torch.randint(0, 6, (3,), generator=gen)
@@ -103,8 +121,15 @@ def test_compiled_ragged_lstm_training_no_recompiles_and_exact_gradients():
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - first <= 2
 
 
-@pytest.mark.parametrize("options", [{"cell": "lstm", "peepholes": True}, {"cell": "gru", "reset_after": False},
-                                     {"cell": "lstm"}, {"cell": "rnn"}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"cell": "lstm", "peepholes": True},
+        {"cell": "gru", "reset_after": False},
+        {"cell": "lstm"},
+        {"cell": "rnn"},
+    ],
+)
 def test_export_with_lengths_serves_other_lengths_batches_and_steps(options):
     torch.manual_seed(3)
     stack = StackedRNN(4, [6, 5], bidirectional=True, **options)
@@ -154,7 +179,11 @@ def test_onnx_mixed_ragged_bidirectional_stack_runs_in_onnxruntime(tmp_path):
     """LSTM (peepholes, forget bias) → reset-before GRU → relu RNN, mixed sizes, both
     directions, ragged; run at a batch, T and lengths unlike the example's (zero length too)."""
     torch.manual_seed(5)
-    fw = [LSTMCell(4, 6, peepholes=True, forget_bias=1.0), GRUCell(12, 5, reset_after=False), RNNCell(10, 3, nonlinearity="relu")]
+    fw = [
+        LSTMCell(4, 6, peepholes=True, forget_bias=1.0),
+        GRUCell(12, 5, reset_after=False),
+        RNNCell(10, 3, nonlinearity="relu"),
+    ]
     bw = [LSTMCell(4, 6, peepholes=True, forget_bias=1.0), GRUCell(12, 5), RNNCell(10, 3)]
     stack = StackedRNN.from_cells(fw, backward_cells=bw)
     batch, time = torch.export.Dim("batch"), torch.export.Dim("time")
@@ -176,7 +205,10 @@ def _seq2seq_with_covariates():
 
 def _seq2seq_dims():
     batch, horizon = torch.export.Dim("batch"), torch.export.Dim("horizon")
-    inputs = {"local": {0: batch, 1: torch.export.Dim("t_local")}, "global": {0: batch, 1: torch.export.Dim("t_global")}}
+    inputs = {
+        "local": {0: batch, 1: torch.export.Dim("t_local")},
+        "global": {0: batch, 1: torch.export.Dim("t_global")},
+    }
     lengths = {"local": {0: batch}, "global": {0: batch}}
     return batch, horizon, inputs, lengths
 
@@ -200,10 +232,23 @@ def test_onnx_seq2seq_teacher_forcing_with_dynamic_batch_and_time(tmp_path):
     x, lengths = _seq2seq_example()
     targets, start, cov = torch.randn(2, 3, 1), torch.zeros(2, 1), torch.randn(2, 3, 1)
     batch, horizon, inputs, lens = _seq2seq_dims()
-    shapes = {"inputs": inputs, "targets": {0: batch, 1: horizon}, "start": {0: batch},
-              "covariates": {0: batch, 1: horizon}, "lengths": lens}
+    shapes = {
+        "inputs": inputs,
+        "targets": {0: batch, 1: horizon},
+        "start": {0: batch},
+        "covariates": {0: batch, 1: horizon},
+        "lengths": lens,
+    }
     x2, lengths2, targets2, start2, cov2 = _seq2seq_other_sizes(horizon=6)
-    flat = [x2["local"], x2["global"], targets2, start2, cov2, lengths2["local"], lengths2["global"]]
+    flat = [
+        x2["local"],
+        x2["global"],
+        targets2,
+        start2,
+        cov2,
+        lengths2["local"],
+        lengths2["global"],
+    ]
     kwargs = {"start": start, "covariates": cov, "lengths": lengths}
     got = _onnx_run(model, (x, targets), flat, shapes, tmp_path, kwargs=kwargs)
     expected = model(x2, targets2, start=start2, covariates=cov2, lengths=lengths2).detach().numpy()
@@ -225,7 +270,11 @@ def test_onnx_seq2seq_generate_with_dynamic_batch_and_time(tmp_path):
     flat = [x2["local"], x2["global"], start2, cov2, lengths2["local"], lengths2["global"]]
     example = (x, torch.zeros(2, 1), torch.randn(2, 3, 1))
     got = _onnx_run(rollout, example, flat, shapes, tmp_path, kwargs={"lengths": lengths})
-    expected = model.generate(x2, start=start2, steps=3, covariates=cov2, lengths=lengths2).detach().numpy()
+    expected = (
+        model.generate(x2, start=start2, steps=3, covariates=cov2, lengths=lengths2)
+        .detach()
+        .numpy()
+    )
     assert got[0].shape == (5, 3, 1)
     assert abs(got[0] - expected).max() <= 1e-5
 
@@ -235,8 +284,10 @@ def test_onnx_cell_clip_and_projection_run_as_a_loop_in_onnxruntime(tmp_path):
     Loop: both directions, every option, ragged (a zero length), NaN in the padding, batch
     and T unlike the example's."""
     torch.manual_seed(7)
-    fw = [LSTMCell(4, 6, peepholes=True, cell_clip=0.5, proj_size=3, proj_clip=0.4, forget_bias=1.0),
-          LSTMCell(6, 5, cell_clip=0.3)]
+    fw = [
+        LSTMCell(4, 6, peepholes=True, cell_clip=0.5, proj_size=3, proj_clip=0.4, forget_bias=1.0),
+        LSTMCell(6, 5, cell_clip=0.3),
+    ]
     bw = [LSTMCell(4, 6, proj_size=3), LSTMCell(6, 5, peepholes=True, cell_clip=0.2)]
     stack = StackedRNN.from_cells(fw, backward_cells=bw)
     for p in stack.parameters():
@@ -247,7 +298,9 @@ def test_onnx_cell_clip_and_projection_run_as_a_loop_in_onnxruntime(tmp_path):
     x[1, 1:] = float("nan")
     got = _onnx_run(stack, example, (x, lengths), ({0: batch, 1: time}, {0: batch}), tmp_path)
     y, state = stack(x, lengths)
-    assert (state[0][0].c.abs().max() - 0.5).abs() < 1e-6  # the forward first layer's cell clip binds
+    assert (
+        state[0][0].c.abs().max() - 0.5
+    ).abs() < 1e-6  # the forward first layer's cell clip binds
     expected = [t.detach().numpy() for t in tree_leaves((y, state))]
     assert len(got) == len(expected)
     for a, b in zip(got, expected):

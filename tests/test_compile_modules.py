@@ -82,8 +82,14 @@ class _AllFusions(nn.Module):
     def forward(self, c_a, h_a, g_a, c_b, h_b, g_b):
         a, b = (LSTMState(c_a, h_a), g_a), (LSTMState(c_b, h_b), g_b)
         return [
-            concat_states([a, b]), sum_states([a, b]), mean_states([a, b]), max_states([a, b]),
-            self.bridge([a, b]), self.zoph_knight([a, b]), self.gated([a, b]), self.child_sum([a[:1], b[:1]]),
+            concat_states([a, b]),
+            sum_states([a, b]),
+            mean_states([a, b]),
+            max_states([a, b]),
+            self.bridge([a, b]),
+            self.zoph_knight([a, b]),
+            self.gated([a, b]),
+            self.child_sum([a[:1], b[:1]]),
         ]
 
 
@@ -98,17 +104,33 @@ def test_compile_every_fusion_forward_backward_equals_eager():
 def _seq2seq() -> Seq2Seq:
     """A local and a global (bidirectional) LSTM encoder, concatenated, a bridge to the
     decoder's size, attention."""
-    enc = MultiEncoder({"local": StackedRNN(3, [4]), "global": StackedRNN(3, [2], bidirectional=True)})
-    return Seq2Seq(enc, StackedRNN(2, [5]), output_size=1, attention=True, attention_size=4,
-                   bridge=StateBridge([LSTMState(8, 8)], [LSTMState(5, 5)]))
+    enc = MultiEncoder(
+        {"local": StackedRNN(3, [4]), "global": StackedRNN(3, [2], bidirectional=True)}
+    )
+    return Seq2Seq(
+        enc,
+        StackedRNN(2, [5]),
+        output_size=1,
+        attention=True,
+        attention_size=4,
+        bridge=StateBridge([LSTMState(8, 8)], [LSTMState(5, 5)]),
+    )
 
 
 def _seq2seq_cases(batch_time_lengths):
     cases = []
     for batch, t_local, t_global, horizon, local, glob in batch_time_lengths:
-        cases.append([torch.randn(batch, t_local, 3), torch.randn(batch, t_global, 3), torch.tensor(local),
-                      torch.tensor(glob), torch.randn(batch, horizon, 1), torch.randn(batch, 1),
-                      torch.randn(batch, horizon, 1)])
+        cases.append(
+            [
+                torch.randn(batch, t_local, 3),
+                torch.randn(batch, t_global, 3),
+                torch.tensor(local),
+                torch.tensor(glob),
+                torch.randn(batch, horizon, 1),
+                torch.randn(batch, 1),
+                torch.randn(batch, horizon, 1),
+            ]
+        )
     return cases
 
 
@@ -124,11 +146,15 @@ def test_compile_seq2seq_teacher_forcing_generate_and_encoders_equal_eager():
         lengths = {"local": len_local, "global": len_global}
         encoded = model.encoders(inputs, lengths)
         forced = model(inputs, targets, start=start, covariates=covariates, lengths=lengths)
-        rolled = model.generate(inputs, start=start, steps=2, covariates=covariates, lengths=lengths)
+        rolled = model.generate(
+            inputs, start=start, steps=2, covariates=covariates, lengths=lengths
+        )
         return encoded, forced, rolled
 
-    cases = _seq2seq_cases([  # equal T: the MultiEncoder's joined outputs exist
-        (3, 5, 5, 3, [5, 2, 0], [4, 5, 1]),
-        (3, 5, 5, 3, [1, 5, 3], [2, 0, 4]),
-    ])
+    cases = _seq2seq_cases(
+        [  # equal T: the MultiEncoder's joined outputs exist
+            (3, 5, 5, 3, [5, 2, 0], [4, 5, 1]),
+            (3, 5, 5, 3, [1, 5, 3], [2, 0, 4]),
+        ]
+    )
     _compare(run, model, cases, backend=BACKEND)

@@ -54,7 +54,9 @@ def test_per_encoder_inputs_with_different_lengths_of_time_give_no_joined_output
     result = multi({"words": words, "chars": chars}, lengths)
     assert result.outputs is None
     assert result.encoder_outputs["chars"].shape == (2, 9, 4)
-    expected = sum_states([encoders["words"](words, [5, 2])[1], encoders["chars"](chars, [9, 4])[1]])
+    expected = sum_states(
+        [encoders["words"](words, [5, 2])[1], encoders["chars"](chars, [9, 4])[1]]
+    )
     assert _same(result.state, expected)
     assert not result.encoder_outputs["chars"][1, 4:].any()
 
@@ -91,7 +93,9 @@ def test_module_fusion_receives_states_in_encoder_order():
     result = multi(x)
     expected = fusion([encoders["a"](x)[1], encoders["b"](x)[1]])
     assert _same(result.state, expected)
-    assert any(p is fusion.combine[0].weight for p in multi.parameters()), "the fusion module's weights train"
+    assert any(p is fusion.combine[0].weight for p in multi.parameters()), (
+        "the fusion module's weights train"
+    )
     swapped = fusion([encoders["b"](x)[1], encoders["a"](x)[1]])
     assert not torch.allclose(result.state[0].h, swapped[0].h)
 
@@ -106,9 +110,21 @@ def test_a_single_encoder_passes_its_state_through():
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        (lambda m, x: m({"a": x}), ValueError, r"inputs: no entry for encoder 'b'; expected keys \['a', 'b'\]"),
-        (lambda m, x: m({"a": x, "b": x, "c": x}), ValueError, r"inputs: unknown encoder names \['c'\]"),
-        (lambda m, x: m(x, {"a": [2, 2], "b": [2, 2], "bb": [1, 1]}), ValueError, r"lengths: unknown encoder names \['bb'\]"),
+        (
+            lambda m, x: m({"a": x}),
+            ValueError,
+            r"inputs: no entry for encoder 'b'; expected keys \['a', 'b'\]",
+        ),
+        (
+            lambda m, x: m({"a": x, "b": x, "c": x}),
+            ValueError,
+            r"inputs: unknown encoder names \['c'\]",
+        ),
+        (
+            lambda m, x: m(x, {"a": [2, 2], "b": [2, 2], "bb": [1, 1]}),
+            ValueError,
+            r"lengths: unknown encoder names \['bb'\]",
+        ),
     ],
 )
 def test_mappings_must_name_exactly_the_encoders(call, error, message):
@@ -135,9 +151,14 @@ def test_empty_lengths_mapping_means_full_lengths():
 def test_constructor_refuses_bad_arguments():
     with pytest.raises(TypeError, match="encoders: expected a non-empty mapping"):
         MultiEncoder({})
-    with pytest.raises(TypeError, match="encoders: expected a non-empty mapping name -> encoder, got list"):
+    with pytest.raises(
+        TypeError, match="encoders: expected a non-empty mapping name -> encoder, got list"
+    ):
         MultiEncoder([StackedRNN(F, 2)])
-    with pytest.raises(ValueError, match=r"fusion: expected one of \['concat', 'max', 'mean', 'sum'\] or a module, got 'avg'"):
+    with pytest.raises(
+        ValueError,
+        match=r"fusion: expected one of \['concat', 'max', 'mean', 'sum'\] or a module, got 'avg'",
+    ):
         MultiEncoder({"a": StackedRNN(F, 2)}, fusion="avg")
     with pytest.raises(TypeError, match="fusion: expected a name or an nn.Module, got function"):
         MultiEncoder({"a": StackedRNN(F, 2)}, fusion=concat_states)

@@ -15,8 +15,15 @@ NAMES = ("multi_layer_lstm.py", "two_encoder_fusion.py")
 @pytest.fixture(scope="module")
 def printed() -> dict[str, list[str]]:
     """Run both examples as subprocesses, at the same time (each mostly waits on imports)."""
-    procs = {name: subprocess.Popen([sys.executable, str(EXAMPLES / name)], stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True) for name in NAMES}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, str(EXAMPLES / name)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in NAMES
+    }
     lines = {}
     for name, proc in procs.items():
         out, err = proc.communicate(timeout=120)
@@ -36,7 +43,9 @@ def test_multi_layer_lstm(printed):
         "rnn/multi_rnn_cell/cell_1/basic_lstm_cell/kernel [40, 80]",
         "rnn/multi_rnn_cell/cell_1/basic_lstm_cell/bias [80]",
     ]
-    assert lines[6].startswith("unit3 error: cells[0] and cells[1] are the same BasicLSTMCell object")
+    assert lines[6].startswith(
+        "unit3 error: cells[0] and cells[1] are the same BasicLSTMCell object"
+    )
     assert lines[6].endswith("MultiRNNCell([BasicLSTMCell(num_units=20) for _ in range(2)])")
     assert len(lines) == 7
 

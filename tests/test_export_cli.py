@@ -81,11 +81,19 @@ def _forecaster_file(path):
 
     config = RunConfig(
         data=DataConfig(local_steps=6, global_blocks=8, min_global_blocks=2, horizon=3),
-        model=ModelConfig(local_sizes=(4,), global_sizes=(4,), decoder_sizes=(5,), attention=True, attention_size=4),
+        model=ModelConfig(
+            local_sizes=(4,),
+            global_sizes=(4,),
+            decoder_sizes=(5,),
+            attention=True,
+            attention_size=4,
+        ),
     )
     torch.manual_seed(1)
     model = build_model(config.model)
-    save_model_file(path, model.state_dict(), {"format": MODEL_FORMAT, "config": config.to_dict(), "scale": 2.0})
+    save_model_file(
+        path, model.state_dict(), {"format": MODEL_FORMAT, "config": config.to_dict(), "scale": 2.0}
+    )
     return model.eval()
 
 
@@ -97,11 +105,20 @@ def test_export_forecaster_rollout_with_dynamic_batch_and_encoder_steps(tmp_path
     assert code == 0, err
     assert "forecaster (local, global; 3 steps" in out and _checked_difference(out) <= 1e-5
     local, glob = torch.randn(5, 9, 3), torch.randn(5, 4, 3)
-    start, covariates, lengths = torch.randn(5, 1), torch.randn(5, 3, 2), torch.tensor([4, 1, 3, 4, 2])
+    start, covariates, lengths = (
+        torch.randn(5, 1),
+        torch.randn(5, 3, 2),
+        torch.tensor([4, 1, 3, 4, 2]),
+    )
     _, got = _run(onnx_file, [local, glob, start, covariates, lengths])
     with torch.no_grad():
-        expected = model.generate({"local": local, "global": glob}, start=start, steps=3, covariates=covariates,
-                                  lengths={"global": lengths})
+        expected = model.generate(
+            {"local": local, "global": glob},
+            start=start,
+            steps=3,
+            covariates=covariates,
+            lengths={"global": lengths},
+        )
     assert got[0].shape == (5, 3, 1)
     assert float(np.abs(got[0] - expected.numpy()).max()) <= 1e-5
 
@@ -113,9 +130,11 @@ def test_export_bad_files_give_one_line_errors(tmp_path, capsys):
     from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(2)}, str(foreign))
-    for path, problem in ((tmp_path / "missing.safetensors", "no such file"),
-                          (garbage, "not a readable safetensors file"),
-                          (foreign, "rnnfuse")):
+    for path, problem in (
+        (tmp_path / "missing.safetensors", "no such file"),
+        (garbage, "not a readable safetensors file"),
+        (foreign, "rnnfuse"),
+    ):
         code, out, err = _export(capsys, [str(path), str(tmp_path / "out.onnx")])
         assert code == 2, (path, out)
         assert err.startswith("rnnfuse export: error: ") and problem in err, err

@@ -21,7 +21,9 @@ CELLS = {
     "lstm": lambda: LSTMCell(5, 7),
     "lstm-forget-bias-no-bias": lambda: LSTMCell(5, 7, forget_bias=1.0, bias=False),
     "lstm-proj": lambda: LSTMCell(5, 7, proj_size=3),
-    "lstm-peepholes-clips-proj": lambda: LSTMCell(5, 7, peepholes=True, proj_size=3, cell_clip=2.0, proj_clip=1.0),
+    "lstm-peepholes-clips-proj": lambda: LSTMCell(
+        5, 7, peepholes=True, proj_size=3, cell_clip=2.0, proj_clip=1.0
+    ),
     "gru": lambda: GRUCell(5, 7),
     "gru-no-bias": lambda: GRUCell(5, 7, bias=False),
     "gru-reset-before": lambda: GRUCell(5, 7, reset_after=False),
@@ -59,10 +61,17 @@ def test_flat_after_construction_and_fused_weights_in_rnnbase_order(name: str) -
     assert_flat(cell)
     spec = cell.kernel_spec(torch.float32, torch.device("cpu"))
     assert spec is not None
-    if spec.fused_weights is not None:  # what cuDNN reads: w_ih, w_hh, b_ih, b_hh(, w_hr), back to back
+    if (
+        spec.fused_weights is not None
+    ):  # what cuDNN reads: w_ih, w_hh, b_ih, b_hh(, w_hr), back to back
         weights = spec.fused_weights
-        assert [w.storage_offset() for w in weights] == [sum(w.numel() for w in weights[:k]) for k in range(len(weights))]
-        assert all(w.untyped_storage().data_ptr() == weights[0].untyped_storage().data_ptr() for w in weights)
+        assert [w.storage_offset() for w in weights] == [
+            sum(w.numel() for w in weights[:k]) for k in range(len(weights))
+        ]
+        assert all(
+            w.untyped_storage().data_ptr() == weights[0].untyped_storage().data_ptr()
+            for w in weights
+        )
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
@@ -77,8 +86,15 @@ def test_constants_hold_their_values(name: str) -> None:
         assert torch.equal(value, expected), slot
 
 
-@pytest.mark.parametrize("convert", [lambda m: m.to(torch.float64), lambda m: m.half(), lambda m: m.to("cpu"),
-                                     lambda m: m.double().float()])
+@pytest.mark.parametrize(
+    "convert",
+    [
+        lambda m: m.to(torch.float64),
+        lambda m: m.half(),
+        lambda m: m.to("cpu"),
+        lambda m: m.double().float(),
+    ],
+)
 def test_flat_after_conversion_with_same_values(convert) -> None:
     cell = LSTMCell(5, 7, peepholes=True, proj_size=3, forget_bias=0.5)
     before = {k: v.clone() for k, v in cell.state_dict().items()}
@@ -114,7 +130,10 @@ def test_deepcopy_and_pickle_are_flat_on_their_own_buffer() -> None:
     cell = GRUCell(5, 7, bias=False)
     for twin in (copy.deepcopy(cell), _pickled(cell)):
         assert_flat(twin)
-        assert twin.weight_ih.untyped_storage().data_ptr() != cell.weight_ih.untyped_storage().data_ptr()
+        assert (
+            twin.weight_ih.untyped_storage().data_ptr()
+            != cell.weight_ih.untyped_storage().data_ptr()
+        )
         for k, v in cell.state_dict().items():
             assert torch.equal(twin.state_dict()[k], v)
 
@@ -126,8 +145,13 @@ def _pickled(module: torch.nn.Module) -> torch.nn.Module:
     return torch.load(buf, weights_only=False)
 
 
-@pytest.mark.parametrize("optimizer", [lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
-                                       lambda p: torch.optim.Adam(p, lr=0.1, foreach=True)])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9),
+        lambda p: torch.optim.Adam(p, lr=0.1, foreach=True),
+    ],
+)
 def test_optimizer_step_writes_the_flat_buffer(optimizer) -> None:
     torch.manual_seed(0)
     stack = StackedRNN(4, [6], cell="lstm", peepholes=True)
@@ -136,13 +160,17 @@ def test_optimizer_step_writes_the_flat_buffer(optimizer) -> None:
     before = whole_buffer(cell).clone()
     out, _ = stack(torch.randn(3, 5, 4))
     out.square().sum().backward()
-    assert all(p.grad is not None and p.grad.untyped_storage().data_ptr() != p.untyped_storage().data_ptr()
-               for p in cell.parameters())
+    assert all(
+        p.grad is not None and p.grad.untyped_storage().data_ptr() != p.untyped_storage().data_ptr()
+        for p in cell.parameters()
+    )
     opt.step()
     after = whole_buffer(cell)
     assert not torch.equal(before, after)
     for p in cell.parameters():  # the parameters are still views: the buffer holds their new values
-        assert torch.equal(after[p.storage_offset(): p.storage_offset() + p.numel()], p.detach().reshape(-1))
+        assert torch.equal(
+            after[p.storage_offset() : p.storage_offset() + p.numel()], p.detach().reshape(-1)
+        )
     assert_flat(cell)
 
 
@@ -190,7 +218,10 @@ def test_state_dict_saves_with_safetensors_and_torch_save(tmp_path: Path) -> Non
 def test_file_saved_before_flat_buffers_loads_with_the_same_outputs() -> None:
     """A stack file written by rnnfuse before this layout, and the outputs it gave then."""
     stack = rnnfuse.load(SAVED / "mixed_stack.safetensors").eval()
-    raw, io_ = load_file(str(SAVED / "mixed_stack.safetensors")), load_file(str(SAVED / "mixed_stack_io.safetensors"))
+    raw, io_ = (
+        load_file(str(SAVED / "mixed_stack.safetensors")),
+        load_file(str(SAVED / "mixed_stack_io.safetensors")),
+    )
     assert sorted(stack.state_dict()) == sorted(raw)
     for k, v in stack.state_dict().items():
         assert torch.equal(v, raw[k]), k

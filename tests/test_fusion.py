@@ -9,8 +9,8 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
 from numpy_reference import sigmoid
+
 from rnnfuse import (
     ChildSumFusion,
     GatedFusion,
@@ -39,7 +39,9 @@ def _make_state(sizes, batch: int, gen: torch.Generator):
     def leaf(n: int) -> torch.Tensor:
         return torch.randn(batch, n, generator=gen, dtype=torch.float64)
 
-    return tuple(LSTMState(leaf(s.c), leaf(s.h)) if isinstance(s, LSTMState) else leaf(s) for s in sizes)
+    return tuple(
+        LSTMState(leaf(s.c), leaf(s.h)) if isinstance(s, LSTMState) else leaf(s) for s in sizes
+    )
 
 
 @st.composite
@@ -106,7 +108,9 @@ def test_concat_outputs_zeroes_steps_past_each_length(batch, steps, sizes, data)
     per_source = data.draw(st.booleans())
 
     def draw_lengths() -> torch.Tensor:
-        return torch.tensor(data.draw(st.lists(st.integers(0, steps), min_size=batch, max_size=batch)))
+        return torch.tensor(
+            data.draw(st.lists(st.integers(0, steps), min_size=batch, max_size=batch))
+        )
 
     lengths = [draw_lengths() for _ in sizes] if per_source else draw_lengths()
     joined = concat_outputs(outs, lengths)
@@ -145,7 +149,9 @@ MIXED = [LSTMState(4, 3), 5]
 @pytest.mark.parametrize("activation", [None, "tanh", "relu"])
 def test_state_bridge_maps_each_concatenated_part_through_its_own_linear(activation):
     sources = _sources(MIXED, 2)
-    bridge = StateBridge([LSTMState(8, 6), 10], [LSTMState(2, 7), 4], activation=activation).double()
+    bridge = StateBridge(
+        [LSTMState(8, 6), 10], [LSTMState(2, 7), 4], activation=activation
+    ).double()
     fused = bridge(sources)
     act = {None: lambda v: v, "tanh": np.tanh, "relu": lambda v: np.maximum(v, 0)}[activation]
     c_in = np.concatenate([_np(s[0].c) for s in sources], -1)
@@ -188,7 +194,9 @@ def test_child_sum_equations(n):
         cs = [_np(s[k].c) for s in sources]
         iou = sum(_linear(w, h) for w, h in zip(fusion.iou[k], hs))
         i, o, u = np.split(iou, 3, axis=-1)
-        c = sigmoid(i) * np.tanh(u) + sum(sigmoid(_linear(f, h)) * ck for f, h, ck in zip(fusion.forget[k], hs, cs))
+        c = sigmoid(i) * np.tanh(u) + sum(
+            sigmoid(_linear(f, h)) * ck for f, h, ck in zip(fusion.forget[k], hs, cs)
+        )
         assert np.allclose(_np(layer.c), c, atol=1e-13)
         assert np.allclose(_np(layer.h), sigmoid(o) * np.tanh(c), atol=1e-13)
 
@@ -205,12 +213,20 @@ def test_gated_fusion_equations_and_convexity(n):
         return (weights * np.stack(values, 1)).sum(1)
 
     ctx0 = np.concatenate([_np(s[0].h) for s in sources], -1)
-    assert np.allclose(_np(fused[0].c), mix(fusion.gates[0]["c"], ctx0, [_np(s[0].c) for s in sources]), atol=1e-13)
-    assert np.allclose(_np(fused[0].h), mix(fusion.gates[0]["h"], ctx0, [_np(s[0].h) for s in sources]), atol=1e-13)
+    assert np.allclose(
+        _np(fused[0].c), mix(fusion.gates[0]["c"], ctx0, [_np(s[0].c) for s in sources]), atol=1e-13
+    )
+    assert np.allclose(
+        _np(fused[0].h), mix(fusion.gates[0]["h"], ctx0, [_np(s[0].h) for s in sources]), atol=1e-13
+    )
     ctx1 = np.concatenate([_np(s[1]) for s in sources], -1)
-    assert np.allclose(_np(fused[1]), mix(fusion.gates[1]["h"], ctx1, [_np(s[1]) for s in sources]), atol=1e-13)
+    assert np.allclose(
+        _np(fused[1]), mix(fusion.gates[1]["h"], ctx1, [_np(s[1]) for s in sources]), atol=1e-13
+    )
     stacked = torch.stack([s[1] for s in sources])
-    assert (fused[1] <= stacked.max(0).values + 1e-12).all() and (fused[1] >= stacked.min(0).values - 1e-12).all()
+    assert (fused[1] <= stacked.max(0).values + 1e-12).all() and (
+        fused[1] >= stacked.min(0).values - 1e-12
+    ).all()
 
 
 FUSION_MODULES = {
@@ -234,7 +250,12 @@ def test_fusion_modules_are_differentiable(name):
         states = []
         for j in range(2):
             it = iter(tensors[j * per_source : (j + 1) * per_source])
-            states.append(tuple(LSTMState(next(it), next(it)) if isinstance(s, LSTMState) else next(it) for s in sizes))
+            states.append(
+                tuple(
+                    LSTMState(next(it), next(it)) if isinstance(s, LSTMState) else next(it)
+                    for s in sizes
+                )
+            )
         return tuple(flatten_state(module(states)))
 
     assert torch.autograd.gradcheck(fn, tuple(leaves))

@@ -7,14 +7,14 @@ import json
 import pytest
 import torch
 from safetensors.torch import save_file
+from test_tf1_load import CASES, compare, load_case, run_loaded
 
-from rnnfuse.cells import GRUCell, LSTMCell, RNNCell
 from rnnfuse.bidirectional import BidirectionalRNN
-from rnnfuse.tf1 import load_stack
+from rnnfuse.cells import GRUCell, LSTMCell, RNNCell
 from rnnfuse.io import load, read_config, read_safetensors_metadata, save, write_safetensors
 from rnnfuse.stack import StackedRNN
 from rnnfuse.state import flatten_state
-from test_tf1_load import CASES, compare, load_case, run_loaded
+from rnnfuse.tf1 import load_stack
 
 
 def _same_numbers(a, b, x, lengths=None):
@@ -32,9 +32,14 @@ def test_tf1_fixture_round_trip_gives_identical_numbers(name, tmp_path):
     case = load_case(name)
     for k, rnn in enumerate(case.info["rnns"]):
         cells = rnn["fw"]["cells"] + rnn["bw"]["cells"] if "fw" in rnn else rnn["cells"]
-        options = {key: cells[0][key] for key in ("forget_bias", "cell_clip", "proj_clip")
-                   if cells[0].get(key) is not None}
-        module = load_stack(case.prefix, rnn["rnn_scope"], batch_first=not case.info["time_major"], **options)
+        options = {
+            key: cells[0][key]
+            for key in ("forget_bias", "cell_clip", "proj_clip")
+            if cells[0].get(key) is not None
+        }
+        module = load_stack(
+            case.prefix, rnn["rnn_scope"], batch_first=not case.info["time_major"], **options
+        )
         path = tmp_path / f"{k}.safetensors"
         save(module, path)
         again = load(path)
@@ -58,14 +63,31 @@ def test_loaded_file_still_reproduces_tensorflow(tmp_path):
     assert run_loaded(case).keys() == {"outputs", "state/c", "state/h"}
 
 
-@pytest.mark.parametrize("build", [
-    lambda: StackedRNN(4, [6, 5], "lstm", bidirectional=True, dropout=0.25, variational_dropout=True,
-                       forget_bias=1.0, peepholes=True),
-    lambda: StackedRNN(4, [6, 6, 6], "gru", residual=True, batch_first=False),
-    lambda: StackedRNN.from_cells([LSTMCell(4, 8, proj_size=3, cell_clip=2.0), GRUCell(3, 5, reset_after=False),
-                                   RNNCell(5, 2, nonlinearity="relu")]),
-    lambda: StackedRNN(4, [3], "rnn").double(),
-], ids=["bidirectional-dropout", "residual-time-major", "mixed-cells", "float64"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: StackedRNN(
+            4,
+            [6, 5],
+            "lstm",
+            bidirectional=True,
+            dropout=0.25,
+            variational_dropout=True,
+            forget_bias=1.0,
+            peepholes=True,
+        ),
+        lambda: StackedRNN(4, [6, 6, 6], "gru", residual=True, batch_first=False),
+        lambda: StackedRNN.from_cells(
+            [
+                LSTMCell(4, 8, proj_size=3, cell_clip=2.0),
+                GRUCell(3, 5, reset_after=False),
+                RNNCell(5, 2, nonlinearity="relu"),
+            ]
+        ),
+        lambda: StackedRNN(4, [3], "rnn").double(),
+    ],
+    ids=["bidirectional-dropout", "residual-time-major", "mixed-cells", "float64"],
+)
 def test_stack_options_round_trip(build, tmp_path):
     torch.manual_seed(0)
     stack = build()
@@ -74,11 +96,15 @@ def test_stack_options_round_trip(build, tmp_path):
     for attr in ("batch_first", "bidirectional", "dropout", "variational_dropout", "residual"):
         assert getattr(again, attr) == getattr(stack, attr), attr
     assert [c.config() for c in again.layers] == [c.config() for c in stack.layers]
-    assert [c.config() for c in again.backward_layers] == [c.config() for c in stack.backward_layers]
+    assert [c.config() for c in again.backward_layers] == [
+        c.config() for c in stack.backward_layers
+    ]
     dtype = next(stack.parameters()).dtype
     assert next(again.parameters()).dtype == dtype
     x = torch.randn(3, 5, 4, dtype=dtype)
-    _same_numbers(stack, again, x if stack.batch_first else x.transpose(0, 1), torch.tensor([5, 2, 0]))
+    _same_numbers(
+        stack, again, x if stack.batch_first else x.transpose(0, 1), torch.tensor([5, 2, 0])
+    )
 
 
 def test_file_is_plain_safetensors_with_json_config(tmp_path):
@@ -86,7 +112,7 @@ def test_file_is_plain_safetensors_with_json_config(tmp_path):
     save(StackedRNN(4, [3], "gru"), path)
     raw = path.read_bytes()
     header_len = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8:8 + header_len])
+    header = json.loads(raw[8 : 8 + header_len])
     assert json.loads(header["__metadata__"]["format"]) == "rnnfuse"  # every value is JSON text
     config = json.loads(header["__metadata__"]["config"])
     assert config == read_config(path)
@@ -124,11 +150,17 @@ def test_bad_metadata_is_refused(tmp_path):
     _write(path, {"w": torch.zeros(2)}, version="99")
     with pytest.raises(ValueError, match="format version '99'"):
         load(path)
-    save_file({"w": torch.zeros(2)}, str(path), metadata={"format": "rnnfuse", "version": "1", "config": "{oops"})
+    save_file(
+        {"w": torch.zeros(2)},
+        str(path),
+        metadata={"format": "rnnfuse", "version": "1", "config": "{oops"},
+    )
     with pytest.raises(ValueError, match="corrupt configuration"):
         load(path)
     _write(path, {"w": torch.zeros(2)}, {"kind": "Transformer"})
-    with pytest.raises(ValueError, match="expected kind 'StackedRNN' or 'BidirectionalRNN', got 'Transformer'"):
+    with pytest.raises(
+        ValueError, match="expected kind 'StackedRNN' or 'BidirectionalRNN', got 'Transformer'"
+    ):
         load(path)
     _write(path, {"w": torch.zeros(2)}, {"kind": "StackedRNN", "layers": []})
     with pytest.raises(ValueError, match="a StackedRNN configuration needs"):
@@ -168,7 +200,9 @@ def test_unwritable_path_raises_oserror(tmp_path):
 
 
 def test_save_refuses_other_modules(tmp_path):
-    with pytest.raises(TypeError, match="module: expected a StackedRNN or a BidirectionalRNN, got LSTM"):
+    with pytest.raises(
+        TypeError, match="module: expected a StackedRNN or a BidirectionalRNN, got LSTM"
+    ):
         save(torch.nn.LSTM(3, 4), tmp_path / "x.safetensors")
 
 
@@ -176,7 +210,6 @@ def _saved(stack, tmp_path):
     path = tmp_path / "ok.safetensors"
     save(stack, path)
     return path
-
 
 
 def test_load_names_a_directory_and_a_file_with_a_bad_configuration(tmp_path):
@@ -201,8 +234,11 @@ def test_another_format_is_shown_not_interpreted(tmp_path):
         with pytest.raises(ValueError) as info:
             load(path)
         message = str(info.value)
-        assert f"is not an rnnfuse stack file: a safetensors file without rnnfuse metadata (format={shown!r})" in message
-        assert '\'"' not in message
+        assert (
+            f"is not an rnnfuse stack file: a safetensors file without rnnfuse metadata (format={shown!r})"
+            in message
+        )
+        assert "'\"" not in message
 
 
 def test_a_file_written_before_the_metadata_convention_still_loads(tmp_path):
@@ -228,5 +264,9 @@ def test_check_state_dict_is_shared_and_strict(tmp_path):
 
     stack = StackedRNN(4, [3], "gru")
     check_state_dict(stack, dict(stack.state_dict()), tmp_path / "x")  # a match passes
-    with pytest.raises(ValueError, match=r"'x' does not match its configuration; missing: \['layers.0.bias_hh'\]"):
-        check_state_dict(stack, {k: v for k, v in stack.state_dict().items() if k != "layers.0.bias_hh"}, "x")
+    with pytest.raises(
+        ValueError, match=r"'x' does not match its configuration; missing: \['layers.0.bias_hh'\]"
+    ):
+        check_state_dict(
+            stack, {k: v for k, v in stack.state_dict().items() if k != "layers.0.bias_hh"}, "x"
+        )

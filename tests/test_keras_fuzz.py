@@ -36,7 +36,7 @@ def _own_error(exc: BaseException) -> bool:
 def _check(call: Any) -> str:
     try:
         call()
-    except Exception as exc:  # noqa: BLE001 - the oracle sorts them
+    except Exception as exc:
         assert _own_error(exc), f"{type(exc).__name__} escaped: {exc!r}\n{traceback.format_exc()}"
         return type(exc).__name__
     return "ok"
@@ -59,8 +59,8 @@ def _mutate_json(value: Any, rng: random.Random) -> Any:
     if isinstance(value, list) and value and rng.random() < 0.7:
         i = rng.randrange(len(value))
         if rng.random() < 0.3:
-            return value[:i] + value[i + 1:]
-        return value[:i] + [_mutate_json(value[i], rng)] + value[i + 1:]
+            return value[:i] + value[i + 1 :]
+        return value[:i] + [_mutate_json(value[i], rng)] + value[i + 1 :]
     return rng.choice([None, 0, 3, -2, "lstm", [], {}, "GRU", 2.5])
 
 
@@ -71,30 +71,38 @@ def _mutate_bytes(data: bytes, rng: random.Random) -> bytes:
         for _ in range(rng.randint(1, 4)):
             buf[rng.randrange(len(buf))] ^= 1 << rng.randrange(8)
     elif kind == 1:
-        del buf[rng.randrange(len(buf) + 1):]
+        del buf[rng.randrange(len(buf) + 1) :]
     elif kind == 2:
         at = rng.randrange(len(buf) + 1)
         buf[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
     else:
         at = rng.randrange(max(len(buf), 1))
-        buf[at:at + 4] = rng.choice([b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x80\x80\x80\x80"])
+        buf[at : at + 4] = rng.choice(
+            [b"\xff\xff\xff\xff", b"\x00\x00\x00\x00", b"\x80\x80\x80\x80"]
+        )
     return bytes(buf)
 
 
-@pytest.mark.parametrize("case, name, attr", [
-    ("keras2_h5_full", "model.h5", "model_config"),
-    ("keras2_bidirectional_lstm", "model.h5", "model_config"),
-    ("keras2_h5_weights", "weights.h5", "layer_names"),
-    ("keras2_rnn_cells", "rnn_stacked.h5", "model_config"),
-    ("keras2_rnn_cells", "rnn_stacked_weights.h5", "layer_names"),
-])
+@pytest.mark.parametrize(
+    "case, name, attr",
+    [
+        ("keras2_h5_full", "model.h5", "model_config"),
+        ("keras2_bidirectional_lstm", "model.h5", "model_config"),
+        ("keras2_h5_weights", "weights.h5", "layer_names"),
+        ("keras2_rnn_cells", "rnn_stacked.h5", "model_config"),
+        ("keras2_rnn_cells", "rnn_stacked_weights.h5", "layer_names"),
+    ],
+)
 def test_fuzz_h5_attributes(tmp_path, case, name, attr):
     rng = random.Random(f"{case}/{attr}")
     source = LEGACY / case / name
     with h5py.File(source, "r") as f:
         original = f.attrs[attr]
         weights_group = f["model_weights"] if "model_weights" in f else f
-        weight_names = {n: list(weights_group[n].attrs["weight_names"]) for n in weights_group.attrs["layer_names"]}
+        weight_names = {
+            n: list(weights_group[n].attrs["weight_names"])
+            for n in weights_group.attrs["layer_names"]
+        }
     outcomes: dict[str, int] = {}
     for i in range(100):
         path = tmp_path / f"m{i % 4}.h5"
@@ -103,8 +111,13 @@ def test_fuzz_h5_attributes(tmp_path, case, name, attr):
             what = rng.random()
             if attr == "model_config" and what < 0.6:
                 config = json.loads(original)
-                text = json.dumps(_mutate_json(config, rng)) if what < 0.45 else \
-                    _mutate_bytes(original.encode(), rng).replace(b"\0", b"?").decode("utf-8", "replace")
+                text = (
+                    json.dumps(_mutate_json(config, rng))
+                    if what < 0.45
+                    else _mutate_bytes(original.encode(), rng)
+                    .replace(b"\0", b"?")
+                    .decode("utf-8", "replace")
+                )
                 f.attrs[attr] = text
             elif what < 0.8:
                 group = f["model_weights"] if "model_weights" in f else f
@@ -116,8 +129,9 @@ def test_fuzz_h5_attributes(tmp_path, case, name, attr):
                     group[layer].attrs["weight_names"] = _strs([str(names)])
             else:
                 names = _mutate_json(list(weight_names), rng)
-                f.attrs["layer_names"] = _strs([str(n) for n in names] if isinstance(names, list)
-                                               else [str(names)])
+                f.attrs["layer_names"] = _strs(
+                    [str(n) for n in names] if isinstance(names, list) else [str(names)]
+                )
         result = _check(lambda: stack_from_keras(path, layer_names=None))
         outcomes[result] = outcomes.get(result, 0) + 1
     assert sum(outcomes.values()) == 100 and len(outcomes) > 1, outcomes  # some damage is caught
@@ -144,8 +158,10 @@ def test_fuzz_savedmodel_metadata(tmp_path, case):
 
 def _metadata_proto(root_json: str) -> bytes:
     """A SavedMetadata with one node: ``root`` and this metadata."""
+
     def field(number: int, payload: bytes) -> bytes:
         return bytes([number << 3 | 2]) + _varint(len(payload)) + payload
+
     node = field(3, b"root") + field(4, b"_tf_keras_network") + field(5, root_json.encode())
     return field(1, node)
 

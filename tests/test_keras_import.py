@@ -11,19 +11,20 @@ import os
 
 os.environ["KERAS_BACKEND"] = "torch"
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import keras
+import numpy as np
+import pytest
+import torch
 
-from rnnfuse.convert.keras import stack_from_keras  # noqa: E402
-from rnnfuse.state import to_keras_layout  # noqa: E402
+from rnnfuse.convert.keras import stack_from_keras
+from rnnfuse.state import to_keras_layout
 
 L = keras.layers
 T, F = 6, 4
 # Keras 3.15 on NumPy 2 warns from its own internals on every weight read.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning")
+    "ignore:__array__ implementation doesn't accept a copy keyword:DeprecationWarning"
+)
 
 
 def test_keras_runs_on_torch():
@@ -61,7 +62,11 @@ def stack_run(stack, x, lengths=None):
 def sources(model, tmp_path):
     model.save(tmp_path / "m.keras")
     model.save_weights(tmp_path / "m.weights.h5")
-    return {"live": model, "keras": str(tmp_path / "m.keras"), "weights": str(tmp_path / "m.weights.h5")}
+    return {
+        "live": model,
+        "keras": str(tmp_path / "m.keras"),
+        "weights": str(tmp_path / "m.weights.h5"),
+    }
 
 
 def seq(cls, units, **kw):
@@ -69,11 +74,18 @@ def seq(cls, units, **kw):
 
 
 MODELS = {
-    "lstm-gru-gru_reset_before-rnn": lambda: [seq(L.LSTM, 7), seq(L.GRU, 5), seq(L.GRU, 6, reset_after=False),
-                                              seq(L.SimpleRNN, 3)],
+    "lstm-gru-gru_reset_before-rnn": lambda: [
+        seq(L.LSTM, 7),
+        seq(L.GRU, 5),
+        seq(L.GRU, 6, reset_after=False),
+        seq(L.SimpleRNN, 3),
+    ],
     "stacked-lstm": lambda: [seq(L.LSTM, 5), seq(L.LSTM, 5), seq(L.LSTM, 2)],
-    "no-bias": lambda: [seq(L.GRU, 5, use_bias=False), seq(L.LSTM, 3, use_bias=False),
-                        seq(L.SimpleRNN, 2, use_bias=False)],
+    "no-bias": lambda: [
+        seq(L.GRU, 5, use_bias=False),
+        seq(L.LSTM, 3, use_bias=False),
+        seq(L.SimpleRNN, 2, use_bias=False),
+    ],
     "no-bias-reset-before": lambda: [seq(L.GRU, 4, use_bias=False, reset_after=False)],
     "bidirectional": lambda: [L.Bidirectional(seq(L.LSTM, 5)), L.Bidirectional(seq(L.GRU, 3))],
 }
@@ -124,9 +136,17 @@ def test_masked_keras_model_equals_lengths(tmp_path):
 
 
 def test_layer_names_pick_the_recurrent_layers(tmp_path):
-    model = keras.Sequential([keras.Input((T, F)), L.LSTM(5, return_sequences=True, name="enc"),
-                              L.Dropout(0.5), L.Dense(2, name="head")])
-    with pytest.raises(ValueError, match=r"\['head \(Dense, with weights\)'\].*layer_names=\['enc'\]"):
+    model = keras.Sequential(
+        [
+            keras.Input((T, F)),
+            L.LSTM(5, return_sequences=True, name="enc"),
+            L.Dropout(0.5),
+            L.Dense(2, name="head"),
+        ]
+    )
+    with pytest.raises(
+        ValueError, match=r"\['head \(Dense, with weights\)'\].*layer_names=\['enc'\]"
+    ):
         stack_from_keras(model)
     x = np.random.default_rng(4).normal(size=(2, T, F)).astype("float32")
     expected = keras.ops.convert_to_numpy(model.get_layer("enc")(x))
@@ -152,23 +172,35 @@ def test_weights_file_with_ambiguous_order_asks_for_layer_names(tmp_path):
 
 def test_unsupported_layers_are_refused():
     inputs = keras.Input((T, F))
-    with pytest.raises(ValueError, match="layer 'lstm_softmax': recurrent_activation: 'softmax' is not supported"):
-        stack_from_keras(keras.Model(inputs, L.LSTM(3, recurrent_activation="softmax", name="lstm_softmax")(inputs)))
+    with pytest.raises(
+        ValueError, match="layer 'lstm_softmax': recurrent_activation: 'softmax' is not supported"
+    ):
+        stack_from_keras(
+            keras.Model(
+                inputs, L.LSTM(3, recurrent_activation="softmax", name="lstm_softmax")(inputs)
+            )
+        )
     # a lone go_backwards layer imports as GoBackwards now (tests/test_keras_legacy.py); in a
     # stack of several layers it is still refused
     backwards = L.GRU(3, go_backwards=True, return_sequences=True)(inputs)
-    with pytest.raises(ValueError, match="go_backwards=True is supported only as the backward half"):
+    with pytest.raises(
+        ValueError, match="go_backwards=True is supported only as the backward half"
+    ):
         stack_from_keras(keras.Model(inputs, L.GRU(2)(backwards)))
     # Bidirectional -> GRU (mixed directions) and any merge_mode but None below another layer
     # are supported now (tests/test_keras_legacy.py, tests/test_keras_public.py)
-    mixed = L.GRU(3, return_sequences=True)(L.Bidirectional(L.GRU(3, return_sequences=True))(inputs))
+    mixed = L.GRU(3, return_sequences=True)(
+        L.Bidirectional(L.GRU(3, return_sequences=True))(inputs)
+    )
     assert stack_from_keras(keras.Model(inputs, mixed)).bidirectional == (True, False)
     fw_bw, top = L.Bidirectional(L.GRU(3, return_sequences=True), merge_mode=None), L.GRU(2)
     top(L.Concatenate()(fw_bw(inputs)))
     with pytest.raises(ValueError, match="merge_mode=None below another layer"):
         stack_from_keras([fw_bw, top])
     with pytest.raises(ValueError, match=r"layers \['activation \(Activation\)'\]"):
-        stack_from_keras(keras.Model(inputs, L.GRU(2)(L.Activation("relu", name="activation")(inputs))))
+        stack_from_keras(
+            keras.Model(inputs, L.GRU(2)(L.Activation("relu", name="activation")(inputs)))
+        )
 
 
 def test_bad_files_are_refused(tmp_path):
@@ -187,11 +219,15 @@ def test_bad_files_are_refused(tmp_path):
 @pytest.mark.parametrize("cell", ["one", "stacked", "list"])
 def test_rnn_over_cells_from_model_and_keras_file(cell, tmp_path):
     """``RNN(cell)``, ``RNN(StackedRNNCells([...]))`` and ``RNN([cells])``, live and from .keras."""
-    cells = {"one": lambda: L.LSTMCell(5),
-             "stacked": lambda: L.StackedRNNCells([L.LSTMCell(5), L.GRUCell(3, reset_after=False)]),
-             "list": lambda: [L.SimpleRNNCell(4), L.GRUCell(3)]}[cell]()
+    cells = {
+        "one": lambda: L.LSTMCell(5),
+        "stacked": lambda: L.StackedRNNCells([L.LSTMCell(5), L.GRUCell(3, reset_after=False)]),
+        "list": lambda: [L.SimpleRNNCell(4), L.GRUCell(3)],
+    }[cell]()
     inputs = keras.Input((T, F))
-    model = keras.Model(inputs, keras.tree.flatten(L.RNN(cells, return_sequences=True, return_state=True)(inputs)))
+    model = keras.Model(
+        inputs, keras.tree.flatten(L.RNN(cells, return_sequences=True, return_state=True)(inputs))
+    )
     rng = np.random.default_rng(5)
     for w in model.weights:
         w.assign(rng.uniform(-0.7, 0.7, tuple(w.shape)).astype("float32"))
@@ -207,7 +243,13 @@ def test_rnn_over_cells_from_model_and_keras_file(cell, tmp_path):
 def test_rnn_cells_of_ambiguous_order_in_a_weights_file_are_refused(tmp_path):
     inputs = keras.Input((T, F))
     model = keras.Model(inputs, L.RNN([L.LSTMCell(F), L.GRUCell(F)])(inputs))
-    with pytest.raises(ValueError, match=r"layer 'rnn': a .weights.h5 file does not store the order of its "
-                                         r"cells \['gru_cell', 'lstm_cell'\] and more than one order fits"):
+    with pytest.raises(
+        ValueError,
+        match=r"layer 'rnn': a .weights.h5 file does not store the order of its "
+        r"cells \['gru_cell', 'lstm_cell'\] and more than one order fits",
+    ):
         stack_from_keras(sources(model, tmp_path)["weights"])
-    assert [c.kind for c in stack_from_keras(sources(model, tmp_path)["keras"]).layers] == ["lstm", "gru"]
+    assert [c.kind for c in stack_from_keras(sources(model, tmp_path)["keras"]).layers] == [
+        "lstm",
+        "gru",
+    ]

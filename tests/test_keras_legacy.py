@@ -47,25 +47,37 @@ def one_layer(stack: StackedRNN, k: int) -> StackedRNN:
     return StackedRNN.from_cells([stack.layers[k]], backward_cells=None if bw is None else [bw])
 
 
-@pytest.mark.parametrize("case, path", [
-    ("keras2_h5_full", "model.h5"), ("keras2_h5_weights", "weights.h5"),
-    ("keras2_keras_v2", "model.keras"),
-])
+@pytest.mark.parametrize(
+    "case, path",
+    [
+        ("keras2_h5_full", "model.h5"),
+        ("keras2_h5_weights", "weights.h5"),
+        ("keras2_keras_v2", "model.keras"),
+    ],
+)
 def test_keras2_lstm_gru(case, path):
     data = io(case)
     x = torch.from_numpy(data["x"])
     lengths = lengths_from_masking(x)
-    assert lengths.tolist() == json.loads((LEGACY / case / "case.json").read_text())["mask"]["lengths"]
+    assert (
+        lengths.tolist() == json.loads((LEGACY / case / "case.json").read_text())["mask"]["lengths"]
+    )
     stack = stack_from_keras(LEGACY / case / path, layer_names=["lstm", "gru"])
     mask = valid(lengths, x.shape[1])
     with torch.no_grad():
         out, (lstm, gru) = stack(x, lengths)
         lstm_out, _ = one_layer(stack, 0)(x, lengths)
-    assert data["gru/outputs"].ndim == 2  # return_sequences=False: the output at the last valid step
+    assert (
+        data["gru/outputs"].ndim == 2
+    )  # return_sequences=False: the output at the last valid step
     close(gru, data["gru/outputs"])
     close(out[torch.arange(3), lengths - 1], data["gru/outputs"])
     close(lstm_out, data["lstm/outputs"], mask)
-    close(lstm.h, data["lstm/state/h"]), close(lstm.c, data["lstm/state/c"]), close(gru, data["gru/state/h"])
+    (
+        close(lstm.h, data["lstm/state/h"]),
+        close(lstm.c, data["lstm/state/c"]),
+        close(gru, data["gru/state/h"]),
+    )
 
 
 def test_keras2_bidirectional_then_lstm_is_one_module():
@@ -79,9 +91,14 @@ def test_keras2_bidirectional_then_lstm_is_one_module():
         bi_out, _ = one_layer(stack, 0)(x, lengths)
     close(bi_out, data["bidirectional/outputs"])  # zeros at masked steps in Keras too
     close(out[torch.arange(3), lengths - 1], data["outputs"])  # the top LSTM's last output
-    for key, t in (("bidirectional/state/fw/h", fw.h), ("bidirectional/state/fw/c", fw.c),
-                   ("bidirectional/state/bw/h", bw.h), ("bidirectional/state/bw/c", bw.c),
-                   ("lstm_top/state/h", top.h), ("lstm_top/state/c", top.c)):
+    for key, t in (
+        ("bidirectional/state/fw/h", fw.h),
+        ("bidirectional/state/fw/c", fw.c),
+        ("bidirectional/state/bw/h", bw.h),
+        ("bidirectional/state/bw/c", bw.c),
+        ("lstm_top/state/h", top.h),
+        ("lstm_top/state/c", top.c),
+    ):
         close(t, data[key])
 
 
@@ -91,7 +108,10 @@ def check_rnn_cells(case: str, file: str, stem: str, layers: int) -> None:
     data = io(case)
     stack = stack_from_keras(LEGACY / case / file)
     assert stack.num_layers == layers
-    for prefix, x, lengths in (("", data["x"], None), ("ragged/", data["ragged/x"], data["ragged/lengths"])):
+    for prefix, x, lengths in (
+        ("", data["x"], None),
+        ("ragged/", data["ragged/x"], data["ragged/lengths"]),
+    ):
         x = torch.from_numpy(x)
         lengths = None if lengths is None else torch.from_numpy(lengths)
         mask = None if lengths is None else valid(lengths, x.shape[1])
@@ -110,18 +130,22 @@ def check_rnn_cells(case: str, file: str, stem: str, layers: int) -> None:
                 close(s.c, data[f"{prefix}{stem}/state/{k}/c"])
 
 
-@pytest.mark.parametrize("stem, layers", [
-    ("rnn_lstmcell", 1), ("rnn_stacked", 2), ("rnn_cell_list", 2)])
+@pytest.mark.parametrize(
+    "stem, layers", [("rnn_lstmcell", 1), ("rnn_stacked", 2), ("rnn_cell_list", 2)]
+)
 def test_keras3_rnn_cells(stem, layers):
     check_rnn_cells("keras3_rnn_cells", f"{stem}.keras", stem, layers)
 
 
-@pytest.mark.parametrize("file, stem, layers, kinds", [
-    ("rnn_lstmcell.h5", "rnn_lstmcell", 1, ["lstm"]),
-    ("rnn_stacked.h5", "rnn_stacked", 2, ["lstm", "gru"]),
-    ("rnn_cell_list.h5", "rnn_cell_list", 2, ["lstm", "gru"]),
-    ("rnn_stacked_weights.h5", "rnn_stacked", 2, ["lstm", "gru"]),  # weights only: from shapes
-])
+@pytest.mark.parametrize(
+    "file, stem, layers, kinds",
+    [
+        ("rnn_lstmcell.h5", "rnn_lstmcell", 1, ["lstm"]),
+        ("rnn_stacked.h5", "rnn_stacked", 2, ["lstm", "gru"]),
+        ("rnn_cell_list.h5", "rnn_cell_list", 2, ["lstm", "gru"]),
+        ("rnn_stacked_weights.h5", "rnn_stacked", 2, ["lstm", "gru"]),  # weights only: from shapes
+    ],
+)
 def test_keras2_h5_rnn_cells(file, stem, layers, kinds):
     check_rnn_cells("keras2_rnn_cells", file, stem, layers)
     stack = stack_from_keras(LEGACY / "keras2_rnn_cells" / file)
@@ -134,6 +158,7 @@ def test_keras2_h5_rnn_cells_mismatched_scopes_are_refused(tmp_path):
     import shutil
 
     import h5py
+
     path = tmp_path / "rnn.h5"
     shutil.copy(LEGACY / "keras2_rnn_cells" / "rnn_stacked.h5", path)
     with h5py.File(path, "r+") as f:  # the config now names 3 cells, the weights hold 2
@@ -142,15 +167,18 @@ def test_keras2_h5_rnn_cells_mismatched_scopes_are_refused(tmp_path):
         cells = rnn["config"]["cell"]["config"]["cells"]
         cells.append(cells[0])
         f.attrs["model_config"] = json.dumps(config)
-    with pytest.raises(ValueError, match=r"RNN layer 'rnn' has 3 cells but weights in 2 cell scopes"):
+    with pytest.raises(
+        ValueError, match=r"RNN layer 'rnn' has 3 cells but weights in 2 cell scopes"
+    ):
         stack_from_keras(path)
 
 
 @pytest.mark.parametrize("mode", ["concat", "sum", "mul", "ave", "none"])
 def test_keras3_merge_modes(mode):
     data = io("keras3_merge_modes")
-    module = stack_from_keras(LEGACY / "keras3_merge_modes" / "merge_modes.keras",
-                              layer_names=[f"bi_{mode}"])
+    module = stack_from_keras(
+        LEGACY / "keras3_merge_modes" / "merge_modes.keras", layer_names=[f"bi_{mode}"]
+    )
     assert isinstance(module, MergedBidirectional if mode == "none" else StackedRNN)
     for prefix in ("", "ragged/"):
         x = torch.from_numpy(data[f"{prefix}x"])
@@ -192,6 +220,7 @@ def test_keras2_savedmodel(case):
 @pytest.mark.parametrize("stem", ["lstm", "gru"])
 def test_keras3_go_backwards(stem):
     from rnnfuse.convert.keras import GoBackwards
+
     data = io("keras3_go_backwards")
     module = stack_from_keras(LEGACY / "keras3_go_backwards" / f"{stem}.keras")
     assert isinstance(module, GoBackwards)
@@ -202,21 +231,33 @@ def test_keras3_go_backwards(stem):
             out, (state,) = module(x, lengths)
         close(out, data[f"{prefix}{stem}/outputs"])  # processing order, padded steps first
         if stem == "lstm":
-            close(state.h, data[f"{prefix}lstm/state/h"]), close(state.c, data[f"{prefix}lstm/state/c"])
+            (
+                close(state.h, data[f"{prefix}lstm/state/h"]),
+                close(state.c, data[f"{prefix}lstm/state/c"]),
+            )
         else:
             close(state, data[f"{prefix}gru/state/h"])
 
 
 def test_inspect_keras_files(capsys):
     from rnnfuse.cli import main
+
     assert main(["inspect", str(LEGACY / "keras2_bidirectional_lstm" / "model.h5")]) == 0
     text = capsys.readouterr().out
     assert "bidirectional: Bidirectional(LSTM(units=4), input 3, merge_mode='concat')" in text
     assert "layer 0: LSTMCell(3, 4) | backward LSTMCell(3, 4)" in text
-    assert "state: ((LSTMState(c=[batch, 4], h=[batch, 4]), LSTMState(c=[batch, 4], h=[batch, 4])), " \
-           "LSTMState(c=[batch, 3], h=[batch, 3]))" in text
+    assert (
+        "state: ((LSTMState(c=[batch, 4], h=[batch, 4]), LSTMState(c=[batch, 4], h=[batch, 4])), "
+        "LSTMState(c=[batch, 3], h=[batch, 3]))" in text
+    )
     assert main(["inspect", str(LEGACY / "keras2_rnn_cells" / "rnn_stacked.h5")]) == 0
     text = capsys.readouterr().out
-    assert "rnn/1: GRU(units=3), input 4" in text and "layer 1: GRUCell(4, 3, reset_after=False)" in text
+    assert (
+        "rnn/1: GRU(units=3), input 4" in text
+        and "layer 1: GRUCell(4, 3, reset_after=False)" in text
+    )
     assert main(["inspect", str(LEGACY / "keras2_savedmodel" / "saved_model")]) == 0
-    assert "dense: Dense with weights [[4, 2], [2]] (not recurrent: left out)" in capsys.readouterr().out
+    assert (
+        "dense: Dense with weights [[4, 2], [2]] (not recurrent: left out)"
+        in capsys.readouterr().out
+    )

@@ -20,13 +20,13 @@ import os
 
 os.environ["KERAS_BACKEND"] = "torch"
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import keras
+import numpy as np
+import pytest
+import torch
 
-from rnnfuse import GRUCell, LSTMCell, RNNCell, StackedRNN, from_keras_layout  # noqa: E402
-from rnnfuse.state import flatten_state  # noqa: E402
+from rnnfuse import GRUCell, LSTMCell, RNNCell, StackedRNN, from_keras_layout
+from rnnfuse.state import flatten_state
 
 F, U, B, T = 3, 4, 3, 5
 pytestmark = pytest.mark.filterwarnings(
@@ -75,16 +75,24 @@ def _copy_into_cell(layer, dtype: str, input_size: int):
 
 def _randomise(layer, rng: np.random.Generator) -> None:
     """Random weights, biases included, so that every weight and bias matters."""
-    layer.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype(w.dtype) for w in layer.get_weights()])
+    layer.set_weights(
+        [rng.uniform(-0.6, 0.6, w.shape).astype(w.dtype) for w in layer.get_weights()]
+    )
 
 
 LAYERS = {
-    "lstm": lambda dtype: keras.layers.LSTM(U, return_sequences=True, return_state=True, dtype=dtype),
-    "gru_reset_after": lambda dtype: keras.layers.GRU(U, return_sequences=True, return_state=True, dtype=dtype),
+    "lstm": lambda dtype: keras.layers.LSTM(
+        U, return_sequences=True, return_state=True, dtype=dtype
+    ),
+    "gru_reset_after": lambda dtype: keras.layers.GRU(
+        U, return_sequences=True, return_state=True, dtype=dtype
+    ),
     "gru_reset_before": lambda dtype: keras.layers.GRU(
         U, reset_after=False, return_sequences=True, return_state=True, dtype=dtype
     ),
-    "simple_rnn": lambda dtype: keras.layers.SimpleRNN(U, return_sequences=True, return_state=True, dtype=dtype),
+    "simple_rnn": lambda dtype: keras.layers.SimpleRNN(
+        U, return_sequences=True, return_state=True, dtype=dtype
+    ),
 }
 
 
@@ -104,7 +112,10 @@ def _err(a, b) -> float:
     fa = flatten_state(a) if isinstance(a, tuple) else [a]
     fb = flatten_state(b) if isinstance(b, tuple) else [b]
     assert [tuple(t.shape) for t in fa] == [tuple(t.shape) for t in fb]
-    return max(float((torch.as_tensor(x).detach().cpu() - torch.as_tensor(y).detach().cpu()).abs().max()) for x, y in zip(fa, fb))
+    return max(
+        float((torch.as_tensor(x).detach().cpu() - torch.as_tensor(y).detach().cpu()).abs().max())
+        for x, y in zip(fa, fb)
+    )
 
 
 @pytest.mark.parametrize("name", sorted(LAYERS))
@@ -113,9 +124,13 @@ def test_single_layer_matches_keras_from_a_given_initial_state(name, rng):
     layer = _built(name, dtype, F, rng)
     stack = StackedRNN.from_cells([_copy_into_cell(layer, dtype, F)])
     x = rng.standard_normal((B, T, F)).astype(dtype)
-    start = [rng.uniform(-0.5, 0.5, (B, U)).astype(dtype) for _ in range(2 if name == "lstm" else 1)]
+    start = [
+        rng.uniform(-0.5, 0.5, (B, U)).astype(dtype) for _ in range(2 if name == "lstm" else 1)
+    ]
     results = layer(x, initial_state=start)
-    out, state = stack(_tensor(x, dtype), initial_state=(from_keras_layout([_tensor(s, dtype) for s in start]),))
+    out, state = stack(
+        _tensor(x, dtype), initial_state=(from_keras_layout([_tensor(s, dtype) for s in start]),)
+    )
     assert _err(out, results[0]) < TOLERANCE
     assert _err(state[0], _keras_state(results)) < TOLERANCE
 
@@ -124,7 +139,9 @@ def test_single_layer_matches_keras_from_a_given_initial_state(name, rng):
 def test_two_stacked_keras_layers_match_a_two_layer_stack(name, rng):
     dtype = DTYPE
     first, second = _built(name, dtype, F, rng), _built(name, dtype, U, rng)
-    stack = StackedRNN.from_cells([_copy_into_cell(first, dtype, F), _copy_into_cell(second, dtype, U)])
+    stack = StackedRNN.from_cells(
+        [_copy_into_cell(first, dtype, F), _copy_into_cell(second, dtype, U)]
+    )
     x = rng.standard_normal((B, T, F)).astype(dtype)
     r1 = first(x)
     r2 = second(r1[0])
@@ -155,8 +172,12 @@ def test_masked_keras_layer_matches_lengths_on_valid_steps_and_final_state(name,
 
 def test_keras_bidirectional_lstm_matches_a_bidirectional_stack(rng):
     forward = keras.layers.LSTM(U, return_sequences=True, return_state=True, dtype=DTYPE)
-    backward = keras.layers.LSTM(U, return_sequences=True, return_state=True, go_backwards=True, dtype=DTYPE)
-    layer = keras.layers.Bidirectional(forward, backward_layer=backward, merge_mode="concat", dtype=DTYPE)
+    backward = keras.layers.LSTM(
+        U, return_sequences=True, return_state=True, go_backwards=True, dtype=DTYPE
+    )
+    layer = keras.layers.Bidirectional(
+        forward, backward_layer=backward, merge_mode="concat", dtype=DTYPE
+    )
     layer.build((None, None, F))
     for sub in (layer.forward_layer, layer.backward_layer):
         _randomise(sub, rng)

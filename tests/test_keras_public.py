@@ -13,20 +13,29 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_keras_legacy import LEGACY, close, io, one_layer, valid
 
 from rnnfuse import StackedRNN, stack_from_keras, stacks_from_keras
 from rnnfuse.convert.commands import inspect_path
 from rnnfuse.convert.keras import lengths_from_masking
-from test_keras_legacy import LEGACY, close, io, one_layer, valid
 
 
-@pytest.mark.parametrize("case, file, prefix, gate, ragged", [
-    ("keras2_hard_sigmoid", "model.h5", "", "hard_sigmoid_keras2", False),  # x is masked (ragged)
-    ("keras3_hard_sigmoid", "hard_sigmoid.keras", "hard_sigmoid/", "hard_sigmoid", False),
-    ("keras3_hard_sigmoid", "hard_sigmoid.keras", "hard_sigmoid/", "hard_sigmoid", True),
-    ("keras3_hard_sigmoid", "activations.keras", "activations/", "hard_silu", False),
-    ("keras3_hard_sigmoid", "activations.keras", "activations/", "hard_silu", True),
-])
+@pytest.mark.parametrize(
+    "case, file, prefix, gate, ragged",
+    [
+        (
+            "keras2_hard_sigmoid",
+            "model.h5",
+            "",
+            "hard_sigmoid_keras2",
+            False,
+        ),  # x is masked (ragged)
+        ("keras3_hard_sigmoid", "hard_sigmoid.keras", "hard_sigmoid/", "hard_sigmoid", False),
+        ("keras3_hard_sigmoid", "hard_sigmoid.keras", "hard_sigmoid/", "hard_sigmoid", True),
+        ("keras3_hard_sigmoid", "activations.keras", "activations/", "hard_silu", False),
+        ("keras3_hard_sigmoid", "activations.keras", "activations/", "hard_silu", True),
+    ],
+)
 def test_activations_match_keras(case, file, prefix, gate, ragged):
     data = io(case)
     x = torch.from_numpy(data["ragged/x" if ragged else "x"])
@@ -49,17 +58,26 @@ def test_keras2_hard_sigmoid_is_not_keras3s():
     data = io("keras2_hard_sigmoid")
     x = torch.from_numpy(data["x"])
     stack = stack_from_keras(LEGACY / "keras2_hard_sigmoid" / "model.h5")
-    stack.layers[0].lstm_options = stack.layers[0].lstm_options._replace(recurrent_activation="hard_sigmoid")
+    stack.layers[0].lstm_options = stack.layers[0].lstm_options._replace(
+        recurrent_activation="hard_sigmoid"
+    )
     with torch.no_grad():
         _, (lstm, _) = stack(x, lengths_from_masking(x))
     assert np.abs(lstm.h.numpy() - data["lstm/state/h"]).max() > 1e-3
 
 
-@pytest.mark.parametrize("case, file, key", [
-    ("keras2_bidirectional_stacked", "model.h5", ""),
-    ("keras3_bidirectional_stacked", "bidirectional_stacked.keras", "bidirectional_stacked/"),
-    ("keras3_bidirectional_stacked", "bidirectional_stacked.keras", "ragged/bidirectional_stacked/"),
-])
+@pytest.mark.parametrize(
+    "case, file, key",
+    [
+        ("keras2_bidirectional_stacked", "model.h5", ""),
+        ("keras3_bidirectional_stacked", "bidirectional_stacked.keras", "bidirectional_stacked/"),
+        (
+            "keras3_bidirectional_stacked",
+            "bidirectional_stacked.keras",
+            "ragged/bidirectional_stacked/",
+        ),
+    ],
+)
 def test_stacked_bidirectional_merges_match_keras(case, file, key):
     data = io(case)
     x = torch.from_numpy(data["ragged/x" if key.startswith("ragged/") else "x"])
@@ -70,10 +88,15 @@ def test_stacked_bidirectional_merges_match_keras(case, file, key):
         out, (fw, bw) = stack(x, lengths)
         layer_in = x
         for k, tag in enumerate(("bi_sum", "bi_ave", "bi_mul")):
-            single = StackedRNN.from_cells([stack.layers[k]], backward_cells=[stack.backward_cell(k)],
-                                           merge_mode=stack.merge_modes[k])
+            single = StackedRNN.from_cells(
+                [stack.layers[k]],
+                backward_cells=[stack.backward_cell(k)],
+                merge_mode=stack.merge_modes[k],
+            )
             layer_in, _ = single(layer_in, lengths)
-            close(layer_in, data[f"{key}{tag}/outputs"])  # Bidirectional: zeros when masked in Keras too
+            close(
+                layer_in, data[f"{key}{tag}/outputs"]
+            )  # Bidirectional: zeros when masked in Keras too
             for side, state in (("fw", fw[k]), ("bw", bw[k])):
                 h = state if isinstance(state, torch.Tensor) else state.h
                 close(h, data[f"{key}{tag}/state/{side}/h"])
@@ -82,28 +105,44 @@ def test_stacked_bidirectional_merges_match_keras(case, file, key):
     close(out, data[f"{key}bi_mul/outputs"])
 
 
-@pytest.mark.parametrize("case, file, key", [
-    ("keras2_seq2seq", "model.h5", ""), ("keras3_seq2seq", "seq2seq.keras", "seq2seq/"),
-])
+@pytest.mark.parametrize(
+    "case, file, key",
+    [
+        ("keras2_seq2seq", "model.h5", ""),
+        ("keras3_seq2seq", "seq2seq.keras", "seq2seq/"),
+    ],
+)
 def test_lstm_seq2seq_is_two_chains(case, file, key):
     path = LEGACY / case / file
     # the sizes would chain (decoder tokens = latent units), but the decoder reads its own input
-    with pytest.raises(ValueError, match=r"2 separate chains.*\['encoder'\] on input 'encoder_inputs'; "
-                                         r"2\. \['decoder'\] on input 'decoder_inputs', its initial state "
-                                         r"from 'encoder'.*layer_names=\['encoder'\] or layer_names=\['decoder'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"2 separate chains.*\['encoder'\] on input 'encoder_inputs'; "
+        r"2\. \['decoder'\] on input 'decoder_inputs', its initial state "
+        r"from 'encoder'.*layer_names=\['encoder'\] or layer_names=\['decoder'\]",
+    ):
         stack_from_keras(path)
-    with pytest.raises(ValueError, match="layer_names: 'decoder' does not read the output sequence of 'encoder'"):
+    with pytest.raises(
+        ValueError, match="layer_names: 'decoder' does not read the output sequence of 'encoder'"
+    ):
         stack_from_keras(path, layer_names=["encoder", "decoder"])
     modules = stacks_from_keras(path)
     assert list(modules) == ["encoder", "decoder"]
     data = io(case)
     with torch.no_grad():
         _, encoder_state = modules["encoder"](torch.from_numpy(data["encoder_inputs"]))
-        out, (decoder_state,) = modules["decoder"](torch.from_numpy(data["decoder_inputs"]),
-                                                   initial_state=(encoder_state[-1],))
-    close(encoder_state[0].h, data[f"{key}encoder/state/h"]), close(encoder_state[0].c, data[f"{key}encoder/state/c"])
+        out, (decoder_state,) = modules["decoder"](
+            torch.from_numpy(data["decoder_inputs"]), initial_state=(encoder_state[-1],)
+        )
+    (
+        close(encoder_state[0].h, data[f"{key}encoder/state/h"]),
+        close(encoder_state[0].c, data[f"{key}encoder/state/c"]),
+    )
     close(out, data[f"{key}decoder/outputs"])
-    close(decoder_state.h, data[f"{key}decoder/state/h"]), close(decoder_state.c, data[f"{key}decoder/state/c"])
+    (
+        close(decoder_state.h, data[f"{key}decoder/state/h"]),
+        close(decoder_state.c, data[f"{key}decoder/state/c"]),
+    )
     # one chain alone loads with its layer_names
     assert stack_from_keras(path, layer_names=["decoder"]).input_size == 4
 
@@ -112,7 +151,10 @@ def test_inspect_suggests_each_chain_alone(capsys):
     assert inspect_path(str(LEGACY / "keras3_seq2seq" / "seq2seq.keras")) == 0
     text = capsys.readouterr().out
     assert "2 separate chains" in text and "stacks_from_keras(path)" in text
-    assert "layer_names=['encoder']) -> StackedRNN" in text and "layer_names=['decoder']) -> StackedRNN" in text
+    assert (
+        "layer_names=['encoder']) -> StackedRNN" in text
+        and "layer_names=['decoder']) -> StackedRNN" in text
+    )
     assert "['encoder', 'decoder']" not in text
 
 
@@ -143,9 +185,14 @@ def test_keras_2_1_sequential_file_loads(tmp_path):
 
     def old_style(attrs) -> None:
         config = json.loads(attrs["model_config"])
-        layers = [{"class_name": e["class_name"], "config": {k: v for k, v in e["config"].items()
-                                                            if k != "reset_after"}}
-                  for e in config["config"]["layers"] if e["class_name"] != "InputLayer"]
+        layers = [
+            {
+                "class_name": e["class_name"],
+                "config": {k: v for k, v in e["config"].items() if k != "reset_after"},
+            }
+            for e in config["config"]["layers"]
+            if e["class_name"] != "InputLayer"
+        ]
         attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": layers})
         attrs["keras_version"] = "2.1.6"
 
@@ -162,8 +209,11 @@ def test_keras_2_1_sequential_file_loads(tmp_path):
 
 def test_keras_1_files_are_refused(tmp_path):
     path = tmp_path / "keras1.h5"
-    _rewrite_h5(LEGACY / "keras2_hard_sigmoid" / "model.h5", path,
-                lambda attrs: attrs.__setitem__("keras_version", "1.2.2"))
+    _rewrite_h5(
+        LEGACY / "keras2_hard_sigmoid" / "model.h5",
+        path,
+        lambda attrs: attrs.__setitem__("keras_version", "1.2.2"),
+    )
     with pytest.raises(ValueError, match="written by Keras 1.2.2, which rnnfuse does not read"):
         stack_from_keras(path)
 
@@ -171,8 +221,11 @@ def test_keras_1_files_are_refused(tmp_path):
 def test_a_keras3_legacy_h5_reads_hard_sigmoid_as_keras_3(tmp_path):
     """Keras 3 writes legacy .h5 files too; their keras_version says which hard_sigmoid."""
     path = tmp_path / "k3.h5"
-    _rewrite_h5(LEGACY / "keras2_hard_sigmoid" / "model.h5", path,
-                lambda attrs: attrs.__setitem__("keras_version", "3.15.1"))
+    _rewrite_h5(
+        LEGACY / "keras2_hard_sigmoid" / "model.h5",
+        path,
+        lambda attrs: attrs.__setitem__("keras_version", "3.15.1"),
+    )
     assert stack_from_keras(path).layers[0].recurrent_activation == "hard_sigmoid"
 
 
@@ -188,10 +241,16 @@ def test_a_live_keras3_encoder_decoder_is_two_chains():
     seq = L.LSTM(4, return_sequences=True, name="dec")(L.Dropout(0.1)(dec_in), initial_state=[h, c])
     top = L.GRU(2, name="top")(L.Masking()(seq))  # reads dec through Masking: dec and top stack
     model = keras.Model([enc_in, dec_in], top)
-    with pytest.raises(ValueError, match=r"\['enc'\] on input 'enc_in'; 2\. \['dec', 'top'\] on input "
-                                         r"'dec_in', its initial state from 'enc'"):
+    with pytest.raises(
+        ValueError,
+        match=r"\['enc'\] on input 'enc_in'; 2\. \['dec', 'top'\] on input "
+        r"'dec_in', its initial state from 'enc'",
+    ):
         stack_from_keras(model)
-    assert {k: v.hidden_sizes for k, v in stacks_from_keras(model).items()} == {"enc": (4,), "top": (4, 2)}
+    assert {k: v.hidden_sizes for k, v in stacks_from_keras(model).items()} == {
+        "enc": (4,),
+        "top": (4, 2),
+    }
 
 
 def test_a_graph_whose_layers_read_each_other_is_refused(tmp_path):
@@ -206,7 +265,9 @@ def test_a_graph_whose_layers_read_each_other_is_refused(tmp_path):
 
     path = tmp_path / "cycle.h5"
     _rewrite_h5(LEGACY / "keras2_hard_sigmoid" / "model.h5", path, cycle)
-    with pytest.raises(ValueError, match=r"the model's graph has a cycle: layers \['gru', 'lstm'\] read each other"):
+    with pytest.raises(
+        ValueError, match=r"the model's graph has a cycle: layers \['gru', 'lstm'\] read each other"
+    ):
         stack_from_keras(path)
 
 
@@ -220,15 +281,29 @@ def test_a_sequential_autoencoder_is_two_chains(tmp_path):
     import keras
 
     L = keras.layers
-    auto = keras.Sequential([keras.Input((5, 3)), L.LSTM(4, name="enc"), L.RepeatVector(5, name="repeat"),
-                             L.LSTM(4, return_sequences=True, name="dec")])
+    auto = keras.Sequential(
+        [
+            keras.Input((5, 3)),
+            L.LSTM(4, name="enc"),
+            L.RepeatVector(5, name="repeat"),
+            L.LSTM(4, return_sequences=True, name="dec"),
+        ]
+    )
     path = tmp_path / "auto.keras"
     auto.save(path)
     for source in (auto, path):
-        with pytest.raises(ValueError, match=r"\['enc'\] on (the model's input|input 'input_layer(_\d+)?'); 2\. \['dec'\] reading 'repeat'"):
+        with pytest.raises(
+            ValueError,
+            match=r"\['enc'\] on (the model's input|input 'input_layer(_\d+)?'); 2\. \['dec'\] reading 'repeat'",
+        ):
             stack_from_keras(source)
-        with pytest.raises(ValueError, match="layer_names: 'dec' does not read the output sequence of 'enc' "
-                                             "\\(it reads 'repeat'\\)"):
+        with pytest.raises(
+            ValueError,
+            match="layer_names: 'dec' does not read the output sequence of 'enc' "
+            "\\(it reads 'repeat'\\)",
+        ):
             stack_from_keras(source, layer_names=["enc", "dec"])
-    plain = keras.Sequential([keras.Input((5, 3)), L.LSTM(4, return_sequences=True), L.Dropout(0.5), L.GRU(2)])
+    plain = keras.Sequential(
+        [keras.Input((5, 3)), L.LSTM(4, return_sequences=True), L.Dropout(0.5), L.GRU(2)]
+    )
     assert stack_from_keras(plain).hidden_sizes == (4, 2)

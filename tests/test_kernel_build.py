@@ -22,7 +22,13 @@ import torch
 
 from rnnfuse.kernels import _ext
 from rnnfuse.kernels._ext import build
-from rnnfuse.kernels._ext.build import BuildSpec, BuildTimeout, build_name, exclusive, load_extension
+from rnnfuse.kernels._ext.build import (
+    BuildSpec,
+    BuildTimeout,
+    build_name,
+    exclusive,
+    load_extension,
+)
 from rnnfuse.kernels.build_command import build_kernels
 
 TINY = """
@@ -50,8 +56,17 @@ def _source(tmp_path: Path, answer: int, name: str = "tiny.cpp") -> Path:
 
 
 def _child(source: Path, root: Path, timeout: float | None = None) -> subprocess.Popen[str]:
-    args = [sys.executable, "-c", CHILD, str(source), str(root), *([] if timeout is None else [str(timeout)])]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    args = [
+        sys.executable,
+        "-c",
+        CHILD,
+        str(source),
+        str(root),
+        *([] if timeout is None else [str(timeout)]),
+    ]
+    return subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
 
 
 def _finish(proc: subprocess.Popen[str], limit: float = 180) -> tuple[dict, str]:
@@ -60,7 +75,9 @@ def _finish(proc: subprocess.Popen[str], limit: float = 180) -> tuple[dict, str]
     return json.loads(out.strip().splitlines()[-1]), err
 
 
-def test_name_follows_what_determines_the_binary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_name_follows_what_determines_the_binary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     one, two = _source(tmp_path, 1, "a.cpp"), _source(tmp_path, 2, "b.cpp")
     base = build_name(BuildSpec("k", (one,)))
     assert base == build_name(BuildSpec("k", (one,)))
@@ -75,15 +92,24 @@ def test_name_follows_what_determines_the_binary(tmp_path: Path, monkeypatch: py
 def test_the_kernels_build_name_carries_the_source_hash() -> None:
     names = [build_name(spec) for spec in _ext.specs()]
     assert len(set(names)) == len(names) == 2
-    assert all(name.startswith("rnnfuse_bptt_") and len(name.rsplit("_", 1)[1]) == 16 for name in names)
+    assert all(
+        name.startswith("rnnfuse_bptt_") and len(name.rsplit("_", 1)[1]) == 16 for name in names
+    )
 
 
 def test_wait_is_bounded_when_the_lock_is_held(tmp_path: Path) -> None:
     lock = tmp_path / "x.flock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'w'); "
-         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(lock)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'w'); "
+            "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+            str(lock),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         waits = []
@@ -114,7 +140,9 @@ def test_kernels_fall_back_with_one_warning_when_another_build_outlasts_the_wait
 
 def test_wait_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(build.ENV_WAIT, "soon")
-    with pytest.raises(ValueError, match="RNNFUSE_BUILD_WAIT: expected a number of seconds, got 'soon'"):
+    with pytest.raises(
+        ValueError, match="RNNFUSE_BUILD_WAIT: expected a number of seconds, got 'soon'"
+    ):
         build.wait_limit()
     monkeypatch.setenv(build.ENV_WAIT, "-1")
     with pytest.raises(ValueError, match=">= 0"):
@@ -132,7 +160,9 @@ def test_a_build_killed_midway_does_not_block_the_next_process(tmp_path: Path) -
     deadline = time.monotonic() + 60
     while not (folder / "lock").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert (folder / "lock").exists()  # PyTorch's lock file: on which every later process used to wait
+    assert (
+        folder / "lock"
+    ).exists()  # PyTorch's lock file: on which every later process used to wait
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert (folder / "lock").exists()
@@ -147,8 +177,12 @@ def test_versions_alternating_in_one_cache_build_once_each(tmp_path: Path) -> No
     root = tmp_path / "cache"
     one, two = _source(tmp_path, 1, "one.cpp"), _source(tmp_path, 2, "two.cpp")
     results = [_finish(_child(source, root))[0] for source in (one, two, one, two)]
-    assert results == [{"answer": 1, "built": True}, {"answer": 2, "built": True},
-                       {"answer": 1, "built": False}, {"answer": 2, "built": False}]
+    assert results == [
+        {"answer": 1, "built": True},
+        {"answer": 2, "built": True},
+        {"answer": 1, "built": False},
+        {"answer": 2, "built": False},
+    ]
     assert len([p for p in root.iterdir() if p.is_dir()]) == 2
 
 
@@ -164,18 +198,24 @@ def test_two_processes_building_at_once_both_load_it_and_one_builds(tmp_path: Pa
     assert messages.count("built the C++ kernels in") == 1
 
 
-def test_message_once_in_process_and_none_on_a_load(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_message_once_in_process_and_none_on_a_load(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     source = _source(tmp_path, 3)
     module, built = load_extension(BuildSpec("tiny", (source,)), root=tmp_path / "cache")
     assert (module.answer(), built) == (3, True)
     err = capfd.readouterr().err
-    assert err.count("building the C++ kernels for this machine") == 1 and err.count("built the C++ kernels in") == 1
+    assert (
+        err.count("building the C++ kernels for this machine") == 1
+        and err.count("built the C++ kernels in") == 1
+    )
     _, built = load_extension(BuildSpec("tiny", (source,)), root=tmp_path / "cache")
     assert built is False and "building" not in capfd.readouterr().err
 
 
-def test_build_kernels_command_reports_where(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_build_kernels_command_reports_where(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(_ext, "specs", lambda: [BuildSpec("tiny", (_source(tmp_path, 9),))])
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv(_ext.ENV_DISABLE, raising=False)

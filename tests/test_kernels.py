@@ -20,17 +20,22 @@ import torch
 
 from rnnfuse import StackedRNN
 from rnnfuse.cells import GRUCell, LSTMCell, RNNCell
-from rnnfuse.kernels import run_layer, run_loop, select_path
-from rnnfuse.kernels import _ext
+from rnnfuse.cells.base import RecurrentCell
+from rnnfuse.kernels import _ext, run_layer, run_loop, select_path
 from rnnfuse.kernels.bptt import run_bptt_gru, run_bptt_lstm
 from rnnfuse.kernels.bptt_gru import GRUFunction
 from rnnfuse.kernels.bptt_lstm import LSTMFunction
-from rnnfuse.cells.base import RecurrentCell
+from rnnfuse.kernels.compiled_steps import forced as forced_steps
+from rnnfuse.kernels.compiled_steps import step_kernels
 from rnnfuse.kernels.fused import run_fused_full
 from rnnfuse.kernels.layout import make_layout, segment_bounds
-from rnnfuse.kernels.compiled_steps import forced as forced_steps, step_kernels
 from rnnfuse.kernels.padded import SATURATE, padded_runs, run_fused_padded
-from rnnfuse.kernels.ragged import SMALL_BATCH, SMALL_BATCH_ONE_THREAD, run_fused_packed, run_fused_segments
+from rnnfuse.kernels.ragged import (
+    SMALL_BATCH,
+    SMALL_BATCH_ONE_THREAD,
+    run_fused_packed,
+    run_fused_segments,
+)
 from rnnfuse.kernels.steps import step_rows
 from rnnfuse.state import LSTMState
 
@@ -44,14 +49,23 @@ CELLS = {
     "lstm-proj": lambda: LSTMCell(F, H, proj_size=2, forget_bias=0.5),
     "lstm-peepholes": lambda: LSTMCell(F, H, peepholes=True),
     "lstm-cell-clip": lambda: LSTMCell(F, H, cell_clip=0.4),
-    "lstm-all": lambda: LSTMCell(F, H, peepholes=True, proj_size=3, cell_clip=0.5, proj_clip=0.2, forget_bias=1.0),
+    "lstm-all": lambda: LSTMCell(
+        F, H, peepholes=True, proj_size=3, cell_clip=0.5, proj_clip=0.2, forget_bias=1.0
+    ),
     "gru": lambda: GRUCell(F, H),
     "gru-reset-before": lambda: GRUCell(F, H, reset_after=False),
     "rnn-tanh": lambda: RNNCell(F, H),
     "rnn-relu": lambda: RNNCell(F, H, nonlinearity="relu"),
 }
 FUSED = ["lstm", "lstm-forget-bias", "lstm-proj", "gru", "rnn-tanh", "rnn-relu"]
-BPTT_LSTM = ["lstm", "lstm-forget-bias", "lstm-proj", "lstm-peepholes", "lstm-cell-clip", "lstm-all"]
+BPTT_LSTM = [
+    "lstm",
+    "lstm-forget-bias",
+    "lstm-proj",
+    "lstm-peepholes",
+    "lstm-cell-clip",
+    "lstm-all",
+]
 TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
 
 
@@ -61,7 +75,10 @@ def _leaves(state):
 
 def _random_state(cell, dtype, gen):
     state = cell.initial_state(B, dtype=dtype)
-    parts = [(0.5 * torch.randn(t.shape, generator=gen, dtype=dtype)).requires_grad_() for t in _leaves(state)]
+    parts = [
+        (0.5 * torch.randn(t.shape, generator=gen, dtype=dtype)).requires_grad_()
+        for t in _leaves(state)
+    ]
     return LSTMState(*parts) if isinstance(state, LSTMState) else parts[0]
 
 
@@ -92,7 +109,9 @@ def assert_matches_loop(fn, name, lengths, reverse, dtype, seed=0):
         torch.testing.assert_close(a, b, atol=tol, rtol=tol)
     names = ["x", *[f"state{i}" for i in range(len(s))], *[n for n, _ in cell.named_parameters()]]
     for n, a, b in zip(names, g, g_ref):
-        torch.testing.assert_close(a, b, atol=tol, rtol=tol, msg=lambda m, n=n: f"gradient of {n}: {m}")
+        torch.testing.assert_close(
+            a, b, atol=tol, rtol=tol, msg=lambda m, n=n: f"gradient of {n}: {m}"
+        )
 
 
 DTYPES = [torch.float32, torch.float64]
@@ -110,7 +129,9 @@ def test_run_layer_equals_loop(name, lengths, reverse, dtype):
 @pytest.mark.parametrize("reverse", [False, True], ids=["fw", "bw"])
 @pytest.mark.parametrize("name", FUSED)
 def test_fused_full_equals_loop(name, reverse):
-    assert_matches_loop(lambda c, x, lens, s, r: run_fused_full(c, x, s, r), name, None, reverse, torch.float64)
+    assert_matches_loop(
+        lambda c, x, lens, s, r: run_fused_full(c, x, s, r), name, None, reverse, torch.float64
+    )
 
 
 @pytest.mark.parametrize("max_segments", [1, 2, 3, 16])
@@ -151,11 +172,15 @@ def test_fused_padded_ignores_what_the_padding_holds(name):
     gen = torch.Generator().manual_seed(6)
     lens = torch.tensor(LENGTHS)
     past = torch.arange(T).unsqueeze(0) >= lens.unsqueeze(1)
-    clean = torch.randn(B, T, F, generator=gen, dtype=torch.float64).masked_fill(past.unsqueeze(2), 0.0)
+    clean = torch.randn(B, T, F, generator=gen, dtype=torch.float64).masked_fill(
+        past.unsqueeze(2), 0.0
+    )
     dirty = clean.masked_fill(past.unsqueeze(2), float("nan"))
     dirty[:, -1] = torch.where(past[:, -1:], float("inf"), dirty[:, -1])
     state = _random_state(cell, torch.float64, gen)
-    runs = [_run(run_fused_padded, cell, x.requires_grad_(), lens, state, True) for x in (clean, dirty)]
+    runs = [
+        _run(run_fused_padded, cell, x.requires_grad_(), lens, state, True) for x in (clean, dirty)
+    ]
     (y, s, g), (y_dirty, s_dirty, g_dirty) = runs
     for a, b in zip([y, *s, *g], [y_dirty, *s_dirty, *g_dirty]):
         torch.testing.assert_close(b, a, atol=0, rtol=0)
@@ -179,7 +204,9 @@ def test_fused_padded_holds_an_lstm_with_large_recurrent_sums():
     x = torch.randn(B, T, F, generator=gen, dtype=torch.float64)
     lens = torch.tensor(LENGTHS)
     state = _random_state(cell, torch.float64, gen)
-    (y, s), (y_ref, s_ref) = (fn(cell, x, lens, state, False) for fn in (run_fused_padded, run_loop))
+    (y, s), (y_ref, s_ref) = (
+        fn(cell, x, lens, state, False) for fn in (run_fused_padded, run_loop)
+    )
     torch.testing.assert_close(y, y_ref, atol=1e-10, rtol=1e-10)
     for a, b in zip(_leaves(s), _leaves(s_ref)):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
@@ -222,8 +249,13 @@ def test_fused_padded_keeps_no_reference_to_the_weights():
 
     cell = LSTMCell(F, H).double()
     with torch.no_grad():
-        run_fused_padded(cell, torch.randn(B, T, F, dtype=torch.float64), torch.tensor(LENGTHS),
-                         cell.initial_state(B, dtype=torch.float64), False)
+        run_fused_padded(
+            cell,
+            torch.randn(B, T, F, dtype=torch.float64),
+            torch.tensor(LENGTHS),
+            cell.initial_state(B, dtype=torch.float64),
+            False,
+        )
     weights = [weakref.ref(cell.weight_ih), weakref.ref(cell.weight_hh)]
     del cell
     gc.collect()
@@ -237,16 +269,27 @@ def test_fused_padded_layers_chain_and_an_edited_output_is_cleared_again(two_thr
     stack = StackedRNN(F, [H, H + 1], cell="lstm").double().eval()
     x, lens = torch.randn(B, T, F, dtype=torch.float64), torch.tensor(LENGTHS)
     with torch.no_grad():
-        assert select_path(stack.layers[1], torch.zeros(B, T, H, dtype=torch.float64), lens) == "fused-padded"
+        assert (
+            select_path(stack.layers[1], torch.zeros(B, T, H, dtype=torch.float64), lens)
+            == "fused-padded"
+        )
         y, _ = stack(x, lens)
     y_ref, _ = stack(x.requires_grad_(), lens)  # with gradients: the C++ loop or the segments
     torch.testing.assert_close(y, y_ref, atol=1e-10, rtol=1e-10)
     first, second = stack.layers
     with torch.no_grad():
-        out, _ = run_fused_padded(first, x, lens, first.initial_state(B, dtype=torch.float64), False)
-        clean, _ = run_fused_padded(second, out, lens, second.initial_state(B, dtype=torch.float64), False)
-        out[torch.arange(T).unsqueeze(0) >= lens.unsqueeze(1)] = float("nan")  # in place: no longer clean
-        edited, _ = run_fused_padded(second, out, lens, second.initial_state(B, dtype=torch.float64), False)
+        out, _ = run_fused_padded(
+            first, x, lens, first.initial_state(B, dtype=torch.float64), False
+        )
+        clean, _ = run_fused_padded(
+            second, out, lens, second.initial_state(B, dtype=torch.float64), False
+        )
+        out[torch.arange(T).unsqueeze(0) >= lens.unsqueeze(1)] = float(
+            "nan"
+        )  # in place: no longer clean
+        edited, _ = run_fused_padded(
+            second, out, lens, second.initial_state(B, dtype=torch.float64), False
+        )
     torch.testing.assert_close(edited, clean, atol=0, rtol=0)
 
 
@@ -268,9 +311,15 @@ def test_small_lstm_inference_batches_run_padded(name, two_threads):
         torch.set_num_threads(1)
         assert select_path(cell, x, lens) == "fused-padded"
         more = torch.randn(SMALL_BATCH_ONE_THREAD + 1, T, F)
-        assert select_path(cell, more, torch.arange(SMALL_BATCH_ONE_THREAD + 1) % (T + 1)) != "fused-padded"
+        assert (
+            select_path(cell, more, torch.arange(SMALL_BATCH_ONE_THREAD + 1) % (T + 1))
+            != "fused-padded"
+        )
         torch.set_num_threads(2)
-        assert select_path(cell, more, torch.arange(SMALL_BATCH_ONE_THREAD + 1) % (T + 1)) == "fused-padded"
+        assert (
+            select_path(cell, more, torch.arange(SMALL_BATCH_ONE_THREAD + 1) % (T + 1))
+            == "fused-padded"
+        )
     torch.testing.assert_close(y, y_ref)
     for a, b in zip(_leaves(s), _leaves(s_ref)):
         torch.testing.assert_close(a, b)
@@ -298,15 +347,22 @@ def test_bptt_products_split_over_threads_equal_loop(name, two_threads, bptt_imp
     """With two threads the C++ loop splits each step's product by columns over them (at
     least 2^20 multiply-adds): values and gradients equal the loop's, ragged and reversed,
     and under inference mode."""
-    big = {"lstm-all": lambda: LSTMCell(8, 128, peepholes=True, proj_size=96, cell_clip=2.0, proj_clip=1.5),
-           "gru-reset-before": lambda: GRUCell(8, 128, reset_after=False)}[name]
+    big = {
+        "lstm-all": lambda: LSTMCell(
+            8, 128, peepholes=True, proj_size=96, cell_clip=2.0, proj_clip=1.5
+        ),
+        "gru-reset-before": lambda: GRUCell(8, 128, reset_after=False),
+    }[name]
     gen = torch.Generator().manual_seed(4)
     cell = big().double()
     batch = 64
     x = torch.randn(batch, 5, 8, generator=gen, dtype=torch.float64, requires_grad=True)
     lens = torch.randint(0, 6, (batch,), generator=gen)
     zero = cell.initial_state(batch, dtype=torch.float64)
-    parts = [(0.5 * torch.randn(t.shape, generator=gen, dtype=torch.float64)).requires_grad_() for t in _leaves(zero)]
+    parts = [
+        (0.5 * torch.randn(t.shape, generator=gen, dtype=torch.float64)).requires_grad_()
+        for t in _leaves(zero)
+    ]
     state = LSTMState(*parts) if isinstance(zero, LSTMState) else parts[0]
     run = run_bptt_lstm if name.startswith("lstm") else run_bptt_gru
     y, s, g = _run(run, cell, x, lens, state, True)
@@ -316,7 +372,9 @@ def test_bptt_products_split_over_threads_equal_loop(name, two_threads, bptt_imp
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
     with torch.inference_mode():
         y_inf, _ = run(cell, x.detach(), lens, zero, False)
-    torch.testing.assert_close(y_inf, run_loop(cell, x.detach(), lens, zero, False)[0], atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(
+        y_inf, run_loop(cell, x.detach(), lens, zero, False)[0], atol=1e-10, rtol=1e-10
+    )
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fw", "bw"])
@@ -382,7 +440,9 @@ def test_compiled_and_fallback_kernels_agree_on_a_wide_layer(name):
         with ctx():
             y, final = run_layer(cell, x, lens, cell.initial_state(300, dtype=torch.float64), True)
             loss = (y * y).sum() + sum((t * t).sum() for t in _leaves(final))
-            results.append([y, *_leaves(final), *torch.autograd.grad(loss, [x, *cell.parameters()])])
+            results.append(
+                [y, *_leaves(final), *torch.autograd.grad(loss, [x, *cell.parameters()])]
+            )
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
 
@@ -411,7 +471,9 @@ PATH_FUNCTIONS = {
 }
 
 
-@pytest.mark.parametrize("lengths", [[0] * B, [], [3, 1, 0, 2, 3, 1]], ids=["all-empty", "no-batch", "short"])
+@pytest.mark.parametrize(
+    "lengths", [[0] * B, [], [3, 1, 0, 2, 3, 1]], ids=["all-empty", "no-batch", "short"]
+)
 @pytest.mark.parametrize("path", list(PATH_FUNCTIONS))
 def test_edge_batches(path, lengths, bptt_impl):
     """Every sequence empty, an empty batch, and all sequences shorter than T."""
@@ -444,16 +506,32 @@ def test_gradcheck_lstm_function(bptt_impl):
     def leaf(*shape, scale=0.6):
         return (scale * torch.randn(*shape, generator=gen, dtype=torch.float64)).requires_grad_()
 
-    for peep, weight_hr, clips in [(None, None, (None, None)), (leaf(3, hidden), leaf(proj, hidden), (2.0, 1.5))]:
+    for peep, weight_hr, clips in [
+        (None, None, (None, None)),
+        (leaf(3, hidden), leaf(proj, hidden), (2.0, 1.5)),
+    ]:
         p = hidden if weight_hr is None else proj
-        args = (leaf(n, F), leaf(4 * hidden, F), leaf(4 * hidden), leaf(4, hidden), leaf(4, p),
-                leaf(4 * hidden, p), peep, weight_hr)
+        args = (
+            leaf(n, F),
+            leaf(4 * hidden, F),
+            leaf(4 * hidden),
+            leaf(4, hidden),
+            leaf(4, p),
+            leaf(4 * hidden, p),
+            peep,
+            weight_hr,
+        )
         assert torch.autograd.gradcheck(
-            lambda *a: LSTMFunction.apply(steps, layout.last_index, *clips, *a), args, eps=1e-6, atol=1e-6
+            lambda *a: LSTMFunction.apply(steps, layout.last_index, *clips, *a),
+            args,
+            eps=1e-6,
+            atol=1e-6,
         )
 
 
-@pytest.mark.parametrize("peepholes, clip", [(False, None), (True, 0.3)], ids=["plain", "peepholes-clip"])
+@pytest.mark.parametrize(
+    "peepholes, clip", [(False, None), (True, 0.3)], ids=["plain", "peepholes-clip"]
+)
 def test_bptt_lstm_step_equals_the_pure_step(peepholes, clip):
     """The kernel's in-place step (its own buffers, for speed) against the cell's pure
     step functions (lstm_step, built from lstm_cell_update and lstm_output)."""
@@ -462,10 +540,17 @@ def test_bptt_lstm_step_equals_the_pure_step(peepholes, clip):
 
     gen = torch.Generator().manual_seed(9)
     hidden = 4
-    gates, c_prev, h_prev = (torch.randn(3, n, generator=gen, dtype=torch.float64) for n in (4 * hidden, hidden, hidden))
+    gates, c_prev, h_prev = (
+        torch.randn(3, n, generator=gen, dtype=torch.float64) for n in (4 * hidden, hidden, hidden)
+    )
     peep = torch.randn(3, hidden, generator=gen, dtype=torch.float64) if peepholes else None
-    expected = lstm_step(gates, LSTMState(c_prev, 0 * h_prev), torch.zeros(4 * hidden, hidden, dtype=torch.float64),
-                         LSTMOptions(cell_clip=clip), None if peep is None else tuple(peep))
+    expected = lstm_step(
+        gates,
+        LSTMState(c_prev, 0 * h_prev),
+        torch.zeros(4 * hidden, hidden, dtype=torch.float64),
+        LSTMOptions(cell_clip=clip),
+        None if peep is None else tuple(peep),
+    )
     c, tanh_c, m = (torch.empty(3, hidden, dtype=torch.float64) for _ in range(3))
     _cell_forward(gates.clone(), c_prev, c, tanh_c, m, peep, clip)
     torch.testing.assert_close(c, expected.c)
@@ -477,14 +562,21 @@ def test_gradcheck_gru_function(bptt_impl):
     gen = torch.Generator().manual_seed(2)
     layout, steps = _packed_args([3, 4, 0, 1])
     n, hidden = layout.in_index.numel(), 3
-    args = [(0.6 * torch.randn(*s, generator=gen, dtype=torch.float64)).requires_grad_()
-            for s in [(n, F), (3 * hidden, F), (3 * hidden,), (4, hidden), (3 * hidden, hidden)]]
-    assert torch.autograd.gradcheck(lambda *a: GRUFunction.apply(steps, layout.last_index, *a), args)
+    args = [
+        (0.6 * torch.randn(*s, generator=gen, dtype=torch.float64)).requires_grad_()
+        for s in [(n, F), (3 * hidden, F), (3 * hidden,), (4, hidden), (3 * hidden, hidden)]
+    ]
+    assert torch.autograd.gradcheck(
+        lambda *a: GRUFunction.apply(steps, layout.last_index, *a), args
+    )
 
 
 GRADCHECK_PATHS = {
     # the segments with sequences ending inside a segment (their c recomputed)
-    "segments": ([5, 2, 4, 3], lambda c, x, lens, s: run_fused_segments(c, x, lens, s, False, max_segments=2)),
+    "segments": (
+        [5, 2, 4, 3],
+        lambda c, x, lens, s: run_fused_segments(c, x, lens, s, False, max_segments=2),
+    ),
     # the padded call, reversed, an empty sequence (its c held through every step)
     "padded": ([5, 2, 0, 3], lambda c, x, lens, s: run_fused_padded(c, x, lens, s, True)),
 }
@@ -497,7 +589,9 @@ def test_gradcheck_fused_ragged_paths(path):
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(4, 5, F, generator=gen, dtype=torch.float64).requires_grad_()
     lens = torch.tensor(lengths)
-    state = LSTMState(*[torch.randn(4, 3, generator=gen, dtype=torch.float64).requires_grad_() for _ in range(2)])
+    state = LSTMState(
+        *[torch.randn(4, 3, generator=gen, dtype=torch.float64).requires_grad_() for _ in range(2)]
+    )
 
     def fn(x, c, h):
         out, final = run(cell, x, lens, LSTMState(c, h))
@@ -548,7 +642,10 @@ def test_select_path(cell, lengths, expected):
 
 def test_a_ragged_lstm_takes_the_segments_without_the_compiled_loop():
     with _ext.disabled():
-        assert select_path(LSTMCell(F, H), torch.zeros(B, T, F), torch.tensor(LENGTHS)) == "fused-segments"
+        assert (
+            select_path(LSTMCell(F, H), torch.zeros(B, T, F), torch.tensor(LENGTHS))
+            == "fused-segments"
+        )
 
 
 def test_select_path_empty_batch_is_the_loop():
@@ -563,7 +660,9 @@ def _fused_weights(cell, dtype=torch.float32):
 def test_fused_weights_are_the_cells_own_parameters_and_constants_are_cached():
     cell = LSTMCell(F, H, forget_bias=1.0, proj_size=2)
     weights = _fused_weights(cell)
-    assert [w is p for w, p in zip(weights, [cell.weight_ih, cell.weight_hh, cell.bias])] == [True] * 3
+    assert [w is p for w, p in zip(weights, [cell.weight_ih, cell.weight_hh, cell.bias])] == [
+        True
+    ] * 3
     assert weights[4] is cell.weight_hr
     assert weights[3] is _fused_weights(cell)[3]
     assert not weights[3].requires_grad
@@ -591,7 +690,9 @@ def test_kernel_spec_describes_the_cell(cell, mode, bptt):
 def test_the_effective_bias_holds_the_forget_bias():
     cell = LSTMCell(F, H, forget_bias=1.5, peepholes=True)
     args = cell.kernel_spec(torch.float32, torch.device("cpu")).bptt()
-    torch.testing.assert_close(args.bias, cell.bias + torch.tensor([0.0, 1.5, 0.0, 0.0]).repeat_interleave(H))
+    torch.testing.assert_close(
+        args.bias, cell.bias + torch.tensor([0.0, 1.5, 0.0, 0.0]).repeat_interleave(H)
+    )
     assert args.bias.requires_grad and args.peepholes.shape == (3, H)
     assert LSTMCell(F, H).kernel_spec(torch.float32, torch.device("cpu")).bptt().bias is not None
 
@@ -680,7 +781,9 @@ def test_forget_bias_change_is_seen():
 
 
 @pytest.mark.parametrize("lengths", [None, [9, 0, 4]], ids=["full", "ragged"])
-@pytest.mark.parametrize("name", ["lstm", "lstm-forget-bias", "lstm-peepholes", "gru", "gru-reset-before", "rnn-tanh"])
+@pytest.mark.parametrize(
+    "name", ["lstm", "lstm-forget-bias", "lstm-peepholes", "gru", "gru-reset-before", "rnn-tanh"]
+)
 def test_inference_mode_then_training(name, lengths):
     """A first run under inference_mode (lengths made there too: no version counter) works
     and leaves no cached constant or layout that a later training run cannot use."""
@@ -727,7 +830,9 @@ def test_full_batch_bptt_layout_is_on_the_inputs_device():
 
     for device in ["meta", "cpu"]:
         layout = _packed(torch.zeros(2, 3, F, device=device), None, False)
-        assert {t.device.type for t in (layout.in_index, layout.out_index, layout.last_index)} == {device}
+        assert {t.device.type for t in (layout.in_index, layout.out_index, layout.last_index)} == {
+            device
+        }
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -775,7 +880,9 @@ def test_bidirectional_stack_with_fast_paths_equals_the_loop(monkeypatch):
     monkeypatch.setattr("rnnfuse.stack.run_layer", run_loop)
     y_ref, state_ref = stack(x, lens)
     torch.testing.assert_close(y, y_ref, atol=2e-5, rtol=2e-5)
-    for a, b in zip(torch.utils._pytree.tree_leaves(state), torch.utils._pytree.tree_leaves(state_ref)):
+    for a, b in zip(
+        torch.utils._pytree.tree_leaves(state), torch.utils._pytree.tree_leaves(state_ref)
+    ):
         torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-5)
 
 
@@ -793,8 +900,12 @@ def test_gpu_script_falls_back_cleanly():
         done = subprocess.run([sys.executable, script], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and "no CUDA device" in done.stdout
     cases = ["lstm-2x256", "peephole-lstm-2x256", "gru-reset-before-2x256", "ragged-lstm-2x256-b8"]
-    done = subprocess.run([sys.executable, script, "--device", "cpu", "--quick", "--repeats", "1", "--cases", *cases],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, script, "--device", "cpu", "--quick", "--repeats", "1", "--cases", *cases],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert "| LSTM [256, 256] | nn.LSTM(num_layers=2) | fwd+bwd |" in done.stdout
     # each case's numbers checked against the float64 CPU path, and no weight copies seen

@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 import torch
+from kernel_paths import PATHS, assert_same, assert_zero_past, grad_mode, leaves, loss_of, path_runs
 from torch.utils._pytree import tree_map
 
-from kernel_paths import PATHS, assert_same, assert_zero_past, grad_mode, leaves, loss_of, path_runs
 from rnnfuse import StackedRNN
 from rnnfuse.cells import GRUCell, LSTMCell, RNNCell
 from rnnfuse.cells.base import RecurrentCell
@@ -63,9 +63,16 @@ def _cell(rng: random.Random, input_size: int, hidden: int) -> RecurrentCell:
     bias = rng.random() > 0.1
     if kind == "lstm":
         proj = rng.randint(1, hidden) if rng.random() < 0.25 else None
-        return LSTMCell(input_size, hidden, forget_bias=rng.choice([0.0, 1.0]), peepholes=rng.random() < 0.25,
-                        proj_size=proj, cell_clip=rng.choice([None, None, None, 0.5]),
-                        proj_clip=rng.choice([None, 0.3]) if proj else None, bias=bias)
+        return LSTMCell(
+            input_size,
+            hidden,
+            forget_bias=rng.choice([0.0, 1.0]),
+            peepholes=rng.random() < 0.25,
+            proj_size=proj,
+            cell_clip=rng.choice([None, None, None, 0.5]),
+            proj_clip=rng.choice([None, 0.3]) if proj else None,
+            bias=bias,
+        )
     if kind == "gru":
         return GRUCell(input_size, hidden, reset_after=rng.random() < 0.6, bias=bias)
     return RNNCell(input_size, hidden, nonlinearity=rng.choice(["tanh", "tanh", "relu"]), bias=bias)
@@ -87,7 +94,9 @@ def _inputs(rng: random.Random, batch: int, features: int, dtype: torch.dtype) -
     what may sit in the padding and at valid steps, and how the calls run."""
     steps = rng.randint(1, 7)
     gen = torch.Generator().manual_seed(rng.randrange(2**31))
-    x = torch.randn(batch, steps, features, generator=gen, dtype=dtype) * rng.choice([0.5, 1.0, 3.0])
+    x = torch.randn(batch, steps, features, generator=gen, dtype=dtype) * rng.choice(
+        [0.5, 1.0, 3.0]
+    )
     lengths = None
     notes = []
     if rng.random() < 0.8:
@@ -97,7 +106,9 @@ def _inputs(rng: random.Random, batch: int, features: int, dtype: torch.dtype) -
             past = torch.arange(steps).unsqueeze(0) >= lengths.unsqueeze(1)
             x[past] = rng.choice([float("nan"), float("inf"), -float("inf")])
             notes.append("junk in the padding")
-    valid = [(b, t) for b in range(batch) for t in range(steps) if lengths is None or t < int(lengths[b])]
+    valid = [
+        (b, t) for b in range(batch) for t in range(steps) if lengths is None or t < int(lengths[b])
+    ]
     if valid and rng.random() < 0.15:
         b, t = rng.choice(valid)
         x[b, t, rng.randrange(features)] = rng.choice([float("nan"), float("inf"), -float("inf")])
@@ -128,8 +139,10 @@ def _random_state(rng: random.Random, template: Any, dtype: torch.dtype) -> Any:
 
 # ---------------------------------------------------------------------------------- layers
 
-def _run_layer_path(path: str, cell: RecurrentCell, inputs: Inputs, state: Any, reverse: bool
-                    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+
+def _run_layer_path(
+    path: str, cell: RecurrentCell, inputs: Inputs, state: Any, reverse: bool
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     """Outputs, final state and (mode ``grad``) gradients of one path."""
     x = inputs.x.detach().requires_grad_(inputs.mode == "grad")
     state_in = [t.detach().requires_grad_(inputs.mode == "grad") for t in leaves(state)]
@@ -162,7 +175,13 @@ def _layer_seed(seed: int) -> None:
     tol = TOL[dtype]
     for path in paths:
         y, final, grads = _run_layer_path(path, cell, inputs, state, reverse)
-        assert_same([y, *final], [reference[0], *reference[1]], tol, f"{where}: {path} outputs and state", scaled=True)
+        assert_same(
+            [y, *final],
+            [reference[0], *reference[1]],
+            tol,
+            f"{where}: {path} outputs and state",
+            scaled=True,
+        )
         assert_same(grads, reference[2], tol, f"{where}: {path} gradients", scaled=True)
         assert_zero_past(y, inputs.lengths, f"{where}: {path}")
 
@@ -173,7 +192,9 @@ def _slow_seeds(start: int, block: int) -> range:
     return range(first + block * SLOW_SEEDS // 10, first + (block + 1) * SLOW_SEEDS // 10)
 
 
-@pytest.mark.parametrize("seed", [pytest.param(OFFSET + s, id=f"seed-{OFFSET + s}") for s in range(LAYER_SEEDS)])
+@pytest.mark.parametrize(
+    "seed", [pytest.param(OFFSET + s, id=f"seed-{OFFSET + s}") for s in range(LAYER_SEEDS)]
+)
 def test_layer_paths_agree(seed):
     _layer_seed(seed)
 
@@ -186,6 +207,7 @@ def test_layer_paths_agree_many_seeds(block):
 
 
 # ---------------------------------------------------------------------------------- stacks
+
 
 def _stack(rng: random.Random, features: int) -> StackedRNN:
     """A random stack: layers of random kinds and sizes, some bidirectional, residual
@@ -200,20 +222,28 @@ def _stack(rng: random.Random, features: int) -> StackedRNN:
         hidden = rng.choice([size, rng.randint(1, 5)])
         both = not plain and rng.random() < 0.3
         forget_bias = rng.choice([0.0, 1.0])
-        fw.append(LSTMCell(size, hidden, forget_bias=forget_bias) if plain else _cell(rng, size, hidden))
+        fw.append(
+            LSTMCell(size, hidden, forget_bias=forget_bias) if plain else _cell(rng, size, hidden)
+        )
         bw.append(copy.deepcopy(fw[-1]) if both else None)  # the same options (weights drawn later)
         directions.append(both)
         size = fw[-1].output_size * (2 if both else 1)
-    residual = [_fits_residual(fw[k], directions[k]) and rng.random() < (0.15 if plain else 0.5) for k in range(layers)]
-    return StackedRNN.from_cells(fw, backward_cells=bw if any(directions) else None, residual=residual)
+    residual = [
+        _fits_residual(fw[k], directions[k]) and rng.random() < (0.15 if plain else 0.5)
+        for k in range(layers)
+    ]
+    return StackedRNN.from_cells(
+        fw, backward_cells=bw if any(directions) else None, residual=residual
+    )
 
 
 def _fits_residual(cell: RecurrentCell, both: bool) -> bool:
     return cell.input_size == cell.output_size * (2 if both else 1)
 
 
-def _loop_stack(stack: StackedRNN, x: torch.Tensor, lengths: torch.Tensor | None, start: Any
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _loop_stack(
+    stack: StackedRNN, x: torch.Tensor, lengths: torch.Tensor | None, start: Any
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The stack written with the reference loop: outputs and the final states' leaves per
     layer (forward then backward)."""
     fw_start, bw_start = stack._split_state(start)
@@ -246,8 +276,9 @@ def _state_leaves(stack: StackedRNN, state: Any) -> list[torch.Tensor]:
     return out
 
 
-def _run_stack(stack: StackedRNN, inputs: Inputs, start: Any, reference: bool
-               ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+def _run_stack(
+    stack: StackedRNN, inputs: Inputs, start: Any, reference: bool
+) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
     x = inputs.x.detach().requires_grad_(inputs.mode == "grad")
     with grad_mode(inputs.mode), _extension(inputs.extension):
         if reference:
@@ -279,12 +310,20 @@ def _stack_seed(seed: int) -> None:
     got = _run_stack(stack, inputs, start, reference=False)
     expected = _run_stack(stack, inputs, start, reference=True)
     tol = TOL[dtype]
-    assert_same([got[0], *got[1]], [expected[0], *expected[1]], tol, f"{where}: outputs and state", scaled=True)
+    assert_same(
+        [got[0], *got[1]],
+        [expected[0], *expected[1]],
+        tol,
+        f"{where}: outputs and state",
+        scaled=True,
+    )
     assert_same(got[2], expected[2], tol, f"{where}: gradients", scaled=True)
     assert_zero_past(got[0], inputs.lengths, where)
 
 
-@pytest.mark.parametrize("seed", [pytest.param(OFFSET + s, id=f"seed-{OFFSET + s}") for s in range(STACK_SEEDS)])
+@pytest.mark.parametrize(
+    "seed", [pytest.param(OFFSET + s, id=f"seed-{OFFSET + s}") for s in range(STACK_SEEDS)]
+)
 def test_stack_agrees(seed):
     _stack_seed(seed)
 

@@ -21,9 +21,17 @@ import contextlib
 
 import pytest
 import torch
+from kernel_paths import (
+    PATHS,
+    assert_same,
+    assert_zero_past,
+    grad_mode,
+    leaves,
+    path_runs,
+    run_with_grads,
+    torch_per_sequence,
+)
 
-from kernel_paths import (PATHS, assert_same, assert_zero_past, grad_mode, leaves, path_runs, run_with_grads,
-                          torch_per_sequence)
 from rnnfuse import StackedRNN
 from rnnfuse.cells import GRUCell, LSTMCell, RNNCell
 from rnnfuse.kernels import _ext, run_loop, select_path
@@ -46,7 +54,9 @@ def _past(lengths: list[int]) -> torch.Tensor:
     return torch.arange(T).unsqueeze(0) >= torch.tensor(lengths).unsqueeze(1)
 
 
-def _inputs(scenario: str, dtype: torch.dtype, lengths: list[int] | None, seed: int = 0) -> torch.Tensor:
+def _inputs(
+    scenario: str, dtype: torch.dtype, lengths: list[int] | None, seed: int = 0
+) -> torch.Tensor:
     """``x`` (B, T, F) for a scenario; the padding (past each length) holds NaN and inf in all."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(B, T, F, generator=gen, dtype=dtype)
@@ -67,7 +77,10 @@ def _inputs(scenario: str, dtype: torch.dtype, lengths: list[int] | None, seed: 
 
 def _state(cell, dtype: torch.dtype, seed: int = 1):
     gen = torch.Generator().manual_seed(seed)
-    parts = [0.5 * torch.randn(t.shape, generator=gen, dtype=dtype) for t in leaves(cell.initial_state(B, dtype=dtype))]
+    parts = [
+        0.5 * torch.randn(t.shape, generator=gen, dtype=dtype)
+        for t in leaves(cell.initial_state(B, dtype=dtype))
+    ]
     return LSTMState(*parts) if len(parts) == 2 else parts[0]
 
 
@@ -85,7 +98,9 @@ def _runs(paths: list[str], ragged: bool) -> list[tuple[str, str]]:
     return [(p, n) for p in paths for n in CELLS if path_runs(p, CELLS[n](), ragged)]
 
 
-def _check_path(path: str, name: str, scenario: str, dtype: torch.dtype, mode: str, lengths: list[int] | None) -> None:
+def _check_path(
+    path: str, name: str, scenario: str, dtype: torch.dtype, mode: str, lengths: list[int] | None
+) -> None:
     cell = _cell(name, dtype)
     lens = None if lengths is None else torch.tensor(lengths)
     x, state = _inputs(scenario, dtype, lengths), _state(cell, dtype)
@@ -95,7 +110,9 @@ def _check_path(path: str, name: str, scenario: str, dtype: torch.dtype, mode: s
         y_ref, final_ref, grads_ref = torch_per_sequence(cell, x, lens, state, grads=True)
         assert_same(grads, grads_ref, tol, f"{path} gradients")
         if scenario == "padding-only":
-            assert all(bool(torch.isfinite(g).all()) for g in grads), f"{path}: NaN from the padding in a gradient"
+            assert all(bool(torch.isfinite(g).all()) for g in grads), (
+                f"{path}: NaN from the padding in a gradient"
+            )
             assert bool((grads[0][_past(lengths)] == 0).all()) if lengths else True
     else:
         with grad_mode(mode):
@@ -117,8 +134,10 @@ def test_ragged_path_equals_torch_per_sequence(path, name, scenario, dtype, mode
 @pytest.mark.parametrize("mode", ["grad", "no_grad"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
 @pytest.mark.parametrize("scenario", ["nan-valid", "inf-valid"])
-@pytest.mark.parametrize(("path", "name"),
-                         _runs(["fused", "bptt-compiled", "bptt-fallback", "loop", "run_layer", "op"], ragged=False))
+@pytest.mark.parametrize(
+    ("path", "name"),
+    _runs(["fused", "bptt-compiled", "bptt-fallback", "loop", "run_layer", "op"], ragged=False),
+)
 def test_full_batch_path_equals_torch(path, name, scenario, dtype, mode):
     _check_path(path, name, scenario, dtype, mode, None)
 
@@ -136,7 +155,9 @@ def test_reset_before_gru_equals_the_loop(path, scenario, dtype):
     got = run_with_grads(PATHS[path], cell, x, lens, state)
     expected = run_with_grads(run_loop, cell, x, lens, state)
     for a, b, what in zip(got, expected, ["outputs", "final state", "gradients"]):
-        assert_same(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b], TOL[dtype], what)
+        assert_same(
+            a if isinstance(a, list) else [a], b if isinstance(b, list) else [b], TOL[dtype], what
+        )
     assert_zero_past(got[0], lens, path)
 
 
@@ -157,7 +178,7 @@ def test_padded_stack_equals_torch_per_sequence(scenario, dtype, extension, thre
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        with torch.no_grad(), (contextlib.nullcontext() if extension else _ext.disabled()):
+        with torch.no_grad(), contextlib.nullcontext() if extension else _ext.disabled():
             assert padded_stack_specs(stack.layers, x, lens) is not None
             y, state = stack(x, lens)
     finally:
@@ -212,8 +233,9 @@ def test_compiled_stack_keeps_the_semantics(scenario):
     def run(model):
         xx = x.clone().requires_grad_()
         y, state = model(xx, lens)
-        grads = torch.autograd.grad((y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum(),
-                                    [xx, *stack.parameters()])
+        grads = torch.autograd.grad(
+            (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum(), [xx, *stack.parameters()]
+        )
         return [y, *grads]
 
     got, expected = run(compiled), run(stack)

@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import pytest
 import torch
-
 from kernel_paths import PATHS, assert_same, leaves, path_runs
+
 from rnnfuse import StackedRNN
 from rnnfuse.cells import GRUCell, LSTMCell, RNNCell
 from rnnfuse.kernels import _ext, run_loop, select_path
@@ -81,12 +81,26 @@ WRITES: dict[str, Callable] = {
     "sums-too-large": _recurrent_sums_too_large,
 }
 
-CELLS = {"lstm": lambda: LSTMCell(F, H, forget_bias=1.0), "gru": lambda: GRUCell(F, H), "rnn": lambda: RNNCell(F, H)}
-PATH_NAMES = ["fused", "fused-segments", "fused-padded", "bptt-compiled", "bptt-fallback", "run_layer", "op"]
+CELLS = {
+    "lstm": lambda: LSTMCell(F, H, forget_bias=1.0),
+    "gru": lambda: GRUCell(F, H),
+    "rnn": lambda: RNNCell(F, H),
+}
+PATH_NAMES = [
+    "fused",
+    "fused-segments",
+    "fused-padded",
+    "bptt-compiled",
+    "bptt-fallback",
+    "run_layer",
+    "op",
+]
 
 
 def _cases() -> list[tuple[str, str]]:
-    return [(p, n) for p in PATH_NAMES for n in CELLS if path_runs(p, CELLS[n]().double(), p != "fused")]
+    return [
+        (p, n) for p in PATH_NAMES for n in CELLS if path_runs(p, CELLS[n]().double(), p != "fused")
+    ]
 
 
 @pytest.mark.parametrize("mode", ["no_grad", "grad"])
@@ -127,9 +141,16 @@ def test_a_padded_stack_sees_a_weight_written_between_two_calls(write):
         y, state = stack(x, lens)
         layer_in, expected = x, []
         for cell in stack.layers:
-            layer_in, final = run_loop(cell, layer_in, lens, cell.initial_state(B, dtype=torch.float64))
+            layer_in, final = run_loop(
+                cell, layer_in, lens, cell.initial_state(B, dtype=torch.float64)
+            )
             expected += leaves(final)
-    assert_same([y, *[t for s in state for t in leaves(s)]], [layer_in, *expected], TOL, f"padded stack after {write}")
+    assert_same(
+        [y, *[t for s in state for t in leaves(s)]],
+        [layer_in, *expected],
+        TOL,
+        f"padded stack after {write}",
+    )
 
 
 def _mixed_directions() -> StackedRNN:
@@ -152,8 +173,13 @@ def _gru() -> StackedRNN:
     return StackedRNN(F, [H, H], cell="gru", bidirectional=True)
 
 
-STACKS = {"mixed-directions": _mixed_directions, "projection-first": _projection_first, "residual": _residual,
-          "plain": _plain, "gru": _gru}
+STACKS = {
+    "mixed-directions": _mixed_directions,
+    "projection-first": _projection_first,
+    "residual": _residual,
+    "plain": _plain,
+    "gru": _gru,
+}
 
 
 @pytest.mark.parametrize("extension", [True, False], ids=["extension", "no-extension"])
@@ -181,17 +207,25 @@ def test_stacks_run_under_inference_mode(stack_name, where, threads, extension):
                 if where == "inside":
                     x, lens = x.clone(), lens.clone()
                 y, state = stack(x, lens)
-                y2, _ = stack(y[..., :F] if stack_name == "residual" else x, lens)  # inference tensors chained in
+                y2, _ = stack(
+                    y[..., :F] if stack_name == "residual" else x, lens
+                )  # inference tensors chained in
     finally:
         torch.set_num_threads(previous)
     flat = torch.utils._pytree.tree_leaves
     assert_same([y, *flat(state)], [y_ref, *flat(s_ref)], TOL, "inference_mode vs no_grad")
-    assert_same([y, *flat(state)], [y_grad.detach(), *[t.detach() for t in flat(s_grad)]], TOL,
-                "inference_mode vs autograd")
+    assert_same(
+        [y, *flat(state)],
+        [y_grad.detach(), *[t.detach() for t in flat(s_grad)]],
+        TOL,
+        "inference_mode vs autograd",
+    )
     assert y2.shape == y.shape
 
 
-@pytest.mark.parametrize("path", ["fused-padded", "fused-segments", "bptt-compiled", "bptt-fallback", "run_layer"])
+@pytest.mark.parametrize(
+    "path", ["fused-padded", "fused-segments", "bptt-compiled", "bptt-fallback", "run_layer"]
+)
 def test_a_padded_output_made_under_inference_mode_feeds_every_path(path, two_threads):
     """A padded layer's output made under ``inference_mode`` (an inference tensor) is the
     next layer's input on any path, inside inference_mode."""
@@ -203,11 +237,17 @@ def test_a_padded_output_made_under_inference_mode_feeds_every_path(path, two_th
     x = torch.randn(B, T, F, dtype=torch.float64)
     with torch.inference_mode():
         assert select_path(first, x, lens) == "fused-padded"
-        out, _ = PATHS["fused-padded"](first, x, lens, first.initial_state(B, dtype=torch.float64), False)
-        y, final = PATHS[path](second, out, lens, second.initial_state(B, dtype=torch.float64), False)
+        out, _ = PATHS["fused-padded"](
+            first, x, lens, first.initial_state(B, dtype=torch.float64), False
+        )
+        y, final = PATHS[path](
+            second, out, lens, second.initial_state(B, dtype=torch.float64), False
+        )
     with torch.no_grad():
         out_ref, _ = run_loop(first, x, lens, first.initial_state(B, dtype=torch.float64))
-        y_ref, final_ref = run_loop(second, out_ref, lens, second.initial_state(B, dtype=torch.float64))
+        y_ref, final_ref = run_loop(
+            second, out_ref, lens, second.initial_state(B, dtype=torch.float64)
+        )
     assert_same([y, *leaves(final)], [y_ref, *leaves(final_ref)], TOL, path)
 
 
@@ -270,7 +310,14 @@ LENGTH_WRITES: dict[str, Callable] = {
     "numpy-view": _lengths_numpy_view,
     "in-place": _lengths_in_place,
 }
-LAYOUT_PATHS = ["fused-segments", "bptt-compiled", "bptt-fallback", "run_layer", "run_layer-no-extension", "op"]
+LAYOUT_PATHS = [
+    "fused-segments",
+    "bptt-compiled",
+    "bptt-fallback",
+    "run_layer",
+    "run_layer-no-extension",
+    "op",
+]
 
 
 def _at_address(address: int, source: torch.Tensor) -> torch.Tensor:
@@ -311,7 +358,9 @@ def test_lengths_written_between_two_calls_are_seen(name, path, write, reverse):
         assert lens.tolist() == NEW_LENGTHS
         y, final = PATHS[path](cell, x, lens, state, reverse)
         y_ref, final_ref = run_loop(cell, x, torch.tensor(NEW_LENGTHS), state, reverse)
-    assert_same([y, *leaves(final)], [y_ref, *leaves(final_ref)], TOL, f"{path} after lengths {write}")
+    assert_same(
+        [y, *leaves(final)], [y_ref, *leaves(final_ref)], TOL, f"{path} after lengths {write}"
+    )
 
 
 def test_lengths_of_the_same_bytes_in_another_dtype_get_their_own_layout():

@@ -40,7 +40,9 @@ def state_arrays(state, prefix: str = "state") -> dict[str, np.ndarray]:
     return out
 
 
-def assert_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray], tol: float = 1e-6) -> float:
+def assert_close(
+    got: dict[str, np.ndarray], want: dict[str, np.ndarray], tol: float = 1e-6
+) -> float:
     worst = 0.0
     for key, value in got.items():
         assert value.shape == want[key].shape, key
@@ -95,8 +97,11 @@ def test_restore_facade_skips_slots_and_reads_ema():
         cell = tf1.MultiRNNCell([tf1.BasicLSTMCell(4), tf1.BasicLSTMCell(3)])
         tf1.restore(cell, prefix, "rnn", use_ema=use_ema)
         with torch.no_grad():
-            out, _ = tf1.dynamic_rnn(cell, torch.from_numpy(data["x"]),
-                                     sequence_length=torch.from_numpy(data["sequence_length"]))
+            out, _ = tf1.dynamic_rnn(
+                cell,
+                torch.from_numpy(data["x"]),
+                sequence_length=torch.from_numpy(data["sequence_length"]),
+            )
         assert np.abs(out.numpy() - data[key + "outputs"]).max() <= 1e-6
 
 
@@ -137,6 +142,7 @@ def test_inspect_and_convert_cli(tmp_path, capsys):
     assert main(["convert", prefix, "--ema", "--out", str(out)]) == 0
     assert "used in place of the raw values" in capsys.readouterr().out
     from rnnfuse.io import load
+
     stack = load(out)
     data = io("trained_ema")
     with torch.no_grad():

@@ -26,8 +26,9 @@ from rnnfuse.state import LSTMState, flatten_state, join_directions, state_sizes
 
 def _mixed(**kw) -> StackedRNN:
     torch.manual_seed(0)
-    return StackedRNN(3, [4, 4, 4], bidirectional=[True, False, False],
-                      residual=[False, False, True], **kw)
+    return StackedRNN(
+        3, [4, 4, 4], bidirectional=[True, False, False], residual=[False, False, True], **kw
+    )
 
 
 def test_mixed_stack_equals_its_parts():
@@ -42,8 +43,12 @@ def test_mixed_stack_equals_its_parts():
     assert torch.equal(state[0][0].h, fw[0].h) and torch.equal(state[0][1].c, bw[0].c)
     assert torch.equal(state[2].h, s2.h)
     assert structure_str(stack.state_sizes) != structure_str(bottom.state_sizes)
-    assert stack.state_sizes == ((LSTMState(4, 4), LSTMState(4, 4)), LSTMState(4, 4), LSTMState(4, 4))
-    again, _ = stack(x, lengths, state)   # the state goes back in as an initial state
+    assert stack.state_sizes == (
+        (LSTMState(4, 4), LSTMState(4, 4)),
+        LSTMState(4, 4),
+        LSTMState(4, 4),
+    )
+    again, _ = stack(x, lengths, state)  # the state goes back in as an initial state
     assert again.shape == out.shape
 
 
@@ -78,8 +83,11 @@ def test_fusion_bridge_and_seq2seq_accept_it():
     fused_sizes = [LSTMState(14, 14), LSTMState(8, 8), LSTMState(8, 8)]
     bridge = StateBridge(fused_sizes, [LSTMState(5, 5)] * 3)
     model = Seq2Seq(encoders, StackedRNN(1, [5, 5, 5]), output_size=1, bridge=bridge)
-    y = model({"a": torch.randn(2, 5, 3), "b": torch.randn(2, 7, 2)}, torch.randn(2, 4, 1),
-              start=torch.zeros(2, 1))
+    y = model(
+        {"a": torch.randn(2, 5, 3), "b": torch.randn(2, 7, 2)},
+        torch.randn(2, 4, 1),
+        start=torch.zeros(2, 1),
+    )
     assert y.shape == (2, 4, 1)
 
 
@@ -106,13 +114,17 @@ def test_bridge_on_a_raw_mixed_state_joins_its_directions():
     _, state = enc(torch.randn(2, 5, 3), torch.tensor([5, 2]))
     assert isinstance(state[0], tuple) and not isinstance(state[0], LSTMState)
     for input_sizes in (enc.state_sizes, [LSTMState(8, 8), LSTMState(4, 4), LSTMState(4, 4)]):
-        bridge = StateBridge(input_sizes, [LSTMState(5, 5), LSTMState(3, 3), LSTMState(2, 2)], activation="tanh")
+        bridge = StateBridge(
+            input_sizes, [LSTMState(5, 5), LSTMState(3, 3), LSTMState(2, 2)], activation="tanh"
+        )
         assert bridge.input_sizes == [LSTMState(8, 8), LSTMState(4, 4), LSTMState(4, 4)]
         got = bridge(state)
         for k, layer in enumerate(_joined_by_hand(state)):
             for part in ("c", "h"):
                 lin = bridge.maps[k][part]
-                want = torch.tanh(torch.nn.functional.linear(getattr(layer, part), lin.weight, lin.bias))
+                want = torch.tanh(
+                    torch.nn.functional.linear(getattr(layer, part), lin.weight, lin.bias)
+                )
                 assert torch.allclose(getattr(got[k], part), want, atol=1e-6, rtol=0)
         # one source in a list, and the same state through merge_directions, give the same numbers
         for again in (bridge([state]), bridge(merge_directions(state, enc.bidirectional))):
@@ -121,21 +133,29 @@ def test_bridge_on_a_raw_mixed_state_joins_its_directions():
 
 def test_bridge_on_several_raw_mixed_sources_concatenates_the_joined_states():
     a, b = _raw_states()
-    bridge = StateBridge([LSTMState(16, 16), LSTMState(8, 8), LSTMState(8, 8)], [LSTMState(3, 3)] * 3)
+    bridge = StateBridge(
+        [LSTMState(16, 16), LSTMState(8, 8), LSTMState(8, 8)], [LSTMState(3, 3)] * 3
+    )
     got = bridge([a, b])
     joined = [_joined_by_hand(a), _joined_by_hand(b)]
     for k in range(3):
         for part in ("c", "h"):
             x = torch.cat([getattr(s[k], part) for s in joined], -1)  # a's fw|bw, then b's fw|bw
             lin = bridge.maps[k][part]
-            assert torch.allclose(getattr(got[k], part), x @ lin.weight.T + lin.bias, atol=1e-6, rtol=0)
+            assert torch.allclose(
+                getattr(got[k], part), x @ lin.weight.T + lin.bias, atol=1e-6, rtol=0
+            )
     assert all(torch.equal(x, y) for x, y in zip(flatten_state(bridge((a, b))), flatten_state(got)))
 
 
 def test_parameter_free_fusion_keeps_the_mixed_structure():
     a, b = _raw_states()
-    for fuse, ref in ((concat_states, lambda x, y: torch.cat([x, y], -1)), (sum_states, torch.add),
-                      (mean_states, lambda x, y: (x + y) / 2), (max_states, torch.maximum)):
+    for fuse, ref in (
+        (concat_states, lambda x, y: torch.cat([x, y], -1)),
+        (sum_states, torch.add),
+        (mean_states, lambda x, y: (x + y) / 2),
+        (max_states, torch.maximum),
+    ):
         got = fuse([a, b])
         assert structure_str(state_sizes(got)) == structure_str(state_sizes(fuse([a, a])))
         assert isinstance(got[0], tuple) and isinstance(got[0][1], LSTMState)  # (fw, bw) kept
@@ -154,7 +174,11 @@ def test_learned_fusion_joins_each_sources_directions():
         h = torch.tanh(torch.cat([s[k].h for s in joined], -1) @ lin.weight.T + lin.bias)
         assert torch.allclose(got[k].h, h, atol=1e-6, rtol=0)
         assert torch.allclose(got[k].c, joined[0][k].c + joined[1][k].c, atol=1e-6, rtol=0)
-    for module in (ChildSumFusion(2, sizes), GatedFusion(2, sizes), ZophKnightFusion(2, _mixed().state_sizes)):
+    for module in (
+        ChildSumFusion(2, sizes),
+        GatedFusion(2, sizes),
+        ZophKnightFusion(2, _mixed().state_sizes),
+    ):
         raw, merged = module([a, b]), module(joined)
         assert structure_str(raw) == structure_str(merged)
         assert all(torch.equal(x, y) for x, y in zip(flatten_state(raw), flatten_state(merged)))
@@ -178,19 +202,25 @@ def test_seq2seq_and_multiencoder_with_raw_mixed_encoders():
 def test_malformed_direction_structures_are_refused():
     a, _ = _raw_states()
     bad = ((a[0][0], a[0][1], a[0][0]), a[1], a[2])  # a triple where an (fw, bw) pair belongs
-    with pytest.raises(ValueError, match=r"state\[0\]: expected a layer state or an \(fw, bw\) pair"):
+    with pytest.raises(
+        ValueError, match=r"state\[0\]: expected a layer state or an \(fw, bw\) pair"
+    ):
         StateBridge([LSTMState(8, 8), LSTMState(4, 4), LSTMState(4, 4)], [LSTMState(2, 2)] * 3)(bad)
     gru = torch.zeros(2, 4)
     with pytest.raises(ValueError, match=r"state\[0\]: the two directions differ in kind"):
         join_directions(((a[0][0], gru), a[1]))
-    with pytest.raises(ValueError, match=r"states: expected a stack state or a non-empty list of them, got \[\]"):
+    with pytest.raises(
+        ValueError, match=r"states: expected a stack state or a non-empty list of them, got \[\]"
+    ):
         StateBridge([LSTMState(8, 8)], [LSTMState(2, 2)])([])
     with pytest.raises(ValueError, match=r"input_sizes: state\[1\]: expected a layer state or an"):
         StateBridge([LSTMState(4, 4), (1, 2, 3)], [LSTMState(2, 2)] * 2)
 
 
 def test_per_layer_arguments_are_checked():
-    with pytest.raises(TypeError, match=r"bidirectional: expected a bool or one bool per layer \(2\)"):
+    with pytest.raises(
+        TypeError, match=r"bidirectional: expected a bool or one bool per layer \(2\)"
+    ):
         StackedRNN(3, [4, 4], bidirectional=[True])
     with pytest.raises(ValueError, match="residual: layer 1 reads 8 features and writes 4"):
         StackedRNN(3, [4, 4], bidirectional=[True, False], residual=[False, True])

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from rnnfuse import StackedRNN
-from rnnfuse.kernels import run_layer, run_loop
-from rnnfuse.kernels import _ext, padded_stack
+from rnnfuse.kernels import _ext, padded_stack, run_layer, run_loop
 from rnnfuse.kernels.ragged import SMALL_BATCH, SMALL_BATCH_ONE_THREAD
 from rnnfuse.state import LSTMState
 
@@ -52,20 +51,26 @@ def counted(monkeypatch):
 
 
 def _states(stack, batch, dtype, gen):
-    return tuple(LSTMState(*(0.5 * torch.randn(batch, n, generator=gen, dtype=dtype) for _ in range(2)))
-                 for n in SIZES)
+    return tuple(
+        LSTMState(*(0.5 * torch.randn(batch, n, generator=gen, dtype=dtype) for _ in range(2)))
+        for n in SIZES
+    )
 
 
 @pytest.mark.parametrize("calls", ["one", "cut"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize(("lengths", "steps"), [
-    ([9, 0, 3, 7, 1], 9),  # an empty sequence; the longest runs to the end
-    ([4, 2, 5, 5, 1], 9),  # trimmed to the longest, padded back
-    ([8, 3, 6, 1, 2], 9),  # the longest one short of the end
-])
+@pytest.mark.parametrize(
+    ("lengths", "steps"),
+    [
+        ([9, 0, 3, 7, 1], 9),  # an empty sequence; the longest runs to the end
+        ([4, 2, 5, 5, 1], 9),  # trimmed to the longest, padded back
+        ([8, 3, 6, 1, 2], 9),  # the longest one short of the end
+    ],
+)
 @pytest.mark.parametrize("given_state", [False, True], ids=["zero-state", "given-state"])
-def test_one_call_equals_layer_by_layer(lengths, steps, dtype, given_state, calls, bptt_impl, two_threads, counted,
-                                        monkeypatch):
+def test_one_call_equals_layer_by_layer(
+    lengths, steps, dtype, given_state, calls, bptt_impl, two_threads, counted, monkeypatch
+):
     """The stack in one call gives the layer-by-layer values bit for bit when each layer
     makes one fused call (these few steps), and to rounding when its calls are cut at the
     lengths (a free call: cuts at every length up to MAX_CALLS; fewer rows change how the
@@ -100,13 +105,26 @@ def test_one_call_equals_layer_by_layer(lengths, steps, dtype, given_state, call
         torch.testing.assert_close(got.h, want.h, atol=tol, rtol=tol)
 
 
-@pytest.mark.parametrize(("lengths", "steps", "call_cost", "expected"), [
-    ([57, 99, 4, 70, 65, 57, 81, 36], 99, padded_stack.CALL_COST, [0, 70, 99]),
-    ([100] + [10] * 7, 100, padded_stack.CALL_COST, [0, 10, 100]),  # one long sequence runs on alone
-    ([99, 95, 90, 88, 80, 99, 97, 92], 99, padded_stack.CALL_COST, [0, 99]),  # cuts would save less than a call
-    ([9, 0, 3, 7, 1], 9, 0.0, [0, 1, 3, 7, 9]),  # free calls: at most MAX_CALLS
-    ([5, 5, 5], 5, 0.0, [0, 5]),
-])
+@pytest.mark.parametrize(
+    ("lengths", "steps", "call_cost", "expected"),
+    [
+        ([57, 99, 4, 70, 65, 57, 81, 36], 99, padded_stack.CALL_COST, [0, 70, 99]),
+        (
+            [100] + [10] * 7,
+            100,
+            padded_stack.CALL_COST,
+            [0, 10, 100],
+        ),  # one long sequence runs on alone
+        (
+            [99, 95, 90, 88, 80, 99, 97, 92],
+            99,
+            padded_stack.CALL_COST,
+            [0, 99],
+        ),  # cuts would save less than a call
+        ([9, 0, 3, 7, 1], 9, 0.0, [0, 1, 3, 7, 9]),  # free calls: at most MAX_CALLS
+        ([5, 5, 5], 5, 0.0, [0, 5]),
+    ],
+)
 def test_cut_points_minimise_the_modelled_cost(lengths, steps, call_cost, expected):
     """The cuts against every choice of at most MAX_CALLS - 1 inner bounds at lengths."""
     bounds = padded_stack.cut_points(lengths, steps, call_cost)
@@ -114,10 +132,16 @@ def test_cut_points_minimise_the_modelled_cost(lengths, steps, call_cost, expect
 
     def cost(b):
         rows = [len(lengths)] + [sum(n > p for n in lengths) for p in b[1:-1]]
-        return sum((q - p) * (padded_stack.STEP_COST + r) + call_cost for p, q, r in zip(b, b[1:], rows))
+        return sum(
+            (q - p) * (padded_stack.STEP_COST + r) + call_cost for p, q, r in zip(b, b[1:], rows)
+        )
 
     inner = sorted({n for n in lengths if 0 < n < steps})
-    every = [[0, *c, steps] for k in range(padded_stack.MAX_CALLS) for c in itertools.combinations(inner, k)]
+    every = [
+        [0, *c, steps]
+        for k in range(padded_stack.MAX_CALLS)
+        for c in itertools.combinations(inner, k)
+    ]
     assert cost(bounds) == min(cost(b) for b in every)
 
 
@@ -144,25 +168,47 @@ def test_every_length_zero_runs_layer_by_layer(two_threads, counted):
         assert got.c is given.c or torch.equal(got.c, given.c)
 
 
-@pytest.mark.parametrize("case", [
-    "gradient", "state-gradient", "one-thread-larger-batch", "large-batch", "gru", "peepholes", "bidirectional",
-    "residual", "dropout-training", "no-lengths",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "gradient",
+        "state-gradient",
+        "one-thread-larger-batch",
+        "large-batch",
+        "gru",
+        "peepholes",
+        "bidirectional",
+        "residual",
+        "dropout-training",
+        "no-lengths",
+    ],
+)
 def test_other_stacks_and_batches_run_layer_by_layer(case, two_threads, counted):
     """The one call is taken only where every layer would run padded, each output feeding
     the next as it is; elsewhere the layers run as before (and give their usual values)."""
-    options = {"gru": {"cell": "gru"}, "peepholes": {"peepholes": True}, "bidirectional": {"bidirectional": True},
-               "residual": {"residual": True}, "dropout-training": {"dropout": 0.5}}.get(case, {})
+    options = {
+        "gru": {"cell": "gru"},
+        "peepholes": {"peepholes": True},
+        "bidirectional": {"bidirectional": True},
+        "residual": {"residual": True},
+        "dropout-training": {"dropout": 0.5},
+    }.get(case, {})
     sizes = [6, 6] if case == "residual" else SIZES
     stack = StackedRNN(F, sizes, **options)
     stack.train(case == "dropout-training")
-    batch = {"large-batch": SMALL_BATCH + 1, "one-thread-larger-batch": SMALL_BATCH_ONE_THREAD + 1}.get(case, 4)
+    batch = {
+        "large-batch": SMALL_BATCH + 1,
+        "one-thread-larger-batch": SMALL_BATCH_ONE_THREAD + 1,
+    }.get(case, 4)
     x = torch.randn(batch, 8, F, requires_grad=case == "gradient")
     lens = None if case == "no-lengths" else torch.arange(batch) % 9
     state = None
     if case == "state-gradient":  # frozen weights, a state that needs gradients
         stack.requires_grad_(False)
-        state = tuple(LSTMState(torch.zeros(batch, n, requires_grad=True), torch.zeros(batch, n)) for n in sizes)
+        state = tuple(
+            LSTMState(torch.zeros(batch, n, requires_grad=True), torch.zeros(batch, n))
+            for n in sizes
+        )
     if case == "one-thread-larger-batch":
         torch.set_num_threads(1)
     grad = case in ("gradient", "state-gradient")
@@ -214,7 +260,9 @@ def test_lengths_changed_behind_the_version_counter_are_read_anew(batch, two_thr
 
 
 @pytest.mark.parametrize(("hidden", "calls"), [(256, 4), (8, 2)])
-def test_wide_layers_cut_where_one_sequence_runs_on_and_narrow_ones_do_not(hidden, calls, two_threads, monkeypatch):
+def test_wide_layers_cut_where_one_sequence_runs_on_and_narrow_ones_do_not(
+    hidden, calls, two_threads, monkeypatch
+):
     """One of 8 sequences runs 90 steps past the others: two calls per layer for layers of
     256 units (the 90 steps at one row save more than a call costs), one for layers of 8
     (their rows cost so little that a call's own cost outweighs the saving: ROW_WORK)."""

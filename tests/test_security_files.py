@@ -43,7 +43,9 @@ def _keras2_weights(path: Path, kernel=None, names=NAMES, **kernel_options) -> P
     return path
 
 
-def _limited(code: str, tmp_path: Path, extra_bytes: int = 1 << 30, timeout: float = 120) -> subprocess.CompletedProcess:
+def _limited(
+    code: str, tmp_path: Path, extra_bytes: int = 1 << 30, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """``code`` in a fresh interpreter whose address space may grow ``extra_bytes`` past its
     imports, killed after ``timeout`` seconds (a ``TimeoutExpired`` fails the test)."""
     script = textwrap.dedent(f"""
@@ -53,8 +55,14 @@ def _limited(code: str, tmp_path: Path, extra_bytes: int = 1 << 30, timeout: flo
         resource.setrlimit(resource.RLIMIT_AS, (base + {extra_bytes}, base + {extra_bytes}))
     """) + textwrap.dedent(code)
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=timeout,
+    )
 
 
 _LOAD = """
@@ -79,9 +87,13 @@ def test_a_keras2_h5_with_an_external_link_is_refused(tmp_path):
 def test_a_keras2_h5_with_external_raw_storage_is_refused_before_reading(tmp_path):
     fifo = tmp_path / "fifo"  # a reader that reads the external file would block on it for ever
     os.mkfifo(fifo)
-    path = _keras2_weights(tmp_path / "model.h5", shape=(3, 8), dtype="f4", external=[(str(fifo), 0, 96)])
+    path = _keras2_weights(
+        tmp_path / "model.h5", shape=(3, 8), dtype="f4", external=[(str(fifo), 0, 96)]
+    )
     result = _limited(_LOAD.format(path=str(path)), tmp_path, timeout=60)
-    assert "REFUSED" in result.stdout and "external files" in result.stdout, result.stdout + result.stderr
+    assert "REFUSED" in result.stdout and "external files" in result.stdout, (
+        result.stdout + result.stderr
+    )
 
 
 def test_a_keras2_h5_with_a_virtual_dataset_is_refused(tmp_path):
@@ -106,8 +118,10 @@ def test_a_keras3_weights_file_inside_a_keras_zip_may_not_link_out(tmp_path):
     weights = tmp_path / "model.weights.h5"
     with h5py.File(weights, "w") as f:
         f["layers/lstm/cell"] = h5py.ExternalLink(str(other), "/")
-    config = {"class_name": "Sequential", "config": {"layers": [
-        {"class_name": "LSTM", "config": {"name": "lstm", "units": 2}}]}}
+    config = {
+        "class_name": "Sequential",
+        "config": {"layers": [{"class_name": "LSTM", "config": {"name": "lstm", "units": 2}}]},
+    }
     path = tmp_path / "model.keras"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("config.json", json.dumps(config))
@@ -117,19 +131,25 @@ def test_a_keras3_weights_file_inside_a_keras_zip_may_not_link_out(tmp_path):
 
 
 # ------------------------------------------------------------------ 4. declared shapes, repeated datasets
-@pytest.mark.parametrize("side", [200_000, 20_000])  # 149 GiB (over any bound), 1.5 GiB (not in the file)
+@pytest.mark.parametrize(
+    "side", [200_000, 20_000]
+)  # 149 GiB (over any bound), 1.5 GiB (not in the file)
 def test_a_never_written_kernel_declaring_gigabytes_is_refused_before_allocating(tmp_path, side):
     path = _keras2_weights(tmp_path / "model.h5", shape=(side, side), dtype="f4", chunks=(64, 64))
     assert path.stat().st_size < 64 * 1024
     result = _limited(_LOAD.format(path=str(path)), tmp_path)
-    assert "REFUSED" in result.stdout and "refused before allocating" in result.stdout, result.stdout + result.stderr
+    assert "REFUSED" in result.stdout and "refused before allocating" in result.stdout, (
+        result.stdout + result.stderr
+    )
 
 
 def test_a_dataset_listed_2000_times_is_refused(tmp_path):
     big = np.zeros((1000, 1000), "f4")  # 4 MB, listed 2,000 times: 8 GB if read each time
     path = _keras2_weights(tmp_path / "model.h5", kernel=big, names=[NAMES[0]] * 2000)
     result = _limited(_LOAD.format(path=str(path)), tmp_path)
-    assert "REFUSED" in result.stdout and "same dataset" in result.stdout, result.stdout + result.stderr
+    assert "REFUSED" in result.stdout and "same dataset" in result.stdout, (
+        result.stdout + result.stderr
+    )
 
 
 def test_a_hard_linked_dataset_in_a_keras3_file_is_refused(tmp_path):
@@ -177,7 +197,9 @@ def test_the_layer_order_is_decided_without_trying_every_order(tmp_path, shape):
     path = _same_shape_layers(tmp_path / "m.weights.h5", names, "zz")
     started = time.monotonic()
     result = _limited(_LOAD.format(path=str(path)), tmp_path, timeout=60)
-    assert "REFUSED" in result.stdout and "layer order" in result.stdout, result.stdout + result.stderr
+    assert "REFUSED" in result.stdout and "layer order" in result.stdout, (
+        result.stdout + result.stderr
+    )
     assert time.monotonic() - started < 30
 
 
@@ -189,7 +211,9 @@ def test_a_unique_order_among_many_classes_is_still_found(tmp_path):
             gates = 4 if name.startswith("lstm") else 3
             f[f"layers/{name}/cell/vars/0"] = np.zeros((n_in, gates * units), "f4")
             f[f"layers/{name}/cell/vars/1"] = np.zeros((units, gates * units), "f4")
-            f[f"layers/{name}/cell/vars/2"] = np.zeros((2, gates * units) if gates == 3 else gates * units, "f4")
+            f[f"layers/{name}/cell/vars/2"] = np.zeros(
+                (2, gates * units) if gates == 3 else gates * units, "f4"
+            )
     assert stack_from_keras(path).hidden_sizes == (5, 6, 7, 8)
 
 

@@ -30,7 +30,9 @@ from rnnfuse.convert.keras import stack_from_keras
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-TINY = RunConfig(model=ModelConfig(local_sizes=(4,), global_sizes=(4,)), optim=OptimConfig(epochs=1))
+TINY = RunConfig(
+    model=ModelConfig(local_sizes=(4,), global_sizes=(4,)), optim=OptimConfig(epochs=1)
+)
 SMALL = ["--local-sizes", "4", "--global-sizes", "4", "--no-progress"]
 
 
@@ -44,7 +46,13 @@ def _error(capsys, argv: list[str]) -> str:
 
 def _model_file(path: Path, config: RunConfig) -> Path:
     """A forecaster file as `rnnfuse train` writes it (random weights of ``config.model``)."""
-    meta = {"format": ckpt.MODEL_FORMAT, "config": config.to_dict(), "scale": 1.0, "epoch": 1, "best_val_mae": 0.5}
+    meta = {
+        "format": ckpt.MODEL_FORMAT,
+        "config": config.to_dict(),
+        "scale": 1.0,
+        "epoch": 1,
+        "best_val_mae": 0.5,
+    }
     ckpt.save_model_file(path, build_model(config.model).state_dict(), meta)
     return path
 
@@ -57,11 +65,18 @@ def _keras_zip(path: Path, config: object, weights: bytes = b"") -> Path:
 
 
 # ------------------------------------------------------------------ 6. tracebacks
-@pytest.mark.parametrize("config", [
-    b"[" * 100_000 + b"]" * 100_000,  # nested past Python's recursion limit
-    {"class_name": "Sequential", "config": []},
-    {"class_name": "Sequential", "config": {"layers": [{"class_name": "RNN", "config": "lstm"}]}},
-], ids=["deep", "config-list", "rnn-config-string"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # nested past Python's recursion limit
+        {"class_name": "Sequential", "config": []},
+        {
+            "class_name": "Sequential",
+            "config": {"layers": [{"class_name": "RNN", "config": "lstm"}]},
+        },
+    ],
+    ids=["deep", "config-list", "rnn-config-string"],
+)
 def test_a_keras_config_of_the_wrong_shape_is_a_value_error(tmp_path, config):
     with pytest.raises(ValueError, match="config.json|a layer of config.json"):
         stack_from_keras(_keras_zip(tmp_path / "m.keras", config))
@@ -73,7 +88,7 @@ def _patched_zip(path: Path, offset_local: int, offset_central: int, value: int)
     for signature, offset in ((b"PK\x03\x04", offset_local), (b"PK\x01\x02", offset_central)):
         start = data.find(signature)
         while start >= 0:
-            data[start + offset:start + offset + 2] = struct.pack("<H", value)
+            data[start + offset : start + offset + 2] = struct.pack("<H", value)
             start = data.find(signature, start + 4)
     path.write_bytes(bytes(data))
     return path
@@ -90,18 +105,25 @@ def test_an_encrypted_or_unknown_compression_keras_zip_is_a_value_error(tmp_path
         stack_from_keras(path)
 
 
-def test_safetensors_metadata_nested_deep_is_a_one_line_error_in_inspect_and_predict(tmp_path, capsys):
+def test_safetensors_metadata_nested_deep_is_a_one_line_error_in_inspect_and_predict(
+    tmp_path, capsys
+):
     path = _model_file(tmp_path / "m.safetensors", TINY)
     raw = {"format": ckpt.MODEL_FORMAT, "scale": 1.0}
-    save_file(load_file(path), path, {**{k: json.dumps(v) for k, v in raw.items()},
-                                      "config": "[" * 100_000 + "]" * 100_000})
+    save_file(
+        load_file(path),
+        path,
+        {**{k: json.dumps(v) for k, v in raw.items()}, "config": "[" * 100_000 + "]" * 100_000},
+    )
     for argv in (["inspect", str(path)], ["predict", "--model", str(path)]):
         assert "nested" in _error(capsys, argv)
 
 
 def test_a_time_column_of_plus_minus_1e308_is_a_data_error(tmp_path):
     path = tmp_path / "s.csv"
-    path.write_text("t,x\n" + "".join(f"{t},{k}\n" for k, t in enumerate(["-1.7e308", "0", "1.7e308"])))
+    path.write_text(
+        "t,x\n" + "".join(f"{t},{k}\n" for k, t in enumerate(["-1.7e308", "0", "1.7e308"]))
+    )
     with pytest.raises(DataError, match=r"line 2, column 't': expected a time within"):
         load_series(path, "x", "t", ())
 
@@ -115,7 +137,9 @@ def test_a_state_json_with_adam_betas_5_7_is_refused_on_resume(tmp_path, capsys)
     state = json.loads(state_path.read_text())
     state["optimizer"]["param_groups"][0]["betas"] = [5, 7]
     state_path.write_bytes(ckpt.json_bytes(state))
-    pointer["sha256"]["state.json"] = __import__("hashlib").sha256(state_path.read_bytes()).hexdigest()
+    pointer["sha256"]["state.json"] = (
+        __import__("hashlib").sha256(state_path.read_bytes()).hexdigest()
+    )
     (out / "latest.json").write_bytes(ckpt.json_bytes(pointer))
     err = _error(capsys, ["train", "--out", str(out), "--resume", "--epochs", "3", "--no-progress"])
     assert "betas: expected two numbers in [0, 1), got [5, 7]" in err
@@ -127,7 +151,9 @@ def test_a_model_asking_for_500000_global_blocks_runs_its_encoder_over_the_data_
     from rnnfuse.stack import StackedRNN
 
     data = DataConfig(global_blocks=500_000, block=1, min_global_blocks=10)
-    model, config, scale, _ = load_model(_model_file(tmp_path / "m.safetensors", RunConfig(data=data, model=TINY.model)))
+    model, config, scale, _ = load_model(
+        _model_file(tmp_path / "m.safetensors", RunConfig(data=data, model=TINY.model))
+    )
     steps: list[int] = []
     for name, module in model.named_modules():
         if isinstance(module, StackedRNN) and "global" in name:
@@ -142,7 +168,9 @@ def test_a_model_asking_for_500000_global_blocks_runs_its_encoder_over_the_data_
 def test_a_model_asking_for_a_horizon_of_100000_is_refused(tmp_path, capsys):
     data = DataConfig(horizon=100_000, period=100_000)
     model = _model_file(tmp_path / "m.safetensors", RunConfig(data=data, model=TINY.model))
-    assert "data.horizon: expected an int in [1, 1000]" in _error(capsys, ["predict", "--model", str(model)])
+    assert "data.horizon: expected an int in [1, 1000]" in _error(
+        capsys, ["predict", "--model", str(model)]
+    )
 
 
 # ------------------------------------------------------------------ 8. processes left behind
@@ -154,7 +182,10 @@ def _children(pid: int) -> list[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and "spawn_main" in (entry / "cmdline").read_text():
+            if (
+                int(stat.rsplit(")", 1)[1].split()[1]) == pid
+                and "spawn_main" in (entry / "cmdline").read_text()
+            ):
                 found.append(int(entry.name))
     return found
 
@@ -169,8 +200,28 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_sigterm_to_demo_ends_its_workers(tmp_path):
-    argv = [sys.executable, "-m", "rnnfuse", "demo", "--out", str(tmp_path / "demo"), "--jobs", "2", "--steps", "100000",
-            "--seeds", "1", "--fusions", "concat,sum", "--hybrids", "none", "--baselines", "none", "--refit", "none"]
+    argv = [
+        sys.executable,
+        "-m",
+        "rnnfuse",
+        "demo",
+        "--out",
+        str(tmp_path / "demo"),
+        "--jobs",
+        "2",
+        "--steps",
+        "100000",
+        "--seeds",
+        "1",
+        "--fusions",
+        "concat,sum",
+        "--hybrids",
+        "none",
+        "--baselines",
+        "none",
+        "--refit",
+        "none",
+    ]
     demo = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     workers: list[int] = []
     try:
@@ -207,14 +258,27 @@ def test_a_huge_or_tiny_target_says_rescale(tmp_path, value):
     path = tmp_path / "s.csv"
     path.write_text("x\n" + "".join(f"{k}{value[1:]}\n" for k in range(1, 400)))
     with pytest.raises(DataError, match="rescale the column"):
-        prepare(load_series(path, "x", None, ()), DataConfig(horizon=2, period=1, local_steps=8, global_blocks=4,
-                                                            block=2, min_global_blocks=1, val_steps=20, test_steps=20))
+        prepare(
+            load_series(path, "x", None, ()),
+            DataConfig(
+                horizon=2,
+                period=1,
+                local_steps=8,
+                global_blocks=4,
+                block=2,
+                min_global_blocks=1,
+                val_steps=20,
+                test_steps=20,
+            ),
+        )
 
 
 def test_a_covariate_of_1e308_is_refused_where_it_is_read(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text("x,c\n" + "".join(f"{k % 7},{'1e308' if k == 50 else k}\n" for k in range(300)))
-    with pytest.raises(DataError, match=r"line 52, column 'c': '1e308' is out of the range .*rescale"):
+    with pytest.raises(
+        DataError, match=r"line 52, column 'c': '1e308' is out of the range .*rescale"
+    ):
         load_series(path, "x", None, ("c",))
 
 
@@ -230,8 +294,12 @@ def test_a_full_disk_names_the_file(tmp_path, monkeypatch):
 
 
 def test_a_bad_bidirectional_config_says_what_is_wrong(tmp_path):
-    config = {"class_name": "Sequential", "config": {"layers": [
-        {"class_name": "Bidirectional", "config": {"name": "bi", "layer": "lstm"}}]}}
+    config = {
+        "class_name": "Sequential",
+        "config": {
+            "layers": [{"class_name": "Bidirectional", "config": {"name": "bi", "layer": "lstm"}}]
+        },
+    }
     buffer = io.BytesIO()
     with h5py.File(buffer, "w") as f:
         f.create_group("layers")
@@ -242,5 +310,7 @@ def test_a_bad_bidirectional_config_says_what_is_wrong(tmp_path):
 def test_a_duplicated_csv_header_is_refused_naming_both_fields(tmp_path):
     path = tmp_path / "s.csv"
     path.write_text("x,x\n1,10\n2,20\n")
-    with pytest.raises(DataError, match=r"names column 'x' \(--column\) 2 times \(fields \[1, 2\]\)"):
+    with pytest.raises(
+        DataError, match=r"names column 'x' \(--column\) 2 times \(fields \[1, 2\]\)"
+    ):
         load_series(path, "x", None, ())

@@ -17,10 +17,22 @@ from rnnfuse.app.config import RunConfig
 from rnnfuse.cli import main
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-SMALL = ["--local-sizes", "4", "--global-sizes", "4", "--no-progress", "--epochs", "1", "--steps", "2"]
+SMALL = [
+    "--local-sizes",
+    "4",
+    "--global-sizes",
+    "4",
+    "--no-progress",
+    "--epochs",
+    "1",
+    "--steps",
+    "2",
+]
 
 
-def _cli(argv: list[str], tmp_path: Path, extra_bytes: int = 512 << 20, timeout: float = 120) -> subprocess.CompletedProcess:
+def _cli(
+    argv: list[str], tmp_path: Path, extra_bytes: int = 512 << 20, timeout: float = 120
+) -> subprocess.CompletedProcess:
     """``rnnfuse <argv>`` in a fresh interpreter limited to ``extra_bytes`` more address space
     than its imports take, killed after ``timeout`` seconds (which fails the test)."""
     script = textwrap.dedent(f"""
@@ -31,8 +43,14 @@ def _cli(argv: list[str], tmp_path: Path, extra_bytes: int = 512 << 20, timeout:
         sys.exit(rnnfuse.cli.main({argv!r}))
     """)
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def _one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -60,7 +78,9 @@ def test_a_lock_that_is_a_symlink_is_refused_and_its_target_untouched(tmp_path, 
     assert f"{out / '.lock'} (a symbolic link)" in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_a_checkpoints_symlink_is_refused_and_its_target_neither_written_nor_pruned(tmp_path, capsys):
+def test_a_checkpoints_symlink_is_refused_and_its_target_neither_written_nor_pruned(
+    tmp_path, capsys
+):
     victim = tmp_path / "elsewhere"
     for step in ("step-00000001", "step-00000002", "step-00000003"):
         (victim / step).mkdir(parents=True)
@@ -70,7 +90,11 @@ def test_a_checkpoints_symlink_is_refused_and_its_target_neither_written_nor_pru
     (out / "checkpoints").symlink_to(victim, target_is_directory=True)
     assert main(["train", "--out", str(out), *SMALL]) == 2
     err = capsys.readouterr().err
-    assert sorted(p.name for p in victim.iterdir()) == ["step-00000001", "step-00000002", "step-00000003"]
+    assert sorted(p.name for p in victim.iterdir()) == [
+        "step-00000001",
+        "step-00000002",
+        "step-00000003",
+    ]
     assert f"{out / 'checkpoints'} (a symbolic link)" in err, err
 
 
@@ -106,7 +130,9 @@ def test_a_config_file_that_never_ends_is_refused_without_reading_it(tmp_path, k
         path = tmp_path / "config.json"
         with path.open("wb") as handle:
             handle.truncate(6 << 30)
-    err = _one_line_error(_cli(["train", "--out", str(tmp_path / "run"), "--config", str(path)], tmp_path))
+    err = _one_line_error(
+        _cli(["train", "--out", str(tmp_path / "run"), "--config", str(path)], tmp_path)
+    )
     assert str(path) in err and ("not a regular file" in err or "bytes at most" in err), err
 
 
@@ -121,7 +147,9 @@ def test_a_savedmodel_keras_metadata_that_never_ends_is_refused(tmp_path, kind):
         with meta.open("wb") as handle:
             handle.truncate(6 << 30)
     err = _one_line_error(_cli(["inspect", str(model)], tmp_path, timeout=60))
-    assert "keras_metadata.pb" in err and ("not a regular file" in err or "bytes at most" in err), err
+    assert "keras_metadata.pb" in err and ("not a regular file" in err or "bytes at most" in err), (
+        err
+    )
 
 
 def test_entries_that_vanish_while_checked_are_not_refused(tmp_path):

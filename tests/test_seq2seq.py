@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rnnfuse import LSTMState, MultiEncoder, StackedRNN, StateBridge, ZophKnightFusion, concat_states, zeros_like_state
+from rnnfuse import (
+    LSTMState,
+    MultiEncoder,
+    StackedRNN,
+    StateBridge,
+    ZophKnightFusion,
+    concat_states,
+    zeros_like_state,
+)
 from rnnfuse.seq2seq import LuongAttention, Seq2Seq, concat_over_time
 
 
@@ -15,8 +23,13 @@ def _inputs(batch: int = 3) -> dict[str, torch.Tensor]:
 
 def _tf1_model(cell: str = "gru", attention: bool = False) -> Seq2Seq:
     """The TF1 post's set-up: two [20, 20] encoders, concatenated into 40-unit states."""
-    enc = MultiEncoder({"local": StackedRNN(6, [20, 20], cell), "global": StackedRNN(6, [20, 20], cell)}, fusion="concat")
-    return Seq2Seq(enc, StackedRNN(1 + 2, [40, 40], cell), output_size=1, attention=attention, attention_size=8)
+    enc = MultiEncoder(
+        {"local": StackedRNN(6, [20, 20], cell), "global": StackedRNN(6, [20, 20], cell)},
+        fusion="concat",
+    )
+    return Seq2Seq(
+        enc, StackedRNN(1 + 2, [40, 40], cell), output_size=1, attention=attention, attention_size=8
+    )
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
@@ -50,11 +63,15 @@ def test_first_decoded_step_depends_on_each_encoder_and_on_the_state(cell):
     for name in ("local", "global"):
         changed = dict(x, **{name: x[name] + 0.5})
         other = model.generate(changed, start=start, steps=4, covariates=cov)[:, 0]
-        assert (other - first).abs().min() > 1e-6, f"changing the {name} input left the first step unchanged"
+        assert (other - first).abs().min() > 1e-6, (
+            f"changing the {name} input left the first step unchanged"
+        )
     sources = model.encode(x)
     dec_in = torch.cat([start, cov[:, 0]], dim=-1).unsqueeze(1)
     from_fused = model.decode(sources, dec_in)[0][:, 0]
-    from_zero = model.decode(sources._replace(state=zeros_like_state(sources.state)), dec_in)[0][:, 0]
+    from_zero = model.decode(sources._replace(state=zeros_like_state(sources.state)), dec_in)[0][
+        :, 0
+    ]
     torch.testing.assert_close(from_fused, first)
     assert (from_zero - from_fused).abs().min() > 1e-6
 
@@ -76,7 +93,9 @@ def test_teacher_forcing_on_the_rollout_reproduces_the_rollout():
 
 def test_bridge_maps_the_fused_state_to_the_decoder_sizes():
     torch.manual_seed(4)
-    enc = MultiEncoder({"local": StackedRNN(6, [20, 20]), "global": StackedRNN(6, [20, 20])}, fusion="concat")
+    enc = MultiEncoder(
+        {"local": StackedRNN(6, [20, 20]), "global": StackedRNN(6, [20, 20])}, fusion="concat"
+    )
     bridge = StateBridge([LSTMState(40, 40)] * 2, [LSTMState(16, 16)] * 2)
     model = Seq2Seq(enc, StackedRNN(1, [16, 16]), output_size=1, bridge=bridge)
     x = _inputs()
@@ -96,8 +115,12 @@ def test_learned_fusion_module_feeds_the_decoder():
 
 
 def test_mismatched_decoder_sizes_are_refused_with_the_fix():
-    enc = MultiEncoder({"local": StackedRNN(6, [20, 20]), "global": StackedRNN(6, [20, 20])}, fusion="concat")
-    with pytest.raises(ValueError, match=r"initial state must have sizes.*StateBridge"):  # at construction
+    enc = MultiEncoder(
+        {"local": StackedRNN(6, [20, 20]), "global": StackedRNN(6, [20, 20])}, fusion="concat"
+    )
+    with pytest.raises(
+        ValueError, match=r"initial state must have sizes.*StateBridge"
+    ):  # at construction
         Seq2Seq(enc, StackedRNN(1, [20, 20]), output_size=1)
 
 
@@ -132,7 +155,9 @@ def test_attention_ignores_padded_encoder_steps():
     model = _tf1_model("lstm", attention=True)
     x = _inputs(2)
     lengths = {"local": None, "global": torch.tensor([9, 4])}
-    kwargs = dict(start=torch.zeros(2, 1), steps=3, covariates=torch.randn(2, 3, 2), lengths=lengths)
+    kwargs = dict(
+        start=torch.zeros(2, 1), steps=3, covariates=torch.randn(2, 3, 2), lengths=lengths
+    )
     base = model.generate(x, **kwargs)
     noisy = dict(x, **{"global": x["global"].clone()})
     noisy["global"][1, 4:] = 100.0  # past sequence 1's length
@@ -156,8 +181,12 @@ def test_attention_over_time_major_encoders_equals_batch_major():
     torch.manual_seed(0)
 
     def model(batch_first):
-        enc = MultiEncoder({"local": StackedRNN(3, [5], batch_first=batch_first),
-                            "global": StackedRNN(3, [5], batch_first=batch_first)})
+        enc = MultiEncoder(
+            {
+                "local": StackedRNN(3, [5], batch_first=batch_first),
+                "global": StackedRNN(3, [5], batch_first=batch_first),
+            }
+        )
         return Seq2Seq(enc, StackedRNN(1, [10]), output_size=1, attention=True, attention_size=4)
 
     time_major, batch_major = model(False), model(True)
@@ -165,5 +194,10 @@ def test_attention_over_time_major_encoders_equals_batch_major():
     x = {"local": torch.randn(3, 6, 3), "global": torch.randn(3, 9, 3)}
     lengths = {"global": torch.tensor([9, 0, 4])}
     expected = batch_major.generate(x, start=torch.zeros(3, 1), steps=2, lengths=lengths)
-    got = time_major.generate({k: v.transpose(0, 1) for k, v in x.items()}, start=torch.zeros(3, 1), steps=2, lengths=lengths)
+    got = time_major.generate(
+        {k: v.transpose(0, 1) for k, v in x.items()},
+        start=torch.zeros(3, 1),
+        steps=2,
+        lengths=lengths,
+    )
     torch.testing.assert_close(got, expected)

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
-BLOCKS = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if re.search(r"print\(.*\)\s+# ", b)]
+BLOCKS = [
+    b for b in re.findall(r"```python\n(.*?)```", README, re.S) if re.search(r"print\(.*\)\s+# ", b)
+]
 
 
 def test_the_readme_has_runnable_examples():

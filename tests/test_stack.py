@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from numpy_reference import max_abs_diff, reference_for, stacked_rnn, state_to_numpy
+
 from rnnfuse import GRUCell, LSTMCell, LSTMState, RNNCell, StackedRNN
 from rnnfuse.state import flatten_state, map_state
 
@@ -27,7 +27,9 @@ def _stacks() -> dict[str, StackedRNN]:
     """Every cell kind and option family, uni- and bidirectional, plain and mixed."""
     return {
         "lstm": StackedRNN(F, [5, 3], "lstm", forget_bias=1.0),
-        "lstm_peep_proj_clip": StackedRNN(F, [5, 4], "lstm", peepholes=True, proj_size=3, cell_clip=0.5, proj_clip=0.4),
+        "lstm_peep_proj_clip": StackedRNN(
+            F, [5, 4], "lstm", peepholes=True, proj_size=3, cell_clip=0.5, proj_clip=0.4
+        ),
         "gru_reset_after": StackedRNN(F, [5, 3], "gru"),
         "gru_reset_before": StackedRNN(F, [5, 3], "gru", reset_after=False),
         "rnn_tanh": StackedRNN(F, [5, 3], "rnn"),
@@ -35,7 +37,11 @@ def _stacks() -> dict[str, StackedRNN]:
         "bi_lstm_proj": StackedRNN(F, [4, 3], "lstm", bidirectional=True, proj_size=2),
         "bi_gru": StackedRNN(F, [4, 3, 2], "gru", bidirectional=True),
         "mixed": StackedRNN.from_cells(
-            [LSTMCell(F, 5, peepholes=True, proj_size=4), GRUCell(4, 3, reset_after=False), RNNCell(3, 3, nonlinearity="relu")]
+            [
+                LSTMCell(F, 5, peepholes=True, proj_size=4),
+                GRUCell(4, 3, reset_after=False),
+                RNNCell(3, 3, nonlinearity="relu"),
+            ]
         ),
         "bi_mixed": StackedRNN.from_cells(
             [GRUCell(F, 3), LSTMCell(6, 4, forget_bias=1.0)],
@@ -43,14 +49,24 @@ def _stacks() -> dict[str, StackedRNN]:
         ),
         # activations other than sigmoid/tanh: the reference loop, also over ragged batches
         "acts": StackedRNN.from_cells(
-            [LSTMCell(F, 5, recurrent_activation="hard_sigmoid_keras2"),
-             GRUCell(5, 3, recurrent_activation="hard_sigmoid", activation="softsign"),
-             RNNCell(3, 3, nonlinearity="softsign")]
+            [
+                LSTMCell(F, 5, recurrent_activation="hard_sigmoid_keras2"),
+                GRUCell(5, 3, recurrent_activation="hard_sigmoid", activation="softsign"),
+                RNNCell(3, 3, nonlinearity="softsign"),
+            ]
         ),
-        "bi_acts": StackedRNN(F, [4, 3], "lstm", bidirectional=True, recurrent_activation="hard_sigmoid",
-                              activation="relu"),
+        "bi_acts": StackedRNN(
+            F,
+            [4, 3],
+            "lstm",
+            bidirectional=True,
+            recurrent_activation="hard_sigmoid",
+            activation="relu",
+        ),
         # Keras' Bidirectional merges below other layers
-        "bi_merges": StackedRNN(F, [4, 3, 3, 2], "gru", bidirectional=True, merge_mode=["sum", "ave", "mul", "concat"]),
+        "bi_merges": StackedRNN(
+            F, [4, 3, 3, 2], "gru", bidirectional=True, merge_mode=["sum", "ave", "mul", "concat"]
+        ),
         "own_cells": StackedRNN.from_cells(
             [OwnLSTMCell(F, 5, proj_size=4, cell_clip=0.5), OwnGRUCell(4, 3, reset_after=False)]
         ),
@@ -138,7 +154,9 @@ def test_ragged_batch_equals_each_sequence_alone(name):
         assert max_abs_diff(state_to_numpy(row_state), state_to_numpy(alone_state)) < 1e-12
 
 
-@pytest.mark.parametrize("cell, options", [("lstm", {"proj_size": 2}), ("gru", {"reset_after": False}), ("rnn", {})])
+@pytest.mark.parametrize(
+    "cell, options", [("lstm", {"proj_size": 2}), ("gru", {"reset_after": False}), ("rnn", {})]
+)
 def test_time_major_ragged_batch_equals_each_sequence_alone(cell, options):
     stack = StackedRNN(F, [3, 3], cell, bidirectional=True, batch_first=False, **options).double()
     x = torch.randn(T, len(LENGTHS), F, dtype=torch.float64)
@@ -163,7 +181,10 @@ def test_zero_length_keeps_the_initial_state_and_outputs_zeros(name):
     start = map_state(lambda t: t[1], initial)
     assert all(torch.equal(a, b) for a, b in zip(flatten_state(kept), flatten_state(start)))
     moved = map_state(lambda t: t[0], state)
-    assert not all(torch.equal(a, b) for a, b in zip(flatten_state(moved), flatten_state(map_state(lambda t: t[0], initial))))
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(flatten_state(moved), flatten_state(map_state(lambda t: t[0], initial)))
+    )
 
 
 def test_padding_values_never_reach_outputs_states_or_gradients():
@@ -196,7 +217,9 @@ def test_non_finite_padding_gives_zero_outputs_like_tf1(name):
     assert torch.isfinite(out).all()
     assert not out[0, 3:].any() and not out[1, 5:].any()
     (out.sum() + sum(t.sum() for t in flatten_state(state))).backward()
-    assert all(torch.isfinite(p.grad).all() for p in stack.parameters()), "padding poisons the gradients"
+    assert all(torch.isfinite(p.grad).all() for p in stack.parameters()), (
+        "padding poisons the gradients"
+    )
     assert not x.grad[0, 3:].any() and not x.grad[1, 5:].any()
     assert torch.isfinite(x.grad).all()
 
@@ -238,7 +261,9 @@ def test_bidirectional_continuation_holds_for_the_forward_direction_only():
     assert torch.allclose(forward, whole_out[..., :hidden], atol=1e-12, rtol=0)
     assert max_abs_diff(state_to_numpy(fw2), state_to_numpy(whole_fw)) < 1e-12
     backward = torch.cat([out1, out2], dim=1)[..., hidden:]
-    assert not torch.allclose(backward, whole_out[..., hidden:], atol=1e-6), "backward really does not continue"
+    assert not torch.allclose(backward, whole_out[..., hidden:], atol=1e-6), (
+        "backward really does not continue"
+    )
 
 
 # ------------------------------------------------------------------ gradients
@@ -270,7 +295,7 @@ def test_stack_gradcheck_float64_with_lengths(build):
 
     def fn(x, *tensors):
         start = rebuild(tensors[: len(leaves)])
-        weights = dict(zip(names, tensors[len(leaves):]))
+        weights = dict(zip(names, tensors[len(leaves) :]))
         out, state = torch.func.functional_call(stack, weights, (x, lengths, start))
         return (out, *flatten_state(state))
 
@@ -296,7 +321,9 @@ def _positive_then_identity(dropout: float, variational: bool) -> StackedRNN:
         second.weight_ih.copy_(torch.eye(8))
         second.weight_hh.zero_()
         second.bias.zero_()
-    return StackedRNN.from_cells([first, second], dropout=dropout, variational_dropout=variational).double()
+    return StackedRNN.from_cells(
+        [first, second], dropout=dropout, variational_dropout=variational
+    ).double()
 
 
 @pytest.mark.parametrize("variational", [False, True])
@@ -385,7 +412,9 @@ def test_residual_adds_each_layers_input_from_layer_one_on(bidirectional):
 
 
 def test_residual_refuses_layers_whose_sizes_differ():
-    with pytest.raises(ValueError, match=r"residual: layer 1 reads 4 features and writes 5.*residual=False"):
+    with pytest.raises(
+        ValueError, match=r"residual: layer 1 reads 4 features and writes 5.*residual=False"
+    ):
         StackedRNN(3, [4, 5], "lstm", residual=True)
     with pytest.raises(ValueError, match=r"residual: layer 2 reads 8 features and writes 6"):
         StackedRNN(3, [4, 4, 3], "gru", residual=True, bidirectional=True)
@@ -423,16 +452,31 @@ def test_an_int_hidden_size_means_one_layer_and_empty_time_is_allowed():
 
 def test_merge_modes_set_the_next_layers_input_size_and_are_checked():
     stack = StackedRNN(F, [4, 3], "lstm", bidirectional=True, merge_mode="mul")
-    assert stack.merge_modes == ("mul", "mul") and stack.layers[1].input_size == 4 and stack.output_size == 3
+    assert (
+        stack.merge_modes == ("mul", "mul")
+        and stack.layers[1].input_size == 4
+        and stack.output_size == 3
+    )
     mixed = StackedRNN(F, [4, 3], "gru", bidirectional=[True, False], merge_mode="ave")
     assert mixed.merge_modes == ("ave", "concat") and mixed.output_size == 3
-    with pytest.raises(ValueError, match=r"merge_mode\[1\]: 'sum' merges two directions, but layer 1 is unidirectional"):
+    with pytest.raises(
+        ValueError,
+        match=r"merge_mode\[1\]: 'sum' merges two directions, but layer 1 is unidirectional",
+    ):
         StackedRNN(F, [4, 3], "gru", bidirectional=[True, False], merge_mode=["concat", "sum"])
-    with pytest.raises(ValueError, match=r"merge_mode: expected one of \['concat', 'sum', 'ave', 'mul'\], got 'max'"):
+    with pytest.raises(
+        ValueError,
+        match=r"merge_mode: expected one of \['concat', 'sum', 'ave', 'mul'\], got 'max'",
+    ):
         StackedRNN(F, [4], "gru", bidirectional=True, merge_mode="max")
-    with pytest.raises(ValueError, match=r"cells\[1\].input_size: expected 4 \(the output size of layer 0\), got 8"):
-        StackedRNN.from_cells([GRUCell(F, 4), GRUCell(8, 3)], backward_cells=[GRUCell(F, 4), GRUCell(8, 3)],
-                              merge_mode="sum")
+    with pytest.raises(
+        ValueError, match=r"cells\[1\].input_size: expected 4 \(the output size of layer 0\), got 8"
+    ):
+        StackedRNN.from_cells(
+            [GRUCell(F, 4), GRUCell(8, 3)],
+            backward_cells=[GRUCell(F, 4), GRUCell(8, 3)],
+            merge_mode="sum",
+        )
     with pytest.raises(ValueError, match="PyTorch's bidirectional RNNs concatenate"):
         stack.to_torch()
 

@@ -36,7 +36,11 @@ def test_lstm_state_field_order_is_c_then_h():
 def test_map_state_keeps_structure_and_applies_leafwise():
     a, b = _mixed(), _mixed()
     out = map_state(lambda x, y: x + 2 * y, a, b)
-    assert isinstance(out, tuple) and isinstance(out[0], LSTMState) and isinstance(out[1], torch.Tensor)
+    assert (
+        isinstance(out, tuple)
+        and isinstance(out[0], LSTMState)
+        and isinstance(out[1], torch.Tensor)
+    )
     assert torch.equal(out[0].c, a[0].c + 2 * b[0].c)
     assert torch.equal(out[0].h, a[0].h + 2 * b[0].h)
     assert torch.equal(out[1], a[1] + 2 * b[1])
@@ -44,7 +48,9 @@ def test_map_state_keeps_structure_and_applies_leafwise():
 
 def test_map_state_refuses_mismatched_structures():
     a = _mixed()
-    with pytest.raises(ValueError, match=r"states\[0\] and states\[1\] differ at state\[1\]: an LSTMState"):
+    with pytest.raises(
+        ValueError, match=r"states\[0\] and states\[1\] differ at state\[1\]: an LSTMState"
+    ):
         map_state(torch.add, a, (a[0], a[0]))
     with pytest.raises(TypeError, match="at least one state"):
         map_state(torch.neg)
@@ -53,7 +59,9 @@ def test_map_state_refuses_mismatched_structures():
 def test_flatten_state_is_depth_first_c_before_h():
     state = _mixed()
     flat = flatten_state(((state[0],), state))
-    assert [t.data_ptr() for t in flat] == [t.data_ptr() for t in (state[0].c, state[0].h, state[0].c, state[0].h, state[1])]
+    assert [t.data_ptr() for t in flat] == [
+        t.data_ptr() for t in (state[0].c, state[0].h, state[0].c, state[0].h, state[1])
+    ]
     with pytest.raises(TypeError, match="got int"):
         flatten_state((torch.zeros(1), 3))
 
@@ -70,7 +78,10 @@ def test_structure_str_shows_kinds_and_shapes():
         (lambda s: (s[0], LSTMState(s[1], s[1])), r"state\[1\]: an LSTMState against a Tensor"),
         (lambda s: (s[0].h, s[1]), r"state\[0\]: an LSTMState against a Tensor"),
         (lambda s: (LSTMState(s[0].c[:1], s[0].h), s[1]), r"state\[0\]\.c: batch size 2 against 1"),
-        (lambda s: (LSTMState(s[0].c, s[0].h[:, :2]), s[1]), r"state\[0\]\.h: feature size \[3\] against \[2\]"),
+        (
+            lambda s: (LSTMState(s[0].c, s[0].h[:, :2]), s[1]),
+            r"state\[0\]\.h: feature size \[3\] against \[2\]",
+        ),
         (lambda s: (s[0], s[1].double()), r"state\[1\]: dtype torch.float32 against torch.float64"),
         (lambda s: (s[0], s[1][0]), r"state\[1\]: rank 2 against 1"),
     ],
@@ -93,7 +104,10 @@ def test_assert_same_structure_can_ignore_feature_sizes():
 
 
 def test_zeros_like_state_and_sizes_and_kinds():
-    state = (LSTMState(torch.randn(2, 4, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)), torch.randn(2, 5))
+    state = (
+        LSTMState(torch.randn(2, 4, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)),
+        torch.randn(2, 5),
+    )
     zeros = zeros_like_state(state)
     assert structure_str(zeros) == structure_str(state)
     assert zeros[0].c.dtype == torch.float64 and zeros[1].dtype == torch.float32
@@ -108,7 +122,11 @@ def test_torch_layout_matches_what_nn_lstm_returns():
     lstm = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, batch_first=True)
     _, (h_n, c_n) = lstm(torch.randn(5, 6, 3))
     fw, bw = from_torch_layout(h_n, c_n, bidirectional=True)
-    assert torch.equal(fw[1].h, h_n[2]) and torch.equal(bw[1].c, c_n[3]) and torch.equal(bw[0].h, h_n[1])
+    assert (
+        torch.equal(fw[1].h, h_n[2])
+        and torch.equal(bw[1].c, c_n[3])
+        and torch.equal(bw[0].h, h_n[1])
+    )
     assert state_sizes(fw) == (LSTMState(4, 2), LSTMState(4, 2))
     h_back, c_back = to_torch_layout((fw, bw), bidirectional=True)
     assert torch.equal(h_back, h_n) and torch.equal(c_back, c_n)
@@ -126,14 +144,46 @@ def test_torch_layout_round_trip_for_tensor_layers():
     [
         (lambda: to_torch_layout(_mixed()), ValueError, "every layer of one kind"),
         (lambda: to_torch_layout(()), ValueError, "at least one layer"),
-        (lambda: to_torch_layout((torch.zeros(2, 3), torch.zeros(2, 4))), ValueError, r"every layer of one size; got \(Tensor\[2, 3\], Tensor\[2, 4\]\)"),
-        (lambda: from_torch_layout(torch.zeros(2, 3, 4), torch.zeros(2, 3)), ValueError, r"c_n: expected shape \[2, 3\] \+ \[H\], got \[2, 3\]"),
-        (lambda: to_torch_layout((torch.zeros(1, 2),), bidirectional=True), ValueError, r"expected a \(fw_state, bw_state\) pair"),
-        (lambda: from_torch_layout(torch.zeros(2, 3)), ValueError, r"h_n: expected shape \(layers\*directions, B, H\), got \[2, 3\]"),
-        (lambda: from_torch_layout(torch.zeros(2, 3, 4), torch.zeros(1, 3, 4)), ValueError, r"c_n: expected shape \[2, 3\]"),
-        (lambda: from_torch_layout(torch.zeros(3, 1, 4), bidirectional=True), ValueError, "even first dimension, got 3"),
-        (lambda: to_keras_layout((torch.zeros(1),)), TypeError, "expected an LSTMState or a Tensor, got tuple"),
-        (lambda: from_keras_layout([torch.zeros(1)] * 3), ValueError, r"expected \[h, c\] or \[h\], got a list of 3"),
+        (
+            lambda: to_torch_layout((torch.zeros(2, 3), torch.zeros(2, 4))),
+            ValueError,
+            r"every layer of one size; got \(Tensor\[2, 3\], Tensor\[2, 4\]\)",
+        ),
+        (
+            lambda: from_torch_layout(torch.zeros(2, 3, 4), torch.zeros(2, 3)),
+            ValueError,
+            r"c_n: expected shape \[2, 3\] \+ \[H\], got \[2, 3\]",
+        ),
+        (
+            lambda: to_torch_layout((torch.zeros(1, 2),), bidirectional=True),
+            ValueError,
+            r"expected a \(fw_state, bw_state\) pair",
+        ),
+        (
+            lambda: from_torch_layout(torch.zeros(2, 3)),
+            ValueError,
+            r"h_n: expected shape \(layers\*directions, B, H\), got \[2, 3\]",
+        ),
+        (
+            lambda: from_torch_layout(torch.zeros(2, 3, 4), torch.zeros(1, 3, 4)),
+            ValueError,
+            r"c_n: expected shape \[2, 3\]",
+        ),
+        (
+            lambda: from_torch_layout(torch.zeros(3, 1, 4), bidirectional=True),
+            ValueError,
+            "even first dimension, got 3",
+        ),
+        (
+            lambda: to_keras_layout((torch.zeros(1),)),
+            TypeError,
+            "expected an LSTMState or a Tensor, got tuple",
+        ),
+        (
+            lambda: from_keras_layout([torch.zeros(1)] * 3),
+            ValueError,
+            r"expected \[h, c\] or \[h\], got a list of 3",
+        ),
     ],
 )
 def test_layout_conversions_refuse_bad_input(call, error, message):

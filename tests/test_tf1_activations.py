@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from test_keras_legacy import LEGACY, close, io
 
 from rnnfuse import StackedRNN, tf1
 from rnnfuse.tf1 import load_stack
-from test_keras_legacy import LEGACY, close, io
 
 CASE = LEGACY / "tf1_activations"
 ACTIVATIONS = ["softsign", "elu", "relu"]
@@ -27,7 +27,11 @@ def _per_layer_stack() -> StackedRNN:
 def test_load_stack_with_activations_matches_tf():
     data = io("tf1_activations")
     stack = _per_layer_stack()
-    assert [stack.layers[0].activation, stack.layers[1].activation, stack.layers[2].activation] == ACTIVATIONS
+    assert [
+        stack.layers[0].activation,
+        stack.layers[1].activation,
+        stack.layers[2].activation,
+    ] == ACTIVATIONS
     x, lengths = torch.from_numpy(data["x"]), torch.from_numpy(data["sequence_length"])
     with torch.no_grad():
         out, (s0, s1, s2) = stack(x, lengths)
@@ -46,12 +50,22 @@ def test_the_activation_matters():
 
 def test_facade_cells_take_activations_and_restore_tf_numbers():
     data = io("tf1_activations")
-    cell = tf1.MultiRNNCell([tf1.BasicLSTMCell(4, activation="softsign"),
-                             tf1.LSTMCell(4, num_proj=3, activation=torch.nn.functional.elu),
-                             tf1.GRUCell(3, activation=torch.relu)])
+    cell = tf1.MultiRNNCell(
+        [
+            tf1.BasicLSTMCell(4, activation="softsign"),
+            tf1.LSTMCell(4, num_proj=3, activation=torch.nn.functional.elu),
+            tf1.GRUCell(3, activation=torch.relu),
+        ]
+    )
     x = torch.from_numpy(data["x"])
     tf1.dynamic_rnn(cell, x, sequence_length=data["sequence_length"], dtype=torch.float32)  # builds
     tf1.restore(cell, CASE / "model")
     with torch.no_grad():
-        out, state = tf1.dynamic_rnn(cell, x, sequence_length=data["sequence_length"], dtype=torch.float32)
-    close(out, data["outputs"]), close(state[2], data["state/2"]), close(state[1].h, data["state/1/h"])
+        out, state = tf1.dynamic_rnn(
+            cell, x, sequence_length=data["sequence_length"], dtype=torch.float32
+        )
+    (
+        close(out, data["outputs"]),
+        close(state[2], data["state/2"]),
+        close(state[1].h, data["state/1/h"]),
+    )

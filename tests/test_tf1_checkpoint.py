@@ -71,10 +71,23 @@ def assert_same(got: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> 
 
 def test_all_rnn_cases_present() -> None:
     assert set(RNN_CASES) >= {
-        "basic_lstm", "basic_lstm_forget_bias", "lstm_peepholes", "lstm_proj",
-        "lstm_peepholes_proj_clip", "gru", "basic_rnn", "seed_multi_lstm",
-        "seed_two_gru_encoders", "mixed_multi", "lstm_sequence_length", "gru_sequence_length",
-        "bidirectional_multi_lstm", "nested_scope", "float64", "initial_state"}
+        "basic_lstm",
+        "basic_lstm_forget_bias",
+        "lstm_peepholes",
+        "lstm_proj",
+        "lstm_peepholes_proj_clip",
+        "gru",
+        "basic_rnn",
+        "seed_multi_lstm",
+        "seed_two_gru_encoders",
+        "mixed_multi",
+        "lstm_sequence_length",
+        "gru_sequence_length",
+        "bidirectional_multi_lstm",
+        "nested_scope",
+        "float64",
+        "initial_state",
+    }
 
 
 @pytest.mark.parametrize("case", RNN_CASES)
@@ -162,7 +175,9 @@ def test_missing_index_names_the_file(tmp_path: Path) -> None:
 def test_missing_data_shard_names_the_file(tmp_path: Path) -> None:
     prefix = copy_case(FIXTURES / "reader_cases" / "sharded", tmp_path / "c")
     (tmp_path / "c" / "model.data-00001-of-00003").unlink()
-    with pytest.raises(CheckpointError, match=r"model\.data-00001-of-00003: cannot open data shard 1"):
+    with pytest.raises(
+        CheckpointError, match=r"model\.data-00001-of-00003: cannot open data shard 1"
+    ):
         read_checkpoint(prefix)
 
 
@@ -186,7 +201,9 @@ def test_too_short_index(scratch: Path) -> None:
         read_damaged(scratch, index=b"\0" * 10)
 
 
-@pytest.mark.parametrize(("kind", "message"), [(1, "snappy-compressed"), (7, "unknown compression type 7")])
+@pytest.mark.parametrize(
+    ("kind", "message"), [(1, "snappy-compressed"), (7, "unknown compression type 7")]
+)
 def test_compressed_block(scratch: Path, kind: int, message: str) -> None:
     index = bytearray((BASIC / "model.index").read_bytes())
     offset, size = data_blocks(bytes(index))[0]
@@ -197,19 +214,25 @@ def test_compressed_block(scratch: Path, kind: int, message: str) -> None:
 
 def test_block_checksum_mismatch(scratch: Path) -> None:
     index = (BASIC / "model.index").read_bytes()
-    with pytest.raises(CheckpointError, match=r"model\.index: data block 0 at offset 0: checksum mismatch"):
+    with pytest.raises(
+        CheckpointError, match=r"model\.index: data block 0 at offset 0: checksum mismatch"
+    ):
         read_damaged(scratch, index=flip(index, 20, 3))
 
 
 def test_tensor_checksum_mismatch(scratch: Path) -> None:
     data = (BASIC / DATA).read_bytes()
-    with pytest.raises(CheckpointError, match=r"checksum mismatch for tensor 'rnn/basic_lstm_cell/bias'"):
+    with pytest.raises(
+        CheckpointError, match=r"checksum mismatch for tensor 'rnn/basic_lstm_cell/bias'"
+    ):
         read_damaged(scratch, data=flip(data, 0, 0))  # the bias is stored first
 
 
 def test_truncated_data_names_tensor_and_file(scratch: Path) -> None:
     data = (BASIC / DATA).read_bytes()
-    with pytest.raises(CheckpointError, match=r"model\.data-00000-of-00001: tensor '.*' .* runs past"):
+    with pytest.raises(
+        CheckpointError, match=r"model\.data-00000-of-00001: tensor '.*' .* runs past"
+    ):
         read_damaged(scratch, data=data[:-1])
 
 
@@ -229,15 +252,31 @@ def header(num_shards: int = 1, endianness: int = 0, min_consumer: int = 0) -> b
     return field(1, num_shards) + field(2, endianness) + field(3, version)
 
 
-def entry(data: bytes, dtype: int = 1, dims: tuple[int, ...] = (2,), shard: int = 0,
-          offset: int = 0, size: int | None = None, extra: bytes = b"") -> bytes:
+def entry(
+    data: bytes,
+    dtype: int = 1,
+    dims: tuple[int, ...] = (2,),
+    shard: int = 0,
+    offset: int = 0,
+    size: int | None = None,
+    extra: bytes = b"",
+) -> bytes:
     shape = b"".join(field(2, field(1, d)) for d in dims)
     size = len(data) if size is None else size
-    return (field(1, dtype) + field(2, shape) + field(3, shard) + field(4, offset)
-            + field(5, size) + field(6, masked_crc32c(data[offset:offset + size]), fixed32=True) + extra)
+    return (
+        field(1, dtype)
+        + field(2, shape)
+        + field(3, shard)
+        + field(4, offset)
+        + field(5, size)
+        + field(6, masked_crc32c(data[offset : offset + size]), fixed32=True)
+        + extra
+    )
 
 
-def read_crafted(scratch: Path, entries: list[tuple[bytes, bytes]], data: bytes) -> dict[str, np.ndarray]:
+def read_crafted(
+    scratch: Path, entries: list[tuple[bytes, bytes]], data: bytes
+) -> dict[str, np.ndarray]:
     return read_checkpoint(write_files(scratch, {"model.index": build_table(entries), DATA: data}))
 
 
@@ -249,33 +288,63 @@ def test_crafted_checkpoint_reads(scratch: Path) -> None:
     np.testing.assert_array_equal(got["w"], [1.5, -2.0])
 
 
-@pytest.mark.parametrize(("entries", "message"), [
-    ([(b"", header(endianness=1)), (b"w", entry(FLOATS))], "big-endian"),
-    ([(b"", header(min_consumer=5)), (b"w", entry(FLOATS))], "not readable by a version-1 reader"),
-    ([(b"", header(num_shards=0))], "num_shards=0"),
-    ([(b"w", entry(FLOATS))], "no bundle header"),
-    ([(b"", header()), (b"w", entry(FLOATS, dtype=99))], r"'w' has unsupported dtype 99 \(unknown\)"),
-    ([(b"", header()), (b"w", entry(FLOATS, dtype=20))], r"dtype 20 \(resource\)"),
-    ([(b"", header()), (b"w", entry(FLOATS, dims=(3,)))], "needs 12 bytes, the index says 8"),
-    ([(b"", header()), (b"w", entry(FLOATS, dims=(-1,)))], "negative or unknown dimension"),
-    ([(b"", header()), (b"w", entry(FLOATS, shard=1))], "in shard 1, but the header says num_shards=1"),
-    ([(b"", header()), (b"w", entry(FLOATS, shard=-1))], "in shard -1"),
-    ([(b"", header()), (b"w\xff", entry(FLOATS))], "not valid UTF-8"),
-    ([(b"", header()), (b"w", entry(FLOATS, extra=field(7, field(1, b"") * 2)))], "a slice has 2 extents for rank 1"),
-    ([(b"", header()), (b"w", entry(FLOATS, extra=field(7, field(1, field(2, 2)))))], "slice .* is missing"),
-    ([(b"", header()), (b"w", entry(FLOATS, extra=field(7, field(1, field(1, 1)))))], "does not fit dimension 2"),
-    ([(b"", header()), (b"w", entry(FLOATS) + b"\x0b")], "unsupported protobuf wire type 3"),
-    ([(b"", header()), (b"w", entry(FLOATS) + b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01")],
-     "longer than 10 bytes"),
-])
+@pytest.mark.parametrize(
+    ("entries", "message"),
+    [
+        ([(b"", header(endianness=1)), (b"w", entry(FLOATS))], "big-endian"),
+        (
+            [(b"", header(min_consumer=5)), (b"w", entry(FLOATS))],
+            "not readable by a version-1 reader",
+        ),
+        ([(b"", header(num_shards=0))], "num_shards=0"),
+        ([(b"w", entry(FLOATS))], "no bundle header"),
+        (
+            [(b"", header()), (b"w", entry(FLOATS, dtype=99))],
+            r"'w' has unsupported dtype 99 \(unknown\)",
+        ),
+        ([(b"", header()), (b"w", entry(FLOATS, dtype=20))], r"dtype 20 \(resource\)"),
+        ([(b"", header()), (b"w", entry(FLOATS, dims=(3,)))], "needs 12 bytes, the index says 8"),
+        ([(b"", header()), (b"w", entry(FLOATS, dims=(-1,)))], "negative or unknown dimension"),
+        (
+            [(b"", header()), (b"w", entry(FLOATS, shard=1))],
+            "in shard 1, but the header says num_shards=1",
+        ),
+        ([(b"", header()), (b"w", entry(FLOATS, shard=-1))], "in shard -1"),
+        ([(b"", header()), (b"w\xff", entry(FLOATS))], "not valid UTF-8"),
+        (
+            [(b"", header()), (b"w", entry(FLOATS, extra=field(7, field(1, b"") * 2)))],
+            "a slice has 2 extents for rank 1",
+        ),
+        (
+            [(b"", header()), (b"w", entry(FLOATS, extra=field(7, field(1, field(2, 2)))))],
+            "slice .* is missing",
+        ),
+        (
+            [(b"", header()), (b"w", entry(FLOATS, extra=field(7, field(1, field(1, 1)))))],
+            "does not fit dimension 2",
+        ),
+        ([(b"", header()), (b"w", entry(FLOATS) + b"\x0b")], "unsupported protobuf wire type 3"),
+        (
+            [
+                (b"", header()),
+                (b"w", entry(FLOATS) + b"\x08\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"),
+            ],
+            "longer than 10 bytes",
+        ),
+    ],
+)
 def test_crafted_errors(scratch: Path, entries: list[tuple[bytes, bytes]], message: str) -> None:
     with pytest.raises(CheckpointError, match=message):
         read_crafted(scratch, entries, FLOATS)
 
 
 def test_offset_past_end_of_data(scratch: Path) -> None:
-    with pytest.raises(CheckpointError, match="at offset 4 with 8 bytes runs past the end of the file"):
-        read_crafted(scratch, [(b"", header()), (b"w", entry(FLOATS + FLOATS, offset=4, size=8))], FLOATS)
+    with pytest.raises(
+        CheckpointError, match="at offset 4 with 8 bytes runs past the end of the file"
+    ):
+        read_crafted(
+            scratch, [(b"", header()), (b"w", entry(FLOATS + FLOATS, offset=4, size=8))], FLOATS
+        )
 
 
 def test_bool_bytes_must_be_0_or_1(scratch: Path) -> None:
@@ -290,8 +359,11 @@ def test_large_tensor_uses_the_vectorized_crc(scratch: Path) -> None:
     got = read_crafted(scratch, [(b"", header()), (b"big", entry(data, dims=values.shape))], data)
     np.testing.assert_array_equal(got["big"], values)
     with pytest.raises(CheckpointError, match="checksum mismatch for tensor 'big'"):
-        read_crafted(scratch, [(b"", header()), (b"big", entry(data, dims=values.shape))],
-                     flip(data, 200_001, 5))
+        read_crafted(
+            scratch,
+            [(b"", header()), (b"big", entry(data, dims=values.shape))],
+            flip(data, 200_001, 5),
+        )
 
 
 def slice_proto(*extents: tuple[int, int | None]) -> bytes:
@@ -307,32 +379,54 @@ def test_partitioned_with_full_extent(scratch: Path) -> None:
     data = top + bottom
     entries = [
         (b"", header()),
-        (b"m", entry(b"", dims=(3, 4), size=0, extra=slice_proto((0, 1), (0, None))
-                                                 + slice_proto((1, 2), (0, None)))),
+        (
+            b"m",
+            entry(
+                b"",
+                dims=(3, 4),
+                size=0,
+                extra=slice_proto((0, 1), (0, None)) + slice_proto((1, 2), (0, None)),
+            ),
+        ),
         (_slice_key("m", ((0, 1), (0, -1))), entry(data, dims=(1, 4), size=len(top))),
-        (_slice_key("m", ((1, 2), (0, -1))), entry(data, dims=(2, 4), offset=len(top), size=len(bottom))),
+        (
+            _slice_key("m", ((1, 2), (0, -1))),
+            entry(data, dims=(2, 4), offset=len(top), size=len(bottom)),
+        ),
     ]
     got = read_crafted(scratch, sorted(entries), data)
     assert list(got) == ["m"]
     np.testing.assert_array_equal(got["m"], full)
-    with pytest.raises(CheckpointError, match=r"tensor 'm': slice \[\(1, 2\), \(0, -1\)\] is missing"):
+    with pytest.raises(
+        CheckpointError, match=r"tensor 'm': slice \[\(1, 2\), \(0, -1\)\] is missing"
+    ):
         read_crafted(scratch, sorted(entries[:3]), data)
 
 
 def test_overlapping_slices(scratch: Path) -> None:
     data = np.zeros((2, 2), "<f4").tobytes()
     extra = slice_proto((0, 2), (0, None)) + slice_proto((1, 2), (0, None))  # rows 1 twice, 3 never
-    entries = [(b"", header()), (b"m", entry(b"", dims=(4, 2), size=0, extra=extra)),
-               (_slice_key("m", ((0, 2), (0, -1))), entry(data, dims=(2, 2))),
-               (_slice_key("m", ((1, 2), (0, -1))), entry(data, dims=(2, 2)))]
+    entries = [
+        (b"", header()),
+        (b"m", entry(b"", dims=(4, 2), size=0, extra=extra)),
+        (_slice_key("m", ((0, 2), (0, -1))), entry(data, dims=(2, 2))),
+        (_slice_key("m", ((1, 2), (0, -1))), entry(data, dims=(2, 2))),
+    ]
     with pytest.raises(CheckpointError, match="slices of 'm' overlap"):
         read_crafted(scratch, sorted(entries), data)
 
 
-@given(entries=st.lists(st.tuples(st.binary(min_size=1, max_size=30), st.binary(max_size=40)), max_size=60),
-       block_size=st.sampled_from([32, 256, 4096]), restart_interval=st.integers(1, 20))
+@given(
+    entries=st.lists(
+        st.tuples(st.binary(min_size=1, max_size=30), st.binary(max_size=40)), max_size=60
+    ),
+    block_size=st.sampled_from([32, 256, 4096]),
+    restart_interval=st.integers(1, 20),
+)
 @settings(max_examples=60)
-def test_table_roundtrip(entries: list[tuple[bytes, bytes]], block_size: int, restart_interval: int) -> None:
+def test_table_roundtrip(
+    entries: list[tuple[bytes, bytes]], block_size: int, restart_interval: int
+) -> None:
     """Prefix compression, restart points and several blocks, written by our test writer."""
     entries = sorted(dict(entries).items())
     assert read_table(build_table(entries, block_size, restart_interval)) == entries
@@ -361,16 +455,23 @@ def test_the_pure_python_fallback_crc() -> None:
     assert _python_crc32c(bytearray(b"abc")) == crc32c(memoryview(b"abc"))
 
 
-@given(size=st.integers(0, 300_000), seed=st.integers(0, 2**32 - 1), start=st.integers(0, 2**32 - 1))
+@given(
+    size=st.integers(0, 300_000), seed=st.integers(0, 2**32 - 1), start=st.integers(0, 2**32 - 1)
+)
 @settings(max_examples=12)
 def test_vectorized_crc_matches_the_loop(size: int, seed: int, start: int) -> None:
     data = np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
     assert crc32c(data, start) == _loop_update(start ^ 0xFFFFFFFF, data) ^ 0xFFFFFFFF
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    (b"\x80" * 11, "longer than 10 bytes"), (b"\x80\x80", "truncated varint"),
-    (b"\xff" * 9 + b"\x02", "overflows 64 bits")])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"\x80" * 11, "longer than 10 bytes"),
+        (b"\x80\x80", "truncated varint"),
+        (b"\xff" * 9 + b"\x02", "overflows 64 bits"),
+    ],
+)
 def test_varint_errors(raw: bytes, message: str) -> None:
     with pytest.raises(TableError, match=message):
         read_varint(raw, 0, len(raw))
@@ -402,7 +503,10 @@ def test_ordered_code_preserves_order_and_length(a: int, b: int) -> None:
 def test_index_truncated_at_every_offset(scratch: Path) -> None:
     index = (BASIC / "model.index").read_bytes()
     for cut in range(len(index)):
-        assert outcome(scratch, {"model.index": index[:cut], DATA: (BASIC / DATA).read_bytes()}, None) == "error"
+        assert (
+            outcome(scratch, {"model.index": index[:cut], DATA: (BASIC / DATA).read_bytes()}, None)
+            == "error"
+        )
 
 
 def test_data_truncated_at_every_offset(scratch: Path) -> None:
@@ -419,14 +523,24 @@ def test_every_bit_flip_in_the_index_is_caught(scratch: Path) -> None:
     passed = set()
     for pos in range(len(index)):
         for bit in range(8):
-            if outcome(scratch, {**original.files, "model.index": flip(index, pos, bit)}, original) == "same":
+            if (
+                outcome(scratch, {**original.files, "model.index": flip(index, pos, bit)}, original)
+                == "same"
+            ):
                 passed.add(pos)
     footer = len(index) - 48
     assert passed and min(passed) > footer and max(passed) < len(index) - 8
 
 
-ORIGINALS = {case: load_original(case) for case in
-             ("basic_lstm", "seed_two_gru_encoders", "reader_cases/sharded", "reader_cases/partitioned")}
+ORIGINALS = {
+    case: load_original(case)
+    for case in (
+        "basic_lstm",
+        "seed_two_gru_encoders",
+        "reader_cases/sharded",
+        "reader_cases/partitioned",
+    )
+}
 
 
 @given(case=st.sampled_from(sorted(ORIGINALS)), data=st.data())
@@ -436,7 +550,10 @@ def test_random_bit_flips(scratch: Path, case: str, data: st.DataObject) -> None
     name = data.draw(st.sampled_from(sorted(original.files)))
     content = original.files[name]
     pos, bit = data.draw(st.integers(0, len(content) - 1)), data.draw(st.integers(0, 7))
-    assert outcome(scratch, {**original.files, name: flip(content, pos, bit)}, original) in ("error", "same")
+    assert outcome(scratch, {**original.files, name: flip(content, pos, bit)}, original) in (
+        "error",
+        "same",
+    )
 
 
 @given(junk=st.binary(max_size=300), with_magic=st.booleans())
@@ -446,11 +563,15 @@ def test_random_bytes_as_index(scratch: Path, junk: bytes, with_magic: bool) -> 
     assert outcome(scratch, {"model.index": index, DATA: b""}, None) == "error"
 
 
-@given(case=st.sampled_from(sorted(ORIGINALS)), rng=st.randoms(use_true_random=False),
-       resealed_entry=st.booleans())
+@given(
+    case=st.sampled_from(sorted(ORIGINALS)),
+    rng=st.randoms(use_true_random=False),
+    resealed_entry=st.booleans(),
+)
 @settings(max_examples=300)
-def test_damage_behind_valid_checksums(scratch: Path, case: str, rng: random.Random,
-                                       resealed_entry: bool) -> None:
+def test_damage_behind_valid_checksums(
+    scratch: Path, case: str, rng: random.Random, resealed_entry: bool
+) -> None:
     """Mutated blocks and protobuf values, re-sealed with good CRCs: parse errors only."""
     mutate = m_mutate_entry if resealed_entry else m_reseal_block
     files, _ = mutate(ORIGINALS[case], rng)

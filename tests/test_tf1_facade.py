@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from test_tf1_load import CASES, Case, compare, flatten, initial_state, load_case
 
 from rnnfuse import tf1
 from rnnfuse.tf1.checkpoint import read_checkpoint
-from test_tf1_load import CASES, Case, compare, flatten, initial_state, load_case
 
 
 def make_cell(spec: dict[str, Any]) -> Any:
@@ -18,9 +18,14 @@ def make_cell(spec: dict[str, Any]) -> Any:
     if kind == "BasicLSTMCell":
         return tf1.BasicLSTMCell(spec["num_units"], forget_bias=spec["forget_bias"])
     if kind == "LSTMCell":
-        return tf1.LSTMCell(spec["num_units"], use_peepholes=spec["use_peepholes"],
-                            cell_clip=spec["cell_clip"], num_proj=spec["num_proj"],
-                            proj_clip=spec["proj_clip"], forget_bias=spec["forget_bias"])
+        return tf1.LSTMCell(
+            spec["num_units"],
+            use_peepholes=spec["use_peepholes"],
+            cell_clip=spec["cell_clip"],
+            num_proj=spec["num_proj"],
+            proj_clip=spec["proj_clip"],
+            forget_bias=spec["forget_bias"],
+        )
     if kind == "GRUCell":
         return tf1.GRUCell(spec["num_units"])
     assert kind == "BasicRNNCell"
@@ -46,9 +51,16 @@ def run_facade(case: Case, restore_first: bool) -> dict[str, torch.Tensor]:
                 tf1.bidirectional_dynamic_rnn(*model, x, lengths, time_major=time_major)
                 tf1.restore(model, case.prefix)
             (out_fw, out_bw), (fw, bw) = tf1.bidirectional_dynamic_rnn(
-                *model, x, sequence_length=lengths, time_major=time_major)
-            got.update({"outputs/fw": out_fw, "outputs/bw": out_bw,
-                        **flatten("state/fw", fw), **flatten("state/bw", bw)})
+                *model, x, sequence_length=lengths, time_major=time_major
+            )
+            got.update(
+                {
+                    "outputs/fw": out_fw,
+                    "outputs/bw": out_bw,
+                    **flatten("state/fw", fw),
+                    **flatten("state/bw", bw),
+                }
+            )
             continue
         cell = make_stack(rnn)
         start = None
@@ -62,8 +74,9 @@ def run_facade(case: Case, restore_first: bool) -> dict[str, torch.Tensor]:
                 tf1.dynamic_rnn(cell, x, lengths, start, time_major=time_major)
                 assert cell.tf_scope == rnn["rnn_scope"]
                 tf1.restore(cell, case.prefix)
-            outputs, state = tf1.dynamic_rnn(cell, x, sequence_length=lengths, initial_state=start,
-                                             time_major=time_major)
+            outputs, state = tf1.dynamic_rnn(
+                cell, x, sequence_length=lengths, initial_state=start, time_major=time_major
+            )
         got[f"{p}outputs"] = outputs
         got.update(flatten(f"{p}state", state))
     return got
@@ -77,14 +90,24 @@ class _no_scope:
         return None
 
 
-@pytest.mark.parametrize("restore_first", [True, False], ids=["restore-then-run", "run-then-restore"])
+@pytest.mark.parametrize(
+    "restore_first", [True, False], ids=["restore-then-run", "run-then-restore"]
+)
 @pytest.mark.parametrize("name", CASES)
 def test_facade_with_restore_reproduces_tensorflow(name, restore_first):
     case = load_case(name)
     compare(case, run_facade(case, restore_first))
 
 
-@pytest.mark.parametrize("name", ["seed_two_gru_encoders", "bidirectional_multi_lstm", "nested_scope", "lstm_peepholes_proj_clip"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "seed_two_gru_encoders",
+        "bidirectional_multi_lstm",
+        "nested_scope",
+        "lstm_peepholes_proj_clip",
+    ],
+)
 def test_get_variables_gives_back_the_checkpoint(name):
     case = load_case(name)
     saved = read_checkpoint(case.prefix)
@@ -103,8 +126,9 @@ def test_get_variables_gives_back_the_checkpoint(name):
 
 def test_tf_default_initialisers():
     torch.manual_seed(0)
-    cells = tf1.MultiRNNCell([tf1.LSTMCell(30, use_peepholes=True, num_proj=10), tf1.GRUCell(40),
-                              tf1.BasicRNNCell(20)])
+    cells = tf1.MultiRNNCell(
+        [tf1.LSTMCell(30, use_peepholes=True, num_proj=10), tf1.GRUCell(40), tf1.BasicRNNCell(20)]
+    )
     tf1.dynamic_rnn(cells, torch.zeros(2, 3, 50))
     variables = tf1.get_variables(cells)
     for name, value in variables.items():
@@ -175,7 +199,10 @@ def test_one_cell_under_two_scopes_is_refused():
         assert scope.name == "encoder1"
         tf1.dynamic_rnn(cell, x)
     assert cell.tf_scope == "encoder1/rnn"
-    with tf1.variable_scope("encoder2"), pytest.raises(ValueError, match="already ran under scope 'encoder1/rnn'"):
+    with (
+        tf1.variable_scope("encoder2"),
+        pytest.raises(ValueError, match="already ran under scope 'encoder1/rnn'"),
+    ):
         tf1.dynamic_rnn(cell, x)
 
 
@@ -192,9 +219,13 @@ def test_restore_reports_a_model_that_differs():
         tf1.restore(wrong, case.prefix)
     message = str(info.value)
     assert "layer 1: the model has GRUCell(num_units=7)" in message
-    assert "layer 2: the model has GRUCell(num_units=5) reading 6 features, the checkpoint has " \
-           "BasicRNNCell(num_units=5)" in message
-    with pytest.raises(ValueError, match="the model is one cell, the checkpoint holds a MultiRNNCell"):
+    assert (
+        "layer 2: the model has GRUCell(num_units=5) reading 6 features, the checkpoint has "
+        "BasicRNNCell(num_units=5)" in message
+    )
+    with pytest.raises(
+        ValueError, match="the model is one cell, the checkpoint holds a MultiRNNCell"
+    ):
         tf1.restore(tf1.BasicLSTMCell(8), case.prefix)
     built = tf1.BasicLSTMCell(5)
     tf1.dynamic_rnn(built, torch.randn(1, 2, 3))
@@ -226,7 +257,9 @@ def test_bad_arguments():
     # state_is_tuple=False is supported now (tests/test_legacy_facade.py); a non-bool is refused
     with pytest.raises(TypeError, match="state_is_tuple: expected a bool"):
         tf1.BasicLSTMCell(4, state_is_tuple=None)
-    with pytest.raises(ValueError, match="activation: expected None, one of .* or the torch function"):
+    with pytest.raises(
+        ValueError, match="activation: expected None, one of .* or the torch function"
+    ):
         tf1.GRUCell(4, activation=torch.softmax)
     assert tf1.GRUCell(4, activation=torch.sigmoid).activation == "sigmoid"
     assert tf1.BasicRNNCell(4, activation=torch.relu).activation == "relu"
@@ -234,12 +267,18 @@ def test_bad_arguments():
         tf1.LSTMCell(4, proj_clip=1.0)
     with pytest.raises(TypeError, match="cells\\[1\\]: expected BasicLSTMCell"):
         tf1.MultiRNNCell([tf1.GRUCell(3), torch.nn.Linear(2, 2)])
-    with pytest.raises(TypeError, match="inputs: expected dtype torch.float64 \\(the dtype argument\\)"):
+    with pytest.raises(
+        TypeError, match="inputs: expected dtype torch.float64 \\(the dtype argument\\)"
+    ):
         tf1.dynamic_rnn(tf1.GRUCell(3), torch.randn(2, 3, 4), dtype=torch.float64)
     with pytest.raises(TypeError, match="cell: expected a tf1 cell"):
         tf1.dynamic_rnn(torch.nn.GRU(4, 3), torch.randn(2, 3, 4))
     with pytest.raises(TypeError, match="initial_state: expected one state per layer"):
-        tf1.dynamic_rnn(tf1.MultiRNNCell([tf1.GRUCell(3)]), torch.randn(2, 3, 4), initial_state=torch.zeros(2, 3))
+        tf1.dynamic_rnn(
+            tf1.MultiRNNCell([tf1.GRUCell(3)]),
+            torch.randn(2, 3, 4),
+            initial_state=torch.zeros(2, 3),
+        )
 
 
 def test_facade_reexports():

@@ -25,10 +25,23 @@ from rnnfuse.tf1.convert import TF1VariableError, load_stack, stack_from_variabl
 FIXTURES = Path(__file__).parent / "fixtures" / "tf1"
 CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "case.json").is_file())
 EXPECTED_CASES = {
-    "basic_lstm", "basic_lstm_forget_bias", "lstm_peepholes", "lstm_proj",
-    "lstm_peepholes_proj_clip", "gru", "basic_rnn", "seed_multi_lstm", "seed_two_gru_encoders",
-    "mixed_multi", "lstm_sequence_length", "gru_sequence_length", "bidirectional_multi_lstm",
-    "bidirectional_gru", "nested_scope", "float64", "initial_state",
+    "basic_lstm",
+    "basic_lstm_forget_bias",
+    "lstm_peepholes",
+    "lstm_proj",
+    "lstm_peepholes_proj_clip",
+    "gru",
+    "basic_rnn",
+    "seed_multi_lstm",
+    "seed_two_gru_encoders",
+    "mixed_multi",
+    "lstm_sequence_length",
+    "gru_sequence_length",
+    "bidirectional_multi_lstm",
+    "bidirectional_gru",
+    "nested_scope",
+    "float64",
+    "initial_state",
 }
 
 
@@ -71,8 +84,11 @@ def initial_state(case: Case, io_prefix: str, num_layers: int) -> tuple:
     def layer(i: int) -> Any:
         key = f"{io_prefix}initial_state/{i}"
         if f"{key}/c" in case.io:
-            return LSTMState(torch.from_numpy(case.io[f"{key}/c"]), torch.from_numpy(case.io[f"{key}/h"]))
+            return LSTMState(
+                torch.from_numpy(case.io[f"{key}/c"]), torch.from_numpy(case.io[f"{key}/h"])
+            )
         return torch.from_numpy(case.io[key])
+
     return tuple(layer(i) for i in range(num_layers))
 
 
@@ -90,7 +106,9 @@ def stack_options(cells: list[dict[str, Any]]) -> dict[str, Any]:
 
 def compare(case: Case, got: dict[str, torch.Tensor]) -> float:
     """Every output/state array TF wrote must be in ``got`` and agree; returns the max error."""
-    expected = {k for k in case.io if k not in ("x", "sequence_length") and "initial_state" not in k}
+    expected = {
+        k for k in case.io if k not in ("x", "sequence_length") and "initial_state" not in k
+    }
     assert set(got) == expected
     worst = 0.0
     for key in sorted(expected):
@@ -108,8 +126,12 @@ def run_loaded(case: Case) -> dict[str, torch.Tensor]:
     for rnn in case.info["rnns"]:
         bidirectional = rnn["layout"] == "bidirectional"
         cells = rnn["fw"]["cells"] + rnn["bw"]["cells"] if bidirectional else rnn["cells"]
-        module = load_stack(case.prefix, rnn["rnn_scope"], batch_first=not case.info["time_major"],
-                            **stack_options(cells))
+        module = load_stack(
+            case.prefix,
+            rnn["rnn_scope"],
+            batch_first=not case.info["time_major"],
+            **stack_options(cells),
+        )
         p = rnn["io_prefix"]
         with torch.no_grad():
             if bidirectional:
@@ -117,7 +139,9 @@ def run_loaded(case: Case) -> dict[str, torch.Tensor]:
                 (out_fw, out_bw), (fw, bw) = module.forward_split(x, case.lengths)
                 got.update({"outputs/fw": out_fw, "outputs/bw": out_bw})
                 for side, state, desc in (("fw", fw, rnn["fw"]), ("bw", bw, rnn["bw"])):
-                    got.update(flatten(f"state/{side}", state if desc["layout"] != "single" else state[0]))
+                    got.update(
+                        flatten(f"state/{side}", state if desc["layout"] != "single" else state[0])
+                    )
             else:
                 start = initial_state(case, p, len(cells)) if rnn["initial_state"] else None
                 outputs, state = module(x, case.lengths, start)
@@ -148,7 +172,11 @@ def test_stack_to_tf_gives_back_the_checkpoint(name):
         descs = [rnn["fw"], rnn["bw"]] if isinstance(module, BidirectionalRNN) else [rnn]
         for stack, desc, scope in zip(stacks, descs, _scopes(rnn)):
             names = [_tf_name(c["type"]) for c in desc["cells"]]
-            rebuilt.update(stack_to_tf(stack, scope, multi=desc["layout"] == "multi_rnn_cell", cell_names=names))
+            rebuilt.update(
+                stack_to_tf(
+                    stack, scope, multi=desc["layout"] == "multi_rnn_cell", cell_names=names
+                )
+            )
     assert sorted(rebuilt) == sorted(saved)
     for key, value in saved.items():
         np.testing.assert_array_equal(rebuilt[key], value, err_msg=key)
@@ -160,8 +188,12 @@ def _scopes(rnn: dict[str, Any]) -> list[str]:
 
 
 def _tf_name(cell_type: str) -> str:
-    return {"BasicLSTMCell": "basic_lstm_cell", "LSTMCell": "lstm_cell",
-            "GRUCell": "gru_cell", "BasicRNNCell": "basic_rnn_cell"}[cell_type]
+    return {
+        "BasicLSTMCell": "basic_lstm_cell",
+        "LSTMCell": "lstm_cell",
+        "GRUCell": "gru_cell",
+        "BasicRNNCell": "basic_rnn_cell",
+    }[cell_type]
 
 
 def test_time_major_and_batch_major_agree():
@@ -177,8 +209,10 @@ def test_time_major_and_batch_major_agree():
 
 def test_pre_tf_1_2_names_weights_and_biases():
     case = load_case("mixed_multi")
-    old = {k.replace("/kernel", "/weights").replace("/bias", "/biases"): v
-           for k, v in read_checkpoint(case.prefix).items()}
+    old = {
+        k.replace("/kernel", "/weights").replace("/bias", "/biases"): v
+        for k, v in read_checkpoint(case.prefix).items()
+    }
     assert any(k.endswith("gates/weights") for k in old)
     stack = stack_from_variables(old, "rnn")
     with torch.no_grad():
@@ -212,7 +246,9 @@ def _variables(name: str) -> dict[str, np.ndarray]:
 def test_missing_variable_is_listed():
     variables = _variables("mixed_multi")
     del variables["rnn/multi_rnn_cell/cell_1/gru_cell/candidate/bias"]
-    with pytest.raises(TF1VariableError, match=r"missing:\n\s+rnn/multi_rnn_cell/cell_1/gru_cell/candidate/bias"):
+    with pytest.raises(
+        TF1VariableError, match=r"missing:\n\s+rnn/multi_rnn_cell/cell_1/gru_cell/candidate/bias"
+    ):
         stack_from_variables(variables, "rnn")
 
 
@@ -233,12 +269,21 @@ def test_leftover_variables_are_listed_and_can_be_ignored():
     with pytest.raises(TF1VariableError) as info:
         stack_from_variables(variables, "rnn")
     message = str(info.value)
-    for name in ("rnn/basic_lstm_cell/kernel/MySlot", "rnn/basic_lstm_cell/extra", "rnn/something_else"):
+    for name in (
+        "rnn/basic_lstm_cell/kernel/MySlot",
+        "rnn/basic_lstm_cell/extra",
+        "rnn/something_else",
+    ):
         assert name in message
     assert "global_step" not in info.value.unexpected  # outside the scope: not listed
-    assert set(info.value.unexpected) == {"rnn/basic_lstm_cell/kernel/MySlot", "rnn/basic_lstm_cell/extra",
-                                          "rnn/something_else"}
-    stack = stack_from_variables(variables, "rnn", ignore=["*/MySlot", "*/extra", "rnn/something_else"])
+    assert set(info.value.unexpected) == {
+        "rnn/basic_lstm_cell/kernel/MySlot",
+        "rnn/basic_lstm_cell/extra",
+        "rnn/something_else",
+    }
+    stack = stack_from_variables(
+        variables, "rnn", ignore=["*/MySlot", "*/extra", "rnn/something_else"]
+    )
     assert stack.hidden_sizes == (8,)
 
 
@@ -270,15 +315,23 @@ def test_partial_peepholes_are_missing():
 
 def test_wrong_scope_names_the_scopes_found():
     case = load_case("seed_two_gru_encoders")
-    with pytest.raises(TF1VariableError, match=r"no variables under 'rnn'.*\['encoder1/rnn', 'encoder2/rnn'\]"):
+    with pytest.raises(
+        TF1VariableError, match=r"no variables under 'rnn'.*\['encoder1/rnn', 'encoder2/rnn'\]"
+    ):
         load_stack(case.prefix)
     with pytest.raises(ValueError, match="scope: expected a TF scope name"):
         load_stack(case.prefix, "")
 
 
 def test_unknown_cell_is_named():
-    variables = {k.replace("basic_lstm_cell", "lstm_block_cell"): v for k, v in _variables("basic_lstm").items()}
-    with pytest.raises(TF1VariableError, match=r"unknown cell 'lstm_block_cell' at rnn/lstm_block_cell.*basic_lstm_cell"):
+    variables = {
+        k.replace("basic_lstm_cell", "lstm_block_cell"): v
+        for k, v in _variables("basic_lstm").items()
+    }
+    with pytest.raises(
+        TF1VariableError,
+        match=r"unknown cell 'lstm_block_cell' at rnn/lstm_block_cell.*basic_lstm_cell",
+    ):
         stack_from_variables(variables, "rnn")
 
 
@@ -291,7 +344,9 @@ def test_bidirectional_needs_both_directions():
 def test_integer_variable_is_refused():
     variables = _variables("basic_rnn")
     variables["rnn/basic_rnn_cell/bias"] = variables["rnn/basic_rnn_cell/bias"].astype(np.int32)
-    with pytest.raises(TF1VariableError, match="bias: expected a floating-point variable, got dtype int32"):
+    with pytest.raises(
+        TF1VariableError, match="bias: expected a floating-point variable, got dtype int32"
+    ):
         stack_from_variables(variables, "rnn")
 
 

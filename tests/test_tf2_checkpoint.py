@@ -10,13 +10,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from legacy_cases import LEGACY, close, io
 
 from rnnfuse import StackedRNN, load, stack_from_keras
 from rnnfuse.cli import main
 from rnnfuse.convert.tf2 import read_object_checkpoint, stack_from_tf2
 from rnnfuse.tf1 import CheckpointError, load_stack, read_checkpoint
-
-from legacy_cases import LEGACY, close, io
 
 CKPT = LEGACY / "tf2_checkpoint" / "ckpt-1"
 WEIGHTS = LEGACY / "tf2_save_weights" / "weights"
@@ -53,7 +52,11 @@ def test_checkpoint_read_by_stack_from_keras_and_the_index_path():
 def test_checkpoint_contents_skip_the_optimizer_and_name_the_head():
     found = read_object_checkpoint(str(CKPT))
     assert [(lay.name, lay.class_name) for lay in found.layers] == [
-        ("lstm", "LSTM"), ("gru", "GRU"), ("simple_rnn", "SimpleRNN"), ("dense", "<dense>")]
+        ("lstm", "LSTM"),
+        ("gru", "GRU"),
+        ("simple_rnn", "SimpleRNN"),
+        ("dense", "<dense>"),
+    ]
     assert found.layers[1].config["reset_after"] is True
     assert found.skipped["counter"] == ["save_counter"]
     assert len(found.skipped["optimizer"]) == 24  # m and v of 11 variables, iterations, rate
@@ -80,7 +83,9 @@ def test_save_weights_bidirectional_and_reset_before_gru():
 
 def test_gru_without_bias_needs_reset_after():
     data = io("tf2_gru_nobias")
-    with pytest.raises(ValueError, match=r"reset_after: layer 'gru' is a GRU without bias.*pass reset_after"):
+    with pytest.raises(
+        ValueError, match=r"reset_after: layer 'gru' is a GRU without bias.*pass reset_after"
+    ):
         stack_from_tf2(NOBIAS)
     x = torch.from_numpy(data["x"])
     with torch.no_grad():
@@ -113,7 +118,9 @@ def test_saved_model_with_tf1_variables_points_to_load_stack(tmp_path):
     (directory / "variables").mkdir(parents=True)
     (directory / "saved_model.pb").write_bytes(b"")
     for suffix in (".index", ".data-00000-of-00001"):
-        shutil.copy(LEGACY / "static_rnn" / f"model{suffix}", directory / "variables" / f"variables{suffix}")
+        shutil.copy(
+            LEGACY / "static_rnn" / f"model{suffix}", directory / "variables" / f"variables{suffix}"
+        )
     with pytest.raises(ValueError, match=r"TF1 name-based checkpoint.*rnnfuse.tf1.load_stack"):
         stack_from_keras(directory)
 
@@ -151,7 +158,9 @@ def test_subclassed_model_needs_the_layer_order():
     found = read_object_checkpoint(str(prefix))
     assert not found.ordered and found.skipped["other"] == ["step"]
     assert [lay.name for lay in found.layers] == ["encoder/dense", "encoder/lstm", "encoder/gru"]
-    with pytest.raises(ValueError, match=r"layer_names: .* subclassed model .*\['encoder/lstm', 'encoder/gru'\]"):
+    with pytest.raises(
+        ValueError, match=r"layer_names: .* subclassed model .*\['encoder/lstm', 'encoder/gru'\]"
+    ):
         stack_from_keras(prefix)
     data = io("tf2_subclassed")
     stack = stack_from_keras(prefix, layer_names=["encoder/lstm", "encoder/gru"])

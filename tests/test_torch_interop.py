@@ -17,11 +17,22 @@ TOLERANCE = {torch.float32: 2e-6, torch.float64: 1e-12}
 TORCH_CASES = {
     "lstm_2": (nn.LSTM, dict(hidden_size=5, num_layers=2, batch_first=True)),
     "lstm_bi": (nn.LSTM, dict(hidden_size=4, num_layers=2, bidirectional=True, batch_first=True)),
-    "lstm_proj_bi_time_major": (nn.LSTM, dict(hidden_size=5, num_layers=3, proj_size=3, bidirectional=True, batch_first=False)),
+    "lstm_proj_bi_time_major": (
+        nn.LSTM,
+        dict(hidden_size=5, num_layers=3, proj_size=3, bidirectional=True, batch_first=False),
+    ),
     "lstm_no_bias": (nn.LSTM, dict(hidden_size=4, num_layers=2, bias=False, batch_first=True)),
     "gru_bi": (nn.GRU, dict(hidden_size=4, num_layers=2, bidirectional=True, batch_first=True)),
-    "gru_time_major_no_bias": (nn.GRU, dict(hidden_size=5, num_layers=2, bias=False, batch_first=False)),
-    "rnn_relu_bi": (nn.RNN, dict(hidden_size=4, num_layers=2, nonlinearity="relu", bidirectional=True, batch_first=True)),
+    "gru_time_major_no_bias": (
+        nn.GRU,
+        dict(hidden_size=5, num_layers=2, bias=False, batch_first=False),
+    ),
+    "rnn_relu_bi": (
+        nn.RNN,
+        dict(
+            hidden_size=4, num_layers=2, nonlinearity="relu", bidirectional=True, batch_first=True
+        ),
+    ),
     "rnn_tanh_3": (nn.RNN, dict(hidden_size=3, num_layers=3, batch_first=False)),
 }
 CASES = sorted(TORCH_CASES)
@@ -44,10 +55,15 @@ def _inputs(module: nn.Module, dtype: torch.dtype):
     if not module.batch_first:
         x = x.transpose(0, 1).contiguous()
     dirs = 2 if module.bidirectional else 1
-    out_h = module.proj_size if isinstance(module, nn.LSTM) and module.proj_size else module.hidden_size
+    out_h = (
+        module.proj_size if isinstance(module, nn.LSTM) and module.proj_size else module.hidden_size
+    )
     h0 = 0.5 * torch.randn(module.num_layers * dirs, B, out_h, dtype=dtype)
     if isinstance(module, nn.LSTM):
-        return x, (h0, 0.5 * torch.randn(module.num_layers * dirs, B, module.hidden_size, dtype=dtype))
+        return x, (
+            h0,
+            0.5 * torch.randn(module.num_layers * dirs, B, module.hidden_size, dtype=dtype),
+        )
     return x, h0
 
 
@@ -64,7 +80,9 @@ def _max_err(a, b) -> float:
 
 
 def _run_packed(module: nn.Module, x, hx, lengths):
-    packed = pack_padded_sequence(x, torch.tensor(lengths), batch_first=module.batch_first, enforce_sorted=False)
+    packed = pack_padded_sequence(
+        x, torch.tensor(lengths), batch_first=module.batch_first, enforce_sorted=False
+    )
     out, h_n = module(packed, hx)
     padded, _ = pad_packed_sequence(out, batch_first=module.batch_first, total_length=T)
     return padded, h_n
@@ -81,7 +99,10 @@ def test_from_torch_matches_full_length(name, dtype):
     out, state = stack(x, initial_state=_to_ours(module, hx))
     assert out.dtype == dtype
     assert _max_err(out, ref_out) < TOLERANCE[dtype]
-    assert _max_err(to_torch_layout(state, bidirectional=module.bidirectional), ref_h) < TOLERANCE[dtype]
+    assert (
+        _max_err(to_torch_layout(state, bidirectional=module.bidirectional), ref_h)
+        < TOLERANCE[dtype]
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -93,7 +114,10 @@ def test_from_torch_matches_packed_ragged_batch(name, dtype):
     ref_out, ref_h = _run_packed(module, x, hx, LENGTHS)
     out, state = stack(x, LENGTHS, _to_ours(module, hx))
     assert _max_err(out, ref_out) < TOLERANCE[dtype]
-    assert _max_err(to_torch_layout(state, bidirectional=module.bidirectional), ref_h) < TOLERANCE[dtype]
+    assert (
+        _max_err(to_torch_layout(state, bidirectional=module.bidirectional), ref_h)
+        < TOLERANCE[dtype]
+    )
 
 
 def _param_pairs(stack: StackedRNN, module: nn.Module):
@@ -127,7 +151,9 @@ def test_parameter_and_input_gradients_match_torch(name, dtype):
     out, state = stack(x_ours, LENGTHS, _to_ours(module, hx))
     ours_h = to_torch_layout(state, bidirectional=module.bidirectional)
     weights = torch.randn_like(out)
-    loss_terms = lambda o, h: (o * weights).sum() + sum((t * t).sum() for t in (h if isinstance(h, tuple) else (h,)))
+    loss_terms = lambda o, h: (
+        (o * weights).sum() + sum((t * t).sum() for t in (h if isinstance(h, tuple) else (h,)))
+    )
     loss_terms(ref_out, ref_h).backward()
     loss_terms(out, ours_h).backward()
     scale = {torch.float32: 1e-4, torch.float64: 1e-11}[dtype]
@@ -178,18 +204,38 @@ def test_to_torch_and_back_keeps_dropout_and_layout():
     "build, reason",
     [
         (lambda: StackedRNN(F, [4, 3], "lstm"), r"different sizes \[4, 3\]"),
-        (lambda: StackedRNN(F, [4, 4], "gru", reset_after=False), r"resets after the hidden matmul; this GRU \(reset_after=False\) resets before"),
-        (lambda: StackedRNN(F, [4], "lstm", peepholes=True), "no peepholes, cell_clip or proj_clip"),
+        (
+            lambda: StackedRNN(F, [4, 4], "gru", reset_after=False),
+            r"resets after the hidden matmul; this GRU \(reset_after=False\) resets before",
+        ),
+        (
+            lambda: StackedRNN(F, [4], "lstm", peepholes=True),
+            "no peepholes, cell_clip or proj_clip",
+        ),
         (lambda: StackedRNN(F, [4], "lstm", cell_clip=3.0), "no peepholes, cell_clip or proj_clip"),
-        (lambda: StackedRNN(F, [4], "lstm", proj_size=2, proj_clip=1.0), "no peepholes, cell_clip or proj_clip"),
-        (lambda: StackedRNN.from_cells([LSTMCell(F, 4), GRUCell(4, 4)]), r"mixes cell kinds \['gru', 'lstm'\]"),
-        (lambda: StackedRNN.from_cells([RNNCell(F, 4), RNNCell(4, 4, nonlinearity="relu")]), "different options"),
+        (
+            lambda: StackedRNN(F, [4], "lstm", proj_size=2, proj_clip=1.0),
+            "no peepholes, cell_clip or proj_clip",
+        ),
+        (
+            lambda: StackedRNN.from_cells([LSTMCell(F, 4), GRUCell(4, 4)]),
+            r"mixes cell kinds \['gru', 'lstm'\]",
+        ),
+        (
+            lambda: StackedRNN.from_cells([RNNCell(F, 4), RNNCell(4, 4, nonlinearity="relu")]),
+            "different options",
+        ),
         (lambda: StackedRNN(F, [4, 4], "rnn", residual=True), "no residual connections"),
-        (lambda: StackedRNN(F, [4, 4], "rnn", dropout=0.1, variational_dropout=True), "no variational dropout"),
+        (
+            lambda: StackedRNN(F, [4, 4], "rnn", dropout=0.1, variational_dropout=True),
+            "no variational dropout",
+        ),
     ],
 )
 def test_to_torch_refuses_what_torch_cannot_express(build, reason):
-    with pytest.raises(ValueError, match=r"stack: not expressible as one torch.nn RNN module: .*" + reason):
+    with pytest.raises(
+        ValueError, match=r"stack: not expressible as one torch.nn RNN module: .*" + reason
+    ):
         build().to_torch()
 
 

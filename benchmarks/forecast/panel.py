@@ -41,18 +41,114 @@ class PanelSeries:
 
 
 PANEL: tuple[PanelSeries, ...] = (
-    PanelSeries("wineind", "pmdarima: load_wineind", "M", 12, 12, "1980-01-01", "Australian wine sales by month, 1980-1994"),
-    PanelSeries("airpassengers", "pmdarima: load_airpassengers", "M", 12, 12, "1949-01-01", "airline passengers by month, 1949-1960"),
-    PanelSeries("elnino", "statsmodels: datasets.elnino", "M", 12, 12, "1950-01-01", "Nino 1+2 sea surface temperature by month, 1950-2010"),
-    PanelSeries("woolyrnq", "pmdarima: load_woolyrnq", "Q", 4, 8, "1965-01-01", "Australian woollen yarn production by quarter"),
-    PanelSeries("ausbeer", "pmdarima: load_ausbeer", "Q", 4, 8, "1956-01-01", "Australian beer production by quarter"),
-    PanelSeries("austres", "pmdarima: load_austres", "Q", 1, 8, "1971-04-01", "Australian residents (thousands) by quarter; no seasonality"),
-    PanelSeries("unemp", "statsmodels: datasets.macrodata unemp", "Q", 1, 8, "1959-01-01", "US unemployment rate by quarter, seasonally adjusted"),
-    PanelSeries("sunspots", "statsmodels: datasets.sunspots", "Y", 1, 6, "1700-01-01", "yearly sunspot activity, 1700-2008 (an 11-year cycle)"),
-    PanelSeries("nile", "statsmodels: datasets.nile", "Y", 1, 6, "1871-01-01", "yearly Nile flow at Aswan, 1871-1970"),
-    PanelSeries("lynx", "pmdarima: load_lynx", "Y", 1, 6, "1821-01-01", "yearly lynx trappings, 1821-1934 (a 10-year cycle)"),
-    PanelSeries("co2", "statsmodels: datasets.co2", "W", 52.18, 13, "1958-03-29", "weekly Mauna Loa CO2 (gaps interpolated linearly)"),
-    PanelSeries("taylor", "pmdarima: load_taylor", "30min", 48, 48, "2000-06-05 00:00:00", "half-hourly electricity demand, England and Wales, June-August 2000"),
+    PanelSeries(
+        "wineind",
+        "pmdarima: load_wineind",
+        "M",
+        12,
+        12,
+        "1980-01-01",
+        "Australian wine sales by month, 1980-1994",
+    ),
+    PanelSeries(
+        "airpassengers",
+        "pmdarima: load_airpassengers",
+        "M",
+        12,
+        12,
+        "1949-01-01",
+        "airline passengers by month, 1949-1960",
+    ),
+    PanelSeries(
+        "elnino",
+        "statsmodels: datasets.elnino",
+        "M",
+        12,
+        12,
+        "1950-01-01",
+        "Nino 1+2 sea surface temperature by month, 1950-2010",
+    ),
+    PanelSeries(
+        "woolyrnq",
+        "pmdarima: load_woolyrnq",
+        "Q",
+        4,
+        8,
+        "1965-01-01",
+        "Australian woollen yarn production by quarter",
+    ),
+    PanelSeries(
+        "ausbeer",
+        "pmdarima: load_ausbeer",
+        "Q",
+        4,
+        8,
+        "1956-01-01",
+        "Australian beer production by quarter",
+    ),
+    PanelSeries(
+        "austres",
+        "pmdarima: load_austres",
+        "Q",
+        1,
+        8,
+        "1971-04-01",
+        "Australian residents (thousands) by quarter; no seasonality",
+    ),
+    PanelSeries(
+        "unemp",
+        "statsmodels: datasets.macrodata unemp",
+        "Q",
+        1,
+        8,
+        "1959-01-01",
+        "US unemployment rate by quarter, seasonally adjusted",
+    ),
+    PanelSeries(
+        "sunspots",
+        "statsmodels: datasets.sunspots",
+        "Y",
+        1,
+        6,
+        "1700-01-01",
+        "yearly sunspot activity, 1700-2008 (an 11-year cycle)",
+    ),
+    PanelSeries(
+        "nile",
+        "statsmodels: datasets.nile",
+        "Y",
+        1,
+        6,
+        "1871-01-01",
+        "yearly Nile flow at Aswan, 1871-1970",
+    ),
+    PanelSeries(
+        "lynx",
+        "pmdarima: load_lynx",
+        "Y",
+        1,
+        6,
+        "1821-01-01",
+        "yearly lynx trappings, 1821-1934 (a 10-year cycle)",
+    ),
+    PanelSeries(
+        "co2",
+        "statsmodels: datasets.co2",
+        "W",
+        52.18,
+        13,
+        "1958-03-29",
+        "weekly Mauna Loa CO2 (gaps interpolated linearly)",
+    ),
+    PanelSeries(
+        "taylor",
+        "pmdarima: load_taylor",
+        "30min",
+        48,
+        48,
+        "2000-06-05 00:00:00",
+        "half-hourly electricity demand, England and Wales, June-August 2000",
+    ),
 )
 
 
@@ -81,7 +177,9 @@ def _statsmodels(loader: str) -> Any:
     name, *column = loader.replace("datasets.", "").split()
     frame = getattr(sm.datasets, name).load_pandas().data
     if name == "elnino":
-        return frame.drop(columns="YEAR").to_numpy(dtype=float).ravel()  # year by year, January first
+        return (
+            frame.drop(columns="YEAR").to_numpy(dtype=float).ravel()
+        )  # year by year, January first
     if name == "co2":
         return frame["co2"].interpolate(limit_direction="both").to_numpy(dtype=float)
     columns = {"sunspots": "SUNACTIVITY", "nile": "volume"}

@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from panel import PANEL, PanelSeries  # noqa: E402
+from panel import PANEL, PanelSeries
 
 FREQ = {"M": "MS", "Q": "QS", "Y": "YS", "W": "7D", "30min": "30min"}
 
@@ -39,7 +39,9 @@ def _frame(series: PanelSeries, path: Path):  # -> pandas.DataFrame
     import pandas as pd
 
     frame = pd.read_csv(path)
-    return pd.DataFrame({"unique_id": series.name, "ds": pd.to_datetime(frame["ds"]), "y": frame["y"].astype(float)})
+    return pd.DataFrame(
+        {"unique_id": series.name, "ds": pd.to_datetime(frame["ds"]), "y": frame["y"].astype(float)}
+    )
 
 
 def _long(cv, models: list[str], first_origin: int):  # -> pandas.DataFrame
@@ -52,7 +54,15 @@ def _long(cv, models: list[str], first_origin: int):  # -> pandas.DataFrame
     cv["origin"] = cv["cutoff"].map(origin_of)
     cv["step"] = cv.groupby("cutoff").cumcount() + 1
     parts = [
-        pd.DataFrame({"model": m, "origin": cv["origin"], "step": cv["step"], "forecast": cv[m], "actual": cv["y"]})
+        pd.DataFrame(
+            {
+                "model": m,
+                "origin": cv["origin"],
+                "step": cv["step"],
+                "forecast": cv[m],
+                "actual": cv["y"],
+            }
+        )
         for m in models
     ]
     return pd.concat(parts, ignore_index=True)
@@ -62,20 +72,29 @@ STATS = ("AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive", "Naive")
 NEURAL = ("NHITS", "LSTM")
 
 
-def run_stats(series: PanelSeries, frame, windows: int, chosen: tuple[str, ...] = STATS) -> tuple[object, dict[str, float]]:
+def run_stats(
+    series: PanelSeries, frame, windows: int, chosen: tuple[str, ...] = STATS
+) -> tuple[object, dict[str, float]]:
     from statsforecast import StatsForecast
     from statsforecast.models import AutoARIMA, AutoETS, AutoTheta, Naive, SeasonalNaive
 
     m = max(1, round(series.period))
-    models = [AutoETS(season_length=m), AutoARIMA(season_length=m), AutoTheta(season_length=m),
-              SeasonalNaive(season_length=m), Naive()]
+    models = [
+        AutoETS(season_length=m),
+        AutoARIMA(season_length=m),
+        AutoTheta(season_length=m),
+        SeasonalNaive(season_length=m),
+        Naive(),
+    ]
     models = [model for model in models if str(model) in chosen]
     seconds: dict[str, float] = {}
     outputs = []
     for model in models:
         began = time.perf_counter()
         sf = StatsForecast(models=[model], freq=FREQ[series.frequency], n_jobs=1)
-        cv = sf.cross_validation(df=frame, h=series.horizon, n_windows=windows, step_size=1, refit=False)
+        cv = sf.cross_validation(
+            df=frame, h=series.horizon, n_windows=windows, step_size=1, refit=False
+        )
         seconds[str(model)] = time.perf_counter() - began
         outputs.append(cv.reset_index() if "unique_id" not in cv.columns else cv)
     merged = outputs[0]
@@ -84,8 +103,9 @@ def run_stats(series: PanelSeries, frame, windows: int, chosen: tuple[str, ...] 
     return merged, seconds
 
 
-def run_neural(series: PanelSeries, frame, windows: int, seeds: int,
-               chosen: tuple[str, ...] = NEURAL) -> tuple[object, dict[str, float], list[str]]:
+def run_neural(
+    series: PanelSeries, frame, windows: int, seeds: int, chosen: tuple[str, ...] = NEURAL
+) -> tuple[object, dict[str, float], list[str]]:
     import logging
 
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
@@ -95,8 +115,16 @@ def run_neural(series: PanelSeries, frame, windows: int, seeds: int,
 
     h = series.horizon
     size = max(2 * h, 2 * round(series.period))
-    common = {"h": h, "input_size": size, "scaler_type": "robust", "early_stop_patience_steps": 5,
-              "val_check_steps": 50, "enable_progress_bar": False, "enable_model_summary": False, "logger": False}
+    common = {
+        "h": h,
+        "input_size": size,
+        "scaler_type": "robust",
+        "early_stop_patience_steps": 5,
+        "val_check_steps": 50,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "logger": False,
+    }
     names: list[str] = []
     seconds: dict[str, float] = {}
     merged = None
@@ -104,11 +132,19 @@ def run_neural(series: PanelSeries, frame, windows: int, seeds: int,
         for seed in range(seeds):
             alias = f"{kind}-seed{seed}"
             began = time.perf_counter()
-            nf = NeuralForecast(models=[cls(**common, random_seed=seed, alias=alias)], freq=FREQ[series.frequency])
-            cv = nf.cross_validation(df=frame, n_windows=windows, step_size=1, val_size=h, refit=False)
+            nf = NeuralForecast(
+                models=[cls(**common, random_seed=seed, alias=alias)], freq=FREQ[series.frequency]
+            )
+            cv = nf.cross_validation(
+                df=frame, n_windows=windows, step_size=1, val_size=h, refit=False
+            )
             seconds[alias] = time.perf_counter() - began
             cv = cv.reset_index() if "unique_id" not in cv.columns else cv
-            merged = cv if merged is None else merged.merge(cv.drop(columns=["y"]), on=["unique_id", "ds", "cutoff"])
+            merged = (
+                cv
+                if merged is None
+                else merged.merge(cv.drop(columns=["y"]), on=["unique_id", "ds", "cutoff"])
+            )
             names.append(alias)
     return merged, seconds, names
 
@@ -135,20 +171,38 @@ def run_series(series: PanelSeries, out: Path, seeds: int, models: tuple[str, ..
         seconds |= nf_seconds
     folder = out / "peers"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = series.name if set(models) == set(STATS + NEURAL) else f"{series.name}-{'-'.join(models).lower()}"
+    stem = (
+        series.name
+        if set(models) == set(STATS + NEURAL)
+        else f"{series.name}-{'-'.join(models).lower()}"
+    )
     pd.concat(parts, ignore_index=True).to_csv(folder / f"{stem}.csv", index=False)
-    (folder / f"{stem}.json").write_text(json.dumps({"seconds": seconds, "origins": windows, "rows": n}, indent=1))
-    print(f"{series.name}: {windows} test origins; " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()), flush=True)
+    (folder / f"{stem}.json").write_text(
+        json.dumps({"seconds": seconds, "origins": windows, "rows": n}, indent=1)
+    )
+    print(
+        f"{series.name}: {windows} test origins; "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()),
+        flush=True,
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--series", default="", help="comma-separated names (default: the whole panel)")
+    parser.add_argument(
+        "--series", default="", help="comma-separated names (default: the whole panel)"
+    )
     parser.add_argument("--nf-seeds", type=int, default=1)
     parser.add_argument("--no-neural", action="store_true")
-    parser.add_argument("--models", default="", help=f"comma-separated, from {','.join(STATS + NEURAL)} (default: all)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as rnnfuse's models)")
+    parser.add_argument(
+        "--models",
+        default="",
+        help=f"comma-separated, from {','.join(STATS + NEURAL)} (default: all)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (default 1, as rnnfuse's models)"
+    )
     args = parser.parse_args()
     os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
     import torch
@@ -158,7 +212,9 @@ def main() -> int:
     models = tuple(m for m in STATS + NEURAL if not args.models or m in args.models.split(","))
     models = tuple(m for m in models if not (args.no_neural and m in NEURAL))
     if not models or (args.models and set(args.models.split(",")) - set(STATS + NEURAL)):
-        parser.error(f"--models: expected names from {','.join(STATS + NEURAL)}, got {args.models!r}")
+        parser.error(
+            f"--models: expected names from {','.join(STATS + NEURAL)}, got {args.models!r}"
+        )
     for series in PANEL:
         if not chosen or series.name in chosen:
             run_series(series, args.out, args.nf_seeds, models)

@@ -26,12 +26,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from panel import PANEL, PanelSeries  # noqa: E402
+from panel import PANEL, PanelSeries
 
 PEERS = ("AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive", "Naive", "NHITS", "LSTM")
 
 
-def _read_test(path: Path, model_column: str) -> dict[str, dict[tuple[int, int], tuple[float, float]]]:
+def _read_test(
+    path: Path, model_column: str
+) -> dict[str, dict[tuple[int, int], tuple[float, float]]]:
     """``{model: {(origin_row, step): (forecast, actual)}}`` of a long forecasts file's test rows."""
     table: dict[str, dict[tuple[int, int], tuple[float, float]]] = defaultdict(dict)
     with path.open() as handle:
@@ -39,7 +41,10 @@ def _read_test(path: Path, model_column: str) -> dict[str, dict[tuple[int, int],
             if row.get("split", "test") != "test":
                 continue
             origin = int(row.get("origin_row", row.get("origin")))
-            table[row[model_column]][(origin, int(row["step"]))] = (float(row["forecast"]), float(row["actual"]))
+            table[row[model_column]][(origin, int(row["step"]))] = (
+                float(row["forecast"]),
+                float(row["actual"]),
+            )
     return table
 
 
@@ -57,7 +62,9 @@ def _scale(series: PanelSeries, data: Path, test_start: int) -> float:
 def series_scores(series: PanelSeries, out: Path) -> dict[str, float] | None:
     """Test MAE per model for one series, or ``None`` when a side is missing."""
     mine_path = out / "rnnfuse" / series.name / "forecasts.csv"
-    theirs_paths = sorted((out / "peers").glob(f"{series.name}.csv")) + sorted((out / "peers").glob(f"{series.name}-*.csv"))
+    theirs_paths = sorted((out / "peers").glob(f"{series.name}.csv")) + sorted(
+        (out / "peers").glob(f"{series.name}-*.csv")
+    )
     if not mine_path.exists() or not theirs_paths:
         return None
     mine, theirs = _read_test(mine_path, "row"), {}
@@ -69,11 +76,18 @@ def series_scores(series: PanelSeries, out: Path) -> dict[str, float] | None:
     keys = set(mine["seasonal naive"])
     for model, cells in theirs.items():
         if set(cells) != keys:
-            raise ValueError(f"{series.name}: {model}'s test origins and steps differ from rnnfuse's")
+            raise ValueError(
+                f"{series.name}: {model}'s test origins and steps differ from rnnfuse's"
+            )
     gap = max(abs(theirs["SeasonalNaive"][k][0] - mine["seasonal naive"][k][0]) for k in keys)
     if gap > 1e-6 * max(1.0, max(abs(v[1]) for v in mine["seasonal naive"].values())):
-        raise ValueError(f"{series.name}: statsforecast's SeasonalNaive and rnnfuse's seasonal naive differ by {gap}")
-    scores = {"seasonal naive": _mae(mine["seasonal naive"]), "rnnfuse selected": _mae(mine[results["selected"]])}
+        raise ValueError(
+            f"{series.name}: statsforecast's SeasonalNaive and rnnfuse's seasonal naive differ by {gap}"
+        )
+    scores = {
+        "seasonal naive": _mae(mine["seasonal naive"]),
+        "rnnfuse selected": _mae(mine[results["selected"]]),
+    }
     for name, cells in mine.items():
         kind = results["rows"].get(name, {}).get("kind")
         if kind == "network":
@@ -87,37 +101,63 @@ def series_scores(series: PanelSeries, out: Path) -> dict[str, float] | None:
         if seeds:
             scores[peer] = float(np.mean([_mae(theirs[m]) for m in seeds]))
     scores["_selected"] = results["selected"]  # type: ignore[assignment]
-    scores["_scale"] = _scale(series, out / "data" / f"{series.name}.csv", min(k[0] for k in keys) + 1)
+    scores["_scale"] = _scale(
+        series, out / "data" / f"{series.name}.csv", min(k[0] for k in keys) + 1
+    )
     return scores
 
 
 def table(out: Path) -> str:
     """The Markdown report: per-series relative MAE and MASE, the panel's geometric means."""
     per_series = {s.name: r for s in PANEL if (r := series_scores(s, out)) is not None}
-    models = sorted({m for r in per_series.values() for m in r if not m.startswith("_")} - {"seasonal naive"},
-                    key=lambda m: (not m.startswith("rnnfuse"), m))
-    lines = ["| model | " + " | ".join(per_series) + " | geometric mean of relative MAE | beats seasonal naive |",
-             "|---|" + "---:|" * (len(per_series) + 2)]
+    models = sorted(
+        {m for r in per_series.values() for m in r if not m.startswith("_")} - {"seasonal naive"},
+        key=lambda m: (not m.startswith("rnnfuse"), m),
+    )
+    lines = [
+        "| model | "
+        + " | ".join(per_series)
+        + " | geometric mean of relative MAE | beats seasonal naive |",
+        "|---|" + "---:|" * (len(per_series) + 2),
+    ]
     for model in models:
         ratios = [r[model] / r["seasonal naive"] for r in per_series.values() if model in r]
-        cells = [f"{r[model] / r['seasonal naive']:.3f}" if model in r else "-" for r in per_series.values()]
+        cells = [
+            f"{r[model] / r['seasonal naive']:.3f}" if model in r else "-"
+            for r in per_series.values()
+        ]
         geo = math.exp(np.mean(np.log(ratios)))
         partial = f" ({len(ratios)} series)" if len(ratios) < len(per_series) else ""
         wins = sum(x < 1 for x in ratios)
-        lines.append(f"| {model} | " + " | ".join(cells) + f" | {geo:.3f}{partial} | {wins}/{len(ratios)} |")
-    mase = ["", "MASE (test MAE / in-sample seasonal-naive MAE before the test stretch):", "",
-            "| model | " + " | ".join(per_series) + " |", "|---|" + "---:|" * len(per_series)]
+        lines.append(
+            f"| {model} | " + " | ".join(cells) + f" | {geo:.3f}{partial} | {wins}/{len(ratios)} |"
+        )
+    mase = [
+        "",
+        "MASE (test MAE / in-sample seasonal-naive MAE before the test stretch):",
+        "",
+        "| model | " + " | ".join(per_series) + " |",
+        "|---|" + "---:|" * len(per_series),
+    ]
     for model in ["seasonal naive", *models]:
-        cells = [f"{r[model] / r['_scale']:.3f}" if model in r else "-" for r in per_series.values()]
+        cells = [
+            f"{r[model] / r['_scale']:.3f}" if model in r else "-" for r in per_series.values()
+        ]
         mase.append(f"| {model} | " + " | ".join(cells) + " |")
-    chosen = ["", "Row selected on validation, per series: " + "; ".join(f"{n}: {r['_selected']}" for n, r in per_series.items())]
+    chosen = [
+        "",
+        "Row selected on validation, per series: "
+        + "; ".join(f"{n}: {r['_selected']}" for n, r in per_series.items()),
+    ]
     return "\n".join(lines + mase + chosen)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--write", type=Path, default=None, help="also write the table to this Markdown file")
+    parser.add_argument(
+        "--write", type=Path, default=None, help="also write the table to this Markdown file"
+    )
     args = parser.parse_args()
     text = table(args.out)
     print(text)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from panel import PANEL, PanelSeries  # noqa: E402
+from panel import PANEL, PanelSeries
 
 # The networks every series gets: the plain local + global network fused by concatenation,
 # and the demo's hybrid (Zoph-Knight fusion correcting the classical base), 3 seeds each.
@@ -34,17 +34,45 @@ def demo_command(series: PanelSeries, data: Path, out: Path, jobs: int) -> list[
     stretch = series.stretch(rows)
     period = "1" if series.period == 1 else f"{series.period:g}"
     return [
-        sys.executable, "-m", "rnnfuse", "demo", "--csv", str(data), "--column", "y", "--time-column", "ds",
-        "--period", period, "--horizon", str(series.horizon), "--val-steps", str(stretch), "--test-steps", str(stretch),
-        "--covariates", "none", "--fusions", FUSIONS, "--hybrids", HYBRIDS, "--seeds", str(SEEDS),
-        "--jobs", str(jobs), "--out", str(out),
+        sys.executable,
+        "-m",
+        "rnnfuse",
+        "demo",
+        "--csv",
+        str(data),
+        "--column",
+        "y",
+        "--time-column",
+        "ds",
+        "--period",
+        period,
+        "--horizon",
+        str(series.horizon),
+        "--val-steps",
+        str(stretch),
+        "--test-steps",
+        str(stretch),
+        "--covariates",
+        "none",
+        "--fusions",
+        FUSIONS,
+        "--hybrids",
+        HYBRIDS,
+        "--seeds",
+        str(SEEDS),
+        "--jobs",
+        str(jobs),
+        "--out",
+        str(out),
     ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("--series", default="", help="comma-separated names (default: the whole panel)")
+    parser.add_argument(
+        "--series", default="", help="comma-separated names (default: the whole panel)"
+    )
     parser.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args()
     chosen = set(filter(None, args.series.split(",")))
@@ -52,13 +80,22 @@ def main() -> int:
     for series in PANEL:
         if chosen and series.name not in chosen:
             continue
-        command = demo_command(series, args.out / "data" / f"{series.name}.csv", args.out / "rnnfuse" / series.name, args.jobs)
+        command = demo_command(
+            series,
+            args.out / "data" / f"{series.name}.csv",
+            args.out / "rnnfuse" / series.name,
+            args.jobs,
+        )
         began = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         log = args.out / "rnnfuse" / f"{series.name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text(" ".join(command[1:]) + "\n" + done.stdout + done.stderr)
-        status = "ok" if done.returncode == 0 else f"failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}"
+        status = (
+            "ok"
+            if done.returncode == 0
+            else f"failed ({done.returncode}): {done.stderr.strip().splitlines()[-1:]}"
+        )
         print(f"{series.name}: {status} in {time.perf_counter() - began:.0f} s", flush=True)
         if done.returncode != 0:
             failed.append(series.name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .bidirectional import BidirectionalRNN
 from .cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
 from .encoders import MultiEncoder, MultiEncoderOutput, merge_directions
 from .fusion import (
@@ -22,7 +23,6 @@ from .fusion import (
     mean_states,
     sum_states,
 )
-from .bidirectional import BidirectionalRNN
 from .io import load, save
 from .seq2seq import Seq2Seq
 from .stack import StackedRNN
@@ -42,8 +42,11 @@ from .state import (
 
 __version__ = "0.1.0"
 
-_LAZY = {"tf1": ("rnnfuse.tf1", None), "stack_from_keras": ("rnnfuse.convert.keras", "stack_from_keras"),
-         "stacks_from_keras": ("rnnfuse.convert.keras", "stacks_from_keras")}
+_LAZY = {
+    "tf1": ("rnnfuse.tf1", None),
+    "stack_from_keras": ("rnnfuse.convert.keras", "stack_from_keras"),
+    "stacks_from_keras": ("rnnfuse.convert.keras", "stacks_from_keras"),
+}
 
 __all__ = [
     "LSTMCell",

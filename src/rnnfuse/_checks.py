@@ -29,7 +29,9 @@ def check_sequence_input(x: Any, input_size: int, batch_first: bool) -> Tensor:
     if not x.dtype.is_floating_point:
         raise TypeError(f"x: expected a floating-point tensor, got dtype {x.dtype}")
     if x.shape[-1] != input_size:
-        raise ValueError(f"x: x.size(-1) must be equal to input_size. Expected {input_size}, got {x.shape[-1]}")
+        raise ValueError(
+            f"x: x.size(-1) must be equal to input_size. Expected {input_size}, got {x.shape[-1]}"
+        )
     return x if batch_first else x.transpose(0, 1)
 
 
@@ -78,7 +80,9 @@ def check_length_values(lengths: Tensor, steps: int) -> int | None:
     if low < 0:
         raise ValueError(f"lengths: expected values in [0, {steps}], got a negative length {low}")
     if high > steps:
-        raise ValueError(f"lengths: expected values in [0, {steps}] (the number of time steps), got {high}")
+        raise ValueError(
+            f"lengths: expected values in [0, {steps}] (the number of time steps), got {high}"
+        )
     return low
 
 
@@ -97,11 +101,15 @@ def _as_int_tensor(lengths: Any) -> Tensor:
         tensor = torch.from_numpy(lengths)
     elif isinstance(lengths, Sequence) and not isinstance(lengths, (str, bytes)):
         if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in lengths):
-            bad = next(v for v in lengths if not isinstance(v, (int, np.integer)) or isinstance(v, bool))
+            bad = next(
+                v for v in lengths if not isinstance(v, (int, np.integer)) or isinstance(v, bool)
+            )
             raise TypeError(f"lengths: expected integers, got {bad!r} ({type(bad).__name__})")
         tensor = torch.tensor(list(lengths), dtype=torch.int64)
     else:
-        raise TypeError(f"lengths: expected a Tensor or a sequence of ints, got {type(lengths).__name__}")
+        raise TypeError(
+            f"lengths: expected a Tensor or a sequence of ints, got {type(lengths).__name__}"
+        )
     if tensor.dtype == torch.bool or tensor.dtype.is_floating_point or tensor.dtype.is_complex:
         raise TypeError(f"lengths: expected an integer dtype, got {tensor.dtype}")
     # detached (lengths need no graph); what the kernels keep per lengths (a layout) is keyed

@@ -27,8 +27,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_regular_file", "open_regular_file", "read_regular_file", "loads_json", "json_depth", "read_zip_member", "NotRegularFileError",
-           "KIB", "MIB", "GIB", "MAX_JSON_DEPTH"]
+__all__ = [
+    "check_regular_file",
+    "open_regular_file",
+    "read_regular_file",
+    "loads_json",
+    "json_depth",
+    "read_zip_member",
+    "NotRegularFileError",
+    "KIB",
+    "MIB",
+    "GIB",
+    "MAX_JSON_DEPTH",
+]
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 MAX_JSON_DEPTH = 100  # a Keras configuration nests about 15 deep, rnnfuse's own files 5
@@ -41,7 +52,9 @@ class NotRegularFileError(ValueError):
     """A path that is not a regular file, or one larger than its format allows."""
 
 
-def check_regular_file(path: str | os.PathLike[str], what: str, max_bytes: int | None = None) -> int:
+def check_regular_file(
+    path: str | os.PathLike[str], what: str, max_bytes: int | None = None
+) -> int:
     """The size of ``path`` after checking that it is a regular file of at most ``max_bytes``.
 
     ``what`` names the expected content in messages (``"a .safetensors file"``).  Raises
@@ -62,14 +75,23 @@ def _check_info(shown: str, info: os.stat_result, what: str, max_bytes: int | No
     if stat.S_ISDIR(info.st_mode):
         raise IsADirectoryError(f"{shown}: is a directory; expected {what}")
     if not stat.S_ISREG(info.st_mode):
-        raise NotRegularFileError(f"{shown}: not a regular file (a device, FIFO or socket); expected {what}")
+        raise NotRegularFileError(
+            f"{shown}: not a regular file (a device, FIFO or socket); expected {what}"
+        )
     if max_bytes is not None and info.st_size > max_bytes:
-        raise NotRegularFileError(f"{shown}: {info.st_size:,} bytes, more than {what} may hold "
-                                  f"({max_bytes:,} bytes at most)")
+        raise NotRegularFileError(
+            f"{shown}: {info.st_size:,} bytes, more than {what} may hold "
+            f"({max_bytes:,} bytes at most)"
+        )
 
 
-def open_regular_file(path: str | os.PathLike[str], what: str, max_bytes: int | None = None, *,
-                      follow_symlinks: bool = True) -> int:
+def open_regular_file(
+    path: str | os.PathLike[str],
+    what: str,
+    max_bytes: int | None = None,
+    *,
+    follow_symlinks: bool = True,
+) -> int:
     """A descriptor of the regular file ``path``, opened for reading.
 
     Opened with ``O_NONBLOCK`` (a FIFO never blocks the open) and checked with ``fstat`` on
@@ -87,7 +109,9 @@ def open_regular_file(path: str | os.PathLike[str], what: str, max_bytes: int | 
         raise FileNotFoundError(f"{shown}: no such file (expected {what})") from None
     except OSError as exc:
         if exc.errno == errno.ELOOP and not follow_symlinks:
-            raise NotRegularFileError(f"{shown}: a symbolic link; expected {what} (never a link)") from None
+            raise NotRegularFileError(
+                f"{shown}: a symbolic link; expected {what} (never a link)"
+            ) from None
         raise
     try:
         _check_info(shown, os.fstat(fd), what, max_bytes)
@@ -98,8 +122,9 @@ def open_regular_file(path: str | os.PathLike[str], what: str, max_bytes: int | 
     return fd
 
 
-def read_regular_file(path: str | os.PathLike[str], what: str, max_bytes: int, *,
-                      follow_symlinks: bool = True) -> bytes:
+def read_regular_file(
+    path: str | os.PathLike[str], what: str, max_bytes: int, *, follow_symlinks: bool = True
+) -> bytes:
     """The bytes of the regular file ``path``, at most ``max_bytes`` of them (opened and
     checked by :func:`open_regular_file`)."""
     fd = open_regular_file(path, what, max_bytes, follow_symlinks=follow_symlinks)
@@ -119,7 +144,9 @@ def _read_at_most(fd: int, shown: str, what: str, max_bytes: int) -> bytes:
         chunks.append(chunk)
         total += len(chunk)
         if total > max_bytes:  # the file grew after the check
-            raise NotRegularFileError(f"{shown}: more than {what} may hold ({max_bytes:,} bytes at most)")
+            raise NotRegularFileError(
+                f"{shown}: more than {what} may hold ({max_bytes:,} bytes at most)"
+            )
 
 
 def json_depth(data: bytes | str) -> int:
@@ -128,7 +155,9 @@ def json_depth(data: bytes | str) -> int:
     codes = np.frombuffer(_STRING.sub(b"", raw), dtype=np.uint8)
     if codes.size == 0:
         return 0
-    steps = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}")))
+    steps = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(
+        codes, (ord("]"), ord("}"))
+    )
     return int(np.cumsum(steps).max(initial=0))
 
 
@@ -140,7 +169,9 @@ def loads_json(data: bytes | str, what: str, max_depth: int = MAX_JSON_DEPTH) ->
     """
     depth = json_depth(data)
     if depth > max_depth:
-        raise ValueError(f"{what}: JSON nested {depth} deep, more than the {max_depth} levels allowed")
+        raise ValueError(
+            f"{what}: JSON nested {depth} deep, more than the {max_depth} levels allowed"
+        )
     try:
         return json.loads(data)
     except RecursionError:  # unreachable within MAX_JSON_DEPTH; kept as a last guard
@@ -148,7 +179,9 @@ def loads_json(data: bytes | str, what: str, max_depth: int = MAX_JSON_DEPTH) ->
     except UnicodeDecodeError as exc:
         raise ValueError(f"{what}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{what}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
+        raise ValueError(
+            f"{what}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
+        ) from None
 
 
 def read_zip_member(archive: zipfile.ZipFile, name: str, what: str, max_bytes: int) -> bytes:
@@ -166,15 +199,21 @@ def read_zip_member(archive: zipfile.ZipFile, name: str, what: str, max_bytes: i
     if info.flag_bits & 0x1:
         raise ValueError(f"{what}: {name!r} is encrypted; expected a plain member")
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise ValueError(f"{what}: {name!r} uses compression method {info.compress_type}; "
-                         f"expected stored (0) or deflate (8)")
+        raise ValueError(
+            f"{what}: {name!r} uses compression method {info.compress_type}; "
+            f"expected stored (0) or deflate (8)"
+        )
     limit = min(max_bytes, max(_ZIP_RATIO_FREE, MAX_ZIP_RATIO * info.compress_size))
     if info.file_size > limit:
-        raise ValueError(f"{what}: {name!r} declares {info.file_size:,} bytes inflated from "
-                         f"{info.compress_size:,}; at most {limit:,} are read")
+        raise ValueError(
+            f"{what}: {name!r} declares {info.file_size:,} bytes inflated from "
+            f"{info.compress_size:,}; at most {limit:,} are read"
+        )
     with archive.open(info) as member:
         data = member.read(info.file_size + 1)
     if len(data) != info.file_size:
-        raise ValueError(f"{what}: {name!r} inflates to {'more' if len(data) > info.file_size else 'fewer'} "
-                         f"bytes than the {info.file_size:,} it declares")
+        raise ValueError(
+            f"{what}: {name!r} inflates to {'more' if len(data) > info.file_size else 'fewer'} "
+            f"bytes than the {info.file_size:,} it declares"
+        )
     return data

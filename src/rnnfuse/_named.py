@@ -70,14 +70,14 @@ def _rename(state: dict, prefix: str, mapping: dict[str, str]) -> None:
     for old, new in mapping.items():
         head = f"{prefix}{old}."
         for key in [k for k in state if k.startswith(head)]:
-            state[f"{prefix}{new}.{key[len(head):]}"] = state.pop(key)
+            state[f"{prefix}{new}.{key[len(head) :]}"] = state.pop(key)
 
 
-def _public_state_dict(module: NameSafeModuleDict, state: dict, prefix: str, local_metadata: Any) -> None:
+def _public_state_dict(
+    module: NameSafeModuleDict, state: dict, prefix: str, local_metadata: Any
+) -> None:
     _rename(state, prefix, {a: n for n, a in module.renamed().items()})
 
 
-def _internal_state_dict(
-    module: NameSafeModuleDict, state: dict, prefix: str, *args: Any
-) -> None:
+def _internal_state_dict(module: NameSafeModuleDict, state: dict, prefix: str, *args: Any) -> None:
     _rename(state, prefix, module.renamed())

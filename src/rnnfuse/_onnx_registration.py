@@ -26,7 +26,7 @@ import threading
 import warnings
 from importlib.machinery import ModuleSpec
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any
 
 __all__ = ["install", "failure", "warn_if_missing"]
 
@@ -36,7 +36,7 @@ _LIST = "torch.onnx._internal.exporter._torchlib._torchlib_registry"
 
 _lock = threading.Lock()
 _installed = False
-_failure: Optional[str] = None
+_failure: str | None = None
 _warned = False
 
 
@@ -53,10 +53,14 @@ def _register(registration: ModuleType) -> None:
         target = torch.ops.rnnfuse.layer.default
         if any(getattr(e, "fx_target", None) is target for e in entries):
             return
-        meta = registration.OnnxDecompMeta(onnx_function=layer_onnx, fx_target=target, signature=None, is_custom=True)
+        meta = registration.OnnxDecompMeta(
+            onnx_function=layer_onnx, fx_target=target, signature=None, is_custom=True
+        )
         entries.append(meta)
         _failure = None
-    except Exception as e:  # torch's internals changed: the plain call is unavailable, export_onnx still works
+    except (
+        Exception
+    ) as e:  # torch's internals changed: the plain call is unavailable, export_onnx still works
         _failure = f"{type(e).__name__}: {e}"
 
 
@@ -64,7 +68,7 @@ class _AfterImport(importlib.abc.MetaPathFinder):
     """Finds nothing itself: for :data:`_TARGET` it asks the other finders and makes the
     loader call :func:`_register` once the module has run (then it leaves ``sys.meta_path``)."""
 
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Optional[ModuleSpec]:
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> ModuleSpec | None:
         if fullname != _TARGET:
             return None
         with _lock:
@@ -103,7 +107,7 @@ def install() -> None:
     _register(loaded)
 
 
-def failure() -> Optional[str]:
+def failure() -> str | None:
     """Why the translation could not be added (``None``: it was, or torch's exporter is not loaded yet)."""
     return _failure
 

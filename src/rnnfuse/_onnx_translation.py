@@ -16,14 +16,20 @@ from typing import Any
 __all__ = ["layer_onnx"]
 
 
-def needs_loop(kind: str, n_weights: int, peepholes: bool, cell_clip: float | None, proj_clip: float | None) -> bool:
+def needs_loop(
+    kind: str, n_weights: int, peepholes: bool, cell_clip: float | None, proj_clip: float | None
+) -> bool:
     """Whether the operator's LSTM has what ONNX's ``LSTM`` cannot express (a cell clip, a
     projection): then it is exported as a ``Loop`` over time (:mod:`rnnfuse._onnx_loop`)."""
-    projected = (kind == "lstm" and n_weights == 5) or (kind == "bptt_lstm" and n_weights == 3 + int(peepholes) + 1)
+    projected = (kind == "lstm" and n_weights == 5) or (
+        kind == "bptt_lstm" and n_weights == 3 + int(peepholes) + 1
+    )
     return cell_clip is not None or proj_clip is not None or projected
 
 
-def lstm_loop_onnx(op, x_tm, lens64, state, weights, kind, reverse, peepholes, cell_clip, proj_clip):  # noqa: ANN001
+def lstm_loop_onnx(
+    op, x_tm, lens64, state, weights, kind, reverse, peepholes, cell_clip, proj_clip
+):
     """An LSTM with a cell clip or a projection: :func:`rnnfuse._onnx_loop.lstm_loop`, the
     backward direction by ONNX's ``ReverseSequence`` within each length (as TF1's)."""
     from ._onnx_loop import lstm_loop
@@ -40,7 +46,10 @@ def lstm_loop_onnx(op, x_tm, lens64, state, weights, kind, reverse, peepholes, c
         peep = op.ConstantOfShape(op.Concat(op.Constant(value_ints=[3]), hidden, axis=0))
     if w_hr is None:
         w_hr = op.EyeLike(op.ConstantOfShape(op.Concat(hidden, hidden, axis=0)))
-    clips = [op.Constant(value_float=float("inf") if v is None else float(v)) for v in (cell_clip, proj_clip)]
+    clips = [
+        op.Constant(value_float=float("inf") if v is None else float(v))
+        for v in (cell_clip, proj_clip)
+    ]
     if reverse:  # lengths of 0 reversed as 1: those rows never run (the loop masks them)
         within = op.Max(lens64, op.Constant(value_ints=[1]))
         x_tm = op.ReverseSequence(x_tm, within, batch_axis=1, time_axis=0)
@@ -50,7 +59,7 @@ def lstm_loop_onnx(op, x_tm, lens64, state, weights, kind, reverse, peepholes, c
     return [op.Transpose(y, perm=[1, 0, 2]), c, h]
 
 
-def layer_onnx(x, lengths, state, weights, kind, reverse, peepholes, cell_clip, proj_clip):  # noqa: ANN001
+def layer_onnx(x, lengths, state, weights, kind, reverse, peepholes, cell_clip, proj_clip):
     """The ONNX translation of ``rnnfuse::layer`` (onnxscript, traced: ``kind`` and the
     options are Python values)."""
     from onnxscript import opset18 as op
@@ -68,8 +77,12 @@ def layer_onnx(x, lengths, state, weights, kind, reverse, peepholes, cell_clip, 
     full = op.Expand(steps, batch)
     lens64 = op.Slice(op.Concat(lengths, full, axis=0), op.Constant(value_ints=[0]), batch)
     lens = op.Cast(lens64, to=6)  # int32
-    if kind in ("lstm", "bptt_lstm") and needs_loop(kind, len(weights), peepholes, cell_clip, proj_clip):
-        return lstm_loop_onnx(op, x_tm, lens64, state, weights, kind, reverse, peepholes, cell_clip, proj_clip)
+    if kind in ("lstm", "bptt_lstm") and needs_loop(
+        kind, len(weights), peepholes, cell_clip, proj_clip
+    ):
+        return lstm_loop_onnx(
+            op, x_tm, lens64, state, weights, kind, reverse, peepholes, cell_clip, proj_clip
+        )
     direction = "reverse" if reverse else "forward"
     h0 = one(state[-1])
     if kind in ("lstm", "bptt_lstm"):
@@ -98,20 +111,41 @@ def layer_onnx(x, lengths, state, weights, kind, reverse, peepholes, cell_clip, 
         order = [1, 0, 2]  # r, z, n -> z, r, h
         w, r = one(gates(w_ih, order, 3)), one(gates(w_hh, order, 3))
         b = one(op.Concat(gates(b_ih, order, 3), gates(b_hh, order, 3), axis=0))
-        y, y_h = op.GRU(x_tm, w, r, b, lens, h0, direction=direction, linear_before_reset=before_reset,
-                        hidden_size=_size(state[-1]))
+        y, y_h = op.GRU(
+            x_tm,
+            w,
+            r,
+            b,
+            lens,
+            h0,
+            direction=direction,
+            linear_before_reset=before_reset,
+            hidden_size=_size(state[-1]),
+        )
         finals = [y_h]
     else:
         w_ih, w_hh, b_ih, b_hh = weights
         b = one(op.Concat(b_ih, b_hh, axis=0))
         act = "Relu" if kind == "rnn_relu" else "Tanh"
-        y, y_h = op.RNN(x_tm, one(w_ih), one(w_hh), b, lens, h0, direction=direction, activations=[act],
-                        hidden_size=_size(state[-1]))
+        y, y_h = op.RNN(
+            x_tm,
+            one(w_ih),
+            one(w_hh),
+            b,
+            lens,
+            h0,
+            direction=direction,
+            activations=[act],
+            hidden_size=_size(state[-1]),
+        )
         finals = [y_h]
     y = op.Transpose(op.Squeeze(y, op.Constant(value_ints=[1])), perm=[1, 0, 2])
     # a zero length keeps the initial state (ONNX leaves it unspecified)
     empty = op.Unsqueeze(op.Equal(lens64, op.Constant(value_int=0)), op.Constant(value_ints=[1]))
-    finals = [op.Where(empty, s, op.Squeeze(f, op.Constant(value_ints=[0]))) for s, f in zip(state, finals)]
+    finals = [
+        op.Where(empty, s, op.Squeeze(f, op.Constant(value_ints=[0])))
+        for s, f in zip(state, finals)
+    ]
     return [y, *finals]
 
 

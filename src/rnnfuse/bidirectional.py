@@ -33,10 +33,14 @@ class BidirectionalRNN(nn.Module):
         super().__init__()
         for name, stack in (("fw", fw), ("bw", bw)):
             if not isinstance(stack, StackedRNN) or stack.bidirectional:
-                raise TypeError(f"{name}: expected a unidirectional StackedRNN, got {type(stack).__name__}")
+                raise TypeError(
+                    f"{name}: expected a unidirectional StackedRNN, got {type(stack).__name__}"
+                )
         if fw.input_size != bw.input_size or fw.batch_first != bw.batch_first:
-            raise ValueError(f"bw: expected input_size={fw.input_size}, batch_first={fw.batch_first} "
-                             f"like fw, got {bw.input_size}, {bw.batch_first}")
+            raise ValueError(
+                f"bw: expected input_size={fw.input_size}, batch_first={fw.batch_first} "
+                f"like fw, got {bw.input_size}, {bw.batch_first}"
+            )
         self.fw, self.bw = fw, bw
 
     @property
@@ -56,24 +60,31 @@ class BidirectionalRNN(nn.Module):
         return self.fw.state_sizes, self.bw.state_sizes
 
     def initial_state(self, batch_size: int, device: Any = None, dtype: Any = None) -> Any:
-        return (self.fw.initial_state(batch_size, device, dtype),
-                self.bw.initial_state(batch_size, device, dtype))
+        return (
+            self.fw.initial_state(batch_size, device, dtype),
+            self.bw.initial_state(batch_size, device, dtype),
+        )
 
-    def forward_split(self, x: Tensor, lengths: Any = None,
-                      initial_state: Any = None) -> tuple[tuple[Tensor, Tensor], Any]:
+    def forward_split(
+        self, x: Tensor, lengths: Any = None, initial_state: Any = None
+    ) -> tuple[tuple[Tensor, Tensor], Any]:
         """TF's return value: ``((out_fw, out_bw), (fw_state, bw_state))``."""
         if initial_state is None:
             initial_state = (None, None)
         elif not (isinstance(initial_state, (tuple, list)) and len(initial_state) == 2):
-            raise TypeError("initial_state: expected a (fw_state, bw_state) pair, got "
-                            f"{type(initial_state).__name__}")
+            raise TypeError(
+                "initial_state: expected a (fw_state, bw_state) pair, got "
+                f"{type(initial_state).__name__}"
+            )
         out_fw, st_fw = self.fw(x, lengths, initial_state[0])
         time_axis = 1 if self.batch_first else 0
         lens = check_lengths(lengths, x.shape[1 - time_axis], x.shape[time_axis], x.device)
         out_bw, st_bw = self.bw(self._reverse(x, lens), lengths, initial_state[1])
         return (out_fw, self._reverse(out_bw, lens)), (st_fw, st_bw)
 
-    def forward(self, x: Tensor, lengths: Any = None, initial_state: Any = None) -> tuple[Tensor, Any]:
+    def forward(
+        self, x: Tensor, lengths: Any = None, initial_state: Any = None
+    ) -> tuple[Tensor, Any]:
         (out_fw, out_bw), state = self.forward_split(x, lengths, initial_state)
         return torch.cat([out_fw, out_bw], dim=-1), state
 

@@ -23,8 +23,14 @@ from ._command import fail
 
 __all__ = ["main", "build_parser"]
 
-_COMMAND_MODULES = ("rnnfuse.app.commands", "rnnfuse.tf1.commands", "rnnfuse.convert.commands",
-                    "rnnfuse.export_commands", "rnnfuse.describe", "rnnfuse.kernels.build_command")
+_COMMAND_MODULES = (
+    "rnnfuse.app.commands",
+    "rnnfuse.tf1.commands",
+    "rnnfuse.convert.commands",
+    "rnnfuse.export_commands",
+    "rnnfuse.describe",
+    "rnnfuse.kernels.build_command",
+)
 
 
 def _command_modules() -> list[ModuleType]:
@@ -40,7 +46,9 @@ def _command_modules() -> list[ModuleType]:
 
 
 def _is_optional(module: str | None) -> bool:
-    return bool(module and module.split(".")[0] in {"matplotlib", "statsmodels", "statsforecast", "tqdm"})
+    return bool(
+        module and module.split(".")[0] in {"matplotlib", "statsmodels", "statsforecast", "tqdm"}
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,10 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         if hasattr(module, "add_commands"):
             module.add_commands(sub)
     inspect = sub.add_parser(
-        "inspect", help="show the variables, cells and state of a checkpoint or file",
+        "inspect",
+        help="show the variables, cells and state of a checkpoint or file",
         description="Print variables, cells and state structure of a TF1 checkpoint or an "
-                    "rnnfuse .safetensors file (or the tensors and configuration of a "
-                    "best.safetensors written by `rnnfuse train`).")
+        "rnnfuse .safetensors file (or the tensors and configuration of a "
+        "best.safetensors written by `rnnfuse train`).",
+    )
     inspect.add_argument("path", help="TF1 checkpoint prefix or .safetensors file")
     inspect.set_defaults(handler=lambda args: _inspect(args, modules))
     return parser
@@ -70,8 +80,10 @@ def _inspect(args: argparse.Namespace, modules: list[ModuleType]) -> int:
             status = describe(path)
             if status is not None:
                 return int(status)
-    return fail("inspect", f"{path!r} is neither a TF1 checkpoint prefix ({path}.index not found) "
-                           f"nor a file")
+    return fail(
+        "inspect",
+        f"{path!r} is neither a TF1 checkpoint prefix ({path}.index not found) nor a file",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

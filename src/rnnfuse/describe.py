@@ -55,7 +55,9 @@ def _inspect_file(path: str) -> int:
     for name in sorted(names):
         t = tensors[name]
         print(f"  {name:<{width}}  {list(t.shape)}  {str(t.dtype).replace('torch.', '')}")
-    stacks: list[tuple[str, Any]] = [("fw", module.fw), ("bw", module.bw)] if hasattr(module, "fw") else [("", module)]
+    stacks: list[tuple[str, Any]] = (
+        [("fw", module.fw), ("bw", module.bw)] if hasattr(module, "fw") else [("", module)]
+    )
     print(f"{type(module).__name__} (batch_first={module.batch_first})")
     for side, stack in stacks:
         indent = "  " + ("  " if side else "")

@@ -60,12 +60,18 @@ class MultiEncoder(nn.Module):
             first, so every encoder contributes one stack state.
     """
 
-    def __init__(self, encoders: Mapping[str, nn.Module], fusion: str | nn.Module = "concat") -> None:
+    def __init__(
+        self, encoders: Mapping[str, nn.Module], fusion: str | nn.Module = "concat"
+    ) -> None:
         super().__init__()
         if not isinstance(encoders, Mapping) or len(encoders) < 1:
-            raise TypeError(f"encoders: expected a non-empty mapping name -> encoder, got {type(encoders).__name__}")
+            raise TypeError(
+                f"encoders: expected a non-empty mapping name -> encoder, got {type(encoders).__name__}"
+            )
         if isinstance(fusion, str) and fusion not in FUSION_FUNCTIONS:
-            raise ValueError(f"fusion: expected one of {sorted(FUSION_FUNCTIONS)} or a module, got {fusion!r}")
+            raise ValueError(
+                f"fusion: expected one of {sorted(FUSION_FUNCTIONS)} or a module, got {fusion!r}"
+            )
         if not isinstance(fusion, (str, nn.Module)):
             raise TypeError(f"fusion: expected a name or an nn.Module, got {type(fusion).__name__}")
         self.encoders = NameSafeModuleDict(dict(encoders))
@@ -75,7 +81,9 @@ class MultiEncoder(nn.Module):
     def names(self) -> list[str]:
         return list(self.encoders.keys())
 
-    def forward(self, inputs: Tensor | Mapping[str, Tensor], lengths: Any = None) -> MultiEncoderOutput:
+    def forward(
+        self, inputs: Tensor | Mapping[str, Tensor], lengths: Any = None
+    ) -> MultiEncoderOutput:
         """``inputs`` and ``lengths``: one shared value, or a mapping by encoder name."""
         self._check_keys(inputs, "inputs")
         self._check_keys(lengths, "lengths")
@@ -96,14 +104,18 @@ class MultiEncoder(nn.Module):
         if isinstance(value, Mapping):
             unknown = sorted(str(k) for k in value if k not in self.encoders)
             if unknown:
-                raise ValueError(f"{what}: unknown encoder names {unknown}; expected keys {self.names}")
+                raise ValueError(
+                    f"{what}: unknown encoder names {unknown}; expected keys {self.names}"
+                )
 
     def _pick(self, value: Any, name: str, what: str, required: bool) -> Any:
         if not isinstance(value, Mapping):
             return value
         if name not in value:
             if required:
-                raise ValueError(f"{what}: no entry for encoder {name!r}; expected keys {self.names}, got {sorted(value)}")
+                raise ValueError(
+                    f"{what}: no entry for encoder {name!r}; expected keys {self.names}, got {sorted(value)}"
+                )
             return None
         return value[name]
 
@@ -121,10 +133,14 @@ class MultiEncoder(nn.Module):
         provably the same (one ``Dim`` for all): a test of unrelated sizes would specialize them."""
         values = list(outputs.values())
         first = tuple(values[0].shape[:2])
-        if torch.compiler.is_exporting():  # torch.compile guards on the test (and recompiles) instead
+        if (
+            torch.compiler.is_exporting()
+        ):  # torch.compile guards on the test (and recompiles) instead
             same = all(statically_known_true(sym_eq(tuple(v.shape[:2]), first)) for v in values[1:])
         else:
             same = all(tuple(v.shape[:2]) == first for v in values[1:])
         if not same:
             return None
-        return values[0] if len(values) == 1 else torch.cat(values, dim=-1)  # zero past lengths already
+        return (
+            values[0] if len(values) == 1 else torch.cat(values, dim=-1)
+        )  # zero past lengths already

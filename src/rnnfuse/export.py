@@ -92,11 +92,21 @@ class Rollout(nn.Module):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps: expected a positive int, got {steps!r}")
         if not callable(getattr(model, "generate", None)):
-            raise TypeError(f"model: expected a module with a generate method (a Seq2Seq), got {type(model).__name__}")
+            raise TypeError(
+                f"model: expected a module with a generate method (a Seq2Seq), got {type(model).__name__}"
+            )
         self.model = model
         self.steps = steps
 
-    def forward(self, inputs: Any, start: torch.Tensor, covariates: torch.Tensor | None = None, lengths: Any = None) -> torch.Tensor:
+    def forward(
+        self,
+        inputs: Any,
+        start: torch.Tensor,
+        covariates: torch.Tensor | None = None,
+        lengths: Any = None,
+    ) -> torch.Tensor:
         """The predictions ``(B, steps, output_size)``."""
         generate = getattr(self.model, "generate")
-        return generate(inputs, start=start, steps=self.steps, covariates=covariates, lengths=lengths)
+        return generate(
+            inputs, start=start, steps=self.steps, covariates=covariates, lengths=lengths
+        )

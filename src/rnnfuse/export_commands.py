@@ -52,14 +52,25 @@ class Exportable:
 def add_commands(subparsers: Any) -> None:
     """Register ``export`` on the ``rnnfuse`` parser."""
     p = subparsers.add_parser(
-        "export", help="write a saved stack or forecaster as an ONNX file",
+        "export",
+        help="write a saved stack or forecaster as an ONNX file",
         description="Export a stack file (rnnfuse.io.save) or a forecaster (rnnfuse train's best.safetensors "
-                    "or run directory) to ONNX, with dynamic batch and time; checked in onnxruntime "
-                    "when it is installed.")
-    p.add_argument("--onnx", nargs=2, metavar=("MODEL", "OUT"), required=True,
-                   help="the saved model and the .onnx file to write")
-    p.add_argument("--dynamic", action=argparse.BooleanOptionalAction, default=True,
-                   help="batch and time dimensions dynamic (default); --no-dynamic fixes them to the example's")
+        "or run directory) to ONNX, with dynamic batch and time; checked in onnxruntime "
+        "when it is installed.",
+    )
+    p.add_argument(
+        "--onnx",
+        nargs=2,
+        metavar=("MODEL", "OUT"),
+        required=True,
+        help="the saved model and the .onnx file to write",
+    )
+    p.add_argument(
+        "--dynamic",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="batch and time dimensions dynamic (default); --no-dynamic fixes them to the example's",
+    )
     p.set_defaults(handler=_run)
 
 
@@ -67,15 +78,22 @@ def _run(args: argparse.Namespace) -> int:
     model, out = args.onnx
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing:
-        return fail("export", f"ONNX export needs {', '.join(missing)}; install it with: pip install 'rnnfuse[onnx]'")
+        return fail(
+            "export",
+            f"ONNX export needs {', '.join(missing)}; install it with: pip install 'rnnfuse[onnx]'",
+        )
     try:
         item = exportable_from_path(model, dynamic=args.dynamic)
         export_file(item, out)
     except (ValueError, TypeError, OSError) as exc:  # CheckpointError is a ValueError
         return fail("export", exc)
-    except Exception as exc:  # noqa: BLE001  the exporter's own errors: one line, the first of its message
-        return fail("export", f"{model}: the exporter failed: {type(exc).__name__}: {_first_line(exc)}")
-    print(f"wrote {out}: {item.description}, batch and time {'dynamic' if args.dynamic else 'fixed'}")
+    except Exception as exc:
+        return fail(
+            "export", f"{model}: the exporter failed: {type(exc).__name__}: {_first_line(exc)}"
+        )
+    print(
+        f"wrote {out}: {item.description}, batch and time {'dynamic' if args.dynamic else 'fixed'}"
+    )
     return _verify(item, out, args.dynamic)
 
 
@@ -92,7 +110,9 @@ def exportable_from_path(path: str | os.PathLike[str], *, dynamic: bool = True) 
     if file.is_dir():
         file = file / "best.safetensors"
     if not file.exists():
-        raise ValueError(f"{path}: no such file (expected a stack file or a forecaster's best.safetensors)")
+        raise ValueError(
+            f"{path}: no such file (expected a stack file or a forecaster's best.safetensors)"
+        )
     meta = read_safetensors_metadata(file)
     kind = meta.get("format")
     if isinstance(kind, str) and kind.startswith(_FORECASTER_PREFIX):
@@ -118,7 +138,9 @@ def _stack(file: Path, dynamic: bool) -> Exportable:
     if dynamic:
         b, t = torch.export.Dim("batch"), torch.export.Dim("time")
         shapes = ({0: b, 1: t} if batch_first else {0: t, 1: b}, {0: b})
-    return Exportable(module, args, {}, shapes, sample, f"{type(module).__name__} (inputs x, lengths)")
+    return Exportable(
+        module, args, {}, shapes, sample, f"{type(module).__name__} (inputs x, lengths)"
+    )
 
 
 def _forecaster(file: Path, dynamic: bool) -> Exportable:
@@ -146,10 +168,16 @@ def _forecaster(file: Path, dynamic: bool) -> Exportable:
     shapes = None
     if dynamic:
         b = torch.export.Dim("batch")
-        shapes = {"inputs": {n: {0: b, 1: torch.export.Dim(f"t_{n}")} for n in names}, "start": {0: b},
-                  "covariates": {0: b}, "lengths": {"global": {0: b}} if "global" in names else None}
-    described = f"forecaster ({', '.join(names)}; {horizon} steps; inputs " \
-                f"{', '.join(f'inputs_{n}' for n in names)}, start, covariates{', lengths_global' if 'global' in names else ''})"
+        shapes = {
+            "inputs": {n: {0: b, 1: torch.export.Dim(f"t_{n}")} for n in names},
+            "start": {0: b},
+            "covariates": {0: b},
+            "lengths": {"global": {0: b}} if "global" in names else None,
+        }
+    described = (
+        f"forecaster ({', '.join(names)}; {horizon} steps; inputs "
+        f"{', '.join(f'inputs_{n}' for n in names)}, start, covariates{', lengths_global' if 'global' in names else ''})"
+    )
     return Exportable(Rollout(model, horizon).eval(), args, kwargs, shapes, sample, described)
 
 
@@ -165,14 +193,23 @@ def export_file(item: Exportable, out: str | os.PathLike[str]) -> None:
     from .export import export_onnx
 
     with _quiet():
-        export_onnx(item.module, item.args, out, kwargs=item.kwargs or None, dynamic_shapes=item.dynamic_shapes)
+        export_onnx(
+            item.module,
+            item.args,
+            out,
+            kwargs=item.kwargs or None,
+            dynamic_shapes=item.dynamic_shapes,
+        )
 
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
     """The exporter's progress lines, warnings and log records kept off the terminal (its
     errors still raise)."""
-    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript")]
+    loggers = [
+        logging.getLogger(name)
+        for name in ("torch.onnx", "torch.export", "torch._export", "onnxscript")
+    ]
     levels = [logger.level for logger in loggers]
     try:
         for logger in loggers:
@@ -199,10 +236,15 @@ def _verify(item: Exportable, out: str, dynamic: bool) -> int:
     with torch.no_grad():
         expected = [t for t in _leaves(item.module(*args, **kwargs))]
     error = max(float(abs(torch.from_numpy(g) - e).max()) for g, e in zip(got, expected))
-    print(f"checked in onnxruntime {onnxruntime.__version__} at batch {batch}, time {time}: "
-          f"max abs difference to eager {error:.2e}")
+    print(
+        f"checked in onnxruntime {onnxruntime.__version__} at batch {batch}, time {time}: "
+        f"max abs difference to eager {error:.2e}"
+    )
     if len(got) != len(expected) or not error <= _TOLERANCE:
-        return fail("export", f"{out}: onnxruntime's outputs differ from eager's (max {error:.2e} > {_TOLERANCE:g})")
+        return fail(
+            "export",
+            f"{out}: onnxruntime's outputs differ from eager's (max {error:.2e} > {_TOLERANCE:g})",
+        )
     return 0
 
 

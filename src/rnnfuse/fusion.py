@@ -69,12 +69,17 @@ def _check_same_structure(states: list[Any], same_sizes: bool) -> None:
     for i in range(1, len(states)):
         try:
             assert_same_structure(
-                states[0], states[i], names=("states[0]", f"states[{i}]"), check_feature_sizes=same_sizes
+                states[0],
+                states[i],
+                names=("states[0]", f"states[{i}]"),
+                check_feature_sizes=same_sizes,
             )
         except ValueError as exc:
             if same_sizes and "feature size" in str(exc):
-                raise ValueError(f"{exc}\n  sum, mean and max need equal sizes; concat_states joins states of "
-                                 f"different sizes, and StateBridge maps them to one size") from None
+                raise ValueError(
+                    f"{exc}\n  sum, mean and max need equal sizes; concat_states joins states of "
+                    f"different sizes, and StateBridge maps them to one size"
+                ) from None
             raise
 
 
@@ -91,7 +96,9 @@ def _source_list(states: Any, minimum: int) -> list[Any]:
             f"{structure_str(tuple(states))} (a tuple of layer states, which would fuse its own layers)"
         )
     if len(states) < minimum:
-        raise ValueError(f"states: expected {minimum} or more states (one per source), got {len(states)}")
+        raise ValueError(
+            f"states: expected {minimum} or more states (one per source), got {len(states)}"
+        )
     return states
 
 
@@ -107,12 +114,16 @@ def sum_states(states: Sequence[Any]) -> Any:
 
 def mean_states(states: Sequence[Any]) -> Any:
     """Element-wise mean of each part; every source must have the same sizes."""
-    return map_state(lambda *ts: torch.stack(ts).mean(0), *_check_sources(states, True), check=False)
+    return map_state(
+        lambda *ts: torch.stack(ts).mean(0), *_check_sources(states, True), check=False
+    )
 
 
 def max_states(states: Sequence[Any]) -> Any:
     """Element-wise maximum of each part; every source must have the same sizes."""
-    return map_state(lambda *ts: torch.stack(ts).amax(0), *_check_sources(states, True), check=False)
+    return map_state(
+        lambda *ts: torch.stack(ts).amax(0), *_check_sources(states, True), check=False
+    )
 
 
 FUSION_FUNCTIONS: dict[str, Callable[[Sequence[Any]], Any]] = {
@@ -140,12 +151,20 @@ def concat_outputs(outputs: Sequence[Tensor], lengths: Any = None) -> Tensor:
                 f"outputs[{i}]: expected batch and time {list(first.shape[:2])} like outputs[0], got {list(out.shape[:2])}"
             )
         if out.dtype != first.dtype or out.device != first.device:
-            raise ValueError(f"outputs[{i}]: dtype/device {out.dtype}/{out.device} differ from outputs[0]")
+            raise ValueError(
+                f"outputs[{i}]: dtype/device {out.dtype}/{out.device} differ from outputs[0]"
+            )
     if lengths is None:
         return torch.cat(list(outputs), dim=-1)
-    per_source = list(lengths) if isinstance(lengths, (list, tuple)) and _is_nested(lengths) else [lengths] * len(outputs)
+    per_source = (
+        list(lengths)
+        if isinstance(lengths, (list, tuple)) and _is_nested(lengths)
+        else [lengths] * len(outputs)
+    )
     if len(per_source) != len(outputs):
-        raise ValueError(f"lengths: expected one entry per output ({len(outputs)}), got {len(per_source)}")
+        raise ValueError(
+            f"lengths: expected one entry per output ({len(outputs)}), got {len(per_source)}"
+        )
     masked = []
     for out, lens in zip(outputs, per_source):
         lens = check_lengths(lens, out.shape[0], out.shape[1], out.device)
@@ -157,8 +176,9 @@ def concat_outputs(outputs: Sequence[Tensor], lengths: Any = None) -> Tensor:
 
 
 def _is_nested(lengths: Sequence[Any]) -> bool:
-    return len(lengths) > 0 and all(isinstance(v, (Tensor, list, tuple)) or v is None for v in lengths)
-
+    return len(lengths) > 0 and all(
+        isinstance(v, (Tensor, list, tuple)) or v is None for v in lengths
+    )
 
 
 # ------------------------------------------------------------------------ learned fusion
@@ -166,8 +186,11 @@ def _is_nested(lengths: Sequence[Any]) -> bool:
 
 def _joined_sizes(sizes: Any, name: str) -> Any:
     """Sizes given in a bidirectional or mixed-direction structure, joined per layer (fw|bw)."""
-    if isinstance(sizes, (int, LSTMState)) or not isinstance(sizes, Sequence) or not any(
-            isinstance(e, (tuple, list)) and not isinstance(e, LSTMState) for e in sizes):
+    if (
+        isinstance(sizes, (int, LSTMState))
+        or not isinstance(sizes, Sequence)
+        or not any(isinstance(e, (tuple, list)) and not isinstance(e, LSTMState) for e in sizes)
+    ):
         return sizes
     try:
         return join_directions(sizes)
@@ -182,8 +205,13 @@ def _layer_sizes(sizes: Any, name: str) -> list[Any]:
             f"{name}: expected one entry per layer, each an int (GRU/RNN) or LSTMState(c, h) of ints, got {sizes!r}"
         )
     for k, entry in enumerate(sizes):
-        if not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in layer_parts(entry).values()):
-            raise ValueError(f"{name}[{k}]: expected a positive int or LSTMState of positive ints, got {entry!r}")
+        if not all(
+            isinstance(p, int) and not isinstance(p, bool) and p > 0
+            for p in layer_parts(entry).values()
+        ):
+            raise ValueError(
+                f"{name}[{k}]: expected a positive int or LSTMState of positive ints, got {entry!r}"
+            )
     return list(sizes)
 
 
@@ -237,7 +265,13 @@ class StateBridge(nn.Module):
     torch.Size([2, 16])
     """
 
-    def __init__(self, input_sizes: Sequence[Any], output_sizes: Sequence[Any], *, activation: str | None = None) -> None:
+    def __init__(
+        self,
+        input_sizes: Sequence[Any],
+        output_sizes: Sequence[Any],
+        *,
+        activation: str | None = None,
+    ) -> None:
         super().__init__()
         self.input_sizes = _layer_sizes(_joined_sizes(input_sizes, "input_sizes"), "input_sizes")
         self.output_sizes = _layer_sizes(output_sizes, "output_sizes")
@@ -256,7 +290,11 @@ class StateBridge(nn.Module):
                     f"state in input_sizes but {dst!r} in output_sizes; the kinds must match"
                 )
             out = layer_parts(dst)
-            self.maps.append(nn.ModuleDict({part: nn.Linear(n, out[part]) for part, n in layer_parts(src).items()}))
+            self.maps.append(
+                nn.ModuleDict(
+                    {part: nn.Linear(n, out[part]) for part, n in layer_parts(src).items()}
+                )
+            )
 
     def forward(self, states: Sequence[Any]) -> Any:
         """``states``: one stack state, or a list of them (concatenated first); each may be
@@ -280,11 +318,17 @@ def _bridge_sources(states: Any) -> list[Any]:
         if not states:
             raise ValueError("states: expected a stack state or a non-empty list of them, got []")
         return states
-    if isinstance(states, tuple) and not isinstance(states, LSTMState) and states and all(
-            isinstance(e, tuple) and not isinstance(e, LSTMState) for e in states):
+    if (
+        isinstance(states, tuple)
+        and not isinstance(states, LSTMState)
+        and states
+        and all(isinstance(e, tuple) and not isinstance(e, LSTMState) for e in states)
+    ):
         return list(states)
     if not isinstance(states, tuple) or isinstance(states, LSTMState):
-        raise TypeError(f"states: expected a stack state or a list of them, got {structure_str(states)}")
+        raise TypeError(
+            f"states: expected a stack state or a list of them, got {structure_str(states)}"
+        )
     return [states]
 
 
@@ -337,7 +381,8 @@ class ChildSumFusion(nn.Module):
                     f"use ZophKnightFusion or GatedFusion for GRU/RNN or projected layers"
                 )
         self.iou = nn.ModuleList(
-            nn.ModuleList(nn.Linear(e.h, 3 * e.h, bias=(j == 0)) for j in range(num_sources)) for e in self.sizes
+            nn.ModuleList(nn.Linear(e.h, 3 * e.h, bias=(j == 0)) for j in range(num_sources))
+            for e in self.sizes
         )
         self.forget = nn.ModuleList(
             nn.ModuleList(nn.Linear(e.h, e.h) for _ in range(num_sources)) for e in self.sizes
@@ -348,7 +393,12 @@ class ChildSumFusion(nn.Module):
         fused = []
         for k in range(len(self.sizes)):
             layers = [s[k] for s in states]
-            iou = cast(Tensor, sum(w(layer.h) for w, layer in zip(cast("Sequence[nn.Linear]", self.iou[k]), layers)))
+            iou = cast(
+                Tensor,
+                sum(
+                    w(layer.h) for w, layer in zip(cast("Sequence[nn.Linear]", self.iou[k]), layers)
+                ),
+            )
             i, o, u = iou.chunk(3, dim=-1)
             c = torch.sigmoid(i) * torch.tanh(u)
             for f, layer in zip(cast("Sequence[nn.Linear]", self.forget[k]), layers):
@@ -370,7 +420,12 @@ class GatedFusion(nn.Module):
         self.sizes = _layer_sizes(_joined_sizes(sizes, "sizes"), "sizes")
         n = num_sources
         self.gates = nn.ModuleList(
-            nn.ModuleDict({part: nn.Linear(n * state_output(e), n * size) for part, size in layer_parts(e).items()})
+            nn.ModuleDict(
+                {
+                    part: nn.Linear(n * state_output(e), n * size)
+                    for part, size in layer_parts(e).items()
+                }
+            )
             for e in self.sizes
         )
 
@@ -380,7 +435,10 @@ class GatedFusion(nn.Module):
         for k, gates in enumerate(cast("Sequence[nn.ModuleDict]", self.gates)):
             layers = [layer_parts(s[k]) for s in states]
             context = torch.cat([layer["h"] for layer in layers], dim=-1)
-            mixed = {part: _gated_mix(cast(nn.Linear, gate), context, [layer[part] for layer in layers]) for part, gate in gates.items()}
+            mixed = {
+                part: _gated_mix(cast(nn.Linear, gate), context, [layer[part] for layer in layers])
+                for part, gate in gates.items()
+            }
             fused.append(layer_from_parts(mixed))
         return tuple(fused)
 

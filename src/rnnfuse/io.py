@@ -37,27 +37,49 @@ import torch
 from torch import nn
 
 from ._files import GIB, MAX_JSON_DEPTH, check_regular_file, json_depth
-from .cells import RecurrentCell, cell_from_config
 from .bidirectional import BidirectionalRNN
+from .cells import RecurrentCell, cell_from_config
 from .stack import StackedRNN
 
-__all__ = ["save", "load", "read_config", "module_from_config", "check_state_dict", "write_safetensors",
-           "read_safetensors_metadata", "safetensors_bytes", "FORMAT", "VERSION"]
+__all__ = [
+    "save",
+    "load",
+    "read_config",
+    "module_from_config",
+    "check_state_dict",
+    "write_safetensors",
+    "read_safetensors_metadata",
+    "safetensors_bytes",
+    "FORMAT",
+    "VERSION",
+]
 
 FORMAT = "rnnfuse"
 VERSION = 1
 MAX_FILE_BYTES = 16 * GIB  # the largest safetensors file rnnfuse reads
-_STACK_KEYS = {"kind", "layers", "backward_layers", "batch_first", "dropout",
-               "variational_dropout", "residual", "bidirectional"}
+_STACK_KEYS = {
+    "kind",
+    "layers",
+    "backward_layers",
+    "batch_first",
+    "dropout",
+    "variational_dropout",
+    "residual",
+    "bidirectional",
+}
 
 
 def save(module: nn.Module, path: str | os.PathLike[str]) -> None:
     """Write a :class:`StackedRNN` or :class:`BidirectionalRNN` to ``path`` (safetensors)."""
     config = _module_config(module)
-    write_safetensors(path, module.state_dict(), {"format": FORMAT, "version": VERSION, "config": config})
+    write_safetensors(
+        path, module.state_dict(), {"format": FORMAT, "version": VERSION, "config": config}
+    )
 
 
-def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None) -> bytes:
+def safetensors_bytes(
+    tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, Any] | None = None
+) -> bytes:
     """A safetensors file's bytes: ``tensors`` (copied to the CPU, contiguous) and ``metadata``
     with every value stored as JSON text (the convention of every file rnnfuse writes)."""
     from safetensors.torch import save
@@ -66,8 +88,11 @@ def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str
     return save(plain, {key: json.dumps(value) for key, value in (metadata or {}).items()})
 
 
-def write_safetensors(path: str | os.PathLike[str], tensors: Mapping[str, torch.Tensor],
-                      metadata: Mapping[str, Any] | None = None) -> None:
+def write_safetensors(
+    path: str | os.PathLike[str],
+    tensors: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, Any] | None = None,
+) -> None:
     """Write :func:`safetensors_bytes` to ``path`` (``OSError`` naming the path if it cannot)."""
     data = safetensors_bytes(tensors, metadata)
     try:
@@ -84,7 +109,9 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     from safetensors import SafetensorError, safe_open
 
     if os.path.isdir(path):
-        raise IsADirectoryError(f"path: {os.fspath(path)!r} is a directory; expected a .safetensors file")
+        raise IsADirectoryError(
+            f"path: {os.fspath(path)!r} is a directory; expected a .safetensors file"
+        )
     if not os.path.exists(path):
         raise FileNotFoundError(f"path: no such file {os.fspath(path)!r}")
     try:
@@ -95,8 +122,13 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         with safe_open(os.fspath(path), framework="pt") as f:
             raw = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ValueError(f"path: {os.fspath(path)!r} is not a readable safetensors file ({exc})") from None
-    return {key: _decoded(value, f"path: {os.fspath(path)!r}: metadata {key!r}") for key, value in raw.items()}
+        raise ValueError(
+            f"path: {os.fspath(path)!r} is not a readable safetensors file ({exc})"
+        ) from None
+    return {
+        key: _decoded(value, f"path: {os.fspath(path)!r}: metadata {key!r}")
+        for key, value in raw.items()
+    }
 
 
 def _decoded(text: str, what: str) -> Any:
@@ -117,7 +149,9 @@ def load(path: str | os.PathLike[str]) -> nn.Module:
     config = read_config(path)
     with safe_open(os.fspath(path), framework="pt") as f:
         tensors = {name: f.get_tensor(name) for name in f.keys()}
-    check_state_dict(_module_or_error(config, path, meta=True), tensors, path)  # nothing allocated yet
+    check_state_dict(
+        _module_or_error(config, path, meta=True), tensors, path
+    )  # nothing allocated yet
     module = _module_or_error(config, path)
     _load_strict(module, tensors, path)
     return module
@@ -133,48 +167,71 @@ def _module_or_error(config: dict[str, Any], path: Any, *, meta: bool = False) -
                 return module_from_config(config)
         return module_from_config(config)
     except (ValueError, TypeError, KeyError, AttributeError, RuntimeError, OverflowError) as exc:
-        raise ValueError(f"path: {os.fspath(path)!r} has an invalid configuration ({exc})") from None
+        raise ValueError(
+            f"path: {os.fspath(path)!r} has an invalid configuration ({exc})"
+        ) from None
 
 
 def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The configuration stored in an rnnfuse stack file (``ValueError`` if none)."""
     if os.path.isdir(path):
-        raise IsADirectoryError(f"path: {os.fspath(path)!r} is a directory; expected an rnnfuse .safetensors file")
+        raise IsADirectoryError(
+            f"path: {os.fspath(path)!r} is a directory; expected an rnnfuse .safetensors file"
+        )
     metadata = read_safetensors_metadata(path)
     if metadata.get("format") != FORMAT:
-        raise ValueError(f"path: {os.fspath(path)!r} is not an rnnfuse stack file: a safetensors file without "
-                         f"rnnfuse metadata (format={metadata.get('format')!r}); it was not written by rnnfuse.io.save")
+        raise ValueError(
+            f"path: {os.fspath(path)!r} is not an rnnfuse stack file: a safetensors file without "
+            f"rnnfuse metadata (format={metadata.get('format')!r}); it was not written by rnnfuse.io.save"
+        )
     version = metadata.get("version")
     if version != VERSION:
-        raise ValueError(f"path: {os.fspath(path)!r} has rnnfuse format version {str(version)!r}; "
-                         f"this rnnfuse reads version {VERSION}")
+        raise ValueError(
+            f"path: {os.fspath(path)!r} has rnnfuse format version {str(version)!r}; "
+            f"this rnnfuse reads version {VERSION}"
+        )
     config = metadata.get("config")
     if isinstance(config, str) or config is None:
-        raise ValueError(f"path: {os.fspath(path)!r} has a corrupt configuration (expected a JSON object, "
-                         f"got {'nothing' if config is None else repr(config[:40])})")
+        raise ValueError(
+            f"path: {os.fspath(path)!r} has a corrupt configuration (expected a JSON object, "
+            f"got {'nothing' if config is None else repr(config[:40])})"
+        )
     if not isinstance(config, dict):
-        raise ValueError(f"path: {os.fspath(path)!r}: expected a JSON object as configuration, "
-                         f"got {type(config).__name__}")
+        raise ValueError(
+            f"path: {os.fspath(path)!r}: expected a JSON object as configuration, "
+            f"got {type(config).__name__}"
+        )
     return config
 
 
 def _module_config(module: nn.Module) -> dict[str, Any]:
     if isinstance(module, BidirectionalRNN):
-        return {"kind": "BidirectionalRNN", "fw": _module_config(module.fw), "bw": _module_config(module.bw)}
+        return {
+            "kind": "BidirectionalRNN",
+            "fw": _module_config(module.fw),
+            "bw": _module_config(module.bw),
+        }
     if not isinstance(module, StackedRNN):
-        raise TypeError(f"module: expected a StackedRNN or a BidirectionalRNN, got {type(module).__name__}")
+        raise TypeError(
+            f"module: expected a StackedRNN or a BidirectionalRNN, got {type(module).__name__}"
+        )
     return {
         "kind": "StackedRNN",
         "layers": [cell.config() for cell in module.layers],
         "backward_layers": [cell.config() for cell in module.backward_layers],
-        "bidirectional": module.bidirectional if isinstance(module.bidirectional, bool)
+        "bidirectional": module.bidirectional
+        if isinstance(module.bidirectional, bool)
         else list(module.bidirectional),
         "batch_first": module.batch_first,
         "dropout": module.dropout,
         "variational_dropout": module.variational_dropout,
         "residual": module.residual if isinstance(module.residual, bool) else list(module.residual),
         # only where a layer merges otherwise than concat (files without it: all concat)
-        **({"merge_mode": list(module.merge_modes)} if any(m != "concat" for m in module.merge_modes) else {}),
+        **(
+            {"merge_mode": list(module.merge_modes)}
+            if any(m != "concat" for m in module.merge_modes)
+            else {}
+        ),
     }
 
 
@@ -185,7 +242,9 @@ def module_from_config(config: dict[str, Any]) -> nn.Module:
         for side in ("fw", "bw"):
             if not isinstance(config.get(side), dict):
                 raise ValueError(f"config: a BidirectionalRNN needs a {side!r} stack configuration")
-        fw, bw = (cast(StackedRNN, module_from_config(config[side])) for side in ("fw", "bw"))  # checked by BidirectionalRNN
+        fw, bw = (
+            cast(StackedRNN, module_from_config(config[side])) for side in ("fw", "bw")
+        )  # checked by BidirectionalRNN
         return BidirectionalRNN(fw, bw)
     if kind != "StackedRNN":
         raise ValueError(f"config: expected kind 'StackedRNN' or 'BidirectionalRNN', got {kind!r}")
@@ -199,23 +258,33 @@ def module_from_config(config: dict[str, Any]) -> nn.Module:
         raise ValueError(f"config: a corrupt cell configuration ({exc!r})") from None
     directions = config["bidirectional"]
     if isinstance(directions, list):  # mixed directions: one bool per layer
-        if (len(directions) != len(cells) or not all(isinstance(d, bool) for d in directions)
-                or sum(directions) != len(backward)):
-            raise ValueError(f"config: bidirectional={directions} does not fit {len(cells)} layers "
-                             f"and {len(backward)} backward layers")
+        if (
+            len(directions) != len(cells)
+            or not all(isinstance(d, bool) for d in directions)
+            or sum(directions) != len(backward)
+        ):
+            raise ValueError(
+                f"config: bidirectional={directions} does not fit {len(cells)} layers "
+                f"and {len(backward)} backward layers"
+            )
         queue = iter(backward)
         per_layer: list[RecurrentCell | None] = [next(queue) if d else None for d in directions]
     elif directions != bool(backward):
-        raise ValueError(f"config: bidirectional={config['bidirectional']} but "
-                         f"{len(backward)} backward layers")
+        raise ValueError(
+            f"config: bidirectional={config['bidirectional']} but {len(backward)} backward layers"
+        )
     else:
         per_layer = list(backward)
     residual = config["residual"]
     return StackedRNN.from_cells(
-        cells, backward_cells=per_layer or None, batch_first=config["batch_first"],
-        dropout=config["dropout"], variational_dropout=config["variational_dropout"],
+        cells,
+        backward_cells=per_layer or None,
+        batch_first=config["batch_first"],
+        dropout=config["dropout"],
+        variational_dropout=config["variational_dropout"],
         residual=residual if isinstance(residual, bool) else list(residual),
-        merge_mode=config.get("merge_mode", "concat"))
+        merge_mode=config.get("merge_mode", "concat"),
+    )
 
 
 def check_state_dict(module: nn.Module, tensors: dict[str, torch.Tensor], path: Any) -> None:
@@ -225,16 +294,37 @@ def check_state_dict(module: nn.Module, tensors: dict[str, torch.Tensor], path: 
     expected = module.state_dict()
     missing = sorted(expected.keys() - tensors.keys())
     unexpected = sorted(tensors.keys() - expected.keys())
-    wrong = [f"{name}: expected {list(expected[name].shape)}, got {list(t.shape)}"
-             for name, t in sorted(tensors.items())
-             if name in expected and t.shape != expected[name].shape]
+    wrong = [
+        f"{name}: expected {list(expected[name].shape)}, got {list(t.shape)}"
+        for name, t in sorted(tensors.items())
+        if name in expected and t.shape != expected[name].shape
+    ]
     dtypes = {t.dtype for t in tensors.values()}
-    if missing or unexpected or wrong or len(dtypes) > 1 or not all(d.is_floating_point for d in dtypes):
-        parts = [f"{title}: {items}" for title, items in (
-            ("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong),
-            ("dtypes (expected one floating dtype)", sorted(map(str, dtypes)) if len(dtypes) > 1
-             or not all(d.is_floating_point for d in dtypes) else [])) if items]
-        raise ValueError(f"path: {os.fspath(path)!r} does not match its configuration; " + "; ".join(parts))
+    if (
+        missing
+        or unexpected
+        or wrong
+        or len(dtypes) > 1
+        or not all(d.is_floating_point for d in dtypes)
+    ):
+        parts = [
+            f"{title}: {items}"
+            for title, items in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("wrong shape", wrong),
+                (
+                    "dtypes (expected one floating dtype)",
+                    sorted(map(str, dtypes))
+                    if len(dtypes) > 1 or not all(d.is_floating_point for d in dtypes)
+                    else [],
+                ),
+            )
+            if items
+        ]
+        raise ValueError(
+            f"path: {os.fspath(path)!r} does not match its configuration; " + "; ".join(parts)
+        )
 
 
 def _load_strict(module: nn.Module, tensors: dict[str, torch.Tensor], path: Any) -> None:

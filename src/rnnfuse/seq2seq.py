@@ -38,7 +38,9 @@ from .state import LSTMState, join_directions, state_sizes, structure_str
 __all__ = ["Seq2Seq", "LuongAttention", "EncodedSources", "concat_over_time"]
 
 
-def concat_over_time(outputs: Sequence[Tensor], lengths: Sequence[Any] | None = None) -> tuple[Tensor, Tensor]:
+def concat_over_time(
+    outputs: Sequence[Tensor], lengths: Sequence[Any] | None = None
+) -> tuple[Tensor, Tensor]:
     """Join encoder outputs ``(B, T_k, H)`` along time; return ``(memory, mask)``.
 
     ``mask`` is ``(B, sum T_k)``, true at the steps inside each source's length (``lengths``:
@@ -49,7 +51,9 @@ def concat_over_time(outputs: Sequence[Tensor], lengths: Sequence[Any] | None = 
         raise ValueError("outputs: expected a non-empty list of tensors (B, T_k, H)")
     lengths = [None] * len(outputs) if lengths is None else list(lengths)
     if len(lengths) != len(outputs):
-        raise ValueError(f"lengths: expected one entry per output ({len(outputs)}), got {len(lengths)}")
+        raise ValueError(
+            f"lengths: expected one entry per output ({len(outputs)}), got {len(lengths)}"
+        )
     first = outputs[0]
     parts, masks = [], []
     for k, (out, lens) in enumerate(zip(outputs, lengths)):
@@ -67,7 +71,6 @@ def concat_over_time(outputs: Sequence[Tensor], lengths: Sequence[Any] | None = 
         parts.append(out * mask.unsqueeze(-1).to(out.dtype))
         masks.append(mask)
     return torch.cat(parts, dim=1), torch.cat(masks, dim=1)
-
 
 
 class LuongAttention(nn.Module):
@@ -160,7 +163,10 @@ class Seq2Seq(nn.Module):
         self.attention: LuongAttention | None = None
         if attention:
             self.memory_maps = NameSafeModuleDict(
-                {name: nn.Linear(_output_size(enc, name), attention_size) for name, enc in encoders.encoders.items()}
+                {
+                    name: nn.Linear(_output_size(enc, name), attention_size)
+                    for name, enc in encoders.encoders.items()
+                }
             )
             self.attention = LuongAttention(top, attention_size)
         self.head = nn.Linear(top, self.output_size)
@@ -169,7 +175,11 @@ class Seq2Seq(nn.Module):
     def _check_built_sizes(self) -> None:
         """The decoder's state sizes against what the encoders deliver, when both are known
         (parameter-free fusions and a StateBridge): a mismatch is found here, not at the first call."""
-        fused = _fused_sizes(self.encoders) if self.bridge is None else getattr(self.bridge, "output_sizes", None)
+        fused = (
+            _fused_sizes(self.encoders)
+            if self.bridge is None
+            else getattr(self.bridge, "output_sizes", None)
+        )
         if fused is None:
             return
         expected = self.decoder.state_sizes
@@ -190,7 +200,10 @@ class Seq2Seq(nn.Module):
         if self.attention is None:
             return EncodedSources(state, None, None)
         names = self.encoders.names
-        outs = [self.memory_maps[n](_batch_major(result.encoder_outputs[n], self.encoders.encoders[n])) for n in names]
+        outs = [
+            self.memory_maps[n](_batch_major(result.encoder_outputs[n], self.encoders.encoders[n]))
+            for n in names
+        ]
         lens = [lengths.get(n) if isinstance(lengths, Mapping) else lengths for n in names]
         memory, mask = concat_over_time(outs, lens)
         return EncodedSources(state, memory, mask)
@@ -236,7 +249,9 @@ class Seq2Seq(nn.Module):
         ``targets``.
         """
         if not isinstance(targets, Tensor) or targets.dim() != 3:
-            raise ValueError(f"targets: expected a tensor (B, T, {self.output_size}), got {describe(targets)}")
+            raise ValueError(
+                f"targets: expected a tensor (B, T, {self.output_size}), got {describe(targets)}"
+            )
         self._check_decoder_args(targets, start, covariates, targets.shape[1])
         # [start, targets[:, :-1]], cut after the join: a slice of T - 1 steps would make an
         # exporter's dynamic T specialize (a guard T - 1 != 1 from the join's stride check)
@@ -267,20 +282,36 @@ class Seq2Seq(nn.Module):
         return torch.stack(predictions, dim=1)
 
     def _check_decoder_args(
-        self, targets: Tensor | None, start: Tensor, covariates: Tensor | None, steps: int | torch.SymInt
+        self,
+        targets: Tensor | None,
+        start: Tensor,
+        covariates: Tensor | None,
+        steps: int | torch.SymInt,
     ) -> None:
         """``steps``: the rollout's int, or ``targets``' time dimension (symbolic while an
         exporter traces with a dynamic time dimension)."""
         if not isinstance(start, Tensor) or start.dim() != 2 or start.shape[1] != self.output_size:
-            raise ValueError(f"start: expected a tensor (B, {self.output_size}), got {describe(start)}")
+            raise ValueError(
+                f"start: expected a tensor (B, {self.output_size}), got {describe(start)}"
+            )
         batch = start.shape[0]
-        if targets is not None and (not isinstance(targets, Tensor) or list(targets.shape) != [batch, steps, self.output_size]):
-            raise ValueError(f"targets: expected shape [{batch}, T, {self.output_size}], got {describe(targets)}")
+        if targets is not None and (
+            not isinstance(targets, Tensor)
+            or list(targets.shape) != [batch, steps, self.output_size]
+        ):
+            raise ValueError(
+                f"targets: expected shape [{batch}, T, {self.output_size}], got {describe(targets)}"
+            )
         if self.covariate_size == 0 and covariates is not None:
-            raise ValueError(f"covariates: the decoder reads only y_(t-1) ({self.output_size} features); got covariates")
+            raise ValueError(
+                f"covariates: the decoder reads only y_(t-1) ({self.output_size} features); got covariates"
+            )
         if self.covariate_size and (
-            not isinstance(covariates, Tensor) or covariates.dim() != 3
-            or covariates.shape[0] != batch or covariates.shape[1] < steps or covariates.shape[2] != self.covariate_size
+            not isinstance(covariates, Tensor)
+            or covariates.dim() != 3
+            or covariates.shape[0] != batch
+            or covariates.shape[1] < steps
+            or covariates.shape[2] != self.covariate_size
         ):
             raise ValueError(
                 f"covariates: expected shape [{batch}, {steps}, {self.covariate_size}] (decoder input_size "
@@ -296,7 +327,9 @@ def _batch_major(outputs: Tensor, encoder: nn.Module) -> Tensor:
 def _output_size(encoder: nn.Module, name: str) -> int:
     size = getattr(encoder, "output_size", None)
     if not isinstance(size, int):
-        raise TypeError(f"encoders[{name!r}]: attention needs an encoder with an int output_size, got {size!r}")
+        raise TypeError(
+            f"encoders[{name!r}]: attention needs an encoder with an int output_size, got {size!r}"
+        )
     return size
 
 

@@ -138,19 +138,29 @@ class StackedRNN(nn.Module):
         True
         """
         found = cells_from_torch(module)  # each cell is already on the module's device and dtype
-        return cls.from_cells(found.cells, backward_cells=found.backward_cells,
-                              batch_first=found.batch_first, dropout=found.dropout)
+        return cls.from_cells(
+            found.cells,
+            backward_cells=found.backward_cells,
+            batch_first=found.batch_first,
+            dropout=found.dropout,
+        )
 
     def to_torch(self) -> nn.Module:
         """The equivalent ``torch.nn.LSTM``/``GRU``/``RNN``; ``ValueError`` if none exists."""
         if any(m != "concat" for m in self.merge_modes):
-            raise ValueError(f"stack: not expressible as one torch.nn RNN module: PyTorch's "
-                             f"bidirectional RNNs concatenate their directions; merge_mode="
-                             f"{list(self.merge_modes)}")
-        return torch_from_cells(self.layers, self.backward_layers if self.bidirectional else None,
-                                batch_first=self.batch_first, dropout=self.dropout,
-                                residual=any(self.residual_layers),
-                                variational_dropout=self.variational_dropout)
+            raise ValueError(
+                f"stack: not expressible as one torch.nn RNN module: PyTorch's "
+                f"bidirectional RNNs concatenate their directions; merge_mode="
+                f"{list(self.merge_modes)}"
+            )
+        return torch_from_cells(
+            self.layers,
+            self.backward_layers if self.bidirectional else None,
+            batch_first=self.batch_first,
+            dropout=self.dropout,
+            residual=any(self.residual_layers),
+            variational_dropout=self.variational_dropout,
+        )
 
     def _init_from_cells(
         self,
@@ -165,33 +175,50 @@ class StackedRNN(nn.Module):
     ) -> None:
         nn.Module.__init__(self)
         _check_cells(cells, backward_cells)
-        directions = tuple(c is not None for c in backward_cells) if backward_cells else (False,) * len(cells)
+        directions = (
+            tuple(c is not None for c in backward_cells)
+            if backward_cells
+            else (False,) * len(cells)
+        )
         #: per layer: how a bidirectional layer joins its directions ("concat" when unidirectional)
         self.merge_modes = _merge_modes(merge_mode, directions)
         _check_sizes(cells, backward_cells, self.merge_modes)
         _check_dropout(dropout)
         if dropout and len(cells) == 1:  # as torch.nn.LSTM: a warning, the stack still works
-            warnings.warn(f"dropout={dropout} has no effect on a one-layer stack: dropout acts on the outputs "
-                          f"of every layer but the last", UserWarning, stacklevel=3)
+            warnings.warn(
+                f"dropout={dropout} has no effect on a one-layer stack: dropout acts on the outputs "
+                f"of every layer but the last",
+                UserWarning,
+                stacklevel=3,
+            )
         self.batch_first = bool(batch_first)
         #: bool for a uniform stack (today's meaning), the per-layer tuple for a mixed one
         self.bidirectional: bool | tuple[bool, ...] = (
-            all(directions) if len(set(directions)) == 1 else directions)
+            all(directions) if len(set(directions)) == 1 else directions
+        )
         self.layer_directions = directions  # per layer: True if bidirectional
         self.dropout = float(dropout)
         self.variational_dropout = bool(variational_dropout)
         residual_layers = _per_layer("residual", residual, len(cells))
         if isinstance(residual, bool):
             residual_layers = (False,) + residual_layers[1:]
-        self.residual: bool | tuple[bool, ...] = residual if isinstance(residual, bool) else residual_layers
+        self.residual: bool | tuple[bool, ...] = (
+            residual if isinstance(residual, bool) else residual_layers
+        )
         self.residual_layers = residual_layers
         self.layers: Sequence[RecurrentCell] = cast("Sequence[RecurrentCell]", nn.ModuleList(cells))
         # backward cells of the bidirectional layers only, in layer order
         self.backward_layers: Sequence[RecurrentCell] = cast(
-            "Sequence[RecurrentCell]", nn.ModuleList([c for c in backward_cells or [] if c is not None]))
-        self._backward_index = {k: i for i, k in enumerate(k for k, d in enumerate(directions) if d)}
+            "Sequence[RecurrentCell]",
+            nn.ModuleList([c for c in backward_cells or [] if c is not None]),
+        )
+        self._backward_index = {
+            k: i for i, k in enumerate(k for k, d in enumerate(directions) if d)
+        }
         if any(residual_layers):
-            _check_residual(self.layers, [self._width(k) for k in range(len(cells))], residual_layers)
+            _check_residual(
+                self.layers, [self._width(k) for k in range(len(cells))], residual_layers
+            )
 
     @property
     def mixed_directions(self) -> bool:
@@ -243,8 +270,10 @@ class StackedRNN(nn.Module):
     def _structure(self, fw: tuple, bw: tuple) -> Any:
         """The state structure from the forward layers' and backward cells' parts."""
         if self.mixed_directions:
-            return tuple((f, bw[self._backward_index[k]]) if k in self._backward_index else f
-                         for k, f in enumerate(fw))
+            return tuple(
+                (f, bw[self._backward_index[k]]) if k in self._backward_index else f
+                for k, f in enumerate(fw)
+            )
         return (fw, bw) if self.bidirectional else fw
 
     def extra_repr(self) -> str:
@@ -266,8 +295,9 @@ class StackedRNN(nn.Module):
         """The zero state: one entry per layer, or ``(fw, bw)`` when bidirectional (see
         :attr:`state_sizes` for mixed directions)."""
         fw = tuple(c.initial_state(batch_size, device, dtype) for c in self.layers)
-        return self._structure(fw, tuple(c.initial_state(batch_size, device, dtype)
-                                         for c in self.backward_layers))
+        return self._structure(
+            fw, tuple(c.initial_state(batch_size, device, dtype) for c in self.backward_layers)
+        )
 
     # ------------------------------------------------------------------ forward
     def forward(
@@ -281,10 +311,14 @@ class StackedRNN(nn.Module):
         if lens is not None and self._chains_plainly():
             specs = padded_stack_specs(self.layers, x, lens)
             if specs is not None:  # a small ragged inference batch: every layer padded
-                states = None if initial_state is None else self._check_initial_state(initial_state, x)
+                states = (
+                    None if initial_state is None else self._check_initial_state(initial_state, x)
+                )
                 fast = run_padded_stack(specs, x, lens, states)
                 if fast is not None:
-                    return (fast[0] if self.batch_first else fast[0].transpose(0, 1)), tuple(fast[1])
+                    return (fast[0] if self.batch_first else fast[0].transpose(0, 1)), tuple(
+                        fast[1]
+                    )
         start = self._check_initial_state(initial_state, x)
         fw_start, bw_start = self._split_state(start)
         fw_final, bw_final = [], []
@@ -297,8 +331,12 @@ class StackedRNN(nn.Module):
                 out_bw, final_bw = run_layer(backward, layer_in, lens, bw_start[k], True)
                 bw_final.append(final_bw)
                 out = _merge(out, out_bw, self.merge_modes[k])
-            if self.residual_layers[k]:  # the input's padding may hold anything: zero past each length
-                out = out + (layer_in if k > 0 or lens is None else _zero_past_lengths(layer_in, lens))
+            if self.residual_layers[
+                k
+            ]:  # the input's padding may hold anything: zero past each length
+                out = out + (
+                    layer_in if k > 0 or lens is None else _zero_past_lengths(layer_in, lens)
+                )
             if k < self.num_layers - 1:
                 out = self._dropout(out)
             layer_in = out
@@ -308,8 +346,12 @@ class StackedRNN(nn.Module):
     def _chains_plainly(self) -> bool:
         """Whether each layer's output is the next one's input as it is: one direction,
         no residual connections, no dropout at work."""
-        return not (self.bidirectional or self.mixed_directions or any(self.residual_layers)
-                    or (self.training and self.dropout > 0.0))
+        return not (
+            self.bidirectional
+            or self.mixed_directions
+            or any(self.residual_layers)
+            or (self.training and self.dropout > 0.0)
+        )
 
     def _split_state(self, state: Any) -> tuple[tuple, dict[int, Any]]:
         """``(forward part per layer, {layer: backward part})`` of a state."""
@@ -340,12 +382,16 @@ class StackedRNN(nn.Module):
                 f"initial_state: expected {structure_str(expected)}, got {type(initial_state).__name__}"
             )
         try:
-            assert_same_structure(expected, initial_state, names=("expected initial_state", "initial_state"))
+            assert_same_structure(
+                expected, initial_state, names=("expected initial_state", "initial_state")
+            )
         except ValueError as exc:  # one name in the first line, then both structures
             first, _, rest = str(exc).partition("\n")
             where = first.split(" differ ", 1)[-1]
-            raise ValueError(f"initial_state: does not match the state for x (batch {x.shape[0]}); the states differ {where}"
-                             f"\n{rest}") from None
+            raise ValueError(
+                f"initial_state: does not match the state for x (batch {x.shape[0]}); the states differ {where}"
+                f"\n{rest}"
+            ) from None
         return initial_state
 
 
@@ -372,21 +418,26 @@ def _merge_modes(value: Any, directions: Sequence[bool]) -> tuple[str, ...]:
         return tuple(value if both else "concat" for both in directions)
     items: Any = value
     if not isinstance(items, Sequence) or len(items) != len(directions):
-        raise TypeError(f"merge_mode: expected a mode or one mode per layer ({len(directions)}), "
-                        f"got {value!r}")
+        raise TypeError(
+            f"merge_mode: expected a mode or one mode per layer ({len(directions)}), got {value!r}"
+        )
     for k, (mode, both) in enumerate(zip(items, directions)):
         if mode not in MERGE_MODES:
             raise ValueError(f"merge_mode[{k}]: expected one of {list(MERGE_MODES)}, got {mode!r}")
         if mode != "concat" and not both:
-            raise ValueError(f"merge_mode[{k}]: {mode!r} merges two directions, but layer {k} is "
-                             f"unidirectional (use 'concat' there)")
+            raise ValueError(
+                f"merge_mode[{k}]: {mode!r} merges two directions, but layer {k} is "
+                f"unidirectional (use 'concat' there)"
+            )
     return tuple(items)
 
 
 def _zero_past_lengths(x: Tensor, lengths: Tensor) -> Tensor:
     """``x`` (B, T, F) with zeros at the steps past each length (selected, not multiplied:
     a NaN there becomes zero too, and its gradient is zero)."""
-    inside = torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths.to(x.device).unsqueeze(1)
+    inside = torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths.to(
+        x.device
+    ).unsqueeze(1)
     return torch.where(inside.unsqueeze(2), x, x.new_zeros(()))
 
 
@@ -403,13 +454,21 @@ def _as_sizes(hidden_sizes: int | Sequence[int]) -> list[int]:
     if isinstance(hidden_sizes, int) and not isinstance(hidden_sizes, bool):
         return [hidden_sizes]
     if not isinstance(hidden_sizes, Sequence) or isinstance(hidden_sizes, str) or not hidden_sizes:
-        raise TypeError(f"hidden_sizes: expected an int or a non-empty list of ints, got {hidden_sizes!r}")
+        raise TypeError(
+            f"hidden_sizes: expected an int or a non-empty list of ints, got {hidden_sizes!r}"
+        )
     return list(hidden_sizes)
 
 
 def _check_dropout(dropout: float) -> None:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
-        raise ValueError(f"dropout: expected a probability in [0, 1] (as torch.nn.LSTM), got {dropout!r}")
+    if (
+        isinstance(dropout, bool)
+        or not isinstance(dropout, (int, float))
+        or not 0.0 <= dropout <= 1.0
+    ):
+        raise ValueError(
+            f"dropout: expected a probability in [0, 1] (as torch.nn.LSTM), got {dropout!r}"
+        )
 
 
 def _per_layer(name: str, value: Any, layers: int) -> tuple[bool, ...]:
@@ -417,13 +476,19 @@ def _per_layer(name: str, value: Any, layers: int) -> tuple[bool, ...]:
     if isinstance(value, bool):
         return (value,) * layers
     items: Any = value
-    if (not isinstance(items, Sequence) or isinstance(items, str) or len(items) != layers
-            or not all(isinstance(v, bool) for v in items)):
+    if (
+        not isinstance(items, Sequence)
+        or isinstance(items, str)
+        or len(items) != layers
+        or not all(isinstance(v, bool) for v in items)
+    ):
         raise TypeError(f"{name}: expected a bool or one bool per layer ({layers}), got {value!r}")
     return tuple(items)
 
 
-def _check_cells(cells: Sequence[RecurrentCell], backward: Sequence[RecurrentCell | None] | None) -> None:
+def _check_cells(
+    cells: Sequence[RecurrentCell], backward: Sequence[RecurrentCell | None] | None
+) -> None:
     if not cells:
         raise ValueError("cells: expected at least one cell, got an empty list")
     named = [(f"cells[{i}]", c) for i, c in enumerate(cells)]
@@ -437,7 +502,9 @@ def _check_cells(cells: Sequence[RecurrentCell], backward: Sequence[RecurrentCel
     seen: dict[int, str] = {}
     for name, cell in named:
         if not isinstance(cell, RecurrentCell):
-            raise TypeError(f"{name}: expected an rnnfuse cell (LSTMCell, GRUCell, RNNCell), got {type(cell).__name__}")
+            raise TypeError(
+                f"{name}: expected an rnnfuse cell (LSTMCell, GRUCell, RNNCell), got {type(cell).__name__}"
+            )
         if id(cell) in seen:
             raise ValueError(
                 f"{seen[id(cell)]} and {name} are the same {type(cell).__name__} object: every layer "
@@ -447,8 +514,11 @@ def _check_cells(cells: Sequence[RecurrentCell], backward: Sequence[RecurrentCel
         seen[id(cell)] = name
 
 
-def _check_sizes(cells: Sequence[RecurrentCell], backward: Sequence[RecurrentCell | None] | None,
-                 merges: Sequence[str]) -> None:
+def _check_sizes(
+    cells: Sequence[RecurrentCell],
+    backward: Sequence[RecurrentCell | None] | None,
+    merges: Sequence[str],
+) -> None:
     """Each layer reads what the one below writes; both directions of a layer match."""
     both = [backward is not None and backward[k] is not None for k in range(len(cells))]
     for stack_cells, label in [(cells, "cells"), (backward or [], "backward_cells")]:
@@ -474,7 +544,9 @@ def _check_sizes(cells: Sequence[RecurrentCell], backward: Sequence[RecurrentCel
                 )
 
 
-def _check_residual(layers: Sequence[RecurrentCell], widths: Sequence[int], residual: Sequence[bool]) -> None:
+def _check_residual(
+    layers: Sequence[RecurrentCell], widths: Sequence[int], residual: Sequence[bool]
+) -> None:
     for k in range(len(layers)):
         if not residual[k]:
             continue

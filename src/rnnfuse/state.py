@@ -176,16 +176,23 @@ def join_directions(state: Any) -> Any:
     (LSTMState(c=8, h=8), 3)
     """
     if not isinstance(state, (tuple, list)) or isinstance(state, LSTMState) or not state:
-        raise ValueError(f"state: expected a stack state (a tuple of layer states), got {structure_str(state)}")
+        raise ValueError(
+            f"state: expected a stack state (a tuple of layer states), got {structure_str(state)}"
+        )
     entries = list(state)
     if all(_is_layer(e) for e in entries):
         return tuple(entries)
     if len(entries) == 2 and all(_is_stack(e) for e in entries):  # (fw_state, bw_state)
         fw, bw = entries
         if len(fw) != len(bw):
-            raise ValueError(f"state: a bidirectional state needs as many backward layers as forward "
-                             f"ones, got {len(fw)} and {len(bw)}: {structure_str(state)}")
-        return tuple(_join_pair(f, b, f"state[0][{k}] and state[1][{k}]") for k, (f, b) in enumerate(zip(fw, bw)))
+            raise ValueError(
+                f"state: a bidirectional state needs as many backward layers as forward "
+                f"ones, got {len(fw)} and {len(bw)}: {structure_str(state)}"
+            )
+        return tuple(
+            _join_pair(f, b, f"state[0][{k}] and state[1][{k}]")
+            for k, (f, b) in enumerate(zip(fw, bw))
+        )
     joined = []
     for k, entry in enumerate(entries):
         if _is_layer(entry):
@@ -193,8 +200,10 @@ def join_directions(state: Any) -> Any:
         elif _is_stack(entry) and len(entry) == 2:
             joined.append(_join_pair(entry[0], entry[1], f"state[{k}]"))
         else:
-            raise ValueError(f"state[{k}]: expected a layer state or an (fw, bw) pair of layer states, "
-                             f"got {structure_str(entry)} in {structure_str(state)}")
+            raise ValueError(
+                f"state[{k}]: expected a layer state or an (fw, bw) pair of layer states, "
+                f"got {structure_str(entry)} in {structure_str(state)}"
+            )
     return tuple(joined)
 
 
@@ -204,15 +213,24 @@ def _is_layer(x: Any) -> bool:
 
 
 def _is_stack(x: Any) -> bool:
-    return isinstance(x, (tuple, list)) and not isinstance(x, LSTMState) and bool(x) and all(map(_is_layer, x))
+    return (
+        isinstance(x, (tuple, list))
+        and not isinstance(x, LSTMState)
+        and bool(x)
+        and all(map(_is_layer, x))
+    )
 
 
 def _join_pair(fw: Any, bw: Any, where: str) -> Any:
     if isinstance(fw, LSTMState) != isinstance(bw, LSTMState):
-        raise ValueError(f"{where}: the two directions differ in kind: {structure_str(fw)} and {structure_str(bw)}")
+        raise ValueError(
+            f"{where}: the two directions differ in kind: {structure_str(fw)} and {structure_str(bw)}"
+        )
     if not isinstance(fw, (Tensor, LSTMState)):  # sizes of a GRU/RNN layer
         return fw + bw
-    return _map(lambda a, b: torch.cat([a, b], dim=-1) if isinstance(a, Tensor) else a + b, [fw, bw])
+    return _map(
+        lambda a, b: torch.cat([a, b], dim=-1) if isinstance(a, Tensor) else a + b, [fw, bw]
+    )
 
 
 def flatten_state(state: Any) -> list[Tensor]:
@@ -264,7 +282,9 @@ def assert_same_structure(
 def _first_difference(a: Any, b: Any, where: str, sizes: bool) -> str | None:
     if isinstance(a, LSTMState) or isinstance(b, LSTMState):
         if not (isinstance(a, LSTMState) and isinstance(b, LSTMState)):
-            return f"{where}: an LSTMState against {_kind(a if not isinstance(a, LSTMState) else b)}"
+            return (
+                f"{where}: an LSTMState against {_kind(a if not isinstance(a, LSTMState) else b)}"
+            )
         return _first_difference(a.c, b.c, f"{where}.c", sizes) or _first_difference(
             a.h, b.h, f"{where}.h", sizes
         )
@@ -357,7 +377,9 @@ def to_torch_layout(state: Any, *, bidirectional: bool = False) -> Tensor | tupl
 
 def _split_bidirectional(state: Any, name: str) -> tuple[tuple, tuple]:
     if not (isinstance(state, tuple) and len(state) == 2 and not isinstance(state, LSTMState)):
-        raise ValueError(f"{name}: expected a (fw_state, bw_state) pair, got {structure_str(state)}")
+        raise ValueError(
+            f"{name}: expected a (fw_state, bw_state) pair, got {structure_str(state)}"
+        )
     return state[0], state[1]
 
 
@@ -384,7 +406,9 @@ def from_torch_layout(
     if not bidirectional:
         return tuple(layers)
     if len(layers) % 2:
-        raise ValueError(f"h_n: a bidirectional state needs an even first dimension, got {len(layers)}")
+        raise ValueError(
+            f"h_n: a bidirectional state needs an even first dimension, got {len(layers)}"
+        )
     return tuple(layers[0::2]), tuple(layers[1::2])
 
 
@@ -394,7 +418,9 @@ def to_keras_layout(layer_state: LayerState) -> list[Tensor]:
         return [layer_state.h, layer_state.c]
     if isinstance(layer_state, Tensor):
         return [layer_state]
-    raise TypeError(f"layer_state: expected an LSTMState or a Tensor, got {type(layer_state).__name__}")
+    raise TypeError(
+        f"layer_state: expected an LSTMState or a Tensor, got {type(layer_state).__name__}"
+    )
 
 
 def from_keras_layout(states: Sequence[Tensor]) -> LayerState:

@@ -62,11 +62,28 @@ from typing import Any
 
 import numpy as np
 
-from .classical import AUTO_NAMES, fill_gaps as _fill
+from .classical import AUTO_NAMES
+from .classical import fill_gaps as _fill
 
 __all__ = [
-    "fourier", "covariate_regressors", "seasonal_part", "state_forecasts", "fit_dhr", "fit_ets", "fit_sarima", "classical_baselines", "combine",
-    "choose_base", "default_baselines", "BASELINE_NAMES", "BASELINE_KEYS", "DEFAULT_KEYS", "FIXED_NAMES", "AUTO_NAMES", "ALL_NAMES", "COMBINATIONS",
+    "fourier",
+    "covariate_regressors",
+    "seasonal_part",
+    "state_forecasts",
+    "fit_dhr",
+    "fit_ets",
+    "fit_sarima",
+    "classical_baselines",
+    "combine",
+    "choose_base",
+    "default_baselines",
+    "BASELINE_NAMES",
+    "BASELINE_KEYS",
+    "DEFAULT_KEYS",
+    "FIXED_NAMES",
+    "AUTO_NAMES",
+    "ALL_NAMES",
+    "COMBINATIONS",
 ]
 
 # the fixed statsmodels models (kept by name) and statsforecast's automatic ones (classical.py)
@@ -75,8 +92,13 @@ ALL_NAMES = (*FIXED_NAMES, *AUTO_NAMES)
 # the default set: DHR (the exact fractional period) beside the models that choose themselves
 BASELINE_NAMES = ("DHR", "AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive")
 BASELINE_KEYS = {
-    "dhr": "DHR", "ets": "ETS (A,A,A)", "sarima": "SARIMA airline",
-    "autoets": "AutoETS", "autoarima": "AutoARIMA", "autotheta": "AutoTheta", "snaive": "SeasonalNaive",
+    "dhr": "DHR",
+    "ets": "ETS (A,A,A)",
+    "sarima": "SARIMA airline",
+    "autoets": "AutoETS",
+    "autoarima": "AutoARIMA",
+    "autotheta": "AutoTheta",
+    "snaive": "SeasonalNaive",
 }
 DEFAULT_KEYS = "dhr,autoets,autoarima,autotheta,snaive"  # `rnnfuse demo --baselines` for a season of up to 24 steps
 AUTOETS_MAX_SEASON = 24  # statsforecast's AutoETS, as R's ets, fits no season longer than this
@@ -84,8 +106,10 @@ DHR_ORDERS = (2, 4, 6)
 # equal-weight means of baselines' forecasts (classical forecast combinations): name -> parts; each
 # is shown when its parts are fitted, and is a candidate for the hybrids' base (choose_base)
 COMBINATIONS = {
-    "DHR + ETS mean": ("DHR", "ETS (A,A,A)"), "DHR + SARIMA mean": ("DHR", "SARIMA airline"),
-    "DHR + AutoARIMA mean": ("DHR", "AutoARIMA"), "DHR + AutoETS mean": ("DHR", "AutoETS"),
+    "DHR + ETS mean": ("DHR", "ETS (A,A,A)"),
+    "DHR + SARIMA mean": ("DHR", "SARIMA airline"),
+    "DHR + AutoARIMA mean": ("DHR", "AutoARIMA"),
+    "DHR + AutoETS mean": ("DHR", "AutoETS"),
     "DHR + AutoTheta mean": ("DHR", "AutoTheta"),
     "AutoETS + AutoARIMA + AutoTheta mean": ("AutoETS", "AutoARIMA", "AutoTheta"),
 }
@@ -101,7 +125,9 @@ def fourier(n: int, period: float, harmonics: int) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def covariate_regressors(covariates: np.ndarray, horizon: int, n_rows: int, period: float) -> np.ndarray:
+def covariate_regressors(
+    covariates: np.ndarray, horizon: int, n_rows: int, period: float
+) -> np.ndarray:
     """The regression baselines' regressors ``(n_rows, 2k)`` from ``covariates`` ``(n, k)``.
 
     For each covariate column ``x`` (in order), two columns: at row ``r``, ``x[r - H]`` (a level
@@ -113,11 +139,17 @@ def covariate_regressors(covariates: np.ndarray, horizon: int, n_rows: int, peri
     """
     x = np.asarray(covariates, dtype=np.float64)
     if x.ndim != 2:
-        raise ValueError(f"covariate_regressors: expected covariates of shape (n, k), got shape {x.shape}")
+        raise ValueError(
+            f"covariate_regressors: expected covariates of shape (n, k), got shape {x.shape}"
+        )
     if horizon < 1:
-        raise ValueError(f"covariate_regressors: expected a horizon >= 1 (the regressors' lag), got {horizon}")
+        raise ValueError(
+            f"covariate_regressors: expected a horizon >= 1 (the regressors' lag), got {horizon}"
+        )
     if n_rows > len(x) + horizon:
-        raise ValueError(f"covariate_regressors: {n_rows} rows need covariates up to row {n_rows - 1 - horizon}, got {len(x)} rows")
+        raise ValueError(
+            f"covariate_regressors: {n_rows} rows need covariates up to row {n_rows - 1 - horizon}, got {len(x)} rows"
+        )
     rows = np.maximum(np.arange(n_rows) - horizon, 0)
     level, accumulated = x[rows], (np.cumsum(x, axis=0) / period)[rows]
     return np.stack([level, accumulated], axis=2).reshape(n_rows, 2 * x.shape[1])
@@ -143,11 +175,19 @@ def state_forecasts(results: Any, origins: np.ndarray, horizon: int) -> np.ndarr
     origins = np.asarray(origins, dtype=np.int64)
     for name in ("transition", "design", "state_intercept"):
         if getattr(fr, name).shape[-1] != 1:
-            raise ValueError(f"state_forecasts: {name} varies in time; expected a time-invariant model")
-    transition, design, intercept = fr.transition[:, :, 0], fr.design[0, :, 0], fr.state_intercept[:, 0]
+            raise ValueError(
+                f"state_forecasts: {name} varies in time; expected a time-invariant model"
+            )
+    transition, design, intercept = (
+        fr.transition[:, :, 0],
+        fr.design[0, :, 0],
+        fr.state_intercept[:, 0],
+    )
     obs = fr.obs_intercept
     if obs.shape[1] > 1 and len(origins) and origins.max() + horizon >= obs.shape[1]:
-        raise ValueError(f"state_forecasts: origin {origins.max()} + {horizon} steps runs past the regressors ({obs.shape[1]} rows)")
+        raise ValueError(
+            f"state_forecasts: origin {origins.max()} + {horizon} steps runs past the regressors ({obs.shape[1]} rows)"
+        )
     state = fr.filtered_state[:, origins]
     out = np.empty((len(origins), horizon))
     for h in range(1, horizon + 1):
@@ -164,7 +204,12 @@ def _quiet(fn: Callable[[], Any]) -> Any:
 
 
 def fit_dhr(
-    y: np.ndarray, fit_end: int, period: float, harmonics: int, horizon: int = 0, regressors: np.ndarray | None = None,
+    y: np.ndarray,
+    fit_end: int,
+    period: float,
+    harmonics: int,
+    horizon: int = 0,
+    regressors: np.ndarray | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Fit DHR on ``y[:fit_end]``; return the model filtered over all of ``y`` with fixed
     parameters, and ``horizon`` missing values after it (so that the regressors reach the
@@ -178,8 +223,12 @@ def fit_dhr(
     x = fourier(len(y), period, harmonics)
     if regressors is not None:
         x = np.column_stack([x, _rows(regressors, len(y), "fit_dhr")])
-    fitted = _quiet(lambda: SARIMAX(y[:fit_end], exog=x[:fit_end], order=(1, 1, 1), mle_regression=False).fit(disp=False))
-    beta = fitted.smoothed_state[-x.shape[1]:, -1]  # the GLS coefficients given all of y[:fit_end]
+    fitted = _quiet(
+        lambda: SARIMAX(y[:fit_end], exog=x[:fit_end], order=(1, 1, 1), mle_regression=False).fit(
+            disp=False
+        )
+    )
+    beta = fitted.smoothed_state[-x.shape[1] :, -1]  # the GLS coefficients given all of y[:fit_end]
     params = np.r_[beta, fitted.params]
     full = _quiet(lambda: SARIMAX(y, exog=x, order=(1, 1, 1)).filter(params))
     details = {"K": harmonics, "period": period, "params": params.tolist()}
@@ -191,29 +240,54 @@ def fit_dhr(
 def _rows(regressors: np.ndarray, n: int, caller: str) -> np.ndarray:
     """The first ``n`` rows of ``regressors`` (a ValueError if it has fewer)."""
     if regressors.ndim != 2 or len(regressors) < n:
-        raise ValueError(f"{caller}: expected regressors of shape (>= {n}, k), got {regressors.shape}")
+        raise ValueError(
+            f"{caller}: expected regressors of shape (>= {n}, k), got {regressors.shape}"
+        )
     return regressors[:n]
 
 
-def fit_ets(y: np.ndarray, fit_end: int, season: int, periods: int = 5) -> tuple[Any, dict[str, Any], int]:
+def fit_ets(
+    y: np.ndarray, fit_end: int, season: int, periods: int = 5
+) -> tuple[Any, dict[str, Any], int]:
     """Holt-Winters (A,A,A) fitted on the last ``periods`` seasons before ``fit_end``; returns the
     model filtered from that window's start to the end of ``y`` and the window's start."""
     from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
 
     start = max(0, fit_end - periods * season)
     options = {"trend": True, "seasonal": season}
-    fitted = _quiet(lambda: ExponentialSmoothing(y[start:fit_end], initialization_method="concentrated", **options).fit(disp=False))
+    fitted = _quiet(
+        lambda: ExponentialSmoothing(
+            y[start:fit_end], initialization_method="concentrated", **options
+        ).fit(disp=False)
+    )
     init = np.asarray(fitted.initial_state)
     known = ExponentialSmoothing(
-        y[start:], initialization_method="known", initial_level=init[0], initial_trend=init[1],
-        initial_seasonal=init[2 : 2 + season], **options,
+        y[start:],
+        initialization_method="known",
+        initial_level=init[0],
+        initial_trend=init[1],
+        initial_seasonal=init[2 : 2 + season],
+        **options,
     )
     full = _quiet(lambda: known.filter(fitted.params))
-    return full, {"season": season, "window": len(y[start:fit_end]), "params": np.asarray(fitted.params).tolist()}, start
+    return (
+        full,
+        {
+            "season": season,
+            "window": len(y[start:fit_end]),
+            "params": np.asarray(fitted.params).tolist(),
+        },
+        start,
+    )
 
 
 def fit_sarima(
-    y: np.ndarray, fit_end: int, season: int, periods: int = 6, regressors: np.ndarray | None = None, horizon: int = 0,
+    y: np.ndarray,
+    fit_end: int,
+    season: int,
+    periods: int = 6,
+    regressors: np.ndarray | None = None,
+    horizon: int = 0,
 ) -> tuple[Any, dict[str, Any], int]:
     """SARIMA(0,1,1)(0,1,1)m on the last ``periods`` seasons before ``fit_end`` (estimated on the
     differenced series, a smaller state), filtered from that window's start on.
@@ -232,16 +306,30 @@ def fit_sarima(
         y = np.r_[y, np.full(horizon, np.nan)]
         x = _rows(regressors, len(y), "fit_sarima")[start:]
     fit_x = None if x is None else x[: fit_end - start]
-    fitted = _quiet(lambda: SARIMAX(y[start:fit_end], exog=fit_x, simple_differencing=True, **options).fit(disp=False))
+    fitted = _quiet(
+        lambda: SARIMAX(y[start:fit_end], exog=fit_x, simple_differencing=True, **options).fit(
+            disp=False
+        )
+    )
     full = _quiet(lambda: SARIMAX(y[start:], exog=x, **options).filter(fitted.params))
-    details = {"season": season, "window": len(y[start:fit_end]), "params": np.asarray(fitted.params).tolist()}
+    details = {
+        "season": season,
+        "window": len(y[start:fit_end]),
+        "params": np.asarray(fitted.params).tolist(),
+    }
     if regressors is not None:
         details["covariates"] = regressors.shape[1] // 2
     return full, details, start
 
 
 def _rolling(
-    name: str, y: np.ndarray, origins: np.ndarray, params: Any, season: int, horizon: int, block_periods: int = 4,
+    name: str,
+    y: np.ndarray,
+    origins: np.ndarray,
+    params: Any,
+    season: int,
+    horizon: int,
+    block_periods: int = 4,
     regressors: np.ndarray | None = None,
 ) -> np.ndarray:
     """ETS or SARIMA forecasts at training ``origins`` made as the validation ones are: fixed
@@ -268,17 +356,36 @@ def _rolling(
         if name == "ETS (A,A,A)":
             window = _fill(y[start : lo + 1])  # the concentrated initial state goes wrong with gaps
             options = {"trend": True, "seasonal": season}
-            head = _quiet(lambda: ExponentialSmoothing(window, initialization_method="concentrated", **options).filter(params))
+            head = _quiet(
+                lambda: ExponentialSmoothing(
+                    window, initialization_method="concentrated", **options
+                ).filter(params)
+            )
             init = np.asarray(head.initial_state)
-            model = _quiet(lambda: ExponentialSmoothing(
-                y[start:end], initialization_method="known", initial_level=init[0], initial_trend=init[1],
-                initial_seasonal=init[2 : 2 + season], **options).filter(params))
+            model = _quiet(
+                lambda: ExponentialSmoothing(
+                    y[start:end],
+                    initialization_method="known",
+                    initial_level=init[0],
+                    initial_trend=init[1],
+                    initial_seasonal=init[2 : 2 + season],
+                    **options,
+                ).filter(params)
+            )
         elif regressors is None:
-            model = _quiet(lambda: SARIMAX(y[start:end], order=(0, 1, 1), seasonal_order=(0, 1, 1, season)).filter(params))
+            model = _quiet(
+                lambda: SARIMAX(
+                    y[start:end], order=(0, 1, 1), seasonal_order=(0, 1, 1, season)
+                ).filter(params)
+            )
         else:  # the block's series and H missing values after it: the regressors reach its last forecasts
             x = _rows(regressors, end + horizon, "_rolling")[start:]
             block = np.r_[y[start:end], np.full(horizon, np.nan)]
-            model = _quiet(lambda: SARIMAX(block, exog=x, order=(0, 1, 1), seasonal_order=(0, 1, 1, season)).filter(params))
+            model = _quiet(
+                lambda: SARIMAX(
+                    block, exog=x, order=(0, 1, 1), seasonal_order=(0, 1, 1, season)
+                ).filter(params)
+            )
         out[rows] = state_forecasts(model, origins[rows] - start, horizon)
     return out
 
@@ -290,10 +397,23 @@ def combine(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
     failed = [p["error"] for p in parts if p["error"]]
     seconds = sum(p["seconds"] for p in parts)
     if failed:
-        return {"forecasts": {}, "details": {}, "error": "a part failed: " + "; ".join(failed), "seconds": seconds}
+        return {
+            "forecasts": {},
+            "details": {},
+            "error": "a part failed: " + "; ".join(failed),
+            "seconds": seconds,
+        }
     splits = set.intersection(*(set(p["forecasts"]) for p in parts))
-    forecasts = {k: np.mean([np.asarray(p["forecasts"][k], dtype=np.float64) for p in parts], axis=0) for k in sorted(splits)}
-    return {"forecasts": forecasts, "details": {"parts": [p["details"] for p in parts]}, "error": None, "seconds": seconds}
+    forecasts = {
+        k: np.mean([np.asarray(p["forecasts"][k], dtype=np.float64) for p in parts], axis=0)
+        for k in sorted(splits)
+    }
+    return {
+        "forecasts": forecasts,
+        "details": {"parts": [p["details"] for p in parts]},
+        "error": None,
+        "seconds": seconds,
+    }
 
 
 def _score(forecast: np.ndarray, target: np.ndarray) -> float:
@@ -320,7 +440,9 @@ def default_baselines(period: float) -> tuple[str, ...]:
 
 
 def choose_base(
-    results: dict[str, dict[str, Any]], val_truth: np.ndarray, names: Sequence[str] | None = None,
+    results: dict[str, dict[str, Any]],
+    val_truth: np.ndarray,
+    names: Sequence[str] | None = None,
 ) -> tuple[str, tuple[str, ...], dict[str, Any]]:
     """The hybrids' classical base, chosen on validation: among the fitted baselines of
     ``results`` (:func:`classical_baselines` entries; ``names``: which and in what order, default
@@ -333,11 +455,15 @@ def choose_base(
     order = list(results) if names is None else [n for n in names if n in results]
     fitted = [n for n in order if results[n]["error"] is None and "val" in results[n]["forecasts"]]
     candidates: list[tuple[str, tuple[str, ...]]] = [(n, (n,)) for n in fitted]
-    candidates += [(c, parts) for c, parts in COMBINATIONS.items() if all(p in fitted for p in parts)]
+    candidates += [
+        (c, parts) for c, parts in COMBINATIONS.items() if all(p in fitted for p in parts)
+    ]
     truth = np.asarray(val_truth, dtype=np.float64)
     maes = {}
     for name, parts in candidates:
-        mean = np.mean([np.asarray(results[p]["forecasts"]["val"], dtype=np.float64) for p in parts], axis=0)
+        mean = np.mean(
+            [np.asarray(results[p]["forecasts"]["val"], dtype=np.float64) for p in parts], axis=0
+        )
         maes[name] = _score(mean, truth)
     if not candidates:
         return "", (), {"val_mae": {}, "chosen": None}
@@ -347,8 +473,12 @@ def choose_base(
 
 
 def classical_baselines(
-    y: np.ndarray, splits: dict[str, tuple[int, np.ndarray, np.ndarray]], horizon: int, period: float,
-    names: Sequence[str] = BASELINE_NAMES, log: Callable[[str], None] = lambda _m: None,
+    y: np.ndarray,
+    splits: dict[str, tuple[int, np.ndarray, np.ndarray]],
+    horizon: int,
+    period: float,
+    names: Sequence[str] = BASELINE_NAMES,
+    log: Callable[[str], None] = lambda _m: None,
     covariates: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Every classical baseline on ``splits`` = ``{"val": (fit_end, origins, truth), "test": ...}``.
@@ -366,24 +496,44 @@ def classical_baselines(
     """
     season = max(1, int(round(period)))
     checked = _checked_covariates(covariates, len(y))
-    regressors = None if checked is None else covariate_regressors(checked, horizon, len(y) + horizon, period)
+    regressors = (
+        None
+        if checked is None
+        else covariate_regressors(checked, horizon, len(y) + horizon, period)
+    )
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         began = time.perf_counter()
         if name == "DHR" and period <= 2:
-            out[name] = {"forecasts": {}, "details": {}, "seconds": 0.0,
-                         "error": f"skipped: DHR needs a seasonal period > 2 steps (a sine/cosine pair), got {period:g}"}
+            out[name] = {
+                "forecasts": {},
+                "details": {},
+                "seconds": 0.0,
+                "error": f"skipped: DHR needs a seasonal period > 2 steps (a sine/cosine pair), got {period:g}",
+            }
             log(f"baseline {name}: {out[name]['error']}")
             continue
         try:
             forecasts, details = _run_one(name, y, splits, horizon, period, season, regressors)
             error = None
-            if any(not np.all(np.isfinite(f)) for k, f in forecasts.items() if k not in _FITTED_ELSEWHERE):  # NaN where not forecast
+            if any(
+                not np.all(np.isfinite(f))
+                for k, f in forecasts.items()
+                if k not in _FITTED_ELSEWHERE
+            ):  # NaN where not forecast
                 forecasts, error = {}, "non-finite forecasts"
-        except Exception as exc:  # noqa: BLE001 - any failure of a fit is reported in the table
+        except Exception as exc:
             forecasts, details, error = {}, {}, f"{type(exc).__name__}: {exc}"
-        out[name] = {"forecasts": forecasts, "details": details, "error": error, "seconds": time.perf_counter() - began}
-        log(f"baseline {name}: " + (f"failed ({error})" if error else f"{out[name]['seconds']:.1f} s"))
+        out[name] = {
+            "forecasts": forecasts,
+            "details": details,
+            "error": error,
+            "seconds": time.perf_counter() - began,
+        }
+        log(
+            f"baseline {name}: "
+            + (f"failed ({error})" if error else f"{out[name]['seconds']:.1f} s")
+        )
     return out
 
 
@@ -394,14 +544,20 @@ def _checked_covariates(covariates: np.ndarray | None, n: int) -> np.ndarray | N
         return None
     x = np.asarray(covariates)
     if x.dtype.kind not in "fiub":
-        raise ValueError(f"classical_baselines: covariates: expected real numbers, got dtype {x.dtype}")
+        raise ValueError(
+            f"classical_baselines: covariates: expected real numbers, got dtype {x.dtype}"
+        )
     if x.ndim != 2 or len(x) != n:
         hint = " (one covariate: pass x[:, None])" if x.ndim == 1 else ""
-        raise ValueError(f"classical_baselines: covariates: expected shape ({n}, k) aligned with y{hint}, got {x.shape}")
+        raise ValueError(
+            f"classical_baselines: covariates: expected shape ({n}, k) aligned with y{hint}, got {x.shape}"
+        )
     x = x.astype(np.float64)
     if not np.isfinite(x).all():
         row, col = np.argwhere(~np.isfinite(x))[0]
-        raise ValueError(f"classical_baselines: covariates: expected finite values, got {x[row, col]} at row {row}, column {col}")
+        raise ValueError(
+            f"classical_baselines: covariates: expected finite values, got {x[row, col]} at row {row}, column {col}"
+        )
     return x if x.shape[1] else None
 
 
@@ -411,10 +567,19 @@ _FITTED_ELSEWHERE = {"train": "val", "refit": "test"}
 
 
 def _run_one(
-    name: str, y: np.ndarray, splits: dict, horizon: int, period: float, season: int, regressors: np.ndarray | None = None,
+    name: str,
+    y: np.ndarray,
+    splits: dict,
+    horizon: int,
+    period: float,
+    season: int,
+    regressors: np.ndarray | None = None,
 ) -> tuple[dict, dict]:
     if name == "DHR":
-        (val_end, val_origins, val_truth), (test_end, test_origins, _) = splits["val"], splits["test"]
+        (val_end, val_origins, val_truth), (test_end, test_origins, _) = (
+            splits["val"],
+            splits["test"],
+        )
         orders = [k for k in DHR_ORDERS if k < period / 2] or [1]
         val_maes, val_models = {}, {}
         for k in orders:
@@ -423,11 +588,20 @@ def _run_one(
         best = min(orders, key=lambda k: val_maes[k])
         model, details = fit_dhr(y, test_end, period, best, horizon, regressors)
         details["val_mae_by_K"] = val_maes
-        details["val_params"] = val_models[best].params.tolist()  # the fit before validation (the hybrids' inputs)
-        out = {"val": state_forecasts(val_models[best], val_origins, horizon), "test": state_forecasts(model, test_origins, horizon)}
-        if "train" in splits:  # for the hybrids: training origins, with the parameters fitted before validation
+        details["val_params"] = val_models[
+            best
+        ].params.tolist()  # the fit before validation (the hybrids' inputs)
+        out = {
+            "val": state_forecasts(val_models[best], val_origins, horizon),
+            "test": state_forecasts(model, test_origins, horizon),
+        }
+        if (
+            "train" in splits
+        ):  # for the hybrids: training origins, with the parameters fitted before validation
             out["train"] = state_forecasts(val_models[best], splits["train"][1], horizon)
-        if "refit" in splits:  # for refitted hybrids: origins before the test stretch, the fit before it
+        if (
+            "refit" in splits
+        ):  # for refitted hybrids: origins before the test stretch, the fit before it
             out["refit"] = state_forecasts(model, splits["refit"][1], horizon)
         return out, details
     if name in AUTO_NAMES:
@@ -447,8 +621,19 @@ def _run_one(
             continue
         model, details[split], start = fit(y, fit_end, season)
         forecasts[split] = state_forecasts(model, origins - start, horizon)
-    for split, fitted in _FITTED_ELSEWHERE.items():  # for the hybrids: parameters fitted for another split
+    for (
+        split,
+        fitted,
+    ) in _FITTED_ELSEWHERE.items():  # for the hybrids: parameters fitted for another split
         if split in splits:
             params = details[fitted]["params"]
-            forecasts[split] = _rolling(name, y, np.asarray(splits[split][1]), params, season, horizon, regressors=regressors)
+            forecasts[split] = _rolling(
+                name,
+                y,
+                np.asarray(splits[split][1]),
+                params,
+                season,
+                horizon,
+                regressors=regressors,
+            )
     return forecasts, details

@@ -38,12 +38,25 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from .._files import MIB, NotRegularFileError, loads_json, read_regular_file
-from .rundir import check_real_dir
 from ..io import MAX_FILE_BYTES, read_safetensors_metadata, safetensors_bytes
+from .rundir import check_real_dir
 
 __all__ = [
-    "MODEL_FORMAT", "Checkpoint", "CheckpointError", "atomic_write", "json_bytes", "save_model_file", "load_model_file",
-    "save_checkpoint", "load_latest", "remove_stale_temporaries", "file_mode", "capture_rng", "restore_rng", "optimizer_parts", "optimizer_from_parts",
+    "MODEL_FORMAT",
+    "Checkpoint",
+    "CheckpointError",
+    "atomic_write",
+    "json_bytes",
+    "save_model_file",
+    "load_model_file",
+    "save_checkpoint",
+    "load_latest",
+    "remove_stale_temporaries",
+    "file_mode",
+    "capture_rng",
+    "restore_rng",
+    "optimizer_parts",
+    "optimizer_from_parts",
 ]
 
 FORMAT = "rnnfuse-train/1"  # latest.json and state.json
@@ -144,13 +157,22 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], di
     except FileNotFoundError:
         raise CheckpointError(f"{path}: model file not found") from None
     except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a directory; expected a model file (.safetensors)") from None
+        raise CheckpointError(
+            f"{path}: is a directory; expected a model file (.safetensors)"
+        ) from None
     except (SafetensorError, ValueError, OSError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
     return tensors, metadata
 
 
-def save_checkpoint(out: Path, name: str, model: dict[str, Tensor], tensors: dict[str, Tensor], state: dict[str, Any], keep: int = 2) -> Path:
+def save_checkpoint(
+    out: Path,
+    name: str,
+    model: dict[str, Tensor],
+    tensors: dict[str, Tensor],
+    state: dict[str, Any],
+    keep: int = 2,
+) -> Path:
     """Write a checkpoint directory ``out/checkpoints/name`` and point ``latest.json`` at it."""
     out = Path(out)
     if os.path.lexists(out / "checkpoints"):
@@ -182,7 +204,11 @@ def save_checkpoint(out: Path, name: str, model: dict[str, Tensor], tensors: dic
 
 
 def _prune(root: Path, keep_names: set[str], keep: int) -> None:
-    dirs = sorted(p for p in root.iterdir() if not p.is_symlink() and p.is_dir() and p.name.startswith("step-"))
+    dirs = sorted(
+        p
+        for p in root.iterdir()
+        if not p.is_symlink() and p.is_dir() and p.name.startswith("step-")
+    )
     for old in dirs[:-keep]:
         if old.name not in keep_names:
             shutil.rmtree(old, ignore_errors=True)
@@ -197,7 +223,9 @@ def load_latest(out: Path) -> Checkpoint:
     out = Path(out)
     pointer_path = out / "latest.json"
     if not pointer_path.exists():
-        raise CheckpointError(f"{out}: no checkpoint to resume from ({pointer_path.name} not found)")
+        raise CheckpointError(
+            f"{out}: no checkpoint to resume from ({pointer_path.name} not found)"
+        )
     pointer = _read_pointer(pointer_path)
     directory = _inside(out, pointer["checkpoint"], pointer_path)
     raw: dict[str, bytes] = {}
@@ -205,17 +233,23 @@ def load_latest(out: Path) -> Checkpoint:
         path = directory / file_name
         if not path.exists():
             raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
-        raw[file_name] = _read_checked(path, MAX_JSON_BYTES if file_name.endswith(".json") else MAX_FILE_BYTES)
+        raw[file_name] = _read_checked(
+            path, MAX_JSON_BYTES if file_name.endswith(".json") else MAX_FILE_BYTES
+        )
         digest = hashlib.sha256(raw[file_name]).hexdigest()
         if digest != pointer["sha256"][file_name]:
-            raise CheckpointError(f"{path}: SHA-256 {digest[:12]}... differs from latest.json's; the file is corrupt")
+            raise CheckpointError(
+                f"{path}: SHA-256 {digest[:12]}... differs from latest.json's; the file is corrupt"
+            )
     try:
         model, tensors = st_load(raw["model.safetensors"]), st_load(raw["training.safetensors"])
         state = loads_json(raw["state.json"], str(directory / "state.json"))
     except (SafetensorError, ValueError) as exc:
         raise CheckpointError(f"{directory}: a checkpoint file is not readable ({exc})") from None
     if not isinstance(state, dict):
-        raise CheckpointError(f"{directory / 'state.json'}: expected a JSON object, got {type(state).__name__}")
+        raise CheckpointError(
+            f"{directory / 'state.json'}: expected a JSON object, got {type(state).__name__}"
+        )
     return Checkpoint(directory, model, tensors, state)
 
 
@@ -224,8 +258,10 @@ def _inside(out: Path, where: str, pointer_path: Path) -> Path:
     root = (out / "checkpoints").resolve()
     target = (out / where).resolve()
     if Path(where).is_absolute() or target.parent != root:
-        raise CheckpointError(f"{pointer_path}: \"checkpoint\" must name a directory in {out / 'checkpoints'}, "
-                              f"got {where!r}")
+        raise CheckpointError(
+            f'{pointer_path}: "checkpoint" must name a directory in {out / "checkpoints"}, '
+            f"got {where!r}"
+        )
     return out / "checkpoints" / target.name
 
 
@@ -253,14 +289,18 @@ def _read_pointer(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: expected format {FORMAT!r}, got {pointer.get('format')!r}")
     where = pointer.get("checkpoint")
     if not isinstance(where, str) or not where.strip():
-        raise CheckpointError(f"{path}: expected \"checkpoint\" to name a checkpoint directory "
-                              f"(e.g. \"checkpoints/step-00000042\"), got {where!r}")
+        raise CheckpointError(
+            f'{path}: expected "checkpoint" to name a checkpoint directory '
+            f'(e.g. "checkpoints/step-00000042"), got {where!r}'
+        )
     hashes = pointer.get("sha256")
     if not isinstance(hashes, dict):
-        raise CheckpointError(f"{path}: expected \"sha256\" to be an object with a hash per file, got {hashes!r}")
+        raise CheckpointError(
+            f'{path}: expected "sha256" to be an object with a hash per file, got {hashes!r}'
+        )
     lacking = [name for name in _FILES if not isinstance(hashes.get(name), str)]
     if lacking:
-        raise CheckpointError(f"{path}: \"sha256\" lacks a hash for {lacking}")
+        raise CheckpointError(f'{path}: "sha256" lacks a hash for {lacking}')
     return pointer
 
 
@@ -294,8 +334,15 @@ def optimizer_from_parts(plain: dict[str, Any], tensors: dict[str, Tensor]) -> d
     return {"state": state, "param_groups": groups}
 
 
-_RATES = {"lr": (0.0, 10.0), "initial_lr": (0.0, 10.0), "weight_decay": (0.0, 1e6), "eps": (0.0, 1.0),
-          "momentum": (0.0, 1.0), "dampening": (0.0, 1.0), "alpha": (0.0, 1.0)}
+_RATES = {
+    "lr": (0.0, 10.0),
+    "initial_lr": (0.0, 10.0),
+    "weight_decay": (0.0, 1e6),
+    "eps": (0.0, 1.0),
+    "momentum": (0.0, 1.0),
+    "dampening": (0.0, 1.0),
+    "alpha": (0.0, 1.0),
+}
 
 
 def _checked_group(group: Any, index: int) -> dict[str, Any]:
@@ -303,22 +350,34 @@ def _checked_group(group: Any, index: int) -> dict[str, Any]:
     the range the optimizer can use (``ValueError`` naming the value otherwise): Adam's
     ``betas`` in [0, 1), a learning rate, epsilon or decay finite and not negative."""
     if not isinstance(group, dict):
-        raise ValueError(f"optimizer.param_groups[{index}]: expected an object, got {type(group).__name__}")
+        raise ValueError(
+            f"optimizer.param_groups[{index}]: expected an object, got {type(group).__name__}"
+        )
     where = f"optimizer.param_groups[{index}]"
     for key, (low, high) in _RATES.items():
         if key in group and not _number_in(group[key], low, high):
-            raise ValueError(f"{where}.{key}: expected a number in [{low:g}, {high:g}], got {group[key]!r}")
+            raise ValueError(
+                f"{where}.{key}: expected a number in [{low:g}, {high:g}], got {group[key]!r}"
+            )
     if "betas" not in group:
         return group
     betas = group["betas"]
-    if not isinstance(betas, list) or len(betas) != 2 or not all(_number_in(b, 0.0, 1.0) and b < 1 for b in betas):
+    if (
+        not isinstance(betas, list)
+        or len(betas) != 2
+        or not all(_number_in(b, 0.0, 1.0) and b < 1 for b in betas)
+    ):
         raise ValueError(f"{where}.betas: expected two numbers in [0, 1), got {betas!r}")
     return {**group, "betas": tuple(betas)}
 
 
 def _number_in(value: Any, low: float, high: float) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value) and low <= value <= high)
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and low <= value <= high
+    )
 
 
 def capture_rng() -> tuple[dict[str, Any], Tensor]:
@@ -326,7 +385,9 @@ def capture_rng() -> tuple[dict[str, Any], Tensor]:
     version, words, gauss = random.getstate()
     legacy = np.random.get_state()  # the global RandomState: always MT19937, a tuple
     if not isinstance(legacy, tuple):
-        raise TypeError(f"numpy's global RNG state: expected the legacy MT19937 tuple, got {type(legacy).__name__}")
+        raise TypeError(
+            f"numpy's global RNG state: expected the legacy MT19937 tuple, got {type(legacy).__name__}"
+        )
     kind, keys, pos, has_gauss, cached = legacy
     plain = {
         "python": [version, list(words), gauss],

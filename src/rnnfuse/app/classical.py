@@ -53,13 +53,26 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["AUTO_NAMES", "ARIMA_SEASONS", "ARIMA_MIN_POINTS", "fill_gaps", "arima_window", "make_model", "fit_auto", "auto_forecasts",
-           "arima_forecasts", "run_auto"]
+__all__ = [
+    "AUTO_NAMES",
+    "ARIMA_SEASONS",
+    "ARIMA_MIN_POINTS",
+    "fill_gaps",
+    "arima_window",
+    "make_model",
+    "fit_auto",
+    "auto_forecasts",
+    "arima_forecasts",
+    "run_auto",
+]
 
 AUTO_NAMES = ("AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive")
 ARIMA_SEASONS = 10  # AutoARIMA fits on at most the last 10 seasons ...
 ARIMA_MIN_POINTS = 500  # ... or the last 500 points, whichever is more
-_FITTED_ELSEWHERE = {"train": "val", "refit": "test"}  # as in baselines.py: forecasts with another split's fit
+_FITTED_ELSEWHERE = {
+    "train": "val",
+    "refit": "test",
+}  # as in baselines.py: forecasts with another split's fit
 
 
 def fill_gaps(window: np.ndarray) -> np.ndarray:
@@ -99,12 +112,18 @@ def make_model(name: str, season: int) -> Any:
         return SeasonalNaive(season_length=season)
     if name == "AutoARIMA":
         seasonal_orders = 1 if season > 12 else 2  # 2: the library's default
-        return AutoARIMA(season_length=season, approximation=True, max_P=seasonal_orders, max_Q=seasonal_orders)
+        return AutoARIMA(
+            season_length=season, approximation=True, max_P=seasonal_orders, max_Q=seasonal_orders
+        )
     raise KeyError(name)
 
 
 def fit_auto(
-    name: str, y: np.ndarray, fit_end: int, season: int, regressors: np.ndarray | None = None,
+    name: str,
+    y: np.ndarray,
+    fit_end: int,
+    season: int,
+    regressors: np.ndarray | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """Fit ``name`` on the data before ``fit_end`` (gaps filled from inside it; AutoARIMA: on
     its last :func:`arima_window` points, with ``regressors`` rows if given); return the
@@ -127,14 +146,25 @@ def _describe(name: str, model: Any) -> dict[str, Any]:
         return {}
     if name == "AutoARIMA":
         p, q, P, Q, m, d, D = fitted["arma"]
-        return {"order": f"ARIMA({p},{d},{q})({P},{D},{Q}){m}", "coef": {k: float(v) for k, v in fitted["coef"].items()}}
+        return {
+            "order": f"ARIMA({p},{d},{q})({P},{D},{Q}){m}",
+            "coef": {k: float(v) for k, v in fitted["coef"].items()},
+        }
     if name == "AutoETS":
-        return {"components": str(fitted["components"]), "par": [float(v) for v in fitted["par"][:4]]}
+        return {
+            "components": str(fitted["components"]),
+            "par": [float(v) for v in fitted["par"][:4]],
+        }
     return {"model": str(fitted["modeltype"])}
 
 
 def auto_forecasts(
-    name: str, model: Any, y: np.ndarray, origins: np.ndarray, horizon: int, regressors: np.ndarray | None = None,
+    name: str,
+    model: Any,
+    y: np.ndarray,
+    origins: np.ndarray,
+    horizon: int,
+    regressors: np.ndarray | None = None,
 ) -> np.ndarray:
     """Forecasts ``(N, H)`` of a fitted ``model`` at ``origins``, each from ``y[..t]`` only (see
     the module's docstring); NaN where an origin has too little history."""
@@ -151,14 +181,18 @@ def auto_forecasts(
                 mean = model.forecast(y=history, h=horizon)["mean"]
             else:
                 mean = _quiet(lambda: model.forward(y=history, h=horizon)["mean"])
-        except Exception:  # noqa: BLE001 - too little history at this origin: no forecast there
+        except Exception:
             continue
         out[row] = mean
     return out
 
 
 def arima_forecasts(
-    fitted: dict[str, Any], y: np.ndarray, origins: np.ndarray, horizon: int, regressors: np.ndarray | None = None,
+    fitted: dict[str, Any],
+    y: np.ndarray,
+    origins: np.ndarray,
+    horizon: int,
+    regressors: np.ndarray | None = None,
 ) -> np.ndarray:
     """A fitted statsforecast ARIMA (``AutoARIMA().fit(...).model_``) filtered over ``y`` (from
     its first row, NaN: missing) with its coefficients fixed; forecasts ``(N, H)`` at
@@ -186,7 +220,9 @@ def arima_forecasts(
     for row in np.argsort(origins, kind="stable"):
         t = int(origins[row])
         if t + 1 > done:
-            if done:  # continue the filter: the next step's predicted covariance from the current one
+            if (
+                done
+            ):  # continue the filter: the next step's predicted covariance from the current one
                 Pn[:] = transition @ P @ transition.T + noise
             arima_like(np.ascontiguousarray(x[done : t + 1]), phi, theta, delta, a, P, Pn, 0, False)
             done = t + 1
@@ -214,7 +250,9 @@ def _regression_effect(fitted: dict[str, Any], n: int, regressors: np.ndarray | 
     if len(coefs) > len(columns):
         if regressors is None or len(regressors) < n:
             got = None if regressors is None else regressors.shape
-            raise ValueError(f"arima_forecasts: the model has regressors: expected at least {n} rows of them, got {got}")
+            raise ValueError(
+                f"arima_forecasts: the model has regressors: expected at least {n} rows of them, got {got}"
+            )
         columns += list(np.asarray(regressors, dtype=np.float64)[:n].T)
     if not columns:
         return np.zeros(n)
@@ -222,7 +260,12 @@ def _regression_effect(fitted: dict[str, Any], n: int, regressors: np.ndarray | 
 
 
 def run_auto(
-    name: str, y: np.ndarray, splits: dict, horizon: int, season: int, regressors: np.ndarray | None = None,
+    name: str,
+    y: np.ndarray,
+    splits: dict,
+    horizon: int,
+    season: int,
+    regressors: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """``name`` on ``splits`` as :func:`~rnnfuse.app.baselines.classical_baselines` runs every
     baseline: a fit per ``val``/``test`` split, its forecasts there, and with it the
@@ -239,7 +282,9 @@ def run_auto(
         forecasts[split] = auto_forecasts(name, models[split], y, origins, horizon, regressors)
     for split, fitted in _FITTED_ELSEWHERE.items():
         if split in splits:
-            forecasts[split] = auto_forecasts(name, models[fitted], y, np.asarray(splits[split][1]), horizon, regressors)
+            forecasts[split] = auto_forecasts(
+                name, models[fitted], y, np.asarray(splits[split][1]), horizon, regressors
+            )
     if regressors is not None:
         details["covariates"] = regressors.shape[1] // 2
     return forecasts, details

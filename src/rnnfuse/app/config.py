@@ -22,10 +22,32 @@ from typing import Any
 
 from .._files import MIB, NotRegularFileError, loads_json, read_regular_file
 
-__all__ = ["DataConfig", "ModelConfig", "OptimConfig", "RunConfig", "FUSIONS", "ConfigError", "option", "flag_fields",
-           "available_cpus", "capped_threads", "planned_epochs"]
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "FUSIONS",
+    "ConfigError",
+    "option",
+    "flag_fields",
+    "available_cpus",
+    "capped_threads",
+    "planned_epochs",
+]
 
-FUSIONS = ("local", "global", "concat", "sum", "mean", "max", "bridge", "zoph-knight", "child-sum", "gated")
+FUSIONS = (
+    "local",
+    "global",
+    "concat",
+    "sum",
+    "mean",
+    "max",
+    "bridge",
+    "zoph-knight",
+    "child-sum",
+    "gated",
+)
 CELLS = ("lstm", "gru", "rnn")
 SCHEDULERS = ("none", "cosine", "step")
 MAX_CONFIG_BYTES = 1 * MIB  # a config.json or --config file
@@ -40,7 +62,9 @@ def parse_sizes(text: str) -> tuple[int, ...]:
     try:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated layer sizes like 32,32, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer sizes like 32,32, got {text!r}"
+        ) from None
     if not sizes or min(sizes) < 1:
         raise argparse.ArgumentTypeError(f"expected positive layer sizes, got {text!r}")
     return sizes
@@ -52,7 +76,9 @@ def parse_names(text: str) -> tuple[str, ...]:
         return ()
     names = tuple(part.strip() for part in text.split(","))
     if not all(names):
-        raise argparse.ArgumentTypeError(f"expected comma-separated column names like nino12,soi (or none), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated column names like nino12,soi (or none), got {text!r}"
+        )
     return names
 
 
@@ -63,7 +89,9 @@ def parse_optional_int(text: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number or 'none', got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a positive whole number or 'none', got {text!r}"
+        ) from None
 
 
 def parse_clip(text: str) -> float | None:
@@ -73,11 +101,19 @@ def parse_clip(text: str) -> float | None:
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number or 'none', got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number or 'none', got {text!r}"
+        ) from None
 
 
-def option(default: Any, help: str = "", *, parse: Callable[[str], Any] | None = None,
-           choices: tuple[str, ...] | None = None, show_default: bool = True) -> Any:
+def option(
+    default: Any,
+    help: str = "",
+    *,
+    parse: Callable[[str], Any] | None = None,
+    choices: tuple[str, ...] | None = None,
+    show_default: bool = True,
+) -> Any:
     """A configuration field and its command-line flag: ``help`` (the default is appended in
     parentheses when ``show_default``), ``parse`` (default: the type of ``default``) and
     ``choices``.  A bool becomes ``--name/--no-name``; a ``None`` or bool default is not shown."""
@@ -135,7 +171,9 @@ class DataConfig:
 
     csv: str | None = option(None, "CSV file with a header line")
     column: str = option("co2", "column to forecast (with --csv)", show_default=False)
-    time_column: str | None = option("date", "optional time column (dates or numbers, increasing)", show_default=False)
+    time_column: str | None = option(
+        "date", "optional time column (dates or numbers, increasing)", show_default=False
+    )
     local_steps: int = option(26, "steps the local encoder reads")
     global_blocks: int = option(52, "coarse steps of the global encoder")
     block: int = option(4, "steps averaged per coarse step")
@@ -144,11 +182,21 @@ class DataConfig:
     period: int = option(52, "seasonal period in steps; 1: non-seasonal")
     val_steps: int = option(208, "validation stretch")
     test_steps: int = option(208, "held-out test stretch")
-    stop_steps: int = option(0, "steps before validation held out for early stopping (0: stop on validation)")
-    covariates: tuple[str, ...] = option((), "columns the encoders read beside the series, e.g. nino12 (a row's value "
-                                         "must be known at its time), or none", parse=parse_names, show_default=False)
-    id_column: str | None = option(None, "column naming each row's series in a long-format CSV (unique_id,ds,y): one "
-                                   "model for every series of the panel, each scaled on its own (with --csv and --time-column)")
+    stop_steps: int = option(
+        0, "steps before validation held out for early stopping (0: stop on validation)"
+    )
+    covariates: tuple[str, ...] = option(
+        (),
+        "columns the encoders read beside the series, e.g. nino12 (a row's value "
+        "must be known at its time), or none",
+        parse=parse_names,
+        show_default=False,
+    )
+    id_column: str | None = option(
+        None,
+        "column naming each row's series in a long-format CSV (unique_id,ds,y): one "
+        "model for every series of the panel, each scaled on its own (with --csv and --time-column)",
+    )
 
     @property
     def seasonal(self) -> bool:
@@ -168,8 +216,9 @@ class ModelConfig:
     global_cell: str = option("lstm", choices=CELLS)
     global_sizes: tuple[int, ...] = option((32, 32), "per-layer sizes", parse=parse_sizes)
     decoder_cell: str | None = option(None, "default: the encoders' kind", choices=CELLS)
-    decoder_sizes: tuple[int, ...] | None = option(None, "per-layer sizes, e.g. 32,32 (default: the fused sizes)",
-                                                   parse=parse_sizes)
+    decoder_sizes: tuple[int, ...] | None = option(
+        None, "per-layer sizes, e.g. 32,32 (default: the fused sizes)", parse=parse_sizes
+    )
     attention: bool = option(False, "Luong attention over both encoders")
     attention_size: int = option(32)
 
@@ -185,9 +234,15 @@ class OptimConfig:
     validation epoch (those of ``best.safetensors``)."""
 
     epochs: int = option(20)
-    steps: int | None = option(None, "optimizer steps in all, instead of --epochs", parse=parse_optional_int)
-    patience: int | None = option(None, "stop after this many optimizer steps without a better validation MAE (early-stopping MAE with --stop-steps) "
-                                  "(none: never)", parse=parse_optional_int)
+    steps: int | None = option(
+        None, "optimizer steps in all, instead of --epochs", parse=parse_optional_int
+    )
+    patience: int | None = option(
+        None,
+        "stop after this many optimizer steps without a better validation MAE (early-stopping MAE with --stop-steps) "
+        "(none: never)",
+        parse=parse_optional_int,
+    )
     lr: float = option(3e-3)
     batch_size: int = option(64, "per process")
     weight_decay: float = option(0.0)
@@ -219,10 +274,19 @@ class RunConfig:
         sections = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig}
         unknown = sorted(set(raw) - set(sections) - {"seed", "threads"})
         if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; expected {sorted(sections) + ['seed', 'threads']}")
-        parts = {name: _section(kind, raw.get(name, {}), f"{where}: {name}") for name, kind in sections.items()}
+            raise ConfigError(
+                f"{where}: unknown key {unknown[0]!r}; expected {sorted(sections) + ['seed', 'threads']}"
+            )
+        parts = {
+            name: _section(kind, raw.get(name, {}), f"{where}: {name}")
+            for name, kind in sections.items()
+        }
         defaults = cls()
-        config = cls(**parts, seed=raw.get("seed", defaults.seed), threads=raw.get("threads", defaults.threads))
+        config = cls(
+            **parts,
+            seed=raw.get("seed", defaults.seed),
+            threads=raw.get("threads", defaults.threads),
+        )
         validate(config, where)
         return config
 
@@ -231,13 +295,17 @@ class RunConfig:
         """Read a JSON configuration file: a regular file of at most :data:`MAX_CONFIG_BYTES`
         (``follow_symlinks=False`` for a run directory's, which is never a link)."""
         try:
-            data = read_regular_file(path, "a JSON config file", MAX_CONFIG_BYTES, follow_symlinks=follow_symlinks)
+            data = read_regular_file(
+                path, "a JSON config file", MAX_CONFIG_BYTES, follow_symlinks=follow_symlinks
+            )
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
         except NotRegularFileError as exc:
             raise ConfigError(str(exc)) from None
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+            raise ConfigError(
+                f"{path}: cannot read the config file ({exc.strerror or exc})"
+            ) from None
         try:
             raw = loads_json(data, str(path))
         except ValueError as exc:
@@ -274,7 +342,11 @@ def validate(config: RunConfig, where: str) -> None:
     _validate_data(config.data, where)
     _validate_model(config.model, where)
     _validate_optim(config.optim, where)
-    if isinstance(config.seed, bool) or not isinstance(config.seed, int) or not 0 <= config.seed <= MAX_SEED:
+    if (
+        isinstance(config.seed, bool)
+        or not isinstance(config.seed, int)
+        or not 0 <= config.seed <= MAX_SEED
+    ):
         raise ConfigError(f"{where}: seed: expected an int in [0, {MAX_SEED}], got {config.seed!r}")
     _positive_int(f"{where}: threads", config.threads, MAX_THREADS)
 
@@ -296,16 +368,34 @@ def _validate_data(d: DataConfig, where: str) -> None:
             raise ConfigError(f"{where}: data.{name}: expected {expected}, got {value!r}")
     _validate_covariates(d, where)
     _validate_id_column(d, where)
-    for name in ("local_steps", "global_blocks", "block", "min_global_blocks", "period", "val_steps", "test_steps"):
+    for name in (
+        "local_steps",
+        "global_blocks",
+        "block",
+        "min_global_blocks",
+        "period",
+        "val_steps",
+        "test_steps",
+    ):
         _positive_int(f"{where}: data.{name}", getattr(d, name), MAX_STEPS)
     _positive_int(f"{where}: data.horizon", d.horizon, MAX_HORIZON)
-    if isinstance(d.stop_steps, bool) or not isinstance(d.stop_steps, int) or not 0 <= d.stop_steps <= MAX_STEPS:
-        raise ConfigError(f"{where}: data.stop_steps: expected an int from 0 to {MAX_STEPS}, got {d.stop_steps!r}")
+    if (
+        isinstance(d.stop_steps, bool)
+        or not isinstance(d.stop_steps, int)
+        or not 0 <= d.stop_steps <= MAX_STEPS
+    ):
+        raise ConfigError(
+            f"{where}: data.stop_steps: expected an int from 0 to {MAX_STEPS}, got {d.stop_steps!r}"
+        )
     if d.min_global_blocks > d.global_blocks:
-        raise ConfigError(f"{where}: data.min_global_blocks ({d.min_global_blocks}) must not exceed data.global_blocks ({d.global_blocks})")
+        raise ConfigError(
+            f"{where}: data.min_global_blocks ({d.min_global_blocks}) must not exceed data.global_blocks ({d.global_blocks})"
+        )
     if d.block * d.global_blocks > MAX_STEPS:
-        raise ConfigError(f"{where}: data.block * data.global_blocks: expected at most {MAX_STEPS} steps, "
-                          f"got {d.block * d.global_blocks}")
+        raise ConfigError(
+            f"{where}: data.block * data.global_blocks: expected at most {MAX_STEPS} steps, "
+            f"got {d.block * d.global_blocks}"
+        )
 
 
 MAX_COVARIATES = 64
@@ -313,14 +403,24 @@ MAX_COVARIATES = 64
 
 def _validate_covariates(d: DataConfig, where: str) -> None:
     names = d.covariates
-    if not isinstance(names, tuple) or len(names) > MAX_COVARIATES or not all(isinstance(n, str) and n for n in names):
-        raise ConfigError(f"{where}: data.covariates: expected a list of at most {MAX_COVARIATES} column names, got {names!r}")
+    if (
+        not isinstance(names, tuple)
+        or len(names) > MAX_COVARIATES
+        or not all(isinstance(n, str) and n for n in names)
+    ):
+        raise ConfigError(
+            f"{where}: data.covariates: expected a list of at most {MAX_COVARIATES} column names, got {names!r}"
+        )
     if len(set(names)) < len(names):
-        raise ConfigError(f"{where}: data.covariates: expected distinct column names, got {list(names)}")
+        raise ConfigError(
+            f"{where}: data.covariates: expected distinct column names, got {list(names)}"
+        )
     taken = [n for n in names if n in (d.column, d.time_column)]
     if taken:
-        raise ConfigError(f"{where}: data.covariates: {taken[0]!r} is the series' own column or its time column; "
-                          f"expected other columns")
+        raise ConfigError(
+            f"{where}: data.covariates: {taken[0]!r} is the series' own column or its time column; "
+            f"expected other columns"
+        )
 
 
 def _validate_id_column(d: DataConfig, where: str) -> None:
@@ -328,14 +428,20 @@ def _validate_id_column(d: DataConfig, where: str) -> None:
     if d.id_column is None:
         return
     if not isinstance(d.id_column, str) or not d.id_column:
-        raise ConfigError(f"{where}: data.id_column (--id-column): expected a column name or null, got {d.id_column!r}")
+        raise ConfigError(
+            f"{where}: data.id_column (--id-column): expected a column name or null, got {d.id_column!r}"
+        )
     if d.csv is None or d.time_column is None:
         flag = "--csv FILE" if d.csv is None else "--time-column NAME"
-        raise ConfigError(f"{where}: data.id_column (--id-column): a panel needs {flag} (a long-format CSV file whose "
-                          f"time column shows that every series has the same frequency), got {'no file' if d.csv is None else 'no time column'}")
+        raise ConfigError(
+            f"{where}: data.id_column (--id-column): a panel needs {flag} (a long-format CSV file whose "
+            f"time column shows that every series has the same frequency), got {'no file' if d.csv is None else 'no time column'}"
+        )
     if d.id_column in (d.column, d.time_column, *d.covariates):
-        raise ConfigError(f"{where}: data.id_column (--id-column): {d.id_column!r} is the series', its time column or a "
-                          f"covariate; expected the column that names each row's series")
+        raise ConfigError(
+            f"{where}: data.id_column (--id-column): {d.id_column!r} is the series', its time column or a "
+            f"covariate; expected the column that names each row's series"
+        )
 
 
 def _validate_model(m: ModelConfig, where: str) -> None:
@@ -348,7 +454,9 @@ def _validate_model(m: ModelConfig, where: str) -> None:
         if sizes is None and name == "decoder_sizes":
             continue
         if not isinstance(sizes, tuple) or not sizes or len(sizes) > MAX_LAYERS:
-            raise ConfigError(f"{where}: model.{name}: expected a list of 1 to {MAX_LAYERS} ints, got {sizes!r}")
+            raise ConfigError(
+                f"{where}: model.{name}: expected a list of 1 to {MAX_LAYERS} ints, got {sizes!r}"
+            )
         for s in sizes:
             _positive_int(f"{where}: model.{name}", s, MAX_LAYER_SIZE)
     if not isinstance(m.attention, bool):
@@ -366,17 +474,28 @@ def _validate_optim(o: OptimConfig, where: str) -> None:
     _number(f"{where}: optim.gamma", o.gamma, 0.0, 1.0, low_open=True)
     _number(f"{where}: optim.weight_decay", o.weight_decay, 0.0, 1e6)
     if o.grad_clip is not None:
-        _number(f"{where}: optim.grad_clip", o.grad_clip, 0.0, 1e12, low_open=True, what="or null (no clipping)")
+        _number(
+            f"{where}: optim.grad_clip",
+            o.grad_clip,
+            0.0,
+            1e12,
+            low_open=True,
+            what="or null (no clipping)",
+        )
     _choice(f"{where}: optim.scheduler", o.scheduler, SCHEDULERS)
 
 
-def _number(name: str, value: Any, low: float, high: float, *, low_open: bool = False, what: str = "") -> None:
+def _number(
+    name: str, value: Any, low: float, high: float, *, low_open: bool = False, what: str = ""
+) -> None:
     """A finite int or float in ``[low, high]`` (``(low, high]`` when ``low_open``)."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or not (low < value if low_open else low <= value) or value > high:
         kind = "a positive number" if low_open and low == 0 else f"a number >= {low:g}"
         extra = f" {what}" if what else ""
-        raise ConfigError(f"{name}: expected {kind}{extra}, got {value!r} (it must be finite and at most {high:g})")
+        raise ConfigError(
+            f"{name}: expected {kind}{extra}, got {value!r} (it must be finite and at most {high:g})"
+        )
 
 
 def available_cpus() -> int:
@@ -398,7 +517,12 @@ def capped_threads(threads: int, log: Callable[[str], None] | None = None) -> in
 
 
 def _positive_int(name: str, value: Any, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or (high is not None and value > high):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < 1
+        or (high is not None and value > high)
+    ):
         expected = "a positive int" if high is None else f"an int in [1, {high}]"
         raise ConfigError(f"{name}: expected {expected}, got {value!r}")
 

@@ -35,13 +35,29 @@ from .timegrid import OffGrid, TimeGrid, fit_grid, parse_date, parse_number
 if TYPE_CHECKING:
     from .config import DataConfig
 
-__all__ = ["Series", "DataError", "load_csv", "read_columns", "build_series", "load_embedded", "load_series", "load_data", "embedded_covariate",
-           "EMBEDDED_NAME", "EMBEDDED_COVARIATES"]
+__all__ = [
+    "Series",
+    "DataError",
+    "load_csv",
+    "read_columns",
+    "build_series",
+    "load_embedded",
+    "load_series",
+    "load_data",
+    "embedded_covariate",
+    "EMBEDDED_NAME",
+    "EMBEDDED_COVARIATES",
+]
 
 EMBEDDED_NAME = "co2.csv"
 EMBEDDED_COVARIATES = ("nino12",)  # the covariates the embedded series comes with
-ENSO_NAME = "elnino.csv"  # monthly Nino 1+2 sea surface temperatures, 1950-2010 (see data/README.md)
-ENSO_CLIMATOLOGY_YEARS = (1950, 1979)  # the anomaly's reference years: before the validation stretch
+ENSO_NAME = (
+    "elnino.csv"  # monthly Nino 1+2 sea surface temperatures, 1950-2010 (see data/README.md)
+)
+ENSO_CLIMATOLOGY_YEARS = (
+    1950,
+    1979,
+)  # the anomaly's reference years: before the validation stretch
 ENSO_LAG_MONTHS = 2  # a week sees the anomaly of the month two before its own
 _MISSING = {"", "na", "nan", "n/a", "null", "none", "-"}
 
@@ -72,9 +88,13 @@ class Series:
     dropped_edges: int = 0
     inserted: int = 0  # absent time steps added as missing values
     step: str = ""  # the time column's step, as shown (``"7 days"``, ``"3 months"``)
-    covariates: np.ndarray | None = None  # (len, k) float64, gaps filled forward; None: no covariates
+    covariates: np.ndarray | None = (
+        None  # (len, k) float64, gaps filled forward; None: no covariates
+    )
     covariate_names: tuple[str, ...] = ()
-    grid: TimeGrid | None = None  # the time column's grid, position 0 at the first row; None without one
+    grid: TimeGrid | None = (
+        None  # the time column's grid, position 0 at the first row; None without one
+    )
     units: str = ""  # the values' units when known (``"ppm"`` for the embedded CO2), else ""
 
     def __len__(self) -> int:
@@ -97,8 +117,14 @@ class Series:
     def describe(self) -> str:
         """One line: source, length, filled points."""
         edges = f", {self.dropped_edges} missing at the ends dropped" if self.dropped_edges else ""
-        absent = f", {self.inserted} of them absent time steps (step {self.step})" if self.inserted else ""
-        covariates = f"; covariates {', '.join(self.covariate_names)}" if self.covariate_names else ""
+        absent = (
+            f", {self.inserted} of them absent time steps (step {self.step})"
+            if self.inserted
+            else ""
+        )
+        covariates = (
+            f"; covariates {', '.join(self.covariate_names)}" if self.covariate_names else ""
+        )
         return (
             f"{self.source} column {self.column!r}: {len(self)} rows, {self.missing} missing values filled "
             f"by linear interpolation (longest gap {self.longest_gap}){absent}{edges}{covariates}"
@@ -110,15 +136,22 @@ def load_embedded(covariates: Sequence[str] = ()) -> Series:
     ``covariates`` named (a subset of :data:`EMBEDDED_COVARIATES`)."""
     unknown = [c for c in covariates if c not in EMBEDDED_COVARIATES]
     if unknown:
-        raise DataError(f"--covariates: the embedded series has the covariates {list(EMBEDDED_COVARIATES)}, "
-                        f"got {unknown[0]!r}")
+        raise DataError(
+            f"--covariates: the embedded series has the covariates {list(EMBEDDED_COVARIATES)}, "
+            f"got {unknown[0]!r}"
+        )
     path = resources.files("rnnfuse") / "data" / EMBEDDED_NAME
     with resources.as_file(path) as real:
         series = load_csv(real, "co2", "date")
     extra: dict[str, Any] = {}
     if covariates:
-        extra = {"covariates": embedded_covariate(series)[:, None], "covariate_names": tuple(covariates)}
-    return Series(**{**series.__dict__, "source": f"embedded {EMBEDDED_NAME}", "units": "ppm", **extra})
+        extra = {
+            "covariates": embedded_covariate(series)[:, None],
+            "covariate_names": tuple(covariates),
+        }
+    return Series(
+        **{**series.__dict__, "source": f"embedded {EMBEDDED_NAME}", "units": "ppm", **extra}
+    )
 
 
 def embedded_covariate(series: Series) -> np.ndarray:
@@ -137,22 +170,33 @@ def embedded_covariate(series: Series) -> np.ndarray:
     sst = table[:, 1:].ravel()
     lo, hi = (y - first_year for y in ENSO_CLIMATOLOGY_YEARS)
     anomaly = sst - np.tile(table[lo : hi + 1, 1:].mean(axis=0), len(table))
-    stamps = np.datetime64("1970-01-01", "D") + series.times.astype(np.int64).astype("timedelta64[D]")
-    months = stamps.astype("datetime64[M]").astype(np.int64) - (first_year - 1970) * 12 - ENSO_LAG_MONTHS
+    stamps = np.datetime64("1970-01-01", "D") + series.times.astype(np.int64).astype(
+        "timedelta64[D]"
+    )
+    months = (
+        stamps.astype("datetime64[M]").astype(np.int64) - (first_year - 1970) * 12 - ENSO_LAG_MONTHS
+    )
     if months.min() < 0 or months.max() >= len(anomaly):
-        raise DataError(f"{series.source}: the nino12 covariate covers {first_year} to {first_year + len(table) - 1} "
-                        f"(less its {ENSO_LAG_MONTHS}-month lag); the series' dates run past it")
+        raise DataError(
+            f"{series.source}: the nino12 covariate covers {first_year} to {first_year + len(table) - 1} "
+            f"(less its {ENSO_LAG_MONTHS}-month lag); the series' dates run past it"
+        )
     return anomaly[months]
 
 
-MAX_VALUE, MIN_VALUE = 1e100, 1e-100  # the magnitudes of values and covariates (squares stay finite)
+MAX_VALUE, MIN_VALUE = (
+    1e100,
+    1e-100,
+)  # the magnitudes of values and covariates (squares stay finite)
 MAX_TIME_NUMBER = 1e15  # a numeric time column's values (far past any calendar or counter)
 MAX_ROWS = 10_000_000  # rows of a CSV file, and steps once gaps in its time column are filled
 MAX_LINE = 1 << 20  # characters on one line of a CSV file
 MAX_FIELD = csv.field_size_limit()  # characters in one field (the csv module's limit, 128 KiB)
 
 
-def load_csv(path: str | Path, column: str, time_column: str | None = None, covariates: Sequence[str] = ()) -> Series:
+def load_csv(
+    path: str | Path, column: str, time_column: str | None = None, covariates: Sequence[str] = ()
+) -> Series:
     """Read ``column`` (and ``time_column``, and the ``covariates`` columns) from a CSV file
     with a header line, streaming it.
 
@@ -166,16 +210,25 @@ def load_csv(path: str | Path, column: str, time_column: str | None = None, cova
     return build_series(path, column, time_column, raw, tuple(covariates))
 
 
-def read_columns(path: Path, column: str, time_column: str | None, covariates: tuple[str, ...],
-                 id_column: str | None = None) -> dict[str, RawColumns]:
+def read_columns(
+    path: Path,
+    column: str,
+    time_column: str | None,
+    covariates: tuple[str, ...],
+    id_column: str | None = None,
+) -> dict[str, RawColumns]:
     """The cells of the named columns, one :class:`RawColumns` per value of ``id_column`` (in the
     order of first appearance; the key ``""`` without one); errors as :func:`load_csv`'s."""
     try:
-        fd = open_regular_file(path, "a CSV file with a header line")  # the file checked is the file read
+        fd = open_regular_file(
+            path, "a CSV file with a header line"
+        )  # the file checked is the file read
         with open(fd, encoding="utf-8-sig", newline="") as handle:
             return _read_rows(path, handle, column, time_column, covariates, id_column)
     except FileNotFoundError:
-        raise DataError(f"{path}: file not found (expected a CSV file with a header line)") from None
+        raise DataError(
+            f"{path}: file not found (expected a CSV file with a header line)"
+        ) from None
     except NotRegularFileError as exc:
         raise DataError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -189,20 +242,34 @@ def _lines(path: Path, handle: TextIO) -> Iterator[str]:
     while line := handle.readline(MAX_LINE + 1):
         number += 1
         if len(line) > MAX_LINE:
-            raise DataError(f"{path}, line {number}: longer than {MAX_LINE:,} characters; expected a CSV line")
+            raise DataError(
+                f"{path}, line {number}: longer than {MAX_LINE:,} characters; expected a CSV line"
+            )
         yield line
 
 
-def _read_rows(path: Path, handle: TextIO, column: str, time_column: str | None, covariates: tuple[str, ...],
-               id_column: str | None = None) -> dict[str, RawColumns]:
+def _read_rows(
+    path: Path,
+    handle: TextIO,
+    column: str,
+    time_column: str | None,
+    covariates: tuple[str, ...],
+    id_column: str | None = None,
+) -> dict[str, RawColumns]:
     reader = csv.reader(_lines(path, handle))
     raws: dict[str, RawColumns] = {}
     try:
         header = [cell.strip() for cell in next(reader, [])]
         if not any(header):
-            raise DataError(f"{path}, line 1: expected a header line naming the columns, got an empty line")
+            raise DataError(
+                f"{path}, line 1: expected a header line naming the columns, got an empty line"
+            )
         col = _column_index(path, header, column, "--column")
-        tcol = None if time_column is None else _column_index(path, header, time_column, "--time-column")
+        tcol = (
+            None
+            if time_column is None
+            else _column_index(path, header, time_column, "--time-column")
+        )
         ccols = [(name, _column_index(path, header, name, "--covariates")) for name in covariates]
         icol = None if id_column is None else _column_index(path, header, id_column, "--id-column")
         rows = 0
@@ -215,7 +282,9 @@ def _read_rows(path: Path, handle: TextIO, column: str, time_column: str | None,
             _add_row(path, raw, reader.line_num, row, header, (column, col), tcol, ccols, rows)
             rows += len(raw.values) - before
     except csv.Error as exc:
-        raise DataError(f"{path}, line {max(reader.line_num, 1)}: not valid CSV ({_csv_reason(exc)})") from None
+        raise DataError(
+            f"{path}, line {max(reader.line_num, 1)}: not valid CSV ({_csv_reason(exc)})"
+        ) from None
     if not any(raw.values for raw in raws.values()):
         raise DataError(f"{path}: no data rows after the header line")
     return raws
@@ -224,11 +293,15 @@ def _read_rows(path: Path, handle: TextIO, column: str, time_column: str | None,
 def _row_id(path: Path, line: int, row: list[str], header: list[str], icol: int) -> str:
     """The row's series name in the id column (not empty)."""
     if len(row) <= icol:
-        raise DataError(f"{path}, line {line}: expected at least {icol + 1} fields (up to column {header[icol]!r}), "
-                        f"got {len(row)}")
+        raise DataError(
+            f"{path}, line {line}: expected at least {icol + 1} fields (up to column {header[icol]!r}), "
+            f"got {len(row)}"
+        )
     name = row[icol].strip()
     if not name:
-        raise DataError(f"{path}, line {line}, column {header[icol]!r}: expected the name of the row's series, got an empty cell")
+        raise DataError(
+            f"{path}, line {line}, column {header[icol]!r}: expected the name of the row's series, got an empty cell"
+        )
     return name
 
 
@@ -248,8 +321,17 @@ class RawColumns:
         self.covariates = [array("d") for _ in range(covariates)]
 
 
-def _add_row(path: Path, raw: RawColumns, line: int, row: list[str], header: list[str],
-             column: tuple[str, int], tcol: int | None, covariates: Sequence[tuple[str, int]] = (), rows: int = 0) -> None:
+def _add_row(
+    path: Path,
+    raw: RawColumns,
+    line: int,
+    row: list[str],
+    header: list[str],
+    column: tuple[str, int],
+    tcol: int | None,
+    covariates: Sequence[tuple[str, int]] = (),
+    rows: int = 0,
+) -> None:
     """Append a data row's cells to ``raw`` (``rows``: data rows read so far, for the limit)."""
     if not row:  # an empty line: a missing value in a one-column file, else nothing
         if len(header) > 1:
@@ -263,7 +345,9 @@ def _add_row(path: Path, raw: RawColumns, line: int, row: list[str], header: lis
             f"{header[needed]!r}), got {len(row)}"
         )
     if max(rows, len(raw.values)) >= MAX_ROWS:
-        raise DataError(f"{path}, line {line}: more than {MAX_ROWS:,} data rows; expected at most that many")
+        raise DataError(
+            f"{path}, line {line}: more than {MAX_ROWS:,} data rows; expected at most that many"
+        )
     raw.lines.append(line)
     raw.values.append(_number(path, line, name, row[col]))
     for values, (cname, ccol) in zip(raw.covariates, covariates):
@@ -274,13 +358,13 @@ def _add_row(path: Path, raw: RawColumns, line: int, row: list[str], header: lis
 
 def _column_index(path: Path, header: list[str], name: str, flag: str) -> int:
     if name not in header:
-        raise DataError(
-            f"{path}, line 1: no column {name!r} ({flag}); the header has {header}"
-        )
+        raise DataError(f"{path}, line 1: no column {name!r} ({flag}); the header has {header}")
     where = [k + 1 for k, cell in enumerate(header) if cell == name]
     if len(where) > 1:
-        raise DataError(f"{path}, line 1: the header names column {name!r} ({flag}) {len(where)} times "
-                        f"(fields {where}); rename the columns so that each name is used once")
+        raise DataError(
+            f"{path}, line 1: the header names column {name!r} ({flag}) {len(where)} times "
+            f"(fields {where}); rename the columns so that each name is used once"
+        )
     return header.index(name)
 
 
@@ -296,18 +380,33 @@ def _number(path: Path, line: int, column: str, cell: str) -> float:
             f"missing value), got {cell!r}"
         ) from None
     if not np.isfinite(value):
-        raise DataError(f"{path}, line {line}, column {column!r}: expected a finite number, got {cell!r}")
+        raise DataError(
+            f"{path}, line {line}, column {column!r}: expected a finite number, got {cell!r}"
+        )
     if value != 0 and not MIN_VALUE <= abs(value) <= MAX_VALUE:
-        raise DataError(f"{path}, line {line}, column {column!r}: {cell.strip()!r} is out of the range rnnfuse "
-                        f"computes in (0 or ±{MIN_VALUE:g} to ±{MAX_VALUE:g}); rescale the column")
+        raise DataError(
+            f"{path}, line {line}, column {column!r}: {cell.strip()!r} is out of the range rnnfuse "
+            f"computes in (0 or ±{MIN_VALUE:g} to ±{MAX_VALUE:g}); rescale the column"
+        )
     return value
 
 
-def build_series(path: Path, column: str, time_column: str | None, raw: RawColumns, covariates: tuple[str, ...] = ()) -> Series:
+def build_series(
+    path: Path,
+    column: str,
+    time_column: str | None,
+    raw: RawColumns,
+    covariates: tuple[str, ...] = (),
+) -> Series:
     """The :class:`Series` of cells read by :func:`read_columns`: on its time grid (absent
     steps inserted), gaps filled, missing ends dropped, covariates filled forward."""
     lines = raw.lines.tolist()
-    table = np.column_stack([np.array(raw.values, dtype=np.float64), *(np.array(c, dtype=np.float64) for c in raw.covariates)])
+    table = np.column_stack(
+        [
+            np.array(raw.values, dtype=np.float64),
+            *(np.array(c, dtype=np.float64) for c in raw.covariates),
+        ]
+    )
     times, kind, labels, grid = None, "index", [str(line) for line in lines], None
     if time_column is not None:
         times, kind = _parse_times(path, time_column, list(zip(lines, raw.times)))
@@ -348,7 +447,9 @@ def _filled_forward(path: Path, table: np.ndarray, names: tuple[str, ...]) -> np
         column = table[:, j]
         seen = np.isfinite(column)
         if not seen.any():
-            raise DataError(f"{path}, column {name!r} (--covariates): no value in the rows of the series")
+            raise DataError(
+                f"{path}, column {name!r} (--covariates): no value in the rows of the series"
+            )
         last = np.maximum.accumulate(np.where(seen, np.arange(len(column)), -1))
         out[:, j] = column[np.where(last < 0, int(np.argmax(seen)), last)]
     return out
@@ -363,10 +464,14 @@ def _parse_times(path: Path, column: str, raw: list[tuple[int, str]]) -> tuple[n
     for i, (line, text) in enumerate(raw):
         value = parse_date(text) if kind == "date" else parse_number(text)
         if value is None:
-            raise DataError(f"{path}, line {line}, column {column!r}: {_bad_time(kind, text, line0)}")
+            raise DataError(
+                f"{path}, line {line}, column {column!r}: {_bad_time(kind, text, line0)}"
+            )
         if kind == "number" and abs(value) > MAX_TIME_NUMBER:
-            raise DataError(f"{path}, line {line}, column {column!r}: expected a time within "
-                            f"±{MAX_TIME_NUMBER:g}, got {text!r}")
+            raise DataError(
+                f"{path}, line {line}, column {column!r}: expected a time within "
+                f"±{MAX_TIME_NUMBER:g}, got {text!r}"
+            )
         if i and value <= out[i - 1]:
             raise DataError(
                 f"{path}, line {line}, column {column!r}: times must increase; {text!r} does not come "
@@ -385,12 +490,15 @@ def _bad_time(kind: str, text: str, line0: int) -> str:
     rnnfuse does not read (a time-zone name, another layout), how to write it."""
     if kind == "number" and not _DATE_LIKE.match(text):
         return f"expected a number (as on line {line0}), got {text!r}"
-    return (f"expected {_DATES}, with an optional UTC offset such as +01:00 or Z (time-zone names like "
-            f"CET or America/New_York are not read), got {text!r}")
+    return (
+        f"expected {_DATES}, with an optional UTC offset such as +01:00 or Z (time-zone names like "
+        f"CET or America/New_York are not read), got {text!r}"
+    )
 
 
-def _grid_positions(path: Path, column: str, times: np.ndarray, kind: str, lines: list[int],
-                    cells: list[str]) -> tuple[TimeGrid, np.ndarray]:
+def _grid_positions(
+    path: Path, column: str, times: np.ndarray, kind: str, lines: list[int], cells: list[str]
+) -> tuple[TimeGrid, np.ndarray]:
     """The time column's grid (:func:`~rnnfuse.app.timegrid.fit_grid`: calendar months,
     quarters or years, or a fixed step) and each row's position on it.  A time off the grid
     raises :class:`DataError` naming its line; so does a grid with more than
@@ -400,13 +508,16 @@ def _grid_positions(path: Path, column: str, times: np.ndarray, kind: str, lines
     except OffGrid as exc:
         raise DataError(f"{path}, line {lines[exc.row]}, column {column!r}: {exc.reason}") from None
     if len(positions) and positions[-1] >= MAX_ROWS:
-        raise DataError(f"{path}, column {column!r}: filling the gaps in the times would make {positions[-1] + 1:,} "
-                        f"steps of {grid.shown}; expected at most {MAX_ROWS:,}")
+        raise DataError(
+            f"{path}, column {column!r}: filling the gaps in the times would make {positions[-1] + 1:,} "
+            f"steps of {grid.shown}; expected at most {MAX_ROWS:,}"
+        )
     return grid, positions
 
 
-def _on_grid(values: np.ndarray, times: np.ndarray, cells: list[str], positions: np.ndarray,
-             grid: TimeGrid) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _on_grid(
+    values: np.ndarray, times: np.ndarray, cells: list[str], positions: np.ndarray, grid: TimeGrid
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Values (``(n,)`` or ``(n, k)``, rows in time), times and labels with a missing value at
     every absent step of ``grid`` (its time and label from the grid: the next month, quarter,
     year, hour ...)."""
@@ -426,7 +537,9 @@ def _on_grid(values: np.ndarray, times: np.ndarray, cells: list[str], positions:
     return full, grid_times, labels
 
 
-def load_series(csv_path: str | None, column: str, time_column: str | None, covariates: Sequence[str] = ()) -> Series:
+def load_series(
+    csv_path: str | None, column: str, time_column: str | None, covariates: Sequence[str] = ()
+) -> Series:
     """The embedded CO2 series when ``csv_path`` is ``None``, else :func:`load_csv`; with the
     ``covariates`` named."""
     if csv_path is None:

@@ -16,6 +16,7 @@ from .data import EMBEDDED_COVARIATES, Series, load_series
 
 __all__ = ["true_period", "parse_period", "demo_data", "with_stop_stretch"]
 
+
 def true_period(series: Series, data: DataConfig, given: float | None = None) -> float:
     """The seasonal period in steps: ``given`` (``--period``, may be fractional; 1: none), else
     the one the dates' calendar suggests (:meth:`~rnnfuse.app.timegrid.TimeGrid.natural_period`:
@@ -23,7 +24,11 @@ def true_period(series: Series, data: DataConfig, given: float | None = None) ->
     half-hourly 48), else ``data.period``."""
     if given is not None:
         return float(given)
-    found = series.grid.natural_period() if series.time_kind == "date" and series.grid is not None else None
+    found = (
+        series.grid.natural_period()
+        if series.time_kind == "date" and series.grid is not None
+        else None
+    )
     return float(data.period) if found is None else found
 
 
@@ -39,11 +44,15 @@ def parse_period(text: str | None) -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"expected a number of steps such as 52 or 52.18, or 1 or none for a non-seasonal series, "
-                         f"got {text!r}") from None
+        raise ValueError(
+            f"expected a number of steps such as 52 or 52.18, or 1 or none for a non-seasonal series, "
+            f"got {text!r}"
+        ) from None
     if not math.isfinite(value) or value < 1 or 1 < value < 2:
-        raise ValueError(f"expected a finite number of steps >= 2 such as 52 or 52.18, or 1 or none for a "
-                         f"non-seasonal series, got {text!r}")
+        raise ValueError(
+            f"expected a finite number of steps >= 2 such as 52 or 52.18, or 1 or none for a "
+            f"non-seasonal series, got {text!r}"
+        )
     return value
 
 
@@ -59,7 +68,9 @@ def demo_data(given: dict[str, Any], period: float | None) -> tuple[DataConfig, 
         given = {"time_column": None, **given}
     else:
         given = {"covariates": EMBEDDED_COVARIATES, **given}
-    probe = replace(base, **{k: v for k, v in given.items() if k in ("csv", "column", "time_column")})
+    probe = replace(
+        base, **{k: v for k, v in given.items() if k in ("csv", "column", "time_column")}
+    )
     series = None
     if "csv" in given and (period is None or round(period) <= 1):
         series = load_series(probe.csv, probe.column, probe.time_column)
@@ -78,7 +89,9 @@ def demo_data(given: dict[str, Any], period: float | None) -> tuple[DataConfig, 
     return with_stop_stretch(replace(base, **{**scaled, **given}), given, rows), float(period)
 
 
-def with_stop_stretch(config: DataConfig, given: dict[str, Any], length: int | None = None) -> DataConfig:
+def with_stop_stretch(
+    config: DataConfig, given: dict[str, Any], length: int | None = None
+) -> DataConfig:
     """``config`` with the demo's early-stopping stretch (unless ``given`` sets ``stop_steps``):
     the networks stop, and keep their best weights, on windows before validation, so that the
     validation errors every row is chosen on are not the ones a network was stopped on.  Half
@@ -102,7 +115,11 @@ def _period_from_dates(series: Series, probe: DataConfig) -> float:
     has none (numbers or row order: no calendar to read a season from)."""
     if series.time_kind == "date" and series.grid is not None:
         return true_period(series, probe)
-    what = f"numbers in its time column {probe.time_column!r}" if series.time_kind == "number" else "no time column"
+    what = (
+        f"numbers in its time column {probe.time_column!r}"
+        if series.time_kind == "number"
+        else "no time column"
+    )
     raise ConfigError(
         f"--period: {series.source} has {what}, so the seasonal period cannot be read from dates; expected "
         f"--period N (steps per season: 12 for monthly rows, 4 for quarterly, 7 for daily with a weekly cycle, 24 for "
@@ -119,8 +136,14 @@ def _seasonal_windows(p: int, horizon: int | None) -> dict[str, int]:
     h = horizon if horizon is not None else max(1, round(p / 4))
     stretch = max(8, round(4 * p), 2 * h)
     return {
-        "period": p, "local_steps": max(4, round(p / 2)), "block": block, "global_blocks": blocks,
-        "min_global_blocks": max(1, blocks // 4), "horizon": h, "val_steps": stretch, "test_steps": stretch,
+        "period": p,
+        "local_steps": max(4, round(p / 2)),
+        "block": block,
+        "global_blocks": blocks,
+        "min_global_blocks": max(1, blocks // 4),
+        "horizon": h,
+        "val_steps": stretch,
+        "test_steps": stretch,
     }
 
 
@@ -134,6 +157,12 @@ def _nonseasonal_windows(length: int, horizon: int | None) -> dict[str, int]:
     block = max(1, round(local / 4))
     stretch = max(h, round(0.15 * length))
     return {
-        "period": 1, "local_steps": local, "block": block, "global_blocks": 16, "min_global_blocks": 4,
-        "horizon": h, "val_steps": stretch, "test_steps": stretch,
+        "period": 1,
+        "local_steps": local,
+        "block": block,
+        "global_blocks": 16,
+        "min_global_blocks": 4,
+        "horizon": h,
+        "val_steps": stretch,
+        "test_steps": stretch,
     }

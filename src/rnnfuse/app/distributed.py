@@ -19,7 +19,17 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import BatchSampler, DistributedSampler
 
-__all__ = ["DistEnv", "setup", "epoch_sampler", "epoch_batches", "wrap", "any_flag", "gather_objects", "barrier", "teardown"]
+__all__ = [
+    "DistEnv",
+    "setup",
+    "epoch_sampler",
+    "epoch_batches",
+    "wrap",
+    "any_flag",
+    "gather_objects",
+    "barrier",
+    "teardown",
+]
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,9 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"environment variable {name}: expected an integer (set by torchrun), got {raw!r}") from None
+        raise ValueError(
+            f"environment variable {name}: expected an integer (set by torchrun), got {raw!r}"
+        ) from None
 
 
 def setup() -> DistEnv:
@@ -55,7 +67,9 @@ def setup() -> DistEnv:
     world = _env_int("WORLD_SIZE", 1)
     rank, local = _env_int("RANK", 0), _env_int("LOCAL_RANK", 0)
     if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"RANK/WORLD_SIZE: expected 0 <= RANK < WORLD_SIZE, got RANK={rank}, WORLD_SIZE={world}")
+        raise ValueError(
+            f"RANK/WORLD_SIZE: expected 0 <= RANK < WORLD_SIZE, got RANK={rank}, WORLD_SIZE={world}"
+        )
     if world == 1:
         return DistEnv()
     cuda = torch.cuda.is_available()
@@ -76,8 +90,14 @@ def epoch_sampler(dataset: Any, env: DistEnv, seed: int) -> DistributedSampler:
     so a resumed run redraws the order of any epoch exactly.  One process: the whole
     permutation.
     """
-    return DistributedSampler(dataset, num_replicas=env.world_size, rank=env.rank, shuffle=True,
-                              seed=seed, drop_last=False)
+    return DistributedSampler(
+        dataset,
+        num_replicas=env.world_size,
+        rank=env.rank,
+        shuffle=True,
+        seed=seed,
+        drop_last=False,
+    )
 
 
 def epoch_batches(sampler: DistributedSampler, epoch: int, batch_size: int) -> list[list[int]]:

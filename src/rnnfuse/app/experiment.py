@@ -19,12 +19,26 @@ from .metrics import errors, forecast, truth
 from .model import count_parameters
 from .windows import Prepared, prepare
 
-__all__ = ['DEMO_STEPS', 'DEMO_PATIENCE', 'Budget', 'batch_size_for', 'demo_config', 'train_one', 'run_label', 'apply_refits', 'classical_one']
+__all__ = [
+    "DEMO_STEPS",
+    "DEMO_PATIENCE",
+    "Budget",
+    "batch_size_for",
+    "demo_config",
+    "train_one",
+    "run_label",
+    "apply_refits",
+    "classical_one",
+]
 
-DEMO_STEPS = 300  # optimizer steps per model: as many for a 100-window series as for a 2,000-window one
+DEMO_STEPS = (
+    300  # optimizer steps per model: as many for a 100-window series as for a 2,000-window one
+)
 
 
-DEMO_PATIENCE = 100  # steps without a better early-stopping MAE before a run stops (its best weights kept)
+DEMO_PATIENCE = (
+    100  # steps without a better early-stopping MAE before a run stops (its best weights kept)
+)
 
 
 @dataclass(frozen=True)
@@ -40,15 +54,25 @@ class Budget:
     def __post_init__(self) -> None:
         for name in ("steps", "patience", "epochs"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
                 raise ValueError(f"Budget: {name}: expected a positive int or None, got {value!r}")
         if (self.steps is None) == (self.epochs is None):
-            raise ValueError(f"Budget: expected steps or epochs (one of them), got steps={self.steps}, epochs={self.epochs}")
+            raise ValueError(
+                f"Budget: expected steps or epochs (one of them), got steps={self.steps}, epochs={self.epochs}"
+            )
 
     def describe(self) -> str:
         """``"300 optimizer steps (patience 100)"``, for the report."""
-        amount = f"{self.epochs} epochs" if self.epochs is not None else f"{self.steps} optimizer steps"
-        return amount + (f" at most, stopping after {self.patience} without a better early-stopping MAE" if self.patience else "")
+        amount = (
+            f"{self.epochs} epochs" if self.epochs is not None else f"{self.steps} optimizer steps"
+        )
+        return amount + (
+            f" at most, stopping after {self.patience} without a better early-stopping MAE"
+            if self.patience
+            else ""
+        )
 
 
 def batch_size_for(windows: int) -> int:
@@ -57,17 +81,28 @@ def batch_size_for(windows: int) -> int:
     return min(64, max(16, windows // 16))
 
 
-def demo_config(fusion: str, budget: Budget, seed: int, data: DataConfig | None = None, windows: int = 1024) -> RunConfig:
+def demo_config(
+    fusion: str, budget: Budget, seed: int, data: DataConfig | None = None, windows: int = 1024
+) -> RunConfig:
     """The configuration of one demo model (defaults of ``rnnfuse train`` otherwise);
     ``windows``: the training windows (they set the batch size, :func:`batch_size_for`)."""
-    optim = OptimConfig(epochs=budget.epochs or 1, steps=budget.steps if budget.epochs is None else None,
-                        patience=budget.patience, batch_size=batch_size_for(windows))
+    optim = OptimConfig(
+        epochs=budget.epochs or 1,
+        steps=budget.steps if budget.epochs is None else None,
+        patience=budget.patience,
+        batch_size=batch_size_for(windows),
+    )
     return RunConfig(data or DataConfig(), ModelConfig(fusion=fusion), optim, seed=seed, threads=1)
 
 
 def train_one(
-    fusion: str, budget: Budget, seed: int, out: str | None, data: DataConfig | None = None,
-    base: dict[str, Any] | None = None, refit: bool = False,
+    fusion: str,
+    budget: Budget,
+    seed: int,
+    out: str | None,
+    data: DataConfig | None = None,
+    base: dict[str, Any] | None = None,
+    refit: bool = False,
 ) -> dict[str, Any]:
     """Train one demo model; return its history, errors and test forecasts (picklable).
 
@@ -87,7 +122,11 @@ def train_one(
 
     data = data or DataConfig()
     name = run_label(fusion, base)
-    run_dir = None if out is None else Path(out) / "runs" / _run_name(fusion, seed, base is not None, refit)
+    run_dir = (
+        None
+        if out is None
+        else Path(out) / "runs" / _run_name(fusion, seed, base is not None, refit)
+    )
     if run_dir is not None and run_dir.exists():
         shutil.rmtree(run_dir)
     lines: list[str] = []
@@ -96,8 +135,12 @@ def train_one(
     else:
         prepared = prepare(load_data(data), data, refit=refit)
     trainer = Trainer(
-        demo_config(fusion, budget, seed, data, len(prepared.train)), run_dir, log=lines.append, show_progress=False,
-        prepared=prepared, extra_covariates=0 if base is None else 1,
+        demo_config(fusion, budget, seed, data, len(prepared.train)),
+        run_dir,
+        log=lines.append,
+        show_progress=False,
+        prepared=prepared,
+        extra_covariates=0 if base is None else 1,
     )
     trainer.start()
     began = time.perf_counter()
@@ -107,9 +150,15 @@ def train_one(
     if refit:
         test = trainer.data.test
         return {
-            "name": name, "seed": seed, "refit": True, "seconds": seconds, "windows": len(trainer.data.train),
-            "epochs": len(trainer.progress.history), "test_forecast": test_forecast.tolist(),
-            "test_base": None if test.base is None else test.base.double().numpy().tolist(), "log": lines,
+            "name": name,
+            "seed": seed,
+            "refit": True,
+            "seconds": seconds,
+            "windows": len(trainer.data.train),
+            "epochs": len(trainer.progress.history),
+            "test_forecast": test_forecast.tolist(),
+            "test_base": None if test.base is None else test.base.double().numpy().tolist(),
+            "log": lines,
         }
     val = trainer.evaluate("val")
     val_forecast = forecast(trainer.model, trainer.data.val)
@@ -119,12 +168,14 @@ def train_one(
         test_forecast = blend(trainer.data.test, test_forecast, weight)
         val_forecast = blend(trainer.data.val, val_forecast, weight)
     return {
-        "name": name, "seed": seed,
+        "name": name,
+        "seed": seed,
         "decoder": _describe_decoder(trainer.model),
         "params": count_parameters(trainer.model),
         "seconds": seconds,
         "history": trainer.progress.history,
-        "best_step": trainer.progress.best_step, "steps": trainer.progress.step,
+        "best_step": trainer.progress.best_step,
+        "steps": trainer.progress.step,
         "val": val,
         "test": errors(test_forecast, truth(trainer.data.series, trainer.data.test)),
         "test_forecast": test_forecast.tolist(),
@@ -172,16 +223,26 @@ def apply_refits(runs: list[dict[str, Any]], series: Series, test: Any) -> list[
         prediction = np.asarray(fit["test_forecast"], dtype=np.float64)
         if run.get("correction_weight") is not None:
             prediction = blend_base(fit["test_base"], prediction, run["correction_weight"])
-        out.append(run | {
-            "test": errors(prediction, target), "test_forecast": prediction.tolist(), "test_without_refit": run["test"],
-            "refit_seconds": fit["seconds"], "refit_windows": fit["windows"],
-        })
+        out.append(
+            run
+            | {
+                "test": errors(prediction, target),
+                "test_forecast": prediction.tolist(),
+                "test_without_refit": run["test"],
+                "refit_seconds": fit["seconds"],
+                "refit_windows": fit["windows"],
+            }
+        )
     if refits:
-        raise ValueError(f"apply_refits: refits without their model trained on the training windows: {sorted(refits)}")
+        raise ValueError(
+            f"apply_refits: refits without their model trained on the training windows: {sorted(refits)}"
+        )
     return out
 
 
-def classical_one(name: str, data: DataConfig, period: float, train: bool = False, refit: bool = False) -> dict[str, Any]:
+def classical_one(
+    name: str, data: DataConfig, period: float, train: bool = False, refit: bool = False
+) -> dict[str, Any]:
     """One classical baseline on the demo's validation and test windows (in a worker);
     ``train``/``refit``: also at the training origins, with the parameters fitted before
     validation, and at every origin before the test stretch, with those fitted before it (a
@@ -193,12 +254,19 @@ def classical_one(name: str, data: DataConfig, period: float, train: bool = Fals
     prepared = prepare(load_data(data), data)
     splits = _baseline_splits(prepared)
     if train:  # the training origins, then the early-stopping ones (both before validation)
-        origins = [prepared.train.origins.numpy()] + ([] if prepared.stop is None else [prepared.stop.origins.numpy()])
+        origins = [prepared.train.origins.numpy()] + (
+            [] if prepared.stop is None else [prepared.stop.origins.numpy()]
+        )
         splits["train"] = (prepared.splits.val_start, np.concatenate(origins), None)
     if refit:
         splits["refit"] = (prepared.splits.test_start, prepared.splits.before_test, None)
     result = classical_baselines(
-        _observed(prepared.series), splits, data.horizon, period, names=[name], covariates=prepared.series.covariates,
+        _observed(prepared.series),
+        splits,
+        data.horizon,
+        period,
+        names=[name],
+        covariates=prepared.series.covariates,
     )[name]
     result["forecasts"] = {k: v.tolist() for k, v in result["forecasts"].items()}
     return {"baseline": name, **result}
@@ -213,6 +281,10 @@ def _observed(series: Series) -> Any:
 def _baseline_splits(prepared: Prepared) -> dict[str, tuple[int, Any, Any]]:
     sp = prepared.splits
     return {
-        split: (start, getattr(prepared, split).origins.numpy(), truth(prepared.series, getattr(prepared, split)))
+        split: (
+            start,
+            getattr(prepared, split).origins.numpy(),
+            truth(prepared.series, getattr(prepared, split)),
+        )
         for split, start in (("val", sp.val_start), ("test", sp.test_start))
     }

@@ -18,7 +18,14 @@ from .data import Series, load_data
 from .metrics import errors, truth
 from .windows import Prepared, prepare
 
-__all__ = ['CORRECTION_WEIGHTS', 'blend', 'blend_base', 'correction_weight', 'hybrid_data', 'hybrid_base']
+__all__ = [
+    "CORRECTION_WEIGHTS",
+    "blend",
+    "blend_base",
+    "correction_weight",
+    "hybrid_data",
+    "hybrid_base",
+]
 
 CORRECTION_WEIGHTS = tuple(k / 10 for k in range(11))
 
@@ -36,7 +43,9 @@ def blend_base(base: Any, prediction: Any, weight: float) -> Any:
     return base + weight * (np.asarray(prediction, dtype=np.float64) - base)
 
 
-def correction_weight(prediction: Any, windows: Any, series: Series) -> tuple[float, dict[str, Any]]:
+def correction_weight(
+    prediction: Any, windows: Any, series: Series
+) -> tuple[float, dict[str, Any]]:
     """The weight in :data:`CORRECTION_WEIGHTS` whose :func:`blend` has the lowest MAE on the
     hybrid's validation ``windows`` (0: the classical forecast alone, 1: the network's), and
     those errors."""
@@ -69,12 +78,24 @@ def hybrid_data(data: DataConfig, base: dict[str, Any], refit: bool = False) -> 
     plain = prepare(load_data(data), data, refit=refit)
     forecasts = _base_forecasts(plain, base, refit)
     windows = {}
-    for split, (encoders, decoder_input) in _hybrid_inputs(plain, data, forecasts, base.get("dhr"), refit).items():
-        windows[split] = with_base(encoders, forecasts[split], None if decoder_input is None else [decoder_input])
-    for split in ("train", "stop") if plain.stop is not None else ("train",):  # origins without a base forecast
+    for split, (encoders, decoder_input) in _hybrid_inputs(
+        plain, data, forecasts, base.get("dhr"), refit
+    ).items():
+        windows[split] = with_base(
+            encoders, forecasts[split], None if decoder_input is None else [decoder_input]
+        )
+    for split in (
+        ("train", "stop") if plain.stop is not None else ("train",)
+    ):  # origins without a base forecast
         known = np.isfinite(forecasts[split]).all(axis=1)
         windows[split] = windows[split].subset(torch.from_numpy(np.flatnonzero(known)))
-    return replace(plain, train=windows["train"], val=windows["val"], test=windows["test"], stop=windows.get("stop"))
+    return replace(
+        plain,
+        train=windows["train"],
+        val=windows["val"],
+        test=windows["test"],
+        stop=windows.get("stop"),
+    )
 
 
 def _base_forecasts(plain: Prepared, base: dict[str, Any], refit: bool) -> dict[str, Any]:
@@ -83,7 +104,10 @@ def _base_forecasts(plain: Prepared, base: dict[str, Any], refit: bool) -> dict[
     :func:`classical_one`), ``base["refit"]`` every origin before the test stretch."""
     import numpy as np
 
-    out = {"val": np.asarray(base["val"], dtype=np.float64), "test": np.asarray(base["test"], dtype=np.float64)}
+    out = {
+        "val": np.asarray(base["val"], dtype=np.float64),
+        "test": np.asarray(base["test"], dtype=np.float64),
+    }
     if refit:
         return out | {"train": np.asarray(base["refit"], dtype=np.float64)}
     rows = np.asarray(base["train"], dtype=np.float64)
@@ -92,7 +116,11 @@ def _base_forecasts(plain: Prepared, base: dict[str, Any], refit: bool) -> dict[
 
 
 def _hybrid_inputs(
-    plain: Prepared, data: DataConfig, forecasts: dict[str, Any], dhr: dict[str, Any] | None, refit: bool = False,
+    plain: Prepared,
+    data: DataConfig,
+    forecasts: dict[str, Any],
+    dhr: dict[str, Any] | None,
+    refit: bool = False,
 ) -> dict[str, tuple[Any, Any]]:
     """Per split, the windows whose encoder inputs the hybrid reads and its decoder's base input
     (``None``: the default, the base relative to the last value); see :func:`hybrid_data`.  The
@@ -110,21 +138,34 @@ def _hybrid_inputs(
     before_test = seasonal_part(n, dhr["period"], dhr["K"], dhr["params"])
     train_seasonal = before_test if refit else before_val
     series = plain.series
-    scale = fit_scale(replace(series, values=series.values - train_seasonal[: len(series)]), plain.train.origins.numpy(), data.horizon)
-    seasonals = {"train": train_seasonal, "stop": before_val, "val": before_val, "test": before_test}
+    scale = fit_scale(
+        replace(series, values=series.values - train_seasonal[: len(series)]),
+        plain.train.origins.numpy(),
+        data.horizon,
+    )
+    seasonals = {
+        "train": train_seasonal,
+        "stop": before_val,
+        "val": before_val,
+        "test": before_test,
+    }
     out: dict[str, tuple[Any, Any]] = {}
     for split in splits:
         windows, seasonal = getattr(plain, split), seasonals[split]
         forecast = np.nan_to_num(forecasts[split])  # NaN rows: left out of training
         out[split] = (
-            deseasonalised(windows, series, seasonal[: len(series)], data, scale, plain.covariate_norm),
+            deseasonalised(
+                windows, series, seasonal[: len(series)], data, scale, plain.covariate_norm
+            ),
             deseasonalised_forecast(windows, forecast, seasonal, scale),
         )
     return out
 
 
 def hybrid_base(
-    classical: dict[str, dict[str, Any]], val_truth: Any, names: Sequence[str] | None = None,
+    classical: dict[str, dict[str, Any]],
+    val_truth: Any,
+    names: Sequence[str] | None = None,
 ) -> tuple[str, tuple[str, ...], dict[str, Any]]:
     """The classical forecast the hybrids correct, the baselines it is made of, and the choice:
     among the fitted ``classical`` results (``names``' order) and the combinations of them in

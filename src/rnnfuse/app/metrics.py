@@ -57,7 +57,10 @@ def seasonal_naive(series: Series, windows: Windows, period: int) -> np.ndarray:
     """``y[t+h-kP]``, ``k = ceil(h / P)``, for every window and step (see the module docstring)."""
     horizon = windows.targets.shape[1]
     steps = np.arange(1, horizon + 1)
-    index = windows.origins.numpy()[:, None] + (steps - period * _seasons_ahead(horizon, period))[None, :]
+    index = (
+        windows.origins.numpy()[:, None]
+        + (steps - period * _seasons_ahead(horizon, period))[None, :]
+    )
     return series.values[index]
 
 
@@ -65,7 +68,12 @@ def seasonal_naive_drift(series: Series, windows: Windows, period: int) -> np.nd
     """Seasonal naive plus ``k`` times the last period's growth (see the module docstring)."""
     y = series.values
     origins = windows.origins.numpy()
-    growth = np.array([y[t - period + 1 : t + 1].mean() - y[t - 2 * period + 1 : t - period + 1].mean() for t in origins])
+    growth = np.array(
+        [
+            y[t - period + 1 : t + 1].mean() - y[t - 2 * period + 1 : t - period + 1].mean()
+            for t in origins
+        ]
+    )
     seasons = _seasons_ahead(windows.targets.shape[1], period)
     return seasonal_naive(series, windows, period) + growth.reshape(-1, 1) * seasons[None, :]
 

@@ -26,7 +26,9 @@ DECODER_COVARIATES = 2  # sin and cos of the phase of the forecast step
 _MODULES = {"zoph-knight": ZophKnightFusion, "child-sum": ChildSumFusion, "gated": GatedFusion}
 
 
-def build_model(config: ModelConfig, extra_covariates: int = 0, encoder_covariates: int = 0) -> Seq2Seq:
+def build_model(
+    config: ModelConfig, extra_covariates: int = 0, encoder_covariates: int = 0
+) -> Seq2Seq:
     """The forecaster for ``config`` (weights drawn from torch's global generator);
     ``extra_covariates`` more decoder inputs per step (the demo's hybrids: a classical forecast);
     ``encoder_covariates`` more encoder inputs per step (the data's covariates)."""
@@ -40,14 +42,20 @@ def build_model(config: ModelConfig, extra_covariates: int = 0, encoder_covariat
     fused, fusion = _fusion(config.fusion, sizes)
     default = sizes[0] if config.fusion == "bridge" else fused
     decoder_sizes = list(config.decoder_sizes) if config.decoder_sizes else [_h(s) for s in default]
-    cell = config.decoder_cell or (config.global_cell if config.fusion == "global" else config.local_cell)
+    cell = config.decoder_cell or (
+        config.global_cell if config.fusion == "global" else config.local_cell
+    )
     decoder = StackedRNN(1 + DECODER_COVARIATES + extra_covariates, decoder_sizes, cell)
     bridge = None
     if decoder.state_sizes != tuple(fused):
         bridge = _bridge(fused, decoder.state_sizes)
     return Seq2Seq(
-        MultiEncoder(encoders, fusion=fusion), decoder, 1,
-        bridge=bridge, attention=config.attention, attention_size=config.attention_size,
+        MultiEncoder(encoders, fusion=fusion),
+        decoder,
+        1,
+        bridge=bridge,
+        attention=config.attention,
+        attention_size=config.attention_size,
     )
 
 
@@ -70,7 +78,9 @@ def _fusion(name: str, sizes: list[Any]) -> tuple[list[Any], str | nn.Module]:
         )
     if name in _MODULES:
         if name == "child-sum" and not all(kinds[0]):
-            raise ConfigError("model.fusion 'child-sum' gates LSTM cell states; every encoder layer must be an LSTM")
+            raise ConfigError(
+                "model.fusion 'child-sum' gates LSTM cell states; every encoder layer must be an LSTM"
+            )
         return list(local), _MODULES[name](2, list(local))
     return list(local), name
 

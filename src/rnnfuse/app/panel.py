@@ -25,8 +25,13 @@ __all__ = ["load_panel", "load_named_panel", "load_panel_data", "DEFAULT_ID_COLU
 DEFAULT_ID_COLUMN = "unique_id"  # the Nixtla libraries' name
 
 
-def load_panel(path: str | Path, column: str = "y", time_column: str = "ds", id_column: str = DEFAULT_ID_COLUMN,
-               covariates: Sequence[str] = ()) -> list[Series]:
+def load_panel(
+    path: str | Path,
+    column: str = "y",
+    time_column: str = "ds",
+    id_column: str = DEFAULT_ID_COLUMN,
+    covariates: Sequence[str] = (),
+) -> list[Series]:
     """The series of a long-format CSV file, in the order their ids first appear; each one's
     ``source`` is ``"<file> [<id_column>=<id>]"``.
 
@@ -39,13 +44,22 @@ def load_panel(path: str | Path, column: str = "y", time_column: str = "ds", id_
 def load_panel_data(config: DataConfig) -> dict[str, Series]:
     """The panel a :class:`~rnnfuse.app.config.DataConfig` with an ``id_column`` names, by series id."""
     if config.csv is None or config.id_column is None or config.time_column is None:
-        raise ValueError(f"load_panel_data: expected data.csv, data.time_column and data.id_column, got {config.csv!r}, "
-                         f"{config.time_column!r} and {config.id_column!r}")
-    return load_named_panel(config.csv, config.column, config.time_column, config.id_column, config.covariates)
+        raise ValueError(
+            f"load_panel_data: expected data.csv, data.time_column and data.id_column, got {config.csv!r}, "
+            f"{config.time_column!r} and {config.id_column!r}"
+        )
+    return load_named_panel(
+        config.csv, config.column, config.time_column, config.id_column, config.covariates
+    )
 
 
-def load_named_panel(path: str | Path, column: str = "y", time_column: str = "ds", id_column: str = DEFAULT_ID_COLUMN,
-                     covariates: Sequence[str] = ()) -> dict[str, Series]:
+def load_named_panel(
+    path: str | Path,
+    column: str = "y",
+    time_column: str = "ds",
+    id_column: str = DEFAULT_ID_COLUMN,
+    covariates: Sequence[str] = (),
+) -> dict[str, Series]:
     """:func:`load_panel`'s series by their ids (in the order the ids first appear)."""
     path = Path(path)
     covariates = tuple(covariates)

@@ -35,10 +35,20 @@ from .data import MAX_FIELD, DataError, Series
 from .metrics import errors, seasonal_naive, truth
 from .windows import CovariateNorm, Prepared, Windows, concat_windows, prepare
 
-__all__ = ["PreparedPanel", "Scaling", "prepare_panel", "panel_errors", "panel_report", "report_lines",
-           "scalings_from_metadata", "MAX_PANEL_SERIES"]
+__all__ = [
+    "PreparedPanel",
+    "Scaling",
+    "prepare_panel",
+    "panel_errors",
+    "panel_report",
+    "report_lines",
+    "scalings_from_metadata",
+    "MAX_PANEL_SERIES",
+]
 
-MAX_PANEL_SERIES = 200_000  # series of a panel (the M4 competition had 100,000); bounds a model file's metadata
+MAX_PANEL_SERIES = (
+    200_000  # series of a panel (the M4 competition had 100,000); bounds a model file's metadata
+)
 SHOWN_SERIES = 20  # series listed one per line at the end of training (all of them in metrics.json)
 
 
@@ -95,16 +105,24 @@ class PreparedPanel:
         lengths = [len(p.series) for p in self.parts]
         first = self.parts[0].series
         missing = sum(p.series.missing for p in self.parts)
-        shown = ", ".join(f"{name} {n}" for name, n in zip(self.ids[:5], lengths[:5])) + (", ..." if len(lengths) > 5 else "")
-        covariates = f"; covariates {', '.join(first.covariate_names)}" if first.covariate_names else ""
-        return (f"{data.csv} column {first.column!r}: a panel of {len(self.ids)} series by {data.id_column!r}, {min(lengths)} to "
-                f"{max(lengths)} rows ({shown}), {missing} missing values filled by linear interpolation{covariates}")
+        shown = ", ".join(f"{name} {n}" for name, n in zip(self.ids[:5], lengths[:5])) + (
+            ", ..." if len(lengths) > 5 else ""
+        )
+        covariates = (
+            f"; covariates {', '.join(first.covariate_names)}" if first.covariate_names else ""
+        )
+        return (
+            f"{data.csv} column {first.column!r}: a panel of {len(self.ids)} series by {data.id_column!r}, {min(lengths)} to "
+            f"{max(lengths)} rows ({shown}), {missing} missing values filled by linear interpolation{covariates}"
+        )
 
 
 def _split(prepared: Prepared | PreparedPanel, split: str) -> Windows:
     windows = getattr(prepared, split)
     if windows is None:
-        raise ValueError(f"split: {split!r} has no windows (data.stop_steps is 0); expected 'val' or 'test'")
+        raise ValueError(
+            f"split: {split!r} has no windows (data.stop_steps is 0); expected 'val' or 'test'"
+        )
     return windows
 
 
@@ -116,17 +134,23 @@ def prepare_panel(panel: dict[str, Series], config: DataConfig) -> PreparedPanel
     :func:`~rnnfuse.app.windows.prepare` (a series too short for the windows, one whose
     training windows do not vary)."""
     if not panel:
-        raise DataError(f"{config.csv}: no series in the panel; expected at least one id in column {config.id_column!r}")
+        raise DataError(
+            f"{config.csv}: no series in the panel; expected at least one id in column {config.id_column!r}"
+        )
     if len(panel) > MAX_PANEL_SERIES:
-        raise DataError(f"{config.csv}: {len(panel):,} series in column {config.id_column!r} (--id-column); expected at "
-                        f"most {MAX_PANEL_SERIES:,}")
+        raise DataError(
+            f"{config.csv}: {len(panel):,} series in column {config.id_column!r} (--id-column); expected at "
+            f"most {MAX_PANEL_SERIES:,}"
+        )
     parts = []
     for name, series in panel.items():
         try:
             parts.append(prepare(series, config))
         except DataError as exc:
-            raise DataError(f"{exc} (every series of a panel needs these windows: leave {config.id_column} {name!r} out "
-                            f"of the file, or change the flags)") from None
+            raise DataError(
+                f"{exc} (every series of a panel needs these windows: leave {config.id_column} {name!r} out "
+                f"of the file, or change the flags)"
+            ) from None
     join = lambda split: concat_windows([_split(p, split) for p in parts])  # noqa: E731
     stop = join("stop") if parts[0].stop is not None else None
     return PreparedPanel(tuple(panel), tuple(parts), join("train"), join("val"), join("test"), stop)
@@ -136,32 +160,56 @@ def panel_errors(prediction: np.ndarray, target: np.ndarray, scales: np.ndarray)
     """:func:`~rnnfuse.app.metrics.errors` of windows of several series (their own units), and
     ``scaled_mae``: the mean of each window's absolute errors over its series' scale ``(N,)``."""
     diff = np.abs(np.asarray(prediction, dtype=np.float64) - np.asarray(target, dtype=np.float64))
-    scaled = float((diff / np.asarray(scales, dtype=np.float64)[:, None]).mean()) if len(diff) else math.nan
+    scaled = (
+        float((diff / np.asarray(scales, dtype=np.float64)[:, None]).mean())
+        if len(diff)
+        else math.nan
+    )
     return errors(prediction, target) | {"scaled_mae": scaled}
 
 
-def panel_report(panel: PreparedPanel, forecasts: dict[str, np.ndarray], period: int) -> dict[str, Any]:
+def panel_report(
+    panel: PreparedPanel, forecasts: dict[str, np.ndarray], period: int
+) -> dict[str, Any]:
     """The end-of-training metrics of a panel run from the model's ``forecasts`` of the
     concatenated ``val`` and ``test`` windows: over all windows (``model``, ``seasonal_naive``:
     :func:`panel_errors`), per series (``series``: each one's MAE and scaled MAE for the model
     and the seasonal naive, and the model's MAE relative to the seasonal naive's), and the
     geometric mean of those ratios over the series (``geometric_mean_relative_mae``; a series
     whose seasonal naive is exact, MAE 0, has no ratio and is left out of it)."""
-    naive = {s: np.concatenate([seasonal_naive(p.series, _split(p, s), period) for p in panel.parts]) for s in forecasts}
+    naive = {
+        s: np.concatenate([seasonal_naive(p.series, _split(p, s), period) for p in panel.parts])
+        for s in forecasts
+    }
     report: dict[str, Any] = {}
     for name, predictions in (("model", forecasts), ("seasonal_naive", naive)):
-        report[name] = {s: panel_errors(predictions[s], panel.truth(s), _split(panel, s).scales()) for s in forecasts}
+        report[name] = {
+            s: panel_errors(predictions[s], panel.truth(s), _split(panel, s).scales())
+            for s in forecasts
+        }
     bounds = {s: np.cumsum([0, *panel.counts(s)]) for s in forecasts}
     rows = []
     for i, (name, part) in enumerate(zip(panel.ids, panel.parts)):
-        row: dict[str, Any] = {"id": name, "scale": part.scale, "windows": {s: int(bounds[s][i + 1] - bounds[s][i]) for s in forecasts}}
+        row: dict[str, Any] = {
+            "id": name,
+            "scale": part.scale,
+            "windows": {s: int(bounds[s][i + 1] - bounds[s][i]) for s in forecasts},
+        }
         for key, predictions in (("model", forecasts), ("seasonal_naive", naive)):
-            row[key] = {s: _series_errors(predictions[s][bounds[s][i]:bounds[s][i + 1]], part, s) for s in forecasts}
-        row["relative_mae"] = {s: _ratio(row["model"][s]["mae"], row["seasonal_naive"][s]["mae"]) for s in forecasts}
+            row[key] = {
+                s: _series_errors(predictions[s][bounds[s][i] : bounds[s][i + 1]], part, s)
+                for s in forecasts
+            }
+        row["relative_mae"] = {
+            s: _ratio(row["model"][s]["mae"], row["seasonal_naive"][s]["mae"]) for s in forecasts
+        }
         rows.append(row)
     report["series"] = rows
-    report["geometric_mean_relative_mae"] = {s: _geometric_mean([r["relative_mae"][s] for r in rows]) for s in forecasts} | {
-        "series": sum(r["relative_mae"]["test"] is not None for r in rows)}  # those with a test ratio
+    report["geometric_mean_relative_mae"] = {
+        s: _geometric_mean([r["relative_mae"][s] for r in rows]) for s in forecasts
+    } | {
+        "series": sum(r["relative_mae"]["test"] is not None for r in rows)
+    }  # those with a test ratio
     return report
 
 
@@ -186,18 +234,24 @@ def report_lines(report: dict[str, Any], id_column: str) -> list[str]:
     :data:`SHOWN_SERIES`) and the geometric mean of the relative test MAE."""
     rows = report["series"]
     width = max(len(id_column), *(len(r["id"]) for r in rows[:SHOWN_SERIES]))
-    lines = [f"{id_column:<{width}}  {'val MAE':>10}  {'test MAE':>10}  {'naive val':>10}  {'naive test':>10}  test MAE / naive"]
+    lines = [
+        f"{id_column:<{width}}  {'val MAE':>10}  {'test MAE':>10}  {'naive val':>10}  {'naive test':>10}  test MAE / naive"
+    ]
     for r in rows[:SHOWN_SERIES]:
         m, n, rel = r["model"], r["seasonal_naive"], r["relative_mae"]["test"]
-        lines.append(f"{r['id']:<{width}}  {m['val']['mae']:>10.4g}  {m['test']['mae']:>10.4g}  {n['val']['mae']:>10.4g}  "
-                     f"{n['test']['mae']:>10.4g}  {'-' if rel is None else f'{rel:.3f}'}")
+        lines.append(
+            f"{r['id']:<{width}}  {m['val']['mae']:>10.4g}  {m['test']['mae']:>10.4g}  {n['val']['mae']:>10.4g}  "
+            f"{n['test']['mae']:>10.4g}  {'-' if rel is None else f'{rel:.3f}'}"
+        )
     if len(rows) > SHOWN_SERIES:
         lines.append(f"... {len(rows) - SHOWN_SERIES} more series in metrics.json")
     gm = report["geometric_mean_relative_mae"]
     shown = "-" if gm["test"] is None else f"{gm['test']:.3f}"
-    lines.append(f"geometric mean over {gm['series']} series of test MAE / seasonal naive's: {shown} (below 1: better "
-                 f"than the seasonal naive); scaled test MAE {report['model']['test']['scaled_mae']:.3f}, seasonal "
-                 f"naive's {report['seasonal_naive']['test']['scaled_mae']:.3f}")
+    lines.append(
+        f"geometric mean over {gm['series']} series of test MAE / seasonal naive's: {shown} (below 1: better "
+        f"than the seasonal naive); scaled test MAE {report['model']['test']['scaled_mae']:.3f}, seasonal "
+        f"naive's {report['seasonal_naive']['test']['scaled_mae']:.3f}"
+    )
     return lines
 
 
@@ -207,14 +261,23 @@ def scalings_from_metadata(raw: Any, covariates: int, where: str) -> dict[str, S
     distinct ids (non-empty strings of at most the CSV field limit), one finite positive scale
     each, and with ``covariates`` > 0 one finite mean and positive std per covariate and series.
     Raises ``ValueError`` naming ``where``."""
-    expected = (f"{where}: expected the metadata's panel as {{'ids': [...], 'scales': [...]"
-                f"{', covariates: {mean: [[...]], std: [[...]]}' if covariates else ''}}} with 1 to {MAX_PANEL_SERIES:,} series")
+    expected = (
+        f"{where}: expected the metadata's panel as {{'ids': [...], 'scales': [...]"
+        f"{', covariates: {mean: [[...]], std: [[...]]}' if covariates else ''}}} with 1 to {MAX_PANEL_SERIES:,} series"
+    )
     if not isinstance(raw, dict):
         raise ValueError(f"{expected}, got {type(raw).__name__}")
     ids, scales = raw.get("ids"), raw.get("scales")
-    if not isinstance(ids, list) or not isinstance(scales, list) or not 1 <= len(ids) <= MAX_PANEL_SERIES or len(scales) != len(ids):
+    if (
+        not isinstance(ids, list)
+        or not isinstance(scales, list)
+        or not 1 <= len(ids) <= MAX_PANEL_SERIES
+        or len(scales) != len(ids)
+    ):
         raise ValueError(f"{expected}; the ids or scales are not lists of one length in that range")
-    if not all(isinstance(i, str) and 0 < len(i) <= MAX_FIELD for i in ids) or len(set(ids)) < len(ids):
+    if not all(isinstance(i, str) and 0 < len(i) <= MAX_FIELD for i in ids) or len(set(ids)) < len(
+        ids
+    ):
         raise ValueError(f"{expected}; the ids are not distinct non-empty strings")
     if not all(_finite(s) and s > 0 for s in scales):
         raise ValueError(f"{expected}; a scale is not a finite positive number")
@@ -226,12 +289,22 @@ def scalings_from_metadata(raw: Any, covariates: int, where: str) -> dict[str, S
 
 def _covariate_norms(raw: Any, series: int, count: int, expected: str) -> list[CovariateNorm]:
     ok = isinstance(raw, dict) and all(
-        isinstance(raw.get(k), list) and len(raw[k]) == series
-        and all(isinstance(row, list) and len(row) == count and all(_finite(v) for v in row) for row in raw[k])
-        for k in ("mean", "std"))
+        isinstance(raw.get(k), list)
+        and len(raw[k]) == series
+        and all(
+            isinstance(row, list) and len(row) == count and all(_finite(v) for v in row)
+            for row in raw[k]
+        )
+        for k in ("mean", "std")
+    )
     if not ok or min(min(row) for row in raw["std"]) <= 0:
-        raise ValueError(f"{expected}; the covariates' standardisation is not {count} finite means and positive stds per series")
-    return [CovariateNorm(tuple(map(float, m)), tuple(map(float, s))) for m, s in zip(raw["mean"], raw["std"])]
+        raise ValueError(
+            f"{expected}; the covariates' standardisation is not {count} finite means and positive stds per series"
+        )
+    return [
+        CovariateNorm(tuple(map(float, m)), tuple(map(float, s)))
+        for m, s in zip(raw["mean"], raw["std"])
+    ]
 
 
 def _finite(value: Any) -> bool:

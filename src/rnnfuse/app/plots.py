@@ -15,16 +15,23 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from .data import Series  # noqa: E402
-from .windows import Prepared  # noqa: E402
+from .data import Series
+from .windows import Prepared
 
-__all__ = ["plot_forecasts", "plot_training_curves", "plot_error_by_step", "forecasts_figure", "training_curves_figure",
-           "error_by_step_figure", "quantity"]
+__all__ = [
+    "plot_forecasts",
+    "plot_training_curves",
+    "plot_error_by_step",
+    "forecasts_figure",
+    "training_curves_figure",
+    "error_by_step_figure",
+    "quantity",
+]
 
 _STYLES = ("--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1)))
 _EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
@@ -41,7 +48,11 @@ def quantity(series: Series | None = None, units: str | None = None) -> str:
 
 def _where(series: Series) -> str:
     """The file a series came from, without its directory (``co2.csv``, ``sales.csv``)."""
-    return series.source.split(" ", 1)[1] if series.source.startswith("embedded ") else Path(series.source).name
+    return (
+        series.source.split(" ", 1)[1]
+        if series.source.startswith("embedded ")
+        else Path(series.source).name
+    )
 
 
 def _x(series: Series, index: np.ndarray) -> np.ndarray:
@@ -67,7 +78,10 @@ def _time_axis(ax: Any, series: Series) -> None:
 
 
 def forecasts_figure(
-    prepared: Prepared, runs: list[dict[str, Any]], baseline: np.ndarray, label: str = "seasonal naive + drift",
+    prepared: Prepared,
+    runs: list[dict[str, Any]],
+    baseline: np.ndarray,
+    label: str = "seasonal naive + drift",
 ) -> Figure:
     """One panel per model: the truth over the test stretch and forecasts from origins one
     horizon apart (so the segments tile the stretch), with a baseline's (the best classical one)."""
@@ -78,14 +92,23 @@ def forecasts_figure(
     span = np.arange(max(int(origins[0]) - horizon, 0), int(origins[-1]) + horizon + 1)
     cols = min(3, max(len(runs), 1))
     rows = -(-len(runs) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.2 * rows + 0.8), sharex=True, sharey=True, squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        rows,
+        cols,
+        figsize=(5 * cols, 3.2 * rows + 0.8),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, run in zip(axes.flat, runs):
         ax.plot(_x(series, span), series.values[span], color="black", lw=1.0, label="observed")
         pred = np.asarray(run["test_forecast"])
         for k, i in enumerate(chosen):
             x = _x(series, int(origins[i]) + np.arange(1, horizon + 1))
-            ax.plot(x, baseline[i], color="tab:gray", lw=0.8, ls="--", label=label if k == 0 else None)
+            ax.plot(
+                x, baseline[i], color="tab:gray", lw=0.8, ls="--", label=label if k == 0 else None
+            )
             ax.plot(x, pred[i], color="tab:red", lw=1.2, label="model" if k == 0 else None)
         seed = run.get("seeds", [None])[0]
         shown = f", seed {seed} shown" if seed is not None else ""
@@ -100,11 +123,15 @@ def forecasts_figure(
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=3, fontsize=8)
     fig.supylabel(quantity(series))
-    fig.suptitle(f"{series.column}: {horizon}-step forecasts on the held-out test stretch ({_where(series)})")
+    fig.suptitle(
+        f"{series.column}: {horizon}-step forecasts on the held-out test stretch ({_where(series)})"
+    )
     return fig
 
 
-def training_curves_figure(runs: list[dict[str, Any]], baselines: dict[str, float], units: str | None = None) -> Figure:
+def training_curves_figure(
+    runs: list[dict[str, Any]], baselines: dict[str, float], units: str | None = None
+) -> Figure:
     """Training loss (normalised units) and validation MAE per epoch for every model (its
     first seed); ``units``: the series' (default: "series units")."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2), layout="constrained")
@@ -114,9 +141,18 @@ def training_curves_figure(runs: list[dict[str, Any]], baselines: dict[str, floa
         right.plot(epochs, [h["val_mae"] for h in run["history"]], marker=".", label=run["name"])
     for (name, value), style in zip(baselines.items(), _STYLES):
         right.axhline(value, color="black", ls=style, lw=1, label=name)
-    left.set(yscale="log", xlabel="epoch", ylabel="training MSE (normalised, teacher forcing)", title="training loss")
-    right.set(yscale="log", xlabel="epoch", ylabel=f"validation MAE ({quantity(None, units)}, autoregressive)",
-              title="validation error")
+    left.set(
+        yscale="log",
+        xlabel="epoch",
+        ylabel="training MSE (normalised, teacher forcing)",
+        title="training loss",
+    )
+    right.set(
+        yscale="log",
+        xlabel="epoch",
+        ylabel=f"validation MAE ({quantity(None, units)}, autoregressive)",
+        title="validation error",
+    )
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -124,16 +160,28 @@ def training_curves_figure(runs: list[dict[str, Any]], baselines: dict[str, floa
     return fig
 
 
-def error_by_step_figure(runs: list[dict[str, Any]], baselines: dict[str, list[float]], units: str | None = None) -> Figure:
+def error_by_step_figure(
+    runs: list[dict[str, Any]], baselines: dict[str, list[float]], units: str | None = None
+) -> Figure:
     """Test MAE at each forecast step for every model and baseline; ``units``: the series'."""
     fig, ax = plt.subplots(figsize=(8.5, 4.2), layout="constrained")
     for run in runs:
         steps = np.arange(1, len(run["test"]["mae_by_step"]) + 1)
         ax.plot(steps, run["test"]["mae_by_step"], marker=".", label=run["name"])
     for (name, values), style in zip(baselines.items(), _STYLES):
-        ax.plot(np.arange(1, len(values) + 1), values, color="black", ls=style, lw=1.6 if style == "--" else 1.0, label=name)
-    ax.set(xlabel="forecast step", ylabel=f"test MAE ({quantity(None, units)})",
-           title="error by forecast step (held-out test stretch)")
+        ax.plot(
+            np.arange(1, len(values) + 1),
+            values,
+            color="black",
+            ls=style,
+            lw=1.6 if style == "--" else 1.0,
+            label=name,
+        )
+    ax.set(
+        xlabel="forecast step",
+        ylabel=f"test MAE ({quantity(None, units)})",
+        title="error by forecast step (held-out test stretch)",
+    )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     fig.legend(loc="outside right upper", fontsize=7)
@@ -146,17 +194,28 @@ def _save(fig: Figure, path: Path) -> None:
 
 
 def plot_forecasts(
-    path: Path, prepared: Prepared, runs: list[dict[str, Any]], baseline: np.ndarray, label: str = "seasonal naive + drift",
+    path: Path,
+    prepared: Prepared,
+    runs: list[dict[str, Any]],
+    baseline: np.ndarray,
+    label: str = "seasonal naive + drift",
 ) -> None:
     """Write :func:`forecasts_figure` to ``path``."""
     _save(forecasts_figure(prepared, runs, baseline, label), path)
 
 
-def plot_training_curves(path: Path, runs: list[dict[str, Any]], baselines: dict[str, float], units: str | None = None) -> None:
+def plot_training_curves(
+    path: Path, runs: list[dict[str, Any]], baselines: dict[str, float], units: str | None = None
+) -> None:
     """Write :func:`training_curves_figure` to ``path``."""
     _save(training_curves_figure(runs, baselines, units), path)
 
 
-def plot_error_by_step(path: Path, runs: list[dict[str, Any]], baselines: dict[str, list[float]], units: str | None = None) -> None:
+def plot_error_by_step(
+    path: Path,
+    runs: list[dict[str, Any]],
+    baselines: dict[str, list[float]],
+    units: str | None = None,
+) -> None:
     """Write :func:`error_by_step_figure` to ``path``."""
     _save(error_by_step_figure(runs, baselines, units), path)

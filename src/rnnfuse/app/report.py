@@ -19,8 +19,16 @@ from .metrics import seasonal_naive, seasonal_naive_drift, truth
 from .selection import Candidate, ensemble, mase_scale, rank, scores
 from .windows import Prepared
 
-__all__ = ["candidates", "selection_summary", "write_forecasts_csv", "selection_verdict", "format_table", "write_outputs",
-           "slim_results", "correction_unused"]
+__all__ = [
+    "candidates",
+    "selection_summary",
+    "write_forecasts_csv",
+    "selection_verdict",
+    "format_table",
+    "write_outputs",
+    "slim_results",
+    "correction_unused",
+]
 
 _NAIVE = {"seasonal naive": seasonal_naive, "seasonal naive + drift": seasonal_naive_drift}
 
@@ -32,14 +40,32 @@ def _kind(model: dict[str, Any]) -> str:
 def candidates(prepared: Prepared, results: dict[str, Any], period: int) -> list[Candidate]:
     """Every row with validation and test forecasts: the naive rows, the classical rows that
     were fitted, the networks and hybrids (their seeds' mean forecast)."""
-    rows = [Candidate(name, "naive", fn(prepared.series, prepared.val, period), fn(prepared.series, prepared.test, period))
-            for name, fn in _NAIVE.items()]
+    rows = [
+        Candidate(
+            name,
+            "naive",
+            fn(prepared.series, prepared.val, period),
+            fn(prepared.series, prepared.test, period),
+        )
+        for name, fn in _NAIVE.items()
+    ]
     for name, b in results["baselines"].items():
         if b["kind"] == "classical" and not b.get("error") and b.get("val_forecast") is not None:
-            rows.append(Candidate(name, "classical", np.asarray(b["val_forecast"]), np.asarray(b["test_forecast"])))
+            rows.append(
+                Candidate(
+                    name, "classical", np.asarray(b["val_forecast"]), np.asarray(b["test_forecast"])
+                )
+            )
     for m in results["models"]:
         name = f"{m['name']} (refit)" if m.get("refit") else m["name"]
-        rows.append(Candidate(name, _kind(m), np.asarray(m["val_forecast_mean"]), np.asarray(m["test_forecast_mean"])))
+        rows.append(
+            Candidate(
+                name,
+                _kind(m),
+                np.asarray(m["val_forecast_mean"]),
+                np.asarray(m["test_forecast_mean"]),
+            )
+        )
     return rows
 
 
@@ -54,19 +80,30 @@ def selection_summary(prepared: Prepared, results: dict[str, Any], period: int) 
     combined = ensemble(rows, val_target)
     if combined is not None:
         rows.append(combined)
-    scale = {split: mase_scale(prepared.series.values, start, period)
-             for split, start in (("val", prepared.splits.val_start), ("test", prepared.splits.test_start))}
+    scale = {
+        split: mase_scale(prepared.series.values, start, period)
+        for split, start in (
+            ("val", prepared.splits.val_start),
+            ("test", prepared.splits.test_start),
+        )
+    }
     table = {
-        c.name: {"kind": c.kind, "val": scores(c.val, val_target, scale["val"]), "test": scores(c.test, test_target, scale["test"])}
+        c.name: {
+            "kind": c.kind,
+            "val": scores(c.val, val_target, scale["val"]),
+            "test": scores(c.test, test_target, scale["test"]),
+        }
         | ({"parts": list(c.parts)} if c.parts else {})
         for c in rows
     }
     labels = prepared.series.labels
     return {
-        "rows": table, "selected": rank(rows, val_target)[0].name,
+        "rows": table,
+        "selected": rank(rows, val_target)[0].name,
         "ensemble": None if combined is None else list(combined.parts),
         "test_origins": [labels[int(t)] for t in prepared.test.origins.tolist()],
-        "mase_scale": scale, "forecasts": rows,
+        "mase_scale": scale,
+        "forecasts": rows,
     }
 
 
@@ -78,7 +115,9 @@ def write_forecasts_csv(path: Path, prepared: Prepared, rows: list[Candidate]) -
     labels = prepared.series.labels
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["row", "kind", "split", "origin", "origin_row", "step", "time", "forecast", "actual"])
+        writer.writerow(
+            ["row", "kind", "split", "origin", "origin_row", "step", "time", "forecast", "actual"]
+        )
         for split in ("val", "test"):
             windows = getattr(prepared, split)
             actual = truth(prepared.series, windows)
@@ -87,8 +126,19 @@ def write_forecasts_csv(path: Path, prepared: Prepared, rows: list[Candidate]) -
                 forecast = getattr(row, split)
                 for i, t in enumerate(origins):
                     for h in range(forecast.shape[1]):
-                        writer.writerow([row.name, row.kind, split, labels[t], t, h + 1, labels[t + h + 1],
-                                         repr(float(forecast[i, h])), repr(float(actual[i, h]))])
+                        writer.writerow(
+                            [
+                                row.name,
+                                row.kind,
+                                split,
+                                labels[t],
+                                t,
+                                h + 1,
+                                labels[t + h + 1],
+                                repr(float(forecast[i, h])),
+                                repr(float(actual[i, h])),
+                            ]
+                        )
 
 
 def selection_verdict(summary: dict[str, Any]) -> str:
@@ -100,7 +150,11 @@ def selection_verdict(summary: dict[str, Any]) -> str:
     beaten = sorted(n for n, mae in others.items() if mine < mae)
     ahead = sorted((mae, n) for n, mae in others.items() if mae <= mine)
     best_name, best = min(((r["test"]["mae"], n) for n, r in rows.items()))[::-1]
-    members = f" ({', '.join(summary['ensemble'])})" if rows[chosen]["kind"] == "ensemble" and summary["ensemble"] else ""
+    members = (
+        f" ({', '.join(summary['ensemble'])})"
+        if rows[chosen]["kind"] == "ensemble" and summary["ensemble"]
+        else ""
+    )
     text = (
         f"Selected on validation: **{chosen}**{members}, {_article(rows[chosen]['kind'])} {rows[chosen]['kind']} row (val MAE "
         f"{rows[chosen]['val']['mae']:.3f}; test MAE {mine:.3f}, MASE {rows[chosen]['test']['mase']:.3f}). On the test "
@@ -123,13 +177,21 @@ def format_table(results: dict[str, Any], protocol: bool = True) -> str:
     n = len(results["seeds"])
     over = f"± sd over {n} seeds" if n > 1 else "1 seed: no spread"
     head = f"| model | decoder (init) | params | fit/train s | val MAE | test MAE ({over}) | test RMSE |"
-    lines = [*([_caption(results), ""] if protocol else []), head, "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        *([_caption(results), ""] if protocol else []),
+        head,
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for name, b in results["baselines"].items():
         if b.get("error"):
-            lines.append(f"| {name} | - | - | {b['seconds']:.1f} | failed | failed: {b['error'][:80]} | - |")
+            lines.append(
+                f"| {name} | - | - | {b['seconds']:.1f} | failed | failed: {b['error'][:80]} | - |"
+            )
             continue
         seconds = f"{b['seconds']:.1f}" if b["kind"] == "classical" else "-"
-        lines.append(f"| {name} | - | - | {seconds} | {b['val']['mae']:.3f} | {b['test']['mae']:.3f} | {b['test']['rmse']:.3f} |")
+        lines.append(
+            f"| {name} | - | - | {seconds} | {b['val']['mae']:.3f} | {b['test']['mae']:.3f} | {b['test']['rmse']:.3f} |"
+        )
     for m in results["models"]:
         t = m["test"]
         spread = f" ± {t['mae_std']:.3f}" if n > 1 else ""
@@ -140,8 +202,10 @@ def format_table(results: dict[str, Any], protocol: bool = True) -> str:
         )
     if "selected" in results:
         chosen = results["rows"][results["selected"]]
-        lines.append(f"| **selected on validation: {results['selected']}** | - | - | - | {chosen['val']['mae']:.3f} | "
-                     f"{chosen['test']['mae']:.3f} | {chosen['test']['rmse']:.3f} |")
+        lines.append(
+            f"| **selected on validation: {results['selected']}** | - | - | - | {chosen['val']['mae']:.3f} | "
+            f"{chosen['test']['mae']:.3f} | {chosen['test']['rmse']:.3f} |"
+        )
     lines += ["", _verdict(results)]
     if "selected" in results:
         lines += ["", selection_verdict(results)]
@@ -165,7 +229,8 @@ def _caption(results: dict[str, Any]) -> str:
             f"{' and for the training windows of its refit' if any(m.get('refit') and base in m['name'] for m in results['models']) else ''}; "
             f"fitted once, shared by every seed); the share of its correction added to the classical forecast (0 to 1 by 0.1) is chosen on "
             f"validation, so its val MAE is the chosen one's."
-            if (base := results.get("hybrid_base")) else ""
+            if (base := results.get("hybrid_base"))
+            else ""
         )
     )
 
@@ -186,17 +251,34 @@ def _network_protocol(results: dict[str, Any]) -> str:
     """The caption's sentences on how the networks were trained, refitted rows included."""
     refitted = [m["name"] for m in results["models"] if m.get("refit")]
     stop = results.get("stop_steps") or 0
-    text = ("Networks: trained on the training windows" + (
+    text = "Networks: trained on the training windows" + (
         f", stopped early and their best weights kept on the {stop} steps before validation (the early-stopping "
-        f"windows, not trained on), so that no network has seen validation" if stop else
-        ", stopped early and their best weights kept on validation"))
+        f"windows, not trained on), so that no network has seen validation"
+        if stop
+        else ", stopped early and their best weights kept on validation"
+    )
     if not refitted:
-        return text + (" (no network refitted before the test stretch)" if "refit" in results else "") + "; means over seeds."
+        return (
+            text
+            + (" (no network refitted before the test stretch)" if "refit" in results else "")
+            + "; means over seeds."
+        )
     which = "every network" if len(refitted) == len(results["models"]) else ", ".join(refitted)
-    fewer = sorted({m["refit_windows"] for m in results["models"] if m.get("refit") and m["refit_windows"] != results["refit_windows"]})
-    hybrids = f"; a hybrid's: the {' or '.join(map(str, fewer))} of them where its classical forecast is defined" if fewer else ""
+    fewer = sorted(
+        {
+            m["refit_windows"]
+            for m in results["models"]
+            if m.get("refit") and m["refit_windows"] != results["refit_windows"]
+        }
+    )
+    hybrids = (
+        f"; a hybrid's: the {' or '.join(map(str, fewer))} of them where its classical forecast is defined"
+        if fewer
+        else ""
+    )
     return (
-        text + f"; a hybrid's correction share is chosen on validation; means over seeds. Refit before test, as the classical parameters are "
+        text
+        + f"; a hybrid's correction share is chosen on validation; means over seeds. Refit before test, as the classical parameters are "
         f"re-estimated there, for rows marked (refit): {which}. Once the settings are chosen on validation with the model "
         f"trained on the training windows (whose errors the val column gives), a fresh model with the same seed and "
         f"settings is trained on all {results['refit_windows']} windows whose targets lie before the test stretch "
@@ -218,8 +300,10 @@ def _verdict(results: dict[str, Any]) -> str:
     text = f"Best row on the held-out test stretch: **{overall}**."
     idle = [m["name"] for m in results["models"] if correction_unused(m)]
     if idle:
-        text += (f" ({', '.join(idle)}: validation chose a correction share of 0 for every seed, so its forecast is "
-                 f"its classical base's.)")
+        text += (
+            f" ({', '.join(idle)}: validation chose a correction share of 0 for every seed, so its forecast is "
+            f"its classical base's.)"
+        )
     if name is None:
         text += " No classical baseline was fitted (or none could be)."
     else:
@@ -257,9 +341,16 @@ def correction_unused(model: dict[str, Any]) -> bool:
 
 def slim_results(results: dict[str, Any]) -> dict[str, Any]:
     """``results`` without the forecasts (they go to forecasts.csv)."""
-    baselines = {k: {f: v for f, v in b.items() if f not in _FORECASTS} for k, b in results["baselines"].items()}
+    baselines = {
+        k: {f: v for f, v in b.items() if f not in _FORECASTS}
+        for k, b in results["baselines"].items()
+    }
     models = [{k: v for k, v in m.items() if k not in _FORECASTS} for m in results["models"]]
-    return {**{k: v for k, v in results.items() if k != "forecasts"}, "baselines": baselines, "models": models}
+    return {
+        **{k: v for k, v in results.items() if k != "forecasts"},
+        "baselines": baselines,
+        "models": models,
+    }
 
 
 def write_outputs(out: Path, prepared: Prepared, results: dict[str, Any], table: str) -> None:
@@ -275,12 +366,18 @@ def write_outputs(out: Path, prepared: Prepared, results: dict[str, Any], table:
         reference, label = np.asarray(results["baselines"][best]["test_forecast"]), best
     else:
         period = int(round(results["period"]))
-        reference, label = seasonal_naive_drift(prepared.series, prepared.test, period), "seasonal naive + drift"
+        reference, label = (
+            seasonal_naive_drift(prepared.series, prepared.test, period),
+            "seasonal naive + drift",
+        )
     plot_forecasts(out / "forecasts.png", prepared, results["models"], reference, label)
     shown = {k: v for k, v in results["baselines"].items() if not v.get("error")}
     val_baselines = {k: v["val"]["mae"] for k, v in shown.items()}
     units = prepared.series.units or None
     plot_training_curves(out / "training_curves.png", results["models"], val_baselines, units)
     order = sorted(shown, key=lambda k: k != best)  # the best classical one first: drawn boldest
-    step_baselines = {(f"{k} (best classical)" if k == best else k): shown[k]["test"]["mae_by_step"] for k in order}
+    step_baselines = {
+        (f"{k} (best classical)" if k == best else k): shown[k]["test"]["mae_by_step"]
+        for k in order
+    }
     plot_error_by_step(out / "error_by_step.png", results["models"], step_baselines, units)

@@ -33,16 +33,22 @@ def check_run_dir(out: Path) -> None:
     check_real_dir(out, "--out")
     problems = _bad_entries(out, depth=0)
     if problems:
-        shown = ", ".join(problems[:8]) + (f" and {len(problems) - 8} more" if len(problems) > 8 else "")
-        raise RunDirError(f"--out: {out} holds {shown}; a run directory's entries must be regular files "
-                          f"and directories, never links (was it copied with its links, or changed by someone else?)")
+        shown = ", ".join(problems[:8]) + (
+            f" and {len(problems) - 8} more" if len(problems) > 8 else ""
+        )
+        raise RunDirError(
+            f"--out: {out} holds {shown}; a run directory's entries must be regular files "
+            f"and directories, never links (was it copied with its links, or changed by someone else?)"
+        )
 
 
 def check_real_dir(path: Path, what: str) -> None:
     """``RunDirError`` unless ``path`` is a directory and not a symbolic link to one."""
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode):
-        raise RunDirError(f"{what}: {path} is a symbolic link; expected a directory (links are not followed)")
+        raise RunDirError(
+            f"{what}: {path} is a symbolic link; expected a directory (links are not followed)"
+        )
     if not stat.S_ISDIR(info.st_mode):
         raise RunDirError(f"{what}: {path} is not a directory")
 
@@ -68,10 +74,14 @@ def _scan(directory: Path, depth: int) -> list[str]:
             name = Path(entry.path)
             if kind is not None:
                 problems.append(f"{name} ({kind})")
-            elif depth == 0 and entry.name == CHECKPOINTS and not entry.is_dir(follow_symlinks=False):
+            elif (
+                depth == 0 and entry.name == CHECKPOINTS and not entry.is_dir(follow_symlinks=False)
+            ):
                 problems.append(f"{name} (not a directory)")
             elif entry.is_dir(follow_symlinks=False) and (
-                    (depth == 0 and entry.name == CHECKPOINTS) or (depth == 1 and entry.name.startswith("step-"))):
+                (depth == 0 and entry.name == CHECKPOINTS)
+                or (depth == 1 and entry.name.startswith("step-"))
+            ):
                 problems += _bad_entries(name, depth + 1)
     return problems
 

@@ -24,7 +24,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Candidate", "KINDS", "ENSEMBLE_SIZE", "scores", "mase_scale", "ensemble", "select", "rank"]
+__all__ = [
+    "Candidate",
+    "KINDS",
+    "ENSEMBLE_SIZE",
+    "scores",
+    "mase_scale",
+    "ensemble",
+    "select",
+    "rank",
+]
 
 KINDS = ("naive", "classical", "network", "hybrid", "ensemble")
 ENSEMBLE_SIZE = 3
@@ -43,7 +52,9 @@ class Candidate:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"Candidate {self.name!r}: kind: expected one of {list(KINDS)}, got {self.kind!r}")
+            raise ValueError(
+                f"Candidate {self.name!r}: kind: expected one of {list(KINDS)}, got {self.kind!r}"
+            )
 
 
 def mase_scale(values: np.ndarray, end: int, lag: int) -> float:
@@ -64,12 +75,19 @@ def scores(prediction: np.ndarray, target: np.ndarray, scale: float) -> dict[str
     f = np.asarray(prediction, dtype=np.float64)
     y = np.asarray(target, dtype=np.float64)
     if f.shape != y.shape:
-        raise ValueError(f"scores: expected forecasts of the targets' shape {y.shape}, got {f.shape}")
+        raise ValueError(
+            f"scores: expected forecasts of the targets' shape {y.shape}, got {f.shape}"
+        )
     diff = np.abs(f - y)
     denominator = np.abs(y) + np.abs(f)
     ratio = np.divide(200.0 * diff, denominator, out=np.zeros_like(diff), where=denominator > 0)
     mae = float(diff.mean())
-    return {"mae": mae, "rmse": float(np.sqrt((diff**2).mean())), "mase": mae / scale, "smape": float(ratio.mean())}
+    return {
+        "mae": mae,
+        "rmse": float(np.sqrt((diff**2).mean())),
+        "mase": mae / scale,
+        "smape": float(ratio.mean()),
+    }
 
 
 def _val_mae(candidate: Candidate, target: np.ndarray) -> float:
@@ -79,6 +97,7 @@ def _val_mae(candidate: Candidate, target: np.ndarray) -> float:
 def rank(candidates: Sequence[Candidate], val_target: np.ndarray) -> list[Candidate]:
     """``candidates`` from the lowest validation MAE up (ties: the simpler kind, then the
     name); a candidate whose validation forecast is not finite comes last."""
+
     def key(c: Candidate) -> tuple[float, int, str]:
         mae = _val_mae(c, val_target)
         return (mae if np.isfinite(mae) else float("inf"), KINDS.index(c.kind), c.name)
@@ -86,17 +105,26 @@ def rank(candidates: Sequence[Candidate], val_target: np.ndarray) -> list[Candid
     return sorted(candidates, key=key)
 
 
-def ensemble(candidates: Sequence[Candidate], val_target: np.ndarray, size: int = ENSEMBLE_SIZE) -> Candidate | None:
+def ensemble(
+    candidates: Sequence[Candidate], val_target: np.ndarray, size: int = ENSEMBLE_SIZE
+) -> Candidate | None:
     """The mean forecast of the ``size`` candidates with the lowest validation MAE (finite
     forecasts only; naive rows take part like any other); ``None`` with fewer than two."""
-    usable = [c for c in rank(candidates, val_target) if np.isfinite(c.val).all() and np.isfinite(c.test).all()]
+    usable = [
+        c
+        for c in rank(candidates, val_target)
+        if np.isfinite(c.val).all() and np.isfinite(c.test).all()
+    ]
     chosen = usable[:size]
     if len(chosen) < 2:
         return None
     names = tuple(c.name for c in chosen)
     return Candidate(
-        f"ensemble of the best {len(chosen)} on validation", "ensemble",
-        np.mean([c.val for c in chosen], axis=0), np.mean([c.test for c in chosen], axis=0), names,
+        f"ensemble of the best {len(chosen)} on validation",
+        "ensemble",
+        np.mean([c.val for c in chosen], axis=0),
+        np.mean([c.test for c in chosen], axis=0),
+        names,
     )
 
 

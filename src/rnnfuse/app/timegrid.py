@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, replace
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -110,8 +110,12 @@ class TimeGrid:
         first, fraction = _day(self.start), self.start - np.floor(self.start)
         month0 = int(first.astype("datetime64[M]").astype(np.int64))
         months = (month0 + pos * int(self.step)).astype("datetime64[M]")
-        length = ((months + 1).astype("datetime64[D]") - months.astype("datetime64[D]")).astype(np.int64)
-        day = months.astype("datetime64[D]") + (np.minimum(self.anchor, length) - 1).astype("timedelta64[D]")
+        length = ((months + 1).astype("datetime64[D]") - months.astype("datetime64[D]")).astype(
+            np.int64
+        )
+        day = months.astype("datetime64[D]") + (np.minimum(self.anchor, length) - 1).astype(
+            "timedelta64[D]"
+        )
         return (day - _EPOCH_DAY).astype(np.int64).astype(np.float64) + fraction
 
     def labels(self, positions: np.ndarray | Sequence[int]) -> list[str]:
@@ -137,7 +141,12 @@ class TimeGrid:
             return f"{self.step:g}"
         if self.kind == "months":
             return _plural(int(self.step), "month")
-        for unit, size in (("day", 1.0), ("hour", 1 / 24), ("minute", 1 / 1440), ("second", 1 / 86400)):
+        for unit, size in (
+            ("day", 1.0),
+            ("hour", 1 / 24),
+            ("minute", 1 / 1440),
+            ("second", 1 / 86400),
+        ):
             count = self.step / size
             if count >= 1 and abs(count - round(count)) < 1e-6:
                 return _plural(round(count), unit)
@@ -157,7 +166,11 @@ class TimeGrid:
         days = self.days_per_step()
         if days is None:
             return None
-        steps = 1.0 / days if days < 1 else (12 / self.step if self.kind == "months" else DAYS_PER_YEAR / days)
+        steps = (
+            1.0 / days
+            if days < 1
+            else (12 / self.step if self.kind == "months" else DAYS_PER_YEAR / days)
+        )
         return steps if steps >= 2 else 1.0
 
 
@@ -169,7 +182,9 @@ def _day(days: float) -> np.datetime64:
     return _EPOCH_DAY + np.timedelta64(int(np.floor(days)), "D")
 
 
-def fit_grid(times: np.ndarray, kind: str, cells: Sequence[str], lines: Sequence[int]) -> tuple[TimeGrid, np.ndarray]:
+def fit_grid(
+    times: np.ndarray, kind: str, cells: Sequence[str], lines: Sequence[int]
+) -> tuple[TimeGrid, np.ndarray]:
     """The grid of increasing ``times`` (``kind`` ``"date"`` or ``"number"``) and each row's
     position on it (int64, from 0; a jump over several steps leaves absent positions).
 
@@ -178,8 +193,12 @@ def fit_grid(times: np.ndarray, kind: str, cells: Sequence[str], lines: Sequence
     common spacing).  Raises :class:`OffGrid` (with ``cells`` and ``lines`` in its reason) for a row
     that fits no grid."""
     if len(times) < 2:
-        grid = TimeGrid("days" if kind == "date" else "number", 1.0, float(times[0]) if len(times) else 0.0,
-                        clock=kind == "date" and _has_clock(times))
+        grid = TimeGrid(
+            "days" if kind == "date" else "number",
+            1.0,
+            float(times[0]) if len(times) else 0.0,
+            clock=kind == "date" and _has_clock(times),
+        )
         return grid, np.zeros(len(times), dtype=np.int64)
     if kind != "date":
         step, positions = _fixed_step(times, cells, lines, "")
@@ -218,7 +237,9 @@ def _span(days: float) -> str:
     return TimeGrid("days", days, 0.0).shown
 
 
-def _fixed_step(times: np.ndarray, cells: Sequence[str], lines: Sequence[int], unit: str) -> tuple[float, np.ndarray]:
+def _fixed_step(
+    times: np.ndarray, cells: Sequence[str], lines: Sequence[int], unit: str
+) -> tuple[float, np.ndarray]:
     """The most common spacing and each row's position; every spacing must be a whole number of it."""
     diffs = np.diff(times)
     step = _common_step(diffs)
@@ -229,33 +250,54 @@ def _fixed_step(times: np.ndarray, cells: Sequence[str], lines: Sequence[int], u
     bad = np.flatnonzero((np.abs(ratio - whole) > 1e-6 * np.maximum(whole, 1)) | (whole < 1))
     if bad.size:
         i = int(bad[0]) + 1
-        gap, shown = (_span(diffs[i - 1]), _span(step)) if unit == "days" else (f"{diffs[i - 1]:g} units", f"{step:g}")
-        raise OffGrid(i, f"the times are not on one grid: {cells[i]!r} is {gap} after {cells[i - 1]!r} (line "
-                         f"{lines[i - 1]}), not a multiple of the step {shown} (the most common spacing)")
+        gap, shown = (
+            (_span(diffs[i - 1]), _span(step))
+            if unit == "days"
+            else (f"{diffs[i - 1]:g} units", f"{step:g}")
+        )
+        raise OffGrid(
+            i,
+            f"the times are not on one grid: {cells[i]!r} is {gap} after {cells[i - 1]!r} (line "
+            f"{lines[i - 1]}), not a multiple of the step {shown} (the most common spacing)",
+        )
     return step, np.concatenate([[0], np.cumsum(whole.astype(np.int64))])
 
 
-def _months_grid(days: np.ndarray, cells: Sequence[str], lines: Sequence[int]) -> tuple[TimeGrid, np.ndarray]:
+def _months_grid(
+    days: np.ndarray, cells: Sequence[str], lines: Sequence[int]
+) -> tuple[TimeGrid, np.ndarray]:
     """Dates on calendar months: the anchor day, the step in months, each row's position."""
     stamps = _EPOCH_DAY + np.floor(days).astype(np.int64).astype("timedelta64[D]")
     months = stamps.astype("datetime64[M]")
     day = (stamps - months.astype("datetime64[D]")).astype(np.int64) + 1
-    length = ((months + 1).astype("datetime64[D]") - months.astype("datetime64[D]")).astype(np.int64)
+    length = ((months + 1).astype("datetime64[D]") - months.astype("datetime64[D]")).astype(
+        np.int64
+    )
     inside = day < length  # not the month's last day
     anchor = int(np.bincount(day[inside]).argmax()) if inside.any() else _MONTH_END
-    where = "the last day of its month" if anchor == _MONTH_END else f"day {anchor} of its month (or its last day, if shorter)"
+    where = (
+        "the last day of its month"
+        if anchor == _MONTH_END
+        else f"day {anchor} of its month (or its last day, if shorter)"
+    )
     off = np.flatnonzero(day != np.minimum(anchor, length))
     if off.size:
         i = int(off[0])
-        raise OffGrid(i, f"the dates are not on one calendar grid: {cells[i]!r} is not on {where}, as the other dates are")
+        raise OffGrid(
+            i,
+            f"the dates are not on one calendar grid: {cells[i]!r} is not on {where}, as the other dates are",
+        )
     index = months.astype(np.int64)
     diffs = np.diff(index)
     step = max(int(round(_common_step(diffs))), 1)
     bad = np.flatnonzero((diffs % step != 0) | (diffs < step))
     if bad.size:
         i = int(bad[0]) + 1
-        raise OffGrid(i, f"the dates are not on one calendar grid: {cells[i]!r} is {_plural(int(diffs[i - 1]), 'month')} "
-                         f"after {cells[i - 1]!r} (line {lines[i - 1]}), not a multiple of the step "
-                         f"{_plural(step, 'month')} (the most common spacing)")
+        raise OffGrid(
+            i,
+            f"the dates are not on one calendar grid: {cells[i]!r} is {_plural(int(diffs[i - 1]), 'month')} "
+            f"after {cells[i - 1]!r} (line {lines[i - 1]}), not a multiple of the step "
+            f"{_plural(step, 'month')} (the most common spacing)",
+        )
     positions = np.concatenate([[0], np.cumsum(diffs // step)]).astype(np.int64)
     return TimeGrid("months", float(step), float(days[0]), anchor=anchor), positions

@@ -34,7 +34,15 @@ from ..seq2seq import Seq2Seq
 from . import checkpoint as ckpt
 from .config import DataConfig, RunConfig, capped_threads, planned_epochs
 from .data import Series, load_data
-from .distributed import DistEnv, any_flag, barrier, epoch_batches, epoch_sampler, gather_objects, wrap
+from .distributed import (
+    DistEnv,
+    any_flag,
+    barrier,
+    epoch_batches,
+    epoch_sampler,
+    gather_objects,
+    wrap,
+)
 from .metrics import errors, forecast, model_inputs, truth
 from .model import build_model
 from .panel import load_panel_data
@@ -59,7 +67,9 @@ class Progress:
     step: int = 0  # optimizer steps in total
     loss_sum: float = 0.0  # this rank's sum of batch losses times batch sizes, this epoch
     loss_count: int = 0
-    best_metric: float | None = None  # best MAE (a panel: scaled MAE) on the early-stopping split (validation unless data.stop_steps)
+    best_metric: float | None = (
+        None  # best MAE (a panel: scaled MAE) on the early-stopping split (validation unless data.stop_steps)
+    )
     best_epoch: int | None = None
     best_step: int | None = None  # optimizer steps done at the best validation
     stopped_early: bool = False  # the patience ran out
@@ -130,17 +140,29 @@ class Trainer:
         prepared: Prepared | None = None,
         extra_covariates: int = 0,
     ) -> None:
-        self.config, self.out, self.env = config, None if out is None else Path(out), env or DistEnv()
+        self.config, self.out, self.env = (
+            config,
+            None if out is None else Path(out),
+            env or DistEnv(),
+        )
         self.log = log if self.env.is_main else (lambda _msg: None)
         self.show_progress = False if not self.env.is_main else show_progress
         torch.set_num_threads(capped_threads(config.threads, self.log))
         d = config.data
-        self.prepared: Prepared | PreparedPanel = prepared if prepared is not None else _prepare(d, series)  # demo hybrids pass theirs
-        self.metric = "scaled_mae" if isinstance(self.prepared, PreparedPanel) else "mae"  # what early stopping compares
+        self.prepared: Prepared | PreparedPanel = (
+            prepared if prepared is not None else _prepare(d, series)
+        )  # demo hybrids pass theirs
+        self.metric = (
+            "scaled_mae" if isinstance(self.prepared, PreparedPanel) else "mae"
+        )  # what early stopping compares
         torch.manual_seed(config.seed)
-        self.model: Seq2Seq = build_model(config.model, extra_covariates, len(d.covariates)).to(self.env.device)
+        self.model: Seq2Seq = build_model(config.model, extra_covariates, len(d.covariates)).to(
+            self.env.device
+        )
         o = config.optim
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=o.lr, weight_decay=o.weight_decay
+        )
         self.progress = Progress()
         self.sampler = epoch_sampler(self.prepared.train, self.env, config.seed)
         self.epochs = planned_epochs(o, len(self.sampler))
@@ -153,7 +175,9 @@ class Trainer:
     def data(self) -> Prepared:
         """The prepared series of a one-series run (a panel's windows: :attr:`prepared`)."""
         if isinstance(self.prepared, PreparedPanel):
-            raise TypeError("Trainer.data: this run trains on a panel of series; its windows are Trainer.prepared")
+            raise TypeError(
+                "Trainer.data: this run trains on a panel of series; its windows are Trainer.prepared"
+            )
         return self.prepared
 
     # ------------------------------------------------------------------ set-up
@@ -196,11 +220,15 @@ class Trainer:
     def _load_point(self, point: ckpt.Checkpoint) -> None:
         """Weights, optimizer, scheduler, progress and RNG states from a loaded checkpoint."""
         self.model.load_state_dict(point.model)
-        self.optimizer.load_state_dict(ckpt.optimizer_from_parts(point.state["optimizer"], point.tensors))
+        self.optimizer.load_state_dict(
+            ckpt.optimizer_from_parts(point.state["optimizer"], point.tensors)
+        )
         if self.scheduler is not None:
             self.scheduler.load_state_dict(point.state["scheduler"])
             _replan_cosine(self.scheduler, self.epochs)
-        self.progress = _checked_progress(point.state["progress"], len(self.sampler), self.config.optim.batch_size)
+        self.progress = _checked_progress(
+            point.state["progress"], len(self.sampler), self.config.optim.batch_size
+        )
         self._saved_step = self.progress.step
         self._restore_rng(point)
         self._best_weights = self._saved_best()
@@ -264,9 +292,15 @@ class Trainer:
         """This epoch's progress bar on stderr, ``epoch E/N |####| done/total loss L``: off
         unless stderr is a terminal (``show_progress=None``), and off on ranks other than 0;
         erased at the end (the per-epoch line follows)."""
-        return tqdm(total=batches, initial=self.progress.batch, desc=f"epoch {self.progress.epoch + 1}/{self.epochs}",
-                    disable=None if self.show_progress is None else not self.show_progress,
-                    leave=False, dynamic_ncols=True, mininterval=0.1)
+        return tqdm(
+            total=batches,
+            initial=self.progress.batch,
+            desc=f"epoch {self.progress.epoch + 1}/{self.epochs}",
+            disable=None if self.show_progress is None else not self.show_progress,
+            leave=False,
+            dynamic_ncols=True,
+            mininterval=0.1,
+        )
 
     def _step(self, index: Tensor) -> tuple[float, int]:
         batch = self.prepared.train.subset(index).to(self.env.device)
@@ -293,28 +327,45 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         if self.scheduler is not None:
             self.scheduler.step()
-        record = {"epoch": p.epoch + 1, "train_loss": total / max(count, 1), "lr": lr, "seconds": seconds}
+        record = {
+            "epoch": p.epoch + 1,
+            "train_loss": total / max(count, 1),
+            "lr": lr,
+            "seconds": seconds,
+        }
         split = self.prepared.stop_split
         if self.env.is_main:
             for name in dict.fromkeys(("val", split)):
-                record.update({f"{name}_{k}": v for k, v in self.evaluate(name).items() if k != "mae_by_step"})
+                record.update(
+                    {f"{name}_{k}": v for k, v in self.evaluate(name).items() if k != "mae_by_step"}
+                )
         p.history.append(record)
         p.epoch, p.batch, p.loss_sum, p.loss_count = p.epoch + 1, 0, 0.0, 0
         metric = record.get(f"{split}_{self.metric}", math.nan)
         if self.env.is_main and not math.isfinite(metric):
-            raise TrainingError(f"the {SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} became {metric} after epoch {p.epoch}; training "
-                                f"stopped (the last checkpoint and best.safetensors are from before); try a lower --lr")
+            raise TrainingError(
+                f"the {SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} became {metric} after epoch {p.epoch}; training "
+                f"stopped (the last checkpoint and best.safetensors are from before); try a lower --lr"
+            )
         improved = self.env.is_main and (p.best_metric is None or metric < p.best_metric)
         if improved:
             p.best_metric, p.best_epoch, p.best_step = metric, p.epoch, p.step
             self._best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         patience = self.config.optim.patience
         waited = p.step - (p.best_step if p.best_step is not None else 0)
-        p.stopped_early = any_flag(self.env.is_main and patience is not None and waited >= patience, self.env)
+        p.stopped_early = any_flag(
+            self.env.is_main and patience is not None and waited >= patience, self.env
+        )
         self.save(best=improved)
-        self.log(_epoch_line(record, self.epochs, improved) + (
-            f"\nno better {SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} in {waited} steps (patience {patience}): stopped; the best "
-            f"weights (epoch {p.best_epoch}) are kept" if p.stopped_early else ""))
+        self.log(
+            _epoch_line(record, self.epochs, improved)
+            + (
+                f"\nno better {SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} in {waited} steps (patience {patience}): stopped; the best "
+                f"weights (epoch {p.best_epoch}) are kept"
+                if p.stopped_early
+                else ""
+            )
+        )
 
     def _interrupted(self, stop: StopSignal, began: float) -> TrainResult:
         p = self.progress
@@ -322,7 +373,11 @@ class Trainer:
             self.save(best=False)
         name = signal.Signals(stop.signum).name if stop.signum else "a signal on another rank"
         where = self.out if self.out is not None else "(no --out: nothing saved)"
-        point = f"after epoch {p.epoch}" if p.batch == 0 else f"at epoch {p.epoch + 1}, after batch {p.batch}"
+        point = (
+            f"after epoch {p.epoch}"
+            if p.batch == 0
+            else f"at epoch {p.epoch + 1}, after batch {p.batch}"
+        )
         self.log(
             f"interrupted by {name} {point}: checkpoint saved in {where}; "
             f"continue with: rnnfuse train --out {where} --resume"
@@ -337,37 +392,50 @@ class Trainer:
         scaled MAE (:func:`~rnnfuse.app.panel_windows.panel_errors`)."""
         prediction = self.forecasts(split)
         if isinstance(self.prepared, PreparedPanel):
-            return panel_errors(prediction, self.prepared.truth(split), getattr(self.prepared, split).scales())
+            return panel_errors(
+                prediction, self.prepared.truth(split), getattr(self.prepared, split).scales()
+            )
         return errors(prediction, truth(self.prepared.series, getattr(self.prepared, split)))
 
     def forecasts(self, split: str) -> np.ndarray:
         """The model's autoregressive forecasts ``(N, H)`` (series units) of the ``split`` windows."""
         windows = getattr(self.prepared, split)
         if windows is None:
-            raise ValueError(f"evaluate: split: {split!r} has no windows (data.stop_steps is 0); expected 'val' or 'test'")
+            raise ValueError(
+                f"evaluate: split: {split!r} has no windows (data.stop_steps is 0); expected 'val' or 'test'"
+            )
         return forecast(self.model, windows.to(self.env.device))
 
     def model_metadata(self) -> dict[str, Any]:
         """What ``rnnfuse predict`` needs besides the weights."""
         data = self.prepared
-        scale = {"panel": data.metadata()} if isinstance(data, PreparedPanel) else {"scale": data.scale}  # a panel's: per series
+        scale = (
+            {"panel": data.metadata()} if isinstance(data, PreparedPanel) else {"scale": data.scale}
+        )  # a panel's: per series
         norm = None if isinstance(data, PreparedPanel) else data.covariate_norm
         return {
-            "format": MODEL_FORMAT, "config": self.config.to_dict(), **scale,
-            "epoch": self.progress.epoch, "best_val_mae": self.progress.best_metric,
+            "format": MODEL_FORMAT,
+            "config": self.config.to_dict(),
+            **scale,
+            "epoch": self.progress.epoch,
+            "best_val_mae": self.progress.best_metric,
         } | ({} if norm is None else {"covariates": norm.to_dict()})
 
     def save(self, best: bool) -> None:
         """Write a checkpoint (rank 0; every rank contributes its RNG state)."""
         plain_rng, torch_rng = ckpt.capture_rng()
-        cuda_rng = torch.cuda.get_rng_state(self.env.device) if self.env.device.type == "cuda" else None
+        cuda_rng = (
+            torch.cuda.get_rng_state(self.env.device) if self.env.device.type == "cuda" else None
+        )
         rng_states = gather_objects((torch_rng, cuda_rng), self.env)
         if self.out is not None and self.env.is_main:
             self._write(best, plain_rng, rng_states)
         self._saved_step = self.progress.step
         barrier(self.env)
 
-    def _write(self, best: bool, plain_rng: dict[str, Any], rng_states: list[tuple[Tensor, Tensor | None]]) -> None:
+    def _write(
+        self, best: bool, plain_rng: dict[str, Any], rng_states: list[tuple[Tensor, Tensor | None]]
+    ) -> None:
         assert self.out is not None  # save() writes only with an output directory
         weights = self.model.state_dict()
         if best:
@@ -378,11 +446,17 @@ class Trainer:
             if cuda_state is not None:
                 tensors[f"rng.cuda.{rank}"] = cuda_state.cpu()
         state = {
-            "config": self.config.to_dict(), "progress": asdict(self.progress), "optimizer": opt_plain,
-            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(), "rng": plain_rng,
+            "config": self.config.to_dict(),
+            "progress": asdict(self.progress),
+            "optimizer": opt_plain,
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "rng": plain_rng,
             "world_size": self.env.world_size,
-            "scale": None if isinstance(self.prepared, PreparedPanel) else self.prepared.scale,  # a panel's: best.safetensors
-            "epoch": self.progress.epoch, "batch": self.progress.batch,
+            "scale": None
+            if isinstance(self.prepared, PreparedPanel)
+            else self.prepared.scale,  # a panel's: best.safetensors
+            "epoch": self.progress.epoch,
+            "batch": self.progress.batch,
             "data_order": "torch DistributedSampler(seed=seed, drop_last=False), set_epoch(epoch)",
         }
         ckpt.save_checkpoint(self.out, f"step-{self.progress.step:08d}", weights, tensors, state)
@@ -402,7 +476,9 @@ _METRIC_WORDS = {"mae": "MAE", "scaled_mae": "scaled MAE"}
 def _scheduler(optimizer: torch.optim.Optimizer, config: RunConfig, epochs: int) -> Any:
     o = config.optim
     if o.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs, eta_min=o.lr * 0.01)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=epochs, eta_min=o.lr * 0.01
+        )
     if o.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=o.step_size, gamma=o.gamma)
     return None
@@ -414,7 +490,10 @@ def _replan_cosine(scheduler: Any, epochs: int) -> None:
     The saved state holds the old ``T_max``; the learning rate is set to where the new
     cosine stands after the epochs already done, and the recursive updates go on from there.
     """
-    if not isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR) or scheduler.T_max == epochs:
+    if (
+        not isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR)
+        or scheduler.T_max == epochs
+    ):
         return
     scheduler.T_max = epochs
     done = min(scheduler.last_epoch, epochs)
@@ -441,18 +520,30 @@ def _checked_progress(raw: Any, samples: int, batch_size: int) -> Progress:
         value = getattr(progress, name)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= high:
             raise ValueError(f"progress.{name}: expected an int in [0, {high}], got {value!r}")
-    if progress.best_step is not None and (isinstance(progress.best_step, bool) or not isinstance(progress.best_step, int)
-                                          or not 0 <= progress.best_step <= progress.step):
-        raise ValueError(f"progress.best_step: expected null or an int in [0, {progress.step}], got {progress.best_step!r}")
+    if progress.best_step is not None and (
+        isinstance(progress.best_step, bool)
+        or not isinstance(progress.best_step, int)
+        or not 0 <= progress.best_step <= progress.step
+    ):
+        raise ValueError(
+            f"progress.best_step: expected null or an int in [0, {progress.step}], got {progress.best_step!r}"
+        )
     if not isinstance(progress.stopped_early, bool):
-        raise ValueError(f"progress.stopped_early: expected true or false, got {progress.stopped_early!r}")
+        raise ValueError(
+            f"progress.stopped_early: expected true or false, got {progress.stopped_early!r}"
+        )
     for name in ("loss_sum", "best_metric"):
         value = getattr(progress, name)
         if not (value is None and name == "best_metric") and (
-                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise ValueError(f"progress.{name}: expected a finite number, got {value!r}")
     if not isinstance(progress.history, list):
-        raise ValueError(f"progress.history: expected a list, got {type(progress.history).__name__}")
+        raise ValueError(
+            f"progress.history: expected a list, got {type(progress.history).__name__}"
+        )
     return progress
 
 
@@ -465,7 +556,11 @@ def _without_epochs(config: RunConfig) -> dict[str, Any]:
 
 
 def _epoch_line(record: dict[str, Any], epochs: int, best: bool) -> str:
-    val = f"  val MAE {record['val_mae']:.3f} RMSE {record['val_rmse']:.3f}" if "val_mae" in record else ""
+    val = (
+        f"  val MAE {record['val_mae']:.3f} RMSE {record['val_rmse']:.3f}"
+        if "val_mae" in record
+        else ""
+    )
     if "val_scaled_mae" in record:  # a panel: MAE over each series' scale
         val += f" scaled MAE {record['val_scaled_mae']:.3f}"
     if "stop_mae" in record:

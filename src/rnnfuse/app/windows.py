@@ -33,7 +33,28 @@ from .config import DataConfig
 from .data import DataError, Series
 from .timegrid import DAYS_PER_YEAR
 
-__all__ = ["SPLIT_WORDS", "fit_covariates", "CovariateNorm", "with_base", "deseasonalised", "deseasonalised_forecast", "Windows", "concat_windows", "per_window", "Splits", "Prepared", "prepare", "check_length", "phases", "cycle_days", "split_origins", "fit_scale", "make_windows", "min_length", "history_length"]
+__all__ = [
+    "SPLIT_WORDS",
+    "fit_covariates",
+    "CovariateNorm",
+    "with_base",
+    "deseasonalised",
+    "deseasonalised_forecast",
+    "Windows",
+    "concat_windows",
+    "per_window",
+    "Splits",
+    "Prepared",
+    "prepare",
+    "check_length",
+    "phases",
+    "cycle_days",
+    "split_origins",
+    "fit_scale",
+    "make_windows",
+    "min_length",
+    "history_length",
+]
 
 
 @dataclass(frozen=True)
@@ -47,8 +68,12 @@ class Windows:
     targets: Tensor
     covariates: Tensor
     anchor: Tensor
-    scale: float | Tensor  # the series' scale; windows of several series (a panel): each window's, (N,) float64 on the CPU
-    base: Tensor | None = None  # (N, H) a classical forecast in series units: targets are residuals from it
+    scale: (
+        float | Tensor
+    )  # the series' scale; windows of several series (a panel): each window's, (N,) float64 on the CPU
+    base: Tensor | None = (
+        None  # (N, H) a classical forecast in series units: targets are residuals from it
+    )
 
     def __len__(self) -> int:
         return int(self.origins.shape[0])
@@ -56,8 +81,13 @@ class Windows:
     def subset(self, index: Tensor) -> Windows:
         """The windows at ``index`` (a 1-D index tensor)."""
         return Windows(
-            self.origins[index], self.local[index], self.global_[index], self.global_len[index],
-            self.targets[index], self.covariates[index], self.anchor[index],
+            self.origins[index],
+            self.local[index],
+            self.global_[index],
+            self.global_len[index],
+            self.targets[index],
+            self.covariates[index],
+            self.anchor[index],
             self.scale if isinstance(self.scale, float) else self.scale[index.cpu()],
             None if self.base is None else self.base[index],
         )
@@ -66,8 +96,14 @@ class Windows:
         """The same windows on ``device``."""
         move = lambda t: t.to(device)  # noqa: E731
         return Windows(
-            move(self.origins), move(self.local), move(self.global_), move(self.global_len),
-            move(self.targets), move(self.covariates), move(self.anchor), self.scale,
+            move(self.origins),
+            move(self.local),
+            move(self.global_),
+            move(self.global_len),
+            move(self.targets),
+            move(self.covariates),
+            move(self.anchor),
+            self.scale,
             None if self.base is None else move(self.base),
         )
 
@@ -97,12 +133,21 @@ def concat_windows(parts: Sequence[Windows]) -> Windows:
     if not parts:
         raise ValueError("concat_windows: expected at least one set of windows, got none")
     if len({p.base is None for p in parts}) > 1:
-        raise ValueError("concat_windows: expected every set of windows with a base forecast or none with one")
+        raise ValueError(
+            "concat_windows: expected every set of windows with a base forecast or none with one"
+        )
     cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
     scale = torch.cat([torch.as_tensor(p.scales(), dtype=torch.float64) for p in parts])
     return Windows(
-        cat("origins"), cat("local"), cat("global_"), cat("global_len"), cat("targets"), cat("covariates"),
-        cat("anchor"), scale, None if parts[0].base is None else cat("base"),
+        cat("origins"),
+        cat("local"),
+        cat("global_"),
+        cat("global_len"),
+        cat("targets"),
+        cat("covariates"),
+        cat("anchor"),
+        scale,
+        None if parts[0].base is None else cat("base"),
     )
 
 
@@ -121,7 +166,10 @@ class CovariateNorm:
         return {"mean": list(self.mean), "std": list(self.std)}
 
 
-SPLIT_WORDS = {"val": "validation", "stop": "early-stopping"}  # what reports call the early-stopping split
+SPLIT_WORDS = {
+    "val": "validation",
+    "stop": "early-stopping",
+}  # what reports call the early-stopping split
 
 
 @dataclass(frozen=True)
@@ -168,7 +216,9 @@ def prepare(series: Series, config: DataConfig, refit: bool = False) -> Prepared
     norm = fit_covariates(series, train) if config.covariates else None
     build = lambda origins: make_windows(series, origins, config, scale, covariate_norm=norm)  # noqa: E731
     stop = build(splits.stop) if config.stop_steps and not refit else None
-    return Prepared(series, splits, scale, build(train), build(splits.val), build(splits.test), norm, stop)
+    return Prepared(
+        series, splits, scale, build(train), build(splits.val), build(splits.test), norm, stop
+    )
 
 
 _SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test", "stop": "early-stopping"}
@@ -200,7 +250,13 @@ def history_length(config: DataConfig) -> int:
 
 def min_length(config: DataConfig) -> int:
     """Rows the windows need: history for one origin plus a horizon in each split."""
-    return history_length(config) + config.horizon + config.stop_steps + config.val_steps + config.test_steps
+    return (
+        history_length(config)
+        + config.horizon
+        + config.stop_steps
+        + config.val_steps
+        + config.test_steps
+    )
 
 
 def check_length(series: Series, config: DataConfig) -> None:
@@ -209,10 +265,14 @@ def check_length(series: Series, config: DataConfig) -> None:
     is shorter than the horizon."""
     where = f"{series.source}, column {series.column!r}"
     stretches = [("--val-steps", config.val_steps), ("--test-steps", config.test_steps)]
-    for flag, steps in stretches + ([("--stop-steps", config.stop_steps)] if config.stop_steps else []):
+    for flag, steps in stretches + (
+        [("--stop-steps", config.stop_steps)] if config.stop_steps else []
+    ):
         if steps < config.horizon:
-            raise DataError(f"{where}: {flag} {steps} is shorter than --horizon {config.horizon}; expected at least "
-                            f"the horizon (a window's targets must fit in the stretch): raise {flag} or lower --horizon")
+            raise DataError(
+                f"{where}: {flag} {steps} is shorter than --horizon {config.horizon}; expected at least "
+                f"the horizon (a window's targets must fit in the stretch): raise {flag} or lower --horizon"
+            )
     need = min_length(config)
     if len(series) < need:
         raise DataError(
@@ -266,11 +326,24 @@ def split_origins(series: Series, config: DataConfig) -> Splits:
     last = origins + h
     stop_start = val_start - config.stop_steps
     train = origins[ok & (last < stop_start)]
-    stop = origins[ok & (origins + 1 >= stop_start) & (last < val_start)] if config.stop_steps else origins[:0]
+    stop = (
+        origins[ok & (origins + 1 >= stop_start) & (last < val_start)]
+        if config.stop_steps
+        else origins[:0]
+    )
     val = origins[ok & (origins + 1 >= val_start) & (last < test_start)]
     test = origins[ok & (origins + 1 >= test_start)]
     before_test = origins[ok & (last < test_start)]
-    return Splits(train, val, test, val_start, test_start, before_test, stop, stop_start if config.stop_steps else None)
+    return Splits(
+        train,
+        val,
+        test,
+        val_start,
+        test_start,
+        before_test,
+        stop,
+        stop_start if config.stop_steps else None,
+    )
 
 
 def fit_scale(series: Series, train_origins: np.ndarray, horizon: int) -> float:
@@ -280,13 +353,19 @@ def fit_scale(series: Series, train_origins: np.ndarray, horizon: int) -> float:
     scale = float(deltas.std())
     where = f"{series.source}, column {series.column!r}"
     if not np.isfinite(scale):
-        raise DataError(f"{where}: the changes over the training windows overflow (values up to "
-                        f"{float(np.nanmax(np.abs(y))):.3g}); rescale the column")
+        raise DataError(
+            f"{where}: the changes over the training windows overflow (values up to "
+            f"{float(np.nanmax(np.abs(y))):.3g}); rescale the column"
+        )
     if scale <= 0:
-        raise DataError(f"{where}: the training windows do not vary (every change over {horizon} steps is 0); cannot scale")
+        raise DataError(
+            f"{where}: the training windows do not vary (every change over {horizon} steps is 0); cannot scale"
+        )
     if scale < 1e-30:
-        raise DataError(f"{where}: the changes over the training windows are tiny (standard deviation {scale:.3g}), "
-                        f"below what the model computes in; rescale the column")
+        raise DataError(
+            f"{where}: the changes over the training windows are tiny (standard deviation {scale:.3g}), "
+            f"below what the model computes in; rescale the column"
+        )
     return scale
 
 
@@ -294,27 +373,41 @@ def fit_covariates(series: Series, train_origins: np.ndarray) -> CovariateNorm:
     """Each covariate's mean and standard deviation over the rows up to the last training
     origin (the rows the training windows' encoders read); a constant column gets 1."""
     if series.covariates is None:
-        raise DataError(f"{series.source}: expected the series to carry covariates (load it naming them), found none")
+        raise DataError(
+            f"{series.source}: expected the series to carry covariates (load it naming them), found none"
+        )
     rows = series.covariates[: int(np.max(train_origins)) + 1]
     std = rows.std(axis=0)
-    return CovariateNorm(tuple(rows.mean(axis=0).tolist()), tuple(np.where(std > 0, std, 1.0).tolist()))
+    return CovariateNorm(
+        tuple(rows.mean(axis=0).tolist()), tuple(np.where(std > 0, std, 1.0).tolist())
+    )
 
 
-def _check_covariates(series: Series, config: DataConfig, norm: CovariateNorm | None) -> np.ndarray | None:
+def _check_covariates(
+    series: Series, config: DataConfig, norm: CovariateNorm | None
+) -> np.ndarray | None:
     """The series' covariates standardised, ``None`` without; errors when config, series and norm disagree."""
     if not config.covariates:
         return None
     if series.covariates is None or series.covariate_names != tuple(config.covariates):
-        raise DataError(f"{series.source}: expected the covariates {list(config.covariates)}, "
-                        f"got {list(series.covariate_names)}")
+        raise DataError(
+            f"{series.source}: expected the covariates {list(config.covariates)}, "
+            f"got {list(series.covariate_names)}"
+        )
     if norm is None or len(norm.mean) != len(config.covariates):
-        raise ValueError(f"make_windows: covariate_norm: expected one mean and std per covariate "
-                         f"({len(config.covariates)}), got {norm!r}")
+        raise ValueError(
+            f"make_windows: covariate_norm: expected one mean and std per covariate "
+            f"({len(config.covariates)}), got {norm!r}"
+        )
     return norm.apply(series.covariates)
 
 
 def make_windows(
-    series: Series, origins: np.ndarray, config: DataConfig, scale: float, targets: bool = True,
+    series: Series,
+    origins: np.ndarray,
+    config: DataConfig,
+    scale: float,
+    targets: bool = True,
     covariate_norm: CovariateNorm | None = None,
 ) -> Windows:
     """Build the windows at ``origins``; ``targets=False`` for forecasting past the end;
@@ -324,7 +417,9 @@ def make_windows(
     y = series.values
     anchor = y[origins]
     local_idx = origins[:, None] + np.arange(1 - config.local_steps, 1)[None, :]
-    local = _features((y[local_idx] - anchor[:, None]) / scale, phases(series, local_idx, config.period))
+    local = _features(
+        (y[local_idx] - anchor[:, None]) / scale, phases(series, local_idx, config.period)
+    )
     glob, glob_len = _global(series, origins, config, anchor, scale, covariates)
     if covariates is not None:
         local = np.concatenate([local, covariates[local_idx]], axis=-1)
@@ -333,13 +428,24 @@ def make_windows(
     tgt = (y[future] - anchor[:, None]) / scale if targets else np.zeros(future.shape)
     as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
     return Windows(
-        torch.from_numpy(origins), as_t(local), as_t(glob), torch.from_numpy(glob_len),
-        as_t(tgt[..., None]), as_t(cov), as_t(anchor), float(scale),
+        torch.from_numpy(origins),
+        as_t(local),
+        as_t(glob),
+        torch.from_numpy(glob_len),
+        as_t(tgt[..., None]),
+        as_t(cov),
+        as_t(anchor),
+        float(scale),
     )
 
 
 def _global(
-    series: Series, origins: np.ndarray, config: DataConfig, anchor: np.ndarray, scale: float, covariates: np.ndarray | None = None,
+    series: Series,
+    origins: np.ndarray,
+    config: DataConfig,
+    anchor: np.ndarray,
+    scale: float,
+    covariates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The global encoder's rows ``(N, global_blocks, 3 + k)`` (``k`` covariates: their block
     means) and valid counts: row ``j < count``
@@ -349,7 +455,9 @@ def _global(
     counts = np.minimum(blocks, (origins + 1) // size)
     j = np.arange(blocks)[None, :]
     valid = j < counts[:, None]
-    ends = np.where(valid, origins[:, None] - size * (counts[:, None] - 1 - j), size - 1)  # padding: any whole block
+    ends = np.where(
+        valid, origins[:, None] - size * (counts[:, None] - 1 - j), size - 1
+    )  # padding: any whole block
     idx = ends[..., None] - np.arange(size - 1, -1, -1)
     means = (series.values[idx].mean(axis=-1) - anchor[:, None]) / scale
     out = _features(means, phases(series, ends, config.period))
@@ -368,7 +476,9 @@ def _phase_features(phase: np.ndarray) -> np.ndarray:
     return np.stack([np.sin(angle), np.cos(angle)], axis=-1)
 
 
-def with_base(windows: Windows, base: np.ndarray, decoder_inputs: list[np.ndarray] | None = None) -> Windows:
+def with_base(
+    windows: Windows, base: np.ndarray, decoder_inputs: list[np.ndarray] | None = None
+) -> Windows:
     """Hybrid windows: ``base`` ``(N, H)`` is a classical forecast (series units) made at each
     origin without look-ahead; the targets become its errors ``(y - base) / s`` and the decoder
     gets one more covariate per step for each ``(N, H)`` array in ``decoder_inputs``, already
@@ -376,18 +486,37 @@ def with_base(windows: Windows, base: np.ndarray, decoder_inputs: list[np.ndarra
     b = torch.as_tensor(np.asarray(base, dtype=np.float64))
     shape = tuple(windows.targets.shape[:2])
     if tuple(b.shape) != shape:
-        raise ValueError(f"with_base: expected a base forecast of shape {shape}, got {tuple(b.shape)}")
-    relative = ((b - windows.anchor.double()[:, None]) / per_window(windows.scale)).float()[..., None]
-    extra = [relative] if decoder_inputs is None else [torch.as_tensor(np.asarray(f, dtype=np.float32))[..., None] for f in decoder_inputs]
+        raise ValueError(
+            f"with_base: expected a base forecast of shape {shape}, got {tuple(b.shape)}"
+        )
+    relative = ((b - windows.anchor.double()[:, None]) / per_window(windows.scale)).float()[
+        ..., None
+    ]
+    extra = (
+        [relative]
+        if decoder_inputs is None
+        else [torch.as_tensor(np.asarray(f, dtype=np.float32))[..., None] for f in decoder_inputs]
+    )
     if any(tuple(e.shape[:2]) != shape for e in extra):
-        raise ValueError(f"with_base: expected decoder inputs of shape {shape}, got {[tuple(e.shape[:2]) for e in extra]}")
+        raise ValueError(
+            f"with_base: expected decoder inputs of shape {shape}, got {[tuple(e.shape[:2]) for e in extra]}"
+        )
     return Windows(
-        windows.origins, windows.local, windows.global_, windows.global_len, windows.targets - relative,
-        torch.cat([windows.covariates, *extra], dim=-1), windows.anchor, windows.scale, b,
+        windows.origins,
+        windows.local,
+        windows.global_,
+        windows.global_len,
+        windows.targets - relative,
+        torch.cat([windows.covariates, *extra], dim=-1),
+        windows.anchor,
+        windows.scale,
+        b,
     )
 
 
-def deseasonalised_forecast(windows: Windows, forecast: np.ndarray, seasonal: np.ndarray, scale: float) -> np.ndarray:
+def deseasonalised_forecast(
+    windows: Windows, forecast: np.ndarray, seasonal: np.ndarray, scale: float
+) -> np.ndarray:
     """A forecast ``(N, H)`` (series units) on the deseasonalised encoders' footing: less the
     known ``seasonal`` component at its target steps, relative to the deseasonalised anchor
     ``y[t] - seasonal[t]``, over ``scale``.  ``seasonal`` must reach the last target
@@ -395,13 +524,19 @@ def deseasonalised_forecast(windows: Windows, forecast: np.ndarray, seasonal: np
     origins = windows.origins.numpy()
     steps = origins[:, None] + np.arange(1, np.shape(forecast)[1] + 1)[None, :]
     if len(seasonal) <= steps.max(initial=-1):
-        raise ValueError(f"deseasonalised_forecast: the seasonal component ({len(seasonal)} steps) does not reach step {steps.max()}")
+        raise ValueError(
+            f"deseasonalised_forecast: the seasonal component ({len(seasonal)} steps) does not reach step {steps.max()}"
+        )
     anchor = windows.anchor.double().numpy() - seasonal[origins]
     return (np.asarray(forecast, dtype=np.float64) - seasonal[steps] - anchor[:, None]) / scale
 
 
 def deseasonalised(
-    windows: Windows, series: Series, seasonal: np.ndarray, config: DataConfig, scale: float,
+    windows: Windows,
+    series: Series,
+    seasonal: np.ndarray,
+    config: DataConfig,
+    scale: float,
     covariate_norm: CovariateNorm | None = None,
 ) -> Windows:
     """``windows`` whose encoders read ``series`` minus ``seasonal`` (a known seasonal
@@ -410,7 +545,16 @@ def deseasonalised(
     anchor and base are unchanged.  The window at origin ``t`` reads ``seasonal`` up to ``t`` only."""
     seasonal = np.asarray(seasonal, dtype=np.float64)
     if seasonal.shape != (len(series),):
-        raise ValueError(f"deseasonalised: expected a seasonal component of shape ({len(series)},), got {seasonal.shape}")
+        raise ValueError(
+            f"deseasonalised: expected a seasonal component of shape ({len(series)},), got {seasonal.shape}"
+        )
     adjusted = replace(series, values=series.values - seasonal)
-    rebuilt = make_windows(adjusted, windows.origins.numpy(), config, scale, targets=False, covariate_norm=covariate_norm)
+    rebuilt = make_windows(
+        adjusted,
+        windows.origins.numpy(),
+        config,
+        scale,
+        targets=False,
+        covariate_norm=covariate_norm,
+    )
     return replace(windows, local=rebuilt.local, global_=rebuilt.global_)

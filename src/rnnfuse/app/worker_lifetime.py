@@ -37,7 +37,9 @@ def bind_to_parent(parent_pid: int) -> None:
     _parent_death_signal(signal.SIGTERM)
     if os.getppid() != parent_pid:  # the parent died before the signal was armed
         os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), name="rnnfuse-parent-watch", daemon=True).start()
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid,), name="rnnfuse-parent-watch", daemon=True
+    ).start()
 
 
 def _parent_death_signal(signum: int) -> bool:

@@ -15,12 +15,23 @@ from .experiment import Budget, classical_one, run_label, train_one
 from .hybrid import hybrid_base
 from .worker_lifetime import pool_options
 
-__all__ = ['network_tasks', 'refit_task', 'run_all']
+__all__ = ["network_tasks", "refit_task", "run_all"]
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-_COST = {"concat": 5, "bridge": 4, "child-sum": 4, "gated": 4, "zoph-knight": 4, "sum": 3, "mean": 3, "max": 3, "global": 2, "local": 1}
+_COST = {
+    "concat": 5,
+    "bridge": 4,
+    "child-sum": 4,
+    "gated": 4,
+    "zoph-knight": 4,
+    "sum": 3,
+    "mean": 3,
+    "max": 3,
+    "global": 2,
+    "local": 1,
+}
 
 
 def _star(task: tuple | dict[str, Any]) -> dict[str, Any]:
@@ -32,14 +43,28 @@ def _star(task: tuple | dict[str, Any]) -> dict[str, Any]:
 
 
 def network_tasks(
-    fusions: Sequence[str], seeds: Sequence[int], budget: Budget, out: str, data: DataConfig, refit: bool,
+    fusions: Sequence[str],
+    seeds: Sequence[int],
+    budget: Budget,
+    out: str,
+    data: DataConfig,
+    refit: bool,
 ) -> list[dict[str, Any]]:
     """:func:`train_one`'s arguments for every fusion and seed (``then_refit``: a refit before
     the test stretch follows once the run has found its best step, see :func:`refit_task`);
     longest first, which packs the workers best."""
     tasks = [
-        {"fusion": f, "budget": budget, "seed": s, "out": out, "data": data, "refit": False, "then_refit": refit}
-        for s in seeds for f in fusions
+        {
+            "fusion": f,
+            "budget": budget,
+            "seed": s,
+            "out": out,
+            "data": data,
+            "refit": False,
+            "then_refit": refit,
+        }
+        for s in seeds
+        for f in fusions
     ]
     return sorted(tasks, key=lambda t: -_COST.get(t["fusion"], 3))
 
@@ -52,8 +77,13 @@ def refit_task(task: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_all(
-    tasks: Sequence[tuple | dict[str, Any]], jobs: int, log: Callable[[str], None], hybrids: Sequence[dict[str, Any]] = (),
-    names: Sequence[str] = (), val_truth: Any = None, chosen: dict[str, Any] | None = None,
+    tasks: Sequence[tuple | dict[str, Any]],
+    jobs: int,
+    log: Callable[[str], None],
+    hybrids: Sequence[dict[str, Any]] = (),
+    names: Sequence[str] = (),
+    val_truth: Any = None,
+    chosen: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``tasks``; the ``hybrids`` (network tasks) start once every classical baseline of
     ``names`` has arrived: their base, the one among them and their combinations with the lowest
@@ -82,7 +112,11 @@ def run_all(
     def record(run: dict[str, Any]) -> list[tuple | dict[str, Any]]:
         runs.append(run)
         log(_done_line(run, len(runs), total, refitted))
-        task = planned.pop((run.get("name", ""), run.get("seed", -1)), None) if not run.get("refit") else None
+        task = (
+            planned.pop((run.get("name", ""), run.get("seed", -1)), None)
+            if not run.get("refit")
+            else None
+        )
         if task is not None:
             return [refit_task(task, run)]
         if run.get("baseline") not in names or not hybrids:
@@ -95,13 +129,17 @@ def run_all(
         if not base_parts:
             log("no classical baseline was fitted: the hybrids are not trained")
             return []
-        log(f"the hybrids' base, chosen on validation: {name} (val MAE {choice['val_mae'][name]:.4g})")
+        log(
+            f"the hybrids' base, chosen on validation: {name} (val MAE {choice['val_mae'][name]:.4g})"
+        )
         refitted.update((f"{t['fusion']} + {name}", t["seed"]) for t in hybrids if t["then_refit"])
         for p in base_parts:
             parts[p]["details"]["hybrid_base"] = choice
         base = combine([parts[p] for p in base_parts])["forecasts"]
         base = {k: v.tolist() for k, v in base.items()} | {"name": name}
-        if "DHR" in parts and parts["DHR"]["error"] is None:  # its seasonal component: the hybrids' encoders read the series without it
+        if (
+            "DHR" in parts and parts["DHR"]["error"] is None
+        ):  # its seasonal component: the hybrids' encoders read the series without it
             base["dhr"] = parts["DHR"]["details"]
         return plan([h | {"base": base} for h in hybrids])
 
@@ -119,8 +157,12 @@ def run_all(
         import queue as queues
 
         finished: queues.Queue = queues.Queue()
-        with multiprocessing.get_context("spawn").Pool(jobs, **pool_options()) as pool:  # workers end with us
-            submit = lambda t: pool.apply_async(_star, (t,), callback=finished.put, error_callback=finished.put)  # noqa: E731
+        with multiprocessing.get_context("spawn").Pool(
+            jobs, **pool_options()
+        ) as pool:  # workers end with us
+            submit = lambda t: pool.apply_async(
+                _star, (t,), callback=finished.put, error_callback=finished.put
+            )
             pending = len(tasks)
             for task in tasks:
                 submit(task)
@@ -141,15 +183,19 @@ def run_all(
     return runs
 
 
-def _done_line(run: dict[str, Any], done: int, total: int, refitted: Collection[tuple[str, int]] = ()) -> str:
+def _done_line(
+    run: dict[str, Any], done: int, total: int, refitted: Collection[tuple[str, int]] = ()
+) -> str:
     """One line of progress; ``refitted``: the (name, seed) of the runs refitted before test."""
     head = f"[{done}/{total}] "
     if "baseline" in run:
         what = f"failed: {run['error']}" if run["error"] else "fitted"
         return f"{head}{run['baseline']:<12} (classical) {what}  ({run['seconds']:.1f} s)"
     if run.get("refit"):
-        return (f"{head}{run['name']:<12} seed {run['seed']}  refitted on the {run['windows']} windows before the test "
-                f"stretch  ({run['seconds']:.1f} s, {run['epochs']} epochs)")
+        return (
+            f"{head}{run['name']:<12} seed {run['seed']}  refitted on the {run['windows']} windows before the test "
+            f"stretch  ({run['seconds']:.1f} s, {run['epochs']} epochs)"
+        )
     later = " (before its refit)" if (run["name"], run["seed"]) in refitted else ""
     return (
         f"{head}{run['name']:<12} seed {run['seed']}  val MAE {run['val']['mae']:.3f}  "

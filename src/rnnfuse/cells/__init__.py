@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-
 from typing import Any
 
 from .base import RecurrentCell
@@ -36,9 +35,14 @@ def make_cell(kind: str, input_size: int, hidden_size: int, **options: Any) -> R
         return CELL_TYPES[kind](input_size, hidden_size, **options)
     except TypeError as exc:
         if "unexpected keyword" in str(exc):
-            valid = sorted(p for p in inspect.signature(CELL_TYPES[kind].__init__).parameters
-                           if p not in ("self", "input_size", "hidden_size"))
-            raise TypeError(f"cell options for {kind!r}: {exc}; expected options from {valid}") from None
+            valid = sorted(
+                p
+                for p in inspect.signature(CELL_TYPES[kind].__init__).parameters
+                if p not in ("self", "input_size", "hidden_size")
+            )
+            raise TypeError(
+                f"cell options for {kind!r}: {exc}; expected options from {valid}"
+            ) from None
         raise
 
 

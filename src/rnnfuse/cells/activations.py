@@ -85,18 +85,28 @@ def keras_activation(value: object, keras_major: int, where: str) -> str:
     (``value``: a name, or Keras 3's ``{"class_name": "function", "config": name}``);
     ``ValueError`` saying what is unsupported, with ``where`` (e.g. ``layer 'lstm':
     recurrent_activation``) in front."""
-    if isinstance(value, dict) and isinstance(value.get("config"), str) \
-            and str(value.get("module", "keras.activations")).startswith("keras"):
+    if (
+        isinstance(value, dict)
+        and isinstance(value.get("config"), str)
+        and str(value.get("module", "keras.activations")).startswith("keras")
+    ):
         value = value["config"]
     if not isinstance(value, str):
-        raise ValueError(f"{where}: {value!r} is not a built-in Keras activation; rnnfuse reads "
-                         f"built-in activations by name only (a custom function's code is not "
-                         f"in the file)")
+        raise ValueError(
+            f"{where}: {value!r} is not a built-in Keras activation; rnnfuse reads "
+            f"built-in activations by name only (a custom function's code is not "
+            f"in the file)"
+        )
     if value in _KERAS_MISSING.get(keras_major, set()) or value not in (
-            set(ACTIVATIONS) | set(_KERAS_ALIASES.get(keras_major, {}))):
-        supported = sorted((set(ACTIVATIONS) - _KERAS_MISSING.get(keras_major, set()))
-                           | set(_KERAS_ALIASES.get(keras_major, {})))
-        raise ValueError(f"{where}: {value!r} is not supported (Keras {keras_major} activations "
-                         f"rnnfuse computes: {supported}; e.g. softmax acts across a gate's "
-                         f"units, which no cell of rnnfuse does)")
+        set(ACTIVATIONS) | set(_KERAS_ALIASES.get(keras_major, {}))
+    ):
+        supported = sorted(
+            (set(ACTIVATIONS) - _KERAS_MISSING.get(keras_major, set()))
+            | set(_KERAS_ALIASES.get(keras_major, {}))
+        )
+        raise ValueError(
+            f"{where}: {value!r} is not supported (Keras {keras_major} activations "
+            f"rnnfuse computes: {supported}; e.g. softmax acts across a gate's "
+            f"units, which no cell of rnnfuse does)"
+        )
     return _KERAS_ALIASES.get(keras_major, {}).get(value, value)

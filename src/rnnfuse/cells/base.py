@@ -69,9 +69,7 @@ class RecurrentCell(nn.Module):
     def forward(self, x: Tensor, state: LayerState | None = None) -> tuple[Tensor, LayerState]:
         """One step: ``x`` is ``(B, input_size)``; returns ``(output, new_state)``."""
         if x.dim() != 2 or x.shape[-1] != self.input_size:
-            raise ValueError(
-                f"x: expected shape (B, {self.input_size}), got {list(x.shape)}"
-            )
+            raise ValueError(f"x: expected shape (B, {self.input_size}), got {list(x.shape)}")
         if state is None:
             state = self.initial_state(x.shape[0], x.device, x.dtype)
         return self.step_projected(self.project_input(x), state)
@@ -85,14 +83,22 @@ class RecurrentCell(nn.Module):
         """
         return None
 
-    def bias_or_zeros(self, bias: Tensor | None, size: int, dtype: torch.dtype,
-                      device: torch.device, slot: str = "zero_bias") -> Tensor:
+    def bias_or_zeros(
+        self,
+        bias: Tensor | None,
+        size: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        slot: str = "zero_bias",
+    ) -> Tensor:
         """``bias``, or for a cell built with ``bias=False`` a ``(size,)`` zero constant
         (not a parameter; ``slot`` names its view in the flat buffer, else it is cached),
         so that kernels taking biases still run it."""
         if bias is not None:
             return bias
-        return self.constant(slot, dtype, device, lambda: torch.zeros(size, dtype=dtype, device=device))
+        return self.constant(
+            slot, dtype, device, lambda: torch.zeros(size, dtype=dtype, device=device)
+        )
 
     # -- one flat buffer (see rnnfuse.cells.flat) ----------------------------------
     def flat_entries(self) -> list[FlatEntry]:
@@ -121,8 +127,7 @@ class RecurrentCell(nn.Module):
         members = list(self.parameters(recurse=False)) + list((constants or {}).values())
         return is_flat(members)
 
-    def constant(self, slot: str, dtype: torch.dtype, device: torch.device,
-                 make: Any) -> Tensor:
+    def constant(self, slot: str, dtype: torch.dtype, device: torch.device, make: Any) -> Tensor:
         """The constant ``slot`` of the flat buffer when it is there in ``dtype`` on
         ``device``, else ``make()`` cached per cell (see :mod:`.constants`)."""
         found = getattr(self, "_flat_constants", {}).get(slot)
@@ -184,8 +189,10 @@ def _optional_positive_float(name: str, value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name}: expected a positive float or None, got {value!r}")
     if not value >= 0:
-        raise ValueError(f"{name}: expected a positive float or None, got {value} "
-                         f"(0.0 is accepted too: a clip at zero, as in TF)")
+        raise ValueError(
+            f"{name}: expected a positive float or None, got {value} "
+            f"(0.0 is accepted too: a clip at zero, as in TF)"
+        )
     return float(value)
 
 

@@ -43,8 +43,9 @@ class FlatEntry(NamedTuple):
     make: Callable[[torch.dtype, torch.device], Tensor] | None = None
 
 
-def _members(cell: nn.Module, entries: list[FlatEntry], dtype: torch.dtype,
-             device: torch.device) -> list[Tensor] | None:
+def _members(
+    cell: nn.Module, entries: list[FlatEntry], dtype: torch.dtype, device: torch.device
+) -> list[Tensor] | None:
     """The tensors of ``entries`` (constants freshly made), or ``None`` when a parameter
     is missing or not of ``dtype`` on ``device``."""
     out = []
@@ -73,8 +74,16 @@ def _cudnn_layout(members: list[Tensor], cudnn_args: tuple | None) -> bool:
     mode, input_size, hidden_size, proj_size = cudnn_args
     with torch.cuda.device_of(members[0]):
         torch._cudnn_rnn_flatten_weight(
-            members, len(members), input_size, cudnn_rnn.get_cudnn_mode(mode),
-            hidden_size, proj_size, 1, False, False)
+            members,
+            len(members),
+            input_size,
+            cudnn_rnn.get_cudnn_mode(mode),
+            hidden_size,
+            proj_size,
+            1,
+            False,
+            False,
+        )
     return True
 
 
@@ -91,7 +100,9 @@ def _packed_layout(members: list[Tensor]) -> None:
         offset += size
 
 
-def flatten(cell: nn.Module, entries: list[FlatEntry], cudnn_args: tuple | None = None) -> dict[str, Tensor]:
+def flatten(
+    cell: nn.Module, entries: list[FlatEntry], cudnn_args: tuple | None = None
+) -> dict[str, Tensor]:
     """Make ``cell``'s flat buffer; returns the constants (views of it) by name, or ``{}``
     where the parameters differ in dtype or device, live on the meta device or are
     inference tensors (the cell then runs as it is, and is flattened again after the next
@@ -105,7 +116,10 @@ def flatten(cell: nn.Module, entries: list[FlatEntry], cudnn_args: tuple | None 
     dtype, device = params[0].dtype, params[0].device
     if device.type == "meta" or any(p.is_inference() for p in params):
         return {}  # no storage to share; inference tensors (made by .to() in inference_mode) stay as they are
-    with torch.inference_mode(False), torch.no_grad():  # a buffer later calls that autograd records can use
+    with (
+        torch.inference_mode(False),
+        torch.no_grad(),
+    ):  # a buffer later calls that autograd records can use
         members = _members(cell, entries, dtype, device)
         if members is None or any(p.dtype != dtype or p.device != device for p in params):
             return {}

@@ -29,7 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .activations import activation as activation_fn, check_activation
+from .activations import activation as activation_fn
+from .activations import check_activation
 from .base import RecurrentCell, _check_bias
 from .flat import FlatEntry
 from .spec import GRUKernelArgs, KernelSpec
@@ -40,8 +41,14 @@ __all__ = ["GRUCell", "gru_step_reset_after", "gru_step_reset_before"]
 Activation = Callable[[Tensor], Tensor]
 
 
-def gru_step_reset_after(xw: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tensor | None,
-                         act: Activation = torch.tanh, gate: Activation = torch.sigmoid) -> Tensor:
+def gru_step_reset_after(
+    xw: Tensor,
+    h: Tensor,
+    weight_hh: Tensor,
+    bias_hh: Tensor | None,
+    act: Activation = torch.tanh,
+    gate: Activation = torch.sigmoid,
+) -> Tensor:
     """One GRU step, reset applied after the hidden matmul (PyTorch semantics); ``act`` and
     ``gate`` are the activations of ``n`` and of ``r``, ``z``."""
     gh = h @ weight_hh.t() if bias_hh is None else torch.addmm(bias_hh, h, weight_hh.t())
@@ -53,8 +60,13 @@ def gru_step_reset_after(xw: Tensor, h: Tensor, weight_hh: Tensor, bias_hh: Tens
     return n + z * (h - n)
 
 
-def gru_step_reset_before(xw: Tensor, h: Tensor, weight_hh: Tensor,
-                          act: Activation = torch.tanh, gate: Activation = torch.sigmoid) -> Tensor:
+def gru_step_reset_before(
+    xw: Tensor,
+    h: Tensor,
+    weight_hh: Tensor,
+    act: Activation = torch.tanh,
+    gate: Activation = torch.sigmoid,
+) -> Tensor:
     """One GRU step, reset applied to ``h`` before the matmul (TensorFlow 1 semantics)."""
     hidden = h.shape[1]
     x_r, x_z, x_n = xw.chunk(3, dim=1)
@@ -80,9 +92,16 @@ class GRUCell(RecurrentCell):
     bias_ih: Tensor | None  # reset_after=True (None with bias=False)
     bias_hh: Tensor | None
 
-    def __init__(self, input_size: int, hidden_size: int, *, reset_after: bool = True,
-                 bias: bool = True, activation: str = "tanh",
-                 recurrent_activation: str = "sigmoid") -> None:
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        *,
+        reset_after: bool = True,
+        bias: bool = True,
+        activation: str = "tanh",
+        recurrent_activation: str = "sigmoid",
+    ) -> None:
         super().__init__(input_size, hidden_size)
         self.use_bias = _check_bias(bias)
         self.activation = check_activation("activation", activation)
@@ -137,11 +156,22 @@ class GRUCell(RecurrentCell):
             return None
         size = 3 * self.hidden_size
         if self.reset_after:
-            return KernelSpec("gru", (self.weight_ih, self.weight_hh,
-                                      self.bias_or_zeros(self.bias_ih, size, dtype, device, "bias_ih"),
-                                      self.bias_or_zeros(self.bias_hh, size, dtype, device, "bias_hh")))
-        return KernelSpec(bptt=lambda: GRUKernelArgs(
-            self.weight_ih, self.bias_or_zeros(self.bias, size, dtype, device, "bias"), self.weight_hh))
+            return KernelSpec(
+                "gru",
+                (
+                    self.weight_ih,
+                    self.weight_hh,
+                    self.bias_or_zeros(self.bias_ih, size, dtype, device, "bias_ih"),
+                    self.bias_or_zeros(self.bias_hh, size, dtype, device, "bias_hh"),
+                ),
+            )
+        return KernelSpec(
+            bptt=lambda: GRUKernelArgs(
+                self.weight_ih,
+                self.bias_or_zeros(self.bias, size, dtype, device, "bias"),
+                self.weight_hh,
+            )
+        )
 
     def flat_entries(self) -> list[FlatEntry]:
         """``w_ih, w_hh`` and the biases (``nn.RNNBase`` order; zero constants with
@@ -149,8 +179,11 @@ class GRUCell(RecurrentCell):
         size = 3 * self.hidden_size
         names = ("bias_ih", "bias_hh") if self.reset_after else ("bias",)
         return [FlatEntry("weight_ih"), FlatEntry("weight_hh")] + [
-            FlatEntry(name) if getattr(self, name) is not None else
-            FlatEntry(name, lambda d, v: torch.zeros(size, dtype=d, device=v)) for name in names]
+            FlatEntry(name)
+            if getattr(self, name) is not None
+            else FlatEntry(name, lambda d, v: torch.zeros(size, dtype=d, device=v))
+            for name in names
+        ]
 
     def cudnn_args(self) -> tuple[str, int, int, int] | None:
         if not (self.reset_after and self.default_activations):

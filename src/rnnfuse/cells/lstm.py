@@ -29,12 +29,20 @@ import torch
 from torch import Tensor, nn
 
 from ..state import LSTMState
-from .activations import activation as activation_fn, check_activation
+from .activations import activation as activation_fn
+from .activations import check_activation
 from .base import RecurrentCell, _check_bias, _optional_positive_float, _positive_int
 from .flat import FlatEntry
 from .spec import KernelSpec, LSTMKernelArgs
 
-__all__ = ["LSTMCell", "LSTMOptions", "lstm_step", "lstm_cell_terms", "lstm_cell_update", "lstm_output"]
+__all__ = [
+    "LSTMCell",
+    "LSTMOptions",
+    "lstm_step",
+    "lstm_cell_terms",
+    "lstm_cell_update",
+    "lstm_output",
+]
 
 
 class LSTMOptions(NamedTuple):
@@ -151,7 +159,9 @@ class LSTMCell(RecurrentCell):
             raise ValueError(f"forget_bias: expected a finite float, got {forget_bias!r}")
         self.proj_size = None if proj_size is None else _positive_int("proj_size", proj_size)
         if proj_clip is not None and self.proj_size is None:
-            raise ValueError("proj_clip: clips the projection, so it needs proj_size; got proj_size=None")
+            raise ValueError(
+                "proj_clip: clips the projection, so it needs proj_size; got proj_size=None"
+            )
         self.lstm_options = LSTMOptions(
             float(forget_bias),
             _optional_positive_float("cell_clip", cell_clip),
@@ -222,10 +232,18 @@ class LSTMCell(RecurrentCell):
         if not self.lstm_options.default_activations:
             return None
         fused: tuple[Tensor, ...] | None = None
-        if not self.peepholes and self.cell_clip is None and self.proj_clip is None and self._fused_projection():
-            fused = (self.weight_ih, self.weight_hh,
-                     self.bias_or_zeros(self.bias, 4 * self.hidden_size, dtype, device, "b_ih"),
-                     self.second_bias(dtype, device))
+        if (
+            not self.peepholes
+            and self.cell_clip is None
+            and self.proj_clip is None
+            and self._fused_projection()
+        ):
+            fused = (
+                self.weight_ih,
+                self.weight_hh,
+                self.bias_or_zeros(self.bias, 4 * self.hidden_size, dtype, device, "b_ih"),
+                self.second_bias(dtype, device),
+            )
             if self.proj_size is not None:
                 fused += (self.weight_hr,)
         return KernelSpec("lstm" if fused else None, fused, lambda: self._bptt_args(dtype, device))
@@ -234,8 +252,9 @@ class LSTMCell(RecurrentCell):
         """``(4H,)`` constant: zeros with ``forget_bias`` in the f slot (gate order i, f,
         g, o), the ``b_hh`` of PyTorch's LSTM kernel: a view of the flat buffer (cached
         while the cell lives where the buffer is not in ``dtype`` on ``device``)."""
-        return self.constant(self._second_bias_slot(), dtype, device,
-                             lambda: self._make_second_bias(dtype, device))
+        return self.constant(
+            self._second_bias_slot(), dtype, device, lambda: self._make_second_bias(dtype, device)
+        )
 
     def _second_bias_slot(self) -> str:
         return f"b_hh(forget_bias={self.forget_bias!r})"  # a changed value is another slot
@@ -250,10 +269,14 @@ class LSTMCell(RecurrentCell):
         """``w_ih, w_hh, b_ih, b_hh(, w_hr)`` (``nn.RNNBase`` order; ``b_hh`` the constant
         second bias, ``b_ih`` zeros with ``bias=False``), then the peepholes."""
         size = 4 * self.hidden_size
-        entries = [FlatEntry("weight_ih"), FlatEntry("weight_hh"),
-                   FlatEntry("bias") if self.bias is not None else
-                   FlatEntry("b_ih", lambda d, v: torch.zeros(size, dtype=d, device=v)),
-                   FlatEntry(self._second_bias_slot(), self._make_second_bias)]
+        entries = [
+            FlatEntry("weight_ih"),
+            FlatEntry("weight_hh"),
+            FlatEntry("bias")
+            if self.bias is not None
+            else FlatEntry("b_ih", lambda d, v: torch.zeros(size, dtype=d, device=v)),
+            FlatEntry(self._second_bias_slot(), self._make_second_bias),
+        ]
         if self.proj_size is not None:
             entries.append(FlatEntry("weight_hr"))
         if self.peepholes:
@@ -265,7 +288,11 @@ class LSTMCell(RecurrentCell):
         return self.proj_size is None or self.proj_size < self.hidden_size
 
     def cudnn_args(self) -> tuple[str, int, int, int] | None:
-        if self.peepholes or not self._fused_projection() or not self.lstm_options.default_activations:
+        if (
+            self.peepholes
+            or not self._fused_projection()
+            or not self.lstm_options.default_activations
+        ):
             return None
         return ("LSTM", self.input_size, self.hidden_size, self.proj_size or 0)
 

@@ -40,8 +40,9 @@ class RNNCell(RecurrentCell):
     kind = "rnn"
     bias: Tensor | None  # None with bias=False
 
-    def __init__(self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh",
-                 bias: bool = True) -> None:
+    def __init__(
+        self, input_size: int, hidden_size: int, *, nonlinearity: str = "tanh", bias: bool = True
+    ) -> None:
         super().__init__(input_size, hidden_size)
         self.use_bias = _check_bias(bias)
         self.nonlinearity = check_activation("nonlinearity", nonlinearity)
@@ -89,9 +90,12 @@ class RNNCell(RecurrentCell):
         def zeros(dtype: torch.dtype, device: torch.device) -> Tensor:
             return torch.zeros(size, dtype=dtype, device=device)
 
-        return [FlatEntry("weight_ih"), FlatEntry("weight_hh"),
-                FlatEntry("bias") if self.bias is not None else FlatEntry("b_ih", zeros),
-                FlatEntry("b_hh", zeros)]
+        return [
+            FlatEntry("weight_ih"),
+            FlatEntry("weight_hh"),
+            FlatEntry("bias") if self.bias is not None else FlatEntry("b_ih", zeros),
+            FlatEntry("b_hh", zeros),
+        ]
 
     def cudnn_args(self) -> tuple[str, int, int, int] | None:
         if self.nonlinearity not in _FUSED:
@@ -99,7 +103,9 @@ class RNNCell(RecurrentCell):
         return (f"RNN_{self.nonlinearity.upper()}", self.input_size, self.hidden_size, 0)
 
     def options(self) -> dict[str, Any]:
-        opts: dict[str, Any] = {} if self.nonlinearity == "tanh" else {"nonlinearity": self.nonlinearity}
+        opts: dict[str, Any] = (
+            {} if self.nonlinearity == "tanh" else {"nonlinearity": self.nonlinearity}
+        )
         if not self.use_bias:
             opts["bias"] = False
         return opts

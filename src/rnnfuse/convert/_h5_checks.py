@@ -50,8 +50,10 @@ def check_h5_file(f: Any, path: str) -> None:
             _check_link(group.get(name, getlink=True), full, path, h5py)
             obj = group[name]
             if obj.id in seen:
-                raise KerasFormatError(f"source: {path!r}: {full!r} is a second link to {seen[obj.id]!r}; "
-                                       f"an object reached twice is refused (it would be read twice)")
+                raise KerasFormatError(
+                    f"source: {path!r}: {full!r} is a second link to {seen[obj.id]!r}; "
+                    f"an object reached twice is refused (it would be read twice)"
+                )
             seen[obj.id] = full
             if len(seen) > MAX_H5_OBJECTS:
                 raise KerasFormatError(f"source: {path!r}: more than {MAX_H5_OBJECTS:,} objects")
@@ -60,17 +62,22 @@ def check_h5_file(f: Any, path: str) -> None:
             elif isinstance(obj, h5py.Dataset):
                 total += check_dataset(obj, f"source: {path!r}: dataset {full!r}")
                 if total > MAX_WEIGHT_BYTES:
-                    raise KerasFormatError(f"source: {path!r}: its datasets declare more than "
-                                           f"{MAX_WEIGHT_BYTES:,} bytes in all")
+                    raise KerasFormatError(
+                        f"source: {path!r}: its datasets declare more than "
+                        f"{MAX_WEIGHT_BYTES:,} bytes in all"
+                    )
 
 
 def _check_link(link: Any, full: str, path: str, h5py: Any) -> None:
     if isinstance(link, h5py.ExternalLink):
-        raise KerasFormatError(f"source: {path!r}: {full!r} is an external link to "
-                               f"{link.filename!r}; a model file may not name other files")
+        raise KerasFormatError(
+            f"source: {path!r}: {full!r} is an external link to "
+            f"{link.filename!r}; a model file may not name other files"
+        )
     if isinstance(link, h5py.SoftLink):
-        raise KerasFormatError(f"source: {path!r}: {full!r} is a soft link to {link.path!r}; "
-                               f"Keras files hold no links")
+        raise KerasFormatError(
+            f"source: {path!r}: {full!r} is a soft link to {link.path!r}; Keras files hold no links"
+        )
     if not isinstance(link, h5py.HardLink):
         raise KerasFormatError(f"source: {path!r}: {full!r} is a link of an unknown kind")
 
@@ -86,10 +93,14 @@ def check_dataset(ds: Any, who: str) -> int:
     filters = _filter_ids(ds)
     unknown = [i for i in filters if i not in _FILTERS]
     if unknown:
-        raise KerasFormatError(f"{who} uses HDF5 filters {unknown}, which would load plugins; "
-                               f"expected only {sorted(_FILTERS.values())}")
+        raise KerasFormatError(
+            f"{who} uses HDF5 filters {unknown}, which would load plugins; "
+            f"expected only {sorted(_FILTERS.values())}"
+        )
     if ds.dtype.kind not in _KINDS or ds.dtype.fields is not None:
-        raise KerasFormatError(f"{who} has dtype {ds.dtype}; expected real numbers (float, int or bool)")
+        raise KerasFormatError(
+            f"{who} has dtype {ds.dtype}; expected real numbers (float, int or bool)"
+        )
     return _check_backed(ds, who, bool(filters))
 
 
@@ -98,13 +109,17 @@ def _check_backed(ds: Any, who: str, filtered: bool) -> int:
         return 0
     declared = int(np.prod(ds.shape, dtype=object)) * ds.dtype.itemsize
     if declared > MAX_WEIGHT_BYTES:
-        raise KerasFormatError(f"{who} declares shape {list(ds.shape)} ({declared:,} bytes), more than "
-                               f"the {MAX_WEIGHT_BYTES:,} bytes a weight file may hold; refused before allocating")
+        raise KerasFormatError(
+            f"{who} declares shape {list(ds.shape)} ({declared:,} bytes), more than "
+            f"the {MAX_WEIGHT_BYTES:,} bytes a weight file may hold; refused before allocating"
+        )
     stored = ds.id.get_storage_size()
     room = stored * (MAX_FILTER_RATIO if filtered else 1) + _SLACK
     if declared > room:
-        raise KerasFormatError(f"{who} declares shape {list(ds.shape)} ({declared:,} bytes) but the file "
-                               f"holds {stored:,} bytes of it; refused before allocating")
+        raise KerasFormatError(
+            f"{who} declares shape {list(ds.shape)} ({declared:,} bytes) but the file "
+            f"holds {stored:,} bytes of it; refused before allocating"
+        )
     return declared
 
 
@@ -125,12 +140,16 @@ class DatasetReader:
         """The array of dataset ``ds`` (``name`` for messages), checked before reading."""
         who = f"source: {self.path!r}: dataset {name!r}"
         if ds.id in self._read:
-            raise KerasFormatError(f"{who} is the same dataset as {self._read[ds.id]!r}; a file that lists "
-                                   f"one dataset twice is refused")
+            raise KerasFormatError(
+                f"{who} is the same dataset as {self._read[ds.id]!r}; a file that lists "
+                f"one dataset twice is refused"
+            )
         self._bytes += check_dataset(ds, who)
         if self._bytes > MAX_WEIGHT_BYTES:
-            raise KerasFormatError(f"source: {self.path!r}: its datasets hold more than "
-                                   f"{MAX_WEIGHT_BYTES:,} bytes in all")
+            raise KerasFormatError(
+                f"source: {self.path!r}: its datasets hold more than "
+                f"{MAX_WEIGHT_BYTES:,} bytes in all"
+            )
         self._read[ds.id] = name
         return np.asarray(ds[()])
 
@@ -139,5 +158,3 @@ def _h5py() -> Any:
     import h5py
 
     return h5py
-
-

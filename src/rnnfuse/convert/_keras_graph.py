@@ -62,8 +62,10 @@ def sequential(layers: list[KerasLayer]) -> list[KerasLayer]:
     """The layers of a Sequential model, each reading the one before (the first: the model's
     input), so that a layer between two recurrent ones (``RepeatVector``) breaks the chain
     as it does in the model."""
-    return [lay._replace(inbound=Inbound(((layers[k - 1].name, 0),) if k else ()))
-            for k, lay in enumerate(layers)]
+    return [
+        lay._replace(inbound=Inbound(((layers[k - 1].name, 0),) if k else ()))
+        for k, lay in enumerate(layers)
+    ]
 
 
 def _tensors(value: Any) -> list[Tensor]:
@@ -82,8 +84,13 @@ def _tensors(value: Any) -> list[Tensor]:
 
 
 def _is_ref(value: Any) -> bool:
-    return (isinstance(value, (list, tuple)) and len(value) in (3, 4) and isinstance(value[0], str)
-            and isinstance(value[1], int) and isinstance(value[2], int))
+    return (
+        isinstance(value, (list, tuple))
+        and len(value) in (3, 4)
+        and isinstance(value[0], str)
+        and isinstance(value[1], int)
+        and isinstance(value[2], int)
+    )
 
 
 def _is_recurrent(layer: KerasLayer) -> bool:
@@ -103,7 +110,11 @@ def feeder(layer: KerasLayer, by_name: dict[str, KerasLayer]) -> tuple[str, str]
             return ("other", name)
         seen.add(name)
         if _is_recurrent(source):
-            return ("layer", name) if index == 0 else ("other", f"{name} (its output {index}: a state)")
+            return (
+                ("layer", name)
+                if index == 0
+                else ("other", f"{name} (its output {index}: a state)")
+            )
         if source.class_name == "InputLayer":
             return ("input", name)
         if source.class_name not in NEUTRAL or source.inbound is None:
@@ -136,8 +147,10 @@ def chains(layers: list[KerasLayer]) -> list[list[KerasLayer]]:
         todo.extend(path + [child] for child in reversed(below))
     reached = {lay.name for path in found for lay in path}
     if len(reached) != len(rnn):
-        raise KerasFormatError(f"the model's graph has a cycle: layers "
-                               f"{sorted(lay.name for lay in rnn if lay.name not in reached)} read each other")
+        raise KerasFormatError(
+            f"the model's graph has a cycle: layers "
+            f"{sorted(lay.name for lay in rnn if lay.name not in reached)} read each other"
+        )
     return found
 
 
@@ -148,8 +161,10 @@ def describe_chain(chain: list[KerasLayer], layers: list[KerasLayer]) -> str:
     if first.inbound is None:
         return text
     kind, name = feeder(first, {lay.name: lay for lay in layers})
-    text += {"input": f" on input {name!r}" if name else " on the model's input",
-             "layer": f" on the outputs of {name!r}"}.get(kind, f" reading {name!r}")
+    text += {
+        "input": f" on input {name!r}" if name else " on the model's input",
+        "layer": f" on the outputs of {name!r}",
+    }.get(kind, f" reading {name!r}")
     sources = sorted({n for n, _ in first.inbound.states})
     if sources:
         text += f", its initial state from {', '.join(map(repr, sources))}"

@@ -12,16 +12,34 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["KerasLayer", "KerasFormatError", "GATES", "KINDS", "NEUTRAL", "snake", "text",
-           "keras_major", "with_keras_major"]
+__all__ = [
+    "KerasLayer",
+    "KerasFormatError",
+    "GATES",
+    "KINDS",
+    "NEUTRAL",
+    "snake",
+    "text",
+    "keras_major",
+    "with_keras_major",
+]
 
 GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
 KINDS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn"}
 #: cells of RNN(cell) / StackedRNNCells, by class, and the layer they act as
 CELL_CLASSES = {"LSTMCell": "LSTM", "GRUCell": "GRU", "SimpleRNNCell": "SimpleRNN"}
-NEUTRAL = {"InputLayer", "Masking", "Dropout", "SpatialDropout1D", "GaussianNoise",
-           "GaussianDropout", "AlphaDropout", "ActivityRegularization",
-           "NotEqual", "Any"}  # the last two: the mask a functional model computes for Masking
+NEUTRAL = {
+    "InputLayer",
+    "Masking",
+    "Dropout",
+    "SpatialDropout1D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "ActivityRegularization",
+    "NotEqual",
+    "Any",
+}  # the last two: the mask a functional model computes for Masking
 
 
 class KerasFormatError(ValueError):
@@ -48,10 +66,14 @@ def keras_major(version: object, default: int) -> int:
 
 def with_keras_major(layers: list[KerasLayer], major: int) -> list[KerasLayer]:
     """``layers`` (their backward halves and cells too) marked as written by Keras ``major``."""
+
     def mark(layer: KerasLayer) -> KerasLayer:
-        return layer._replace(keras_major=major,
-                              backward=None if layer.backward is None else mark(layer.backward),
-                              cells=tuple(mark(c) for c in layer.cells))
+        return layer._replace(
+            keras_major=major,
+            backward=None if layer.backward is None else mark(layer.backward),
+            cells=tuple(mark(c) for c in layer.cells),
+        )
+
     return [mark(layer) for layer in layers]
 
 

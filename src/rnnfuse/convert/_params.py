@@ -28,8 +28,14 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["GATE_ORDERS", "gate_permutation", "to_rnnfuse_gates", "from_rnnfuse_gates", "copy_params",
-           "check_real_weights"]
+__all__ = [
+    "GATE_ORDERS",
+    "gate_permutation",
+    "to_rnnfuse_gates",
+    "from_rnnfuse_gates",
+    "copy_params",
+    "check_real_weights",
+]
 
 _REAL = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
 _REAL_TORCH = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
@@ -78,8 +84,10 @@ def _reorder(a: Array, order: Sequence[int], axis: int) -> Array:
     if list(order) == list(range(len(order))):
         return a
     if a.shape[axis] % len(order):
-        raise ValueError(f"gates: expected axis {axis} of length divisible by {len(order)}, "
-                         f"got shape {list(a.shape)}")
+        raise ValueError(
+            f"gates: expected axis {axis} of length divisible by {len(order)}, "
+            f"got shape {list(a.shape)}"
+        )
     if isinstance(a, np.ndarray):
         parts = np.split(a, len(order), axis=axis)
         return np.concatenate([parts[i] for i in order], axis=axis)
@@ -114,9 +122,13 @@ def _check_params(params: Mapping[str, nn.Parameter], values: Mapping[str, Any],
         problems.append(f"unexpected {unexpected}")
     for name, value in values.items():
         if name in params and value is not None and tuple(value.shape) != tuple(params[name].shape):
-            problems.append(f"{name}: expected shape {list(params[name].shape)}, got {list(value.shape)}")
+            problems.append(
+                f"{name}: expected shape {list(params[name].shape)}, got {list(value.shape)}"
+            )
         if value is not None and not _is_real(value):
-            problems.append(f"{name}: expected a real floating dtype (float16/32/64), got {value.dtype}")
+            problems.append(
+                f"{name}: expected a real floating dtype (float16/32/64), got {value.dtype}"
+            )
     if problems:
         raise ValueError(f"{who}: parameters do not fit: " + "; ".join(problems))
 
@@ -132,7 +144,9 @@ def check_real_weights(arrays: Sequence[Any], who: str) -> None:
     (float16, float32 or float64): a complex, integer or string kernel builds no cell."""
     wrong = sorted({str(a.dtype) for a in arrays if not _is_real(a)})
     if wrong:
-        raise ValueError(f"{who}: expected weights of a real floating dtype (float16/32/64), got {wrong}")
+        raise ValueError(
+            f"{who}: expected weights of a real floating dtype (float16/32/64), got {wrong}"
+        )
 
 
 def _as_tensor(value: Any) -> torch.Tensor:

@@ -48,29 +48,44 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._checks import check_lengths, check_sequence_input
 from .._files import GIB, MIB, NotRegularFileError, check_regular_file, loads_json, read_zip_member
 from ..cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
-from .._checks import check_lengths, check_sequence_input
+from ..cells.activations import keras_activation
 from ..kernels import run_layer
 from ..stack import StackedRNN
-from ..cells.activations import keras_activation
-from ._keras_graph import Inbound, chains, describe_chain, feeder, parse_inbound, sequential
-from ._keras_model import (CELL_CLASSES, GATES, KINDS, NEUTRAL, KerasFormatError, KerasLayer, keras_major,
-                           snake, with_keras_major)
 from ._h5_checks import MAX_WEIGHT_BYTES, check_h5_file
-from .keras_h5 import is_keras2_h5, read_keras2_h5
+from ._keras_graph import Inbound, chains, describe_chain, feeder, parse_inbound, sequential
+from ._keras_model import (
+    CELL_CLASSES,
+    GATES,
+    KINDS,
+    NEUTRAL,
+    KerasFormatError,
+    KerasLayer,
+    keras_major,
+    snake,
+    with_keras_major,
+)
 from ._params import check_real_weights, copy_params, to_rnnfuse_gates
+from .keras_h5 import is_keras2_h5, read_keras2_h5
 
-__all__ = ["stack_from_keras", "stacks_from_keras", "lengths_from_masking", "MergedBidirectional",
-           "GoBackwards"]
+__all__ = [
+    "stack_from_keras",
+    "stacks_from_keras",
+    "lengths_from_masking",
+    "MergedBidirectional",
+    "GoBackwards",
+]
 
 _GATES, _KINDS, _NEUTRAL = GATES, KINDS, NEUTRAL
 _Layer = KerasLayer
 _snake = snake
 
 
-def stack_from_keras(source: Any, *, batch_first: bool = True,
-                     layer_names: Sequence[str] | None = None) -> StackedRNN:
+def stack_from_keras(
+    source: Any, *, batch_first: bool = True, layer_names: Sequence[str] | None = None
+) -> StackedRNN:
     """A :class:`~rnnfuse.StackedRNN` with the recurrent layers of ``source``.
 
     ``source``: a Keras model, a list of layers, one layer, or the path of a ``.keras`` or
@@ -95,8 +110,10 @@ def stacks_from_keras(source: Any, *, batch_first: bool = True) -> dict[str, tor
     layer each get a copy of the shared layers.
     """
     layers = read_keras_layers(source)
-    return {chain[-1].name: _build(_select(layers, [lay.name for lay in chain]), batch_first)
-            for chain in chains(layers)}
+    return {
+        chain[-1].name: _build(_select(layers, [lay.name for lay in chain]), batch_first)
+        for chain in chains(layers)
+    }
 
 
 def _check_chain(layers: list[_Layer], names: Sequence[str] | None) -> None:
@@ -107,10 +124,12 @@ def _check_chain(layers: list[_Layer], names: Sequence[str] | None) -> None:
         if len(found) > 1:
             listed = "; ".join(f"{k + 1}. {describe_chain(c, layers)}" for k, c in enumerate(found))
             calls = " or ".join(f"layer_names={[lay.name for lay in c]}" for c in found)
-            raise ValueError(f"source: its recurrent layers form {len(found)} separate chains, not one "
-                             f"stack (a layer stacks on the one whose output sequence it reads): "
-                             f"{listed}. Load one chain with stack_from_keras(source, {calls}), or "
-                             f"each as its own module with stacks_from_keras(source)")
+            raise ValueError(
+                f"source: its recurrent layers form {len(found)} separate chains, not one "
+                f"stack (a layer stacks on the one whose output sequence it reads): "
+                f"{listed}. Load one chain with stack_from_keras(source, {calls}), or "
+                f"each as its own module with stacks_from_keras(source)"
+            )
         return
     by_name = {lay.name: lay for lay in layers}
     if isinstance(names, str) or any(n not in by_name for n in names):
@@ -121,14 +140,21 @@ def _check_chain(layers: list[_Layer], names: Sequence[str] | None) -> None:
             continue
         kind, name = feeder(layer, by_name)
         if (kind, name) != ("layer", below) or layer.inbound.states:
-            reads = {"input": f"model input {name!r}" if name else "the model's input",
-                     "layer": f"layer {name!r}"}.get(kind, repr(name))
-            starts = (f" and starts from the states of {sorted({n for n, _ in layer.inbound.states})}"
-                      if layer.inbound.states else "")
+            reads = {
+                "input": f"model input {name!r}" if name else "the model's input",
+                "layer": f"layer {name!r}",
+            }.get(kind, repr(name))
+            starts = (
+                f" and starts from the states of {sorted({n for n, _ in layer.inbound.states})}"
+                if layer.inbound.states
+                else ""
+            )
             chains_text = "; ".join(describe_chain(c, layers) for c in found)
-            raise ValueError(f"layer_names: {above!r} does not read the output sequence of {below!r} "
-                             f"(it reads {reads}{starts}), so they are not one stack; the chains "
-                             f"of this model are {chains_text}")
+            raise ValueError(
+                f"layer_names: {above!r} does not read the output sequence of {below!r} "
+                f"(it reads {reads}{starts}), so they are not one stack; the chains "
+                f"of this model are {chains_text}"
+            )
 
 
 def read_keras_layers(source: Any, layer_names: Sequence[str] | None = None) -> list[_Layer]:
@@ -136,22 +162,31 @@ def read_keras_layers(source: Any, layer_names: Sequence[str] | None = None) -> 
     ``RNN`` layer of several cells as one layer per cell (named ``<rnn>/<k>``)."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
-        if os.path.isdir(path) and not os.path.exists(os.path.join(path, "keras_metadata.pb")) \
-                and os.path.exists(os.path.join(path, "saved_model.pb")):
+        if (
+            os.path.isdir(path)
+            and not os.path.exists(os.path.join(path, "keras_metadata.pb"))
+            and os.path.exists(os.path.join(path, "saved_model.pb"))
+        ):
             from .tf2_checkpoint import read_tf2_layers  # tf.saved_model.save: no Keras metadata
+
             layers = read_tf2_layers(path, layer_names=layer_names)
         elif os.path.isdir(path):
             from .keras_savedmodel import read_savedmodel
+
             layers = read_savedmodel(path)
         elif path.endswith((".keras", ".h5")):
             layers = _from_file(path, layer_names)
         elif os.path.exists(path + ".index") or path.endswith(".index"):
             from .tf2_checkpoint import read_tf2_layers
-            layers = read_tf2_layers(path[:-6] if path.endswith(".index") else path,
-                                     layer_names=layer_names)
+
+            layers = read_tf2_layers(
+                path[:-6] if path.endswith(".index") else path, layer_names=layer_names
+            )
         else:
-            raise ValueError(f"source: expected a .keras or .weights.h5 path (or a Keras 2 .h5 "
-                             f"file, a SavedModel directory or a TF2 checkpoint prefix), got {path!r}")
+            raise ValueError(
+                f"source: expected a .keras or .weights.h5 path (or a Keras 2 .h5 "
+                f"file, a SavedModel directory or a TF2 checkpoint prefix), got {path!r}"
+            )
     else:
         layers = _from_live(source)
     return _expand_rnn(layers)
@@ -162,15 +197,26 @@ def _from_file(path: str, layer_names: Sequence[str] | None) -> list[_Layer]:
     ``ValueError`` naming the file (never another exception from deep in a reader)."""
     try:
         return _from_keras_file(path) if path.endswith(".keras") else _from_h5(path, layer_names)
-    except (KeyError, TypeError, AttributeError, IndexError, RuntimeError, NotImplementedError,
-            RecursionError, OSError) as exc:
+    except (
+        KeyError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        RuntimeError,
+        NotImplementedError,
+        RecursionError,
+        OSError,
+    ) as exc:
         if isinstance(exc, (FileNotFoundError, IsADirectoryError)):
             raise
-        raise KerasFormatError(f"source: {path!r} is not a readable Keras file "
-                               f"({type(exc).__name__}: {exc})") from None
+        raise KerasFormatError(
+            f"source: {path!r} is not a readable Keras file ({type(exc).__name__}: {exc})"
+        ) from None
 
 
-def lengths_from_masking(x: Any, mask_value: float = 0.0, *, batch_first: bool = True) -> torch.Tensor:
+def lengths_from_masking(
+    x: Any, mask_value: float = 0.0, *, batch_first: bool = True
+) -> torch.Tensor:
     """The ``lengths`` a Keras ``Masking(mask_value)`` layer means for post-padded ``x``.
 
     A step is masked when every feature equals ``mask_value`` (Keras' rule).  rnnfuse
@@ -179,7 +225,9 @@ def lengths_from_masking(x: Any, mask_value: float = 0.0, *, batch_first: bool =
     """
     x = torch.as_tensor(x)
     if x.dim() != 3:
-        raise ValueError(f"x: expected a 3-D (batch, time, features) input, got shape {list(x.shape)}")
+        raise ValueError(
+            f"x: expected a 3-D (batch, time, features) input, got shape {list(x.shape)}"
+        )
     x = x if batch_first else x.transpose(0, 1)
     valid = (x != mask_value).any(-1)  # (B, T)
     lengths = valid.sum(1)
@@ -187,9 +235,11 @@ def lengths_from_masking(x: Any, mask_value: float = 0.0, *, batch_first: bool =
     holes = (valid != (steps[None, :] < lengths[:, None])).any(1)
     if bool(holes.any()):
         rows = holes.nonzero().flatten().tolist()
-        raise ValueError(f"x: the Masking mask of rows {rows} has holes (a masked step before a "
-                         f"valid one, e.g. {valid[rows[0]].tolist()}); rnnfuse needs lengths "
-                         f"(valid steps first, padding after), which such a mask cannot be")
+        raise ValueError(
+            f"x: the Masking mask of rows {rows} has holes (a masked step before a "
+            f"valid one, e.g. {valid[rows[0]].tolist()}); rnnfuse needs lengths "
+            f"(valid steps first, padding after), which such a mask cannot be"
+        )
     return lengths
 
 
@@ -200,21 +250,32 @@ def _live_keras_major(items: list[Any]) -> int:
     if root == "tf_keras":
         return 2
     import sys
+
     return keras_major(getattr(sys.modules.get(root), "__version__", None), 3)
 
 
 def _from_live(source: Any) -> list[_Layer]:
-    items = list(source) if isinstance(source, (list, tuple)) else getattr(source, "layers", [source])
+    items = (
+        list(source) if isinstance(source, (list, tuple)) else getattr(source, "layers", [source])
+    )
     layers = with_keras_major(_live_layers(items), _live_keras_major(items))
     if type(source).__name__ == "Sequential":
         return sequential(layers)
-    config = source.get_config() if hasattr(source, "layers") and hasattr(source, "get_config") else None
+    config = (
+        source.get_config() if hasattr(source, "layers") and hasattr(source, "get_config") else None
+    )
     entries = config.get("layers") if isinstance(config, dict) else None
     if not isinstance(entries, list):
         return layers
-    graph = {e.get("name", e.get("config", {}).get("name")): e for e in entries if isinstance(e, dict)}
-    return [lay._replace(inbound=parse_inbound(graph[lay.name], str(graph[lay.name].get("class_name"))))
-            if lay.name in graph else lay for lay in layers]
+    graph = {
+        e.get("name", e.get("config", {}).get("name")): e for e in entries if isinstance(e, dict)
+    }
+    return [
+        lay._replace(inbound=parse_inbound(graph[lay.name], str(graph[lay.name].get("class_name"))))
+        if lay.name in graph
+        else lay
+        for lay in layers
+    ]
 
 
 def _live_layers(items: list[Any]) -> list[_Layer]:
@@ -223,8 +284,13 @@ def _live_layers(items: list[Any]) -> list[_Layer]:
         cls = type(layer).__name__
         if cls == "Bidirectional":
             fw, bw = _live(layer.forward_layer), _live(layer.backward_layer)
-            out.append(fw._replace(name=layer.name, config={**fw.config, "merge_mode": layer.merge_mode},
-                                   backward=bw))
+            out.append(
+                fw._replace(
+                    name=layer.name,
+                    config={**fw.config, "merge_mode": layer.merge_mode},
+                    backward=bw,
+                )
+            )
         elif hasattr(layer, "get_config") and hasattr(layer, "get_weights"):
             out.append(_live(layer))
         else:
@@ -245,16 +311,30 @@ def _live_rnn(layer: Any) -> _Layer:
     """A live ``RNN(cell)`` / ``RNN(StackedRNNCells(...))`` / ``RNN([cells])``: one entry per cell."""
     cell = layer.cell
     cells = list(cell.cells) if type(cell).__name__ == "StackedRNNCells" else [cell]
-    return _Layer(layer.name, "RNN", layer.get_config(), [], cells=tuple(
-        _Layer(f"{layer.name}/cell_{k}", type(c).__name__, c.get_config(),
-               [np.asarray(w) for w in c.get_weights()]) for k, c in enumerate(cells)))
+    return _Layer(
+        layer.name,
+        "RNN",
+        layer.get_config(),
+        [],
+        cells=tuple(
+            _Layer(
+                f"{layer.name}/cell_{k}",
+                type(c).__name__,
+                c.get_config(),
+                [np.asarray(w) for w in c.get_weights()],
+            )
+            for k, c in enumerate(cells)
+        ),
+    )
 
 
 def _h5py() -> Any:
     try:
         import h5py
     except ImportError:
-        raise ImportError("reading .keras and .weights.h5 files needs h5py: pip install h5py") from None
+        raise ImportError(
+            "reading .keras and .weights.h5 files needs h5py: pip install h5py"
+        ) from None
     return h5py
 
 
@@ -277,11 +357,26 @@ def _read_keras_zip(path: str) -> tuple[Any, bytes, Any]:
     what = f"source: {path!r}"
     try:
         with zipfile.ZipFile(path) as z:
-            config = loads_json(read_zip_member(z, "config.json", what, MAX_CONFIG_BYTES), f"{what}: config.json")
+            config = loads_json(
+                read_zip_member(z, "config.json", what, MAX_CONFIG_BYTES), f"{what}: config.json"
+            )
             weights = read_zip_member(z, "model.weights.h5", what, MAX_WEIGHT_BYTES)
-            metadata = (loads_json(read_zip_member(z, "metadata.json", what, MAX_CONFIG_BYTES), f"{what}: metadata.json")
-                        if "metadata.json" in z.namelist() else {})
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, RuntimeError, NotImplementedError) as exc:
+            metadata = (
+                loads_json(
+                    read_zip_member(z, "metadata.json", what, MAX_CONFIG_BYTES),
+                    f"{what}: metadata.json",
+                )
+                if "metadata.json" in z.namelist()
+                else {}
+            )
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
         raise ValueError(f"{what} is not a Keras 3 .keras file ({exc})") from None
     return config, weights, metadata
 
@@ -293,23 +388,34 @@ def _from_keras_file(path: str) -> list[_Layer]:
     entries = config.get("config") if isinstance(config, dict) else None
     entries = entries.get("layers") if isinstance(entries, dict) else None
     if not isinstance(entries, list):
-        raise ValueError(f"source: {path!r}: config.json has no list of layers (a subclassed model?)")
+        raise ValueError(
+            f"source: {path!r}: config.json has no list of layers (a subclassed model?)"
+        )
     parsed = [_entry(entry, "a layer of config.json", path) for entry in entries]
     used: dict[str, int] = {}
     major = keras_major(metadata.get("keras_version") if isinstance(metadata, dict) else None, 3)
     with _open_h5(h5py, io.BytesIO(weights), f"{path}: model.weights.h5") as f:
         check_h5_file(f, f"{path}: model.weights.h5")
-        layers = [_file_layer(f, cls, cfg, used, path)._replace(inbound=parse_inbound(entry, cls))
-                  for entry, (cls, cfg) in zip(entries, parsed)]
-    return with_keras_major(sequential(layers) if config.get("class_name") == "Sequential" else layers, major)
+        layers = [
+            _file_layer(f, cls, cfg, used, path)._replace(inbound=parse_inbound(entry, cls))
+            for entry, (cls, cfg) in zip(entries, parsed)
+        ]
+    return with_keras_major(
+        sequential(layers) if config.get("class_name") == "Sequential" else layers, major
+    )
 
 
 def _entry(entry: Any, what: str, path: str) -> tuple[str, dict[str, Any]]:
     """``(class_name, config)`` of a ``{"class_name": ..., "config": {...}}`` entry."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("class_name"), str) \
-            or not isinstance(entry.get("config"), dict):
-        raise KerasFormatError(f"source: {path!r}: {what} is not {{\"class_name\": <string>, \"config\": "
-                               f"<object>}}, got {_brief(entry)}")
+    if (
+        not isinstance(entry, dict)
+        or not isinstance(entry.get("class_name"), str)
+        or not isinstance(entry.get("config"), dict)
+    ):
+        raise KerasFormatError(
+            f'source: {path!r}: {what} is not {{"class_name": <string>, "config": '
+            f"<object>}}, got {_brief(entry)}"
+        )
     if not isinstance(entry["config"].get("name", ""), str):
         raise KerasFormatError(f"source: {path!r}: {what} has a name that is not a string")
     return entry["class_name"], entry["config"]
@@ -320,7 +426,9 @@ def _brief(value: Any) -> str:
     return shown if len(shown) <= 80 else f"{shown[:77]}..."
 
 
-def _file_layer(f: Any, cls: str, cfg: dict[str, Any], used: dict[str, int], path: str = "") -> _Layer:
+def _file_layer(
+    f: Any, cls: str, cfg: dict[str, Any], used: dict[str, int], path: str = ""
+) -> _Layer:
     """One layer of a .keras file; Keras names its weight groups by class, numbered in order."""
     group = f"layers/{_unique(_snake(cls), used)}"
     cfg = {"name": group.rsplit("/", 1)[-1], **cfg}
@@ -331,13 +439,22 @@ def _file_layer(f: Any, cls: str, cfg: dict[str, Any], used: dict[str, int], pat
     if cls != "Bidirectional":
         return _Layer(cfg["name"], cls, cfg, _vars(f, f"{group}/cell" if cls in _GATES else group))
     where = f"Bidirectional layer {cfg['name']!r}"
-    inner_cls, inner = _entry(cfg.get("layer"), f"{where}: its \"layer\"", path)
-    default_bw = {"class_name": inner_cls,
-                  "config": {**inner, "go_backwards": not inner.get("go_backwards", False)}}
-    bw_cls, bw_cfg = _entry(cfg.get("backward_layer") or default_bw, f"{where}: its \"backward_layer\"", path)
+    inner_cls, inner = _entry(cfg.get("layer"), f'{where}: its "layer"', path)
+    default_bw = {
+        "class_name": inner_cls,
+        "config": {**inner, "go_backwards": not inner.get("go_backwards", False)},
+    }
+    bw_cls, bw_cfg = _entry(
+        cfg.get("backward_layer") or default_bw, f'{where}: its "backward_layer"', path
+    )
     bw = _Layer(cfg["name"], bw_cls, bw_cfg, _vars(f, f"{group}/backward_layer/cell"))
-    return _Layer(cfg["name"], inner_cls, {**inner, "merge_mode": cfg.get("merge_mode")},
-                  _vars(f, f"{group}/forward_layer/cell"), bw)
+    return _Layer(
+        cfg["name"],
+        inner_cls,
+        {**inner, "merge_mode": cfg.get("merge_mode")},
+        _vars(f, f"{group}/forward_layer/cell"),
+        bw,
+    )
 
 
 def _file_rnn(f: Any, group: str, cfg: dict[str, Any], path: str) -> _Layer:
@@ -346,17 +463,33 @@ def _file_rnn(f: Any, group: str, cfg: dict[str, Any], path: str) -> _Layer:
     if not isinstance(cell, dict) or not isinstance(cell.get("config"), dict):
         raise ValueError(f"layer {cfg.get('name')!r}: an RNN layer without a cell configuration")
     if cell.get("class_name") != "StackedRNNCells":
-        return _Layer(cfg["name"], "RNN", cfg, [], cells=(
-            _Layer(cfg["name"], str(cell.get("class_name")), cell["config"], _vars(f, f"{group}/cell")),))
+        return _Layer(
+            cfg["name"],
+            "RNN",
+            cfg,
+            [],
+            cells=(
+                _Layer(
+                    cfg["name"],
+                    str(cell.get("class_name")),
+                    cell["config"],
+                    _vars(f, f"{group}/cell"),
+                ),
+            ),
+        )
     used: dict[str, int] = {}
     cells = []
     entries = cell["config"].get("cells") or []
     if not isinstance(entries, list):
-        raise KerasFormatError(f"source: {path!r}: RNN layer {cfg['name']!r}: its cells are not a list")
+        raise KerasFormatError(
+            f"source: {path!r}: RNN layer {cfg['name']!r}: its cells are not a list"
+        )
     for k, entry in enumerate(entries):
         cls, cell_cfg = _entry(entry, f"RNN layer {cfg['name']!r}: cell {k}", path)
         name = _unique(_snake(cls), used)
-        cells.append(_Layer(f"{cfg['name']}/cell_{k}", cls, cell_cfg, _vars(f, f"{group}/cell/cells/{name}")))
+        cells.append(
+            _Layer(f"{cfg['name']}/cell_{k}", cls, cell_cfg, _vars(f, f"{group}/cell/cells/{name}"))
+        )
     return _Layer(cfg["name"], "RNN", cfg, [], cells=tuple(cells))
 
 
@@ -372,11 +505,15 @@ def _expand_rnn(layers: list[_Layer]) -> list[_Layer]:
         for k, cell in enumerate(layer.cells):
             cls = CELL_CLASSES.get(cell.class_name)
             if cls is None:
-                raise ValueError(f"layer {layer.name!r}: cell {cell.class_name!r} is not an LSTMCell, "
-                                 f"GRUCell or SimpleRNNCell")
+                raise ValueError(
+                    f"layer {layer.name!r}: cell {cell.class_name!r} is not an LSTMCell, "
+                    f"GRUCell or SimpleRNNCell"
+                )
             name = layer.name if len(layer.cells) == 1 else f"{layer.name}/{k}"
             config = {**cell.config, "go_backwards": layer.config.get("go_backwards", False)}
-            inbound = layer.inbound if k == 0 or layer.inbound is None else Inbound(((out[-1].name, 0),))
+            inbound = (
+                layer.inbound if k == 0 or layer.inbound is None else Inbound(((out[-1].name, 0),))
+            )
             out.append(cell._replace(name=name, class_name=cls, config=config, inbound=inbound))
     return out
 
@@ -398,7 +535,9 @@ def _from_h5(path: str, layer_names: Sequence[str] | None) -> list[_Layer]:
         try:
             keras2 = is_keras2_h5(f)
         except (OSError, RuntimeError, KeyError) as exc:
-            raise KerasFormatError(f"source: {path!r}: unreadable HDF5 attributes ({exc})") from None
+            raise KerasFormatError(
+                f"source: {path!r}: unreadable HDF5 attributes ({exc})"
+            ) from None
         if keras2:
             return read_keras2_h5(f, path)
         return _from_weights_file(f, path, layer_names)
@@ -423,7 +562,9 @@ def _inferred(name: str, group: Any) -> _Layer:
     if "cell" in group:
         return _inferred_rnn(name, _vars(group, "cell"), False)
     weights: list[np.ndarray] = []
-    group.visititems(lambda _, obj: weights.append(np.asarray(obj)) if hasattr(obj, "shape") else None)
+    group.visititems(
+        lambda _, obj: weights.append(np.asarray(obj)) if hasattr(obj, "shape") else None
+    )
     base = re.sub(r"_\d+$", "", name)
     neutral = next((c for c in _NEUTRAL if _snake(c) == base), None)
     return _Layer(name, neutral or f"<{base}>", {}, weights)
@@ -433,25 +574,46 @@ def _inferred_cells(name: str, cells: Any) -> _Layer:
     """The cells of an ``RNN`` over a ``StackedRNNCells`` in a .weights.h5 file.  Their
     groups are named by class (``lstm_cell``, ``lstm_cell_1``, ``gru_cell``) and listed
     alphabetically, so their order is rebuilt from the numbers and the shapes."""
-    count, found = _chains([_inferred_rnn(f"{name}/{cell}", _vars(cells, cell), False) for cell in cells])
+    count, found = _chains(
+        [_inferred_rnn(f"{name}/{cell}", _vars(cells, cell), False) for cell in cells]
+    )
     if count != 1:
-        raise ValueError(f"layer {name!r}: a .weights.h5 file does not store the order of its cells "
-                         f"{sorted(cells)} and {_why(count)}; use the .keras file, which stores it")
-    return _Layer(name, "RNN", {"name": name}, [],
-                  cells=tuple(c._replace(class_name=f"{c.class_name}Cell") for c in found))
+        raise ValueError(
+            f"layer {name!r}: a .weights.h5 file does not store the order of its cells "
+            f"{sorted(cells)} and {_why(count)}; use the .keras file, which stores it"
+        )
+    return _Layer(
+        name,
+        "RNN",
+        {"name": name},
+        [],
+        cells=tuple(c._replace(class_name=f"{c.class_name}Cell") for c in found),
+    )
 
 
 def _inferred_rnn(name: str, weights: list[np.ndarray], backwards: bool) -> _Layer:
-    if len(weights) not in (2, 3) or weights[1].ndim != 2 or weights[1].shape[1] % weights[1].shape[0]:
-        raise ValueError(f"layer {name!r}: expected kernel, recurrent_kernel[, bias], got shapes "
-                         f"{[list(w.shape) for w in weights]}")
+    if (
+        len(weights) not in (2, 3)
+        or weights[1].ndim != 2
+        or weights[1].shape[1] % weights[1].shape[0]
+    ):
+        raise ValueError(
+            f"layer {name!r}: expected kernel, recurrent_kernel[, bias], got shapes "
+            f"{[list(w.shape) for w in weights]}"
+        )
     units, gates = weights[1].shape[0], weights[1].shape[1] // weights[1].shape[0]
     cls = {4: "LSTM", 3: "GRU", 1: "SimpleRNN"}.get(gates)
     if cls is None:
-        raise ValueError(f"layer {name!r}: a recurrent kernel {list(weights[1].shape)} fits no "
-                         f"LSTM, GRU or SimpleRNN")
-    config = {"units": units, "use_bias": len(weights) == 3, "go_backwards": backwards,
-              "reset_after": len(weights) == 2 or weights[2].ndim == 2}  # no bias: Keras' default
+        raise ValueError(
+            f"layer {name!r}: a recurrent kernel {list(weights[1].shape)} fits no "
+            f"LSTM, GRU or SimpleRNN"
+        )
+    config = {
+        "units": units,
+        "use_bias": len(weights) == 3,
+        "go_backwards": backwards,
+        "reset_after": len(weights) == 2 or weights[2].ndim == 2,
+    }  # no bias: Keras' default
     return _Layer(name, cls, config, weights)
 
 
@@ -474,15 +636,18 @@ def _order(layers: list[_Layer]) -> list[_Layer]:
     count, found = _chains(rnn)
     if count != 1:
         shapes = {lay.name: [list(w.shape) for w in lay.weights] for lay in rnn[:20]}
-        raise ValueError(f"layer order: a .weights.h5 file does not store it and {_why(count)}; pass "
-                         f"layer_names=[...] in model order (layers: {shapes}"
-                         f"{' ...' if len(rnn) > 20 else ''}) or use the .keras file")
+        raise ValueError(
+            f"layer order: a .weights.h5 file does not store it and {_why(count)}; pass "
+            f"layer_names=[...] in model order (layers: {shapes}"
+            f"{' ...' if len(rnn) > 20 else ''}) or use the .keras file"
+        )
     return found + [lay for lay in layers if not _recurrent(lay)]
 
 
 def _why(count: int) -> str:
     return {0: "no order of them chains", 2: "more than one order fits their shapes"}.get(
-        count, "their shapes leave too many orders open to decide")
+        count, "their shapes leave too many orders open to decide"
+    )
 
 
 MAX_ORDER_STATES = 50_000  # partial orders weighed before a file is refused as ambiguous
@@ -517,20 +682,23 @@ def _chains(rnn: list[_Layer]) -> tuple[int, list[_Layer]]:
     return count, (_walk_back(next(iter(level)), parents, queues) if count == 1 else [])
 
 
-def _next_level(level: dict[_State, int], queues: list[list[_Layer]],
-                parents: dict[_State, tuple[_State, int]]) -> dict[_State, int]:
+def _next_level(
+    level: dict[_State, int], queues: list[list[_Layer]], parents: dict[_State, tuple[_State, int]]
+) -> dict[_State, int]:
     """The partial orders one layer longer, each with its number of ways (at most 2)."""
     following: dict[_State, int] = {}
     for (heads, last), ways in level.items():
         for q, i in enumerate(heads):
             if i < len(queues[q]) and (last < 0 or _in_size(queues[q][i]) == last):
-                state = (heads[:q] + (i + 1,) + heads[q + 1:], _out_size(queues[q][i]))
+                state = (heads[:q] + (i + 1,) + heads[q + 1 :], _out_size(queues[q][i]))
                 following[state] = min(2, following.get(state, 0) + ways)
                 parents.setdefault(state, ((heads, last), q))
     return following
 
 
-def _walk_back(state: _State, parents: dict[_State, tuple[_State, int]], queues: list[list[_Layer]]) -> list[_Layer]:
+def _walk_back(
+    state: _State, parents: dict[_State, tuple[_State, int]], queues: list[list[_Layer]]
+) -> list[_Layer]:
     order = []
     while state in parents:
         previous, q = parents[state]
@@ -562,20 +730,29 @@ def _out_size(layer: _Layer) -> int:
 def _select(layers: list[_Layer], names: Sequence[str] | None) -> list[_Layer]:
     if names is not None:
         if isinstance(names, str):
-            raise TypeError(f"layer_names: expected a list of layer names, got the string {names!r}")
+            raise TypeError(
+                f"layer_names: expected a list of layer names, got the string {names!r}"
+            )
         by_name = {lay.name: lay for lay in layers}
         unknown = [n for n in names if n not in by_name]
         if unknown:
-            raise ValueError(f"layer_names: no layers named {unknown}; the layers are {list(by_name)}")
+            raise ValueError(
+                f"layer_names: no layers named {unknown}; the layers are {list(by_name)}"
+            )
         picked = [by_name[n] for n in names]
     else:
         picked = [lay for lay in layers if lay.class_name not in _NEUTRAL]
-    others = [f"{lay.name} ({lay.class_name}{', with weights' if lay.weights else ''})"
-              for lay in picked if lay.class_name not in _GATES]
+    others = [
+        f"{lay.name} ({lay.class_name}{', with weights' if lay.weights else ''})"
+        for lay in picked
+        if lay.class_name not in _GATES
+    ]
     if others:
         rnn = [lay.name for lay in picked if lay.class_name in _GATES]
-        raise ValueError(f"layers {others} are not LSTM, GRU or SimpleRNN and would be left out of "
-                         f"the stack; pass layer_names={rnn} to import only the recurrent layers")
+        raise ValueError(
+            f"layers {others} are not LSTM, GRU or SimpleRNN and would be left out of "
+            f"the stack; pass layer_names={rnn} to import only the recurrent layers"
+        )
     if not picked:
         raise ValueError("source: no LSTM, GRU or SimpleRNN layer found")
     return picked
@@ -584,8 +761,9 @@ def _select(layers: list[_Layer], names: Sequence[str] | None) -> list[_Layer]:
 # --------------------------------------------------------------------------- conversion
 def _build(layers: list[_Layer], batch_first: bool) -> Any:
     if len(layers) == 1 and layers[0].backward is None and layers[0].config.get("go_backwards"):
-        return GoBackwards(StackedRNN.from_cells([_cell(layers[0], None, backwards=True)],
-                                                 batch_first=batch_first))
+        return GoBackwards(
+            StackedRNN.from_cells([_cell(layers[0], None, backwards=True)], batch_first=batch_first)
+        )
     fw: list[RecurrentCell] = []
     bw: list[RecurrentCell | None] = []
     merges: list[str] = []
@@ -594,11 +772,15 @@ def _build(layers: list[_Layer], batch_first: bool) -> Any:
         fw.append(_cell(layer, in_size, backwards=False))
         merge = layer.config.get("merge_mode", "concat") if layer.backward is not None else "concat"
         if merge not in _MERGES:
-            raise ValueError(f"layer {layer.name!r}: merge_mode={merge!r}; expected one of "
-                             f"{sorted(str(m) for m in _MERGES)}")
+            raise ValueError(
+                f"layer {layer.name!r}: merge_mode={merge!r}; expected one of "
+                f"{sorted(str(m) for m in _MERGES)}"
+            )
         if merge is None and k < len(layers) - 1:
-            raise ValueError(f"layer {layer.name!r}: merge_mode=None below another layer; it "
-                             f"returns fw and bw as two outputs, which no next layer reads as one")
+            raise ValueError(
+                f"layer {layer.name!r}: merge_mode=None below another layer; it "
+                f"returns fw and bw as two outputs, which no next layer reads as one"
+            )
         merges.append("concat" if merge is None else merge)
         if layer.backward is not None:
             backward = layer.backward._replace(name=f"{layer.name}/backward")
@@ -606,9 +788,15 @@ def _build(layers: list[_Layer], batch_first: bool) -> Any:
         else:
             bw.append(None)
         in_size = fw[-1].output_size * (2 if bw[-1] is not None and merges[-1] == "concat" else 1)
-    stack = StackedRNN.from_cells(fw, backward_cells=bw if any(c is not None for c in bw) else None,
-                                  batch_first=batch_first, merge_mode=merges)
-    top_none = layers[-1].backward is not None and layers[-1].config.get("merge_mode", "concat") is None
+    stack = StackedRNN.from_cells(
+        fw,
+        backward_cells=bw if any(c is not None for c in bw) else None,
+        batch_first=batch_first,
+        merge_mode=merges,
+    )
+    top_none = (
+        layers[-1].backward is not None and layers[-1].config.get("merge_mode", "concat") is None
+    )
     return MergedBidirectional(stack, None) if top_none else stack
 
 
@@ -632,7 +820,9 @@ class GoBackwards(torch.nn.Module):
             raise ValueError("stack: expected one unidirectional layer")
         self.stack = stack
 
-    def forward(self, x: torch.Tensor, lengths: Any = None, initial_state: Any = None) -> tuple[Any, Any]:
+    def forward(
+        self, x: torch.Tensor, lengths: Any = None, initial_state: Any = None
+    ) -> tuple[Any, Any]:
         stack = self.stack
         x = check_sequence_input(x, stack.input_size, stack.batch_first)
         lens = check_lengths(lengths, x.shape[0], x.shape[1], x.device)
@@ -653,11 +843,15 @@ class MergedBidirectional(torch.nn.Module):
     def __init__(self, stack: StackedRNN, merge_mode: str | None) -> None:
         super().__init__()
         if merge_mode not in ("sum", "mul", "ave", None):
-            raise ValueError(f"merge_mode: expected 'sum', 'mul', 'ave' or None, got {merge_mode!r}")
+            raise ValueError(
+                f"merge_mode: expected 'sum', 'mul', 'ave' or None, got {merge_mode!r}"
+            )
         self.stack = stack
         self.merge_mode = merge_mode
 
-    def forward(self, x: torch.Tensor, lengths: Any = None, initial_state: Any = None) -> tuple[Any, Any]:
+    def forward(
+        self, x: torch.Tensor, lengths: Any = None, initial_state: Any = None
+    ) -> tuple[Any, Any]:
         outputs, state = self.stack(x, lengths, initial_state)
         fw, bw = outputs.chunk(2, dim=-1)
         if self.merge_mode is None:
@@ -676,18 +870,23 @@ def _activations(layer: _Layer) -> dict[str, Any]:
     act = keras_activation(cfg.get("activation", "tanh"), layer.keras_major, f"{where}: activation")
     if layer.class_name == "SimpleRNN":
         return {"nonlinearity": act}
-    gate = keras_activation(cfg.get("recurrent_activation", "sigmoid"), layer.keras_major,
-                            f"{where}: recurrent_activation")
+    gate = keras_activation(
+        cfg.get("recurrent_activation", "sigmoid"),
+        layer.keras_major,
+        f"{where}: recurrent_activation",
+    )
     return {"activation": act, "recurrent_activation": gate}
 
 
 def _check_config(layer: _Layer, backwards: bool) -> None:
     cfg = layer.config
     if bool(cfg.get("go_backwards", False)) != backwards:
-        raise ValueError(f"layer {layer.name!r}: go_backwards={cfg.get('go_backwards')} is supported "
-                         f"only as the backward half of a Bidirectional layer, or in a model with "
-                         f"that one recurrent layer (GoBackwards: Keras returns its outputs in "
-                         f"reversed time, which no layer of a StackedRNN can feed to the next)")
+        raise ValueError(
+            f"layer {layer.name!r}: go_backwards={cfg.get('go_backwards')} is supported "
+            f"only as the backward half of a Bidirectional layer, or in a model with "
+            f"that one recurrent layer (GoBackwards: Keras returns its outputs in "
+            f"reversed time, which no layer of a StackedRNN can feed to the next)"
+        )
 
 
 def _cell(layer: _Layer, in_size: int | None, backwards: bool) -> RecurrentCell:
@@ -701,13 +900,17 @@ def _cell(layer: _Layer, in_size: int | None, backwards: bool) -> RecurrentCell:
     shapes: list[tuple[int, ...]] = [(n_in, gates * units), (units, gates * units)]
     shapes += [bias_shape] if cfg.get("use_bias", True) else []
     if [tuple(a.shape) for a in w] != shapes:
-        raise ValueError(f"layer {layer.name!r}: expected weights of shapes {[list(s) for s in shapes]}"
-                         f" (kernel, recurrent_kernel, bias), got {[list(a.shape) for a in w]}")
+        raise ValueError(
+            f"layer {layer.name!r}: expected weights of shapes {[list(s) for s in shapes]}"
+            f" (kernel, recurrent_kernel, bias), got {[list(a.shape) for a in w]}"
+        )
     check_real_weights(w, f"layer {layer.name!r}")
     kind = _KINDS[cls]
     bias = w[2] if len(w) == 3 else np.zeros(bias_shape, w[0].dtype)
-    params = {"weight_ih": to_rnnfuse_gates(w[0], "keras", kind, -1).T,
-              "weight_hh": to_rnnfuse_gates(w[1], "keras", kind, -1).T}
+    params = {
+        "weight_ih": to_rnnfuse_gates(w[0], "keras", kind, -1).T,
+        "weight_hh": to_rnnfuse_gates(w[1], "keras", kind, -1).T,
+    }
     bias = to_rnnfuse_gates(bias, "keras", kind, -1)
     params.update({"bias_ih": bias[0], "bias_hh": bias[1]} if reset_after else {"bias": bias})
     acts = _activations(layer)

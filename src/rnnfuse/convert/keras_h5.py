@@ -49,19 +49,30 @@ def read_keras2_h5(f: Any, path: str) -> list[KerasLayer]:
         version = f.attrs.get("keras_version")
         major = keras_major(text(version) if version is not None else None, 2)
         if major < 2:
-            raise KerasFormatError(f"source: {path!r} was written by Keras {text(version)}, which "
-                                   f"rnnfuse does not read: Keras 1 stores each gate's weights apart "
-                                   f"(W_i, U_i, ...) under other option names (output_dim, "
-                                   f"inner_activation); load it in Keras 2 and save it again")
+            raise KerasFormatError(
+                f"source: {path!r} was written by Keras {text(version)}, which "
+                f"rnnfuse does not read: Keras 1 stores each gate's weights apart "
+                f"(W_i, U_i, ...) under other option names (output_dim, "
+                f"inner_activation); load it in Keras 2 and save it again"
+            )
         if "model_config" in f.attrs:
             return with_keras_major(_full_model(f, path, reader), major)
         return with_keras_major(_weights_only(f, path, reader), major)
     except KerasFormatError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OSError,
-            RuntimeError, NotImplementedError) as exc:
-        raise KerasFormatError(f"source: {path!r} is not a readable Keras 2 .h5 file "
-                               f"({type(exc).__name__}: {exc})") from None
+    except (
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        IndexError,
+        OSError,
+        RuntimeError,
+        NotImplementedError,
+    ) as exc:
+        raise KerasFormatError(
+            f"source: {path!r} is not a readable Keras 2 .h5 file ({type(exc).__name__}: {exc})"
+        ) from None
 
 
 def _strings(value: Any, what: str) -> list[str]:
@@ -70,7 +81,9 @@ def _strings(value: Any, what: str) -> list[str]:
     return [text(v) for v in value]
 
 
-def _layer_weights(group: Any, name: str, path: str, reader: DatasetReader) -> list[tuple[str, np.ndarray]]:
+def _layer_weights(
+    group: Any, name: str, path: str, reader: DatasetReader
+) -> list[tuple[str, np.ndarray]]:
     if name not in group:
         raise KerasFormatError(f"source: {path!r}: no weight group for layer {name!r}")
     layer = group[name]
@@ -78,42 +91,52 @@ def _layer_weights(group: Any, name: str, path: str, reader: DatasetReader) -> l
     out = []
     for wn in names:
         if wn not in layer or not hasattr(layer[wn], "shape"):
-            raise KerasFormatError(f"source: {path!r}: layer {name!r} lists weight {wn!r}, "
-                                   f"which is not a dataset")
+            raise KerasFormatError(
+                f"source: {path!r}: layer {name!r} lists weight {wn!r}, which is not a dataset"
+            )
         out.append((wn, reader.read(layer[wn], f"{name}/{wn}")))
     return out
 
 
 def _full_model(f: Any, path: str, reader: DatasetReader) -> list[KerasLayer]:
     config = loads_json(text(f.attrs["model_config"]), f"source: {path!r}: model_config")
-    if isinstance(config, dict) and config.get("class_name") == "Sequential" \
-            and isinstance(config.get("config"), list):  # Keras <= 2.1: the list of layers itself
+    if (
+        isinstance(config, dict)
+        and config.get("class_name") == "Sequential"
+        and isinstance(config.get("config"), list)
+    ):  # Keras <= 2.1: the list of layers itself
         config = {**config, "config": {"layers": config["config"]}}
     if not isinstance(config, dict) or not isinstance(config.get("config"), dict):
         raise KerasFormatError(f"source: {path!r}: model_config is not a Keras model configuration")
     entries = config["config"].get("layers")
     if not isinstance(entries, list):
-        raise KerasFormatError(f"source: {path!r}: model_config ({config.get('class_name')}) "
-                               f"has no list of layers (a subclassed model?)")
+        raise KerasFormatError(
+            f"source: {path!r}: model_config ({config.get('class_name')}) "
+            f"has no list of layers (a subclassed model?)"
+        )
     if "model_weights" not in f:
         raise KerasFormatError(f"source: {path!r}: has model_config but no model_weights group")
     group = f["model_weights"]
     layers = []
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("config"), dict):
-            raise KerasFormatError(f"source: {path!r}: a layer entry of model_config is not "
-                                   f"{{class_name, config}}")
+            raise KerasFormatError(
+                f"source: {path!r}: a layer entry of model_config is not {{class_name, config}}"
+            )
         cls, cfg = entry.get("class_name"), entry["config"]
         name = cfg.get("name", entry.get("name"))
         if not isinstance(cls, str) or not isinstance(name, str):
             raise KerasFormatError(f"source: {path!r}: a layer entry lacks class_name or name")
         weights = _layer_weights(group, name, path, reader) if name in group else []
-        layers.append(_configured(name, cls, cfg, weights, path)._replace(inbound=parse_inbound(entry, cls)))
+        layers.append(
+            _configured(name, cls, cfg, weights, path)._replace(inbound=parse_inbound(entry, cls))
+        )
     return sequential(layers) if config.get("class_name") == "Sequential" else layers
 
 
-def _configured(name: str, cls: str, cfg: dict[str, Any], weights: list[tuple[str, np.ndarray]],
-                path: str) -> KerasLayer:
+def _configured(
+    name: str, cls: str, cfg: dict[str, Any], weights: list[tuple[str, np.ndarray]], path: str
+) -> KerasLayer:
     arrays = [a for _, a in weights]
     if cls == "RNN":
         return _configured_rnn(name, cfg, weights, path)
@@ -125,21 +148,33 @@ def _configured(name: str, cls: str, cfg: dict[str, Any], weights: list[tuple[st
     fw = [a for wn, a in weights if "/forward_" in wn]
     bw = [a for wn, a in weights if "/backward_" in wn]
     if len(fw) + len(bw) != len(weights) or len(fw) != len(bw):
-        raise KerasFormatError(f"source: {path!r}: Bidirectional layer {name!r}: weight names "
-                               f"{[wn for wn, _ in weights]} are not forward_*/backward_* halves")
+        raise KerasFormatError(
+            f"source: {path!r}: Bidirectional layer {name!r}: weight names "
+            f"{[wn for wn, _ in weights]} are not forward_*/backward_* halves"
+        )
     inner_cls, inner_cfg = inner.get("class_name"), inner["config"]
-    default_bw = {"class_name": inner_cls,
-                  "config": {**inner_cfg, "go_backwards": not inner_cfg.get("go_backwards", False)}}
+    default_bw = {
+        "class_name": inner_cls,
+        "config": {**inner_cfg, "go_backwards": not inner_cfg.get("go_backwards", False)},
+    }
     bw_entry = cfg.get("backward_layer") or default_bw
     if not isinstance(bw_entry, dict) or not isinstance(bw_entry.get("config"), dict):
-        raise KerasFormatError(f"source: {path!r}: Bidirectional layer {name!r}: bad backward_layer")
+        raise KerasFormatError(
+            f"source: {path!r}: Bidirectional layer {name!r}: bad backward_layer"
+        )
     backward = KerasLayer(name, str(bw_entry.get("class_name")), bw_entry["config"], bw)
-    return KerasLayer(name, str(inner_cls), {**inner_cfg, "merge_mode": cfg.get("merge_mode", "concat")},
-                      fw, backward)
+    return KerasLayer(
+        name,
+        str(inner_cls),
+        {**inner_cfg, "merge_mode": cfg.get("merge_mode", "concat")},
+        fw,
+        backward,
+    )
 
 
-def _configured_rnn(name: str, cfg: dict[str, Any], weights: list[tuple[str, np.ndarray]],
-                    path: str) -> KerasLayer:
+def _configured_rnn(
+    name: str, cfg: dict[str, Any], weights: list[tuple[str, np.ndarray]], path: str
+) -> KerasLayer:
     """``RNN(cell)``, ``RNN(StackedRNNCells([...]))`` or ``RNN([cells])`` (which Keras saves
     as a StackedRNNCells): one :class:`KerasLayer` per cell in ``cells``, each with the
     weights of its own ``<rnn>/[stacked_rnn_cells/]<cell>/`` scope, in the configuration's
@@ -149,24 +184,34 @@ def _configured_rnn(name: str, cfg: dict[str, Any], weights: list[tuple[str, np.
         raise KerasFormatError(f"source: {path!r}: RNN layer {name!r} has no cell configuration")
     if cell.get("class_name") == "StackedRNNCells":
         entries = cell["config"].get("cells")
-        if not isinstance(entries, list) or not entries or not all(
-                isinstance(e, dict) and isinstance(e.get("config"), dict) for e in entries):
-            raise KerasFormatError(f"source: {path!r}: RNN layer {name!r}: StackedRNNCells "
-                                   f"without a list of cell configurations")
+        if (
+            not isinstance(entries, list)
+            or not entries
+            or not all(isinstance(e, dict) and isinstance(e.get("config"), dict) for e in entries)
+        ):
+            raise KerasFormatError(
+                f"source: {path!r}: RNN layer {name!r}: StackedRNNCells "
+                f"without a list of cell configurations"
+            )
     else:
         entries = [cell]
     groups = _cell_scopes(weights)
     if len(groups) != len(entries):
-        raise KerasFormatError(f"source: {path!r}: RNN layer {name!r} has {len(entries)} cells "
-                               f"but weights in {len(groups)} cell scopes {list(groups)}")
+        raise KerasFormatError(
+            f"source: {path!r}: RNN layer {name!r} has {len(entries)} cells "
+            f"but weights in {len(groups)} cell scopes {list(groups)}"
+        )
     cells = []
     for k, (entry, (scope, arrays)) in enumerate(zip(entries, groups.items())):
         cell_name = entry["config"].get("name")
         if isinstance(cell_name, str) and scope.rsplit("/", 1)[-1] != cell_name:
-            raise KerasFormatError(f"source: {path!r}: RNN layer {name!r}: cell {k} is "
-                                   f"{cell_name!r} but its weights are under {scope!r}")
-        cells.append(KerasLayer(f"{name}/cell_{k}", str(entry.get("class_name")),
-                                entry["config"], arrays))
+            raise KerasFormatError(
+                f"source: {path!r}: RNN layer {name!r}: cell {k} is "
+                f"{cell_name!r} but its weights are under {scope!r}"
+            )
+        cells.append(
+            KerasLayer(f"{name}/cell_{k}", str(entry.get("class_name")), entry["config"], arrays)
+        )
     return KerasLayer(name, "RNN", cfg, [], cells=tuple(cells))
 
 
@@ -203,27 +248,48 @@ def _inferred(name: str, weights: list[tuple[str, np.ndarray]], path: str) -> Ke
     bw = [a for wn, a in weights if "/backward_" in wn]
     if fw and bw:
         forward = _inferred_rnn(name, fw, False, path)
-        return forward._replace(config={**forward.config, "merge_mode": "concat"},
-                                backward=_inferred_rnn(name, bw, True, path))
+        return forward._replace(
+            config={**forward.config, "merge_mode": "concat"},
+            backward=_inferred_rnn(name, bw, True, path),
+        )
     groups = _cell_scopes(weights)
     if len(groups) > 1:  # RNN(StackedRNNCells([...])): one cell scope per cell
-        cells = tuple(_inferred_rnn(f"{name}/cell_{k}", arrays, False, path)
-                      for k, arrays in enumerate(groups.values()))
-        return KerasLayer(name, "RNN", {"name": name}, [],
-                          cells=tuple(c._replace(class_name=f"{c.class_name}Cell") for c in cells))
+        cells = tuple(
+            _inferred_rnn(f"{name}/cell_{k}", arrays, False, path)
+            for k, arrays in enumerate(groups.values())
+        )
+        return KerasLayer(
+            name,
+            "RNN",
+            {"name": name},
+            [],
+            cells=tuple(c._replace(class_name=f"{c.class_name}Cell") for c in cells),
+        )
     return _inferred_rnn(name, [a for _, a in weights], False, path)
 
 
 def _inferred_rnn(name: str, weights: list[np.ndarray], backwards: bool, path: str) -> KerasLayer:
-    if len(weights) not in (2, 3) or weights[1].ndim != 2 or not weights[1].shape[0] \
-            or weights[1].shape[1] % weights[1].shape[0]:
-        raise KerasFormatError(f"source: {path!r}: layer {name!r}: expected kernel, "
-                               f"recurrent_kernel[, bias], got shapes {[list(w.shape) for w in weights]}")
+    if (
+        len(weights) not in (2, 3)
+        or weights[1].ndim != 2
+        or not weights[1].shape[0]
+        or weights[1].shape[1] % weights[1].shape[0]
+    ):
+        raise KerasFormatError(
+            f"source: {path!r}: layer {name!r}: expected kernel, "
+            f"recurrent_kernel[, bias], got shapes {[list(w.shape) for w in weights]}"
+        )
     units, gates = weights[1].shape[0], weights[1].shape[1] // weights[1].shape[0]
     cls = {g: c for c, g in GATES.items()}.get(gates)
     if cls is None:
-        raise KerasFormatError(f"source: {path!r}: layer {name!r}: a recurrent kernel "
-                               f"{list(weights[1].shape)} fits no LSTM, GRU or SimpleRNN")
-    config = {"units": units, "use_bias": len(weights) == 3, "go_backwards": backwards,
-              "reset_after": len(weights) == 2 or weights[2].ndim == 2}
+        raise KerasFormatError(
+            f"source: {path!r}: layer {name!r}: a recurrent kernel "
+            f"{list(weights[1].shape)} fits no LSTM, GRU or SimpleRNN"
+        )
+    config = {
+        "units": units,
+        "use_bias": len(weights) == 3,
+        "go_backwards": backwards,
+        "reset_after": len(weights) == 2 or weights[2].ndim == 2,
+    }
     return KerasLayer(name, cls, config, weights)

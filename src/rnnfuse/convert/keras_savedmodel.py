@@ -56,7 +56,10 @@ def read_keras_metadata(data: bytes) -> dict[str, tuple[str, Any]]:
         for node in nodes:
             fields = parse_message(node)
             path, ident, meta = (_one_string(fields, n) for n in (3, 4, 5))
-            out[path] = (ident, loads_json(meta, f"keras_metadata.pb: node {path!r}") if meta else None)
+            out[path] = (
+                ident,
+                loads_json(meta, f"keras_metadata.pb: node {path!r}") if meta else None,
+            )
     except (TableError, ValueError, RecursionError) as exc:
         if isinstance(exc, KerasFormatError):
             raise
@@ -74,7 +77,9 @@ def object_graph_keys(data: bytes) -> dict[str, str]:
                 if _one_string(fields, 1) == "VARIABLE_VALUE":
                     keys[_one_string(fields, 2)] = _one_string(fields, 3)
     except TableError as exc:
-        raise KerasFormatError(f"_CHECKPOINTABLE_OBJECT_GRAPH: not a TrackableObjectGraph ({exc})") from None
+        raise KerasFormatError(
+            f"_CHECKPOINTABLE_OBJECT_GRAPH: not a TrackableObjectGraph ({exc})"
+        ) from None
     return keys
 
 
@@ -82,23 +87,30 @@ def read_savedmodel(path: str) -> list[KerasLayer]:
     """The layers of a tf-keras SavedModel directory, in model order, with their weights."""
     meta_path = os.path.join(path, "keras_metadata.pb")
     if not os.path.exists(meta_path) and os.path.exists(os.path.join(path, "saved_model.pb")):
-        from .tf2_checkpoint import read_tf2_layers  # tf.saved_model.save: objects and variables only
+        from .tf2_checkpoint import (
+            read_tf2_layers,
+        )  # tf.saved_model.save: objects and variables only
+
         return read_tf2_layers(path)
     try:
         data = read_regular_file(meta_path, "a keras_metadata.pb", MAX_METADATA_BYTES)
     except NotRegularFileError as exc:
         raise KerasFormatError(f"source: {exc}") from None
     except OSError as exc:
-        raise KerasFormatError(f"source: {path!r} is not a tf-keras SavedModel directory (cannot "
-                               f"read keras_metadata.pb: {exc.strerror or exc}); a SavedModel "
-                               f"without Keras metadata holds no layer configuration") from None
+        raise KerasFormatError(
+            f"source: {path!r} is not a tf-keras SavedModel directory (cannot "
+            f"read keras_metadata.pb: {exc.strerror or exc}); a SavedModel "
+            f"without Keras metadata holds no layer configuration"
+        ) from None
     metadata = read_keras_metadata(data)
     root = metadata.get("root", (None, None))[1]
     config = root.get("config") if isinstance(root, dict) else None
     entries = config.get("layers") if isinstance(config, dict) else None
     if not isinstance(entries, list):
-        raise KerasFormatError(f"source: {path!r}: the root of keras_metadata.pb is not a Keras "
-                               f"Functional/Sequential model with layers (a subclassed model?)")
+        raise KerasFormatError(
+            f"source: {path!r}: the root of keras_metadata.pb is not a Keras "
+            f"Functional/Sequential model with layers (a subclassed model?)"
+        )
     try:
         arrays, strings = read_object_bundle(os.path.join(path, "variables", "variables"))
     except CheckpointError as exc:
@@ -109,12 +121,15 @@ def read_savedmodel(path: str) -> list[KerasLayer]:
     by_name = {}
     for full_name, key in object_graph_keys(graph).items():
         if key not in arrays:
-            raise KerasFormatError(f"source: {path!r}: the object graph names {key!r}, which the "
-                                   f"variables do not hold")
+            raise KerasFormatError(
+                f"source: {path!r}: the object graph names {key!r}, which the variables do not hold"
+            )
         by_name[full_name] = arrays[key]
     layers = [_layer(entry, by_name, path) for entry in entries]
-    layers = [lay._replace(inbound=parse_inbound(entry, str(entry.get("class_name"))))
-              for lay, entry in zip(layers, entries)]
+    layers = [
+        lay._replace(inbound=parse_inbound(entry, str(entry.get("class_name"))))
+        for lay, entry in zip(layers, entries)
+    ]
     if isinstance(root, dict) and root.get("class_name") == "Sequential":
         layers = sequential(layers)
     return with_keras_major(layers, 2)  # tf-keras only
@@ -127,7 +142,7 @@ def _layer(entry: Any, by_name: dict[str, np.ndarray], path: str) -> KerasLayer:
     name = cfg.get("name")
     if not isinstance(cls, str) or not isinstance(name, str):
         raise KerasFormatError(f"source: {path!r}: a layer entry lacks class_name or name")
-    mine = {n[len(name) + 1:]: a for n, a in by_name.items() if n.startswith(name + "/")}
+    mine = {n[len(name) + 1 :]: a for n, a in by_name.items() if n.startswith(name + "/")}
     if cls != "Bidirectional":
         return KerasLayer(name, cls, cfg, _ordered(mine))
     inner = cfg.get("layer")
@@ -136,14 +151,24 @@ def _layer(entry: Any, by_name: dict[str, np.ndarray], path: str) -> KerasLayer:
     fw = {n: a for n, a in mine.items() if n.startswith("forward_")}
     bw = {n: a for n, a in mine.items() if n.startswith("backward_")}
     inner_cfg = inner["config"]
-    backward = KerasLayer(name, str(inner.get("class_name")),
-                          {**inner_cfg, "go_backwards": not inner_cfg.get("go_backwards", False)},
-                          _ordered(bw))
-    return KerasLayer(name, str(inner.get("class_name")),
-                      {**inner_cfg, "merge_mode": cfg.get("merge_mode", "concat")}, _ordered(fw), backward)
+    backward = KerasLayer(
+        name,
+        str(inner.get("class_name")),
+        {**inner_cfg, "go_backwards": not inner_cfg.get("go_backwards", False)},
+        _ordered(bw),
+    )
+    return KerasLayer(
+        name,
+        str(inner.get("class_name")),
+        {**inner_cfg, "merge_mode": cfg.get("merge_mode", "concat")},
+        _ordered(fw),
+        backward,
+    )
 
 
 def _ordered(weights: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Weights in the layer's order (kernel, recurrent_kernel, bias) by their last name part."""
     rank = {role: i for i, role in enumerate(_ROLES)}
-    return [weights[n] for n in sorted(weights, key=lambda n: (rank.get(n.rsplit("/", 1)[-1], 9), n))]
+    return [
+        weights[n] for n in sorted(weights, key=lambda n: (rank.get(n.rsplit("/", 1)[-1], 9), n))
+    ]

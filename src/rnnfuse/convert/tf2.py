@@ -22,8 +22,13 @@ from .tf2_checkpoint import ObjectCheckpoint, read_object_checkpoint, read_tf2_l
 __all__ = ["stack_from_tf2", "read_object_checkpoint", "ObjectCheckpoint"]
 
 
-def stack_from_tf2(path: str | os.PathLike[str], *, layer_names: Sequence[str] | None = None,
-                   reset_after: bool | None = None, batch_first: bool = True) -> Any:
+def stack_from_tf2(
+    path: str | os.PathLike[str],
+    *,
+    layer_names: Sequence[str] | None = None,
+    reset_after: bool | None = None,
+    batch_first: bool = True,
+) -> Any:
     """The stack of the Keras recurrent layers in a TF2 checkpoint or SavedModel directory.
 
     ``path``: a checkpoint prefix (what ``tf.train.Checkpoint.save`` returned, or the path

@@ -61,17 +61,25 @@ class ObjectCheckpoint(NamedTuple):
         parts = []
         for kind, names in self.skipped.items():
             if kind == "optimizer":
-                parts.append(f"optimizer state, {len(names)} variable{'s' * (len(names) != 1)} "
-                             f"(slots, iterations, learning rate)")
+                parts.append(
+                    f"optimizer state, {len(names)} variable{'s' * (len(names) != 1)} "
+                    f"(slots, iterations, learning rate)"
+                )
             elif kind == "other":
-                parts.append(f"variables of no layer {names[:5]}" + (" ..." if len(names) > 5 else ""))
+                parts.append(
+                    f"variables of no layer {names[:5]}" + (" ..." if len(names) > 5 else "")
+                )
             else:
                 parts += names
         return ", ".join(parts) if parts else "nothing"
 
 
-def read_tf2_layers(path: str | os.PathLike[str], *, reset_after: bool | None = None,
-                    layer_names: Sequence[str] | None = None) -> list[KerasLayer]:
+def read_tf2_layers(
+    path: str | os.PathLike[str],
+    *,
+    reset_after: bool | None = None,
+    layer_names: Sequence[str] | None = None,
+) -> list[KerasLayer]:
     """The layers of a TF2 checkpoint prefix or of a SavedModel directory, in model order.
 
     A subclassed model stores its layers as attributes, in the order they were assigned,
@@ -82,10 +90,12 @@ def read_tf2_layers(path: str | os.PathLike[str], *, reset_after: bool | None = 
     found = read_object_checkpoint(prefix, reset_after=reset_after)
     recurrent = [lay.name for lay in found.layers if lay.class_name in GATES or lay.cells]
     if not found.ordered and len(recurrent) > 1 and layer_names is None:
-        raise ValueError(f"layer_names: {path!r} holds the layers of a subclassed model (attributes "
-                         f"in the order they were assigned, not called), so the file does not tell "
-                         f"their order; pass layer_names=[...] bottom first, from {recurrent} "
-                         f"(rnnfuse convert: --layer NAME, repeated)")
+        raise ValueError(
+            f"layer_names: {path!r} holds the layers of a subclassed model (attributes "
+            f"in the order they were assigned, not called), so the file does not tell "
+            f"their order; pass layer_names=[...] bottom first, from {recurrent} "
+            f"(rnnfuse convert: --layer NAME, repeated)"
+        )
     return found.layers
 
 
@@ -99,7 +109,8 @@ def read_object_checkpoint(prefix: str, *, reset_after: bool | None = None) -> O
         raise KerasFormatError(
             f"source: {prefix!r} holds no {OBJECT_GRAPH_KEY}: a TF1 name-based checkpoint (a TF1 "
             f"Saver or SavedModelBuilder wrote it); read it with rnnfuse.tf1.load_stack({prefix!r}, "
-            f"scope) (`rnnfuse inspect {prefix}` lists its RNN scopes)")
+            f"scope) (`rnnfuse inspect {prefix}` lists its RNN scopes)"
+        )
     try:
         nodes = parse_object_graph(strings[OBJECT_GRAPH_KEY], f"{prefix}: {OBJECT_GRAPH_KEY}")
     except CheckpointError as exc:
@@ -110,8 +121,13 @@ def read_object_checkpoint(prefix: str, *, reset_after: bool | None = None) -> O
 class _Walk:
     """One depth-first pass over the object graph from the root, children in saved order."""
 
-    def __init__(self, nodes: list[ObjectNode], arrays: dict[str, np.ndarray], prefix: str,
-                 reset_after: bool | None) -> None:
+    def __init__(
+        self,
+        nodes: list[ObjectNode],
+        arrays: dict[str, np.ndarray],
+        prefix: str,
+        reset_after: bool | None,
+    ) -> None:
         self.nodes, self.arrays, self.prefix, self.reset_after = nodes, arrays, prefix, reset_after
         self.used: set[int] = set()  # variable nodes a layer took
         self.optimizer: set[int] = set()  # nodes reached through an optimizer
@@ -154,16 +170,24 @@ class _Walk:
                 continue
             children = self.nodes[k].children
             for name, child in reversed(children):
-                stack.append((child, f"{path}/{name}".lstrip("/"),
-                              in_optimizer or name in _OPTIMIZER_ATTRIBUTES))
+                stack.append(
+                    (
+                        child,
+                        f"{path}/{name}".lstrip("/"),
+                        in_optimizer or name in _OPTIMIZER_ATTRIBUTES,
+                    )
+                )
 
     # ------------------------------------------------------------------ layers
     def _child(self, k: int, name: str) -> int | None:
         return next((c for n, c in self.nodes[k].children if n == name), None)
 
     def _is_cell(self, k: int | None) -> bool:
-        return k is not None and self._child(k, "kernel") is not None and \
-            self._child(k, "recurrent_kernel") is not None
+        return (
+            k is not None
+            and self._child(k, "kernel") is not None
+            and self._child(k, "recurrent_kernel") is not None
+        )
 
     def _is_rnn(self, k: int | None) -> bool:
         cell = None if k is None else self._child(k, "cell")
@@ -190,8 +214,11 @@ class _Walk:
     def _own_variables(self, k: int) -> list[int]:
         """The variables an object holds under its own attribute names (``kernel``, not a
         list's ``0``, ``1``, ...)."""
-        return [c for n, c in self.nodes[k].children
-                if self.nodes[c].variable is not None and not n.isdigit() and n != "save_counter"]
+        return [
+            c
+            for n, c in self.nodes[k].children
+            if self.nodes[c].variable is not None and not n.isdigit() and n != "save_counter"
+        ]
 
     def _other_layers(self) -> None:
         """Objects with variables of their own that no recurrent layer took (a Dense head):
@@ -203,7 +230,9 @@ class _Walk:
                 continue
             self.used.update(own)
             name = self._name(own[0], 1, path)
-            layer = KerasLayer(name, f"<{name.rsplit('/', 1)[-1]}>", {}, [self._array(c) for c in own])
+            layer = KerasLayer(
+                name, f"<{name.rsplit('/', 1)[-1]}>", {}, [self._array(c) for c in own]
+            )
             self.layers.insert(at + shift, layer)
             shift += 1
 
@@ -213,13 +242,25 @@ class _Walk:
         cells_list = self._child(cell, "cells")
         if cells_list is None:
             return self._cell(cell, path, backwards, scope_depth)
-        cells = [c for _, c in sorted(self.nodes[cells_list].children,
-                                      key=lambda item: int(item[0]) if item[0].isdigit() else -1)]
+        cells = [
+            c
+            for _, c in sorted(
+                self.nodes[cells_list].children,
+                key=lambda item: int(item[0]) if item[0].isdigit() else -1,
+            )
+        ]
         parts = [self._cell(c, path, False, 3) for c in cells]
         name = parts[0].name
-        return KerasLayer(name, "RNN", {"name": name, "go_backwards": backwards}, [], cells=tuple(
-            p._replace(name=f"{name}/cell_{i}", class_name=f"{p.class_name}Cell")
-            for i, p in enumerate(parts)))
+        return KerasLayer(
+            name,
+            "RNN",
+            {"name": name, "go_backwards": backwards},
+            [],
+            cells=tuple(
+                p._replace(name=f"{name}/cell_{i}", class_name=f"{p.class_name}Cell")
+                for i, p in enumerate(parts)
+            ),
+        )
 
     def _cell(self, cell: int, path: str, backwards: bool, scope_depth: int) -> KerasLayer:
         roles = {n: c for n, c in self.nodes[cell].children if self.nodes[c].variable is not None}
@@ -230,7 +271,8 @@ class _Walk:
             raise KerasFormatError(
                 f"source: {self.prefix!r}: layer {name!r}: its cell holds variables {sorted(roles)}; "
                 f"rnnfuse reads Keras LSTM, GRU and SimpleRNN cells (kernel, recurrent_kernel, "
-                f"bias), not {others or 'a cell without recurrent_kernel'}")
+                f"bias), not {others or 'a cell without recurrent_kernel'}"
+            )
         self.used.update(roles.values())
         weights = [self._array(roles[r]) for r in _ROLES if r in roles]
         return _inferred(name, weights, backwards, self.reset_after, self.prefix)
@@ -240,8 +282,10 @@ class _Walk:
         assert variable is not None
         key = variable[1]
         if key not in self.arrays:
-            raise KerasFormatError(f"source: {self.prefix!r}: the object graph names {key!r}, "
-                                   f"which the checkpoint does not hold")
+            raise KerasFormatError(
+                f"source: {self.prefix!r}: the object graph names {key!r}, "
+                f"which the checkpoint does not hold"
+            )
         return self.arrays[key]
 
     def _name(self, k: int, depth: int, path: str) -> str:
@@ -259,31 +303,42 @@ class _Walk:
         return [lay._replace(name=f"{lay.name}#{k}") for k, lay in enumerate(layers)]
 
 
-def _inferred(name: str, weights: list[np.ndarray], backwards: bool, reset_after: bool | None,
-              prefix: str) -> KerasLayer:
+def _inferred(
+    name: str, weights: list[np.ndarray], backwards: bool, reset_after: bool | None, prefix: str
+) -> KerasLayer:
     """A Keras recurrent layer from its kernel, recurrent kernel and bias shapes."""
     kernel, recurrent = weights[0], weights[1]
     shapes = [list(w.shape) for w in weights]
     units = recurrent.shape[0] if recurrent.ndim == 2 else 0
     if kernel.ndim != 2 or not units or recurrent.shape[1] % units:
-        raise KerasFormatError(f"source: {prefix!r}: layer {name!r}: expected kernel [input, G * "
-                               f"units] and recurrent_kernel [units, G * units], got {shapes}")
+        raise KerasFormatError(
+            f"source: {prefix!r}: layer {name!r}: expected kernel [input, G * "
+            f"units] and recurrent_kernel [units, G * units], got {shapes}"
+        )
     gates = recurrent.shape[1] // units
     cls = {g: c for c, g in GATES.items()}.get(gates)
     if cls is None:
-        raise KerasFormatError(f"source: {prefix!r}: layer {name!r}: recurrent_kernel "
-                               f"{shapes[1]} has {gates} gates; LSTM has 4, GRU 3, SimpleRNN 1")
-    config: dict[str, Any] = {"name": name, "units": units, "use_bias": len(weights) == 3,
-                              "go_backwards": backwards}
+        raise KerasFormatError(
+            f"source: {prefix!r}: layer {name!r}: recurrent_kernel "
+            f"{shapes[1]} has {gates} gates; LSTM has 4, GRU 3, SimpleRNN 1"
+        )
+    config: dict[str, Any] = {
+        "name": name,
+        "units": units,
+        "use_bias": len(weights) == 3,
+        "go_backwards": backwards,
+    }
     if cls == "GRU":
         if len(weights) == 3:
             config["reset_after"] = weights[2].ndim == 2
         elif reset_after is None:
-            raise ValueError(f"reset_after: layer {name!r} is a GRU without bias, and only its bias "
-                             f"shape tells reset_after ([2, 3 * units] True, [3 * units] False); "
-                             f"pass reset_after=True or False, as the model was built, to "
-                             f"rnnfuse.convert.tf2.stack_from_tf2 (rnnfuse convert: "
-                             f"--reset-after true|false)")
+            raise ValueError(
+                f"reset_after: layer {name!r} is a GRU without bias, and only its bias "
+                f"shape tells reset_after ([2, 3 * units] True, [3 * units] False); "
+                f"pass reset_after=True or False, as the model was built, to "
+                f"rnnfuse.convert.tf2.stack_from_tf2 (rnnfuse convert: "
+                f"--reset-after true|false)"
+            )
         else:
             config["reset_after"] = bool(reset_after)
     return KerasLayer(name, cls, config, weights)

@@ -45,7 +45,9 @@ def cells_from_torch(module: nn.Module) -> TorchCells:
         for d in range(dirs):
             stacks[d].append(_cell_from_torch(module, in_size, _suffix(k, d)))
         in_size = stacks[0][-1].output_size * dirs
-    return TorchCells(stacks[0], stacks[1] if dirs == 2 else None, module.batch_first, module.dropout)
+    return TorchCells(
+        stacks[0], stacks[1] if dirs == 2 else None, module.batch_first, module.dropout
+    )
 
 
 def _suffix(layer: int, direction: int) -> str:
@@ -53,8 +55,10 @@ def _suffix(layer: int, direction: int) -> str:
 
 
 def _cell_from_torch(module: Any, in_size: int, suffix: str) -> RecurrentCell:
-    p: dict[str, Any] = {name: getattr(module, name + suffix, None)
-         for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")}
+    p: dict[str, Any] = {
+        name: getattr(module, name + suffix, None)
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+    }
     kind = _kind(module)
     w_ih, w_hh = (to_rnnfuse_gates(p[n], "torch", kind, 0) for n in ("weight_ih", "weight_hh"))
     values: dict[str, Any] = {"weight_ih": w_ih, "weight_hh": w_hh}
@@ -67,7 +71,9 @@ def _cell_from_torch(module: Any, in_size: int, suffix: str) -> RecurrentCell:
         if bias:
             values["bias"] = _gates(p["bias_ih"] + p["bias_hh"], kind)
         if kind == "lstm":
-            cell = LSTMCell(in_size, module.hidden_size, proj_size=module.proj_size or None, bias=bias)
+            cell = LSTMCell(
+                in_size, module.hidden_size, proj_size=module.proj_size or None, bias=bias
+            )
             if module.proj_size:
                 values["weight_hr"] = p["weight_hr"]
         else:
@@ -85,9 +91,15 @@ def _gates(value: Any, kind: str) -> Any:
     return None if value is None else to_rnnfuse_gates(value, "torch", kind, 0)
 
 
-def torch_from_cells(cells: Sequence[RecurrentCell], backward_cells: Sequence[RecurrentCell] | None = None,
-                     *, batch_first: bool = True, dropout: float = 0.0, residual: bool = False,
-                     variational_dropout: bool = False) -> nn.Module:
+def torch_from_cells(
+    cells: Sequence[RecurrentCell],
+    backward_cells: Sequence[RecurrentCell] | None = None,
+    *,
+    batch_first: bool = True,
+    dropout: float = 0.0,
+    residual: bool = False,
+    variational_dropout: bool = False,
+) -> nn.Module:
     """An ``nn.LSTM``/``nn.GRU``/``nn.RNN`` with the same numbers as a stack of ``cells``.
 
     Raises ``ValueError`` naming what PyTorch cannot express: mixed cell kinds or sizes,
@@ -96,9 +108,15 @@ def torch_from_cells(cells: Sequence[RecurrentCell], backward_cells: Sequence[Re
     cells, backward = list(cells), list(backward_cells or [])
     _check_expressible(cells, backward, residual, variational_dropout)
     first = cells[0]
-    common = dict(input_size=first.input_size, hidden_size=first.hidden_size, num_layers=len(cells),
-                  batch_first=batch_first, bidirectional=bool(backward), dropout=dropout,
-                  bias=first.use_bias)
+    common = dict(
+        input_size=first.input_size,
+        hidden_size=first.hidden_size,
+        num_layers=len(cells),
+        batch_first=batch_first,
+        bidirectional=bool(backward),
+        dropout=dropout,
+        bias=first.use_bias,
+    )
     if isinstance(first, LSTMCell):
         module: nn.Module = nn.LSTM(**common, proj_size=first.proj_size or 0)
     elif isinstance(first, GRUCell):
@@ -124,8 +142,10 @@ def _torch_values(cell: RecurrentCell, suffix: str) -> dict[str, Any]:
     out = {"weight_ih": gates(cell.weight_ih), "weight_hh": gates(cell.weight_hh)}
     if not cell.use_bias:  # torch module built with bias=False
         if isinstance(cell, LSTMCell) and cell.forget_bias:
-            raise ValueError("stack: not expressible as one torch.nn RNN module: a forget_bias "
-                             "needs biases, and these cells have bias=False")
+            raise ValueError(
+                "stack: not expressible as one torch.nn RNN module: a forget_bias "
+                "needs biases, and these cells have bias=False"
+            )
         if isinstance(cell, LSTMCell) and cell.proj_size is not None:
             out["weight_hr"] = cell.weight_hr.detach()
         return {name + suffix: value for name, value in out.items()}
@@ -135,15 +155,19 @@ def _torch_values(cell: RecurrentCell, suffix: str) -> dict[str, Any]:
         b_hh = cell.bias.detach().new_zeros(cell.bias.shape)  # type: ignore[operator, arg-type]  # nn.Module.__getattr__
         if isinstance(cell, LSTMCell):
             h = cell.hidden_size
-            b_hh[h: 2 * h] = cell.forget_bias  # TF1's run-time forget bias, folded in
+            b_hh[h : 2 * h] = cell.forget_bias  # TF1's run-time forget bias, folded in
             if cell.proj_size is not None:
                 out["weight_hr"] = cell.weight_hr.detach()
         out.update(bias_ih=gates(cell.bias), bias_hh=gates(b_hh))
     return {name + suffix: value for name, value in out.items()}
 
 
-def _check_expressible(cells: list[RecurrentCell], backward: list[RecurrentCell], residual: bool,
-                       variational_dropout: bool) -> None:
+def _check_expressible(
+    cells: list[RecurrentCell],
+    backward: list[RecurrentCell],
+    residual: bool,
+    variational_dropout: bool,
+) -> None:
     why = _why_not_expressible(cells, cells + backward)
     why = why or ("PyTorch's RNNs have no residual connections" if residual else None)
     why = why or ("PyTorch's RNNs have no variational dropout" if variational_dropout else None)
@@ -157,17 +181,23 @@ def _why_not_expressible(cells: list[RecurrentCell], all_cells: list[RecurrentCe
         return f"it mixes cell kinds {sorted(kinds)}"
     if len({c.hidden_size for c in all_cells}) > 1:
         return f"its layers have different sizes {[c.hidden_size for c in cells]}"
-    options = {tuple(sorted((k, v) for k, v in c.options().items() if k != "forget_bias")) for c in all_cells}
+    options = {
+        tuple(sorted((k, v) for k, v in c.options().items() if k != "forget_bias"))
+        for c in all_cells
+    }
     if len(options) > 1:
         return "its layers have different options"
     first = cells[0]
-    if isinstance(first, LSTMCell) and (first.peepholes or first.cell_clip is not None
-                                        or first.proj_clip is not None):
+    if isinstance(first, LSTMCell) and (
+        first.peepholes or first.cell_clip is not None or first.proj_clip is not None
+    ):
         return "PyTorch's LSTM has no peepholes, cell_clip or proj_clip"
     if isinstance(first, GRUCell) and not first.reset_after:
         return "PyTorch's GRU resets after the hidden matmul; this GRU (reset_after=False) resets before"
     acts = {k: v for k, v in first.options().items() if k in ("activation", "recurrent_activation")}
     if acts or (isinstance(first, RNNCell) and first.nonlinearity not in ("tanh", "relu")):
-        return (f"PyTorch's RNNs compute sigmoid and tanh (an RNN tanh or relu); these cells have "
-                f"{acts or {'nonlinearity': getattr(first, 'nonlinearity', None)}}")
+        return (
+            f"PyTorch's RNNs compute sigmoid and tanh (an RNN tanh or relu); these cells have "
+            f"{acts or {'nonlinearity': getattr(first, 'nonlinearity', None)}}"
+        )
     return None

@@ -79,7 +79,12 @@ def run_layer(
 
 
 def _run_traced(
-    cell: RecurrentCell, spec: KernelSpec | None, x: Tensor, lengths: Tensor | None, state: Any, reverse: bool
+    cell: RecurrentCell,
+    spec: KernelSpec | None,
+    x: Tensor,
+    lengths: Tensor | None,
+    state: Any,
+    reverse: bool,
 ) -> tuple[Tensor, Any]:
     """:func:`run_layer` while tracing: one ``rnnfuse::layer`` operator call (or the
     reference loop, whose steps are plain tensor operations)."""
@@ -89,5 +94,7 @@ def _run_traced(
     warn_if_missing()  # a plain torch.onnx.export would not find the operator's translation
     kind, weights, peepholes, cell_clip, proj_clip = spec_to_op_args(spec, path)
     lens = x.new_empty(0, dtype=torch.int64) if lengths is None else lengths
-    out = layer_op(x, lens, state_to_list(state), weights, kind, reverse, peepholes, cell_clip, proj_clip)
+    out = layer_op(
+        x, lens, state_to_list(state), weights, kind, reverse, peepholes, cell_clip, proj_clip
+    )
     return out[0], state_from_list(out[1:])

@@ -99,10 +99,17 @@ def _run_lstm(
     return layout.scatter_output(hs), layout.unsort(LSTMState(c, h))
 
 
-def _run_gru(args: GRUKernelArgs, x: Tensor, lengths: Tensor | None, state: Tensor, reverse: bool) -> tuple[Tensor, Tensor]:
+def _run_gru(
+    args: GRUKernelArgs, x: Tensor, lengths: Tensor | None, state: Tensor, reverse: bool
+) -> tuple[Tensor, Tensor]:
     layout = _packed(x, lengths, reverse)
     hs, h = GRUFunction.apply(
-        step_rows(layout), layout.last_index, layout.gather_input(x), args.weight_ih, args.bias,
-        layout.sort(state), args.weight_hh,
+        step_rows(layout),
+        layout.last_index,
+        layout.gather_input(x),
+        args.weight_ih,
+        args.bias,
+        layout.sort(state),
+        args.weight_hh,
     )
     return layout.scatter_output(hs), layout.unsort(h)

@@ -22,7 +22,15 @@ import torch
 from torch import Tensor
 
 from .compiled_steps import step_kernels
-from .steps import StepRows, compiled_for, first_order_only, last_rows, offsets_rows, previous, previous_rows
+from .steps import (
+    StepRows,
+    compiled_for,
+    first_order_only,
+    last_rows,
+    offsets_rows,
+    previous,
+    previous_rows,
+)
 
 __all__ = ["GRUFunction"]
 
@@ -65,7 +73,9 @@ class GRUFunction(torch.autograd.Function):
         if ext is None:
             d_gates, d_h0 = _backward(ctx.steps, g_hs, g_h, acts, hs, h0, weight_hh)
         else:
-            d_gates, d_h0 = ext.gru_backward(acts, hs, h0, g_hs, g_h, weight_hh, *offsets_rows(ctx.steps))
+            d_gates, d_h0 = ext.gru_backward(
+                acts, hs, h0, g_hs, g_h, weight_hh, *offsets_rows(ctx.steps)
+            )
         need, hidden = ctx.needs_input_grad, h0.shape[1]
         d_x = d_gates @ weight_ih if need[2] else None
         d_w_ih = d_gates.t() @ x if need[3] else None

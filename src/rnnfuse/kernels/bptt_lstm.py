@@ -30,7 +30,15 @@ import torch
 from torch import Tensor
 
 from .compiled_steps import step_kernels
-from .steps import StepRows, compiled_for, first_order_only, last_rows, offsets_rows, previous, previous_rows
+from .steps import (
+    StepRows,
+    compiled_for,
+    first_order_only,
+    last_rows,
+    offsets_rows,
+    previous,
+    previous_rows,
+)
 
 __all__ = ["LSTMFunction"]
 
@@ -98,14 +106,30 @@ class LSTMFunction(torch.autograd.Function):
     @first_order_only
     def backward(ctx: Any, g_hs: Tensor, g_c: Tensor, g_h: Tensor) -> tuple[Any, ...]:
         x, weight_ih, c0, h0, weight_hh, peepholes, weight_hr, *stored = ctx.saved_tensors
-        rec, st = ctx.rec._replace(weight_hh=weight_hh, peepholes=peepholes, weight_hr=weight_hr), _Stored(*stored)
+        rec, st = (
+            ctx.rec._replace(weight_hh=weight_hh, peepholes=peepholes, weight_hr=weight_hr),
+            _Stored(*stored),
+        )
         ext, d_peep = compiled_for(st.acts), None
         if ext is None:
             d_gates, dc, dh, d_hs = _backward(rec, st, c0, g_hs, g_c, g_h)
         else:  # the compiled loop sums the peephole gradients too
             d_gates, dc, dh, d_hs, d_peep = ext.lstm_backward(
-                st.acts, st.cs, st.tanh_cs, st.hs, c0, g_hs, g_c, g_h, rec.weight_hh, rec.peepholes,
-                rec.weight_hr, rec.cell_clip, rec.proj_clip, *offsets_rows(rec.steps))
+                st.acts,
+                st.cs,
+                st.tanh_cs,
+                st.hs,
+                c0,
+                g_hs,
+                g_c,
+                g_h,
+                rec.weight_hh,
+                rec.peepholes,
+                rec.weight_hr,
+                rec.cell_clip,
+                rec.proj_clip,
+                *offsets_rows(rec.steps),
+            )
         need = ctx.needs_input_grad
         d_x = d_gates @ weight_ih if need[4] else None
         d_w_ih = d_gates.t() @ x if need[5] else None
@@ -119,11 +143,23 @@ class LSTMFunction(torch.autograd.Function):
         return (None, None, None, None, d_x, d_w_ih, d_bias, dc, dh, d_w_hh, d_peep, d_w_hr)
 
 
-def _forward_compiled(ext: Any, rec: _Recurrence, acts: Tensor, bias: Tensor, c0: Tensor, h0: Tensor) -> _Stored:
+def _forward_compiled(
+    ext: Any, rec: _Recurrence, acts: Tensor, bias: Tensor, c0: Tensor, h0: Tensor
+) -> _Stored:
     """:func:`_forward` run by the C++ extension (the whole loop in one call); ``acts`` is
     the input projection without ``bias``, which the loop adds."""
-    cs, tanh_cs, ms, hs = ext.lstm_forward(acts, bias, c0, h0, rec.weight_hh, rec.peepholes, rec.weight_hr,
-                                           rec.cell_clip, rec.proj_clip, *offsets_rows(rec.steps))
+    cs, tanh_cs, ms, hs = ext.lstm_forward(
+        acts,
+        bias,
+        c0,
+        h0,
+        rec.weight_hh,
+        rec.peepholes,
+        rec.weight_hr,
+        rec.cell_clip,
+        rec.proj_clip,
+        *offsets_rows(rec.steps),
+    )
     return _Stored(acts, cs, tanh_cs, ms, hs)
 
 
@@ -151,7 +187,13 @@ def _forward(rec: _Recurrence, acts: Tensor, c0: Tensor, h0: Tensor) -> _Stored:
 
 
 def _cell_forward(
-    act: Tensor, c_prev: Tensor, c: Tensor, tanh_c: Tensor, m: Tensor, peepholes: Tensor | None, clip: float | None
+    act: Tensor,
+    c_prev: Tensor,
+    c: Tensor,
+    tanh_c: Tensor,
+    m: Tensor,
+    peepholes: Tensor | None,
+    clip: float | None,
 ) -> None:
     """One step's elementwise part: ``act`` holds the gate pre-activations and leaves
     holding (σi, σf, tanh g, σo); writes the cell state ``c``, its tanh and ``m = σo tanh(c)``."""
@@ -197,8 +239,16 @@ def _backward(
         if d_hs is not None and rec.weight_hr is not None:  # both or neither
             d_hs[now] = dh_t
             dh_t = dh_t @ rec.weight_hr
-        cell_backward(dh_t, dc[:rows], st.tanh_cs[now], previous(st.cs, c0, rec.steps, t), st.acts[now],
-                       d_gates[now], rec.peepholes, None if c_mask is None else c_mask[now])
+        cell_backward(
+            dh_t,
+            dc[:rows],
+            st.tanh_cs[now],
+            previous(st.cs, c0, rec.steps, t),
+            st.acts[now],
+            d_gates[now],
+            rec.peepholes,
+            None if c_mask is None else c_mask[now],
+        )
         torch.mm(d_gates[now], rec.weight_hh, out=dh[:rows])
     return d_gates, dc, dh, d_hs
 

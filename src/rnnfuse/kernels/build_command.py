@@ -22,10 +22,12 @@ __all__ = ["add_commands", "build_kernels", "main"]
 def add_commands(subparsers: Any) -> None:
     """Register ``rnnfuse build-kernels``."""
     sub = subparsers.add_parser(
-        "build-kernels", help="build the C++ kernels for this machine now (once per version)",
+        "build-kernels",
+        help="build the C++ kernels for this machine now (once per version)",
         description="Compile rnnfuse's C++ BPTT kernels into PyTorch's extension cache "
-                    "(TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions) so that no later "
-                    "call waits for the build; report where and how long.")
+        "(TORCH_EXTENSIONS_DIR, default ~/.cache/torch_extensions) so that no later "
+        "call waits for the build; report where and how long.",
+    )
     sub.set_defaults(handler=lambda args: build_kernels())
 
 
@@ -35,7 +37,10 @@ def build_kernels() -> int:
     from ._ext.build import build_folder, load_extension
 
     if os.environ.get(ENV_DISABLE, "") not in ("", "0"):
-        print(f"rnnfuse build-kernels: {ENV_DISABLE} is set: the C++ kernels are disabled", file=sys.stderr)
+        print(
+            f"rnnfuse build-kernels: {ENV_DISABLE} is set: the C++ kernels are disabled",
+            file=sys.stderr,
+        )
         return 2
     reasons = []
     for spec in specs():
@@ -48,17 +53,28 @@ def build_kernels() -> int:
             continue
         seconds = time.perf_counter() - began
         where = build_folder(spec)
-        what = f"were built in {seconds:.0f} s" if built else f"are built already (loaded in {seconds:.1f} s)"
-        omp = "with OpenMP" if "-fopenmp" in spec.cflags else "without OpenMP (the compiler has none)"
+        what = (
+            f"were built in {seconds:.0f} s"
+            if built
+            else f"are built already (loaded in {seconds:.1f} s)"
+        )
+        omp = (
+            "with OpenMP" if "-fopenmp" in spec.cflags else "without OpenMP (the compiler has none)"
+        )
         print(f"rnnfuse build-kernels: the C++ kernels {what}, {omp}: {where}")
         return 0
-    print(f"rnnfuse build-kernels: error: the C++ kernels could not be built ({'; '.join(reasons)}); the "
-          f"pure-PyTorch kernels run instead (slower)", file=sys.stderr)
+    print(
+        f"rnnfuse build-kernels: error: the C++ kernels could not be built ({'; '.join(reasons)}); the "
+        f"pure-PyTorch kernels run instead (slower)",
+        file=sys.stderr,
+    )
     return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m rnnfuse.kernels``."""
-    parser = argparse.ArgumentParser(prog="python -m rnnfuse.kernels", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m rnnfuse.kernels", description=__doc__.splitlines()[0]
+    )
     parser.parse_args(argv)
     return build_kernels()

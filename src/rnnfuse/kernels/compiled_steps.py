@@ -29,12 +29,27 @@ from typing import Any, NamedTuple, Union
 import torch
 from torch import Tensor
 
-__all__ = ["StepKernels", "step_kernels", "compiles_steps", "forced", "lstm_cell_forward", "lstm_cell_backward",
-           "gru_gates", "gru_update", "gru_cell_backward"]
+__all__ = [
+    "StepKernels",
+    "step_kernels",
+    "compiles_steps",
+    "forced",
+    "lstm_cell_forward",
+    "lstm_cell_backward",
+    "gru_gates",
+    "gru_update",
+    "gru_cell_backward",
+]
 
 
 def lstm_cell_forward(
-    act: Tensor, c_prev: Tensor, c: Tensor, tanh_c: Tensor, m: Tensor, peepholes: Tensor | None, clip: float | None
+    act: Tensor,
+    c_prev: Tensor,
+    c: Tensor,
+    tanh_c: Tensor,
+    m: Tensor,
+    peepholes: Tensor | None,
+    clip: float | None,
 ) -> None:
     """:func:`rnnfuse.kernels.bptt_lstm._cell_forward`: ``act`` (gate pre-activations)
     becomes (σi, σf, tanh g, σo); writes ``c``, ``tanh c`` and ``m = σo tanh c``."""
@@ -110,7 +125,9 @@ def gru_cell_backward(dh: Tensor, act: Tensor, h_prev: Tensor, d_act: Tensor) ->
     d_act[:, hidden:].copy_(torch.cat([d_z, d_n], 1))
 
 
-def gru_reset_backward(d_rh: Tensor, dh: Tensor, act: Tensor, h_prev: Tensor, d_act: Tensor, carry: Tensor) -> None:
+def gru_reset_backward(
+    d_rh: Tensor, dh: Tensor, act: Tensor, h_prev: Tensor, d_act: Tensor, carry: Tensor
+) -> None:
     """Given ``d_rh = d_n W_hn``: writes ``∂/∂r`` into ``d_act`` and the part of ``∂/∂h_prev``
     that is not a product, ``dh σz + d_rh σr``, into ``carry``."""
     hidden = h_prev.shape[1]
@@ -130,7 +147,14 @@ class StepKernels(NamedTuple):
     gru_reset_backward: Callable[..., None]
 
 
-_FUNCTIONS = (lstm_cell_forward, lstm_cell_backward, gru_gates, gru_update, gru_cell_backward, gru_reset_backward)
+_FUNCTIONS = (
+    lstm_cell_forward,
+    lstm_cell_backward,
+    gru_gates,
+    gru_update,
+    gru_cell_backward,
+    gru_reset_backward,
+)
 _FORCED = threading.local()
 
 
@@ -151,9 +175,13 @@ class _FirstCallFallback:
             return self.compiled(*args)
         try:
             self.compiled(*args)
-        except Exception as error:  # noqa: BLE001 - any compiler failure: fall back
-            warnings.warn(f"rnnfuse: compiling the BPTT step {self.plain.__name__} failed ({type(error).__name__}: "
-                          f"{error}); running it as plain PyTorch operations", RuntimeWarning, stacklevel=2)
+        except Exception as error:
+            warnings.warn(
+                f"rnnfuse: compiling the BPTT step {self.plain.__name__} failed ({type(error).__name__}: "
+                f"{error}); running it as plain PyTorch operations",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             self.compiled = self.plain
             self.plain(*args)
         self.checked = True
@@ -167,8 +195,12 @@ def _compiled(backend: Backend) -> StepKernels:
     if backend is None:
         return StepKernels(*_FUNCTIONS)
     compile_: Any = torch.compile
-    return StepKernels(*(_FirstCallFallback(compile_(fn, backend=backend, dynamic=True, fullgraph=True), fn)
-                         for fn in _FUNCTIONS))
+    return StepKernels(
+        *(
+            _FirstCallFallback(compile_(fn, backend=backend, dynamic=True, fullgraph=True), fn)
+            for fn in _FUNCTIONS
+        )
+    )
 
 
 def _has_triton() -> bool:
@@ -191,7 +223,11 @@ def step_kernels(t: Tensor) -> StepKernels | None:
 
 def compiles_steps(device_type: str) -> bool:
     """Whether the BPTT loop on ``device_type`` compiles its steps (outside :func:`forced`)."""
-    return device_type == "cuda" and os.environ.get("RNNFUSE_NO_COMPILED_STEPS") != "1" and _has_triton()
+    return (
+        device_type == "cuda"
+        and os.environ.get("RNNFUSE_NO_COMPILED_STEPS") != "1"
+        and _has_triton()
+    )
 
 
 @contextlib.contextmanager

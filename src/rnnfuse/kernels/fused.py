@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor, _VF
+from torch import _VF, Tensor
 
 from ..cells.base import RecurrentCell
 from ..cells.spec import KernelSpec

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 import torch
@@ -65,7 +65,9 @@ class Layout:
     in_index: Tensor  # (N,) rows of x.reshape(B * T, F), in the flat layout
     out_index: Tensor  # (B * T,) rows of the flat outputs plus one trailing zero row
     last_index: Tensor  # (alive,) flat row of the last step of each sorted sequence of length > 0
-    pad_index: Tensor  # flat rows at a step past their sequence's length (none in the packed layout)
+    pad_index: (
+        Tensor  # flat rows at a step past their sequence's length (none in the packed layout)
+    )
 
     @property
     def alive(self) -> int:
@@ -77,7 +79,9 @@ class Layout:
         sequence's length (:attr:`pad_index`)."""
         flat = x.reshape(self.batch * self.steps, x.shape[-1]).index_select(0, self.in_index)
         if self.pad_index.numel():
-            flat.index_fill_(0, self.pad_index, 0.0)  # fresh from the gather, which keeps nothing for its backward
+            flat.index_fill_(
+                0, self.pad_index, 0.0
+            )  # fresh from the gather, which keeps nothing for its backward
         return flat
 
     def scatter_output(self, flat: Tensor) -> Tensor:
@@ -157,8 +161,10 @@ def make_layout(
         segments=tuple(segments),
         **{
             name: t if device is None else t.to(device)
-            for name, t in zip(["order", "inverse", "in_index", "out_index", "last_index", "pad_index"],
-                               (order, inverse, *indices))
+            for name, t in zip(
+                ["order", "inverse", "in_index", "out_index", "last_index", "pad_index"],
+                (order, inverse, *indices),
+            )
         },
     )
 
@@ -209,7 +215,9 @@ def layout_for(
     """:func:`make_layout`, remembered per lengths values (:func:`kept_for_lengths`).
     ``device`` places the layout when ``lengths`` is ``None``."""
     key = ("layout", steps, reverse, max_segments) + ((batch, device) if lengths is None else ())
-    return kept_for_lengths(lengths, key, lambda: make_layout(lengths, steps, reverse, max_segments, batch, device))
+    return kept_for_lengths(
+        lengths, key, lambda: make_layout(lengths, steps, reverse, max_segments, batch, device)
+    )
 
 
 def _segments(sizes: list[int], bounds: list[int]) -> list[Segment]:
@@ -242,7 +250,9 @@ def _indices(
     rows_total = sum(s.size for s in segments)
     longest = segments[-1].stop if segments else 0
     seg_steps = torch.tensor([s.stop - s.start for s in segments], dtype=torch.int64)
-    step_rows = torch.tensor([s.rows for s in segments], dtype=torch.int64).repeat_interleave(seg_steps)
+    step_rows = torch.tensor([s.rows for s in segments], dtype=torch.int64).repeat_interleave(
+        seg_steps
+    )
     step_offset = torch.full((steps + 1,), rows_total, dtype=torch.int64)
     step_offset[:longest] = torch.cumsum(step_rows, 0) - step_rows
     t = torch.arange(longest).unsqueeze(1)

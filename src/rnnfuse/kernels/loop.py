@@ -59,12 +59,16 @@ def run_loop(
     if reverse:
         x = reverse_within_lengths(x, lengths)
     masks = None if lengths is None else _step_mask(lengths.to(x.device), x.shape[1])
-    if masks is not None:  # padding may hold anything (NaN too): it must reach neither outputs nor grads
+    if (
+        masks is not None
+    ):  # padding may hold anything (NaN too): it must reach neither outputs nor grads
         x = torch.where(masks.transpose(0, 1), x, x.new_zeros(()))
     xw = cell.project_input(x).transpose(0, 1)  # (T, B, G*H), one matmul for all steps
     outputs = []
     for t in range(xw.shape[0]):
-        out, new_state = cell.step_projected(xw[t], state if masks is None else _inside(masks[t], state))
+        out, new_state = cell.step_projected(
+            xw[t], state if masks is None else _inside(masks[t], state)
+        )
         if masks is not None:
             out = torch.where(masks[t], out, out.new_zeros(()))
             new_state = where_state(masks[t], new_state, state)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -50,15 +50,21 @@ FUSED_KINDS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
 BPTT_KINDS = ("bptt_lstm", "bptt_gru")
 
 
-def spec_to_op_args(spec: KernelSpec, path: str) -> tuple[str, list[Tensor], bool, Optional[float], Optional[float]]:
+def spec_to_op_args(
+    spec: KernelSpec, path: str
+) -> tuple[str, list[Tensor], bool, float | None, float | None]:
     """``(kind, weights, peepholes, cell_clip, proj_clip)`` of the operator for a cell's
     ``spec`` on ``path`` (``"fused"`` or ``"bptt"``)."""
     if path == "fused":
         if spec.mode is None or spec.fused_weights is None:
-            raise ValueError(f"spec: expected a spec with a fused kernel for path 'fused', got {spec!r}")
+            raise ValueError(
+                f"spec: expected a spec with a fused kernel for path 'fused', got {spec!r}"
+            )
         return spec.mode, list(spec.fused_weights), False, None, None
     if spec.bptt is None:
-        raise ValueError(f"spec: expected a spec with a BPTT kernel for path {path!r}, got {spec!r}")
+        raise ValueError(
+            f"spec: expected a spec with a BPTT kernel for path {path!r}, got {spec!r}"
+        )
     args = spec.bptt()
     if isinstance(args, LSTMKernelArgs):
         weights = [args.weight_ih, args.bias, args.weight_hh]
@@ -69,7 +75,9 @@ def spec_to_op_args(spec: KernelSpec, path: str) -> tuple[str, list[Tensor], boo
         return "bptt_lstm", weights, args.peepholes is not None, args.cell_clip, args.proj_clip
     if isinstance(args, GRUKernelArgs):
         return "bptt_gru", [args.weight_ih, args.bias, args.weight_hh], False, None, None
-    raise TypeError(f"spec.bptt(): expected LSTMKernelArgs or GRUKernelArgs, got {type(args).__name__}")
+    raise TypeError(
+        f"spec.bptt(): expected LSTMKernelArgs or GRUKernelArgs, got {type(args).__name__}"
+    )
 
 
 def state_to_list(state: Any) -> list[Tensor]:
@@ -88,7 +96,11 @@ def _check_kind(kind: str) -> None:
 
 
 def spec_from_op_args(
-    kind: str, weights: Sequence[Tensor], peepholes: bool, cell_clip: Optional[float], proj_clip: Optional[float]
+    kind: str,
+    weights: Sequence[Tensor],
+    peepholes: bool,
+    cell_clip: float | None,
+    proj_clip: float | None,
 ) -> KernelSpec:
     """Inverse of :func:`spec_to_op_args`: the spec the operator's arguments describe.
 
@@ -99,7 +111,11 @@ def spec_from_op_args(
     if kind == "lstm":
         w_ih, w_hh, b_ih, b_hh = weights[:4]
         w_hr = weights[4] if len(weights) == 5 else None
-        return KernelSpec(kind, tuple(weights), lambda: LSTMKernelArgs(w_ih, b_ih + b_hh, w_hh, None, w_hr, None, None))
+        return KernelSpec(
+            kind,
+            tuple(weights),
+            lambda: LSTMKernelArgs(w_ih, b_ih + b_hh, w_hh, None, w_hr, None, None),
+        )
     if kind in FUSED_KINDS:
         return KernelSpec(kind, tuple(weights))
     if kind == "bptt_lstm":
@@ -119,8 +135,8 @@ def _run_eager(
     kind: str,
     reverse: bool,
     peepholes: bool,
-    cell_clip: Optional[float],
-    proj_clip: Optional[float],
+    cell_clip: float | None,
+    proj_clip: float | None,
 ) -> tuple[Tensor, list[Tensor]]:
     """The layer on the eager paths (autograd records it if its inputs require grad): the
     spec of the arguments through :func:`.dispatch.run_spec`, as :func:`run_layer` runs it."""
@@ -159,12 +175,14 @@ def layer_op(
     kind: str,
     reverse: bool,
     peepholes: bool,
-    cell_clip: Optional[float],
-    proj_clip: Optional[float],
+    cell_clip: float | None,
+    proj_clip: float | None,
 ) -> list[Tensor]:
     """One layer in one direction: returns ``[outputs (B, T, H_out), *final_state]``."""
     with torch.no_grad():
-        y, final = _run_eager(x, lengths, state, weights, kind, reverse, peepholes, cell_clip, proj_clip)
+        y, final = _run_eager(
+            x, lengths, state, weights, kind, reverse, peepholes, cell_clip, proj_clip
+        )
     return _fresh([y, *final], [x, *state, *weights])
 
 
@@ -176,7 +194,11 @@ def _layer_fake(x, lengths, state, weights, kind, reverse, peepholes, cell_clip,
 
 
 _AUTOGRAD_KEYS = torch._C.DispatchKeySet(torch._C.DispatchKey.AutogradOther)
-for _key in (torch._C.DispatchKey.AutogradCPU, torch._C.DispatchKey.AutogradCUDA, torch._C.DispatchKey.AutogradNestedTensor):
+for _key in (
+    torch._C.DispatchKey.AutogradCPU,
+    torch._C.DispatchKey.AutogradCUDA,
+    torch._C.DispatchKey.AutogradNestedTensor,
+):
     _AUTOGRAD_KEYS = _AUTOGRAD_KEYS | torch._C.DispatchKeySet(_key)
 
 
@@ -188,13 +210,16 @@ def _autograd_recording() -> Iterator[None]:
     for its duration), so the recomputed forward would record nothing.  This re-admits
     them (and enables grad mode) for the block; other excluded keys (autocast) stay out."""
     exclude = torch._C._dispatch_tls_local_exclude_set() - _AUTOGRAD_KEYS
-    with torch._C._ForceDispatchKeyGuard(torch._C._dispatch_tls_local_include_set(), exclude), torch.enable_grad():
+    with (
+        torch._C._ForceDispatchKeyGuard(torch._C._dispatch_tls_local_include_set(), exclude),
+        torch.enable_grad(),
+    ):
         yield
 
 
 @torch.library.custom_op("rnnfuse::layer_backward", mutates_args=())
 def layer_backward_op(
-    grads: list[Optional[Tensor]],
+    grads: list[Tensor | None],
     x: Tensor,
     lengths: Tensor,
     state: list[Tensor],
@@ -202,8 +227,8 @@ def layer_backward_op(
     kind: str,
     reverse: bool,
     peepholes: bool,
-    cell_clip: Optional[float],
-    proj_clip: Optional[float],
+    cell_clip: float | None,
+    proj_clip: float | None,
 ) -> list[Tensor]:
     """Gradients ``[d x, *d state, *d weights]`` of :func:`layer_op`'s outputs, given
     ``grads`` of them (``None``: no gradient), by recomputing the forward with autograd."""
@@ -211,13 +236,22 @@ def layer_backward_op(
     n_state = len(state)
     with _autograd_recording():
         y, final = _run_eager(
-            inputs[0], lengths, inputs[1 : 1 + n_state], inputs[1 + n_state :],
-            kind, reverse, peepholes, cell_clip, proj_clip,
+            inputs[0],
+            lengths,
+            inputs[1 : 1 + n_state],
+            inputs[1 + n_state :],
+            kind,
+            reverse,
+            peepholes,
+            cell_clip,
+            proj_clip,
         )
         pairs = [(o, g) for o, g in zip([y, *final], grads) if g is not None and o.requires_grad]
         wanted = [t for t in inputs if t.requires_grad]
         found = (
-            torch.autograd.grad([o for o, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True)
+            torch.autograd.grad(
+                [o for o, _ in pairs], wanted, [g for _, g in pairs], allow_unused=True
+            )
             if pairs
             else [None] * len(wanted)
         )
@@ -229,13 +263,15 @@ def layer_backward_op(
     return _fresh(result, [*_given(grads), x, lengths, *state, *weights])
 
 
-def _given(grads: Sequence[Optional[Tensor]]) -> list[Tensor]:
+def _given(grads: Sequence[Tensor | None]) -> list[Tensor]:
     """The gradients that are given (``None``: no gradient)."""
     return [g for g in grads if g is not None]
 
 
 @layer_backward_op.register_fake
-def _layer_backward_fake(grads, x, lengths, state, weights, kind, reverse, peepholes, cell_clip, proj_clip):
+def _layer_backward_fake(
+    grads, x, lengths, state, weights, kind, reverse, peepholes, cell_clip, proj_clip
+):
     return [t.new_empty(t.shape) for t in (x, *state, *weights)]
 
 
@@ -246,7 +282,7 @@ def _setup_context(ctx: Any, inputs: tuple, output: Any) -> None:
     ctx.save_for_backward(x, lengths, *state, *weights)
 
 
-def _backward(ctx: Any, grads: list[Optional[Tensor]]) -> tuple:
+def _backward(ctx: Any, grads: list[Tensor | None]) -> tuple:
     saved = ctx.saved_tensors
     x, lengths = saved[0], saved[1]
     state = list(saved[2 : 2 + ctx.n_state])

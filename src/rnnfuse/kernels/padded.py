@@ -56,8 +56,8 @@ from ..cells.base import RecurrentCell
 from ..cells.constants import tracing
 from ..cells.spec import KernelSpec
 from ..state import LSTMState, state_output
-from .fused import fused_call, fused_spec, needs_grad
 from .bptt import run_bptt
+from .fused import fused_call, fused_spec, needs_grad
 from .loop import reverse_within_lengths, run_loop
 
 __all__ = ["run_fused_padded", "padded_runs", "held_exactly", "SATURATE"]
@@ -98,7 +98,9 @@ def _holds(w_hh: Tensor, b_ih: Tensor, b_hh: Tensor) -> bool:
     limit = SATURATE - _MARGIN
     with torch.no_grad():
         bias = b_ih + b_hh
-        low, high, b_low, b_high = torch.stack([*torch.aminmax(w_hh), *torch.aminmax(bias)]).tolist()
+        low, high, b_low, b_high = torch.stack(
+            [*torch.aminmax(w_hh), *torch.aminmax(bias)]
+        ).tolist()
         if max(high, -low) * w_hh.shape[1] + max(b_high, -b_low) < limit:  # False for NaN
             return True
         bound = (w_hh.abs().sum(1) + bias.abs()).max()
@@ -138,7 +140,12 @@ def _refilled(w_ih: Tensor, column: Tensor) -> Tensor:
         kept = _BUFFERS.by_weight = WeakIdKeyDictionary()
     shape = (w_ih.shape[0], w_ih.shape[1] + 1)
     buffer = kept.get(w_ih)
-    if buffer is None or buffer.shape != shape or buffer.dtype != w_ih.dtype or buffer.device != w_ih.device:
+    if (
+        buffer is None
+        or buffer.shape != shape
+        or buffer.dtype != w_ih.dtype
+        or buffer.device != w_ih.device
+    ):
         with torch.inference_mode(False), torch.no_grad():  # usable in and out of inference_mode
             buffer = torch.empty(shape, dtype=w_ih.dtype, device=w_ih.device)
             buffer[:, -1:].copy_(column)
@@ -186,7 +193,15 @@ def _make_plan(values: tuple[int, ...], total: int, device: torch.device, untrim
     outside = ~inside
     last = torch.tensor([max(n - 1, 0) * batch + b for b, n in enumerate(values)], device=device)
     empty = torch.tensor([[n == 0] for n in values], device=device) if 0 in values else None
-    return _Plan(steps, inside, outside.unsqueeze(2), outside.flatten().nonzero().squeeze(1), last, empty, values)
+    return _Plan(
+        steps,
+        inside,
+        outside.unsqueeze(2),
+        outside.flatten().nonzero().squeeze(1),
+        last,
+        empty,
+        values,
+    )
 
 
 def run_fused_padded(
@@ -205,8 +220,10 @@ def run_fused_padded(
     spec = fused_spec(cell, x, spec)
     assert spec.fused_weights is not None  # fused_spec checked
     if not checked and not padded_runs(spec):
-        raise ValueError(f"cell: run_fused_padded runs a GRU, a tanh RNN or an LSTM without projection "
-                         f"whose recurrent sums stay below {SATURATE - _MARGIN:g}; got {cell!r} ({spec.mode})")
+        raise ValueError(
+            f"cell: run_fused_padded runs a GRU, a tanh RNN or an LSTM without projection "
+            f"whose recurrent sums stay below {SATURATE - _MARGIN:g}; got {cell!r} ({spec.mode})"
+        )
     if x.shape[0] == 0 or x.shape[1] == 0:  # the kernels refuse empty batches
         return run_loop(cell, x, lengths, state, reverse)
     total = x.shape[1]
@@ -220,7 +237,9 @@ def run_fused_padded(
     hold = spec.mode == "lstm"
     x_tm = _padded_input(x[:, :steps].transpose(0, 1), plan, hold)
     if hold:
-        weights = _indicator_weights(spec.fused_weights, reuse=not needs_grad(x, state, spec.fused_weights))
+        weights = _indicator_weights(
+            spec.fused_weights, reuse=not needs_grad(x, state, spec.fused_weights)
+        )
     else:
         weights = spec.fused_weights
     out, final = fused_call(spec._replace(fused_weights=weights), x_tm, state)
@@ -265,6 +284,8 @@ def _padded_input(x_tm: Tensor, plan: _Plan, indicator: bool) -> Tensor:
     if not indicator:
         out = x_tm.clone(memory_format=torch.contiguous_format)
     else:
-        out = torch.cat([x_tm, plan.outside.to(x_tm.dtype)], 2)  # a fresh tensor, so the padding is cleared in place
+        out = torch.cat(
+            [x_tm, plan.outside.to(x_tm.dtype)], 2
+        )  # a fresh tensor, so the padding is cleared in place
     out.view(steps * batch, -1)[:, :features].index_fill_(0, plan.padded_rows, 0.0)
     return out

@@ -34,7 +34,7 @@ import math
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, _VF
+from torch import _VF, Tensor
 
 from ..cells.base import RecurrentCell
 from ..cells.constants import tracing
@@ -45,11 +45,20 @@ from .fused import needs_grad
 from .padded import _indicator_weights, _plan, held_exactly
 from .ragged import ragged_cpu_path
 
-__all__ = ["padded_stack_specs", "run_padded_stack", "cut_points", "STEP_COST", "CALL_COST", "MAX_CALLS",
-           "ROW_WORK"]
+__all__ = [
+    "padded_stack_specs",
+    "run_padded_stack",
+    "cut_points",
+    "STEP_COST",
+    "CALL_COST",
+    "MAX_CALLS",
+    "ROW_WORK",
+]
 
 
-def padded_stack_specs(cells: Sequence[RecurrentCell], x: Tensor, lengths: Tensor) -> list[KernelSpec] | None:
+def padded_stack_specs(
+    cells: Sequence[RecurrentCell], x: Tensor, lengths: Tensor
+) -> list[KernelSpec] | None:
     """The layers' kernel specs if every layer of the (unidirectional, plain) stack of
     ``cells`` takes the ``fused-padded`` path on ``x`` (B, T, F) with ``lengths``, else ``None``."""
     if x.device.type != "cpu" or tracing() or x.shape[1] == 0:
@@ -132,7 +141,9 @@ def _segments(
         for start in bounds[1:-1]:
             alive = [b for b in previous if values[b] > start]
             rows.append(torch.tensor(alive, dtype=torch.int64, device=device))
-            carry.append(torch.tensor([previous.index(b) for b in alive], dtype=torch.int64, device=device))
+            carry.append(
+                torch.tensor([previous.index(b) for b in alive], dtype=torch.int64, device=device)
+            )
             previous = alive
     return tuple(bounds[:-1]), tuple(rows), tuple(carry)
 
@@ -147,17 +158,34 @@ def run_padded_stack(
     :func:`rnnfuse.kernels.padded.held_exactly`): the layer-by-layer path handles those."""
     if states is not None and needs_grad(x, tuple(states), ()):
         return None  # autograd records the calls: the layer-by-layer path
-    plan = _plan(lengths, x.shape[1], x.device, untrimmed=0)  # only the top layer's outputs are padded
+    plan = _plan(
+        lengths, x.shape[1], x.device, untrimmed=0
+    )  # only the top layer's outputs are padded
     if plan.steps == 0:
         return None
-    weights = [list(_indicator_weights(s.fused_weights or (), reuse=True)) for s in specs]  # no autograd here
+    weights = [
+        list(_indicator_weights(s.fused_weights or (), reuse=True)) for s in specs
+    ]  # no autograd here
     scale = ROW_WORK * len(weights) / sum(w[0].numel() + w[1].numel() for w in weights)
-    starts, rows, carry = _segments(plan.values, plan.steps, x.device, CALL_COST * scale, STEP_COST * scale)
+    starts, rows, carry = _segments(
+        plan.values, plan.steps, x.device, CALL_COST * scale, STEP_COST * scale
+    )
     h0, c0 = ([], []) if states is None else ([s.h for s in states], [s.c for s in states])
     ext = _ext.extension()
     run = _run_python if ext is None else ext.padded_lstm_stack
-    out, cells, last = run(x, plan.outside, plan.padded_rows, plan.last_rows, plan.empty, starts, rows, carry,
-                           weights, h0, c0)
+    out, cells, last = run(
+        x,
+        plan.outside,
+        plan.padded_rows,
+        plan.last_rows,
+        plan.empty,
+        starts,
+        rows,
+        carry,
+        weights,
+        h0,
+        c0,
+    )
     if not held_exactly(*last, *cells):
         return None  # a NaN or inf came in: layer by layer (rnnfuse.kernels.padded.held_exactly)
     return out, [LSTMState(c, h) for c, h in zip(cells, last)]
@@ -213,13 +241,19 @@ def _layer_calls(
     sequence: it has ended) and every sequence's final ``c`` (held past its length, so the
     one of the call it ends in)."""
     stops = [*starts[1:], inputs.shape[0]]
-    out, h, c = _VF.lstm(inputs[: stops[0]], (h0.unsqueeze(0), c0.unsqueeze(0)), w, True, 1, 0.0, False, False, False)
+    out, h, c = _VF.lstm(
+        inputs[: stops[0]], (h0.unsqueeze(0), c0.unsqueeze(0)), w, True, 1, 0.0, False, False, False
+    )
     if len(starts) == 1:
         return out, c[0]
     outs, cells = [out], c[0]
     for start, stop, alive, where in zip(starts[1:], stops[1:], rows, carry):
         state = (h.index_select(1, where), c.index_select(1, where))
-        part, h, c = _VF.lstm(inputs[start:stop].index_select(1, alive), state, w, True, 1, 0.0, False, False, False)
-        outs.append(part.new_zeros(stop - start, inputs.shape[1], part.shape[2]).index_copy_(1, alive, part))
+        part, h, c = _VF.lstm(
+            inputs[start:stop].index_select(1, alive), state, w, True, 1, 0.0, False, False, False
+        )
+        outs.append(
+            part.new_zeros(stop - start, inputs.shape[1], part.shape[2]).index_copy_(1, alive, part)
+        )
         cells = cells.index_copy(0, alive, c[0])
     return torch.cat(outs), cells

@@ -39,8 +39,14 @@ from .loop import run_loop
 from .padded import padded_runs
 from .steps import compiled_for, last_rows
 
-__all__ = ["run_fused_segments", "run_fused_packed", "ragged_cpu_path", "MAX_SEGMENTS", "SMALL_BATCH",
-           "SMALL_BATCH_ONE_THREAD"]
+__all__ = [
+    "run_fused_segments",
+    "run_fused_packed",
+    "ragged_cpu_path",
+    "MAX_SEGMENTS",
+    "SMALL_BATCH",
+    "SMALL_BATCH_ONE_THREAD",
+]
 
 MAX_SEGMENTS = 8
 """At most this many fused calls per layer and direction on a ragged batch."""
@@ -75,10 +81,18 @@ def ragged_cpu_path(spec: KernelSpec, x: Tensor) -> str:
     * else ``"fused-segments"``.
     """
     small = SMALL_BATCH if torch.get_num_threads() > 1 else SMALL_BATCH_ONE_THREAD
-    if (spec.mode == "lstm" and x.shape[0] <= small and not needs_grad(x, (), spec.fused_weights or ())
-            and padded_runs(spec)):
+    if (
+        spec.mode == "lstm"
+        and x.shape[0] <= small
+        and not needs_grad(x, (), spec.fused_weights or ())
+        and padded_runs(spec)
+    ):
         return "fused-padded"
-    if spec.bptt is not None and compiled_for(x) is not None and not torch.is_autocast_enabled(x.device.type):
+    if (
+        spec.bptt is not None
+        and compiled_for(x) is not None
+        and not torch.is_autocast_enabled(x.device.type)
+    ):
         return "bptt"
     return "fused-segments"
 
@@ -88,7 +102,13 @@ def _with_zero_row(parts: list[Tensor]) -> Tensor:
 
 
 def run_fused_packed(
-    cell: RecurrentCell, x: Tensor, lengths: Tensor, state: Any, reverse: bool, *, spec: KernelSpec | None = None
+    cell: RecurrentCell,
+    x: Tensor,
+    lengths: Tensor,
+    state: Any,
+    reverse: bool,
+    *,
+    spec: KernelSpec | None = None,
 ) -> tuple[Tensor, Any]:
     """One fused call on the packed layout (``batch_sizes``), exact final states included."""
     spec = fused_spec(cell, x, spec)
@@ -198,16 +218,22 @@ def _recover_cells(
     offset = [seg.offset + j for seg, first, _ in tails for j in range(first, seg.rows)]
     stride = [seg.rows for seg, first, _ in tails for _ in range(first, seg.rows)]
     order = sorted(range(len(need)), key=lambda r: -need[r])
-    need_t, offset_t, stride_t = (torch.tensor([v[r] for r in order]) for v in (need, offset, stride))
+    need_t, offset_t, stride_t = (
+        torch.tensor([v[r] for r in order]) for v in (need, offset, stride)
+    )
     k = torch.arange(need[order[0]]).unsqueeze(1)
     running = k < need_t.unsqueeze(0)  # (steps, tails): a prefix of the tails at every step
     x_rows = (offset_t + k * stride_t)[running]
     h_rows = (offset_t + (k[:-1]) * stride_t)[running[1:]]
     index = torch.tensor(order, device=device)
-    start = state_rows(concat_layer_states([state_rows(s, slice(first, None)) for _, first, s in tails]), index)
+    start = state_rows(
+        concat_layer_states([state_rows(s, slice(first, None)) for _, first, s in tails]), index
+    )
     h_prev = torch.cat([start.h, flat_out.index_select(0, h_rows.to(device))])
     w_ih, w_hh, b_ih, b_hh = weights[:4]
-    gates = F.linear(flat_x.index_select(0, x_rows.to(device)), w_ih, b_ih) + F.linear(h_prev, w_hh, b_hh)
+    gates = F.linear(flat_x.index_select(0, x_rows.to(device)), w_ih, b_ih) + F.linear(
+        h_prev, w_hh, b_hh
+    )
     i, f, g, _ = gates.chunk(4, dim=-1)
     keep, write = lstm_cell_terms(i, f, g)
     c, row = start.c, 0

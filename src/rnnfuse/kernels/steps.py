@@ -18,8 +18,16 @@ from torch import Tensor
 from ._ext import extension
 from .layout import Layout
 
-__all__ = ["StepRows", "step_rows", "previous", "previous_rows", "last_rows", "first_order_only",
-           "compiled_for", "offsets_rows"]
+__all__ = [
+    "StepRows",
+    "step_rows",
+    "previous",
+    "previous_rows",
+    "last_rows",
+    "first_order_only",
+    "compiled_for",
+    "offsets_rows",
+]
 
 StepRows = tuple[tuple[int, int], ...]  # (offset, rows) per step
 
@@ -40,7 +48,9 @@ def offsets_rows(steps: StepRows) -> tuple[list[int], list[int]]:
 def step_rows(layout: Layout) -> StepRows:
     """``(offset, rows)`` of every step of a packed layout."""
     if any(seg.stop - seg.start != 1 for seg in layout.segments):
-        raise ValueError("step_rows: the BPTT kernels need the packed layout (one segment per step)")
+        raise ValueError(
+            "step_rows: the BPTT kernels need the packed layout (one segment per step)"
+        )
     return tuple((seg.offset, seg.rows) for seg in layout.segments)
 
 
@@ -68,7 +78,6 @@ def last_rows(flat: Tensor, initial: Tensor, last_index: Tensor) -> Tensor:
     """Each sorted sequence's value at its last step; ``initial`` for empty sequences."""
     alive = last_index.shape[0]
     return torch.cat([flat.index_select(0, last_index), initial[alive:]])
-
 
 
 def first_order_only(backward: Callable[..., Any]) -> Callable[..., Any]:

@@ -22,19 +22,37 @@ scopes is refused (TF would create a second set); ``parallel_iterations`` and
 A cell's ``activation`` is a name of :mod:`rnnfuse.cells.activations` or its torch
 function; other than tanh the layer runs on the reference loop.
 """
+
 from ..bidirectional import BidirectionalRNN
-from .checkpoint import CheckpointError, read_checkpoint
-from .convert import TF1VariableError, load_stack
 from ..state import LSTMState as LSTMStateTuple
 from .cells import BasicLSTMCell, BasicRNNCell, GRUCell, LSTMCell, MultiRNNCell, variable_scope
+from .checkpoint import CheckpointError, read_checkpoint
+from .convert import TF1VariableError, load_stack
 from .run import as_stack, bidirectional_dynamic_rnn, dynamic_rnn, get_variables, restore
 from .static import stack_bidirectional_dynamic_rnn, static_bidirectional_rnn, static_rnn
 from .wrappers import DropoutWrapper, ResidualWrapper
 
 __all__ = [
-    "BasicLSTMCell", "LSTMCell", "GRUCell", "BasicRNNCell", "MultiRNNCell", "LSTMStateTuple",
-    "dynamic_rnn", "bidirectional_dynamic_rnn", "variable_scope", "restore", "get_variables",
-    "as_stack", "load_stack", "read_checkpoint", "CheckpointError", "TF1VariableError",
-    "BidirectionalRNN", "ResidualWrapper", "DropoutWrapper", "static_rnn",
-    "static_bidirectional_rnn", "stack_bidirectional_dynamic_rnn",
+    "BasicLSTMCell",
+    "LSTMCell",
+    "GRUCell",
+    "BasicRNNCell",
+    "MultiRNNCell",
+    "LSTMStateTuple",
+    "dynamic_rnn",
+    "bidirectional_dynamic_rnn",
+    "variable_scope",
+    "restore",
+    "get_variables",
+    "as_stack",
+    "load_stack",
+    "read_checkpoint",
+    "CheckpointError",
+    "TF1VariableError",
+    "BidirectionalRNN",
+    "ResidualWrapper",
+    "DropoutWrapper",
+    "static_rnn",
+    "static_bidirectional_rnn",
+    "stack_bidirectional_dynamic_rnn",
 ]

@@ -21,14 +21,39 @@ __all__ = ["OTHER_CLASS_SCOPES", "cell_types_map", "kinds_that_fit"]
 
 #: Scopes of TF1/contrib cell classes other than the four: their math differs (or is not
 #: checked here), so their variables are not read as a cell built with ``name=`` would be.
-OTHER_CLASS_SCOPES = frozenset({
-    "lstm_block_cell", "lstm_block_wrapper", "gru_block_cell", "layer_norm_basic_lstm_cell",
-    "layer_norm_lstm_cell", "ugrnn_cell", "nas_cell", "coupled_input_forget_gate_lstm_cell",
-    "time_freq_lstm_cell", "grid_lstm_cell", "bidirectional_grid_lstm_cell", "glstm_cell",
-    "intersection_rnn_cell", "phased_lstm_cell", "sru_cell", "ind_rnn_cell", "ind_gru_cell",
-    "ind_lstm_cell", "ind_recurrent_cell", "weight_norm_lstm_cell", "minimal_rnn_cell",
-    "cfn_cell", "conv_lstm_cell", "conv1d_lstm_cell", "conv2d_lstm_cell", "conv3d_lstm_cell",
-    "attention_cell_wrapper", "highway_wrapper", "lstm_cell_with_clip"})
+OTHER_CLASS_SCOPES = frozenset(
+    {
+        "lstm_block_cell",
+        "lstm_block_wrapper",
+        "gru_block_cell",
+        "layer_norm_basic_lstm_cell",
+        "layer_norm_lstm_cell",
+        "ugrnn_cell",
+        "nas_cell",
+        "coupled_input_forget_gate_lstm_cell",
+        "time_freq_lstm_cell",
+        "grid_lstm_cell",
+        "bidirectional_grid_lstm_cell",
+        "glstm_cell",
+        "intersection_rnn_cell",
+        "phased_lstm_cell",
+        "sru_cell",
+        "ind_rnn_cell",
+        "ind_gru_cell",
+        "ind_lstm_cell",
+        "ind_recurrent_cell",
+        "weight_norm_lstm_cell",
+        "minimal_rnn_cell",
+        "cfn_cell",
+        "conv_lstm_cell",
+        "conv1d_lstm_cell",
+        "conv2d_lstm_cell",
+        "conv3d_lstm_cell",
+        "attention_cell_wrapper",
+        "highway_wrapper",
+        "lstm_cell_with_clip",
+    }
+)
 
 _GRU = {"gates/kernel", "gates/bias", "candidate/kernel", "candidate/bias"}
 _LSTM_ONLY = {"projection/kernel", "w_i_diag", "w_f_diag", "w_o_diag"}
@@ -57,8 +82,10 @@ def cell_types_map(cell_types: Any, classes: Mapping[str, str]) -> dict[str, str
     if cell_types is None:
         return {}
     if not isinstance(cell_types, Mapping):
-        raise TypeError(f"cell_types: expected a mapping {{cell scope name: TF class name}}, e.g. "
-                        f"{{'cell0': 'LSTMCell'}}, got {type(cell_types).__name__}")
+        raise TypeError(
+            f"cell_types: expected a mapping {{cell scope name: TF class name}}, e.g. "
+            f"{{'cell0': 'LSTMCell'}}, got {type(cell_types).__name__}"
+        )
     kinds = {cls: kind for kind, cls in classes.items()}
     bad = {k: v for k, v in cell_types.items() if v not in kinds and v not in classes}
     if bad:

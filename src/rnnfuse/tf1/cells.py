@@ -18,13 +18,20 @@ from torch import Tensor, nn
 
 from ..cells import RecurrentCell
 from ..cells.activations import ACTIVATIONS, check_activation
+from ..state import LSTMState as LSTMStateTuple
 from ._layers import initial_values, layer_arrays, load_layer, make_cell
 from .names import TFLayer, variable_shapes
 from .wrappers import core_cell, is_wrapper
-from ..state import LSTMState as LSTMStateTuple
 
-__all__ = ["BasicLSTMCell", "LSTMCell", "GRUCell", "BasicRNNCell", "MultiRNNCell", "variable_scope",
-           "VariableScope"]
+__all__ = [
+    "BasicLSTMCell",
+    "LSTMCell",
+    "GRUCell",
+    "BasicRNNCell",
+    "MultiRNNCell",
+    "variable_scope",
+    "VariableScope",
+]
 
 _SCOPE: ContextVar[tuple[str, ...]] = ContextVar("rnnfuse_tf1_scope", default=())
 
@@ -88,8 +95,15 @@ class _Cell(nn.Module):
         return self.num_units
 
     def _layer(self, input_size: int) -> TFLayer:
-        return TFLayer(self.tf_name, self.cell_type, input_size, self.num_units, self.num_proj,
-                       self.use_peepholes, {})
+        return TFLayer(
+            self.tf_name,
+            self.cell_type,
+            input_size,
+            self.num_units,
+            self.num_proj,
+            self.use_peepholes,
+            {},
+        )
 
     def _options(self) -> dict[str, Any]:
         return {}
@@ -98,8 +112,10 @@ class _Cell(nn.Module):
         """Create the weights for ``input_size`` features, with TF's initialisers."""
         if self.cell is not None:
             if self.cell.input_size != input_size:
-                raise ValueError(f"inputs: {self!r} was built for {self.cell.input_size} input "
-                                 f"features, got {input_size}")
+                raise ValueError(
+                    f"inputs: {self!r} was built for {self.cell.input_size} input "
+                    f"features, got {input_size}"
+                )
             return
         dtype = self.cell_dtype or dtype or torch.get_default_dtype()
         layer = self._layer(input_size)
@@ -111,7 +127,11 @@ class _Cell(nn.Module):
     def zero_state(self, batch_size: int, dtype: torch.dtype | None = None) -> Any:
         size = self.state_size
         make = lambda n: torch.zeros(batch_size, n, dtype=dtype or self.cell_dtype)  # noqa: E731
-        return LSTMStateTuple(make(size.c), make(size.h)) if isinstance(size, LSTMStateTuple) else make(size)
+        return (
+            LSTMStateTuple(make(size.c), make(size.h))
+            if isinstance(size, LSTMStateTuple)
+            else make(size)
+        )
 
     def forward(self, inputs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """One step, as calling a TF cell: ``(output, new_state)``."""
@@ -120,8 +140,11 @@ class _Cell(nn.Module):
         return out, tf_layer_state(self, new)
 
     def extra_repr(self) -> str:
-        opts = "".join(f", {k}={v!r}" for k, v in self._options().items()
-                       if v is not None and (k, v) != ("activation", "tanh"))
+        opts = "".join(
+            f", {k}={v!r}"
+            for k, v in self._options().items()
+            if v is not None and (k, v) != ("activation", "tanh")
+        )
         return f"num_units={self.num_units}{opts}"
 
 
@@ -132,9 +155,16 @@ class BasicLSTMCell(_Cell):
 
     tf_name, cell_type = "basic_lstm_cell", "BasicLSTMCell"
 
-    def __init__(self, num_units: int, forget_bias: float = 1.0, state_is_tuple: bool = True,
-                 activation: Any = None, reuse: Any = None, name: Any = None,
-                 dtype: Any = None) -> None:
+    def __init__(
+        self,
+        num_units: int,
+        forget_bias: float = 1.0,
+        state_is_tuple: bool = True,
+        activation: Any = None,
+        reuse: Any = None,
+        name: Any = None,
+        dtype: Any = None,
+    ) -> None:
         super().__init__(num_units, dtype)
         self.state_is_tuple = _check_tuple_state(state_is_tuple)
         self.activation = _activation(activation)
@@ -148,8 +178,11 @@ class BasicLSTMCell(_Cell):
         return LSTMStateTuple._make((self.num_units, self.output_size))  # sizes, not tensors
 
     def zero_state(self, batch_size: int, dtype: torch.dtype | None = None) -> Any:
-        return torch.zeros(batch_size, self.state_size, dtype=dtype or self.cell_dtype) \
-            if not self.state_is_tuple else super().zero_state(batch_size, dtype)
+        return (
+            torch.zeros(batch_size, self.state_size, dtype=dtype or self.cell_dtype)
+            if not self.state_is_tuple
+            else super().zero_state(batch_size, dtype)
+        )
 
     def _options(self) -> dict[str, Any]:
         return {"forget_bias": self.forget_bias, "activation": self.activation}
@@ -164,22 +197,43 @@ class LSTMCell(BasicLSTMCell):
 
     tf_name, cell_type = "lstm_cell", "LSTMCell"
 
-    def __init__(self, num_units: int, *, use_peepholes: bool = False, cell_clip: float | None = None,
-                 num_proj: int | None = None, proj_clip: float | None = None, forget_bias: float = 1.0,
-                 state_is_tuple: bool = True, activation: Any = None, dtype: Any = None) -> None:
-        super().__init__(num_units, forget_bias, state_is_tuple=state_is_tuple,
-                         activation=activation, dtype=dtype)
+    def __init__(
+        self,
+        num_units: int,
+        *,
+        use_peepholes: bool = False,
+        cell_clip: float | None = None,
+        num_proj: int | None = None,
+        proj_clip: float | None = None,
+        forget_bias: float = 1.0,
+        state_is_tuple: bool = True,
+        activation: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(
+            num_units,
+            forget_bias,
+            state_is_tuple=state_is_tuple,
+            activation=activation,
+            dtype=dtype,
+        )
         if num_proj is not None and (type(num_proj) is not int or num_proj <= 0):
             raise ValueError(f"num_proj: expected a positive int or None, got {num_proj!r}")
         if proj_clip is not None and num_proj is None:
-            raise ValueError("proj_clip: clips the projection, so it needs num_proj; got num_proj=None")
+            raise ValueError(
+                "proj_clip: clips the projection, so it needs num_proj; got num_proj=None"
+            )
         self.use_peepholes, self.num_proj = bool(use_peepholes), num_proj
         self.cell_clip = None if cell_clip is None else _float("cell_clip", cell_clip)
         self.proj_clip = None if proj_clip is None else _float("proj_clip", proj_clip)
 
     def _options(self) -> dict[str, Any]:
-        return {"forget_bias": self.forget_bias, "cell_clip": self.cell_clip,
-                "proj_clip": self.proj_clip, "activation": self.activation}
+        return {
+            "forget_bias": self.forget_bias,
+            "cell_clip": self.cell_clip,
+            "proj_clip": self.proj_clip,
+            "activation": self.activation,
+        }
 
     def extra_repr(self) -> str:
         extra = ", use_peepholes=True" if self.use_peepholes else ""
@@ -223,15 +277,18 @@ class MultiRNNCell(nn.Module):
             raise TypeError(f"cells: expected a non-empty list of cells, got {cells!r}")
         for i, cell in enumerate(cells):
             if not isinstance(cell, _Cell) and not is_wrapper(cell):
-                raise TypeError(f"cells[{i}]: expected BasicLSTMCell, LSTMCell, GRUCell, "
-                                f"BasicRNNCell or a wrapper of one, got {type(cell).__name__}")
+                raise TypeError(
+                    f"cells[{i}]: expected BasicLSTMCell, LSTMCell, GRUCell, "
+                    f"BasicRNNCell or a wrapper of one, got {type(cell).__name__}"
+                )
             first = next(j for j, c in enumerate(cells) if c is cell)
             if first != i:
                 raise ValueError(
                     f"cells[{first}] and cells[{i}] are the same {type(cell).__name__} object, so both "
                     f"layers would share one set of weights (TF1 fails here too: `[cell] * n` repeats "
                     f"one object). Build one cell per layer: MultiRNNCell([{type(cell).__name__}"
-                    f"(num_units={cell.num_units}) for _ in range({len(cells)})])")
+                    f"(num_units={cell.num_units}) for _ in range({len(cells)})])"
+                )
         self.cells: Sequence[_Cell] = cast("Sequence[_Cell]", nn.ModuleList(cells))
         self.tf_scope: str | None = None
 
@@ -269,8 +326,10 @@ def split_layers(multi: MultiRNNCell, state: Any) -> tuple:
         return tuple(state)
     sizes = [_flat_size(c.state_size) for c in multi.cells]
     if state.shape[-1] != sum(sizes):
-        raise ValueError(f"state: expected [batch, {sum(sizes)}] (the layers' states {sizes} "
-                         f"concatenated, state_is_tuple=False), got {list(state.shape)}")
+        raise ValueError(
+            f"state: expected [batch, {sum(sizes)}] (the layers' states {sizes} "
+            f"concatenated, state_is_tuple=False), got {list(state.shape)}"
+        )
     return tuple(state.split(sizes, dim=-1))
 
 
@@ -290,8 +349,10 @@ def _layer_state(layer: Any, state: Any) -> Any:
     if isinstance(state, Tensor):
         c, h = core.num_units, core.output_size
         if state.shape[-1] != c + h:
-            raise ValueError(f"state: expected [batch, {c + h}] ([c, h] concatenated, "
-                             f"state_is_tuple=False), got {list(state.shape)}")
+            raise ValueError(
+                f"state: expected [batch, {c + h}] ([c, h] concatenated, "
+                f"state_is_tuple=False), got {list(state.shape)}"
+            )
         return LSTMStateTuple(state[..., :c], state[..., c:])
     return state
 
@@ -309,7 +370,9 @@ def _as_dtype(dtype: Any) -> torch.dtype | None:
     name = getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or dtype
     found = getattr(torch, str(name), None) if isinstance(name, str) else None
     if not isinstance(found, torch.dtype) or not found.is_floating_point:
-        raise TypeError(f"dtype: expected a floating torch dtype or its name ('float32'), got {dtype!r}")
+        raise TypeError(
+            f"dtype: expected a floating torch dtype or its name ('float32'), got {dtype!r}"
+        )
     return found
 
 
@@ -335,10 +398,16 @@ def _activation(activation: Any) -> str:
     for function, name in _FUNCTION_NAMES:
         if activation is function:
             return name
-    raise ValueError(f"activation: expected None, one of {sorted(ACTIVATIONS)} or the torch function "
-                     f"of one (e.g. torch.relu), got {activation!r}")
+    raise ValueError(
+        f"activation: expected None, one of {sorted(ACTIVATIONS)} or the torch function "
+        f"of one (e.g. torch.relu), got {activation!r}"
+    )
 
 
 #: torch functions a TF1 program ported to PyTorch may pass, and their names
-_FUNCTION_NAMES = [(torch.tanh, "tanh"), (torch.sigmoid, "sigmoid"), (torch.relu, "relu"),
-                   (torch.exp, "exponential")] + [(f, name) for name, f in ACTIVATIONS.items()]
+_FUNCTION_NAMES = [
+    (torch.tanh, "tanh"),
+    (torch.sigmoid, "sigmoid"),
+    (torch.relu, "relu"),
+    (torch.exp, "exponential"),
+] + [(f, name) for name, f in ACTIVATIONS.items()]

@@ -22,8 +22,14 @@ from ..cells.activations import ACTIVATIONS
 from ..describe import state_str as _state_str
 from ..state import LSTMState
 from .checkpoint import CheckpointError, is_object_based, list_variables
-from .names import (TF1VariableError, TFBidirectional, TFStack, TFStackBidirectional, find_rnn_scopes,
-                    parse_scope)
+from .names import (
+    TF1VariableError,
+    TFBidirectional,
+    TFStack,
+    TFStackBidirectional,
+    find_rnn_scopes,
+    parse_scope,
+)
 from .skip import split
 
 __all__ = ["add_commands", "inspect_path"]
@@ -32,42 +38,80 @@ __all__ = ["add_commands", "inspect_path"]
 def add_commands(subparsers: Any) -> None:
     """Register ``convert`` and ``inspect`` on the ``rnnfuse`` command's subparsers."""
     convert = subparsers.add_parser(
-        "convert", help="TF1 checkpoint -> rnnfuse .safetensors",
-        description="Convert the RNN under a TF1 checkpoint's scope into an rnnfuse file.")
+        "convert",
+        help="TF1 checkpoint -> rnnfuse .safetensors",
+        description="Convert the RNN under a TF1 checkpoint's scope into an rnnfuse file.",
+    )
     convert.add_argument("prefix", help="checkpoint prefix (what Saver.save returned)")
-    convert.add_argument("--scope", action="append", metavar="SCOPE",
-                         help="dynamic_rnn scope, e.g. rnn or encoder1/rnn (default: the only RNN "
-                         "scope in the checkpoint); give it several times to stack RNNs that fed "
-                         "each other into one stack, bottom first, e.g. GNMT's encoder: --scope "
-                         "encoder/bidirectional_rnn --scope encoder/rnn")
-    convert.add_argument("--residual", metavar="LAYERS",
-                         help="layers that add their input to their output (ResidualWrapper; TF "
-                         "stores no trace of it): 0-based layer numbers of the converted stack, "
-                         "comma-separated (GNMT's encoder: 2), or 'all' for every layer but the first")
+    convert.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help="dynamic_rnn scope, e.g. rnn or encoder1/rnn (default: the only RNN "
+        "scope in the checkpoint); give it several times to stack RNNs that fed "
+        "each other into one stack, bottom first, e.g. GNMT's encoder: --scope "
+        "encoder/bidirectional_rnn --scope encoder/rnn",
+    )
+    convert.add_argument(
+        "--residual",
+        metavar="LAYERS",
+        help="layers that add their input to their output (ResidualWrapper; TF "
+        "stores no trace of it): 0-based layer numbers of the converted stack, "
+        "comma-separated (GNMT's encoder: 2), or 'all' for every layer but the first",
+    )
     convert.add_argument("--out", required=True, help="output .safetensors file")
-    convert.add_argument("--forget-bias", default="1.0", metavar="VALUE[,VALUE...]",
-                         help="forget bias the LSTM cells ran with (TF default 1.0; not stored); "
-                         "comma-separated: one per layer, bottom first")
-    convert.add_argument("--cell-type", action="append", default=[], metavar="NAME=CLASS",
-                         help="the TF class of a cell built with name= whose shapes fit two kinds, "
-                         "e.g. cell0=LSTMCell or plain=BasicRNNCell (repeatable)")
+    convert.add_argument(
+        "--forget-bias",
+        default="1.0",
+        metavar="VALUE[,VALUE...]",
+        help="forget bias the LSTM cells ran with (TF default 1.0; not stored); "
+        "comma-separated: one per layer, bottom first",
+    )
+    convert.add_argument(
+        "--cell-type",
+        action="append",
+        default=[],
+        metavar="NAME=CLASS",
+        help="the TF class of a cell built with name= whose shapes fit two kinds, "
+        "e.g. cell0=LSTMCell or plain=BasicRNNCell (repeatable)",
+    )
     convert.add_argument("--cell-clip", type=float, help="LSTMCell cell_clip (not stored)")
     convert.add_argument("--proj-clip", type=float, help="LSTMCell proj_clip (not stored)")
-    convert.add_argument("--activation", default="tanh", choices=sorted(ACTIVATIONS),
-                         help="the cells' activation (TF's activation=; default tanh)")
-    convert.add_argument("--time-major", action="store_true",
-                         help="the stack takes (time, batch, features) inputs")
-    convert.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
-                         help="glob of variable names to leave out, e.g. '*/my_slot' (repeatable; "
-                         "optimizer slots, global_step and EMA shadows are skipped already)")
-    convert.add_argument("--ema", action="store_true",
-                         help="load the ExponentialMovingAverage shadows instead of the raw values")
-    convert.add_argument("--layer", action="append", metavar="NAME",
-                         help="Keras layers (TF2 checkpoint, SavedModel, Keras file): the recurrent "
-                         "layers to stack, bottom first (repeatable; default: every layer)")
-    convert.add_argument("--reset-after", choices=["true", "false"],
-                         help="TF2 checkpoint or SavedModel: reset_after of a GRU without bias "
-                         "(its weights do not tell it)")
+    convert.add_argument(
+        "--activation",
+        default="tanh",
+        choices=sorted(ACTIVATIONS),
+        help="the cells' activation (TF's activation=; default tanh)",
+    )
+    convert.add_argument(
+        "--time-major", action="store_true", help="the stack takes (time, batch, features) inputs"
+    )
+    convert.add_argument(
+        "--ignore",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="glob of variable names to leave out, e.g. '*/my_slot' (repeatable; "
+        "optimizer slots, global_step and EMA shadows are skipped already)",
+    )
+    convert.add_argument(
+        "--ema",
+        action="store_true",
+        help="load the ExponentialMovingAverage shadows instead of the raw values",
+    )
+    convert.add_argument(
+        "--layer",
+        action="append",
+        metavar="NAME",
+        help="Keras layers (TF2 checkpoint, SavedModel, Keras file): the recurrent "
+        "layers to stack, bottom first (repeatable; default: every layer)",
+    )
+    convert.add_argument(
+        "--reset-after",
+        choices=["true", "false"],
+        help="TF2 checkpoint or SavedModel: reset_after of a GRU without bias "
+        "(its weights do not tell it)",
+    )
     convert.set_defaults(handler=run_convert)
 
 
@@ -80,9 +124,11 @@ def run_convert(args: argparse.Namespace) -> int:
         if _keras_source(args.prefix):
             return _convert_layers(args)
         if args.layer or args.reset_after:
-            raise ValueError(f"--layer, --reset-after: options of Keras layers (TF2 checkpoints, "
-                             f"SavedModels, Keras files); {args.prefix!r} is a TF1 checkpoint "
-                             f"(pick its RNN with --scope)")
+            raise ValueError(
+                f"--layer, --reset-after: options of Keras layers (TF2 checkpoints, "
+                f"SavedModels, Keras files); {args.prefix!r} is a TF1 checkpoint "
+                f"(pick its RNN with --scope)"
+            )
         residual = _residual_layers(args.residual)
         shapes = {v.name: v.shape for v in list_variables(args.prefix)}
         given = list(args.scope or [])
@@ -95,10 +141,18 @@ def run_convert(args: argparse.Namespace) -> int:
 
         def build(flags: bool | list[bool]) -> Any:
             return stack_from_variables(
-                variables, scopes[0] if len(scopes) == 1 else scopes, batch_first=not args.time_major,
-                forget_bias=_forget_bias(args.forget_bias), cell_clip=args.cell_clip,
-                proj_clip=args.proj_clip, activation=args.activation, ignore=args.ignore,
-                use_ema=args.ema, residual=flags, cell_types=_cell_types(args.cell_type))
+                variables,
+                scopes[0] if len(scopes) == 1 else scopes,
+                batch_first=not args.time_major,
+                forget_bias=_forget_bias(args.forget_bias),
+                cell_clip=args.cell_clip,
+                proj_clip=args.proj_clip,
+                activation=args.activation,
+                ignore=args.ignore,
+                use_ema=args.ema,
+                residual=flags,
+                cell_types=_cell_types(args.cell_type),
+            )
 
         module = build(residual if isinstance(residual, bool) else False)
         if isinstance(residual, list):
@@ -122,7 +176,7 @@ def _keras_source(path: str) -> bool:
     ``save_weights``), a SavedModel directory, a ``.keras`` or ``.h5`` file."""
     if os.path.isdir(path) or path.endswith((".keras", ".h5")):
         return True
-    prefix = path[:-len(".index")] if path.endswith(".index") else path
+    prefix = path[: -len(".index")] if path.endswith(".index") else path
     return os.path.exists(prefix + ".index") and is_object_based(prefix)
 
 
@@ -133,16 +187,28 @@ def _convert_layers(args: argparse.Namespace) -> int:
     from ..io import save
 
     path = args.prefix
-    tf1_only = [flag for flag, given in (("--scope", args.scope), ("--residual", args.residual),
-                                          ("--ema", args.ema)) if given]
+    tf1_only = [
+        flag
+        for flag, given in (
+            ("--scope", args.scope),
+            ("--residual", args.residual),
+            ("--ema", args.ema),
+        )
+        if given
+    ]
     if tf1_only:
-        raise ValueError(f"{', '.join(tf1_only)}: options of TF1 checkpoints; {path!r} holds Keras "
-                         f"layers (pick them with --layer NAME)")
-    no_metadata = os.path.isdir(path) and not os.path.exists(os.path.join(path, "keras_metadata.pb"))
+        raise ValueError(
+            f"{', '.join(tf1_only)}: options of TF1 checkpoints; {path!r} holds Keras "
+            f"layers (pick them with --layer NAME)"
+        )
+    no_metadata = os.path.isdir(path) and not os.path.exists(
+        os.path.join(path, "keras_metadata.pb")
+    )
     if no_metadata or not (os.path.isdir(path) or path.endswith((".keras", ".h5"))):
         reset_after = None if args.reset_after is None else args.reset_after == "true"
-        module = stack_from_tf2(path, layer_names=args.layer, reset_after=reset_after,
-                                batch_first=not args.time_major)
+        module = stack_from_tf2(
+            path, layer_names=args.layer, reset_after=reset_after, batch_first=not args.time_major
+        )
     else:
         module = stack_from_keras(path, layer_names=args.layer, batch_first=not args.time_major)
     save(module, args.out)
@@ -156,8 +222,10 @@ def _forget_bias(text: str) -> float | list[float]:
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError:
-        raise ValueError(f"--forget-bias: expected a number or comma-separated numbers (one per "
-                         f"layer), e.g. 1.0 or 0.5,1.0; got {text!r}") from None
+        raise ValueError(
+            f"--forget-bias: expected a number or comma-separated numbers (one per "
+            f"layer), e.g. 1.0 or 0.5,1.0; got {text!r}"
+        ) from None
     return values[0] if len(values) == 1 else values
 
 
@@ -181,8 +249,10 @@ def _residual_layers(text: str | None) -> bool | list[int]:
     except ValueError:
         layers = [-1]
     if any(k < 0 for k in layers) or len(set(layers)) != len(layers):
-        raise ValueError(f"--residual: expected 'all' or distinct comma-separated layer numbers "
-                         f"(0-based), e.g. 2 or 1,2; got {text!r}")
+        raise ValueError(
+            f"--residual: expected 'all' or distinct comma-separated layer numbers "
+            f"(0-based), e.g. 2 or 1,2; got {text!r}"
+        )
     return layers
 
 
@@ -191,20 +261,26 @@ def _residual_flags(layers: list[int], module: Any, scopes: list[str]) -> list[b
     from ..stack import StackedRNN
 
     if not isinstance(module, StackedRNN):
-        raise ValueError(f"--residual: {scopes[0]!r} is a bidirectional_dynamic_rnn of two independent "
-                         f"stacks ({type(module).__name__}), which have no residual connections")
+        raise ValueError(
+            f"--residual: {scopes[0]!r} is a bidirectional_dynamic_rnn of two independent "
+            f"stacks ({type(module).__name__}), which have no residual connections"
+        )
     count = module.num_layers
     outside = [k for k in layers if k >= count]
     if outside:
-        raise ValueError(f"--residual: layers {outside} do not exist; the stack from {scopes} has "
-                         f"{count} layers, numbered 0 to {count - 1}")
+        raise ValueError(
+            f"--residual: layers {outside} do not exist; the stack from {scopes} has "
+            f"{count} layers, numbered 0 to {count - 1}"
+        )
     return [k in layers for k in range(count)]
 
 
 def _only_scope(names: list[str]) -> str:
     scopes = find_rnn_scopes(names)
     if len(scopes) != 1:
-        raise ValueError(f"--scope: the checkpoint holds {len(scopes)} RNN scopes {scopes}; pick one")
+        raise ValueError(
+            f"--scope: the checkpoint holds {len(scopes)} RNN scopes {scopes}; pick one"
+        )
     return scopes[0]
 
 
@@ -213,7 +289,7 @@ def inspect_path(path: str) -> int | None:
     if not (os.path.exists(path + ".index") or path.endswith(".index")):
         return None
     try:
-        prefix = path if os.path.exists(path + ".index") else path[:-len(".index")]
+        prefix = path if os.path.exists(path + ".index") else path[: -len(".index")]
         if is_object_based(prefix):
             return _inspect_tf2(prefix)
         return _inspect_tf1(path)
@@ -227,15 +303,21 @@ def _inspect_tf2(prefix: str) -> int:
     from ..convert.tf2_checkpoint import read_object_checkpoint
 
     found = read_object_checkpoint(prefix)
-    print(f"TF2 object-based checkpoint {prefix}: {found.variables} variables, "
-          f"{len(found.layers)} layers with weights")
+    print(
+        f"TF2 object-based checkpoint {prefix}: {found.variables} variables, "
+        f"{len(found.layers)} layers with weights"
+    )
     print(f"skipped (not model weights): {found.skipped_summary()}")
-    print("no configuration stored: kinds and sizes from the shapes, activations taken to be "
-          "Keras' defaults (tanh, sigmoid)")
+    print(
+        "no configuration stored: kinds and sizes from the shapes, activations taken to be "
+        "Keras' defaults (tanh, sigmoid)"
+    )
     if not found.ordered:
-        print("a subclassed model: its layers are listed in the order they were assigned, which "
-              "the file cannot tell from the order they are called; with several recurrent "
-              "layers, pass layer_names=[...] (--layer NAME) in call order")
+        print(
+            "a subclassed model: its layers are listed in the order they were assigned, which "
+            "the file cannot tell from the order they are called; with several recurrent "
+            "layers, pass layer_names=[...] (--layer NAME) in call order"
+        )
     return describe_layers(found.layers)
 
 
@@ -278,9 +360,11 @@ def _parse_or_suggest(shapes: dict[str, Any], scope: str) -> Any:
         patterns = ignore_patterns(exc.unexpected, shapes)
         parsed = parse_scope(shapes, scope, patterns)  # raises if even that does not load
         flags = " ".join(f"--ignore '{p}'" for p in patterns)
-        print(f"{scope}: loads leaving out {sorted(exc.unexpected)} (not a cell's): "
-              f"load_stack(prefix, {scope!r}, ignore={patterns}); rnnfuse convert PREFIX "
-              f"--scope {scope} {flags} --out FILE")
+        print(
+            f"{scope}: loads leaving out {sorted(exc.unexpected)} (not a cell's): "
+            f"load_stack(prefix, {scope!r}, ignore={patterns}); rnnfuse convert PREFIX "
+            f"--scope {scope} {flags} --out FILE"
+        )
         return parsed
 
 
@@ -304,22 +388,28 @@ def _print_chains(parsed: list[Any]) -> None:
         width = bi.fw.layers[0].output_size + bi.bw.layers[0].output_size
         for uni in parsed:
             if isinstance(uni, TFStack) and uni.layers[0].input_size == width:
-                print(f"{bi.scope} -> {uni.scope}: the [fw, bw] outputs fit its input; if they fed it "
-                      f"(GNMT's encoder), load_stack(prefix, [{bi.scope!r}, {uni.scope!r}], "
-                      f"residual=[...]) makes one StackedRNN (residual connections are not stored: "
-                      f"ResidualWrapper layers must be named); from the shell: rnnfuse convert "
-                      f"PREFIX --scope {bi.scope} --scope {uni.scope} [--residual LAYERS] --out FILE")
+                print(
+                    f"{bi.scope} -> {uni.scope}: the [fw, bw] outputs fit its input; if they fed it "
+                    f"(GNMT's encoder), load_stack(prefix, [{bi.scope!r}, {uni.scope!r}], "
+                    f"residual=[...]) makes one StackedRNN (residual connections are not stored: "
+                    f"ResidualWrapper layers must be named); from the shell: rnnfuse convert "
+                    f"PREFIX --scope {bi.scope} --scope {uni.scope} [--residual LAYERS] --out FILE"
+                )
 
 
 def _print_tf1_rnn(parsed: TFStack | TFBidirectional | TFStackBidirectional) -> None:
     if isinstance(parsed, TFStackBidirectional):
-        print(f"{parsed.scope}: stack_bidirectional_dynamic_rnn, {len(parsed.layers)} bidirectional "
-              f"layers (each reads the [fw, bw] outputs of the one below)")
+        print(
+            f"{parsed.scope}: stack_bidirectional_dynamic_rnn, {len(parsed.layers)} bidirectional "
+            f"layers (each reads the [fw, bw] outputs of the one below)"
+        )
         for k, bi in enumerate(parsed.layers):
             for side, stack in (("fw", bi.fw), ("bw", bi.bw)):
                 _print_tf1_layers(stack._replace(multi=False), f"  cell_{k}/{side}: ")
         top = parsed.layers[-1]
-        print(f"  outputs: [batch, time, {top.fw.layers[0].output_size + top.bw.layers[0].output_size}]")
+        print(
+            f"  outputs: [batch, time, {top.fw.layers[0].output_size + top.bw.layers[0].output_size}]"
+        )
         fw = tuple(_tf1_state(bi.fw) for bi in parsed.layers)
         bw = tuple(_tf1_state(bi.bw) for bi in parsed.layers)
         print(f"  state: (states_fw={_state_str(fw)}, states_bw={_state_str(bw)})")
@@ -331,7 +421,9 @@ def _print_tf1_rnn(parsed: TFStack | TFBidirectional | TFStackBidirectional) -> 
             _print_tf1_layers(stack, "    ")
         out_fw, out_bw = parsed.fw.layers[-1].output_size, parsed.bw.layers[-1].output_size
         print(f"  outputs: ([batch, time, {out_fw}], [batch, time, {out_bw}])")
-        print(f"  state: ({_state_str(_tf1_state(parsed.fw))}, {_state_str(_tf1_state(parsed.bw))})")
+        print(
+            f"  state: ({_state_str(_tf1_state(parsed.fw))}, {_state_str(_tf1_state(parsed.bw))})"
+        )
         return
     print(f"{parsed.scope}: dynamic_rnn, {_tf1_stack_title(parsed)}")
     _print_tf1_layers(parsed, "  ")
@@ -346,13 +438,20 @@ def _tf1_stack_title(stack: TFStack) -> str:
 def _print_tf1_layers(stack: TFStack, indent: str) -> None:
     for k, layer in enumerate(stack.layers):
         extra = (", use_peepholes=True" if layer.use_peepholes else "") + (
-            f", num_proj={layer.num_proj}" if layer.num_proj else "")
+            f", num_proj={layer.num_proj}" if layer.num_proj else ""
+        )
         label = f"cell_{k}: " if stack.multi else ""
-        print(f"{indent}{label}{layer.cell_type}(num_units={layer.num_units}{extra}), "
-              f"input {layer.input_size} -> output {layer.output_size}")
+        print(
+            f"{indent}{label}{layer.cell_type}(num_units={layer.num_units}{extra}), "
+            f"input {layer.input_size} -> output {layer.output_size}"
+        )
 
 
 def _tf1_state(stack: TFStack) -> Any:
-    sizes = tuple(LSTMState._make((lay.num_units, lay.output_size)) if "LSTM" in lay.cell_type
-                  else lay.num_units for lay in stack.layers)
+    sizes = tuple(
+        LSTMState._make((lay.num_units, lay.output_size))
+        if "LSTM" in lay.cell_type
+        else lay.num_units
+        for lay in stack.layers
+    )
     return sizes if stack.multi else sizes[0]

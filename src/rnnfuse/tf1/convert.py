@@ -31,16 +31,29 @@ from .skip import split
 
 _log = logging.getLogger("rnnfuse.tf1")
 
-__all__ = ["TF1VariableError", "load_stack", "stack_from_variables", "stack_to_tf", "model_variables"]
+__all__ = [
+    "TF1VariableError",
+    "load_stack",
+    "stack_from_variables",
+    "stack_to_tf",
+    "model_variables",
+]
 
 
-def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
-               scope: str | Sequence[str] = "rnn", *,
-               batch_first: bool = True, forget_bias: float | Sequence[float] = 1.0,
-               cell_clip: float | None = None, proj_clip: float | None = None,
-               activation: str = "tanh", ignore: Iterable[str] = (), use_ema: bool = False,
-               residual: bool | Sequence[bool] = False,
-               cell_types: Mapping[str, str] | None = None) -> Any:
+def load_stack(
+    prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
+    scope: str | Sequence[str] = "rnn",
+    *,
+    batch_first: bool = True,
+    forget_bias: float | Sequence[float] = 1.0,
+    cell_clip: float | None = None,
+    proj_clip: float | None = None,
+    activation: str = "tanh",
+    ignore: Iterable[str] = (),
+    use_ema: bool = False,
+    residual: bool | Sequence[bool] = False,
+    cell_types: Mapping[str, str] | None = None,
+) -> Any:
     """The RNN that TF1's ``dynamic_rnn`` ran under ``scope``, from a checkpoint.
 
     Returns a :class:`~rnnfuse.StackedRNN`, or a :class:`BidirectionalRNN` for a
@@ -78,14 +91,24 @@ def load_stack(prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
     (['LSTMCell', 'LSTMCell'], (8, 5))
     """
     variables = prefix if isinstance(prefix, Mapping) else read_checkpoint(prefix)
-    return stack_from_variables(variables, scope, batch_first=batch_first, forget_bias=forget_bias,
-                                cell_clip=cell_clip, proj_clip=proj_clip, activation=activation,
-                                ignore=ignore, use_ema=use_ema, residual=residual,
-                                cell_types=cell_types)
+    return stack_from_variables(
+        variables,
+        scope,
+        batch_first=batch_first,
+        forget_bias=forget_bias,
+        cell_clip=cell_clip,
+        proj_clip=proj_clip,
+        activation=activation,
+        ignore=ignore,
+        use_ema=use_ema,
+        residual=residual,
+        cell_types=cell_types,
+    )
 
 
-def model_variables(variables: Mapping[str, np.ndarray], scope: str,
-                    use_ema: bool = False) -> dict[str, np.ndarray]:
+def model_variables(
+    variables: Mapping[str, np.ndarray], scope: str, use_ema: bool = False
+) -> dict[str, np.ndarray]:
     """``variables`` without optimizer slots, counters and EMA shadows (logged at INFO);
     with ``use_ema`` the shadows' values in place of the raw ones."""
     kept, skipped = split(variables, use_ema, scope if isinstance(scope, str) else None)
@@ -94,29 +117,46 @@ def model_variables(variables: Mapping[str, np.ndarray], scope: str,
     return kept
 
 
-def stack_from_variables(variables: Mapping[str, np.ndarray], scope: str | Sequence[str] = "rnn",
-                         *, batch_first: bool = True, forget_bias: float | Sequence[float] = 1.0,
-                         cell_clip: float | None = None, proj_clip: float | None = None,
-                         activation: str = "tanh", ignore: Iterable[str] = (),
-                         use_ema: bool = False, residual: bool | Sequence[bool] = False,
-                         cell_types: Mapping[str, str] | None = None) -> Any:
+def stack_from_variables(
+    variables: Mapping[str, np.ndarray],
+    scope: str | Sequence[str] = "rnn",
+    *,
+    batch_first: bool = True,
+    forget_bias: float | Sequence[float] = 1.0,
+    cell_clip: float | None = None,
+    proj_clip: float | None = None,
+    activation: str = "tanh",
+    ignore: Iterable[str] = (),
+    use_ema: bool = False,
+    residual: bool | Sequence[bool] = False,
+    cell_types: Mapping[str, str] | None = None,
+) -> Any:
     """:func:`load_stack` from a ``{tf_name: ndarray}`` dict instead of a checkpoint."""
     ignore = [ignore] if isinstance(ignore, str) else list(ignore)
-    options: dict[str, Any] = dict(forget_bias=forget_bias, cell_clip=cell_clip, proj_clip=proj_clip,
-                                   activation=activation)
+    options: dict[str, Any] = dict(
+        forget_bias=forget_bias, cell_clip=cell_clip, proj_clip=proj_clip, activation=activation
+    )
     if not isinstance(scope, str):  # several RNNs feeding each other: one stack
         if isinstance(scope, Mapping) or not isinstance(scope, Sequence) or not scope:
-            raise TypeError(f"scope: expected a scope name or a non-empty list of them, got {scope!r}")
+            raise TypeError(
+                f"scope: expected a scope name or a non-empty list of them, got {scope!r}"
+            )
         for one in scope:
             variables = model_variables(variables, one, use_ema)
-        pairs = [pair for one in scope for pair in _chained(parse_scope(variables, one, ignore, cell_types))]
+        pairs = [
+            pair
+            for one in scope
+            for pair in _chained(parse_scope(variables, one, ignore, cell_types))
+        ]
         return _stack(pairs, variables, options, batch_first, residual, ", ".join(scope))
     variables = model_variables(variables, scope, use_ema)
     parsed = parse_scope(variables, scope, ignore, cell_types)
     if isinstance(parsed, TFStackBidirectional) or residual is not False:
         if isinstance(parsed, TFBidirectional):
-            raise ValueError(f"residual: a bidirectional_dynamic_rnn ({parsed.scope!r}) runs two "
-                             f"independent stacks without residual connections")
+            raise ValueError(
+                f"residual: a bidirectional_dynamic_rnn ({parsed.scope!r}) runs two "
+                f"independent stacks without residual connections"
+            )
         return _stack(_chained(parsed), variables, options, batch_first, residual, parsed.scope)
     stacks = [parsed.fw, parsed.bw] if isinstance(parsed, TFBidirectional) else [parsed]
     layers = [lay for s in stacks for lay in s.layers]
@@ -124,8 +164,10 @@ def stack_from_variables(variables: Mapping[str, np.ndarray], scope: str | Seque
     biases = iter(forget_biases(forget_bias, len(layers), parsed.scope))
     built = []
     for tf_stack in stacks:
-        cells = [_cell(layer, variables, {**options, "forget_bias": next(biases)})
-                 for layer in tf_stack.layers]
+        cells = [
+            _cell(layer, variables, {**options, "forget_bias": next(biases)})
+            for layer in tf_stack.layers
+        ]
         built.append(StackedRNN.from_cells(cells, batch_first=batch_first))
     return BidirectionalRNN(*built) if len(built) == 2 else built[0]
 
@@ -139,21 +181,32 @@ def _chained(parsed: Any) -> list[tuple[TFLayer, TFLayer | None]]:
             raise TF1VariableError(
                 f"scope: {parsed.scope!r} is a bidirectional_dynamic_rnn of MultiRNNCells (two "
                 f"independent stacks); in a list of scopes each side must be one cell (one "
-                f"bidirectional layer, its [fw, bw] outputs feeding the next scope)")
+                f"bidirectional layer, its [fw, bw] outputs feeding the next scope)"
+            )
         return [(parsed.fw.layers[0], parsed.bw.layers[0])]
     return [(layer, None) for layer in parsed.layers]
 
 
-def _stack(pairs: list[tuple[TFLayer, TFLayer | None]], variables: Mapping[str, np.ndarray],
-           options: dict[str, Any], batch_first: bool, residual: Any, scope: str) -> StackedRNN:
+def _stack(
+    pairs: list[tuple[TFLayer, TFLayer | None]],
+    variables: Mapping[str, np.ndarray],
+    options: dict[str, Any],
+    batch_first: bool,
+    residual: Any,
+    scope: str,
+) -> StackedRNN:
     layers = [lay for pair in pairs for lay in pair if lay is not None]
     _check_options(layers, scope, options["cell_clip"], options["proj_clip"], options["activation"])
     biases = forget_biases(options["forget_bias"], len(pairs), scope)
     per_layer = [{**options, "forget_bias": bias} for bias in biases]
     fw = [_cell(f, variables, o) for (f, _), o in zip(pairs, per_layer)]
     bw = [None if b is None else _cell(b, variables, o) for (_, b), o in zip(pairs, per_layer)]
-    return StackedRNN.from_cells(fw, backward_cells=bw if any(c is not None for c in bw) else None,
-                                 batch_first=batch_first, residual=residual)
+    return StackedRNN.from_cells(
+        fw,
+        backward_cells=bw if any(c is not None for c in bw) else None,
+        batch_first=batch_first,
+        residual=residual,
+    )
 
 
 def _cell(layer: TFLayer, variables: Mapping[str, np.ndarray], options: dict[str, Any]) -> Any:
@@ -169,44 +222,65 @@ def forget_biases(forget_bias: float | Sequence[float], count: int, scope: str) 
         values = [float(forget_bias)] * count
     elif isinstance(forget_bias, Sequence) and not isinstance(forget_bias, str):
         values = list(forget_bias)
-        if len(values) != count or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                           for v in values):
-            raise ValueError(f"forget_bias: expected a number or {count} numbers (one per layer of "
-                             f"{scope!r}, bottom first), got {forget_bias!r}")
+        if len(values) != count or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
+            raise ValueError(
+                f"forget_bias: expected a number or {count} numbers (one per layer of "
+                f"{scope!r}, bottom first), got {forget_bias!r}"
+            )
         values = [float(v) for v in values]
     else:
-        raise TypeError(f"forget_bias: expected a number or a sequence of numbers, got "
-                        f"{type(forget_bias).__name__}")
+        raise TypeError(
+            f"forget_bias: expected a number or a sequence of numbers, got "
+            f"{type(forget_bias).__name__}"
+        )
     if not all(np.isfinite(values)):
         raise ValueError(f"forget_bias: expected finite numbers, got {forget_bias!r}")
     return values
 
 
-def _check_options(layers: list[TFLayer], scope: str, cell_clip: Any, proj_clip: Any,
-                   activation: str) -> None:
+def _check_options(
+    layers: list[TFLayer], scope: str, cell_clip: Any, proj_clip: Any, activation: str
+) -> None:
     if cell_clip is not None and not any(lay.cell_type == "LSTMCell" for lay in layers):
-        raise ValueError(f"cell_clip: only TF's LSTMCell (lstm_cell) clips its cell state; the "
-                         f"RNN under {scope!r} has none, its cells are {[lay.cell_type for lay in layers]}")
+        raise ValueError(
+            f"cell_clip: only TF's LSTMCell (lstm_cell) clips its cell state; the "
+            f"RNN under {scope!r} has none, its cells are {[lay.cell_type for lay in layers]}"
+        )
     if proj_clip is not None and not any(lay.num_proj for lay in layers):
-        raise ValueError(f"proj_clip: clips a projection, and no cell under {scope!r} has "
-                         f"projection/kernel")
+        raise ValueError(
+            f"proj_clip: clips a projection, and no cell under {scope!r} has projection/kernel"
+        )
     check_activation("activation", activation)
 
 
-
-def stack_to_tf(module: nn.Module, scope: str | None = None, *, multi: bool | None = None,
-                cell_names: list[str] | None = None) -> dict[str, np.ndarray]:
+def stack_to_tf(
+    module: nn.Module,
+    scope: str | None = None,
+    *,
+    multi: bool | None = None,
+    cell_names: list[str] | None = None,
+) -> dict[str, np.ndarray]:
     """The ``{tf_name: ndarray}`` TF1 would hold for ``module`` (inverse of load_stack).
 
     ``multi`` (default: more than one layer) names layers ``multi_rnn_cell/cell_<i>``.
     """
     if isinstance(module, BidirectionalRNN):
         scope = scope or "bidirectional_rnn"
-        return {**stack_to_tf(module.fw, f"{scope}/fw", multi=multi),
-                **stack_to_tf(module.bw, f"{scope}/bw", multi=multi)}
+        return {
+            **stack_to_tf(module.fw, f"{scope}/fw", multi=multi),
+            **stack_to_tf(module.bw, f"{scope}/bw", multi=multi),
+        }
     if not isinstance(module, StackedRNN) or module.bidirectional:
-        what = "a bidirectional StackedRNN" if isinstance(module, StackedRNN) else type(module).__name__
-        raise TypeError(f"module: expected a unidirectional StackedRNN or a BidirectionalRNN, got {what}")
+        what = (
+            "a bidirectional StackedRNN"
+            if isinstance(module, StackedRNN)
+            else type(module).__name__
+        )
+        raise TypeError(
+            f"module: expected a unidirectional StackedRNN or a BidirectionalRNN, got {what}"
+        )
     scope = scope or "rnn"
     multi = module.num_layers > 1 if multi is None else multi
     out = {}

@@ -37,11 +37,25 @@ from typing import Any, NamedTuple
 
 from .cell_kinds import OTHER_CLASS_SCOPES, cell_types_map, kinds_that_fit
 
-__all__ = ["TF1VariableError", "TFLayer", "TFStack", "TFBidirectional", "TFStackBidirectional", "CELL_TYPES",
-           "PEEPHOLES", "parse_scope", "find_rnn_scopes", "variable_shapes"]
+__all__ = [
+    "TF1VariableError",
+    "TFLayer",
+    "TFStack",
+    "TFBidirectional",
+    "TFStackBidirectional",
+    "CELL_TYPES",
+    "PEEPHOLES",
+    "parse_scope",
+    "find_rnn_scopes",
+    "variable_shapes",
+]
 
-CELL_TYPES = {"basic_lstm_cell": "BasicLSTMCell", "lstm_cell": "LSTMCell",
-              "gru_cell": "GRUCell", "basic_rnn_cell": "BasicRNNCell"}
+CELL_TYPES = {
+    "basic_lstm_cell": "BasicLSTMCell",
+    "lstm_cell": "LSTMCell",
+    "gru_cell": "GRUCell",
+    "basic_rnn_cell": "BasicRNNCell",
+}
 _ALIASES = {"weights": "kernel", "biases": "bias"}  # TF < 1.2
 PEEPHOLES = ("w_i_diag", "w_f_diag", "w_o_diag")
 _ROLES = {
@@ -56,8 +70,13 @@ class TF1VariableError(ValueError):
     """Variables under a scope do not make a supported RNN; lists every problem found
     (``missing``, ``unexpected``, ``wrong``: the names, when the error is about names)."""
 
-    def __init__(self, message: str, missing: Iterable[str] = (), unexpected: Iterable[str] = (),
-                 wrong: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        missing: Iterable[str] = (),
+        unexpected: Iterable[str] = (),
+        wrong: Iterable[str] = (),
+    ) -> None:
         super().__init__(message)
         self.missing, self.unexpected, self.wrong = list(missing), list(unexpected), list(wrong)
 
@@ -107,17 +126,28 @@ class _Problems:
         self.wrong: list[str] = []
 
     def check(self, scope: str) -> None:
-        parts = [f"{title}:\n    " + "\n    ".join(items) for title, items in (
-            ("missing", self.missing), ("unexpected (left over)", self.unexpected),
-            ("wrong shape", self.wrong)) if items]
+        parts = [
+            f"{title}:\n    " + "\n    ".join(items)
+            for title, items in (
+                ("missing", self.missing),
+                ("unexpected (left over)", self.unexpected),
+                ("wrong shape", self.wrong),
+            )
+            if items
+        ]
         if self.unexpected:
-            parts.append("to leave variables out on purpose, pass ignore= glob patterns of their "
-                         "names (e.g. ignore=['*/my_slot']; optimizer slots, global_step and EMA "
-                         "shadows are skipped already)")
+            parts.append(
+                "to leave variables out on purpose, pass ignore= glob patterns of their "
+                "names (e.g. ignore=['*/my_slot']; optimizer slots, global_step and EMA "
+                "shadows are skipped already)"
+            )
         if parts:
-            raise TF1VariableError(f"variables under scope {scope!r} do not match a TF1 RNN:\n  "
-                                   + "\n  ".join(parts), self.missing,
-                                   [u.split(": ")[0] for u in self.unexpected], self.wrong)
+            raise TF1VariableError(
+                f"variables under scope {scope!r} do not match a TF1 RNN:\n  " + "\n  ".join(parts),
+                self.missing,
+                [u.split(": ")[0] for u in self.unexpected],
+                self.wrong,
+            )
 
 
 def find_rnn_scopes(names: Iterable[str]) -> list[str]:
@@ -139,8 +169,12 @@ def find_rnn_scopes(names: Iterable[str]) -> list[str]:
     return sorted(scopes)
 
 
-def parse_scope(shapes: Mapping[str, Any], scope: str = "rnn", ignore: Iterable[str] = (),
-                cell_types: Mapping[str, str] | None = None) -> TFStack | TFBidirectional | TFStackBidirectional:
+def parse_scope(
+    shapes: Mapping[str, Any],
+    scope: str = "rnn",
+    ignore: Iterable[str] = (),
+    cell_types: Mapping[str, str] | None = None,
+) -> TFStack | TFBidirectional | TFStackBidirectional:
     """Read the RNN under ``scope`` from ``{tf_name: shape}`` (arrays work too).
 
     A cell's scope is normally its class's (``lstm_cell``, ...); a cell built with ``name=``
@@ -153,11 +187,18 @@ def parse_scope(shapes: Mapping[str, Any], scope: str = "rnn", ignore: Iterable[
         raise ValueError(f"scope: expected a TF scope name such as 'rnn', got {scope!r}")
     scope = scope.strip("/")
     patterns = [ignore] if isinstance(ignore, str) else list(ignore)
-    rel = {name[len(scope) + 1:]: _shape(value) for name, value in shapes.items()
-           if name.startswith(scope + "/") and not any(fnmatch.fnmatchcase(name, p) for p in patterns)}
+    rel = {
+        name[len(scope) + 1 :]: _shape(value)
+        for name, value in shapes.items()
+        if name.startswith(scope + "/") and not any(fnmatch.fnmatchcase(name, p) for p in patterns)
+    }
     if not rel:
         found = find_rnn_scopes(shapes)
-        hint = f"RNN scopes in the checkpoint: {found}" if found else "the checkpoint holds no TF1 RNN cells"
+        hint = (
+            f"RNN scopes in the checkpoint: {found}"
+            if found
+            else "the checkpoint holds no TF1 RNN cells"
+        )
         raise TF1VariableError(f"scope: no variables under {scope!r}; {hint}")
     problems = _Problems()
     types = cell_types_map(cell_types, CELL_TYPES)
@@ -168,7 +209,10 @@ def parse_scope(shapes: Mapping[str, Any], scope: str = "rnn", ignore: Iterable[
         problems.unexpected += [f"{scope}/{r}" for r in rel if r.split("/")[0] not in ("fw", "bw")]
         problems.missing += [f"{scope}/{side}/..." for side in ("fw", "bw") if side not in tops]
         problems.check(scope)
-        stacks = [_parse_stack(f"{scope}/{side}", _sub(rel, side), problems, types) for side in ("fw", "bw")]
+        stacks = [
+            _parse_stack(f"{scope}/{side}", _sub(rel, side), problems, types)
+            for side in ("fw", "bw")
+        ]
         problems.check(scope)
         return TFBidirectional(scope, *stacks)
     stack = _parse_stack(scope, rel, problems, types)
@@ -176,9 +220,14 @@ def parse_scope(shapes: Mapping[str, Any], scope: str = "rnn", ignore: Iterable[
     return stack
 
 
-def _parse_stack_bidirectional(shapes: Mapping[str, Any], scope: str, rel: dict[str, Any],
-                                patterns: list[str], problems: _Problems,
-                                cell_types: Mapping[str, str] | None) -> TFStackBidirectional:
+def _parse_stack_bidirectional(
+    shapes: Mapping[str, Any],
+    scope: str,
+    rel: dict[str, Any],
+    patterns: list[str],
+    problems: _Problems,
+    cell_types: Mapping[str, str] | None,
+) -> TFStackBidirectional:
     """``<scope>/cell_<i>/bidirectional_rnn/{fw,bw}/<cell>/...``: one cell a side per layer."""
     layers: dict[int, str] = {}
     for r in rel:
@@ -189,26 +238,33 @@ def _parse_stack_bidirectional(shapes: Mapping[str, Any], scope: str, rel: dict[
         else:
             layers[int(match.group(1))] = f"{scope}/{parts[0]}/bidirectional_rnn"
     count = max(layers, default=-1) + 1
-    problems.missing += [f"{scope}/cell_{i}/bidirectional_rnn/..." for i in range(count) if i not in layers]
+    problems.missing += [
+        f"{scope}/cell_{i}/bidirectional_rnn/..." for i in range(count) if i not in layers
+    ]
     problems.check(scope)
     parsed: list[TFBidirectional] = []
     for i in range(count):
         layer = parse_scope(shapes, layers[i], patterns, cell_types)
         if not isinstance(layer, TFBidirectional):
-            raise TF1VariableError(f"{layers[i]}: expected fw/ and bw/ (a bidirectional_dynamic_rnn)")
+            raise TF1VariableError(
+                f"{layers[i]}: expected fw/ and bw/ (a bidirectional_dynamic_rnn)"
+            )
         for side in (layer.fw, layer.bw):
             if len(side.layers) != 1:
                 raise TF1VariableError(
                     f"{side.scope}: expected one cell per direction and layer, got a MultiRNNCell of "
-                    f"{len(side.layers)}; rnnfuse reads stack_bidirectional_dynamic_rnn of plain cells")
+                    f"{len(side.layers)}; rnnfuse reads stack_bidirectional_dynamic_rnn of plain cells"
+                )
         if parsed:
             below = parsed[-1].fw.layers[0].output_size + parsed[-1].bw.layers[0].output_size
             for side in (layer.fw, layer.bw):
                 cell = side.layers[0]
                 if cell.input_size != below:
                     kernel = cell.variables.get("kernel") or cell.variables["gates/kernel"]
-                    problems.wrong.append(f"{kernel}: its rows hold the input of size {cell.input_size}, "
-                                          f"but the layer below outputs [fw, bw] = {below}")
+                    problems.wrong.append(
+                        f"{kernel}: its rows hold the input of size {cell.input_size}, "
+                        f"but the layer below outputs [fw, bw] = {below}"
+                    )
         parsed.append(layer)
     problems.check(scope)
     return TFStackBidirectional(scope, tuple(parsed))
@@ -220,10 +276,12 @@ def _shape(value: Any) -> tuple[int, ...]:
 
 
 def _sub(rel: Mapping[str, Any], top: str) -> dict[str, Any]:
-    return {r[len(top) + 1:]: s for r, s in rel.items() if r.startswith(top + "/")}
+    return {r[len(top) + 1 :]: s for r, s in rel.items() if r.startswith(top + "/")}
 
 
-def _parse_stack(scope: str, rel: dict[str, Any], problems: _Problems, types: dict[str, str]) -> TFStack:
+def _parse_stack(
+    scope: str, rel: dict[str, Any], problems: _Problems, types: dict[str, str]
+) -> TFStack:
     if "multi_rnn_cell" not in {r.split("/")[0] for r in rel}:
         return TFStack(scope, False, _parse_cells([(scope, rel)], problems, types))
     problems.unexpected += [f"{scope}/{r}" for r in rel if not r.startswith("multi_rnn_cell/")]
@@ -235,13 +293,16 @@ def _parse_stack(scope: str, rel: dict[str, Any], problems: _Problems, types: di
             continue
         cells.setdefault(int(match.group(1)), {})[r.split("/", 1)[1]] = shape
     count = max(cells, default=-1) + 1
-    problems.missing += [f"{scope}/multi_rnn_cell/cell_{i}/..." for i in range(count) if i not in cells]
+    problems.missing += [
+        f"{scope}/multi_rnn_cell/cell_{i}/..." for i in range(count) if i not in cells
+    ]
     dirs = [(f"{scope}/multi_rnn_cell/cell_{i}", cells[i]) for i in sorted(cells)]
     return TFStack(scope, True, _parse_cells(dirs, problems, types))
 
 
-def _parse_cells(dirs: list[tuple[str, dict[str, Any]]], problems: _Problems,
-                 types: dict[str, str]) -> tuple[TFLayer, ...]:
+def _parse_cells(
+    dirs: list[tuple[str, dict[str, Any]]], problems: _Problems, types: dict[str, str]
+) -> tuple[TFLayer, ...]:
     layers: list[TFLayer] = []
     for path, rel in dirs:
         names = sorted({r.split("/")[0] for r in rel})
@@ -251,7 +312,8 @@ def _parse_cells(dirs: list[tuple[str, dict[str, Any]]], problems: _Problems,
             raise TF1VariableError(
                 f"no cell at {path}: its variables {sorted(f'{path}/{r}' for r in rel)} sit in "
                 f"{len(names)} scopes {names}, none a TF1 cell's ({cells}), and a cell built with "
-                f"name= holds its variables in one scope")
+                f"name= holds its variables in one scope"
+            )
         name = known[0]
         if len(names) > 1:
             problems.unexpected += [f"{path}/{r}" for r in rel if r.split("/")[0] != name]
@@ -261,7 +323,8 @@ def _parse_cells(dirs: list[tuple[str, dict[str, Any]]], problems: _Problems,
             kernel = layer.variables.get("kernel") or layer.variables["gates/kernel"]
             problems.wrong.append(
                 f"{kernel}: its rows hold the input of size {layer.input_size}, but the layer below "
-                f"outputs {layers[-1].output_size}")
+                f"outputs {layers[-1].output_size}"
+            )
         if layer is not None:
             layers.append(layer)
     return tuple(layers)
@@ -273,9 +336,15 @@ def _kind(path: str, rel: dict[str, Any], types: dict[str, str]) -> str:
     given = types.get(path) or types.get(path.rsplit("/", 1)[-1])
     if given:
         return given
-    roles = {"/".join(filter(None, [r.rpartition("/")[0], _ALIASES.get(r.rpartition("/")[2],
-                                                                        r.rpartition("/")[2])])): shape
-             for r, shape in rel.items()}
+    roles = {
+        "/".join(
+            filter(
+                None,
+                [r.rpartition("/")[0], _ALIASES.get(r.rpartition("/")[2], r.rpartition("/")[2])],
+            )
+        ): shape
+        for r, shape in rel.items()
+    }
     name = path.rsplit("/", 1)[-1]
     if name in OTHER_CLASS_SCOPES:
         known = ", ".join(f"{k} ({v})" for k, v in CELL_TYPES.items())
@@ -283,19 +352,23 @@ def _kind(path: str, rel: dict[str, Any], types: dict[str, str]) -> str:
             f"unknown cell {name!r} at {path}: the scope of a TF cell class rnnfuse does not read "
             f"(variables: {sorted(f'{path}/{r}' for r in rel)}); rnnfuse reads {known}, and cells "
             f"built with name= by their variables; if its math is one of these, "
-            f"cell_types={{{name!r}: 'LSTMCell'}} (or another) reads it as that class")
+            f"cell_types={{{name!r}: 'LSTMCell'}} (or another) reads it as that class"
+        )
     fits = kinds_that_fit(roles)
     if len(fits) == 1:
         return fits[0][0]
     variables = sorted(f"{path}/{r} {list(shape)}" for r, shape in rel.items())
     if not fits:
         known = ", ".join(f"{k} ({v})" for k, v in CELL_TYPES.items())
-        raise TF1VariableError(f"unknown cell {name!r} at {path} (variables: {variables}): its "
-                               f"variables fit no TF1 cell; rnnfuse reads {known}")
+        raise TF1VariableError(
+            f"unknown cell {name!r} at {path} (variables: {variables}): its "
+            f"variables fit no TF1 cell; rnnfuse reads {known}"
+        )
     raise TF1VariableError(
         f"cell_types: the cell at {path} (built with name={name!r}) has variables {variables}, "
         f"which fit both {fits[0][1]} and {fits[1][1]}; pass cell_types={{{name!r}: 'LSTMCell'}} "
-        f"or {{{name!r}: 'BasicRNNCell'}} (rnnfuse convert: --cell-type {name}=LSTMCell)")
+        f"or {{{name!r}: 'BasicRNNCell'}} (rnnfuse convert: --cell-type {name}=LSTMCell)"
+    )
 
 
 def _parse_cell(path: str, kind: str, rel: dict[str, Any], problems: _Problems) -> TFLayer | None:
@@ -318,8 +391,7 @@ def _parse_cell(path: str, kind: str, rel: dict[str, Any], problems: _Problems) 
     if sizes is None:
         return None
     names = {role: name for role, (name, _) in roles.items()}
-    return TFLayer(path, CELL_TYPES[kind], sizes[0], sizes[1], sizes[2],
-                   "w_i_diag" in roles, names)
+    return TFLayer(path, CELL_TYPES[kind], sizes[0], sizes[1], sizes[2], "w_i_diag" in roles, names)
 
 
 def _expect(roles: dict, role: str, shape: tuple[int, ...], why: str, problems: _Problems) -> bool:
@@ -333,8 +405,10 @@ def _expect(roles: dict, role: str, shape: tuple[int, ...], why: str, problems: 
 def _kernel(roles: dict, role: str, gates: int, problems: _Problems) -> tuple[int, int] | None:
     name, shape = roles[role]
     if len(shape) != 2 or shape[1] % gates or shape[1] == 0:
-        problems.wrong.append(f"{name}: expected a 2-D [input + hidden, {gates} * num_units] "
-                              f"kernel, got {list(shape)}")
+        problems.wrong.append(
+            f"{name}: expected a 2-D [input + hidden, {gates} * num_units] "
+            f"kernel, got {list(shape)}"
+        )
         return None
     return shape[0], shape[1] // gates
 
@@ -348,7 +422,12 @@ def _lstm_sizes(roles: dict, problems: _Problems) -> tuple[int, int, int | None]
     if "projection/kernel" in roles:
         shape = roles["projection/kernel"][1]
         proj = shape[1] if len(shape) == 2 else 0
-        if not _expect(roles, "projection/kernel", (units, proj), "[num_units, num_proj]", problems) or not proj:
+        if (
+            not _expect(
+                roles, "projection/kernel", (units, proj), "[num_units, num_proj]", problems
+            )
+            or not proj
+        ):
             return None
     ok = _expect(roles, "bias", (4 * units,), f"4 * num_units, num_units={units}", problems)
     for role in PEEPHOLES:
@@ -362,10 +441,17 @@ def _gru_sizes(roles: dict, problems: _Problems) -> tuple[int, int, None] | None
     if rows_units is None:
         return None
     rows, units = rows_units
-    ok = _expect(roles, "gates/kernel", (rows, 2 * units), "like candidate/kernel, 2 gates r, u", problems)
-    ok = _expect(roles, "gates/bias", (2 * units,), f"2 * num_units, num_units={units}", problems) and ok
+    ok = _expect(
+        roles, "gates/kernel", (rows, 2 * units), "like candidate/kernel, 2 gates r, u", problems
+    )
+    ok = (
+        _expect(roles, "gates/bias", (2 * units,), f"2 * num_units, num_units={units}", problems)
+        and ok
+    )
     ok = _expect(roles, "candidate/bias", (units,), f"num_units={units}", problems) and ok
-    return _with_input(roles, "candidate/kernel", rows, units, units, None, problems) if ok else None
+    return (
+        _with_input(roles, "candidate/kernel", rows, units, units, None, problems) if ok else None
+    )
 
 
 def _rnn_sizes(roles: dict, problems: _Problems) -> tuple[int, int, None] | None:
@@ -378,25 +464,42 @@ def _rnn_sizes(roles: dict, problems: _Problems) -> tuple[int, int, None] | None
     return _with_input(roles, "kernel", rows, units, units, None, problems)
 
 
-def _with_input(roles: dict, role: str, rows: int, recurrent: int, units: int, proj: int | None,
-                problems: _Problems) -> tuple[int, int, Any] | None:
+def _with_input(
+    roles: dict,
+    role: str,
+    rows: int,
+    recurrent: int,
+    units: int,
+    proj: int | None,
+    problems: _Problems,
+) -> tuple[int, int, Any] | None:
     if rows <= recurrent:
-        problems.wrong.append(f"{roles[role][0]}: expected more than {recurrent} rows (input + "
-                              f"recurrent {recurrent}), got {rows}")
+        problems.wrong.append(
+            f"{roles[role][0]}: expected more than {recurrent} rows (input + "
+            f"recurrent {recurrent}), got {rows}"
+        )
         return None
     return rows - recurrent, units, proj
 
 
-_SIZES = {"basic_lstm_cell": _lstm_sizes, "lstm_cell": _lstm_sizes,
-          "gru_cell": _gru_sizes, "basic_rnn_cell": _rnn_sizes}
+_SIZES = {
+    "basic_lstm_cell": _lstm_sizes,
+    "lstm_cell": _lstm_sizes,
+    "gru_cell": _gru_sizes,
+    "basic_rnn_cell": _rnn_sizes,
+}
 
 
 def variable_shapes(layer: TFLayer) -> dict[str, tuple[int, ...]]:
     """The shape of each of the layer's TF variables, by role."""
     rows, h = layer.input_size + layer.output_size, layer.num_units
     if layer.cell_type == "GRUCell":
-        return {"gates/kernel": (rows, 2 * h), "gates/bias": (2 * h,),
-                "candidate/kernel": (rows, h), "candidate/bias": (h,)}
+        return {
+            "gates/kernel": (rows, 2 * h),
+            "gates/bias": (2 * h,),
+            "candidate/kernel": (rows, h),
+            "candidate/bias": (h,),
+        }
     if layer.cell_type == "BasicRNNCell":
         return {"kernel": (rows, h), "bias": (h,)}
     shapes = {"kernel": (rows, 4 * h), "bias": (4 * h,)}

@@ -16,20 +16,36 @@ from ..cells import RecurrentCell
 from ..stack import StackedRNN
 from ..state import LSTMState as LSTMStateTuple
 from ._layers import check_layers, layer_arrays, load_layer
-from .cells import (MultiRNNCell, _as_dtype, _Cell, _full_scope, _layer_state, join_layers,
-                    split_layers, tf_layer_state)
-from .stacking import LayerForm, NotExact, layer_form, stack_dropout
-from .wrappers import core_cell, is_wrapper, run_layer
+from .cells import (
+    MultiRNNCell,
+    _as_dtype,
+    _Cell,
+    _full_scope,
+    _layer_state,
+    join_layers,
+    split_layers,
+    tf_layer_state,
+)
 from .checkpoint import read_checkpoint
 from .convert import model_variables, stack_to_tf
 from .names import TFBidirectional, TFStack, TFStackBidirectional, parse_scope
+from .stacking import LayerForm, NotExact, layer_form, stack_dropout
+from .wrappers import core_cell, is_wrapper, run_layer
 
 __all__ = ["dynamic_rnn", "bidirectional_dynamic_rnn", "as_stack", "restore", "get_variables"]
 
 
-def dynamic_rnn(cell: nn.Module, inputs: Any, sequence_length: Any = None, initial_state: Any = None,
-                dtype: Any = None, parallel_iterations: int | None = None, swap_memory: bool = False,
-                time_major: bool = False, scope: str | None = None) -> tuple[Tensor, Any]:
+def dynamic_rnn(
+    cell: nn.Module,
+    inputs: Any,
+    sequence_length: Any = None,
+    initial_state: Any = None,
+    dtype: Any = None,
+    parallel_iterations: int | None = None,
+    swap_memory: bool = False,
+    time_major: bool = False,
+    scope: str | None = None,
+) -> tuple[Tensor, Any]:
     """TF1's ``tf.nn.dynamic_rnn``: ``(outputs, state)``.
 
     Outputs past a sequence's length are zero; the state is the one at its last step.
@@ -46,9 +62,16 @@ def dynamic_rnn(cell: nn.Module, inputs: Any, sequence_length: Any = None, initi
 
 
 def bidirectional_dynamic_rnn(
-    cell_fw: nn.Module, cell_bw: nn.Module, inputs: Any, sequence_length: Any = None,
-    initial_state_fw: Any = None, initial_state_bw: Any = None, dtype: Any = None,
-    parallel_iterations: int | None = None, swap_memory: bool = False, time_major: bool = False,
+    cell_fw: nn.Module,
+    cell_bw: nn.Module,
+    inputs: Any,
+    sequence_length: Any = None,
+    initial_state_fw: Any = None,
+    initial_state_bw: Any = None,
+    dtype: Any = None,
+    parallel_iterations: int | None = None,
+    swap_memory: bool = False,
+    time_major: bool = False,
     scope: str | None = None,
 ) -> tuple[tuple[Tensor, Tensor], tuple[Any, Any]]:
     """TF1's ``bidirectional_dynamic_rnn``: ``((out_fw, out_bw), (state_fw, state_bw))``.
@@ -56,7 +79,9 @@ def bidirectional_dynamic_rnn(
     Two independent stacks; the backward one reads each sequence reversed within its length.
     """
     if cell_fw is cell_bw:
-        raise ValueError("cell_bw: is the same object as cell_fw; each direction needs its own cell")
+        raise ValueError(
+            "cell_bw: is the same object as cell_fw; each direction needs its own cell"
+        )
     x = _inputs(inputs, dtype)
     _build(cell_fw, x, "cell_fw")
     _build(cell_bw, x, "cell_bw")
@@ -93,8 +118,14 @@ def as_stack(cell: Any, time_major: bool = False, *, ignore_dropout: bool = Fals
     return _stack_of_parts(parts, time_major, ignore_dropout)
 
 
-def restore(module: Any, prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
-            scope: str | None = None, *, ignore: Sequence[str] = (), use_ema: bool = False) -> None:
+def restore(
+    module: Any,
+    prefix: str | os.PathLike[str] | Mapping[str, np.ndarray],
+    scope: str | None = None,
+    *,
+    ignore: Sequence[str] = (),
+    use_ema: bool = False,
+) -> None:
     """Load a TF1 checkpoint (or a ``{tf_name: array}`` dict) into a facade model, strictly.
 
     ``scope`` is the ``dynamic_rnn`` scope (``"rnn"``, ``"encoder1/rnn"``); by default the
@@ -109,29 +140,45 @@ def restore(module: Any, prefix: str | os.PathLike[str] | Mapping[str, np.ndarra
     the raw values (see :func:`rnnfuse.tf1.load_stack`).
     """
     variables = prefix if isinstance(prefix, Mapping) else read_checkpoint(prefix)
-    if isinstance(module, (tuple, list)) and len(module) == 2 and all(
-            isinstance(m, (tuple, list)) for m in module):  # stack_bidirectional_dynamic_rnn
+    if (
+        isinstance(module, (tuple, list))
+        and len(module) == 2
+        and all(isinstance(m, (tuple, list)) for m in module)
+    ):  # stack_bidirectional_dynamic_rnn
         fw, bw = module
         if len(fw) != len(bw):
-            raise ValueError(f"module: expected as many backward cells as forward ones ({len(fw)}), "
-                             f"got {len(bw)}")
+            raise ValueError(
+                f"module: expected as many backward cells as forward ones ({len(fw)}), "
+                f"got {len(bw)}"
+            )
         scope = (scope or "stack_bidirectional_rnn").strip("/")
         for i, pair in enumerate(zip(fw, bw)):
-            restore(pair, variables, f"{scope}/cell_{i}/bidirectional_rnn", ignore=ignore,
-                    use_ema=use_ema)
+            restore(
+                pair,
+                variables,
+                f"{scope}/cell_{i}/bidirectional_rnn",
+                ignore=ignore,
+                use_ema=use_ema,
+            )
         return
     if isinstance(module, (tuple, list)):
         if len(module) != 2:
-            raise TypeError(f"module: expected a cell or a (cell_fw, cell_bw) pair, got {len(module)} items")
+            raise TypeError(
+                f"module: expected a cell or a (cell_fw, cell_bw) pair, got {len(module)} items"
+            )
         scope = _pair_scope(module, scope)
         variables = model_variables(variables, scope, use_ema)
         parsed = parse_scope(variables, scope, ignore)
         if isinstance(parsed, TFStackBidirectional):
-            raise ValueError(f"scope: {scope!r} holds a stack_bidirectional_dynamic_rnn; pass the "
-                             f"lists: restore((cells_fw, cells_bw), prefix, {scope!r})")
+            raise ValueError(
+                f"scope: {scope!r} holds a stack_bidirectional_dynamic_rnn; pass the "
+                f"lists: restore((cells_fw, cells_bw), prefix, {scope!r})"
+            )
         if not isinstance(parsed, TFBidirectional):
-            raise ValueError(f"scope: {scope!r} holds one dynamic_rnn, not a bidirectional one; "
-                             f"restore one cell instead of a (cell_fw, cell_bw) pair")
+            raise ValueError(
+                f"scope: {scope!r} holds one dynamic_rnn, not a bidirectional one; "
+                f"restore one cell instead of a (cell_fw, cell_bw) pair"
+            )
         _restore_stack(module[0], parsed.fw, variables)
         _restore_stack(module[1], parsed.bw, variables)
         return
@@ -139,18 +186,24 @@ def restore(module: Any, prefix: str | os.PathLike[str] | Mapping[str, np.ndarra
     variables = model_variables(variables, scope, use_ema)
     parsed = parse_scope(variables, scope, ignore)
     if isinstance(parsed, TFStackBidirectional):
-        raise ValueError(f"scope: {scope!r} holds a stack_bidirectional_dynamic_rnn; pass the "
-                         f"lists: restore((cells_fw, cells_bw), prefix, {scope!r})")
+        raise ValueError(
+            f"scope: {scope!r} holds a stack_bidirectional_dynamic_rnn; pass the "
+            f"lists: restore((cells_fw, cells_bw), prefix, {scope!r})"
+        )
     if isinstance(parsed, TFBidirectional):
-        raise ValueError(f"scope: {scope!r} holds a bidirectional_dynamic_rnn (fw/ and bw/); "
-                         f"pass the pair: restore((cell_fw, cell_bw), prefix, {scope!r})")
+        raise ValueError(
+            f"scope: {scope!r} holds a bidirectional_dynamic_rnn (fw/ and bw/); "
+            f"pass the pair: restore((cell_fw, cell_bw), prefix, {scope!r})"
+        )
     _restore_stack(module, parsed, variables)
 
 
 def _restore_stack(cell: nn.Module, tf_stack: TFStack, variables: Mapping[str, np.ndarray]) -> None:
     layers = _layers(cell, "module")
-    wanted = [mine._layer(mine.built_cell.input_size if mine.built else theirs.input_size)
-              for mine, theirs in zip(layers, tf_stack.layers)]
+    wanted = [
+        mine._layer(mine.built_cell.input_size if mine.built else theirs.input_size)
+        for mine, theirs in zip(layers, tf_stack.layers)
+    ]
     check_layers(wanted, len(layers), isinstance(cell, MultiRNNCell), tf_stack)
     for mine, theirs in zip(layers, tf_stack.layers):
         arrays = layer_arrays(theirs, variables)
@@ -171,10 +224,17 @@ def get_variables(module: Any, scope: str | None = None) -> dict[str, np.ndarray
     """
     if isinstance(module, (tuple, list)):
         scope = _pair_scope(module, scope)
-        return {**get_variables(module[0], f"{scope}/fw"), **get_variables(module[1], f"{scope}/bw")}
+        return {
+            **get_variables(module[0], f"{scope}/fw"),
+            **get_variables(module[1], f"{scope}/bw"),
+        }
     names = [layer.tf_name for layer in _layers(module, "module")]
-    return stack_to_tf(as_stack(module, ignore_dropout=True), scope or module.tf_scope or "rnn",
-                       multi=isinstance(module, MultiRNNCell), cell_names=names)
+    return stack_to_tf(
+        as_stack(module, ignore_dropout=True),
+        scope or module.tf_scope or "rnn",
+        multi=isinstance(module, MultiRNNCell),
+        cell_names=names,
+    )
 
 
 def _stack_of_parts(parts: list[Any], time_major: bool, ignore_dropout: bool) -> StackedRNN:
@@ -190,36 +250,52 @@ def _stack_of_parts(parts: list[Any], time_major: bool, ignore_dropout: bool) ->
             layers = [_layers(p, where)[0] for p in part]
             if not all(layer.built for layer in layers):
                 raise ValueError(f"{where}: not built yet; run it once or restore() it first")
-            pair = (layer_form(part[0], f"layer {len(forms)} (fw)"), layer_form(part[1], f"layer {len(forms)} (bw)"))
+            pair = (
+                layer_form(part[0], f"layer {len(forms)} (fw)"),
+                layer_form(part[1], f"layer {len(forms)} (bw)"),
+            )
             if pair[0].residual or pair[1].residual:
-                raise ValueError(f"{where}: a ResidualWrapper in a bidirectional pair adds the input to "
-                                 f"each direction's output; a StackedRNN adds it to [fw, bw]")
+                raise ValueError(
+                    f"{where}: a ResidualWrapper in a bidirectional pair adds the input to "
+                    f"each direction's output; a StackedRNN adds it to [fw, bw]"
+                )
             fw.append(layers[0].built_cell)
             bw.append(layers[1].built_cell)
             forms.append(pair)
             continue
         for wrapped, layer in zip(_wrapped_layers(part), _layers(part, where)):
             if not layer.built:
-                raise ValueError(f"{where}: not built yet; run it once (dynamic_rnn) or restore() it first")
+                raise ValueError(
+                    f"{where}: not built yet; run it once (dynamic_rnn) or restore() it first"
+                )
             fw.append(layer.built_cell)
             bw.append(None)
             forms.append((layer_form(wrapped, f"layer {len(forms)}"), None))
     dropout, variational = _dropout_of(forms, ignore_dropout)
     residual = [form.residual for form, _ in forms]
-    return StackedRNN.from_cells(fw, backward_cells=bw if any(c is not None for c in bw) else None,
-                                 batch_first=not time_major, residual=residual, dropout=dropout,
-                                 variational_dropout=variational)
+    return StackedRNN.from_cells(
+        fw,
+        backward_cells=bw if any(c is not None for c in bw) else None,
+        batch_first=not time_major,
+        residual=residual,
+        dropout=dropout,
+        variational_dropout=variational,
+    )
 
 
-def _dropout_of(forms: list[tuple[LayerForm, LayerForm | None]], ignore: bool) -> tuple[float, bool]:
+def _dropout_of(
+    forms: list[tuple[LayerForm, LayerForm | None]], ignore: bool
+) -> tuple[float, bool]:
     if ignore:
         return 0.0, False
     try:
         return stack_dropout(forms)
     except NotExact as exc:
-        raise ValueError(f"cell: the DropoutWrappers' dropout has no StackedRNN equivalent: {exc}; "
-                         f"as_stack(..., ignore_dropout=True) leaves it out (the stack then equals "
-                         f"the program in eval mode only)") from None
+        raise ValueError(
+            f"cell: the DropoutWrappers' dropout has no StackedRNN equivalent: {exc}; "
+            f"as_stack(..., ignore_dropout=True) leaves it out (the stack then equals "
+            f"the program in eval mode only)"
+        ) from None
 
 
 def _wrapped_layers(cell: Any) -> list[Any]:
@@ -233,15 +309,19 @@ def _layers(cell: Any, name: str) -> list[_Cell]:
         return [core_cell(c) for c in cell.cells]
     if isinstance(core_cell(cell), _Cell):
         return [core_cell(cell)]
-    raise TypeError(f"{name}: expected a tf1 cell (BasicLSTMCell, LSTMCell, GRUCell, BasicRNNCell), "
-                    f"a wrapper of one or a MultiRNNCell, got {type(cell).__name__}")
+    raise TypeError(
+        f"{name}: expected a tf1 cell (BasicLSTMCell, LSTMCell, GRUCell, BasicRNNCell), "
+        f"a wrapper of one or a MultiRNNCell, got {type(cell).__name__}"
+    )
 
 
 def _wrapped(cell: Any) -> bool:
     return any(is_wrapper(c) for c in _wrapped_layers(cell))
 
 
-def _run_wrapped(cell: Any, x: Tensor, lengths: Any, start: Any, time_major: bool) -> tuple[Tensor, tuple]:
+def _run_wrapped(
+    cell: Any, x: Tensor, lengths: Any, start: Any, time_major: bool
+) -> tuple[Tensor, tuple]:
     """``dynamic_rnn`` of a model with wrappers, layer by layer (each on the fast kernels)."""
     x = x.transpose(0, 1) if time_major else x
     lengths = None if lengths is None else torch.as_tensor(lengths, device=x.device)
@@ -282,16 +362,20 @@ def _build(cell: Any, x: Tensor, name: str) -> None:
     for layer in _layers(cell, name):
         layer.build(size, x.dtype, x.device)
         if layer.built_cell.weight_ih.dtype != x.dtype:
-            raise TypeError(f"inputs: expected dtype {layer.built_cell.weight_ih.dtype} (the dtype {name} "
-                            f"was built with), got {x.dtype}")
+            raise TypeError(
+                f"inputs: expected dtype {layer.built_cell.weight_ih.dtype} (the dtype {name} "
+                f"was built with), got {x.dtype}"
+            )
         size = layer.output_size
 
 
 def _record_scope(cell: Any, scope: str) -> None:
     if cell.tf_scope not in (None, scope):
-        raise ValueError(f"cell: already ran under scope {cell.tf_scope!r}; TF would create new "
-                         f"variables under {scope!r}, but a cell owns one set of weights. Build a "
-                         f"new cell for this dynamic_rnn")
+        raise ValueError(
+            f"cell: already ran under scope {cell.tf_scope!r}; TF would create new "
+            f"variables under {scope!r}, but a cell owns one set of weights. Build a "
+            f"new cell for this dynamic_rnn"
+        )
     cell.tf_scope = scope
 
 
@@ -309,13 +393,17 @@ def _to_stack_state(cell: Any, state: Any) -> Any:
     if state is None:
         return None
     if isinstance(cell, MultiRNNCell):
-        if cell.state_is_tuple and (not isinstance(state, (tuple, list))
-                                    or isinstance(state, LSTMStateTuple)):
-            raise TypeError(f"initial_state: expected one state per layer of the MultiRNNCell "
-                            f"({len(cell.cells)}), got {type(state).__name__}")
+        if cell.state_is_tuple and (
+            not isinstance(state, (tuple, list)) or isinstance(state, LSTMStateTuple)
+        ):
+            raise TypeError(
+                f"initial_state: expected one state per layer of the MultiRNNCell "
+                f"({len(cell.cells)}), got {type(state).__name__}"
+            )
         state = split_layers(cell, state)
         return tuple(_layer_state(layer, s) for layer, s in zip(cell.cells, state)) + tuple(
-            state[len(cell.cells):])
+            state[len(cell.cells) :]
+        )
     return (_layer_state(cell, state),)
 
 

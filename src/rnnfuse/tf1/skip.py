@@ -39,9 +39,23 @@ from typing import Any, TypeVar
 __all__ = ["SLOT_NAMES", "EMA_SUFFIX", "Skipped", "split", "EMAError"]
 
 #: Slot names of the TF1 optimizers (``tf.compat.v1.train.*Optimizer``); ``_<n>`` may follow.
-SLOT_NAMES = ("Adam", "Momentum", "RMSProp", "Adagrad", "AdagradDA", "Adadelta", "Ftrl",
-              "ProximalAdagrad", "ProximalGradientDescent", "GradientDescent", "LazyAdam",
-              "AdaMax", "Nadam", "AddSign", "PowerSign")
+SLOT_NAMES = (
+    "Adam",
+    "Momentum",
+    "RMSProp",
+    "Adagrad",
+    "AdagradDA",
+    "Adadelta",
+    "Ftrl",
+    "ProximalAdagrad",
+    "ProximalGradientDescent",
+    "GradientDescent",
+    "LazyAdam",
+    "AdaMax",
+    "Nadam",
+    "AddSign",
+    "PowerSign",
+)
 EMA_SUFFIX = "ExponentialMovingAverage"
 _SLOT = re.compile(r"(%s)(_\d+)?" % "|".join(SLOT_NAMES))
 _NON_SLOT = re.compile(r"(beta1_power|beta2_power)(_\d+)?|global_step")
@@ -62,7 +76,9 @@ class Skipped:
     scalars: list[str] = field(default_factory=list)  # beta1_power, global_step, ...
     shadows: list[str] = field(default_factory=list)  # <var>/ExponentialMovingAverage
     raw: list[str] = field(default_factory=list)  # with use_ema: the raw values replaced by shadows
-    scopes: set[str] = field(default_factory=set)  # scopes in front of slots/shadows, e.g. OptimizeLoss
+    scopes: set[str] = field(
+        default_factory=set
+    )  # scopes in front of slots/shadows, e.g. OptimizeLoss
 
     @property
     def names(self) -> list[str]:
@@ -80,10 +96,16 @@ class Skipped:
             parts.append(f"{opt} slots for {_count(len(owners))}")
         parts += sorted(self.scalars)
         if self.shadows:
-            what = "used in place of the raw values" if self.raw else "not loaded; use_ema=True loads them"
+            what = (
+                "used in place of the raw values"
+                if self.raw
+                else "not loaded; use_ema=True loads them"
+            )
             parts.append(f"{EMA_SUFFIX} shadows for {_count(len(self.shadows))} ({what})")
         if self.scopes:
-            parts.append(f"under the optimizer scope{'s' * (len(self.scopes) > 1)} {sorted(self.scopes)}")
+            parts.append(
+                f"under the optimizer scope{'s' * (len(self.scopes) > 1)} {sorted(self.scopes)}"
+            )
         return ", ".join(parts) if parts else "nothing"
 
 
@@ -96,8 +118,9 @@ def _optimizer(slot: str) -> str:
     return match.group(1) if match else slot
 
 
-def split(variables: Mapping[str, V], use_ema: bool = False,
-          scope: str | None = None) -> tuple[dict[str, V], Skipped]:
+def split(
+    variables: Mapping[str, V], use_ema: bool = False, scope: str | None = None
+) -> tuple[dict[str, V], Skipped]:
     """``(model variables, what was set aside)`` from a ``{name: value}`` checkpoint.
 
     With ``use_ema=True`` each variable that has a ``<var>/ExponentialMovingAverage``
@@ -109,8 +132,11 @@ def split(variables: Mapping[str, V], use_ema: bool = False,
     owners: dict[str, str] = {}  # shadow -> the variable it shadows
     for name, value in variables.items():
         last = name.rpartition("/")[2]
-        owner = _shadowed(name, variables, skipped.scopes) if (
-            last == EMA_SUFFIX or _SLOT.fullmatch(last)) else None
+        owner = (
+            _shadowed(name, variables, skipped.scopes)
+            if (last == EMA_SUFFIX or _SLOT.fullmatch(last))
+            else None
+        )
         if owner is not None and last == EMA_SUFFIX:
             skipped.shadows.append(name)
             owners[name] = owner
@@ -120,22 +146,30 @@ def split(variables: Mapping[str, V], use_ema: bool = False,
             skipped.scalars.append(name)
         else:
             kept[name] = value
-    for name in [n for n in kept if _SCOPE_SCALAR.fullmatch(n.rpartition("/")[2])
-                 and n.rpartition("/")[0] in skipped.scopes]:
+    for name in [
+        n
+        for n in kept
+        if _SCOPE_SCALAR.fullmatch(n.rpartition("/")[2]) and n.rpartition("/")[0] in skipped.scopes
+    ]:
         skipped.scalars.append(name)
         del kept[name]
     # Slots of a shadow or of a slot (rare) were caught above since their owner is a name.
     if use_ema:
         if not skipped.shadows:
-            raise EMAError(f"use_ema: the checkpoint holds no '<var>/{EMA_SUFFIX}' shadows "
-                           f"(ExponentialMovingAverage was not saved); load without use_ema")
+            raise EMAError(
+                f"use_ema: the checkpoint holds no '<var>/{EMA_SUFFIX}' shadows "
+                f"(ExponentialMovingAverage was not saved); load without use_ema"
+            )
         shadows = {owners[n]: n for n in skipped.shadows}
         prefix = scope.strip("/") + "/" if scope else ""
-        lacking = sorted(n for n in kept if n.startswith(prefix) and n not in shadows
-                         and _is_float(variables[n]))
+        lacking = sorted(
+            n for n in kept if n.startswith(prefix) and n not in shadows and _is_float(variables[n])
+        )
         if scope and lacking:
-            raise EMAError(f"use_ema: no {EMA_SUFFIX} shadow for {lacking} (variables under "
-                           f"{scope!r} that would be loaded); load without use_ema")
+            raise EMAError(
+                f"use_ema: no {EMA_SUFFIX} shadow for {lacking} (variables under "
+                f"{scope!r} that would be loaded); load without use_ema"
+            )
         for var, shadow in shadows.items():
             if var in kept:
                 kept[var] = variables[shadow]

@@ -66,8 +66,11 @@ def layer_form(wrapped: Any, where: str) -> LayerForm:
 def _wrap(form: LayerForm, wrapper: Any, where: str) -> LayerForm:
     if isinstance(wrapper, DropoutWrapper):
         if wrapper.state_keep_prob < 1.0:
-            form = _inexact(form, f"{where}: DropoutWrapper(state_keep_prob={wrapper.state_keep_prob}) "
-                                  f"drops the recurrent state, which a StackedRNN never does")
+            form = _inexact(
+                form,
+                f"{where}: DropoutWrapper(state_keep_prob={wrapper.state_keep_prob}) "
+                f"drops the recurrent state, which a StackedRNN never does",
+            )
         var = wrapper.variational_recurrent
         ins = (Drop(wrapper.input_keep_prob, var),) if wrapper.input_keep_prob < 1.0 else ()
         outs = (Drop(wrapper.output_keep_prob, var),) if wrapper.output_keep_prob < 1.0 else ()
@@ -75,15 +78,22 @@ def _wrap(form: LayerForm, wrapper: Any, where: str) -> LayerForm:
     if not isinstance(wrapper, ResidualWrapper):
         raise TypeError(f"{where}: unknown wrapper {type(wrapper).__name__}")
     if wrapper.residual_fn is not None:
-        raise NotExact(f"{where}: ResidualWrapper(residual_fn=...) has no StackedRNN equivalent "
-                       f"(a StackedRNN adds the input)")
+        raise NotExact(
+            f"{where}: ResidualWrapper(residual_fn=...) has no StackedRNN equivalent "
+            f"(a StackedRNN adds the input)"
+        )
     if form.residual:
-        raise NotExact(f"{where}: two ResidualWrappers add the input twice, which a StackedRNN "
-                       f"cannot (it adds it once)")
+        raise NotExact(
+            f"{where}: two ResidualWrappers add the input twice, which a StackedRNN "
+            f"cannot (it adds it once)"
+        )
     if form.inputs or form.outputs:
-        form = _inexact(form, f"{where}: a DropoutWrapper inside a ResidualWrapper drops the cell's "
-                              f"input or output but not the residual term; a StackedRNN drops the "
-                              f"sum between layers")
+        form = _inexact(
+            form,
+            f"{where}: a DropoutWrapper inside a ResidualWrapper drops the cell's "
+            f"input or output but not the residual term; a StackedRNN drops the "
+            f"sum between layers",
+        )
     return form._replace(residual=True)
 
 
@@ -100,38 +110,53 @@ def stack_dropout(layers: list[tuple[LayerForm, LayerForm | None]]) -> tuple[flo
                 raise NotExact(form.why)
     first, last = layers[0], layers[-1]
     if first[0].inputs or (first[1] is not None and first[1].inputs):
-        raise NotExact("layer 0: an input dropout drops the stack's input, which a StackedRNN never does")
+        raise NotExact(
+            "layer 0: an input dropout drops the stack's input, which a StackedRNN never does"
+        )
     if last[0].outputs or (last[1] is not None and last[1].outputs):
-        raise NotExact(f"layer {len(layers) - 1}: an output dropout on the top layer drops the stack's "
-                       f"outputs, which a StackedRNN never does (it drops between layers)")
+        raise NotExact(
+            f"layer {len(layers) - 1}: an output dropout on the top layer drops the stack's "
+            f"outputs, which a StackedRNN never does (it drops between layers)"
+        )
     boundaries = [_boundary(k, layers[k], layers[k + 1]) for k in range(len(layers) - 1)]
-    if any(not math.isclose(b[0], boundaries[0][0], rel_tol=1e-9) or b[1] != boundaries[0][1]
-           for b in boundaries):
+    if any(
+        not math.isclose(b[0], boundaries[0][0], rel_tol=1e-9) or b[1] != boundaries[0][1]
+        for b in boundaries
+    ):
         described = ", ".join(f"{k}->{k + 1}: {_describe(d)}" for k, d in enumerate(boundaries))
-        raise NotExact(f"the dropout between layers differs ({described}); a StackedRNN has one "
-                       f"probability and one kind for every boundary")
+        raise NotExact(
+            f"the dropout between layers differs ({described}); a StackedRNN has one "
+            f"probability and one kind for every boundary"
+        )
     keep, variational = boundaries[0] if boundaries else (1.0, False)
     return (0.0, False) if keep >= 1.0 else (1.0 - keep, variational)
 
 
-def _boundary(k: int, below: tuple[LayerForm, LayerForm | None],
-              above: tuple[LayerForm, LayerForm | None]) -> tuple[float, bool]:
+def _boundary(
+    k: int, below: tuple[LayerForm, LayerForm | None], above: tuple[LayerForm, LayerForm | None]
+) -> tuple[float, bool]:
     """The one dropout between layer ``k`` and ``k + 1``: ``(keep, variational)``."""
     fw, bw = below
     drops = list(fw.outputs)
     if bw is not None and _describe_all(bw.outputs) != _describe_all(fw.outputs):
-        raise NotExact(f"layer {k}: the forward and backward cells drop their outputs differently "
-                       f"({_describe_all(fw.outputs)} and {_describe_all(bw.outputs)})")
+        raise NotExact(
+            f"layer {k}: the forward and backward cells drop their outputs differently "
+            f"({_describe_all(fw.outputs)} and {_describe_all(bw.outputs)})"
+        )
     up_fw, up_bw = above
     if up_bw is not None and (up_fw.inputs or up_bw.inputs):
-        raise NotExact(f"layer {k + 1}: the forward and backward cells of a bidirectional layer drop "
-                       f"its input each with their own masks; a StackedRNN drops it once for both")
+        raise NotExact(
+            f"layer {k + 1}: the forward and backward cells of a bidirectional layer drop "
+            f"its input each with their own masks; a StackedRNN drops it once for both"
+        )
     drops += list(up_fw.inputs)
     if not drops:
         return (1.0, False)
     if len({d.variational for d in drops}) > 1:
-        raise NotExact(f"between layers {k} and {k + 1}: variational and per-step dropouts together "
-                       f"are not one dropout")
+        raise NotExact(
+            f"between layers {k} and {k + 1}: variational and per-step dropouts together "
+            f"are not one dropout"
+        )
     return (math.prod(d.keep for d in drops), drops[0].variational)
 
 

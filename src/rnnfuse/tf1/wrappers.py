@@ -38,8 +38,10 @@ class _Wrapper(nn.Module):
     def __init__(self, cell: nn.Module) -> None:
         super().__init__()
         if not isinstance(cell, _Wrapper) and not hasattr(cell, "tf_name"):  # a tf1 cell
-            raise TypeError(f"cell: expected a tf1 cell (BasicLSTMCell, LSTMCell, GRUCell, "
-                            f"BasicRNNCell) or a wrapper of one, got {type(cell).__name__}")
+            raise TypeError(
+                f"cell: expected a tf1 cell (BasicLSTMCell, LSTMCell, GRUCell, "
+                f"BasicRNNCell) or a wrapper of one, got {type(cell).__name__}"
+            )
         self.cell = cell
         self.tf_scope: str | None = None
 
@@ -70,8 +72,10 @@ class ResidualWrapper(_Wrapper):
         if self.residual_fn is not None:
             return self.residual_fn(inputs, outputs)
         if inputs.shape[-1] != outputs.shape[-1]:
-            raise ValueError(f"inputs: ResidualWrapper adds the input to the output, so their sizes "
-                             f"must match; expected {outputs.shape[-1]} features, got {inputs.shape[-1]}")
+            raise ValueError(
+                f"inputs: ResidualWrapper adds the input to the output, so their sizes "
+                f"must match; expected {outputs.shape[-1]} features, got {inputs.shape[-1]}"
+            )
         return outputs + inputs
 
     def forward(self, inputs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
@@ -83,21 +87,39 @@ class ResidualWrapper(_Wrapper):
 class DropoutWrapper(_Wrapper):
     """TF1's ``DropoutWrapper``: dropout on input, output and state, in training mode only."""
 
-    def __init__(self, cell: nn.Module, input_keep_prob: float = 1.0, output_keep_prob: float = 1.0,
-                 state_keep_prob: float = 1.0, variational_recurrent: bool = False,
-                 input_size: int | None = None, dtype: Any = None, seed: int | None = None,
-                 dropout_state_filter_visitor: Any = None) -> None:
+    def __init__(
+        self,
+        cell: nn.Module,
+        input_keep_prob: float = 1.0,
+        output_keep_prob: float = 1.0,
+        state_keep_prob: float = 1.0,
+        variational_recurrent: bool = False,
+        input_size: int | None = None,
+        dtype: Any = None,
+        seed: int | None = None,
+        dropout_state_filter_visitor: Any = None,
+    ) -> None:
         super().__init__(cell)
-        for name, p in (("input_keep_prob", input_keep_prob), ("output_keep_prob", output_keep_prob),
-                        ("state_keep_prob", state_keep_prob)):
+        for name, p in (
+            ("input_keep_prob", input_keep_prob),
+            ("output_keep_prob", output_keep_prob),
+            ("state_keep_prob", state_keep_prob),
+        ):
             if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 < p <= 1.0:
                 raise ValueError(f"{name}: expected a probability in (0, 1], got {p!r}")
         if not isinstance(variational_recurrent, bool):
-            raise TypeError(f"variational_recurrent: expected a bool, got {variational_recurrent!r}")
+            raise TypeError(
+                f"variational_recurrent: expected a bool, got {variational_recurrent!r}"
+            )
         if dropout_state_filter_visitor is not None:
-            raise ValueError("dropout_state_filter_visitor: not supported (the default, which "
-                             "drops an LSTM's h and not its c, is used)")
-        self.input_keep_prob, self.output_keep_prob = float(input_keep_prob), float(output_keep_prob)
+            raise ValueError(
+                "dropout_state_filter_visitor: not supported (the default, which "
+                "drops an LSTM's h and not its c, is used)"
+            )
+        self.input_keep_prob, self.output_keep_prob = (
+            float(input_keep_prob),
+            float(output_keep_prob),
+        )
         self.state_keep_prob = float(state_keep_prob)
         self.variational_recurrent = variational_recurrent
         self.seed = seed
@@ -127,8 +149,12 @@ class DropoutWrapper(_Wrapper):
             key = f"{which}:{tuple(shape)}"
             mask = self._masks.get(key)
             if mask is None or per_sequence:
-                mask = torch.empty(shape, dtype=t.dtype, device=t.device).bernoulli_(
-                    keep, generator=self._rng(t.device)) / keep
+                mask = (
+                    torch.empty(shape, dtype=t.dtype, device=t.device).bernoulli_(
+                        keep, generator=self._rng(t.device)
+                    )
+                    / keep
+                )
                 if not per_sequence:
                     self._masks[key] = mask
             return t * mask
@@ -172,8 +198,9 @@ def _needs_steps(cell: Any) -> bool:
     return False
 
 
-def run_layer(cell: Any, x: Tensor, lengths: Tensor | None, state: Any,
-              run_core: Any) -> tuple[Tensor, Any]:
+def run_layer(
+    cell: Any, x: Tensor, lengths: Tensor | None, state: Any, run_core: Any
+) -> tuple[Tensor, Any]:
     """One (wrapped) layer over ``x`` ``(B, T, F)``: ``(outputs, final state)``.
 
     ``run_core(core_cell, x, lengths, state)`` runs an unwrapped cell (the fast kernels).
@@ -187,8 +214,9 @@ def run_layer(cell: Any, x: Tensor, lengths: Tensor | None, state: Any,
         out, new = run_layer(cell.cell, x, lengths, state, run_core)
         return cell.combine(x, out), new
     if isinstance(cell, DropoutWrapper):
-        out, new = run_layer(cell.cell, cell.drop(x, "input", per_sequence=True), lengths, state,
-                             run_core)
+        out, new = run_layer(
+            cell.cell, cell.drop(x, "input", per_sequence=True), lengths, state, run_core
+        )
         return cell.drop(out, "output", per_sequence=True), new
     return run_core(cell, x, lengths, state)
 

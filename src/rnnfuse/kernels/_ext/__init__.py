@@ -66,11 +66,21 @@ def specs() -> list[BuildSpec]:
     thread), then without, for a compiler that has no OpenMP."""
     suffix, cflags = _flags()
     stem = f"rnnfuse_bptt_{suffix}"
-    common = {"sources": (_SOURCE,), "label": "C++ kernels", "expected_seconds": EXPECTED_SECONDS}
+
+    def spec(stem: str, cflags: tuple[str, ...], ldflags: tuple[str, ...] = ()) -> BuildSpec:
+        return BuildSpec(
+            stem=stem,
+            cflags=cflags,
+            ldflags=ldflags,
+            sources=(_SOURCE,),
+            label="C++ kernels",
+            expected_seconds=EXPECTED_SECONDS,
+        )
+
     return [
         # the OpenMP runtime is PyTorch's own: libtorch_cpu has loaded its libgomp.so.1 already
-        BuildSpec(stem=f"{stem}_omp", cflags=(*cflags, "-fopenmp"), ldflags=("-fopenmp",), **common),  # type: ignore[arg-type]
-        BuildSpec(stem=stem, cflags=tuple(cflags), **common),  # type: ignore[arg-type]
+        spec(f"{stem}_omp", (*cflags, "-fopenmp"), ("-fopenmp",)),
+        spec(stem, tuple(cflags)),
     ]
 
 

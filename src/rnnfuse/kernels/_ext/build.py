@@ -40,8 +40,18 @@ try:
 except ImportError:  # Windows: PyTorch's lock file only
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["BuildSpec", "BuildTimeout", "build_name", "build_root", "exclusive", "load_extension", "build_folder",
-           "wait_limit", "ENV_WAIT", "DEFAULT_WAIT"]
+__all__ = [
+    "BuildSpec",
+    "BuildTimeout",
+    "build_name",
+    "build_root",
+    "exclusive",
+    "load_extension",
+    "build_folder",
+    "wait_limit",
+    "ENV_WAIT",
+    "DEFAULT_WAIT",
+]
 
 ENV_WAIT = "RNNFUSE_BUILD_WAIT"
 DEFAULT_WAIT = 900.0  # seconds; a loaded machine has taken 526 s to build the kernels
@@ -77,8 +87,12 @@ def build_name(spec: BuildSpec) -> str:
         digest.update(Path(source).read_bytes())
         digest.update(b"\0")
     context = {
-        "cflags": spec.cflags, "ldflags": spec.ldflags, "torch": torch.__version__, "abi": _abi(),
-        "python": sys.version_info[:2], "platform": sys.platform,
+        "cflags": spec.cflags,
+        "ldflags": spec.ldflags,
+        "torch": torch.__version__,
+        "abi": _abi(),
+        "python": sys.version_info[:2],
+        "platform": sys.platform,
     }
     digest.update(json.dumps(context, sort_keys=True).encode())
     return f"{spec.stem}_{digest.hexdigest()[:16]}"
@@ -112,7 +126,9 @@ def wait_limit() -> float:
 
 
 @contextlib.contextmanager
-def exclusive(path: Path, timeout: float, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+def exclusive(
+    path: Path, timeout: float, on_wait: Callable[[], None] | None = None
+) -> Iterator[None]:
     """Hold an ``flock`` on ``path`` (created if absent) within the block; wait at most
     ``timeout`` seconds for another holder (:class:`BuildTimeout` past it).  ``on_wait`` is
     called once if the lock is not free at once.  The kernel releases the lock when its
@@ -142,7 +158,9 @@ def _acquire(fd: int, path: Path, timeout: float, on_wait: Callable[[], None] | 
         except BlockingIOError:
             pass
         if time.monotonic() >= deadline:
-            raise BuildTimeout(f"another process has held {path} for over {timeout:.0f} s (set {ENV_WAIT} to wait longer)")
+            raise BuildTimeout(
+                f"another process has held {path} for over {timeout:.0f} s (set {ENV_WAIT} to wait longer)"
+            )
         if not waited and on_wait is not None:
             on_wait()
         waited = True
@@ -157,8 +175,14 @@ def _say(message: str) -> None:
     print(f"rnnfuse: {message}", file=sys.stderr, flush=True)
 
 
-def load_extension(spec: BuildSpec, *, root: Path | None = None, timeout: float | None = None,
-                   say: Callable[[str], None] = _say, verbose: bool = False) -> tuple[ModuleType, bool]:
+def load_extension(
+    spec: BuildSpec,
+    *,
+    root: Path | None = None,
+    timeout: float | None = None,
+    say: Callable[[str], None] = _say,
+    verbose: bool = False,
+) -> tuple[ModuleType, bool]:
     """Build (once) and load ``spec``; return the module and whether this call built it.
 
     Raises :class:`BuildTimeout` when another process holds the build for longer than
@@ -168,10 +192,14 @@ def load_extension(spec: BuildSpec, *, root: Path | None = None, timeout: float 
     folder = build_folder(spec, root)
     name = folder.name
     limit = wait_limit() if timeout is None else timeout
-    waiting = lambda: say(f"waiting for another process building the {spec.label} in {folder} (at most {limit:.0f} s)")  # noqa: E731
+    waiting = lambda: say(
+        f"waiting for another process building the {spec.label} in {folder} (at most {limit:.0f} s)"
+    )
     with exclusive(folder.with_name(name + ".flock"), limit, waiting):
         folder.mkdir(parents=True, exist_ok=True)
-        stale = folder / "lock"  # PyTorch's lock file: nobody can be building while we hold the flock
+        stale = (
+            folder / "lock"
+        )  # PyTorch's lock file: nobody can be building while we hold the flock
         if fcntl is not None and stale.exists():
             stale.unlink()
         building = not _library(folder, name).exists()
@@ -180,8 +208,12 @@ def load_extension(spec: BuildSpec, *, root: Path | None = None, timeout: float 
             say(f"building the {spec.label} for this machine, once per version{about}, in {folder}")
         began = time.perf_counter()
         module = cpp_extension.load(
-            name=name, sources=[str(s) for s in spec.sources], extra_cflags=list(spec.cflags),
-            extra_ldflags=list(spec.ldflags), build_directory=str(folder), verbose=verbose,
+            name=name,
+            sources=[str(s) for s in spec.sources],
+            extra_cflags=list(spec.cflags),
+            extra_ldflags=list(spec.ldflags),
+            build_directory=str(folder),
+            verbose=verbose,
         )
         if building:
             say(f"built the {spec.label} in {time.perf_counter() - began:.0f} s")

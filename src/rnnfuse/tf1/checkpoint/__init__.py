@@ -5,8 +5,20 @@ table of the ``.index`` file is read by :mod:`.table`, its protobuf messages by
 :mod:`.proto`, checksums by :mod:`.crc`.
 """
 
-from .reader import (CheckpointError, VariableInfo, is_object_based, list_variables, read_checkpoint,
-                     read_object_bundle)
+from .reader import (
+    CheckpointError,
+    VariableInfo,
+    is_object_based,
+    list_variables,
+    read_checkpoint,
+    read_object_bundle,
+)
 
-__all__ = ["CheckpointError", "VariableInfo", "list_variables", "read_checkpoint", "read_object_bundle",
-           "is_object_based"]
+__all__ = [
+    "CheckpointError",
+    "VariableInfo",
+    "list_variables",
+    "read_checkpoint",
+    "read_object_bundle",
+    "is_object_based",
+]

@@ -56,8 +56,11 @@ def _node(fields: Fields, count: int) -> ObjectNode:
         return value
 
     children = tuple((_text(ref, 2), node_id(ref, 1)) for ref in messages(fields, 1))
-    variables = [(_text(attr, 2), _text(attr, 3)) for attr in messages(fields, 2)
-                 if _text(attr, 1) == "VARIABLE_VALUE"]
+    variables = [
+        (_text(attr, 2), _text(attr, 3))
+        for attr in messages(fields, 2)
+        if _text(attr, 1) == "VARIABLE_VALUE"
+    ]
     slots = tuple((node_id(ref, 1), _text(ref, 2), node_id(ref, 3)) for ref in messages(fields, 3))
     return ObjectNode(children, variables[-1] if variables else None, slots)
 

@@ -17,8 +17,17 @@ import numpy as np
 from .table import TableError, read_varint
 
 __all__ = [
-    "Fields", "parse_message", "int_field", "messages", "packed_ints", "BundleEntry",
-    "DTYPES", "DT_BFLOAT16", "check_header", "parse_entry", "entry_dtype",
+    "Fields",
+    "parse_message",
+    "int_field",
+    "messages",
+    "packed_ints",
+    "BundleEntry",
+    "DTYPES",
+    "DT_BFLOAT16",
+    "check_header",
+    "parse_entry",
+    "entry_dtype",
 ]
 
 _U64 = 1 << 64
@@ -44,12 +53,12 @@ def parse_message(buf: bytes) -> Fields:
             width = 8 if wire == 1 else 4
             if end - pos < width:
                 raise TableError(f"truncated fixed{width * 8} protobuf field {number}")
-            value, pos = int.from_bytes(buf[pos:pos + width], "little"), pos + width
+            value, pos = int.from_bytes(buf[pos : pos + width], "little"), pos + width
         elif wire == 2:
             length, pos = read_varint(buf, pos, end)
             if length > end - pos:
                 raise TableError(f"protobuf field {number} of {length} bytes overruns its message")
-            value, pos = buf[pos:pos + length], pos + length
+            value, pos = buf[pos : pos + length], pos + length
         else:
             raise TableError(f"unsupported protobuf wire type {wire} in field {number}")
         fields.setdefault(number, []).append((wire, value))
@@ -93,14 +102,33 @@ def packed_ints(fields: Fields, number: int) -> list[int]:
 
 # TensorFlow DataType enum (types.proto) -> NumPy dtype, little-endian.
 DTYPES: dict[int, np.dtype] = {
-    1: np.dtype("<f4"), 2: np.dtype("<f8"), 3: np.dtype("<i4"), 4: np.dtype("u1"),
-    5: np.dtype("<i2"), 6: np.dtype("i1"), 8: np.dtype("<c8"), 9: np.dtype("<i8"),
-    10: np.dtype("?"), 14: np.dtype("<u2"), 17: np.dtype("<u2"), 18: np.dtype("<c16"),
-    19: np.dtype("<f2"), 22: np.dtype("<u4"), 23: np.dtype("<u8"),
+    1: np.dtype("<f4"),
+    2: np.dtype("<f8"),
+    3: np.dtype("<i4"),
+    4: np.dtype("u1"),
+    5: np.dtype("<i2"),
+    6: np.dtype("i1"),
+    8: np.dtype("<c8"),
+    9: np.dtype("<i8"),
+    10: np.dtype("?"),
+    14: np.dtype("<u2"),
+    17: np.dtype("<u2"),
+    18: np.dtype("<c16"),
+    19: np.dtype("<f2"),
+    22: np.dtype("<u4"),
+    23: np.dtype("<u8"),
 }
 DT_BFLOAT16 = 14
-_UNSUPPORTED = {7: "string", 11: "qint8", 12: "quint8", 13: "qint32", 15: "qint16",
-                16: "quint16", 20: "resource", 21: "variant"}
+_UNSUPPORTED = {
+    7: "string",
+    11: "qint8",
+    12: "quint8",
+    13: "qint32",
+    15: "qint16",
+    16: "quint16",
+    20: "resource",
+    21: "variant",
+}
 _BIG_ENDIAN = 1
 _READER_VERSION = 1  # TensorFlow's kTensorBundleVersion
 
@@ -128,8 +156,10 @@ def check_header(value: bytes) -> int:
     version = versions[-1] if versions else {}
     min_consumer = int_field(version, 2)
     if min_consumer > _READER_VERSION or _READER_VERSION in packed_ints(version, 3):
-        raise TableError(f"bundle version (producer {int_field(version, 1)}, min_consumer "
-                         f"{min_consumer}) is not readable by a version-{_READER_VERSION} reader")
+        raise TableError(
+            f"bundle version (producer {int_field(version, 1)}, min_consumer "
+            f"{min_consumer}) is not readable by a version-{_READER_VERSION} reader"
+        )
     if not 1 <= num_shards < 1 << 31:
         raise TableError(f"header says num_shards={num_shards}, expected at least 1")
     return num_shards
@@ -150,7 +180,9 @@ def _slice(fields: Fields, shape: tuple[int, ...], name: str) -> tuple[tuple[int
     """A TensorSliceProto as ``(start, length)`` pairs, length -1 for a full extent."""
     extents = messages(fields, 1)
     if len(extents) != len(shape):
-        raise TableError(f"tensor {name!r}: a slice has {len(extents)} extents for rank {len(shape)}")
+        raise TableError(
+            f"tensor {name!r}: a slice has {len(extents)} extents for rank {len(shape)}"
+        )
     out = []
     for extent, dim in zip(extents, shape, strict=True):
         start = int_field(extent, 1)
@@ -159,8 +191,10 @@ def _slice(fields: Fields, shape: tuple[int, ...], name: str) -> tuple[tuple[int
             out.append((start, length))
             continue
         if start < 0 or length < 0 or start + length > dim:
-            raise TableError(f"tensor {name!r}: slice extent start={start} length={length} "
-                             f"does not fit dimension {dim}")
+            raise TableError(
+                f"tensor {name!r}: slice extent start={start} length={length} "
+                f"does not fit dimension {dim}"
+            )
         out.append((start, length))
     return tuple(out)
 
@@ -173,8 +207,16 @@ def parse_entry(name: str, value: bytes) -> BundleEntry:
     if offset < 0 or size < 0:
         raise TableError(f"tensor {name!r} has negative offset {offset} or size {size}")
     slices = tuple(_slice(s, shape, name) for s in messages(fields, 7))
-    return BundleEntry(name, int_field(fields, 1), shape, int_field(fields, 3), offset, size,
-                  int_field(fields, 6, signed=False, wire=5), slices)
+    return BundleEntry(
+        name,
+        int_field(fields, 1),
+        shape,
+        int_field(fields, 3),
+        offset,
+        size,
+        int_field(fields, 6, signed=False, wire=5),
+        slices,
+    )
 
 
 def entry_dtype(entry: BundleEntry) -> np.dtype:

@@ -43,8 +43,15 @@ from .crc import crc32c, mask_crc, masked_crc32c
 from .proto import DT_BFLOAT16, DTYPES, BundleEntry, check_header, entry_dtype, parse_entry
 from .table import TableError, read_table, read_varint
 
-__all__ = ["CheckpointError", "VariableInfo", "list_variables", "read_checkpoint", "read_object_bundle",
-           "is_object_based", "OBJECT_BASED"]
+__all__ = [
+    "CheckpointError",
+    "VariableInfo",
+    "list_variables",
+    "read_checkpoint",
+    "read_object_bundle",
+    "is_object_based",
+    "OBJECT_BASED",
+]
 
 
 MAX_INDEX_BYTES = GIB  # a .index file holds names and offsets, never tensor data
@@ -121,15 +128,18 @@ def _load_index(prefix: Path, strings: dict[str, BundleEntry] | None = None) -> 
     except NotRegularFileError as exc:
         raise CheckpointError(str(exc)) from None
     except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read the checkpoint index ({exc.strerror or exc})") from exc
+        raise CheckpointError(
+            f"{path}: cannot read the checkpoint index ({exc.strerror or exc})"
+        ) from exc
     try:
         return _parse_index(path, read_table(data), strings)
     except TableError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
 
 
-def _parse_index(path: Path, table: list[tuple[bytes, bytes]],
-                 strings: dict[str, BundleEntry] | None = None) -> _Index:
+def _parse_index(
+    path: Path, table: list[tuple[bytes, bytes]], strings: dict[str, BundleEntry] | None = None
+) -> _Index:
     """The index; with ``strings`` (a dict to fill), scalar string tensors go there
     instead of being refused."""
     if not table or table[0][0] != b"":
@@ -144,8 +154,10 @@ def _parse_index(path: Path, table: list[tuple[bytes, bytes]],
         entry = parse_entry(_decode_name(key), value)
         if strings is not None and entry.dtype == _DT_STRING and not entry.slices:
             if entry.shape != () or not 0 <= entry.shard_id < num_shards:
-                raise TableError(f"string tensor {entry.name!r}: expected a scalar in a listed "
-                                 f"shard, got shape {list(entry.shape)} in shard {entry.shard_id}")
+                raise TableError(
+                    f"string tensor {entry.name!r}: expected a scalar in a listed "
+                    f"shard, got shape {list(entry.shape)} in shard {entry.shard_id}"
+                )
             strings[entry.name] = entry
             continue
         if entry.dtype == _DT_STRING and entry.name == _OBJECT_GRAPH:
@@ -160,12 +172,16 @@ def _parse_index(path: Path, table: list[tuple[bytes, bytes]],
 def _check_part(entry: BundleEntry, num_shards: int) -> None:
     """Check shard id and that ``size`` matches dtype and shape."""
     if not 0 <= entry.shard_id < num_shards:
-        raise TableError(f"tensor {entry.name!r} is in shard {entry.shard_id}, "
-                         f"but the header says num_shards={num_shards}")
+        raise TableError(
+            f"tensor {entry.name!r} is in shard {entry.shard_id}, "
+            f"but the header says num_shards={num_shards}"
+        )
     expected = math.prod(entry.shape) * entry_dtype(entry).itemsize
     if entry.size != expected:
-        raise TableError(f"tensor {entry.name!r} of shape {list(entry.shape)} needs "
-                         f"{expected} bytes, the index says {entry.size}")
+        raise TableError(
+            f"tensor {entry.name!r} of shape {list(entry.shape)} needs "
+            f"{expected} bytes, the index says {entry.size}"
+        )
 
 
 # -------------------------------------------------------------- shards ---
@@ -195,8 +211,9 @@ class _Shards:
             except NotRegularFileError as exc:
                 raise CheckpointError(str(exc)) from None
             except OSError as exc:
-                raise CheckpointError(f"{path}: cannot open data shard {shard} "
-                                      f"({exc.strerror or exc})") from exc
+                raise CheckpointError(
+                    f"{path}: cannot open data shard {shard} ({exc.strerror or exc})"
+                ) from exc
             self.files[shard] = (path, handle, os.fstat(handle.fileno()).st_size)
         return self.files[shard]
 
@@ -205,8 +222,10 @@ class _Shards:
         the caller checks the CRC, as for strings, whose CRC is not over the bytes as stored)."""
         path, handle, file_size = self._open(entry.shard_id)
         if entry.offset > file_size or entry.size > file_size - entry.offset:
-            raise CheckpointError(f"{path}: tensor {entry.name!r} at offset {entry.offset} with "
-                                  f"{entry.size} bytes runs past the end of the file ({file_size} bytes)")
+            raise CheckpointError(
+                f"{path}: tensor {entry.name!r} at offset {entry.offset} with "
+                f"{entry.size} bytes runs past the end of the file ({file_size} bytes)"
+            )
         try:
             handle.seek(entry.offset)
             data = handle.read(entry.size)
@@ -216,8 +235,10 @@ class _Shards:
             raise CheckpointError(f"{path}: short read for tensor {entry.name!r}")
         actual = masked_crc32c(data) if check else entry.crc32c
         if actual != entry.crc32c:
-            raise CheckpointError(f"{path}: checksum mismatch for tensor {entry.name!r} "
-                                  f"(stored {entry.crc32c:#010x}, computed {actual:#010x})")
+            raise CheckpointError(
+                f"{path}: checksum mismatch for tensor {entry.name!r} "
+                f"(stored {entry.crc32c:#010x}, computed {actual:#010x})"
+            )
         return data, path
 
 
@@ -248,19 +269,25 @@ def _slice_parts(index: _Index, entry: BundleEntry) -> list[tuple[BundleEntry, t
         stored = index.slices.get(_slice_key(entry.name, extents))
         if stored is None:
             raise TableError(f"partitioned tensor {entry.name!r}: slice {list(extents)} is missing")
-        extents = tuple((s, dim if n == -1 else n) for (s, n), dim in zip(extents, entry.shape, strict=True))
+        extents = tuple(
+            (s, dim if n == -1 else n) for (s, n), dim in zip(extents, entry.shape, strict=True)
+        )
         part = stored._replace(name=f"{entry.name}{list(extents)}")
         if part.slices:
             raise TableError(f"tensor {part.name!r}: a slice is itself sliced")
         if part.dtype != entry.dtype or part.shape != tuple(n for _, n in extents):
-            raise TableError(f"tensor {part.name!r}: slice dtype {part.dtype} or shape "
-                             f"{list(part.shape)} does not match its extents")
+            raise TableError(
+                f"tensor {part.name!r}: slice dtype {part.dtype} or shape "
+                f"{list(part.shape)} does not match its extents"
+            )
         _check_part(part, index.num_shards)
         parts.append((part, tuple(slice(s, s + n) for s, n in extents)))
         total += math.prod(part.shape)
     if total != math.prod(entry.shape):
-        raise TableError(f"partitioned tensor {entry.name!r}: slices hold {total} elements, "
-                         f"shape {list(entry.shape)} needs {math.prod(entry.shape)}")
+        raise TableError(
+            f"partitioned tensor {entry.name!r}: slices hold {total} elements, "
+            f"shape {list(entry.shape)} needs {math.prod(entry.shape)}"
+        )
     return parts
 
 
@@ -311,10 +338,12 @@ def _result_dtype(entry: BundleEntry) -> np.dtype:
 _DT_STRING = 7
 _OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"
 #: Why a TF1 reader refuses a TF2 checkpoint, and what reads it.
-OBJECT_BASED = ("a TF2 object-based checkpoint (it holds _CHECKPOINTABLE_OBJECT_GRAPH: written by "
-                "tf.train.Checkpoint or Keras save_weights), not a TF1 Saver checkpoint; its "
-                "Keras layers load with rnnfuse.stack_from_keras(prefix) "
-                "(`rnnfuse inspect PREFIX`, `rnnfuse convert PREFIX --out FILE`)")
+OBJECT_BASED = (
+    "a TF2 object-based checkpoint (it holds _CHECKPOINTABLE_OBJECT_GRAPH: written by "
+    "tf.train.Checkpoint or Keras save_weights), not a TF1 Saver checkpoint; its "
+    "Keras layers load with rnnfuse.stack_from_keras(prefix) "
+    "(`rnnfuse inspect PREFIX`, `rnnfuse convert PREFIX --out FILE`)"
+)
 
 
 def is_object_based(prefix: str | os.PathLike[str]) -> bool:
@@ -324,7 +353,9 @@ def is_object_based(prefix: str | os.PathLike[str]) -> bool:
     return _OBJECT_GRAPH in strings
 
 
-def read_object_bundle(prefix: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
+def read_object_bundle(
+    prefix: str | os.PathLike[str],
+) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
     """A TF2 object-based checkpoint (a SavedModel's ``variables/variables``): its numeric
     tensors, as :func:`read_checkpoint`, and its scalar string tensors (such as
     ``_CHECKPOINTABLE_OBJECT_GRAPH``) as bytes.  Raises :class:`CheckpointError`."""
@@ -351,14 +382,16 @@ def _scalar_string(data: bytes, entry: BundleEntry, path: Path) -> bytes:
     except TableError as exc:
         raise CheckpointError(f"{path}: string tensor {name!r}: {exc}") from exc
     if pos + 4 + length != len(data):
-        raise CheckpointError(f"{path}: string tensor {name!r}: a length of {length} bytes does "
-                              f"not fit its {len(data)} stored bytes")
+        raise CheckpointError(
+            f"{path}: string tensor {name!r}: a length of {length} bytes does "
+            f"not fit its {len(data)} stored bytes"
+        )
     crc = crc32c(length.to_bytes(4 if length < 1 << 32 else 8, "little"))
-    if mask_crc(crc) != int.from_bytes(data[pos:pos + 4], "little"):
+    if mask_crc(crc) != int.from_bytes(data[pos : pos + 4], "little"):
         raise CheckpointError(f"{path}: string tensor {name!r}: length checksum mismatch")
     if mask_crc(crc32c(data[pos:], crc)) != entry.crc32c:
         raise CheckpointError(f"{path}: checksum mismatch for string tensor {name!r}")
-    return data[pos + 4:]
+    return data[pos + 4 :]
 
 
 def read_checkpoint(prefix: str | os.PathLike[str]) -> dict[str, np.ndarray]:

@@ -26,8 +26,16 @@ from typing import NamedTuple
 from .crc import masked_crc32c
 
 __all__ = [
-    "TableError", "BlockHandle", "FOOTER_SIZE", "TABLE_MAGIC", "read_varint", "decode_handle",
-    "read_footer", "read_block", "iter_block", "read_table",
+    "TableError",
+    "BlockHandle",
+    "FOOTER_SIZE",
+    "TABLE_MAGIC",
+    "read_varint",
+    "decode_handle",
+    "read_footer",
+    "read_block",
+    "iter_block",
+    "read_table",
 ]
 
 FOOTER_SIZE = 48
@@ -66,7 +74,9 @@ def read_varint(buf: bytes, pos: int, end: int, max_bytes: int = 10) -> tuple[in
         result |= (byte & 0x7F) << (7 * i)
         if byte < 0x80:
             if result >= limit:
-                raise TableError(f"varint at byte {pos - i - 1} overflows {limit.bit_length() - 1} bits")
+                raise TableError(
+                    f"varint at byte {pos - i - 1} overflows {limit.bit_length() - 1} bits"
+                )
             return result, pos
     raise TableError(f"varint at byte {pos - max_bytes} is longer than {max_bytes} bytes")
 
@@ -74,7 +84,7 @@ def read_varint(buf: bytes, pos: int, end: int, max_bytes: int = 10) -> tuple[in
 def _u32(buf: bytes, pos: int) -> int:
     if pos < 0 or pos + 4 > len(buf):
         raise TableError(f"uint32 at byte {pos} lies outside {len(buf)} bytes")
-    return int.from_bytes(buf[pos:pos + 4], "little")
+    return int.from_bytes(buf[pos : pos + 4], "little")
 
 
 # --------------------------------------------------------------- blocks ---
@@ -90,7 +100,9 @@ def decode_handle(buf: bytes, pos: int = 0, end: int | None = None) -> tuple[Blo
 def read_footer(data: bytes) -> tuple[BlockHandle, BlockHandle]:
     """Return the (metaindex, index) handles of the footer."""
     if len(data) < FOOTER_SIZE:
-        raise TableError(f"file has {len(data)} bytes, fewer than the {FOOTER_SIZE}-byte table footer")
+        raise TableError(
+            f"file has {len(data)} bytes, fewer than the {FOOTER_SIZE}-byte table footer"
+        )
     footer_start = len(data) - FOOTER_SIZE
     magic = int.from_bytes(data[-8:], "little")
     if magic != TABLE_MAGIC:
@@ -107,19 +119,24 @@ def read_block(data: bytes, handle: BlockHandle, what: str) -> bytes:
     if handle.offset > limit or handle.size > limit - handle.offset - BLOCK_TRAILER_SIZE:
         raise TableError(
             f"{what} at offset {handle.offset} with size {handle.size} (+{BLOCK_TRAILER_SIZE}-byte "
-            f"trailer) runs past the data area of {limit} bytes")
+            f"trailer) runs past the data area of {limit} bytes"
+        )
     end = handle.offset + handle.size
-    contents = data[handle.offset:end]
+    contents = data[handle.offset : end]
     kind = data[end]
     stored = _u32(data, end + 1)
-    actual = masked_crc32c(data[handle.offset:end + 1])
+    actual = masked_crc32c(data[handle.offset : end + 1])
     if stored != actual:
-        raise TableError(f"{what} at offset {handle.offset}: checksum mismatch "
-                         f"(stored {stored:#010x}, computed {actual:#010x})")
+        raise TableError(
+            f"{what} at offset {handle.offset}: checksum mismatch "
+            f"(stored {stored:#010x}, computed {actual:#010x})"
+        )
     if kind == SNAPPY_COMPRESSION:
-        raise TableError(f"{what} at offset {handle.offset} is snappy-compressed; only "
-                         "uncompressed tables are supported (TensorFlow writes checkpoint "
-                         "indexes uncompressed)")
+        raise TableError(
+            f"{what} at offset {handle.offset} is snappy-compressed; only "
+            "uncompressed tables are supported (TensorFlow writes checkpoint "
+            "indexes uncompressed)"
+        )
     if kind != NO_COMPRESSION:
         raise TableError(f"{what} at offset {handle.offset} has unknown compression type {kind}")
     return contents
@@ -137,8 +154,9 @@ def _restart_offsets(block: bytes, what: str) -> tuple[int, list[int]]:
     return entries_end, restarts
 
 
-def _read_entry(block: bytes, pos: int, end: int, prev_key: bytes,
-                what: str) -> tuple[bytes, bytes, int]:
+def _read_entry(
+    block: bytes, pos: int, end: int, prev_key: bytes, what: str
+) -> tuple[bytes, bytes, int]:
     shared, pos = read_varint(block, pos, end, 5)
     non_shared, pos = read_varint(block, pos, end, 5)
     value_len, pos = read_varint(block, pos, end, 5)
@@ -146,9 +164,9 @@ def _read_entry(block: bytes, pos: int, end: int, prev_key: bytes,
         raise TableError(f"{what}: entry shares {shared} bytes with a {len(prev_key)}-byte key")
     if non_shared > end - pos or value_len > end - pos - non_shared:
         raise TableError(f"{what}: entry at byte {pos} runs past the end of the entries")
-    key = prev_key[:shared] + block[pos:pos + non_shared]
+    key = prev_key[:shared] + block[pos : pos + non_shared]
     pos += non_shared
-    return key, block[pos:pos + value_len], pos + value_len
+    return key, block[pos : pos + value_len], pos + value_len
 
 
 def iter_block(block: bytes, what: str) -> list[tuple[bytes, bytes]]:
@@ -196,5 +214,7 @@ def read_table(data: bytes) -> list[tuple[bytes, bytes]]:
 def _check_sorted(entries: list[tuple[bytes, bytes]]) -> None:
     for i in range(1, len(entries)):
         if entries[i - 1][0] >= entries[i][0]:
-            raise TableError(f"keys out of order or repeated at entry {i}: "
-                             f"{entries[i - 1][0][:60]!r} then {entries[i][0][:60]!r}")
+            raise TableError(
+                f"keys out of order or repeated at entry {i}: "
+                f"{entries[i - 1][0][:60]!r} then {entries[i][0][:60]!r}"
+            )

@@ -11,7 +11,15 @@ from rnnfuse.app.config import DataConfig
 from rnnfuse.app.data import load_embedded
 from rnnfuse.app.metrics import truth
 from rnnfuse.app.report import selection_verdict, write_forecasts_csv
-from rnnfuse.app.selection import Candidate, ensemble, mase_scale, rank, scores, select
+from rnnfuse.app.selection import (
+    Candidate,
+    ensemble,
+    margin_noise,
+    mase_scale,
+    rank,
+    scores,
+    select,
+)
 from rnnfuse.app.windows import prepare
 
 RNG = np.random.default_rng(0)
@@ -52,6 +60,54 @@ def test_ties_go_to_the_simpler_kind_then_the_name():
     assert [c.name for c in rank(rows, VAL)] == ["a", "b", "z"]
     broken = Candidate("nan", "classical", VAL * np.nan, TEST)
     assert rank([broken, rows[0]], VAL)[-1].name == "nan"
+
+
+def _noise_reference(first: np.ndarray, second: np.ndarray, y: np.ndarray) -> float:
+    """A plain loop: every H-th window's MAE difference, its standard error."""
+    horizon = y.shape[1]
+    diffs = []
+    for origin in range(0, y.shape[0], horizon):
+        diffs.append(
+            np.mean(np.abs(second[origin] - y[origin])) - np.mean(np.abs(first[origin] - y[origin]))
+        )
+    return float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
+
+
+def test_margin_noise_uses_non_overlapping_windows():
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(11, 3))
+    a, b = y + rng.normal(size=y.shape), y + rng.normal(size=y.shape)
+    got = margin_noise(Candidate("a", "network", a, y), Candidate("b", "ensemble", b, y), y)
+    assert got == pytest.approx(_noise_reference(a, b, y))  # windows 0, 3, 6, 9
+    one = slice(0, 2)  # with a horizon of 3, one window only: no noise estimate
+    assert (
+        margin_noise(
+            Candidate("a", "network", a[one], y[one]),
+            Candidate("b", "ensemble", b[one], y[one]),
+            y[one],
+        )
+        == 0.0
+    )
+
+
+def test_the_ensemble_is_deployed_unless_beaten_beyond_the_noise():
+    y = np.zeros((8, 1))
+    steady = Candidate("steady", "network", np.full((8, 1), 0.2), y)
+    noisy = Candidate("noisy", "classical", np.array([[-0.2], [0.9]] * 4), y)
+    combined = ensemble([steady, noisy], y)
+    assert combined is not None
+    # steady leads the ensemble (0.2 against 0.275) but the windows disagree a lot:
+    lead = np.abs(combined.val).mean() - 0.2
+    noise = margin_noise(steady, combined, y)
+    assert 0 < lead <= noise
+    assert select([steady, noisy, combined], y) is combined
+    assert rank([steady, noisy, combined], y)[0] is steady  # the old rule's choice
+    # a lead beyond the noise deploys the single row
+    sharp = Candidate("sharp", "network", np.zeros((8, 1)), y)
+    combined = ensemble([sharp, noisy], y)
+    assert combined is not None and select([sharp, noisy, combined], y) is sharp
+    # without an ensemble among the candidates, the lowest validation MAE
+    assert select([steady, noisy], y) is steady
 
 
 def test_the_ensemble_is_the_mean_of_the_best_three_on_validation():

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PanelSeries", "PANEL", "export"]
+__all__ = ["PanelSeries", "PANEL", "HOLDOUT", "PANELS", "export"]
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,13 @@ class PanelSeries:
     """One series of the panel and its protocol."""
 
     name: str
-    source: str  # where it ships: "<package>: <loader>"
-    frequency: str  # M, Q, Y, W, 30min
+    source: str  # where it ships: "<package>: <loader> [column]"
+    frequency: str  # M, Q, Y, W, 30min; "int": integer steps 0, 1, ... (no calendar)
     period: float  # seasonal period in steps (1: none)
     horizon: int
-    start: str  # the first time stamp (ISO date or date-time)
+    start: str  # the first time stamp (ISO date or date-time; "0" for integer steps)
     about: str
+    last: int = 0  # keep only the last ``last`` values (0: all)
 
     def stretch(self, n: int) -> int:
         """The validation and the test stretch, in steps, for a series of ``n`` rows."""
@@ -152,6 +153,78 @@ PANEL: tuple[PanelSeries, ...] = (
 )
 
 
+# The hold-out panel: series used nowhere else in the project, fixed before any run on them,
+# on which the selection rule was checked (benchmarks/results/selection-rule-holdout.md).
+HOLDOUT: tuple[PanelSeries, ...] = (
+    PanelSeries(
+        "sunspots-monthly",
+        "pmdarima: load_sunspots",
+        "M",
+        1,
+        18,
+        "1749-01-01",
+        "monthly mean sunspot number, 1749-1983 (an 11-year cycle, not a season)",
+    ),
+    PanelSeries(
+        "heartrate",
+        "pmdarima: load_heartrate",
+        "int",
+        1,
+        6,
+        "0",
+        "150 heart-rate readings of one subject, no calendar",
+    ),
+    PanelSeries(
+        "msft",
+        "pmdarima: load_msft Close",
+        "int",
+        1,
+        14,
+        "0",
+        "Microsoft's closing share price, the last 2,000 trading days to 2017-11-10",
+        last=2000,
+    ),
+    PanelSeries(
+        "realgdp",
+        "statsmodels: datasets.macrodata realgdp",
+        "Q",
+        1,
+        8,
+        "1959-01-01",
+        "US real GDP by quarter, seasonally adjusted, 1959-2009",
+    ),
+    PanelSeries(
+        "realinv",
+        "statsmodels: datasets.macrodata realinv",
+        "Q",
+        1,
+        8,
+        "1959-01-01",
+        "US real private investment by quarter, seasonally adjusted, 1959-2009",
+    ),
+    PanelSeries(
+        "infl",
+        "statsmodels: datasets.macrodata infl",
+        "Q",
+        1,
+        8,
+        "1959-01-01",
+        "US inflation rate by quarter, 1959-2009",
+    ),
+    PanelSeries(
+        "dp",
+        "statsmodels: datasets.interest_inflation Dp",
+        "Q",
+        4,
+        8,
+        "1972-04-01",
+        "German quarterly inflation (change of log prices), 1972-1998",
+    ),
+)
+
+PANELS = {"benchmark": PANEL, "holdout": HOLDOUT}
+
+
 def _values(series: PanelSeries) -> list[float]:
     """The series' values from the package it ships in (trailing missing values dropped)."""
     import numpy as np
@@ -160,11 +233,17 @@ def _values(series: PanelSeries) -> list[float]:
     if package == "pmdarima":
         import pmdarima.datasets as datasets
 
-        values = np.asarray(getattr(datasets, loader)(as_series=False), dtype=float)
+        name, *column = loader.split()
+        if column:  # a data frame: one of its columns
+            values = getattr(datasets, name)()[column[0]].to_numpy(dtype=float)
+        else:
+            values = np.asarray(getattr(datasets, name)(as_series=False), dtype=float)
     else:
         values = _statsmodels(loader)
     while len(values) and not np.isfinite(values[-1]):
         values = values[:-1]
+    if series.last:
+        values = values[-series.last :]
     if not np.isfinite(values).all():
         raise ValueError(f"{series.name}: missing values inside the series")
     return values.tolist()
@@ -190,6 +269,8 @@ def times(series: PanelSeries, n: int) -> list[str]:
     """``n`` time stamps from ``series.start`` at the series' frequency."""
     import pandas as pd
 
+    if series.frequency == "int":
+        return [str(int(series.start) + i) for i in range(n)]
     offsets = {"M": "MS", "Q": "QS", "Y": "YS", "W": "7D", "30min": "30min"}
     stamps = pd.date_range(series.start, periods=n, freq=offsets[series.frequency])
     if series.frequency == "30min":
@@ -197,11 +278,11 @@ def times(series: PanelSeries, n: int) -> list[str]:
     return [s.strftime("%Y-%m-%d") for s in stamps]
 
 
-def export(out: Path) -> list[Path]:
-    """Write every series of :data:`PANEL` to ``out/<name>.csv`` (``ds``, ``y``)."""
+def export(out: Path, panel: tuple[PanelSeries, ...] = PANEL) -> list[Path]:
+    """Write every series of ``panel`` to ``out/<name>.csv`` (``ds``, ``y``)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for series in PANEL:
+    for series in panel:
         values = _values(series)
         path = out / f"{series.name}.csv"
         with path.open("w", newline="") as handle:
@@ -213,7 +294,11 @@ def export(out: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    for written in export(Path(sys.argv[1] if len(sys.argv) > 1 else "out/panel/data")):
+    parser = argparse.ArgumentParser(description="Write a panel's series as CSV files.")
+    parser.add_argument("out", type=Path, nargs="?", default=Path("out/panel/data"))
+    parser.add_argument("--panel", choices=sorted(PANELS), default="benchmark")
+    args = parser.parse_args()
+    for written in export(args.out, PANELS[args.panel]):
         print(written)

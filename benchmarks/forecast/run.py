@@ -1,6 +1,6 @@
 """rnnfuse on the forecasting panel, through ``rnnfuse demo`` itself (the code users run).
 
-    python benchmarks/forecast/run.py OUT [--series a,b] [--jobs 2]
+    python benchmarks/forecast/run.py OUT [--series a,b] [--jobs 2] [--panel holdout]
 
 reads ``OUT/data/<name>.csv`` (``benchmarks/forecast/panel.py``) and writes each series' demo
 output to ``OUT/rnnfuse/<name>/`` (``results.json``, ``forecasts.csv``, plots).  The settings
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from panel import PANEL, PanelSeries
+from panel import PANELS, PanelSeries
 
 # The networks every series gets: the plain local + global network fused by concatenation,
 # and the demo's hybrid (Zoph-Knight fusion correcting the classical base), 3 seeds each.
@@ -74,10 +74,11 @@ def main() -> int:
         "--series", default="", help="comma-separated names (default: the whole panel)"
     )
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--panel", choices=sorted(PANELS), default="benchmark")
     args = parser.parse_args()
     chosen = set(filter(None, args.series.split(",")))
     failed = []
-    for series in PANEL:
+    for series in PANELS[args.panel]:
         if chosen and series.name not in chosen:
             continue
         command = demo_command(

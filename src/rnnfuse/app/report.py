@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .metrics import seasonal_naive, seasonal_naive_drift, truth
-from .selection import Candidate, ensemble, mase_scale, rank, scores
+from .selection import Candidate, ensemble, mase_scale, scores, select
 from .windows import Prepared
 
 __all__ = [
@@ -99,7 +99,7 @@ def selection_summary(prepared: Prepared, results: dict[str, Any], period: int) 
     labels = prepared.series.labels
     return {
         "rows": table,
-        "selected": rank(rows, val_target)[0].name,
+        "selected": select(rows, val_target).name,
         "ensemble": None if combined is None else list(combined.parts),
         "test_origins": [labels[int(t)] for t in prepared.test.origins.tolist()],
         "mase_scale": scale,

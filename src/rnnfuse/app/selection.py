@@ -4,10 +4,13 @@ scores each is judged by.
 
 The ensemble (the mean forecast of the :data:`ENSEMBLE_SIZE` rows with the lowest validation
 MAE) is what won the M4 competition's forecasting tracks: combining a few good forecasts
-is rarely worse than the best of them and often better.  The selected row is the candidate,
-that ensemble included, with the lowest validation MAE; ties go to the simpler kind (naive,
-then classical, network, hybrid, ensemble), then to the name.  Only validation decides; the
-test columns are read after the choice.
+is rarely worse than the best of them and often better.  Candidates are ranked by their
+validation MAE; ties go to the simpler kind (naive, then classical, network, hybrid,
+ensemble), then to the name.  The ensemble is deployed unless the best single row beats it on
+validation by more than the standard error of that comparison (:func:`select`): picking the
+row with the lowest validation error adds the noise of those errors, which an equal-weight
+combination avoids (the forecast-combination puzzle).  Only validation decides; the test
+columns are read after the choice.
 
 >>> import numpy as np
 >>> target = np.array([[1.0, 2.0], [2.0, 3.0]])
@@ -15,6 +18,14 @@ test columns are read after the choice.
 >>> b = Candidate("b", "network", target - 0.1, target + 1.0)
 >>> select([a, b], target).name
 'b'
+
+With the ensemble among the candidates, a single row needs a lead larger than the noise:
+
+>>> y = np.zeros((4, 1))
+>>> steady = Candidate("steady", "network", np.array([[0.1], [0.5], [0.1], [0.3]]), y)
+>>> other = Candidate("other", "classical", np.array([[0.6], [0.2], [0.7], [0.1]]), y)
+>>> select([steady, other, ensemble([steady, other], y)], y).name  # lead 0.075, noise 0.116
+'ensemble of the best 2 on validation'
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ __all__ = [
     "ensemble",
     "select",
     "rank",
+    "margin_noise",
 ]
 
 KINDS = ("naive", "classical", "network", "hybrid", "ensemble")
@@ -128,9 +140,35 @@ def ensemble(
     )
 
 
+def margin_noise(first: Candidate, second: Candidate, target: np.ndarray) -> float:
+    """The standard error of the difference between ``second``'s and ``first``'s validation
+    MAE: the per-window MAE difference at the origins ``0, H, 2H, ...`` (``H`` the horizon,
+    ``target.shape[1]``, so the windows do not overlap), ``sd / sqrt(n)`` over those ``n``
+    windows; 0 with fewer than two."""
+    horizon = target.shape[1] if target.ndim > 1 else 1
+    rows = slice(None, None, max(1, horizon))
+    per_window = np.abs(second.val[rows] - target[rows]) - np.abs(first.val[rows] - target[rows])
+    diff = per_window.reshape(per_window.shape[0], -1).mean(axis=1)
+    diff = diff[np.isfinite(diff)]
+    if diff.size < 2:
+        return 0.0
+    return float(diff.std(ddof=1) / np.sqrt(diff.size))
+
+
 def select(candidates: Sequence[Candidate], val_target: np.ndarray) -> Candidate:
-    """The candidate with the lowest validation MAE against ``val_target`` (see the module
-    docstring)."""
+    """The row to deploy: the ensemble among ``candidates`` (kind ``"ensemble"``) unless the
+    row with the lowest validation MAE beats it by more than :func:`margin_noise`; that row
+    when there is no ensemble.
+
+    Raises:
+        ValueError: ``candidates`` is empty.
+    """
     if not candidates:
         raise ValueError("select: expected at least one candidate, got none")
-    return rank(candidates, val_target)[0]
+    ranked = rank(candidates, val_target)
+    best = ranked[0]
+    combined = next((c for c in ranked if c.kind == "ensemble"), None)
+    if combined is None or combined is best:
+        return best
+    lead = _val_mae(combined, val_target) - _val_mae(best, val_target)
+    return best if lead > margin_noise(best, combined, val_target) else combined

@@ -5,8 +5,9 @@ cross references as Sphinx roles (``:class:`~rnnfuse.StackedRNN```).  mkdocstrin
 Markdown, where ``>>>`` starts a quotation, so before the docstrings are parsed this
 extension
 
-* fences every run of doctest lines that starts a paragraph at the docstring's left margin
-  (examples inside a Google ``Example:`` section are left to the parser, which knows them);
+* fences every run of doctest lines that starts a paragraph at the docstring's left margin,
+  and reads a Google ``Example:`` section of doctest lines as ``Examples:`` (the section the
+  parser renders as code; ``Example:`` would be a note in Markdown);
 * turns each role into an optional cross reference: a link where the target is documented
   on the site, plain code otherwise (a role may name a private helper).  References written
   in the guides as ``[text][identifier]`` stay strict: an unknown target fails the build.
@@ -20,6 +21,7 @@ from typing import Any
 import griffe
 
 _ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj):`(?P<body>[^`]+)`")
+_EXAMPLE = re.compile(r"^(\s*)Example:\n(?=\1\s+>>>)", re.M)
 _TITLED = re.compile(r"(?P<title>.*?)\s*<(?P<target>[^>]+)>$")
 
 
@@ -34,7 +36,8 @@ class DocstringsAsMarkdown(griffe.Extension):
 
 def _markdown(text: str, obj: griffe.Object, loader: griffe.GriffeLoader) -> str:
     """One docstring with its doctests fenced and its roles as cross references."""
-    return _ROLE.sub(lambda m: _reference(m, obj, loader), _fence_doctests(text))
+    text = _EXAMPLE.sub(r"\1Examples:\n", _fence_doctests(text))
+    return _ROLE.sub(lambda m: _reference(m, obj, loader), text)
 
 
 def _objects(obj: griffe.Object) -> list[griffe.Object]:

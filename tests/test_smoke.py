@@ -1,5 +1,6 @@
 """The README's runnable examples, run as written: each Python block that prints something
-states what it prints in a trailing comment, and that must be what it prints."""
+states what it prints in a trailing comment, and that must be what it prints (the guides'
+examples under docs/: tests/test_docs.py)."""
 
 import re
 from pathlib import Path
@@ -13,7 +14,7 @@ BLOCKS = [
 
 
 def test_the_readme_has_runnable_examples():
-    assert len(BLOCKS) >= 2
+    assert len(BLOCKS) >= 1
 
 
 @pytest.mark.parametrize("code", BLOCKS, ids=lambda b: b.splitlines()[-1][:40])

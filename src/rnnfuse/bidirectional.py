@@ -68,7 +68,23 @@ class BidirectionalRNN(nn.Module):
     def forward_split(
         self, x: Tensor, lengths: Any = None, initial_state: Any = None
     ) -> tuple[tuple[Tensor, Tensor], Any]:
-        """TF's return value: ``((out_fw, out_bw), (fw_state, bw_state))``."""
+        """Run both stacks and return TF's value: ``((out_fw, out_bw), (fw_state, bw_state))``.
+
+        Args:
+            x: ``(B, T, F)``, or ``(T, B, F)`` when the stacks are not batch first.
+            lengths: ``(B,)`` in any order, or ``None`` for all ``T``; the backward stack reads
+                each sequence reversed within its length.
+            initial_state: ``None`` or a ``(fw_state, bw_state)`` pair, each in its stack's
+                state structure.
+
+        Returns:
+            ``(out_fw, out_bw)``, ``(B, T, H_top)`` each in time order, zero past each length,
+            and ``(fw_state, bw_state)``, each stack's state at each sequence's last step.
+
+        Raises:
+            TypeError: ``initial_state`` is not a pair; the stacks' own checks of ``x`` and
+                ``lengths``.
+        """
         if initial_state is None:
             initial_state = (None, None)
         elif not (isinstance(initial_state, (tuple, list)) and len(initial_state) == 2):
@@ -85,6 +101,25 @@ class BidirectionalRNN(nn.Module):
     def forward(
         self, x: Tensor, lengths: Any = None, initial_state: Any = None
     ) -> tuple[Tensor, Any]:
+        """Run both stacks; the outputs joined on the feature axis.
+
+        Args:
+            x: ``(B, T, F)``, or ``(T, B, F)`` when the stacks are not batch first.
+            lengths: ``(B,)`` in any order, or ``None`` for all ``T``.
+            initial_state: ``None`` or a ``(fw_state, bw_state)`` pair.
+
+        Returns:
+            ``(outputs, (fw_state, bw_state))``: ``outputs`` is ``(B, T, H_fw + H_bw)``,
+            fw|bw, zero past each length (as :meth:`forward_split`, joined).
+
+        Example:
+            >>> import torch
+            >>> from rnnfuse import StackedRNN
+            >>> rnn = BidirectionalRNN(StackedRNN(6, [8]), StackedRNN(6, [4]))
+            >>> outputs, (fw, bw) = rnn(torch.randn(3, 5, 6), torch.tensor([5, 2, 4]))
+            >>> tuple(outputs.shape), tuple(fw[0].h.shape), tuple(bw[0].h.shape)
+            ((3, 5, 12), (3, 8), (3, 4))
+        """
         (out_fw, out_bw), state = self.forward_split(x, lengths, initial_state)
         return torch.cat([out_fw, out_bw], dim=-1), state
 

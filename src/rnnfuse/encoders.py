@@ -28,9 +28,14 @@ __all__ = ["MultiEncoder", "MultiEncoderOutput", "merge_directions"]
 class MultiEncoderOutput(NamedTuple):
     """What :class:`MultiEncoder` returns.
 
-    ``outputs``: the encoders' outputs joined on the feature axis when they share the
-    time axis, else ``None`` (use ``encoder_outputs``); ``state``: the fused stack state;
-    ``encoder_outputs`` / ``encoder_states``: each encoder's own, by name.
+    Attributes:
+        outputs: the encoders' outputs joined on the feature axis, ``(B, T, H_1 + ... +
+            H_n)``, when they share the batch and time axes, else ``None`` (use
+            ``encoder_outputs``).
+        state: the fused stack state: per layer ``LSTMState(c, h)`` of ``(B, H_k)`` tensors
+            or one ``(B, H_k)`` tensor.
+        encoder_outputs: each encoder's outputs ``(B, T_name, H_name)``, by name.
+        encoder_states: each encoder's stack state (directions joined), by name.
     """
 
     outputs: Tensor | None
@@ -84,7 +89,31 @@ class MultiEncoder(nn.Module):
     def forward(
         self, inputs: Tensor | Mapping[str, Tensor], lengths: Any = None
     ) -> MultiEncoderOutput:
-        """``inputs`` and ``lengths``: one shared value, or a mapping by encoder name."""
+        """Run every encoder and fuse their states.
+
+        Args:
+            inputs: one ``(B, T, F)`` tensor that every encoder reads, or a mapping from
+                each encoder's name to its own input ``(B, T_name, F_name)``.
+            lengths: ``None``, one ``(B,)`` tensor for every encoder, or a mapping by name
+                (an encoder missing from it reads full sequences).
+
+        Returns:
+            A :class:`MultiEncoderOutput`: the joined outputs, the fused state and each
+            encoder's own outputs and state.
+
+        Raises:
+            ValueError: a mapping names an unknown encoder or misses an encoder's input;
+                the encoders' own checks and the fusion's (structures, sizes) as they raise.
+
+        Example:
+            >>> import torch
+            >>> from rnnfuse import StackedRNN
+            >>> encoders = MultiEncoder({"local": StackedRNN(3, [8]), "global": StackedRNN(3, [8])})
+            >>> x = {"local": torch.randn(2, 5, 3), "global": torch.randn(2, 9, 3)}
+            >>> result = encoders(x, {"global": torch.tensor([9, 4])})
+            >>> result.outputs is None, tuple(result.state[0].h.shape)
+            (True, (2, 16))
+        """
         self._check_keys(inputs, "inputs")
         self._check_keys(lengths, "lengths")
         outputs: dict[str, Tensor] = {}

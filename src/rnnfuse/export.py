@@ -62,7 +62,21 @@ def export_onnx(
     rnnfuse translation passed as ``custom_translation_table`` (the plain call finds it in the
     default registry too; this one works even where that registration failed).
 
-    Returns the ``ONNXProgram``; ``path`` (optional) is written."""
+    Args:
+        model: any rnnfuse module (``StackedRNN``, ``BidirectionalRNN``, ``MultiEncoder``,
+            ``Seq2Seq``, a :class:`Rollout`) or a module that contains them.
+        args: the example's positional arguments, e.g. ``(x, lengths)`` with ``x``
+            ``(B, T, F)`` and ``lengths`` ``(B,)``.
+        path: where to write the ``.onnx`` file; ``None`` writes nothing.
+        kwargs: the example's keyword arguments.
+        dynamic_shapes: ``torch.export``'s dynamic shapes (``torch.export.Dim`` per axis), so
+            that batch, time and lengths stay dynamic in the graph.
+        opset_version: the ONNX opset (18 by default).
+
+    Returns:
+        The ``torch.onnx.ONNXProgram``; layers are native ONNX ``LSTM``/``GRU``/``RNN`` nodes
+        with ``sequence_lens``, or a ``Loop`` over time where ONNX has no such node.
+    """
     program = torch.onnx.export(
         model,
         tuple(args),
@@ -105,7 +119,17 @@ class Rollout(nn.Module):
         covariates: torch.Tensor | None = None,
         lengths: Any = None,
     ) -> torch.Tensor:
-        """The predictions ``(B, steps, output_size)``."""
+        """The forecast of ``model.generate``.
+
+        Args:
+            inputs: the encoders' input, one ``(B, T, F)`` tensor or a mapping by name.
+            start: the first decoder input, ``(B, output_size)``.
+            covariates: ``(B, steps, covariate_size)``, or ``None``.
+            lengths: the encoders' lengths, or ``None``.
+
+        Returns:
+            The predictions, ``(B, steps, output_size)``.
+        """
         generate = getattr(self.model, "generate")
         return generate(
             inputs, start=start, steps=self.steps, covariates=covariates, lengths=lengths

@@ -103,24 +103,106 @@ def _source_list(states: Any, minimum: int) -> list[Any]:
 
 
 def concat_states(states: Sequence[Any]) -> Any:
-    """Join each part on the feature axis; sources may have different sizes."""
+    """Join each part on the feature axis; sources may have different sizes.
+
+    Args:
+        states: one stack state per source (two or more), each a tuple of ``L`` layer
+            states of one structure: ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one
+            ``(B, H_k)`` tensor per layer, an ``(fw, bw)`` pair of those for a bidirectional
+            layer.
+
+    Returns:
+        One stack state of the same structure, each part ``(B, H_1 + ... + H_n)``: per layer
+        ``LSTMState(cat(c_k), cat(h_k))`` or ``cat(h_k)``; a ``(fw, bw)`` pair stays a pair.
+
+    Raises:
+        TypeError: ``states`` is one stack state rather than a list of them.
+        ValueError: fewer than two sources, or sources of different structures (layers,
+            kinds, directions, batch).
+
+    Example:
+        >>> import torch
+        >>> from rnnfuse import StackedRNN
+        >>> x = torch.randn(3, 5, 6)
+        >>> _, a = StackedRNN(6, [20, 10])(x)
+        >>> _, b = StackedRNN(6, [4, 2])(x)
+        >>> [tuple(layer.c.shape) for layer in concat_states([a, b])]
+        [(3, 24), (3, 12)]
+    """
     return map_state(lambda *ts: torch.cat(ts, dim=-1), *_check_sources(states, False), check=False)
 
 
 def sum_states(states: Sequence[Any]) -> Any:
-    """Element-wise sum of each part; every source must have the same sizes."""
+    """Element-wise sum of each part; every source must have the same sizes.
+
+    Args:
+        states: one stack state per source (two or more), each a tuple of ``L`` layer
+            states of one structure: ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one
+            ``(B, H_k)`` tensor per layer, an ``(fw, bw)`` pair of those for a bidirectional
+            layer.
+
+    Returns:
+        One stack state of the same structure and sizes, each part ``(B, H_k)`` the sum of
+        the sources' parts.
+
+    Raises:
+        TypeError: ``states`` is one stack state rather than a list of them.
+        ValueError: fewer than two sources, sources of different structures, or of
+            different sizes (the message points to :func:`concat_states` and
+            :class:`StateBridge`).
+    """
     return map_state(lambda *ts: torch.stack(ts).sum(0), *_check_sources(states, True), check=False)
 
 
 def mean_states(states: Sequence[Any]) -> Any:
-    """Element-wise mean of each part; every source must have the same sizes."""
+    """Element-wise mean of each part; every source must have the same sizes.
+
+    Args:
+        states: one stack state per source (two or more), each a tuple of ``L`` layer
+            states of one structure: ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one
+            ``(B, H_k)`` tensor per layer, an ``(fw, bw)`` pair of those for a bidirectional
+            layer.
+
+    Returns:
+        One stack state of the same structure and sizes, each part ``(B, H_k)`` the mean of
+        the sources' parts.
+
+    Raises:
+        TypeError: ``states`` is one stack state rather than a list of them.
+        ValueError: fewer than two sources, sources of different structures, or of
+            different sizes.
+
+    Example:
+        >>> import torch
+        >>> a, b = (torch.zeros(2, 3),), (torch.ones(2, 3),)
+        >>> mean_states([a, b])[0]
+        tensor([[0.5000, 0.5000, 0.5000],
+                [0.5000, 0.5000, 0.5000]])
+    """
     return map_state(
         lambda *ts: torch.stack(ts).mean(0), *_check_sources(states, True), check=False
     )
 
 
 def max_states(states: Sequence[Any]) -> Any:
-    """Element-wise maximum of each part; every source must have the same sizes."""
+    """Element-wise maximum of each part; every source must have the same sizes.
+
+    Args:
+        states: one stack state per source (two or more), each a tuple of ``L`` layer
+            states of one structure: ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one
+            ``(B, H_k)`` tensor per layer, an ``(fw, bw)`` pair of those for a bidirectional
+            layer.
+
+    Returns:
+        One stack state of the same structure and sizes, each part ``(B, H_k)`` the
+        element-wise maximum of the sources' parts.
+
+    Raises:
+        TypeError: ``states`` is one stack state rather than a list of them.
+        ValueError: fewer than two sources, sources of different structures, or of
+            different sizes (the message points to :func:`concat_states` and
+            :class:`StateBridge`).
+    """
     return map_state(
         lambda *ts: torch.stack(ts).amax(0), *_check_sources(states, True), check=False
     )
@@ -137,8 +219,24 @@ FUSION_FUNCTIONS: dict[str, Callable[[Sequence[Any]], Any]] = {
 def concat_outputs(outputs: Sequence[Tensor], lengths: Any = None) -> Tensor:
     """Join encoder outputs ``(B, T, H_k)`` on the feature axis.
 
-    ``lengths`` is ``None``, one ``(B,)`` tensor for all sources, or one per source; each
-    source's steps past its length are zeroed so padding never leaks into the result.
+    Args:
+        outputs: two or more encoders' outputs, ``(B, T, H_k)`` each, of one batch, time,
+            dtype and device.
+        lengths: ``None``, one ``(B,)`` tensor for all sources, or one per source; each
+            source's steps past its length are zeroed so padding never leaks into the result.
+
+    Returns:
+        ``(B, T, H_1 + ... + H_n)``.
+
+    Raises:
+        ValueError: fewer than two outputs, an output that is not ``(B, T, H)``, outputs of
+            different batch, time, dtype or device, or ``lengths`` of the wrong count or size.
+
+    Example:
+        >>> import torch
+        >>> out = concat_outputs([torch.ones(2, 4, 3), torch.ones(2, 4, 5)], torch.tensor([4, 1]))
+        >>> tuple(out.shape), out[1, 1:].abs().sum().item()
+        ((2, 4, 8), 0.0)
     """
     if isinstance(outputs, Tensor) or not isinstance(outputs, Sequence) or len(outputs) < 2:
         raise ValueError("outputs: expected a list of 2 or more tensors (B, T, H_k)")
@@ -297,8 +395,20 @@ class StateBridge(nn.Module):
             )
 
     def forward(self, states: Sequence[Any]) -> Any:
-        """``states``: one stack state, or a list of them (concatenated first); each may be
-        bidirectional or mixed-direction (its directions are joined first)."""
+        """Map a stack state (or several, concatenated first) to the decoder's sizes.
+
+        Args:
+            states: one stack state, or a list of them (concatenated per part first); each
+                may be bidirectional or mixed-direction (its directions are joined first).
+
+        Returns:
+            A stack state with ``output_sizes``: per layer ``LSTMState(c, h)`` of ``(B, H_k)``
+            tensors or one ``(B, H_k)`` tensor.
+
+        Raises:
+            ValueError: the (joined) state's sizes are not the ``input_sizes`` it was built
+                for.
+        """
         sources = [join_directions(s) for s in _bridge_sources(states)]
         state = sources[0] if len(sources) == 1 else concat_states(sources)
         _check_against("StateBridge", [state], self.input_sizes)
@@ -338,6 +448,24 @@ class ZophKnightFusion(nn.Module):
     ``h = tanh(W [h_1; ...; h_n] + b)`` and, for LSTM layers, ``c = c_1 + ... + c_n``.
     Every source has the per-layer sizes ``sizes`` (see :class:`StateBridge`), and so has
     the result.
+
+    Args:
+        num_sources: how many encoders' states it fuses (2 or more).
+        sizes: each source's per-layer sizes, as ``encoder.state_sizes`` gives them: per
+            layer an ``LSTMState(c, h)`` of ints or an int (an ``(fw, bw)`` pair is joined).
+
+    Raises:
+        ValueError: ``num_sources`` is not an int of 2 or more, or ``sizes`` is malformed.
+
+    Example:
+        >>> import torch
+        >>> from rnnfuse import StackedRNN
+        >>> local, glob = StackedRNN(6, [20, 20]), StackedRNN(6, [20, 20])
+        >>> fusion = ZophKnightFusion(2, local.state_sizes)
+        >>> x = torch.randn(3, 5, 6)
+        >>> fused = fusion([local(x)[1], glob(x)[1]])
+        >>> [tuple(layer.h.shape) for layer in fused]
+        [(3, 20), (3, 20)]
     """
 
     def __init__(self, num_sources: int, sizes: Sequence[Any]) -> None:
@@ -350,6 +478,20 @@ class ZophKnightFusion(nn.Module):
         )
 
     def forward(self, states: Sequence[Any]) -> Any:
+        """Fuse one state per source into one state of the sizes it was built for.
+
+        Args:
+            states: ``num_sources`` stack states, each with the per-layer ``sizes`` given at
+                construction (a bidirectional source's directions are joined first, fw|bw).
+
+        Returns:
+            One stack state with those sizes: per layer ``LSTMState(c, h)`` of ``(B, H_k)``
+                tensors for an LSTM layer, one ``(B, H_k)`` tensor otherwise.
+
+        Raises:
+            TypeError: ``states`` is one stack state rather than a list of them.
+            ValueError: another number of sources, or states of another structure or sizes.
+        """
         states = _check_built("ZophKnightFusion", states, self.num_sources, self.sizes)
         fused: list[Any] = []
         for k, linear in enumerate(self.combine):
@@ -368,6 +510,15 @@ class ChildSumFusion(nn.Module):
     ``i, o, u`` from ``W_1 h_1 + ... + W_n h_n + b``; one forget gate per source
     ``f_k = sigmoid(U_k h_k + b_k)``; ``c = i*u + sum_k f_k*c_k``; ``h = o*tanh(c)``.
     Every layer must be an LSTM layer with ``c`` and ``h`` of one size.
+
+    Args:
+        num_sources: how many encoders' states it fuses (2 or more).
+        sizes: each source's per-layer sizes, as ``encoder.state_sizes`` gives them: per
+            layer an ``LSTMState(c, h)`` of ints or an int (an ``(fw, bw)`` pair is joined).
+
+    Raises:
+        ValueError: ``num_sources`` is not an int of 2 or more, or a layer is not an LSTM
+            layer with ``c`` and ``h`` of one size.
     """
 
     def __init__(self, num_sources: int, sizes: Sequence[Any]) -> None:
@@ -389,6 +540,19 @@ class ChildSumFusion(nn.Module):
         )
 
     def forward(self, states: Sequence[Any]) -> Any:
+        """Fuse one state per source into one state of the sizes it was built for.
+
+        Args:
+            states: ``num_sources`` stack states, each with the per-layer ``sizes`` given at
+                construction (a bidirectional source's directions are joined first, fw|bw).
+
+        Returns:
+            One stack state with those sizes: per layer ``LSTMState(c, h)`` of ``(B, H_k)`` tensors.
+
+        Raises:
+            TypeError: ``states`` is one stack state rather than a list of them.
+            ValueError: another number of sources, or states of another structure or sizes.
+        """
         states = _check_built("ChildSumFusion", states, self.num_sources, self.sizes)
         fused = []
         for k in range(len(self.sizes)):
@@ -412,6 +576,14 @@ class GatedFusion(nn.Module):
 
     ``g = softmax_k(W [h_1; ...; h_n] + b)`` (over the n sources, per feature), then
     ``part = sum_k g_k * part_k`` for ``h`` and, with its own gate, for ``c``.
+
+    Args:
+        num_sources: how many encoders' states it fuses (2 or more).
+        sizes: each source's per-layer sizes, as ``encoder.state_sizes`` gives them: per
+            layer an ``LSTMState(c, h)`` of ints or an int (an ``(fw, bw)`` pair is joined).
+
+    Raises:
+        ValueError: ``num_sources`` is not an int of 2 or more, or ``sizes`` is malformed.
     """
 
     def __init__(self, num_sources: int, sizes: Sequence[Any]) -> None:
@@ -430,6 +602,20 @@ class GatedFusion(nn.Module):
         )
 
     def forward(self, states: Sequence[Any]) -> Any:
+        """Fuse one state per source into one state of the sizes it was built for.
+
+        Args:
+            states: ``num_sources`` stack states, each with the per-layer ``sizes`` given at
+                construction (a bidirectional source's directions are joined first, fw|bw).
+
+        Returns:
+            One stack state with those sizes: per layer ``LSTMState(c, h)`` of ``(B, H_k)``
+                tensors for an LSTM layer, one ``(B, H_k)`` tensor otherwise.
+
+        Raises:
+            TypeError: ``states`` is one stack state rather than a list of them.
+            ValueError: another number of sources, or states of another structure or sizes.
+        """
         states = _check_built("GatedFusion", states, self.num_sources, self.sizes)
         fused = []
         for k, gates in enumerate(cast("Sequence[nn.ModuleDict]", self.gates)):

@@ -70,7 +70,30 @@ _STACK_KEYS = {
 
 
 def save(module: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Write a :class:`StackedRNN` or :class:`BidirectionalRNN` to ``path`` (safetensors)."""
+    """Write a :class:`StackedRNN` or :class:`BidirectionalRNN` to ``path`` (safetensors).
+
+    The weights are the module's ``state_dict``; its configuration (cells, sizes, options,
+    directions) goes into the file's metadata as JSON, so :func:`load` rebuilds the module
+    without pickle.
+
+    Args:
+        module: the stack to write.
+        path: the file to write (conventionally ``*.safetensors``).
+
+    Raises:
+        TypeError: ``module`` is neither a ``StackedRNN`` nor a ``BidirectionalRNN``.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from rnnfuse import StackedRNN
+        >>> stack = StackedRNN(6, [20, 10], cell="gru")
+        >>> path = Path(tempfile.mkdtemp()) / "encoder.safetensors"
+        >>> save(stack, path)
+        >>> x = torch.randn(3, 5, 6)
+        >>> torch.equal(load(path)(x)[0], stack(x)[0])
+        True
+    """
     config = _module_config(module)
     write_safetensors(
         path, module.state_dict(), {"format": FORMAT, "version": VERSION, "config": config}
@@ -143,7 +166,23 @@ def _decoded(text: str, what: str) -> Any:
 
 
 def load(path: str | os.PathLike[str]) -> nn.Module:
-    """Read what :func:`save` wrote: a :class:`StackedRNN` or a :class:`BidirectionalRNN`."""
+    """Read what :func:`save` wrote: a :class:`StackedRNN` or a :class:`BidirectionalRNN`.
+
+    Loading is strict: every tensor of the file must fit the rebuilt module's ``state_dict``
+    by name, shape and dtype, and every parameter must be in the file.
+
+    Args:
+        path: a file written by :func:`save`.
+
+    Returns:
+        The module, on the CPU, in training mode (call ``.eval()`` for inference).
+
+    Raises:
+        IsADirectoryError: ``path`` is a directory.
+        ValueError: the file is no rnnfuse stack file (no or another format's metadata, an
+            unknown version, a damaged configuration) or its tensors do not fit the module
+            (the message lists what is missing, unexpected or of the wrong shape).
+    """
     from safetensors import safe_open
 
     config = read_config(path)

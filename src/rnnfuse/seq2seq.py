@@ -128,6 +128,15 @@ class Seq2Seq(nn.Module):
             :class:`~rnnfuse.StateBridge` built for the fused sizes).
         attention: add :class:`LuongAttention` over all encoder outputs.
         attention_size: the memory size; each encoder's outputs are projected to it.
+
+    Example:
+        >>> import torch
+        >>> from rnnfuse import MultiEncoder, StackedRNN
+        >>> encoders = MultiEncoder({"local": StackedRNN(3, [8]), "global": StackedRNN(3, [8])})
+        >>> model = Seq2Seq(encoders, StackedRNN(1, [16]), output_size=1)
+        >>> x = {"local": torch.randn(2, 6, 3), "global": torch.randn(2, 12, 3)}
+        >>> tuple(model.generate(x, start=torch.zeros(2, 1), steps=4).shape)
+        (2, 4, 1)
     """
 
     def __init__(
@@ -244,9 +253,23 @@ class Seq2Seq(nn.Module):
     ) -> Tensor:
         """Teacher forcing: step ``t`` reads the true ``targets[:, t-1]`` (``start`` at t=0).
 
-        ``targets`` (B, T, output_size); ``start`` (B, output_size); ``covariates``
-        (B, T, covariate_size) known for the decoded steps.  Returns predictions like
-        ``targets``.
+        Args:
+            inputs: the encoders' input: one ``(B, T, F)`` tensor for all, or a mapping by
+                encoder name (see :meth:`rnnfuse.encoders.MultiEncoder.forward`).
+            targets: the true values of the decoded steps, ``(B, T_dec, output_size)``.
+            start: the decoder's first input, ``(B, output_size)`` (e.g. the last observed
+                value).
+            covariates: ``(B, T_dec, covariate_size)`` known for the decoded steps, or
+                ``None`` when the model has none.
+            lengths: the encoders' lengths: ``None``, one ``(B,)`` tensor, or a mapping by
+                encoder name.
+
+        Returns:
+            The predictions, ``(B, T_dec, output_size)``, like ``targets``.
+
+        Raises:
+            ValueError: ``targets``, ``start`` or ``covariates`` of the wrong shape, or
+                covariates given to a model without them (or missing); the encoders' checks.
         """
         if not isinstance(targets, Tensor) or targets.dim() != 3:
             raise ValueError(
@@ -268,7 +291,23 @@ class Seq2Seq(nn.Module):
         covariates: Tensor | None = None,
         lengths: Any = None,
     ) -> Tensor:
-        """Autoregressive rollout of ``steps`` steps: each prediction is the next input."""
+        """Autoregressive rollout of ``steps`` steps: each prediction is the next input.
+
+        Args:
+            inputs: the encoders' input, as in :meth:`forward`.
+            start: the first decoder input, ``(B, output_size)``.
+            steps: how many steps to forecast, a positive int.
+            covariates: ``(B, steps, covariate_size)`` known for the forecast steps, or
+                ``None``.
+            lengths: the encoders' lengths, as in :meth:`forward`.
+
+        Returns:
+            The forecast, ``(B, steps, output_size)``.
+
+        Raises:
+            ValueError: ``steps`` is not a positive int, or ``start`` or ``covariates`` has
+                the wrong shape.
+        """
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps: expected a positive int, got {steps!r}")
         self._check_decoder_args(None, start, covariates, steps)

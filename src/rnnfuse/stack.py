@@ -1,5 +1,20 @@
 """StackedRNN: layers of possibly different sizes and cell kinds, each owning its weights.
 
+Shapes, in this module and throughout rnnfuse's docstrings (the legend of PyTorch's
+``nn.LSTM``):
+
+- ``B``: batch size;
+- ``T``: time steps (the longest sequence; ``lengths`` gives each one's own);
+- ``F``: input features (``input_size``);
+- ``H``: hidden size, a layer's (``H_k`` for layer ``k``, ``H_top`` for the top layer);
+- ``L``: layers;
+- ``D``: directions, 2 for a bidirectional layer, else 1.
+
+``x`` is ``(B, T, F)``, or ``(T, B, F)`` with ``batch_first=False`` (TF's ``time_major``);
+``lengths`` is ``(B,)``; the outputs are ``(B, T, D * H_top)`` (``merge_mode="concat"``); an
+LSTM layer's state is ``LSTMState(c, h)`` of two ``(B, H_k)`` tensors, a GRU or RNN layer's one
+``(B, H_k)`` tensor, and a stack's state a tuple of ``L`` layer states.
+
 >>> import torch
 >>> from rnnfuse import StackedRNN
 >>> enc = StackedRNN(6, [20, 10], cell="lstm")
@@ -56,7 +71,7 @@ class StackedRNN(nn.Module):
 
     ``forward(x, lengths=None, initial_state=None) -> (outputs, state)``: ``lengths`` (B,)
     in any order; outputs past a length are zero and the state is the one at the true last
-    step, as TF1's ``dynamic_rnn``.
+    step, as TF1's ``dynamic_rnn`` (see :meth:`forward`; shapes as in the module's legend).
     """
 
     def __init__(
@@ -303,7 +318,42 @@ class StackedRNN(nn.Module):
     def forward(
         self, x: Tensor, lengths: Any = None, initial_state: Any = None
     ) -> tuple[Tensor, Any]:
-        """Run the stack; see the class docstring for shapes and semantics."""
+        """Run the stack over a batch of sequences, as TF1's ``dynamic_rnn``.
+
+        Args:
+            x: the input, ``(B, T, F)``, or ``(T, B, F)`` when ``batch_first=False``; its dtype
+                is the parameters'.
+            lengths: each sequence's length, ``(B,)`` integers in ``[0, T]``, in any order (a
+                tensor, a list or ``None`` for all ``T``). Steps past a length are not read:
+                the input's padding may hold anything, NaN included.
+            initial_state: the state to start from, in the structure of
+                :meth:`initial_state` (one entry per layer, ``(fw, bw)`` for a bidirectional
+                layer); ``None`` starts from zeros.
+
+        Returns:
+            ``(outputs, state)``. ``outputs`` is ``(B, T, D * H_top)`` (``(T, B, ...)`` when
+            ``batch_first=False``; ``H_top`` alone for a ``merge_mode`` other than
+            ``"concat"``), the top layer's outputs, exactly zero past each length. ``state``
+            holds each layer's state at its sequence's last step (the initial state for a
+            length of 0): per layer an ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one
+            ``(B, H_k)`` tensor, an ``(fw, bw)`` pair of those for a bidirectional layer.
+
+        Raises:
+            TypeError: ``x`` is not a floating-point tensor of the parameters' dtype,
+                ``lengths`` holds no integers, or ``initial_state`` is no tuple.
+            ValueError: ``x`` has the wrong rank or feature size, ``lengths`` the wrong
+                size or values outside ``[0, T]``, or ``initial_state`` another structure or
+                shape than :meth:`initial_state`.
+
+        Example:
+            >>> import torch
+            >>> stack = StackedRNN(6, [20, 10], cell="gru")
+            >>> outputs, state = stack(torch.randn(3, 5, 6), torch.tensor([5, 2, 4]))
+            >>> tuple(outputs.shape), [tuple(layer.shape) for layer in state]
+            ((3, 5, 10), [(3, 20), (3, 10)])
+            >>> bool(outputs[1, 2:].eq(0).all())  # sequence 1 ends after 2 steps
+            True
+        """
         x = check_sequence_input(x, self.input_size, self.batch_first)
         _check_dtype(x, self.layers[0].weight_ih.dtype)
         batch, steps = x.shape[0], x.shape[1]

@@ -67,7 +67,28 @@ class RecurrentCell(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor, state: LayerState | None = None) -> tuple[Tensor, LayerState]:
-        """One step: ``x`` is ``(B, input_size)``; returns ``(output, new_state)``."""
+        """One step of the cell.
+
+        Args:
+            x: one step's input, ``(B, F)`` with ``F = input_size``.
+            state: the layer state before the step (``LSTMState(c, h)`` of ``(B, H)``
+                tensors for an LSTM cell, one ``(B, H)`` tensor otherwise); ``None`` starts
+                from zeros.
+
+        Returns:
+            ``(output, new_state)``: ``output`` is ``(B, output_size)`` (an LSTM cell's
+            ``h``, ``(B, P)`` with a projection), ``new_state`` in the structure of ``state``.
+
+        Raises:
+            ValueError: ``x`` is not ``(B, input_size)``.
+
+        Example:
+            >>> import torch
+            >>> from rnnfuse import LSTMCell
+            >>> output, state = LSTMCell(6, 8)(torch.randn(3, 6))
+            >>> tuple(output.shape), tuple(state.c.shape)
+            ((3, 8), (3, 8))
+        """
         if x.dim() != 2 or x.shape[-1] != self.input_size:
             raise ValueError(f"x: expected shape (B, {self.input_size}), got {list(x.shape)}")
         if state is None:

@@ -88,11 +88,24 @@ def stack_from_keras(
 ) -> StackedRNN:
     """A :class:`~rnnfuse.StackedRNN` with the recurrent layers of ``source``.
 
-    ``source``: a Keras model, a list of layers, one layer, or the path of a ``.keras`` or
-    ``.weights.h5`` file.  ``layer_names`` picks layers (in stack order, each reading the
-    one before); by default every recurrent layer is taken, a non-recurrent layer that
-    matters raises ``ValueError``, and so does a model whose recurrent layers are not one
-    chain (an encoder and a decoder on separate inputs: see :func:`stacks_from_keras`).
+    Args:
+        source: a Keras model, a list of layers, one layer, or the path of a ``.keras``,
+            ``.weights.h5`` or Keras 2 ``.h5`` file, a tf-keras SavedModel directory or a TF2
+            checkpoint (the files are read without TensorFlow or Keras).
+        batch_first: the stack reads ``(B, T, F)`` (Keras' layout) if true, else
+            ``(T, B, F)``.
+        layer_names: picks layers (in stack order, each reading the one before); by default
+            every recurrent layer is taken.
+
+    Returns:
+        A :class:`~rnnfuse.StackedRNN` giving Keras' numbers (a ``MergedBidirectional`` or
+        ``GoBackwards`` where Keras' outputs need it); ``forward(x, lengths)`` returns
+        ``(outputs, state)`` as a stack does.
+
+    Raises:
+        ValueError: a non-recurrent layer that matters, recurrent layers that are not one
+            chain (an encoder and a decoder on separate inputs: see
+            :func:`stacks_from_keras`).
     """
     layers = read_keras_layers(source, layer_names)
     _check_chain(layers, layer_names)

@@ -49,6 +49,27 @@ def dynamic_rnn(
     """TF1's ``tf.nn.dynamic_rnn``: ``(outputs, state)``.
 
     Outputs past a sequence's length are zero; the state is the one at its last step.
+
+    Args:
+        cell: a facade cell (``BasicLSTMCell``, ``LSTMCell``, ``GRUCell``, ``BasicRNNCell``),
+            a ``MultiRNNCell`` of them, or a wrapper; built at the first call, when the input
+            size is known.
+        inputs: ``(B, T, F)``, or ``(T, B, F)`` with ``time_major=True``.
+        sequence_length: ``(B,)`` lengths in any order, or ``None`` for all ``T``.
+        initial_state: TF's structure of the cell's state (an ``LSTMStateTuple`` per LSTM
+            layer, a tuple per ``MultiRNNCell``), or ``None`` for zeros.
+        dtype: the dtype of ``inputs`` when they are not a tensor yet.
+        parallel_iterations: accepted for TF's signature; no effect.
+        swap_memory: accepted for TF's signature; no effect.
+        time_major: ``inputs`` and ``outputs`` are ``(T, B, ...)``.
+        scope: the variable scope (TF's default ``"rnn"``), used by :func:`restore` and
+            :func:`get_variables`.
+
+    Returns:
+        ``(outputs, state)``: ``outputs`` is ``(B, T, H_top)`` (``(T, B, H_top)`` when
+        ``time_major``); ``state`` has TF's structure: an ``LSTMStateTuple(c, h)`` of
+        ``(B, H)`` tensors for an LSTM cell, a ``(B, H)`` tensor for a GRU or RNN cell, a
+        tuple of those per layer for a ``MultiRNNCell``.
     """
     x = _inputs(inputs, dtype)
     _build(cell, x, "cell")

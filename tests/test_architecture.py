@@ -203,6 +203,37 @@ def test_import_rnnfuse_stays_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_command_line_stays_out_of_import_rnnfuse() -> None:
+    code = (
+        "import sys, rnnfuse; print(sorted(m for m in sys.modules if m == 'rnnfuse.cli' "
+        "or m.endswith('.commands')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_command_groups_have_one_shape() -> None:
+    """Every ``commands.py`` is a group listed once in ``rnnfuse.cli.GROUPS`` with
+    ``add_commands``; no other module registers commands, and none but ``python -m rnnfuse``
+    imports the CLI back."""
+    from rnnfuse.cli import GROUPS
+
+    files = module_files()
+    groups = sorted(name for name in files if name.rpartition(".")[2] == "commands")
+    assert sorted(name for name, _ in GROUPS) == groups
+    registering = sorted(
+        name
+        for name, path in files.items()
+        if any(
+            isinstance(node, ast.FunctionDef) and node.name == "add_commands"
+            for node in ast.parse(path.read_text()).body
+        )
+    )
+    assert registering == groups
+    importers = sorted(m for m, targets in import_graph().items() if "rnnfuse.cli" in targets)
+    assert importers == ["rnnfuse.__main__"], f"modules importing rnnfuse.cli: {importers}"
+
+
 def test_lazy_names_load_on_use() -> None:
     code = (
         "import sys, rnnfuse; from rnnfuse import tf1, stack_from_keras; "

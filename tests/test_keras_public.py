@@ -16,7 +16,7 @@ import torch
 from test_keras_legacy import LEGACY, close, io, one_layer, valid
 
 from rnnfuse import StackedRNN, stack_from_keras, stacks_from_keras
-from rnnfuse.convert.commands import inspect_path
+from rnnfuse.cli import main
 from rnnfuse.convert.keras import lengths_from_masking
 
 
@@ -148,7 +148,7 @@ def test_lstm_seq2seq_is_two_chains(case, file, key):
 
 
 def test_inspect_suggests_each_chain_alone(capsys):
-    assert inspect_path(str(LEGACY / "keras3_seq2seq" / "seq2seq.keras")) == 0
+    assert main(["inspect", str(LEGACY / "keras3_seq2seq" / "seq2seq.keras")]) == 0
     text = capsys.readouterr().out
     assert "2 separate chains" in text and "stacks_from_keras(path)" in text
     assert (

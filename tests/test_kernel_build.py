@@ -29,7 +29,7 @@ from rnnfuse.kernels._ext.build import (
     exclusive,
     load_extension,
 )
-from rnnfuse.kernels.build_command import build_kernels
+from rnnfuse.kernels.commands import build_kernels
 
 TINY = """
 #include <pybind11/pybind11.h>

@@ -1,89 +1,91 @@
-"""The ``rnnfuse`` command.  Each group of subcommands lives beside what it drives:
-``rnnfuse.app.commands`` (demo, train, predict), ``rnnfuse.tf1.commands`` (convert),
-``rnnfuse.convert.commands`` (Keras files), ``rnnfuse.export_commands`` (ONNX) and
-``rnnfuse.describe`` (rnnfuse files), ``rnnfuse.kernels.build_command`` (build-kernels); this module only assembles them.  Nothing imports
-back from it.
+"""The ``rnnfuse`` command: this module only assembles the command groups of :data:`GROUPS`.
 
-``rnnfuse inspect PATH`` asks each group in turn: a group's ``inspect_path(path)`` returns
-an exit status when the path is of its kind (it printed a description or an error), or
-``None`` to let the next group look.
+Each group is a module named ``commands.py`` beside what it drives, with
+``add_commands(subparsers)`` registering its subcommands, and, where it reads files that
+``rnnfuse inspect`` and ``rnnfuse convert`` take, ``FILE_KINDS``
+(:class:`rnnfuse._command.FileKind`), which reach those commands as ``args.file_kinds``,
+in the order of :data:`GROUPS`.  Nothing imports back from this module.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
-from ._command import fail
+__all__ = ["main", "build_parser", "GROUPS"]
 
-__all__ = ["main", "build_parser"]
-
-_COMMAND_MODULES = (
-    "rnnfuse.app.commands",
-    "rnnfuse.tf1.commands",
-    "rnnfuse.convert.commands",
-    "rnnfuse.export_commands",
-    "rnnfuse.describe",
-    "rnnfuse.kernels.build_command",
+# (module, title in `rnnfuse --help`), in the order of the help and of FILE_KINDS
+GROUPS = (
+    ("rnnfuse.app.commands", "forecaster"),
+    ("rnnfuse.convert.commands", "files of TensorFlow, Keras and rnnfuse"),
+    ("rnnfuse.export.commands", "deployment"),
+    ("rnnfuse.kernels.commands", "kernels"),
 )
+_OPTIONAL = {"matplotlib", "statsmodels", "statsforecast", "tqdm"}  # the forecaster's extra
 
 
-def _command_modules() -> list[ModuleType]:
-    """The command groups whose dependencies are installed (the forecaster is an extra)."""
-    found = []
-    for name in _COMMAND_MODULES:
-        try:
-            found.append(importlib.import_module(name))
-        except ModuleNotFoundError as exc:
-            if not (exc.name and name.startswith(exc.name)) and not _is_optional(exc.name):
-                raise  # a bug inside the module, not a missing optional part
-    return found
+def _load(name: str) -> ModuleType | None:
+    """The group ``name``, or ``None`` where an optional dependency of it is missing."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if name.startswith(missing) or missing.split(".")[0] in _OPTIONAL:
+            return None
+        raise  # a bug inside the module, not a missing optional part
 
 
-def _is_optional(module: str | None) -> bool:
-    return bool(
-        module and module.split(".")[0] in {"matplotlib", "statsmodels", "statsforecast", "tqdm"}
-    )
+class _Recorder:
+    """The subparsers, noting which commands each group adds (for the grouped help)."""
+
+    def __init__(self, subparsers: Any) -> None:
+        self._subparsers = subparsers
+        self.added: list[tuple[str, str]] = []
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        self.added.append((name, kwargs.get("help", "")))
+        parser: argparse.ArgumentParser = self._subparsers.add_parser(name, **kwargs)
+        return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``rnnfuse`` parser with every installed group's subcommands."""
     parser = argparse.ArgumentParser(
-        prog="rnnfuse", description="Multi-layer recurrent encoders and state fusion."
+        prog="rnnfuse",
+        usage="rnnfuse [-h] COMMAND ...",
+        description="Multi-layer recurrent encoders and state fusion.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    modules = _command_modules()
-    for module in modules:
-        if hasattr(module, "add_commands"):
-            module.add_commands(sub)
-    inspect = sub.add_parser(
-        "inspect",
-        help="show the variables, cells and state of a checkpoint or file",
-        description="Print variables, cells and state structure of a TF1 checkpoint or an "
-        "rnnfuse .safetensors file (or the tensors and configuration of a "
-        "best.safetensors written by `rnnfuse train`).",
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", help=argparse.SUPPRESS, prog="rnnfuse"
     )
-    inspect.add_argument("path", help="TF1 checkpoint prefix or .safetensors file")
-    inspect.set_defaults(handler=lambda args: _inspect(args, modules))
+    sections: list[tuple[str, list[tuple[str, str]]]] = []
+    kinds: list[Any] = []
+    for name, title in GROUPS:
+        module = _load(name)
+        if module is None:
+            continue
+        recorder = _Recorder(sub)
+        module.add_commands(recorder)
+        sections.append((title, recorder.added))
+        kinds += getattr(module, "FILE_KINDS", ())
+    parser.epilog = _commands_text(sections) + "\n\n`rnnfuse COMMAND --help` tells more."
+    parser.set_defaults(file_kinds=tuple(kinds))
     return parser
 
 
-def _inspect(args: argparse.Namespace, modules: list[ModuleType]) -> int:
-    path = os.fspath(args.path)
-    for module in modules:
-        describe: Any = getattr(module, "inspect_path", None)
-        if describe is not None:
-            status = describe(path)
-            if status is not None:
-                return int(status)
-    return fail(
-        "inspect",
-        f"{path!r} is neither a TF1 checkpoint prefix ({path}.index not found) nor a file",
-    )
+def _commands_text(sections: list[tuple[str, list[tuple[str, str]]]]) -> str:
+    """The commands by group, as ``rnnfuse --help`` lists them."""
+    width = max((len(name) for _, rows in sections for name, _ in rows), default=0)
+    lines = []
+    for title, rows in sections:
+        lines.append(f"{title}:")
+        lines += [f"  {name:<{width}}  {text}".rstrip() for name, text in rows]
+    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

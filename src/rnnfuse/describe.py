@@ -1,19 +1,21 @@
-"""``rnnfuse inspect`` of files written by :func:`rnnfuse.io.save`: tensors, cells, state.
+"""``rnnfuse inspect`` and ``rnnfuse convert`` of files written by :func:`rnnfuse.io.save`
+(:data:`FILE_KINDS`), and :func:`state_str`, a state's sizes as text.
 
-:func:`inspect_path` is called by :mod:`rnnfuse.cli` after the other command groups
-declined the path, so any existing file that is not an rnnfuse stack file gets the loader's
-clear error.
+Stack files are the last kind ``rnnfuse inspect`` tries, so any existing file that is no
+other kind gets the loader's clear error.  ``rnnfuse convert`` of a stack file writes it
+again (checked tensor by tensor; ``--time-major`` changes its layout).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
-from ._command import fail
+from ._command import Converted, FileKind, fail
 from .state import LSTMState
 
-__all__ = ["inspect_path", "state_str"]
+__all__ = ["FILE_KINDS", "state_str"]
 
 
 def state_str(sizes: Any, lstm: str = "LSTMStateTuple") -> str:
@@ -30,14 +32,20 @@ def state_str(sizes: Any, lstm: str = "LSTMStateTuple") -> str:
     return f"Tensor[batch, {sizes}]"
 
 
-def inspect_path(path: str) -> int | None:
-    """Describe an rnnfuse stack file; ``None`` if ``path`` is not a file."""
-    if not os.path.isfile(path):
-        return None
+def _describe(path: str) -> int:
+    """``rnnfuse inspect`` of a stack file."""
     try:
         return _inspect_file(path)
     except (ValueError, OSError) as exc:
         return fail("inspect", exc)
+
+
+def _convert(path: str, args: argparse.Namespace) -> Converted:
+    """``rnnfuse convert`` of a stack file: the module :func:`rnnfuse.io.load` reads."""
+    from .io import load
+
+    module = load(path)
+    return Converted(module, path)
 
 
 def _inspect_file(path: str) -> int:
@@ -71,3 +79,6 @@ def _inspect_file(path: str) -> int:
     print(f"  outputs: [batch, time, {module.output_size}]")
     print(f"  state: {state_str(module.state_sizes, 'LSTMState')}")
     return 0
+
+
+FILE_KINDS = (FileKind("an rnnfuse stack file", os.path.isfile, _describe, _convert),)

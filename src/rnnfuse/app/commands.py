@@ -1,4 +1,6 @@
-"""The ``demo``, ``train`` and ``predict`` subcommands of ``rnnfuse``."""
+"""The forecaster's command group: ``rnnfuse demo``, ``train`` and ``predict``, and the
+forecaster's files as ``rnnfuse inspect`` and ``rnnfuse convert`` read them
+(:data:`FILE_KINDS`; ``convert --stack NAME`` writes one of its stacks as a stack file)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._command import fail
+from .._command import Converted, FileKind, fail
 from .config import (
     FUSIONS,
     ConfigError,
@@ -24,7 +26,7 @@ from .config import (
 )
 from .rundir import check_run_dir
 
-__all__ = ["add_commands", "inspect_path"]
+__all__ = ["add_commands", "FILE_KINDS"]
 
 # the flags of `rnnfuse train`, from the configuration classes: (help group, [(section, class)])
 _FLAG_GROUPS: tuple[tuple[str, tuple[tuple[str, type], ...]], ...] = (
@@ -561,16 +563,33 @@ def _write_output(output: str | None, write: Any) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- inspect
-def inspect_path(path: str) -> int | None:
-    """``rnnfuse inspect`` of a model file written by ``rnnfuse train``; ``None`` for any
-    other path (the other command groups then look at it)."""
-    if not os.path.isfile(path) or not _is_forecaster_file(path):
-        return None
+# --------------------------------------------------------------------------- inspect, convert
+def _describe(path: str) -> int:
+    """``rnnfuse inspect`` of a model file written by ``rnnfuse train``."""
     try:
         return _inspect_forecaster(path)
     except (ValueError, OSError) as exc:
         return fail("inspect", exc)
+
+
+def _convert(path: str, args: argparse.Namespace) -> Converted:
+    """``rnnfuse convert`` of a model file written by ``rnnfuse train``: the stack that
+    ``--stack`` names (an encoder, or the decoder)."""
+    from .checkpoint import CheckpointError as ModelFileError
+    from .predict import load_saved
+
+    try:
+        model = load_saved(path).model
+    except (ModelFileError, ConfigError) as exc:
+        raise ValueError(str(exc)) from None
+    stacks = {**dict(model.encoders.encoders.items()), "decoder": model.decoder}
+    if args.stack not in stacks:
+        raise ValueError(
+            f"--stack: a forecaster holds the stacks {list(stacks)} (its encoders and its "
+            f"decoder); pick one, e.g. --stack {next(iter(stacks))}; got "
+            f"{'none' if args.stack is None else repr(args.stack)}"
+        )
+    return Converted(stacks[args.stack], f"the forecaster's {args.stack!r} stack")
 
 
 def _is_forecaster_file(path: str) -> bool:
@@ -626,3 +645,18 @@ def _inspect_forecaster(path: str) -> int:
     )
     print(f"forecast with: rnnfuse predict --model {path}")
     return 0
+
+
+def _is_forecaster_path(path: str) -> bool:
+    return os.path.isfile(path) and _is_forecaster_file(path)
+
+
+FILE_KINDS = (
+    FileKind(
+        "a forecaster written by `rnnfuse train`",
+        _is_forecaster_path,
+        _describe,
+        _convert,
+        ("--stack",),
+    ),
+)

@@ -1,127 +1,227 @@
-"""``rnnfuse inspect`` of Keras files: Keras 2 ``.h5`` (full or weights only), ``.keras``,
-Keras 3 ``.weights.h5`` and tf-keras SavedModel directories.
+"""The files command group: ``rnnfuse inspect PATH`` and ``rnnfuse convert PATH --out FILE``.
 
-Prints each layer as read (class, sizes, direction, merge mode, ``go_backwards``, the cells
-of an ``RNN`` layer), which layers the stack leaves out and why, and the module
-:func:`~rnnfuse.stack_from_keras` builds from the recurrent layers with its state structure.
+Both read every kind of file the command groups list in their ``FILE_KINDS`` (handed over
+by :mod:`rnnfuse.cli` as ``args.file_kinds``; the first kind whose test matches reads the
+path): forecasters written by ``rnnfuse train`` (:mod:`rnnfuse.app.commands`), TF1
+checkpoints (:mod:`rnnfuse.tf1.files`), TF2 object-based checkpoints, Keras and TF2
+SavedModels, Keras ``.keras`` and ``.h5`` files (:mod:`rnnfuse.convert.keras_files`) and
+stack files (:mod:`rnnfuse.describe`, tried last: any other file gets its clear error).
+``inspect`` prints what the file holds; ``convert`` writes the stack it holds as a stack
+file (:func:`rnnfuse.io.save`), which :func:`rnnfuse.io.load` reads back.  What a file
+does not tell (a TF1 scope, cell classes, a GRU's ``reset_after``, which Keras layers)
+comes from flags, each read by the kinds it names in its help; a flag given for a kind
+that does not read it is an error naming the kind's own flags.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
-from .._command import fail
-from ..describe import state_str
-from ._keras_model import GATES, NEUTRAL, KerasLayer
+from .. import describe
+from .._command import FileKind, fail
+from ..tf1 import files as tf1_files
+from . import keras_files
 
-__all__ = ["inspect_path", "describe_layers"]
+__all__ = ["add_commands", "FILE_KINDS"]
+
+FILE_KINDS = (*tf1_files.FILE_KINDS, *keras_files.FILE_KINDS)
+_LAST = describe.FILE_KINDS  # any file: stack files, after every other group's kinds
+_ALL_OPTIONS = tuple(
+    dict.fromkeys(flag for kind in (*FILE_KINDS, *_LAST) for flag in kind.options)
+) + ("--stack",)  # --stack: the forecaster's (rnnfuse.app)
 
 
-def _is_keras(path: str) -> bool:
-    if os.path.isdir(path):
-        return os.path.exists(os.path.join(path, "keras_metadata.pb")) or os.path.exists(
-            os.path.join(path, "saved_model.pb")
-        )
-    return os.path.isfile(path) and path.endswith((".keras", ".h5"))
+def add_commands(subparsers: Any) -> None:
+    """Register ``inspect`` and ``convert`` on the ``rnnfuse`` parser."""
+    inspect = subparsers.add_parser(
+        "inspect",
+        help="show the variables, cells and state of a checkpoint or file",
+        description="Print what a file holds: the variables, cells and state structure of a "
+        "TF1 or TF2 checkpoint, the layers of a Keras file or SavedModel, the tensors and "
+        "cells of an rnnfuse stack file, or the tensors and configuration of a forecaster "
+        "written by `rnnfuse train`.",
+    )
+    inspect.add_argument(
+        "path", help="checkpoint prefix, SavedModel directory, .keras/.h5 or .safetensors file"
+    )
+    inspect.set_defaults(handler=_inspect)
+    _add_convert(subparsers)
 
 
-def inspect_path(path: str) -> int | None:
-    """``rnnfuse inspect`` for a Keras file or SavedModel directory; ``None`` otherwise."""
-    if not _is_keras(path):
-        return None
-    from .keras import read_keras_layers
+def _add_convert(subparsers: Any) -> None:
+    convert = subparsers.add_parser(
+        "convert",
+        help="write the stack in a checkpoint or file as an rnnfuse .safetensors file",
+        description="Convert the recurrent stack of any file `rnnfuse inspect` reads (TF1 "
+        "and TF2 checkpoints, Keras and TF2 SavedModels, Keras .keras/.h5 files, a "
+        "forecaster's stacks, rnnfuse stack files) into an rnnfuse stack file "
+        "(rnnfuse.io.load reads it). Flags give what the file does not store.",
+    )
+    convert.add_argument(
+        "path",
+        metavar="PATH",
+        help="checkpoint prefix (what Saver.save returned), SavedModel directory, "
+        ".keras/.h5 file or .safetensors file",
+    )
+    convert.add_argument("--out", required=True, help="output .safetensors file")
+    convert.add_argument(
+        "--time-major", action="store_true", help="the stack takes (time, batch, features) inputs"
+    )
+    _add_tf1_options(convert.add_argument_group("TF1 checkpoints"))
+    keras = convert.add_argument_group("Keras files, SavedModels and TF2 checkpoints")
+    keras.add_argument(
+        "--layer",
+        action="append",
+        metavar="NAME",
+        help="the recurrent layers to stack, bottom first (repeatable; default: every "
+        "recurrent layer, when they are one chain)",
+    )
+    keras.add_argument(
+        "--reset-after",
+        choices=["true", "false"],
+        help="TF2 checkpoint or SavedModel without Keras metadata: reset_after of a GRU "
+        "without bias (its weights do not tell it)",
+    )
+    forecaster = convert.add_argument_group("forecasters written by `rnnfuse train`")
+    forecaster.add_argument(
+        "--stack",
+        metavar="NAME",
+        help="the stack to write: an encoder (local, global) or decoder",
+    )
+    convert.set_defaults(handler=_convert)
 
+
+def _add_tf1_options(group: Any) -> None:
+    group.add_argument(
+        "--scope",
+        action="append",
+        metavar="SCOPE",
+        help="dynamic_rnn scope, e.g. rnn or encoder1/rnn (default: the only RNN "
+        "scope in the checkpoint); give it several times to stack RNNs that fed "
+        "each other into one stack, bottom first, e.g. GNMT's encoder: --scope "
+        "encoder/bidirectional_rnn --scope encoder/rnn",
+    )
+    group.add_argument(
+        "--residual",
+        metavar="LAYERS",
+        help="layers that add their input to their output (ResidualWrapper; TF "
+        "stores no trace of it): 0-based layer numbers of the converted stack, "
+        "comma-separated (GNMT's encoder: 2), or 'all' for every layer but the first",
+    )
+    group.add_argument(
+        "--forget-bias",
+        metavar="VALUE[,VALUE...]",
+        help="forget bias the LSTM cells ran with (default 1.0, TF's; not stored); "
+        "comma-separated: one per layer, bottom first",
+    )
+    group.add_argument(
+        "--cell-type",
+        action="append",
+        metavar="NAME=CLASS",
+        help="the TF class of a cell built with name= whose shapes fit two kinds, "
+        "e.g. cell0=LSTMCell or plain=BasicRNNCell (repeatable)",
+    )
+    group.add_argument("--cell-clip", type=float, help="LSTMCell cell_clip (not stored)")
+    group.add_argument("--proj-clip", type=float, help="LSTMCell proj_clip (not stored)")
+    group.add_argument(
+        "--activation",
+        choices=tf1_files.ACTIVATION_NAMES,
+        help="the cells' activation (TF's activation=; default tanh)",
+    )
+    group.add_argument(
+        "--ignore",
+        action="append",
+        metavar="PATTERN",
+        help="glob of variable names to leave out, e.g. '*/my_slot' (repeatable; "
+        "optimizer slots, global_step and EMA shadows are skipped already)",
+    )
+    group.add_argument(
+        "--ema",
+        action="store_true",
+        help="load the ExponentialMovingAverage shadows instead of the raw values",
+    )
+
+
+def _kinds(args: argparse.Namespace) -> tuple[FileKind, ...]:
+    """Every group's kinds (``args.file_kinds``, from :mod:`rnnfuse.cli`), stack files last."""
+    given = getattr(args, "file_kinds", None) or FILE_KINDS
+    return (*given, *_LAST)
+
+
+def _kind_of(path: str, kinds: tuple[FileKind, ...]) -> FileKind:
+    for kind in kinds:
+        if kind.matches(path):
+            return kind
+    raise ValueError(
+        f"{path!r} is neither a TF1 checkpoint prefix or TF2 one ({path}.index not found) "
+        f"nor a file or SavedModel directory"
+    )
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    path = os.fspath(args.path)
     try:
-        layers = read_keras_layers(path)
-        print(
-            f"Keras {'SavedModel' if os.path.isdir(path) else 'file'} {path}: {len(layers)} layers"
-        )
-    except (ValueError, TypeError, OSError) as exc:
+        kind = _kind_of(path, _kinds(args))
+    except ValueError as exc:
         return fail("inspect", exc)
-    return describe_layers(layers)
+    return int(kind.describe(path))
 
 
-def describe_layers(layers: list[KerasLayer]) -> int:
-    """Print each layer, then the module ``stack_from_keras`` builds from the recurrent ones
-    and its state; the exit status of ``rnnfuse inspect``."""
-    from ._keras_graph import chains, describe_chain
-    from .keras import _build, _select
+def _convert(args: argparse.Namespace) -> int:
+    from ..io import save
 
+    path = os.fspath(args.path)
     try:
-        for layer in layers:
-            print(f"  {layer.name}: {_describe(layer)}")
-        found = chains(layers)
-        if not found:
-            print("no LSTM, GRU or SimpleRNN layer found")
-            return 1
-        if len(found) > 1:
-            print(
-                f"{len(found)} separate chains of recurrent layers (a layer stacks on the one whose "
-                f"output sequence it reads); stacks_from_keras(path) loads each as its own module:"
-            )
-        for chain in found:
-            names = [lay.name for lay in chain]
-            if len(found) > 1:
-                print(f"chain {describe_chain(chain, layers)}")
-            _print_module(names, _build(_select(layers, names), True))
+        kind = _kind_of(path, _kinds(args))
+        _check_options(kind, path, args)
+        converted = kind.convert(path, args)
+        module = _with_layout(converted.module, batch_first=not args.time_major)
+        save(module, args.out)
     except (ValueError, TypeError, OSError) as exc:
-        return fail("inspect", exc)
-    if any(lay.class_name == "Masking" for lay in layers):
-        print(
-            "  Masking: pass lengths (rnnfuse.convert.keras.lengths_from_masking(x)); outputs past "
-            "a length are zeros here, where a plain Keras LSTM/GRU repeats its last output"
-        )
+        return fail("convert", exc)
+    count = sum(p.numel() for p in module.parameters())
+    residual = [k for k, r in enumerate(getattr(module, "residual_layers", ())) if r]
+    extra = f", residual layers {residual}" if residual else ""
+    print(
+        f"wrote {args.out}: {type(module).__name__} from {converted.source}, "
+        f"{count} parameters{extra}"
+    )
+    for note in converted.notes:
+        print(note)
     return 0
 
 
-def _print_module(names: list[str], module: Any) -> None:
-    """The module one chain becomes: its layers, outputs and state."""
-    stack = getattr(module, "stack", module)
-    print(f"stack_from_keras(path, layer_names={names}) -> {type(module).__name__}")
-    for k, cell in enumerate(stack.layers):
-        backward = stack.backward_cell(k)
-        print(
-            f"  layer {k}: {cell!r}" + (f" | backward {backward!r}" if backward is not None else "")
-        )
-    extra = getattr(module, "merge_mode", "concat")
-    merges = [m for k, m in enumerate(stack.merge_modes) if stack.layer_directions[k]]
-    if any(m != "concat" for m in merges):
-        print(f"  bidirectional layers merge with merge_mode={merges}")
-    print(
-        f"  outputs: [batch, time, {stack.output_size}]"
-        + (f" as two outputs (fw, bw): merge_mode={extra!r}" if extra != "concat" else "")
-        + (
-            " in reversed time (go_backwards)"
-            if module is not stack and not hasattr(module, "merge_mode")
-            else ""
-        )
-    )
-    print(f"  state: {state_str(stack.state_sizes, 'LSTMState')}")
+def given_options(args: argparse.Namespace) -> list[str]:
+    """The kind-specific flags of ``rnnfuse convert`` that ``args`` sets.
+
+    >>> given_options(argparse.Namespace(scope=["rnn"], ema=False, layer=None))
+    ['--scope']
+    """
+    found = []
+    for flag in _ALL_OPTIONS:
+        value = getattr(args, flag[2:].replace("-", "_"), None)
+        if value not in (None, False, []):
+            found.append(flag)
+    return found
 
 
-def _describe(layer: KerasLayer) -> str:
-    cls, cfg = layer.class_name, layer.config
-    if cls in GATES:
-        w = layer.weights
-        units = cfg.get("units", w[1].shape[0] if len(w) > 1 else "?")
-        defaults = {
-            "reset_after": (False,),
-            "go_backwards": (False,),
-            "activation": ("tanh",),
-            "recurrent_activation": ("sigmoid",),
-        }
-        options = "".join(
-            f", {k}={cfg[k]!r}"
-            for k in defaults
-            if k in cfg and cfg[k] not in defaults[k] and not (k == "reset_after" and cls != "GRU")
+def _check_options(kind: FileKind, path: str, args: argparse.Namespace) -> None:
+    """``ValueError`` naming the flags given that ``kind`` does not read, and those it does."""
+    unread = [flag for flag in given_options(args) if flag not in kind.options]
+    if unread:
+        own = ", ".join(kind.options) or "none beyond --out and --time-major"
+        raise ValueError(
+            f"{', '.join(unread)}: not an option for {kind.name} ({path!r}); its options: {own}"
         )
-        size = f", input {w[0].shape[0]}" if w and w[0].ndim == 2 else ""
-        text = f"{cls}(units={units}{options}){size}"
-        if layer.backward is not None:
-            text = f"Bidirectional({text}, merge_mode={cfg.get('merge_mode', 'concat')!r})"
-        return text
-    if cls in NEUTRAL:
-        return f"{cls} (no effect at inference: passed over)"
-    shapes = [list(a.shape) for a in layer.weights]
-    return f"{cls.strip('<>')} {'with weights ' + str(shapes) if shapes else ''} (not recurrent: left out)"
+
+
+def _with_layout(module: Any, batch_first: bool) -> Any:
+    """``module`` taking batch-first inputs or not (a stack file's or a forecaster's stack
+    keeps its own layout unless ``--time-major`` is given)."""
+    if batch_first:
+        return module
+    for stack in (module.fw, module.bw) if hasattr(module, "fw") else (module,):
+        stack.batch_first = False
+    return module

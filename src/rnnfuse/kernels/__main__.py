@@ -1,8 +1,8 @@
 """``python -m rnnfuse.kernels``: build the C++ kernels ahead of time (see
-:mod:`rnnfuse.kernels.build_command`)."""
+:mod:`rnnfuse.kernels.commands`)."""
 
 import sys
 
-from .build_command import main
+from .commands import main
 
 sys.exit(main())

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._command import fail
+from .._command import fail
 
 __all__ = ["add_commands", "Exportable", "exportable_from_path", "export_file"]
 
@@ -104,7 +104,7 @@ def _first_line(exc: Exception) -> str:
 
 def exportable_from_path(path: str | os.PathLike[str], *, dynamic: bool = True) -> Exportable:
     """The model saved at ``path`` with an example input: a stack file or a forecaster."""
-    from .io import read_safetensors_metadata
+    from ..io import read_safetensors_metadata
 
     file = Path(path)
     if file.is_dir():
@@ -121,7 +121,7 @@ def exportable_from_path(path: str | os.PathLike[str], *, dynamic: bool = True) 
 
 
 def _stack(file: Path, dynamic: bool) -> Exportable:
-    from .io import load
+    from ..io import load
 
     module = load(file)  # a clear ValueError for a foreign or damaged file
     module.eval()
@@ -144,8 +144,8 @@ def _stack(file: Path, dynamic: bool) -> Exportable:
 
 
 def _forecaster(file: Path, dynamic: bool) -> Exportable:
-    from .app.predict import load_saved
-    from .export import Rollout
+    from ..app.predict import load_saved
+    from . import Rollout
 
     saved = load_saved(file)  # a model of one series or of a panel: the network is the same
     model, config = saved.model, saved.config
@@ -190,7 +190,7 @@ def _lengths(batch: int, time: int) -> Tensor:
 
 def export_file(item: Exportable, out: str | os.PathLike[str]) -> None:
     """Write ``item`` to ``out`` as ONNX."""
-    from .export import export_onnx
+    from . import export_onnx
 
     with _quiet():
         export_onnx(

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._onnx_translation import layer_onnx
+from .._onnx_translation import layer_onnx
 
 __all__ = ["onnx_translation_table", "export_onnx", "OPSET", "Rollout"]
 

@@ -1,4 +1,4 @@
-"""The ``rnnfuse convert`` command and ``rnnfuse inspect`` of TF1 checkpoints.
+"""TF1 checkpoints as ``rnnfuse inspect`` and ``rnnfuse convert`` read them (:data:`FILE_KINDS`).
 
 ``rnnfuse convert PREFIX [--scope SCOPE] --out FILE.safetensors`` turns the RNN under a
 TF1 checkpoint's scope into an rnnfuse file (:func:`rnnfuse.io.save`).  ``--scope`` given
@@ -8,7 +8,7 @@ several times stacks RNNs that fed each other into one stack, bottom first, and
 ``--scope encoder/bidirectional_rnn --scope encoder/rnn --residual 2``.
 ``rnnfuse inspect PREFIX`` prints each variable's name and shape, what training left there
 (optimizer slots, ``global_step``, EMA shadows: skipped by both commands; ``convert --ema``
-loads the shadows), the cells and the state structure with its sizes (:func:`inspect_path`, called by :mod:`rnnfuse.cli`).
+loads the shadows), the cells and the state structure with its sizes.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import argparse
 import os
 from typing import Any
 
-from .._command import fail
+from .._command import Converted, FileKind, fail
 from ..cells.activations import ACTIVATIONS
 from ..describe import state_str as _state_str
 from ..state import LSTMState
@@ -32,189 +32,110 @@ from .names import (
 )
 from .skip import split
 
-__all__ = ["add_commands", "inspect_path"]
+__all__ = ["FILE_KINDS", "checkpoint_prefix", "ignore_patterns", "ACTIVATION_NAMES"]
+
+ACTIVATION_NAMES = sorted(ACTIVATIONS)  # the choices of ``--activation``
 
 
-def add_commands(subparsers: Any) -> None:
-    """Register ``convert`` and ``inspect`` on the ``rnnfuse`` command's subparsers."""
-    convert = subparsers.add_parser(
-        "convert",
-        help="TF1 checkpoint -> rnnfuse .safetensors",
-        description="Convert the RNN under a TF1 checkpoint's scope into an rnnfuse file.",
-    )
-    convert.add_argument("prefix", help="checkpoint prefix (what Saver.save returned)")
-    convert.add_argument(
-        "--scope",
-        action="append",
-        metavar="SCOPE",
-        help="dynamic_rnn scope, e.g. rnn or encoder1/rnn (default: the only RNN "
-        "scope in the checkpoint); give it several times to stack RNNs that fed "
-        "each other into one stack, bottom first, e.g. GNMT's encoder: --scope "
-        "encoder/bidirectional_rnn --scope encoder/rnn",
-    )
-    convert.add_argument(
-        "--residual",
-        metavar="LAYERS",
-        help="layers that add their input to their output (ResidualWrapper; TF "
-        "stores no trace of it): 0-based layer numbers of the converted stack, "
-        "comma-separated (GNMT's encoder: 2), or 'all' for every layer but the first",
-    )
-    convert.add_argument("--out", required=True, help="output .safetensors file")
-    convert.add_argument(
-        "--forget-bias",
-        default="1.0",
-        metavar="VALUE[,VALUE...]",
-        help="forget bias the LSTM cells ran with (TF default 1.0; not stored); "
-        "comma-separated: one per layer, bottom first",
-    )
-    convert.add_argument(
-        "--cell-type",
-        action="append",
-        default=[],
-        metavar="NAME=CLASS",
-        help="the TF class of a cell built with name= whose shapes fit two kinds, "
-        "e.g. cell0=LSTMCell or plain=BasicRNNCell (repeatable)",
-    )
-    convert.add_argument("--cell-clip", type=float, help="LSTMCell cell_clip (not stored)")
-    convert.add_argument("--proj-clip", type=float, help="LSTMCell proj_clip (not stored)")
-    convert.add_argument(
-        "--activation",
-        default="tanh",
-        choices=sorted(ACTIVATIONS),
-        help="the cells' activation (TF's activation=; default tanh)",
-    )
-    convert.add_argument(
-        "--time-major", action="store_true", help="the stack takes (time, batch, features) inputs"
-    )
-    convert.add_argument(
-        "--ignore",
-        action="append",
-        default=[],
-        metavar="PATTERN",
-        help="glob of variable names to leave out, e.g. '*/my_slot' (repeatable; "
-        "optimizer slots, global_step and EMA shadows are skipped already)",
-    )
-    convert.add_argument(
-        "--ema",
-        action="store_true",
-        help="load the ExponentialMovingAverage shadows instead of the raw values",
-    )
-    convert.add_argument(
-        "--layer",
-        action="append",
-        metavar="NAME",
-        help="Keras layers (TF2 checkpoint, SavedModel, Keras file): the recurrent "
-        "layers to stack, bottom first (repeatable; default: every layer)",
-    )
-    convert.add_argument(
-        "--reset-after",
-        choices=["true", "false"],
-        help="TF2 checkpoint or SavedModel: reset_after of a GRU without bias "
-        "(its weights do not tell it)",
-    )
-    convert.set_defaults(handler=run_convert)
+def checkpoint_prefix(path: str) -> str | None:
+    """The prefix of the checkpoint at ``path`` (a prefix or its ``.index`` file), or
+    ``None`` where there is no ``.index`` file.
+
+    >>> checkpoint_prefix("tests/fixtures/tf1/gru/model.index")
+    'tests/fixtures/tf1/gru/model'
+    >>> checkpoint_prefix("tests/fixtures/tf1/gru") is None
+    True
+    """
+    if os.path.isfile(path + ".index"):
+        return path
+    if path.endswith(".index") and os.path.isfile(path):
+        return path[: -len(".index")]
+    return None
 
 
-def run_convert(args: argparse.Namespace) -> int:
-    from ..io import save
+def _is_tf1(path: str) -> bool:
+    """A checkpoint that is not object-based (an unreadable one counts: its errors are TF1's)."""
+    prefix = checkpoint_prefix(path)
+    if prefix is None:
+        return False
+    try:
+        return not is_object_based(prefix)
+    except (CheckpointError, ValueError, OSError):
+        return True
+
+
+def _describe(path: str) -> int:
+    try:
+        return _inspect_tf1(path)
+    except (CheckpointError, ValueError, OSError) as exc:
+        return fail("inspect", exc)
+
+
+def _convert(path: str, args: argparse.Namespace) -> Converted:
+    """``rnnfuse convert`` of a TF1 checkpoint: the RNN under ``--scope`` (or the only one)."""
+    try:
+        return _convert_checkpoint(path, args)
+    except CheckpointError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _convert_checkpoint(path: str, args: argparse.Namespace) -> Converted:
     from .checkpoint import read_checkpoint
     from .convert import stack_from_variables
 
-    try:
-        if _keras_source(args.prefix):
-            return _convert_layers(args)
-        if args.layer or args.reset_after:
-            raise ValueError(
-                f"--layer, --reset-after: options of Keras layers (TF2 checkpoints, "
-                f"SavedModels, Keras files); {args.prefix!r} is a TF1 checkpoint "
-                f"(pick its RNN with --scope)"
-            )
-        residual = _residual_layers(args.residual)
-        shapes = {v.name: v.shape for v in list_variables(args.prefix)}
-        given = list(args.scope or [])
-        kept, skipped = split(shapes, args.ema, given[0] if len(given) == 1 else None)
-        scopes = given or [_only_scope(list(kept))]
-        if args.ema:
-            for scope in scopes:
-                split(shapes, True, scope)  # every variable under each scope has its shadow
-        variables = read_checkpoint(args.prefix)
+    residual = _residual_layers(args.residual)
+    shapes = {v.name: v.shape for v in list_variables(path)}
+    given = list(args.scope or [])
+    kept, skipped = split(shapes, args.ema, given[0] if len(given) == 1 else None)
+    scopes = given or [_only_scope(list(kept))]
+    if args.ema:
+        for scope in scopes:
+            split(shapes, True, scope)  # every variable under each scope has its shadow
+    variables = read_checkpoint(path)
 
-        def build(flags: bool | list[bool]) -> Any:
-            return stack_from_variables(
-                variables,
-                scopes[0] if len(scopes) == 1 else scopes,
-                batch_first=not args.time_major,
-                forget_bias=_forget_bias(args.forget_bias),
-                cell_clip=args.cell_clip,
-                proj_clip=args.proj_clip,
-                activation=args.activation,
-                ignore=args.ignore,
-                use_ema=args.ema,
-                residual=flags,
-                cell_types=_cell_types(args.cell_type),
-            )
+    def build(flags: bool | list[bool]) -> Any:
+        return stack_from_variables(
+            variables,
+            scopes[0] if len(scopes) == 1 else scopes,
+            batch_first=not args.time_major,
+            forget_bias=_forget_bias(args.forget_bias or "1.0"),
+            cell_clip=args.cell_clip,
+            proj_clip=args.proj_clip,
+            activation=args.activation or "tanh",
+            ignore=args.ignore or (),
+            use_ema=args.ema,
+            residual=flags,
+            cell_types=_cell_types(args.cell_type or []),
+        )
 
-        module = build(residual if isinstance(residual, bool) else False)
-        if isinstance(residual, list):
-            module = build(_residual_flags(residual, module, scopes))
-        save(module, args.out)
-    except (CheckpointError, ValueError, TypeError, OSError) as exc:
-        return fail("convert", exc)
-    count = sum(p.numel() for p in module.parameters())
+    module = build(residual if isinstance(residual, bool) else False)
+    if isinstance(residual, list):
+        module = build(_residual_flags(residual, module, scopes))
     where = f"scope {scopes[0]!r}" if len(scopes) == 1 else f"scopes {scopes}"
-    extra = ""
-    if any(getattr(module, "residual_layers", ())):
-        extra = f", residual layers {[k for k, r in enumerate(module.residual_layers) if r]}"
-    print(f"wrote {args.out}: {type(module).__name__} from {where}, {count} parameters{extra}")
-    if skipped:
-        print(f"skipped: {skipped.summary()}")
-    return 0
+    summary = skipped.summary().replace("use_ema=True", "--ema") if skipped else ""
+    notes = (f"skipped: {summary}",) if skipped else ()
+    return Converted(module, where, notes)
 
 
-def _keras_source(path: str) -> bool:
-    """Whether ``path`` holds Keras layers: a TF2 object-based checkpoint (``tf.train.Checkpoint``,
-    ``save_weights``), a SavedModel directory, a ``.keras`` or ``.h5`` file."""
-    if os.path.isdir(path) or path.endswith((".keras", ".h5")):
-        return True
-    prefix = path[: -len(".index")] if path.endswith(".index") else path
-    return os.path.exists(prefix + ".index") and is_object_based(prefix)
-
-
-def _convert_layers(args: argparse.Namespace) -> int:
-    """``rnnfuse convert`` of Keras layers (TF2 checkpoint, SavedModel or Keras file)."""
-    from ..convert.keras import stack_from_keras
-    from ..convert.tf2 import stack_from_tf2
-    from ..io import save
-
-    path = args.prefix
-    tf1_only = [
-        flag
-        for flag, given in (
-            ("--scope", args.scope),
-            ("--residual", args.residual),
-            ("--ema", args.ema),
-        )
-        if given
-    ]
-    if tf1_only:
-        raise ValueError(
-            f"{', '.join(tf1_only)}: options of TF1 checkpoints; {path!r} holds Keras "
-            f"layers (pick them with --layer NAME)"
-        )
-    no_metadata = os.path.isdir(path) and not os.path.exists(
-        os.path.join(path, "keras_metadata.pb")
-    )
-    if no_metadata or not (os.path.isdir(path) or path.endswith((".keras", ".h5"))):
-        reset_after = None if args.reset_after is None else args.reset_after == "true"
-        module = stack_from_tf2(
-            path, layer_names=args.layer, reset_after=reset_after, batch_first=not args.time_major
-        )
-    else:
-        module = stack_from_keras(path, layer_names=args.layer, batch_first=not args.time_major)
-    save(module, args.out)
-    count = sum(p.numel() for p in module.parameters())
-    print(f"wrote {args.out}: {type(module).__name__} from {path}, {count} parameters")
-    return 0
+FILE_KINDS = (
+    FileKind(
+        "a TF1 checkpoint",
+        _is_tf1,
+        _describe,
+        _convert,
+        (
+            "--scope",
+            "--residual",
+            "--forget-bias",
+            "--cell-type",
+            "--cell-clip",
+            "--proj-clip",
+            "--activation",
+            "--ignore",
+            "--ema",
+        ),
+    ),
+)
 
 
 def _forget_bias(text: str) -> float | list[float]:
@@ -282,43 +203,6 @@ def _only_scope(names: list[str]) -> str:
             f"--scope: the checkpoint holds {len(scopes)} RNN scopes {scopes}; pick one"
         )
     return scopes[0]
-
-
-def inspect_path(path: str) -> int | None:
-    """``rnnfuse inspect`` for a TF1 checkpoint prefix; ``None`` if ``path`` is not one."""
-    if not (os.path.exists(path + ".index") or path.endswith(".index")):
-        return None
-    try:
-        prefix = path if os.path.exists(path + ".index") else path[: -len(".index")]
-        if is_object_based(prefix):
-            return _inspect_tf2(prefix)
-        return _inspect_tf1(path)
-    except (CheckpointError, ValueError, OSError) as exc:
-        return fail("inspect", exc)
-
-
-def _inspect_tf2(prefix: str) -> int:
-    """``rnnfuse inspect`` of a TF2 object-based checkpoint: its Keras layers."""
-    from ..convert.commands import describe_layers
-    from ..convert.tf2_checkpoint import read_object_checkpoint
-
-    found = read_object_checkpoint(prefix)
-    print(
-        f"TF2 object-based checkpoint {prefix}: {found.variables} variables, "
-        f"{len(found.layers)} layers with weights"
-    )
-    print(f"skipped (not model weights): {found.skipped_summary()}")
-    print(
-        "no configuration stored: kinds and sizes from the shapes, activations taken to be "
-        "Keras' defaults (tanh, sigmoid)"
-    )
-    if not found.ordered:
-        print(
-            "a subclassed model: its layers are listed in the order they were assigned, which "
-            "the file cannot tell from the order they are called; with several recurrent "
-            "layers, pass layer_names=[...] (--layer NAME) in call order"
-        )
-    return describe_layers(found.layers)
 
 
 # --------------------------------------------------------------------------- TF1

@@ -39,16 +39,17 @@ ACTIVATION_NAMES = sorted(ACTIVATIONS)  # the choices of ``--activation``
 
 def checkpoint_prefix(path: str) -> str | None:
     """The prefix of the checkpoint at ``path`` (a prefix or its ``.index`` file), or
-    ``None`` where there is no ``.index`` file.
+    ``None`` where there is no ``.index`` file.  Any path ending in ``.index`` counts, and so
+    does an ``.index`` that is no regular file: the reader then says what is wrong.
 
     >>> checkpoint_prefix("tests/fixtures/tf1/gru/model.index")
     'tests/fixtures/tf1/gru/model'
     >>> checkpoint_prefix("tests/fixtures/tf1/gru") is None
     True
     """
-    if os.path.isfile(path + ".index"):
+    if os.path.exists(path + ".index"):
         return path
-    if path.endswith(".index") and os.path.isfile(path):
+    if path.endswith(".index"):
         return path[: -len(".index")]
     return None
 

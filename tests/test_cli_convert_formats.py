@@ -298,6 +298,11 @@ def test_convert_a_stack_file_to_time_major(tmp_path):
             "its options: --scope, --residual, --forget-bias",
         ),
         (
+            FIXTURES / "tf1" / "gru" / "model",
+            ["--stack", "local"],
+            "--stack: not an option for a TF1 checkpoint",
+        ),
+        (
             LEGACY / "tf2_saved_model" / "saved_model",
             ["--forget-bias", "0.5"],
             "--forget-bias: not an option for a TF2 SavedModel",

@@ -28,9 +28,6 @@ __all__ = ["add_commands", "FILE_KINDS"]
 
 FILE_KINDS = (*tf1_files.FILE_KINDS, *keras_files.FILE_KINDS)
 _LAST = describe.FILE_KINDS  # any file: stack files, after every other group's kinds
-_ALL_OPTIONS = tuple(
-    dict.fromkeys(flag for kind in (*FILE_KINDS, *_LAST) for flag in kind.options)
-) + ("--stack",)  # --stack: the forecaster's (rnnfuse.app)
 
 
 def add_commands(subparsers: Any) -> None:
@@ -174,8 +171,9 @@ def _convert(args: argparse.Namespace) -> int:
 
     path = os.fspath(args.path)
     try:
-        kind = _kind_of(path, _kinds(args))
-        _check_options(kind, path, args)
+        kinds = _kinds(args)
+        kind = _kind_of(path, kinds)
+        _check_options(kind, path, given_options(args, kinds))
         converted = kind.convert(path, args)
         module = _with_layout(converted.module, batch_first=not args.time_major)
         save(module, args.out)
@@ -193,23 +191,24 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def given_options(args: argparse.Namespace) -> list[str]:
-    """The kind-specific flags of ``rnnfuse convert`` that ``args`` sets.
+def given_options(args: argparse.Namespace, kinds: tuple[FileKind, ...]) -> list[str]:
+    """The flags of ``kinds`` that ``args`` sets.
 
-    >>> given_options(argparse.Namespace(scope=["rnn"], ema=False, layer=None))
+    >>> kinds = (FileKind("a file", bool, int, print, ("--scope", "--ema", "--layer")),)
+    >>> given_options(argparse.Namespace(scope=["rnn"], ema=False, layer=None), kinds)
     ['--scope']
     """
-    found = []
-    for flag in _ALL_OPTIONS:
-        value = getattr(args, flag[2:].replace("-", "_"), None)
-        if value not in (None, False, []):
-            found.append(flag)
-    return found
+    flags = dict.fromkeys(flag for kind in kinds for flag in kind.options)
+    return [
+        flag
+        for flag in flags
+        if getattr(args, flag[2:].replace("-", "_"), None) not in (None, False, [])
+    ]
 
 
-def _check_options(kind: FileKind, path: str, args: argparse.Namespace) -> None:
-    """``ValueError`` naming the flags given that ``kind`` does not read, and those it does."""
-    unread = [flag for flag in given_options(args) if flag not in kind.options]
+def _check_options(kind: FileKind, path: str, given: list[str]) -> None:
+    """``ValueError`` naming the flags ``given`` that ``kind`` does not read, and its own."""
+    unread = [flag for flag in given if flag not in kind.options]
     if unread:
         own = ", ".join(kind.options) or "none beyond --out and --time-major"
         raise ValueError(

@@ -30,18 +30,24 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from panel import PANEL, PanelSeries
+from panel import PANELS, PanelSeries
 
-FREQ = {"M": "MS", "Q": "QS", "Y": "YS", "W": "7D", "30min": "30min"}
+FREQ: dict[str, str | int] = {
+    "M": "MS",
+    "Q": "QS",
+    "Y": "YS",
+    "W": "7D",
+    "30min": "30min",
+    "int": 1,
+}
 
 
 def _frame(series: PanelSeries, path: Path):  # -> pandas.DataFrame
     import pandas as pd
 
     frame = pd.read_csv(path)
-    return pd.DataFrame(
-        {"unique_id": series.name, "ds": pd.to_datetime(frame["ds"]), "y": frame["y"].astype(float)}
-    )
+    ds = frame["ds"].astype(int) if series.frequency == "int" else pd.to_datetime(frame["ds"])
+    return pd.DataFrame({"unique_id": series.name, "ds": ds, "y": frame["y"].astype(float)})
 
 
 def _long(cv, models: list[str], first_origin: int):  # -> pandas.DataFrame
@@ -203,6 +209,7 @@ def main() -> int:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (default 1, as rnnfuse's models)"
     )
+    parser.add_argument("--panel", choices=sorted(PANELS), default="benchmark")
     args = parser.parse_args()
     os.environ.setdefault("NIXTLA_ID_AS_COL", "1")
     import torch
@@ -215,7 +222,7 @@ def main() -> int:
         parser.error(
             f"--models: expected names from {','.join(STATS + NEURAL)}, got {args.models!r}"
         )
-    for series in PANEL:
+    for series in PANELS[args.panel]:
         if not chosen or series.name in chosen:
             run_series(series, args.out, args.nf_seeds, models)
     return 0

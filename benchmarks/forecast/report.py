@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from panel import PANEL, PanelSeries
+from panel import PANEL, PANELS, PanelSeries
 
 PEERS = ("AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive", "Naive", "NHITS", "LSTM")
 
@@ -107,9 +107,9 @@ def series_scores(series: PanelSeries, out: Path) -> dict[str, float] | None:
     return scores
 
 
-def table(out: Path) -> str:
+def table(out: Path, panel: tuple[PanelSeries, ...] = PANEL) -> str:
     """The Markdown report: per-series relative MAE and MASE, the panel's geometric means."""
-    per_series = {s.name: r for s in PANEL if (r := series_scores(s, out)) is not None}
+    per_series = {s.name: r for s in panel if (r := series_scores(s, out)) is not None}
     models = sorted(
         {m for r in per_series.values() for m in r if not m.startswith("_")} - {"seasonal naive"},
         key=lambda m: (not m.startswith("rnnfuse"), m),
@@ -158,8 +158,9 @@ def main() -> int:
     parser.add_argument(
         "--write", type=Path, default=None, help="also write the table to this Markdown file"
     )
+    parser.add_argument("--panel", choices=sorted(PANELS), default="benchmark")
     args = parser.parse_args()
-    text = table(args.out)
+    text = table(args.out, PANELS[args.panel])
     print(text)
     if args.write is not None:
         args.write.write_text(text + "\n")

@@ -5,19 +5,23 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import statistics
 
 import numpy as np
 import pytest
 
+from rnnfuse.app.demo import _aggregate
 from rnnfuse.app.results import (
     KINDS,
     BaseChoice,
     BaselineRow,
     ClassicalFit,
+    DemoResults,
     Errors,
     Metrics,
     NetworkRun,
     RefitRun,
+    Refitted,
     Row,
     Selection,
     check_kind,
@@ -90,6 +94,48 @@ def test_the_selected_row_must_be_one_of_the_rows():
         Selection({"a": row}, "b", None, [], {})
 
 
+def test_a_model_row_is_the_seeds_summed_up_in_the_results_json_order():
+    """Two refitted hybrid seeds → the means, spread and per-seed values, keys in the order
+    results.json has them (the forecasts left out)."""
+    runs = [
+        _run(1, 0.3, 0.6, 0.5, Refitted(Errors(0.9, 1.9, [0.9]), 1.0, 40)),
+        _run(0, 0.1, 0.2, 0.0, Refitted(Errors(0.7, 1.7, [0.7]), 3.0, 40)),
+    ]
+    row = _aggregate(runs)
+    assert (row.kind, row.label, row.refit) == ("hybrid", "zk + DHR (refit)", True)
+    assert row.test_forecast == [[0.0, 1.0]] and row.val_forecast_mean == [[1.0, 3.0]]
+    expected = {
+        "name": "zk + DHR",
+        "decoder": "LSTM 32 (direct)",
+        "params": 1234,
+        "seconds": statistics.fmean([2.0 + 3.0, 3.0 + 1.0]),
+        "seeds": [0, 1],
+        "val": {"mae": pytest.approx(0.2), "rmse": pytest.approx(1.2)},
+        "test": {
+            "mae": pytest.approx(0.4),
+            "rmse": pytest.approx(1.4),
+            "mae_std": pytest.approx(0.2),
+            "mae_per_seed": [0.2, 0.6],
+            "mae_by_step": [pytest.approx(0.4), pytest.approx(0.8)],
+        },
+        "history": [{"epoch": 1, "train_loss": 0.5}],
+        "refit": True,
+        "correction_weights": [0.0, 0.5],
+        "test_without_refit": {
+            "mae": pytest.approx(0.8),
+            "mae_std": pytest.approx(0.1),
+            "mae_per_seed": [0.7, 0.9],
+            "rmse": pytest.approx(1.8),
+        },
+        "refit_seconds": 2.0,
+        "refit_windows": 40,
+    }
+    assert row.to_json() == expected and list(row.to_json()) == list(expected)
+    plain = _aggregate([_run(0, 0.1, 0.2)])
+    assert (plain.kind, plain.label, plain.refit) == ("network", "zk + DHR", False)
+    assert list(plain.to_json())[-2:] == ["history", "refit"]
+
+
 def test_baseline_rows_keep_the_results_json_order_per_kind():
     errors = Errors(1.0, 2.0, [1.0])
     naive = BaselineRow("naive", 0.0, None, errors, errors, val_forecast=[[1.0]])
@@ -99,6 +145,71 @@ def test_baseline_rows_keep_the_results_json_order_per_kind():
     failed = BaselineRow("classical", 0.1, "boom", details={})
     assert failed.to_json() == {"kind": "classical", "seconds": 0.1, "error": "boom", "details": {}}
     assert not failed.fitted and fitted.fitted
+
+
+def test_the_demo_results_json_has_its_keys_in_order_and_no_forecasts():
+    errors = Errors(1.0, 2.0, [1.0])
+    metrics = Metrics(1.0, 2.0, 0.5, 3.0)
+    model = _aggregate([_run(0, 0.1, 0.2)])
+    selection = Selection(
+        {"DHR": Row("DHR", "classical", metrics, metrics)},
+        "DHR",
+        None,
+        ["2001-01-01"],
+        {"val": 1.0, "test": 1.1},
+        [Candidate("DHR", "classical", np.zeros((1, 1)), np.zeros((1, 1)))],
+    )
+    results = DemoResults(
+        data="data",
+        budget="300 optimizer steps",
+        seeds=[0],
+        jobs=1,
+        threads_per_job=1,
+        models=[model],
+        baselines={
+            "DHR": BaselineRow("classical", 1.0, None, errors, errors, {}, [[1.0]], [[2.0]])
+        },
+        winner=model.name,
+        runner_up=None,
+        cpu_count=2,
+        period=12.0,
+        best_classical="DHR",
+        covariates=[],
+        stop_steps=0,
+        hybrid_base=None,
+        refit="hybrids",
+        refit_windows=30,
+        selection=selection,
+        wall_seconds=5.0,
+    )
+    data = results.to_json()
+    assert list(data) == [
+        "data",
+        "budget",
+        "seeds",
+        "jobs",
+        "threads_per_job",
+        "models",
+        "baselines",
+        "winner",
+        "runner_up",
+        "cpu_count",
+        "period",
+        "best_classical",
+        "covariates",
+        "stop_steps",
+        "hybrid_base",
+        "refit",
+        "refit_windows",
+        "rows",
+        "selected",
+        "ensemble",
+        "test_origins",
+        "mase_scale",
+        "wall_seconds",
+    ]
+    text = json.dumps(data)
+    assert "forecast" not in text and json.loads(text)["rows"]["DHR"]["kind"] == "classical"
 
 
 def test_what_workers_return_survives_pickling():

@@ -440,9 +440,9 @@ def test_the_correction_weight_is_chosen_on_validation():
     windows = with_base(plain, base)
     np.testing.assert_allclose(blend(windows, target, 0.25), target + 0.225)
     weight, val = correction_weight(target, windows, series)
-    assert weight == 1.0 and val["mae"] < 1e-6
+    assert weight == 1.0 and val.mae < 1e-6
     weight, val = correction_weight(target + 5.0, windows, series)  # a correction far off
-    assert weight == 0.0 and val["mae"] == pytest.approx(0.3)
+    assert weight == 0.0 and val.mae == pytest.approx(0.3)
     weight, _ = correction_weight(
         target - 0.3, windows, series
     )  # over-corrects twice: half of it is right

@@ -21,6 +21,7 @@ from rnnfuse.app.config import (
 from rnnfuse.app.data import load_csv
 from rnnfuse.app.metrics import forecast
 from rnnfuse.app.model import build_model
+from rnnfuse.app.results import ClassicalFit
 from rnnfuse.app.windows import make_windows, prepare
 from rnnfuse.cli import main
 
@@ -150,8 +151,8 @@ def test_a_failing_baseline_is_reported_not_dropped(monkeypatch):
     splits = {"val": (150, np.arange(150, 190), None), "test": (200, np.arange(200, 236), None)}
     out = B.classical_baselines(y, splits, H, PERIOD, names=["ETS (A,A,A)"])
     assert (
-        out["ETS (A,A,A)"]["error"] == "LinAlgError: singular matrix"
-        and out["ETS (A,A,A)"]["forecasts"] == {}
+        out["ETS (A,A,A)"].error == "LinAlgError: singular matrix"
+        and out["ETS (A,A,A)"].forecasts == {}
     )
 
 
@@ -258,25 +259,23 @@ def test_a_combination_is_the_mean_of_its_parts_and_does_not_look_ahead():
         dhr = B.state_forecasts(B.fit_dhr(z, 150, PERIOD, 2, H)[0], np.array([t]), H)[0]
         model, _, start = B.fit_ets(z, 150, season)
         ets = B.state_forecasts(model, np.array([t - start]), H)[0]
-        part = lambda f: {
-            "forecasts": {"test": f[None]},
-            "details": {},
-            "error": None,
-            "seconds": 1.0,
-        }
-        out = B.combine([part(dhr), part(ets)])
+        out = B.combine(
+            [
+                ClassicalFit("DHR", {"test": dhr[None]}, {}, None, 1.0),
+                ClassicalFit("ETS (A,A,A)", {"test": ets[None]}, {}, None, 1.0),
+            ],
+            "DHR + ETS mean",
+        )
         return out, dhr, ets
 
     for t in (160, 230):
         out, dhr, ets = combined(y, t)
-        assert out["error"] is None and out["seconds"] == 2.0
-        np.testing.assert_allclose(out["forecasts"]["test"][0], (dhr + ets) / 2, atol=1e-12)
+        assert out.error is None and out.seconds == 2.0 and out.name == "DHR + ETS mean"
+        np.testing.assert_allclose(out.forecasts["test"][0], (dhr + ets) / 2, atol=1e-12)
         short, _, _ = combined(y[: t + 1], t)
-        np.testing.assert_allclose(short["forecasts"]["test"], out["forecasts"]["test"], atol=1e-8)
-    failed = B.combine(
-        [{"forecasts": {}, "details": {}, "error": "boom", "seconds": 1.0}, combined(y, 160)[0]]
-    )
-    assert failed["forecasts"] == {} and "boom" in failed["error"]
+        np.testing.assert_allclose(short.forecasts["test"], out.forecasts["test"], atol=1e-8)
+    failed = B.combine([ClassicalFit("DHR", {}, {}, "boom", 1.0), combined(y, 160)[0]], "both")
+    assert failed.forecasts == {} and "boom" in failed.error
 
 
 def test_combination_rows_in_classical_baselines_via_the_demo_helper():
@@ -290,28 +289,26 @@ def test_combination_rows_in_classical_baselines_via_the_demo_helper():
         for k, end, o in (("val", 150, np.arange(150, 190)), ("test", 200, np.arange(200, 236)))
     }
     out = B.classical_baselines(y, splits, H, PERIOD, names=B.FIXED_NAMES)
-    assert all(v["error"] is None for v in out.values())
-    combos = _combinations({k: {"baseline": k, **v} for k, v in out.items()})
+    assert all(v.error is None for v in out.values())
+    combos = _combinations(out)
     assert set(combos) == {"DHR + ETS mean", "DHR + SARIMA mean"}  # those whose parts were fitted
     for name in combos:
         a, b = B.COMBINATIONS[name]
         for split in ("val", "test"):
             np.testing.assert_allclose(
-                combos[name]["forecasts"][split],
-                (out[a]["forecasts"][split] + out[b]["forecasts"][split]) / 2,
+                combos[name].forecasts[split],
+                (out[a].forecasts[split] + out[b].forecasts[split]) / 2,
             )
     # the hybrids' base: the candidate (a baseline or a combination) with the lowest validation MAE
-    name, parts, choice = hybrid_base(out, splits["val"][2], B.FIXED_NAMES)
+    choice = hybrid_base(out, splits["val"][2], B.FIXED_NAMES)
+    name, parts = choice.name, choice.parts
     rows = {**out, **combos}
     maes = {
-        n: float(np.abs(rows[n]["forecasts"]["val"] - splits["val"][2]).mean())
+        n: float(np.abs(rows[n].forecasts["val"] - splits["val"][2]).mean())
         for n in [*B.FIXED_NAMES, *combos]
     }
-    assert (
-        choice["val_mae"] == pytest.approx(maes)
-        and name == min(maes, key=maes.get)
-        and choice["chosen"] == name
-    )
+    assert choice.val_mae == pytest.approx(maes) and name == min(maes, key=maes.get)
+    assert choice.to_json() == {"val_mae": choice.val_mae, "chosen": name}
     assert parts == B.COMBINATIONS.get(name, (name,))
 
 
@@ -443,9 +440,9 @@ def test_the_correction_weight_is_chosen_on_validation():
     windows = with_base(plain, base)
     np.testing.assert_allclose(blend(windows, target, 0.25), target + 0.225)
     weight, val = correction_weight(target, windows, series)
-    assert weight == 1.0 and val["mae"] < 1e-6
+    assert weight == 1.0 and val.mae < 1e-6
     weight, val = correction_weight(target + 5.0, windows, series)  # a correction far off
-    assert weight == 0.0 and val["mae"] == pytest.approx(0.3)
+    assert weight == 0.0 and val.mae == pytest.approx(0.3)
     weight, _ = correction_weight(
         target - 0.3, windows, series
     )  # over-corrects twice: half of it is right

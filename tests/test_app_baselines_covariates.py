@@ -187,7 +187,7 @@ def test_no_baseline_with_covariates_looks_ahead(name, monkeypatch):
     # K is picked on every validation forecast, some after an origin inside validation: one K
     monkeypatch.setattr(B, "DHR_ORDERS", (2,))
     full = B.classical_baselines(y, splits, H, PERIOD, names=[name], covariates=x[:, None])[name]
-    assert full["error"] is None
+    assert full.error is None
     rng = np.random.default_rng(1)
     for t, compared in ((210, ("val", "train")), (259, tuple(splits)), (295, tuple(splits))):
         y2, x2 = y.copy(), x.copy()
@@ -196,18 +196,15 @@ def test_no_baseline_with_covariates_looks_ahead(name, monkeypatch):
         out = B.classical_baselines(y2, splits, H, PERIOD, names=[name], covariates=x2[:, None])[
             name
         ]
-        assert out["error"] is None
+        assert out.error is None
         for split in compared:
             before = splits[split][1] <= t
             np.testing.assert_allclose(
-                out["forecasts"][split][before], full["forecasts"][split][before], rtol=0, atol=1e-8
+                out.forecasts[split][before], full.forecasts[split][before], rtol=0, atol=1e-8
             )
         if t < 290:  # the change is seen by the later forecasts
             later = splits["test"][1] > t + 1
-            assert (
-                np.abs(out["forecasts"]["test"][later] - full["forecasts"]["test"][later]).max()
-                > 1e-3
-            )
+            assert np.abs(out.forecasts["test"][later] - full.forecasts["test"][later]).max() > 1e-3
 
 
 def test_a_covariate_that_drives_the_series_lowers_the_regression_baselines_errors():
@@ -221,16 +218,16 @@ def test_a_covariate_that_drives_the_series_lowers_the_regression_baselines_erro
         for split in ("val", "test"):
             truth = splits[split][2]
             mae = [
-                float(np.abs(r[name]["forecasts"][split] - truth).mean()) for r in (with_x, without)
+                float(np.abs(r[name].forecasts[split] - truth).mean()) for r in (with_x, without)
             ]
             assert mae[0] < mae[1], (name, split, mae)
     assert (
-        with_x["DHR"]["details"]["covariates"] == 1
-        and with_x["SARIMA airline"]["details"]["test"]["covariates"] == 1
+        with_x["DHR"].details["covariates"] == 1
+        and with_x["SARIMA airline"].details["test"]["covariates"] == 1
     )
-    assert "covariates" not in without["DHR"]["details"]
-    for split, f in with_x["ETS (A,A,A)"]["forecasts"].items():
-        np.testing.assert_array_equal(f, without["ETS (A,A,A)"]["forecasts"][split])
+    assert "covariates" not in without["DHR"].details
+    for split, f in with_x["ETS (A,A,A)"].forecasts.items():
+        np.testing.assert_array_equal(f, without["ETS (A,A,A)"].forecasts[split])
 
 
 def test_no_covariate_columns_is_no_covariates():
@@ -241,9 +238,9 @@ def test_no_covariate_columns_is_no_covariates():
         y, splits, H, PERIOD, names=["DHR", "SARIMA airline"], covariates=np.zeros((len(y), 0))
     )
     for name in plain:
-        assert plain[name]["details"] == empty[name]["details"]
-        for split, f in plain[name]["forecasts"].items():
-            np.testing.assert_array_equal(f, empty[name]["forecasts"][split])
+        assert plain[name].details == empty[name].details
+        for split, f in plain[name].forecasts.items():
+            np.testing.assert_array_equal(f, empty[name].forecasts[split])
 
 
 @pytest.mark.parametrize(

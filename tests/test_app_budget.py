@@ -4,6 +4,7 @@ weights kept; the demo's budget and its refits."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -16,6 +17,7 @@ from rnnfuse.app.config import (
     planned_epochs,
 )
 from rnnfuse.app.experiment import Budget, batch_size_for, demo_config
+from rnnfuse.app.results import Errors, NetworkRun
 from rnnfuse.app.training import Trainer
 from rnnfuse.app.workers import refit_task
 
@@ -88,10 +90,12 @@ def test_the_demo_budget_and_batch_size():
 
 def test_a_refit_trains_as_many_steps_as_the_best_validation_took():
     task = {"fusion": "concat", "budget": Budget(), "seed": 0, "refit": False, "then_refit": True}
-    refit = refit_task(task, {"best_step": 120, "steps": 300})
+    errors = Errors(1.0, 1.0, [1.0])
+    run = NetworkRun("concat", 0, "LSTM", 10, 1.0, [], 120, 300, errors, errors, [], [])
+    refit = refit_task(task, run)
     assert (
         refit["refit"]
         and not refit["then_refit"]
         and refit["budget"] == Budget(steps=120, patience=None)
     )
-    assert refit_task(task, {"best_step": None, "steps": 300})["budget"].steps == 300
+    assert refit_task(task, replace(run, best_step=None))["budget"].steps == 300

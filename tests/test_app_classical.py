@@ -14,6 +14,7 @@ pytest.importorskip("statsmodels")
 
 from rnnfuse.app import baselines as B
 from rnnfuse.app import classical as C
+from rnnfuse.app.results import ClassicalFit
 
 PERIOD = 12.5  # fractional: statsforecast gets m = round(12.5) = 12, DHR the exact 12.5
 SEASON = 12
@@ -161,26 +162,21 @@ def test_non_seasonal_series_skip_dhr_with_a_reason():
     out = B.classical_baselines(
         y, splits, H, 1.0, names=["DHR", "AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive"]
     )
-    assert out["DHR"]["error"].startswith("skipped: DHR needs a seasonal period > 2")
+    assert out["DHR"].error.startswith("skipped: DHR needs a seasonal period > 2")
     for name in C.AUTO_NAMES:
-        assert out[name]["error"] is None, (name, out[name]["error"])
-        assert out[name]["details"]["val"].get("season", 1) == 1
+        assert out[name].error is None, (name, out[name].error)
+        assert out[name].details["val"].get("season", 1) == 1
     np.testing.assert_allclose(
-        out["SeasonalNaive"]["forecasts"]["val"], np.repeat(y[splits["val"][1], None], H, axis=1)
+        out["SeasonalNaive"].forecasts["val"], np.repeat(y[splits["val"][1], None], H, axis=1)
     )
-    assert out["AutoARIMA"]["details"]["val"]["order"].endswith("1")  # ARIMA(p,d,q)(0,0,0)1
+    assert out["AutoARIMA"].details["val"]["order"].endswith("1")  # ARIMA(p,d,q)(0,0,0)1
 
 
 def test_the_base_chosen_on_validation_has_the_lowest_validation_mae():
     truth = np.zeros((5, H))
 
     def result(offset, error=None):
-        return {
-            "forecasts": {} if error else {"val": truth + offset},
-            "error": error,
-            "details": {},
-            "seconds": 0.0,
-        }
+        return ClassicalFit("any", {} if error else {"val": truth + offset}, {}, error, 0.0)
 
     # DHR +1, AutoARIMA -1: their mean is exact; AutoETS 0.5 alone; the failed one is no candidate
     results = {
@@ -189,11 +185,10 @@ def test_the_base_chosen_on_validation_has_the_lowest_validation_mae():
         "AutoETS": result(0.5),
         "AutoTheta": result(0.0, "boom"),
     }
-    name, parts, choice = B.choose_base(results, truth)
-    assert (name, parts) == ("DHR + AutoARIMA mean", ("DHR", "AutoARIMA")) and choice[
-        "chosen"
-    ] == name
-    assert choice["val_mae"] == {
+    choice = B.choose_base(results, truth)
+    assert (choice.name, choice.parts) == ("DHR + AutoARIMA mean", ("DHR", "AutoARIMA"))
+    assert choice.to_json()["chosen"] == choice.name
+    assert choice.val_mae == {
         "DHR": 1.0,
         "AutoARIMA": 1.0,
         "AutoETS": 0.5,
@@ -204,9 +199,14 @@ def test_the_base_chosen_on_validation_has_the_lowest_validation_mae():
         result(-0.5),
         result(0.1),
     )  # DHR + AutoARIMA mean: 0.25
-    assert B.choose_base(results, truth)[:2] == ("AutoETS", ("AutoETS",))
+    assert _named(B.choose_base(results, truth)) == ("AutoETS", ("AutoETS",))
     # ties (DHR, AutoETS and their mean all 0.5): the fewer parts win, then the earlier candidate
     tie = {"DHR": result(0.5), "AutoETS": result(0.5)}
-    assert B.choose_base(tie, truth)[:2] == ("DHR", ("DHR",))
-    assert B.choose_base(tie, truth, names=["AutoETS", "DHR"])[:2] == ("AutoETS", ("AutoETS",))
-    assert B.choose_base({"DHR": result(0.0, "boom")}, truth)[:2] == ("", ())
+    assert _named(B.choose_base(tie, truth)) == ("DHR", ("DHR",))
+    assert _named(B.choose_base(tie, truth, names=["AutoETS", "DHR"])) == ("AutoETS", ("AutoETS",))
+    nothing = B.choose_base({"DHR": result(0.0, "boom")}, truth)
+    assert _named(nothing) == ("", ()) and nothing.to_json() == {"val_mae": {}, "chosen": None}
+
+
+def _named(choice):
+    return choice.name, choice.parts

@@ -10,6 +10,7 @@ pytest.importorskip("matplotlib")
 from rnnfuse.app.config import DataConfig
 from rnnfuse.app.data import load_csv, load_embedded
 from rnnfuse.app.plots import error_by_step_figure, forecasts_figure, training_curves_figure
+from rnnfuse.app.results import MeanErrors, ModelRow, SeedErrors
 from rnnfuse.app.windows import prepare
 
 SMALL = DataConfig(
@@ -30,14 +31,21 @@ def _runs(prepared, names=("concat", "sum", "zoph-knight", "local")):
     ]
     h = truth.shape[1]
     history = [{"epoch": e, "train_loss": 1.0 / e, "val_mae": 2.0 / e} for e in (1, 2, 3)]
+    forecast = (truth + 0.1).tolist()
     return [
-        {
-            "name": n,
-            "seeds": [0],
-            "test_forecast": truth + 0.1,
-            "history": history,
-            "test": {"mae": 0.1, "mae_by_step": [0.1] * h},
-        }
+        ModelRow(
+            name=n,
+            decoder="LSTM 8 (direct)",
+            params=100,
+            seconds=1.0,
+            seeds=[0],
+            val=MeanErrors(0.1, 0.1),
+            test=SeedErrors(0.1, 0.1, 0.0, [0.1], [0.1] * h),
+            history=history,
+            test_forecast=forecast,
+            val_forecast_mean=forecast,
+            test_forecast_mean=forecast,
+        )
         for n in names
     ]
 
@@ -61,7 +69,7 @@ def test_a_csv_series_is_named_by_its_column_and_file_with_whole_steps(tmp_path)
     )
     prepared = prepare(load_csv(path, "sold", "t"), SMALL)
     runs = _runs(prepared)
-    fig = forecasts_figure(prepared, runs, np.asarray(runs[0]["test_forecast"]), "DHR")
+    fig = forecasts_figure(prepared, runs, np.asarray(runs[0].test_forecast), "DHR")
     assert fig.get_suptitle() == "sold: 3-step forecasts on the held-out test stretch (sales.csv)"
     assert fig.get_supylabel() == "sold"  # no units known: none invented
     ax = fig.axes[0]
@@ -80,7 +88,7 @@ def test_the_embedded_series_keeps_ppm_and_dates():
     series = load_embedded()
     prepared = prepare(series, DataConfig())
     runs = _runs(prepared, names=("concat",))
-    fig = forecasts_figure(prepared, runs, np.asarray(runs[0]["test_forecast"]))
+    fig = forecasts_figure(prepared, runs, np.asarray(runs[0].test_forecast))
     assert fig.get_supylabel() == "co2 (ppm)" and "(co2.csv)" in fig.get_suptitle()
     assert np.issubdtype(np.asarray(fig.axes[0].lines[0].get_xdata()).dtype, np.datetime64)
     _legend_is_clear_of_the_panels(fig)

@@ -13,6 +13,7 @@ from rnnfuse.app.config import DataConfig
 from rnnfuse.app.data import Series, load_csv
 from rnnfuse.app.experiment import Budget, apply_refits, train_one
 from rnnfuse.app.hybrid import blend_base, hybrid_data
+from rnnfuse.app.results import Errors, HybridBase, NetworkRun, RefitRun
 from rnnfuse.app.windows import prepare, split_origins
 from rnnfuse.cli import build_parser, main
 
@@ -106,12 +107,9 @@ def _base(y, config, sp):
         "refit": (sp.test_start, sp.before_test, None),
     }
     parts = B.classical_baselines(y, splits, H, float(PERIOD), names=["DHR", "ETS (A,A,A)"])
-    assert all(p["error"] is None for p in parts.values())
-    combined = B.combine(list(parts.values()))["forecasts"]
-    return {k: v.tolist() for k, v in combined.items()} | {
-        "name": "DHR + ETS mean",
-        "dhr": parts["DHR"]["details"],
-    }, parts
+    assert all(p.error is None for p in parts.values())
+    combined = B.combine(list(parts.values()), "DHR + ETS mean").forecasts
+    return HybridBase("DHR + ETS mean", **combined, dhr=parts["DHR"].details), parts
 
 
 def test_the_hybrids_refit_reads_the_classical_fit_before_the_test_stretch(tmp_path):
@@ -122,25 +120,25 @@ def test_the_hybrids_refit_reads_the_classical_fit_before_the_test_stretch(tmp_p
     config = _csv(tmp_path, y)
     sp = split_origins(load_csv(config.csv, "v"), config)
     base, parts = _base(y, config, sp)
-    dhr_test, _ = B.fit_dhr(y, sp.test_start, float(PERIOD), parts["DHR"]["details"]["K"], H)
+    dhr_test, _ = B.fit_dhr(y, sp.test_start, float(PERIOD), parts["DHR"].details["K"], H)
     np.testing.assert_allclose(
-        parts["DHR"]["forecasts"]["refit"],
+        parts["DHR"].forecasts["refit"],
         B.state_forecasts(dhr_test, sp.before_test, H),
         atol=1e-10,
     )
-    ets_params = parts["ETS (A,A,A)"]["details"]["test"]["params"]
+    ets_params = parts["ETS (A,A,A)"].details["test"]["params"]
     np.testing.assert_allclose(
-        parts["ETS (A,A,A)"]["forecasts"]["refit"],
+        parts["ETS (A,A,A)"].forecasts["refit"],
         B._rolling("ETS (A,A,A)", y, sp.before_test, ets_params, PERIOD, H),
     )
     refit = hybrid_data(config, base, refit=True)
-    known = np.isfinite(np.asarray(base["refit"])).all(axis=1)
+    known = np.isfinite(np.asarray(base.refit)).all(axis=1)
     np.testing.assert_array_equal(refit.train.origins.numpy(), sp.before_test[known])
-    np.testing.assert_allclose(refit.train.base.numpy(), np.asarray(base["refit"])[known])
-    np.testing.assert_allclose(refit.test.base.numpy(), np.asarray(base["test"]))
+    np.testing.assert_allclose(refit.train.base.numpy(), np.asarray(base.refit)[known])
+    np.testing.assert_allclose(refit.test.base.numpy(), np.asarray(base.test))
     plain = hybrid_data(config, base)
     np.testing.assert_array_equal(
-        plain.train.origins.numpy(), sp.train[np.isfinite(np.asarray(base["train"])).all(axis=1)]
+        plain.train.origins.numpy(), sp.train[np.isfinite(np.asarray(base.train)).all(axis=1)]
     )
     assert (refit.train.origins.numpy() + H < sp.test_start).all() and len(refit.train) > len(
         plain.train
@@ -183,10 +181,9 @@ def _dhr_base(y, sp, k=2):
         "refit": (before_test, sp.before_test),
     }
     base = {
-        split: B.state_forecasts(model, origins, H).tolist()
-        for split, (model, origins) in forecasts.items()
+        split: B.state_forecasts(model, origins, H) for split, (model, origins) in forecasts.items()
     }
-    return base | {"name": "DHR", "dhr": details | {"val_params": val_details["params"]}}
+    return HybridBase("DHR", **base, dhr=details | {"val_params": val_details["params"]})
 
 
 def _refit_forecast(y, config, sp, hybrid):
@@ -195,11 +192,11 @@ def _refit_forecast(y, config, sp, hybrid):
         "zoph-knight", Budget(steps=None, epochs=1), 0, None, config, base=base, refit=True
     )
     windows = (
-        np.isfinite(np.asarray(base["refit"])).all(axis=1).sum() if hybrid else len(sp.before_test)
+        np.isfinite(np.asarray(base.refit)).all(axis=1).sum() if hybrid else len(sp.before_test)
     )
-    assert run["refit"] and run["windows"] == windows
-    prediction = np.asarray(run["test_forecast"])
-    return blend_base(run["test_base"], prediction, 0.7) if hybrid else prediction
+    assert isinstance(run, RefitRun) and run.windows == windows
+    prediction = np.asarray(run.test_forecast)
+    return blend_base(run.test_base, prediction, 0.7) if hybrid else prediction
 
 
 def test_apply_refits_replaces_the_test_column_with_the_refits_and_keeps_the_rest():
@@ -224,57 +221,28 @@ def test_apply_refits_replaces_the_test_column_with_the_refits_and_keeps_the_res
     target = y[test.origins.numpy()[:, None] + np.arange(1, H + 1)]
     base = target + 0.4
     fit = target - 0.2  # the network's own forecast, before the share
-    own = {
-        "name": "zk + DHR",
-        "seed": 3,
-        "val": {"mae": 0.1},
-        "test": {"mae": 9.0},
-        "correction_weight": 0.5,
-        "history": [1],
-        "test_forecast": [],
-    }
-    plain = {
-        "name": "local",
-        "seed": 3,
-        "val": {"mae": 0.2},
-        "test": {"mae": 8.0},
-        "correction_weight": None,
-        "history": [2],
-        "test_forecast": [],
-    }
+
+    def run(name, val_mae, test_mae, weight):
+        val, test = (Errors(mae, mae, [mae] * H) for mae in (val_mae, test_mae))
+        return NetworkRun(name, 3, "LSTM", 10, 1.0, [{"epoch": 1}], 1, 1, val, test, [], [], weight)
+
+    own, plain = run("zk + DHR", 0.1, 9.0, 0.5), run("local", 0.2, 8.0, None)
     refits = [
-        {
-            "name": "zk + DHR",
-            "seed": 3,
-            "refit": True,
-            "seconds": 1.5,
-            "windows": 40,
-            "test_forecast": fit.tolist(),
-            "test_base": base.tolist(),
-        },
-        {
-            "name": "local",
-            "seed": 3,
-            "refit": True,
-            "seconds": 1.0,
-            "windows": 41,
-            "test_forecast": target.tolist(),
-            "test_base": None,
-        },
+        RefitRun("zk + DHR", 3, 1.5, 40, 1, fit.tolist(), base.tolist()),
+        RefitRun("local", 3, 1.0, 41, 1, target.tolist(), None),
     ]
     hybrid, local = apply_refits([own, refits[0], plain, refits[1]], series, test)
-    np.testing.assert_allclose(hybrid["test_forecast"], target + 0.1)  # base + 0.5 (fit - base)
-    assert hybrid["test"]["mae"] == pytest.approx(0.1) and hybrid["test_without_refit"] == {
-        "mae": 9.0
-    }
+    np.testing.assert_allclose(hybrid.test_forecast, target + 0.1)  # base + 0.5 (fit - base)
+    assert hybrid.test.mae == pytest.approx(0.1) and hybrid.refitted is not None
+    assert hybrid.refitted.test_without_refit == own.test
     assert (
-        hybrid["val"] == {"mae": 0.1}
-        and hybrid["correction_weight"] == 0.5
-        and hybrid["refit_windows"] == 40
+        hybrid.val == own.val
+        and hybrid.correction_weight == 0.5
+        and hybrid.refitted.windows == 40
+        and hybrid.refitted.seconds == 1.5
     )
-    assert local["test"]["mae"] == pytest.approx(0.0, abs=1e-12) and local[
-        "test_without_refit"
-    ] == {"mae": 8.0}
+    assert local.test.mae == pytest.approx(0.0, abs=1e-12) and local.refitted is not None
+    assert local.refitted.test_without_refit == plain.test
     assert apply_refits([plain], series, test) == [plain]  # not refitted: unchanged
     with pytest.raises(
         ValueError,

@@ -11,6 +11,7 @@ from rnnfuse.app.config import DataConfig
 from rnnfuse.app.data import load_embedded
 from rnnfuse.app.metrics import truth
 from rnnfuse.app.report import selection_verdict, write_forecasts_csv
+from rnnfuse.app.results import Metrics, Row, Selection
 from rnnfuse.app.selection import (
     Candidate,
     ensemble,
@@ -34,10 +35,10 @@ def test_scores_follow_their_definitions():
     y = np.array([[1.0, -2.0], [0.0, 4.0]])
     f = np.array([[2.0, -2.0], [0.0, 1.0]])
     got = scores(f, y, scale=2.0)
-    assert got["mae"] == pytest.approx(1.0) and got["rmse"] == pytest.approx(np.sqrt(10 / 4))
-    assert got["mase"] == pytest.approx(0.5)
+    assert got.mae == pytest.approx(1.0) and got.rmse == pytest.approx(np.sqrt(10 / 4))
+    assert got.mase == pytest.approx(0.5)
     expected_smape = np.mean([200 * 1 / 3, 0.0, 0.0, 200 * 3 / 5])  # both zero: 0
-    assert got["smape"] == pytest.approx(expected_smape)
+    assert got.smape == pytest.approx(expected_smape)
     with pytest.raises(ValueError, match="shape"):
         scores(f[:1], y, 1.0)
 
@@ -122,19 +123,15 @@ def test_the_ensemble_is_the_mean_of_the_best_three_on_validation():
 
 
 def test_the_verdict_compares_the_selected_row_with_every_row_naive_included():
-    summary = {
-        "selected": "hybrid",
-        "ensemble": None,
-        "rows": {
-            "hybrid": {"kind": "hybrid", "val": {"mae": 1.0}, "test": {"mae": 2.0, "mase": 1.1}},
-            "seasonal naive": {
-                "kind": "naive",
-                "val": {"mae": 1.5},
-                "test": {"mae": 1.8, "mase": 1.0},
-            },
-            "ETS": {"kind": "classical", "val": {"mae": 1.2}, "test": {"mae": 2.5, "mase": 1.3}},
-        },
-    }
+    def row(name, kind, val_mae, test_mae, mase):
+        return Row(name, kind, Metrics(val_mae, 0.0, 0.0, 0.0), Metrics(test_mae, 0.0, mase, 0.0))
+
+    rows = [
+        row("hybrid", "hybrid", 1.0, 2.0, 1.1),
+        row("seasonal naive", "naive", 1.5, 1.8, 1.0),
+        row("ETS", "classical", 1.2, 2.5, 1.3),
+    ]
+    summary = Selection({r.name: r for r in rows}, "hybrid", None, [], {})
     text = selection_verdict(summary)
     assert "**hybrid**, a hybrid row" in text and "beats 1 of the other 2 rows" in text
     assert (

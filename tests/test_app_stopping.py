@@ -12,6 +12,7 @@ from rnnfuse.app.config import ConfigError, DataConfig, ModelConfig, OptimConfig
 from rnnfuse.app.data import DataError, load_csv
 from rnnfuse.app.demo_data import with_stop_stretch
 from rnnfuse.app.hybrid import hybrid_data
+from rnnfuse.app.results import HybridBase
 from rnnfuse.app.training import Trainer
 from rnnfuse.app.windows import min_length, prepare, split_origins
 
@@ -142,17 +143,12 @@ def test_the_demo_stretch_is_half_validation_and_shrinks_to_fit(tmp_path):
 
 
 def test_the_hybrids_stop_windows_read_the_base_at_their_origins(tmp_path):
-    """``base["train"]`` holds the training origins' rows, then the early-stopping origins'."""
+    """``base.train`` holds the training origins' rows, then the early-stopping origins'."""
     config = _csv(tmp_path, _y())
     sp = split_origins(load_csv(config.csv, "v"), config)
     rows = len(sp.train) + len(sp.stop)
     train_base = np.arange(rows * H, dtype=float).reshape(rows, H)
-    base = {
-        "train": train_base.tolist(),
-        "val": np.ones((len(sp.val), H)).tolist(),
-        "test": np.ones((len(sp.test), H)).tolist(),
-        "name": "fixed",
-    }
+    base = HybridBase("fixed", train_base, np.ones((len(sp.val), H)), np.ones((len(sp.test), H)))
     hybrid = hybrid_data(config, base)
     np.testing.assert_array_equal(hybrid.train.origins.numpy(), sp.train)
     np.testing.assert_array_equal(hybrid.stop.origins.numpy(), sp.stop)

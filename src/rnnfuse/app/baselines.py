@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -64,6 +64,7 @@ import numpy as np
 
 from .classical import AUTO_NAMES
 from .classical import fill_gaps as _fill
+from .results import BaseChoice, ClassicalFit
 
 __all__ = [
     "fourier",
@@ -390,30 +391,20 @@ def _rolling(
     return out
 
 
-def combine(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The equal-weight mean of the baselines ``parts`` (entries of :func:`classical_baselines`):
-    per split, the mean of their forecasts (each made without look-ahead, so the mean is too);
-    ``seconds`` their sum; ``error`` set if any part failed (then no forecasts)."""
-    failed = [p["error"] for p in parts if p["error"]]
-    seconds = sum(p["seconds"] for p in parts)
+def combine(parts: Sequence[ClassicalFit], name: str) -> ClassicalFit:
+    """The equal-weight mean of the baselines ``parts`` (entries of :func:`classical_baselines`),
+    named ``name``: per split, the mean of their forecasts (each made without look-ahead, so the
+    mean is too); ``seconds`` their sum; ``error`` set if any part failed (then no forecasts)."""
+    failed = [p.error for p in parts if p.error]
+    seconds = sum(p.seconds for p in parts)
     if failed:
-        return {
-            "forecasts": {},
-            "details": {},
-            "error": "a part failed: " + "; ".join(failed),
-            "seconds": seconds,
-        }
-    splits = set.intersection(*(set(p["forecasts"]) for p in parts))
+        return ClassicalFit(name, {}, {}, "a part failed: " + "; ".join(failed), seconds)
+    splits = set.intersection(*(set(p.forecasts) for p in parts))
     forecasts = {
-        k: np.mean([np.asarray(p["forecasts"][k], dtype=np.float64) for p in parts], axis=0)
+        k: np.mean([np.asarray(p.forecasts[k], dtype=np.float64) for p in parts], axis=0)
         for k in sorted(splits)
     }
-    return {
-        "forecasts": forecasts,
-        "details": {"parts": [p["details"] for p in parts]},
-        "error": None,
-        "seconds": seconds,
-    }
+    return ClassicalFit(name, forecasts, {"parts": [p.details for p in parts]}, None, seconds)
 
 
 def _score(forecast: np.ndarray, target: np.ndarray) -> float:
@@ -440,20 +431,20 @@ def default_baselines(period: float) -> tuple[str, ...]:
 
 
 def choose_base(
-    results: dict[str, dict[str, Any]],
+    results: Mapping[str, ClassicalFit],
     val_truth: np.ndarray,
     names: Sequence[str] | None = None,
-) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+) -> BaseChoice:
     """The hybrids' classical base, chosen on validation: among the fitted baselines of
     ``results`` (:func:`classical_baselines` entries; ``names``: which and in what order, default
     all) and the :data:`COMBINATIONS` whose parts are all fitted, the one whose validation
     forecasts have the lowest MAE against ``val_truth`` ``(N, H)``; ties go to fewer parts, then
     to the earlier candidate (the baselines in ``names`` order, then the combinations in
-    :data:`COMBINATIONS` order).  Returns its name, its parts and ``{"val_mae": {candidate:
-    MAE}, "chosen": name}``; ``("", (), {...})`` when nothing was fitted.  Only validation
-    forecasts are read: the choice exists before any network trains."""
+    :data:`COMBINATIONS` order).  Returns its name, its parts and every candidate's MAE; the
+    name ``""`` and no parts when nothing was fitted.  Only validation forecasts are read: the
+    choice exists before any network trains."""
     order = list(results) if names is None else [n for n in names if n in results]
-    fitted = [n for n in order if results[n]["error"] is None and "val" in results[n]["forecasts"]]
+    fitted = [n for n in order if results[n].error is None and "val" in results[n].forecasts]
     candidates: list[tuple[str, tuple[str, ...]]] = [(n, (n,)) for n in fitted]
     candidates += [
         (c, parts) for c, parts in COMBINATIONS.items() if all(p in fitted for p in parts)
@@ -462,14 +453,14 @@ def choose_base(
     maes = {}
     for name, parts in candidates:
         mean = np.mean(
-            [np.asarray(results[p]["forecasts"]["val"], dtype=np.float64) for p in parts], axis=0
+            [np.asarray(results[p].forecasts["val"], dtype=np.float64) for p in parts], axis=0
         )
         maes[name] = _score(mean, truth)
     if not candidates:
-        return "", (), {"val_mae": {}, "chosen": None}
+        return BaseChoice("", (), {})
     rank = {name: i for i, (name, _) in enumerate(candidates)}
     name, parts = min(candidates, key=lambda c: (maes[c[0]], len(c[1]), rank[c[0]]))
-    return name, parts, {"val_mae": maes, "chosen": name}
+    return BaseChoice(name, parts, maes)
 
 
 def classical_baselines(
@@ -480,7 +471,7 @@ def classical_baselines(
     names: Sequence[str] = BASELINE_NAMES,
     log: Callable[[str], None] = lambda _m: None,
     covariates: np.ndarray | None = None,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, ClassicalFit]:
     """Every classical baseline on ``splits`` = ``{"val": (fit_end, origins, truth), "test": ...}``.
 
     Optional ``"train"`` and ``"refit"`` entries (``truth`` unused): forecasts at those origins
@@ -489,8 +480,9 @@ def classical_baselines(
     ``covariates``: ``(len(y), k)`` finite values aligned with ``y`` (row ``r`` known at row
     ``r``'s time; a 1-D array is refused: pass one column as ``x[:, None]``; ``k = 0`` is none):
     DHR and SARIMA regress on :func:`covariate_regressors` of them, ETS ignores them.  Returns,
-    per baseline, ``forecasts`` (per split, ``(N, H)``), ``seconds``, ``details`` and ``error``
-    (``None``, or why the fit failed: a failed baseline is reported, not dropped).  ``names``:
+    per baseline, a :class:`~rnnfuse.app.results.ClassicalFit`: ``forecasts`` (per split,
+    ``(N, H)``), ``seconds``, ``details`` and ``error`` (``None``, or why the fit failed: a
+    failed baseline is reported, not dropped).  ``names``:
     from :data:`ALL_NAMES`; AutoARIMA regresses on the covariates too, the other automatic
     models read none (:mod:`rnnfuse.app.classical`).
     """
@@ -501,17 +493,13 @@ def classical_baselines(
         if checked is None
         else covariate_regressors(checked, horizon, len(y) + horizon, period)
     )
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, ClassicalFit] = {}
     for name in names:
         began = time.perf_counter()
         if name == "DHR" and period <= 2:
-            out[name] = {
-                "forecasts": {},
-                "details": {},
-                "seconds": 0.0,
-                "error": f"skipped: DHR needs a seasonal period > 2 steps (a sine/cosine pair), got {period:g}",
-            }
-            log(f"baseline {name}: {out[name]['error']}")
+            why = "skipped: DHR needs a seasonal period > 2 steps (a sine/cosine pair)"
+            out[name] = ClassicalFit(name, {}, {}, f"{why}, got {period:g}", 0.0)
+            log(f"baseline {name}: {out[name].error}")
             continue
         try:
             forecasts, details = _run_one(name, y, splits, horizon, period, season, regressors)
@@ -524,16 +512,8 @@ def classical_baselines(
                 forecasts, error = {}, "non-finite forecasts"
         except Exception as exc:
             forecasts, details, error = {}, {}, f"{type(exc).__name__}: {exc}"
-        out[name] = {
-            "forecasts": forecasts,
-            "details": details,
-            "error": error,
-            "seconds": time.perf_counter() - began,
-        }
-        log(
-            f"baseline {name}: "
-            + (f"failed ({error})" if error else f"{out[name]['seconds']:.1f} s")
-        )
+        out[name] = ClassicalFit(name, forecasts, details, error, time.perf_counter() - began)
+        log(f"baseline {name}: " + (f"failed ({error})" if error else f"{out[name].seconds:.1f} s"))
     return out
 
 

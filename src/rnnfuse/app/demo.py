@@ -33,6 +33,7 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,22 @@ from .experiment import (
     demo_config,
     train_one,
 )
-from .metrics import errors, seasonal_naive, seasonal_naive_drift, truth
-from .report import correction_unused, format_table, selection_summary, slim_results, write_outputs
+from .metrics import seasonal_naive, seasonal_naive_drift, truth
+from .report import correction_unused, format_table, selection_summary, write_outputs
+from .results import (
+    BaseChoice,
+    BaselineRow,
+    ClassicalFit,
+    DemoResults,
+    Errors,
+    MeanErrors,
+    ModelRow,
+    NetworkRun,
+    SeedErrors,
+    UnrefittedErrors,
+)
 from .windows import Prepared, prepare
-from .workers import network_tasks, run_all
+from .workers import network_tasks, run_all, with_choice
 
 __all__ = [
     "DEMO_FUSIONS",
@@ -101,7 +114,7 @@ def run_demo(
     baselines: Sequence[str] | None = None,
     hybrids: Sequence[str] = DEMO_HYBRIDS,
     refit: str = DEMO_REFIT,
-) -> dict[str, Any]:
+) -> DemoResults:
     """Train every fusion with ``seeds`` seeds from ``seed`` and fit the classical baselines
     (side by side in ``jobs`` processes); write the table and figures.  ``data``: the series
     and windows (default: the embedded CO2 series); ``period``: the true seasonal period in
@@ -136,7 +149,7 @@ def run_demo(
     ]
     nets = network_tasks(fusions, range(seed, seed + seeds), budget, str(out), data, refit == "all")
     later = network_tasks(hybrids, range(seed, seed + seeds), budget, str(out), data, refit_hybrids)
-    chosen: dict[str, Any] = {}
+    chosen: list[BaseChoice] = []
     done = run_all(
         [*classical_tasks, *nets],
         jobs,
@@ -146,17 +159,21 @@ def run_demo(
         truth(prepared.series, prepared.val),
         chosen,
     )
-    base_name = chosen.get("name", "")
-    runs = apply_refits([r for r in done if "baseline" not in r], prepared.series, prepared.test)
-    classical = {r["baseline"]: r for r in done if "baseline" in r}
-    for c in classical.values():
-        c["forecasts"].pop("train", None)
-        c["forecasts"].pop("refit", None)
+    choice = chosen[0] if chosen else None
+    base_name = "" if choice is None else choice.name
+    runs = apply_refits(
+        [r for r in done if not isinstance(r, ClassicalFit)], prepared.series, prepared.test
+    )
+    classical = {
+        r.name: _shown_forecasts(with_choice(r, choice))
+        for r in done
+        if isinstance(r, ClassicalFit)
+    }
     labels = [*fusions, *(f"{f} + {base_name}" for f in hybrids)]
     models = [
-        _aggregate([r for r in runs if r["name"] == f])
+        _aggregate([r for r in runs if r.name == f])
         for f in labels
-        if any(r["name"] == f for r in runs)
+        if any(r.name == f for r in runs)
     ]
     combinations = _combinations(classical)
     classical |= combinations
@@ -171,69 +188,84 @@ def run_demo(
         period,
         [classical[n] for n in shown],
     )
-    results["hybrid_base"] = base_name if hybrids else None
-    results["refit"] = refit
-    results["refit_windows"] = len(prepared.splits.before_test)
-    results |= selection_summary(prepared, results, max(1, round(period)))
+    results = replace(
+        results,
+        hybrid_base=base_name if hybrids else None,
+        refit=refit,
+        refit_windows=len(prepared.splits.before_test),
+    )
+    results = replace(
+        results, selection=selection_summary(prepared, results, max(1, round(period)))
+    )
     table = format_table(results)
     write_outputs(out, prepared, results, table)
-    results["wall_seconds"] = time.perf_counter() - began
-    (out / "results.json").write_text(json.dumps(slim_results(results), indent=1) + "\n")
+    results = replace(results, wall_seconds=time.perf_counter() - began)
+    (out / "results.json").write_text(json.dumps(results.to_json(), indent=1) + "\n")
     log(format_table(results, protocol=False))
     log(
-        f"wall time {results['wall_seconds']:.1f} s with {jobs} worker process(es); the protocol, figures and results "
-        f"in {out} (results.md, forecasts.csv, results.json)"
+        f"wall time {results.wall_seconds:.1f} s with {jobs} worker process(es); the protocol, "
+        f"figures and results in {out} (results.md, forecasts.csv, results.json)"
     )
     return results
 
 
-def _combinations(classical: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def _shown_forecasts(fit: ClassicalFit) -> ClassicalFit:
+    """``fit`` with the forecasts the table reads (validation, test): the hybrids' (training and
+    refit origins) left out."""
+    kept = {k: v for k, v in fit.forecasts.items() if k not in ("train", "refit")}
+    return replace(fit, forecasts=kept)
+
+
+def _combinations(classical: dict[str, ClassicalFit]) -> dict[str, ClassicalFit]:
     """The forecast combinations whose parts were fitted (or failed), as classical results."""
     from .baselines import COMBINATIONS, combine
 
     return {
-        name: {"baseline": name, **combine([classical[p] for p in parts])}
+        name: combine([classical[p] for p in parts], name)
         for name, parts in COMBINATIONS.items()
         if all(p in classical for p in parts)
     }
 
 
-def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _aggregate(runs: list[NetworkRun]) -> ModelRow:
     """One fusion's runs (one per seed) → means, spread, and the first seed's curves/forecasts."""
-    runs = sorted(runs, key=lambda r: r["seed"])
-    mean = lambda key, split: statistics.fmean(r[split][key] for r in runs)  # noqa: E731
-    test_maes = [r["test"]["mae"] for r in runs]
-    steps = len(runs[0]["test"]["mae_by_step"])
-    return (
-        {
-            "name": runs[0]["name"],
-            "decoder": runs[0]["decoder"],
-            "params": runs[0]["params"],
-            "seconds": statistics.fmean(r["seconds"] + r.get("refit_seconds", 0.0) for r in runs),
-            "seeds": [r["seed"] for r in runs],
-            "val": {"mae": mean("mae", "val"), "rmse": mean("rmse", "val")},
-            "test": {
-                "mae": mean("mae", "test"),
-                "rmse": mean("rmse", "test"),
-                "mae_std": statistics.pstdev(test_maes),
-                "mae_per_seed": test_maes,
-                "mae_by_step": [
-                    statistics.fmean(r["test"]["mae_by_step"][h] for r in runs)
-                    for h in range(steps)
-                ],
-            },
-            "history": runs[0]["history"],
-            "test_forecast": runs[0]["test_forecast"],
-            "refit": "test_without_refit" in runs[0],
-            "val_forecast_mean": _mean_forecast(r["val_forecast"] for r in runs),
-            "test_forecast_mean": _mean_forecast(r["test_forecast"] for r in runs),
-        }
-        | (
-            {"correction_weights": [r["correction_weight"] for r in runs]}
-            if runs[0].get("correction_weight") is not None
-            else {}
-        )
-        | _refit_summary(runs)
+    runs = sorted(runs, key=lambda r: r.seed)
+    first = runs[0]
+    test_maes = [r.test.mae for r in runs]
+    steps = len(first.test.mae_by_step)
+    refit = _refit_summary(runs)
+    return ModelRow(
+        name=first.name,
+        decoder=first.decoder,
+        params=first.params,
+        seconds=statistics.fmean(
+            r.seconds + (0.0 if r.refitted is None else r.refitted.seconds) for r in runs
+        ),
+        seeds=[r.seed for r in runs],
+        val=MeanErrors(
+            statistics.fmean(r.val.mae for r in runs), statistics.fmean(r.val.rmse for r in runs)
+        ),
+        test=SeedErrors(
+            mae=statistics.fmean(r.test.mae for r in runs),
+            rmse=statistics.fmean(r.test.rmse for r in runs),
+            mae_std=statistics.pstdev(test_maes),
+            mae_per_seed=test_maes,
+            mae_by_step=[
+                statistics.fmean(r.test.mae_by_step[h] for r in runs) for h in range(steps)
+            ],
+        ),
+        history=first.history,
+        test_forecast=first.test_forecast,
+        val_forecast_mean=_mean_forecast(r.val_forecast for r in runs),
+        test_forecast_mean=_mean_forecast(r.test_forecast for r in runs),
+        correction_weights=(
+            None
+            if first.correction_weight is None
+            else [r.correction_weight for r in runs if r.correction_weight is not None]
+        ),
+        test_without_refit=None if refit is None else refit[0],
+        refit_seconds=None if refit is None else refit[1],
+        refit_windows=None if refit is None else refit[2],
     )
 
 
@@ -244,22 +276,20 @@ def _mean_forecast(forecasts: Any) -> list[list[float]]:
     return np.mean([np.asarray(f, dtype=np.float64) for f in forecasts], axis=0).tolist()
 
 
-def _refit_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _refit_summary(runs: list[NetworkRun]) -> tuple[UnrefittedErrors, float, int] | None:
     """For refitted runs: the test errors their training-windows models had (mean, sd, per
-    seed), and the refits' seconds and training windows; nothing for other runs."""
-    if "test_without_refit" not in runs[0]:
-        return {}
-    maes = [r["test_without_refit"]["mae"] for r in runs]
-    return {
-        "test_without_refit": {
-            "mae": statistics.fmean(maes),
-            "mae_std": statistics.pstdev(maes),
-            "mae_per_seed": maes,
-            "rmse": statistics.fmean(r["test_without_refit"]["rmse"] for r in runs),
-        },
-        "refit_seconds": statistics.fmean(r["refit_seconds"] for r in runs),
-        "refit_windows": runs[0]["refit_windows"],
-    }
+    seed), and the refits' mean seconds and training windows; ``None`` for other runs."""
+    refits = [r.refitted for r in runs if r.refitted is not None]
+    if runs[0].refitted is None or len(refits) != len(runs):
+        return None
+    maes = [r.test_without_refit.mae for r in refits]
+    unrefitted = UnrefittedErrors(
+        mae=statistics.fmean(maes),
+        mae_std=statistics.pstdev(maes),
+        mae_per_seed=maes,
+        rmse=statistics.fmean(r.test_without_refit.rmse for r in refits),
+    )
+    return unrefitted, statistics.fmean(r.seconds for r in refits), refits[0].windows
 
 
 def _data_summary(prepared: Prepared) -> str:
@@ -281,67 +311,78 @@ def _data_summary(prepared: Prepared) -> str:
 
 def _assemble(
     prepared: Prepared,
-    models: list[dict[str, Any]],
+    models: list[ModelRow],
     budget: Budget,
     seeds: list[int],
     jobs: int,
     data: DataConfig,
     period: float,
-    classical: list[dict[str, Any]],
-) -> dict[str, Any]:
-    baselines: dict[str, Any] = {}
+    classical: list[ClassicalFit],
+) -> DemoResults:
+    baselines: dict[str, BaselineRow] = {}
     for name, fn in (
         ("seasonal naive", seasonal_naive),
         ("seasonal naive + drift", seasonal_naive_drift),
     ):
-        baselines[name] = {
-            split: errors(
+        val, test = (
+            Errors.of(
                 fn(prepared.series, getattr(prepared, split), data.period),
                 truth(prepared.series, getattr(prepared, split)),
             )
             for split in ("val", "test")
-        }
-        baselines[name].update({"kind": "naive", "seconds": 0.0, "error": None})
+        )
+        baselines[name] = BaselineRow("naive", 0.0, None, val, test)
     for c in classical:
-        entry: dict[str, Any] = {
-            "kind": "classical",
-            "seconds": c["seconds"],
-            "error": c["error"],
-            "details": c["details"],
-        }
-        if c["error"] is None:
-            for split in ("val", "test"):
-                entry[split] = errors(
-                    c["forecasts"][split], truth(prepared.series, getattr(prepared, split))
-                )
-            entry["test_forecast"] = c["forecasts"]["test"]
-            entry["val_forecast"] = c["forecasts"]["val"]
-        baselines[_label(c)] = entry
+        baselines[_label(c)] = _classical_row(prepared, c)
     ranked = sorted(
-        models, key=lambda m: (correction_unused(m), m["test"]["mae"])
+        models, key=lambda m: (correction_unused(m), m.test.mae)
     )  # a hybrid without correction is no network
-    fitted = [n for n, b in baselines.items() if b["kind"] == "classical" and b["error"] is None]
-    best_classical = min(fitted, key=lambda n: baselines[n]["test"]["mae"]) if fitted else None
-    return {
-        "data": _data_summary(prepared),
-        "budget": budget.describe(),
-        "seeds": seeds,
-        "jobs": jobs,
-        "threads_per_job": 1,
-        "models": models,
-        "baselines": baselines,
-        "winner": ranked[0]["name"],
-        "runner_up": ranked[1]["name"] if len(ranked) > 1 else None,
-        "cpu_count": os.cpu_count(),
-        "period": period,
-        "best_classical": best_classical,
-        "covariates": list(data.covariates),
-        "stop_steps": data.stop_steps,
+    fitted = {
+        n: b.test.mae
+        for n, b in baselines.items()
+        if b.kind == "classical" and b.error is None and b.test is not None
     }
+    best_classical = min(fitted, key=fitted.__getitem__) if fitted else None
+    return DemoResults(
+        data=_data_summary(prepared),
+        budget=budget.describe(),
+        seeds=seeds,
+        jobs=jobs,
+        threads_per_job=1,
+        models=models,
+        baselines=baselines,
+        winner=ranked[0].name,
+        runner_up=ranked[1].name if len(ranked) > 1 else None,
+        cpu_count=os.cpu_count(),
+        period=period,
+        best_classical=best_classical,
+        covariates=list(data.covariates),
+        stop_steps=data.stop_steps,
+    )
 
 
-def _label(result: dict[str, Any]) -> str:
-    name, d = result["baseline"], result["details"]
+def _classical_row(prepared: Prepared, fit: ClassicalFit) -> BaselineRow:
+    """A classical fit's row: its errors and forecasts on validation and test (none if failed)."""
+    if fit.error is not None:
+        return BaselineRow("classical", fit.seconds, fit.error, details=fit.details)
+    val, test = (
+        Errors.of(fit.forecasts[split], truth(prepared.series, getattr(prepared, split)))
+        for split in ("val", "test")
+    )
+    return BaselineRow(
+        "classical",
+        fit.seconds,
+        None,
+        val,
+        test,
+        fit.details,
+        val_forecast=fit.forecasts["val"].tolist(),
+        test_forecast=fit.forecasts["test"].tolist(),
+    )
+
+
+def _label(result: ClassicalFit) -> str:
+    name, d = result.name, result.details
     if name == "DHR" and "K" in d:
         regressors = " + covariate regressors" if d.get("covariates") else ""
         return f"DHR (trend + K={d['K']} Fourier of P={d['period']:.2f}{regressors}, ARIMA(1,1,1) errors)"

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from .config import DataConfig, ModelConfig, OptimConfig, RunConfig
 from .data import Series, load_data
 from .hybrid import blend, blend_base, correction_weight, hybrid_data
-from .metrics import errors, forecast, truth
+from .metrics import forecast, truth
 from .model import count_parameters
+from .results import ClassicalFit, Errors, HybridBase, NetworkRun, RefitRun, Refitted
 from .windows import Prepared, prepare
 
 __all__ = [
@@ -101,22 +102,23 @@ def train_one(
     seed: int,
     out: str | None,
     data: DataConfig | None = None,
-    base: dict[str, Any] | None = None,
+    base: HybridBase | None = None,
     refit: bool = False,
-) -> dict[str, Any]:
+) -> NetworkRun | RefitRun:
     """Train one demo model; return its history, errors and test forecasts (picklable).
 
-    ``base``: a hybrid; ``{"train": ..., "val": ..., "test": ...}`` forecasts ``(N, H)`` of a
-    classical model at every origin (without look-ahead); the network learns their errors
-    (:func:`hybrid_data`), and the share of its correction kept is chosen on validation
-    (:func:`correction_weight`, returned as ``correction_weight``).
+    ``base``: a hybrid; the forecasts ``(N, H)`` of a classical model at every origin (without
+    look-ahead); the network learns their errors (:func:`hybrid_data`), and the share of its
+    correction kept is chosen on validation (:func:`correction_weight`, returned as
+    ``correction_weight``).
 
     ``refit``: train on every window whose targets lie before the test stretch instead, for
-    ``budget`` (the steps the training-windows model's best validation took; a
-    hybrid's then need ``base["refit"]``), and return only what the test column needs: the
-    test forecast (a hybrid's before any correction share: :func:`apply_refits` blends it with
-    the share its training-windows model chose on validation), the test windows' ``base``,
-    the seconds and the number of training windows.
+    ``budget`` (the steps the training-windows model's best validation took; a hybrid's then
+    need ``base.refit``), and return only what the test column needs (a
+    :class:`~rnnfuse.app.results.RefitRun`): the test forecast (a hybrid's before any
+    correction share: :func:`apply_refits` blends it with the share its training-windows model
+    chose on validation), the test windows' ``base``, the seconds and the number of training
+    windows.
     """
     from .training import Trainer  # imported here: runs in a fresh worker process
 
@@ -149,40 +151,39 @@ def train_one(
     test_forecast = forecast(trainer.model, trainer.data.test)
     if refit:
         test = trainer.data.test
-        return {
-            "name": name,
-            "seed": seed,
-            "refit": True,
-            "seconds": seconds,
-            "windows": len(trainer.data.train),
-            "epochs": len(trainer.progress.history),
-            "test_forecast": test_forecast.tolist(),
-            "test_base": None if test.base is None else test.base.double().numpy().tolist(),
-            "log": lines,
-        }
-    val = trainer.evaluate("val")
+        return RefitRun(
+            name=name,
+            seed=seed,
+            seconds=seconds,
+            windows=len(trainer.data.train),
+            epochs=len(trainer.progress.history),
+            test_forecast=test_forecast.tolist(),
+            test_base=None if test.base is None else test.base.double().numpy().tolist(),
+            log=lines,
+        )
+    val = Errors.from_json(trainer.evaluate("val"))
     val_forecast = forecast(trainer.model, trainer.data.val)
     weight = None
     if base is not None:  # the share of the network's correction, chosen on validation
         weight, val = correction_weight(val_forecast, trainer.data.val, trainer.data.series)
         test_forecast = blend(trainer.data.test, test_forecast, weight)
         val_forecast = blend(trainer.data.val, val_forecast, weight)
-    return {
-        "name": name,
-        "seed": seed,
-        "decoder": _describe_decoder(trainer.model),
-        "params": count_parameters(trainer.model),
-        "seconds": seconds,
-        "history": trainer.progress.history,
-        "best_step": trainer.progress.best_step,
-        "steps": trainer.progress.step,
-        "val": val,
-        "test": errors(test_forecast, truth(trainer.data.series, trainer.data.test)),
-        "test_forecast": test_forecast.tolist(),
-        "val_forecast": val_forecast.tolist(),
-        "correction_weight": weight,
-        "log": lines,
-    }
+    return NetworkRun(
+        name=name,
+        seed=seed,
+        decoder=_describe_decoder(trainer.model),
+        params=count_parameters(trainer.model),
+        seconds=seconds,
+        history=trainer.progress.history,
+        best_step=trainer.progress.best_step,
+        steps=trainer.progress.step,
+        val=val,
+        test=Errors.of(test_forecast, truth(trainer.data.series, trainer.data.test)),
+        test_forecast=test_forecast.tolist(),
+        val_forecast=val_forecast.tolist(),
+        correction_weight=weight,
+        log=lines,
+    )
 
 
 def _run_name(fusion: str, seed: int, hybrid: bool, refit: bool) -> str:
@@ -190,9 +191,9 @@ def _run_name(fusion: str, seed: int, hybrid: bool, refit: bool) -> str:
     return f"{fusion}{'-hybrid' if hybrid else ''}-seed{seed}{'-refit' if refit else ''}"
 
 
-def run_label(fusion: str, base: dict[str, Any] | None) -> str:
+def run_label(fusion: str, base: HybridBase | None) -> str:
     """The name a network run reports: the fusion, ``"<fusion> + <base>"`` for a hybrid."""
-    return fusion if base is None else f"{fusion} + {base['name']}"
+    return fusion if base is None else f"{fusion} + {base.name}"
 
 
 def _describe_decoder(model: Any) -> str:
@@ -202,36 +203,34 @@ def _describe_decoder(model: Any) -> str:
     return f"{dec.layers[0].kind.upper()} {sizes} ({how})"
 
 
-def apply_refits(runs: list[dict[str, Any]], series: Series, test: Any) -> list[dict[str, Any]]:
+def apply_refits(runs: list[NetworkRun | RefitRun], series: Series, test: Any) -> list[NetworkRun]:
     """The network runs with their refitted models' test forecasts in place of their own: each
     refit (``train_one(..., refit=True)``) replaces the ``test`` errors and forecast of the
     run with the same name and seed, a hybrid's blended with the correction share that run
-    chose on validation; the run's own test errors move to ``test_without_refit``.  ``test``:
-    the test windows (for the truth)."""
+    chose on validation; the run's own test errors move to ``refitted``.  ``test``: the test
+    windows (for the truth)."""
     import numpy as np
 
-    refits = {(r["name"], r["seed"]): r for r in runs if r.get("refit")}
+    refits = {(r.name, r.seed): r for r in runs if isinstance(r, RefitRun)}
     target = truth(series, test)
     out = []
     for run in runs:
-        if run.get("refit"):
+        if isinstance(run, RefitRun):
             continue
-        fit = refits.pop((run["name"], run["seed"]), None)
+        fit = refits.pop((run.name, run.seed), None)
         if fit is None:
             out.append(run)
             continue
-        prediction = np.asarray(fit["test_forecast"], dtype=np.float64)
-        if run.get("correction_weight") is not None:
-            prediction = blend_base(fit["test_base"], prediction, run["correction_weight"])
+        prediction = np.asarray(fit.test_forecast, dtype=np.float64)
+        if run.correction_weight is not None:
+            prediction = blend_base(fit.test_base, prediction, run.correction_weight)
         out.append(
-            run
-            | {
-                "test": errors(prediction, target),
-                "test_forecast": prediction.tolist(),
-                "test_without_refit": run["test"],
-                "refit_seconds": fit["seconds"],
-                "refit_windows": fit["windows"],
-            }
+            replace(
+                run,
+                test=Errors.of(prediction, target),
+                test_forecast=prediction.tolist(),
+                refitted=Refitted(run.test, fit.seconds, fit.windows),
+            )
         )
     if refits:
         raise ValueError(
@@ -242,7 +241,7 @@ def apply_refits(runs: list[dict[str, Any]], series: Series, test: Any) -> list[
 
 def classical_one(
     name: str, data: DataConfig, period: float, train: bool = False, refit: bool = False
-) -> dict[str, Any]:
+) -> ClassicalFit:
     """One classical baseline on the demo's validation and test windows (in a worker);
     ``train``/``refit``: also at the training origins, with the parameters fitted before
     validation, and at every origin before the test stretch, with those fitted before it (a
@@ -260,7 +259,7 @@ def classical_one(
         splits["train"] = (prepared.splits.val_start, np.concatenate(origins), None)
     if refit:
         splits["refit"] = (prepared.splits.test_start, prepared.splits.before_test, None)
-    result = classical_baselines(
+    return classical_baselines(
         _observed(prepared.series),
         splits,
         data.horizon,
@@ -268,8 +267,6 @@ def classical_one(
         names=[name],
         covariates=prepared.series.covariates,
     )[name]
-    result["forecasts"] = {k: v.tolist() for k, v in result["forecasts"].items()}
-    return {"baseline": name, **result}
 
 
 def _observed(series: Series) -> Any:

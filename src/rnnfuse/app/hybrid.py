@@ -9,13 +9,14 @@ that is kept (:func:`correction_weight`, :func:`blend`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from .config import DataConfig
 from .data import Series, load_data
-from .metrics import errors, truth
+from .metrics import truth
+from .results import BaseChoice, ClassicalFit, Errors, HybridBase
 from .windows import Prepared, prepare
 
 __all__ = [
@@ -43,22 +44,20 @@ def blend_base(base: Any, prediction: Any, weight: float) -> Any:
     return base + weight * (np.asarray(prediction, dtype=np.float64) - base)
 
 
-def correction_weight(
-    prediction: Any, windows: Any, series: Series
-) -> tuple[float, dict[str, Any]]:
+def correction_weight(prediction: Any, windows: Any, series: Series) -> tuple[float, Errors]:
     """The weight in :data:`CORRECTION_WEIGHTS` whose :func:`blend` has the lowest MAE on the
     hybrid's validation ``windows`` (0: the classical forecast alone, 1: the network's), and
     those errors."""
     target = truth(series, windows)
-    scored = {w: errors(blend(windows, prediction, w), target) for w in CORRECTION_WEIGHTS}
-    best = min(CORRECTION_WEIGHTS, key=lambda w: scored[w]["mae"])
+    scored = {w: Errors.of(blend(windows, prediction, w), target) for w in CORRECTION_WEIGHTS}
+    best = min(CORRECTION_WEIGHTS, key=lambda w: scored[w].mae)
     return best, scored[best]
 
 
-def hybrid_data(data: DataConfig, base: dict[str, Any], refit: bool = False) -> Prepared:
+def hybrid_data(data: DataConfig, base: HybridBase, refit: bool = False) -> Prepared:
     """The hybrid's windows: ``base`` holds a classical forecast ``(N, H)`` per split, made at
     each origin without look-ahead; the targets become its errors and the decoder reads it
-    (:func:`~rnnfuse.app.windows.with_base`).  With ``base["dhr"]`` (DHR's fitted details) the
+    (:func:`~rnnfuse.app.windows.with_base`).  With ``base.dhr`` (DHR's fitted details) the
     encoders read the series less DHR's fitted seasonal terms and the decoder reads the base
     forecast less them too (:func:`~rnnfuse.app.windows.deseasonalised`,
     :func:`~rnnfuse.app.windows.deseasonalised_forecast`): the fit before validation for the
@@ -66,7 +65,7 @@ def hybrid_data(data: DataConfig, base: dict[str, Any], refit: bool = False) -> 
     origins where the base has no forecast (too little history) are left out.
 
     ``refit``: the training windows are every window whose targets lie before the test stretch
-    (:func:`~rnnfuse.app.windows.prepare`), their base ``base["refit"]`` and their seasonal
+    (:func:`~rnnfuse.app.windows.prepare`), their base ``base.refit`` and their seasonal
     terms from the classical fit before the test stretch, as the training windows' come from
     the fit before validation; validation (then seen in training: the epoch report only) and
     test windows are built as without ``refit``."""
@@ -79,7 +78,7 @@ def hybrid_data(data: DataConfig, base: dict[str, Any], refit: bool = False) -> 
     forecasts = _base_forecasts(plain, base, refit)
     windows = {}
     for split, (encoders, decoder_input) in _hybrid_inputs(
-        plain, data, forecasts, base.get("dhr"), refit
+        plain, data, forecasts, base.dhr, refit
     ).items():
         windows[split] = with_base(
             encoders, forecasts[split], None if decoder_input is None else [decoder_input]
@@ -98,19 +97,24 @@ def hybrid_data(data: DataConfig, base: dict[str, Any], refit: bool = False) -> 
     )
 
 
-def _base_forecasts(plain: Prepared, base: dict[str, Any], refit: bool) -> dict[str, Any]:
-    """The base's forecast ``(N, H)`` for each split of the hybrid's windows: ``base["train"]``
+def _base_forecasts(plain: Prepared, base: HybridBase, refit: bool) -> dict[str, Any]:
+    """The base's forecast ``(N, H)`` for each split of the hybrid's windows: ``base.train``
     holds the training origins' rows followed by the early-stopping origins' (see
-    :func:`classical_one`), ``base["refit"]`` every origin before the test stretch."""
+    :func:`classical_one`), ``base.refit`` every origin before the test stretch."""
     import numpy as np
 
     out = {
-        "val": np.asarray(base["val"], dtype=np.float64),
-        "test": np.asarray(base["test"], dtype=np.float64),
+        "val": np.asarray(base.val, dtype=np.float64),
+        "test": np.asarray(base.test, dtype=np.float64),
     }
     if refit:
-        return out | {"train": np.asarray(base["refit"], dtype=np.float64)}
-    rows = np.asarray(base["train"], dtype=np.float64)
+        if base.refit is None:
+            raise ValueError(
+                f"hybrid_data: base.refit: expected {base.name}'s forecasts at every origin before "
+                "the test stretch for a refit, got None"
+            )
+        return out | {"train": np.asarray(base.refit, dtype=np.float64)}
+    rows = np.asarray(base.train, dtype=np.float64)
     n = len(plain.train)
     return out | {"train": rows[:n]} | ({} if plain.stop is None else {"stop": rows[n:]})
 
@@ -163,15 +167,15 @@ def _hybrid_inputs(
 
 
 def hybrid_base(
-    classical: dict[str, dict[str, Any]],
+    classical: Mapping[str, ClassicalFit],
     val_truth: Any,
     names: Sequence[str] | None = None,
-) -> tuple[str, tuple[str, ...], dict[str, Any]]:
-    """The classical forecast the hybrids correct, the baselines it is made of, and the choice:
-    among the fitted ``classical`` results (``names``' order) and the combinations of them in
-    :data:`~rnnfuse.app.baselines.COMBINATIONS`, the one with the lowest validation MAE against
-    ``val_truth`` (ties: fewer parts, then the earlier one; see
-    :func:`~rnnfuse.app.baselines.choose_base`); ``("", (), ...)`` if none was fitted."""
+) -> BaseChoice:
+    """The classical forecast the hybrids correct, with the baselines it is made of and every
+    candidate's validation MAE: among the fitted ``classical`` results (``names``' order) and the
+    combinations of them in :data:`~rnnfuse.app.baselines.COMBINATIONS`, the one with the
+    lowest validation MAE against ``val_truth`` (ties: fewer parts, then the earlier one; see
+    :func:`~rnnfuse.app.baselines.choose_base`); named ``""`` if none was fitted."""
     from .baselines import choose_base
 
     return choose_base(classical, val_truth, names)

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .data import Series
+from .results import ModelRow
 from .windows import Prepared
 
 __all__ = [
@@ -79,7 +80,7 @@ def _time_axis(ax: Any, series: Series) -> None:
 
 def forecasts_figure(
     prepared: Prepared,
-    runs: list[dict[str, Any]],
+    runs: list[ModelRow],
     baseline: np.ndarray,
     label: str = "seasonal naive + drift",
 ) -> Figure:
@@ -103,16 +104,15 @@ def forecasts_figure(
     )
     for ax, run in zip(axes.flat, runs):
         ax.plot(_x(series, span), series.values[span], color="black", lw=1.0, label="observed")
-        pred = np.asarray(run["test_forecast"])
+        pred = np.asarray(run.test_forecast)
         for k, i in enumerate(chosen):
             x = _x(series, int(origins[i]) + np.arange(1, horizon + 1))
             ax.plot(
                 x, baseline[i], color="tab:gray", lw=0.8, ls="--", label=label if k == 0 else None
             )
             ax.plot(x, pred[i], color="tab:red", lw=1.2, label="model" if k == 0 else None)
-        seed = run.get("seeds", [None])[0]
-        shown = f", seed {seed} shown" if seed is not None else ""
-        ax.set_title(f"{run['name']}: mean test MAE {run['test']['mae']:.3f}{shown}", fontsize=10)
+        shown = f", seed {run.seeds[0]} shown" if run.seeds else ""
+        ax.set_title(f"{run.name}: mean test MAE {run.test.mae:.3f}{shown}", fontsize=10)
         ax.grid(alpha=0.3)
         _time_axis(ax, series)
     for k, ax in enumerate(axes.flat):
@@ -130,15 +130,15 @@ def forecasts_figure(
 
 
 def training_curves_figure(
-    runs: list[dict[str, Any]], baselines: dict[str, float], units: str | None = None
+    runs: list[ModelRow], baselines: dict[str, float], units: str | None = None
 ) -> Figure:
     """Training loss (normalised units) and validation MAE per epoch for every model (its
     first seed); ``units``: the series' (default: "series units")."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.2), layout="constrained")
     for run in runs:
-        epochs = [h["epoch"] for h in run["history"]]
-        left.plot(epochs, [h["train_loss"] for h in run["history"]], marker=".", label=run["name"])
-        right.plot(epochs, [h["val_mae"] for h in run["history"]], marker=".", label=run["name"])
+        epochs = [h["epoch"] for h in run.history]
+        left.plot(epochs, [h["train_loss"] for h in run.history], marker=".", label=run.name)
+        right.plot(epochs, [h["val_mae"] for h in run.history], marker=".", label=run.name)
     for (name, value), style in zip(baselines.items(), _STYLES):
         right.axhline(value, color="black", ls=style, lw=1, label=name)
     left.set(
@@ -161,13 +161,13 @@ def training_curves_figure(
 
 
 def error_by_step_figure(
-    runs: list[dict[str, Any]], baselines: dict[str, list[float]], units: str | None = None
+    runs: list[ModelRow], baselines: dict[str, list[float]], units: str | None = None
 ) -> Figure:
     """Test MAE at each forecast step for every model and baseline; ``units``: the series'."""
     fig, ax = plt.subplots(figsize=(8.5, 4.2), layout="constrained")
     for run in runs:
-        steps = np.arange(1, len(run["test"]["mae_by_step"]) + 1)
-        ax.plot(steps, run["test"]["mae_by_step"], marker=".", label=run["name"])
+        steps = np.arange(1, len(run.test.mae_by_step) + 1)
+        ax.plot(steps, run.test.mae_by_step, marker=".", label=run.name)
     for (name, values), style in zip(baselines.items(), _STYLES):
         ax.plot(
             np.arange(1, len(values) + 1),
@@ -196,7 +196,7 @@ def _save(fig: Figure, path: Path) -> None:
 def plot_forecasts(
     path: Path,
     prepared: Prepared,
-    runs: list[dict[str, Any]],
+    runs: list[ModelRow],
     baseline: np.ndarray,
     label: str = "seasonal naive + drift",
 ) -> None:
@@ -205,7 +205,7 @@ def plot_forecasts(
 
 
 def plot_training_curves(
-    path: Path, runs: list[dict[str, Any]], baselines: dict[str, float], units: str | None = None
+    path: Path, runs: list[ModelRow], baselines: dict[str, float], units: str | None = None
 ) -> None:
     """Write :func:`training_curves_figure` to ``path``."""
     _save(training_curves_figure(runs, baselines, units), path)
@@ -213,7 +213,7 @@ def plot_training_curves(
 
 def plot_error_by_step(
     path: Path,
-    runs: list[dict[str, Any]],
+    runs: list[ModelRow],
     baselines: dict[str, list[float]],
     units: str | None = None,
 ) -> None:

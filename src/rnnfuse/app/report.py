@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from .metrics import seasonal_naive, seasonal_naive_drift, truth
+from .results import DemoResults, ModelRow, Row, Selection
 from .selection import Candidate, ensemble, mase_scale, scores, select
 from .windows import Prepared
 
@@ -26,18 +26,13 @@ __all__ = [
     "selection_verdict",
     "format_table",
     "write_outputs",
-    "slim_results",
     "correction_unused",
 ]
 
 _NAIVE = {"seasonal naive": seasonal_naive, "seasonal naive + drift": seasonal_naive_drift}
 
 
-def _kind(model: dict[str, Any]) -> str:
-    return "hybrid" if model.get("correction_weights") is not None else "network"
-
-
-def candidates(prepared: Prepared, results: dict[str, Any], period: int) -> list[Candidate]:
+def candidates(prepared: Prepared, results: DemoResults, period: int) -> list[Candidate]:
     """Every row with validation and test forecasts: the naive rows, the classical rows that
     were fitted, the networks and hybrids (their seeds' mean forecast)."""
     rows = [
@@ -49,31 +44,30 @@ def candidates(prepared: Prepared, results: dict[str, Any], period: int) -> list
         )
         for name, fn in _NAIVE.items()
     ]
-    for name, b in results["baselines"].items():
-        if b["kind"] == "classical" and not b.get("error") and b.get("val_forecast") is not None:
+    for name, b in results.baselines.items():
+        if b.kind == "classical" and not b.error and b.val_forecast is not None:
             rows.append(
                 Candidate(
-                    name, "classical", np.asarray(b["val_forecast"]), np.asarray(b["test_forecast"])
+                    name, "classical", np.asarray(b.val_forecast), np.asarray(b.test_forecast)
                 )
             )
-    for m in results["models"]:
-        name = f"{m['name']} (refit)" if m.get("refit") else m["name"]
+    for m in results.models:
         rows.append(
             Candidate(
-                name,
-                _kind(m),
-                np.asarray(m["val_forecast_mean"]),
-                np.asarray(m["test_forecast_mean"]),
+                m.label,
+                m.kind,
+                np.asarray(m.val_forecast_mean),
+                np.asarray(m.test_forecast_mean),
             )
         )
     return rows
 
 
-def selection_summary(prepared: Prepared, results: dict[str, Any], period: int) -> dict[str, Any]:
-    """``rows`` (each row's kind and ``val``/``test`` scores: ``mae``, ``rmse``, ``mase``,
-    ``smape``), ``selected`` (its name), ``ensemble`` (its members), ``test_origins`` (time
-    labels), and ``forecasts``: the candidates themselves (for :func:`write_forecasts_csv`;
-    not written to results.json)."""
+def selection_summary(prepared: Prepared, results: DemoResults, period: int) -> Selection:
+    """The :class:`~rnnfuse.app.results.Selection`: ``rows`` (each row's kind and ``val``/``test``
+    scores: ``mae``, ``rmse``, ``mase``, ``smape``), ``selected`` (its name), ``ensemble`` (its
+    members), ``test_origins`` (time labels), and ``candidates`` themselves with their forecasts
+    (for :func:`write_forecasts_csv`; not written to results.json)."""
     rows = candidates(prepared, results, period)
     val_target = truth(prepared.series, prepared.val)
     test_target = truth(prepared.series, prepared.test)
@@ -88,23 +82,24 @@ def selection_summary(prepared: Prepared, results: dict[str, Any], period: int) 
         )
     }
     table = {
-        c.name: {
-            "kind": c.kind,
-            "val": scores(c.val, val_target, scale["val"]),
-            "test": scores(c.test, test_target, scale["test"]),
-        }
-        | ({"parts": list(c.parts)} if c.parts else {})
+        c.name: Row(
+            c.name,
+            c.kind,
+            scores(c.val, val_target, scale["val"]),
+            scores(c.test, test_target, scale["test"]),
+            c.parts,
+        )
         for c in rows
     }
     labels = prepared.series.labels
-    return {
-        "rows": table,
-        "selected": select(rows, val_target).name,
-        "ensemble": None if combined is None else list(combined.parts),
-        "test_origins": [labels[int(t)] for t in prepared.test.origins.tolist()],
-        "mase_scale": scale,
-        "forecasts": rows,
-    }
+    return Selection(
+        rows=table,
+        selected=select(rows, val_target).name,
+        ensemble=None if combined is None else combined.parts,
+        test_origins=[labels[int(t)] for t in prepared.test.origins.tolist()],
+        mase_scale=scale,
+        candidates=rows,
+    )
 
 
 def write_forecasts_csv(path: Path, prepared: Prepared, rows: list[Candidate]) -> None:
@@ -141,24 +136,23 @@ def write_forecasts_csv(path: Path, prepared: Prepared, rows: list[Candidate]) -
                         )
 
 
-def selection_verdict(summary: dict[str, Any]) -> str:
+def selection_verdict(summary: Selection) -> str:
     """The selected row against every other row on the test stretch (naive rows included)."""
-    rows = summary["rows"]
-    chosen = summary["selected"]
-    mine = rows[chosen]["test"]["mae"]
-    others = {name: r["test"]["mae"] for name, r in rows.items() if name != chosen}
+    rows = summary.rows
+    chosen = summary.selected
+    row = rows[chosen]
+    mine = row.test.mae
+    others = {name: r.test.mae for name, r in rows.items() if name != chosen}
     beaten = sorted(n for n, mae in others.items() if mine < mae)
     ahead = sorted((mae, n) for n, mae in others.items() if mae <= mine)
-    best_name, best = min(((r["test"]["mae"], n) for n, r in rows.items()))[::-1]
+    best_name, best = min(((r.test.mae, n) for n, r in rows.items()))[::-1]
     members = (
-        f" ({', '.join(summary['ensemble'])})"
-        if rows[chosen]["kind"] == "ensemble" and summary["ensemble"]
-        else ""
+        f" ({', '.join(summary.ensemble)})" if row.kind == "ensemble" and summary.ensemble else ""
     )
     text = (
-        f"Selected on validation: **{chosen}**{members}, {_article(rows[chosen]['kind'])} {rows[chosen]['kind']} row (val MAE "
-        f"{rows[chosen]['val']['mae']:.3f}; test MAE {mine:.3f}, MASE {rows[chosen]['test']['mase']:.3f}). On the test "
-        f"stretch it beats {len(beaten)} of the other {len(others)} rows"
+        f"Selected on validation: **{chosen}**{members}, {_article(row.kind)} {row.kind} row "
+        f"(val MAE {row.val.mae:.3f}; test MAE {mine:.3f}, MASE {row.test.mase:.3f}). On the "
+        f"test stretch it beats {len(beaten)} of the other {len(others)} rows"
     )
     if ahead:
         listed = ", ".join(f"{n} ({mae:.3f})" for mae, n in ahead[:4])
@@ -171,10 +165,10 @@ def _article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
 
-def format_table(results: dict[str, Any], protocol: bool = True) -> str:
+def format_table(results: DemoResults, protocol: bool = True) -> str:
     """The demo's results as a Markdown table, with its protocol above (``protocol``: for
     results.md; the terminal gets the table alone) and the verdict below."""
-    n = len(results["seeds"])
+    n = len(results.seeds)
     over = f"± sd over {n} seeds" if n > 1 else "1 seed: no spread"
     head = f"| model | decoder (init) | params | fit/train s | val MAE | test MAE ({over}) | test RMSE |"
     lines = [
@@ -182,42 +176,43 @@ def format_table(results: dict[str, Any], protocol: bool = True) -> str:
         head,
         "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for name, b in results["baselines"].items():
-        if b.get("error"):
+    for name, b in results.baselines.items():
+        if b.error or b.val is None or b.test is None:
             lines.append(
-                f"| {name} | - | - | {b['seconds']:.1f} | failed | failed: {b['error'][:80]} | - |"
+                f"| {name} | - | - | {b.seconds:.1f} | failed | failed: {(b.error or '')[:80]} | - |"
             )
             continue
-        seconds = f"{b['seconds']:.1f}" if b["kind"] == "classical" else "-"
+        seconds = f"{b.seconds:.1f}" if b.kind == "classical" else "-"
         lines.append(
-            f"| {name} | - | - | {seconds} | {b['val']['mae']:.3f} | {b['test']['mae']:.3f} | {b['test']['rmse']:.3f} |"
+            f"| {name} | - | - | {seconds} | {b.val.mae:.3f} | {b.test.mae:.3f} | "
+            f"{b.test.rmse:.3f} |"
         )
-    for m in results["models"]:
-        t = m["test"]
-        spread = f" ± {t['mae_std']:.3f}" if n > 1 else ""
-        name = f"{m['name']} (refit)" if m.get("refit") else m["name"]
+    for m in results.models:
+        t = m.test
+        spread = f" ± {t.mae_std:.3f}" if n > 1 else ""
         lines.append(
-            f"| {name} | {m['decoder']} | {m['params']:,} | {m['seconds']:.1f} | {m['val']['mae']:.3f} | "
-            f"{t['mae']:.3f}{spread} | {t['rmse']:.3f} |"
+            f"| {m.label} | {m.decoder} | {m.params:,} | {m.seconds:.1f} | {m.val.mae:.3f} | "
+            f"{t.mae:.3f}{spread} | {t.rmse:.3f} |"
         )
-    if "selected" in results:
-        chosen = results["rows"][results["selected"]]
+    selection = results.selection
+    if selection is not None:
+        chosen = selection.rows[selection.selected]
         lines.append(
-            f"| **selected on validation: {results['selected']}** | - | - | - | {chosen['val']['mae']:.3f} | "
-            f"{chosen['test']['mae']:.3f} | {chosen['test']['rmse']:.3f} |"
+            f"| **selected on validation: {selection.selected}** | - | - | - | "
+            f"{chosen.val.mae:.3f} | {chosen.test.mae:.3f} | {chosen.test.rmse:.3f} |"
         )
     lines += ["", _verdict(results)]
-    if "selected" in results:
-        lines += ["", selection_verdict(results)]
+    if selection is not None:
+        lines += ["", selection_verdict(selection)]
     return "\n".join(lines)
 
 
-def _caption(results: dict[str, Any]) -> str:
+def _caption(results: DemoResults) -> str:
     return (
         f"Test MAE and RMSE over all test windows and all steps (series units). Every forecast uses data up to its "
         f"origin only. Classical baselines (statsmodels): parameters estimated once on the data before the first "
         f"validation origin (val column) or the first test origin (test column), then one Kalman filter pass with "
-        f"those parameters fixed; DHR's K chosen on validation; seasonal period {results['period']:.4g} steps. "
+        f"those parameters fixed; DHR's K chosen on validation; seasonal period {results.period:.4g} steps. "
         + _network_protocol(results)
         + _covariates_sentence(results)
         + " 'X + Y mean': the mean of the two classical forecasts at each origin."
@@ -226,18 +221,23 @@ def _caption(results: dict[str, Any]) -> str:
             f"origin and gets that forecast as a decoder input; its encoders read the series, and its decoder "
             f"that forecast, less DHR's fitted seasonal terms (classical parameters fitted before the validation "
             f"stretch for the training and validation windows, before the test stretch for the test windows"
-            f"{' and for the training windows of its refit' if any(m.get('refit') and base in m['name'] for m in results['models']) else ''}; "
+            f"{' and for the training windows of its refit' if _refitted_hybrid(results, base) else ''}; "
             f"fitted once, shared by every seed); the share of its correction added to the classical forecast (0 to 1 by 0.1) is chosen on "
             f"validation, so its val MAE is the chosen one's."
-            if (base := results.get("hybrid_base"))
+            if (base := results.hybrid_base)
             else ""
         )
     )
 
 
-def _covariates_sentence(results: dict[str, Any]) -> str:
+def _refitted_hybrid(results: DemoResults, base: str) -> bool:
+    """Whether a row on ``base`` (a hybrid) was refitted before the test stretch."""
+    return any(m.refit and base in m.name for m in results.models)
+
+
+def _covariates_sentence(results: DemoResults) -> str:
     """The caption's sentence on the covariates (none: nothing)."""
-    names = results.get("covariates") or []
+    names = results.covariates
     if not names:
         return ""
     return (
@@ -247,10 +247,10 @@ def _covariates_sentence(results: dict[str, Any]) -> str:
     )
 
 
-def _network_protocol(results: dict[str, Any]) -> str:
+def _network_protocol(results: DemoResults) -> str:
     """The caption's sentences on how the networks were trained, refitted rows included."""
-    refitted = [m["name"] for m in results["models"] if m.get("refit")]
-    stop = results.get("stop_steps") or 0
+    refitted = [m.name for m in results.models if m.refit]
+    stop = results.stop_steps or 0
     text = "Networks: trained on the training windows" + (
         f", stopped early and their best weights kept on the {stop} steps before validation (the early-stopping "
         f"windows, not trained on), so that no network has seen validation"
@@ -260,15 +260,15 @@ def _network_protocol(results: dict[str, Any]) -> str:
     if not refitted:
         return (
             text
-            + (" (no network refitted before the test stretch)" if "refit" in results else "")
+            + (" (no network refitted before the test stretch)" if results.refit else "")
             + "; means over seeds."
         )
-    which = "every network" if len(refitted) == len(results["models"]) else ", ".join(refitted)
+    which = "every network" if len(refitted) == len(results.models) else ", ".join(refitted)
     fewer = sorted(
         {
-            m["refit_windows"]
-            for m in results["models"]
-            if m.get("refit") and m["refit_windows"] != results["refit_windows"]
+            m.refit_windows
+            for m in results.models
+            if m.refit_windows is not None and m.refit_windows != results.refit_windows
         }
     )
     hybrids = (
@@ -281,103 +281,103 @@ def _network_protocol(results: dict[str, Any]) -> str:
         + f"; a hybrid's correction share is chosen on validation; means over seeds. Refit before test, as the classical parameters are "
         f"re-estimated there, for rows marked (refit): {which}. Once the settings are chosen on validation with the model "
         f"trained on the training windows (whose errors the val column gives), a fresh model with the same seed and "
-        f"settings is trained on all {results['refit_windows']} windows whose targets lie before the test stretch "
+        f"settings is trained on all {results.refit_windows} windows whose targets lie before the test stretch "
         f"(training, {'early-stopping, ' if stop else ''}validation{hybrids}), and that model forecasts the test stretch (test columns; a hybrid's with the "
         f"correction share chosen on validation). Its seconds include the refit's."
     )
 
 
-def _verdict(results: dict[str, Any]) -> str:
+def _verdict(results: DemoResults) -> str:
     """The winner over networks and classical baselines, and whether leads exceed the seed spread."""
-    by_name = {m["name"]: m for m in results["models"]}
-    best = by_name[results["winner"]]
-    n = len(results["seeds"])
-    name = results.get("best_classical")
-    classical = results["baselines"][name]["test"]["mae"] if name else None
-    overall = best["name"] if classical is None or best["test"]["mae"] < classical else name
-    if results.get("rows"):  # every row, the naive ones included
-        overall = min(results["rows"], key=lambda r: results["rows"][r]["test"]["mae"])
+    by_name = {m.name: m for m in results.models}
+    best = by_name[results.winner]
+    n = len(results.seeds)
+    name = results.best_classical
+    classical = _test_mae(results, name)
+    overall = best.name if classical is None or best.test.mae < classical else name
+    if results.selection is not None and results.selection.rows:  # every row, naive included
+        rows = results.selection.rows
+        overall = min(rows, key=lambda r: rows[r].test.mae)
     text = f"Best row on the held-out test stretch: **{overall}**."
-    idle = [m["name"] for m in results["models"] if correction_unused(m)]
+    idle = [m.name for m in results.models if correction_unused(m)]
     if idle:
         text += (
             f" ({', '.join(idle)}: validation chose a correction share of 0 for every seed, so its forecast is "
             f"its classical base's.)"
         )
-    if name is None:
+    if name is None or classical is None:
         text += " No classical baseline was fitted (or none could be)."
     else:
-        gap = classical - best["test"]["mae"]
+        gap = classical - best.test.mae
         text += (
-            f" Best network: {best['name']} (mean test MAE {best['test']['mae']:.3f}); best classical baseline: "
-            f"{name} ({classical:.3f}); the network is {'ahead' if gap > 0 else 'behind'} by {abs(gap):.3f}"
+            f" Best network: {best.name} (mean test MAE {best.test.mae:.3f}); best classical "
+            f"baseline: {name} ({classical:.3f}); the network is "
+            f"{'ahead' if gap > 0 else 'behind'} by {abs(gap):.3f}"
         )
         if n > 1:
-            spread = best["test"]["mae_std"]
+            spread = best.test.mae_std
             text += f", {'more' if abs(gap) > spread else 'less'} than its spread between seeds ({spread:.3f})."
         else:
             text += "; with 1 seed there is no spread between seeds to compare it with."
-    if results["runner_up"]:
-        second = by_name[results["runner_up"]]
-        gap = second["test"]["mae"] - best["test"]["mae"]
+    if results.runner_up:
+        second = by_name[results.runner_up]
+        gap = second.test.mae - best.test.mae
         if n > 1:
-            spread = max(best["test"]["mae_std"], second["test"]["mae_std"])
+            spread = max(best.test.mae_std, second.test.mae_std)
             margin = "larger" if gap > spread else "smaller"
-            text += f" Among the networks, {best['name']}'s lead over {second['name']} ({gap:.3f}) is {margin} than the spread between seeds ({spread:.3f})."
+            text += (
+                f" Among the networks, {best.name}'s lead over {second.name} ({gap:.3f}) is "
+                f"{margin} than the spread between seeds ({spread:.3f})."
+            )
         else:
-            text += f" Among the networks, {best['name']} leads {second['name']} by {gap:.3f} (1 seed: no spread to compare with)."
-    seeds = results["seeds"]
-    return text + f" Training: {results['budget']} per run; seeds {seeds[0]}..{seeds[-1]}."
+            text += (
+                f" Among the networks, {best.name} leads {second.name} by {gap:.3f} (1 seed: no "
+                f"spread to compare with)."
+            )
+    seeds = results.seeds
+    return text + f" Training: {results.budget} per run; seeds {seeds[0]}..{seeds[-1]}."
 
 
-_FORECASTS = ("test_forecast", "val_forecast", "test_forecast_mean", "val_forecast_mean")
+def _test_mae(results: DemoResults, name: str | None) -> float | None:
+    """The test MAE of the baseline row ``name`` (``None``: no such row or no errors)."""
+    row = None if name is None else results.baselines[name]
+    return None if row is None or row.test is None else row.test.mae
 
 
-def correction_unused(model: dict[str, Any]) -> bool:
+def correction_unused(model: ModelRow) -> bool:
     """A hybrid whose every seed kept none of its network's correction."""
-    weights: list[float] = model.get("correction_weights") or []
+    weights = model.correction_weights or []
     return bool(weights) and all(w == 0 for w in weights)
 
 
-def slim_results(results: dict[str, Any]) -> dict[str, Any]:
-    """``results`` without the forecasts (they go to forecasts.csv)."""
-    baselines = {
-        k: {f: v for f, v in b.items() if f not in _FORECASTS}
-        for k, b in results["baselines"].items()
-    }
-    models = [{k: v for k, v in m.items() if k not in _FORECASTS} for m in results["models"]]
-    return {
-        **{k: v for k, v in results.items() if k != "forecasts"},
-        "baselines": baselines,
-        "models": models,
-    }
-
-
-def write_outputs(out: Path, prepared: Prepared, results: dict[str, Any], table: str) -> None:
-    import numpy as np
-
+def write_outputs(out: Path, prepared: Prepared, results: DemoResults, table: str) -> None:
+    """results.md (the data, then ``table``), forecasts.csv (when the selection was made) and
+    the figures: forecasts against the best classical row's, training curves, error by step."""
     from .plots import plot_error_by_step, plot_forecasts, plot_training_curves
 
-    (out / "results.md").write_text(results["data"] + "\n\n" + table + "\n")
-    if "forecasts" in results:
-        write_forecasts_csv(out / "forecasts.csv", prepared, results["forecasts"])
-    best = results.get("best_classical")
+    (out / "results.md").write_text(results.data + "\n\n" + table + "\n")
+    if results.selection is not None:
+        write_forecasts_csv(out / "forecasts.csv", prepared, list(results.selection.candidates))
+    best = results.best_classical
     if best is not None:
-        reference, label = np.asarray(results["baselines"][best]["test_forecast"]), best
+        reference, label = np.asarray(results.baselines[best].test_forecast), best
     else:
-        period = int(round(results["period"]))
+        period = int(round(results.period))
         reference, label = (
             seasonal_naive_drift(prepared.series, prepared.test, period),
             "seasonal naive + drift",
         )
-    plot_forecasts(out / "forecasts.png", prepared, results["models"], reference, label)
-    shown = {k: v for k, v in results["baselines"].items() if not v.get("error")}
-    val_baselines = {k: v["val"]["mae"] for k, v in shown.items()}
+    plot_forecasts(out / "forecasts.png", prepared, results.models, reference, label)
+    shown = {  # the rows with errors: (validation, test)
+        k: (v.val, v.test)
+        for k, v in results.baselines.items()
+        if not v.error and v.val is not None and v.test is not None
+    }
+    val_baselines = {k: val.mae for k, (val, _) in shown.items()}
     units = prepared.series.units or None
-    plot_training_curves(out / "training_curves.png", results["models"], val_baselines, units)
+    plot_training_curves(out / "training_curves.png", results.models, val_baselines, units)
     order = sorted(shown, key=lambda k: k != best)  # the best classical one first: drawn boldest
     step_baselines = {
-        (f"{k} (best classical)" if k == best else k): shown[k]["test"]["mae_by_step"]
-        for k in order
+        (f"{k} (best classical)" if k == best else k): shown[k][1].mae_by_step for k in order
     }
-    plot_error_by_step(out / "error_by_step.png", results["models"], step_baselines, units)
+    plot_error_by_step(out / "error_by_step.png", results.models, step_baselines, units)

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .results import KINDS, Kind, Metrics, check_kind
+
 __all__ = [
     "Candidate",
     "KINDS",
@@ -47,7 +49,6 @@ __all__ = [
     "margin_noise",
 ]
 
-KINDS = ("naive", "classical", "network", "hybrid", "ensemble")
 ENSEMBLE_SIZE = 3
 
 
@@ -57,16 +58,13 @@ class Candidate:
     origins, in series units."""
 
     name: str
-    kind: str
+    kind: Kind
     val: np.ndarray
     test: np.ndarray
     parts: tuple[str, ...] = ()  # an ensemble's members
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(
-                f"Candidate {self.name!r}: kind: expected one of {list(KINDS)}, got {self.kind!r}"
-            )
+        check_kind(self.kind, f"Candidate {self.name!r}")
 
 
 def mase_scale(values: np.ndarray, end: int, lag: int) -> float:
@@ -81,7 +79,7 @@ def mase_scale(values: np.ndarray, end: int, lag: int) -> float:
     return scale if scale > 0 else float("nan")
 
 
-def scores(prediction: np.ndarray, target: np.ndarray, scale: float) -> dict[str, float]:
+def scores(prediction: np.ndarray, target: np.ndarray, scale: float) -> Metrics:
     """``mae``, ``rmse``, ``mase`` (the MAE over ``scale``, :func:`mase_scale`) and ``smape``
     (the M4 competition's, in percent: ``200 |y - f| / (|y| + |f|)``, 0 where both are 0)."""
     f = np.asarray(prediction, dtype=np.float64)
@@ -94,12 +92,12 @@ def scores(prediction: np.ndarray, target: np.ndarray, scale: float) -> dict[str
     denominator = np.abs(y) + np.abs(f)
     ratio = np.divide(200.0 * diff, denominator, out=np.zeros_like(diff), where=denominator > 0)
     mae = float(diff.mean())
-    return {
-        "mae": mae,
-        "rmse": float(np.sqrt((diff**2).mean())),
-        "mase": mae / scale,
-        "smape": float(ratio.mean()),
-    }
+    return Metrics(
+        mae=mae,
+        rmse=float(np.sqrt((diff**2).mean())),
+        mase=mae / scale,
+        smape=float(ratio.mean()),
+    )
 
 
 def _val_mae(candidate: Candidate, target: np.ndarray) -> float:

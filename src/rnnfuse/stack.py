@@ -35,8 +35,7 @@ from torch import Tensor, nn
 from ._checks import check_lengths, check_sequence_input
 from .cells import RecurrentCell, make_cell
 from .convert.torch import cells_from_torch, torch_from_cells
-from .kernels import run_layer
-from .kernels.padded_stack import padded_stack_specs, run_padded_stack
+from .kernels import run_layer, run_stack
 from .state import assert_same_structure, structure_str
 
 __all__ = ["StackedRNN"]
@@ -356,19 +355,11 @@ class StackedRNN(nn.Module):
         """
         x = check_sequence_input(x, self.input_size, self.batch_first)
         _check_dtype(x, self.layers[0].weight_ih.dtype)
-        batch, steps = x.shape[0], x.shape[1]
-        lens = check_lengths(lengths, batch, steps, x.device)
-        if lens is not None and self._chains_plainly():
-            specs = padded_stack_specs(self.layers, x, lens)
-            if specs is not None:  # a small ragged inference batch: every layer padded
-                states = (
-                    None if initial_state is None else self._check_initial_state(initial_state, x)
-                )
-                fast = run_padded_stack(specs, x, lens, states)
-                if fast is not None:
-                    return (fast[0] if self.batch_first else fast[0].transpose(0, 1)), tuple(
-                        fast[1]
-                    )
+        lens = check_lengths(lengths, x.shape[0], x.shape[1], x.device)
+        if self._chains_plainly():  # kernels.run_stack chooses how the layers run
+            start = None if initial_state is None else self._check_initial_state(initial_state, x)
+            out, finals = run_stack(self.layers, x, lens, start)
+            return (out if self.batch_first else out.transpose(0, 1)), finals
         start = self._check_initial_state(initial_state, x)
         fw_start, bw_start = self._split_state(start)
         fw_final, bw_final = [], []

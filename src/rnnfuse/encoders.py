@@ -32,10 +32,13 @@ class MultiEncoderOutput(NamedTuple):
         outputs: the encoders' outputs joined on the feature axis, ``(B, T, H_1 + ... +
             H_n)``, when they share the batch and time axes, else ``None`` (use
             ``encoder_outputs``).
-        state: the fused stack state: per layer ``LSTMState(c, h)`` of ``(B, H_k)`` tensors
-            or one ``(B, H_k)`` tensor.
+        state: the fused stack state, plain (each encoder's pairs of directions joined
+            first): per layer ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one ``(B, H_k)``
+            tensor.
         encoder_outputs: each encoder's outputs ``(B, T_name, H_name)``, by name.
-        encoder_states: each encoder's stack state (directions joined), by name.
+        encoder_states: each encoder's stack state by name, each
+            :class:`~rnnfuse.state.BidirectionalState` joined fw|bw
+            (:func:`rnnfuse.state.join_directions`).
     """
 
     outputs: Tensor | None
@@ -61,8 +64,14 @@ class MultiEncoder(nn.Module):
         encoders: name → :class:`StackedRNN` (any module with the same call contract).
         fusion: ``"concat"``, ``"sum"``, ``"mean"``, ``"max"``, or a module taking a list
             of stack states (e.g. :class:`~rnnfuse.ZophKnightFusion`) in the order of
-            ``encoders``.  A bidirectional encoder's ``(fw, bw)`` state is joined per layer
-            first, so every encoder contributes one stack state.
+            ``encoders``.  Each :class:`~rnnfuse.state.BidirectionalState` in an encoder's
+            state (a bidirectional layer's, or a :class:`~rnnfuse.BidirectionalRNN`'s) is
+            joined first (fw|bw, :func:`rnnfuse.state.join_directions`), so every encoder
+            contributes one plain stack state.
+
+    Raises:
+        TypeError: ``encoders`` is no non-empty mapping, ``fusion`` no name or module.
+        ValueError: an unknown fusion name.
     """
 
     def __init__(
@@ -113,6 +122,12 @@ class MultiEncoder(nn.Module):
             >>> result = encoders(x, {"global": torch.tensor([9, 4])})
             >>> result.outputs is None, tuple(result.state[0].h.shape)
             (True, (2, 16))
+            >>> from rnnfuse import BidirectionalRNN
+            >>> both = MultiEncoder({"a": StackedRNN(6, [4], "gru", bidirectional=True),
+            ...                      "b": BidirectionalRNN(StackedRNN(6, [4], "gru"),
+            ...                                            StackedRNN(6, [4], "gru"))})
+            >>> [tuple(s.shape) for s in both(torch.randn(3, 5, 6)).state]  # 4|4 twice
+            [(3, 16)]
         """
         self._check_keys(inputs, "inputs")
         self._check_keys(lengths, "lengths")
@@ -123,7 +138,7 @@ class MultiEncoder(nn.Module):
             lens = self._pick(lengths, name, "lengths", required=False)
             out, state = encoder(x, lens)
             outputs[name] = out
-            states[name] = merge_directions(state, getattr(encoder, "bidirectional", False))
+            states[name] = join_directions(state)
         fused = self._fuse(list(states.values()))
         joined = self._join_outputs(outputs)
         return MultiEncoderOutput(joined, fused, outputs, states)

@@ -117,7 +117,7 @@ def run_stack(
     """Run a plain stack of ``cells`` (layer k's outputs are layer k+1's input) over
     batch-first ``x``, on the path :func:`.dispatch.choose_stack_path` picks.
 
-    Arguments:
+    Args:
         cells: the layers, bottom first, each reading the one below's outputs.
         x: ``(B, T, F)``, ``F`` the bottom cell's input size.
         lengths: ``None`` (every sequence full) or an int64 tensor ``(B,)`` on ``x``'s

@@ -225,8 +225,8 @@ def test_row_helpers_treat_lstm_and_tensor_layers_alike():
     new = zeros_like_state(lstm)
     mixed = where_state(mask, new, lstm)
     assert torch.equal(mixed.c[1], lstm.c[1]) and torch.equal(mixed.h[0], new.h[0])
-    joined = concat_layer_states([lstm, lstm], dim=-1)
-    assert joined.c.shape == (4, 8) and joined.h.shape == (4, 6)
+    stacked = concat_layer_states([lstm, lstm])  # rows; features are fusion.concat_states'
+    assert stacked.c.shape == (8, 4) and stacked.h.shape == (8, 3)
 
 
 def test_layer_parts_round_trip():

@@ -11,7 +11,7 @@ from typing import Any
 
 from .bidirectional import BidirectionalRNN
 from .cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
-from .encoders import MultiEncoder, MultiEncoderOutput, merge_directions
+from .encoders import MultiEncoder, MultiEncoderOutput
 from .fusion import (
     ChildSumFusion,
     GatedFusion,
@@ -84,7 +84,6 @@ __all__ = [
     "MultiEncoder",
     "MultiEncoderOutput",
     "Seq2Seq",
-    "merge_directions",
 ]
 
 

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -22,7 +22,7 @@ from ._named import NameSafeModuleDict
 from .fusion import FUSION_FUNCTIONS
 from .state import join_directions
 
-__all__ = ["MultiEncoder", "MultiEncoderOutput", "merge_directions"]
+__all__ = ["MultiEncoder", "MultiEncoderOutput"]
 
 
 class MultiEncoderOutput(NamedTuple):
@@ -45,16 +45,6 @@ class MultiEncoderOutput(NamedTuple):
     state: Any
     encoder_outputs: dict[str, Tensor]
     encoder_states: dict[str, Any]
-
-
-def merge_directions(state: Any, bidirectional: bool | Sequence[bool]) -> Any:
-    """A bidirectional ``(fw, bw)`` state joined per layer (fw|bw); others unchanged.
-
-    ``bidirectional`` per layer (a mixed-direction stack): each layer's ``(fw, bw)`` pair
-    is joined, the unidirectional layers' states are kept.  The join is
-    :func:`rnnfuse.state.join_directions`; ``bidirectional`` only says whether there is one."""
-    any_pair = any(bidirectional) if isinstance(bidirectional, (tuple, list)) else bidirectional
-    return join_directions(state) if any_pair else state
 
 
 class MultiEncoder(nn.Module):

@@ -221,10 +221,17 @@ def state_rows(state: Any, index: slice | Tensor) -> Any:
     return _map(lambda t: t[index], [state])
 
 
-def concat_layer_states(states: Sequence[Any], dim: int = 0) -> Any:
-    """Concatenate each part of several states of one structure along ``dim`` (0: the
-    batch rows; -1: the features)."""
-    return _map(lambda *ts: torch.cat(ts, dim=dim), list(states))
+def concat_layer_states(states: Sequence[Any]) -> Any:
+    """Concatenate the rows (the batch axis) of each part of several states of one
+    structure: the inverse of splitting them with :func:`state_rows`.  (Joining several
+    sources' states on the feature axis is :func:`rnnfuse.fusion.concat_states`.)
+
+    >>> import torch
+    >>> s = LSTMState(torch.zeros(2, 3), torch.zeros(2, 3))
+    >>> concat_layer_states([s, state_rows(s, slice(1))]).c.shape
+    torch.Size([3, 3])
+    """
+    return _map(lambda *ts: torch.cat(ts, dim=0), list(states))
 
 
 def where_state(mask: Tensor, new: Any, old: Any) -> Any:

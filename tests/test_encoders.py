@@ -11,10 +11,9 @@ from rnnfuse import (
     StackedRNN,
     ZophKnightFusion,
     concat_states,
-    merge_directions,
     sum_states,
 )
-from rnnfuse.state import flatten_state, structure_str
+from rnnfuse.state import flatten_state, join_directions, structure_str
 
 F = 3
 
@@ -77,12 +76,13 @@ def test_bidirectional_encoder_state_is_merged_per_layer_before_fusion():
     multi = MultiEncoder({"bi": bi, "uni": uni}, fusion="sum")
     x = torch.randn(2, 4, F)
     result = multi(x, [4, 2])
-    fw, bw = bi(x, [4, 2])[1]
-    merged = merge_directions((fw, bw), True)
+    state = bi(x, [4, 2])[1]
+    merged = join_directions(state)
     assert _same(result.encoder_states["bi"], merged)
-    assert torch.equal(merged[1].c, torch.cat([fw[1].c, bw[1].c], dim=-1))
+    assert torch.equal(merged[1].c, torch.cat([state[1].fw.c, state[1].bw.c], dim=-1))
     assert _same(result.state, sum_states([merged, uni(x, [4, 2])[1]]))
-    assert merge_directions(fw, False) is fw
+    plain = uni(x)[1]
+    assert _same(join_directions(plain), plain)
 
 
 def test_module_fusion_receives_states_in_encoder_order():

@@ -179,17 +179,20 @@ def test_initial_state_that_is_not_a_tuple():
         _lstm_gru()(torch.zeros(2, 3, F), initial_state=torch.zeros(2, 5))
 
 
-def test_bidirectional_initial_state_must_be_a_pair_of_stack_states():
+def test_bidirectional_initial_state_must_hold_a_bidirectional_state_per_layer():
     stack = StackedRNN(F, [3], "gru", bidirectional=True)
     with pytest.raises(
-        ValueError, match=r"differ at state\[0\]: a Tensor against a tuple of 1"
-    ) as info:
-        stack(torch.zeros(2, 3, F), initial_state=(torch.zeros(2, 3), torch.zeros(2, 3)))
-    assert r"expected initial_state: ((Tensor[2, 3],), (Tensor[2, 3],))" in str(info.value)
+        ValueError, match=r"differ at state\[0\]: a BidirectionalState against a tuple of 2"
+    ) as info:  # a plain (fw, bw) pair is not read as one
+        stack(torch.zeros(2, 3, F), initial_state=((torch.zeros(2, 3), torch.zeros(2, 3)),))
+    assert (
+        r"expected initial_state: (BidirectionalState(fw=Tensor[2, 3], bw=Tensor[2, 3]),)"
+        in str(info.value)
+    )
     start = StackedRNN(F, [3, 3], "lstm", bidirectional=True).initial_state(2)
-    bad = (start[0], (start[1][0], start[1][1]._replace(h=torch.zeros(2, 2))))
+    bad = (start[0], start[1]._replace(bw=start[1].bw._replace(h=torch.zeros(2, 2))))
     with pytest.raises(
-        ValueError, match=r"differ at state\[1\]\[1\]\.h: feature size \[3\] against \[2\]"
+        ValueError, match=r"differ at state\[1\]\.bw\.h: feature size \[3\] against \[2\]"
     ):
         StackedRNN(F, [3, 3], "lstm", bidirectional=True)(torch.zeros(2, 3, F), initial_state=bad)
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from rnnfuse.convert.keras import stack_from_keras
-from rnnfuse.state import to_keras_layout
+from rnnfuse.state import BidirectionalState, to_keras_layout
 
 L = keras.layers
 T, F = 6, 4
@@ -54,7 +54,7 @@ def keras_run(model, x):
 def stack_run(stack, x, lengths=None):
     with torch.no_grad():
         outputs, state = stack(torch.from_numpy(x), lengths)
-    layers = list(zip(*state)) if stack.bidirectional else [(s,) for s in state]
+    layers = [tuple(s) if isinstance(s, BidirectionalState) else (s,) for s in state]
     flat = [t.numpy() for pair in layers for s in pair for t in to_keras_layout(s)]
     return [outputs.numpy()] + flat
 

@@ -190,7 +190,7 @@ def test_keras3_merge_modes(mode):
             close(out[0], data[f"{key}/outputs/fw"]), close(out[1], data[f"{key}/outputs/bw"])
         else:
             close(out, data[f"{key}/outputs"])
-        (fw,), (bw,) = state
+        ((fw, bw),) = state  # one BidirectionalState
         for side, s in (("fw", fw), ("bw", bw)):
             close(s.h, data[f"{key}/state/{side}/h"]), close(s.c, data[f"{key}/state/{side}/c"])
 
@@ -247,8 +247,8 @@ def test_inspect_keras_files(capsys):
     assert "bidirectional: Bidirectional(LSTM(units=4), input 3, merge_mode='concat')" in text
     assert "layer 0: LSTMCell(3, 4) | backward LSTMCell(3, 4)" in text
     assert (
-        "state: ((LSTMState(c=[batch, 4], h=[batch, 4]), LSTMState(c=[batch, 4], h=[batch, 4])), "
-        "LSTMState(c=[batch, 3], h=[batch, 3]))" in text
+        "state: (BidirectionalState(fw=LSTMState(c=[batch, 4], h=[batch, 4]), "
+        "bw=LSTMState(c=[batch, 4], h=[batch, 4])), LSTMState(c=[batch, 3], h=[batch, 3]))" in text
     )
     assert main(["inspect", str(LEGACY / "keras2_rnn_cells" / "rnn_stacked.h5")]) == 0
     text = capsys.readouterr().out

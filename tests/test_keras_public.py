@@ -85,7 +85,8 @@ def test_stacked_bidirectional_merges_match_keras(case, file, key):
     stack = stack_from_keras(LEGACY / case / file)
     assert isinstance(stack, StackedRNN) and stack.merge_modes == ("sum", "ave", "mul")
     with torch.no_grad():
-        out, (fw, bw) = stack(x, lengths)
+        out, state = stack(x, lengths)  # one BidirectionalState per layer
+        fw, bw = [s.fw for s in state], [s.bw for s in state]
         layer_in = x
         for k, tag in enumerate(("bi_sum", "bi_ave", "bi_mul")):
             single = StackedRNN.from_cells(

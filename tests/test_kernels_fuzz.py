@@ -256,7 +256,7 @@ def _loop_stack(
             out_bw, final_bw = run_loop(backward, layer_in, lengths, bw_start[k], True)
             finals += leaves(final_bw)
             out = torch.cat([out, out_bw], -1)
-        if stack.residual_layers[k]:
+        if stack.residual[k]:
             skip = layer_in
             if lengths is not None:
                 inside = torch.arange(x.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)

@@ -35,7 +35,7 @@ from kernel_paths import (
 from rnnfuse import StackedRNN
 from rnnfuse.cells import GRUCell, LSTMCell, RNNCell
 from rnnfuse.kernels import _ext, run_loop, select_path
-from rnnfuse.kernels.padded_stack import padded_stack_specs
+from rnnfuse.kernels.dispatch import padded_stack_specs
 from rnnfuse.state import LSTMState
 
 B, T, F, H = 5, 6, 3, 4

@@ -23,8 +23,8 @@ from kernel_paths import PATHS, assert_same, leaves, path_runs
 from rnnfuse import StackedRNN
 from rnnfuse.cells import GRUCell, LSTMCell, RNNCell
 from rnnfuse.kernels import _ext, run_loop, select_path
+from rnnfuse.kernels.dispatch import padded_stack_specs
 from rnnfuse.kernels.padded import SATURATE
-from rnnfuse.kernels.padded_stack import padded_stack_specs
 
 B, T, F, H = 5, 6, 3, 4
 LENGTHS = [6, 0, 3, 5, 1]

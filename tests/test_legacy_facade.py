@@ -194,7 +194,7 @@ def test_wrapper_restore_and_as_stack():
     uni = tf1.MultiRNNCell([tf1.BasicLSTMCell(4), tf1.ResidualWrapper(tf1.BasicLSTMCell(4))])
     tf1.restore(uni, LEGACY / "gnmt_encoder" / "model", "encoder/rnn")
     stack = tf1.as_stack(uni)
-    assert stack.residual
+    assert stack.residual == (False, True)
 
 
 def test_load_stack_reads_stack_bidirectional_as_one_module(tmp_path):
@@ -202,7 +202,8 @@ def test_load_stack_reads_stack_bidirectional_as_one_module(tmp_path):
     x, lengths = torch.from_numpy(data["x"]), torch.from_numpy(data["sequence_length"])
     stack = tf1.load_stack(LEGACY / "stack_bidirectional" / "model", "stack_bidirectional_rnn")
     with torch.no_grad():
-        outputs, (states_fw, states_bw) = stack(x, lengths)
+        outputs, state = stack(x, lengths)  # one BidirectionalState per layer
+    states_fw, states_bw = tuple(s.fw for s in state), tuple(s.bw for s in state)
     check(
         {
             "outputs": outputs.numpy(),
@@ -297,11 +298,8 @@ def test_convert_cli_stacks_several_scopes_with_residual_layers(tmp_path, capsys
         f"residual layers [2]"
     )
     stack = load(out)
-    assert stack.bidirectional == (True, False, False) and stack.residual_layers == (
-        False,
-        False,
-        True,
-    )
+    assert stack.bidirectional == (True, False, False)
+    assert stack.residual == (False, False, True)
     check(_gnmt_expected(stack, data), data)
     plain = tmp_path / "plain.safetensors"  # without --residual: the same weights, other numbers
     assert main(["convert", prefix, *scopes, "--out", str(plain)]) == 0

@@ -19,9 +19,15 @@ from rnnfuse import (
     sum_states,
 )
 from rnnfuse.cli import main
-from rnnfuse.encoders import merge_directions
 from rnnfuse.io import load, save
-from rnnfuse.state import LSTMState, flatten_state, join_directions, state_sizes, structure_str
+from rnnfuse.state import (
+    BidirectionalState,
+    LSTMState,
+    flatten_state,
+    join_directions,
+    state_sizes,
+    structure_str,
+)
 
 
 def _mixed(**kw) -> StackedRNN:
@@ -37,14 +43,15 @@ def test_mixed_stack_equals_its_parts():
     out, state = stack(x, lengths)
     bottom = StackedRNN.from_cells([stack.layers[0]], backward_cells=[stack.backward_layers[0]])
     top = StackedRNN.from_cells([stack.layers[1], stack.layers[2]], residual=True)
-    mid, (fw, bw) = bottom(x, lengths)
+    mid, (pair,) = bottom(x, lengths)
     want, (s1, s2) = top(mid, lengths)
     assert torch.allclose(out, want, atol=1e-6)
-    assert torch.equal(state[0][0].h, fw[0].h) and torch.equal(state[0][1].c, bw[0].c)
+    assert isinstance(state[0], BidirectionalState) and isinstance(state[1], LSTMState)
+    assert torch.equal(state[0].fw.h, pair.fw.h) and torch.equal(state[0].bw.c, pair.bw.c)
     assert torch.equal(state[2].h, s2.h)
     assert structure_str(stack.state_sizes) != structure_str(bottom.state_sizes)
     assert stack.state_sizes == (
-        (LSTMState(4, 4), LSTMState(4, 4)),
+        BidirectionalState(LSTMState(4, 4), LSTMState(4, 4)),
         LSTMState(4, 4),
         LSTMState(4, 4),
     )
@@ -52,13 +59,17 @@ def test_mixed_stack_equals_its_parts():
     assert again.shape == out.shape
 
 
-def test_uniform_stacks_keep_their_state_structure():
-    bi = StackedRNN(3, [4, 5], bidirectional=[True, True])
-    assert bi.bidirectional is True and not bi.mixed_directions
-    _, (fw, bw) = bi(torch.randn(2, 3, 3))
-    assert len(fw) == 2 and len(bw) == 2
+def test_uniform_and_mixed_stacks_have_one_state_structure():
+    """One entry per layer whatever the directions: a BidirectionalState for each
+    bidirectional layer, the same for bidirectional=True as for [True, True]."""
+    for given in (True, [True, True]):
+        bi = StackedRNN(3, [4, 5], bidirectional=given)
+        assert bi.bidirectional == (True, True)
+        _, state = bi(torch.randn(2, 3, 3))
+        assert len(state) == 2 and all(isinstance(s, BidirectionalState) for s in state)
+        assert tuple(state[1].bw.h.shape) == (2, 5)
     uni = StackedRNN(3, [4, 5], bidirectional=[False, False])
-    assert uni.bidirectional is False and len(uni(torch.randn(2, 3, 3))[1]) == 2
+    assert uni.bidirectional == (False, False) and len(uni(torch.randn(2, 3, 3))[1]) == 2
 
 
 def test_save_load_and_inspect(tmp_path, capsys):
@@ -77,7 +88,7 @@ def test_save_load_and_inspect(tmp_path, capsys):
 def test_fusion_bridge_and_seq2seq_accept_it():
     enc = _mixed()
     other = StackedRNN(2, [6, 4, 4])
-    merged = merge_directions(enc(torch.randn(2, 5, 3))[1], enc.bidirectional)
+    merged = join_directions(enc(torch.randn(2, 5, 3))[1])
     assert state_sizes(merged)[0] == LSTMState(8, 8)
     encoders = MultiEncoder({"a": enc, "b": other}, fusion="concat")
     fused_sizes = [LSTMState(14, 14), LSTMState(8, 8), LSTMState(8, 8)]
@@ -105,14 +116,14 @@ def _raw_states(gru_top: bool = False):
 
 
 def _joined_by_hand(state):
-    (fw, bw), *rest = state
+    (fw, bw), *rest = state  # a BidirectionalState unpacks as a pair
     return (LSTMState(torch.cat([fw.c, bw.c], -1), torch.cat([fw.h, bw.h], -1)), *rest)
 
 
 def test_bridge_on_a_raw_mixed_state_joins_its_directions():
     enc = _mixed()
     _, state = enc(torch.randn(2, 5, 3), torch.tensor([5, 2]))
-    assert isinstance(state[0], tuple) and not isinstance(state[0], LSTMState)
+    assert isinstance(state[0], BidirectionalState)
     for input_sizes in (enc.state_sizes, [LSTMState(8, 8), LSTMState(4, 4), LSTMState(4, 4)]):
         bridge = StateBridge(
             input_sizes, [LSTMState(5, 5), LSTMState(3, 3), LSTMState(2, 2)], activation="tanh"
@@ -126,8 +137,8 @@ def test_bridge_on_a_raw_mixed_state_joins_its_directions():
                     torch.nn.functional.linear(getattr(layer, part), lin.weight, lin.bias)
                 )
                 assert torch.allclose(getattr(got[k], part), want, atol=1e-6, rtol=0)
-        # one source in a list, and the same state through merge_directions, give the same numbers
-        for again in (bridge([state]), bridge(merge_directions(state, enc.bidirectional))):
+        # one source in a list, and the same state through join_directions, give the same numbers
+        for again in (bridge([state]), bridge(join_directions(state))):
             assert all(torch.equal(x, y) for x, y in zip(flatten_state(again), flatten_state(got)))
 
 
@@ -158,7 +169,7 @@ def test_parameter_free_fusion_keeps_the_mixed_structure():
     ):
         got = fuse([a, b])
         assert structure_str(state_sizes(got)) == structure_str(state_sizes(fuse([a, a])))
-        assert isinstance(got[0], tuple) and isinstance(got[0][1], LSTMState)  # (fw, bw) kept
+        assert isinstance(got[0], BidirectionalState) and isinstance(got[0].bw, LSTMState)
         for g, x, y in zip(flatten_state(got), flatten_state(a), flatten_state(b)):
             assert torch.allclose(g, ref(x, y), atol=1e-6, rtol=0)
 
@@ -203,17 +214,17 @@ def test_malformed_direction_structures_are_refused():
     a, _ = _raw_states()
     bad = ((a[0][0], a[0][1], a[0][0]), a[1], a[2])  # a triple where an (fw, bw) pair belongs
     with pytest.raises(
-        ValueError, match=r"state\[0\]: expected a layer state or an \(fw, bw\) pair"
+        ValueError, match=r"state\[0\]: expected a layer state .* or a BidirectionalState"
     ):
         StateBridge([LSTMState(8, 8), LSTMState(4, 4), LSTMState(4, 4)], [LSTMState(2, 2)] * 3)(bad)
     gru = torch.zeros(2, 4)
     with pytest.raises(ValueError, match=r"state\[0\]: the two directions differ in kind"):
-        join_directions(((a[0][0], gru), a[1]))
+        join_directions((BidirectionalState(a[0][0], gru), a[1]))
     with pytest.raises(
         ValueError, match=r"states: expected a stack state or a non-empty list of them, got \[\]"
     ):
         StateBridge([LSTMState(8, 8)], [LSTMState(2, 2)])([])
-    with pytest.raises(ValueError, match=r"input_sizes: state\[1\]: expected a layer state or an"):
+    with pytest.raises(ValueError, match=r"input_sizes: state\[1\]: expected a layer state"):
         StateBridge([LSTMState(4, 4), (1, 2, 3)], [LSTMState(2, 2)] * 2)
 
 

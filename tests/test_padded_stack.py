@@ -46,7 +46,7 @@ def counted(monkeypatch):
         calls.append(result is not None)
         return result
 
-    monkeypatch.setattr("rnnfuse.stack.run_padded_stack", spy)
+    monkeypatch.setattr("rnnfuse.kernels.run_padded_stack", spy)
     return calls
 
 

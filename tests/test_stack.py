@@ -7,7 +7,7 @@ import pytest
 import torch
 from numpy_reference import max_abs_diff, reference_for, stacked_rnn, state_to_numpy
 
-from rnnfuse import GRUCell, LSTMCell, LSTMState, RNNCell, StackedRNN
+from rnnfuse import BidirectionalState, GRUCell, LSTMCell, LSTMState, RNNCell, StackedRNN
 from rnnfuse.state import flatten_state, map_state
 
 F = 4
@@ -92,15 +92,20 @@ def _random_initial(stack: StackedRNN, batch: int, seed: int = 7):
 
 def _load_reference(stack: StackedRNN, rng: np.random.Generator):
     fw = [reference_for(c, rng) for c in stack.layers]
-    bw = [reference_for(c, rng) for c in stack.backward_layers] if stack.bidirectional else None
+    bw = (
+        [reference_for(c, rng) for c in stack.backward_layers] if any(stack.bidirectional) else None
+    )
     return fw, bw
 
 
 def _reference_run(stack, fw, bw, x: np.ndarray, initial, lengths):
-    init = state_to_numpy(initial)
+    init = state_to_numpy(initial)  # per layer; a bidirectional layer's entry is (fw, bw)
     if bw is None:
         return stacked_rnn(fw, x, init, lengths)
-    return stacked_rnn(fw, x, init[0], lengths, bw, init[1], stack.merge_modes)
+    out, (fw_final, bw_final) = stacked_rnn(
+        fw, x, [i[0] for i in init], lengths, bw, [i[1] for i in init], stack.merge_modes
+    )
+    return out, tuple(zip(fw_final, bw_final, strict=True))
 
 
 # ------------------------------------------------------------------ NumPy reference
@@ -254,12 +259,12 @@ def test_bidirectional_continuation_holds_for_the_forward_direction_only():
     hidden = 5
     x = torch.randn(len(LENGTHS), T, F, dtype=torch.float64)
     cut, lens = 3, torch.tensor(LENGTHS)
-    whole_out, (whole_fw, _) = stack(x, lens)
-    out1, (fw1, bw1) = stack(x[:, :cut], lens.clamp(max=cut))
-    out2, (fw2, _) = stack(x[:, cut:], (lens - cut).clamp(min=0), (fw1, bw1))
+    whole_out, (whole,) = stack(x, lens)
+    out1, first = stack(x[:, :cut], lens.clamp(max=cut))
+    out2, (second,) = stack(x[:, cut:], (lens - cut).clamp(min=0), first)
     forward = torch.cat([out1, out2], dim=1)[..., :hidden]
     assert torch.allclose(forward, whole_out[..., :hidden], atol=1e-12, rtol=0)
-    assert max_abs_diff(state_to_numpy(fw2), state_to_numpy(whole_fw)) < 1e-12
+    assert max_abs_diff(state_to_numpy(second.fw), state_to_numpy(whole.fw)) < 1e-12
     backward = torch.cat([out1, out2], dim=1)[..., hidden:]
     assert not torch.allclose(backward, whole_out[..., hidden:], atol=1e-6), (
         "backward really does not continue"
@@ -425,12 +430,17 @@ def test_residual_refuses_layers_whose_sizes_differ():
 
 def test_sizes_and_initial_state_structure():
     stack = StackedRNN(F, [5, 4], "lstm", bidirectional=True, proj_size=3)
-    assert stack.num_layers == 2 and stack.num_directions == 2
+    assert stack.num_layers == 2 and stack.bidirectional == (True, True)
+    assert stack.residual == (False, False)
     assert stack.hidden_sizes == (5, 4) and stack.output_size == 6
     assert stack.layers[1].input_size == 6 and stack.backward_layers[1].input_size == 6
-    assert stack.state_sizes == ((LSTMState(5, 3), LSTMState(4, 3)),) * 2
-    fw, bw = stack.initial_state(2)
-    assert [tuple(s.c.shape) for s in fw] == [(2, 5), (2, 4)] and tuple(bw[1].h.shape) == (2, 3)
+    assert stack.state_sizes == (
+        BidirectionalState(LSTMState(5, 3), LSTMState(5, 3)),
+        BidirectionalState(LSTMState(4, 3), LSTMState(4, 3)),
+    )
+    state = stack.initial_state(2)
+    assert [tuple(s.fw.c.shape) for s in state] == [(2, 5), (2, 4)]
+    assert tuple(state[1].bw.h.shape) == (2, 3)
     mixed = _stack("mixed")
     assert mixed.state_sizes == (LSTMState(5, 4), 3, 3) and mixed.output_size == 3
 

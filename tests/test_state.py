@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from rnnfuse import (
+    BidirectionalState,
     LSTMState,
     assert_same_structure,
     flatten_state,
@@ -121,14 +122,15 @@ def test_torch_layout_matches_what_nn_lstm_returns():
     """Bidirectional layers are interleaved per layer (l0 fw, l0 bw, l1 fw, ...) as in torch."""
     lstm = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, proj_size=2, batch_first=True)
     _, (h_n, c_n) = lstm(torch.randn(5, 6, 3))
-    fw, bw = from_torch_layout(h_n, c_n, bidirectional=True)
+    state = from_torch_layout(h_n, c_n, bidirectional=True)
+    assert all(isinstance(s, BidirectionalState) for s in state)  # a StackedRNN's structure
     assert (
-        torch.equal(fw[1].h, h_n[2])
-        and torch.equal(bw[1].c, c_n[3])
-        and torch.equal(bw[0].h, h_n[1])
+        torch.equal(state[1].fw.h, h_n[2])
+        and torch.equal(state[1].bw.c, c_n[3])
+        and torch.equal(state[0].bw.h, h_n[1])
     )
-    assert state_sizes(fw) == (LSTMState(4, 2), LSTMState(4, 2))
-    h_back, c_back = to_torch_layout((fw, bw), bidirectional=True)
+    assert state_sizes(state) == (BidirectionalState(LSTMState(4, 2), LSTMState(4, 2)),) * 2
+    h_back, c_back = to_torch_layout(state)
     assert torch.equal(h_back, h_n) and torch.equal(c_back, c_n)
 
 
@@ -143,7 +145,7 @@ def test_torch_layout_round_trip_for_tensor_layers():
     "call, error, message",
     [
         (lambda: to_torch_layout(_mixed()), ValueError, "every layer of one kind"),
-        (lambda: to_torch_layout(()), ValueError, "at least one layer"),
+        (lambda: to_torch_layout(()), ValueError, r"expected a stack state .*, got \(\)"),
         (
             lambda: to_torch_layout((torch.zeros(2, 3), torch.zeros(2, 4))),
             ValueError,
@@ -155,9 +157,16 @@ def test_torch_layout_round_trip_for_tensor_layers():
             r"c_n: expected shape \[2, 3\] \+ \[H\], got \[2, 3\]",
         ),
         (
-            lambda: to_torch_layout((torch.zeros(1, 2),), bidirectional=True),
+            lambda: to_torch_layout(
+                (BidirectionalState(torch.zeros(1, 2), torch.zeros(1, 2)), torch.zeros(1, 2))
+            ),
             ValueError,
-            r"expected a \(fw_state, bw_state\) pair",
+            "every layer bidirectional or none",
+        ),
+        (
+            lambda: to_torch_layout(((torch.zeros(1, 2), torch.zeros(1, 2)),)),
+            ValueError,
+            r"state\[0\]: expected .* a plain tuple is not read as one",
         ),
         (
             lambda: from_torch_layout(torch.zeros(2, 3)),
@@ -216,8 +225,8 @@ def test_row_helpers_treat_lstm_and_tensor_layers_alike():
     new = zeros_like_state(lstm)
     mixed = where_state(mask, new, lstm)
     assert torch.equal(mixed.c[1], lstm.c[1]) and torch.equal(mixed.h[0], new.h[0])
-    joined = concat_layer_states([lstm, lstm], dim=-1)
-    assert joined.c.shape == (4, 8) and joined.h.shape == (4, 6)
+    stacked = concat_layer_states([lstm, lstm])  # rows; features are fusion.concat_states'
+    assert stacked.c.shape == (8, 4) and stacked.h.shape == (8, 3)
 
 
 def test_layer_parts_round_trip():

@@ -102,7 +102,7 @@ def test_bidirectional_pair_and_residual_layers():
     want, _ = tf1.dynamic_rnn(uni, torch.cat([out_fw, out_bw], -1), sequence_length=lengths)
     stack = tf1.as_stack([(fw, bw), uni])
     assert stack.bidirectional == (True, False, False, False)
-    assert stack.residual_layers == (False, False, True, True)
+    assert stack.residual == (False, False, True, True)
     assert stack.dropout == pytest.approx(0.1) and not stack.variational_dropout
     with torch.no_grad():
         assert torch.allclose(stack.eval()(x, lengths)[0], want, atol=1e-6, rtol=0)

@@ -93,16 +93,14 @@ def _run_packed(module: nn.Module, x, hx, lengths):
 def test_from_torch_matches_full_length(name, dtype):
     module = _module(name, dtype)
     stack = StackedRNN.from_torch(module)
-    assert stack.batch_first == module.batch_first and stack.bidirectional == module.bidirectional
+    assert stack.batch_first == module.batch_first
+    assert stack.bidirectional == (module.bidirectional,) * module.num_layers
     x, hx = _inputs(module, dtype)
     ref_out, ref_h = module(x, hx)
     out, state = stack(x, initial_state=_to_ours(module, hx))
     assert out.dtype == dtype
     assert _max_err(out, ref_out) < TOLERANCE[dtype]
-    assert (
-        _max_err(to_torch_layout(state, bidirectional=module.bidirectional), ref_h)
-        < TOLERANCE[dtype]
-    )
+    assert _max_err(to_torch_layout(state), ref_h) < TOLERANCE[dtype]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
@@ -114,15 +112,12 @@ def test_from_torch_matches_packed_ragged_batch(name, dtype):
     ref_out, ref_h = _run_packed(module, x, hx, LENGTHS)
     out, state = stack(x, LENGTHS, _to_ours(module, hx))
     assert _max_err(out, ref_out) < TOLERANCE[dtype]
-    assert (
-        _max_err(to_torch_layout(state, bidirectional=module.bidirectional), ref_h)
-        < TOLERANCE[dtype]
-    )
+    assert _max_err(to_torch_layout(state), ref_h) < TOLERANCE[dtype]
 
 
 def _param_pairs(stack: StackedRNN, module: nn.Module):
     """(ours, torch's) parameter pairs; rnnfuse's one LSTM/RNN bias is b_ih + b_hh."""
-    directions = [stack.layers] + ([stack.backward_layers] if stack.bidirectional else [])
+    directions = [stack.layers] + ([stack.backward_layers] if any(stack.bidirectional) else [])
     for d, cells in enumerate(directions):
         for k, cell in enumerate(cells):
             sfx = f"_l{k}" + ("_reverse" if d else "")
@@ -149,7 +144,7 @@ def test_parameter_and_input_gradients_match_torch(name, dtype):
     x_ref, x_ours = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
     ref_out, ref_h = _run_packed(module, x_ref, hx, LENGTHS)
     out, state = stack(x_ours, LENGTHS, _to_ours(module, hx))
-    ours_h = to_torch_layout(state, bidirectional=module.bidirectional)
+    ours_h = to_torch_layout(state)
     weights = torch.randn_like(out)
     loss_terms = lambda o, h: (
         (o * weights).sum() + sum((t * t).sum() for t in (h if isinstance(h, tuple) else (h,)))
@@ -178,7 +173,7 @@ def test_to_torch_gives_the_same_numbers(name):
     ref_out, ref_h = _run_packed(module, x, hx, LENGTHS)
     out, state = native(x, LENGTHS, _to_ours(module, hx))
     assert _max_err(out, ref_out) < 1e-12
-    assert _max_err(to_torch_layout(state, bidirectional=module.bidirectional), ref_h) < 1e-12
+    assert _max_err(to_torch_layout(state), ref_h) < 1e-12
 
 
 def test_to_torch_folds_the_run_time_forget_bias_into_a_bias():
@@ -188,7 +183,7 @@ def test_to_torch_folds_the_run_time_forget_bias_into_a_bias():
     out, state = stack(x)
     ref_out, (h_n, c_n) = module(x)
     assert _max_err(out, ref_out) < 1e-12
-    assert _max_err(to_torch_layout(state, bidirectional=True), (h_n, c_n)) < 1e-12
+    assert _max_err(to_torch_layout(state), (h_n, c_n)) < 1e-12
     assert torch.equal(module.bias_hh_l1_reverse[4:8], torch.ones(4, dtype=torch.float64))
 
 

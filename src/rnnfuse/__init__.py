@@ -11,7 +11,7 @@ from typing import Any
 
 from .bidirectional import BidirectionalRNN
 from .cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
-from .encoders import MultiEncoder, MultiEncoderOutput, merge_directions
+from .encoders import MultiEncoder, MultiEncoderOutput
 from .fusion import (
     ChildSumFusion,
     GatedFusion,
@@ -27,6 +27,7 @@ from .io import load, save
 from .seq2seq import Seq2Seq
 from .stack import StackedRNN
 from .state import (
+    BidirectionalState,
     LSTMState,
     assert_same_structure,
     flatten_state,
@@ -60,6 +61,7 @@ __all__ = [
     "stack_from_keras",
     "stacks_from_keras",
     "LSTMState",
+    "BidirectionalState",
     "map_state",
     "flatten_state",
     "structure_str",
@@ -82,7 +84,6 @@ __all__ = [
     "MultiEncoder",
     "MultiEncoderOutput",
     "Seq2Seq",
-    "merge_directions",
 ]
 
 

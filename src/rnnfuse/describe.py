@@ -13,7 +13,7 @@ import os
 from typing import Any
 
 from ._command import Converted, FileKind, fail
-from .state import LSTMState
+from .state import BidirectionalState, LSTMState
 
 __all__ = ["FILE_KINDS", "state_str"]
 
@@ -23,9 +23,13 @@ def state_str(sizes: Any, lstm: str = "LSTMStateTuple") -> str:
 
     >>> state_str((LSTMState(20, 20), 10), "LSTMState")
     '(LSTMState(c=[batch, 20], h=[batch, 20]), Tensor[batch, 10])'
+    >>> state_str((BidirectionalState(4, 4),))
+    '(BidirectionalState(fw=Tensor[batch, 4], bw=Tensor[batch, 4]),)'
     """
     if isinstance(sizes, LSTMState):
         return f"{lstm}(c=[batch, {sizes.c}], h=[batch, {sizes.h}])"
+    if isinstance(sizes, BidirectionalState):
+        return f"BidirectionalState(fw={state_str(sizes.fw, lstm)}, bw={state_str(sizes.bw, lstm)})"
     if isinstance(sizes, tuple):
         inner = ", ".join(state_str(s, lstm) for s in sizes)
         return f"({inner},)" if len(sizes) == 1 else f"({inner})"
@@ -74,7 +78,7 @@ def _inspect_file(path: str) -> int:
         for k, cell in enumerate(stack.layers):
             backward = stack.backward_cell(k)
             back = f" | backward {backward!r}" if backward is not None else ""
-            back += " + residual" if stack.residual_layers[k] else ""
+            back += " + residual" if stack.residual[k] else ""
             print(f"{indent}layer {k}: {cell!r}{back}")
     print(f"  outputs: [batch, time, {module.output_size}]")
     print(f"  state: {state_str(module.state_sizes, 'LSTMState')}")

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import torch
@@ -22,7 +22,7 @@ from ._named import NameSafeModuleDict
 from .fusion import FUSION_FUNCTIONS
 from .state import join_directions
 
-__all__ = ["MultiEncoder", "MultiEncoderOutput", "merge_directions"]
+__all__ = ["MultiEncoder", "MultiEncoderOutput"]
 
 
 class MultiEncoderOutput(NamedTuple):
@@ -32,26 +32,19 @@ class MultiEncoderOutput(NamedTuple):
         outputs: the encoders' outputs joined on the feature axis, ``(B, T, H_1 + ... +
             H_n)``, when they share the batch and time axes, else ``None`` (use
             ``encoder_outputs``).
-        state: the fused stack state: per layer ``LSTMState(c, h)`` of ``(B, H_k)`` tensors
-            or one ``(B, H_k)`` tensor.
+        state: the fused stack state, plain (each encoder's pairs of directions joined
+            first): per layer ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one ``(B, H_k)``
+            tensor.
         encoder_outputs: each encoder's outputs ``(B, T_name, H_name)``, by name.
-        encoder_states: each encoder's stack state (directions joined), by name.
+        encoder_states: each encoder's stack state by name, each
+            :class:`~rnnfuse.state.BidirectionalState` joined fw|bw
+            (:func:`rnnfuse.state.join_directions`).
     """
 
     outputs: Tensor | None
     state: Any
     encoder_outputs: dict[str, Tensor]
     encoder_states: dict[str, Any]
-
-
-def merge_directions(state: Any, bidirectional: bool | Sequence[bool]) -> Any:
-    """A bidirectional ``(fw, bw)`` state joined per layer (fw|bw); others unchanged.
-
-    ``bidirectional`` per layer (a mixed-direction stack): each layer's ``(fw, bw)`` pair
-    is joined, the unidirectional layers' states are kept.  The join is
-    :func:`rnnfuse.state.join_directions`; ``bidirectional`` only says whether there is one."""
-    any_pair = any(bidirectional) if isinstance(bidirectional, (tuple, list)) else bidirectional
-    return join_directions(state) if any_pair else state
 
 
 class MultiEncoder(nn.Module):
@@ -61,8 +54,14 @@ class MultiEncoder(nn.Module):
         encoders: name → :class:`StackedRNN` (any module with the same call contract).
         fusion: ``"concat"``, ``"sum"``, ``"mean"``, ``"max"``, or a module taking a list
             of stack states (e.g. :class:`~rnnfuse.ZophKnightFusion`) in the order of
-            ``encoders``.  A bidirectional encoder's ``(fw, bw)`` state is joined per layer
-            first, so every encoder contributes one stack state.
+            ``encoders``.  Each :class:`~rnnfuse.state.BidirectionalState` in an encoder's
+            state (a bidirectional layer's, or a :class:`~rnnfuse.BidirectionalRNN`'s) is
+            joined first (fw|bw, :func:`rnnfuse.state.join_directions`), so every encoder
+            contributes one plain stack state.
+
+    Raises:
+        TypeError: ``encoders`` is no non-empty mapping, ``fusion`` no name or module.
+        ValueError: an unknown fusion name.
     """
 
     def __init__(
@@ -113,6 +112,12 @@ class MultiEncoder(nn.Module):
             >>> result = encoders(x, {"global": torch.tensor([9, 4])})
             >>> result.outputs is None, tuple(result.state[0].h.shape)
             (True, (2, 16))
+            >>> from rnnfuse import BidirectionalRNN
+            >>> both = MultiEncoder({"a": StackedRNN(6, [4], "gru", bidirectional=True),
+            ...                      "b": BidirectionalRNN(StackedRNN(6, [4], "gru"),
+            ...                                            StackedRNN(6, [4], "gru"))})
+            >>> [tuple(s.shape) for s in both(torch.randn(3, 5, 6)).state]  # 4|4 twice
+            [(3, 16)]
         """
         self._check_keys(inputs, "inputs")
         self._check_keys(lengths, "lengths")
@@ -123,7 +128,7 @@ class MultiEncoder(nn.Module):
             lens = self._pick(lengths, name, "lengths", required=False)
             out, state = encoder(x, lens)
             outputs[name] = out
-            states[name] = merge_directions(state, getattr(encoder, "bidirectional", False))
+            states[name] = join_directions(state)
         fused = self._fuse(list(states.values()))
         joined = self._join_outputs(outputs)
         return MultiEncoderOutput(joined, fused, outputs, states)

@@ -6,13 +6,19 @@ Functions (no parameters): :func:`concat_states`, :func:`sum_states`, :func:`mea
 sequence of stack states (one per source) and return one stack state; an LSTM layer stays
 an :class:`~rnnfuse.LSTMState` with ``c`` and ``h`` each fused.
 
-Bidirectional sources: the functions keep the structure, so a bidirectional state
-``(fw, bw)`` or a mixed-direction state (an ``(fw, bw)`` pair per bidirectional layer) stays
-one, each direction fused with the same direction of the other sources.  The learned modules
-(and :class:`StateBridge`) first join each source's directions per part on the feature axis
-(fw|bw, :func:`rnnfuse.state.join_directions`, what :class:`~rnnfuse.MultiEncoder` does), so
-they return a plain stack state and their sizes are the joined ones; they also take sizes in
-the directions' structure (e.g. ``encoder.state_sizes``) and join them the same way.
+Sources are given as a list (any sequence) of states, one per source; a source is a stack
+state (a tuple, one entry per layer) or a :class:`~rnnfuse.BidirectionalRNN`'s
+:class:`~rnnfuse.state.BidirectionalState` of two stacks.  A sequence whose entries are layer
+states (one stack's state) is refused: it would fuse that stack's own layers.
+
+Bidirectional sources: the functions keep the structure, so each
+:class:`~rnnfuse.state.BidirectionalState` (a bidirectional layer's entry, or a
+``BidirectionalRNN``'s state) stays one, each direction fused with the same direction of the
+other sources.  The learned modules (and :class:`StateBridge`) first join each source's
+directions per part on the feature axis (fw|bw, :func:`rnnfuse.state.join_directions`, what
+:class:`~rnnfuse.MultiEncoder` does), so they return a plain stack state and their sizes are
+the joined ones; they also take sizes in the directions' structure (e.g.
+``encoder.state_sizes``) and join them the same way.
 
 >>> import torch
 >>> from rnnfuse import LSTMState, concat_states
@@ -33,6 +39,7 @@ from torch import Tensor, nn
 
 from ._checks import check_lengths, describe
 from .state import (
+    BidirectionalState,
     LSTMState,
     assert_same_structure,
     join_directions,
@@ -85,12 +92,15 @@ def _check_same_structure(states: list[Any], same_sizes: bool) -> None:
 
 def _source_list(states: Any, minimum: int) -> list[Any]:
     """``states`` as a list of ``minimum`` or more sources, refusing one stack state."""
-    if isinstance(states, (Tensor, LSTMState)) or not isinstance(states, Sequence):
+    if isinstance(states, (Tensor, LSTMState, BidirectionalState)) or not isinstance(
+        states, Sequence
+    ):
         raise TypeError(
-            f"states: expected a list of {minimum} or more states (one per source), got {type(states).__name__}"
+            f"states: expected a list of {minimum} or more states (one per source), got "
+            f"{type(states).__name__}"
         )
     states = list(states)
-    if any(isinstance(s, (Tensor, LSTMState)) for s in states):  # layer states: ONE stack's state
+    if any(_is_layer_entry(s) for s in states):  # layer entries: ONE stack's state
         raise TypeError(
             f"states: expected a list of states, one per encoder, e.g. [state_a, state_b]; got one stack state "
             f"{structure_str(tuple(states))} (a tuple of layer states, which would fuse its own layers)"
@@ -102,18 +112,28 @@ def _source_list(states: Any, minimum: int) -> list[Any]:
     return states
 
 
+def _is_layer_entry(x: Any) -> bool:
+    """An entry of one stack's state: a layer state, or a bidirectional layer's pair of them
+    (a ``BidirectionalRNN``'s pair holds two stack states: a source)."""
+    if isinstance(x, BidirectionalState):
+        return isinstance(x.fw, (Tensor, LSTMState))
+    return isinstance(x, (Tensor, LSTMState))
+
+
 def concat_states(states: Sequence[Any]) -> Any:
     """Join each part on the feature axis; sources may have different sizes.
 
     Args:
-        states: one stack state per source (two or more), each a tuple of ``L`` layer
-            states of one structure: ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one
-            ``(B, H_k)`` tensor per layer, an ``(fw, bw)`` pair of those for a bidirectional
-            layer.
+        states: one state per source (two or more), of one structure: a stack state (a
+            tuple of ``L`` entries: ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one
+            ``(B, H_k)`` tensor per layer, a :class:`~rnnfuse.state.BidirectionalState`
+            ``(fw, bw)`` of those for a bidirectional layer), or a ``BidirectionalRNN``'s
+            ``BidirectionalState`` of two stack states.
 
     Returns:
         One stack state of the same structure, each part ``(B, H_1 + ... + H_n)``: per layer
-        ``LSTMState(cat(c_k), cat(h_k))`` or ``cat(h_k)``; a ``(fw, bw)`` pair stays a pair.
+        ``LSTMState(cat(c_k), cat(h_k))`` or ``cat(h_k)``; each ``BidirectionalState`` stays one,
+        each direction joined with the same direction of the other sources.
 
     Raises:
         TypeError: ``states`` is one stack state rather than a list of them.
@@ -128,6 +148,11 @@ def concat_states(states: Sequence[Any]) -> Any:
         >>> _, b = StackedRNN(6, [4, 2])(x)
         >>> [tuple(layer.c.shape) for layer in concat_states([a, b])]
         [(3, 24), (3, 12)]
+        >>> _, bi_a = StackedRNN(6, [4], "gru", bidirectional=True)(x)
+        >>> _, bi_b = StackedRNN(6, [5], "gru", bidirectional=True)(x)
+        >>> fused = concat_states([bi_a, bi_b])
+        >>> type(fused[0]).__name__, tuple(fused[0].fw.shape), tuple(fused[0].bw.shape)
+        ('BidirectionalState', (3, 9), (3, 9))
     """
     return map_state(lambda *ts: torch.cat(ts, dim=-1), *_check_sources(states, False), check=False)
 
@@ -136,10 +161,10 @@ def sum_states(states: Sequence[Any]) -> Any:
     """Element-wise sum of each part; every source must have the same sizes.
 
     Args:
-        states: one stack state per source (two or more), each a tuple of ``L`` layer
-            states of one structure: ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one
-            ``(B, H_k)`` tensor per layer, an ``(fw, bw)`` pair of those for a bidirectional
-            layer.
+        states: one state per source (two or more), of one structure: a tuple of ``L``
+            entries, ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one ``(B, H_k)`` tensor
+            per layer, a :class:`~rnnfuse.state.BidirectionalState` of those for a
+            bidirectional layer (or a ``BidirectionalRNN``'s pair of two stack states).
 
     Returns:
         One stack state of the same structure and sizes, each part ``(B, H_k)`` the sum of
@@ -158,10 +183,10 @@ def mean_states(states: Sequence[Any]) -> Any:
     """Element-wise mean of each part; every source must have the same sizes.
 
     Args:
-        states: one stack state per source (two or more), each a tuple of ``L`` layer
-            states of one structure: ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one
-            ``(B, H_k)`` tensor per layer, an ``(fw, bw)`` pair of those for a bidirectional
-            layer.
+        states: one state per source (two or more), of one structure: a tuple of ``L``
+            entries, ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one ``(B, H_k)`` tensor
+            per layer, a :class:`~rnnfuse.state.BidirectionalState` of those for a
+            bidirectional layer (or a ``BidirectionalRNN``'s pair of two stack states).
 
     Returns:
         One stack state of the same structure and sizes, each part ``(B, H_k)`` the mean of
@@ -188,10 +213,10 @@ def max_states(states: Sequence[Any]) -> Any:
     """Element-wise maximum of each part; every source must have the same sizes.
 
     Args:
-        states: one stack state per source (two or more), each a tuple of ``L`` layer
-            states of one structure: ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one
-            ``(B, H_k)`` tensor per layer, an ``(fw, bw)`` pair of those for a bidirectional
-            layer.
+        states: one state per source (two or more), of one structure: a tuple of ``L``
+            entries, ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one ``(B, H_k)`` tensor
+            per layer, a :class:`~rnnfuse.state.BidirectionalState` of those for a
+            bidirectional layer (or a ``BidirectionalRNN``'s pair of two stack states).
 
     Returns:
         One stack state of the same structure and sizes, each part ``(B, H_k)`` the
@@ -283,12 +308,10 @@ def _is_nested(lengths: Sequence[Any]) -> bool:
 
 
 def _joined_sizes(sizes: Any, name: str) -> Any:
-    """Sizes given in a bidirectional or mixed-direction structure, joined per layer (fw|bw)."""
-    if (
-        isinstance(sizes, (int, LSTMState))
-        or not isinstance(sizes, Sequence)
-        or not any(isinstance(e, (tuple, list)) and not isinstance(e, LSTMState) for e in sizes)
-    ):
+    """Sizes per layer with each pair of directions (a
+    :class:`~rnnfuse.state.BidirectionalState`) joined (fw|bw); what is not a sequence of
+    sizes is returned as it is, for :func:`_layer_sizes` to say what is wrong."""
+    if isinstance(sizes, LSTMState) or not isinstance(sizes, (tuple, list)) or not sizes:
         return sizes
     try:
         return join_directions(sizes)
@@ -350,10 +373,10 @@ class StateBridge(nn.Module):
     ``LSTMState(c, h)`` of ints for an LSTM layer, an int otherwise (see
     :func:`rnnfuse.state.state_sizes`).  ``activation`` is ``None``, ``"tanh"`` or ``"relu"``.
 
-    A bidirectional or mixed-direction source (``StackedRNN(..., bidirectional=[True, False])``
-    gives an ``(fw, bw)`` pair for layer 0) has its directions joined per part first (fw|bw,
-    :func:`rnnfuse.state.join_directions`); ``input_sizes`` may be given joined or in that
-    structure (``encoder.state_sizes``).
+    A source with pairs of directions (``StackedRNN(..., bidirectional=[True, False])`` gives a
+    :class:`~rnnfuse.state.BidirectionalState` for layer 0; a ``BidirectionalRNN`` one of two
+    stacks) has them joined per part first (fw|bw, :func:`rnnfuse.state.join_directions`);
+    ``input_sizes`` may be given joined or in that structure (``encoder.state_sizes``).
 
     >>> import torch
     >>> from rnnfuse import LSTMState
@@ -398,16 +421,19 @@ class StateBridge(nn.Module):
         """Map a stack state (or several, concatenated first) to the decoder's sizes.
 
         Args:
-            states: one stack state, or a list of them (concatenated per part first); each
-                may be bidirectional or mixed-direction (its directions are joined first).
+            states: one source's state (a stack state, or a ``BidirectionalRNN``'s
+                :class:`~rnnfuse.state.BidirectionalState`), or a list of them (concatenated
+                per part first); each source's ``BidirectionalState`` s are joined first
+                (fw|bw).
 
         Returns:
             A stack state with ``output_sizes``: per layer ``LSTMState(c, h)`` of ``(B, H_k)``
             tensors or one ``(B, H_k)`` tensor.
 
         Raises:
+            TypeError: ``states`` is no state or list of states.
             ValueError: the (joined) state's sizes are not the ``input_sizes`` it was built
-                for.
+                for; a plain tuple stands where a pair of directions belongs.
         """
         sources = [join_directions(s) for s in _bridge_sources(states)]
         state = sources[0] if len(sources) == 1 else concat_states(sources)
@@ -420,26 +446,20 @@ class StateBridge(nn.Module):
 
 
 def _bridge_sources(states: Any) -> list[Any]:
-    """The sources given to a bridge: a list is a list of sources; a tuple with a layer state
-    among its entries is one (plain or mixed-direction) stack state; a tuple of tuples is
-    several sources, or one bidirectional ``(fw, bw)`` state, whose concatenation is the
-    same join of fw and bw."""
-    if isinstance(states, list):
-        if not states:
-            raise ValueError("states: expected a stack state or a non-empty list of them, got []")
-        return states
-    if (
-        isinstance(states, tuple)
-        and not isinstance(states, LSTMState)
-        and states
-        and all(isinstance(e, tuple) and not isinstance(e, LSTMState) for e in states)
-    ):
-        return list(states)
-    if not isinstance(states, tuple) or isinstance(states, LSTMState):
+    """The sources given to a bridge, by type: a ``BidirectionalState`` of two stacks is one
+    source; a sequence whose entries are layer entries (layer states, a bidirectional layer's
+    ``BidirectionalState``) is one stack state; any other sequence is a sequence of sources."""
+    if isinstance(states, BidirectionalState):
+        return [states]
+    if not isinstance(states, (tuple, list)) or isinstance(states, LSTMState):
         raise TypeError(
             f"states: expected a stack state or a list of them, got {structure_str(states)}"
         )
-    return [states]
+    if not states:
+        raise ValueError("states: expected a stack state or a non-empty list of them, got []")
+    if any(_is_layer_entry(e) for e in states):
+        return [states]
+    return list(states)
 
 
 class ZophKnightFusion(nn.Module):
@@ -452,7 +472,8 @@ class ZophKnightFusion(nn.Module):
     Args:
         num_sources: how many encoders' states it fuses (2 or more).
         sizes: each source's per-layer sizes, as ``encoder.state_sizes`` gives them: per
-            layer an ``LSTMState(c, h)`` of ints or an int (an ``(fw, bw)`` pair is joined).
+            layer an ``LSTMState(c, h)`` of ints or an int (a ``BidirectionalState`` is
+            joined).
 
     Raises:
         ValueError: ``num_sources`` is not an int of 2 or more, or ``sizes`` is malformed.
@@ -514,7 +535,8 @@ class ChildSumFusion(nn.Module):
     Args:
         num_sources: how many encoders' states it fuses (2 or more).
         sizes: each source's per-layer sizes, as ``encoder.state_sizes`` gives them: per
-            layer an ``LSTMState(c, h)`` of ints or an int (an ``(fw, bw)`` pair is joined).
+            layer an ``LSTMState(c, h)`` of ints or an int (a ``BidirectionalState`` is
+            joined).
 
     Raises:
         ValueError: ``num_sources`` is not an int of 2 or more, or a layer is not an LSTM
@@ -580,7 +602,8 @@ class GatedFusion(nn.Module):
     Args:
         num_sources: how many encoders' states it fuses (2 or more).
         sizes: each source's per-layer sizes, as ``encoder.state_sizes`` gives them: per
-            layer an ``LSTMState(c, h)`` of ints or an int (an ``(fw, bw)`` pair is joined).
+            layer an ``LSTMState(c, h)`` of ints or an int (a ``BidirectionalState`` is
+            joined).
 
     Raises:
         ValueError: ``num_sources`` is not an int of 2 or more, or ``sizes`` is malformed.

@@ -3,9 +3,11 @@
 The file holds every parameter under its ``state_dict`` name and, in the metadata,
 ``{"format": "rnnfuse", "version": 1, "config": {...}}``.  The configuration describes a
 :class:`~rnnfuse.StackedRNN` (each layer's ``cell.config()``, ``batch_first``,
-``bidirectional`` with the backward layers, ``dropout``, ``variational_dropout``,
-``residual``, ``merge_mode`` where a layer merges otherwise than concat) or a TF-style :class:`~rnnfuse.bidirectional.BidirectionalRNN` (two such
-stacks, ``fw`` and ``bw``).  No pickle is involved; loading is strict: a file that is not
+``bidirectional`` (one bool per layer; a file may hold one bool for all) with the backward
+layers, ``dropout``, ``variational_dropout``, ``residual`` (one bool per layer; ``true`` in a
+file: every layer after the first), ``merge_mode`` where a layer merges otherwise than
+concat) or a TF-style :class:`~rnnfuse.bidirectional.BidirectionalRNN` (two such stacks,
+``fw`` and ``bw``).  No pickle is involved; loading is strict: a file that is not
 safetensors, lacks rnnfuse metadata, or whose tensors are missing, unexpected or of the
 wrong shape raises ``ValueError`` saying so.
 
@@ -258,13 +260,11 @@ def _module_config(module: nn.Module) -> dict[str, Any]:
         "kind": "StackedRNN",
         "layers": [cell.config() for cell in module.layers],
         "backward_layers": [cell.config() for cell in module.backward_layers],
-        "bidirectional": module.bidirectional
-        if isinstance(module.bidirectional, bool)
-        else list(module.bidirectional),
+        "bidirectional": list(module.bidirectional),
         "batch_first": module.batch_first,
         "dropout": module.dropout,
         "variational_dropout": module.variational_dropout,
-        "residual": module.residual if isinstance(module.residual, bool) else list(module.residual),
+        "residual": list(module.residual),
         # only where a layer merges otherwise than concat (files without it: all concat)
         **(
             {"merge_mode": list(module.merge_modes)}

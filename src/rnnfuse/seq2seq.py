@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ._checks import check_lengths, describe
 from ._named import NameSafeModuleDict
+from .bidirectional import BidirectionalRNN
 from .encoders import MultiEncoder
 from .stack import StackedRNN
 from .state import LSTMState, join_directions, state_sizes, structure_str
@@ -154,7 +155,7 @@ class Seq2Seq(nn.Module):
             raise TypeError(f"encoders: expected a MultiEncoder, got {type(encoders).__name__}")
         if not isinstance(decoder, StackedRNN):
             raise TypeError(f"decoder: expected a StackedRNN, got {type(decoder).__name__}")
-        if decoder.bidirectional or not decoder.batch_first:
+        if any(decoder.bidirectional) or not decoder.batch_first:
             raise ValueError("decoder: expected a unidirectional, batch_first StackedRNN")
         if isinstance(output_size, bool) or not isinstance(output_size, int) or output_size < 1:
             raise ValueError(f"output_size: expected a positive int, got {output_size!r}")
@@ -374,11 +375,11 @@ def _output_size(encoder: nn.Module, name: str) -> int:
 
 def _fused_sizes(encoders: MultiEncoder) -> tuple[Any, ...] | None:
     """The sizes of the fused state when they follow from the encoders alone (stacks joined
-    by a parameter-free fusion; a bidirectional or mixed-direction stack's directions joined,
-    as :class:`~rnnfuse.MultiEncoder` does); ``None`` when only a call can tell."""
+    by a parameter-free fusion; each pair of directions joined, as
+    :class:`~rnnfuse.MultiEncoder` does); ``None`` when only a call can tell."""
     sizes = []
     for enc in encoders.encoders.values():
-        if not isinstance(enc, StackedRNN):
+        if not isinstance(enc, (StackedRNN, BidirectionalRNN)):
             return None
         sizes.append(join_directions(enc.state_sizes))
     if len(sizes) == 1:

@@ -35,9 +35,8 @@ from torch import Tensor, nn
 from ._checks import check_lengths, check_sequence_input
 from .cells import RecurrentCell, make_cell
 from .convert.torch import cells_from_torch, torch_from_cells
-from .kernels import run_layer
-from .kernels.padded_stack import padded_stack_specs, run_padded_stack
-from .state import assert_same_structure, structure_str
+from .kernels import run_layer, run_stack
+from .state import BidirectionalState, assert_same_structure, structure_str
 
 __all__ = ["StackedRNN"]
 
@@ -51,12 +50,11 @@ class StackedRNN(nn.Module):
         cell: ``"lstm"``, ``"gru"`` or ``"rnn"``; ``cell_options`` go to every layer's cell
             (e.g. ``forget_bias=1.0``, ``peepholes=True``, ``reset_after=False``).
         batch_first: ``x`` is ``(B, T, F)`` if true, else ``(T, B, F)`` (TF's time_major).
-        bidirectional: add a backward stack; layer k+1 reads fw|bw of layer k (PyTorch
-            style), outputs are fw|bw on the feature axis, the state is ``(fw, bw)``.
-            A sequence of bools (one per layer, e.g. ``[True, False, False]``: GNMT's
-            encoder) makes only those layers bidirectional; the state then holds, per layer,
-            an ``(fw, bw)`` pair for a bidirectional layer and the plain layer state
-            otherwise, and ``self.bidirectional`` is that tuple (a bool when uniform).
+        bidirectional: a bool for every layer, or one bool per layer (e.g. ``[True, False,
+            False]``: GNMT's encoder).  A bidirectional layer runs a backward cell beside
+            the forward one; layer k+1 reads layer k's fw|bw (PyTorch style); its state
+            entry is a :class:`~rnnfuse.state.BidirectionalState` ``(fw, bw)``.
+            ``self.bidirectional`` is the per-layer tuple.
         merge_mode: how a bidirectional layer joins its directions' outputs (Keras'
             ``Bidirectional(merge_mode=...)``): ``"concat"`` (fw|bw, the default), ``"sum"``,
             ``"ave"`` (``(fw + bw) / 2``) or ``"mul"``; the next layer reads the merged
@@ -64,14 +62,14 @@ class StackedRNN(nn.Module):
             (``"concat"`` for unidirectional layers).
         dropout: dropout probability on the outputs of every layer but the last.
         variational_dropout: use one dropout mask for all time steps of a sequence.
-        residual: add each layer's input to its output, for every layer after the first
-            (the first changes the feature space); their input and output sizes must match.
-            A sequence of bools (one per layer) picks the layers (layer 0 too: its input's
-            padding is not added, the outputs stay zero past each length).
+        residual: add each layer's input to its output: ``True`` for every layer after the
+            first (the first changes the feature space), or one bool per layer (layer 0
+            too: its input's padding is not added, the outputs stay zero past each length);
+            the layers' input and output sizes must match.  ``self.residual`` is the
+            per-layer tuple.
 
-    ``forward(x, lengths=None, initial_state=None) -> (outputs, state)``: ``lengths`` (B,)
-    in any order; outputs past a length are zero and the state is the one at the true last
-    step, as TF1's ``dynamic_rnn`` (see :meth:`forward`; shapes as in the module's legend).
+    ``forward(x, lengths=None, initial_state=None) -> (outputs, state)``: see
+    :meth:`forward` (shapes as in the module's legend).
     """
 
     def __init__(
@@ -168,12 +166,17 @@ class StackedRNN(nn.Module):
                 f"bidirectional RNNs concatenate their directions; merge_mode="
                 f"{list(self.merge_modes)}"
             )
+        if len(set(self.bidirectional)) > 1:
+            raise ValueError(
+                f"stack: not expressible as one torch.nn RNN module: PyTorch's bidirectional "
+                f"RNNs make every layer bidirectional; bidirectional={self.bidirectional}"
+            )
         return torch_from_cells(
             self.layers,
-            self.backward_layers if self.bidirectional else None,
+            self.backward_layers if any(self.bidirectional) else None,
             batch_first=self.batch_first,
             dropout=self.dropout,
-            residual=any(self.residual_layers),
+            residual=any(self.residual),
             variational_dropout=self.variational_dropout,
         )
 
@@ -207,20 +210,15 @@ class StackedRNN(nn.Module):
                 stacklevel=3,
             )
         self.batch_first = bool(batch_first)
-        #: bool for a uniform stack (today's meaning), the per-layer tuple for a mixed one
-        self.bidirectional: bool | tuple[bool, ...] = (
-            all(directions) if len(set(directions)) == 1 else directions
-        )
-        self.layer_directions = directions  # per layer: True if bidirectional
+        #: per layer: whether it is bidirectional
+        self.bidirectional: tuple[bool, ...] = directions
         self.dropout = float(dropout)
         self.variational_dropout = bool(variational_dropout)
         residual_layers = _per_layer("residual", residual, len(cells))
-        if isinstance(residual, bool):
+        if isinstance(residual, bool):  # True: every layer after the first
             residual_layers = (False,) + residual_layers[1:]
-        self.residual: bool | tuple[bool, ...] = (
-            residual if isinstance(residual, bool) else residual_layers
-        )
-        self.residual_layers = residual_layers
+        #: per layer: whether its input is added to its output
+        self.residual: tuple[bool, ...] = residual_layers
         self.layers: Sequence[RecurrentCell] = cast("Sequence[RecurrentCell]", nn.ModuleList(cells))
         # backward cells of the bidirectional layers only, in layer order
         self.backward_layers: Sequence[RecurrentCell] = cast(
@@ -235,14 +233,9 @@ class StackedRNN(nn.Module):
                 self.layers, [self._width(k) for k in range(len(cells))], residual_layers
             )
 
-    @property
-    def mixed_directions(self) -> bool:
-        """Whether some layers are bidirectional and others not."""
-        return isinstance(self.bidirectional, tuple)
-
     def _width(self, k: int) -> int:
         """Features of layer ``k``'s outputs (both directions joined)."""
-        both = self.layer_directions[k] and self.merge_modes[k] == "concat"
+        both = self.bidirectional[k] and self.merge_modes[k] == "concat"
         return self.layers[k].output_size * (2 if both else 1)
 
     def backward_cell(self, k: int) -> RecurrentCell | None:
@@ -261,10 +254,6 @@ class StackedRNN(nn.Module):
         return len(self.layers)
 
     @property
-    def num_directions(self) -> int:
-        return 2 if self.bidirectional else 1
-
-    @property
     def hidden_sizes(self) -> tuple[int, ...]:
         return tuple(c.hidden_size for c in self.layers)
 
@@ -275,29 +264,31 @@ class StackedRNN(nn.Module):
         return self._width(self.num_layers - 1)
 
     @property
-    def state_sizes(self) -> Any:
-        """Sizes of the state's parts, in its structure: per layer an ``LSTMState`` of ints
-        (LSTM) or an int (GRU/RNN); ``(fw, bw)`` when bidirectional; per layer an
-        ``(fw, bw)`` pair or a plain size when the directions are mixed."""
+    def state_sizes(self) -> tuple[Any, ...]:
+        """Sizes of the state's parts, in its structure: one entry per layer, an
+        ``LSTMState`` of ints (LSTM) or an int (GRU/RNN), a
+        :class:`~rnnfuse.state.BidirectionalState` of two of them for a bidirectional layer.
+
+        >>> StackedRNN(3, [4, 5], "gru", bidirectional=[True, False]).state_sizes
+        (BidirectionalState(fw=4, bw=4), 5)
+        """
         fw = tuple(c.state_size for c in self.layers)
         return self._structure(fw, tuple(c.state_size for c in self.backward_layers))
 
-    def _structure(self, fw: tuple, bw: tuple) -> Any:
-        """The state structure from the forward layers' and backward cells' parts."""
-        if self.mixed_directions:
-            return tuple(
-                (f, bw[self._backward_index[k]]) if k in self._backward_index else f
-                for k, f in enumerate(fw)
-            )
-        return (fw, bw) if self.bidirectional else fw
+    def _structure(self, fw: tuple, bw: tuple) -> tuple[Any, ...]:
+        """The state structure from the forward layers' and the backward cells' parts."""
+        return tuple(
+            BidirectionalState(f, bw[self._backward_index[k]]) if k in self._backward_index else f
+            for k, f in enumerate(fw)
+        )
 
     def extra_repr(self) -> str:
         parts = [f"batch_first={self.batch_first}"]
-        if self.bidirectional:
+        if any(self.bidirectional):
             parts.append(f"bidirectional={self.bidirectional}")
         if self.dropout:
             parts.append(f"dropout={self.dropout}, variational={self.variational_dropout}")
-        if self.residual:
+        if any(self.residual):
             parts.append(f"residual={self.residual}")
         if any(m != "concat" for m in self.merge_modes):
             parts.append(f"merge_mode={self.merge_modes}")
@@ -306,9 +297,9 @@ class StackedRNN(nn.Module):
     # ------------------------------------------------------------------ state
     def initial_state(
         self, batch_size: int, device: torch.device | None = None, dtype: torch.dtype | None = None
-    ) -> Any:
-        """The zero state: one entry per layer, or ``(fw, bw)`` when bidirectional (see
-        :attr:`state_sizes` for mixed directions)."""
+    ) -> tuple[Any, ...]:
+        """The zero state, in the structure of :attr:`state_sizes`: one entry per layer, a
+        :class:`~rnnfuse.state.BidirectionalState` for a bidirectional layer."""
         fw = tuple(c.initial_state(batch_size, device, dtype) for c in self.layers)
         return self._structure(
             fw, tuple(c.initial_state(batch_size, device, dtype) for c in self.backward_layers)
@@ -317,7 +308,7 @@ class StackedRNN(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(
         self, x: Tensor, lengths: Any = None, initial_state: Any = None
-    ) -> tuple[Tensor, Any]:
+    ) -> tuple[Tensor, tuple[Any, ...]]:
         """Run the stack over a batch of sequences, as TF1's ``dynamic_rnn``.
 
         Args:
@@ -327,7 +318,8 @@ class StackedRNN(nn.Module):
                 tensor, a list or ``None`` for all ``T``). Steps past a length are not read:
                 the input's padding may hold anything, NaN included.
             initial_state: the state to start from, in the structure of
-                :meth:`initial_state` (one entry per layer, ``(fw, bw)`` for a bidirectional
+                :meth:`initial_state` (one entry per layer, a
+                :class:`~rnnfuse.state.BidirectionalState` ``(fw, bw)`` for a bidirectional
                 layer); ``None`` starts from zeros.
 
         Returns:
@@ -335,8 +327,10 @@ class StackedRNN(nn.Module):
             ``batch_first=False``; ``H_top`` alone for a ``merge_mode`` other than
             ``"concat"``), the top layer's outputs, exactly zero past each length. ``state``
             holds each layer's state at its sequence's last step (the initial state for a
-            length of 0): per layer an ``LSTMState(c, h)`` of ``(B, H_k)`` tensors or one
-            ``(B, H_k)`` tensor, an ``(fw, bw)`` pair of those for a bidirectional layer.
+            length of 0), a tuple with one entry per layer: an ``LSTMState(c, h)`` of
+            ``(B, H_k)`` tensors (``h`` ``(B, P)`` with a projection) or one ``(B, H_k)``
+            tensor, a :class:`~rnnfuse.state.BidirectionalState` ``(fw, bw)`` of two of those
+            for a bidirectional layer.
 
         Raises:
             TypeError: ``x`` is not a floating-point tensor of the parameters' dtype,
@@ -353,24 +347,19 @@ class StackedRNN(nn.Module):
             ((3, 5, 10), [(3, 20), (3, 10)])
             >>> bool(outputs[1, 2:].eq(0).all())  # sequence 1 ends after 2 steps
             True
+            >>> gnmt = StackedRNN(6, [4, 5], "lstm", bidirectional=[True, False])
+            >>> _, state = gnmt(torch.randn(3, 5, 6), torch.tensor([5, 2, 4]))
+            >>> type(state[0]).__name__, tuple(state[0].bw.h.shape), tuple(state[1].c.shape)
+            ('BidirectionalState', (3, 4), (3, 5))
         """
         x = check_sequence_input(x, self.input_size, self.batch_first)
         _check_dtype(x, self.layers[0].weight_ih.dtype)
-        batch, steps = x.shape[0], x.shape[1]
-        lens = check_lengths(lengths, batch, steps, x.device)
-        if lens is not None and self._chains_plainly():
-            specs = padded_stack_specs(self.layers, x, lens)
-            if specs is not None:  # a small ragged inference batch: every layer padded
-                states = (
-                    None if initial_state is None else self._check_initial_state(initial_state, x)
-                )
-                fast = run_padded_stack(specs, x, lens, states)
-                if fast is not None:
-                    return (fast[0] if self.batch_first else fast[0].transpose(0, 1)), tuple(
-                        fast[1]
-                    )
-        start = self._check_initial_state(initial_state, x)
-        fw_start, bw_start = self._split_state(start)
+        lens = check_lengths(lengths, x.shape[0], x.shape[1], x.device)
+        if self._chains_plainly():  # kernels.run_stack chooses how the layers run
+            start = None if initial_state is None else self._check_initial_state(initial_state, x)
+            out, finals = run_stack(self.layers, x, lens, start)
+            return (out if self.batch_first else out.transpose(0, 1)), finals
+        fw_start, bw_start = self._split_state(self._check_initial_state(initial_state, x))
         fw_final, bw_final = [], []
         layer_in = x
         for k, cell in enumerate(self.layers):
@@ -381,9 +370,7 @@ class StackedRNN(nn.Module):
                 out_bw, final_bw = run_layer(backward, layer_in, lens, bw_start[k], True)
                 bw_final.append(final_bw)
                 out = _merge(out, out_bw, self.merge_modes[k])
-            if self.residual_layers[
-                k
-            ]:  # the input's padding may hold anything: zero past each length
+            if self.residual[k]:  # the input's padding may hold anything: zero past each length
                 out = out + (
                     layer_in if k > 0 or lens is None else _zero_past_lengths(layer_in, lens)
                 )
@@ -397,20 +384,13 @@ class StackedRNN(nn.Module):
         """Whether each layer's output is the next one's input as it is: one direction,
         no residual connections, no dropout at work."""
         return not (
-            self.bidirectional
-            or self.mixed_directions
-            or any(self.residual_layers)
-            or (self.training and self.dropout > 0.0)
+            any(self.bidirectional) or any(self.residual) or (self.training and self.dropout > 0.0)
         )
 
-    def _split_state(self, state: Any) -> tuple[tuple, dict[int, Any]]:
-        """``(forward part per layer, {layer: backward part})`` of a state."""
-        if self.mixed_directions:
-            fw = tuple(s[0] if k in self._backward_index else s for k, s in enumerate(state))
-            return fw, {k: state[k][1] for k in self._backward_index}
-        if self.bidirectional:
-            return tuple(state[0]), dict(enumerate(state[1]))
-        return tuple(state), {}
+    def _split_state(self, state: tuple[Any, ...]) -> tuple[tuple, dict[int, Any]]:
+        """``(forward part per layer, {layer: backward part})`` of a checked state."""
+        fw = tuple(s.fw if isinstance(s, BidirectionalState) else s for s in state)
+        return fw, {k: state[k].bw for k in self._backward_index}
 
     def _dropout(self, out: Tensor) -> Tensor:
         if not self.training or self.dropout == 0.0:

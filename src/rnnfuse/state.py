@@ -1,19 +1,47 @@
 """Typed recurrent states and helpers over their structure.
 
-A *layer state* is either an :class:`LSTMState` (``c``, ``h``), for LSTM layers, or one
-``Tensor`` ``(B, H)``, for GRU and plain RNN layers.  A *stack state* is a tuple with one
-layer state per layer, bottom layer first.  A bidirectional stack's state is the pair
-``(fw_state, bw_state)`` of two stack states.  A mixed-direction stack's state
-(``StackedRNN(..., bidirectional=[True, False, False])``) has one entry per layer: an
-``(fw, bw)`` pair of layer states for a bidirectional layer, a layer state otherwise.
-:func:`join_directions` turns either into a plain stack state (fw|bw per part).
+One type per state concept, so that no function guesses a structure from its nesting:
+
+* a *layer state* (one layer, one direction) is an :class:`LSTMState` (``c``, ``h``) for an
+  LSTM layer, or one ``Tensor`` ``(B, H)`` for a GRU or plain RNN layer;
+* a *stack state* is a tuple with one entry per layer, bottom layer first; a bidirectional
+  layer's entry is a :class:`BidirectionalState` ``(fw, bw)`` of its two layer states;
+* a pair of directions is always a :class:`BidirectionalState`: a plain tuple is never read
+  as one (it is rejected with a message naming the part).
+
+Which shape comes from where (legend: B batch, H a layer's hidden size, P its projection):
+
+=====================================================  ========================================
+where it comes from                                    its shape
+=====================================================  ========================================
+a cell (``LSTMCell``, ``GRUCell``, ``RNNCell``)         layer state: ``LSTMState(c (B, H),
+                                                       h (B, H) or (B, P))``; ``Tensor (B, H)``
+``StackedRNN`` (any directions), its                   tuple, one entry per layer: the layer
+``initial_state()`` and ``state_sizes`` (ints)         state, or ``BidirectionalState(fw, bw)``
+                                                       of layer states for a bidirectional layer
+``BidirectionalRNN`` (TF1's                            ``BidirectionalState(fw, bw)`` of the two
+``bidirectional_dynamic_rnn``), ``tf1.`` facade of it  stacks' states (tuples, one per layer)
+:func:`join_directions`, ``MultiEncoder.state``,       plain stack state: a layer state per
+``StateBridge`` and the learned fusions                layer, each pair joined fw|bw (2H)
+``concat_states``, ``sum_states``, ``mean_states``,    the sources' structure (each direction
+``max_states``                                         fused with the same direction)
+:func:`from_torch_layout` (``bidirectional=True``)     a ``StackedRNN`` state of
+                                                       ``BidirectionalState`` per layer
+:func:`to_keras_layout` / :func:`from_keras_layout`    one layer: ``[h, c]`` or ``[h]``
+=====================================================  ========================================
+
+``LSTMState`` and ``BidirectionalState`` are NamedTuples: they unpack as pairs
+(``fw, bw = state[0]``) and ``torch.utils._pytree``, ``torch.compile``, ``torch.export`` and
+the ONNX exporter see them as nodes.
 
 Example:
     >>> import torch
-    >>> from rnnfuse.state import LSTMState, structure_str
+    >>> from rnnfuse.state import BidirectionalState, LSTMState, structure_str
     >>> s = (LSTMState(torch.zeros(3, 20), torch.zeros(3, 20)), torch.zeros(3, 10))
     >>> structure_str(s)
     '(LSTMState(c=[3, 20], h=[3, 20]), Tensor[3, 10])'
+    >>> structure_str((BidirectionalState(torch.zeros(3, 4), torch.zeros(3, 4)),))
+    '(BidirectionalState(fw=Tensor[3, 4], bw=Tensor[3, 4]),)'
 """
 
 from __future__ import annotations
@@ -26,6 +54,7 @@ from torch import Tensor
 
 __all__ = [
     "LSTMState",
+    "BidirectionalState",
     "LayerState",
     "map_state",
     "state_output",
@@ -49,14 +78,59 @@ __all__ = [
 
 
 class LSTMState(NamedTuple):
-    """State of one LSTM layer, in TensorFlow's field order (``LSTMStateTuple(c, h)``).
+    """State of one LSTM layer in one direction, in TensorFlow's field order
+    (``LSTMStateTuple(c, h)``).
 
-    ``c`` is the cell state ``(B, H)``; ``h`` is the output ``(B, H)``, or ``(B, P)`` for a
-    layer with a projection of size ``P``.
+    Attributes:
+        c: the cell state, ``(B, H)``.
+        h: the output, ``(B, H)``, or ``(B, P)`` for a layer with a projection of size ``P``.
+
+    Sizes (e.g. :attr:`rnnfuse.StackedRNN.state_sizes`) use the same type with ints.
+
+    Example:
+        >>> import torch
+        >>> from rnnfuse import LSTMCell
+        >>> state = LSTMCell(3, 4).initial_state(2)
+        >>> type(state).__name__, tuple(state.c.shape), tuple(state.h.shape)
+        ('LSTMState', (2, 4), (2, 4))
     """
 
     c: Tensor
     h: Tensor
+
+
+class BidirectionalState(NamedTuple):
+    """The states of the two directions of a bidirectional layer or model.
+
+    Attributes:
+        fw: the forward direction's state.
+        bw: the backward direction's state, of the same structure as ``fw``.
+
+    Where it appears:
+
+    * in a :class:`~rnnfuse.StackedRNN` state, as the entry of a bidirectional layer:
+      ``fw`` and ``bw`` are that layer's two layer states (an :class:`LSTMState` or a
+      ``Tensor`` ``(B, H)``);
+    * as the state of a :class:`~rnnfuse.BidirectionalRNN` (TF1's
+      ``bidirectional_dynamic_rnn``): ``fw`` and ``bw`` are the two stacks' states (tuples,
+      one layer state per layer).
+
+    A plain tuple is never read as a pair of directions: functions that meet one where a
+    ``BidirectionalState`` belongs raise ``ValueError``.  :func:`join_directions` joins the
+    two directions per part (fw|bw on the feature axis).
+
+    Example:
+        >>> import torch
+        >>> from rnnfuse import StackedRNN
+        >>> enc = StackedRNN(3, [4, 5], "gru", bidirectional=[True, False])
+        >>> _, state = enc(torch.randn(2, 6, 3))
+        >>> type(state[0]).__name__, tuple(state[0].bw.shape), tuple(state[1].shape)
+        ('BidirectionalState', (2, 4), (2, 5))
+        >>> fw, bw = state[0]  # it unpacks as a pair
+    """
+
+    fw: Any
+    bw: Any
 
 
 LayerState = Union[LSTMState, Tensor]
@@ -66,10 +140,10 @@ LayerState = Union[LSTMState, Tensor]
 def map_state(fn: Callable[..., Tensor], *states: Any, check: bool = True) -> Any:
     """Apply ``fn`` leaf-wise over one or more states of the same structure.
 
-    The structure (tuples, :class:`LSTMState`) is kept; ``fn`` receives one tensor of each
-    state.  Structures are checked first (nesting, kinds, batch, dtype, device and feature
-    sizes), so a mismatch raises a ``ValueError`` that names the part that differs;
-    ``check=False`` skips that, for a caller that has checked already (e.g. with
+    The structure (tuples, :class:`LSTMState`, :class:`BidirectionalState`) is kept; ``fn``
+    receives one tensor of each state.  Structures are checked first (nesting, kinds, batch,
+    dtype, device and feature sizes), so a mismatch raises a ``ValueError`` that names the
+    part that differs; ``check=False`` skips that, for a caller that has checked already (e.g. with
     :func:`assert_same_structure` and other rules).
 
     >>> import torch
@@ -91,6 +165,10 @@ def _map(fn: Callable[..., Tensor], states: Sequence[Any]) -> Any:
         return fn(*states)
     if isinstance(first, LSTMState):
         return LSTMState(fn(*(s.c for s in states)), fn(*(s.h for s in states)))
+    if isinstance(first, BidirectionalState):
+        return BidirectionalState(
+            _map(fn, [s.fw for s in states]), _map(fn, [s.bw for s in states])
+        )
     return tuple(_map(fn, [s[i] for s in states]) for i in range(len(first)))
 
 
@@ -143,10 +221,17 @@ def state_rows(state: Any, index: slice | Tensor) -> Any:
     return _map(lambda t: t[index], [state])
 
 
-def concat_layer_states(states: Sequence[Any], dim: int = 0) -> Any:
-    """Concatenate each part of several states of one structure along ``dim`` (0: the
-    batch rows; -1: the features)."""
-    return _map(lambda *ts: torch.cat(ts, dim=dim), list(states))
+def concat_layer_states(states: Sequence[Any]) -> Any:
+    """Concatenate the rows (the batch axis) of each part of several states of one
+    structure: the inverse of splitting them with :func:`state_rows`.  (Joining several
+    sources' states on the feature axis is :func:`rnnfuse.fusion.concat_states`.)
+
+    >>> import torch
+    >>> s = LSTMState(torch.zeros(2, 3), torch.zeros(2, 3))
+    >>> concat_layer_states([s, state_rows(s, slice(1))]).c.shape
+    torch.Size([3, 3])
+    """
+    return _map(lambda *ts: torch.cat(ts, dim=0), list(states))
 
 
 def where_state(mask: Tensor, new: Any, old: Any) -> Any:
@@ -157,54 +242,83 @@ def where_state(mask: Tensor, new: Any, old: Any) -> Any:
 
 
 def join_directions(state: Any) -> Any:
-    """A plain stack state (one layer state per layer) with every bidirectional layer's
-    ``(fw, bw)`` joined per part on the feature axis, ``fw`` first.
+    """A plain stack state (one layer state per layer) with each pair of directions joined
+    per part on the feature axis, ``fw`` first.
 
-    ``state`` is a plain stack state (returned as a tuple, unchanged), a bidirectional
-    stack's ``(fw_state, bw_state)``, or a mixed-direction state (an ``(fw, bw)`` pair for
-    each bidirectional layer, a layer state for the others).  It also takes sizes in those
-    structures (e.g. ``StackedRNN.state_sizes``; joined sizes add up).  A tuple whose every
-    entry is a tuple is read as ``(fw_state, bw_state)``: a stack whose layers are all
-    bidirectional gives that, never a pair per layer.  This is what
-    :func:`rnnfuse.encoders.merge_directions` computes from a stack's ``bidirectional``.
+    Args:
+        state: a stack state (a tuple, one entry per layer: a layer state, or a
+            :class:`BidirectionalState` of layer states for a bidirectional layer), or a
+            :class:`BidirectionalState` of two stack states (a
+            :class:`~rnnfuse.BidirectionalRNN`'s).  Sizes in those structures (e.g.
+            ``StackedRNN.state_sizes``) are joined as well: joined sizes add up.
 
-    >>> import torch
-    >>> pair = (LSTMState(torch.zeros(2, 4), torch.zeros(2, 4)), LSTMState(torch.ones(2, 4), torch.ones(2, 4)))
-    >>> structure_str(join_directions((pair, torch.zeros(2, 3))))
-    '(LSTMState(c=[2, 8], h=[2, 8]), Tensor[2, 3])'
-    >>> join_directions(((LSTMState(4, 4), LSTMState(4, 4)), 3))
-    (LSTMState(c=8, h=8), 3)
+    Returns:
+        A tuple with one layer state per layer: a joined pair's parts are ``(B, H_fw + H_bw)``
+        (``LSTMState`` parts each), the other layers' states are returned as they are.
+
+    Raises:
+        ValueError: ``state`` is not one of those structures, e.g. a plain tuple where a
+            pair of directions stands (a pair must be a :class:`BidirectionalState`), two
+            stacks of different depths, or directions of different kinds.
+
+    Example:
+        >>> import torch
+        >>> pair = BidirectionalState(LSTMState(torch.zeros(2, 4), torch.zeros(2, 4)),
+        ...                           LSTMState(torch.ones(2, 4), torch.ones(2, 4)))
+        >>> structure_str(join_directions((pair, torch.zeros(2, 3))))
+        '(LSTMState(c=[2, 8], h=[2, 8]), Tensor[2, 3])'
+        >>> join_directions((BidirectionalState(LSTMState(4, 4), LSTMState(4, 4)), 3))
+        (LSTMState(c=8, h=8), 3)
+        >>> join_directions(BidirectionalState((5, 5), (3, 3)))  # two stacks of two layers
+        (8, 8)
     """
-    if not isinstance(state, (tuple, list)) or isinstance(state, LSTMState) or not state:
-        raise ValueError(
-            f"state: expected a stack state (a tuple of layer states), got {structure_str(state)}"
-        )
-    entries = list(state)
-    if all(_is_layer(e) for e in entries):
-        return tuple(entries)
-    if len(entries) == 2 and all(_is_stack(e) for e in entries):  # (fw_state, bw_state)
-        fw, bw = entries
+    if isinstance(state, BidirectionalState):  # two stacks side by side
+        fw = _stack_entries(state.fw, "state.fw", pairs=False)
+        bw = _stack_entries(state.bw, "state.bw", pairs=False)
         if len(fw) != len(bw):
             raise ValueError(
-                f"state: a bidirectional state needs as many backward layers as forward "
-                f"ones, got {len(fw)} and {len(bw)}: {structure_str(state)}"
+                f"state: a BidirectionalState of two stacks needs as many backward layers as "
+                f"forward ones, got {len(fw)} and {len(bw)}: {structure_str(state)}"
             )
         return tuple(
-            _join_pair(f, b, f"state[0][{k}] and state[1][{k}]")
-            for k, (f, b) in enumerate(zip(fw, bw))
+            _join_pair(f, b, f"state.fw[{k}] and state.bw[{k}]")
+            for k, (f, b) in enumerate(zip(fw, bw, strict=True))
         )
-    joined = []
-    for k, entry in enumerate(entries):
-        if _is_layer(entry):
-            joined.append(entry)
-        elif _is_stack(entry) and len(entry) == 2:
-            joined.append(_join_pair(entry[0], entry[1], f"state[{k}]"))
-        else:
-            raise ValueError(
-                f"state[{k}]: expected a layer state or an (fw, bw) pair of layer states, "
-                f"got {structure_str(entry)} in {structure_str(state)}"
-            )
-    return tuple(joined)
+    return tuple(
+        _join_pair(entry.fw, entry.bw, f"state[{k}]")
+        if isinstance(entry, BidirectionalState)
+        else entry
+        for k, entry in enumerate(_stack_entries(state, "state", pairs=True))
+    )
+
+
+def _stack_entries(state: Any, name: str, *, pairs: bool) -> list[Any]:
+    """The entries of a stack state (or of a stack's sizes), checked by type: layer states,
+    and where ``pairs``, ``BidirectionalState`` s of layer states."""
+    if not isinstance(state, (tuple, list)) or isinstance(state, _TYPED) or not state:
+        raise ValueError(
+            f"{name}: expected a stack state (a tuple of layer states), got {structure_str(state)}"
+        )
+    for k, entry in enumerate(state):
+        if _is_layer(entry) or (
+            pairs
+            and isinstance(entry, BidirectionalState)
+            and _is_layer(entry.fw)
+            and _is_layer(entry.bw)
+        ):
+            continue
+        expected = (
+            "a layer state (LSTMState or Tensor) or a BidirectionalState(fw, bw) of layer states"
+            if pairs
+            else "a layer state (LSTMState or Tensor)"
+        )
+        hint = (
+            "; a pair of directions must be a BidirectionalState, a plain tuple is not read as one"
+            if isinstance(entry, (tuple, list)) and not isinstance(entry, _TYPED)
+            else ""
+        )
+        raise ValueError(f"{name}[{k}]: expected {expected}, got {structure_str(entry)}{hint}")
+    return list(state)
 
 
 def _is_layer(x: Any) -> bool:
@@ -212,13 +326,7 @@ def _is_layer(x: Any) -> bool:
     return isinstance(x, (Tensor, LSTMState)) or (isinstance(x, int) and not isinstance(x, bool))
 
 
-def _is_stack(x: Any) -> bool:
-    return (
-        isinstance(x, (tuple, list))
-        and not isinstance(x, LSTMState)
-        and bool(x)
-        and all(map(_is_layer, x))
-    )
+_TYPED = (LSTMState, BidirectionalState)
 
 
 def _join_pair(fw: Any, bw: Any, where: str) -> Any:
@@ -248,6 +356,8 @@ def structure_str(state: Any) -> str:
         return f"Tensor{list(state.shape)}"
     if isinstance(state, LSTMState):
         return f"LSTMState(c={_shape_str(state.c)}, h={_shape_str(state.h)})"
+    if isinstance(state, BidirectionalState):
+        return f"BidirectionalState(fw={structure_str(state.fw)}, bw={structure_str(state.bw)})"
     if isinstance(state, (tuple, list)):
         inner = ", ".join(structure_str(s) for s in state)
         return f"({inner},)" if len(state) == 1 else f"({inner})"
@@ -280,6 +390,13 @@ def assert_same_structure(
 
 
 def _first_difference(a: Any, b: Any, where: str, sizes: bool) -> str | None:
+    if isinstance(a, BidirectionalState) or isinstance(b, BidirectionalState):
+        if not (isinstance(a, BidirectionalState) and isinstance(b, BidirectionalState)):
+            other = b if isinstance(a, BidirectionalState) else a
+            return f"{where}: a BidirectionalState against {_kind(other)}"
+        return _first_difference(a.fw, b.fw, f"{where}.fw", sizes) or _first_difference(
+            a.bw, b.bw, f"{where}.bw", sizes
+        )
     if isinstance(a, LSTMState) or isinstance(b, LSTMState):
         if not (isinstance(a, LSTMState) and isinstance(b, LSTMState)):
             return (
@@ -306,6 +423,8 @@ def _first_difference(a: Any, b: Any, where: str, sizes: bool) -> str | None:
 def _kind(x: Any) -> str:
     if isinstance(x, Tensor):
         return "a Tensor"
+    if isinstance(x, LSTMState):
+        return "an LSTMState"
     if isinstance(x, (tuple, list)):
         return f"a tuple of {len(x)}"
     return f"a {type(x).__name__}"
@@ -336,31 +455,55 @@ def state_sizes(state: Any) -> Any:
 
 
 def state_kinds(state: Any) -> tuple[str, ...]:
-    """``"lstm"`` or ``"tensor"`` for each layer of a stack state."""
-    return tuple("lstm" if isinstance(s, LSTMState) else "tensor" for s in state)
+    """``"lstm"`` or ``"tensor"`` for each layer of a stack state; a bidirectional layer's
+    entry gives its directions' kind (both directions of a layer are of one kind).
+
+    >>> import torch
+    >>> pair = BidirectionalState(torch.zeros(2, 3), torch.zeros(2, 3))
+    >>> state_kinds((pair, LSTMState(torch.zeros(2, 3), torch.zeros(2, 3))))
+    ('tensor', 'lstm')
+    """
+    return tuple(
+        "lstm"
+        if isinstance(s.fw if isinstance(s, BidirectionalState) else s, LSTMState)
+        else "tensor"
+        for s in state
+    )
 
 
 # ---------------------------------------------------------------- layout conversions
 
 
-def to_torch_layout(state: Any, *, bidirectional: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+def to_torch_layout(state: Any) -> Tensor | tuple[Tensor, Tensor]:
     """Pack a stack state as PyTorch's ``h_n`` (GRU/RNN) or ``(h_n, c_n)`` (LSTM).
 
-    Shapes are ``(layers * directions, B, H)`` with directions interleaved per layer, as
-    ``torch.nn.LSTM`` returns them.  Every layer must be of one kind and one size.
+    Args:
+        state: a :class:`~rnnfuse.StackedRNN` state whose layers are all unidirectional or
+            all bidirectional (a :class:`BidirectionalState` per layer), of one kind and size.
 
-    >>> import torch
-    >>> s = (torch.zeros(2, 4), torch.ones(2, 4))
-    >>> to_torch_layout(s).shape
-    torch.Size([2, 2, 4])
+    Returns:
+        ``h_n`` of shape ``(L * D, B, H)`` (``D`` = 2 directions when bidirectional,
+        interleaved per layer as ``torch.nn.LSTM`` returns them), and ``c_n`` for LSTM layers.
+
+    Raises:
+        ValueError: the state mixes directions, kinds or sizes, or is no stack state.
+
+    Example:
+        >>> import torch
+        >>> s = (torch.zeros(2, 4), torch.ones(2, 4))
+        >>> to_torch_layout(s).shape
+        torch.Size([2, 2, 4])
+        >>> to_torch_layout((BidirectionalState(torch.zeros(2, 4), torch.ones(2, 4)),)).shape
+        torch.Size([2, 2, 4])
     """
-    if bidirectional:
-        fw, bw = _split_bidirectional(state, "state")
-        layers = [layer for pair in zip(fw, bw) for layer in pair]
-    else:
-        layers = list(state)
-    if not layers:
-        raise ValueError("state: expected at least one layer, got an empty tuple")
+    entries = _stack_entries(state, "state", pairs=True)
+    pairs = {isinstance(e, BidirectionalState) for e in entries}
+    if len(pairs) != 1:
+        raise ValueError(
+            f"state: PyTorch's layout needs every layer bidirectional or none; got "
+            f"{structure_str(state)}"
+        )
+    layers = [part for e in entries for part in (e if isinstance(e, BidirectionalState) else (e,))]
     kinds = {isinstance(s, LSTMState) for s in layers}
     if len(kinds) != 1:
         raise ValueError(
@@ -375,24 +518,31 @@ def to_torch_layout(state: Any, *, bidirectional: bool = False) -> Tensor | tupl
     return torch.stack(layers)
 
 
-def _split_bidirectional(state: Any, name: str) -> tuple[tuple, tuple]:
-    if not (isinstance(state, tuple) and len(state) == 2 and not isinstance(state, LSTMState)):
-        raise ValueError(
-            f"{name}: expected a (fw_state, bw_state) pair, got {structure_str(state)}"
-        )
-    return state[0], state[1]
-
-
 def from_torch_layout(
     h_n: Tensor, c_n: Tensor | None = None, *, bidirectional: bool = False
-) -> Any:
-    """Unpack PyTorch's ``h_n`` / ``(h_n, c_n)`` into a stack state (or an fw/bw pair).
+) -> tuple[Any, ...]:
+    """Unpack PyTorch's ``h_n`` / ``(h_n, c_n)`` into a :class:`~rnnfuse.StackedRNN` state.
 
-    >>> import torch
-    >>> h, c = torch.zeros(4, 3, 5), torch.zeros(4, 3, 5)
-    >>> fw, bw = from_torch_layout(h, c, bidirectional=True)
-    >>> len(fw), type(fw[0]).__name__
-    (2, 'LSTMState')
+    Args:
+        h_n: ``(L * D, B, H)``, as ``torch.nn.LSTM``/``GRU``/``RNN`` return it.
+        c_n: ``(L * D, B, H)`` for an LSTM, else ``None``.
+        bidirectional: whether ``D`` is 2 (the directions interleaved per layer).
+
+    Returns:
+        A tuple with one entry per layer: an :class:`LSTMState` (with ``c_n``) or a
+        ``Tensor`` ``(B, H)``; a :class:`BidirectionalState` of two of them when
+        ``bidirectional``, as ``StackedRNN.from_torch(module)`` returns its state.
+
+    Raises:
+        ValueError: ``h_n`` or ``c_n`` of another shape, or an odd ``L * D`` when
+            ``bidirectional``.
+
+    Example:
+        >>> import torch
+        >>> h, c = torch.zeros(4, 3, 5), torch.zeros(4, 3, 5)
+        >>> state = from_torch_layout(h, c, bidirectional=True)
+        >>> len(state), type(state[0]).__name__, type(state[0].fw).__name__
+        (2, 'BidirectionalState', 'LSTMState')
     """
     if h_n.dim() != 3:
         raise ValueError(f"h_n: expected shape (layers*directions, B, H), got {list(h_n.shape)}")
@@ -409,7 +559,7 @@ def from_torch_layout(
         raise ValueError(
             f"h_n: a bidirectional state needs an even first dimension, got {len(layers)}"
         )
-    return tuple(layers[0::2]), tuple(layers[1::2])
+    return tuple(BidirectionalState(f, b) for f, b in zip(layers[0::2], layers[1::2], strict=True))
 
 
 def to_keras_layout(layer_state: LayerState) -> list[Tensor]:

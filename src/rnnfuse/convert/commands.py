@@ -180,7 +180,7 @@ def _convert(args: argparse.Namespace) -> int:
     except (ValueError, TypeError, OSError) as exc:
         return fail("convert", exc)
     count = sum(p.numel() for p in module.parameters())
-    residual = [k for k, r in enumerate(getattr(module, "residual_layers", ())) if r]
+    residual = [k for k, r in enumerate(getattr(module, "residual", ())) if r]
     extra = f", residual layers {residual}" if residual else ""
     print(
         f"wrote {args.out}: {type(module).__name__} from {converted.source}, "

@@ -829,7 +829,7 @@ class GoBackwards(torch.nn.Module):
 
     def __init__(self, stack: StackedRNN) -> None:
         super().__init__()
-        if stack.num_layers != 1 or stack.bidirectional:
+        if stack.num_layers != 1 or any(stack.bidirectional):
             raise ValueError("stack: expected one unidirectional layer")
         self.stack = stack
 

@@ -259,7 +259,7 @@ def _print_module(names: list[str], module: Any) -> None:
             f"  layer {k}: {cell!r}" + (f" | backward {backward!r}" if backward is not None else "")
         )
     extra = getattr(module, "merge_mode", "concat")
-    merges = [m for k, m in enumerate(stack.merge_modes) if stack.layer_directions[k]]
+    merges = [m for k, m in enumerate(stack.merge_modes) if stack.bidirectional[k]]
     if any(m != "concat" for m in merges):
         print(f"  bidirectional layers merge with merge_mode={merges}")
     print(

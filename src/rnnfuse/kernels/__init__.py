@@ -1,9 +1,9 @@
-"""How one layer in one direction is run over a sequence.
+"""How one layer in one direction, or a plain stack of layers, is run over a sequence.
 
-:func:`run_layer` is the single entry point the stack uses.  :func:`select_path` asks the
-cell (:meth:`~rnnfuse.cells.RecurrentCell.kernel_spec`) and picks the fastest path whose
-semantics equal the cell's (:mod:`.dispatch`, the one place that choice is made); it never
-tests the cell's class:
+:func:`run_layer` and :func:`run_stack` are the entry points the stack uses.
+:func:`select_path` asks the cell (:meth:`~rnnfuse.cells.RecurrentCell.kernel_spec`) and
+picks the fastest path whose semantics equal the cell's (:mod:`.dispatch`, the one place
+that choice is made); it never tests the cell's class:
 
 ========================  ===================================================================
 ``"fused"``               every sequence full: one call of PyTorch's fused kernel
@@ -32,10 +32,23 @@ a fake-tensor mode), the fused and BPTT paths run inside the registered operator
 ``torch.ops.rnnfuse.layer`` (:mod:`.ops`), so that the lengths' values never enter a
 traced Python decision; at run time the operator takes the path of the table above through
 the same :func:`.dispatch.run_spec` that eager calls use directly.
+
+:func:`run_stack` runs a plain stack (one direction, no residual connections, no dropout at
+work: each layer's outputs are the next one's input as they are).  Its path, chosen by
+:func:`.dispatch.choose_stack_path` (:func:`select_stack_path` tells which):
+
+========================  ===================================================================
+``"fused-padded-stack"``  every layer an LSTM on the ``"fused-padded"`` path: the layers in one
+                          call over the padding (:mod:`.padded_stack`); where that call cannot
+                          hold the states exactly (a NaN or inf came in, an initial state
+                          that needs a gradient), the layers run one by one instead
+``"layers"``              :func:`run_layer` for each layer, bottom first
+========================  ===================================================================
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -45,11 +58,20 @@ from .._checks import tracing
 from .._onnx_registration import warn_if_missing
 from ..cells.base import RecurrentCell
 from ..cells.spec import KernelSpec
-from .dispatch import choose_path, run_spec, traced_path
+from .dispatch import choose_path, choose_stack_path, padded_stack_specs, run_spec, traced_path
 from .loop import reverse_within_lengths, run_loop
 from .ops import layer_op, spec_to_op_args, state_from_list, state_to_list
+from .padded_stack import run_padded_stack
 
-__all__ = ["run_layer", "select_path", "run_loop", "reverse_within_lengths", "tracing"]
+__all__ = [
+    "run_layer",
+    "run_stack",
+    "select_path",
+    "select_stack_path",
+    "run_loop",
+    "reverse_within_lengths",
+    "tracing",
+]
 
 
 def select_path(cell: RecurrentCell, x: Tensor, lengths: Tensor | None = None) -> str:
@@ -76,6 +98,59 @@ def run_layer(
     if tracing(x):
         return _run_traced(cell, spec, x, lengths, state, reverse)
     return run_spec(spec, x, lengths, state, reverse, cell)
+
+
+def select_stack_path(
+    cells: Sequence[RecurrentCell], x: Tensor, lengths: Tensor | None = None
+) -> str:
+    """The path :func:`run_stack` takes for the plain stack of ``cells`` on ``x`` (B, T, F)
+    with ``lengths``: ``"fused-padded-stack"`` or ``"layers"``."""
+    return choose_stack_path(cells, x, lengths)
+
+
+def run_stack(
+    cells: Sequence[RecurrentCell],
+    x: Tensor,
+    lengths: Tensor | None,
+    states: Sequence[Any] | None = None,
+) -> tuple[Tensor, tuple[Any, ...]]:
+    """Run a plain stack of ``cells`` (layer k's outputs are layer k+1's input) over
+    batch-first ``x``, on the path :func:`.dispatch.choose_stack_path` picks.
+
+    Args:
+        cells: the layers, bottom first, each reading the one below's outputs.
+        x: ``(B, T, F)``, ``F`` the bottom cell's input size.
+        lengths: ``None`` (every sequence full) or an int64 tensor ``(B,)`` on ``x``'s
+            device, in any order.
+        states: one layer state per cell (``LSTMState`` or ``Tensor (B, H)``), or ``None``
+            for zeros.  Not checked here (:class:`~rnnfuse.StackedRNN` checks them).
+
+    Returns:
+        ``(outputs (B, T, H_top), finals)``: the top layer's outputs, zero past each
+        length, and a tuple with each layer's state at each sequence's last step.
+
+    Example:
+        >>> import torch
+        >>> from rnnfuse import LSTMCell
+        >>> cells = [LSTMCell(3, 4), LSTMCell(4, 4)]
+        >>> x, lengths = torch.randn(2, 5, 3), torch.tensor([5, 2])
+        >>> with torch.no_grad():
+        ...     y, finals = run_stack(cells, x, lengths)
+        >>> y.shape, len(finals), tuple(finals[1].h.shape)
+        (torch.Size([2, 5, 4]), 2, (2, 4))
+    """
+    specs = padded_stack_specs(cells, x, lengths)
+    if specs is not None and lengths is not None:
+        fast = run_padded_stack(specs, x, lengths, states)
+        if fast is not None:
+            return fast[0], tuple(fast[1])
+    if states is None:
+        states = [cell.initial_state(x.shape[0], x.device, x.dtype) for cell in cells]
+    finals = []
+    for cell, state in zip(cells, states, strict=True):
+        x, final = run_layer(cell, x, lengths, state)
+        finals.append(final)
+    return x, tuple(finals)
 
 
 def _run_traced(

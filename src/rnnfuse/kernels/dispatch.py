@@ -1,20 +1,28 @@
-"""The one choice of path for a layer, made from its kernel spec, and the call of that path.
+"""The one choice of path for a layer and for a stack, made from the kernel specs, and the
+call of a layer's path.
 
 :func:`run_layer` (eager) and the ``rnnfuse::layer`` operator (:mod:`.ops`, what compiled and
 exported graphs call) both run a layer through :func:`run_spec`, so the path a compiled model
 takes at run time is the one eager takes for the same spec, batch and lengths.
 :func:`traced_path` is the choice made while tracing, from what a graph may depend on (the
 spec, the device, autocast): ``"fused"``, ``"bptt"`` (both become the operator) or ``"loop"``.
+
+For a plain stack (one direction, each layer's outputs the next one's input as they are),
+:func:`choose_stack_path` decides whether its layers run as one call over the padding
+(``"fused-padded-stack"``: :mod:`.padded_stack`) or ``"layers"``, each layer on its own path;
+:func:`rnnfuse.kernels.run_stack` asks it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..cells.base import RecurrentCell
+from ..cells.constants import tracing
 from ..cells.spec import KernelSpec
 from ..state import state_output
 from .bptt import run_bptt
@@ -23,7 +31,14 @@ from .loop import run_loop
 from .padded import run_fused_padded
 from .ragged import ragged_cpu_path, run_fused_packed, run_fused_segments
 
-__all__ = ["choose_path", "traced_path", "run_spec", "nothing_runs"]
+__all__ = [
+    "choose_path",
+    "traced_path",
+    "run_spec",
+    "nothing_runs",
+    "choose_stack_path",
+    "padded_stack_specs",
+]
 
 
 def nothing_runs(x: Tensor, lengths: Tensor | None) -> bool:
@@ -94,3 +109,28 @@ def run_spec(
     if path == "bptt":
         return run_bptt(given, x, lengths, state, reverse, spec=spec)
     return run_loop(given, x, lengths, state, reverse)
+
+
+def padded_stack_specs(
+    cells: Sequence[RecurrentCell], x: Tensor, lengths: Tensor | None
+) -> list[KernelSpec] | None:
+    """The layers' kernel specs where the plain stack of ``cells`` runs as one call over the
+    padding on ``x`` (B, T, F) with ``lengths``: eager, on CPU, ragged, and every layer an
+    LSTM taking the ``fused-padded`` path (:func:`.ragged.ragged_cpu_path`); else ``None``."""
+    if lengths is None or x.device.type != "cpu" or tracing() or x.shape[1] == 0:
+        return None
+    specs = []
+    for cell in cells:
+        spec = cell.kernel_spec(x.dtype, x.device)
+        if spec is None or spec.mode != "lstm" or ragged_cpu_path(spec, x) != "fused-padded":
+            return None
+        specs.append(spec)
+    return specs
+
+
+def choose_stack_path(cells: Sequence[RecurrentCell], x: Tensor, lengths: Tensor | None) -> str:
+    """``"fused-padded-stack"`` where the plain stack of ``cells`` runs as one call
+    (:func:`padded_stack_specs`), else ``"layers"``: each layer on :func:`choose_path`'s path.
+    The one call still falls back to the layers where it cannot hold the states exactly
+    (:func:`.padded_stack.run_padded_stack` returns ``None``)."""
+    return "layers" if padded_stack_specs(cells, x, lengths) is None else "fused-padded-stack"

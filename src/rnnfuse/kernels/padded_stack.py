@@ -4,7 +4,8 @@ the padding, with nothing between the calls but what they need.
 Where every layer of a stack takes the ``fused-padded`` path
 (:func:`rnnfuse.kernels.ragged.ragged_cpu_path`: LSTM layers, no gradient, at most 16
 sequences with more than one thread, 8 with one), the stack's forward is one call here
-instead of a :func:`rnnfuse.kernels.run_layer` per layer: the lengths are planned and the
+instead of a :func:`rnnfuse.kernels.run_layer` per layer (:func:`rnnfuse.kernels.run_stack`
+asks :func:`rnnfuse.kernels.dispatch.choose_stack_path`): the lengths are planned and the
 weights with the indicator column (:mod:`rnnfuse.kernels.padded`) made once per call, and the
 layers chain time-major (each output, zero past every length, is the next input as it is).
 The C++ extension runs the layers' glue (indicator column, fused calls, final ``h``) in one
@@ -36,17 +37,13 @@ from collections.abc import Sequence
 import torch
 from torch import _VF, Tensor
 
-from ..cells.base import RecurrentCell
-from ..cells.constants import tracing
 from ..cells.spec import KernelSpec
 from ..state import LSTMState
 from . import _ext
 from .fused import needs_grad
 from .padded import _indicator_weights, _plan, held_exactly
-from .ragged import ragged_cpu_path
 
 __all__ = [
-    "padded_stack_specs",
     "run_padded_stack",
     "cut_points",
     "STEP_COST",
@@ -54,22 +51,6 @@ __all__ = [
     "MAX_CALLS",
     "ROW_WORK",
 ]
-
-
-def padded_stack_specs(
-    cells: Sequence[RecurrentCell], x: Tensor, lengths: Tensor
-) -> list[KernelSpec] | None:
-    """The layers' kernel specs if every layer of the (unidirectional, plain) stack of
-    ``cells`` takes the ``fused-padded`` path on ``x`` (B, T, F) with ``lengths``, else ``None``."""
-    if x.device.type != "cpu" or tracing() or x.shape[1] == 0:
-        return None
-    specs = []
-    for cell in cells:
-        spec = cell.kernel_spec(x.dtype, x.device)
-        if spec is None or spec.mode != "lstm" or ragged_cpu_path(spec, x) != "fused-padded":
-            return None
-        specs.append(spec)
-    return specs
 
 
 STEP_COST = 2.0
@@ -151,7 +132,8 @@ def _segments(
 def run_padded_stack(
     specs: Sequence[KernelSpec], x: Tensor, lengths: Tensor, states: Sequence[LSTMState] | None
 ) -> tuple[Tensor, list[LSTMState]] | None:
-    """Every layer (``specs`` from :func:`padded_stack_specs`) over batch-first ``x`` with
+    """Every layer (``specs`` from :func:`rnnfuse.kernels.dispatch.padded_stack_specs`) over
+    batch-first ``x`` with
     ``lengths``, from ``states`` (one per layer; ``None``: zeros).  Returns the top layer's
     outputs (B, T, H), zero past each length, and each layer's final state; ``None`` when
     no step runs (every length zero) or a final state is not finite (a NaN or inf came in:

@@ -59,7 +59,8 @@ def load_stack(
     Returns a :class:`~rnnfuse.StackedRNN`, or a :class:`BidirectionalRNN` for a
     ``bidirectional_dynamic_rnn`` scope, or a bidirectional :class:`~rnnfuse.StackedRNN` for a
     ``stack_bidirectional_dynamic_rnn`` scope (``forward(x, lengths)`` gives
-    ``(outputs, (fw_states, bw_states))``, one state per layer); it gives TF's numbers for the same inputs,
+    ``(outputs, state)``, ``state`` one ``BidirectionalState(fw, bw)`` per layer); it gives
+    TF's numbers for the same inputs,
     ``lengths`` (TF's ``sequence_length``) and ``initial_state``.  ``batch_first=False`` is
     TF's ``time_major=True``.  ``forget_bias`` (every LSTM layer, or a sequence with one value
     per layer: the layers of the returned stack bottom first, both directions of a bidirectional
@@ -82,9 +83,9 @@ def load_stack(
     a ``bidirectional_dynamic_rnn`` of one cell a side becoming a bidirectional layer (its
     ``[fw, bw]`` outputs feed the next): GNMT's encoder is
     ``load_stack(prefix, ["encoder/bidirectional_rnn", "encoder/rnn"], residual=[False, False, True])``
-    (its state: ``((fw, bw), uni_0, uni_1)``).  ``residual`` (per layer, or a bool: every layer
-    but the first) adds a layer's input to its output, as ``ResidualWrapper``; TF stores no
-    trace of it, so it comes from the caller.
+    (its state: ``(BidirectionalState(fw, bw), uni_0, uni_1)``).  ``residual`` (per layer,
+    or a bool: every layer but the first) adds a layer's input to its output, as
+    ``ResidualWrapper``; TF stores no trace of it, so it comes from the caller.
 
     >>> stack = load_stack("tests/fixtures/tf1/seed_multi_lstm/model", batch_first=False)
     >>> [type(c).__name__ for c in stack.layers], stack.hidden_sizes
@@ -272,7 +273,7 @@ def stack_to_tf(
             **stack_to_tf(module.fw, f"{scope}/fw", multi=multi),
             **stack_to_tf(module.bw, f"{scope}/bw", multi=multi),
         }
-    if not isinstance(module, StackedRNN) or module.bidirectional:
+    if not isinstance(module, StackedRNN) or any(module.bidirectional):
         what = (
             "a bidirectional StackedRNN"
             if isinstance(module, StackedRNN)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from ..bidirectional import BidirectionalRNN
 from ..cells import RecurrentCell
 from ..stack import StackedRNN
+from ..state import BidirectionalState
 from ..state import LSTMState as LSTMStateTuple
 from ._layers import check_layers, layer_arrays, load_layer
 from .cells import (
@@ -94,10 +95,39 @@ def bidirectional_dynamic_rnn(
     swap_memory: bool = False,
     time_major: bool = False,
     scope: str | None = None,
-) -> tuple[tuple[Tensor, Tensor], tuple[Any, Any]]:
+) -> tuple[tuple[Tensor, Tensor], BidirectionalState]:
     """TF1's ``bidirectional_dynamic_rnn``: ``((out_fw, out_bw), (state_fw, state_bw))``.
 
     Two independent stacks; the backward one reads each sequence reversed within its length.
+
+    Args:
+        cell_fw: the forward direction's cell, as :func:`dynamic_rnn`'s ``cell``.
+        cell_bw: the backward direction's cell, another object than ``cell_fw``.
+        initial_state_fw: the forward direction's initial state (as :func:`dynamic_rnn`'s),
+            or ``None``; ``initial_state_bw`` the backward one's.
+        inputs, sequence_length, dtype, time_major: as :func:`dynamic_rnn`;
+            ``parallel_iterations`` and ``swap_memory`` have no effect; ``scope`` defaults
+            to ``"bidirectional_rnn"`` (the cells' variables under ``<scope>/fw`` and
+            ``<scope>/bw``).
+
+    Returns:
+        ``((out_fw, out_bw), state)``: ``out_fw`` ``(B, T, H_fw)`` and ``out_bw``
+        ``(B, T, H_bw)`` in time order (``(T, B, ...)`` when ``time_major``), zero past each
+        length; ``state`` a :class:`~rnnfuse.state.BidirectionalState` ``(fw, bw)`` (it
+        unpacks as TF's pair), each as :func:`dynamic_rnn` gives it for that cell: an
+        ``LSTMStateTuple`` or a ``(B, H)`` tensor for one cell, a tuple per layer for a
+        ``MultiRNNCell``.
+
+    Raises:
+        ValueError: ``cell_bw`` is ``cell_fw``.
+
+    Example:
+        >>> import torch
+        >>> from rnnfuse.tf1 import GRUCell
+        >>> (out_fw, out_bw), state = bidirectional_dynamic_rnn(
+        ...     GRUCell(4), GRUCell(3), torch.randn(2, 5, 6), sequence_length=[5, 2])
+        >>> out_bw.shape, type(state).__name__, tuple(state.fw.shape), tuple(state.bw.shape)
+        (torch.Size([2, 5, 3]), 'BidirectionalState', (2, 4), (2, 3))
     """
     if cell_fw is cell_bw:
         raise ValueError(
@@ -109,7 +139,9 @@ def bidirectional_dynamic_rnn(
     full = _full_scope(scope, "bidirectional_rnn")
     _record_scope(cell_fw, f"{full}/fw")
     _record_scope(cell_bw, f"{full}/bw")
-    start = (_to_stack_state(cell_fw, initial_state_fw), _to_stack_state(cell_bw, initial_state_bw))
+    start = BidirectionalState(
+        _to_stack_state(cell_fw, initial_state_fw), _to_stack_state(cell_bw, initial_state_bw)
+    )
     if not (_wrapped(cell_fw) or _wrapped(cell_bw)):
         module = BidirectionalRNN(as_stack(cell_fw, time_major), as_stack(cell_bw, time_major))
         outputs, (fw, bw) = module.forward_split(x, sequence_length, start)
@@ -118,7 +150,9 @@ def bidirectional_dynamic_rnn(
         rev = _reverse(x, sequence_length, time_major)
         out_bw, bw = _run_wrapped(cell_bw, rev, sequence_length, start[1], time_major)
         outputs = (out_fw, _reverse(out_bw, sequence_length, time_major))
-    return outputs, (_from_stack_state(cell_fw, fw), _from_stack_state(cell_bw, bw))
+    return outputs, BidirectionalState(
+        _from_stack_state(cell_fw, fw), _from_stack_state(cell_bw, bw)
+    )
 
 
 def as_stack(cell: Any, time_major: bool = False, *, ignore_dropout: bool = False) -> StackedRNN:

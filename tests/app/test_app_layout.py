@@ -1,5 +1,5 @@
 """The forecaster is an optional part: its extra and its imports.  (No import cycles inside
-it: ``tests/test_architecture.py`` checks the whole package, deferred imports included.)"""
+it: ``tests/package/test_architecture.py`` checks the whole package, deferred imports included.)"""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import rnnfuse
 from rnnfuse import GRUCell, LSTMCell, RNNCell, StackedRNN
 from rnnfuse.cells.base import RecurrentCell
 
-SAVED = Path(__file__).parent / "fixtures" / "saved"
+SAVED = Path(__file__).parents[1] / "fixtures" / "saved"
 
 CELLS = {
     "lstm": lambda: LSTMCell(5, 7),

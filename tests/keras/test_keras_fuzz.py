@@ -20,8 +20,8 @@ from rnnfuse import stack_from_keras
 from rnnfuse.convert._keras_model import KerasFormatError
 from rnnfuse.convert.keras_savedmodel import read_keras_metadata
 
-LEGACY = Path(__file__).parent / "fixtures" / "legacy"
-SRC = str(Path(__file__).parent.parent / "src" / "rnnfuse")
+LEGACY = Path(__file__).parents[1] / "fixtures" / "legacy"
+SRC = str(Path(__file__).parents[2] / "src" / "rnnfuse")
 
 
 def _own_error(exc: BaseException) -> bool:

@@ -180,7 +180,7 @@ def test_unsupported_layers_are_refused():
                 inputs, L.LSTM(3, recurrent_activation="softmax", name="lstm_softmax")(inputs)
             )
         )
-    # a lone go_backwards layer imports as GoBackwards now (tests/test_keras_legacy.py); in a
+    # a lone go_backwards layer imports as GoBackwards now (tests/keras/test_keras_legacy.py); in a
     # stack of several layers it is still refused
     backwards = L.GRU(3, go_backwards=True, return_sequences=True)(inputs)
     with pytest.raises(
@@ -188,7 +188,7 @@ def test_unsupported_layers_are_refused():
     ):
         stack_from_keras(keras.Model(inputs, L.GRU(2)(backwards)))
     # Bidirectional -> GRU (mixed directions) and any merge_mode but None below another layer
-    # are supported now (tests/test_keras_legacy.py, tests/test_keras_public.py)
+    # are supported now (tests/keras/test_keras_legacy.py, tests/keras/test_keras_public.py)
     mixed = L.GRU(3, return_sequences=True)(
         L.Bidirectional(L.GRU(3, return_sequences=True))(inputs)
     )

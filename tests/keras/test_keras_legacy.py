@@ -18,7 +18,7 @@ import torch
 from rnnfuse import StackedRNN, stack_from_keras
 from rnnfuse.convert.keras import MergedBidirectional, lengths_from_masking
 
-LEGACY = Path(__file__).parent / "fixtures" / "legacy"
+LEGACY = Path(__file__).parents[1] / "fixtures" / "legacy"
 TOL = 1e-6
 
 

@@ -39,7 +39,7 @@ from rnnfuse.kernels.ragged import (
 from rnnfuse.kernels.steps import step_rows
 from rnnfuse.state import LSTMState
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 B, T, F, H = 6, 7, 3, 5
 LENGTHS = [7, 0, 3, 7, 1, 5]  # unsorted, with an empty and two full sequences
 

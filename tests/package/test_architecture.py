@@ -4,7 +4,7 @@ The import graph is read from the source with ``ast`` (nothing is imported): eve
 ``import``/``from ... import`` of an rnnfuse module counts, at module level or deferred
 inside a function; imports under ``if TYPE_CHECKING:`` do not (they never run).  Importing
 ``a.b.c`` also runs the ``__init__`` of ``a.b`` unless the importer lives inside ``a.b``.
-Run as a script to print the cycles: ``PYTHONPATH=src python tests/test_architecture.py``.
+Run as a script to print the cycles: ``PYTHONPATH=src python tests/package/test_architecture.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 ROOT = "rnnfuse"
 HEAVY = ("matplotlib", "h5py", "keras", "statsmodels", "rnnfuse.tf1", "rnnfuse.app")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-README = (Path(__file__).parents[1] / "README.md").read_text()
+README = (Path(__file__).parents[2] / "README.md").read_text()
 BLOCKS = [
     b for b in re.findall(r"```python\n(.*?)```", README, re.S) if re.search(r"print\(.*\)\s+# ", b)
 ]

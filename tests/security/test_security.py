@@ -44,7 +44,7 @@ from rnnfuse.cli import main
 from rnnfuse.io import write_safetensors
 from rnnfuse.seq2seq import Seq2Seq
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 TINY = RunConfig(
     model=ModelConfig(local_sizes=(4,), global_sizes=(4,)), optim=OptimConfig(epochs=1)
 )

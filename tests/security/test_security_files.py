@@ -23,7 +23,7 @@ import pytest
 
 from rnnfuse.convert.keras import stack_from_keras
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 NAMES = ["lstm/lstm_cell/kernel:0", "lstm/lstm_cell/recurrent_kernel:0", "lstm/lstm_cell/bias:0"]
 
 

@@ -28,7 +28,7 @@ from rnnfuse.app.windows import prepare
 from rnnfuse.cli import main
 from rnnfuse.convert.keras import stack_from_keras
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 ENV = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
 TINY = RunConfig(
     model=ModelConfig(local_sizes=(4,), global_sizes=(4,)), optim=OptimConfig(epochs=1)

@@ -16,7 +16,7 @@ import pytest
 from rnnfuse.app.config import RunConfig
 from rnnfuse.cli import main
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 SMALL = [
     "--local-sizes",
     "4",

@@ -1,10 +1,10 @@
 """Fuzz the TF1 checkpoint reader: damaged files must only raise ``CheckpointError``.
 
 Not collected by pytest (the name does not start with ``test_``);
-``tests/test_tf1_checkpoint.py`` imports the helpers below and runs small,
+``tests/tf1/test_tf1_checkpoint.py`` imports the helpers below and runs small,
 Hypothesis-driven versions of the same attacks.  The large run::
 
-    PYTHONPATH=src python tests/fuzz_tf1_checkpoint.py 100000    # from the repository root
+    PYTHONPATH=src python tests/tf1/fuzz_tf1_checkpoint.py 100000    # from the repository root
 
 Each case takes a real checkpoint from ``tests/fixtures/tf1`` and damages it
 with one mutator.  The oracle:
@@ -43,7 +43,7 @@ from rnnfuse.tf1.checkpoint.table import (
     read_table,
 )
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "tf1"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "tf1"
 SEED_CASES = (
     "basic_lstm",
     "seed_two_gru_encoders",

@@ -12,7 +12,7 @@ import torch
 
 from rnnfuse import tf1
 
-LEGACY = Path(__file__).parent / "fixtures" / "legacy"
+LEGACY = Path(__file__).parents[1] / "fixtures" / "legacy"
 TOL = 1e-6
 
 

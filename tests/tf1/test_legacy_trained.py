@@ -20,7 +20,7 @@ from rnnfuse.cli import main
 from rnnfuse.tf1.checkpoint import read_checkpoint
 from rnnfuse.tf1.skip import EMAError, split
 
-LEGACY = Path(__file__).parent / "fixtures" / "legacy"
+LEGACY = Path(__file__).parents[1] / "fixtures" / "legacy"
 TRAINED = ["trained_adam", "trained_momentum", "trained_rmsprop", "trained_ema"]
 
 

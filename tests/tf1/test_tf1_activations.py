@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from test_keras_legacy import LEGACY, close, io
+from legacy_cases import LEGACY, close, io
 
 from rnnfuse import StackedRNN, tf1
 from rnnfuse.tf1 import load_stack

@@ -2,7 +2,7 @@
 
 The fixtures under ``tests/fixtures/tf1`` come from ``make_fixtures.py`` there
 (TensorFlow 2.21, ``tf.compat.v1``); see its README for how to regenerate them.
-Damaged-file tests share their mutators with ``tests/fuzz_tf1_checkpoint.py``,
+Damaged-file tests share their mutators with ``tests/tf1/fuzz_tf1_checkpoint.py``,
 which runs the same attacks at a much larger scale.
 """
 

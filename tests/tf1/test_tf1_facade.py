@@ -254,7 +254,7 @@ def test_restore_is_strict_about_leftovers():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="num_units: expected a positive int, got 0"):
         tf1.GRUCell(0)
-    # state_is_tuple=False is supported now (tests/test_legacy_facade.py); a non-bool is refused
+    # state_is_tuple=False is supported now (tests/tf1/test_legacy_facade.py); a non-bool is refused
     with pytest.raises(TypeError, match="state_is_tuple: expected a bool"):
         tf1.BasicLSTMCell(4, state_is_tuple=None)
     with pytest.raises(

@@ -22,7 +22,7 @@ from rnnfuse.state import LSTMState
 from rnnfuse.tf1.checkpoint import CheckpointError, read_checkpoint
 from rnnfuse.tf1.convert import TF1VariableError, load_stack, stack_from_variables, stack_to_tf
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tf1"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "tf1"
 CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "case.json").is_file())
 EXPECTED_CASES = {
     "basic_lstm",
@@ -261,7 +261,7 @@ def test_missing_layer_is_listed():
 def test_leftover_variables_are_listed_and_can_be_ignored():
     variables = _variables("basic_lstm")
     # an unknown child of a variable (optimizer slots such as kernel/Adam are skipped since
-    # trained checkpoints load by default: tests/test_legacy_trained.py)
+    # trained checkpoints load by default: tests/tf1/test_legacy_trained.py)
     variables["rnn/basic_lstm_cell/kernel/MySlot"] = variables["rnn/basic_lstm_cell/kernel"]
     variables["rnn/basic_lstm_cell/extra"] = np.zeros(3, np.float32)
     variables["rnn/something_else"] = np.zeros(3, np.float32)
@@ -355,7 +355,7 @@ def test_options_the_checkpoint_cannot_use_are_refused():
         load_stack(FIXTURES / "basic_lstm" / "model", cell_clip=1.0)
     with pytest.raises(ValueError, match="proj_clip: clips a projection"):
         load_stack(FIXTURES / "lstm_peepholes" / "model", proj_clip=1.0)
-    # any activation is a cell option now (tests/test_tf1_activations.py); an unknown one is not
+    # any activation is a cell option now (tests/tf1/test_tf1_activations.py); an unknown one is not
     with pytest.raises(ValueError, match="activation: expected one of .*got 'softmax'"):
         load_stack(FIXTURES / "gru" / "model", activation="softmax")
 

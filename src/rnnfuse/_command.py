@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["fail"]
-
 
 def fail(command: str, message: object) -> int:
     """Report a user error of ``rnnfuse COMMAND`` on one line; return the exit status (2,

@@ -24,6 +24,8 @@ from rnnfuse.app.model import build_model
 from rnnfuse.app.windows import make_windows, prepare
 from rnnfuse.cli import main
 
+pytestmark = pytest.mark.slow  # statsmodels fits and the demo end to end
+
 PERIOD = 12.5  # a non-integer period, as a year of weeks (52.18)
 H = 4
 

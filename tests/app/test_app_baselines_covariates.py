@@ -13,6 +13,8 @@ from statsmodels.tsa.statespace.sarimax import SARIMAX
 
 from rnnfuse.app import baselines as B
 
+pytestmark = pytest.mark.slow  # statsmodels fits with covariates
+
 PERIOD = 12.5  # a non-integer period, as a year of weeks (52.18)
 SEASON = 12
 H = 4

@@ -19,6 +19,8 @@ from rnnfuse.app.experiment import Budget, batch_size_for, demo_config
 from rnnfuse.app.training import Trainer
 from rnnfuse.app.workers import refit_task
 
+pytestmark = pytest.mark.slow  # trains forecasters
+
 TINY = ModelConfig(local_sizes=(4,), global_sizes=(4,))
 DATA = DataConfig(val_steps=60, test_steps=60)
 

@@ -15,6 +15,8 @@ pytest.importorskip("statsmodels")
 from rnnfuse.app import baselines as B
 from rnnfuse.app import classical as C
 
+pytestmark = pytest.mark.slow  # statsforecast fits at every origin
+
 PERIOD = 12.5  # fractional: statsforecast gets m = round(12.5) = 12, DHR the exact 12.5
 SEASON = 12
 H = 4

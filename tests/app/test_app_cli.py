@@ -11,6 +11,8 @@ import pytest
 
 from rnnfuse.cli import main
 
+pytestmark = pytest.mark.slow  # the commands end to end on real runs
+
 TINY = ["--local-sizes", "6", "--global-sizes", "6", "--no-progress"]
 
 

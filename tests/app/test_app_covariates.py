@@ -16,6 +16,8 @@ from rnnfuse.app.model import ENCODER_FEATURES, build_model
 from rnnfuse.app.windows import fit_covariates, make_windows, prepare
 from rnnfuse.cli import main
 
+pytestmark = pytest.mark.slow  # trains forecasters, train -> predict
+
 SMALL = DataConfig(
     local_steps=4,
     global_blocks=3,

@@ -13,6 +13,8 @@ import torch
 from rnnfuse.app.checkpoint import load_latest
 from rnnfuse.app.distributed import DistEnv, epoch_batches, epoch_sampler
 
+pytestmark = pytest.mark.slow  # torchrun, two processes
+
 TINY = ["--local-sizes", "6", "--global-sizes", "6", "--no-progress"]
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import rnnfuse.app
 
+pytestmark = pytest.mark.slow  # each test runs Python in a subprocess
+
 APP = Path(rnnfuse.app.__file__).parent
 BLOCK = "import sys; sys.modules['tqdm'] = None; sys.modules['matplotlib'] = None; "
 

@@ -22,6 +22,8 @@ from rnnfuse.app.training import StopSignal, Trainer
 from rnnfuse.app.windows import prepare
 from rnnfuse.cli import main
 
+pytestmark = pytest.mark.slow  # trains global models on panels
+
 # three series: b is a's shape 1000 times larger, c small and below zero; lengths differ
 SERIES = {"a": (10.0, 1.0, 60), "b": (10_000.0, 1000.0, 70), "c": (-5.0, 0.1, 64)}
 PERIOD, HORIZON, LOCAL, BLOCK, MIN_BLOCKS, VAL, TEST = 4, 2, 8, 2, 2, 6, 6

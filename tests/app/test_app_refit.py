@@ -16,6 +16,8 @@ from rnnfuse.app.hybrid import blend_base, hybrid_data
 from rnnfuse.app.windows import prepare, split_origins
 from rnnfuse.cli import build_parser, main
 
+pytestmark = pytest.mark.slow  # trains and refits forecasters
+
 H = 4
 PERIOD = 12
 CONFIG = dict(

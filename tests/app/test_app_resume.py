@@ -17,6 +17,8 @@ from rnnfuse.app.checkpoint import CheckpointError, load_latest, load_model_file
 from rnnfuse.app.config import ModelConfig, OptimConfig, RunConfig
 from rnnfuse.app.training import StopSignal, Trainer
 
+pytestmark = pytest.mark.slow  # kills a training run and resumes it
+
 EPOCHS = 6
 FLAGS = [
     "--local-sizes",

@@ -15,6 +15,8 @@ from rnnfuse.app.hybrid import hybrid_data
 from rnnfuse.app.training import Trainer
 from rnnfuse.app.windows import min_length, prepare, split_origins
 
+pytestmark = pytest.mark.slow  # trains forecasters
+
 H = 4
 PERIOD = 12
 CONFIG = dict(

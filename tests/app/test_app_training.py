@@ -15,6 +15,8 @@ from rnnfuse.app.model import build_model
 from rnnfuse.app.training import Trainer
 from rnnfuse.app.windows import prepare
 
+pytestmark = pytest.mark.slow  # trains forecasters
+
 
 def test_training_on_co2_beats_the_seasonal_baselines(tmp_path):
     config = RunConfig(model=ModelConfig(fusion="sum"), optim=OptimConfig(epochs=5))

@@ -90,6 +90,7 @@ def test_unsupported_keras_activations_are_refused_by_name(value, major):
         keras_activation(value, major, "layer 'x': activation")
 
 
+@pytest.mark.slow
 def test_export_of_other_activations_equals_eager():
     """The loop path is what a traced graph holds for such a layer (no operator needed)."""
     stack = StackedRNN.from_cells(

@@ -151,6 +151,7 @@ def test_inspect_errors(tmp_path, capsys):
     assert "rnnfuse inspect: error:" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_inspect_a_trained_forecaster(tmp_path, capsys):
     run = tmp_path / "run"
     assert (

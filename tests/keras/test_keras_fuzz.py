@@ -83,6 +83,7 @@ def _mutate_bytes(data: bytes, rng: random.Random) -> bytes:
     return bytes(buf)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case, name, attr",
     [
@@ -137,6 +138,7 @@ def test_fuzz_h5_attributes(tmp_path, case, name, attr):
     assert sum(outcomes.values()) == 100 and len(outcomes) > 1, outcomes  # some damage is caught
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["keras2_savedmodel_notraces", "keras2_savedmodel"])
 def test_fuzz_savedmodel_metadata(tmp_path, case):
     rng = random.Random(case)

@@ -198,6 +198,7 @@ def test_two_processes_building_at_once_both_load_it_and_one_builds(tmp_path: Pa
     assert messages.count("built the C++ kernels in") == 1
 
 
+@pytest.mark.slow
 def test_message_once_in_process_and_none_on_a_load(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -213,6 +214,7 @@ def test_message_once_in_process_and_none_on_a_load(
     assert built is False and "building" not in capfd.readouterr().err
 
 
+@pytest.mark.slow
 def test_build_kernels_command_reports_where(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

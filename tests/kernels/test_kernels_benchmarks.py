@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,6 +19,7 @@ def test_benchmark_scripts_compile():
         py_compile.compile(str(path), doraise=True)
 
 
+@pytest.mark.slow
 def test_gpu_script_falls_back_cleanly():
     script = str(ROOT / "benchmarks" / "gpu.py")
     if not torch.cuda.is_available():

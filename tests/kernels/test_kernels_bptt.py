@@ -50,6 +50,7 @@ def test_bptt_gru_equals_loop(lengths, reverse, dtype, bptt_impl):
     assert_matches_loop(run_bptt_gru, "gru-reset-before", lengths, reverse, dtype)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lstm-all", "gru-reset-before"])
 def test_bptt_products_split_over_threads_equal_loop(name, two_threads, bptt_impl):
     """With two threads the C++ loop splits each step's product by columns over them (at
@@ -97,6 +98,7 @@ def test_step_functions_of_the_device_loop_equal_loop(name, lengths, reverse):
         assert_matches_loop(fn, name, lengths, reverse, torch.float64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["lstm-all", "gru-reset-before"])
 def test_compiled_step_functions_write_their_buffers(name):
     """Traced by torch.compile (aot_eager: the graph, without generating code), the step
@@ -106,6 +108,7 @@ def test_compiled_step_functions_write_their_buffers(name):
         assert_matches_loop(fn, name, [7, 7, 5, 5, 6, 7], True, torch.float64)
 
 
+@pytest.mark.slow
 def test_a_step_that_cannot_compile_falls_back_to_plain_operations():
     """A compiler failure on the first call warns and runs the plain operations."""
 

@@ -179,6 +179,7 @@ def test_a_users_cell_without_a_spec_takes_the_loop(lengths):
         run_bptt_lstm(cell, x, lens, cell.initial_state(B))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kind, options",
     [

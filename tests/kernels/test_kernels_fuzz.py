@@ -192,6 +192,7 @@ def _slow_seeds(start: int, block: int) -> range:
     return range(first + block * SLOW_SEEDS // 10, first + (block + 1) * SLOW_SEEDS // 10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "seed", [pytest.param(OFFSET + s, id=f"seed-{OFFSET + s}") for s in range(LAYER_SEEDS)]
 )
@@ -321,6 +322,7 @@ def _stack_seed(seed: int) -> None:
     assert_zero_past(got[0], inputs.lengths, where)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "seed", [pytest.param(OFFSET + s, id=f"seed-{OFFSET + s}") for s in range(STACK_SEEDS)]
 )

@@ -57,6 +57,7 @@ def _states(stack, batch, dtype, gen):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("calls", ["one", "cut"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize(
@@ -259,6 +260,7 @@ def test_lengths_changed_behind_the_version_counter_are_read_anew(batch, two_thr
     torch.testing.assert_close(finals[-1].c, finals_new[-1].c, atol=0, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("hidden", "calls"), [(256, 4), (8, 2)])
 def test_wide_layers_cut_where_one_sequence_runs_on_and_narrow_ones_do_not(
     hidden, calls, two_threads, monkeypatch

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SRC = Path(__file__).resolve().parents[2] / "src"
 ROOT = "rnnfuse"
 HEAVY = ("matplotlib", "h5py", "keras", "statsmodels", "rnnfuse.tf1", "rnnfuse.app")
@@ -197,12 +199,14 @@ def test_no_import_cycles() -> None:
     assert not cycles, "import cycles among rnnfuse modules:\n" + "\n".join(cycles)
 
 
+@pytest.mark.slow
 def test_import_rnnfuse_stays_light() -> None:
     code = f"import sys, rnnfuse; print(sorted(m for m in sys.modules if m.startswith({HEAVY!r})))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_lazy_names_load_on_use() -> None:
     code = (
         "import sys, rnnfuse; from rnnfuse import tf1, stack_from_keras; "

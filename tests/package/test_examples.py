@@ -11,6 +11,8 @@ import pytest
 EXAMPLES = Path(__file__).parents[2] / "examples"
 NAMES = ("multi_layer_lstm.py", "two_encoder_fusion.py")
 
+pytestmark = pytest.mark.slow  # two Python processes, each importing torch
+
 
 @pytest.fixture(scope="module")
 def printed() -> dict[str, list[str]]:

@@ -111,6 +111,7 @@ def test_predict_never_opens_the_path_a_model_names(tmp_path, capsys, named):
 
 
 # ------------------------------------------------------------------ 2. sizes checked before allocating
+@pytest.mark.slow
 def test_a_model_file_asking_for_huge_layers_is_refused_before_allocating(tmp_path):
     huge = RunConfig(
         model=ModelConfig(
@@ -144,6 +145,7 @@ def test_a_model_file_asking_for_40000_units_is_refused_by_its_config(tmp_path, 
     )
 
 
+@pytest.mark.slow
 def test_a_stack_file_asking_for_hidden_100000_is_refused_before_allocating(tmp_path):
     stack = StackedRNN(3, [4, 4])
     path = tmp_path / "stack.safetensors"
@@ -233,6 +235,7 @@ def test_a_non_finite_loss_stops_training_and_never_becomes_best(tmp_path):
 
 
 # ------------------------------------------------------------------ 4. one writer per run directory
+@pytest.mark.slow
 def test_two_concurrent_runs_the_second_is_refused_and_sigkill_releases_the_lock(tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
@@ -412,6 +415,7 @@ def test_a_checkpoint_that_passes_its_hash_but_lacks_keys_is_refused(tmp_path):
         again.start(resume=True)
 
 
+@pytest.mark.slow
 def test_a_large_csv_is_streamed_not_read_whole(tmp_path):
     path = tmp_path / "large.csv"
     line = "x" * 100_000 + ",1\n"  # a wide ignored column: 250 MB in 2,500 rows

@@ -84,6 +84,7 @@ def test_a_keras2_h5_with_an_external_link_is_refused(tmp_path):
         stack_from_keras(path)
 
 
+@pytest.mark.slow
 def test_a_keras2_h5_with_external_raw_storage_is_refused_before_reading(tmp_path):
     fifo = tmp_path / "fifo"  # a reader that reads the external file would block on it for ever
     os.mkfifo(fifo)
@@ -131,6 +132,7 @@ def test_a_keras3_weights_file_inside_a_keras_zip_may_not_link_out(tmp_path):
 
 
 # ------------------------------------------------------------------ 4. declared shapes, repeated datasets
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "side", [200_000, 20_000]
 )  # 149 GiB (over any bound), 1.5 GiB (not in the file)
@@ -143,6 +145,7 @@ def test_a_never_written_kernel_declaring_gigabytes_is_refused_before_allocating
     )
 
 
+@pytest.mark.slow
 def test_a_dataset_listed_2000_times_is_refused(tmp_path):
     big = np.zeros((1000, 1000), "f4")  # 4 MB, listed 2,000 times: 8 GB if read each time
     path = _keras2_weights(tmp_path / "model.h5", kernel=big, names=[NAMES[0]] * 2000)
@@ -162,6 +165,7 @@ def test_a_hard_linked_dataset_in_a_keras3_file_is_refused(tmp_path):
         stack_from_keras(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("member", ["config.json", "model.weights.h5"])
 def test_a_keras_zip_member_inflating_200_mb_from_little_is_refused(tmp_path, member):
     path = tmp_path / "bomb.keras"
@@ -188,6 +192,7 @@ def _same_shape_layers(path: Path, names: list[str], dead_end: str) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", ["4 classes of 6", "10 distinct names"])
 def test_the_layer_order_is_decided_without_trying_every_order(tmp_path, shape):
     if shape == "4 classes of 6":  # 24! / 6!^4 = 2.3e12 interleavings

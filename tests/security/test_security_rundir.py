@@ -109,6 +109,7 @@ def test_a_run_config_json_that_is_a_symlink_is_refused_on_resume(tmp_path, caps
 
 
 # ------------------------------------------------------------------ 3. reads that the size checks missed
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["--config", "run config.json"])
 def test_a_config_that_is_a_fifo_is_refused_at_once(tmp_path, where):
     if where == "--config":
@@ -123,6 +124,7 @@ def test_a_config_that_is_a_fifo_is_refused_at_once(tmp_path, where):
     assert str(fifo) in err and ("FIFO" in err or "not a regular file" in err), err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["/dev/zero", "sparse 6 GB"])
 def test_a_config_file_that_never_ends_is_refused_without_reading_it(tmp_path, kind):
     path = Path("/dev/zero")
@@ -136,6 +138,7 @@ def test_a_config_file_that_never_ends_is_refused_without_reading_it(tmp_path, k
     assert str(path) in err and ("not a regular file" in err or "bytes at most" in err), err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fifo", "sparse 6 GB"])
 def test_a_savedmodel_keras_metadata_that_never_ends_is_refused(tmp_path, kind):
     model = tmp_path / "saved"

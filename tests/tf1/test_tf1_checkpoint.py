@@ -516,6 +516,7 @@ def test_data_truncated_at_every_offset(scratch: Path) -> None:
         assert outcome(scratch, {**original.files, DATA: data[:cut]}, original) == "error"
 
 
+@pytest.mark.slow
 def test_every_bit_flip_in_the_index_is_caught(scratch: Path) -> None:
     """Only flips in the footer's zero padding may pass, and then nothing changes."""
     original = load_original("basic_lstm")
@@ -543,6 +544,7 @@ ORIGINALS = {
 }
 
 
+@pytest.mark.slow
 @given(case=st.sampled_from(sorted(ORIGINALS)), data=st.data())
 @settings(max_examples=300)
 def test_random_bit_flips(scratch: Path, case: str, data: st.DataObject) -> None:
@@ -563,6 +565,7 @@ def test_random_bytes_as_index(scratch: Path, junk: bytes, with_magic: bool) -> 
     assert outcome(scratch, {"model.index": index, DATA: b""}, None) == "error"
 
 
+@pytest.mark.slow
 @given(
     case=st.sampled_from(sorted(ORIGINALS)),
     rng=st.randoms(use_true_random=False),

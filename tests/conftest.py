@@ -11,7 +11,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-sys.path.insert(0, str(Path(__file__).parent))  # `import numpy_reference` from any rootdir
+HERE = Path(__file__).parent
+# `import numpy_reference` (and legacy_cases) from any rootdir; tf1/: other folders import the
+# TF1 fixture cases from tf1/test_tf1_load.py (core/test_io.py, convert/test_interop_cli.py).
+sys.path[:0] = [str(HERE), str(HERE / "tf1")]
 
 # Test tensors are tiny: a second intra-op thread only adds synchronisation, which costs
 # 10x on a busy 2-core machine (an OpenMP barrier waiting on a descheduled thread).

@@ -14,8 +14,6 @@ import torch
 from torch import Tensor
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-__all__ = ["check_sequence_input", "check_lengths", "check_length_values", "tracing", "describe"]
-
 
 def check_sequence_input(x: Any, input_size: int, batch_first: bool) -> Tensor:
     """Validate ``x`` and return it batch-first ``(B, T, F)``."""

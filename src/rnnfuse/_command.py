@@ -15,8 +15,6 @@ import sys
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-__all__ = ["fail", "FileKind", "Converted"]
-
 
 def fail(command: str, message: object) -> int:
     """Report a user error of ``rnnfuse COMMAND`` on one line; return the exit status (2,

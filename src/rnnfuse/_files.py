@@ -27,20 +27,6 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "check_regular_file",
-    "open_regular_file",
-    "read_regular_file",
-    "loads_json",
-    "json_depth",
-    "read_zip_member",
-    "NotRegularFileError",
-    "KIB",
-    "MIB",
-    "GIB",
-    "MAX_JSON_DEPTH",
-]
-
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 MAX_JSON_DEPTH = 100  # a Keras configuration nests about 15 deep, rnnfuse's own files 5
 MAX_ZIP_RATIO = 100  # inflated / compressed; weights and JSON compress far less

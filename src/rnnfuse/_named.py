@@ -16,8 +16,6 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["NameSafeModuleDict"]
-
 
 def _attr(name: str) -> str:
     return f"{name}_" if keyword.iskeyword(name) else name

@@ -16,8 +16,6 @@ ranks only: one function serves layers of different sizes in one model.
 from onnxscript import FLOAT, INT64, script
 from onnxscript import opset18 as op
 
-__all__ = ["lstm_loop"]
-
 
 @script()
 def lstm_loop(

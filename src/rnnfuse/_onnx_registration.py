@@ -28,8 +28,6 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
 
-__all__ = ["install", "failure", "warn_if_missing"]
-
 # the module that defines OnnxDecompMeta (and imports the list it is added to)
 _TARGET = "torch.onnx._internal.exporter._registration"
 _LIST = "torch.onnx._internal.exporter._torchlib._torchlib_registry"

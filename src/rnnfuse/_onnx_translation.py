@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["layer_onnx"]
-
 
 def needs_loop(
     kind: str, n_weights: int, peepholes: bool, cell_clip: float | None, proj_clip: float | None

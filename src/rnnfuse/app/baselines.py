@@ -15,7 +15,7 @@ before the split's first origin (``fit_end``: the validation or the test stretch
 then the model is run as **one Kalman filter pass with those fixed parameters** over the whole
 series.  The forecast at origin ``t`` propagates the filtered state at ``t`` (which has seen
 ``y[..t]`` only) ``h`` steps through the transition: no forecast sees a value after its origin
-(``tests/test_app_baselines.py`` truncates the series after an origin and checks that the
+(``tests/app/test_app_baselines.py`` truncates the series after an origin and checks that the
 forecast does not change).  Unobserved points enter as missing values (the Kalman filter skips
 them), not as the interpolated values.
 

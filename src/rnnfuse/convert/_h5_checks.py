@@ -20,8 +20,6 @@ import numpy as np
 from .._files import GIB
 from ._keras_model import KerasFormatError
 
-__all__ = ["check_h5_file", "DatasetReader", "MAX_H5_OBJECTS", "MAX_WEIGHT_BYTES"]
-
 MAX_H5_OBJECTS = 100_000  # groups and datasets in one file
 MAX_WEIGHT_BYTES = 4 * GIB  # the weights one file may make rnnfuse hold
 MAX_FILTER_RATIO = 1100  # deflate inflates at most ~1032 times

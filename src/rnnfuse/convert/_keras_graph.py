@@ -21,8 +21,6 @@ from typing import Any, NamedTuple
 
 from ._keras_model import GATES, NEUTRAL, KerasFormatError, KerasLayer
 
-__all__ = ["Inbound", "parse_inbound", "sequential", "chains", "feeder", "describe_chain"]
-
 Tensor = tuple[str, int]  # (layer name, output index)
 _RECURRENT_CLASSES = set(GATES) | {"Bidirectional", "RNN"}
 

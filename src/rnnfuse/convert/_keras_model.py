@@ -12,18 +12,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = [
-    "KerasLayer",
-    "KerasFormatError",
-    "GATES",
-    "KINDS",
-    "NEUTRAL",
-    "snake",
-    "text",
-    "keras_major",
-    "with_keras_major",
-]
-
 GATES = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}
 KINDS = {"LSTM": "lstm", "GRU": "gru", "SimpleRNN": "rnn"}
 #: cells of RNN(cell) / StackedRNNCells, by class, and the layer they act as

@@ -28,15 +28,6 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = [
-    "GATE_ORDERS",
-    "gate_permutation",
-    "to_rnnfuse_gates",
-    "from_rnnfuse_gates",
-    "copy_params",
-    "check_real_weights",
-]
-
 _REAL = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
 _REAL_TORCH = {torch.float16, torch.bfloat16, torch.float32, torch.float64}
 

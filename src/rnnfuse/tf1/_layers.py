@@ -20,16 +20,6 @@ from ..cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
 from ..convert._params import copy_params, from_rnnfuse_gates, to_rnnfuse_gates
 from .names import PEEPHOLES, TF1VariableError, TFLayer, TFStack, variable_shapes
 
-__all__ = [
-    "layer_arrays",
-    "initial_values",
-    "make_cell",
-    "load_layer",
-    "check_layers",
-    "tf_cell_name",
-    "cell_to_tf",
-]
-
 
 def layer_arrays(layer: TFLayer, variables: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The layer's TF variables converted to rnnfuse parameter names and layouts."""

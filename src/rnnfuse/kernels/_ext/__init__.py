@@ -37,8 +37,6 @@ import torch
 
 from .build import BuildSpec, BuildTimeout, load_extension
 
-__all__ = ["extension", "disabled", "available", "build_seconds", "specs", "ENV_DISABLE"]
-
 ENV_DISABLE = "RNNFUSE_NO_EXTENSION"
 _SOURCE = Path(__file__).with_name("bptt.cpp")
 EXPECTED_SECONDS = 40.0  # a first build on 2 cores (AMD EPYC): 35-50 s

@@ -40,19 +40,6 @@ try:
 except ImportError:  # Windows: PyTorch's lock file only
     fcntl = None  # type: ignore[assignment]
 
-__all__ = [
-    "BuildSpec",
-    "BuildTimeout",
-    "build_name",
-    "build_root",
-    "exclusive",
-    "load_extension",
-    "build_folder",
-    "wait_limit",
-    "ENV_WAIT",
-    "DEFAULT_WAIT",
-]
-
 ENV_WAIT = "RNNFUSE_BUILD_WAIT"
 DEFAULT_WAIT = 900.0  # seconds; a loaded machine has taken 526 s to build the kernels
 _POLL = 0.2

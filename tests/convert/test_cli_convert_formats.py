@@ -79,8 +79,8 @@ CASES = {
         lambda out, state: [
             (out[..., :4], "outputs/fw"),  # [fw, bw] concatenated
             (out[..., 4:], "outputs/bw"),
-            (state[0][1].h, "state/fw/1/h"),
-            (state[1][1].c, "state/bw/1/c"),
+            (state.fw[1].h, "state/fw/1/h"),
+            (state.bw[1].c, "state/bw/1/c"),
         ],
         lengths="sequence_length",
     ),
@@ -163,8 +163,8 @@ CASES = {
         ),
         lambda out, state: [
             (out, "ragged/bidirectional_stacked/bi_mul/outputs"),
-            (state[0][2].c, "ragged/bidirectional_stacked/bi_mul/state/fw/c"),
-            (state[1][0].h, "ragged/bidirectional_stacked/bi_sum/state/bw/h"),
+            (state[2].fw.c, "ragged/bidirectional_stacked/bi_mul/state/fw/c"),
+            (state[0].bw.h, "ragged/bidirectional_stacked/bi_sum/state/bw/h"),
         ],
         x="ragged/x",
         lengths="masking",

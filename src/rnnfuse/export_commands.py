@@ -218,7 +218,7 @@ def _quiet() -> Iterator[None]:
             warnings.simplefilter("ignore")
             yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
 
@@ -232,10 +232,12 @@ def _verify(item: Exportable, out: str, dynamic: bool) -> int:
     flat, args, kwargs = item.sample(batch, time)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    got = session.run(None, dict(zip(names, (t.numpy() for t in flat))))
+    got = session.run(None, dict(zip(names, (t.numpy() for t in flat), strict=True)))
     with torch.no_grad():
         expected = [t for t in _leaves(item.module(*args, **kwargs))]
-    error = max(float(abs(torch.from_numpy(g) - e).max()) for g, e in zip(got, expected))
+    error = max(
+        float(abs(torch.from_numpy(g) - e).max()) for g, e in zip(got, expected, strict=True)
+    )
     print(
         f"checked in onnxruntime {onnxruntime.__version__} at batch {batch}, time {time}: "
         f"max abs difference to eager {error:.2e}"

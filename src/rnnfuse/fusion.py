@@ -166,7 +166,7 @@ def concat_outputs(outputs: Sequence[Tensor], lengths: Any = None) -> Tensor:
             f"lengths: expected one entry per output ({len(outputs)}), got {len(per_source)}"
         )
     masked = []
-    for out, lens in zip(outputs, per_source):
+    for out, lens in zip(outputs, per_source, strict=True):
         lens = check_lengths(lens, out.shape[0], out.shape[1], out.device)
         if lens is not None:
             steps = torch.arange(out.shape[1], device=out.device)
@@ -283,7 +283,7 @@ class StateBridge(nn.Module):
             raise ValueError(f"activation: expected None, 'tanh' or 'relu', got {activation!r}")
         self.activation = activation
         self.maps = nn.ModuleList()
-        for k, (src, dst) in enumerate(zip(self.input_sizes, self.output_sizes)):
+        for k, (src, dst) in enumerate(zip(self.input_sizes, self.output_sizes, strict=True)):
             if isinstance(src, LSTMState) != isinstance(dst, LSTMState):
                 raise ValueError(
                     f"output_sizes[{k}]: layer {k} is {'an LSTM' if isinstance(src, LSTMState) else 'a GRU/RNN'} "
@@ -305,7 +305,7 @@ class StateBridge(nn.Module):
         act = {None: lambda t: t, "tanh": torch.tanh, "relu": torch.relu}[self.activation]
         return tuple(
             layer_from_parts({part: act(maps[part](t)) for part, t in layer_parts(layer).items()})
-            for layer, maps in zip(state, cast("Sequence[nn.ModuleDict]", self.maps))
+            for layer, maps in zip(state, cast("Sequence[nn.ModuleDict]", self.maps), strict=True)
         )
 
 
@@ -396,12 +396,15 @@ class ChildSumFusion(nn.Module):
             iou = cast(
                 Tensor,
                 sum(
-                    w(layer.h) for w, layer in zip(cast("Sequence[nn.Linear]", self.iou[k]), layers)
+                    w(layer.h)
+                    for w, layer in zip(
+                        cast("Sequence[nn.Linear]", self.iou[k]), layers, strict=True
+                    )
                 ),
             )
             i, o, u = iou.chunk(3, dim=-1)
             c = torch.sigmoid(i) * torch.tanh(u)
-            for f, layer in zip(cast("Sequence[nn.Linear]", self.forget[k]), layers):
+            for f, layer in zip(cast("Sequence[nn.Linear]", self.forget[k]), layers, strict=True):
                 c = c + torch.sigmoid(f(layer.h)) * layer.c
             fused.append(LSTMState(c, torch.sigmoid(o) * torch.tanh(c)))
         return tuple(fused)

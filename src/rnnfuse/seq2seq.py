@@ -56,7 +56,7 @@ def concat_over_time(
         )
     first = outputs[0]
     parts, masks = [], []
-    for k, (out, lens) in enumerate(zip(outputs, lengths)):
+    for k, (out, lens) in enumerate(zip(outputs, lengths, strict=True)):
         if not isinstance(out, Tensor) or out.dim() != 3:
             raise ValueError(f"outputs[{k}]: expected a tensor (B, T, H), got {describe(out)}")
         if out.shape[0] != first.shape[0] or out.shape[2] != first.shape[2]:
@@ -348,7 +348,7 @@ def _fused_sizes(encoders: MultiEncoder) -> tuple[Any, ...] | None:
         return None
     if encoders.fusion != "concat":
         return sizes[0] if all(s == sizes[0] for s in sizes) else None
-    joined = [_joined_layer(parts) for parts in zip(*sizes)]
+    joined = [_joined_layer(parts) for parts in zip(*sizes, strict=True)]
     return None if any(j is None for j in joined) else tuple(joined)
 
 

@@ -77,7 +77,7 @@ class StackedRNN(nn.Module):
         directions = _per_layer("bidirectional", bidirectional, len(sizes))
         merges = _merge_modes(merge_mode, directions)
         fw, bw, in_size = [], [], input_size
-        for size, both, merge in zip(sizes, directions, merges):
+        for size, both, merge in zip(sizes, directions, merges, strict=True):
             fw.append(make_cell(cell, in_size, size, **cell_options))
             bw.append(make_cell(cell, in_size, size, **cell_options) if both else None)
             in_size = fw[-1].output_size * (2 if both and merge == "concat" else 1)
@@ -421,7 +421,7 @@ def _merge_modes(value: Any, directions: Sequence[bool]) -> tuple[str, ...]:
         raise TypeError(
             f"merge_mode: expected a mode or one mode per layer ({len(directions)}), got {value!r}"
         )
-    for k, (mode, both) in enumerate(zip(items, directions)):
+    for k, (mode, both) in enumerate(zip(items, directions, strict=True)):
         if mode not in MERGE_MODES:
             raise ValueError(f"merge_mode[{k}]: expected one of {list(MERGE_MODES)}, got {mode!r}")
         if mode != "concat" and not both:
@@ -534,7 +534,7 @@ def _check_sizes(
                     f"{' times 2 directions' if doubled else ''}), got {layer.input_size}"
                 )
     if backward is not None:
-        for k, (f, b) in enumerate(zip(cells, backward)):
+        for k, (f, b) in enumerate(zip(cells, backward, strict=True)):
             if b is None:
                 continue
             if f.output_size != b.output_size or (k == 0 and f.input_size != b.input_size):

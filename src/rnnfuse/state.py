@@ -19,7 +19,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -59,7 +59,7 @@ class LSTMState(NamedTuple):
     h: Tensor
 
 
-LayerState = Union[LSTMState, Tensor]
+LayerState = LSTMState | Tensor
 """The state of one layer in one direction: an :class:`LSTMState` or one ``Tensor`` (B, H)."""
 
 
@@ -191,7 +191,7 @@ def join_directions(state: Any) -> Any:
             )
         return tuple(
             _join_pair(f, b, f"state[0][{k}] and state[1][{k}]")
-            for k, (f, b) in enumerate(zip(fw, bw))
+            for k, (f, b) in enumerate(zip(fw, bw, strict=True))
         )
     joined = []
     for k, entry in enumerate(entries):
@@ -295,7 +295,7 @@ def _first_difference(a: Any, b: Any, where: str, sizes: bool) -> str | None:
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         if len(a) != len(b):
             return f"{where}: {len(a)} entries against {len(b)} (layer counts differ)"
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             found = _first_difference(x, y, f"{where}[{i}]", sizes)
             if found:
                 return found
@@ -356,7 +356,12 @@ def to_torch_layout(state: Any, *, bidirectional: bool = False) -> Tensor | tupl
     """
     if bidirectional:
         fw, bw = _split_bidirectional(state, "state")
-        layers = [layer for pair in zip(fw, bw) for layer in pair]
+        if len(fw) != len(bw):
+            raise ValueError(
+                f"state: a bidirectional state needs as many backward layers as forward "
+                f"ones, got {len(fw)} and {len(bw)}: {structure_str(state)}"
+            )
+        layers = [layer for pair in zip(fw, bw, strict=True) for layer in pair]
     else:
         layers = list(state)
     if not layers:

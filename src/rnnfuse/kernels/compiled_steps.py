@@ -24,7 +24,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -187,7 +187,7 @@ class _FirstCallFallback:
         self.checked = True
 
 
-Backend = Union[str, Callable[..., Any], None]
+Backend = str | Callable[..., Any] | None
 
 
 @functools.cache

@@ -309,8 +309,12 @@ class MultiRNNCell(nn.Module):
     def forward(self, inputs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """One step through every layer: ``(output, new_state)``."""
         state = (None,) * len(self.cells) if state is None else split_layers(self, state)
+        if len(state) != len(self.cells):
+            raise ValueError(
+                f"state: expected one state per layer ({len(self.cells)}), got {len(state)}"
+            )
         new = []
-        for cell, layer_state in zip(self.cells, state):
+        for cell, layer_state in zip(self.cells, state, strict=True):
             inputs, s = cell(inputs, layer_state)
             new.append(s)
         return inputs, tuple(new) if self.state_is_tuple else join_layers(self, new)

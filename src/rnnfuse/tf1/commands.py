@@ -232,7 +232,11 @@ def _forget_bias(text: str) -> float | list[float]:
 def _cell_types(items: list[str]) -> dict[str, str] | None:
     """``--cell-type NAME=CLASS`` (repeatable) as ``load_stack``'s ``cell_types``."""
     pairs = [item.partition("=") for item in items]
-    bad = [item for item, (name, eq, cls) in zip(items, pairs) if not (name and eq and cls)]
+    bad = [
+        item
+        for item, (name, eq, cls) in zip(items, pairs, strict=True)
+        if not (name and eq and cls)
+    ]
     if bad:
         raise ValueError(f"--cell-type: expected NAME=CLASS, e.g. cell0=LSTMCell; got {bad}")
     return {name: cls for name, _, cls in pairs} or None

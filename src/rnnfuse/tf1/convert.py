@@ -199,8 +199,11 @@ def _stack(
     _check_options(layers, scope, options["cell_clip"], options["proj_clip"], options["activation"])
     biases = forget_biases(options["forget_bias"], len(pairs), scope)
     per_layer = [{**options, "forget_bias": bias} for bias in biases]
-    fw = [_cell(f, variables, o) for (f, _), o in zip(pairs, per_layer)]
-    bw = [None if b is None else _cell(b, variables, o) for (_, b), o in zip(pairs, per_layer)]
+    fw = [_cell(f, variables, o) for (f, _), o in zip(pairs, per_layer, strict=True)]
+    bw = [
+        None if b is None else _cell(b, variables, o)
+        for (_, b), o in zip(pairs, per_layer, strict=True)
+    ]
     return StackedRNN.from_cells(
         fw,
         backward_cells=bw if any(c is not None for c in bw) else None,

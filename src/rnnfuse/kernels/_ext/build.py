@@ -192,9 +192,13 @@ def load_extension(
     folder = build_folder(spec, root)
     name = folder.name
     limit = wait_limit() if timeout is None else timeout
-    waiting = lambda: say(
-        f"waiting for another process building the {spec.label} in {folder} (at most {limit:.0f} s)"
-    )
+
+    def waiting() -> None:
+        say(
+            f"waiting for another process building the {spec.label} in {folder} "
+            f"(at most {limit:.0f} s)"
+        )
+
     with exclusive(folder.with_name(name + ".flock"), limit, waiting):
         folder.mkdir(parents=True, exist_ok=True)
         stale = (

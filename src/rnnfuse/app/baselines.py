@@ -339,9 +339,6 @@ def _rolling(
     block, given ``params``, estimated on those seasons with gaps filled from inside them (no
     look-ahead); origins with too little history before them are NaN.  ``regressors``: SARIMA's
     (as in :func:`fit_sarima`; at least ``max(origins) + 1 + horizon`` rows); ETS has none."""
-    from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
-    from statsmodels.tsa.statespace.sarimax import SARIMAX
-
     span = (5 if name == "ETS (A,A,A)" else 6) * season
     out = np.full((len(origins), horizon), np.nan)
     ok = origins + 1 - span >= 0
@@ -353,41 +350,53 @@ def _rolling(
         if not len(rows):
             continue
         start, end = lo + 1 - span, int(origins[rows].max()) + 1
-        if name == "ETS (A,A,A)":
-            window = _fill(y[start : lo + 1])  # the concentrated initial state goes wrong with gaps
-            options = {"trend": True, "seasonal": season}
-            head = _quiet(
-                lambda: ExponentialSmoothing(
-                    window, initialization_method="concentrated", **options
-                ).filter(params)
-            )
-            init = np.asarray(head.initial_state)
-            model = _quiet(
-                lambda: ExponentialSmoothing(
-                    y[start:end],
-                    initialization_method="known",
-                    initial_level=init[0],
-                    initial_trend=init[1],
-                    initial_seasonal=init[2 : 2 + season],
-                    **options,
-                ).filter(params)
-            )
-        elif regressors is None:
-            model = _quiet(
-                lambda: SARIMAX(
-                    y[start:end], order=(0, 1, 1), seasonal_order=(0, 1, 1, season)
-                ).filter(params)
-            )
-        else:  # the block's series and H missing values after it: the regressors reach its last forecasts
-            x = _rows(regressors, end + horizon, "_rolling")[start:]
-            block = np.r_[y[start:end], np.full(horizon, np.nan)]
-            model = _quiet(
-                lambda: SARIMAX(
-                    block, exog=x, order=(0, 1, 1), seasonal_order=(0, 1, 1, season)
-                ).filter(params)
-            )
+        model = _block_filter(name, y, params, season, horizon, regressors, (start, lo, end))
         out[rows] = state_forecasts(model, origins[rows] - start, horizon)
     return out
+
+
+def _block_filter(
+    name: str,
+    y: np.ndarray,
+    params: Any,
+    season: int,
+    horizon: int,
+    regressors: np.ndarray | None,
+    bounds: tuple[int, int, int],
+) -> Any:
+    """One block of :func:`_rolling`: the model with fixed ``params`` filtered over
+    ``y[start:end]``; ``bounds`` is ``(start, lo, end)``, ``y[start : lo + 1]`` the seasons
+    before the block's first origin (ETS estimates its initial state there)."""
+    from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    start, lo, end = bounds
+    if name == "ETS (A,A,A)":
+        window = _fill(y[start : lo + 1])  # the concentrated initial state goes wrong with gaps
+        options = {"trend": True, "seasonal": season}
+        head = _quiet(
+            lambda: ExponentialSmoothing(
+                window, initialization_method="concentrated", **options
+            ).filter(params)
+        )
+        init = np.asarray(head.initial_state)
+        return _quiet(
+            lambda: ExponentialSmoothing(
+                y[start:end],
+                initialization_method="known",
+                initial_level=init[0],
+                initial_trend=init[1],
+                initial_seasonal=init[2 : 2 + season],
+                **options,
+            ).filter(params)
+        )
+    airline = {"order": (0, 1, 1), "seasonal_order": (0, 1, 1, season)}
+    if regressors is None:
+        return _quiet(lambda: SARIMAX(y[start:end], **airline).filter(params))
+    # the block's series and H missing values after it: the regressors reach its last forecasts
+    x = _rows(regressors, end + horizon, "_rolling")[start:]
+    block = np.r_[y[start:end], np.full(horizon, np.nan)]
+    return _quiet(lambda: SARIMAX(block, exog=x, **airline).filter(params))
 
 
 def combine(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -180,7 +181,7 @@ def auto_forecasts(
             if name == "SeasonalNaive":
                 mean = model.forecast(y=history, h=horizon)["mean"]
             else:
-                mean = _quiet(lambda: model.forward(y=history, h=horizon)["mean"])
+                mean = _quiet(partial(model.forward, y=history, h=horizon))["mean"]
         except Exception:
             continue
         out[row] = mean

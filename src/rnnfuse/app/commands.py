@@ -282,7 +282,7 @@ def _add_train(sub: Any) -> None:
     )
     for title, sections in _FLAG_GROUPS:
         group = p.add_argument_group(title)
-        for section, kind in sections:
+        for _section, kind in sections:
             for name, kwargs in flag_fields(kind):
                 group.add_argument(
                     "--" + name.replace("_", "-"), default=argparse.SUPPRESS, **kwargs

@@ -350,7 +350,7 @@ def _add_row(
         )
     raw.lines.append(line)
     raw.values.append(_number(path, line, name, row[col]))
-    for values, (cname, ccol) in zip(raw.covariates, covariates):
+    for values, (cname, ccol) in zip(raw.covariates, covariates, strict=True):
         values.append(_number(path, line, cname, row[ccol]))
     if tcol is not None:
         raw.times.append(row[tcol].strip())
@@ -409,7 +409,7 @@ def build_series(
     )
     times, kind, labels, grid = None, "index", [str(line) for line in lines], None
     if time_column is not None:
-        times, kind = _parse_times(path, time_column, list(zip(lines, raw.times)))
+        times, kind = _parse_times(path, time_column, list(zip(lines, raw.times, strict=True)))
         grid, positions = _grid_positions(path, time_column, times, kind, lines, raw.times)
         table, times, labels = _on_grid(table, times, raw.times, positions, grid)
     values, extra = table[:, 0], table[:, 1:]  # the series, then its covariates, on one grid
@@ -529,10 +529,10 @@ def _on_grid(
     grid_times = grid.times(np.arange(count))
     grid_times[positions] = times
     labels: list[str] = [""] * count
-    for pos, cell in zip(positions.tolist(), cells):
+    for pos, cell in zip(positions.tolist(), cells, strict=True):
         labels[pos] = cell
     absent = np.setdiff1d(np.arange(count), positions)
-    for pos, label in zip(absent.tolist(), grid.labels(absent)):
+    for pos, label in zip(absent.tolist(), grid.labels(absent), strict=True):
         labels[pos] = label
     return full, grid_times, labels
 

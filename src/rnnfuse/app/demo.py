@@ -85,12 +85,13 @@ DEMO_HYBRIDS = ("zoph-knight",)
 # refitting all of them would double the demo's training time), or none
 REFIT_CHOICES = ("all", "hybrids", "none")
 DEMO_REFIT = "hybrids"
+DEMO_BUDGET = Budget()  # frozen, so one instance can be every call's default
 
 
 def run_demo(
     out: Path,
     *,
-    budget: Budget = Budget(),
+    budget: Budget = DEMO_BUDGET,
     seed: int = 0,
     seeds: int = DEMO_SEEDS,
     jobs: int = 2,

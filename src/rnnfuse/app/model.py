@@ -70,7 +70,7 @@ def _fusion(name: str, sizes: list[Any]) -> tuple[list[Any], str | nn.Module]:
             f"to fuse their states; got local {local} and global {glob}"
         )
     if name in ("concat", "bridge"):
-        return [_add(a, b) for a, b in zip(local, glob)], "concat"
+        return [_add(a, b) for a, b in zip(local, glob, strict=True)], "concat"
     if local != glob:
         raise ConfigError(
             f"model.fusion {name!r} combines states element-wise and needs equal sizes; got local_sizes "

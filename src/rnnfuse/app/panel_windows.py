@@ -88,7 +88,10 @@ class PreparedPanel:
 
     def scalings(self) -> dict[str, Scaling]:
         """Each series' :class:`Scaling`, by id."""
-        return {name: Scaling(p.scale, p.covariate_norm) for name, p in zip(self.ids, self.parts)}
+        return {
+            name: Scaling(p.scale, p.covariate_norm)
+            for name, p in zip(self.ids, self.parts, strict=True)
+        }
 
     def metadata(self) -> dict[str, Any]:
         """What ``rnnfuse predict`` needs to normalise each series (read back by
@@ -105,9 +108,9 @@ class PreparedPanel:
         lengths = [len(p.series) for p in self.parts]
         first = self.parts[0].series
         missing = sum(p.series.missing for p in self.parts)
-        shown = ", ".join(f"{name} {n}" for name, n in zip(self.ids[:5], lengths[:5])) + (
-            ", ..." if len(lengths) > 5 else ""
-        )
+        shown = ", ".join(
+            f"{name} {n}" for name, n in zip(self.ids[:5], lengths[:5], strict=True)
+        ) + (", ..." if len(lengths) > 5 else "")
         covariates = (
             f"; covariates {', '.join(first.covariate_names)}" if first.covariate_names else ""
         )
@@ -189,7 +192,7 @@ def panel_report(
         }
     bounds = {s: np.cumsum([0, *panel.counts(s)]) for s in forecasts}
     rows = []
-    for i, (name, part) in enumerate(zip(panel.ids, panel.parts)):
+    for i, (name, part) in enumerate(zip(panel.ids, panel.parts, strict=True)):
         row: dict[str, Any] = {
             "id": name,
             "scale": part.scale,
@@ -284,7 +287,7 @@ def scalings_from_metadata(raw: Any, covariates: int, where: str) -> dict[str, S
     norms: list[CovariateNorm | None] = [None] * len(ids)
     if covariates:
         norms = list(_covariate_norms(raw.get("covariates"), len(ids), covariates, expected))
-    return {i: Scaling(float(s), n) for i, s, n in zip(ids, scales, norms)}
+    return {i: Scaling(float(s), n) for i, s, n in zip(ids, scales, norms, strict=True)}
 
 
 def _covariate_norms(raw: Any, series: int, count: int, expected: str) -> list[CovariateNorm]:
@@ -303,7 +306,7 @@ def _covariate_norms(raw: Any, series: int, count: int, expected: str) -> list[C
         )
     return [
         CovariateNorm(tuple(map(float, m)), tuple(map(float, s)))
-        for m, s in zip(raw["mean"], raw["std"])
+        for m, s in zip(raw["mean"], raw["std"], strict=True)
     ]
 
 

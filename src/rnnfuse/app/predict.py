@@ -266,7 +266,7 @@ def format_forecast(result: Forecast) -> str:
     ]
     lines += [
         f"{k:>4}  {label:<12}  {value:.3f}"
-        for k, (label, value) in enumerate(zip(result.labels, result.values), 1)
+        for k, (label, value) in enumerate(zip(result.labels, result.values, strict=True), 1)
     ]
     return "\n".join(lines)
 
@@ -287,7 +287,7 @@ def write_forecast_csv(result: Forecast, path: str | Path) -> None:
     rows = [f"step,time,{result.series.column}"]
     rows += [
         f"{k},{label},{value:.6f}"
-        for k, (label, value) in enumerate(zip(result.labels, result.values), 1)
+        for k, (label, value) in enumerate(zip(result.labels, result.values, strict=True), 1)
     ]
     try:
         Path(path).write_text("\n".join(rows) + "\n")
@@ -304,7 +304,7 @@ def write_panel_forecast_csv(
     for name, result in results.items():
         rows += [
             _csv_line([name, str(k), label, f"{value:.6f}"])
-            for k, (label, value) in enumerate(zip(result.labels, result.values), 1)
+            for k, (label, value) in enumerate(zip(result.labels, result.values, strict=True), 1)
         ]
     Path(path).write_text("".join(rows))
 

@@ -498,7 +498,7 @@ def _replan_cosine(scheduler: Any, epochs: int) -> None:
     scheduler.T_max = epochs
     done = min(scheduler.last_epoch, epochs)
     factor = (1 + math.cos(math.pi * done / epochs)) / 2
-    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
         group["lr"] = scheduler.eta_min + (base - scheduler.eta_min) * factor
     scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 

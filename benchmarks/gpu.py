@@ -133,7 +133,7 @@ def check_numbers(case: Case, device: str) -> float:
         grads = [p.grad for p in work.module.parameters()]
         results.append([loss.detach().reshape(1), work.x.grad, *grads])
     worst = 0.0
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         scale = float(a.abs().max()) or 1.0
         worst = max(worst, float((a - b.detach().double().cpu()).abs().max()) / scale)
     return worst

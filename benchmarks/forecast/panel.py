@@ -207,7 +207,9 @@ def export(out: Path) -> list[Path]:
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["ds", "y"])
-            writer.writerows(zip(times(series, len(values)), (repr(v) for v in values)))
+            writer.writerows(
+                zip(times(series, len(values)), (repr(v) for v in values), strict=True)
+            )
         paths.append(path)
     return paths
 

@@ -19,12 +19,12 @@ series.  The forecast at origin ``t`` propagates the filtered state at ``t`` (wh
 forecast does not change).  Unobserved points enter as missing values (the Kalman filter skips
 them), not as the interpolated values.
 
-* ``DHR``, dynamic harmonic regression: ``y_t = b t + sum_k a_k sin(2 pi k t / P) + c_k cos(...) + u_t``,
-  ``u_t`` ARIMA(1,1,1), ``P`` the **true** period (52.18 weeks for weekly data, not 52).  ``K``
-  is chosen on validation (parameters fitted before the validation stretch), then refitted
-  before the test stretch.  The regression coefficients are estimated inside the state
-  (``mle_regression=False``: the optimiser sees 3 parameters instead of 3 + 2K + 1) and then
-  fixed at their GLS values; the likelihood is the same.
+* ``DHR``, dynamic harmonic regression:
+  ``y_t = b t + sum_k a_k sin(2 pi k t / P) + c_k cos(...) + u_t``, ``u_t`` ARIMA(1,1,1), ``P`` the
+  **true** period (52.18 weeks for weekly data, not 52).  ``K`` is chosen on validation (parameters
+  fitted before the validation stretch), then refitted before the test stretch.  The regression
+  coefficients are estimated inside the state (``mle_regression=False``: the optimiser sees 3
+  parameters instead of 3 + 2K + 1) and then fixed at their GLS values; the likelihood is the same.
 * ``ETS (A,A,A)``: Holt-Winters additive trend and season (statsmodels' state-space
   ``ExponentialSmoothing``), season ``round(P)``, fitted on the last 5 periods before the cut with
   a concentrated initial state which is then **fixed** (``initialization_method="known"``); a
@@ -100,7 +100,8 @@ BASELINE_KEYS = {
     "autotheta": "AutoTheta",
     "snaive": "SeasonalNaive",
 }
-DEFAULT_KEYS = "dhr,autoets,autoarima,autotheta,snaive"  # `rnnfuse demo --baselines` for a season of up to 24 steps
+# `rnnfuse demo --baselines` for a season of up to 24 steps
+DEFAULT_KEYS = "dhr,autoets,autoarima,autotheta,snaive"
 AUTOETS_MAX_SEASON = 24  # statsforecast's AutoETS, as R's ets, fits no season longer than this
 DHR_ORDERS = (2, 4, 6)
 # equal-weight means of baselines' forecasts (classical forecast combinations): name -> parts; each
@@ -148,7 +149,8 @@ def covariate_regressors(
         )
     if n_rows > len(x) + horizon:
         raise ValueError(
-            f"covariate_regressors: {n_rows} rows need covariates up to row {n_rows - 1 - horizon}, got {len(x)} rows"
+            f"covariate_regressors: {n_rows} rows need covariates up to row "
+            f"{n_rows - 1 - horizon}, got {len(x)} rows"
         )
     rows = np.maximum(np.arange(n_rows) - horizon, 0)
     level, accumulated = x[rows], (np.cumsum(x, axis=0) / period)[rows]
@@ -186,7 +188,8 @@ def state_forecasts(results: Any, origins: np.ndarray, horizon: int) -> np.ndarr
     obs = fr.obs_intercept
     if obs.shape[1] > 1 and len(origins) and origins.max() + horizon >= obs.shape[1]:
         raise ValueError(
-            f"state_forecasts: origin {origins.max()} + {horizon} steps runs past the regressors ({obs.shape[1]} rows)"
+            f"state_forecasts: origin {origins.max()} + {horizon} steps runs past the regressors "
+            f"({obs.shape[1]} rows)"
         )
     state = fr.filtered_state[:, origins]
     out = np.empty((len(origins), horizon))
@@ -518,7 +521,8 @@ def classical_baselines(
                 "forecasts": {},
                 "details": {},
                 "seconds": 0.0,
-                "error": f"skipped: DHR needs a seasonal period > 2 steps (a sine/cosine pair), got {period:g}",
+                "error": "skipped: DHR needs a seasonal period > 2 steps (a sine/cosine "
+                f"pair), got {period:g}",
             }
             log(f"baseline {name}: {out[name]['error']}")
             continue
@@ -559,13 +563,15 @@ def _checked_covariates(covariates: np.ndarray | None, n: int) -> np.ndarray | N
     if x.ndim != 2 or len(x) != n:
         hint = " (one covariate: pass x[:, None])" if x.ndim == 1 else ""
         raise ValueError(
-            f"classical_baselines: covariates: expected shape ({n}, k) aligned with y{hint}, got {x.shape}"
+            f"classical_baselines: covariates: expected shape ({n}, k) aligned with "
+            f"y{hint}, got {x.shape}"
         )
     x = x.astype(np.float64)
     if not np.isfinite(x).all():
         row, col = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(
-            f"classical_baselines: covariates: expected finite values, got {x[row, col]} at row {row}, column {col}"
+            f"classical_baselines: covariates: expected finite values, got {x[row, col]} at "
+            f"row {row}, column {col}"
         )
     return x if x.shape[1] else None
 

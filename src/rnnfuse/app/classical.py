@@ -252,7 +252,8 @@ def _regression_effect(fitted: dict[str, Any], n: int, regressors: np.ndarray | 
         if regressors is None or len(regressors) < n:
             got = None if regressors is None else regressors.shape
             raise ValueError(
-                f"arima_forecasts: the model has regressors: expected at least {n} rows of them, got {got}"
+                f"arima_forecasts: the model has regressors: expected at least {n} "
+                f"rows of them, got {got}"
             )
         columns += list(np.asarray(regressors, dtype=np.float64)[:n].T)
     if not columns:

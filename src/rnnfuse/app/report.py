@@ -156,9 +156,10 @@ def selection_verdict(summary: dict[str, Any]) -> str:
         else ""
     )
     text = (
-        f"Selected on validation: **{chosen}**{members}, {_article(rows[chosen]['kind'])} {rows[chosen]['kind']} row (val MAE "
-        f"{rows[chosen]['val']['mae']:.3f}; test MAE {mine:.3f}, MASE {rows[chosen]['test']['mase']:.3f}). On the test "
-        f"stretch it beats {len(beaten)} of the other {len(others)} rows"
+        f"Selected on validation: **{chosen}**{members}, {_article(rows[chosen]['kind'])} "
+        f"{rows[chosen]['kind']} row (val MAE {rows[chosen]['val']['mae']:.3f}; test MAE "
+        f"{mine:.3f}, MASE {rows[chosen]['test']['mase']:.3f}). On the test stretch it beats "
+        f"{len(beaten)} of the other {len(others)} rows"
     )
     if ahead:
         listed = ", ".join(f"{n} ({mae:.3f})" for mae, n in ahead[:4])
@@ -176,7 +177,10 @@ def format_table(results: dict[str, Any], protocol: bool = True) -> str:
     results.md; the terminal gets the table alone) and the verdict below."""
     n = len(results["seeds"])
     over = f"± sd over {n} seeds" if n > 1 else "1 seed: no spread"
-    head = f"| model | decoder (init) | params | fit/train s | val MAE | test MAE ({over}) | test RMSE |"
+    head = (
+        "| model | decoder (init) | params | fit/train s | val MAE | test MAE "
+        f"({over}) | test RMSE |"
+    )
     lines = [
         *([_caption(results), ""] if protocol else []),
         head,
@@ -190,21 +194,23 @@ def format_table(results: dict[str, Any], protocol: bool = True) -> str:
             continue
         seconds = f"{b['seconds']:.1f}" if b["kind"] == "classical" else "-"
         lines.append(
-            f"| {name} | - | - | {seconds} | {b['val']['mae']:.3f} | {b['test']['mae']:.3f} | {b['test']['rmse']:.3f} |"
+            f"| {name} | - | - | {seconds} | {b['val']['mae']:.3f} | {b['test']['mae']:.3f} | "
+            f"{b['test']['rmse']:.3f} |"
         )
     for m in results["models"]:
         t = m["test"]
         spread = f" ± {t['mae_std']:.3f}" if n > 1 else ""
         name = f"{m['name']} (refit)" if m.get("refit") else m["name"]
         lines.append(
-            f"| {name} | {m['decoder']} | {m['params']:,} | {m['seconds']:.1f} | {m['val']['mae']:.3f} | "
-            f"{t['mae']:.3f}{spread} | {t['rmse']:.3f} |"
+            f"| {name} | {m['decoder']} | {m['params']:,} | {m['seconds']:.1f} | "
+            f"{m['val']['mae']:.3f} | {t['mae']:.3f}{spread} | {t['rmse']:.3f} |"
         )
     if "selected" in results:
         chosen = results["rows"][results["selected"]]
         lines.append(
-            f"| **selected on validation: {results['selected']}** | - | - | - | {chosen['val']['mae']:.3f} | "
-            f"{chosen['test']['mae']:.3f} | {chosen['test']['rmse']:.3f} |"
+            f"| **selected on validation: {results['selected']}** | - | - | - | "
+            f"{chosen['val']['mae']:.3f} | {chosen['test']['mae']:.3f} | "
+            f"{chosen['test']['rmse']:.3f} |"
         )
     lines += ["", _verdict(results)]
     if "selected" in results:
@@ -214,24 +220,32 @@ def format_table(results: dict[str, Any], protocol: bool = True) -> str:
 
 def _caption(results: dict[str, Any]) -> str:
     return (
-        f"Test MAE and RMSE over all test windows and all steps (series units). Every forecast uses data up to its "
-        f"origin only. Classical baselines (statsmodels): parameters estimated once on the data before the first "
-        f"validation origin (val column) or the first test origin (test column), then one Kalman filter pass with "
-        f"those parameters fixed; DHR's K chosen on validation; seasonal period {results['period']:.4g} steps. "
+        "Test MAE and RMSE over all test windows and all steps (series units). Every forecast "
+        "uses data up to its origin only. Classical baselines (statsmodels): parameters estimated "
+        "once on the data before the first validation origin (val column) or the first test "
+        "origin (test column), then one Kalman filter pass with those parameters fixed; DHR's K "
+        f"chosen on validation; seasonal period {results['period']:.4g} steps. "
         + _network_protocol(results)
         + _covariates_sentence(results)
         + " 'X + Y mean': the mean of the two classical forecasts at each origin."
-        + (
-            f" 'fusion + {base}': a hybrid, the network forecasts the error of the {base} forecast at each "
-            f"origin and gets that forecast as a decoder input; its encoders read the series, and its decoder "
-            f"that forecast, less DHR's fitted seasonal terms (classical parameters fitted before the validation "
-            f"stretch for the training and validation windows, before the test stretch for the test windows"
-            f"{' and for the training windows of its refit' if any(m.get('refit') and base in m['name'] for m in results['models']) else ''}; "
-            f"fitted once, shared by every seed); the share of its correction added to the classical forecast (0 to 1 by 0.1) is chosen on "
-            f"validation, so its val MAE is the chosen one's."
-            if (base := results.get("hybrid_base"))
-            else ""
-        )
+        + _hybrid_sentence(results)
+    )
+
+
+def _hybrid_sentence(results: dict[str, Any]) -> str:
+    base = results.get("hybrid_base")
+    if not base:
+        return ""
+    refit = any(m.get("refit") and base in m["name"] for m in results["models"])
+    return (
+        f" 'fusion + {base}': a hybrid, the network forecasts the error of the {base} forecast "
+        "at each origin and gets that forecast as a decoder input; its encoders read the series, "
+        "and its decoder that forecast, less DHR's fitted seasonal terms (classical parameters "
+        "fitted before the validation stretch for the training and validation windows, before "
+        "the test stretch for the test windows"
+        f"{' and for the training windows of its refit' if refit else ''}; fitted once, shared "
+        "by every seed); the share of its correction added to the classical forecast (0 to 1 by "
+        "0.1) is chosen on validation, so its val MAE is the chosen one's."
     )
 
 
@@ -241,9 +255,10 @@ def _covariates_sentence(results: dict[str, Any]) -> str:
     if not names:
         return ""
     return (
-        f" Covariates ({', '.join(names)}; a row's value known at its time): every network's encoders read them up to "
-        f"the origin; DHR and SARIMA regress on each and on its running sum, both lagged by the horizon (so every "
-        f"regressor a forecast needs is known at its origin); ETS reads none."
+        f" Covariates ({', '.join(names)}; a row's value known at its time): every network's "
+        "encoders read them up to the origin; DHR and SARIMA regress on each and on its running "
+        "sum, both lagged by the horizon (so every regressor a forecast needs is known at its "
+        "origin); ETS reads none."
     )
 
 
@@ -252,8 +267,8 @@ def _network_protocol(results: dict[str, Any]) -> str:
     refitted = [m["name"] for m in results["models"] if m.get("refit")]
     stop = results.get("stop_steps") or 0
     text = "Networks: trained on the training windows" + (
-        f", stopped early and their best weights kept on the {stop} steps before validation (the early-stopping "
-        f"windows, not trained on), so that no network has seen validation"
+        f", stopped early and their best weights kept on the {stop} steps before validation (the "
+        "early-stopping windows, not trained on), so that no network has seen validation"
         if stop
         else ", stopped early and their best weights kept on validation"
     )
@@ -272,23 +287,28 @@ def _network_protocol(results: dict[str, Any]) -> str:
         }
     )
     hybrids = (
-        f"; a hybrid's: the {' or '.join(map(str, fewer))} of them where its classical forecast is defined"
+        f"; a hybrid's: the {' or '.join(map(str, fewer))} of them where its "
+        "classical forecast is defined"
         if fewer
         else ""
     )
     return (
         text
-        + f"; a hybrid's correction share is chosen on validation; means over seeds. Refit before test, as the classical parameters are "
-        f"re-estimated there, for rows marked (refit): {which}. Once the settings are chosen on validation with the model "
-        f"trained on the training windows (whose errors the val column gives), a fresh model with the same seed and "
-        f"settings is trained on all {results['refit_windows']} windows whose targets lie before the test stretch "
-        f"(training, {'early-stopping, ' if stop else ''}validation{hybrids}), and that model forecasts the test stretch (test columns; a hybrid's with the "
-        f"correction share chosen on validation). Its seconds include the refit's."
+        + "; a hybrid's correction share is chosen on validation; means over seeds. Refit before "
+        "test, as the classical parameters are re-estimated there, for rows marked (refit): "
+        f"{which}. Once the settings are chosen on validation with the model trained on the "
+        "training windows (whose errors the val column gives), a fresh model with the same seed "
+        f"and settings is trained on all {results['refit_windows']} windows whose targets lie "
+        "before the test stretch (training, "
+        f"{'early-stopping, ' if stop else ''}validation{hybrids}), and that model forecasts the "
+        "test stretch (test columns; a hybrid's with the correction share chosen on validation). "
+        "Its seconds include the refit's."
     )
 
 
 def _verdict(results: dict[str, Any]) -> str:
-    """The winner over networks and classical baselines, and whether leads exceed the seed spread."""
+    """The winner over networks and classical baselines,
+    and whether leads exceed the seed spread."""
     by_name = {m["name"]: m for m in results["models"]}
     best = by_name[results["winner"]]
     n = len(results["seeds"])
@@ -301,20 +321,24 @@ def _verdict(results: dict[str, Any]) -> str:
     idle = [m["name"] for m in results["models"] if correction_unused(m)]
     if idle:
         text += (
-            f" ({', '.join(idle)}: validation chose a correction share of 0 for every seed, so its forecast is "
-            f"its classical base's.)"
+            f" ({', '.join(idle)}: validation chose a correction share of 0 for every seed, so its "
+            "forecast is its classical base's.)"
         )
     if name is None:
         text += " No classical baseline was fitted (or none could be)."
     else:
         gap = classical - best["test"]["mae"]
         text += (
-            f" Best network: {best['name']} (mean test MAE {best['test']['mae']:.3f}); best classical baseline: "
-            f"{name} ({classical:.3f}); the network is {'ahead' if gap > 0 else 'behind'} by {abs(gap):.3f}"
+            f" Best network: {best['name']} (mean test MAE {best['test']['mae']:.3f}); best "
+            f"classical baseline: {name} ({classical:.3f}); the network is "
+            f"{'ahead' if gap > 0 else 'behind'} by {abs(gap):.3f}"
         )
         if n > 1:
             spread = best["test"]["mae_std"]
-            text += f", {'more' if abs(gap) > spread else 'less'} than its spread between seeds ({spread:.3f})."
+            text += (
+                f", {'more' if abs(gap) > spread else 'less'} than its spread between "
+                f"seeds ({spread:.3f})."
+            )
         else:
             text += "; with 1 seed there is no spread between seeds to compare it with."
     if results["runner_up"]:
@@ -323,9 +347,15 @@ def _verdict(results: dict[str, Any]) -> str:
         if n > 1:
             spread = max(best["test"]["mae_std"], second["test"]["mae_std"])
             margin = "larger" if gap > spread else "smaller"
-            text += f" Among the networks, {best['name']}'s lead over {second['name']} ({gap:.3f}) is {margin} than the spread between seeds ({spread:.3f})."
+            text += (
+                f" Among the networks, {best['name']}'s lead over {second['name']} ({gap:.3f}) is "
+                f"{margin} than the spread between seeds ({spread:.3f})."
+            )
         else:
-            text += f" Among the networks, {best['name']} leads {second['name']} by {gap:.3f} (1 seed: no spread to compare with)."
+            text += (
+                f" Among the networks, {best['name']} leads {second['name']} by {gap:.3f} (1 seed: "
+                "no spread to compare with)."
+            )
     seeds = results["seeds"]
     return text + f" Training: {results['budget']} per run; seeds {seeds[0]}..{seeds[-1]}."
 

@@ -91,8 +91,8 @@ def run_all(
     seed, is added to their arguments (no hybrids if none was fitted).  ``chosen`` receives the
     base's ``name``, ``parts`` and ``choice`` (every candidate's validation MAE), which also goes
     into its parts' ``details["hybrid_base"]``.  The hybrids' encoders read the series less
-    DHR's seasonal terms whenever DHR was fitted, whatever the base.  A network task with ``then_refit``
-    is followed by its refit (:func:`refit_task`) once it has run."""
+    DHR's seasonal terms whenever DHR was fitted, whatever the base.  A network task with
+    ``then_refit`` is followed by its refit (:func:`refit_task`) once it has run."""
     from .baselines import combine
 
     network = [t for t in [*tasks, *hybrids] if isinstance(t, dict)]
@@ -130,7 +130,8 @@ def run_all(
             log("no classical baseline was fitted: the hybrids are not trained")
             return []
         log(
-            f"the hybrids' base, chosen on validation: {name} (val MAE {choice['val_mae'][name]:.4g})"
+            f"the hybrids' base, chosen on validation: {name} (val MAE "
+            f"{choice['val_mae'][name]:.4g})"
         )
         refitted.update((f"{t['fusion']} + {name}", t["seed"]) for t in hybrids if t["then_refit"])
         for p in base_parts:
@@ -194,12 +195,12 @@ def _done_line(
         return f"{head}{run['baseline']:<12} (classical) {what}  ({run['seconds']:.1f} s)"
     if run.get("refit"):
         return (
-            f"{head}{run['name']:<12} seed {run['seed']}  refitted on the {run['windows']} windows before the test "
-            f"stretch  ({run['seconds']:.1f} s, {run['epochs']} epochs)"
+            f"{head}{run['name']:<12} seed {run['seed']}  refitted on the {run['windows']} windows "
+            f"before the test stretch  ({run['seconds']:.1f} s, {run['epochs']} epochs)"
         )
     later = " (before its refit)" if (run["name"], run["seed"]) in refitted else ""
     return (
         f"{head}{run['name']:<12} seed {run['seed']}  val MAE {run['val']['mae']:.3f}  "
-        f"test MAE {run['test']['mae']:.3f}{later}  ({run['seconds']:.1f} s, {run['steps']} steps, best at "
-        f"{run['best_step']})"
+        f"test MAE {run['test']['mae']:.3f}{later}  ({run['seconds']:.1f} s, {run['steps']} steps, "
+        f"best at {run['best_step']})"
     )

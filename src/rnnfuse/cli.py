@@ -1,8 +1,8 @@
 """The ``rnnfuse`` command.  Each group of subcommands lives beside what it drives:
 ``rnnfuse.app.commands`` (demo, train, predict), ``rnnfuse.tf1.commands`` (convert),
 ``rnnfuse.convert.commands`` (Keras files), ``rnnfuse.export_commands`` (ONNX) and
-``rnnfuse.describe`` (rnnfuse files), ``rnnfuse.kernels.build_command`` (build-kernels); this module only assembles them.  Nothing imports
-back from it.
+``rnnfuse.describe`` (rnnfuse files), ``rnnfuse.kernels.build_command`` (build-kernels); this module
+only assembles them.  Nothing imports back from it.
 
 ``rnnfuse inspect PATH`` asks each group in turn: a group's ``inspect_path(path)`` returns
 an exit status when the path is of its kind (it printed a description or an error), or

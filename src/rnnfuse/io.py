@@ -4,10 +4,10 @@ The file holds every parameter under its ``state_dict`` name and, in the metadat
 ``{"format": "rnnfuse", "version": 1, "config": {...}}``.  The configuration describes a
 :class:`~rnnfuse.StackedRNN` (each layer's ``cell.config()``, ``batch_first``,
 ``bidirectional`` with the backward layers, ``dropout``, ``variational_dropout``,
-``residual``, ``merge_mode`` where a layer merges otherwise than concat) or a TF-style :class:`~rnnfuse.bidirectional.BidirectionalRNN` (two such
-stacks, ``fw`` and ``bw``).  No pickle is involved; loading is strict: a file that is not
-safetensors, lacks rnnfuse metadata, or whose tensors are missing, unexpected or of the
-wrong shape raises ``ValueError`` saying so.
+``residual``, ``merge_mode`` where a layer merges otherwise than concat) or a TF-style
+:class:`~rnnfuse.bidirectional.BidirectionalRNN` (two such stacks, ``fw`` and ``bw``).  No pickle is
+involved; loading is strict: a file that is not safetensors, lacks rnnfuse metadata, or whose
+tensors are missing, unexpected or of the wrong shape raises ``ValueError`` saying so.
 
 One metadata convention for every safetensors file rnnfuse writes (stacks here, the
 forecaster's files in :mod:`rnnfuse.app`): each metadata value is JSON text, written by
@@ -182,7 +182,8 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     if metadata.get("format") != FORMAT:
         raise ValueError(
             f"path: {os.fspath(path)!r} is not an rnnfuse stack file: a safetensors file without "
-            f"rnnfuse metadata (format={metadata.get('format')!r}); it was not written by rnnfuse.io.save"
+            f"rnnfuse metadata (format={metadata.get('format')!r}); it was not "
+            "written by rnnfuse.io.save"
         )
     version = metadata.get("version")
     if version != VERSION:

@@ -151,8 +151,8 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"output_size: expected a positive int, got {output_size!r}")
         if decoder.input_size < output_size:
             raise ValueError(
-                f"decoder: its input is [y_(t-1) ({output_size}), covariates]; expected input_size >= "
-                f"{output_size}, got {decoder.input_size}"
+                f"decoder: its input is [y_(t-1) ({output_size}), covariates]; expected input_size "
+                f">= {output_size}, got {decoder.input_size}"
             )
         self.encoders = encoders
         self.decoder = decoder
@@ -174,7 +174,8 @@ class Seq2Seq(nn.Module):
 
     def _check_built_sizes(self) -> None:
         """The decoder's state sizes against what the encoders deliver, when both are known
-        (parameter-free fusions and a StateBridge): a mismatch is found here, not at the first call."""
+        (parameter-free fusions and a StateBridge): a mismatch is found here, not at the
+        first call."""
         fused = (
             _fused_sizes(self.encoders)
             if self.bridge is None
@@ -186,9 +187,9 @@ class Seq2Seq(nn.Module):
         if tuple(fused) != tuple(expected):
             raise ValueError(
                 f"decoder: its initial state must have sizes {expected}, but the fused state "
-                f"{'after the bridge ' if self.bridge is not None else ''}has sizes {tuple(fused)}; "
-                f"make the decoder's layer sizes and cell kinds equal the fused ones or pass "
-                f"bridge=StateBridge(fused_sizes, decoder_sizes)"
+                f"{'after the bridge ' if self.bridge is not None else ''}has sizes "
+                f"{tuple(fused)}; make the decoder's layer sizes and cell kinds equal the fused "
+                "ones or pass bridge=StateBridge(fused_sizes, decoder_sizes)"
             )
 
     # ------------------------------------------------------------------ encoding
@@ -214,9 +215,9 @@ class Seq2Seq(nn.Module):
         if got != expected:
             raise ValueError(
                 f"decoder: its initial state must have sizes {expected}, but the fused state "
-                f"{'after the bridge ' if self.bridge is not None else ''}is {structure_str(state)}; "
-                f"make the decoder's layer sizes and cell kinds equal the fused ones or pass "
-                f"bridge=StateBridge(fused_sizes, decoder_sizes)"
+                f"{'after the bridge ' if self.bridge is not None else ''}is "
+                f"{structure_str(state)}; make the decoder's layer sizes and cell kinds equal the "
+                "fused ones or pass bridge=StateBridge(fused_sizes, decoder_sizes)"
             )
 
     # ------------------------------------------------------------------ decoding
@@ -304,7 +305,8 @@ class Seq2Seq(nn.Module):
             )
         if self.covariate_size == 0 and covariates is not None:
             raise ValueError(
-                f"covariates: the decoder reads only y_(t-1) ({self.output_size} features); got covariates"
+                f"covariates: the decoder reads only y_(t-1) ({self.output_size} "
+                "features); got covariates"
             )
         if self.covariate_size and (
             not isinstance(covariates, Tensor)
@@ -314,13 +316,15 @@ class Seq2Seq(nn.Module):
             or covariates.shape[2] != self.covariate_size
         ):
             raise ValueError(
-                f"covariates: expected shape [{batch}, {steps}, {self.covariate_size}] (decoder input_size "
-                f"{self.decoder.input_size} minus output_size {self.output_size}), got {describe(covariates)}"
+                f"covariates: expected shape [{batch}, {steps}, {self.covariate_size}] (decoder "
+                f"input_size {self.decoder.input_size} minus output_size {self.output_size}), got "
+                f"{describe(covariates)}"
             )
 
 
 def _batch_major(outputs: Tensor, encoder: nn.Module) -> Tensor:
-    """An encoder's outputs as (B, T, H); a time-major encoder (``batch_first=False``) gives (T, B, H)."""
+    """An encoder's outputs as (B, T, H); a time-major encoder
+    (``batch_first=False``) gives (T, B, H)."""
     return outputs if getattr(encoder, "batch_first", True) else outputs.transpose(0, 1)
 
 
@@ -353,7 +357,8 @@ def _fused_sizes(encoders: MultiEncoder) -> tuple[Any, ...] | None:
 
 
 def _joined_layer(parts: tuple[Any, ...]) -> Any:
-    """The size of one layer's states concatenated: an int, an LSTMState, or ``None`` (mixed kinds)."""
+    """The size of one layer's states concatenated: an int, an LSTMState,
+    or ``None`` (mixed kinds)."""
     if all(isinstance(p, LSTMState) for p in parts):
         return LSTMState(sum(p.c for p in parts), sum(p.h for p in parts))
     if all(isinstance(p, int) and not isinstance(p, LSTMState) for p in parts):

@@ -169,7 +169,10 @@ def join_directions(state: Any) -> Any:
     :func:`rnnfuse.encoders.merge_directions` computes from a stack's ``bidirectional``.
 
     >>> import torch
-    >>> pair = (LSTMState(torch.zeros(2, 4), torch.zeros(2, 4)), LSTMState(torch.ones(2, 4), torch.ones(2, 4)))
+    >>> pair = (
+    ...     LSTMState(torch.zeros(2, 4), torch.zeros(2, 4)),
+    ...     LSTMState(torch.ones(2, 4), torch.ones(2, 4)),
+    ... )
     >>> structure_str(join_directions((pair, torch.zeros(2, 3))))
     '(LSTMState(c=[2, 8], h=[2, 8]), Tensor[2, 3])'
     >>> join_directions(((LSTMState(4, 4), LSTMState(4, 4)), 3))
@@ -224,7 +227,8 @@ def _is_stack(x: Any) -> bool:
 def _join_pair(fw: Any, bw: Any, where: str) -> Any:
     if isinstance(fw, LSTMState) != isinstance(bw, LSTMState):
         raise ValueError(
-            f"{where}: the two directions differ in kind: {structure_str(fw)} and {structure_str(bw)}"
+            f"{where}: the two directions differ in kind: {structure_str(fw)} "
+            f"and {structure_str(bw)}"
         )
     if not isinstance(fw, (Tensor, LSTMState)):  # sizes of a GRU/RNN layer
         return fw + bw

@@ -116,7 +116,8 @@ def flatten(
         return {}
     dtype, device = params[0].dtype, params[0].device
     if device.type == "meta" or any(p.is_inference() for p in params):
-        return {}  # no storage to share; inference tensors (made by .to() in inference_mode) stay as they are
+        # no storage to share; inference tensors (made by .to() in inference_mode) stay as they are
+        return {}
     with (
         torch.inference_mode(False),
         torch.no_grad(),

@@ -309,7 +309,8 @@ def _live(layer: Any) -> _Layer:
 
 
 def _live_rnn(layer: Any) -> _Layer:
-    """A live ``RNN(cell)`` / ``RNN(StackedRNNCells(...))`` / ``RNN([cells])``: one entry per cell."""
+    """A live ``RNN(cell)`` / ``RNN(StackedRNNCells(...))`` / ``RNN([cells])``:
+    one entry per cell."""
     cell = layer.cell
     cells = list(cell.cells) if type(cell).__name__ == "StackedRNNCells" else [cell]
     return _Layer(

@@ -177,8 +177,8 @@ class _FirstCallFallback:
             self.compiled(*args)
         except Exception as error:
             warnings.warn(
-                f"rnnfuse: compiling the BPTT step {self.plain.__name__} failed ({type(error).__name__}: "
-                f"{error}); running it as plain PyTorch operations",
+                f"rnnfuse: compiling the BPTT step {self.plain.__name__} failed "
+                f"({type(error).__name__}: {error}); running it as plain PyTorch operations",
                 RuntimeWarning,
                 stacklevel=2,
             )

@@ -284,10 +284,11 @@ class MultiRNNCell(nn.Module):
             first = next(j for j, c in enumerate(cells) if c is cell)
             if first != i:
                 raise ValueError(
-                    f"cells[{first}] and cells[{i}] are the same {type(cell).__name__} object, so both "
-                    f"layers would share one set of weights (TF1 fails here too: `[cell] * n` repeats "
-                    f"one object). Build one cell per layer: MultiRNNCell([{type(cell).__name__}"
-                    f"(num_units={cell.num_units}) for _ in range({len(cells)})])"
+                    f"cells[{first}] and cells[{i}] are the same {type(cell).__name__} object, so "
+                    "both layers would share one set of weights (TF1 fails here too: `[cell] * n` "
+                    "repeats one object). Build one cell per layer: "
+                    f"MultiRNNCell([{type(cell).__name__}(num_units={cell.num_units}) for _ in "
+                    f"range({len(cells)})])"
                 )
         self.cells: Sequence[_Cell] = cast("Sequence[_Cell]", nn.ModuleList(cells))
         self.tf_scope: str | None = None

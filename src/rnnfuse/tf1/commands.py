@@ -8,7 +8,8 @@ several times stacks RNNs that fed each other into one stack, bottom first, and
 ``--scope encoder/bidirectional_rnn --scope encoder/rnn --residual 2``.
 ``rnnfuse inspect PREFIX`` prints each variable's name and shape, what training left there
 (optimizer slots, ``global_step``, EMA shadows: skipped by both commands; ``convert --ema``
-loads the shadows), the cells and the state structure with its sizes (:func:`inspect_path`, called by :mod:`rnnfuse.cli`).
+loads the shadows), the cells and the state structure with its sizes (:func:`inspect_path`, called
+by :mod:`rnnfuse.cli`).
 """
 
 from __future__ import annotations
@@ -393,8 +394,8 @@ def _print_chains(parsed: list[Any]) -> None:
         for uni in parsed:
             if isinstance(uni, TFStack) and uni.layers[0].input_size == width:
                 print(
-                    f"{bi.scope} -> {uni.scope}: the [fw, bw] outputs fit its input; if they fed it "
-                    f"(GNMT's encoder), load_stack(prefix, [{bi.scope!r}, {uni.scope!r}], "
+                    f"{bi.scope} -> {uni.scope}: the [fw, bw] outputs fit its input; if they fed "
+                    f"it (GNMT's encoder), load_stack(prefix, [{bi.scope!r}, {uni.scope!r}], "
                     f"residual=[...]) makes one StackedRNN (residual connections are not stored: "
                     f"ResidualWrapper layers must be named); from the shell: rnnfuse convert "
                     f"PREFIX --scope {bi.scope} --scope {uni.scope} [--residual LAYERS] --out FILE"
@@ -412,7 +413,8 @@ def _print_tf1_rnn(parsed: TFStack | TFBidirectional | TFStackBidirectional) -> 
                 _print_tf1_layers(stack._replace(multi=False), f"  cell_{k}/{side}: ")
         top = parsed.layers[-1]
         print(
-            f"  outputs: [batch, time, {top.fw.layers[0].output_size + top.bw.layers[0].output_size}]"
+            "  outputs: [batch, time, "
+            f"{top.fw.layers[0].output_size + top.bw.layers[0].output_size}]"
         )
         fw = tuple(_tf1_state(bi.fw) for bi in parsed.layers)
         bw = tuple(_tf1_state(bi.bw) for bi in parsed.layers)

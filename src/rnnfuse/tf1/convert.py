@@ -59,8 +59,8 @@ def load_stack(
     Returns a :class:`~rnnfuse.StackedRNN`, or a :class:`BidirectionalRNN` for a
     ``bidirectional_dynamic_rnn`` scope, or a bidirectional :class:`~rnnfuse.StackedRNN` for a
     ``stack_bidirectional_dynamic_rnn`` scope (``forward(x, lengths)`` gives
-    ``(outputs, (fw_states, bw_states))``, one state per layer); it gives TF's numbers for the same inputs,
-    ``lengths`` (TF's ``sequence_length``) and ``initial_state``.  ``batch_first=False`` is
+    ``(outputs, (fw_states, bw_states))``, one state per layer); it gives TF's numbers for the same
+    inputs, ``lengths`` (TF's ``sequence_length``) and ``initial_state``.  ``batch_first=False`` is
     TF's ``time_major=True``.  ``forget_bias`` (every LSTM layer, or a sequence with one value
     per layer: the layers of the returned stack bottom first, both directions of a bidirectional
     layer sharing one; for a ``bidirectional_dynamic_rnn`` the fw layers then the bw layers;
@@ -81,10 +81,11 @@ def load_stack(
     A list of scopes stacks RNNs that fed each other into one :class:`~rnnfuse.StackedRNN`,
     a ``bidirectional_dynamic_rnn`` of one cell a side becoming a bidirectional layer (its
     ``[fw, bw]`` outputs feed the next): GNMT's encoder is
-    ``load_stack(prefix, ["encoder/bidirectional_rnn", "encoder/rnn"], residual=[False, False, True])``
-    (its state: ``((fw, bw), uni_0, uni_1)``).  ``residual`` (per layer, or a bool: every layer
-    but the first) adds a layer's input to its output, as ``ResidualWrapper``; TF stores no
-    trace of it, so it comes from the caller.
+    ``load_stack(prefix, scopes, residual=[False, False, True])`` with
+    ``scopes = ["encoder/bidirectional_rnn", "encoder/rnn"]`` (its state:
+    ``((fw, bw), uni_0, uni_1)``).  ``residual`` (per layer, or a bool: every layer but the
+    first) adds a layer's input to its output, as ``ResidualWrapper``; TF stores no trace of it,
+    so it comes from the caller.
 
     >>> stack = load_stack("tests/fixtures/tf1/seed_multi_lstm/model", batch_first=False)
     >>> [type(c).__name__ for c in stack.layers], stack.hidden_sizes

@@ -159,7 +159,8 @@ def _acquire(fd: int, path: Path, timeout: float, on_wait: Callable[[], None] | 
             pass
         if time.monotonic() >= deadline:
             raise BuildTimeout(
-                f"another process has held {path} for over {timeout:.0f} s (set {ENV_WAIT} to wait longer)"
+                f"another process has held {path} for over {timeout:.0f} s (set "
+                f"{ENV_WAIT} to wait longer)"
             )
         if not waited and on_wait is not None:
             on_wait()

@@ -73,7 +73,8 @@ def main() -> None:
         session = ort.InferenceSession(str(path), options)
     compiled = torch.compile(stack, dynamic=True)
     print(
-        f"CPU: {_cpu()}, {args.threads} threads; LSTM {args.sizes}, T={args.steps}, F={args.features}, forward"
+        f"CPU: {_cpu()}, {args.threads} threads; LSTM {args.sizes}, T={args.steps}, "
+        f"F={args.features}, forward"
     )
     print("| batch | eager ms | compiled ms (ratio) | onnxruntime ms (ratio) | max diff ort |")
     print("|---|---|---|---|---|")

@@ -1,4 +1,5 @@
-"""The benchmark cases: what is compared with what, and the speed goals (a bar to meet, a goal to reach).
+"""The benchmark cases: what is compared with what, and the speed goals (a bar to meet, a
+goal to reach).
 
 Each case times a *candidate* against a *baseline* side by side (see ``harness.compare``)
 in one or both modes, ``fwd`` (inference: ``eval``, ``no_grad``) and ``fwd+bwd``

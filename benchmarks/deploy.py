@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 # `python benchmarks/deploy.py` puts benchmarks/ first on the path, where profile.py would
@@ -72,7 +73,8 @@ def main() -> None:
         session = ort.InferenceSession(str(path), options)
     compiled = torch.compile(stack, dynamic=True)
     print(
-        f"CPU: {_cpu()}, {args.threads} threads; LSTM {args.sizes}, T={args.steps}, F={args.features}, forward"
+        f"CPU: {_cpu()}, {args.threads} threads; LSTM {args.sizes}, T={args.steps}, "
+        f"F={args.features}, forward"
     )
     print("| batch | eager ms | compiled ms (ratio) | onnxruntime ms (ratio) | max diff ort |")
     print("|---|---|---|---|---|")
@@ -84,9 +86,9 @@ def main() -> None:
             session.get_inputs()[1].name: lengths.numpy(),
         }
         with torch.no_grad():
-            eager = _time(lambda: stack(x, lengths), args.reps)
-            comp = _time(lambda: compiled(x, lengths), args.reps)
-            onnx = _time(lambda: session.run(None, feeds), args.reps)
+            eager = _time(partial(stack, x, lengths), args.reps)
+            comp = _time(partial(compiled, x, lengths), args.reps)
+            onnx = _time(partial(session.run, None, feeds), args.reps)
             diff = abs(session.run(None, feeds)[0] - stack(x, lengths)[0].numpy()).max()
         print(
             f"| {b} | {eager * 1e3:.2f} | {comp * 1e3:.2f} ({comp / eager:.2f}x) | "

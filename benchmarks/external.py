@@ -21,6 +21,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 # (case name, cell kind, hidden sizes, options): the same cases as run.py's
@@ -85,7 +86,7 @@ def run_tf1(args: argparse.Namespace) -> dict[str, Any]:
                 sess.run(v1.global_variables_initializer())
                 feed = {x: x_np} if lengths is None else {x: x_np, lengths: len_np}
                 for mode, fetch in (("fwd", out), ("fwd+bwd", grads)):
-                    ms = _median_ms(lambda: sess.run(fetch, feed), args.repeats)
+                    ms = _median_ms(partial(sess.run, fetch, feed), args.repeats)
                     results.append({"case": name, "mode": mode, "ms": ms})
     return {"framework": "TF1 dynamic_rnn", "version": tf.__version__, "results": results}
 

@@ -133,7 +133,7 @@ def check_numbers(case: Case, device: str) -> float:
         grads = [p.grad for p in work.module.parameters()]
         results.append([loss.detach().reshape(1), work.x.grad, *grads])
     worst = 0.0
-    for a, b in zip(*results):
+    for a, b in zip(*results, strict=True):
         scale = float(a.abs().max()) or 1.0
         worst = max(worst, float((a - b.detach().double().cpu()).abs().max()) / scale)
     return worst
@@ -178,8 +178,8 @@ def run_case(case: Case, size: Size, device: str, repeats: int) -> Outcome:
     error = _without_tf32(lambda: check_numbers(case, device))
     verdict = "ok" if error <= CHECK_TOLERANCE else "FAILED"
     rows.append(
-        f"| {case.title} | CPU float64 | numbers: {verdict}, largest relative difference {error:.1e}; "
-        f"weight copies {copies} | | | |"
+        f"| {case.title} | CPU float64 | numbers: {verdict}, largest relative difference "
+        f"{error:.1e}; weight copies {copies} | | | |"
     )
     return Outcome(rows, copies, error)
 
@@ -188,7 +188,8 @@ def _header(device: str, size: Size) -> list[str]:
     cuda = device.startswith("cuda")
     name = torch.cuda.get_device_name(device) if cuda else machine()["cpu"]
     tf32 = (
-        f", TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN TF32 {torch.backends.cudnn.allow_tf32}"
+        f", TF32 matmul {torch.backends.cuda.matmul.allow_tf32}, cuDNN TF32 "
+        f"{torch.backends.cudnn.allow_tf32}"
         if cuda
         else ""
     )
@@ -197,9 +198,10 @@ def _header(device: str, size: Size) -> list[str]:
         f"# rnnfuse on {device} ({name}), torch {torch.__version__}, cuDNN "
         f"{torch.backends.cudnn.version() if cuda else 'n/a'}{tf32}",
         "",
-        f"batch {size.batch}, {size.steps} steps, {size.features} features; ratio = rnnfuse / baseline "
-        f"(median of alternating pairs [quartiles]); numbers checked at batch {CHECK_SIZE.batch}, "
-        f"{CHECK_SIZE.steps} steps against the CPU path in float64 (tolerance {CHECK_TOLERANCE:g})",
+        f"batch {size.batch}, {size.steps} steps, {size.features} features; ratio = rnnfuse / "
+        "baseline (median of alternating pairs [quartiles]); numbers checked at batch "
+        f"{CHECK_SIZE.batch}, {CHECK_SIZE.steps} steps against the CPU path in float64 (tolerance "
+        f"{CHECK_TOLERANCE:g})",
         "",
         "| case | baseline | mode | rnnfuse ms | baseline ms | ratio [quartiles] |",
         "|---|---|---|---|---|---|",
@@ -216,9 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(
-            "benchmarks/gpu.py: no CUDA device here (torch.cuda.is_available() is False), so there is no "
-            "cuDNN to compare against; nothing was measured.  Run it on a GPU machine, or with "
-            "--device cpu to exercise the script on the CPU."
+            "benchmarks/gpu.py: no CUDA device here (torch.cuda.is_available() is False), so there "
+            "is no cuDNN to compare against; nothing was measured.  Run it on a GPU machine, or "
+            "with --device cpu to exercise the script on the CPU."
         )
         return 0
     size = Size(8, 12, 16, shrink=16) if args.quick else Size(64, 100, 128)

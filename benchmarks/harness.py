@@ -14,6 +14,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -120,10 +121,10 @@ def sgemm_peak_gflops(repeats: int = 7, device: str = "cpu", budget_s: float = 4
     for m, k, n in PEAK_SHAPES:
         a = torch.randn(m, k, device=device)
         w = torch.randn(n, k, device=device)
-        runs: list[Callable[[], object]] = [lambda: torch.mm(a, w.t())]
+        runs: list[Callable[[], object]] = [lambda a=a, w=w: torch.mm(a, w.t())]
         if device == "cpu" and torch.backends.mkldnn.is_available():
             a_dnn, w_dnn = a.to_mkldnn(), w.to_mkldnn()
-            runs.append(lambda: torch._C._nn.mkldnn_linear(a_dnn, w_dnn))
+            runs.append(partial(torch._C._nn.mkldnn_linear, a_dnn, w_dnn))
         for fn in runs:
             try:
                 fn()

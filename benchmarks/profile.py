@@ -1,7 +1,7 @@
 """Where the time of one benchmark case goes: ``torch.profiler``'s top operators.
 
     python benchmarks/profile.py peephole-lstm-2x256 --mode fwd+bwd
-    RNNFUSE_NO_EXTENSION=1 python benchmarks/profile.py peephole-lstm-2x256   # the pure-PyTorch loop
+    RNNFUSE_NO_EXTENSION=1 python benchmarks/profile.py peephole-lstm-2x256  # the pure-PyTorch loop
 
 Profiles the candidate of a case (``--baseline``: its baseline) over one run after two
 warm-up runs.  The compiled BPTT loop's own elementwise work shows as the self time of

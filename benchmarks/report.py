@@ -1,4 +1,5 @@
-"""Writing a results file (``benchmarks/results/<cpu-model>.md``) from the measurements of ``run.py``."""
+"""Writing a results file (``benchmarks/results/<cpu-model>.md``) from the measurements of
+``run.py``."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ def bar_table(rows: list[dict], memory: list[dict]) -> list[str]:
     for m in memory:
         if m["bar"] is not None:
             lines.append(
-                f"| peak memory, {m['case']} (vs baseline) | fwd+bwd | {m['ratio']:.3f} | | ≤ {m['bar']:.2f} | "
-                f"| {_verdict(m['ratio'], m['bar'], None)} |"
+                f"| peak memory, {m['case']} (vs baseline) | fwd+bwd | {m['ratio']:.3f} | | ≤ "
+                f"{m['bar']:.2f} | | {_verdict(m['ratio'], m['bar'], None)} |"
             )
     return lines
 
@@ -49,8 +50,8 @@ def _best(row: dict) -> str:
 
 def _all_rows(rows: list[dict], peak: float) -> list[str]:
     lines = [
-        "| case | candidate | baseline | mode | candidate ms | baseline ms | ratio [quartiles] | best-of ratio "
-        "| candidate GFLOP/s (% of sgemm peak) |",
+        "| case | candidate | baseline | mode | candidate ms | baseline ms | ratio [quartiles] | "
+        "best-of ratio | candidate GFLOP/s (% of sgemm peak) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -142,11 +143,12 @@ def write_report(
         "",
         f"Written by `{info['command']}` on {info['started']}.",
         "",
-        f"* CPU: {mach['cpu']}, {mach['cores']} cores (vector ISA seen by torch: {mach.get('capability', '?')}); "
-        f"torch {mach['torch']} with {mach['threads']} threads "
+        f"* CPU: {mach['cpu']}, {mach['cores']} cores (vector ISA seen by torch: "
+        f"{mach.get('capability', '?')}); torch {mach['torch']} with {mach['threads']} threads "
         f"(oneDNN available: {mach['onednn']}); Python {mach['python']}; {mach['platform']}",
         f"* BPTT kernels: {info.get('extension', 'unknown')}",
-        f"* sgemm peak (best of several shapes, `torch.mm` and oneDNN): {info['sgemm_gflops']:.1f} GFLOP/s",
+        "* sgemm peak (best of several shapes, `torch.mm` and oneDNN): "
+        f"{info['sgemm_gflops']:.1f} GFLOP/s",
         f"* load average (1, 5, 15 min) before: {info['load_before']}; after: {info['load_after']} "
         "(the machine is shared; see Method)",
         f"* batch {size.batch}, {size.steps} steps, {size.features} input features"

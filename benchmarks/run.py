@@ -92,8 +92,9 @@ def time_case(case: Case, size: Size, repeats: int, warmup: int) -> list[dict]:
             }
         )
         print(
-            f"  {case.name:32s} {mode:8s} {pair.a_ms:9.2f} ms vs {pair.b_ms:9.2f} ms  ratio {pair.ratio:.3f} "
-            f"[{pair.ratio_low:.3f}, {pair.ratio_high:.3f}], best-of {pair.best_ratio:.3f}",
+            f"  {case.name:32s} {mode:8s} {pair.a_ms:9.2f} ms vs {pair.b_ms:9.2f} ms  ratio "
+            f"{pair.ratio:.3f} [{pair.ratio_low:.3f}, {pair.ratio_high:.3f}], best-of "
+            f"{pair.best_ratio:.3f}",
             flush=True,
         )
     return rows

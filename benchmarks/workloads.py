@@ -107,7 +107,9 @@ def _torch_modules(kind: str, features: int, sizes: list[int], **opts: int) -> n
             [cls(features, sizes[0], num_layers=len(sizes), batch_first=True, **opts)]
         )
     ins = [features, *sizes[:-1]]
-    return nn.ModuleList([cls(i, h, batch_first=True, **opts) for i, h in zip(ins, sizes)])
+    return nn.ModuleList(
+        [cls(i, h, batch_first=True, **opts) for i, h in zip(ins, sizes, strict=True)]
+    )
 
 
 def torch_stack(x: Tensor, sizes: list[int], kind: str, **opts: int) -> Workload:
@@ -140,7 +142,7 @@ def torch_packed(x: Tensor, sizes: list[int], kind: str, lengths: Tensor) -> Wor
 def lstmcell_loop(x: Tensor, sizes: list[int]) -> Workload:
     """A per-step ``nn.LSTMCell`` loop, the way many hand-written encoders run."""
     ins = [x.shape[-1], *sizes[:-1]]
-    cells = nn.ModuleList([nn.LSTMCell(i, h) for i, h in zip(ins, sizes)]).to(x.device)
+    cells = nn.ModuleList([nn.LSTMCell(i, h) for i, h in zip(ins, sizes, strict=True)]).to(x.device)
 
     def loss() -> Tensor:
         batch = x.shape[0]

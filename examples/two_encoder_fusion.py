@@ -73,7 +73,7 @@ encoder_states = concate_rnn_states(2, encoder_state_local, encoder_state_global
 print("encoder_states:", structure_str(encoder_states))
 
 fused = concat_states([encoder_state_local, encoder_state_global])
-same = all(torch.equal(a, b) for a, b in zip(encoder_states, fused))
+same = all(torch.equal(a, b) for a, b in zip(encoder_states, fused, strict=True))
 print("same as rnnfuse.concat_states:", same)
 print(
     "variables:",

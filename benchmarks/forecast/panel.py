@@ -288,7 +288,9 @@ def export(out: Path, panel: tuple[PanelSeries, ...] = PANEL) -> list[Path]:
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["ds", "y"])
-            writer.writerows(zip(times(series, len(values)), (repr(v) for v in values)))
+            writer.writerows(
+                zip(times(series, len(values)), (repr(v) for v in values), strict=True)
+            )
         paths.append(path)
     return paths
 

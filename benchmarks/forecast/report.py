@@ -34,7 +34,8 @@ PEERS = ("AutoETS", "AutoARIMA", "AutoTheta", "SeasonalNaive", "Naive", "NHITS",
 def _read_test(
     path: Path, model_column: str
 ) -> dict[str, dict[tuple[int, int], tuple[float, float]]]:
-    """``{model: {(origin_row, step): (forecast, actual)}}`` of a long forecasts file's test rows."""
+    """The test rows of a long forecasts file:
+    ``{model: {(origin_row, step): (forecast, actual)}}``."""
     table: dict[str, dict[tuple[int, int], tuple[float, float]]] = defaultdict(dict)
     with path.open() as handle:
         for row in csv.DictReader(handle):
@@ -82,7 +83,8 @@ def series_scores(series: PanelSeries, out: Path) -> dict[str, float] | None:
     gap = max(abs(theirs["SeasonalNaive"][k][0] - mine["seasonal naive"][k][0]) for k in keys)
     if gap > 1e-6 * max(1.0, max(abs(v[1]) for v in mine["seasonal naive"].values())):
         raise ValueError(
-            f"{series.name}: statsforecast's SeasonalNaive and rnnfuse's seasonal naive differ by {gap}"
+            f"{series.name}: statsforecast's SeasonalNaive and rnnfuse's seasonal "
+            f"naive differ by {gap}"
         )
     scores = {
         "seasonal naive": _mae(mine["seasonal naive"]),

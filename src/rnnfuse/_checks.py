@@ -22,7 +22,8 @@ def check_sequence_input(x: Any, input_size: int, batch_first: bool) -> Tensor:
         raise TypeError(f"x: expected a Tensor of shape {layout}, got {type(x).__name__}")
     if x.dim() != 3:
         raise ValueError(
-            f"x: expected a 3-D tensor of shape {layout}, got rank {x.dim()} with shape {list(x.shape)}"
+            f"x: expected a 3-D tensor of shape {layout}, got rank {x.dim()} with "
+            f"shape {list(x.shape)}"
         )
     if not x.dtype.is_floating_point:
         raise TypeError(f"x: expected a floating-point tensor, got dtype {x.dtype}")
@@ -52,7 +53,8 @@ def check_lengths(lengths: Any, batch: int, steps: int, device: torch.device) ->
     lens = _as_int_tensor(lengths)
     if lens.dim() != 1 or lens.shape[0] != batch:
         raise ValueError(
-            f"lengths: expected one length per sequence, shape ({batch},), got shape {list(lens.shape)}"
+            f"lengths: expected one length per sequence, shape ({batch},), got "
+            f"shape {list(lens.shape)}"
         )
     if tracing(lens):
         return lens.to(device=device, dtype=torch.int64)

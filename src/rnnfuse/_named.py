@@ -31,7 +31,8 @@ class NameSafeModuleDict(nn.ModuleDict):
             attr = _attr(name)
             if attr in self._modules:
                 raise ValueError(
-                    f"names: {name!r} is a Python keyword, kept as {attr!r}, which is also given; rename one"
+                    f"names: {name!r} is a Python keyword, kept as {attr!r}, which is "
+                    "also given; rename one"
                 )
             self._names[name] = attr
             self.add_module(attr, module)

@@ -106,12 +106,14 @@ def install() -> None:
 
 
 def failure() -> str | None:
-    """Why the translation could not be added (``None``: it was, or torch's exporter is not loaded yet)."""
+    """Why the translation could not be added (``None``: it was,
+    or torch's exporter is not loaded yet)."""
     return _failure
 
 
 def warn_if_missing() -> None:
-    """While ``torch.onnx.export`` traces: a warning (once) if the translation could not be added."""
+    """While ``torch.onnx.export`` traces: a warning (once) if the translation could
+    not be added."""
     global _warned
     if _failure is None or _warned:
         return
@@ -120,8 +122,8 @@ def warn_if_missing() -> None:
     if torch.onnx.is_in_onnx_export():
         _warned = True
         warnings.warn(
-            f"rnnfuse: the ONNX translation of rnnfuse::layer could not be added to torch.onnx's registry "
-            f"({_failure}); torch.onnx.export(..., dynamo=True) will not find it.  Use "
+            "rnnfuse: the ONNX translation of rnnfuse::layer could not be added to torch.onnx's "
+            f"registry ({_failure}); torch.onnx.export(..., dynamo=True) will not find it.  Use "
             "rnnfuse.export.export_onnx(model, args), or pass "
             "custom_translation_table=rnnfuse.export.onnx_translation_table().",
             RuntimeWarning,

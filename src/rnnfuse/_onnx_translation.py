@@ -142,7 +142,7 @@ def layer_onnx(x, lengths, state, weights, kind, reverse, peepholes, cell_clip, 
     empty = op.Unsqueeze(op.Equal(lens64, op.Constant(value_int=0)), op.Constant(value_ints=[1]))
     finals = [
         op.Where(empty, s, op.Squeeze(f, op.Constant(value_ints=[0])))
-        for s, f in zip(state, finals)
+        for s, f in zip(state, finals, strict=True)
     ]
     return [y, *finals]
 

@@ -70,7 +70,8 @@ class MultiEncoder(nn.Module):
         super().__init__()
         if not isinstance(encoders, Mapping) or len(encoders) < 1:
             raise TypeError(
-                f"encoders: expected a non-empty mapping name -> encoder, got {type(encoders).__name__}"
+                "encoders: expected a non-empty mapping name -> encoder, got "
+                f"{type(encoders).__name__}"
             )
         if isinstance(fusion, str) and fusion not in FUSION_FUNCTIONS:
             raise ValueError(
@@ -148,7 +149,8 @@ class MultiEncoder(nn.Module):
         if name not in value:
             if required:
                 raise ValueError(
-                    f"{what}: no entry for encoder {name!r}; expected keys {self.names}, got {sorted(value)}"
+                    f"{what}: no entry for encoder {name!r}; expected keys "
+                    f"{self.names}, got {sorted(value)}"
                 )
             return None
         return value[name]

@@ -102,8 +102,9 @@ def _source_list(states: Any, minimum: int) -> list[Any]:
     states = list(states)
     if any(_is_layer_entry(s) for s in states):  # layer entries: ONE stack's state
         raise TypeError(
-            f"states: expected a list of states, one per encoder, e.g. [state_a, state_b]; got one stack state "
-            f"{structure_str(tuple(states))} (a tuple of layer states, which would fuse its own layers)"
+            "states: expected a list of states, one per encoder, e.g. [state_a, state_b]; got one "
+            f"stack state {structure_str(tuple(states))} (a tuple of layer states, which would "
+            "fuse its own layers)"
         )
     if len(states) < minimum:
         raise ValueError(
@@ -271,7 +272,8 @@ def concat_outputs(outputs: Sequence[Tensor], lengths: Any = None) -> Tensor:
             raise ValueError(f"outputs[{i}]: expected a tensor (B, T, H), got {describe(out)}")
         if out.shape[:2] != first.shape[:2]:
             raise ValueError(
-                f"outputs[{i}]: expected batch and time {list(first.shape[:2])} like outputs[0], got {list(out.shape[:2])}"
+                f"outputs[{i}]: expected batch and time {list(first.shape[:2])} like outputs[0], "
+                f"got {list(out.shape[:2])}"
             )
         if out.dtype != first.dtype or out.device != first.device:
             raise ValueError(
@@ -289,7 +291,7 @@ def concat_outputs(outputs: Sequence[Tensor], lengths: Any = None) -> Tensor:
             f"lengths: expected one entry per output ({len(outputs)}), got {len(per_source)}"
         )
     masked = []
-    for out, lens in zip(outputs, per_source):
+    for out, lens in zip(outputs, per_source, strict=True):
         lens = check_lengths(lens, out.shape[0], out.shape[1], out.device)
         if lens is not None:
             steps = torch.arange(out.shape[1], device=out.device)
@@ -323,7 +325,8 @@ def _layer_sizes(sizes: Any, name: str) -> list[Any]:
     """Validate a per-layer size structure: each entry an int or an LSTMState of ints."""
     if isinstance(sizes, (int, LSTMState)) or not isinstance(sizes, Sequence) or not sizes:
         raise TypeError(
-            f"{name}: expected one entry per layer, each an int (GRU/RNN) or LSTMState(c, h) of ints, got {sizes!r}"
+            f"{name}: expected one entry per layer, each an int (GRU/RNN) or LSTMState(c, h) "
+            f"of ints, got {sizes!r}"
         )
     for k, entry in enumerate(sizes):
         if not all(
@@ -359,7 +362,8 @@ def _check_built(module: str, states: Any, num_sources: int, sizes: list[Any]) -
     _check_same_structure(states, True)
     if len(states) != num_sources:
         raise ValueError(
-            f"{module}: expected {num_sources} states (num_sources={num_sources}, as built), got {len(states)}"
+            f"{module}: expected {num_sources} states (num_sources={num_sources}, as "
+            f"built), got {len(states)}"
         )
     _check_against(module, states, sizes)
     return states
@@ -398,17 +402,19 @@ class StateBridge(nn.Module):
         self.output_sizes = _layer_sizes(output_sizes, "output_sizes")
         if len(self.input_sizes) != len(self.output_sizes):
             raise ValueError(
-                f"output_sizes: expected {len(self.input_sizes)} layers like input_sizes, got {len(self.output_sizes)}"
+                f"output_sizes: expected {len(self.input_sizes)} layers like input_sizes, got "
+                f"{len(self.output_sizes)}"
             )
         if activation not in (None, "tanh", "relu"):
             raise ValueError(f"activation: expected None, 'tanh' or 'relu', got {activation!r}")
         self.activation = activation
         self.maps = nn.ModuleList()
-        for k, (src, dst) in enumerate(zip(self.input_sizes, self.output_sizes)):
+        for k, (src, dst) in enumerate(zip(self.input_sizes, self.output_sizes, strict=True)):
             if isinstance(src, LSTMState) != isinstance(dst, LSTMState):
                 raise ValueError(
-                    f"output_sizes[{k}]: layer {k} is {'an LSTM' if isinstance(src, LSTMState) else 'a GRU/RNN'} "
-                    f"state in input_sizes but {dst!r} in output_sizes; the kinds must match"
+                    f"output_sizes[{k}]: layer {k} is "
+                    f"{'an LSTM' if isinstance(src, LSTMState) else 'a GRU/RNN'} state in "
+                    f"input_sizes but {dst!r} in output_sizes; the kinds must match"
                 )
             out = layer_parts(dst)
             self.maps.append(
@@ -441,7 +447,7 @@ class StateBridge(nn.Module):
         act = {None: lambda t: t, "tanh": torch.tanh, "relu": torch.relu}[self.activation]
         return tuple(
             layer_from_parts({part: act(maps[part](t)) for part, t in layer_parts(layer).items()})
-            for layer, maps in zip(state, cast("Sequence[nn.ModuleDict]", self.maps))
+            for layer, maps in zip(state, cast("Sequence[nn.ModuleDict]", self.maps), strict=True)
         )
 
 
@@ -550,8 +556,9 @@ class ChildSumFusion(nn.Module):
         for k, entry in enumerate(self.sizes):
             if not isinstance(entry, LSTMState) or entry.c != entry.h:
                 raise ValueError(
-                    f"sizes[{k}]: ChildSumFusion gates LSTM cell states and needs LSTMState(c=H, h=H), got {entry!r}; "
-                    f"use ZophKnightFusion or GatedFusion for GRU/RNN or projected layers"
+                    f"sizes[{k}]: ChildSumFusion gates LSTM cell states and needs "
+                    f"LSTMState(c=H, h=H), got {entry!r}; use ZophKnightFusion or GatedFusion "
+                    "for GRU/RNN or projected layers"
                 )
         self.iou = nn.ModuleList(
             nn.ModuleList(nn.Linear(e.h, 3 * e.h, bias=(j == 0)) for j in range(num_sources))
@@ -582,12 +589,15 @@ class ChildSumFusion(nn.Module):
             iou = cast(
                 Tensor,
                 sum(
-                    w(layer.h) for w, layer in zip(cast("Sequence[nn.Linear]", self.iou[k]), layers)
+                    w(layer.h)
+                    for w, layer in zip(
+                        cast("Sequence[nn.Linear]", self.iou[k]), layers, strict=True
+                    )
                 ),
             )
             i, o, u = iou.chunk(3, dim=-1)
             c = torch.sigmoid(i) * torch.tanh(u)
-            for f, layer in zip(cast("Sequence[nn.Linear]", self.forget[k]), layers):
+            for f, layer in zip(cast("Sequence[nn.Linear]", self.forget[k]), layers, strict=True):
                 c = c + torch.sigmoid(f(layer.h)) * layer.c
             fused.append(LSTMState(c, torch.sigmoid(o) * torch.tanh(c)))
         return tuple(fused)

@@ -223,7 +223,8 @@ def read_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     if metadata.get("format") != FORMAT:
         raise ValueError(
             f"path: {os.fspath(path)!r} is not an rnnfuse stack file: a safetensors file without "
-            f"rnnfuse metadata (format={metadata.get('format')!r}); it was not written by rnnfuse.io.save"
+            f"rnnfuse metadata (format={metadata.get('format')!r}); it was not "
+            "written by rnnfuse.io.save"
         )
     version = metadata.get("version")
     if version != VERSION:

@@ -57,7 +57,7 @@ def concat_over_time(
         )
     first = outputs[0]
     parts, masks = [], []
-    for k, (out, lens) in enumerate(zip(outputs, lengths)):
+    for k, (out, lens) in enumerate(zip(outputs, lengths, strict=True)):
         if not isinstance(out, Tensor) or out.dim() != 3:
             raise ValueError(f"outputs[{k}]: expected a tensor (B, T, H), got {describe(out)}")
         if out.shape[0] != first.shape[0] or out.shape[2] != first.shape[2]:
@@ -161,8 +161,8 @@ class Seq2Seq(nn.Module):
             raise ValueError(f"output_size: expected a positive int, got {output_size!r}")
         if decoder.input_size < output_size:
             raise ValueError(
-                f"decoder: its input is [y_(t-1) ({output_size}), covariates]; expected input_size >= "
-                f"{output_size}, got {decoder.input_size}"
+                f"decoder: its input is [y_(t-1) ({output_size}), covariates]; expected input_size "
+                f">= {output_size}, got {decoder.input_size}"
             )
         self.encoders = encoders
         self.decoder = decoder
@@ -184,7 +184,8 @@ class Seq2Seq(nn.Module):
 
     def _check_built_sizes(self) -> None:
         """The decoder's state sizes against what the encoders deliver, when both are known
-        (parameter-free fusions and a StateBridge): a mismatch is found here, not at the first call."""
+        (parameter-free fusions and a StateBridge): a mismatch is found here, not at the
+        first call."""
         fused = (
             _fused_sizes(self.encoders)
             if self.bridge is None
@@ -196,9 +197,9 @@ class Seq2Seq(nn.Module):
         if tuple(fused) != tuple(expected):
             raise ValueError(
                 f"decoder: its initial state must have sizes {expected}, but the fused state "
-                f"{'after the bridge ' if self.bridge is not None else ''}has sizes {tuple(fused)}; "
-                f"make the decoder's layer sizes and cell kinds equal the fused ones or pass "
-                f"bridge=StateBridge(fused_sizes, decoder_sizes)"
+                f"{'after the bridge ' if self.bridge is not None else ''}has sizes "
+                f"{tuple(fused)}; make the decoder's layer sizes and cell kinds equal the fused "
+                "ones or pass bridge=StateBridge(fused_sizes, decoder_sizes)"
             )
 
     # ------------------------------------------------------------------ encoding
@@ -224,9 +225,9 @@ class Seq2Seq(nn.Module):
         if got != expected:
             raise ValueError(
                 f"decoder: its initial state must have sizes {expected}, but the fused state "
-                f"{'after the bridge ' if self.bridge is not None else ''}is {structure_str(state)}; "
-                f"make the decoder's layer sizes and cell kinds equal the fused ones or pass "
-                f"bridge=StateBridge(fused_sizes, decoder_sizes)"
+                f"{'after the bridge ' if self.bridge is not None else ''}is "
+                f"{structure_str(state)}; make the decoder's layer sizes and cell kinds equal the "
+                "fused ones or pass bridge=StateBridge(fused_sizes, decoder_sizes)"
             )
 
     # ------------------------------------------------------------------ decoding
@@ -344,7 +345,8 @@ class Seq2Seq(nn.Module):
             )
         if self.covariate_size == 0 and covariates is not None:
             raise ValueError(
-                f"covariates: the decoder reads only y_(t-1) ({self.output_size} features); got covariates"
+                f"covariates: the decoder reads only y_(t-1) ({self.output_size} "
+                "features); got covariates"
             )
         if self.covariate_size and (
             not isinstance(covariates, Tensor)
@@ -354,13 +356,15 @@ class Seq2Seq(nn.Module):
             or covariates.shape[2] != self.covariate_size
         ):
             raise ValueError(
-                f"covariates: expected shape [{batch}, {steps}, {self.covariate_size}] (decoder input_size "
-                f"{self.decoder.input_size} minus output_size {self.output_size}), got {describe(covariates)}"
+                f"covariates: expected shape [{batch}, {steps}, {self.covariate_size}] (decoder "
+                f"input_size {self.decoder.input_size} minus output_size {self.output_size}), got "
+                f"{describe(covariates)}"
             )
 
 
 def _batch_major(outputs: Tensor, encoder: nn.Module) -> Tensor:
-    """An encoder's outputs as (B, T, H); a time-major encoder (``batch_first=False``) gives (T, B, H)."""
+    """An encoder's outputs as (B, T, H); a time-major encoder
+    (``batch_first=False``) gives (T, B, H)."""
     return outputs if getattr(encoder, "batch_first", True) else outputs.transpose(0, 1)
 
 
@@ -388,12 +392,13 @@ def _fused_sizes(encoders: MultiEncoder) -> tuple[Any, ...] | None:
         return None
     if encoders.fusion != "concat":
         return sizes[0] if all(s == sizes[0] for s in sizes) else None
-    joined = [_joined_layer(parts) for parts in zip(*sizes)]
+    joined = [_joined_layer(parts) for parts in zip(*sizes, strict=True)]
     return None if any(j is None for j in joined) else tuple(joined)
 
 
 def _joined_layer(parts: tuple[Any, ...]) -> Any:
-    """The size of one layer's states concatenated: an int, an LSTMState, or ``None`` (mixed kinds)."""
+    """The size of one layer's states concatenated: an int, an LSTMState,
+    or ``None`` (mixed kinds)."""
     if all(isinstance(p, LSTMState) for p in parts):
         return LSTMState(sum(p.c for p in parts), sum(p.h for p in parts))
     if all(isinstance(p, int) and not isinstance(p, LSTMState) for p in parts):

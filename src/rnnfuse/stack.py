@@ -90,7 +90,7 @@ class StackedRNN(nn.Module):
         directions = _per_layer("bidirectional", bidirectional, len(sizes))
         merges = _merge_modes(merge_mode, directions)
         fw, bw, in_size = [], [], input_size
-        for size, both, merge in zip(sizes, directions, merges):
+        for size, both, merge in zip(sizes, directions, merges, strict=True):
             fw.append(make_cell(cell, in_size, size, **cell_options))
             bw.append(make_cell(cell, in_size, size, **cell_options) if both else None)
             in_size = fw[-1].output_size * (2 if both and merge == "concat" else 1)
@@ -204,8 +204,8 @@ class StackedRNN(nn.Module):
         _check_dropout(dropout)
         if dropout and len(cells) == 1:  # as torch.nn.LSTM: a warning, the stack still works
             warnings.warn(
-                f"dropout={dropout} has no effect on a one-layer stack: dropout acts on the outputs "
-                f"of every layer but the last",
+                f"dropout={dropout} has no effect on a one-layer stack: dropout acts on the "
+                "outputs of every layer but the last",
                 UserWarning,
                 stacklevel=3,
             )
@@ -409,7 +409,8 @@ class StackedRNN(nn.Module):
             return expected
         if not isinstance(initial_state, (tuple, list)):
             raise TypeError(
-                f"initial_state: expected {structure_str(expected)}, got {type(initial_state).__name__}"
+                f"initial_state: expected {structure_str(expected)}, got "
+                f"{type(initial_state).__name__}"
             )
         try:
             assert_same_structure(
@@ -419,8 +420,8 @@ class StackedRNN(nn.Module):
             first, _, rest = str(exc).partition("\n")
             where = first.split(" differ ", 1)[-1]
             raise ValueError(
-                f"initial_state: does not match the state for x (batch {x.shape[0]}); the states differ {where}"
-                f"\n{rest}"
+                f"initial_state: does not match the state for x (batch {x.shape[0]}); the states "
+                f"differ {where}\n{rest}"
             ) from None
         return initial_state
 
@@ -451,7 +452,7 @@ def _merge_modes(value: Any, directions: Sequence[bool]) -> tuple[str, ...]:
         raise TypeError(
             f"merge_mode: expected a mode or one mode per layer ({len(directions)}), got {value!r}"
         )
-    for k, (mode, both) in enumerate(zip(items, directions)):
+    for k, (mode, both) in enumerate(zip(items, directions, strict=True)):
         if mode not in MERGE_MODES:
             raise ValueError(f"merge_mode[{k}]: expected one of {list(MERGE_MODES)}, got {mode!r}")
         if mode != "concat" and not both:
@@ -533,13 +534,15 @@ def _check_cells(
     for name, cell in named:
         if not isinstance(cell, RecurrentCell):
             raise TypeError(
-                f"{name}: expected an rnnfuse cell (LSTMCell, GRUCell, RNNCell), got {type(cell).__name__}"
+                f"{name}: expected an rnnfuse cell (LSTMCell, GRUCell, RNNCell), got "
+                f"{type(cell).__name__}"
             )
         if id(cell) in seen:
             raise ValueError(
-                f"{seen[id(cell)]} and {name} are the same {type(cell).__name__} object: every layer "
-                f"needs its own cell and weights (the TF1 `MultiRNNCell([cell] * n)` trap). "
-                f"Build a fresh cell per layer, e.g. [{type(cell).__name__}(...) for _ in range(n)]."
+                f"{seen[id(cell)]} and {name} are the same {type(cell).__name__} object: every "
+                "layer needs its own cell and weights (the TF1 `MultiRNNCell([cell] * n)` trap). "
+                "Build a fresh cell per layer, "
+                f"e.g. [{type(cell).__name__}(...) for _ in range(n)]."
             )
         seen[id(cell)] = name
 
@@ -560,17 +563,18 @@ def _check_sizes(
             expected = cells[k - 1].output_size * (2 if doubled else 1)
             if layer.input_size != expected:
                 raise ValueError(
-                    f"{label}[{k}].input_size: expected {expected} (the output size of layer {k - 1}"
-                    f"{' times 2 directions' if doubled else ''}), got {layer.input_size}"
+                    f"{label}[{k}].input_size: expected {expected} (the output size of layer "
+                    f"{k - 1}{' times 2 directions' if doubled else ''}), got {layer.input_size}"
                 )
     if backward is not None:
-        for k, (f, b) in enumerate(zip(cells, backward)):
+        for k, (f, b) in enumerate(zip(cells, backward, strict=True)):
             if b is None:
                 continue
             if f.output_size != b.output_size or (k == 0 and f.input_size != b.input_size):
                 raise ValueError(
-                    f"backward_cells[{k}]: expected input {f.input_size} and output {f.output_size} "
-                    f"like cells[{k}], got input {b.input_size} and output {b.output_size}"
+                    f"backward_cells[{k}]: expected input {f.input_size} and output "
+                    f"{f.output_size} like cells[{k}], got input {b.input_size} and "
+                    f"output {b.output_size}"
                 )
 
 
@@ -584,5 +588,6 @@ def _check_residual(
         if layers[k].input_size != out:
             raise ValueError(
                 f"residual: layer {k} reads {layers[k].input_size} features and writes {out}; a "
-                f"residual connection needs them equal (use equal sizes from layer 1 on, or residual=False)"
+                "residual connection needs them equal (use equal sizes from layer 1 "
+                "on, or residual=False)"
             )

@@ -47,7 +47,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -133,7 +133,7 @@ class BidirectionalState(NamedTuple):
     bw: Any
 
 
-LayerState = Union[LSTMState, Tensor]
+LayerState = LSTMState | Tensor
 """The state of one layer in one direction: an :class:`LSTMState` or one ``Tensor`` (B, H)."""
 
 
@@ -332,7 +332,8 @@ _TYPED = (LSTMState, BidirectionalState)
 def _join_pair(fw: Any, bw: Any, where: str) -> Any:
     if isinstance(fw, LSTMState) != isinstance(bw, LSTMState):
         raise ValueError(
-            f"{where}: the two directions differ in kind: {structure_str(fw)} and {structure_str(bw)}"
+            f"{where}: the two directions differ in kind: {structure_str(fw)} "
+            f"and {structure_str(bw)}"
         )
     if not isinstance(fw, (Tensor, LSTMState)):  # sizes of a GRU/RNN layer
         return fw + bw
@@ -412,7 +413,7 @@ def _first_difference(a: Any, b: Any, where: str, sizes: bool) -> str | None:
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
         if len(a) != len(b):
             return f"{where}: {len(a)} entries against {len(b)} (layer counts differ)"
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             found = _first_difference(x, y, f"{where}[{i}]", sizes)
             if found:
                 return found

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import rnnfuse.app
 
 pytestmark = pytest.mark.slow  # each test runs Python in a subprocess

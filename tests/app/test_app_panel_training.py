@@ -213,7 +213,7 @@ def test_a_one_series_long_csv_gives_the_windows_and_numbers_of_the_plain_csv(tm
         ModelConfig(local_sizes=(4,), global_sizes=(4,)),
         OptimConfig(epochs=2, batch_size=8),
     )
-    quiet = lambda _msg: None  # noqa: E731
+    quiet = lambda _msg: None
     runs = [
         Trainer(RunConfig(data=d, model=model, optim=optim), None, log=quiet, show_progress=False)
         for d in (_data(plain, id_column=None), _data(long))
@@ -307,19 +307,13 @@ def test_a_panel_trains_through_the_cli_reports_each_series_and_predicts(
         (name, str(k), str(len(values[name]) - 1 + k)) for name in ("a", "b", "c") for k in (1, 2)
     ]
     saved, panel = load_saved(run), load_named_panel(panel_csv)
-    for name, (
-        level,
-        amp,
-        _,
-    ) in SERIES.items():  # each series forecast on its own level, in its own units
+    # each series forecast on its own level, in its own units
+    for name, (_, amp, _) in SERIES.items():
         forecasts = [float(r["y"]) for r in out if r["unique_id"] == name]
         assert all(abs(f - values[name][-1]) < 5 * amp for f in forecasts), (name, forecasts)
-        alone = predict_next(
-            saved.model, saved.config, saved.scalings[name].scale, panel[name]
-        )  # the one-series path
-        assert forecasts == pytest.approx(
-            alone.values.tolist(), rel=1e-6, abs=1e-6
-        )  # the file has 6 decimals
+        # the one-series path; the file has 6 decimals
+        alone = predict_next(saved.model, saved.config, saved.scalings[name].scale, panel[name])
+        assert forecasts == pytest.approx(alone.values.tolist(), rel=1e-6, abs=1e-6)
 
 
 def _error(capsys, argv) -> str:
@@ -551,7 +545,7 @@ def test_a_panel_run_stopped_mid_epoch_resumes_to_the_same_weights(tmp_path, pan
         optim=OptimConfig(epochs=2, batch_size=16),
         seed=3,
     )
-    quiet = lambda _msg: None  # noqa: E731
+    quiet = lambda _msg: None
     ref = Trainer(config, tmp_path / "ref", log=quiet, show_progress=False)
     ref.start()
     ref.run()

@@ -316,7 +316,7 @@ def test_demo_with_and_without_refit_end_to_end(tmp_path, capsys):
             and "test_without_refit" not in old
         )
         assert new["test_without_refit"]["mae_per_seed"] == old["test"]["mae_per_seed"]
-        untimed = lambda history: [{k: v for k, v in e.items() if k != "seconds"} for e in history]  # noqa: E731
+        untimed = lambda history: [{k: v for k, v in e.items() if k != "seconds"} for e in history]
         assert new["val"] == old["val"] and untimed(new["history"]) == untimed(old["history"])
         if any(new.get("correction_weights") or [1.0]):
             assert (
@@ -329,7 +329,7 @@ def test_demo_with_and_without_refit_end_to_end(tmp_path, capsys):
     assert (
         local["refit_windows"] == hybrid["refit_windows"] == with_refit["refit_windows"]
     )  # DHR forecasts at every origin
-    drop = lambda b: {k: {f: v for f, v in e.items() if f != "seconds"} for k, e in b.items()}  # noqa: E731
+    drop = lambda b: {k: {f: v for f, v in e.items() if f != "seconds"} for k, e in b.items()}
     assert drop(with_refit["baselines"]) == drop(
         without["baselines"]
     )  # the classical forecasts do not change

@@ -103,7 +103,7 @@ def test_mid_epoch_stop_resumes_exactly(tmp_path):
     config = RunConfig(
         model=ModelConfig(local_sizes=(8,), global_sizes=(8,)), optim=OptimConfig(epochs=3), seed=1
     )
-    quiet = lambda _msg: None  # noqa: E731
+    quiet = lambda _msg: None
     ref = Trainer(config, tmp_path / "ref", log=quiet, show_progress=False)
     ref.start()
     ref.run()

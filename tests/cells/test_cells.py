@@ -119,7 +119,7 @@ def test_clips_bind_and_match_reference(options, rng):
                 "the clip never bound: the test would prove nothing"
             )
             assert (np.isclose(np.abs(values), clip)).mean() > 0.1
-    for (out, state), (ref_out, ref_state) in pairs:
+    for (_, state), (_, ref_state) in pairs:
         assert max_abs_diff(state_to_numpy(state), ref_state) < 1e-12
 
 

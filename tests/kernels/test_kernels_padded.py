@@ -107,7 +107,7 @@ def test_fused_padded_sees_weights_changed_in_place():
     weights) is kept between inference calls, never past an in-place change."""
     cell = LSTMCell(F, H).double()
     x, lens = torch.randn(B, T, F, dtype=torch.float64), torch.tensor(LENGTHS)
-    spec = lambda: cell.kernel_spec(torch.float64, torch.device("cpu"))  # noqa: E731
+    spec = lambda: cell.kernel_spec(torch.float64, torch.device("cpu"))
     state = cell.initial_state(B, dtype=torch.float64)
     with torch.no_grad():
         assert padded_runs(spec())

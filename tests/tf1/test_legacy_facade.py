@@ -190,7 +190,6 @@ def test_state_is_tuple_false():
 
 
 def test_wrapper_restore_and_as_stack():
-    data = io("gnmt_encoder")
     uni = tf1.MultiRNNCell([tf1.BasicLSTMCell(4), tf1.ResidualWrapper(tf1.BasicLSTMCell(4))])
     tf1.restore(uni, LEGACY / "gnmt_encoder" / "model", "encoder/rnn")
     stack = tf1.as_stack(uni)

@@ -289,3 +289,25 @@ def test_facade_reexports():
     assert tf1.read_checkpoint is tf1_checkpoint.read_checkpoint
     assert tf1.CheckpointError is tf1_checkpoint.CheckpointError
     assert tf1.load_stack is tf1_convert.load_stack
+
+
+def test_one_step_with_a_state_of_the_wrong_depth_is_refused():
+    cells = tf1.MultiRNNCell([tf1.BasicLSTMCell(4), tf1.GRUCell(3)])
+    x = torch.randn(2, 5)
+    cells(x)  # builds the cells
+    one_layer = cells.zero_state(2, torch.float32)[:1]
+    with pytest.raises(ValueError, match=r"state: expected one state per layer \(2\), got 1"):
+        cells(x, one_layer)
+
+
+@pytest.mark.parametrize("extra", [-1, 1])
+def test_dynamic_rnn_of_wrapped_cells_refuses_a_state_of_the_wrong_depth(extra: int):
+    cells = tf1.MultiRNNCell([tf1.BasicLSTMCell(4), tf1.ResidualWrapper(tf1.BasicLSTMCell(4))])
+    x = torch.randn(2, 3, 5)
+    tf1.dynamic_rnn(cells, x)  # builds the cells
+    state = cells.zero_state(2, torch.float32)
+    state = state[:1] if extra < 0 else (*state, state[-1])
+    with pytest.raises(
+        ValueError, match=rf"initial_state: expected one state per layer \(2\), got {2 + extra}"
+    ):
+        tf1.dynamic_rnn(cells, x, initial_state=state)

@@ -19,12 +19,12 @@ series.  The forecast at origin ``t`` propagates the filtered state at ``t`` (wh
 forecast does not change).  Unobserved points enter as missing values (the Kalman filter skips
 them), not as the interpolated values.
 
-* ``DHR``, dynamic harmonic regression: ``y_t = b t + sum_k a_k sin(2 pi k t / P) + c_k cos(...) + u_t``,
-  ``u_t`` ARIMA(1,1,1), ``P`` the **true** period (52.18 weeks for weekly data, not 52).  ``K``
-  is chosen on validation (parameters fitted before the validation stretch), then refitted
-  before the test stretch.  The regression coefficients are estimated inside the state
-  (``mle_regression=False``: the optimiser sees 3 parameters instead of 3 + 2K + 1) and then
-  fixed at their GLS values; the likelihood is the same.
+* ``DHR``, dynamic harmonic regression:
+  ``y_t = b t + sum_k a_k sin(2 pi k t / P) + c_k cos(...) + u_t``, ``u_t`` ARIMA(1,1,1), ``P`` the
+  **true** period (52.18 weeks for weekly data, not 52).  ``K`` is chosen on validation (parameters
+  fitted before the validation stretch), then refitted before the test stretch.  The regression
+  coefficients are estimated inside the state (``mle_regression=False``: the optimiser sees 3
+  parameters instead of 3 + 2K + 1) and then fixed at their GLS values; the likelihood is the same.
 * ``ETS (A,A,A)``: Holt-Winters additive trend and season (statsmodels' state-space
   ``ExponentialSmoothing``), season ``round(P)``, fitted on the last 5 periods before the cut with
   a concentrated initial state which is then **fixed** (``initialization_method="known"``); a
@@ -101,7 +101,8 @@ BASELINE_KEYS = {
     "autotheta": "AutoTheta",
     "snaive": "SeasonalNaive",
 }
-DEFAULT_KEYS = "dhr,autoets,autoarima,autotheta,snaive"  # `rnnfuse demo --baselines` for a season of up to 24 steps
+# `rnnfuse demo --baselines` for a season of up to 24 steps
+DEFAULT_KEYS = "dhr,autoets,autoarima,autotheta,snaive"
 AUTOETS_MAX_SEASON = 24  # statsforecast's AutoETS, as R's ets, fits no season longer than this
 DHR_ORDERS = (2, 4, 6)
 # equal-weight means of baselines' forecasts (classical forecast combinations): name -> parts; each
@@ -149,7 +150,8 @@ def covariate_regressors(
         )
     if n_rows > len(x) + horizon:
         raise ValueError(
-            f"covariate_regressors: {n_rows} rows need covariates up to row {n_rows - 1 - horizon}, got {len(x)} rows"
+            f"covariate_regressors: {n_rows} rows need covariates up to row "
+            f"{n_rows - 1 - horizon}, got {len(x)} rows"
         )
     rows = np.maximum(np.arange(n_rows) - horizon, 0)
     level, accumulated = x[rows], (np.cumsum(x, axis=0) / period)[rows]
@@ -187,7 +189,8 @@ def state_forecasts(results: Any, origins: np.ndarray, horizon: int) -> np.ndarr
     obs = fr.obs_intercept
     if obs.shape[1] > 1 and len(origins) and origins.max() + horizon >= obs.shape[1]:
         raise ValueError(
-            f"state_forecasts: origin {origins.max()} + {horizon} steps runs past the regressors ({obs.shape[1]} rows)"
+            f"state_forecasts: origin {origins.max()} + {horizon} steps runs past the regressors "
+            f"({obs.shape[1]} rows)"
         )
     state = fr.filtered_state[:, origins]
     out = np.empty((len(origins), horizon))
@@ -340,9 +343,6 @@ def _rolling(
     block, given ``params``, estimated on those seasons with gaps filled from inside them (no
     look-ahead); origins with too little history before them are NaN.  ``regressors``: SARIMA's
     (as in :func:`fit_sarima`; at least ``max(origins) + 1 + horizon`` rows); ETS has none."""
-    from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
-    from statsmodels.tsa.statespace.sarimax import SARIMAX
-
     span = (5 if name == "ETS (A,A,A)" else 6) * season
     out = np.full((len(origins), horizon), np.nan)
     ok = origins + 1 - span >= 0
@@ -354,41 +354,53 @@ def _rolling(
         if not len(rows):
             continue
         start, end = lo + 1 - span, int(origins[rows].max()) + 1
-        if name == "ETS (A,A,A)":
-            window = _fill(y[start : lo + 1])  # the concentrated initial state goes wrong with gaps
-            options = {"trend": True, "seasonal": season}
-            head = _quiet(
-                lambda: ExponentialSmoothing(
-                    window, initialization_method="concentrated", **options
-                ).filter(params)
-            )
-            init = np.asarray(head.initial_state)
-            model = _quiet(
-                lambda: ExponentialSmoothing(
-                    y[start:end],
-                    initialization_method="known",
-                    initial_level=init[0],
-                    initial_trend=init[1],
-                    initial_seasonal=init[2 : 2 + season],
-                    **options,
-                ).filter(params)
-            )
-        elif regressors is None:
-            model = _quiet(
-                lambda: SARIMAX(
-                    y[start:end], order=(0, 1, 1), seasonal_order=(0, 1, 1, season)
-                ).filter(params)
-            )
-        else:  # the block's series and H missing values after it: the regressors reach its last forecasts
-            x = _rows(regressors, end + horizon, "_rolling")[start:]
-            block = np.r_[y[start:end], np.full(horizon, np.nan)]
-            model = _quiet(
-                lambda: SARIMAX(
-                    block, exog=x, order=(0, 1, 1), seasonal_order=(0, 1, 1, season)
-                ).filter(params)
-            )
+        model = _block_filter(name, y, params, season, horizon, regressors, (start, lo, end))
         out[rows] = state_forecasts(model, origins[rows] - start, horizon)
     return out
+
+
+def _block_filter(
+    name: str,
+    y: np.ndarray,
+    params: Any,
+    season: int,
+    horizon: int,
+    regressors: np.ndarray | None,
+    bounds: tuple[int, int, int],
+) -> Any:
+    """One block of :func:`_rolling`: the model with fixed ``params`` filtered over
+    ``y[start:end]``; ``bounds`` is ``(start, lo, end)``, ``y[start : lo + 1]`` the seasons
+    before the block's first origin (ETS estimates its initial state there)."""
+    from statsmodels.tsa.statespace.exponential_smoothing import ExponentialSmoothing
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    start, lo, end = bounds
+    if name == "ETS (A,A,A)":
+        window = _fill(y[start : lo + 1])  # the concentrated initial state goes wrong with gaps
+        options = {"trend": True, "seasonal": season}
+        head = _quiet(
+            lambda: ExponentialSmoothing(
+                window, initialization_method="concentrated", **options
+            ).filter(params)
+        )
+        init = np.asarray(head.initial_state)
+        return _quiet(
+            lambda: ExponentialSmoothing(
+                y[start:end],
+                initialization_method="known",
+                initial_level=init[0],
+                initial_trend=init[1],
+                initial_seasonal=init[2 : 2 + season],
+                **options,
+            ).filter(params)
+        )
+    airline = {"order": (0, 1, 1), "seasonal_order": (0, 1, 1, season)}
+    if regressors is None:
+        return _quiet(lambda: SARIMAX(y[start:end], **airline).filter(params))
+    # the block's series and H missing values after it: the regressors reach its last forecasts
+    x = _rows(regressors, end + horizon, "_rolling")[start:]
+    block = np.r_[y[start:end], np.full(horizon, np.nan)]
+    return _quiet(lambda: SARIMAX(block, exog=x, **airline).filter(params))
 
 
 def combine(parts: Sequence[ClassicalFit], name: str) -> ClassicalFit:
@@ -530,13 +542,15 @@ def _checked_covariates(covariates: np.ndarray | None, n: int) -> np.ndarray | N
     if x.ndim != 2 or len(x) != n:
         hint = " (one covariate: pass x[:, None])" if x.ndim == 1 else ""
         raise ValueError(
-            f"classical_baselines: covariates: expected shape ({n}, k) aligned with y{hint}, got {x.shape}"
+            f"classical_baselines: covariates: expected shape ({n}, k) aligned with "
+            f"y{hint}, got {x.shape}"
         )
     x = x.astype(np.float64)
     if not np.isfinite(x).all():
         row, col = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(
-            f"classical_baselines: covariates: expected finite values, got {x[row, col]} at row {row}, column {col}"
+            f"classical_baselines: covariates: expected finite values, got {x[row, col]} at "
+            f"row {row}, column {col}"
         )
     return x if x.shape[1] else None
 

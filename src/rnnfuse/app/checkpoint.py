@@ -13,8 +13,9 @@ Layout of a run directory::
 Every file is written to a temporary name, flushed, ``fsync``-ed and renamed over its target
 (``os.replace``), with the permissions of a file the user creates (``0666`` less the umask:
 ``0644`` by default), like every other file of a run.  Temporary files a kill left behind are
-removed by :func:`remove_stale_temporaries` when the next run starts.  A checkpoint directory is complete before ``latest.json`` names it, so a
-crash leaves either the old or the new checkpoint in force, never a half-written one.
+removed by :func:`remove_stale_temporaries` when the next run starts.  A checkpoint directory is
+complete before ``latest.json`` names it, so a crash leaves either the old or the new checkpoint in
+force, never a half-written one.
 """
 
 from __future__ import annotations
@@ -386,7 +387,8 @@ def capture_rng() -> tuple[dict[str, Any], Tensor]:
     legacy = np.random.get_state()  # the global RandomState: always MT19937, a tuple
     if not isinstance(legacy, tuple):
         raise TypeError(
-            f"numpy's global RNG state: expected the legacy MT19937 tuple, got {type(legacy).__name__}"
+            "numpy's global RNG state: expected the legacy MT19937 tuple, got "
+            f"{type(legacy).__name__}"
         )
     kind, keys, pos, has_gauss, cached = legacy
     plain = {

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -180,7 +181,7 @@ def auto_forecasts(
             if name == "SeasonalNaive":
                 mean = model.forecast(y=history, h=horizon)["mean"]
             else:
-                mean = _quiet(lambda: model.forward(y=history, h=horizon)["mean"])
+                mean = _quiet(partial(model.forward, y=history, h=horizon))["mean"]
         except Exception:
             continue
         out[row] = mean
@@ -251,7 +252,8 @@ def _regression_effect(fitted: dict[str, Any], n: int, regressors: np.ndarray | 
         if regressors is None or len(regressors) < n:
             got = None if regressors is None else regressors.shape
             raise ValueError(
-                f"arima_forecasts: the model has regressors: expected at least {n} rows of them, got {got}"
+                f"arima_forecasts: the model has regressors: expected at least {n} "
+                f"rows of them, got {got}"
             )
         columns += list(np.asarray(regressors, dtype=np.float64)[:n].T)
     if not columns:

@@ -100,8 +100,8 @@ def _add_demo(sub: Any) -> None:
         "--patience",
         type=parse_optional_int,
         default=DEMO_PATIENCE,
-        help=f"stop a model after this many steps without a better early-stopping MAE (see --stop-steps), keeping its best weights "
-        f"(default {DEMO_PATIENCE}; none: never)",
+        help="stop a model after this many steps without a better early-stopping MAE (see "
+        f"--stop-steps), keeping its best weights (default {DEMO_PATIENCE}; none: never)",
     )
     p.add_argument(
         "--epochs", type=int, default=None, help="whole epochs per model instead of --steps"
@@ -130,22 +130,24 @@ def _add_demo(sub: Any) -> None:
     p.add_argument(
         "--baselines",
         default="default",
-        help="classical baselines, comma-separated from dhr (statsmodels), autoets, autoarima, autotheta, snaive "
-        "(statsforecast, choose themselves), ets, sarima (statsmodels, fixed), or none; default: "
-        "dhr,autoets,autoarima,autotheta,snaive, with ets for autoets when the season exceeds 24 steps "
-        "(AutoETS fits none that long), without dhr for a period of 2 or less",
+        help="classical baselines, comma-separated from dhr (statsmodels), autoets, autoarima, "
+        "autotheta, snaive (statsforecast, choose themselves), ets, sarima (statsmodels, fixed), "
+        "or none; default: dhr,autoets,autoarima,autotheta,snaive, with ets for autoets when the "
+        "season exceeds 24 steps (AutoETS fits none that long), without dhr for "
+        "a period of 2 or less",
     )
     p.add_argument(
         "--refit",
         choices=REFIT_CHOICES,
         default=DEMO_REFIT,
-        help="networks retrained, once validation has chosen their settings, on every window before the test "
-        f"stretch to forecast it, as the classical parameters are re-estimated there (default {DEMO_REFIT}; "
-        "all doubles the training time)",
+        help="networks retrained, once validation has chosen their settings, on every window "
+        "before the test stretch to forecast it, as the classical parameters are re-estimated "
+        f"there (default {DEMO_REFIT}; all doubles the training time)",
     )
     S = argparse.SUPPRESS
     d = p.add_argument_group(
-        "data (default: the embedded weekly CO2 series; window sizes not given scale with the period)"
+        "data (default: the embedded weekly CO2 series; "
+        "window sizes not given scale with the period)"
     )
     d.add_argument("--csv", default=S, help="CSV file with a header line")
     d.add_argument("--column", default=S, help="column to forecast (with --csv)")
@@ -155,8 +157,8 @@ def _add_demo(sub: Any) -> None:
     d.add_argument(
         "--period",
         default=S,
-        help="seasonal period in steps, may be fractional (52.18 for weekly data), or 1 or none for a "
-        "non-seasonal series (default: from the dates; required without dates)",
+        help="seasonal period in steps, may be fractional (52.18 for weekly data), or 1 or none "
+        "for a non-seasonal series (default: from the dates; required without dates)",
     )
     for flag in (
         "local-steps",
@@ -172,16 +174,17 @@ def _add_demo(sub: Any) -> None:
         "--stop-steps",
         type=int,
         default=S,
-        help="steps before validation on which the networks stop early and keep their best weights, so that "
-        "validation, where every row is chosen, stays unseen (default: half of --val-steps, at least "
-        "--horizon + 7; 0: stop on validation)",
+        help="steps before validation on which the networks stop early and keep their best "
+        "weights, so that validation, where every row is chosen, stays unseen (default: half of "
+        "--val-steps, at least --horizon + 7; 0: stop on validation)",
     )
     d.add_argument(
         "--covariates",
         type=parse_names,
         default=S,
-        help="columns the encoders read beside the series, and the regression baselines as regressors "
-        "(comma-separated, or none; default: nino12 on the embedded series, none with --csv)",
+        help="columns the encoders read beside the series, and the regression baselines as "
+        "regressors (comma-separated, or none; default: nino12 on the embedded series, "
+        "none with --csv)",
     )
     p.set_defaults(handler=_demo)
 
@@ -226,7 +229,8 @@ def _demo(args: argparse.Namespace) -> int:
     if any(k not in BASELINE_KEYS for k in keys):
         return fail(
             "demo",
-            f"--baselines: expected names from {list(BASELINE_KEYS)} or none, got {args.baselines!r}",
+            f"--baselines: expected names from {list(BASELINE_KEYS)} or none, "
+            f"got {args.baselines!r}",
         )
 
     try:
@@ -284,7 +288,7 @@ def _add_train(sub: Any) -> None:
     )
     for title, sections in _FLAG_GROUPS:
         group = p.add_argument_group(title)
-        for section, kind in sections:
+        for _section, kind in sections:
             for name, kwargs in flag_fields(kind):
                 group.add_argument(
                     "--" + name.replace("_", "-"), default=argparse.SUPPRESS, **kwargs
@@ -311,7 +315,8 @@ def _train_config(args: argparse.Namespace) -> RunConfig:
         if changed or args.config:
             flag = "--config" if args.config else "--" + changed[0].replace("_", "-")
             raise ConfigError(
-                f"{flag}: --resume continues the run saved in {out} with its config ({out / 'config.json'}); only --epochs, --steps and --threads may be given"
+                f"{flag}: --resume continues the run saved in {out} with its config "
+                f"({out / 'config.json'}); only --epochs, --steps and --threads may be given"
             )
         base = RunConfig.from_file(out / "config.json", follow_symlinks=False)
     else:
@@ -441,17 +446,20 @@ def _final_report(trainer: Any, out: Path) -> None:
     for name in ("model", "seasonal_naive", "seasonal_naive_drift"):
         r = report[name]
         print(
-            f"{name:<22} val MAE {r['val']['mae']:.3f}  test MAE {r['test']['mae']:.3f}  test RMSE {r['test']['rmse']:.3f}"
+            f"{name:<22} val MAE {r['val']['mae']:.3f}  test MAE {r['test']['mae']:.3f}  test RMSE "
+            f"{r['test']['rmse']:.3f}"
         )
     chosen_on = SPLIT_WORDS[data.stop_split]
     print(
-        f"best {chosen_on} MAE {report['best_val_mae']:.3f} at epoch {report['best_epoch']} -> {out / 'best.safetensors'}"
+        f"best {chosen_on} MAE {report['best_val_mae']:.3f} at epoch {report['best_epoch']} -> "
+        f"{out / 'best.safetensors'}"
     )
 
 
 def _final_panel_report(trainer: Any, out: Path) -> None:
     """metrics.json and the terminal's summary of a panel run: over all windows, per series,
-    and the geometric mean of the relative test MAE (:func:`~rnnfuse.app.panel_windows.panel_report`)."""
+    and the geometric mean of the relative test MAE
+    (:func:`~rnnfuse.app.panel_windows.panel_report`)."""
     from .checkpoint import atomic_write, json_bytes
     from .panel_windows import panel_report, report_lines
     from .windows import SPLIT_WORDS
@@ -469,8 +477,8 @@ def _final_panel_report(trainer: Any, out: Path) -> None:
     print("\n".join(report_lines(report, trainer.config.data.id_column)))
     chosen_on = SPLIT_WORDS[trainer.prepared.stop_split]
     print(
-        f"best {chosen_on} scaled MAE {report['best_val_scaled_mae']:.3f} at epoch {report['best_epoch']} -> "
-        f"{out / 'best.safetensors'}"
+        f"best {chosen_on} scaled MAE {report['best_val_scaled_mae']:.3f} at epoch "
+        f"{report['best_epoch']} -> {out / 'best.safetensors'}"
     )
 
 
@@ -533,7 +541,8 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _predict_panel(args: argparse.Namespace, saved: Any) -> int:
-    """``rnnfuse predict`` with a panel's model: every series of ``--csv``, each with its own scale."""
+    """``rnnfuse predict`` with a panel's model: every series of ``--csv``,
+    each with its own scale."""
     from .predict import (
         format_panel_forecast,
         load_panel_for_prediction,
@@ -553,7 +562,8 @@ def _predict_panel(args: argparse.Namespace, saved: Any) -> int:
 
 
 def _write_output(output: str | None, write: Any) -> int:
-    """Write ``--output`` with ``write(path)`` when given; a path that cannot be written is a one-line error."""
+    """Write ``--output`` with ``write(path)`` when given;
+    a path that cannot be written is a one-line error."""
     if output:
         try:
             write(output)
@@ -637,10 +647,12 @@ def _inspect_forecaster(path: str) -> int:
     scale = (
         f"scale {scales[0]:.6g}"
         if not saved.is_panel
-        else f"a panel of {len(scales)} series by {config.data.id_column!r}, scales {min(scales):.6g} to {max(scales):.6g}"
+        else f"a panel of {len(scales)} series by {config.data.id_column!r}, scales "
+        f"{min(scales):.6g} to {max(scales):.6g}"
     )
     print(
-        f"{scale}, epoch {meta.get('epoch')}, best validation {'scaled MAE' if saved.is_panel else 'MAE'} "
+        f"{scale}, epoch {meta.get('epoch')}, best validation "
+        f"{'scaled MAE' if saved.is_panel else 'MAE'} "
         + (f"{best:.4g}" if isinstance(best, (int, float)) else str(best))
     )
     print(f"forecast with: rnnfuse predict --model {path}")

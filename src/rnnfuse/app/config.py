@@ -71,7 +71,8 @@ def parse_sizes(text: str) -> tuple[int, ...]:
 
 
 def parse_names(text: str) -> tuple[str, ...]:
-    """``"a,b"`` -> ``("a", "b")``; ``none`` (or an empty text) -> ``()`` (the parser of ``--covariates``)."""
+    """``"a,b"`` -> ``("a", "b")``; ``none`` (or an empty text) -> ``()``
+    (the parser of ``--covariates``)."""
     if text.strip().lower() in ("", "none"):
         return ()
     names = tuple(part.strip() for part in text.split(","))
@@ -157,11 +158,11 @@ class DataConfig:
     for validation.  ``stop_steps`` > 0 holds out the last steps before validation as well:
     early stopping and the best weights are chosen on those windows instead of the validation
     ones, so that validation stays an unbiased estimate (``rnnfuse demo`` chooses its rows
-    on validation and sets it); 0, the default, stops on validation.  ``period`` is the seasonal period in steps (52 for weekly data); ``1``
-    means **non-seasonal** (:attr:`seasonal` is false): the encoders' and decoder's phase
-    features are constant, the seasonal naive forecast is the naive one (the last value), and
-    the classical models should drop their seasonal terms.  ``horizon`` may exceed
-    ``period``.
+    on validation and sets it); 0, the default, stops on validation.  ``period`` is the seasonal
+    period in steps (52 for weekly data); ``1`` means **non-seasonal** (:attr:`seasonal` is false):
+    the encoders' and decoder's phase features are constant, the seasonal naive forecast is the
+    naive one (the last value), and the classical models should drop their seasonal terms.
+    ``horizon`` may exceed ``period``.
     ``covariates``: other columns the encoders read beside the series, each row's value known
     at that row's time (the embedded series has ``nino12``, see :mod:`rnnfuse.app.data`).
     ``id_column``: the CSV file is a panel in long format (:mod:`rnnfuse.app.panel`), this
@@ -195,7 +196,8 @@ class DataConfig:
     id_column: str | None = option(
         None,
         "column naming each row's series in a long-format CSV (unique_id,ds,y): one "
-        "model for every series of the panel, each scaled on its own (with --csv and --time-column)",
+        "model for every series of the panel, each scaled on its own "
+        "(with --csv and --time-column)",
     )
 
     @property
@@ -239,8 +241,8 @@ class OptimConfig:
     )
     patience: int | None = option(
         None,
-        "stop after this many optimizer steps without a better validation MAE (early-stopping MAE with --stop-steps) "
-        "(none: never)",
+        "stop after this many optimizer steps without a better validation MAE (early-stopping MAE "
+        "with --stop-steps) (none: never)",
         parse=parse_optional_int,
     )
     lr: float = option(3e-3)
@@ -275,7 +277,8 @@ class RunConfig:
         unknown = sorted(set(raw) - set(sections) - {"seed", "threads"})
         if unknown:
             raise ConfigError(
-                f"{where}: unknown key {unknown[0]!r}; expected {sorted(sections) + ['seed', 'threads']}"
+                f"{where}: unknown key {unknown[0]!r}; expected "
+                f"{sorted(sections) + ['seed', 'threads']}"
             )
         parts = {
             name: _section(kind, raw.get(name, {}), f"{where}: {name}")
@@ -389,7 +392,8 @@ def _validate_data(d: DataConfig, where: str) -> None:
         )
     if d.min_global_blocks > d.global_blocks:
         raise ConfigError(
-            f"{where}: data.min_global_blocks ({d.min_global_blocks}) must not exceed data.global_blocks ({d.global_blocks})"
+            f"{where}: data.min_global_blocks ({d.min_global_blocks}) must not exceed "
+            f"data.global_blocks ({d.global_blocks})"
         )
     if d.block * d.global_blocks > MAX_STEPS:
         raise ConfigError(
@@ -409,7 +413,8 @@ def _validate_covariates(d: DataConfig, where: str) -> None:
         or not all(isinstance(n, str) and n for n in names)
     ):
         raise ConfigError(
-            f"{where}: data.covariates: expected a list of at most {MAX_COVARIATES} column names, got {names!r}"
+            f"{where}: data.covariates: expected a list of at most {MAX_COVARIATES} column "
+            f"names, got {names!r}"
         )
     if len(set(names)) < len(names):
         raise ConfigError(
@@ -424,23 +429,26 @@ def _validate_covariates(d: DataConfig, where: str) -> None:
 
 
 def _validate_id_column(d: DataConfig, where: str) -> None:
-    """``None``, or a column name of a CSV file with a time column, other than the series' own columns."""
+    """``None``, or a column name of a CSV file with a time column,
+    other than the series' own columns."""
     if d.id_column is None:
         return
     if not isinstance(d.id_column, str) or not d.id_column:
         raise ConfigError(
-            f"{where}: data.id_column (--id-column): expected a column name or null, got {d.id_column!r}"
+            f"{where}: data.id_column (--id-column): expected a column name or null, "
+            f"got {d.id_column!r}"
         )
     if d.csv is None or d.time_column is None:
         flag = "--csv FILE" if d.csv is None else "--time-column NAME"
         raise ConfigError(
-            f"{where}: data.id_column (--id-column): a panel needs {flag} (a long-format CSV file whose "
-            f"time column shows that every series has the same frequency), got {'no file' if d.csv is None else 'no time column'}"
+            f"{where}: data.id_column (--id-column): a panel needs {flag} (a long-format CSV file "
+            "whose time column shows that every series has the same frequency), got "
+            f"{'no file' if d.csv is None else 'no time column'}"
         )
     if d.id_column in (d.column, d.time_column, *d.covariates):
         raise ConfigError(
-            f"{where}: data.id_column (--id-column): {d.id_column!r} is the series', its time column or a "
-            f"covariate; expected the column that names each row's series"
+            f"{where}: data.id_column (--id-column): {d.id_column!r} is the series', its time "
+            "column or a covariate; expected the column that names each row's series"
         )
 
 
@@ -494,7 +502,8 @@ def _number(
         kind = "a positive number" if low_open and low == 0 else f"a number >= {low:g}"
         extra = f" {what}" if what else ""
         raise ConfigError(
-            f"{name}: expected {kind}{extra}, got {value!r} (it must be finite and at most {high:g})"
+            f"{name}: expected {kind}{extra}, got {value!r} "
+            f"(it must be finite and at most {high:g})"
         )
 
 

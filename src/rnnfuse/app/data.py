@@ -126,8 +126,9 @@ class Series:
             f"; covariates {', '.join(self.covariate_names)}" if self.covariate_names else ""
         )
         return (
-            f"{self.source} column {self.column!r}: {len(self)} rows, {self.missing} missing values filled "
-            f"by linear interpolation (longest gap {self.longest_gap}){absent}{edges}{covariates}"
+            f"{self.source} column {self.column!r}: {len(self)} rows, {self.missing} missing "
+            "values filled by linear interpolation (longest gap "
+            f"{self.longest_gap}){absent}{edges}{covariates}"
         )
 
 
@@ -178,8 +179,9 @@ def embedded_covariate(series: Series) -> np.ndarray:
     )
     if months.min() < 0 or months.max() >= len(anomaly):
         raise DataError(
-            f"{series.source}: the nino12 covariate covers {first_year} to {first_year + len(table) - 1} "
-            f"(less its {ENSO_LAG_MONTHS}-month lag); the series' dates run past it"
+            f"{series.source}: the nino12 covariate covers {first_year} to "
+            f"{first_year + len(table) - 1} (less its {ENSO_LAG_MONTHS}-month lag); the "
+            "series' dates run past it"
         )
     return anomaly[months]
 
@@ -294,13 +296,14 @@ def _row_id(path: Path, line: int, row: list[str], header: list[str], icol: int)
     """The row's series name in the id column (not empty)."""
     if len(row) <= icol:
         raise DataError(
-            f"{path}, line {line}: expected at least {icol + 1} fields (up to column {header[icol]!r}), "
-            f"got {len(row)}"
+            f"{path}, line {line}: expected at least {icol + 1} fields (up to column "
+            f"{header[icol]!r}), got {len(row)}"
         )
     name = row[icol].strip()
     if not name:
         raise DataError(
-            f"{path}, line {line}, column {header[icol]!r}: expected the name of the row's series, got an empty cell"
+            f"{path}, line {line}, column {header[icol]!r}: expected the name of the row's "
+            "series, got an empty cell"
         )
     return name
 
@@ -350,7 +353,7 @@ def _add_row(
         )
     raw.lines.append(line)
     raw.values.append(_number(path, line, name, row[col]))
-    for values, (cname, ccol) in zip(raw.covariates, covariates):
+    for values, (cname, ccol) in zip(raw.covariates, covariates, strict=True):
         values.append(_number(path, line, cname, row[ccol]))
     if tcol is not None:
         raw.times.append(row[tcol].strip())
@@ -376,8 +379,8 @@ def _number(path: Path, line: int, column: str, cell: str) -> float:
         value = float(text)
     except ValueError:
         raise DataError(
-            f"{path}, line {line}, column {column!r}: expected a number (or an empty cell / NA for a "
-            f"missing value), got {cell!r}"
+            f"{path}, line {line}, column {column!r}: expected a number (or an empty cell / NA for "
+            f"a missing value), got {cell!r}"
         ) from None
     if not np.isfinite(value):
         raise DataError(
@@ -409,7 +412,7 @@ def build_series(
     )
     times, kind, labels, grid = None, "index", [str(line) for line in lines], None
     if time_column is not None:
-        times, kind = _parse_times(path, time_column, list(zip(lines, raw.times)))
+        times, kind = _parse_times(path, time_column, list(zip(lines, raw.times, strict=True)))
         grid, positions = _grid_positions(path, time_column, times, kind, lines, raw.times)
         table, times, labels = _on_grid(table, times, raw.times, positions, grid)
     values, extra = table[:, 0], table[:, 1:]  # the series, then its covariates, on one grid
@@ -474,8 +477,8 @@ def _parse_times(path: Path, column: str, raw: list[tuple[int, str]]) -> tuple[n
             )
         if i and value <= out[i - 1]:
             raise DataError(
-                f"{path}, line {line}, column {column!r}: times must increase; {text!r} does not come "
-                f"after {raw[i - 1][1]!r} on line {raw[i - 1][0]}"
+                f"{path}, line {line}, column {column!r}: times must increase; {text!r} does not "
+                f"come after {raw[i - 1][1]!r} on line {raw[i - 1][0]}"
             )
         out[i] = value
     return out, kind
@@ -509,8 +512,8 @@ def _grid_positions(
         raise DataError(f"{path}, line {lines[exc.row]}, column {column!r}: {exc.reason}") from None
     if len(positions) and positions[-1] >= MAX_ROWS:
         raise DataError(
-            f"{path}, column {column!r}: filling the gaps in the times would make {positions[-1] + 1:,} "
-            f"steps of {grid.shown}; expected at most {MAX_ROWS:,}"
+            f"{path}, column {column!r}: filling the gaps in the times would make "
+            f"{positions[-1] + 1:,} steps of {grid.shown}; expected at most {MAX_ROWS:,}"
         )
     return grid, positions
 
@@ -529,10 +532,10 @@ def _on_grid(
     grid_times = grid.times(np.arange(count))
     grid_times[positions] = times
     labels: list[str] = [""] * count
-    for pos, cell in zip(positions.tolist(), cells):
+    for pos, cell in zip(positions.tolist(), cells, strict=True):
         labels[pos] = cell
     absent = np.setdiff1d(np.arange(count), positions)
-    for pos, label in zip(absent.tolist(), grid.labels(absent)):
+    for pos, label in zip(absent.tolist(), grid.labels(absent), strict=True):
         labels[pos] = label
     return full, grid_times, labels
 

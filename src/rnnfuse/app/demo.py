@@ -12,8 +12,9 @@ Refit before test (``refit``, as the classical baselines' parameters are re-esti
 the test stretch): the settings are chosen on validation with the model trained on the
 training windows (the optimizer steps its best validation took; a hybrid's correction share is
 chosen there), then a fresh model with the same seed and settings is trained for that many
-steps on every window whose targets lie before the test stretch (:attr:`~rnnfuse.app.windows.Splits.before_test`), and that model
-forecasts the test stretch.  Its checkpoints go to ``out/runs/<run>-refit``.
+steps on every window whose targets lie before the test stretch
+(:attr:`~rnnfuse.app.windows.Splits.before_test`), and that model forecasts the test stretch.  Its
+checkpoints go to ``out/runs/<run>-refit``.
 
 The parts: :mod:`~rnnfuse.app.demo_data` (period and windows), :mod:`~rnnfuse.app.experiment`
 (one network or classical run), :mod:`~rnnfuse.app.hybrid` (the network on a classical base),
@@ -21,9 +22,9 @@ The parts: :mod:`~rnnfuse.app.demo_data` (period and windows), :mod:`~rnnfuse.ap
 selection, figures); this module runs them and gathers the results.
 
 Covariates (``data.covariates``; on the embedded series ``nino12`` by default, see
-:func:`~rnnfuse.app.demo_data.demo_data`): the networks' encoders read them up to each origin, and DHR and SARIMA
-regress on them (:func:`~rnnfuse.app.baselines.covariate_regressors`), so that the networks
-and the classical models forecast from the same information.
+:func:`~rnnfuse.app.demo_data.demo_data`): the networks' encoders read them up to each origin, and
+DHR and SARIMA regress on them (:func:`~rnnfuse.app.baselines.covariate_regressors`), so that the
+networks and the classical models forecast from the same information.
 """
 
 from __future__ import annotations
@@ -98,12 +99,13 @@ DEMO_HYBRIDS = ("zoph-knight",)
 # refitting all of them would double the demo's training time), or none
 REFIT_CHOICES = ("all", "hybrids", "none")
 DEMO_REFIT = "hybrids"
+DEMO_BUDGET = Budget()  # frozen, so one instance can be every call's default
 
 
 def run_demo(
     out: Path,
     *,
-    budget: Budget = Budget(),
+    budget: Budget = DEMO_BUDGET,
     seed: int = 0,
     seeds: int = DEMO_SEEDS,
     jobs: int = 2,
@@ -298,14 +300,15 @@ def _data_summary(prepared: Prepared) -> str:
         ""
         if sp.stop_start is None
         else (
-            f"{len(sp.stop)} early-stopping ({s.labels[sp.stop_start]} to {s.labels[sp.val_start - 1]}), "
+            f"{len(sp.stop)} early-stopping ({s.labels[sp.stop_start]} to "
+            f"{s.labels[sp.val_start - 1]}), "
         )
     )
     return (
         f"data: {s.describe()}\n"
-        f"windows: {len(sp.train)} train, {stop}{len(sp.val)} validation ({s.labels[sp.val_start]} to "
-        f"{s.labels[sp.test_start - 1]}), {len(sp.test)} test ({s.labels[sp.test_start]} to {s.labels[-1]}); "
-        f"scale {prepared.scale:.3f} (series units) from the training windows"
+        f"windows: {len(sp.train)} train, {stop}{len(sp.val)} validation ({s.labels[sp.val_start]} "
+        f"to {s.labels[sp.test_start - 1]}), {len(sp.test)} test ({s.labels[sp.test_start]} to "
+        f"{s.labels[-1]}); scale {prepared.scale:.3f} (series units) from the training windows"
     )
 
 
@@ -385,7 +388,10 @@ def _label(result: ClassicalFit) -> str:
     name, d = result.name, result.details
     if name == "DHR" and "K" in d:
         regressors = " + covariate regressors" if d.get("covariates") else ""
-        return f"DHR (trend + K={d['K']} Fourier of P={d['period']:.2f}{regressors}, ARIMA(1,1,1) errors)"
+        return (
+            f"DHR (trend + K={d['K']} Fourier of P={d['period']:.2f}{regressors}, "
+            "ARIMA(1,1,1) errors)"
+        )
     if name == "ETS (A,A,A)" and "test" in d:
         return f"ETS (A,A,A) Holt-Winters, m={d['test']['season']}"
     if name == "SARIMA airline" and "test" in d:

@@ -45,8 +45,8 @@ def parse_period(text: str | None) -> float | None:
         value = float(text)
     except ValueError:
         raise ValueError(
-            f"expected a number of steps such as 52 or 52.18, or 1 or none for a non-seasonal series, "
-            f"got {text!r}"
+            "expected a number of steps such as 52 or 52.18, or 1 or none for a non-seasonal "
+            f"series, got {text!r}"
         ) from None
     if not math.isfinite(value) or value < 1 or 1 < value < 2:
         raise ValueError(
@@ -121,9 +121,9 @@ def _period_from_dates(series: Series, probe: DataConfig) -> float:
         else "no time column"
     )
     raise ConfigError(
-        f"--period: {series.source} has {what}, so the seasonal period cannot be read from dates; expected "
-        f"--period N (steps per season: 12 for monthly rows, 4 for quarterly, 7 for daily with a weekly cycle, 24 for "
-        f"hourly) or --period 1 (none, e.g. yearly rows)"
+        f"--period: {series.source} has {what}, so the seasonal period cannot be read from dates; "
+        "expected --period N (steps per season: 12 for monthly rows, 4 for quarterly, 7 for daily "
+        "with a weekly cycle, 24 for hourly) or --period 1 (none, e.g. yearly rows)"
     )
 
 

@@ -61,7 +61,8 @@ class Budget:
                 raise ValueError(f"Budget: {name}: expected a positive int or None, got {value!r}")
         if (self.steps is None) == (self.epochs is None):
             raise ValueError(
-                f"Budget: expected steps or epochs (one of them), got steps={self.steps}, epochs={self.epochs}"
+                f"Budget: expected steps or epochs (one of them), got steps={self.steps}, "
+                f"epochs={self.epochs}"
             )
 
     def describe(self) -> str:
@@ -187,7 +188,8 @@ def train_one(
 
 
 def _run_name(fusion: str, seed: int, hybrid: bool, refit: bool) -> str:
-    """A run's folder under ``out/runs``: ``zoph-knight-seed0``, ``zoph-knight-hybrid-seed0-refit``."""
+    """A run's folder under ``out/runs``: ``zoph-knight-seed0``,
+    ``zoph-knight-hybrid-seed0-refit``."""
     return f"{fusion}{'-hybrid' if hybrid else ''}-seed{seed}{'-refit' if refit else ''}"
 
 
@@ -234,7 +236,8 @@ def apply_refits(runs: list[NetworkRun | RefitRun], series: Series, test: Any) -
         )
     if refits:
         raise ValueError(
-            f"apply_refits: refits without their model trained on the training windows: {sorted(refits)}"
+            "apply_refits: refits without their model trained on the training "
+            f"windows: {sorted(refits)}"
         )
     return out
 

@@ -66,20 +66,22 @@ def _fusion(name: str, sizes: list[Any]) -> tuple[list[Any], str | nn.Module]:
     kinds = [[isinstance(s, LSTMState) for s in stack] for stack in sizes]
     if kinds[0] != kinds[1]:
         raise ConfigError(
-            f"model: the local and global encoders need the same number of layers and cell kinds per layer "
-            f"to fuse their states; got local {local} and global {glob}"
+            "model: the local and global encoders need the same number of layers and cell kinds "
+            f"per layer to fuse their states; got local {local} and global {glob}"
         )
     if name in ("concat", "bridge"):
-        return [_add(a, b) for a, b in zip(local, glob)], "concat"
+        return [_add(a, b) for a, b in zip(local, glob, strict=True)], "concat"
     if local != glob:
         raise ConfigError(
-            f"model.fusion {name!r} combines states element-wise and needs equal sizes; got local_sizes "
-            f"{local} and global_sizes {glob} (use concat or bridge for different sizes)"
+            f"model.fusion {name!r} combines states element-wise and needs equal sizes; got "
+            f"local_sizes {local} and global_sizes {glob} "
+            "(use concat or bridge for different sizes)"
         )
     if name in _MODULES:
         if name == "child-sum" and not all(kinds[0]):
             raise ConfigError(
-                "model.fusion 'child-sum' gates LSTM cell states; every encoder layer must be an LSTM"
+                "model.fusion 'child-sum' gates LSTM cell states; every encoder "
+                "layer must be an LSTM"
             )
         return list(local), _MODULES[name](2, list(local))
     return list(local), name
@@ -88,8 +90,9 @@ def _fusion(name: str, sizes: list[Any]) -> tuple[list[Any], str | nn.Module]:
 def _bridge(fused: list[Any], target: tuple[Any, ...]) -> StateBridge:
     if [isinstance(s, LSTMState) for s in fused] != [isinstance(s, LSTMState) for s in target]:
         raise ConfigError(
-            f"model.decoder_cell/decoder_sizes: the decoder's state {list(target)} must have the same layers and "
-            f"kinds (LSTM or not) as the fused state {fused}, so that a StateBridge can map one to the other"
+            f"model.decoder_cell/decoder_sizes: the decoder's state {list(target)} must have the "
+            f"same layers and kinds (LSTM or not) as the fused state {fused}, so that a "
+            "StateBridge can map one to the other"
         )
     return StateBridge(fused, list(target))
 

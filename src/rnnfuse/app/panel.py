@@ -42,11 +42,12 @@ def load_panel(
 
 
 def load_panel_data(config: DataConfig) -> dict[str, Series]:
-    """The panel a :class:`~rnnfuse.app.config.DataConfig` with an ``id_column`` names, by series id."""
+    """The panel a :class:`~rnnfuse.app.config.DataConfig` with an ``id_column`` names,
+    by series id."""
     if config.csv is None or config.id_column is None or config.time_column is None:
         raise ValueError(
-            f"load_panel_data: expected data.csv, data.time_column and data.id_column, got {config.csv!r}, "
-            f"{config.time_column!r} and {config.id_column!r}"
+            "load_panel_data: expected data.csv, data.time_column and data.id_column, got "
+            f"{config.csv!r}, {config.time_column!r} and {config.id_column!r}"
         )
     return load_named_panel(
         config.csv, config.column, config.time_column, config.id_column, config.covariates
@@ -89,6 +90,7 @@ def _check_frequency(path: Path, id_column: str, panel: dict[str, Series]) -> No
     for name, found in named[1:]:
         if found != named[0][1]:
             raise DataError(
-                f"{path}: the series differ in frequency: {id_column} {name!r} has times of ({found}), "
-                f"{id_column} {named[0][0]!r} of ({named[0][1]}); expected one frequency for every series of a panel"
+                f"{path}: the series differ in frequency: {id_column} {name!r} has times of "
+                f"({found}), {id_column} {named[0][0]!r} of ({named[0][1]}); expected one "
+                "frequency for every series of a panel"
             )

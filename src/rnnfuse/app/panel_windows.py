@@ -1,4 +1,5 @@
-"""One global model for a panel of series: each series cut and scaled on its own, the windows joined.
+"""One global model for a panel of series: each series cut and scaled on its own, the
+windows joined.
 
 Every series of a panel (:mod:`rnnfuse.app.panel`) is prepared as one series is
 (:func:`~rnnfuse.app.windows.prepare`): its own last ``test_steps`` for test, the
@@ -79,7 +80,8 @@ class PreparedPanel:
         return "val" if self.stop is None else "stop"
 
     def truth(self, split: str) -> np.ndarray:
-        """The true values ``(N, H)`` of the concatenated ``split`` windows, in each series' units."""
+        """The true values ``(N, H)`` of the concatenated ``split`` windows,
+        in each series' units."""
         return np.concatenate([truth(p.series, _split(p, split)) for p in self.parts])
 
     def counts(self, split: str) -> list[int]:
@@ -88,7 +90,10 @@ class PreparedPanel:
 
     def scalings(self) -> dict[str, Scaling]:
         """Each series' :class:`Scaling`, by id."""
-        return {name: Scaling(p.scale, p.covariate_norm) for name, p in zip(self.ids, self.parts)}
+        return {
+            name: Scaling(p.scale, p.covariate_norm)
+            for name, p in zip(self.ids, self.parts, strict=True)
+        }
 
     def metadata(self) -> dict[str, Any]:
         """What ``rnnfuse predict`` needs to normalise each series (read back by
@@ -105,15 +110,16 @@ class PreparedPanel:
         lengths = [len(p.series) for p in self.parts]
         first = self.parts[0].series
         missing = sum(p.series.missing for p in self.parts)
-        shown = ", ".join(f"{name} {n}" for name, n in zip(self.ids[:5], lengths[:5])) + (
-            ", ..." if len(lengths) > 5 else ""
-        )
+        shown = ", ".join(
+            f"{name} {n}" for name, n in zip(self.ids[:5], lengths[:5], strict=True)
+        ) + (", ..." if len(lengths) > 5 else "")
         covariates = (
             f"; covariates {', '.join(first.covariate_names)}" if first.covariate_names else ""
         )
         return (
-            f"{data.csv} column {first.column!r}: a panel of {len(self.ids)} series by {data.id_column!r}, {min(lengths)} to "
-            f"{max(lengths)} rows ({shown}), {missing} missing values filled by linear interpolation{covariates}"
+            f"{data.csv} column {first.column!r}: a panel of {len(self.ids)} series by "
+            f"{data.id_column!r}, {min(lengths)} to {max(lengths)} rows ({shown}), {missing} "
+            f"missing values filled by linear interpolation{covariates}"
         )
 
 
@@ -135,12 +141,13 @@ def prepare_panel(panel: dict[str, Series], config: DataConfig) -> PreparedPanel
     training windows do not vary)."""
     if not panel:
         raise DataError(
-            f"{config.csv}: no series in the panel; expected at least one id in column {config.id_column!r}"
+            f"{config.csv}: no series in the panel; expected at least one id in column "
+            f"{config.id_column!r}"
         )
     if len(panel) > MAX_PANEL_SERIES:
         raise DataError(
-            f"{config.csv}: {len(panel):,} series in column {config.id_column!r} (--id-column); expected at "
-            f"most {MAX_PANEL_SERIES:,}"
+            f"{config.csv}: {len(panel):,} series in column {config.id_column!r} (--id-column); "
+            f"expected at most {MAX_PANEL_SERIES:,}"
         )
     parts = []
     for name, series in panel.items():
@@ -148,8 +155,8 @@ def prepare_panel(panel: dict[str, Series], config: DataConfig) -> PreparedPanel
             parts.append(prepare(series, config))
         except DataError as exc:
             raise DataError(
-                f"{exc} (every series of a panel needs these windows: leave {config.id_column} {name!r} out "
-                f"of the file, or change the flags)"
+                f"{exc} (every series of a panel needs these windows: leave {config.id_column} "
+                f"{name!r} out of the file, or change the flags)"
             ) from None
     join = lambda split: concat_windows([_split(p, split) for p in parts])  # noqa: E731
     stop = join("stop") if parts[0].stop is not None else None
@@ -189,7 +196,7 @@ def panel_report(
         }
     bounds = {s: np.cumsum([0, *panel.counts(s)]) for s in forecasts}
     rows = []
-    for i, (name, part) in enumerate(zip(panel.ids, panel.parts)):
+    for i, (name, part) in enumerate(zip(panel.ids, panel.parts, strict=True)):
         row: dict[str, Any] = {
             "id": name,
             "scale": part.scale,
@@ -235,22 +242,25 @@ def report_lines(report: dict[str, Any], id_column: str) -> list[str]:
     rows = report["series"]
     width = max(len(id_column), *(len(r["id"]) for r in rows[:SHOWN_SERIES]))
     lines = [
-        f"{id_column:<{width}}  {'val MAE':>10}  {'test MAE':>10}  {'naive val':>10}  {'naive test':>10}  test MAE / naive"
+        f"{id_column:<{width}}  {'val MAE':>10}  {'test MAE':>10}  {'naive val':>10}  "
+        f"{'naive test':>10}  test MAE / naive"
     ]
     for r in rows[:SHOWN_SERIES]:
         m, n, rel = r["model"], r["seasonal_naive"], r["relative_mae"]["test"]
         lines.append(
-            f"{r['id']:<{width}}  {m['val']['mae']:>10.4g}  {m['test']['mae']:>10.4g}  {n['val']['mae']:>10.4g}  "
-            f"{n['test']['mae']:>10.4g}  {'-' if rel is None else f'{rel:.3f}'}"
+            f"{r['id']:<{width}}  {m['val']['mae']:>10.4g}  {m['test']['mae']:>10.4g}  "
+            f"{n['val']['mae']:>10.4g}  {n['test']['mae']:>10.4g}  "
+            f"{'-' if rel is None else f'{rel:.3f}'}"
         )
     if len(rows) > SHOWN_SERIES:
         lines.append(f"... {len(rows) - SHOWN_SERIES} more series in metrics.json")
     gm = report["geometric_mean_relative_mae"]
     shown = "-" if gm["test"] is None else f"{gm['test']:.3f}"
     lines.append(
-        f"geometric mean over {gm['series']} series of test MAE / seasonal naive's: {shown} (below 1: better "
-        f"than the seasonal naive); scaled test MAE {report['model']['test']['scaled_mae']:.3f}, seasonal "
-        f"naive's {report['seasonal_naive']['test']['scaled_mae']:.3f}"
+        f"geometric mean over {gm['series']} series of test MAE / seasonal naive's: {shown} (below "
+        "1: better than the seasonal naive); scaled test MAE "
+        f"{report['model']['test']['scaled_mae']:.3f}, seasonal naive's "
+        f"{report['seasonal_naive']['test']['scaled_mae']:.3f}"
     )
     return lines
 
@@ -263,7 +273,8 @@ def scalings_from_metadata(raw: Any, covariates: int, where: str) -> dict[str, S
     Raises ``ValueError`` naming ``where``."""
     expected = (
         f"{where}: expected the metadata's panel as {{'ids': [...], 'scales': [...]"
-        f"{', covariates: {mean: [[...]], std: [[...]]}' if covariates else ''}}} with 1 to {MAX_PANEL_SERIES:,} series"
+        f"{', covariates: {mean: [[...]], std: [[...]]}' if covariates else ''}}} with 1 to "
+        f"{MAX_PANEL_SERIES:,} series"
     )
     if not isinstance(raw, dict):
         raise ValueError(f"{expected}, got {type(raw).__name__}")
@@ -284,7 +295,7 @@ def scalings_from_metadata(raw: Any, covariates: int, where: str) -> dict[str, S
     norms: list[CovariateNorm | None] = [None] * len(ids)
     if covariates:
         norms = list(_covariate_norms(raw.get("covariates"), len(ids), covariates, expected))
-    return {i: Scaling(float(s), n) for i, s, n in zip(ids, scales, norms)}
+    return {i: Scaling(float(s), n) for i, s, n in zip(ids, scales, norms, strict=True)}
 
 
 def _covariate_norms(raw: Any, series: int, count: int, expected: str) -> list[CovariateNorm]:
@@ -299,11 +310,12 @@ def _covariate_norms(raw: Any, series: int, count: int, expected: str) -> list[C
     )
     if not ok or min(min(row) for row in raw["std"]) <= 0:
         raise ValueError(
-            f"{expected}; the covariates' standardisation is not {count} finite means and positive stds per series"
+            f"{expected}; the covariates' standardisation is not {count} finite means and "
+            "positive stds per series"
         )
     return [
         CovariateNorm(tuple(map(float, m)), tuple(map(float, s)))
-        for m, s in zip(raw["mean"], raw["std"])
+        for m, s in zip(raw["mean"], raw["std"], strict=True)
     ]
 
 

@@ -9,6 +9,7 @@ return the figure (for tests); the ``plot_*`` functions write it and close it.
 
 from __future__ import annotations
 
+from itertools import cycle
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,8 @@ def forecasts_figure(
         squeeze=False,
         layout="constrained",
     )
-    for ax, run in zip(axes.flat, runs):
+    # the grid may have more panels than runs: the spare ones are switched off below
+    for ax, run in zip(axes.flat, runs, strict=False):
         ax.plot(_x(series, span), series.values[span], color="black", lw=1.0, label="observed")
         pred = np.asarray(run.test_forecast)
         for k, i in enumerate(chosen):
@@ -139,7 +141,7 @@ def training_curves_figure(
         epochs = [h["epoch"] for h in run.history]
         left.plot(epochs, [h["train_loss"] for h in run.history], marker=".", label=run.name)
         right.plot(epochs, [h["val_mae"] for h in run.history], marker=".", label=run.name)
-    for (name, value), style in zip(baselines.items(), _STYLES):
+    for (name, value), style in zip(baselines.items(), cycle(_STYLES)):  # styles repeat past 6
         right.axhline(value, color="black", ls=style, lw=1, label=name)
     left.set(
         yscale="log",
@@ -168,7 +170,7 @@ def error_by_step_figure(
     for run in runs:
         steps = np.arange(1, len(run.test.mae_by_step) + 1)
         ax.plot(steps, run.test.mae_by_step, marker=".", label=run.name)
-    for (name, values), style in zip(baselines.items(), _STYLES):
+    for (name, values), style in zip(baselines.items(), cycle(_STYLES)):  # styles repeat past 6
         ax.plot(
             np.arange(1, len(values) + 1),
             values,

@@ -1,4 +1,5 @@
-"""Forecasting past the end of a series, or of every series of a panel, with a saved model (``rnnfuse predict``).
+"""Forecasting past the end of a series, or of every series of a panel, with a saved model
+(``rnnfuse predict``).
 
 A model trained on a panel (``data.id_column``) saved each series' scale (and covariates'
 standardisation) fitted on that series' training windows; it forecasts the series of a panel
@@ -114,7 +115,8 @@ def load_model(path: str | Path) -> tuple[Seq2Seq, RunConfig, float, CovariateNo
     saved = load_saved(path)
     if saved.is_panel:
         raise CheckpointError(
-            f"{saved.file}: a model of a panel of series (one scale per series); load it with load_saved"
+            f"{saved.file}: a model of a panel of series (one scale per series); "
+            "load it with load_saved"
         )
     scaling = saved.scalings[""]
     return saved.model, saved.config, scaling.scale, scaling.covariate_norm
@@ -164,8 +166,8 @@ def _covariate_norm(file: Path, meta: dict, count: int) -> CovariateNorm | None:
     )
     if not ok or min(raw["std"]) <= 0:
         raise CheckpointError(
-            f"{file}: expected the metadata's covariates as {{'mean': [...], 'std': [...]}} with {count} "
-            f"finite values each (std > 0), got {meta.get('covariates')!r}"
+            f"{file}: expected the metadata's covariates as {{'mean': [...], 'std': [...]}} with "
+            f"{count} finite values each (std > 0), got {meta.get('covariates')!r}"
         )
     return CovariateNorm(tuple(map(float, raw["mean"])), tuple(map(float, raw["std"])))
 
@@ -196,8 +198,9 @@ def _last_window(
     need = max(d.local_steps, d.block * d.min_global_blocks)
     if len(series) < need:
         raise DataError(
-            f"{series.source}, column {series.column!r}: too short to forecast from: {len(series)} rows, the model "
-            f"reads at least {need} (local_steps {d.local_steps}, block*min_global_blocks {d.block * d.min_global_blocks})"
+            f"{series.source}, column {series.column!r}: too short to forecast from: {len(series)} "
+            f"rows, the model reads at least {need} (local_steps {d.local_steps}, "
+            f"block*min_global_blocks {d.block * d.min_global_blocks})"
         )
     d = _filled_blocks(d, rows or len(series))
     return make_windows(
@@ -220,9 +223,10 @@ def predict_panel(saved: SavedModel, panel: dict[str, Series]) -> dict[str, Fore
         known = list(saved.scalings)
         shown = ", ".join(map(repr, known[:5])) + (", ..." if len(known) > 5 else "")
         raise DataError(
-            f"{panel[unknown[0]].source}: series {id_column} {unknown[0]!r} was not in the panel the model was trained on "
-            f"({len(known)} series: {shown}); a global model forecasts the series whose scales it saved: leave "
-            f"{len(unknown)} unknown series out of the file, or train on a panel that holds them"
+            f"{panel[unknown[0]].source}: series {id_column} {unknown[0]!r} was not in the panel "
+            f"the model was trained on ({len(known)} series: {shown}); a global model forecasts "
+            f"the series whose scales it saved: leave {len(unknown)} unknown series out of the "
+            "file, or train on a panel that holds them"
         )
     rows = max(len(series) for series in panel.values())
     windows = concat_windows(
@@ -266,7 +270,7 @@ def format_forecast(result: Forecast) -> str:
     ]
     lines += [
         f"{k:>4}  {label:<12}  {value:.3f}"
-        for k, (label, value) in enumerate(zip(result.labels, result.values), 1)
+        for k, (label, value) in enumerate(zip(result.labels, result.values, strict=True), 1)
     ]
     return "\n".join(lines)
 
@@ -287,7 +291,7 @@ def write_forecast_csv(result: Forecast, path: str | Path) -> None:
     rows = [f"step,time,{result.series.column}"]
     rows += [
         f"{k},{label},{value:.6f}"
-        for k, (label, value) in enumerate(zip(result.labels, result.values), 1)
+        for k, (label, value) in enumerate(zip(result.labels, result.values, strict=True), 1)
     ]
     try:
         Path(path).write_text("\n".join(rows) + "\n")
@@ -304,7 +308,7 @@ def write_panel_forecast_csv(
     for name, result in results.items():
         rows += [
             _csv_line([name, str(k), label, f"{value:.6f}"])
-            for k, (label, value) in enumerate(zip(result.labels, result.values), 1)
+            for k, (label, value) in enumerate(zip(result.labels, result.values, strict=True), 1)
         ]
     Path(path).write_text("".join(rows))
 
@@ -347,8 +351,8 @@ def load_panel_for_prediction(
     the model was trained with where not given; a model of one series is refused."""
     if not saved.is_panel:
         raise DataError(
-            f"--id-column: {saved.file} was trained on one series (it has one scale); expected a model "
-            f"trained with --id-column, or no --id-column"
+            f"--id-column: {saved.file} was trained on one series (it has one scale); expected a "
+            "model trained with --id-column, or no --id-column"
         )
     d = saved.config.data
     assert (
@@ -356,8 +360,8 @@ def load_panel_for_prediction(
     )  # a panel's configuration has them (config.validate)
     if csv_path is None:
         raise DataError(
-            "--csv: this model was trained on a panel of series; give the long-format file to forecast "
-            "from with --csv FILE"
+            "--csv: this model was trained on a panel of series; give the long-format file to "
+            "forecast from with --csv FILE"
         )
     return load_named_panel(
         csv_path,

@@ -170,7 +170,10 @@ def format_table(results: DemoResults, protocol: bool = True) -> str:
     results.md; the terminal gets the table alone) and the verdict below."""
     n = len(results.seeds)
     over = f"± sd over {n} seeds" if n > 1 else "1 seed: no spread"
-    head = f"| model | decoder (init) | params | fit/train s | val MAE | test MAE ({over}) | test RMSE |"
+    head = (
+        "| model | decoder (init) | params | fit/train s | val MAE | test MAE "
+        f"({over}) | test RMSE |"
+    )
     lines = [
         *([_caption(results), ""] if protocol else []),
         head,
@@ -178,9 +181,8 @@ def format_table(results: DemoResults, protocol: bool = True) -> str:
     ]
     for name, b in results.baselines.items():
         if b.error or b.val is None or b.test is None:
-            lines.append(
-                f"| {name} | - | - | {b.seconds:.1f} | failed | failed: {(b.error or '')[:80]} | - |"
-            )
+            failure = (b.error or "")[:80]
+            lines.append(f"| {name} | - | - | {b.seconds:.1f} | failed | failed: {failure} | - |")
             continue
         seconds = f"{b.seconds:.1f}" if b.kind == "classical" else "-"
         lines.append(
@@ -209,24 +211,31 @@ def format_table(results: DemoResults, protocol: bool = True) -> str:
 
 def _caption(results: DemoResults) -> str:
     return (
-        f"Test MAE and RMSE over all test windows and all steps (series units). Every forecast uses data up to its "
-        f"origin only. Classical baselines (statsmodels): parameters estimated once on the data before the first "
-        f"validation origin (val column) or the first test origin (test column), then one Kalman filter pass with "
-        f"those parameters fixed; DHR's K chosen on validation; seasonal period {results.period:.4g} steps. "
+        "Test MAE and RMSE over all test windows and all steps (series units). Every forecast "
+        "uses data up to its origin only. Classical baselines (statsmodels): parameters estimated "
+        "once on the data before the first validation origin (val column) or the first test "
+        "origin (test column), then one Kalman filter pass with those parameters fixed; DHR's K "
+        f"chosen on validation; seasonal period {results.period:.4g} steps. "
         + _network_protocol(results)
         + _covariates_sentence(results)
         + " 'X + Y mean': the mean of the two classical forecasts at each origin."
-        + (
-            f" 'fusion + {base}': a hybrid, the network forecasts the error of the {base} forecast at each "
-            f"origin and gets that forecast as a decoder input; its encoders read the series, and its decoder "
-            f"that forecast, less DHR's fitted seasonal terms (classical parameters fitted before the validation "
-            f"stretch for the training and validation windows, before the test stretch for the test windows"
-            f"{' and for the training windows of its refit' if _refitted_hybrid(results, base) else ''}; "
-            f"fitted once, shared by every seed); the share of its correction added to the classical forecast (0 to 1 by 0.1) is chosen on "
-            f"validation, so its val MAE is the chosen one's."
-            if (base := results.hybrid_base)
-            else ""
-        )
+        + _hybrid_sentence(results)
+    )
+
+
+def _hybrid_sentence(results: DemoResults) -> str:
+    base = results.hybrid_base
+    if not base:
+        return ""
+    refit = " and for the training windows of its refit" if _refitted_hybrid(results, base) else ""
+    return (
+        f" 'fusion + {base}': a hybrid, the network forecasts the error of the {base} forecast "
+        "at each origin and gets that forecast as a decoder input; its encoders read the series, "
+        "and its decoder that forecast, less DHR's fitted seasonal terms (classical parameters "
+        "fitted before the validation stretch for the training and validation windows, before "
+        f"the test stretch for the test windows{refit}; fitted once, shared by every seed); the "
+        "share of its correction added to the classical forecast (0 to 1 by 0.1) is chosen on "
+        "validation, so its val MAE is the chosen one's."
     )
 
 
@@ -241,9 +250,10 @@ def _covariates_sentence(results: DemoResults) -> str:
     if not names:
         return ""
     return (
-        f" Covariates ({', '.join(names)}; a row's value known at its time): every network's encoders read them up to "
-        f"the origin; DHR and SARIMA regress on each and on its running sum, both lagged by the horizon (so every "
-        f"regressor a forecast needs is known at its origin); ETS reads none."
+        f" Covariates ({', '.join(names)}; a row's value known at its time): every network's "
+        "encoders read them up to the origin; DHR and SARIMA regress on each and on its running "
+        "sum, both lagged by the horizon (so every regressor a forecast needs is known at its "
+        "origin); ETS reads none."
     )
 
 
@@ -252,8 +262,8 @@ def _network_protocol(results: DemoResults) -> str:
     refitted = [m.name for m in results.models if m.refit]
     stop = results.stop_steps or 0
     text = "Networks: trained on the training windows" + (
-        f", stopped early and their best weights kept on the {stop} steps before validation (the early-stopping "
-        f"windows, not trained on), so that no network has seen validation"
+        f", stopped early and their best weights kept on the {stop} steps before validation (the "
+        "early-stopping windows, not trained on), so that no network has seen validation"
         if stop
         else ", stopped early and their best weights kept on validation"
     )
@@ -272,23 +282,28 @@ def _network_protocol(results: DemoResults) -> str:
         }
     )
     hybrids = (
-        f"; a hybrid's: the {' or '.join(map(str, fewer))} of them where its classical forecast is defined"
+        f"; a hybrid's: the {' or '.join(map(str, fewer))} of them where its "
+        "classical forecast is defined"
         if fewer
         else ""
     )
     return (
         text
-        + f"; a hybrid's correction share is chosen on validation; means over seeds. Refit before test, as the classical parameters are "
-        f"re-estimated there, for rows marked (refit): {which}. Once the settings are chosen on validation with the model "
-        f"trained on the training windows (whose errors the val column gives), a fresh model with the same seed and "
-        f"settings is trained on all {results.refit_windows} windows whose targets lie before the test stretch "
-        f"(training, {'early-stopping, ' if stop else ''}validation{hybrids}), and that model forecasts the test stretch (test columns; a hybrid's with the "
-        f"correction share chosen on validation). Its seconds include the refit's."
+        + "; a hybrid's correction share is chosen on validation; means over seeds. Refit before "
+        "test, as the classical parameters are re-estimated there, for rows marked (refit): "
+        f"{which}. Once the settings are chosen on validation with the model trained on the "
+        "training windows (whose errors the val column gives), a fresh model with the same seed "
+        f"and settings is trained on all {results.refit_windows} windows whose targets lie "
+        "before the test stretch (training, "
+        f"{'early-stopping, ' if stop else ''}validation{hybrids}), and that model forecasts the "
+        "test stretch (test columns; a hybrid's with the correction share chosen on validation). "
+        "Its seconds include the refit's."
     )
 
 
 def _verdict(results: DemoResults) -> str:
-    """The winner over networks and classical baselines, and whether leads exceed the seed spread."""
+    """The winner over networks and classical baselines, and whether leads exceed the seed
+    spread."""
     by_name = {m.name: m for m in results.models}
     best = by_name[results.winner]
     n = len(results.seeds)
@@ -302,8 +317,8 @@ def _verdict(results: DemoResults) -> str:
     idle = [m.name for m in results.models if correction_unused(m)]
     if idle:
         text += (
-            f" ({', '.join(idle)}: validation chose a correction share of 0 for every seed, so its forecast is "
-            f"its classical base's.)"
+            f" ({', '.join(idle)}: validation chose a correction share of 0 for every seed, so its "
+            "forecast is its classical base's.)"
         )
     if name is None or classical is None:
         text += " No classical baseline was fitted (or none could be)."
@@ -316,7 +331,10 @@ def _verdict(results: DemoResults) -> str:
         )
         if n > 1:
             spread = best.test.mae_std
-            text += f", {'more' if abs(gap) > spread else 'less'} than its spread between seeds ({spread:.3f})."
+            text += (
+                f", {'more' if abs(gap) > spread else 'less'} than its spread between "
+                f"seeds ({spread:.3f})."
+            )
         else:
             text += "; with 1 seed there is no spread between seeds to compare it with."
     if results.runner_up:

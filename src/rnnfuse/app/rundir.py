@@ -38,7 +38,8 @@ def check_run_dir(out: Path) -> None:
         )
         raise RunDirError(
             f"--out: {out} holds {shown}; a run directory's entries must be regular files "
-            f"and directories, never links (was it copied with its links, or changed by someone else?)"
+            "and directories, never links "
+            "(was it copied with its links, or changed by someone else?)"
         )
 
 
@@ -87,7 +88,8 @@ def _scan(directory: Path, depth: int) -> list[str]:
 
 
 def _kind(entry: os.DirEntry[str]) -> str | None:
-    """What is wrong with ``entry``: ``"a symbolic link"``, ``"a FIFO, device or socket"``, or ``None``."""
+    """What is wrong with ``entry``: ``"a symbolic link"``,
+    ``"a FIFO, device or socket"``, or ``None``."""
     if entry.is_symlink():
         return "a symbolic link"
     try:

@@ -49,8 +49,8 @@ class RunLock:
             holder = _holder(fd)
             os.close(fd)
             raise RunLockedError(
-                f"--out: {self.path.parent} is in use by another `rnnfuse train` (PID {holder}); wait for it to "
-                f"finish or stop it, or choose another --out"
+                f"--out: {self.path.parent} is in use by another `rnnfuse train` (PID {holder}); "
+                "wait for it to finish or stop it, or choose another --out"
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())

@@ -240,7 +240,8 @@ def _span(days: float) -> str:
 def _fixed_step(
     times: np.ndarray, cells: Sequence[str], lines: Sequence[int], unit: str
 ) -> tuple[float, np.ndarray]:
-    """The most common spacing and each row's position; every spacing must be a whole number of it."""
+    """The most common spacing and each row's position;
+    every spacing must be a whole number of it."""
     diffs = np.diff(times)
     step = _common_step(diffs)
     if unit == "days" and step * 86400 >= 0.5:
@@ -285,7 +286,8 @@ def _months_grid(
         i = int(off[0])
         raise OffGrid(
             i,
-            f"the dates are not on one calendar grid: {cells[i]!r} is not on {where}, as the other dates are",
+            f"the dates are not on one calendar grid: {cells[i]!r} is not on {where}, "
+            "as the other dates are",
         )
     index = months.astype(np.int64)
     diffs = np.diff(index)
@@ -295,9 +297,9 @@ def _months_grid(
         i = int(bad[0]) + 1
         raise OffGrid(
             i,
-            f"the dates are not on one calendar grid: {cells[i]!r} is {_plural(int(diffs[i - 1]), 'month')} "
-            f"after {cells[i - 1]!r} (line {lines[i - 1]}), not a multiple of the step "
-            f"{_plural(step, 'month')} (the most common spacing)",
+            f"the dates are not on one calendar grid: {cells[i]!r} is "
+            f"{_plural(int(diffs[i - 1]), 'month')} after {cells[i - 1]!r} (line {lines[i - 1]}), "
+            f"not a multiple of the step {_plural(step, 'month')} (the most common spacing)",
         )
     positions = np.concatenate([[0], np.cumsum(diffs // step)]).astype(np.int64)
     return TimeGrid("months", float(step), float(days[0]), anchor=anchor), positions

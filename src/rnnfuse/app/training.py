@@ -5,9 +5,9 @@ order of the training windows comes from PyTorch's ``DistributedSampler`` (seede
 ``seed``, ``set_epoch(epoch)``: a permutation drawn by a generator seeded with ``seed +
 epoch``, sharded per rank).  That order depends on nothing else, so a run resumed from any
 checkpoint, taken after any optimizer step, redraws the epoch's batches, skips the
-``progress.batch`` already done, and repeats the uninterrupted run's computation exactly.  The global RNG states (Python,
-NumPy, torch's CPU and, on GPUs, CUDA generator: per rank) are saved and restored as well
-(dropout draws from torch's).
+``progress.batch`` already done, and repeats the uninterrupted run's computation exactly.  The
+global RNG states (Python, NumPy, torch's CPU and, on GPUs, CUDA generator: per rank) are saved and
+restored as well (dropout draws from torch's).
 
 SIGINT and SIGTERM set a flag; the loop stops after the current optimizer step, writes a
 checkpoint and returns ``128 + signal number``.  A second SIGINT (Ctrl-C twice) stops at
@@ -67,9 +67,9 @@ class Progress:
     step: int = 0  # optimizer steps in total
     loss_sum: float = 0.0  # this rank's sum of batch losses times batch sizes, this epoch
     loss_count: int = 0
-    best_metric: float | None = (
-        None  # best MAE (a panel: scaled MAE) on the early-stopping split (validation unless data.stop_steps)
-    )
+    # best MAE (a panel: scaled MAE) on the early-stopping split (validation unless
+    # data.stop_steps)
+    best_metric: float | None = None
     best_epoch: int | None = None
     best_step: int | None = None  # optimizer steps done at the best validation
     stopped_early: bool = False  # the patience ran out
@@ -109,7 +109,8 @@ class StopSignal:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGINT and self._interrupts:
-            raise KeyboardInterrupt  # a second Ctrl-C stops at once; the last checkpoint stays valid
+            # a second Ctrl-C stops at once; the last checkpoint stays valid
+            raise KeyboardInterrupt
         self._interrupts += int(signum == signal.SIGINT)
         if self.signum is None:  # torchrun follows a Ctrl-C with SIGTERM: let the save finish
             self.signum = signum
@@ -176,7 +177,8 @@ class Trainer:
         """The prepared series of a one-series run (a panel's windows: :attr:`prepared`)."""
         if isinstance(self.prepared, PreparedPanel):
             raise TypeError(
-                "Trainer.data: this run trains on a panel of series; its windows are Trainer.prepared"
+                "Trainer.data: this run trains on a panel of series; its windows "
+                "are Trainer.prepared"
             )
         return self.prepared
 
@@ -188,7 +190,8 @@ class Trainer:
         elif self.out is not None and self.env.is_main:
             if (self.out / "latest.json").exists():
                 raise ckpt.CheckpointError(
-                    f"{self.out}: already holds a run (latest.json); pass --resume to continue it or choose another --out"
+                    f"{self.out}: already holds a run (latest.json); pass --resume to continue it "
+                    "or choose another --out"
                 )
             self.out.mkdir(parents=True, exist_ok=True)
             ckpt.atomic_write(self.out / "config.json", ckpt.json_bytes(self.config.to_dict()))
@@ -202,15 +205,15 @@ class Trainer:
         saved = RunConfig.from_dict(point.state.get("config"), f"{point.directory}/state.json")
         if _without_epochs(saved) != _without_epochs(self.config):
             raise ckpt.CheckpointError(
-                f"{point.directory}: was written with a different configuration; resume with the saved one "
-                f"(only optim.epochs, optim.steps and threads may change)"
+                f"{point.directory}: was written with a different configuration; resume with the "
+                "saved one (only optim.epochs, optim.steps and threads may change)"
             )
         try:
             self._load_point(point)
         except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
             raise ckpt.CheckpointError(
-                f"{point.directory}: the checkpoint's state.json or training.safetensors is incomplete or "
-                f"invalid ({type(exc).__name__}: {str(exc)[:200]})"
+                f"{point.directory}: the checkpoint's state.json or training.safetensors is "
+                f"incomplete or invalid ({type(exc).__name__}: {str(exc)[:200]})"
             ) from None
         self.log(
             f"resumed from {point.directory} at epoch {self.progress.epoch + 1} "
@@ -247,7 +250,8 @@ class Trainer:
         if saved_world != self.env.world_size:
             self.log(
                 f"warning: the checkpoint was written by {saved_world} process(es), this run has "
-                f"{self.env.world_size}; the data shards differ, so the run will not repeat the original exactly"
+                f"{self.env.world_size}; the data shards differ, so the run will not repeat "
+                "the original exactly"
             )
             rank = 0
         ckpt.restore_rng(point.state["rng"], point.tensors[f"rng.torch.{rank}"])
@@ -310,9 +314,9 @@ class Trainer:
         if any_flag(not math.isfinite(float(loss.detach())), self.env):
             p = self.progress
             raise TrainingError(
-                f"the training loss became {float(loss.detach())} at epoch {p.epoch + 1}, batch {p.batch + 1}; "
-                f"training stopped (the last checkpoint and best.safetensors are from before); try a lower --lr "
-                f"(now {self.config.optim.lr:g}) or --grad-clip"
+                f"the training loss became {float(loss.detach())} at epoch {p.epoch + 1}, batch "
+                f"{p.batch + 1}; training stopped (the last checkpoint and best.safetensors are "
+                f"from before); try a lower --lr (now {self.config.optim.lr:g}) or --grad-clip"
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -344,8 +348,9 @@ class Trainer:
         metric = record.get(f"{split}_{self.metric}", math.nan)
         if self.env.is_main and not math.isfinite(metric):
             raise TrainingError(
-                f"the {SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} became {metric} after epoch {p.epoch}; training "
-                f"stopped (the last checkpoint and best.safetensors are from before); try a lower --lr"
+                f"the {SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} became {metric} after "
+                f"epoch {p.epoch}; training stopped (the last checkpoint and best.safetensors are "
+                "from before); try a lower --lr"
             )
         improved = self.env.is_main and (p.best_metric is None or metric < p.best_metric)
         if improved:
@@ -360,8 +365,8 @@ class Trainer:
         self.log(
             _epoch_line(record, self.epochs, improved)
             + (
-                f"\nno better {SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} in {waited} steps (patience {patience}): stopped; the best "
-                f"weights (epoch {p.best_epoch}) are kept"
+                f"\nno better {SPLIT_WORDS[split]} {_METRIC_WORDS[self.metric]} in {waited} steps "
+                f"(patience {patience}): stopped; the best weights (epoch {p.best_epoch}) are kept"
                 if p.stopped_early
                 else ""
             )
@@ -398,11 +403,13 @@ class Trainer:
         return errors(prediction, truth(self.prepared.series, getattr(self.prepared, split)))
 
     def forecasts(self, split: str) -> np.ndarray:
-        """The model's autoregressive forecasts ``(N, H)`` (series units) of the ``split`` windows."""
+        """The model's autoregressive forecasts ``(N, H)``
+        (series units) of the ``split`` windows."""
         windows = getattr(self.prepared, split)
         if windows is None:
             raise ValueError(
-                f"evaluate: split: {split!r} has no windows (data.stop_steps is 0); expected 'val' or 'test'"
+                f"evaluate: split: {split!r} has no windows (data.stop_steps is 0); "
+                "expected 'val' or 'test'"
             )
         return forecast(self.model, windows.to(self.env.device))
 
@@ -498,7 +505,7 @@ def _replan_cosine(scheduler: Any, epochs: int) -> None:
     scheduler.T_max = epochs
     done = min(scheduler.last_epoch, epochs)
     factor = (1 + math.cos(math.pi * done / epochs)) / 2
-    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
         group["lr"] = scheduler.eta_min + (base - scheduler.eta_min) * factor
     scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
 
@@ -526,7 +533,8 @@ def _checked_progress(raw: Any, samples: int, batch_size: int) -> Progress:
         or not 0 <= progress.best_step <= progress.step
     ):
         raise ValueError(
-            f"progress.best_step: expected null or an int in [0, {progress.step}], got {progress.best_step!r}"
+            f"progress.best_step: expected null or an int in [0, {progress.step}], got "
+            f"{progress.best_step!r}"
         )
     if not isinstance(progress.stopped_early, bool):
         raise ValueError(

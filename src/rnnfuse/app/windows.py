@@ -68,12 +68,11 @@ class Windows:
     targets: Tensor
     covariates: Tensor
     anchor: Tensor
-    scale: (
-        float | Tensor
-    )  # the series' scale; windows of several series (a panel): each window's, (N,) float64 on the CPU
-    base: Tensor | None = (
-        None  # (N, H) a classical forecast in series units: targets are residuals from it
-    )
+    # the series' scale; windows of several series (a panel): each window's, (N,) float64 on
+    # the CPU
+    scale: float | Tensor
+    # (N, H) a classical forecast in series units: targets are residuals from it
+    base: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.origins.shape[0])
@@ -153,7 +152,8 @@ def concat_windows(parts: Sequence[Windows]) -> Windows:
 
 @dataclass(frozen=True)
 class CovariateNorm:
-    """The covariates' standardisation, fitted on the training rows: ``(x - mean) / std`` per column."""
+    """The covariates' standardisation, fitted on the training rows:
+    ``(x - mean) / std`` per column."""
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -207,9 +207,10 @@ def prepare(series: Series, config: DataConfig, refit: bool = False) -> Prepared
     for name in names:
         if len(getattr(splits, name)) == 0:
             raise DataError(
-                f"{series.source}, column {series.column!r}: no {_SPLIT_NAMES[name]} window whose {config.horizon} "
-                f"targets are all observed values; use a longer series or other window settings (--horizon, "
-                f"--val-steps, --test-steps, --stop-steps, --local-steps)"
+                f"{series.source}, column {series.column!r}: no {_SPLIT_NAMES[name]} window whose "
+                f"{config.horizon} targets are all observed values; use a longer series or other "
+                "window settings (--horizon, --val-steps, --test-steps, --stop-steps, "
+                "--local-steps)"
             )
     train = splits.before_test if refit else splits.train
     scale = fit_scale(series, train, config.horizon)
@@ -270,16 +271,19 @@ def check_length(series: Series, config: DataConfig) -> None:
     ):
         if steps < config.horizon:
             raise DataError(
-                f"{where}: {flag} {steps} is shorter than --horizon {config.horizon}; expected at least "
-                f"the horizon (a window's targets must fit in the stretch): raise {flag} or lower --horizon"
+                f"{where}: {flag} {steps} is shorter than --horizon {config.horizon}; expected at "
+                "least the horizon (a window's targets must fit in the stretch): raise "
+                f"{flag} or lower --horizon"
             )
     need = min_length(config)
     if len(series) < need:
         raise DataError(
-            f"{where}: too short for the windows: {len(series)} rows, need at least {need} = history "
-            f"{history_length(config)} (the largest of --local-steps {config.local_steps}, --block {config.block} x "
-            f"--min-global-blocks {config.min_global_blocks}, 2 x --period {config.period}) + --horizon {config.horizon} "
-            f"{f'+ --stop-steps {config.stop_steps} ' if config.stop_steps else ''}+ --val-steps {config.val_steps} + --test-steps {config.test_steps}; lower these flags by "
+            f"{where}: too short for the windows: {len(series)} rows, need at least {need} = "
+            f"history {history_length(config)} (the largest of --local-steps {config.local_steps}, "
+            f"--block {config.block} x --min-global-blocks {config.min_global_blocks}, 2 x "
+            f"--period {config.period}) + --horizon {config.horizon} "
+            f"{f'+ --stop-steps {config.stop_steps} ' if config.stop_steps else ''}+ --val-steps "
+            f"{config.val_steps} + --test-steps {config.test_steps}; lower these flags by "
             f"{need - len(series)} rows in all, or use a longer series"
         )
 
@@ -359,12 +363,13 @@ def fit_scale(series: Series, train_origins: np.ndarray, horizon: int) -> float:
         )
     if scale <= 0:
         raise DataError(
-            f"{where}: the training windows do not vary (every change over {horizon} steps is 0); cannot scale"
+            f"{where}: the training windows do not vary "
+            f"(every change over {horizon} steps is 0); cannot scale"
         )
     if scale < 1e-30:
         raise DataError(
-            f"{where}: the changes over the training windows are tiny (standard deviation {scale:.3g}), "
-            f"below what the model computes in; rescale the column"
+            f"{where}: the changes over the training windows are tiny (standard deviation "
+            f"{scale:.3g}), below what the model computes in; rescale the column"
         )
     return scale
 
@@ -374,7 +379,8 @@ def fit_covariates(series: Series, train_origins: np.ndarray) -> CovariateNorm:
     origin (the rows the training windows' encoders read); a constant column gets 1."""
     if series.covariates is None:
         raise DataError(
-            f"{series.source}: expected the series to carry covariates (load it naming them), found none"
+            f"{series.source}: expected the series to carry covariates "
+            "(load it naming them), found none"
         )
     rows = series.covariates[: int(np.max(train_origins)) + 1]
     std = rows.std(axis=0)
@@ -386,7 +392,8 @@ def fit_covariates(series: Series, train_origins: np.ndarray) -> CovariateNorm:
 def _check_covariates(
     series: Series, config: DataConfig, norm: CovariateNorm | None
 ) -> np.ndarray | None:
-    """The series' covariates standardised, ``None`` without; errors when config, series and norm disagree."""
+    """The series' covariates standardised, ``None`` without; errors when config,
+    series and norm disagree."""
     if not config.covariates:
         return None
     if series.covariates is None or series.covariate_names != tuple(config.covariates):
@@ -499,7 +506,8 @@ def with_base(
     )
     if any(tuple(e.shape[:2]) != shape for e in extra):
         raise ValueError(
-            f"with_base: expected decoder inputs of shape {shape}, got {[tuple(e.shape[:2]) for e in extra]}"
+            f"with_base: expected decoder inputs of shape {shape}, got "
+            f"{[tuple(e.shape[:2]) for e in extra]}"
         )
     return Windows(
         windows.origins,
@@ -525,7 +533,8 @@ def deseasonalised_forecast(
     steps = origins[:, None] + np.arange(1, np.shape(forecast)[1] + 1)[None, :]
     if len(seasonal) <= steps.max(initial=-1):
         raise ValueError(
-            f"deseasonalised_forecast: the seasonal component ({len(seasonal)} steps) does not reach step {steps.max()}"
+            f"deseasonalised_forecast: the seasonal component ({len(seasonal)} steps) does not "
+            f"reach step {steps.max()}"
         )
     anchor = windows.anchor.double().numpy() - seasonal[origins]
     return (np.asarray(forecast, dtype=np.float64) - seasonal[steps] - anchor[:, None]) / scale
@@ -542,11 +551,13 @@ def deseasonalised(
     """``windows`` whose encoders read ``series`` minus ``seasonal`` (a known seasonal
     component, ``(len(series),)``, e.g. a classical model's fitted Fourier terms) normalised by
     ``scale``, as the ES-RNN feeds its network deseasonalised values; targets, decoder inputs,
-    anchor and base are unchanged.  The window at origin ``t`` reads ``seasonal`` up to ``t`` only."""
+    anchor and base are unchanged.  The window at origin ``t`` reads ``seasonal`` up to ``t``
+    only."""
     seasonal = np.asarray(seasonal, dtype=np.float64)
     if seasonal.shape != (len(series),):
         raise ValueError(
-            f"deseasonalised: expected a seasonal component of shape ({len(series)},), got {seasonal.shape}"
+            f"deseasonalised: expected a seasonal component of shape ({len(series)},), "
+            f"got {seasonal.shape}"
         )
     adjusted = replace(series, values=series.values - seasonal)
     rebuilt = make_windows(

@@ -151,9 +151,10 @@ def run_all(
         with multiprocessing.get_context("spawn").Pool(
             jobs, **pool_options()
         ) as pool:  # workers end with us
-            submit = lambda t: pool.apply_async(
-                _star, (t,), callback=finished.put, error_callback=finished.put
-            )
+
+            def submit(task: tuple | dict[str, Any]) -> None:
+                pool.apply_async(_star, (task,), callback=finished.put, error_callback=finished.put)
+
             pending = len(tasks)
             for task in tasks:
                 submit(task)

@@ -27,6 +27,7 @@ the cell correct but not flat until :func:`flatten` (``cell.flatten_parameters()
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 from typing import NamedTuple
 
 import torch
@@ -115,7 +116,8 @@ def flatten(
         return {}
     dtype, device = params[0].dtype, params[0].device
     if device.type == "meta" or any(p.is_inference() for p in params):
-        return {}  # no storage to share; inference tensors (made by .to() in inference_mode) stay as they are
+        # no storage to share; inference tensors (made by .to() in inference_mode) stay as they are
+        return {}
     with (
         torch.inference_mode(False),
         torch.no_grad(),
@@ -125,7 +127,7 @@ def flatten(
             return {}
         if not _cudnn_layout(members, cudnn_args):
             _packed_layout(members)
-    return {e.name: m for e, m in zip(entries, members) if e.make is not None}
+    return {e.name: m for e, m in zip(entries, members, strict=True) if e.make is not None}
 
 
 def flat_storage_of(tensor: Tensor) -> int:
@@ -144,4 +146,4 @@ def is_flat(tensors: list[Tensor]) -> bool:
             return False
         spans.append((t.storage_offset(), t.storage_offset() + t.numel()))
     spans.sort()
-    return all(end <= start for (_, end), (start, _) in zip(spans, spans[1:]))
+    return all(end <= start for (_, end), (start, _) in pairwise(spans))

@@ -124,8 +124,9 @@ class LSTMCell(RecurrentCell):
     """An LSTM layer's cell.
 
     Parameters: ``weight_ih`` (4H, input_size), ``weight_hh`` (4H, P or H), ``bias`` (4H;
-    none with ``bias=False``, as ``torch.nn.LSTM(bias=False)``), with ``peepholes`` also ``w_i_diag``, ``w_f_diag``, ``w_o_diag`` (H), and with
-    ``proj_size=P`` also ``weight_hr`` (P, H).
+    none with ``bias=False``, as ``torch.nn.LSTM(bias=False)``), with ``peepholes`` also
+    ``w_i_diag``, ``w_f_diag``, ``w_o_diag`` (H), and with ``proj_size=P`` also ``weight_hr``
+    (P, H).
 
     >>> import torch
     >>> cell = LSTMCell(6, 20, forget_bias=1.0)

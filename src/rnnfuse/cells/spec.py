@@ -19,7 +19,7 @@ changed option or a replaced parameter is always seen.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from torch import Tensor
 
@@ -46,7 +46,7 @@ class GRUKernelArgs(NamedTuple):
     weight_hh: Tensor  # (3H, H)
 
 
-BPTTArgs = Union[LSTMKernelArgs, GRUKernelArgs]
+BPTTArgs = LSTMKernelArgs | GRUKernelArgs
 
 
 class KernelSpec(NamedTuple):

@@ -43,6 +43,7 @@ import re
 import zipfile
 import zlib
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -147,7 +148,7 @@ def _check_chain(layers: list[_Layer], names: Sequence[str] | None) -> None:
     by_name = {lay.name: lay for lay in layers}
     if isinstance(names, str) or any(n not in by_name for n in names):
         return  # _select says what is wrong
-    for below, above in zip(names, names[1:]):
+    for below, above in pairwise(names):
         layer = by_name[above]
         if layer.inbound is None or by_name[below].inbound is None:
             continue
@@ -321,7 +322,8 @@ def _live(layer: Any) -> _Layer:
 
 
 def _live_rnn(layer: Any) -> _Layer:
-    """A live ``RNN(cell)`` / ``RNN(StackedRNNCells(...))`` / ``RNN([cells])``: one entry per cell."""
+    """A live ``RNN(cell)`` / ``RNN(StackedRNNCells(...))`` / ``RNN([cells])``:
+    one entry per cell."""
     cell = layer.cell
     cells = list(cell.cells) if type(cell).__name__ == "StackedRNNCells" else [cell]
     return _Layer(
@@ -411,7 +413,7 @@ def _from_keras_file(path: str) -> list[_Layer]:
         check_h5_file(f, f"{path}: model.weights.h5")
         layers = [
             _file_layer(f, cls, cfg, used, path)._replace(inbound=parse_inbound(entry, cls))
-            for entry, (cls, cfg) in zip(entries, parsed)
+            for entry, (cls, cfg) in zip(entries, parsed, strict=True)
         ]
     return with_keras_major(
         sequential(layers) if config.get("class_name") == "Sequential" else layers, major

@@ -231,8 +231,9 @@ def describe_layers(layers: list[KerasLayer]) -> int:
             return 1
         if len(found) > 1:
             print(
-                f"{len(found)} separate chains of recurrent layers (a layer stacks on the one whose "
-                f"output sequence it reads); stacks_from_keras(path) loads each as its own module:"
+                f"{len(found)} separate chains of recurrent layers (a layer stacks on the one "
+                "whose output sequence it reads); stacks_from_keras(path) loads each as its own "
+                "module:"
             )
         for chain in found:
             names = [lay.name for lay in chain]
@@ -298,4 +299,5 @@ def _describe(layer: KerasLayer) -> str:
     if cls in NEUTRAL:
         return f"{cls} (no effect at inference: passed over)"
     shapes = [list(a.shape) for a in layer.weights]
-    return f"{cls.strip('<>')} {'with weights ' + str(shapes) if shapes else ''} (not recurrent: left out)"
+    weights = "with weights " + str(shapes) if shapes else ""
+    return f"{cls.strip('<>')} {weights} (not recurrent: left out)"

@@ -202,7 +202,7 @@ def _configured_rnn(
             f"but weights in {len(groups)} cell scopes {list(groups)}"
         )
     cells = []
-    for k, (entry, (scope, arrays)) in enumerate(zip(entries, groups.items())):
+    for k, (entry, (scope, arrays)) in enumerate(zip(entries, groups.items(), strict=True)):
         cell_name = entry["config"].get("name")
         if isinstance(cell_name, str) and scope.rsplit("/", 1)[-1] != cell_name:
             raise KerasFormatError(

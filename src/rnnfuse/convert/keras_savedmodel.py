@@ -128,7 +128,7 @@ def read_savedmodel(path: str) -> list[KerasLayer]:
     layers = [_layer(entry, by_name, path) for entry in entries]
     layers = [
         lay._replace(inbound=parse_inbound(entry, str(entry.get("class_name"))))
-        for lay, entry in zip(layers, entries)
+        for lay, entry in zip(layers, entries, strict=True)
     ]
     if isinstance(root, dict) and root.get("class_name") == "Sequential":
         layers = sequential(layers)

@@ -5,7 +5,9 @@ default (``tf.train.Checkpoint``, ``save_weights`` in TF format, ``tf.saved_mode
 with :mod:`rnnfuse.convert.tf2_checkpoint` and converts them as
 :func:`rnnfuse.stack_from_keras` does (which reads these paths too).
 
->>> stack = stack_from_tf2("tests/fixtures/legacy/tf2_checkpoint/ckpt-1", layer_names=["lstm", "gru"])
+>>> stack = stack_from_tf2(
+...     "tests/fixtures/legacy/tf2_checkpoint/ckpt-1", layer_names=["lstm", "gru"]
+... )
 >>> stack.hidden_sizes
 (4, 3)
 """

@@ -20,8 +20,8 @@ variables: ``tf.train.Checkpoint(model=m).save(prefix)``, Keras ``model.save_wei
   ``save_counter`` are skipped and reported; other objects with variables (a ``Dense``
   head) are layers that are not recurrent.
 
-The layers go to :func:`rnnfuse.stack_from_keras`'s converter (:func:`rnnfuse.convert.tf2.stack_from_tf2`),
-so everything it checks and supports holds here too.
+The layers go to :func:`rnnfuse.stack_from_keras`'s converter
+(:func:`rnnfuse.convert.tf2.stack_from_tf2`), so everything it checks and supports holds here too.
 
 >>> found = read_object_checkpoint("tests/fixtures/legacy/tf2_checkpoint/ckpt-1")
 >>> [layer.name for layer in found.layers], found.skipped["counter"]
@@ -108,8 +108,9 @@ def read_object_checkpoint(prefix: str, *, reset_after: bool | None = None) -> O
     if OBJECT_GRAPH_KEY not in strings:
         raise KerasFormatError(
             f"source: {prefix!r} holds no {OBJECT_GRAPH_KEY}: a TF1 name-based checkpoint (a TF1 "
-            f"Saver or SavedModelBuilder wrote it); read it with rnnfuse.tf1.load_stack({prefix!r}, "
-            f"scope) (`rnnfuse inspect {prefix}` lists its RNN scopes)"
+            "Saver or SavedModelBuilder wrote it); read it with "
+            f"rnnfuse.tf1.load_stack({prefix!r}, scope) (`rnnfuse inspect {prefix}` "
+            "lists its RNN scopes)"
         )
     try:
         nodes = parse_object_graph(strings[OBJECT_GRAPH_KEY], f"{prefix}: {OBJECT_GRAPH_KEY}")
@@ -269,9 +270,9 @@ class _Walk:
         others = sorted(set(roles) - set(_ROLES))
         if others or "recurrent_kernel" not in roles:
             raise KerasFormatError(
-                f"source: {self.prefix!r}: layer {name!r}: its cell holds variables {sorted(roles)}; "
-                f"rnnfuse reads Keras LSTM, GRU and SimpleRNN cells (kernel, recurrent_kernel, "
-                f"bias), not {others or 'a cell without recurrent_kernel'}"
+                f"source: {self.prefix!r}: layer {name!r}: its cell holds variables "
+                f"{sorted(roles)}; rnnfuse reads Keras LSTM, GRU and SimpleRNN cells (kernel, "
+                f"recurrent_kernel, bias), not {others or 'a cell without recurrent_kernel'}"
             )
         self.used.update(roles.values())
         weights = [self._array(roles[r]) for r in _ROLES if r in roles]

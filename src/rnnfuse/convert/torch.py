@@ -193,7 +193,10 @@ def _why_not_expressible(cells: list[RecurrentCell], all_cells: list[RecurrentCe
     ):
         return "PyTorch's LSTM has no peepholes, cell_clip or proj_clip"
     if isinstance(first, GRUCell) and not first.reset_after:
-        return "PyTorch's GRU resets after the hidden matmul; this GRU (reset_after=False) resets before"
+        return (
+            "PyTorch's GRU resets after the hidden matmul; this GRU "
+            "(reset_after=False) resets before"
+        )
     acts = {k: v for k, v in first.options().items() if k in ("activation", "recurrent_activation")}
     if acts or (isinstance(first, RNNCell) and first.nonlinearity not in ("tanh", "relu")):
         return (

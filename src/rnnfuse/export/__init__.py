@@ -24,7 +24,9 @@ at the last valid step (a zero length keeps the initial state).
 
 >>> import torch, rnnfuse
 >>> stack = rnnfuse.StackedRNN(4, [8, 6], bidirectional=True).eval()
->>> program = torch.onnx.export(stack, (torch.randn(2, 5, 4), torch.tensor([5, 3])), dynamo=True)  # doctest: +SKIP
+>>> program = torch.onnx.export(  # doctest: +SKIP
+...     stack, (torch.randn(2, 5, 4), torch.tensor([5, 3])), dynamo=True
+... )
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ class Rollout(nn.Module):
             raise ValueError(f"steps: expected a positive int, got {steps!r}")
         if not callable(getattr(model, "generate", None)):
             raise TypeError(
-                f"model: expected a module with a generate method (a Seq2Seq), got {type(model).__name__}"
+                "model: expected a module with a generate method (a Seq2Seq), got "
+                f"{type(model).__name__}"
             )
         self.model = model
         self.steps = steps

@@ -54,9 +54,9 @@ def add_commands(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "export",
         help="write a saved stack or forecaster as an ONNX file",
-        description="Export a stack file (rnnfuse.io.save) or a forecaster (rnnfuse train's best.safetensors "
-        "or run directory) to ONNX, with dynamic batch and time; checked in onnxruntime "
-        "when it is installed.",
+        description="Export a stack file (rnnfuse.io.save) or a forecaster (rnnfuse train's "
+        "best.safetensors or run directory) to ONNX, with dynamic batch and time; checked in "
+        "onnxruntime when it is installed.",
     )
     p.add_argument(
         "--onnx",
@@ -69,7 +69,8 @@ def add_commands(subparsers: Any) -> None:
         "--dynamic",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="batch and time dimensions dynamic (default); --no-dynamic fixes them to the example's",
+        help="batch and time dimensions dynamic (default); --no-dynamic fixes "
+        "them to the example's",
     )
     p.set_defaults(handler=_run)
 
@@ -176,7 +177,8 @@ def _forecaster(file: Path, dynamic: bool) -> Exportable:
         }
     described = (
         f"forecaster ({', '.join(names)}; {horizon} steps; inputs "
-        f"{', '.join(f'inputs_{n}' for n in names)}, start, covariates{', lengths_global' if 'global' in names else ''})"
+        f"{', '.join(f'inputs_{n}' for n in names)}, start, "
+        f"covariates{', lengths_global' if 'global' in names else ''})"
     )
     return Exportable(Rollout(model, horizon).eval(), args, kwargs, shapes, sample, described)
 
@@ -218,7 +220,7 @@ def _quiet() -> Iterator[None]:
             warnings.simplefilter("ignore")
             yield
     finally:
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):
             logger.setLevel(level)
 
 
@@ -232,10 +234,12 @@ def _verify(item: Exportable, out: str, dynamic: bool) -> int:
     flat, args, kwargs = item.sample(batch, time)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    got = session.run(None, dict(zip(names, (t.numpy() for t in flat))))
+    got = session.run(None, dict(zip(names, (t.numpy() for t in flat), strict=True)))
     with torch.no_grad():
         expected = [t for t in _leaves(item.module(*args, **kwargs))]
-    error = max(float(abs(torch.from_numpy(g) - e).max()) for g, e in zip(got, expected))
+    error = max(
+        float(abs(torch.from_numpy(g) - e).max()) for g, e in zip(got, expected, strict=True)
+    )
     print(
         f"checked in onnxruntime {onnxruntime.__version__} at batch {batch}, time {time}: "
         f"max abs difference to eager {error:.2e}"

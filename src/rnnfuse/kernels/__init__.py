@@ -14,7 +14,8 @@ that choice is made); it never tests the cell's class:
                           states held through it (:mod:`.padded`, :func:`.ragged.ragged_cpu_path`)
 ``"fused-segments"``      ragged batch on CPU: a few fused calls over length-sorted segments
                           (:func:`.ragged.run_fused_segments`); an LSTM takes ``"bptt"``
-                          instead where the compiled BPTT loop runs (:func:`.ragged.ragged_cpu_path`)
+                          instead where the compiled BPTT loop runs
+                          (:func:`.ragged.ragged_cpu_path`)
 ``"fused-packed"``        ragged batch on CUDA: one packed call (cuDNN handles it natively)
 ``"bptt"``                what PyTorch has no kernel for (LSTM peepholes/clips, GRU
                           reset-before), and an LSTM with projection on CPU (PyTorch's

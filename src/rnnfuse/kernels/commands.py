@@ -64,8 +64,8 @@ def build_kernels() -> int:
         print(f"rnnfuse build-kernels: the C++ kernels {what}, {omp}: {where}")
         return 0
     print(
-        f"rnnfuse build-kernels: error: the C++ kernels could not be built ({'; '.join(reasons)}); the "
-        f"pure-PyTorch kernels run instead (slower)",
+        f"rnnfuse build-kernels: error: the C++ kernels could not be built ({'; '.join(reasons)}); "
+        "the pure-PyTorch kernels run instead (slower)",
         file=sys.stderr,
     )
     return 1

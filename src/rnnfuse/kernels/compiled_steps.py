@@ -24,7 +24,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -177,8 +177,8 @@ class _FirstCallFallback:
             self.compiled(*args)
         except Exception as error:
             warnings.warn(
-                f"rnnfuse: compiling the BPTT step {self.plain.__name__} failed ({type(error).__name__}: "
-                f"{error}); running it as plain PyTorch operations",
+                f"rnnfuse: compiling the BPTT step {self.plain.__name__} failed "
+                f"({type(error).__name__}: {error}); running it as plain PyTorch operations",
                 RuntimeWarning,
                 stacklevel=2,
             )
@@ -187,7 +187,7 @@ class _FirstCallFallback:
         self.checked = True
 
 
-Backend = Union[str, Callable[..., Any], None]
+Backend = str | Callable[..., Any] | None
 
 
 @functools.cache

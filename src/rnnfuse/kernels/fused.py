@@ -39,7 +39,8 @@ def fused_spec(cell: RecurrentCell, x: Tensor, spec: KernelSpec | None = None) -
     if spec is None or spec.mode is None or spec.fused_weights is None:
         raise ValueError(
             f"cell: expected a cell whose step is a PyTorch fused kernel, got {cell!r} "
-            f"(its kernel_spec has {'no spec' if spec is None else 'no fused mode'}); run it with run_layer"
+            f"(its kernel_spec has {'no spec' if spec is None else 'no fused mode'}); "
+            "run it with run_layer"
         )
     return spec
 

@@ -27,6 +27,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, NamedTuple, TypeVar
 
 import torch
@@ -164,6 +165,7 @@ def make_layout(
             for name, t in zip(
                 ["order", "inverse", "in_index", "out_index", "last_index", "pad_index"],
                 (order, inverse, *indices),
+                strict=True,
             )
         },
     )
@@ -222,7 +224,7 @@ def layout_for(
 
 def _segments(sizes: list[int], bounds: list[int]) -> list[Segment]:
     segments, offset = [], 0
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in pairwise(bounds):
         segments.append(Segment(start, stop, sizes[start], offset))
         offset += (stop - start) * sizes[start]
     return segments

@@ -246,7 +246,11 @@ def layer_backward_op(
             cell_clip,
             proj_clip,
         )
-        pairs = [(o, g) for o, g in zip([y, *final], grads) if g is not None and o.requires_grad]
+        pairs = [
+            (o, g)
+            for o, g in zip([y, *final], grads, strict=True)
+            if g is not None and o.requires_grad
+        ]
         wanted = [t for t in inputs if t.requires_grad]
         found = (
             torch.autograd.grad(

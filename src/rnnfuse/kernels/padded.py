@@ -11,9 +11,9 @@ chosen).  Three things make the padded call exact:
   the real steps' product (``0 · v``) and saturates the gates on padded steps.  For an LSTM
   ``v`` drives the input gate to 0 and the forget gate to 1 exactly (``σ(±M) = 0, 1`` in
   floating point), so ``c`` is *held*: the kernel's final ``c`` is each sequence's ``c``
-  at its last step.  The output gate goes to 0, so the padded steps' ``h`` is 0.  That holds while the rest of a gate's sum stays far
-  below ``M`` (:data:`SATURATE`); since ``|h| ≤ 1``, :func:`padded_runs` checks
-  ``max_rows Σ|W_hh| + |b|`` against it.  A GRU or
+  at its last step.  The output gate goes to 0, so the padded steps' ``h`` is 0.  That holds
+  while the rest of a gate's sum stays far below ``M`` (:data:`SATURATE`); since
+  ``|h| ≤ 1``, :func:`padded_runs` checks ``max_rows Σ|W_hh| + |b|`` against it.  A GRU or
   tanh RNN needs no indicator: its state stays bounded over the padding and nothing after
   a sequence's end is read.  (A ReLU RNN's state is unbounded: it is not run this way.)
 * The final ``h`` (an LSTM's) or state (GRU, RNN) is read from the outputs at each

@@ -170,7 +170,7 @@ def run_padded_stack(
     )
     if not held_exactly(*last, *cells):
         return None  # a NaN or inf came in: layer by layer (rnnfuse.kernels.padded.held_exactly)
-    return out, [LSTMState(c, h) for c, h in zip(cells, last)]
+    return out, [LSTMState(c, h) for c, h in zip(cells, last, strict=True)]
 
 
 def _run_python(
@@ -229,7 +229,7 @@ def _layer_calls(
     if len(starts) == 1:
         return out, c[0]
     outs, cells = [out], c[0]
-    for start, stop, alive, where in zip(starts[1:], stops[1:], rows, carry):
+    for start, stop, alive, where in zip(starts[1:], stops[1:], rows, carry, strict=True):
         state = (h.index_select(1, where), c.index_select(1, where))
         part, h, c = _VF.lstm(
             inputs[start:stop].index_select(1, alive), state, w, True, 1, 0.0, False, False, False

@@ -55,7 +55,8 @@ def step_rows(layout: Layout) -> StepRows:
 
 
 def previous(flat: Tensor, initial: Tensor, steps: StepRows, t: int) -> Tensor:
-    """The state before step ``t``: rows of step ``t - 1`` (or of ``initial``), ``rows_t`` of them."""
+    """The state before step ``t``: rows of step ``t - 1``
+    (or of ``initial``), ``rows_t`` of them."""
     rows = steps[t][1]
     if t == 0:
         return initial[:rows]

@@ -114,7 +114,8 @@ def check_layers(wanted: Sequence[TFLayer], count: int, multi: bool, tf_stack: T
         )
     if count != len(tf_stack.layers):
         problems.append(f"the model has {count} layers, the checkpoint {len(tf_stack.layers)}")
-    for k, (mine, theirs) in enumerate(zip(wanted, tf_stack.layers)):
+    # the layers both have: a different count is reported above
+    for k, (mine, theirs) in enumerate(zip(wanted, tf_stack.layers, strict=False)):
         if mine[1:6] != theirs[1:6]:
             problems.append(
                 f"layer {k}: the model has {_describe(mine)}, the checkpoint has "

@@ -284,10 +284,11 @@ class MultiRNNCell(nn.Module):
             first = next(j for j, c in enumerate(cells) if c is cell)
             if first != i:
                 raise ValueError(
-                    f"cells[{first}] and cells[{i}] are the same {type(cell).__name__} object, so both "
-                    f"layers would share one set of weights (TF1 fails here too: `[cell] * n` repeats "
-                    f"one object). Build one cell per layer: MultiRNNCell([{type(cell).__name__}"
-                    f"(num_units={cell.num_units}) for _ in range({len(cells)})])"
+                    f"cells[{first}] and cells[{i}] are the same {type(cell).__name__} object, so "
+                    "both layers would share one set of weights (TF1 fails here too: `[cell] * n` "
+                    "repeats one object). Build one cell per layer: "
+                    f"MultiRNNCell([{type(cell).__name__}(num_units={cell.num_units}) for _ in "
+                    f"range({len(cells)})])"
                 )
         self.cells: Sequence[_Cell] = cast("Sequence[_Cell]", nn.ModuleList(cells))
         self.tf_scope: str | None = None
@@ -309,8 +310,12 @@ class MultiRNNCell(nn.Module):
     def forward(self, inputs: Tensor, state: Any = None) -> tuple[Tensor, Any]:
         """One step through every layer: ``(output, new_state)``."""
         state = (None,) * len(self.cells) if state is None else split_layers(self, state)
+        if len(state) != len(self.cells):
+            raise ValueError(
+                f"state: expected one state per layer ({len(self.cells)}), got {len(state)}"
+            )
         new = []
-        for cell, layer_state in zip(self.cells, state):
+        for cell, layer_state in zip(self.cells, state, strict=True):
             inputs, s = cell(inputs, layer_state)
             new.append(s)
         return inputs, tuple(new) if self.state_is_tuple else join_layers(self, new)

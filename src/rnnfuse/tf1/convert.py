@@ -82,8 +82,9 @@ def load_stack(
     A list of scopes stacks RNNs that fed each other into one :class:`~rnnfuse.StackedRNN`,
     a ``bidirectional_dynamic_rnn`` of one cell a side becoming a bidirectional layer (its
     ``[fw, bw]`` outputs feed the next): GNMT's encoder is
-    ``load_stack(prefix, ["encoder/bidirectional_rnn", "encoder/rnn"], residual=[False, False, True])``
-    (its state: ``(BidirectionalState(fw, bw), uni_0, uni_1)``).  ``residual`` (per layer,
+    ``load_stack(prefix, scopes, residual=[False, False, True])`` with
+    ``scopes = ["encoder/bidirectional_rnn", "encoder/rnn"]`` (its state:
+    ``(BidirectionalState(fw, bw), uni_0, uni_1)``).  ``residual`` (per layer,
     or a bool: every layer but the first) adds a layer's input to its output, as
     ``ResidualWrapper``; TF stores no trace of it, so it comes from the caller.
 
@@ -200,8 +201,11 @@ def _stack(
     _check_options(layers, scope, options["cell_clip"], options["proj_clip"], options["activation"])
     biases = forget_biases(options["forget_bias"], len(pairs), scope)
     per_layer = [{**options, "forget_bias": bias} for bias in biases]
-    fw = [_cell(f, variables, o) for (f, _), o in zip(pairs, per_layer)]
-    bw = [None if b is None else _cell(b, variables, o) for (_, b), o in zip(pairs, per_layer)]
+    fw = [_cell(f, variables, o) for (f, _), o in zip(pairs, per_layer, strict=True)]
+    bw = [
+        None if b is None else _cell(b, variables, o)
+        for (_, b), o in zip(pairs, per_layer, strict=True)
+    ]
     return StackedRNN.from_cells(
         fw,
         backward_cells=bw if any(c is not None for c in bw) else None,

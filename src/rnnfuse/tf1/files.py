@@ -154,7 +154,11 @@ def _forget_bias(text: str) -> float | list[float]:
 def _cell_types(items: list[str]) -> dict[str, str] | None:
     """``--cell-type NAME=CLASS`` (repeatable) as ``load_stack``'s ``cell_types``."""
     pairs = [item.partition("=") for item in items]
-    bad = [item for item, (name, eq, cls) in zip(items, pairs) if not (name and eq and cls)]
+    bad = [
+        item
+        for item, (name, eq, cls) in zip(items, pairs, strict=True)
+        if not (name and eq and cls)
+    ]
     if bad:
         raise ValueError(f"--cell-type: expected NAME=CLASS, e.g. cell0=LSTMCell; got {bad}")
     return {name: cls for name, _, cls in pairs} or None
@@ -274,8 +278,8 @@ def _print_chains(parsed: list[Any]) -> None:
         for uni in parsed:
             if isinstance(uni, TFStack) and uni.layers[0].input_size == width:
                 print(
-                    f"{bi.scope} -> {uni.scope}: the [fw, bw] outputs fit its input; if they fed it "
-                    f"(GNMT's encoder), load_stack(prefix, [{bi.scope!r}, {uni.scope!r}], "
+                    f"{bi.scope} -> {uni.scope}: the [fw, bw] outputs fit its input; if they fed "
+                    f"it (GNMT's encoder), load_stack(prefix, [{bi.scope!r}, {uni.scope!r}], "
                     f"residual=[...]) makes one StackedRNN (residual connections are not stored: "
                     f"ResidualWrapper layers must be named); from the shell: rnnfuse convert "
                     f"PREFIX --scope {bi.scope} --scope {uni.scope} [--residual LAYERS] --out FILE"
@@ -293,7 +297,8 @@ def _print_tf1_rnn(parsed: TFStack | TFBidirectional | TFStackBidirectional) -> 
                 _print_tf1_layers(stack._replace(multi=False), f"  cell_{k}/{side}: ")
         top = parsed.layers[-1]
         print(
-            f"  outputs: [batch, time, {top.fw.layers[0].output_size + top.bw.layers[0].output_size}]"
+            "  outputs: [batch, time, "
+            f"{top.fw.layers[0].output_size + top.bw.layers[0].output_size}]"
         )
         fw = tuple(_tf1_state(bi.fw) for bi in parsed.layers)
         bw = tuple(_tf1_state(bi.bw) for bi in parsed.layers)

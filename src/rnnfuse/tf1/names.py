@@ -252,8 +252,9 @@ def _parse_stack_bidirectional(
         for side in (layer.fw, layer.bw):
             if len(side.layers) != 1:
                 raise TF1VariableError(
-                    f"{side.scope}: expected one cell per direction and layer, got a MultiRNNCell of "
-                    f"{len(side.layers)}; rnnfuse reads stack_bidirectional_dynamic_rnn of plain cells"
+                    f"{side.scope}: expected one cell per direction and layer, got a MultiRNNCell "
+                    f"of {len(side.layers)}; rnnfuse reads stack_bidirectional_dynamic_rnn of "
+                    "plain cells"
                 )
         if parsed:
             below = parsed[-1].fw.layers[0].output_size + parsed[-1].bw.layers[0].output_size
@@ -322,8 +323,8 @@ def _parse_cells(
         if layer is not None and layers and layer.input_size != layers[-1].output_size:
             kernel = layer.variables.get("kernel") or layer.variables["gates/kernel"]
             problems.wrong.append(
-                f"{kernel}: its rows hold the input of size {layer.input_size}, but the layer below "
-                f"outputs {layers[-1].output_size}"
+                f"{kernel}: its rows hold the input of size {layer.input_size}, but the layer "
+                f"below outputs {layers[-1].output_size}"
             )
         if layer is not None:
             layers.append(layer)
@@ -332,7 +333,8 @@ def _parse_cells(
 
 def _kind(path: str, rel: dict[str, Any], types: dict[str, str]) -> str:
     """The kind of a cell whose scope is not a TF class name (built with ``name=``), from
-    ``cell_types`` or its variables and shapes; ambiguous or unknown: an error saying what to pass."""
+    ``cell_types`` or its variables and shapes; ambiguous or unknown: an error saying what
+    to pass."""
     given = types.get(path) or types.get(path.rsplit("/", 1)[-1])
     if given:
         return given

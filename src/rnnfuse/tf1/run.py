@@ -207,7 +207,7 @@ def restore(
                 f"got {len(bw)}"
             )
         scope = (scope or "stack_bidirectional_rnn").strip("/")
-        for i, pair in enumerate(zip(fw, bw)):
+        for i, pair in enumerate(zip(fw, bw, strict=True)):
             restore(
                 pair,
                 variables,
@@ -257,10 +257,11 @@ def _restore_stack(cell: nn.Module, tf_stack: TFStack, variables: Mapping[str, n
     layers = _layers(cell, "module")
     wanted = [
         mine._layer(mine.built_cell.input_size if mine.built else theirs.input_size)
-        for mine, theirs in zip(layers, tf_stack.layers)
+        # the layers both have: check_layers reports a different count
+        for mine, theirs in zip(layers, tf_stack.layers, strict=False)
     ]
     check_layers(wanted, len(layers), isinstance(cell, MultiRNNCell), tf_stack)
-    for mine, theirs in zip(layers, tf_stack.layers):
+    for mine, theirs in zip(layers, tf_stack.layers, strict=True):
         arrays = layer_arrays(theirs, variables)
         mine.build(theirs.input_size, torch.from_numpy(arrays["weight_ih"]).dtype)
         load_layer(mine.built_cell, theirs, arrays)
@@ -318,7 +319,7 @@ def _stack_of_parts(parts: list[Any], time_major: bool, ignore_dropout: bool) ->
             bw.append(layers[1].built_cell)
             forms.append(pair)
             continue
-        for wrapped, layer in zip(_wrapped_layers(part), _layers(part, where)):
+        for wrapped, layer in zip(_wrapped_layers(part), _layers(part, where), strict=True):
             if not layer.built:
                 raise ValueError(
                     f"{where}: not built yet; run it once (dynamic_rnn) or restore() it first"
@@ -382,8 +383,12 @@ def _run_wrapped(
     lengths = None if lengths is None else torch.as_tensor(lengths, device=x.device)
     layers = _wrapped_layers(cell)
     start = start if start is not None else (None,) * len(layers)
+    if len(start) != len(layers):
+        raise ValueError(
+            f"initial_state: expected one state per layer ({len(layers)}), got {len(start)}"
+        )
     finals = []
-    for layer, layer_start in zip(layers, start):
+    for layer, layer_start in zip(layers, start, strict=True):
         x, final = run_layer(layer, x, lengths, layer_start, _run_core)
         if lengths is not None:
             steps = torch.arange(x.shape[1], device=x.device)
@@ -456,7 +461,9 @@ def _to_stack_state(cell: Any, state: Any) -> Any:
                 f"({len(cell.cells)}), got {type(state).__name__}"
             )
         state = split_layers(cell, state)
-        return tuple(_layer_state(layer, s) for layer, s in zip(cell.cells, state)) + tuple(
+        # extra or missing layers pass on as they are: the stack's initial_state check names them
+        layers = zip(cell.cells, state, strict=False)
+        return tuple(_layer_state(layer, s) for layer, s in layers) + tuple(
             state[len(cell.cells) :]
         )
     return (_layer_state(cell, state),)
@@ -464,6 +471,6 @@ def _to_stack_state(cell: Any, state: Any) -> Any:
 
 def _from_stack_state(cell: Any, state: tuple) -> Any:
     if isinstance(cell, MultiRNNCell):
-        layers = tuple(tf_layer_state(layer, s) for layer, s in zip(cell.cells, state))
+        layers = tuple(tf_layer_state(layer, s) for layer, s in zip(cell.cells, state, strict=True))
         return layers if cell.state_is_tuple else join_layers(cell, layers)
     return tf_layer_state(cell, state[0])

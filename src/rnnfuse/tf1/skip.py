@@ -57,7 +57,7 @@ SLOT_NAMES = (
     "PowerSign",
 )
 EMA_SUFFIX = "ExponentialMovingAverage"
-_SLOT = re.compile(r"(%s)(_\d+)?" % "|".join(SLOT_NAMES))
+_SLOT = re.compile(rf"({'|'.join(SLOT_NAMES)})(_\d+)?")
 _NON_SLOT = re.compile(r"(beta1_power|beta2_power)(_\d+)?|global_step")
 _SCOPE_SCALAR = re.compile(r"learning_rate(_\d+)?")  # only directly under an optimizer's scope
 

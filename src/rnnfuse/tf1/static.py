@@ -120,7 +120,7 @@ def stack_bidirectional_dynamic_rnn(
     states_fw, states_bw = [], []
     layer_in = inputs
     with variable_scope(scope or "stack_bidirectional_rnn"):
-        for i, (cell_fw, cell_bw) in enumerate(zip(cells_fw, cells_bw)):
+        for i, (cell_fw, cell_bw) in enumerate(zip(cells_fw, cells_bw, strict=True)):
             with variable_scope(f"cell_{i}"):
                 (out_fw, out_bw), (state_fw, state_bw) = bidirectional_dynamic_rnn(
                     cell_fw,

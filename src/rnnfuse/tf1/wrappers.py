@@ -20,6 +20,7 @@ sequence: the inner cell on the fast kernels, the wrappers on whole tensors; onl
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -231,7 +232,7 @@ def _step_loop(cell: Any, x: Tensor, lengths: Tensor | None, state: Any) -> tupl
         out, new = cell(x[:, t], state)
         if lengths is not None:
             live = (t < lengths.to(x.device))[:, None]
-            state = torch.utils._pytree.tree_map(lambda a, b: torch.where(live, a, b), new, state)
+            state = torch.utils._pytree.tree_map(partial(torch.where, live), new, state)
         else:
             state = new
         outs.append(out)

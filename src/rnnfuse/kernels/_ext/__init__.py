@@ -13,8 +13,8 @@ rounding).  ``RNNFUSE_NO_EXTENSION=1``
 forces that fallback; :func:`disabled` does so within a block (the tests run both).
 
 On x86 CPUs with AVX2 the extension is compiled for AVX2 and FMA (a build per instruction
-set: its flags are part of the build's name), its elementwise loops using ATen's vector types (and the SLEEF
-functions PyTorch ships).  It is compiled with OpenMP (``-fopenmp``; the runtime is the
+set: its flags are part of the build's name), its elementwise loops using ATen's vector types (and
+the SLEEF functions PyTorch ships).  It is compiled with OpenMP (``-fopenmp``; the runtime is the
 ``libgomp`` PyTorch loads), so its ``at::parallel_for`` loops and each step's product, split
 by columns, use PyTorch's intra-op threads; a compiler without OpenMP gets a build without
 it (those loops then run on one thread).  With two threads (AMD EPYC) the peephole LSTM's
@@ -116,9 +116,10 @@ def extension() -> ModuleType | None:
                 except Exception as exc:  # no compiler, no ninja, a failed build: fall back
                     warnings.warn(
                         f"rnnfuse: the C++ BPTT kernels could not be built ({type(exc).__name__}: "
-                        f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}); using the "
-                        f"pure-PyTorch kernels (a peephole LSTM trains about 2x slower; `rnnfuse build-kernels` "
-                        f"shows why; set {ENV_DISABLE}=1 to skip the build)",
+                        f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}); using "
+                        "the pure-PyTorch kernels (a peephole LSTM trains about 2x slower; "
+                        f"`rnnfuse build-kernels` shows why; set {ENV_DISABLE}=1 to skip the "
+                        "build)",
                         RuntimeWarning,
                         stacklevel=2,
                     )

@@ -146,7 +146,8 @@ def _acquire(fd: int, path: Path, timeout: float, on_wait: Callable[[], None] | 
             pass
         if time.monotonic() >= deadline:
             raise BuildTimeout(
-                f"another process has held {path} for over {timeout:.0f} s (set {ENV_WAIT} to wait longer)"
+                f"another process has held {path} for over {timeout:.0f} s (set "
+                f"{ENV_WAIT} to wait longer)"
             )
         if not waited and on_wait is not None:
             on_wait()
@@ -179,9 +180,13 @@ def load_extension(
     folder = build_folder(spec, root)
     name = folder.name
     limit = wait_limit() if timeout is None else timeout
-    waiting = lambda: say(
-        f"waiting for another process building the {spec.label} in {folder} (at most {limit:.0f} s)"
-    )
+
+    def waiting() -> None:
+        say(
+            f"waiting for another process building the {spec.label} in {folder} "
+            f"(at most {limit:.0f} s)"
+        )
+
     with exclusive(folder.with_name(name + ".flock"), limit, waiting):
         folder.mkdir(parents=True, exist_ok=True)
         stale = (

@@ -103,12 +103,17 @@ def bidirectional_dynamic_rnn(
     Args:
         cell_fw: the forward direction's cell, as :func:`dynamic_rnn`'s ``cell``.
         cell_bw: the backward direction's cell, another object than ``cell_fw``.
+        inputs: as :func:`dynamic_rnn`'s.
+        sequence_length: as :func:`dynamic_rnn`'s.
         initial_state_fw: the forward direction's initial state (as :func:`dynamic_rnn`'s),
-            or ``None``; ``initial_state_bw`` the backward one's.
-        inputs, sequence_length, dtype, time_major: as :func:`dynamic_rnn`;
-            ``parallel_iterations`` and ``swap_memory`` have no effect; ``scope`` defaults
-            to ``"bidirectional_rnn"`` (the cells' variables under ``<scope>/fw`` and
-            ``<scope>/bw``).
+            or ``None``.
+        initial_state_bw: the backward direction's, or ``None``.
+        dtype: as :func:`dynamic_rnn`'s.
+        parallel_iterations: no effect (TF's loop option).
+        swap_memory: no effect (TF's loop option).
+        time_major: as :func:`dynamic_rnn`'s.
+        scope: defaults to ``"bidirectional_rnn"`` (the cells' variables under
+            ``<scope>/fw`` and ``<scope>/bw``).
 
     Returns:
         ``((out_fw, out_bw), state)``: ``out_fw`` ``(B, T, H_fw)`` and ``out_bw``

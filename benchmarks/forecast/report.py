@@ -1,6 +1,6 @@
 """The forecasting panel's table: rnnfuse's rows and the peers' on the same test windows.
 
-    python benchmarks/forecast/report.py OUT [--write benchmarks/results/forecast-panel.md]
+    python benchmarks/forecast/report.py OUT [--write FILE.md] [--panel holdout] [--reselect]
 
 For each series it reads ``OUT/rnnfuse/<name>/forecasts.csv`` and ``OUT/peers/<name>.csv``,
 checks that both hold the same test origins and steps, and that the peers' SeasonalNaive equals
@@ -60,8 +60,13 @@ def _scale(series: PanelSeries, data: Path, test_start: int) -> float:
     return float(np.abs(y[lag:] - y[:-lag]).mean())
 
 
-def series_scores(series: PanelSeries, out: Path) -> dict[str, float] | None:
-    """Test MAE per model for one series, or ``None`` when a side is missing."""
+def series_scores(
+    series: PanelSeries, out: Path, reselect: bool = False
+) -> dict[str, float] | None:
+    """Test MAE per model for one series, or ``None`` when a side is missing.  ``reselect``: the
+    selected row is chosen again from the saved candidates with today's
+    :func:`rnnfuse.app.selection.select` (for runs made under an earlier rule), not read from
+    ``results.json``."""
     mine_path = out / "rnnfuse" / series.name / "forecasts.csv"
     theirs_paths = sorted((out / "peers").glob(f"{series.name}.csv")) + sorted(
         (out / "peers").glob(f"{series.name}-*.csv")
@@ -86,9 +91,10 @@ def series_scores(series: PanelSeries, out: Path) -> dict[str, float] | None:
             f"{series.name}: statsforecast's SeasonalNaive and rnnfuse's seasonal "
             f"naive differ by {gap}"
         )
+    selected = _select_again(mine_path) if reselect else results["selected"]
     scores = {
         "seasonal naive": _mae(mine["seasonal naive"]),
-        "rnnfuse selected": _mae(mine[results["selected"]]),
+        "rnnfuse selected": _mae(mine[selected]),
     }
     for name, cells in mine.items():
         kind = results["rows"].get(name, {}).get("kind")
@@ -102,16 +108,25 @@ def series_scores(series: PanelSeries, out: Path) -> dict[str, float] | None:
         seeds = [m for m in theirs if m == peer or m.startswith(peer + "-seed")]
         if seeds:
             scores[peer] = float(np.mean([_mae(theirs[m]) for m in seeds]))
-    scores["_selected"] = results["selected"]  # type: ignore[assignment]
+    scores["_selected"] = selected  # type: ignore[assignment]
     scores["_scale"] = _scale(
         series, out / "data" / f"{series.name}.csv", min(k[0] for k in keys) + 1
     )
     return scores
 
 
-def table(out: Path, panel: tuple[PanelSeries, ...] = PANEL) -> str:
+def _select_again(forecasts: Path) -> str:
+    from selection_check import read
+
+    from rnnfuse.app.selection import select
+
+    candidates, val_target, _ = read(forecasts)
+    return select(candidates, val_target).name
+
+
+def table(out: Path, panel: tuple[PanelSeries, ...] = PANEL, reselect: bool = False) -> str:
     """The Markdown report: per-series relative MAE and MASE, the panel's geometric means."""
-    per_series = {s.name: r for s in panel if (r := series_scores(s, out)) is not None}
+    per_series = {s.name: r for s in panel if (r := series_scores(s, out, reselect)) is not None}
     models = sorted(
         {m for r in per_series.values() for m in r if not m.startswith("_")} - {"seasonal naive"},
         key=lambda m: (not m.startswith("rnnfuse"), m),
@@ -161,8 +176,14 @@ def main() -> int:
         "--write", type=Path, default=None, help="also write the table to this Markdown file"
     )
     parser.add_argument("--panel", choices=sorted(PANELS), default="benchmark")
+    parser.add_argument(
+        "--reselect",
+        action="store_true",
+        help="choose the selected row again from the saved candidates with the current rule "
+        "(rnnfuse.app.selection.select) instead of reading it from results.json",
+    )
     args = parser.parse_args()
-    text = table(args.out, PANELS[args.panel])
+    text = table(args.out, PANELS[args.panel], args.reselect)
     print(text)
     if args.write is not None:
         args.write.write_text(text + "\n")

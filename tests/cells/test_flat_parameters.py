@@ -200,7 +200,7 @@ def test_state_dict_saves_with_safetensors_and_torch_save(tmp_path: Path) -> Non
     """The views do not overlap: ``safetensors.torch.save_file(state_dict)`` and ``torch.save``
     write each parameter once, and both load back into a flat stack with the same outputs.
     (``safetensors.torch.save_model`` refuses parameters sharing one storage, as it does
-    ``nn.LSTM``'s on CUDA; the README says so.)"""
+    ``nn.LSTM``'s on CUDA; docs/performance.md says so.)"""
     from safetensors.torch import save_file
 
     stack = StackedRNN(4, [6, 3], cell="lstm", peepholes=True)

@@ -35,8 +35,8 @@ a state of ~110 elements): on CO2 (1,868 points, ``m = 52``) the library's defau
 ARIMA_SEASONS * m)`` points (:func:`arima_window`: 520 for ``m = 52``, 500 for ``m = 48``), the
 stepwise search uses the conditional-sum-of-squares approximation (``approximation=True``,
 R's own default above 150 points or ``m > 12``), and for ``m > 12`` the seasonal orders are at
-most ``P = Q = 1``: about 8-11 s per fit on one core of the machine the figures in the README
-come from (``max_P = 2`` took 107 s).  The filter over the whole series costs ~0.1 s.
+most ``P = Q = 1``: about 8-11 s per fit on one core of an AMD EPYC (the machine of
+docs/forecasting.md's figures; ``max_P = 2`` took 107 s).  The filter over the whole series costs ~0.1 s.
 statsforecast 2.x is compiled C++ (no numba): nothing is compiled at run time, and the
 first fit costs what later ones do (importing statsforecast takes ~2.5 s).
 

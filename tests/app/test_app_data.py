@@ -89,6 +89,14 @@ def test_bad_or_decreasing_times_name_the_line(tmp_path):
         load_csv(path, "co2", "date")
 
 
+def test_a_long_format_file_read_as_one_series_points_to_id_column(tmp_path):
+    path = _write(tmp_path, "unique_id,ds,y\na,2000-01-01,1\na,2000-01-02,2\nb,2000-01-01,5\n")
+    with pytest.raises(
+        DataError, match=r"line 4, column 'ds': times must increase.*`rnnfuse train --id-column"
+    ):
+        load_csv(path, "y", "ds")
+
+
 def test_short_row_and_missing_file(tmp_path):
     path = _write(tmp_path, "a,b,c\n1,2,3\n4,5\n")
     with pytest.raises(DataError, match=rf"{path}, line 3: expected at least 3 fields"):

@@ -36,9 +36,9 @@ ARIMA_SEASONS * m)`` points (:func:`arima_window`: 520 for ``m = 52``, 500 for `
 stepwise search uses the conditional-sum-of-squares approximation (``approximation=True``,
 R's own default above 150 points or ``m > 12``), and for ``m > 12`` the seasonal orders are at
 most ``P = Q = 1``: about 8-11 s per fit on one core of an AMD EPYC (the machine of
-docs/forecasting.md's figures; ``max_P = 2`` took 107 s).  The filter over the whole series costs ~0.1 s.
-statsforecast 2.x is compiled C++ (no numba): nothing is compiled at run time, and the
-first fit costs what later ones do (importing statsforecast takes ~2.5 s).
+docs/forecasting.md's figures; ``max_P = 2`` took 107 s).  The filter over the whole series
+costs ~0.1 s.  statsforecast 2.x is compiled C++ (no numba): nothing is compiled at run time,
+and the first fit costs what later ones do (importing statsforecast takes ~2.5 s).
 
 Covariates: AutoARIMA regresses on :func:`~rnnfuse.app.baselines.covariate_regressors` (a
 regression with ARIMA errors, the regressors lagged by the horizon so that every one a

@@ -209,7 +209,19 @@ def load_csv(
     """
     path = Path(path)
     raw = read_columns(path, column, time_column, tuple(covariates))[""]
-    return build_series(path, column, time_column, raw, tuple(covariates))
+    try:
+        return build_series(path, column, time_column, raw, tuple(covariates))
+    except DataError as exc:
+        if "times must increase" not in str(exc):
+            raise
+        raise DataError(f"{exc}. {_SEVERAL_SERIES_HINT}") from None
+
+
+_SEVERAL_SERIES_HINT = (
+    "Several series in one file, one after another (long format: unique_id, ds, y)? "
+    "`rnnfuse train --id-column COLUMN` trains one model across them; `rnnfuse demo` reads one "
+    "series: give it a file of that series alone"
+)
 
 
 def read_columns(

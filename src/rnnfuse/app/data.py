@@ -209,16 +209,11 @@ def load_csv(
     """
     path = Path(path)
     raw = read_columns(path, column, time_column, tuple(covariates))[""]
-    try:
-        return build_series(path, column, time_column, raw, tuple(covariates))
-    except DataError as exc:
-        if "times must increase" not in str(exc):
-            raise
-        raise DataError(f"{exc}. {_SEVERAL_SERIES_HINT}") from None
+    return build_series(path, column, time_column, raw, tuple(covariates), _SEVERAL_SERIES_HINT)
 
 
 _SEVERAL_SERIES_HINT = (
-    "Several series in one file, one after another (long format: unique_id, ds, y)? "
+    ". Several series in one file, one after another (long format: unique_id, ds, y)? "
     "`rnnfuse train --id-column COLUMN` trains one model across them; `rnnfuse demo` reads one "
     "series: give it a file of that series alone"
 )
@@ -412,9 +407,11 @@ def build_series(
     time_column: str | None,
     raw: RawColumns,
     covariates: tuple[str, ...] = (),
+    order_hint: str = "",
 ) -> Series:
     """The :class:`Series` of cells read by :func:`read_columns`: on its time grid (absent
-    steps inserted), gaps filled, missing ends dropped, covariates filled forward."""
+    steps inserted), gaps filled, missing ends dropped, covariates filled forward;
+    ``order_hint`` ends the message of times that do not increase."""
     lines = raw.lines.tolist()
     table = np.column_stack(
         [
@@ -424,7 +421,8 @@ def build_series(
     )
     times, kind, labels, grid = None, "index", [str(line) for line in lines], None
     if time_column is not None:
-        times, kind = _parse_times(path, time_column, list(zip(lines, raw.times, strict=True)))
+        cells = list(zip(lines, raw.times, strict=True))
+        times, kind = _parse_times(path, time_column, cells, order_hint)
         grid, positions = _grid_positions(path, time_column, times, kind, lines, raw.times)
         table, times, labels = _on_grid(table, times, raw.times, positions, grid)
     values, extra = table[:, 0], table[:, 1:]  # the series, then its covariates, on one grid
@@ -470,7 +468,9 @@ def _filled_forward(path: Path, table: np.ndarray, names: tuple[str, ...]) -> np
     return out
 
 
-def _parse_times(path: Path, column: str, raw: list[tuple[int, str]]) -> tuple[np.ndarray, str]:
+def _parse_times(
+    path: Path, column: str, raw: list[tuple[int, str]], order_hint: str = ""
+) -> tuple[np.ndarray, str]:
     """The times (days since 1970-01-01 for dates) and their kind, ``"date"`` when the first
     cell is a date (:func:`~rnnfuse.app.timegrid.parse_date`), else ``"number"``."""
     line0, first = raw[0]
@@ -490,7 +490,7 @@ def _parse_times(path: Path, column: str, raw: list[tuple[int, str]]) -> tuple[n
         if i and value <= out[i - 1]:
             raise DataError(
                 f"{path}, line {line}, column {column!r}: times must increase; {text!r} does not "
-                f"come after {raw[i - 1][1]!r} on line {raw[i - 1][0]}"
+                f"come after {raw[i - 1][1]!r} on line {raw[i - 1][0]}{order_hint}"
             )
         out[i] = value
     return out, kind

@@ -75,6 +75,11 @@ def main() -> int:
     )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--panel", choices=sorted(PANELS), default="benchmark")
+    parser.add_argument(
+        "--no-decoder-feedback",
+        action="store_true",
+        help="rnnfuse demo's --no-decoder-feedback (a variant of the settings, for an experiment)",
+    )
     args = parser.parse_args()
     chosen = set(filter(None, args.series.split(",")))
     failed = []
@@ -86,7 +91,7 @@ def main() -> int:
             args.out / "data" / f"{series.name}.csv",
             args.out / "rnnfuse" / series.name,
             args.jobs,
-        )
+        ) + (["--no-decoder-feedback"] if args.no_decoder_feedback else [])
         began = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True)
         log = args.out / "rnnfuse" / f"{series.name}.log"

@@ -8,6 +8,10 @@ initial state.  The decoder reads ``[y_{t-1}, covariates_t]`` at step ``t``:
 * :meth:`Seq2Seq.forward` uses the true previous values (teacher forcing, for training);
 * :meth:`Seq2Seq.generate` feeds back its own predictions (autoregressive rollout).
 
+With ``feedback=False`` the decoder reads ``covariates_t`` alone (what is known of the forecast
+steps, as MQ-RNN's decoder): it runs the same way in training and forecasting, all steps in one
+pass, and no forecast error is fed back.
+
 Optionally the decoder attends (Luong et al. 2015, "general" score) over the outputs of all
 encoders, joined along the time axis with a mask built from their lengths, so a local and a
 global encoder with different numbers of steps share one memory.
@@ -24,7 +28,7 @@ torch.Size([4, 5, 1])
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor, nn
@@ -129,6 +133,9 @@ class Seq2Seq(nn.Module):
             :class:`~rnnfuse.StateBridge` built for the fused sizes).
         attention: add :class:`LuongAttention` over all encoder outputs.
         attention_size: the memory size; each encoder's outputs are projected to it.
+        feedback: the decoder reads the previous value (``True``: ``output_size +
+            covariate_size`` input features) or only the covariates (``False``:
+            ``covariate_size`` input features, at least one); see the module docstring.
 
     Example:
         >>> import torch
@@ -137,6 +144,13 @@ class Seq2Seq(nn.Module):
         >>> model = Seq2Seq(encoders, StackedRNN(1, [16]), output_size=1)
         >>> x = {"local": torch.randn(2, 6, 3), "global": torch.randn(2, 12, 3)}
         >>> tuple(model.generate(x, start=torch.zeros(2, 1), steps=4).shape)
+        (2, 4, 1)
+
+        Without feedback the decoder reads only the covariates (here 2 per step):
+
+        >>> direct = Seq2Seq(encoders, StackedRNN(2, [16]), output_size=1, feedback=False)
+        >>> tuple(direct.generate(x, start=torch.zeros(2, 1), steps=4,
+        ...                       covariates=torch.randn(2, 4, 2)).shape)
         (2, 4, 1)
     """
 
@@ -149,6 +163,7 @@ class Seq2Seq(nn.Module):
         bridge: nn.Module | None = None,
         attention: bool = False,
         attention_size: int = 32,
+        feedback: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(encoders, MultiEncoder):
@@ -159,7 +174,9 @@ class Seq2Seq(nn.Module):
             raise ValueError("decoder: expected a unidirectional, batch_first StackedRNN")
         if isinstance(output_size, bool) or not isinstance(output_size, int) or output_size < 1:
             raise ValueError(f"output_size: expected a positive int, got {output_size!r}")
-        if decoder.input_size < output_size:
+        if not isinstance(feedback, bool):
+            raise TypeError(f"feedback: expected a bool, got {type(feedback).__name__}")
+        if feedback and decoder.input_size < output_size:
             raise ValueError(
                 f"decoder: its input is [y_(t-1) ({output_size}), covariates]; expected input_size "
                 f">= {output_size}, got {decoder.input_size}"
@@ -168,7 +185,8 @@ class Seq2Seq(nn.Module):
         self.decoder = decoder
         self.bridge = bridge
         self.output_size = int(output_size)
-        self.covariate_size = decoder.input_size - self.output_size
+        self.feedback = feedback
+        self.covariate_size = decoder.input_size - (self.output_size if feedback else 0)
         top = decoder.output_size
         self.attention: LuongAttention | None = None
         if attention:
@@ -253,7 +271,8 @@ class Seq2Seq(nn.Module):
         covariates: Tensor | None = None,
         lengths: Any = None,
     ) -> Tensor:
-        """Teacher forcing: step ``t`` reads the true ``targets[:, t-1]`` (``start`` at t=0).
+        """Teacher forcing: step ``t`` reads the true ``targets[:, t-1]`` (``start`` at t=0);
+        without feedback, only ``covariates[:, t]`` (``targets`` then sets the steps alone).
 
         Args:
             inputs: the encoders' input: one ``(B, T, F)`` tensor for all, or a mapping by
@@ -278,6 +297,8 @@ class Seq2Seq(nn.Module):
                 f"targets: expected a tensor (B, T, {self.output_size}), got {describe(targets)}"
             )
         self._check_decoder_args(targets, start, covariates, targets.shape[1])
+        if not self.feedback:
+            return self._decode_covariates(inputs, lengths, covariates, targets.shape[1])
         # [start, targets[:, :-1]], cut after the join: a slice of T - 1 steps would make an
         # exporter's dynamic T specialize (a guard T - 1 != 1 from the join's stride check)
         previous = torch.cat([start.unsqueeze(1), targets], dim=1).narrow(1, 0, targets.shape[1])
@@ -293,7 +314,8 @@ class Seq2Seq(nn.Module):
         covariates: Tensor | None = None,
         lengths: Any = None,
     ) -> Tensor:
-        """Autoregressive rollout of ``steps`` steps: each prediction is the next input.
+        """Autoregressive rollout of ``steps`` steps: each prediction is the next input
+        (without feedback: the decoder over ``covariates`` in one pass, as :meth:`forward`).
 
         Args:
             inputs: the encoders' input, as in :meth:`forward`.
@@ -313,6 +335,8 @@ class Seq2Seq(nn.Module):
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps: expected a positive int, got {steps!r}")
         self._check_decoder_args(None, start, covariates, steps)
+        if not self.feedback:
+            return self._decode_covariates(inputs, lengths, covariates, steps)
         sources = self.encode(inputs, lengths)
         state, previous, predictions = sources.state, start, []
         for t in range(steps):
@@ -321,6 +345,13 @@ class Seq2Seq(nn.Module):
             previous = self._readout(out, sources)[:, 0]
             predictions.append(previous)
         return torch.stack(predictions, dim=1)
+
+    def _decode_covariates(
+        self, inputs: Any, lengths: Any, covariates: Tensor | None, steps: Any
+    ) -> Tensor:
+        """The decoder without feedback: it reads the first ``steps`` covariates only."""
+        known = cast(Tensor, covariates)  # checked: a decoder without feedback reads them
+        return self.decode(self.encode(inputs, lengths), known.narrow(1, 0, steps))[0]
 
     def _check_decoder_args(
         self,
@@ -348,6 +379,7 @@ class Seq2Seq(nn.Module):
                 f"covariates: the decoder reads only y_(t-1) ({self.output_size} "
                 "features); got covariates"
             )
+        feeding = f" minus output_size {self.output_size}" if self.feedback else ", no feedback"
         if self.covariate_size and (
             not isinstance(covariates, Tensor)
             or covariates.dim() != 3
@@ -357,8 +389,7 @@ class Seq2Seq(nn.Module):
         ):
             raise ValueError(
                 f"covariates: expected shape [{batch}, {steps}, {self.covariate_size}] (decoder "
-                f"input_size {self.decoder.input_size} minus output_size {self.output_size}), got "
-                f"{describe(covariates)}"
+                f"input_size {self.decoder.input_size}{feeding}), got {describe(covariates)}"
             )
 
 

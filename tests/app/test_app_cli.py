@@ -315,6 +315,23 @@ def test_demo_on_quarterly_dates_with_a_horizon_past_the_period_then_predict(tmp
     ]
 
 
+def test_demo_and_predict_without_decoder_feedback(tmp_path, capsys):
+    data = _quarterly_csv(tmp_path)
+    out = tmp_path / "demo"
+    argv = ["demo", "--csv", str(data), "--column", "y", "--time-column", "ds", "--horizon", "6"]
+    argv += ["--covariates", "none", "--epochs", "1", "--seeds", "1", "--fusions", "concat"]
+    argv += ["--jobs", "1", "--baselines", "none", "--hybrids", "none", "--no-decoder-feedback"]
+    assert main([*argv, "--out", str(out)]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    results = json.loads((out / "results.json").read_text())
+    assert results["models"][0]["decoder"] == "LSTM 64,64 (direct, no feedback)"
+    run = out / "runs" / "concat-seed0"
+    assert json.loads((run / "config.json").read_text())["model"]["decoder_feedback"] is False
+    target = tmp_path / "forecast.csv"
+    assert main(["predict", "--model", str(run), "--csv", str(data), "--output", str(target)]) == 0
+    assert len(list(csv.DictReader(target.read_text().splitlines()))) == 6
+
+
 def test_demo_without_dates_asks_for_the_period(tmp_path, capsys):
     data = tmp_path / "yearly.csv"
     data.write_text("year,y\n" + "\n".join(f"{1900 + i},{0.3 * i}" for i in range(100)) + "\n")

@@ -91,6 +91,49 @@ def test_teacher_forcing_on_the_rollout_reproduces_the_rollout():
     assert (changed[:, 3] - forced[:, 3]).abs().min() > 1e-7
 
 
+@pytest.mark.parametrize("attention", [False, True])
+def test_without_feedback_the_decoder_reads_the_covariates_alone(attention):
+    torch.manual_seed(5)
+    enc = MultiEncoder(
+        {"local": StackedRNN(6, [20, 20], "lstm"), "global": StackedRNN(6, [20, 20], "lstm")}
+    )
+    model = Seq2Seq(
+        enc,
+        StackedRNN(2, [40, 40], "lstm"),
+        1,
+        attention=attention,
+        attention_size=8,
+        feedback=False,
+    )
+    assert model.covariate_size == 2 and not model.feedback
+    x, start, cov = _inputs(4), torch.randn(4, 1), torch.randn(4, 7, 2)
+    rolled = model.generate(x, start=start, steps=6, covariates=cov)
+    # the decoder run by hand over the first 6 covariates, from the fused state
+    by_hand = model.decode(model.encode(x), cov[:, :6])[0]
+    torch.testing.assert_close(rolled, by_hand, rtol=0, atol=0)
+    # training computes what forecasting does: neither the targets nor start enter
+    forced = model(x, torch.randn(4, 6, 1), start=torch.randn(4, 1), covariates=cov)
+    torch.testing.assert_close(forced, rolled, rtol=0, atol=0)
+    # and a later covariate reaches that step only
+    other = cov.clone()
+    other[:, 3] += 1.0
+    changed = model.generate(x, start=start, steps=6, covariates=other)
+    torch.testing.assert_close(changed[:, :3], rolled[:, :3], rtol=0, atol=0)
+    assert (changed[:, 3] - rolled[:, 3]).abs().min() > 1e-7
+
+
+def test_without_feedback_bad_arguments_name_the_argument():
+    enc = MultiEncoder({"local": StackedRNN(6, [8]), "global": StackedRNN(6, [8])})
+    with pytest.raises(TypeError, match="feedback: expected a bool, got int"):
+        Seq2Seq(enc, StackedRNN(2, [16]), 1, feedback=1)
+    model = Seq2Seq(enc, StackedRNN(2, [16]), 1, feedback=False)
+    with pytest.raises(
+        ValueError,
+        match=r"covariates: expected shape \[3, 4, 2\] \(decoder input_size 2, no feedback\)",
+    ):
+        model.generate(_inputs(), start=torch.zeros(3, 1), steps=4)
+
+
 def test_bridge_maps_the_fused_state_to_the_decoder_sizes():
     torch.manual_seed(4)
     enc = MultiEncoder(

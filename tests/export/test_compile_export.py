@@ -279,6 +279,28 @@ def test_onnx_seq2seq_generate_with_dynamic_batch_and_time(tmp_path):
     assert abs(got[0] - expected).max() <= 1e-5
 
 
+def test_onnx_seq2seq_without_feedback_forecasts_as_eager(tmp_path):
+    """A decoder that reads the covariates alone: its forecast, exported through
+    ``Rollout``, runs in onnxruntime as in eager, with batch, encoder steps and lengths
+    dynamic."""
+    from rnnfuse.export import Rollout
+
+    torch.manual_seed(8)
+    enc = MultiEncoder({"local": StackedRNN(3, [4]), "global": StackedRNN(3, [4])})
+    model = Seq2Seq(enc, StackedRNN(1, [8]), output_size=1, feedback=False)
+    x, lengths = _seq2seq_example()
+    batch, _, inputs, lens = _seq2seq_dims()
+    shapes = {"inputs": inputs, "start": {0: batch}, "covariates": {0: batch}, "lengths": lens}
+    x2, lengths2, _, start2, cov2 = _seq2seq_other_sizes(horizon=3)
+    flat = [x2["local"], x2["global"], start2, cov2, lengths2["local"], lengths2["global"]]
+    example = (x, torch.zeros(2, 1), torch.randn(2, 3, 1))
+    rollout = Rollout(model, steps=3)
+    got = _onnx_run(rollout, example, flat, shapes, tmp_path, kwargs={"lengths": lengths})
+    expected = model.generate(x2, start=start2, steps=3, covariates=cov2, lengths=lengths2)
+    assert got[0].shape == (5, 3, 1)
+    assert abs(got[0] - expected.detach().numpy()).max() <= 1e-5
+
+
 def test_onnx_cell_clip_and_projection_run_as_a_loop_in_onnxruntime(tmp_path):
     """What ONNX's LSTM cannot express (a clip of c, a projection and its clip) as an ONNX
     Loop: both directions, every option, ragged (a zero length), NaN in the padding, batch

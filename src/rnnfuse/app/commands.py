@@ -144,6 +144,14 @@ def _add_demo(sub: Any) -> None:
         "before the test stretch to forecast it, as the classical parameters are re-estimated "
         f"there (default {DEMO_REFIT}; all doubles the training time)",
     )
+    p.add_argument(
+        "--decoder-feedback",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the networks' decoders read their previous forecast (trained on the true one); "
+        "--no-decoder-feedback: only the forecast steps' known inputs, all steps in one pass "
+        "(default: feedback)",
+    )
     S = argparse.SUPPRESS
     d = p.add_argument_group(
         "data (default: the embedded weekly CO2 series; "
@@ -268,6 +276,7 @@ def _demo(args: argparse.Namespace) -> int:
             baselines=None if chosen == "default" else [BASELINE_KEYS[k] for k in keys],
             hybrids=hybrids,
             refit=args.refit,
+            feedback=args.decoder_feedback,
         )
     except (ConfigError, DataError) as exc:
         return fail("demo", str(exc))

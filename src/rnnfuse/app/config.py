@@ -223,6 +223,11 @@ class ModelConfig:
     )
     attention: bool = option(False, "Luong attention over both encoders")
     attention_size: int = option(32)
+    decoder_feedback: bool = option(
+        True,
+        "the decoder reads its previous forecast (teacher forcing in training); "
+        "--no-decoder-feedback: only the forecast steps' known inputs, all steps in one pass",
+    )
 
 
 @dataclass(frozen=True)
@@ -467,8 +472,11 @@ def _validate_model(m: ModelConfig, where: str) -> None:
             )
         for s in sizes:
             _positive_int(f"{where}: model.{name}", s, MAX_LAYER_SIZE)
-    if not isinstance(m.attention, bool):
-        raise ConfigError(f"{where}: model.attention: expected true or false, got {m.attention!r}")
+    for name in ("attention", "decoder_feedback"):
+        if not isinstance(getattr(m, name), bool):
+            raise ConfigError(
+                f"{where}: model.{name}: expected true or false, got {getattr(m, name)!r}"
+            )
     _positive_int(f"{where}: model.attention_size", m.attention_size, MAX_LAYER_SIZE)
 
 

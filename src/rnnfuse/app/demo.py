@@ -116,13 +116,15 @@ def run_demo(
     baselines: Sequence[str] | None = None,
     hybrids: Sequence[str] = DEMO_HYBRIDS,
     refit: str = DEMO_REFIT,
+    feedback: bool = True,
 ) -> DemoResults:
     """Train every fusion with ``seeds`` seeds from ``seed`` and fit the classical baselines
     (side by side in ``jobs`` processes); write the table and figures.  ``data``: the series
     and windows (default: the embedded CO2 series); ``period``: the true seasonal period in
     steps, may be fractional (default: from the dates, see :func:`true_period`); ``refit``:
     which networks are refitted before the test stretch (:data:`REFIT_CHOICES`; see the
-    module's docstring)."""
+    module's docstring); ``feedback``: the decoders read their previous forecasts
+    (``--no-decoder-feedback``: only the forecast steps' known inputs)."""
     from .baselines import default_baselines
 
     if refit not in REFIT_CHOICES:
@@ -149,8 +151,9 @@ def run_demo(
     classical_tasks = [
         ("baseline", name, data, period, bool(hybrids), refit_hybrids) for name in names
     ]
-    nets = network_tasks(fusions, range(seed, seed + seeds), budget, str(out), data, refit == "all")
-    later = network_tasks(hybrids, range(seed, seed + seeds), budget, str(out), data, refit_hybrids)
+    seed_range = range(seed, seed + seeds)
+    nets = network_tasks(fusions, seed_range, budget, str(out), data, refit == "all", feedback)
+    later = network_tasks(hybrids, seed_range, budget, str(out), data, refit_hybrids, feedback)
     chosen: list[BaseChoice] = []
     done = run_all(
         [*classical_tasks, *nets],

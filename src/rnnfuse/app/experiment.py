@@ -84,17 +84,24 @@ def batch_size_for(windows: int) -> int:
 
 
 def demo_config(
-    fusion: str, budget: Budget, seed: int, data: DataConfig | None = None, windows: int = 1024
+    fusion: str,
+    budget: Budget,
+    seed: int,
+    data: DataConfig | None = None,
+    windows: int = 1024,
+    feedback: bool = True,
 ) -> RunConfig:
     """The configuration of one demo model (defaults of ``rnnfuse train`` otherwise);
-    ``windows``: the training windows (they set the batch size, :func:`batch_size_for`)."""
+    ``windows``: the training windows (they set the batch size, :func:`batch_size_for`);
+    ``feedback``: the decoder reads its previous forecast (``ModelConfig.decoder_feedback``)."""
     optim = OptimConfig(
         epochs=budget.epochs or 1,
         steps=budget.steps if budget.epochs is None else None,
         patience=budget.patience,
         batch_size=batch_size_for(windows),
     )
-    return RunConfig(data or DataConfig(), ModelConfig(fusion=fusion), optim, seed=seed, threads=1)
+    model = ModelConfig(fusion=fusion, decoder_feedback=feedback)
+    return RunConfig(data or DataConfig(), model, optim, seed=seed, threads=1)
 
 
 def train_one(
@@ -105,13 +112,14 @@ def train_one(
     data: DataConfig | None = None,
     base: HybridBase | None = None,
     refit: bool = False,
+    feedback: bool = True,
 ) -> NetworkRun | RefitRun:
     """Train one demo model; return its history, errors and test forecasts (picklable).
 
     ``base``: a hybrid; the forecasts ``(N, H)`` of a classical model at every origin (without
     look-ahead); the network learns their errors (:func:`hybrid_data`), and the share of its
     correction kept is chosen on validation (:func:`correction_weight`, returned as
-    ``correction_weight``).
+    ``correction_weight``).  ``feedback``: as :func:`demo_config`'s.
 
     ``refit``: train on every window whose targets lie before the test stretch instead, for
     ``budget`` (the steps the training-windows model's best validation took; a hybrid's then
@@ -138,7 +146,7 @@ def train_one(
     else:
         prepared = prepare(load_data(data), data, refit=refit)
     trainer = Trainer(
-        demo_config(fusion, budget, seed, data, len(prepared.train)),
+        demo_config(fusion, budget, seed, data, len(prepared.train), feedback),
         run_dir,
         log=lines.append,
         show_progress=False,
@@ -202,7 +210,8 @@ def _describe_decoder(model: Any) -> str:
     dec = model.decoder
     sizes = ",".join(str(s) for s in dec.hidden_sizes)
     how = "bridge" if model.bridge is not None else "direct"
-    return f"{dec.layers[0].kind.upper()} {sizes} ({how})"
+    fed = "" if model.feedback else ", no feedback"
+    return f"{dec.layers[0].kind.upper()} {sizes} ({how}{fed})"
 
 
 def apply_refits(runs: list[NetworkRun | RefitRun], series: Series, test: Any) -> list[NetworkRun]:

@@ -45,7 +45,8 @@ def build_model(
     cell = config.decoder_cell or (
         config.global_cell if config.fusion == "global" else config.local_cell
     )
-    decoder = StackedRNN(1 + DECODER_COVARIATES + extra_covariates, decoder_sizes, cell)
+    fed_back = 1 if config.decoder_feedback else 0  # the previous value, or none
+    decoder = StackedRNN(fed_back + DECODER_COVARIATES + extra_covariates, decoder_sizes, cell)
     bridge = None
     if decoder.state_sizes != tuple(fused):
         bridge = _bridge(fused, decoder.state_sizes)
@@ -56,6 +57,7 @@ def build_model(
         bridge=bridge,
         attention=config.attention,
         attention_size=config.attention_size,
+        feedback=config.decoder_feedback,
     )
 
 

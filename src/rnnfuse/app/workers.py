@@ -53,10 +53,12 @@ def network_tasks(
     out: str,
     data: DataConfig,
     refit: bool,
+    feedback: bool = True,
 ) -> list[dict[str, Any]]:
     """:func:`train_one`'s arguments for every fusion and seed (``then_refit``: a refit before
-    the test stretch follows once the run has found its best step, see :func:`refit_task`);
-    longest first, which packs the workers best."""
+    the test stretch follows once the run has found its best step, see :func:`refit_task`;
+    ``feedback``: the decoders read their previous forecasts); longest first, which packs the
+    workers best."""
     tasks = [
         {
             "fusion": f,
@@ -66,6 +68,7 @@ def network_tasks(
             "data": data,
             "refit": False,
             "then_refit": refit,
+            "feedback": feedback,
         }
         for s in seeds
         for f in fusions

@@ -200,70 +200,13 @@ def _add_demo(sub: Any) -> None:
 def _demo(args: argparse.Namespace) -> int:
     if (status := _need_extra("demo")) is not None:
         return status
+    from .data import DataError
     from .demo import run_demo
 
-    fusions = [f.strip() for f in args.fusions.split(",") if f.strip()]
-    bad = [f for f in fusions if f not in FUSIONS]
-    if bad or not fusions:
-        return fail(
-            "demo", f"--fusions: expected names from {list(FUSIONS)}, got {bad or args.fusions!r}"
-        )
-    for flag in ("steps", "patience", "epochs", "seeds", "jobs"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            return fail("demo", f"--{flag}: expected a positive int, got {getattr(args, flag)}")
-    if args.seed < 0:
-        return fail("demo", f"--seed: expected an int >= 0, got {args.seed}")
-    from .baselines import BASELINE_KEYS
-    from .config import validate
-    from .data import DataError
-    from .demo_data import demo_data, parse_period
-    from .experiment import Budget
-
-    hybrids = (
-        []
-        if args.hybrids.strip() == "none"
-        else [f.strip() for f in args.hybrids.split(",") if f.strip()]
-    )
-    if any(f not in FUSIONS for f in hybrids):
-        return fail(
-            "demo", f"--hybrids: expected names from {list(FUSIONS)} or none, got {args.hybrids!r}"
-        )
-    chosen = args.baselines.strip()
-    keys = (
-        []
-        if chosen in ("none", "default")
-        else [k.strip() for k in args.baselines.split(",") if k.strip()]
-    )
-    if any(k not in BASELINE_KEYS for k in keys):
-        return fail(
-            "demo",
-            f"--baselines: expected names from {list(BASELINE_KEYS)} or none, "
-            f"got {args.baselines!r}",
-        )
-
     try:
-        period = parse_period(getattr(args, "period", None))
-    except ValueError as exc:
-        return fail("demo", f"--period: {exc}")
-    given = {
-        k: getattr(args, k)
-        for k in _FLAGS
-        if _FLAGS[k][0] == "data" and k != "period" and hasattr(args, k)
-    }
-    try:
-        if "csv" in given:
-            given["csv"] = str(Path(given["csv"]).resolve())
-            if "column" not in given:
-                raise ConfigError("--csv: needs --column NAME (the column to forecast)")
-        elif "column" in given or "time_column" in given:
-            raise ConfigError(
-                "--column/--time-column: only with --csv (the embedded data set has its own)"
-            )
-        data, period = demo_data(given, period)
-        validate(RunConfig(data=data), "command line")
-        budget = Budget(
-            steps=None if args.epochs else args.steps, patience=args.patience, epochs=args.epochs
-        )
+        fusions, hybrids, baselines = _demo_choices(args)
+        budget = _demo_budget(args)
+        data, period = _demo_data(args)
         run_demo(
             Path(args.out),
             budget=budget,
@@ -273,7 +216,7 @@ def _demo(args: argparse.Namespace) -> int:
             fusions=fusions,
             data=data,
             period=period,
-            baselines=None if chosen == "default" else [BASELINE_KEYS[k] for k in keys],
+            baselines=baselines,
             hybrids=hybrids,
             refit=args.refit,
             feedback=args.decoder_feedback,
@@ -281,6 +224,81 @@ def _demo(args: argparse.Namespace) -> int:
     except (ConfigError, DataError) as exc:
         return fail("demo", str(exc))
     return 0
+
+
+def _demo_choices(args: argparse.Namespace) -> tuple[list[str], list[str], list[str] | None]:
+    """``--fusions``, ``--hybrids`` and ``--baselines`` (``None``: the default set), checked."""
+    from .baselines import BASELINE_KEYS
+
+    fusions = [f.strip() for f in args.fusions.split(",") if f.strip()]
+    bad = [f for f in fusions if f not in FUSIONS]
+    if bad or not fusions:
+        raise ConfigError(
+            f"--fusions: expected names from {list(FUSIONS)}, got {bad or args.fusions!r}"
+        )
+    hybrids = (
+        []
+        if args.hybrids.strip() == "none"
+        else [f.strip() for f in args.hybrids.split(",") if f.strip()]
+    )
+    if any(f not in FUSIONS for f in hybrids):
+        raise ConfigError(
+            f"--hybrids: expected names from {list(FUSIONS)} or none, got {args.hybrids!r}"
+        )
+    chosen = args.baselines.strip()
+    keys = (
+        []
+        if chosen in ("none", "default")
+        else [k.strip() for k in args.baselines.split(",") if k.strip()]
+    )
+    if any(k not in BASELINE_KEYS for k in keys):
+        raise ConfigError(
+            f"--baselines: expected names from {list(BASELINE_KEYS)} or none, "
+            f"got {args.baselines!r}"
+        )
+    return fusions, hybrids, None if chosen == "default" else [BASELINE_KEYS[k] for k in keys]
+
+
+def _demo_budget(args: argparse.Namespace) -> Any:
+    """The demo's :class:`~rnnfuse.app.experiment.Budget` from ``--steps --patience --epochs``
+    (and ``--seeds --jobs --seed`` checked)."""
+    from .experiment import Budget
+
+    for flag in ("steps", "patience", "epochs", "seeds", "jobs"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag}: expected a positive int, got {getattr(args, flag)}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed: expected an int >= 0, got {args.seed}")
+    return Budget(
+        steps=None if args.epochs else args.steps, patience=args.patience, epochs=args.epochs
+    )
+
+
+def _demo_data(args: argparse.Namespace) -> tuple[Any, float | None]:
+    """The demo's data configuration and period from the data flags, checked."""
+    from .config import validate
+    from .demo_data import demo_data, parse_period
+
+    try:
+        period = parse_period(getattr(args, "period", None))
+    except ValueError as exc:
+        raise ConfigError(f"--period: {exc}") from None
+    given = {
+        k: getattr(args, k)
+        for k in _FLAGS
+        if _FLAGS[k][0] == "data" and k != "period" and hasattr(args, k)
+    }
+    if "csv" in given:
+        given["csv"] = str(Path(given["csv"]).resolve())
+        if "column" not in given:
+            raise ConfigError("--csv: needs --column NAME (the column to forecast)")
+    elif "column" in given or "time_column" in given:
+        raise ConfigError(
+            "--column/--time-column: only with --csv (the embedded data set has its own)"
+        )
+    data, period = demo_data(given, period)
+    validate(RunConfig(data=data), "command line")
+    return data, period
 
 
 def _add_train(sub: Any) -> None:

@@ -125,8 +125,6 @@ def run_demo(
     which networks are refitted before the test stretch (:data:`REFIT_CHOICES`; see the
     module's docstring); ``feedback``: the decoders read their previous forecasts
     (``--no-decoder-feedback``: only the forecast steps' known inputs)."""
-    from .baselines import default_baselines
-
     if refit not in REFIT_CHOICES:
         raise ValueError(f"run_demo: refit: expected one of {list(REFIT_CHOICES)}, got {refit!r}")
     began = time.perf_counter()
@@ -137,12 +135,7 @@ def run_demo(
     prepared = prepare(load_data(data), data)
     period = true_period(prepared.series, data, period)
     log(_data_summary(prepared) + f"; seasonal period {period:.4g} steps")
-    names = default_baselines(period) if baselines is None else tuple(baselines)
-    if (
-        period <= 2 and "DHR" in names
-    ):  # no season for its Fourier terms: left out, with its combinations
-        names = tuple(n for n in names if n != "DHR")
-        log("DHR left out: a seasonal period of 2 steps or less has no Fourier terms to fit")
+    names = _baseline_names(period, baselines, log)
     if not names:
         hybrids = ()
     refit_hybrids = refit != "none" and bool(hybrids)
@@ -166,33 +159,10 @@ def run_demo(
     )
     choice = chosen[0] if chosen else None
     base_name = "" if choice is None else choice.name
-    runs = apply_refits(
-        [r for r in done if not isinstance(r, ClassicalFit)], prepared.series, prepared.test
-    )
-    classical = {
-        r.name: _shown_forecasts(with_choice(r, choice))
-        for r in done
-        if isinstance(r, ClassicalFit)
-    }
     labels = [*fusions, *(f"{f} + {base_name}" for f in hybrids)]
-    models = [
-        _aggregate([r for r in runs if r.name == f])
-        for f in labels
-        if any(r.name == f for r in runs)
-    ]
-    combinations = _combinations(classical)
-    classical |= combinations
-    shown = [*names, *combinations]
-    results = _assemble(
-        prepared,
-        models,
-        budget,
-        list(range(seed, seed + seeds)),
-        jobs,
-        data,
-        period,
-        [classical[n] for n in shown],
-    )
+    models = _network_rows(done, labels, prepared)
+    rows = _classical_rows(done, choice, names)
+    results = _assemble(prepared, models, budget, list(seed_range), jobs, data, period, rows)
     results = replace(
         results,
         hybrid_base=base_name if hybrids else None,
@@ -202,14 +172,65 @@ def run_demo(
     results = replace(
         results, selection=selection_summary(prepared, results, max(1, round(period)))
     )
-    table = format_table(results)
-    write_outputs(out, prepared, results, table)
+    return _write(out, prepared, results, began, log)
+
+
+def _baseline_names(
+    period: float, baselines: Sequence[str] | None, log: Callable[[str], None]
+) -> tuple[str, ...]:
+    """The classical models to fit: ``baselines``, or the defaults for ``period``; DHR left out
+    (with its combinations) where the period leaves no Fourier terms to fit."""
+    from .baselines import default_baselines
+
+    names = default_baselines(period) if baselines is None else tuple(baselines)
+    if period <= 2 and "DHR" in names:
+        names = tuple(n for n in names if n != "DHR")
+        log("DHR left out: a seasonal period of 2 steps or less has no Fourier terms to fit")
+    return names
+
+
+def _network_rows(done: Sequence[Any], labels: Sequence[str], prepared: Prepared) -> list[ModelRow]:
+    """One row per network label that ran, its seeds aggregated, refits in place."""
+    runs = apply_refits(
+        [r for r in done if not isinstance(r, ClassicalFit)], prepared.series, prepared.test
+    )
+    return [
+        _aggregate([r for r in runs if r.name == f])
+        for f in labels
+        if any(r.name == f for r in runs)
+    ]
+
+
+def _classical_rows(
+    done: Sequence[Any], choice: BaseChoice | None, names: Sequence[str]
+) -> list[ClassicalFit]:
+    """The classical fits in the table's order (``names``, then their combinations), with the
+    hybrids' base choice in the details of its parts."""
+    classical = {
+        r.name: _shown_forecasts(with_choice(r, choice))
+        for r in done
+        if isinstance(r, ClassicalFit)
+    }
+    combinations = _combinations(classical)
+    classical |= combinations
+    return [classical[n] for n in [*names, *combinations]]
+
+
+def _write(
+    out: Path,
+    prepared: Prepared,
+    results: DemoResults,
+    began: float,
+    log: Callable[[str], None],
+) -> DemoResults:
+    """Write the table, figures, forecasts and results.json; report the table and the time."""
+    write_outputs(out, prepared, results, format_table(results))
     results = replace(results, wall_seconds=time.perf_counter() - began)
     (out / "results.json").write_text(json.dumps(results.to_json(), indent=1) + "\n")
     log(format_table(results, protocol=False))
     log(
-        f"wall time {results.wall_seconds:.1f} s with {jobs} worker process(es); the protocol, "
-        f"figures and results in {out} (results.md, forecasts.csv, results.json)"
+        f"wall time {results.wall_seconds:.1f} s with {results.jobs} worker process(es); the "
+        f"protocol, figures and results in {out} (results.md, forecasts.csv, results.json)"
     )
     return results
 

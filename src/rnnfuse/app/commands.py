@@ -152,6 +152,12 @@ def _add_demo(sub: Any) -> None:
         "--no-decoder-feedback: only the forecast steps' known inputs, all steps in one pass "
         "(default: feedback)",
     )
+    _add_demo_data_flags(p)
+    p.set_defaults(handler=_demo)
+
+
+def _add_demo_data_flags(p: argparse.ArgumentParser) -> None:
+    """``rnnfuse demo``'s data flags: absent unless given (the defaults scale with the period)."""
     S = argparse.SUPPRESS
     d = p.add_argument_group(
         "data (default: the embedded weekly CO2 series; "
@@ -194,7 +200,6 @@ def _add_demo(sub: Any) -> None:
         "regressors (comma-separated, or none; default: nino12 on the embedded series, "
         "none with --csv)",
     )
-    p.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:

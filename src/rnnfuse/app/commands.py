@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._command import Converted, FileKind, fail
 from .config import (
@@ -25,6 +25,9 @@ from .config import (
     parse_optional_int,
 )
 from .rundir import check_run_dir
+
+if TYPE_CHECKING:  # the experiment module loads torch: imported when a command runs
+    from .experiment import Budget
 
 __all__ = ["add_commands", "FILE_KINDS"]
 
@@ -264,7 +267,7 @@ def _demo_choices(args: argparse.Namespace) -> tuple[list[str], list[str], list[
     return fusions, hybrids, None if chosen == "default" else [BASELINE_KEYS[k] for k in keys]
 
 
-def _demo_budget(args: argparse.Namespace) -> Any:
+def _demo_budget(args: argparse.Namespace) -> Budget:
     """The demo's :class:`~rnnfuse.app.experiment.Budget` from ``--steps --patience --epochs``
     (and ``--seeds --jobs --seed`` checked)."""
     from .experiment import Budget
@@ -279,7 +282,7 @@ def _demo_budget(args: argparse.Namespace) -> Any:
     )
 
 
-def _demo_data(args: argparse.Namespace) -> tuple[Any, float | None]:
+def _demo_data(args: argparse.Namespace) -> tuple[DataConfig, float | None]:
     """The demo's data configuration and period from the data flags, checked."""
     from .config import validate
     from .demo_data import demo_data, parse_period
